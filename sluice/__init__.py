@@ -1,0 +1,47 @@
+"""sluice: parallel Python over a shared-memory object store.
+
+The public API, re-exported; nothing else lives here.
+"""
+
+from sluice import exceptions
+from sluice.dsl.actor import ActorClass, ActorHandle, get_actor
+from sluice.dsl.options import method
+from sluice.dsl.remote import RemoteFunction, remote
+from sluice.executor.api import (
+    available_resources,
+    cancel,
+    cluster_resources,
+    get,
+    get_gpu_ids,
+    init,
+    is_initialized,
+    kill,
+    put,
+    shutdown,
+    wait,
+)
+from sluice.executor.object_ref import ObjectRef
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActorClass",
+    "ActorHandle",
+    "ObjectRef",
+    "RemoteFunction",
+    "available_resources",
+    "cancel",
+    "cluster_resources",
+    "exceptions",
+    "get",
+    "get_actor",
+    "get_gpu_ids",
+    "init",
+    "is_initialized",
+    "kill",
+    "method",
+    "put",
+    "remote",
+    "shutdown",
+    "wait",
+]

@@ -1,0 +1,1 @@
+"""What users write: ``@remote`` functions and actor classes (and, later, graph nodes)."""

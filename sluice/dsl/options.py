@@ -1,0 +1,72 @@
+"""Task and actor options: defaults, validation, and ``.options()`` merging."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sluice.executor.resources import demand_key
+
+TASK_DEFAULTS: dict[str, Any] = {
+    "num_cpus": 1, "num_gpus": 0, "resources": None, "max_retries": 3,
+    "retry_exceptions": False, "num_returns": 1, "name": None, "jit": False,
+}
+ACTOR_DEFAULTS: dict[str, Any] = {
+    "num_cpus": 0, "num_gpus": 0, "resources": None, "max_restarts": 0,
+    "max_concurrency": 1, "name": None,
+}
+METHOD_DEFAULTS: dict[str, Any] = {"num_returns": 1, "name": None}
+
+
+def normalize(kind: str, given: dict[str, Any], defaults: dict[str, Any], where: str) -> dict[str, Any]:
+    """Merge ``given`` over ``defaults`` and check every value; errors name the option."""
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise ValueError(f"{where}: unknown option(s) {', '.join(unknown)} for a {kind}; "
+                         f"valid options are {', '.join(sorted(defaults))}")
+    opts = {**defaults, **given}
+    for name in ("num_cpus", "num_gpus"):
+        if name not in opts:
+            continue
+        v = opts[name]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+            raise ValueError(f"{where}: {name}={v!r} must be a number >= 0")
+    if opts.get("resources") is not None and not isinstance(opts["resources"], dict):
+        raise ValueError(f"{where}: resources={opts['resources']!r} must be a dict of name -> amount")
+    for name in ("max_retries", "max_restarts"):
+        if name in opts:
+            v = opts[name]
+            if isinstance(v, bool) or not isinstance(v, int) or v < -1:
+                raise ValueError(f"{where}: {name}={v!r} must be an int >= 0 (or -1 for no limit)")
+            if v == -1:
+                opts[name] = 1 << 30
+    if "num_returns" in opts:
+        v = opts["num_returns"]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{where}: num_returns={v!r} must be an int >= 1")
+    if "max_concurrency" in opts:
+        v = opts["max_concurrency"]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{where}: max_concurrency={v!r} must be an int >= 1")
+    if "retry_exceptions" in opts:
+        opts["retry_exceptions"] = _retry_spec(opts["retry_exceptions"], where)
+    if "num_cpus" in opts:
+        opts["_key"] = demand_key(opts["num_cpus"], opts["num_gpus"], opts["resources"])
+    return opts
+
+
+def _retry_spec(value: Any, where: str) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (list, tuple)) and all(isinstance(t, type) and issubclass(t, BaseException)
+                                                 for t in value):
+        return tuple(value)
+    raise ValueError(f"{where}: retry_exceptions={value!r} must be True, False, or a list of "
+                     "exception types")
+
+
+def method(*, num_returns: int = 1):
+    """Set per-method options on an actor method: ``@sluice.method(num_returns=2)``."""
+    def decorate(fn):
+        fn.__sluice_method_options__ = {"num_returns": num_returns}
+        return fn
+    return decorate

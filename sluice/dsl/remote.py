@@ -1,0 +1,112 @@
+"""``@sluice.remote`` and remote functions."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any, Callable
+
+from sluice.dsl.options import TASK_DEFAULTS, normalize
+from sluice.executor import api
+from sluice.executor.calls import dumps_function
+
+
+def remote(*args: Any, **options: Any) -> Any:
+    """Make a function a remote task, or a class an actor.
+
+    Use bare (``@sluice.remote``) or with options (``@sluice.remote(num_cpus=2)``);
+    options are ``num_cpus, num_gpus, resources, max_retries, retry_exceptions,
+    num_returns, name`` for functions and ``num_cpus, num_gpus, resources,
+    max_restarts, max_concurrency, name`` for classes.
+    """
+    if len(args) == 1 and not options and callable(args[0]):
+        return _make(args[0], {})
+    if args:
+        raise TypeError("@sluice.remote takes keyword options only, e.g. @sluice.remote(num_cpus=2)")
+    return lambda target: _make(target, options)
+
+
+def _make(target: Any, options: dict) -> Any:
+    if inspect.isclass(target):
+        from sluice.dsl.actor import ActorClass
+
+        return ActorClass(target, options)
+    if not callable(target):
+        raise TypeError(f"@sluice.remote decorates functions and classes, not {type(target).__name__}")
+    return RemoteFunction(target, options)
+
+
+class RemoteFunction:
+    """A function that runs as a task: ``f.remote(...)`` returns ObjectRef(s) at once."""
+
+    def __init__(self, function: Callable, options: dict, _pickled: tuple[int, bytes] | None = None):
+        self._function = function
+        self._name = getattr(function, "__qualname__", repr(function))
+        self._given = dict(options)
+        self._options = normalize("remote function", options, TASK_DEFAULTS, f"@remote {self._name}")
+        self._options["name"] = self._options["name"] or self._name
+        self._pickled = _pickled  # (function id, cloudpickle bytes), made on first use
+        self._pickling = False
+        functools.update_wrapper(self, function)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(
+            f"remote function {self._name} cannot be called directly; use {self._name}.remote(...) "
+            f"to run it as a task (or {self._name}.bind(...) to build a graph)")
+
+    def _pickle(self) -> tuple[int, bytes]:
+        if self._pickled is None:
+            self._pickling = True
+            try:
+                self._pickled = dumps_function(self._function, f"remote function {self._name}")
+            finally:
+                self._pickling = False
+        return self._pickled
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        """Submit a task; returns one ObjectRef (a list of them when num_returns > 1)."""
+        fn_id, fn_bytes = self._pickle()
+        opts = self._options
+        refs = api.runtime().submit_task(fn_id, fn_bytes, opts["name"], args, kwargs, opts)
+        return refs[0] if opts["num_returns"] == 1 else refs
+
+    def options(self, **options: Any) -> RemoteFunction:
+        """A copy with some options changed: ``f.options(num_cpus=2).remote(x)``."""
+        return RemoteFunction(self._function, {**self._given, **options}, self._pickle())
+
+    def __reduce__(self):
+        if self._pickling or self._pickled is None:
+            # A function that refers to itself: cloudpickle's memo resolves the cycle.
+            return (RemoteFunction, (self._function, self._given))
+        return (_rebuild, (self._pickled, self._given, self._name))
+
+    def __repr__(self) -> str:
+        return f"<sluice remote function {self._name}>"
+
+
+def _rebuild(pickled: tuple[int, bytes], given: dict, name: str) -> RemoteFunction:
+    from pickle import loads
+
+    rf = RemoteFunction.__new__(RemoteFunction)
+    rf._pickled = pickled
+    rf._pickling = False
+    rf._name = name
+    rf._given = given
+    rf._options = normalize("remote function", given, TASK_DEFAULTS, f"@remote {name}")
+    rf._options["name"] = rf._options["name"] or name
+    rf._function = _LazyFunction(pickled[1], loads)
+    return rf
+
+
+class _LazyFunction:
+    """The function inside a rebuilt RemoteFunction, unpickled only if someone needs it."""
+
+    def __init__(self, data: bytes, loads: Callable):
+        self._data = data
+        self._loads = loads
+        self._fn: Callable | None = None
+
+    def __call__(self, *args, **kwargs):
+        if self._fn is None:
+            self._fn = self._loads(self._data)
+        return self._fn(*args, **kwargs)

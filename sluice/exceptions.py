@@ -1,0 +1,146 @@
+"""The errors sluice raises.
+
+Every error a user can catch derives from :class:`SluiceError`. A task's own
+exception comes back from :func:`sluice.get` as a :class:`TaskError` that is
+*also* an instance of the original exception type, so ``except ValueError``
+keeps working around remote code, as Ray users expect.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "SluiceError",
+    "TaskError",
+    "ActorError",
+    "GetTimeoutError",
+    "WorkerCrashedError",
+    "ActorDiedError",
+    "ObjectLostError",
+    "TaskCancelledError",
+    "InfeasibleResourceError",
+    "SerializationError",
+    "InternalError",
+]
+
+
+class SluiceError(Exception):
+    """Base class of every error sluice raises."""
+
+
+class TaskError(SluiceError):
+    """A remote task or actor method raised; the original exception is ``cause``.
+
+    The instance :func:`sluice.get` raises is built by :meth:`as_instanceof_cause`
+    and subclasses both ``TaskError`` and the cause's type.
+    """
+
+    def __init__(self, function_name: str, traceback_text: str, cause: BaseException | None = None):
+        super().__init__(function_name, traceback_text)
+        self.function_name = function_name
+        self.traceback_text = traceback_text
+        self.cause = cause
+
+    def __str__(self) -> str:
+        return f"task {self.function_name} failed:\n{self.traceback_text.rstrip()}"
+
+    def __reduce__(self):
+        return (TaskError, (self.function_name, self.traceback_text, self.cause))
+
+    def as_instanceof_cause(self) -> TaskError:
+        """Return an error that is both a ``TaskError`` and of the cause's type."""
+        cause_type = type(self.cause) if self.cause is not None else None
+        if cause_type is None or isinstance(self.cause, TaskError) or not _can_subclass(cause_type):
+            return self
+        dual_type = _dual_types.get((type(self), cause_type))
+        if dual_type is None:
+            dual_type = type(
+                f"{type(self).__name__}({cause_type.__name__})",
+                (type(self), cause_type),
+                {"__init__": _noop_init, "__str__": type(self).__str__, "__module__": __name__,
+                 "__reduce__": _reduce_dual},
+            )
+            _dual_types[(type(self), cause_type)] = dual_type
+        err = dual_type.__new__(dual_type)
+        err.args = (self.function_name, self.traceback_text)
+        err.function_name = self.function_name
+        err.traceback_text = self.traceback_text
+        err.cause = self.cause
+        # Attributes the cause carried (e.g. OSError.errno) stay reachable.
+        try:
+            err.__dict__.update({k: v for k, v in vars(self.cause).items() if k not in err.__dict__})
+        except TypeError:
+            pass
+        return err
+
+
+class ActorError(TaskError):
+    """A base for actor failures that carry a remote traceback."""
+
+
+class ActorDiedError(ActorError):
+    """The actor's process is gone (killed, crashed past ``max_restarts``, or its
+    constructor raised); calls on it cannot run."""
+
+    def __init__(self, function_name: str = "actor", traceback_text: str = "the actor died",
+                 cause: BaseException | None = None):
+        super().__init__(function_name, traceback_text, cause)
+
+    def __str__(self) -> str:
+        return f"{self.function_name}: {self.traceback_text.rstrip()}"
+
+    def __reduce__(self):
+        return (ActorDiedError, (self.function_name, self.traceback_text, self.cause))
+
+
+class GetTimeoutError(SluiceError, TimeoutError):
+    """``get(..., timeout=)`` ran out of time before the objects were ready."""
+
+
+class WorkerCrashedError(SluiceError):
+    """The worker process running a task died, and the task's retries are spent."""
+
+
+class ObjectLostError(SluiceError):
+    """An object's value is gone (freed, or its spill file vanished) and cannot be rebuilt."""
+
+
+class TaskCancelledError(SluiceError):
+    """The task was cancelled with :func:`sluice.cancel` before it finished."""
+
+
+class InfeasibleResourceError(SluiceError, ValueError):
+    """A task or actor asks for resources that no node of the cluster has."""
+
+
+class SerializationError(SluiceError, TypeError):
+    """A value cannot be pickled to travel to a worker or into the store."""
+
+
+class InternalError(SluiceError):
+    """A broken invariant inside sluice: a bug to report, never a user error."""
+
+
+_dual_types: dict[tuple[type, type], type] = {}
+
+
+def _noop_init(self, *args, **kwargs) -> None:  # the dual type is built by as_instanceof_cause
+    pass
+
+
+def _reduce_dual(self):
+    base = type(self).__mro__[1]
+    return (_rebuild_dual, (base, self.function_name, self.traceback_text, self.cause))
+
+
+def _rebuild_dual(base: type, function_name: str, traceback_text: str, cause):
+    return base(function_name, traceback_text, cause).as_instanceof_cause()
+
+
+def _can_subclass(cls: type) -> bool:
+    if not issubclass(cls, Exception):
+        return False
+    try:
+        type("_probe", (TaskError, cls), {})
+    except TypeError:  # layout conflicts (some C exception types)
+        return False
+    return True

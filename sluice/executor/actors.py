@@ -1,0 +1,214 @@
+"""Actors in the driver: creation, ordered calls, restarts and death.
+
+Each actor owns one worker process for its lifetime. Calls are sent in
+submission order; a call whose arguments are not ready holds back the calls
+behind it (the order a user observes is the order they called in).
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import TYPE_CHECKING
+
+from sluice.executor import protocol as P
+from sluice.executor.process import spawn_worker
+from sluice.executor.records import FAILED, ActorRecord, TaskRecord, WorkerHandle
+
+if TYPE_CHECKING:
+    from sluice.executor.scheduler import Scheduler
+
+
+class _StartWhenReady:
+    """Waiter callback: the actor's constructor arguments are all ready."""
+
+    __slots__ = ("manager", "actor")
+
+    def __init__(self, manager: ActorManager, actor: ActorRecord):
+        self.manager = manager
+        self.actor = actor
+
+    def set(self) -> None:
+        self.actor.unresolved = 0
+        self.manager.try_start(self.actor)
+
+
+class ActorManager:
+    """The actor half of the scheduler (shares its lock and state)."""
+
+    def __init__(self, scheduler: Scheduler):
+        self.s = scheduler
+        self.waiting_for_resources: list[ActorRecord] = []
+
+    def create(self, actor: ActorRecord) -> None:
+        s = self.s
+        if actor.name is not None:
+            if actor.name in s.named and s.actors[s.named[actor.name]].state != ActorRecord.DEAD:
+                raise ValueError(f"an actor named {actor.name!r} already exists; pick another name "
+                                 f"or reach the existing one with sluice.get_actor({actor.name!r})")
+            s.named[actor.name] = actor.actor_id
+        s.actors[actor.actor_id] = actor
+        s.hold(actor.deps)
+        s.hold(actor.contained)
+        waiter = s.waiter_for(actor.deps, len(actor.deps), _StartWhenReady(self, actor))
+        if waiter is None:
+            self.try_start(actor)
+        else:
+            actor.unresolved = waiter.remaining
+
+    def try_start(self, actor: ActorRecord) -> None:
+        if actor.state != ActorRecord.PENDING:
+            return
+        gpus = self.s.resources.try_acquire(actor.key)
+        if gpus is None:
+            if actor not in self.waiting_for_resources:
+                self.waiting_for_resources.append(actor)
+            return
+        actor.gpu_ids = gpus
+        self.launch(actor)
+
+    def launch(self, actor: ActorRecord) -> None:
+        s = self.s
+        failed = next((s.objects[o].spec[1] for o in actor.deps
+                       if o in s.objects and s.objects[o].state == FAILED), None)
+        if failed is not None:
+            self.mark_dead(actor, failed)
+            return
+        proc, conn = spawn_worker(s.session, next(s.worker_index))
+        w = WorkerHandle(0, proc, conn)
+        w.actor = actor
+        actor.worker = w
+        actor.state = ActorRecord.ALIVE
+        actor.ready = False
+        deps = [s.spec_for_worker(oid) for oid in actor.deps]
+        w.out.append((P.ACTOR_CREATE, actor.cls_bytes, actor.args_blob, deps,
+                      int(actor.options.get("max_concurrency") or 1), actor.class_name,
+                      actor.gpu_ids or None))
+        s.conns_changed = True
+        self.pump(actor)
+        s.send(w)
+        s.runtime.io.wake()
+
+    def call(self, task: TaskRecord) -> None:
+        """Queue an actor method call behind the earlier ones."""
+        actor = task.actor
+        actor.queue.append(task)
+        self.s.submit(task)
+        if actor.state == ActorRecord.DEAD:
+            self.pump(actor)
+
+    def pump(self, actor: ActorRecord) -> None:
+        """Send the calls at the head of the queue whose arguments are ready."""
+        s = self.s
+        q = actor.queue
+        if actor.state == ActorRecord.DEAD:
+            while q:
+                s.finish_failed(q.popleft(), actor.death)
+            return
+        if actor.state != ActorRecord.ALIVE:
+            return
+        w = actor.worker
+        while q and q[0].unresolved == 0:
+            task = q.popleft()
+            if task.cancelled:
+                continue
+            failed = s.failed_dep(task)
+            if failed is not None:
+                s.finish_failed(task, failed)
+                continue
+            deps = []
+            for oid in task.deps:
+                spec = s.spec_for_worker(oid)
+                if spec[0] == P.DEP_SHM:
+                    s.store.pin(oid)
+                    task.pinned.append(oid)
+                deps.append(spec)
+            task.worker = w
+            w.inflight[task.task_id] = task
+            w.out.append((P.ACTOR_CALL, task.task_id, task.method, task.args_blob, deps,
+                          task.return_ids, task.name))
+            s.dirty.add(w)
+        if len(w.out) >= 64 or len(w.inflight) <= len(w.out):
+            s.send(w)
+
+    def on_ready(self, w: WorkerHandle) -> None:
+        w.actor.ready = True
+
+    def on_constructor_failed(self, w: WorkerHandle, blob: bytes) -> None:
+        actor = w.actor
+        self.mark_dead(actor, blob)
+        w.out.append((P.SHUTDOWN,))
+        self.s.send(w)
+
+    def kill(self, actor_id: int, no_restart: bool) -> None:
+        actor = self.s.actors.get(actor_id)
+        if actor is None:
+            return
+        if no_restart:
+            self.mark_dead(actor, self.s.actor_died_blob(
+                actor, "the actor was killed by sluice.kill(); create a new one to go on"))
+        w = actor.worker
+        if w is not None and w.alive:
+            try:
+                w.proc.send_signal(signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def mark_dead(self, actor: ActorRecord, blob: bytes) -> None:
+        if actor.state == ActorRecord.DEAD:
+            return
+        actor.state = ActorRecord.DEAD
+        actor.death = blob
+        if actor.gpu_ids is not None:
+            self.s.resources.release(actor.key, actor.gpu_ids)
+            actor.gpu_ids = None
+            self.retry_waiting()
+        self.s.unhold(actor.deps)
+        self.s.unhold(actor.contained)
+        actor.keep = []
+        if actor.name is not None and self.s.named.get(actor.name) == actor.actor_id:
+            del self.s.named[actor.name]
+        self.pump(actor)
+
+    def died(self, w: WorkerHandle) -> None:
+        """An actor's process exited: restart it, or fail its calls for good."""
+        s = self.s
+        if not w.alive:
+            return
+        w.alive = False
+        s.conns_changed = True
+        s.dirty.discard(w)
+        actor = w.actor
+        code = w.proc.poll()
+        if actor.state != ActorRecord.DEAD and actor.restarts_left > 0:
+            actor.restarts_left -= 1
+            lost = s.actor_died_blob(actor, f"the actor's process died (exit code {code}) while this "
+                                            "call was running; the actor was restarted for later calls")
+            self.fail_inflight(w, lost)
+            actor.state = ActorRecord.PENDING
+            self.launch(actor)
+            return
+        if actor.state != ActorRecord.DEAD:
+            self.mark_dead(actor, s.actor_died_blob(
+                actor, f"the actor's process died (exit code {code}) and max_restarts is spent"))
+        self.fail_inflight(w, actor.death)
+
+    def fail_inflight(self, w: WorkerHandle, blob: bytes) -> None:
+        for task in list(w.inflight.values()):
+            self.s.finish_failed(task, blob)
+        w.inflight.clear()
+
+    def retry_waiting(self) -> None:
+        waiting, self.waiting_for_resources = self.waiting_for_resources, []
+        for actor in waiting:
+            self.try_start(actor)
+
+    def check_feasible(self, actor: ActorRecord) -> None:
+        self.s.resources.check_feasible(actor.key, f"actor {actor.class_name}")
+
+    def lookup(self, name: str):
+        actor_id = self.s.named.get(name)
+        if actor_id is None:
+            return None
+        actor = self.s.actors[actor_id]
+        return (actor.actor_id, actor.class_name, actor.options.get("_methods", {}))
+

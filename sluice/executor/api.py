@@ -1,0 +1,172 @@
+"""The eager API: init/shutdown and get/put/wait/cancel/kill on the current runtime."""
+
+from __future__ import annotations
+
+import atexit
+import threading
+from typing import Any, Sequence
+
+from sluice.executor import context
+from sluice.executor.object_ref import ObjectRef
+
+_init_lock = threading.Lock()
+
+
+def init(num_cpus: float | None = None, num_gpus: float | None = None,
+         resources: dict[str, float] | None = None, object_store_memory: int | None = None,
+         *, spill_dir: str | None = None, ignore_reinit_error: bool = False,
+         address: str | None = None, backend: str = "local") -> None:
+    """Start the embedded local runtime in this process.
+
+    ``num_cpus`` defaults to the machine's CPUs (one worker process each),
+    ``num_gpus`` to the GPUs found, ``object_store_memory`` to 30% of /dev/shm
+    (objects past it spill to ``spill_dir`` on disk). Calling it is optional:
+    the first ``.remote()`` or ``put`` starts a default runtime.
+
+    >>> import sluice
+    >>> sluice.init(num_cpus=1)
+    >>> sluice.is_initialized()
+    True
+    >>> sluice.shutdown()
+    """
+    from sluice.executor.runtime import Runtime
+
+    if address is not None or backend != "local":
+        raise NotImplementedError(
+            f"init(address={address!r}, backend={backend!r}): only the embedded local backend "
+            "exists so far; call sluice.init() without address/backend")
+    with _init_lock:
+        current = context.current()
+        if current is not None:
+            if getattr(current, "is_driver", False):
+                if ignore_reinit_error:
+                    return
+                raise RuntimeError("sluice.init() was already called; call sluice.shutdown() first, "
+                                   "or pass ignore_reinit_error=True")
+            raise RuntimeError("sluice.init() cannot be called inside a task or actor")
+        for name, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
+            if value is not None and (not isinstance(value, (int, float)) or value < 0):
+                raise ValueError(f"init({name}={value!r}): give a number >= 0")
+        if object_store_memory is not None and object_store_memory <= 0:
+            raise ValueError(f"init(object_store_memory={object_store_memory!r}): give a positive "
+                             "number of bytes")
+        context.set_current(Runtime(num_cpus, num_gpus, resources, object_store_memory, spill_dir))
+
+
+def shutdown() -> None:
+    """Stop the runtime: workers and actors exit, shared memory and spill files are removed."""
+    with _init_lock:
+        rt = context.current()
+        if rt is None or not getattr(rt, "is_driver", False):
+            return
+        context.set_current(None)
+        rt.shutdown()
+
+
+atexit.register(shutdown)
+
+
+def is_initialized() -> bool:
+    """Whether a runtime is running in this process (a worker counts as initialized)."""
+    return context.current() is not None
+
+
+def runtime() -> Any:
+    """The current runtime, starting the default local one on first use."""
+    rt = context.current()
+    if rt is None:
+        init(ignore_reinit_error=True)
+        rt = context.current()
+    return rt
+
+
+def get(refs: ObjectRef | Sequence[ObjectRef], *, timeout: float | None = None) -> Any:
+    """The value of a ref, or the values of a list of refs, waiting until they are ready.
+
+    Arrays and Arrow tables come back as read-only zero-copy views of the
+    store. A task's exception re-raises here as a ``TaskError`` that is also
+    an instance of its original type. ``timeout`` (seconds) raises
+    ``GetTimeoutError`` when it passes first.
+    """
+    if isinstance(refs, ObjectRef):
+        return runtime().get([refs], _check_timeout(timeout))[0]
+    if not isinstance(refs, (list, tuple)) or not all(isinstance(r, ObjectRef) for r in refs):
+        raise TypeError(f"get() takes an ObjectRef or a list of ObjectRefs, got {_describe(refs)}")
+    if not refs:
+        return []
+    return runtime().get(list(refs), _check_timeout(timeout))
+
+
+def put(value: Any) -> ObjectRef:
+    """Store ``value`` in the object store once; pass the ref to many tasks without copies."""
+    return runtime().put(value)
+
+
+def wait(refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: float | None = None
+         ) -> tuple[list[ObjectRef], list[ObjectRef]]:
+    """Split ``refs`` into (ready, not ready) once ``num_returns`` are ready or ``timeout`` passes.
+
+    Both lists keep the order of ``refs``; ``ready`` holds at most ``num_returns`` refs.
+    """
+    if isinstance(refs, ObjectRef) or not isinstance(refs, (list, tuple)) \
+            or not all(isinstance(r, ObjectRef) for r in refs):
+        raise TypeError(f"wait() takes a list of ObjectRefs, got {_describe(refs)}")
+    if len(set(refs)) != len(refs):
+        raise ValueError("wait() got the same ObjectRef twice; pass each ref once")
+    if not 0 <= num_returns <= len(refs):
+        raise ValueError(f"wait(num_returns={num_returns}) with {len(refs)} refs; "
+                         f"num_returns must be between 0 and {len(refs)}")
+    if not refs:
+        return [], []
+    done = set(runtime().wait(list(refs), num_returns, _check_timeout(timeout)))
+    ready = [r for r in refs if r.id in done][:num_returns] if num_returns else []
+    chosen = {r.id for r in ready}
+    return ready, [r for r in refs if r.id not in chosen]
+
+
+def cancel(ref: ObjectRef, *, force: bool = False) -> None:
+    """Cancel the task that computes ``ref``; its ``get`` raises ``TaskCancelledError``.
+
+    A task not started yet never runs. A running task is abandoned (its result
+    discarded) unless ``force=True``, which kills its worker process.
+    """
+    if not isinstance(ref, ObjectRef):
+        raise TypeError(f"cancel() takes an ObjectRef, got {_describe(ref)}")
+    runtime().cancel(ref, force)
+
+
+def kill(actor: Any, *, no_restart: bool = True) -> None:
+    """Kill an actor's process at once; its pending and later calls raise ``ActorDiedError``."""
+    actor_id = getattr(actor, "_actor_id", None)
+    if actor_id is None:
+        raise TypeError(f"kill() takes an actor handle, got {_describe(actor)}; "
+                        "to stop a task use sluice.cancel(ref, force=True)")
+    runtime().kill(actor_id, no_restart)
+
+
+def cluster_resources() -> dict[str, float]:
+    """Total resources of the runtime (CPU, GPU, custom)."""
+    return runtime().lookup("resources", "total")
+
+
+def available_resources() -> dict[str, float]:
+    """Resources free right now."""
+    return runtime().lookup("resources", "available")
+
+
+def get_gpu_ids() -> list[int]:
+    """The GPU ids granted to the current task or actor (from ``CUDA_VISIBLE_DEVICES``)."""
+    import os
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    return [int(g) for g in visible.split(",") if g.strip().isdigit()]
+
+
+def _check_timeout(timeout: float | None) -> float | None:
+    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
+        raise ValueError(f"timeout={timeout!r}: give seconds >= 0, or None to wait forever")
+    return timeout
+
+
+def _describe(value: Any) -> str:
+    return f"{type(value).__name__} {value!r:.60}"

@@ -1,0 +1,121 @@
+"""How a call's function and arguments are packed for a worker, and unpacked there.
+
+Top-level ObjectRef arguments become dependencies: the worker receives their
+values, not the refs. Refs nested inside containers travel as refs (Ray's rule).
+Functions are content-addressed: the id of a function is a hash of its pickle,
+so the driver and every worker agree on it without coordination.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Callable
+
+import cloudpickle
+
+from sluice.exceptions import SerializationError
+from sluice.executor.object_ref import ObjectRef
+from sluice.executor.protocol import INLINE_MAX
+from sluice.store.serialization import loads, serialize, to_bytes
+
+
+def dumps_function(fn: Any, name: str) -> tuple[int, bytes]:
+    """Pickle a function or class once; returns ``(content id, bytes)``."""
+    try:
+        data = cloudpickle.dumps(fn, protocol=5)
+    except Exception as err:
+        raise SerializationError(
+            f"{name} cannot be pickled to send to workers ({type(err).__name__}: {err}); "
+            "move what it captures (locks, sockets, open files) into the function body"
+        ) from err
+    return function_id(data), data
+
+
+def function_id(data: bytes) -> int:
+    """A 63-bit content hash of a pickled function."""
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little") >> 1
+
+
+def encode_call(
+    name: str,
+    args: tuple,
+    kwargs: dict,
+    put: Callable[[Any], ObjectRef],
+) -> tuple[bytes, list[int], tuple[int, ...], list[ObjectRef]]:
+    """Pack ``args``/``kwargs`` for a worker.
+
+    Returns ``(blob, dependency ids, contained ids, refs to keep alive)``:
+    top-level ObjectRefs are replaced by slots the worker fills with their
+    values; arguments whose pickle exceeds ``INLINE_MAX`` are stored with
+    ``put`` first and passed the same way (as Ray does), so big arrays are
+    written to shared memory once and mapped by the worker.
+    """
+    slots: list[int | str] = []
+    deps: list[int] = []
+    keep: list[ObjectRef] = []
+    plain_args = list(args)
+    plain_kwargs = dict(kwargs) if kwargs else kwargs
+    for i, a in enumerate(plain_args):
+        if type(a) is ObjectRef:
+            slots.append(i)
+            deps.append(a.id)
+            plain_args[i] = None
+    if plain_kwargs:
+        for k, v in plain_kwargs.items():
+            if type(v) is ObjectRef:
+                slots.append(k)
+                deps.append(v.id)
+                plain_kwargs[k] = None
+    payload = (plain_args, plain_kwargs, slots)
+    try:
+        sobj = serialize(payload)
+    except SerializationError:
+        _raise_for_unpicklable(name, plain_args, plain_kwargs or {})
+        raise
+    if sobj.nbytes > INLINE_MAX:
+        moved = _move_large_arguments(plain_args, plain_kwargs or {}, slots, deps, keep, put)
+        if moved:
+            sobj = serialize((plain_args, plain_kwargs, slots))
+    return to_bytes(sobj), deps, sobj.contained_ids, keep
+
+
+def _move_large_arguments(args, kwargs, slots, deps, keep, put) -> bool:
+    moved = False
+    for key, value in [*enumerate(args), *kwargs.items()]:
+        if key in slots or value is None:
+            continue
+        if serialize(value).nbytes > INLINE_MAX // 2:
+            ref = put(value)
+            keep.append(ref)
+            slots.append(key)
+            deps.append(ref.id)
+            if isinstance(key, int):
+                args[key] = None
+            else:
+                kwargs[key] = None
+            moved = True
+    return moved
+
+
+def _raise_for_unpicklable(name: str, args: list, kwargs: dict) -> None:
+    for key, value in [*enumerate(args), *kwargs.items()]:
+        try:
+            serialize(value)
+        except SerializationError as err:
+            where = f"argument {key}" if isinstance(key, int) else f"keyword argument {key!r}"
+            raise SerializationError(
+                f"{where} of {name} (type {type(value).__module__}.{type(value).__qualname__}) "
+                f"cannot be pickled to send to a worker: {err}. Pass something picklable, "
+                "or create the object inside the task"
+            ) from err
+
+
+def decode_call(blob: bytes, dep_values: list) -> tuple[list, dict]:
+    """Unpack a call on the worker, filling dependency slots with their values."""
+    args, kwargs, slots = loads(blob)
+    for slot, value in zip(slots, dep_values):
+        if isinstance(slot, int):
+            args[slot] = value
+        else:
+            kwargs[slot] = value
+    return args, kwargs or {}

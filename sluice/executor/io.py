@@ -1,0 +1,187 @@
+"""The driver's I/O thread: reads every worker pipe and applies what arrives.
+
+It sleeps in one ``multiprocessing.connection.wait`` over all pipes plus a
+wake-up pipe, and handles each batch under the scheduler lock, then flushes
+whatever the batch made ready. This is the only thread that reads pipes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from multiprocessing.connection import wait
+from typing import Any
+
+from sluice.executor import protocol as P
+from sluice.executor.records import ActorRecord, TaskRecord, WorkerHandle
+from sluice.executor.resources import demand_key
+
+
+class IOThread:
+    """Reads worker messages for a :class:`~sluice.executor.runtime.Runtime`."""
+
+    def __init__(self, runtime: Any):
+        self.rt = runtime
+        self.s = runtime.scheduler
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_w, False)
+        self.stopping = False
+        self.thread = threading.Thread(target=self.loop, name="sluice-io", daemon=True)
+        self.conn_map: dict[Any, WorkerHandle] = {}
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def wake(self) -> None:
+        try:
+            os.write(self.wake_w, b"x")
+        except (BlockingIOError, OSError):
+            pass  # already awake-pending, or closing
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.wake()
+        if threading.current_thread() is not self.thread:
+            self.thread.join(timeout=5)
+        for fd in (self.wake_r, self.wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def kill_worker(self, w: WorkerHandle) -> None:
+        try:
+            w.proc.send_signal(signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def refresh(self) -> None:
+        s = self.s
+        s.conns_changed = False
+        self.conn_map = {w.conn: w for w in s.all_workers() if w.alive}
+
+    def loop(self) -> None:
+        s = self.s
+        while not self.stopping:
+            if s.conns_changed:
+                with s.lock:
+                    self.refresh()
+            ready = wait([self.wake_r, *self.conn_map])
+            if self.stopping:
+                return
+            with s.lock:
+                s.apply_ref_events()
+                for c in ready:
+                    if c == self.wake_r:
+                        try:
+                            os.read(self.wake_r, 4096)
+                        except OSError:
+                            pass
+                        continue
+                    w = self.conn_map.get(c)
+                    if w is None or not w.alive:
+                        continue
+                    try:
+                        batch = P.unpack(c.recv_bytes())
+                    except (EOFError, OSError):
+                        self.on_death(w)
+                        continue
+                    self.handle(w, batch)
+                s.apply_ref_events()
+                s.dispatch()
+                s.flush_all()
+
+    def on_death(self, w: WorkerHandle) -> None:
+        try:
+            w.proc.wait(timeout=5)
+        except Exception:
+            pass
+        try:
+            w.conn.close()
+        except OSError:
+            pass
+        if w.actor is not None:
+            self.rt.actors.died(w)
+        else:
+            self.s.worker_died(w)
+
+    def handle(self, w: WorkerHandle, batch: list) -> None:
+        s = self.s
+        for msg in batch:
+            code = msg[0]
+            if code == P.DONE:
+                s.task_done(w, msg[1], msg[2], msg[3])
+            elif code == P.FAILED:
+                s.task_failed(w, msg[1], msg[2], msg[3], msg[4])
+            elif code == P.INCREF:
+                # A worker's put announces its ref before the value: the entry may be new.
+                s.new_entry(msg[1], None).refs += 1
+            elif code == P.DECREF:
+                s.ref_events.append((-1, msg[1]))
+            elif code == P.SUBMIT:
+                self.nested_submit(msg)
+            elif code == P.GET:
+                s.worker_get(w, msg[1], msg[2], False, len(msg[2]), False)
+            elif code == P.WAIT:
+                s.worker_get(w, msg[1], msg[2], True, msg[3], msg[4])
+            elif code == P.PUT:
+                s.add_object(msg[1], msg[2], msg[3])
+            elif code == P.BOUNCE:
+                s.bounce(w, msg[1])
+            elif code == P.ACTOR_READY:
+                self.rt.actors.on_ready(w)
+            elif code == P.ACTOR_FAILED:
+                self.rt.actors.on_constructor_failed(w, msg[1])
+            elif code == P.CREATE_ACTOR:
+                self.nested_create_actor(msg)
+            elif code == P.CALL_ACTOR:
+                self.nested_actor_call(msg)
+            elif code == P.LOOKUP:
+                w.out.append((P.LOOKUP_REPLY, msg[1], self.rt.lookup_locked(msg[2], msg[3])))
+                s.send(w)
+            elif code == P.KILL:
+                self.rt.actors.kill(msg[1], msg[2])
+            elif code == P.CANCEL:
+                s.cancel(msg[1], msg[2])
+        s.apply_ref_events()
+
+    def nested_submit(self, msg: tuple) -> None:
+        _, fn_id, fn_bytes, blob, deps, contained, return_ids, options = msg
+        s = self.s
+        if fn_bytes is not None:
+            s.functions.setdefault(fn_id, fn_bytes)
+        key = demand_key(options["num_cpus"], options["num_gpus"], options["resources"])
+        task = TaskRecord(next(s.task_ids), fn_id, options["name"], blob, deps, contained, return_ids,
+                          key, options["max_retries"], options["retry_exceptions"], [])
+        try:
+            s.resources.check_feasible(key, f"task {options['name']}")
+        except Exception as err:
+            from sluice.store import serialization
+
+            s.submit(task)
+            s.finish_failed(task, serialization.dumps(err))
+            return
+        s.submit(task)
+
+    def nested_create_actor(self, msg: tuple) -> None:
+        _, actor_id, cls_id, cls_bytes, blob, deps, contained, options = msg
+        s = self.s
+        if cls_bytes is not None:
+            s.functions.setdefault(cls_id, cls_bytes)
+        key = demand_key(options["num_cpus"], options["num_gpus"], options["resources"])
+        actor = ActorRecord(actor_id, options["class_name"], cls_id, s.functions[cls_id], blob, deps,
+                            contained, options, key, [])
+        try:
+            self.rt.actors.check_feasible(actor)
+            self.rt.actors.create(actor)
+        except Exception as err:
+            from sluice.store import serialization
+
+            s.actors[actor_id] = actor
+            self.rt.actors.mark_dead(actor, serialization.dumps(err))
+
+    def nested_actor_call(self, msg: tuple) -> None:
+        _, actor_id, method, blob, deps, contained, return_ids, options = msg
+        self.rt.submit_actor_call_locked(actor_id, method, options["name"], blob, deps, contained,
+                                         return_ids, [])

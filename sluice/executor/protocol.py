@@ -1,0 +1,64 @@
+"""Messages between the driver and its worker processes.
+
+Every message is a plain tuple whose first item is one of the codes below;
+messages travel in batches (a list pickled once per pipe write), which is
+what keeps per-task overhead near the IPC floor.
+
+Dependency specs (how a task's ObjectRef arguments reach a worker):
+``(DEP_INLINE, bytes)`` a small serialized value, ``(DEP_SHM, name)`` a
+shared-memory segment to map, ``(DEP_LOCAL, object_id)`` a result this same
+worker produced just before (pipelined chains never round-trip the driver).
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+# driver -> worker
+TASK = 1            # (TASK, task_id, fn_id, fn_bytes|None, args_blob, deps, return_ids, retry_exc, gpu_ids, name)
+GET_REPLY = 2       # (GET_REPLY, req_id, [result spec per id])
+ACTOR_CREATE = 3    # (ACTOR_CREATE, cls_bytes, args_blob, deps, max_concurrency, name, gpu_ids)
+ACTOR_CALL = 4      # (ACTOR_CALL, task_id, method, args_blob, deps, return_ids, name)
+RELEASE = 5         # (RELEASE, [segment names]) forget cached mappings of freed objects
+SHUTDOWN = 6        # (SHUTDOWN,)
+WAIT_REPLY = 7      # (WAIT_REPLY, req_id, [ready ids])
+LOOKUP_REPLY = 8    # (LOOKUP_REPLY, req_id, value)
+RELINQUISH = 9      # (RELINQUISH,) a blocked worker hands back the tasks it has not started
+
+# worker -> driver
+DONE = 20           # (DONE, task_id, [result spec], seconds)
+FAILED = 21         # (FAILED, task_id, error_blob, retryable, seconds)
+SUBMIT = 22         # (SUBMIT, fn_id, fn_bytes|None, args_blob, deps, contained, return_ids, options)
+GET = 23            # (GET, req_id, [ids])
+INCREF = 24         # (INCREF, id)
+DECREF = 25         # (DECREF, id)
+PUT = 26            # (PUT, id, result spec)
+WAIT = 27           # (WAIT, req_id, [ids], num_returns, query_now)
+BOUNCE = 28         # (BOUNCE, [task ids]) tasks handed back unstarted
+ACTOR_READY = 30    # (ACTOR_READY,)
+ACTOR_FAILED = 31   # (ACTOR_FAILED, error_blob)
+CREATE_ACTOR = 32   # (CREATE_ACTOR, actor_id, cls_id, cls_bytes|None, args_blob, deps, contained, options)
+CALL_ACTOR = 33     # (CALL_ACTOR, actor_id, method, args_blob, deps, contained, return_ids, options)
+LOOKUP = 34         # (LOOKUP, req_id, what, arg): named actors and other driver state
+KILL = 35           # (KILL, actor_id, no_restart)
+CANCEL = 36         # (CANCEL, object_id, force)
+
+# result and dependency specs
+DEP_INLINE = 0      # (DEP_INLINE, bytes)
+DEP_SHM = 1         # (DEP_SHM, segment name)  for results: (DEP_SHM, size)
+DEP_LOCAL = 2       # (DEP_LOCAL, object_id)
+DEP_ERROR = 3       # (DEP_ERROR, error blob)
+
+INLINE_MAX = 100 * 1024
+"""Values up to this many serialized bytes travel inside messages; larger ones go to shared memory."""
+
+
+def pack(messages: list) -> bytes:
+    """One pipe write for a batch of messages."""
+    return pickle.dumps(messages, protocol=5)
+
+
+def unpack(data: bytes) -> list[Any]:
+    """The batch of messages of one pipe read."""
+    return pickle.loads(data)

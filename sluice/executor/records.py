@@ -1,0 +1,142 @@
+"""The driver's bookkeeping records: objects, tasks, worker processes and actors.
+
+Plain slotted classes (mutable: the scheduler updates them in place under its
+lock). Field comments state the invariants the scheduler keeps.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections import deque
+from multiprocessing.connection import Connection
+from typing import Any
+
+from sluice.executor.resources import ResourceKey
+
+PENDING, READY, FAILED = 0, 1, 2
+
+
+class ObjectEntry:
+    """One object the driver tracks."""
+
+    __slots__ = ("state", "spec", "refs", "holds", "contained", "waiters", "producer")
+
+    def __init__(self, producer: TaskRecord | None = None):
+        self.state = PENDING
+        self.spec: tuple | None = None       # (DEP_INLINE, bytes) | (DEP_SHM, size) | (DEP_ERROR, blob)
+        self.refs = 0                        # live ObjectRefs, in the driver and borrowed by workers
+        self.holds = 0                       # pending tasks that read it + objects that contain it
+        self.contained: tuple[int, ...] = ()  # ids this object's value refers to (each holds +1)
+        self.waiters: list = []              # TaskRecords and Waiters to notify once not PENDING
+        self.producer = producer             # the task computing it, while PENDING
+
+    @property
+    def freeable(self) -> bool:
+        return self.refs <= 0 and self.holds <= 0 and self.state != PENDING
+
+
+class TaskRecord:
+    """A task or actor call from submission until its results are stored."""
+
+    __slots__ = ("task_id", "fn_id", "name", "args_blob", "deps", "contained", "return_ids",
+                 "key", "retries_left", "retry_exc", "unresolved", "worker", "actor", "method",
+                 "cancelled", "pinned", "keep", "local_to")
+
+    def __init__(self, task_id: int, fn_id: int, name: str, args_blob: bytes, deps: list[int],
+                 contained: tuple[int, ...], return_ids: list[int], key: ResourceKey,
+                 retries_left: int, retry_exc: Any, keep: list):
+        self.task_id = task_id
+        self.fn_id = fn_id                   # function id; 0 for actor calls
+        self.name = name
+        self.args_blob = args_blob
+        self.deps = deps                     # object ids whose values fill argument slots
+        self.contained = contained           # ids nested in the arguments (held, passed as refs)
+        self.return_ids = return_ids
+        self.key = key
+        self.retries_left = retries_left
+        self.retry_exc = retry_exc
+        self.unresolved = 0                  # deps still PENDING (not counting local pipelining)
+        self.worker: WorkerHandle | None = None  # where it was sent, while in flight
+        self.actor: ActorRecord | None = None
+        self.method: str | None = None
+        self.cancelled = False
+        self.pinned: list[int] = []          # shm deps pinned in the store while in flight
+        self.keep = keep                     # ObjectRefs of auto-put arguments, dropped when done
+        self.local_to: WorkerHandle | None = None  # set when pipelined behind its producer
+
+
+class WorkerHandle:
+    """A worker process as the driver sees it."""
+
+    __slots__ = ("index", "proc", "conn", "out", "inflight", "lease", "gpu_ids", "known_fns",
+                 "blocked", "actor", "alive", "pending_gets")
+
+    def __init__(self, index: int, proc: subprocess.Popen, conn: Connection):
+        self.index = index
+        self.proc = proc
+        self.conn = conn
+        self.out: list = []                  # messages to send at the next flush
+        self.inflight: dict[int, TaskRecord] = {}  # sent, no result yet (insertion = send order)
+        self.lease: ResourceKey | None = None  # resources held while inflight is non-empty
+        self.gpu_ids: list[int] = []
+        self.known_fns: set[int] = set()     # function ids this process has unpickled
+        self.blocked = 0                     # nested gets waiting in the driver
+        self.actor: ActorRecord | None = None  # set for an actor's dedicated process
+        self.alive = True
+        self.pending_gets = 0
+
+
+class ActorRecord:
+    """An actor: its options, its process, and its calls in submission order."""
+
+    __slots__ = ("actor_id", "name", "class_name", "cls_id", "cls_bytes", "args_blob", "deps",
+                 "contained", "options", "key", "gpu_ids", "worker", "state", "restarts_left",
+                 "queue", "death", "keep", "unresolved", "ready")
+
+    PENDING, ALIVE, DEAD = 0, 1, 2
+
+    def __init__(self, actor_id: int, class_name: str, cls_id: int, cls_bytes: bytes,
+                 args_blob: bytes, deps: list[int], contained: tuple[int, ...], options: dict,
+                 key: ResourceKey, keep: list):
+        self.actor_id = actor_id
+        self.name: str | None = options.get("name")
+        self.class_name = class_name
+        self.cls_id = cls_id
+        self.cls_bytes = cls_bytes
+        self.args_blob = args_blob
+        self.deps = deps
+        self.contained = contained
+        self.options = options
+        self.key = key
+        self.gpu_ids: list[int] | None = None  # granted at start; None until then
+        self.worker: WorkerHandle | None = None
+        self.state = ActorRecord.PENDING
+        self.restarts_left = int(options.get("max_restarts", 0))
+        self.queue: deque[TaskRecord] = deque()  # calls not yet sent, in submission order
+        self.death: bytes | None = None      # error blob every later call fails with
+        self.keep = keep
+        self.unresolved = 0                  # constructor deps still pending
+        self.ready = False                   # constructor finished
+
+
+class Waiter:
+    """A driver thread blocked in get/wait until ``remaining`` objects are ready."""
+
+    __slots__ = ("remaining", "event")
+
+    def __init__(self, remaining: int, event: Any):
+        self.remaining = remaining
+        self.event = event
+
+
+class WorkerRequest:
+    """A worker blocked in a nested get/wait, answered when ``remaining`` hits 0."""
+
+    __slots__ = ("worker", "req_id", "ids", "remaining", "is_wait")
+
+    def __init__(self, worker: WorkerHandle, req_id: int, ids: list[int], remaining: int, is_wait: bool):
+        self.worker = worker
+        self.req_id = req_id
+        self.ids = ids
+        self.remaining = remaining
+        self.is_wait = is_wait

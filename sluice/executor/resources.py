@@ -1,0 +1,107 @@
+"""Resource accounting for one node: CPUs, logical GPUs and custom resources."""
+
+from __future__ import annotations
+
+import math
+
+from sluice.exceptions import InfeasibleResourceError
+
+ResourceKey = tuple[tuple[str, float], ...]
+"""A demand in canonical form: sorted (name, amount) pairs with amount > 0."""
+
+
+def demand_key(num_cpus: float, num_gpus: float, resources: dict[str, float] | None) -> ResourceKey:
+    """The canonical, hashable form of a task's resource demand."""
+    items: dict[str, float] = {}
+    if num_cpus:
+        items["CPU"] = float(num_cpus)
+    if num_gpus:
+        items["GPU"] = float(num_gpus)
+    for name, amount in (resources or {}).items():
+        if name in ("CPU", "GPU"):
+            raise ValueError(f"resources={{{name!r}: ...}}: use num_cpus/num_gpus for {name}")
+        if amount < 0:
+            raise ValueError(f"resources[{name!r}]={amount} must not be negative")
+        if amount:
+            items[name] = float(amount)
+    return tuple(sorted(items.items()))
+
+
+class NodeResources:
+    """What a node has, and what is free now. GPUs are also handed out by id."""
+
+    def __init__(self, total: dict[str, float]):
+        self.total = {k: float(v) for k, v in total.items()}
+        self.available = dict(self.total)
+        # Remaining capacity of each GPU id (fractional requests share an id, as in Ray).
+        self.gpu_free = [1.0] * int(self.total.get("GPU", 0))
+
+    def check_feasible(self, key: ResourceKey, what: str) -> None:
+        """Raise at once for a demand no amount of waiting could meet."""
+        for name, amount in key:
+            have = self.total.get(name, 0.0)
+            if amount > have:
+                if name == "CPU":
+                    hint = f"num_cpus={amount:g} requested but this sluice runtime has {have:g} CPUs; " \
+                           f"lower num_cpus or start it with sluice.init(num_cpus=...)"
+                elif name == "GPU":
+                    hint = f"num_gpus={amount:g} requested but this sluice runtime has {have:g} GPUs; " \
+                           f"start it with sluice.init(num_gpus=...) or drop the request"
+                else:
+                    hint = f"resources={{{name!r}: {amount:g}}} requested but this sluice runtime has " \
+                           f"{have:g} of {name!r}; start it with sluice.init(resources={{{name!r}: ...}})"
+                raise InfeasibleResourceError(f"{what}: {hint}")
+            if name == "GPU" and amount > 1 and amount != int(amount):
+                raise InfeasibleResourceError(
+                    f"{what}: num_gpus={amount:g}; ask for a fraction below 1 or a whole number of GPUs")
+
+    def try_acquire(self, key: ResourceKey) -> list[int] | None:
+        """Take ``key`` if it fits now; returns the GPU ids granted ([] for none), else None."""
+        avail = self.available
+        for name, amount in key:
+            if avail.get(name, 0.0) < amount - 1e-9:
+                return None
+        gpus = self._pick_gpus(dict(key).get("GPU", 0.0))
+        if gpus is None:
+            return None
+        for name, amount in key:
+            avail[name] -= amount
+        return gpus
+
+    def release(self, key: ResourceKey, gpu_ids: list[int]) -> None:
+        """Give back what :meth:`try_acquire` took."""
+        for name, amount in key:
+            self.available[name] += amount
+        need = dict(key).get("GPU", 0.0)
+        share = need if need < 1 else 1.0
+        for g in gpu_ids:
+            self.gpu_free[g] = min(1.0, self.gpu_free[g] + share)
+
+    def force_acquire(self, key: ResourceKey) -> None:
+        """Take ``key`` back even if that oversubscribes (a worker resuming after a get)."""
+        for name, amount in key:
+            if name != "GPU":
+                self.available[name] -= amount
+
+    def lend(self, key: ResourceKey) -> None:
+        """Return a blocked worker's CPUs (not its GPUs) to the pool while it waits."""
+        for name, amount in key:
+            if name != "GPU":
+                self.available[name] += amount
+
+    def _pick_gpus(self, need: float) -> list[int] | None:
+        if need <= 0:
+            return []
+        free = self.gpu_free
+        if need < 1:
+            for g, cap in enumerate(free):
+                if cap >= need - 1e-9:
+                    free[g] = cap - need
+                    return [g]
+            return None
+        whole = [g for g, cap in enumerate(free) if cap >= 1.0 - 1e-9][: math.ceil(need)]
+        if len(whole) < need:
+            return None
+        for g in whole:
+            free[g] = 0.0
+        return whole

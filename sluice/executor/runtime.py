@@ -1,0 +1,286 @@
+"""The embedded local runtime: what ``sluice.init()`` starts in the driver.
+
+It owns the scheduler, the I/O thread, the shared-memory store and the worker
+processes, and implements the runtime interface the DSL calls
+(``submit_task``, ``create_actor``, ``get``, ...). Inside workers the same
+interface is implemented by :class:`~sluice.executor.worker_api.WorkerAPI`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import tempfile
+import threading
+import time
+from typing import Any
+
+from sluice.exceptions import GetTimeoutError, ObjectLostError, TaskError
+from sluice.executor import protocol as P
+from sluice.executor.actors import ActorManager
+from sluice.executor.calls import encode_call
+from sluice.executor.io import IOThread
+from sluice.executor.object_ref import ObjectRef
+from sluice.executor.records import PENDING, ActorRecord, TaskRecord
+from sluice.executor.resources import NodeResources, demand_key
+from sluice.executor.scheduler import Scheduler
+from sluice.store import serialization, shm
+from sluice.store.object_store import ObjectStore
+
+DEFAULT_STORE_FRACTION = 0.3
+
+
+def default_store_memory() -> int:
+    """30% of /dev/shm (as Ray sizes its store), at least 64 MB."""
+    try:
+        st = os.statvfs("/dev/shm")
+        return max(64 << 20, int(st.f_bsize * st.f_blocks * DEFAULT_STORE_FRACTION))
+    except OSError:
+        return 2 << 30
+
+
+class Runtime:
+    """A running local sluice: scheduler + worker pool + object store."""
+
+    is_driver = True
+
+    def __init__(self, num_cpus: float | None = None, num_gpus: float | None = None,
+                 resources: dict[str, float] | None = None, object_store_memory: int | None = None,
+                 spill_dir: str | None = None):
+        shm.cleanup_stale_sessions()
+        self.session = shm.new_session_id()
+        cpus = float(num_cpus if num_cpus is not None else (os.cpu_count() or 1))
+        gpus = float(num_gpus if num_gpus is not None else _detect_gpus())
+        total = {"CPU": cpus, "GPU": gpus, **(resources or {})}
+        for name, amount in total.items():
+            if amount < 0:
+                raise ValueError(f"init: resource {name!r}={amount} must not be negative")
+        self.resources = NodeResources(total)
+        self.store_capacity = int(object_store_memory or default_store_memory())
+        self._own_spill_dir = spill_dir is None
+        self.spill_dir = spill_dir or tempfile.mkdtemp(prefix=f"sluice-spill-{self.session}-")
+        self.store = ObjectStore(self.session, self.store_capacity, self.spill_dir)
+        self.scheduler = Scheduler(self.session, self.resources, self.store, self)
+        self.actors = ActorManager(self.scheduler)
+        self.io = IOThread(self)
+        self.ids = itertools.count(1)
+        self.io.start()
+        with self.scheduler.lock:
+            for _ in range(max(1, int(cpus))):
+                self.scheduler.start_worker()
+        self.closed = False
+
+    # -- runtime interface: refs ---------------------------------------------------------
+    def add_local_ref(self, oid: int) -> None:
+        self.scheduler.ref_events.append((1, oid))
+
+    def remove_local_ref(self, oid: int) -> None:
+        self.scheduler.ref_events.append((-1, oid))
+
+    def new_object_id(self) -> int:
+        return next(self.ids)  # owner index 0: the driver
+
+    # -- runtime interface: submission -----------------------------------------------------
+    def submit_task(self, fn_id: int, fn_bytes: bytes, name: str, args: tuple, kwargs: dict,
+                    options: dict) -> list[ObjectRef]:
+        """Submit ``fn(*args, **kwargs)``; returns one ref per declared return value."""
+        s = self.scheduler
+        key = options.get("_key")
+        if key is None:
+            key = demand_key(options["num_cpus"], options["num_gpus"], options["resources"])
+        self.resources.check_feasible(key, f"task {name}")
+        blob, deps, contained, keep = encode_call(name, args, kwargs, self.put)
+        with s.lock:
+            s.apply_ref_events()
+            if fn_id not in s.functions:
+                s.functions[fn_id] = fn_bytes
+            return_ids = [next(self.ids) for _ in range(options["num_returns"])]
+            task = TaskRecord(next(s.task_ids), fn_id, name, blob, deps, contained, return_ids,
+                              key, options["max_retries"], options["retry_exceptions"], keep)
+            s.submit(task)
+            refs = [ObjectRef(oid, self) for oid in return_ids]
+            s.dispatch()
+        return refs
+
+    def new_actor_id(self) -> int:
+        return next(self.ids)
+
+    def create_actor(self, actor_id: int, cls_id: int, cls_bytes: bytes, name: str, args: tuple,
+                     kwargs: dict, options: dict) -> None:
+        """Start an actor: a dedicated worker process running ``cls(*args, **kwargs)``."""
+        s = self.scheduler
+        key = demand_key(options["num_cpus"], options["num_gpus"], options["resources"])
+        blob, deps, contained, keep = encode_call(name, args, kwargs, self.put)
+        actor = ActorRecord(actor_id, options["class_name"], cls_id, cls_bytes, blob, deps, contained,
+                            options, key, keep)
+        self.actors.check_feasible(actor)
+        with s.lock:
+            s.apply_ref_events()
+            self.actors.create(actor)
+
+    def submit_actor_task(self, actor_id: int, method: str, name: str, args: tuple, kwargs: dict,
+                          options: dict) -> list[ObjectRef]:
+        """Call ``method`` on an actor; calls run in the order they were made."""
+        blob, deps, contained, keep = encode_call(name, args, kwargs, self.put)
+        s = self.scheduler
+        with s.lock:
+            s.apply_ref_events()
+            return_ids = [next(self.ids) for _ in range(options["num_returns"])]
+            self.submit_actor_call_locked(actor_id, method, name, blob, deps, contained, return_ids, keep)
+            refs = [ObjectRef(oid, self) for oid in return_ids]
+        return refs
+
+    def submit_actor_call_locked(self, actor_id, method, name, blob, deps, contained, return_ids, keep):
+        s = self.scheduler
+        actor = s.actors.get(actor_id)
+        task = TaskRecord(next(s.task_ids), 0, name, blob, deps, contained, return_ids, (), 0, False, keep)
+        task.method = method
+        if actor is None:
+            s.submit(task)
+            s.finish_failed(task, serialization.dumps(ObjectLostError(
+                f"no actor with id {actor_id:x} in this runtime; it belongs to an earlier session")))
+            return
+        task.actor = actor
+        self.actors.call(task)
+
+    def put(self, value: Any) -> ObjectRef:
+        """Store ``value``; small values stay in driver memory, large ones in shared memory."""
+        if isinstance(value, ObjectRef):
+            raise TypeError("put() of an ObjectRef is not allowed; pass the ref itself along")
+        sobj = serialization.serialize(value)
+        s = self.scheduler
+        with s.lock:
+            oid = next(self.ids)
+            s.new_entry(oid, None)
+            ref = ObjectRef(oid, self)
+            s.apply_ref_events()  # count the new ref before the value lands
+            if sobj.nbytes <= P.INLINE_MAX:
+                s.add_object(oid, (P.DEP_INLINE, serialization.to_bytes(sobj)), sobj.contained_ids)
+            else:
+                self.store.put(oid, sobj)
+                s.add_object(oid, (P.DEP_SHM, sobj.nbytes), sobj.contained_ids, adopt=False)
+        return ref
+
+    def kill(self, actor_id: int, no_restart: bool = True) -> None:
+        with self.scheduler.lock:
+            self.actors.kill(actor_id, no_restart)
+
+    def cancel(self, ref: ObjectRef, force: bool = False) -> None:
+        with self.scheduler.lock:
+            self.scheduler.cancel(ref.id, force)
+            self.scheduler.flush_all()
+
+    def lookup(self, what: str, arg: Any) -> Any:
+        with self.scheduler.lock:
+            return self.lookup_locked(what, arg)
+
+    def lookup_locked(self, what: str, arg: Any) -> Any:
+        if what == "actor":
+            return self.actors.lookup(arg)
+        if what == "resources":
+            return dict(self.resources.total) if arg == "total" else dict(self.resources.available)
+        raise ValueError(f"unknown lookup {what!r}")
+
+    # -- runtime interface: blocking ---------------------------------------------------------
+    def get(self, refs: list[ObjectRef], timeout: float | None) -> list:
+        """Values of ``refs`` (zero-copy views for arrays and tables); raises task errors."""
+        ids = [r.id for r in refs]
+        s = self.scheduler
+        event = threading.Event()
+        with s.lock:
+            s.apply_ref_events()
+            s.flush_all()
+            waiter = s.waiter_for(ids, len(ids), event)
+        if waiter is not None and not event.wait(timeout):
+            with s.lock:
+                s.drop_waiter(ids, waiter)
+            raise GetTimeoutError(
+                f"get timed out after {timeout}s with {waiter.remaining} of {len(ids)} objects "
+                f"not ready; raise the timeout or check the tasks with sluice.wait()")
+        with s.lock:
+            specs = [self.read_spec(oid) for oid in ids]
+        return [self.materialize(spec) for spec in specs]
+
+    def read_spec(self, oid: int) -> tuple:
+        entry = self.scheduler.objects.get(oid)
+        if entry is None:
+            raise ObjectLostError(f"object {oid:x} is gone: it was freed, or it belongs to a runtime "
+                                  "that was shut down; keep its ObjectRef alive while you need it")
+        if entry.state == PENDING:
+            raise ObjectLostError(f"object {oid:x} was lost before it was computed (its worker died)")
+        spec = entry.spec
+        if spec[0] == P.DEP_SHM:
+            self.store.ensure_local(oid)
+            return ("value", self.store.get(oid))
+        return spec
+
+    def materialize(self, spec: tuple) -> Any:
+        kind, payload = spec
+        if kind == P.DEP_INLINE:
+            return serialization.loads(payload)
+        if kind == "value":
+            return payload
+        err = serialization.loads(payload)
+        if isinstance(err, TaskError):
+            raise err.as_instanceof_cause()
+        raise err
+
+    def wait(self, refs: list[ObjectRef], num_returns: int, timeout: float | None) -> list[int]:
+        """Ids among ``refs`` that are ready, once ``num_returns`` are or ``timeout`` passes."""
+        ids = [r.id for r in refs]
+        s = self.scheduler
+        event = threading.Event()
+        with s.lock:
+            s.apply_ref_events()
+            s.flush_all()
+            waiter = s.waiter_for(ids, num_returns, event)
+        if waiter is not None:
+            event.wait(timeout)
+            with s.lock:
+                s.drop_waiter(ids, waiter)
+        with s.lock:
+            return [oid for oid in ids
+                    if oid not in s.objects or s.objects[oid].state != PENDING]
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Stop every worker and actor process and remove every shared-memory file."""
+        if self.closed:
+            return
+        self.closed = True
+        s = self.scheduler
+        with s.lock:
+            s.closed = True
+            procs = []
+            for w in list(s.all_workers()):
+                w.out.append((P.SHUTDOWN,))
+                s.send(w)
+                procs.append(w)
+        self.io.stop()
+        deadline = time.monotonic() + 2.0
+        for w in procs:
+            try:
+                w.proc.wait(timeout=max(0.05, deadline - time.monotonic()))
+            except Exception:
+                w.proc.kill()
+                w.proc.wait()
+            try:
+                w.conn.close()
+            except OSError:
+                pass
+        self.store.close()
+        shm.cleanup_session(self.session)
+        if self._own_spill_dir:
+            shutil.rmtree(self.spill_dir, ignore_errors=True)
+
+
+def _detect_gpus() -> int:
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() not in ("", "-1")])
+    try:
+        return len([d for d in os.listdir("/dev") if d.startswith("nvidia") and d[6:].isdigit()])
+    except OSError:
+        return 0
+

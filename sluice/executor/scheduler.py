@@ -1,0 +1,562 @@
+"""The driver's scheduler: objects, tasks, worker leases and dispatch.
+
+All state lives here and changes only under ``self.lock``. Two threads enter:
+the user's thread (submit, get, put, ...) and the I/O thread that reads worker
+pipes (``io.py``). Neither hops to the other per task: the submitting thread
+dispatches directly, and results are applied by the I/O thread a batch at a time.
+
+Worker leases (as in Ray): a pool worker that runs a task holds that task's
+resource demand; more tasks of the same demand may be queued on it (pipelined)
+without taking more resources, since one worker runs one task at a time. The
+lease ends when its queue drains. How deep to pipeline follows how long the
+function took before: short tasks are batched deeply, long ones one at a time.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections import deque
+from typing import Any
+
+from sluice.exceptions import (
+    ActorDiedError,
+    InternalError,
+    TaskCancelledError,
+    WorkerCrashedError,
+)
+from sluice.executor import protocol as P
+from sluice.executor.object_ref import ObjectRef
+from sluice.executor.process import spawn_worker
+from sluice.executor.records import (
+    FAILED,
+    PENDING,
+    READY,
+    ActorRecord,
+    ObjectEntry,
+    TaskRecord,
+    Waiter,
+    WorkerHandle,
+    WorkerRequest,
+)
+from sluice.executor.resources import NodeResources, ResourceKey
+from sluice.store import serialization, shm
+from sluice.store.object_store import ObjectStore
+
+TARGET_BATCH_SECONDS = 0.002
+"""Pipeline depth aims to keep about this much work queued on a leased worker."""
+MAX_PIPELINE = 256
+FLUSH_AT = 64
+
+
+class Scheduler:
+    """Owns every object, task, worker and actor of one driver. See module docstring."""
+
+    def __init__(self, session: str, resources: NodeResources, store: ObjectStore, runtime: Any):
+        self.session = session
+        self.resources = resources
+        self.store = store
+        self.runtime = runtime
+        self.lock = threading.RLock()
+        self.objects: dict[int, ObjectEntry] = {}
+        self.tasks: dict[int, TaskRecord] = {}        # submitted, not finished
+        self.ready: dict[ResourceKey, deque[TaskRecord]] = {}
+        self.workers: list[WorkerHandle] = []          # pool workers (not actors)
+        self.actors: dict[int, ActorRecord] = {}
+        self.named: dict[str, int] = {}
+        self.functions: dict[int, bytes] = {}
+        self.durations: dict[int, float] = {}          # fn id -> smoothed seconds per call
+        self.dirty: set[WorkerHandle] = set()
+        self.task_ids = itertools.count(1)
+        self.worker_index = itertools.count(1)
+        self.ref_events: deque = deque()
+        self.requests: dict[int, list] = {}            # object id -> WorkerRequests waiting
+        self.conns_changed = True
+        self.closed = False
+
+    # -- reference counting ----------------------------------------------------------
+    def apply_ref_events(self) -> None:
+        """Fold queued ObjectRef births and deaths into the counts (under the lock)."""
+        events = self.ref_events
+        objects = self.objects
+        while events:
+            delta, oid = events.popleft()
+            entry = objects.get(oid)
+            if entry is None:
+                continue
+            entry.refs += delta
+            if delta < 0 and entry.freeable:
+                self.free(oid)
+
+    def free(self, oid: int) -> None:
+        stack = [oid]
+        while stack:
+            oid = stack.pop()
+            entry = self.objects.pop(oid, None)
+            if entry is None:
+                continue
+            if entry.spec is not None and entry.spec[0] == P.DEP_SHM:
+                self.store.free(oid)
+                name = shm.segment_name(self.session, oid)
+                for w in self.all_workers():
+                    w.out.append((P.RELEASE, [name]))
+                    self.dirty.add(w)
+            for cid in entry.contained:
+                child = self.objects.get(cid)
+                if child is not None:
+                    child.holds -= 1
+                    if child.freeable:
+                        stack.append(cid)
+
+    def hold(self, ids) -> None:
+        objects = self.objects
+        for oid in ids:
+            entry = objects.get(oid)
+            if entry is not None:
+                entry.holds += 1
+
+    def unhold(self, ids) -> None:
+        objects = self.objects
+        for oid in ids:
+            entry = objects.get(oid)
+            if entry is not None:
+                entry.holds -= 1
+                if entry.freeable:
+                    self.free(oid)
+
+    def all_workers(self):
+        yield from self.workers
+        for actor in self.actors.values():
+            if actor.worker is not None and actor.worker.alive:
+                yield actor.worker
+
+    # -- objects ---------------------------------------------------------------------
+    def new_entry(self, oid: int, producer: TaskRecord | None) -> ObjectEntry:
+        entry = self.objects.get(oid)
+        if entry is None:
+            entry = self.objects[oid] = ObjectEntry(producer)
+        return entry
+
+    def add_object(self, oid: int, spec: tuple, contained: tuple[int, ...], adopt: bool = True) -> None:
+        """A value was stored (put or task result): make it READY and wake its waiters.
+
+        ``adopt``: a worker wrote the shm segment, so the store starts accounting for it now.
+        """
+        entry = self.objects.get(oid)
+        if entry is None:  # every ref died while it was computed
+            if spec[0] == P.DEP_SHM:
+                if adopt:
+                    self.store.adopt(oid, spec[1])
+                self.store.free(oid)
+            return
+        if spec[0] == P.DEP_SHM and adopt:
+            self.store.adopt(oid, spec[1])
+        entry.spec = spec
+        entry.state = FAILED if spec[0] == P.DEP_ERROR else READY
+        entry.producer = None
+        if contained:
+            entry.contained = contained
+            self.hold(contained)
+        self.wake(oid, entry)
+        if entry.freeable:
+            self.free(oid)
+
+    def wake(self, oid: int, entry: ObjectEntry) -> None:
+        waiters, entry.waiters = entry.waiters, []
+        for w in waiters:
+            if type(w) is TaskRecord:
+                w.unresolved -= 1
+                if w.unresolved == 0:
+                    self.make_ready(w)
+            else:
+                w.remaining -= 1
+                if w.remaining == 0:
+                    w.event.set()
+        for req in self.requests.pop(oid, ()):
+            req.remaining -= 1
+            if req.remaining == 0:
+                self.answer(req)
+
+    def spec_for_worker(self, oid: int) -> tuple:
+        """How a worker reads object ``oid`` (which must not be PENDING)."""
+        entry = self.objects.get(oid)
+        if entry is None:
+            from sluice.exceptions import ObjectLostError
+
+            return (P.DEP_ERROR, serialization.dumps(ObjectLostError(
+                f"object {oid:x} was freed: no ObjectRef held it any more")))
+        spec = entry.spec
+        if spec[0] == P.DEP_SHM:
+            return (P.DEP_SHM, self.store.ensure_local(oid))
+        return spec
+
+    # -- submission ------------------------------------------------------------------
+    def submit(self, task: TaskRecord) -> None:
+        """Register a task and its results; run it as soon as its inputs are ready."""
+        self.tasks[task.task_id] = task
+        for oid in task.return_ids:
+            self.new_entry(oid, task)
+        self.hold(task.deps)
+        self.hold(task.contained)
+        self.resolve(task)
+
+    def resolve(self, task: TaskRecord) -> None:
+        """Count the task's pending inputs; queue it now if there are none."""
+        objects = self.objects
+        pending = 0
+        producer_worker = None
+        local_ok = task.actor is None and not task.retry_exc
+        for oid in task.deps:
+            entry = objects.get(oid)
+            if entry is None:
+                continue  # the error surfaces when the task is dispatched
+            if entry.state == PENDING:
+                pending += 1
+                entry.waiters.append(task)
+                prod = entry.producer
+                w = prod.worker if prod is not None else None
+                if prod is not None and prod.retry_exc:
+                    local_ok = False
+                if w is None or w.actor is not None or (producer_worker not in (None, w)):
+                    local_ok = False
+                producer_worker = w
+            elif entry.state == FAILED:
+                local_ok = False
+        task.unresolved = pending
+        if pending == 0:
+            self.make_ready(task)
+        elif local_ok and producer_worker is not None and producer_worker.lease == task.key \
+                and not producer_worker.blocked:
+            # Pipeline behind its producer: the worker feeds it the result locally.
+            self.send_task(task, producer_worker, local=True)
+
+    def make_ready(self, task: TaskRecord) -> None:
+        if task.local_to is not None:
+            return  # already queued on the worker that produces its inputs
+        if task.actor is not None:
+            self.runtime.actors.pump(task.actor)
+            return
+        failed = self.failed_dep(task)
+        if failed is not None:
+            self.finish_failed(task, failed)
+            return
+        q = self.ready.get(task.key)
+        if q is None:
+            q = self.ready[task.key] = deque()
+        q.append(task)
+
+    def failed_dep(self, task: TaskRecord) -> bytes | None:
+        for oid in task.deps:
+            entry = self.objects.get(oid)
+            if entry is None:
+                return self.spec_for_worker(oid)[1]
+            if entry.state == FAILED:
+                return entry.spec[1]
+        return None
+
+    # -- dispatch --------------------------------------------------------------------
+    def dispatch(self) -> None:
+        """Hand ready tasks to workers while resources and pipelines allow."""
+        for key, q in self.ready.items():
+            while q:
+                w = self.pick_worker(key, q[0].fn_id)
+                if w is None:
+                    break
+                self.send_task(q.popleft(), w)
+
+    def pipeline_depth(self, fn_id: int) -> int:
+        seconds = self.durations.get(fn_id)
+        if seconds is None:
+            return 1
+        return max(1, min(MAX_PIPELINE, int(TARGET_BATCH_SECONDS / max(seconds, 1e-7))))
+
+    def pick_worker(self, key: ResourceKey, fn_id: int) -> WorkerHandle | None:
+        best = None
+        for w in self.workers:  # an idle worker already leased for this demand
+            if w.lease == key and not w.blocked and w.alive:
+                if not w.inflight:
+                    return w
+                if best is None or len(w.inflight) < len(best.inflight):
+                    best = w
+        gpus = self.resources.try_acquire(key)
+        if gpus is not None:
+            w = self.idle_worker(key)
+            if w is not None:
+                w.lease, w.gpu_ids = key, gpus
+                return w
+            self.resources.release(key, gpus)
+        if best is not None and len(best.inflight) < self.pipeline_depth(fn_id):
+            return best
+        return None
+
+    def idle_worker(self, key: ResourceKey) -> WorkerHandle | None:
+        running = 0
+        for w in self.workers:
+            if w.lease is None and w.alive:
+                return w
+            if not w.blocked:
+                running += 1
+        cap = max(1, int(self.resources.total.get("CPU", 1)))
+        if dict(key).get("CPU", 0) == 0:
+            cap += 4
+        if running < cap:
+            return self.start_worker()
+        return None
+
+    def start_worker(self) -> WorkerHandle:
+        index = next(self.worker_index)
+        proc, conn = spawn_worker(self.session, index)
+        w = WorkerHandle(index, proc, conn)
+        self.workers.append(w)
+        self.conns_changed = True
+        self.runtime.io.wake()
+        return w
+
+    def send_task(self, task: TaskRecord, w: WorkerHandle, local: bool = False) -> None:
+        deps = []
+        for oid in task.deps:
+            entry = self.objects.get(oid)
+            if local and entry is not None and entry.state == PENDING:
+                deps.append((P.DEP_LOCAL, oid))
+                continue
+            spec = self.spec_for_worker(oid)
+            if spec[0] == P.DEP_SHM:
+                self.store.pin(oid)
+                task.pinned.append(oid)
+            deps.append(spec)
+        if local:
+            task.local_to = w
+        fn_bytes = None
+        if task.fn_id not in w.known_fns:
+            fn_bytes = self.functions[task.fn_id]
+            w.known_fns.add(task.fn_id)
+        task.worker = w
+        was_idle = not w.inflight
+        w.inflight[task.task_id] = task
+        w.out.append((P.TASK, task.task_id, task.fn_id, fn_bytes, task.args_blob, deps,
+                      task.return_ids, task.retry_exc, w.gpu_ids or None, task.name))
+        if was_idle or len(w.out) >= FLUSH_AT:
+            self.send(w)
+        else:
+            self.dirty.add(w)
+
+    def send(self, w: WorkerHandle) -> None:
+        self.dirty.discard(w)
+        if not w.out or not w.alive:
+            return
+        batch, w.out = w.out, []
+        try:
+            w.conn.send_bytes(P.pack(batch))
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            pass  # the I/O thread sees the EOF and handles the death
+
+    def flush_all(self) -> None:
+        for w in list(self.dirty):
+            self.send(w)
+
+    # -- results ---------------------------------------------------------------------
+    def task_done(self, w: WorkerHandle, task_id: int, results: list, seconds: float) -> None:
+        task = w.inflight.pop(task_id, None)
+        if task is None:
+            return  # a stale result (the task was bounced or cancelled meanwhile)
+        self.note_duration(task.fn_id, seconds)
+        self.finish(task)
+        for oid, spec, contained in results:
+            if task.cancelled:
+                if spec[0] == P.DEP_SHM:
+                    self.store.adopt(oid, spec[1])
+                    self.store.free(oid)
+                continue
+            self.add_object(oid, spec, contained)
+        self.release_lease(w)
+
+    def task_failed(self, w: WorkerHandle, task_id: int, blob: bytes, retryable: bool, seconds: float) -> None:
+        task = w.inflight.pop(task_id, None)
+        if task is None:
+            return
+        self.note_duration(task.fn_id, seconds)
+        if retryable and task.retries_left > 0 and not task.cancelled:
+            task.retries_left -= 1
+            self.requeue(task)
+        else:
+            self.finish_failed(task, blob)
+        self.release_lease(w)
+
+    def note_duration(self, fn_id: int, seconds: float) -> None:
+        old = self.durations.get(fn_id)
+        self.durations[fn_id] = seconds if old is None else 0.8 * old + 0.2 * seconds
+
+    def finish(self, task: TaskRecord) -> None:
+        """Drop everything a finished task held: pins, argument holds, keep-alive refs."""
+        self.tasks.pop(task.task_id, None)
+        task.worker = None
+        task.local_to = None
+        for oid in task.pinned:
+            self.store.unpin(oid)
+        task.pinned = []
+        self.unhold(task.deps)
+        self.unhold(task.contained)
+        task.keep = []
+
+    def finish_failed(self, task: TaskRecord, blob: bytes) -> None:
+        self.finish(task)
+        for oid in task.return_ids:
+            if oid in self.objects and self.objects[oid].state == PENDING:
+                self.add_object(oid, (P.DEP_ERROR, blob), ())
+
+    def requeue(self, task: TaskRecord) -> None:
+        """Send a task through scheduling again (retry, or handed back unstarted)."""
+        for oid in task.pinned:
+            self.store.unpin(oid)
+        task.pinned = []
+        task.worker = None
+        task.local_to = None
+        if task.actor is not None:
+            raise InternalError("actor calls are never requeued")
+        for oid in task.deps:  # a pipelined task may still be listed as waiting
+            entry = self.objects.get(oid)
+            if entry is not None and task in entry.waiters:
+                entry.waiters.remove(task)
+        self.resolve(task)
+
+    def release_lease(self, w: WorkerHandle) -> None:
+        if not w.inflight and w.lease is not None and not w.blocked:
+            self.resources.release(w.lease, w.gpu_ids)
+            w.lease, w.gpu_ids = None, []
+            if self.runtime.actors.waiting_for_resources:
+                self.runtime.actors.retry_waiting()
+
+    def bounce(self, w: WorkerHandle, task_ids: list[int]) -> None:
+        for tid in task_ids:
+            task = w.inflight.pop(tid, None)
+            if task is not None:
+                self.requeue(task)
+
+    def cancel(self, oid: int, force: bool) -> None:
+        entry = self.objects.get(oid)
+        if entry is None or entry.state != PENDING or entry.producer is None:
+            return
+        task = entry.producer
+        if task.actor is not None:
+            return  # actor calls run in order; Ray does not cancel them either
+        blob = serialization.dumps(TaskCancelledError(f"task {task.name} was cancelled"))
+        task.cancelled = True
+        w = task.worker
+        if w is None:
+            for q in self.ready.values():
+                if task in q:
+                    q.remove(task)
+            for dep in task.deps:
+                dep_entry = self.objects.get(dep)
+                if dep_entry is not None and task in dep_entry.waiters:
+                    dep_entry.waiters.remove(task)
+        elif force and w.actor is None:
+            w.inflight.pop(task.task_id, None)
+            self.runtime.io.kill_worker(w)
+        self.finish_failed_keep_worker(task, blob)
+
+    def finish_failed_keep_worker(self, task: TaskRecord, blob: bytes) -> None:
+        for oid in task.return_ids:
+            entry = self.objects.get(oid)
+            if entry is not None and entry.state == PENDING:
+                self.add_object(oid, (P.DEP_ERROR, blob), ())
+        if task.worker is None:
+            self.finish(task)
+
+    # -- worker requests (nested get/wait) -------------------------------------------
+    def worker_get(self, w: WorkerHandle, req_id: int, ids: list[int], is_wait: bool, num: int,
+                   query_now: bool) -> None:
+        pending = [oid for oid in ids if oid in self.objects and self.objects[oid].state == PENDING]
+        need = len(pending) - (len(ids) - num) if is_wait else len(pending)
+        req = WorkerRequest(w, req_id, ids, max(0, need), is_wait)
+        if need <= 0 or query_now:
+            self.answer(req, blocked=False)
+            return
+        for oid in pending:
+            self.requests.setdefault(oid, []).append(req)
+        self.block(w)
+
+    def block(self, w: WorkerHandle) -> None:
+        if w.actor is None and w.blocked == 0 and w.lease is not None:
+            self.resources.lend(w.lease)
+            w.out.append((P.RELINQUISH,))
+            self.dirty.add(w)
+        w.blocked += 1
+
+    def answer(self, req: WorkerRequest, blocked: bool = True) -> None:
+        w = req.worker
+        if not w.alive:
+            return
+        if req.is_wait:
+            ready = [oid for oid in req.ids if oid not in self.objects
+                     or self.objects[oid].state != PENDING]
+            w.out.append((P.WAIT_REPLY, req.req_id, ready))
+        else:
+            w.out.append((P.GET_REPLY, req.req_id, [self.spec_for_worker(oid) for oid in req.ids]))
+        if blocked:
+            for oid in req.ids:  # a satisfied wait leaves stale entries behind; drop them
+                lst = self.requests.get(oid)
+                if lst and req in lst:
+                    lst.remove(req)
+                    if not lst:
+                        del self.requests[oid]
+            w.blocked -= 1
+            if w.blocked == 0 and w.actor is None and w.lease is not None:
+                self.resources.force_acquire(w.lease)
+        self.send(w)
+
+    # -- worker death ----------------------------------------------------------------
+    def worker_died(self, w: WorkerHandle) -> None:
+        """A pool worker's pipe closed: retry what it was running, free what it held."""
+        if not w.alive:
+            return
+        w.alive = False
+        self.conns_changed = True
+        if w in self.workers:
+            self.workers.remove(w)
+        self.dirty.discard(w)
+        if w.lease is not None:
+            if w.blocked:
+                self.resources.force_acquire(w.lease)
+            self.resources.release(w.lease, w.gpu_ids)
+            w.lease = None
+        for reqs in self.requests.values():
+            reqs[:] = [r for r in reqs if r.worker is not w]
+        code = w.proc.poll()
+        for task in list(w.inflight.values()):
+            if task.cancelled:
+                self.finish(task)
+            elif task.retries_left > 0:
+                task.retries_left -= 1
+                self.requeue(task)
+            else:
+                err = WorkerCrashedError(
+                    f"the worker process running {task.name} died (exit code {code}) and its "
+                    f"retries are spent; raise max_retries or find what kills it (memory? os._exit?)")
+                self.finish_failed(task, serialization.dumps(err))
+        w.inflight.clear()
+
+    # -- helpers for the API -----------------------------------------------------------
+    def waiter_for(self, ids: list[int], need: int, event: Any) -> Waiter | None:
+        """Register a driver-side waiter for ``need`` of ``ids``; None if already satisfied."""
+        pending = [self.objects[oid] for oid in ids
+                   if oid in self.objects and self.objects[oid].state == PENDING]
+        remaining = need - (len(ids) - len(pending))
+        if remaining <= 0:
+            return None
+        waiter = Waiter(remaining, event)
+        for entry in pending:
+            entry.waiters.append(waiter)
+        return waiter
+
+    def drop_waiter(self, ids: list[int], waiter: Waiter) -> None:
+        for oid in ids:
+            entry = self.objects.get(oid)
+            if entry is not None and waiter in entry.waiters:
+                entry.waiters.remove(waiter)
+
+    def new_ref(self, oid: int) -> ObjectRef:
+        return ObjectRef(oid, self.runtime)
+
+    def actor_died_blob(self, actor: ActorRecord, why: str) -> bytes:
+        return serialization.dumps(ActorDiedError(f"actor {actor.class_name}", why))

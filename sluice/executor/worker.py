@@ -1,0 +1,320 @@
+"""The worker process: runs tasks, or hosts one actor, for the driver.
+
+Started as ``python -m sluice.executor.worker FD SESSION INDEX``; FD is its end
+of a socket pair to the driver. The main thread owns the pipe: it reads batches
+of messages, runs tasks in order and writes results back in batches. Threads of
+a threaded or async actor hand results to :meth:`Worker.emit` and flush.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+import threading
+import time
+import traceback
+from collections import OrderedDict, deque
+from multiprocessing.connection import Connection
+from typing import Any
+
+from sluice.exceptions import GetTimeoutError, SerializationError, TaskError
+from sluice.executor import context, protocol as P
+from sluice.executor.calls import decode_call
+from sluice.executor.worker_api import WorkerAPI
+from sluice.store import serialization, shm
+
+RING_SIZE = 1024
+"""How many recent small results a worker keeps to feed pipelined dependents."""
+
+FLUSH_INTERVAL = 0.001
+"""Results are batched, but never held back longer than this while tasks keep running."""
+
+
+class DependencyFailed(Exception):
+    """A dependency of the task is an error; the task fails with that same error."""
+
+    def __init__(self, blob: bytes):
+        self.blob = blob
+
+
+class Worker(WorkerAPI):
+    """One worker process's state. See the module docstring."""
+
+    def __init__(self, conn: Connection, session: str, index: int):
+        super().__init__(conn, session, index)
+        self.functions: dict[int, Any] = {}
+        self.local: deque = deque()            # tasks received and not yet started
+        self.ring: OrderedDict[int, tuple] = OrderedDict()  # object id -> result spec
+        self.blocked = 0                       # depth of nested get/wait in the main thread
+        self.actor: Any = None
+        self.actor_error: bytes | None = None
+        self.actor_pool: Any = None            # ThreadPoolExecutor for max_concurrency > 1
+        self.actor_loop: Any = None            # asyncio loop thread for async methods
+        self.last_flush = time.perf_counter()
+
+    # -- the main loop ---------------------------------------------------------------
+    def run(self) -> None:
+        """Serve the driver until it says SHUTDOWN or the pipe closes."""
+        while True:
+            if not self.local:
+                self.flush()
+                try:
+                    batch = P.unpack(self.conn.recv_bytes())
+                except (EOFError, OSError):
+                    return
+                if self.handle_batch(batch):
+                    return
+                continue
+            if self.conn.poll():
+                try:
+                    if self.handle_batch(P.unpack(self.conn.recv_bytes())):
+                        return
+                except (EOFError, OSError):
+                    return
+            msg = self.local.popleft()
+            if msg[0] == P.TASK:
+                self.run_task(msg)
+            else:
+                self.run_actor_call(msg)
+            now = time.perf_counter()
+            if not self.local or now - self.last_flush > FLUSH_INTERVAL:
+                self.flush()
+
+    def handle_batch(self, batch: list) -> bool:
+        """Apply one batch from the driver; True when told to shut down."""
+        for msg in batch:
+            code = msg[0]
+            if code == P.TASK or code == P.ACTOR_CALL:
+                if self.blocked and code == P.TASK:
+                    self.emit((P.BOUNCE, [msg[1]]))
+                elif code == P.ACTOR_CALL and (self.actor_pool or self.actor_loop):
+                    self.start_concurrent_call(msg)
+                else:
+                    self.local.append(msg)
+            elif code in (P.GET_REPLY, P.WAIT_REPLY, P.LOOKUP_REPLY):
+                self.deliver_reply(msg[1], msg[2])
+            elif code == P.RELEASE:
+                for name in msg[1]:
+                    self.reader.drop(name)
+            elif code == P.RELINQUISH:
+                bounced = [m[1] for m in self.local if m[0] == P.TASK]
+                if bounced:
+                    self.local = deque(m for m in self.local if m[0] != P.TASK)
+                    self.emit((P.BOUNCE, bounced))
+            elif code == P.ACTOR_CREATE:
+                self.create_actor(msg)
+            elif code == P.SHUTDOWN:
+                return True
+        return False
+
+    # -- tasks -----------------------------------------------------------------------
+    def function(self, fn_id: int, fn_bytes: bytes | None) -> Any:
+        fn = self.functions.get(fn_id)
+        if fn is None:
+            if fn_bytes is None:
+                raise RuntimeError(f"function {fn_id:x} was never sent to this worker")
+            fn = self.functions[fn_id] = pickle.loads(fn_bytes)
+        return fn
+
+    def run_task(self, msg: tuple) -> None:
+        _, task_id, fn_id, fn_bytes, args_blob, deps, return_ids, retry_exc, gpu_ids, name = msg
+        start = time.perf_counter()
+        try:
+            fn = self.function(fn_id, fn_bytes)
+            args, kwargs = decode_call(args_blob, self.resolve_deps(deps))
+            if gpu_ids is not None:
+                os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpu_ids)
+            value = fn(*args, **kwargs)
+            results = self.encode_results(name, value, return_ids)
+        except DependencyFailed as dep:
+            self.record_failure(task_id, return_ids, dep.blob, False, start)
+        except Exception as err:
+            blob = error_blob(name, err)
+            self.record_failure(task_id, return_ids, blob, retryable(err, retry_exc), start)
+        else:
+            self.emit((P.DONE, task_id, results, time.perf_counter() - start))
+
+    def record_failure(self, task_id, return_ids, blob, can_retry, start) -> None:
+        if not can_retry:
+            for oid in return_ids:
+                self.remember(oid, (P.DEP_ERROR, blob))
+        self.emit((P.FAILED, task_id, blob, can_retry, time.perf_counter() - start))
+
+    def encode_results(self, name: str, value: Any, return_ids: list[int]) -> list:
+        if len(return_ids) == 1:
+            values = [value]
+        else:
+            try:
+                values = list(value)
+            except TypeError:
+                values = None
+            if values is None or len(values) != len(return_ids):
+                raise ValueError(
+                    f"{name} declared num_returns={len(return_ids)} but returned "
+                    f"{type(value).__name__} {value!r:.80}; return a tuple of that length"
+                )
+        results = []
+        for oid, v in zip(return_ids, values):
+            spec, contained = self.store_value(oid, v)
+            self.remember(oid, spec)
+            results.append((oid, spec, contained))
+        return results
+
+    def store_value(self, oid: int, value: Any) -> tuple[tuple, tuple]:
+        """Serialize a result: inline when small, else into a shm segment."""
+        sobj = serialization.serialize(value)
+        if sobj.nbytes <= P.INLINE_MAX:
+            return (P.DEP_INLINE, serialization.to_bytes(sobj)), sobj.contained_ids
+        size = shm.write_segment(shm.segment_name(self.session, oid), sobj)
+        return (P.DEP_SHM, size), sobj.contained_ids
+
+    def remember(self, oid: int, spec: tuple) -> None:
+        if spec[0] == P.DEP_SHM:
+            spec = (P.DEP_SHM, shm.segment_name(self.session, oid))
+        self.ring[oid] = spec
+        if len(self.ring) > RING_SIZE:
+            self.ring.popitem(last=False)
+
+    def resolve_deps(self, deps: list) -> list:
+        values = []
+        for spec in deps:
+            values.append(self.value_of(spec))
+        return values
+
+    def value_of(self, spec: tuple, object_id: int | None = None) -> Any:
+        kind, payload = spec
+        if kind == P.DEP_INLINE:
+            return serialization.loads(payload)
+        if kind == P.DEP_SHM:
+            return self.reader.read(payload)
+        if kind == P.DEP_LOCAL:
+            local = self.ring.get(payload)
+            if local is None:  # evicted from the ring: ask the driver like any get
+                local = self.request_objects([payload], None)[0]
+            return self.value_of(local, payload)
+        raise DependencyFailed(payload)
+
+    # -- actors ----------------------------------------------------------------------
+    def create_actor(self, msg: tuple) -> None:
+        _, cls_bytes, args_blob, deps, max_concurrency, name, gpu_ids = msg
+        try:
+            if gpu_ids is not None:
+                os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpu_ids)
+            cls = pickle.loads(cls_bytes)
+            args, kwargs = decode_call(args_blob, self.resolve_deps(deps))
+            self.actor = cls(*args, **kwargs)
+            self.setup_actor_concurrency(cls, max_concurrency)
+        except DependencyFailed as dep:
+            self.actor_error = dep.blob
+        except Exception as err:
+            self.actor_error = error_blob(f"{name}.__init__", err)
+        if self.actor_error is None:
+            self.emit((P.ACTOR_READY,))
+        else:
+            self.emit((P.ACTOR_FAILED, self.actor_error))
+        self.flush()
+
+    def setup_actor_concurrency(self, cls: type, max_concurrency: int) -> None:
+        import inspect
+
+        is_async = any(inspect.iscoroutinefunction(m) for _, m in inspect.getmembers(cls, inspect.isfunction))
+        if is_async:
+            from sluice.executor.actor_loop import ActorLoop
+
+            self.actor_loop = ActorLoop(self, max_concurrency)
+        elif max_concurrency > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.actor_pool = ThreadPoolExecutor(max_concurrency, thread_name_prefix="sluice-actor")
+
+    def start_concurrent_call(self, msg: tuple) -> None:
+        if self.actor_loop is not None:
+            self.actor_loop.submit(msg)
+        else:
+            self.actor_pool.submit(self.run_actor_call, msg, True)
+
+    def run_actor_call(self, msg: tuple, flush_now: bool = False) -> None:
+        _, task_id, method, args_blob, deps, return_ids, name = msg
+        start = time.perf_counter()
+        if self.actor_error is not None:
+            self.emit((P.FAILED, task_id, self.actor_error, False, 0.0))
+        else:
+            try:
+                args, kwargs = decode_call(args_blob, self.resolve_deps(deps))
+                value = getattr(self.actor, method)(*args, **kwargs)
+                results = self.encode_results(name, value, return_ids)
+            except DependencyFailed as dep:
+                self.emit((P.FAILED, task_id, dep.blob, False, time.perf_counter() - start))
+            except Exception as err:
+                self.emit((P.FAILED, task_id, error_blob(name, err), False, time.perf_counter() - start))
+            else:
+                self.emit((P.DONE, task_id, results, time.perf_counter() - start))
+        if flush_now:
+            self.flush()
+
+    # -- blocking requests from task code --------------------------------------------
+    def on_block(self) -> None:
+        self.blocked += 1
+
+    def on_unblock(self) -> None:
+        self.blocked -= 1
+
+    def pump(self, timeout: float | None) -> None:
+        """Read and apply one batch from the pipe (main thread, inside a nested wait)."""
+        if self.conn.poll(timeout):
+            if self.handle_batch(P.unpack(self.conn.recv_bytes())):
+                os._exit(0)
+            self.flush()
+        elif timeout is not None:
+            raise GetTimeoutError("timed out")
+
+    def flush(self) -> None:
+        super().flush()
+        self.last_flush = time.perf_counter()
+
+
+def retryable(err: BaseException, retry_exc: Any) -> bool:
+    """Whether ``retry_exceptions`` (False, True, or a tuple of types) covers ``err``."""
+    if not retry_exc:
+        return False
+    if retry_exc is True:
+        return True
+    return isinstance(err, tuple(retry_exc))
+
+
+def error_blob(name: str, err: BaseException) -> bytes:
+    """Serialize a task's exception with its remote traceback (frames of sluice cut off)."""
+    tb = err.__traceback__
+    while tb is not None and tb.tb_frame.f_globals.get("__name__", "").startswith("sluice.executor"):
+        tb = tb.tb_next
+    text = "".join(traceback.format_exception(type(err), err, tb))
+    if isinstance(err, TaskError):
+        cause: BaseException | None = err
+    else:
+        cause = err
+    try:
+        return serialization.dumps(TaskError(name, text, cause))
+    except (SerializationError, Exception):
+        return serialization.dumps(TaskError(name, text, None))
+
+
+def main(argv: list[str]) -> None:
+    fd, session, index = int(argv[0]), argv[1], int(argv[2])
+    extra_path = os.environ.get("SLUICE_SYS_PATH")
+    if extra_path:
+        for entry in reversed(extra_path.split(os.pathsep)):
+            if entry not in sys.path:
+                sys.path.insert(0, entry)
+    conn = Connection(fd)
+    worker = Worker(conn, session, index)
+    context.set_current(worker)
+    try:
+        worker.run()
+    finally:
+        context.set_current(None)
+        os._exit(0)  # no interpreter teardown: the driver owns every shared resource
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

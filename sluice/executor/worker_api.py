@@ -1,0 +1,225 @@
+"""The sluice API as seen from inside a worker: nested tasks, get, put, wait.
+
+Every call becomes a message to the driver, which owns all scheduling state.
+A worker's ObjectRefs are borrowed: the driver hears of each ref this process
+starts or stops holding (INCREF/DECREF), in order with everything else it sends.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import deque
+from multiprocessing.connection import Connection
+from typing import Any
+
+from sluice.exceptions import GetTimeoutError, TaskError
+from sluice.executor import protocol as P
+from sluice.executor.calls import encode_call
+from sluice.executor.object_ref import OWNER_SHIFT, ObjectRef
+from sluice.store import serialization, shm
+
+
+class WorkerAPI:
+    """Runtime interface of a worker process (the driver's is ``Runtime``)."""
+
+    is_driver = False
+
+    def __init__(self, conn: Connection, session: str, index: int):
+        self.conn = conn
+        self.session = session
+        self.index = index
+        self.outbox: list = []
+        self.send_lock = threading.Lock()
+        self.ref_events: deque = deque()    # (+1|-1, id) from ObjectRef lifetimes, any thread
+        self.ref_counts: dict[int, int] = {}
+        self.ids = itertools.count(1)
+        self.req_ids = itertools.count(1)
+        self.replies: dict[int, Any] = {}
+        self.reply_events: dict[int, threading.Event] = {}
+        self.sent_functions: set[int] = set()
+        self.reader = shm.SegmentReader()
+        self.main_thread = threading.main_thread()
+
+    # -- outgoing messages -----------------------------------------------------------
+    def emit(self, msg: tuple) -> None:
+        self.outbox.append(msg)
+
+    def flush(self) -> None:
+        with self.send_lock:
+            self._drain_ref_events()
+            if not self.outbox:
+                return
+            batch, self.outbox = self.outbox, []
+            try:
+                self.conn.send_bytes(P.pack(batch))
+            except (BrokenPipeError, OSError):
+                pass  # the driver is gone; the main loop ends on the next read
+
+    def _drain_ref_events(self) -> None:
+        # Ref events must reach the driver in order with the messages that follow them.
+        events = self.ref_events
+        counts = self.ref_counts
+        while events:
+            delta, oid = events.popleft()
+            n = counts.get(oid, 0) + delta
+            if n > 0:
+                if delta > 0 and n == 1:
+                    self.outbox.append((P.INCREF, oid))
+                counts[oid] = n
+            else:
+                counts.pop(oid, None)
+                self.outbox.append((P.DECREF, oid))
+
+    def add_local_ref(self, oid: int) -> None:
+        self.ref_events.append((1, oid))
+
+    def remove_local_ref(self, oid: int) -> None:
+        self.ref_events.append((-1, oid))
+
+    def new_object_id(self) -> int:
+        return (self.index << OWNER_SHIFT) | next(self.ids)
+
+    # -- submissions -----------------------------------------------------------------
+    def submit_task(self, fn_id: int, fn_bytes: bytes, name: str, args: tuple, kwargs: dict,
+                    options: dict) -> list[ObjectRef]:
+        blob, deps, contained, keep = encode_call(name, args, kwargs, self.put)
+        return_ids = [self.new_object_id() for _ in range(options["num_returns"])]
+        send_fn = None if fn_id in self.sent_functions else fn_bytes
+        self.sent_functions.add(fn_id)
+        self.emit((P.SUBMIT, fn_id, send_fn, blob, deps, contained, return_ids, options))
+        refs = [ObjectRef(oid) for oid in return_ids]
+        self.flush()
+        del keep  # the driver now holds the auto-put arguments for the task
+        return refs
+
+    def create_actor(self, actor_id: int, cls_id: int, cls_bytes: bytes, name: str, args: tuple,
+                     kwargs: dict, options: dict) -> None:
+        blob, deps, contained, keep = encode_call(name, args, kwargs, self.put)
+        send = None if cls_id in self.sent_functions else cls_bytes
+        self.sent_functions.add(cls_id)
+        self.emit((P.CREATE_ACTOR, actor_id, cls_id, send, blob, deps, contained, options))
+        self.flush()
+
+    def new_actor_id(self) -> int:
+        return self.new_object_id()
+
+    def submit_actor_task(self, actor_id: int, method: str, name: str, args: tuple, kwargs: dict,
+                          options: dict) -> list[ObjectRef]:
+        blob, deps, contained, keep = encode_call(name, args, kwargs, self.put)
+        return_ids = [self.new_object_id() for _ in range(options["num_returns"])]
+        self.emit((P.CALL_ACTOR, actor_id, method, blob, deps, contained, return_ids, options))
+        refs = [ObjectRef(oid) for oid in return_ids]
+        self.flush()
+        return refs
+
+    def put(self, value: Any) -> ObjectRef:
+        oid = self.new_object_id()
+        sobj = serialization.serialize(value)
+        if sobj.nbytes <= P.INLINE_MAX:
+            spec: tuple = (P.DEP_INLINE, serialization.to_bytes(sobj))
+        else:
+            spec = (P.DEP_SHM, shm.write_segment(shm.segment_name(self.session, oid), sobj))
+        ref = ObjectRef(oid)
+        with self.send_lock:  # the INCREF goes first, so the driver never sees an unowned object
+            self._drain_ref_events()
+            self.outbox.append((P.PUT, oid, spec, sobj.contained_ids))
+        return ref
+
+    def kill(self, actor_id: int, no_restart: bool = True) -> None:
+        self.emit((P.KILL, actor_id, no_restart))
+        self.flush()
+
+    def cancel(self, ref: ObjectRef, force: bool = False) -> None:
+        self.emit((P.CANCEL, ref.id, force))
+        self.flush()
+
+    def lookup(self, what: str, arg: Any) -> Any:
+        req = next(self.req_ids)
+        self.emit((P.LOOKUP, req, what, arg))
+        return self.await_reply(req, None)
+
+    # -- blocking calls --------------------------------------------------------------
+    def get(self, refs: list[ObjectRef], timeout: float | None) -> list:
+        ids = [r.id for r in refs]
+        specs: dict[int, tuple] = {}
+        missing = []
+        ring = getattr(self, "ring", {})
+        for oid in ids:
+            spec = ring.get(oid)
+            if spec is None:
+                missing.append(oid)
+            else:
+                specs[oid] = spec
+        if missing:
+            for oid, spec in zip(missing, self.request_objects(missing, timeout)):
+                specs[oid] = spec
+        return [self.materialize(specs[oid]) for oid in ids]
+
+    def materialize(self, spec: tuple) -> Any:
+        kind, payload = spec
+        if kind == P.DEP_INLINE:
+            return serialization.loads(payload)
+        if kind == P.DEP_SHM:
+            return self.reader.read(payload)
+        err = serialization.loads(payload)
+        if isinstance(err, TaskError):
+            raise err.as_instanceof_cause()
+        raise err
+
+    def request_objects(self, ids: list[int], timeout: float | None) -> list[tuple]:
+        req = next(self.req_ids)
+        self.emit((P.GET, req, ids))
+        return self.await_reply(req, timeout)
+
+    def wait(self, refs: list[ObjectRef], num_returns: int, timeout: float | None) -> list[int]:
+        req = next(self.req_ids)
+        self.emit((P.WAIT, req, [r.id for r in refs], num_returns, False))
+        try:
+            return self.await_reply(req, timeout)
+        except GetTimeoutError:
+            now = next(self.req_ids)
+            self.emit((P.WAIT, now, [r.id for r in refs], num_returns, True))
+            return self.await_reply(now, None)
+
+    def await_reply(self, req: int, timeout: float | None) -> Any:
+        """Block until the driver answers ``req``; the main thread pumps the pipe meanwhile."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if threading.current_thread() is self.main_thread:
+            self.on_block()
+            try:
+                self.flush()
+                while req not in self.replies:
+                    left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                    try:
+                        self.pump(left)
+                    except GetTimeoutError:
+                        raise GetTimeoutError(
+                            f"get timed out after {timeout}s; the objects are not ready yet"
+                        ) from None
+            finally:
+                self.on_unblock()
+            return self.replies.pop(req)
+        # deliver_reply runs on the main thread; whoever comes first creates the event.
+        event = self.reply_events.setdefault(req, threading.Event())
+        self.flush()
+        if req not in self.replies and not event.wait(timeout):
+            raise GetTimeoutError(f"get timed out after {timeout}s; the objects are not ready yet")
+        self.reply_events.pop(req, None)
+        return self.replies.pop(req)
+
+    def deliver_reply(self, req: int, value: Any) -> None:
+        self.replies[req] = value
+        if req in self.reply_events or threading.current_thread() is not self.main_thread:
+            self.reply_events.setdefault(req, threading.Event()).set()
+
+    # hooks the worker overrides
+    def on_block(self) -> None:
+        pass
+
+    def on_unblock(self) -> None:
+        pass
+
+    def pump(self, timeout: float | None) -> None:
+        raise NotImplementedError
