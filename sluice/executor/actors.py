@@ -14,6 +14,8 @@ from sluice.executor import protocol as P
 from sluice.executor.process import spawn_worker
 from sluice.executor.records import FAILED, ActorRecord, TaskRecord, WorkerHandle
 
+FLUSH_AT = 64
+
 if TYPE_CHECKING:
     from sluice.executor.scheduler import Scheduler
 
@@ -126,9 +128,10 @@ class ActorManager:
             w.inflight[task.task_id] = task
             w.out.append((P.ACTOR_CALL, task.task_id, task.method, task.args_blob, deps,
                           task.return_ids, task.name))
-            s.dirty.add(w)
-        if len(w.out) >= 64 or len(w.inflight) <= len(w.out):
+        if len(w.out) >= FLUSH_AT:
             s.send(w)
+        elif w.out:
+            s.mark_dirty(w)
 
     def on_ready(self, w: WorkerHandle) -> None:
         w.actor.ready = True

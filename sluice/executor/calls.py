@@ -9,6 +9,7 @@ so the driver and every worker agree on it without coordination.
 from __future__ import annotations
 
 import hashlib
+import pickle
 from typing import Any, Callable
 
 import cloudpickle
@@ -17,6 +18,9 @@ from sluice.exceptions import SerializationError
 from sluice.executor.object_ref import ObjectRef
 from sluice.executor.protocol import INLINE_MAX
 from sluice.store.serialization import loads, serialize, to_bytes
+
+_PLAIN = frozenset({int, float, str, bytes, bool, type(None)})
+LAYOUT_MAGIC = to_bytes(serialize(None))[:4]
 
 
 def dumps_function(fn: Any, name: str) -> tuple[int, bytes]:
@@ -50,6 +54,11 @@ def encode_call(
     ``put`` first and passed the same way (as Ray does), so big arrays are
     written to shared memory once and mapped by the worker.
     """
+    if not kwargs and all(type(a) in _PLAIN for a in args):
+        # The common small call: one plain pickle, no ref scan, no out-of-band buffers.
+        blob = pickle.dumps((args, None, ()), protocol=5)
+        if len(blob) <= INLINE_MAX:
+            return blob, [], (), []
     slots: list[int | str] = []
     deps: list[int] = []
     keep: list[ObjectRef] = []
@@ -112,7 +121,13 @@ def _raise_for_unpicklable(name: str, args: list, kwargs: dict) -> None:
 
 def decode_call(blob: bytes, dep_values: list) -> tuple[list, dict]:
     """Unpack a call on the worker, filling dependency slots with their values."""
-    args, kwargs, slots = loads(blob)
+    if blob[:4] == LAYOUT_MAGIC:
+        args, kwargs, slots = loads(blob)
+    else:
+        args, kwargs, slots = pickle.loads(blob)
+    if not slots:
+        return args, kwargs or {}
+    args = list(args)
     for slot, value in zip(slots, dep_values):
         if isinstance(slot, int):
             args[slot] = value

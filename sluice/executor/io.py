@@ -16,6 +16,7 @@ from typing import Any
 from sluice.executor import protocol as P
 from sluice.executor.records import ActorRecord, TaskRecord, WorkerHandle
 from sluice.executor.resources import demand_key
+from sluice.executor.scheduler import FLUSH_DELAY
 
 
 class IOThread:
@@ -63,34 +64,67 @@ class IOThread:
 
     def loop(self) -> None:
         s = self.s
+        inbox = s.inbox
         while not self.stopping:
             if s.conns_changed:
                 with s.lock:
                     self.refresh()
-            ready = wait([self.wake_r, *self.conn_map])
+            timeout = FLUSH_DELAY if s.flush_scheduled else None
+            ready = wait([self.wake_r, *self.conn_map], timeout)
             if self.stopping:
                 return
-            with s.lock:
-                s.apply_ref_events()
-                for c in ready:
-                    if c == self.wake_r:
-                        try:
-                            os.read(self.wake_r, 4096)
-                        except OSError:
-                            pass
-                        continue
-                    w = self.conn_map.get(c)
-                    if w is None or not w.alive:
-                        continue
+            if not ready and s.flush_scheduled and s.lock.acquire(blocking=False):
+                try:
+                    s.flush_all()
+                finally:
+                    s.lock.release()
+                continue
+            for c in ready:
+                if c == self.wake_r:
                     try:
-                        batch = P.unpack(c.recv_bytes())
-                    except (EOFError, OSError):
-                        self.on_death(w)
-                        continue
-                    self.handle(w, batch)
-                s.apply_ref_events()
-                s.dispatch()
-                s.flush_all()
+                        os.read(self.wake_r, 4096)
+                    except OSError:
+                        pass
+                    continue
+                w = self.conn_map.get(c)
+                if w is None or not w.alive:
+                    continue
+                try:
+                    inbox.append((w, P.unpack(c.recv_bytes())))
+                except (EOFError, OSError):
+                    inbox.append((w, None))
+                    self.conn_map.pop(c, None)  # never wait on a closed pipe again
+            self.drain_if_free()
+
+    def drain_if_free(self) -> None:
+        """Apply queued worker batches unless another thread holds the lock.
+
+        Whoever holds the lock calls this after releasing it, so a batch queued
+        while the lock was busy is never left behind (flat combining: the thread
+        already holding the lock does the work, with no hand-off per batch).
+        """
+        s = self.s
+        while s.inbox and s.lock.acquire(blocking=False):
+            try:
+                self.drain_locked()
+            finally:
+                s.lock.release()
+
+    def drain_locked(self) -> None:
+        s = self.s
+        inbox = s.inbox
+        s.apply_ref_events()
+        while inbox:
+            w, batch = inbox.popleft()
+            if not w.alive:
+                continue
+            if batch is None:
+                self.on_death(w)
+            else:
+                self.handle(w, batch)
+        s.apply_ref_events()
+        s.dispatch()
+        s.flush_all()
 
     def on_death(self, w: WorkerHandle) -> None:
         try:

@@ -66,7 +66,7 @@ class Runtime:
         self.io = IOThread(self)
         self.ids = itertools.count(1)
         self.io.start()
-        with self.scheduler.lock:
+        with self.scheduler.locked():
             for _ in range(max(1, int(cpus))):
                 self.scheduler.start_worker()
         self.closed = False
@@ -91,7 +91,7 @@ class Runtime:
             key = demand_key(options["num_cpus"], options["num_gpus"], options["resources"])
         self.resources.check_feasible(key, f"task {name}")
         blob, deps, contained, keep = encode_call(name, args, kwargs, self.put)
-        with s.lock:
+        with s.locked():
             s.apply_ref_events()
             if fn_id not in s.functions:
                 s.functions[fn_id] = fn_bytes
@@ -115,7 +115,7 @@ class Runtime:
         actor = ActorRecord(actor_id, options["class_name"], cls_id, cls_bytes, blob, deps, contained,
                             options, key, keep)
         self.actors.check_feasible(actor)
-        with s.lock:
+        with s.locked():
             s.apply_ref_events()
             self.actors.create(actor)
 
@@ -124,7 +124,7 @@ class Runtime:
         """Call ``method`` on an actor; calls run in the order they were made."""
         blob, deps, contained, keep = encode_call(name, args, kwargs, self.put)
         s = self.scheduler
-        with s.lock:
+        with s.locked():
             s.apply_ref_events()
             return_ids = [next(self.ids) for _ in range(options["num_returns"])]
             self.submit_actor_call_locked(actor_id, method, name, blob, deps, contained, return_ids, keep)
@@ -150,7 +150,7 @@ class Runtime:
             raise TypeError("put() of an ObjectRef is not allowed; pass the ref itself along")
         sobj = serialization.serialize(value)
         s = self.scheduler
-        with s.lock:
+        with s.locked():
             oid = next(self.ids)
             s.new_entry(oid, None)
             ref = ObjectRef(oid, self)
@@ -163,16 +163,16 @@ class Runtime:
         return ref
 
     def kill(self, actor_id: int, no_restart: bool = True) -> None:
-        with self.scheduler.lock:
+        with self.scheduler.locked():
             self.actors.kill(actor_id, no_restart)
 
     def cancel(self, ref: ObjectRef, force: bool = False) -> None:
-        with self.scheduler.lock:
+        with self.scheduler.locked():
             self.scheduler.cancel(ref.id, force)
             self.scheduler.flush_all()
 
     def lookup(self, what: str, arg: Any) -> Any:
-        with self.scheduler.lock:
+        with self.scheduler.locked():
             return self.lookup_locked(what, arg)
 
     def lookup_locked(self, what: str, arg: Any) -> Any:
@@ -188,17 +188,17 @@ class Runtime:
         ids = [r.id for r in refs]
         s = self.scheduler
         event = threading.Event()
-        with s.lock:
+        with s.locked():
             s.apply_ref_events()
             s.flush_all()
             waiter = s.waiter_for(ids, len(ids), event)
         if waiter is not None and not event.wait(timeout):
-            with s.lock:
+            with s.locked():
                 s.drop_waiter(ids, waiter)
             raise GetTimeoutError(
                 f"get timed out after {timeout}s with {waiter.remaining} of {len(ids)} objects "
                 f"not ready; raise the timeout or check the tasks with sluice.wait()")
-        with s.lock:
+        with s.locked():
             specs = [self.read_spec(oid) for oid in ids]
         return [self.materialize(spec) for spec in specs]
 
@@ -231,15 +231,15 @@ class Runtime:
         ids = [r.id for r in refs]
         s = self.scheduler
         event = threading.Event()
-        with s.lock:
+        with s.locked():
             s.apply_ref_events()
             s.flush_all()
             waiter = s.waiter_for(ids, num_returns, event)
         if waiter is not None:
             event.wait(timeout)
-            with s.lock:
+            with s.locked():
                 s.drop_waiter(ids, waiter)
-        with s.lock:
+        with s.locked():
             return [oid for oid in ids
                     if oid not in s.objects or s.objects[oid].state != PENDING]
 
@@ -250,7 +250,7 @@ class Runtime:
             return
         self.closed = True
         s = self.scheduler
-        with s.lock:
+        with s.locked():
             s.closed = True
             procs = []
             for w in list(s.all_workers()):

@@ -47,6 +47,8 @@ TARGET_BATCH_SECONDS = 0.002
 """Pipeline depth aims to keep about this much work queued on a leased worker."""
 MAX_PIPELINE = 256
 FLUSH_AT = 64
+FLUSH_DELAY = 0.0002
+"""Longest a submitted task waits in the driver for more to share its pipe write."""
 
 
 class Scheduler:
@@ -71,8 +73,14 @@ class Scheduler:
         self.worker_index = itertools.count(1)
         self.ref_events: deque = deque()
         self.requests: dict[int, list] = {}            # object id -> WorkerRequests waiting
+        self.flush_scheduled = False                   # the I/O thread will flush dirty workers
+        self.inbox: deque = deque()                    # (worker, batch | None for EOF) to apply
         self.conns_changed = True
         self.closed = False
+
+    def locked(self) -> _Locked:
+        """``with scheduler.locked():`` holds the lock, then applies worker batches queued meanwhile."""
+        return _Locked(self)
 
     # -- reference counting ----------------------------------------------------------
     def apply_ref_events(self) -> None:
@@ -331,14 +339,21 @@ class Scheduler:
             fn_bytes = self.functions[task.fn_id]
             w.known_fns.add(task.fn_id)
         task.worker = w
-        was_idle = not w.inflight
         w.inflight[task.task_id] = task
         w.out.append((P.TASK, task.task_id, task.fn_id, fn_bytes, task.args_blob, deps,
                       task.return_ids, task.retry_exc, w.gpu_ids or None, task.name))
-        if was_idle or len(w.out) >= FLUSH_AT:
+        if len(w.out) >= FLUSH_AT:
             self.send(w)
         else:
-            self.dirty.add(w)
+            self.mark_dirty(w)
+
+    def mark_dirty(self, w: WorkerHandle) -> None:
+        """Batch ``w``'s messages: the I/O thread flushes within FLUSH_DELAY unless a
+        get/wait, a full batch or a processed result batch flushes sooner."""
+        self.dirty.add(w)
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.runtime.io.wake()
 
     def send(self, w: WorkerHandle) -> None:
         self.dirty.discard(w)
@@ -351,6 +366,7 @@ class Scheduler:
             pass  # the I/O thread sees the EOF and handles the death
 
     def flush_all(self) -> None:
+        self.flush_scheduled = False
         for w in list(self.dirty):
             self.send(w)
 
@@ -560,3 +576,20 @@ class Scheduler:
 
     def actor_died_blob(self, actor: ActorRecord, why: str) -> bytes:
         return serialization.dumps(ActorDiedError(f"actor {actor.class_name}", why))
+
+
+class _Locked:
+    __slots__ = ("s",)
+
+    def __init__(self, scheduler: Scheduler):
+        self.s = scheduler
+
+    def __enter__(self) -> Scheduler:
+        self.s.lock.acquire()
+        return self.s
+
+    def __exit__(self, *exc: object) -> None:
+        s = self.s
+        s.lock.release()
+        if s.inbox:
+            s.runtime.io.drain_if_free()
