@@ -12,7 +12,7 @@ TASK_DEFAULTS: dict[str, Any] = {
 }
 ACTOR_DEFAULTS: dict[str, Any] = {
     "num_cpus": 0, "num_gpus": 0, "resources": None, "max_restarts": 0,
-    "max_concurrency": 1, "name": None,
+    "max_concurrency": None, "name": None,
 }
 METHOD_DEFAULTS: dict[str, Any] = {"num_returns": 1, "name": None}
 
@@ -43,7 +43,7 @@ def normalize(kind: str, given: dict[str, Any], defaults: dict[str, Any], where:
         v = opts["num_returns"]
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{where}: num_returns={v!r} must be an int >= 1")
-    if "max_concurrency" in opts:
+    if opts.get("max_concurrency") is not None:
         v = opts["max_concurrency"]
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{where}: max_concurrency={v!r} must be an int >= 1")

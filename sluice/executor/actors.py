@@ -83,7 +83,7 @@ class ActorManager:
         actor.ready = False
         deps = [s.spec_for_worker(oid) for oid in actor.deps]
         w.out.append((P.ACTOR_CREATE, actor.cls_bytes, actor.args_blob, deps,
-                      int(actor.options.get("max_concurrency") or 1), actor.class_name,
+                      actor.options.get("max_concurrency"), actor.class_name,
                       actor.gpu_ids or None))
         s.conns_changed = True
         self.pump(actor)

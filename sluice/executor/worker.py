@@ -18,7 +18,7 @@ from collections import OrderedDict, deque
 from multiprocessing.connection import Connection
 from typing import Any
 
-from sluice.exceptions import GetTimeoutError, SerializationError, TaskError
+from sluice.exceptions import ActorDiedError, GetTimeoutError, SerializationError, TaskError
 from sluice.executor import context, protocol as P
 from sluice.executor.calls import decode_call
 from sluice.executor.worker_api import WorkerAPI
@@ -208,22 +208,22 @@ class Worker(WorkerAPI):
         except DependencyFailed as dep:
             self.actor_error = dep.blob
         except Exception as err:
-            self.actor_error = error_blob(f"{name}.__init__", err)
+            self.actor_error = error_blob(f"{name}.__init__", err, ActorDiedError)
         if self.actor_error is None:
             self.emit((P.ACTOR_READY,))
         else:
             self.emit((P.ACTOR_FAILED, self.actor_error))
         self.flush()
 
-    def setup_actor_concurrency(self, cls: type, max_concurrency: int) -> None:
+    def setup_actor_concurrency(self, cls: type, max_concurrency: int | None) -> None:
         import inspect
 
         is_async = any(inspect.iscoroutinefunction(m) for _, m in inspect.getmembers(cls, inspect.isfunction))
         if is_async:
             from sluice.executor.actor_loop import ActorLoop
 
-            self.actor_loop = ActorLoop(self, max_concurrency)
-        elif max_concurrency > 1:
+            self.actor_loop = ActorLoop(self, max_concurrency or 1000)
+        elif max_concurrency and max_concurrency > 1:
             from concurrent.futures import ThreadPoolExecutor
 
             self.actor_pool = ThreadPoolExecutor(max_concurrency, thread_name_prefix="sluice-actor")
@@ -283,8 +283,12 @@ def retryable(err: BaseException, retry_exc: Any) -> bool:
     return isinstance(err, tuple(retry_exc))
 
 
-def error_blob(name: str, err: BaseException) -> bytes:
-    """Serialize a task's exception with its remote traceback (frames of sluice cut off)."""
+def error_blob(name: str, err: BaseException, kind: type[TaskError] = TaskError) -> bytes:
+    """Serialize a task's exception with its remote traceback (frames of sluice cut off).
+
+    ``kind`` is the TaskError subclass to raise at ``get`` (ActorDiedError for a
+    constructor that raised).
+    """
     tb = err.__traceback__
     while tb is not None and tb.tb_frame.f_globals.get("__name__", "").startswith("sluice.executor"):
         tb = tb.tb_next
@@ -294,9 +298,9 @@ def error_blob(name: str, err: BaseException) -> bytes:
     else:
         cause = err
     try:
-        return serialization.dumps(TaskError(name, text, cause))
+        return serialization.dumps(kind(name, text, cause))
     except (SerializationError, Exception):
-        return serialization.dumps(TaskError(name, text, None))
+        return serialization.dumps(kind(name, text, None))
 
 
 def main(argv: list[str]) -> None:

@@ -1,0 +1,67 @@
+"""Async actors: ``async def`` methods run concurrently on one event loop thread."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+import time
+from typing import Any
+
+from sluice.executor import protocol as P
+
+
+class ActorLoop:
+    """An event loop in its own thread that runs an async actor's calls.
+
+    At most ``max_concurrency`` calls are in progress at once (Ray's default for
+    async actors is 1000). A plain ``def`` method of an async actor runs on the
+    loop too, blocking it while it runs, as in Ray.
+    """
+
+    def __init__(self, worker: Any, max_concurrency: int):
+        self.worker = worker
+        self.loop = asyncio.new_event_loop()
+        self.limit = max_concurrency
+        self.semaphore: asyncio.Semaphore | None = None
+        started = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(started,), name="sluice-actor-loop",
+                                       daemon=True)
+        self.thread.start()
+        started.wait()
+
+    def _run(self, started: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.semaphore = asyncio.Semaphore(self.limit)
+        started.set()
+        self.loop.run_forever()
+
+    def submit(self, msg: tuple) -> None:
+        """Schedule one ACTOR_CALL message on the loop (called from the main thread)."""
+        asyncio.run_coroutine_threadsafe(self._call(msg), self.loop)
+
+    async def _call(self, msg: tuple) -> None:
+        from sluice.executor.calls import decode_call
+        from sluice.executor.worker import DependencyFailed, error_blob
+
+        _, task_id, method, args_blob, deps, return_ids, name = msg
+        w = self.worker
+        start = time.perf_counter()
+        async with self.semaphore:
+            if w.actor_error is not None:
+                w.emit((P.FAILED, task_id, w.actor_error, False, 0.0))
+                w.flush()
+                return
+            try:
+                args, kwargs = decode_call(args_blob, w.resolve_deps(deps))
+                value = getattr(w.actor, method)(*args, **kwargs)
+                if inspect.isawaitable(value):
+                    value = await value
+                results = w.encode_results(name, value, return_ids)
+            except DependencyFailed as dep:
+                w.emit((P.FAILED, task_id, dep.blob, False, time.perf_counter() - start))
+            except Exception as err:
+                w.emit((P.FAILED, task_id, error_blob(name, err), False, time.perf_counter() - start))
+            else:
+                w.emit((P.DONE, task_id, results, time.perf_counter() - start))
+            w.flush()
