@@ -182,6 +182,7 @@ class ActorManager:
         s.dirty.discard(w)
         actor = w.actor
         code = w.proc.poll()
+        s.forget_worker_slots(w)
         if actor.state != ActorRecord.DEAD and actor.restarts_left > 0:
             actor.restarts_left -= 1
             lost = s.actor_died_blob(actor, f"the actor's process died (exit code {code}) while this "

@@ -178,6 +178,8 @@ class IOThread:
                 self.rt.actors.kill(msg[1], msg[2])
             elif code == P.CANCEL:
                 s.cancel(msg[1], msg[2])
+            elif code == P.RELEASED:
+                s.slots_released(w, msg[1])
         s.apply_ref_events()
 
     def nested_submit(self, msg: tuple) -> None:

@@ -25,6 +25,7 @@ SHUTDOWN = 6        # (SHUTDOWN,)
 WAIT_REPLY = 7      # (WAIT_REPLY, req_id, [ready ids])
 LOOKUP_REPLY = 8    # (LOOKUP_REPLY, req_id, value)
 RELINQUISH = 9      # (RELINQUISH,) a blocked worker hands back the tasks it has not started
+RECYCLE = 10        # (RECYCLE, [slot names]) say RELEASED once no value read from them is alive
 
 # worker -> driver
 DONE = 20           # (DONE, task_id, [result spec], seconds)
@@ -43,6 +44,7 @@ CALL_ACTOR = 33     # (CALL_ACTOR, actor_id, method, args_blob, deps, contained,
 LOOKUP = 34         # (LOOKUP, req_id, what, arg): named actors and other driver state
 KILL = 35           # (KILL, actor_id, no_restart)
 CANCEL = 36         # (CANCEL, object_id, force)
+RELEASED = 37       # (RELEASED, [slot names]) this process holds no view of them any more
 
 # result and dependency specs
 DEP_INLINE = 0      # (DEP_INLINE, bytes)

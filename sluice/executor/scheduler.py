@@ -74,6 +74,8 @@ class Scheduler:
         self.ref_events: deque = deque()
         self.requests: dict[int, list] = {}            # object id -> WorkerRequests waiting
         self.flush_scheduled = False                   # the I/O thread will flush dirty workers
+        self.releasing: dict[str, set[WorkerHandle]] = {}  # slot -> workers yet to release it
+        self.slot_released = threading.Event()
         self.inbox: deque = deque()                    # (worker, batch | None for EOF) to apply
         self.conns_changed = True
         self.closed = False
@@ -104,17 +106,51 @@ class Scheduler:
             if entry is None:
                 continue
             if entry.spec is not None and entry.spec[0] == P.DEP_SHM:
-                self.store.free(oid)
-                name = shm.segment_name(self.session, oid)
-                for w in self.all_workers():
-                    w.out.append((P.RELEASE, [name]))
-                    self.dirty.add(w)
+                slot = self.store.free(oid)
+                if slot is not None:
+                    self.recycle(slot)
             for cid in entry.contained:
                 child = self.objects.get(cid)
                 if child is not None:
                     child.holds -= 1
                     if child.freeable:
                         stack.append(cid)
+
+    def recycle(self, slot: str) -> None:
+        """Reuse ``slot`` once every process says no value read from it is alive."""
+        waiting = {w for w in self.all_workers() if w.alive}
+        if not waiting:
+            self.store.release_slot(slot)
+            return
+        self.releasing[slot] = waiting
+        for w in waiting:
+            w.out.append((P.RECYCLE, [slot]))
+            self.dirty.add(w)
+
+    def slots_released(self, w: WorkerHandle, names: list[str]) -> None:
+        for name in names:
+            waiting = self.releasing.get(name)
+            if waiting is not None:
+                waiting.discard(w)
+                if not waiting:
+                    del self.releasing[name]
+                    self.store.release_slot(name)
+                    self.slot_released.set()
+
+    def forget_worker_slots(self, w: WorkerHandle) -> None:
+        """A dead process holds no views: it no longer delays any slot."""
+        for name in [n for n, waiting in self.releasing.items() if w in waiting]:
+            self.slots_released(w, [name])
+
+    def broadcast_retired(self) -> None:
+        """Readers unmap segments that left the store for good (freed, spilled, evicted)."""
+        retired = self.store.retired
+        if retired:
+            names = list(retired)
+            retired.clear()
+            for w in self.all_workers():
+                w.out.append((P.RELEASE, names))
+                self.dirty.add(w)
 
     def hold(self, ids) -> None:
         objects = self.objects
@@ -367,6 +403,8 @@ class Scheduler:
 
     def flush_all(self) -> None:
         self.flush_scheduled = False
+        if self.store.retired:
+            self.broadcast_retired()
         for w in list(self.dirty):
             self.send(w)
 
@@ -538,6 +576,7 @@ class Scheduler:
             w.lease = None
         for reqs in self.requests.values():
             reqs[:] = [r for r in reqs if r.worker is not w]
+        self.forget_worker_slots(w)
         code = w.proc.poll()
         for task in list(w.inflight.values()):
             if task.cancelled:

@@ -52,6 +52,7 @@ class Worker(WorkerAPI):
         self.actor_pool: Any = None            # ThreadPoolExecutor for max_concurrency > 1
         self.actor_loop: Any = None            # asyncio loop thread for async methods
         self.last_flush = time.perf_counter()
+        self.held_slots: set[str] = set()      # slots to recycle once our views of them die
 
     # -- the main loop ---------------------------------------------------------------
     def run(self) -> None:
@@ -77,6 +78,8 @@ class Worker(WorkerAPI):
                 self.run_task(msg)
             else:
                 self.run_actor_call(msg)
+            if self.held_slots:
+                self.check_held_slots()
             now = time.perf_counter()
             if not self.local or now - self.last_flush > FLUSH_INTERVAL:
                 self.flush()
@@ -97,6 +100,9 @@ class Worker(WorkerAPI):
             elif code == P.RELEASE:
                 for name in msg[1]:
                     self.reader.drop(name)
+            elif code == P.RECYCLE:
+                self.held_slots.update(msg[1])
+                self.check_held_slots()
             elif code == P.RELINQUISH:
                 bounced = [m[1] for m in self.local if m[0] == P.TASK]
                 if bounced:
@@ -107,6 +113,13 @@ class Worker(WorkerAPI):
             elif code == P.SHUTDOWN:
                 return True
         return False
+
+    def check_held_slots(self) -> None:
+        """Tell the driver which slots no value of ours still views (it may reuse them)."""
+        done = [name for name in self.held_slots if not self.reader.has_views(name)]
+        if done:
+            self.held_slots.difference_update(done)
+            self.emit((P.RELEASED, done))
 
     # -- tasks -----------------------------------------------------------------------
     def function(self, fn_id: int, fn_bytes: bytes | None) -> Any:

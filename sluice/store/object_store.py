@@ -11,11 +11,25 @@ its own lock. It starts no threads and no processes.
 A process that already mapped a segment keeps a valid view after the store
 spills or frees it (Linux keeps unlinked pages until the last unmap); a process
 that has yet to open it must be protected with :meth:`ObjectStore.pin`.
+
+Slots: writing 200 MB into a fresh tmpfs file costs ~100 ms of page faults, and
+every reader faults the pages in again; copying into memory that is already
+mapped costs ~18 ms. So large ``put`` values go into *slots*, segments named
+``sluice-{session}-s{n}`` that outlive their object: when the object is freed,
+:meth:`ObjectStore.free` hands the slot name back, the caller makes sure no
+process still holds a view of it (readers keep their mappings, and say when
+their views are gone), then :meth:`ObjectStore.release_slot` puts it in the
+free pool, and the next ``put`` of a similar size overwrites it in place. A slot
+name never changes content while anyone can read it, so per-name mapping caches
+stay correct. Segments that leave the store for good are listed in
+``retired`` for the caller to tell readers to unmap.
 """
 
 from __future__ import annotations
 
 import errno
+import itertools
+import mmap
 import os
 import shutil
 from collections import OrderedDict
@@ -24,8 +38,9 @@ from types import TracebackType
 from typing import Any
 
 from sluice.exceptions import InternalError, ObjectLostError
-from sluice.store.serialization import SerializedObject
+from sluice.store.serialization import SerializedObject, write_to
 from sluice.store.shm import (
+    RECYCLING_SUPPORTED,
     SegmentReader,
     cleanup_session,
     segment_name,
@@ -35,6 +50,9 @@ from sluice.store.shm import (
 )
 
 __all__ = ["ObjectStore"]
+
+POOL_MIN_BYTES = 1 << 20
+"""Objects at least this large go into recyclable slots (smaller ones: plain segments)."""
 
 
 class ObjectStore:
@@ -69,6 +87,20 @@ class ObjectStore:
         self._num_spilled = 0
         self._num_restored = 0
         self._closed = False
+        # object id -> slot name, for objects stored in recyclable slots.
+        self._slot_of: dict[int, str] = {}
+        # Free slots, oldest first: name -> size. Invariant: _pooled == sum of sizes.
+        self._pool: OrderedDict[str, int] = OrderedDict()
+        self._pooled = 0
+        self._pool_cap = min(capacity_bytes // 2, 2 << 30)  # evicted first when room is needed
+        # Slots freed but not yet released (readers may hold views): name -> size.
+        self._releasing: dict[str, int] = {}
+        # Slots whose readers are done but this process still holds views of them.
+        self._driver_held: dict[str, int] = {}
+        self._writers: dict[str, mmap.mmap] = {}
+        self._slot_ids = itertools.count(1)
+        self.retired: list[str] = []
+        """Names of segments removed for good; readers should drop their mappings."""
 
     # -- adding objects -------------------------------------------------------------
 
@@ -81,10 +113,37 @@ class ObjectStore:
         """
         self._check_new(object_id)
         self._make_room(obj.nbytes)
-        name = segment_name(self._session, object_id)
-        size = write_segment(name, obj)
+        if RECYCLING_SUPPORTED and obj.nbytes >= POOL_MIN_BYTES:
+            self._recheck_driver_held()
+            name, size = self._fill_slot(obj)
+            self._slot_of[object_id] = name
+        else:
+            name = segment_name(self._session, object_id)
+            size = write_segment(name, obj)
         self._add_local(object_id, size)
         return name
+
+    def _fill_slot(self, obj: SerializedObject) -> tuple[str, int]:
+        """Write ``obj`` into a free slot of a close size, or a new slot."""
+        need = obj.nbytes
+        best = None
+        for name, size in self._pool.items():
+            if need <= size <= 2 * need and (best is None or size < self._pool[best]):
+                best = name
+        if best is None:
+            name = f"sluice-{self._session}-s{next(self._slot_ids)}"
+            return name, write_segment(name, obj)
+        size = self._pool.pop(best)
+        self._pooled -= size
+        writer = self._writers.get(best)
+        if writer is None:
+            fd = os.open(segment_path(best), os.O_RDWR)
+            try:
+                writer = self._writers[best] = mmap.mmap(fd, size, flags=mmap.MAP_SHARED)
+            finally:
+                os.close(fd)
+        write_to(obj, memoryview(writer)[:need])
+        return best, size
 
     def adopt(self, object_id: int, size: int) -> None:
         """Account the segment of ``object_id`` that a worker process already wrote."""
@@ -132,7 +191,7 @@ class ObjectStore:
         Returns its segment name. Restoring may spill other unpinned objects.
         """
         self._check_open()
-        name = segment_name(self._session, object_id)
+        name = self._slot_of.get(object_id) or segment_name(self._session, object_id)
         if object_id in self._local:
             self._local.move_to_end(object_id)
             return name
@@ -176,21 +235,78 @@ class ObjectStore:
         else:
             self._pins[object_id] = count - 1
 
-    def free(self, object_id: int) -> None:
-        """Delete ``object_id``'s segment or spill file; an unknown id is a no-op."""
+    def free(self, object_id: int) -> str | None:
+        """Delete ``object_id``'s segment or spill file; an unknown id is a no-op.
+
+        Returns the slot name when the object lived in a recyclable slot: the
+        caller passes it to :meth:`release_slot` once no other process holds a
+        view of it (or to :meth:`discard_slot`). Otherwise returns None.
+        """
         size = self._sizes.pop(object_id, None)
         if size is None:
-            return
+            return None
         self._pins.pop(object_id, None)
-        name = segment_name(self._session, object_id)
-        self._reader.drop(name)
+        slot = self._slot_of.pop(object_id, None)
+        name = slot or segment_name(self._session, object_id)
         if object_id in self._local:
             del self._local[object_id]
             self._used -= size
+            if slot is not None:
+                self._releasing[slot] = size
+                return slot
+            self._reader.drop(name)
             unlink_segment(name)
         else:
             self._spilled -= size
-            _unlink_quietly(self._spill_dir / name)
+            _unlink_quietly(self._spill_dir / segment_name(self._session, object_id))
+        self.retired.append(name)
+        return None
+
+    def release_slot(self, name: str) -> None:
+        """Other processes hold no view of slot ``name``: pool it for reuse (or drop it)."""
+        size = self._releasing.pop(name, None)
+        if size is None or self._closed:
+            return
+        if self._reader.has_views(name):
+            self._driver_held[name] = size  # a value this process read is still alive
+            return
+        self._pool[name] = size
+        self._pooled += size
+        while self._pooled > self._pool_cap and self._pool:
+            self._evict_slot()
+
+    def slot_coming(self, nbytes: int) -> bool:
+        """Whether a slot that would fit ``nbytes`` is only waiting for readers to release it."""
+        return RECYCLING_SUPPORTED and nbytes >= POOL_MIN_BYTES and any(
+            nbytes <= size <= 2 * nbytes for size in self._releasing.values())
+
+    def discard_slot(self, name: str) -> None:
+        """Remove slot ``name`` for good (its readers could not be asked)."""
+        self._releasing.pop(name, None)
+        self._retire_slot(name)
+
+    def _recheck_driver_held(self) -> None:
+        for name in [n for n in self._driver_held if not self._reader.has_views(n)]:
+            self._releasing[name] = self._driver_held.pop(name)
+            self.release_slot(name)
+
+    def _evict_slot(self) -> None:
+        name, size = self._pool.popitem(last=False)
+        self._pooled -= size
+        self._retire_slot(name)
+
+    def _retire_slot(self, name: str) -> None:
+        writer = self._writers.pop(name, None)
+        if writer is not None:
+            writer.close()
+        self._reader.drop(name)
+        unlink_segment(name)
+        self.retired.append(name)
+
+    @property
+    def pooled_bytes(self) -> int:
+        """Bytes of free slots kept for reuse."""
+        return self._pooled
 
     def close(self) -> None:
         """Delete every object, every segment of the session, and a spill dir we made.
@@ -201,6 +317,9 @@ class ObjectStore:
             return
         for object_id in list(self._sizes):
             self.free(object_id)
+        for writer in self._writers.values():
+            writer.close()
+        self._writers.clear()
         self._reader.clear()
         cleanup_session(self._session)
         if self._created_spill_dir:
@@ -269,6 +388,8 @@ class ObjectStore:
 
     def _make_room(self, incoming: int) -> None:
         """Spill unpinned objects until ``incoming`` more bytes fit, or none is left."""
+        while self._pool and self._used + self._pooled + incoming > self._capacity:
+            self._evict_slot()
         while self._used + incoming > self._capacity:
             victim = self._least_recently_used(exclude=None)
             if victim is None:
@@ -283,17 +404,22 @@ class ObjectStore:
 
     def _spill(self, object_id: int) -> None:
         name = segment_name(self._session, object_id)
+        slot = self._slot_of.pop(object_id, None)
         target = self._spill_dir / name
         try:
-            _copy_file(segment_path(name), target)
+            _copy_file(segment_path(slot or name), target)
         except OSError as exc:
             raise OSError(
                 exc.errno,
                 f"cannot spill object {object_id:x} to {target}: {exc.strerror}; free space "
                 f"in the spill directory or raise the object store capacity",
             ) from exc
-        self._reader.drop(name)
-        unlink_segment(name)
+        if slot is not None:  # the slot leaves with it; it comes back as a plain segment
+            self._retire_slot(slot)
+        else:
+            self._reader.drop(name)
+            unlink_segment(name)
+            self.retired.append(name)
         del self._local[object_id]
         size = self._sizes[object_id]
         self._used -= size

@@ -34,10 +34,59 @@ __all__ = [
     "cleanup_session",
     "cleanup_stale_sessions",
     "SegmentReader",
+    "views_alive",
+    "RECYCLING_SUPPORTED",
 ]
 
 SHM_DIR = "/dev/shm"
 _PREFIX = "sluice-"
+
+
+def _find_exports_offset() -> int | None:
+    """Where CPython keeps an mmap's count of exported buffers, found by probing.
+
+    Recycling a segment is safe only once no process holds a view of it, and
+    ``mmap`` exposes that count only through ``close()`` raising BufferError.
+    The probe takes views and watches which word counts them; if none does
+    (another Python build), recycling stays off and every segment is unlinked.
+    """
+    import ctypes
+
+    probe = mmap.mmap(-1, mmap.PAGESIZE)
+    try:
+        def words() -> list[int]:
+            return [ctypes.c_ssize_t.from_address(id(probe) + off).value for off in range(16, 128, 8)]
+
+        before = words()
+        first = memoryview(probe)
+        one = words()
+        second = memoryview(probe)
+        two = words()
+        first.release()
+        second.release()
+        after = words()
+        for i, (a, b, c, d) in enumerate(zip(before, one, two, after)):
+            if (a, b, c, d) == (0, 1, 2, 0):
+                return 16 + 8 * i
+        return None
+    except Exception:
+        return None
+    finally:
+        probe.close()
+
+
+_EXPORTS_OFFSET = _find_exports_offset()
+RECYCLING_SUPPORTED = _EXPORTS_OFFSET is not None
+"""Whether :func:`views_alive` can tell; without it segments are never recycled."""
+
+
+def views_alive(mapping: mmap.mmap) -> bool:
+    """Whether any buffer (memoryview, numpy array, Arrow buffer) still exports ``mapping``."""
+    if _EXPORTS_OFFSET is None:
+        return True
+    import ctypes
+
+    return ctypes.c_ssize_t.from_address(id(mapping) + _EXPORTS_OFFSET).value != 0
 
 
 def segment_name(session: str, object_id: int) -> str:
@@ -213,6 +262,11 @@ class SegmentReader:
     def read(self, name: str) -> Any:
         """Deserialize the value in segment ``name``, zero-copy."""
         return deserialize(self.view(name))
+
+    def has_views(self, name: str) -> bool:
+        """Whether values read from ``name`` are still alive in this process."""
+        mapping = self._maps.get(name)
+        return mapping is not None and views_alive(mapping)
 
     def drop(self, name: str) -> None:
         """Forget the mapping of ``name``. Views already handed out keep it alive."""

@@ -45,9 +45,11 @@ def put_value(store: ObjectStore, object_id: int, value: object) -> str:
 def test_put_then_get_round_trips(store: ObjectStore) -> None:
     obj = serialize({"a": blob(1), "b": "text"})
     name = store.put(1, obj)
-    assert name == segment_name(store.session, 1)
+    assert name == f"sluice-{store.session}-s1"  # 1 MB and up: a recyclable slot
     assert os.path.getsize(segment_path(name)) == obj.nbytes == store.size_of(1)
     assert store.used_bytes == obj.nbytes and store.contains(1)
+    small = store.put(2, serialize("small"))
+    assert small == segment_name(store.session, 2)
     value = store.get(1)
     np.testing.assert_array_equal(value["a"], blob(1))
     assert value["a"].flags.writeable is False
@@ -165,14 +167,44 @@ def test_free_removes_local_and_spilled_objects(store: ObjectStore, tmp_path: Pa
     for object_id in range(1, 5):
         put_value(store, object_id, blob(object_id))
     assert store.is_spilled(1)
-    store.free(1)
-    store.free(4)
+    assert store.free(1) is None  # spilled: its slot left with it
+    slot = store.free(4)
+    assert slot is not None  # local, in a slot: the caller decides when it is reusable
     store.free(99)  # unknown: no-op
     assert not store.contains(1) and not store.contains(4)
     assert store.spilled_bytes == 0
     assert store.used_bytes == store.size_of(2) + store.size_of(3)
     assert sorted(os.listdir(tmp_path / "spill")) == []
+    assert len(session_files(store.session)) == 3
+    store.discard_slot(slot)
     assert len(session_files(store.session)) == 2
+    assert segment_path(slot) not in session_files(store.session)
+    assert slot in store.retired
+
+
+def test_a_released_slot_is_reused_in_place(store: ObjectStore) -> None:
+    first = put_value(store, 1, blob(1))
+    slot = store.free(1)
+    assert slot == first
+    store.release_slot(slot)
+    assert store.pooled_bytes == os.path.getsize(segment_path(slot))
+    second = put_value(store, 2, blob(2))
+    assert second == first and store.pooled_bytes == 0  # same file, overwritten in place
+    np.testing.assert_array_equal(store.get(2), blob(2))
+
+
+def test_a_slot_with_a_live_view_here_is_not_reused(store: ObjectStore) -> None:
+    put_value(store, 1, blob(1))
+    view = store.get(1)  # a value this process still holds
+    slot = store.free(1)
+    store.release_slot(slot)
+    assert store.pooled_bytes == 0
+    other = put_value(store, 2, blob(2))
+    assert other != slot
+    np.testing.assert_array_equal(view, blob(1))  # untouched by the second put
+    del view
+    put_value(store, 3, blob(3))  # the view is gone: the slot is pooled now
+    assert store.pooled_bytes == 0 and store.ensure_local(3) == slot
 
 
 def test_put_of_an_existing_id_is_a_bug(store: ObjectStore) -> None:
