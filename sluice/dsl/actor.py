@@ -101,7 +101,7 @@ class ActorMethod:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(f"actor method {self._label} cannot be called directly; use "
-                        f"{self._label.split('.')[0].lower()}.{self._name}.remote(...)")
+                        f"handle.{self._name}.remote(...) to call it on the actor")
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         """Call the method; calls from one caller run in the order they were made."""

@@ -84,7 +84,7 @@ class ActorManager:
         deps = [s.spec_for_worker(oid) for oid in actor.deps]
         w.out.append((P.ACTOR_CREATE, actor.cls_bytes, actor.args_blob, deps,
                       actor.options.get("max_concurrency"), actor.class_name,
-                      actor.gpu_ids or None))
+                      actor.gpu_ids if s.has_gpus else None))
         s.conns_changed = True
         self.pump(actor)
         s.send(w)

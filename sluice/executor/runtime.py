@@ -96,11 +96,10 @@ class Runtime:
             s.apply_ref_events()
             if fn_id not in s.functions:
                 s.functions[fn_id] = fn_bytes
-            return_ids = [next(self.ids) for _ in range(options["num_returns"])]
+            return_ids, refs = self._new_refs(options["num_returns"])
             task = TaskRecord(next(s.task_ids), fn_id, name, blob, deps, contained, return_ids,
                               key, options["max_retries"], options["retry_exceptions"], keep)
             s.submit(task)
-            refs = [ObjectRef(oid, self) for oid in return_ids]
             s.dispatch()
         return refs
 
@@ -127,10 +126,19 @@ class Runtime:
         s = self.scheduler
         with s.locked():
             s.apply_ref_events()
-            return_ids = [next(self.ids) for _ in range(options["num_returns"])]
+            return_ids, refs = self._new_refs(options["num_returns"])
             self.submit_actor_call_locked(actor_id, method, name, blob, deps, contained, return_ids, keep)
-            refs = [ObjectRef(oid, self) for oid in return_ids]
         return refs
+
+    def _new_refs(self, n: int) -> tuple[list[int], list[ObjectRef]]:
+        """Entries and counted refs for a call's results, before the call can fail or finish."""
+        s = self.scheduler
+        ids = [next(self.ids) for _ in range(n)]
+        for oid in ids:
+            s.new_entry(oid, None)
+        refs = [ObjectRef(oid, self) for oid in ids]
+        s.apply_ref_events()
+        return ids, refs
 
     def submit_actor_call_locked(self, actor_id, method, name, blob, deps, contained, return_ids, keep):
         s = self.scheduler

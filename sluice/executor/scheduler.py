@@ -79,6 +79,8 @@ class Scheduler:
         self.inbox: deque = deque()                    # (worker, batch | None for EOF) to apply
         self.conns_changed = True
         self.closed = False
+        # With GPUs in the runtime every task is told its GPU ids ([] hides them all, as Ray does).
+        self.has_gpus = resources.total.get("GPU", 0) > 0
 
     def locked(self) -> _Locked:
         """``with scheduler.locked():`` holds the lock, then applies worker batches queued meanwhile."""
@@ -179,6 +181,8 @@ class Scheduler:
         entry = self.objects.get(oid)
         if entry is None:
             entry = self.objects[oid] = ObjectEntry(producer)
+        elif producer is not None:
+            entry.producer = producer
         return entry
 
     def add_object(self, oid: int, spec: tuple, contained: tuple[int, ...], adopt: bool = True) -> None:
@@ -377,7 +381,8 @@ class Scheduler:
         task.worker = w
         w.inflight[task.task_id] = task
         w.out.append((P.TASK, task.task_id, task.fn_id, fn_bytes, task.args_blob, deps,
-                      task.return_ids, task.retry_exc, w.gpu_ids or None, task.name))
+                      task.return_ids, task.retry_exc, w.gpu_ids if self.has_gpus else None,
+                      task.name))
         if len(w.out) >= FLUSH_AT:
             self.send(w)
         else:
@@ -507,6 +512,9 @@ class Scheduler:
         elif force and w.actor is None:
             w.inflight.pop(task.task_id, None)
             self.runtime.io.kill_worker(w)
+        else:  # queued on a worker: it drops the task unless it already started
+            w.out.append((P.CANCEL_TASK, task.task_id))
+            self.send(w)
         self.finish_failed_keep_worker(task, blob)
 
     def finish_failed_keep_worker(self, task: TaskRecord, blob: bytes) -> None:

@@ -100,6 +100,11 @@ class Worker(WorkerAPI):
             elif code == P.RELEASE:
                 for name in msg[1]:
                     self.reader.drop(name)
+            elif code == P.CANCEL_TASK:
+                kept = deque(m for m in self.local if not (m[0] == P.TASK and m[1] == msg[1]))
+                if len(kept) != len(self.local):
+                    self.local = kept
+                    self.emit((P.FAILED, msg[1], b"", False, 0.0))
             elif code == P.RECYCLE:
                 self.held_slots.update(msg[1])
                 self.check_held_slots()
@@ -137,7 +142,7 @@ class Worker(WorkerAPI):
             fn = self.function(fn_id, fn_bytes)
             args, kwargs = decode_call(args_blob, self.resolve_deps(deps))
             if gpu_ids is not None:
-                os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpu_ids)
+                set_visible_gpus(gpu_ids)
             value = fn(*args, **kwargs)
             results = self.encode_results(name, value, return_ids)
         except DependencyFailed as dep:
@@ -213,7 +218,7 @@ class Worker(WorkerAPI):
         _, cls_bytes, args_blob, deps, max_concurrency, name, gpu_ids = msg
         try:
             if gpu_ids is not None:
-                os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpu_ids)
+                set_visible_gpus(gpu_ids)
             cls = pickle.loads(cls_bytes)
             args, kwargs = decode_call(args_blob, self.resolve_deps(deps))
             self.actor = cls(*args, **kwargs)
@@ -285,6 +290,13 @@ class Worker(WorkerAPI):
     def flush(self) -> None:
         super().flush()
         self.last_flush = time.perf_counter()
+
+
+def set_visible_gpus(gpu_ids: list[int]) -> None:
+    """Show the task only its granted GPUs, as Ray does (CUDA reads this at first use)."""
+    value = ",".join(str(g) for g in gpu_ids)
+    if os.environ.get("CUDA_VISIBLE_DEVICES") != value:
+        os.environ["CUDA_VISIBLE_DEVICES"] = value
 
 
 def retryable(err: BaseException, retry_exc: Any) -> bool:

@@ -88,8 +88,8 @@ class WorkerAPI:
         return_ids = [self.new_object_id() for _ in range(options["num_returns"])]
         send_fn = None if fn_id in self.sent_functions else fn_bytes
         self.sent_functions.add(fn_id)
+        refs = self._announce_refs(return_ids)
         self.emit((P.SUBMIT, fn_id, send_fn, blob, deps, contained, return_ids, options))
-        refs = [ObjectRef(oid) for oid in return_ids]
         self.flush()
         del keep  # the driver now holds the auto-put arguments for the task
         return refs
@@ -109,9 +109,17 @@ class WorkerAPI:
                           options: dict) -> list[ObjectRef]:
         blob, deps, contained, keep = encode_call(name, args, kwargs, self.put)
         return_ids = [self.new_object_id() for _ in range(options["num_returns"])]
+        refs = self._announce_refs(return_ids)
         self.emit((P.CALL_ACTOR, actor_id, method, blob, deps, contained, return_ids, options))
-        refs = [ObjectRef(oid) for oid in return_ids]
         self.flush()
+        return refs
+
+    def _announce_refs(self, ids: list[int]) -> list[ObjectRef]:
+        """Refs for new results; their INCREFs go out before the call that makes them,
+        so the driver counts them even if the call fails on arrival."""
+        refs = [ObjectRef(oid) for oid in ids]
+        with self.send_lock:
+            self._drain_ref_events()
         return refs
 
     def put(self, value: Any) -> ObjectRef:
