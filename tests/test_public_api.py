@@ -1,0 +1,31 @@
+"""The public API is an explicit list; changing it is a deliberate act."""
+
+from __future__ import annotations
+
+import sluice
+
+EXPECTED = {
+    "ActorClass", "ActorHandle", "ObjectRef", "RemoteFunction", "available_resources", "cancel",
+    "cluster_resources", "exceptions", "get", "get_actor", "get_gpu_ids", "init",
+    "is_initialized", "kill", "method", "put", "remote", "shutdown", "wait",
+}
+
+
+def test_public_names_are_exactly_the_documented_ones() -> None:
+    assert set(sluice.__all__) == EXPECTED
+    for name in sluice.__all__:
+        assert getattr(sluice, name) is not None
+
+
+def test_public_callables_have_docstrings() -> None:
+    for name in sluice.__all__:
+        obj = getattr(sluice, name)
+        assert obj.__doc__, f"sluice.{name} has no docstring"
+
+
+def test_exceptions_listed_in_the_design_exist() -> None:
+    from sluice import exceptions as ex
+
+    for name in ("TaskError", "GetTimeoutError", "WorkerCrashedError", "ActorDiedError",
+                 "ObjectLostError", "TaskCancelledError"):
+        assert issubclass(getattr(ex, name), ex.SluiceError)
