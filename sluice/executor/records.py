@@ -69,7 +69,7 @@ class WorkerHandle:
     """A worker process as the driver sees it."""
 
     __slots__ = ("index", "proc", "conn", "out", "inflight", "lease", "gpu_ids", "known_fns",
-                 "blocked", "actor", "alive", "pending_gets")
+                 "blocked", "actor", "alive", "pending_gets", "queued_bytes")
 
     def __init__(self, index: int, proc: subprocess.Popen, conn: Connection):
         self.index = index
@@ -84,6 +84,7 @@ class WorkerHandle:
         self.actor: ActorRecord | None = None  # set for an actor's dedicated process
         self.alive = True
         self.pending_gets = 0
+        self.queued_bytes = 0                # argument bytes of in-flight tasks (bounds pipelining)
 
 
 class ActorRecord:

@@ -66,6 +66,7 @@ class Runtime:
         self.actors = ActorManager(self.scheduler)
         self.io = IOThread(self)
         self.ids = itertools.count(1)
+        self._feasible: set = set()  # demands already checked against the node's totals
         self.io.start()
         with self.scheduler.locked():
             for _ in range(max(1, int(cpus))):
@@ -90,7 +91,9 @@ class Runtime:
         key = options.get("_key")
         if key is None:
             key = demand_key(options["num_cpus"], options["num_gpus"], options["resources"])
-        self.resources.check_feasible(key, f"task {name}")
+        if key not in self._feasible:
+            self.resources.check_feasible(key, f"task {name}")
+            self._feasible.add(key)
         blob, deps, contained, keep = encode_call(name, args, kwargs, self.put)
         with s.locked():
             s.apply_ref_events()

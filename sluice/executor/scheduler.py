@@ -47,6 +47,8 @@ TARGET_BATCH_SECONDS = 0.002
 """Pipeline depth aims to keep about this much work queued on a leased worker."""
 MAX_PIPELINE = 256
 FLUSH_AT = 64
+PIPELINE_BYTES = 128 * 1024
+"""At most this many argument bytes wait on a busy worker (its socket buffer holds ~200 KB)."""
 FLUSH_DELAY = 0.0002
 """Longest a submitted task waits in the driver for more to share its pipe write."""
 
@@ -244,8 +246,10 @@ class Scheduler:
         self.tasks[task.task_id] = task
         for oid in task.return_ids:
             self.new_entry(oid, task)
-        self.hold(task.deps)
-        self.hold(task.contained)
+        if task.deps:
+            self.hold(task.deps)
+        if task.contained:
+            self.hold(task.contained)
         self.resolve(task)
 
     def resolve(self, task: TaskRecord) -> None:
@@ -274,7 +278,7 @@ class Scheduler:
         if pending == 0:
             self.make_ready(task)
         elif local_ok and producer_worker is not None and producer_worker.lease == task.key \
-                and not producer_worker.blocked:
+                and not producer_worker.blocked and self.may_follow(producer_worker, task):
             # Pipeline behind its producer: the worker feeds it the result locally.
             self.send_task(task, producer_worker, local=True)
 
@@ -333,9 +337,31 @@ class Scheduler:
                 w.lease, w.gpu_ids = key, gpus
                 return w
             self.resources.release(key, gpus)
-        if best is not None and len(best.inflight) < self.pipeline_depth(fn_id):
+        if best is not None and self.has_room(best, fn_id):
             return best
         return None
+
+    def may_follow(self, w: WorkerHandle, task: TaskRecord) -> bool:
+        """Whether ``task`` may queue on ``w`` behind the producer of its inputs.
+
+        A task extending a chain (its producer is the last task queued there) can
+        run nowhere sooner, so only the byte bound applies; other dependents (a
+        fan-out) may run in parallel elsewhere, so the pipeline depth applies too.
+        """
+        if w.queued_bytes >= PIPELINE_BYTES:
+            return False
+        last = next(reversed(w.inflight.values()), None)
+        if last is not None and any(oid in task.deps for oid in last.return_ids):
+            return True
+        return self.has_room(w, task.fn_id)
+
+    def has_room(self, w: WorkerHandle, fn_id: int) -> bool:
+        """Whether one more task may queue on busy worker ``w``.
+
+        Bounded in count (by the function's measured duration) and in bytes, so the
+        driver never blocks writing to a worker's full pipe.
+        """
+        return len(w.inflight) < self.pipeline_depth(fn_id) and w.queued_bytes < PIPELINE_BYTES
 
     def idle_worker(self, key: ResourceKey) -> WorkerHandle | None:
         running = 0
@@ -380,6 +406,7 @@ class Scheduler:
             w.known_fns.add(task.fn_id)
         task.worker = w
         w.inflight[task.task_id] = task
+        w.queued_bytes += len(task.args_blob)
         w.out.append((P.TASK, task.task_id, task.fn_id, fn_bytes, task.args_blob, deps,
                       task.return_ids, task.retry_exc, w.gpu_ids if self.has_gpus else None,
                       task.name))
@@ -415,7 +442,7 @@ class Scheduler:
 
     # -- results ---------------------------------------------------------------------
     def task_done(self, w: WorkerHandle, task_id: int, results: list, seconds: float) -> None:
-        task = w.inflight.pop(task_id, None)
+        task = self.take_inflight(w, task_id)
         if task is None:
             return  # a stale result (the task was bounced or cancelled meanwhile)
         self.note_duration(task.fn_id, seconds)
@@ -430,7 +457,7 @@ class Scheduler:
         self.release_lease(w)
 
     def task_failed(self, w: WorkerHandle, task_id: int, blob: bytes, retryable: bool, seconds: float) -> None:
-        task = w.inflight.pop(task_id, None)
+        task = self.take_inflight(w, task_id)
         if task is None:
             return
         self.note_duration(task.fn_id, seconds)
@@ -440,6 +467,12 @@ class Scheduler:
         else:
             self.finish_failed(task, blob)
         self.release_lease(w)
+
+    def take_inflight(self, w: WorkerHandle, task_id: int) -> TaskRecord | None:
+        task = w.inflight.pop(task_id, None)
+        if task is not None:
+            w.queued_bytes -= len(task.args_blob)
+        return task
 
     def note_duration(self, fn_id: int, seconds: float) -> None:
         old = self.durations.get(fn_id)
@@ -487,7 +520,7 @@ class Scheduler:
 
     def bounce(self, w: WorkerHandle, task_ids: list[int]) -> None:
         for tid in task_ids:
-            task = w.inflight.pop(tid, None)
+            task = self.take_inflight(w, tid)
             if task is not None:
                 self.requeue(task)
 
@@ -510,7 +543,7 @@ class Scheduler:
                 if dep_entry is not None and task in dep_entry.waiters:
                     dep_entry.waiters.remove(task)
         elif force and w.actor is None:
-            w.inflight.pop(task.task_id, None)
+            self.take_inflight(w, task.task_id)
             self.runtime.io.kill_worker(w)
         else:  # queued on a worker: it drops the task unless it already started
             w.out.append((P.CANCEL_TASK, task.task_id))
