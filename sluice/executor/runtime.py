@@ -50,6 +50,7 @@ class Runtime:
                  resources: dict[str, float] | None = None, object_store_memory: int | None = None,
                  spill_dir: str | None = None):
         shm.cleanup_stale_sessions()
+        cleanup_stale_spill_dirs()
         self.session = shm.new_session_id()
         cpus = float(num_cpus if num_cpus is not None else (os.cpu_count() or 1))
         gpus = float(num_gpus if num_gpus is not None else _detect_gpus())
@@ -60,7 +61,7 @@ class Runtime:
         self.resources = NodeResources(total)
         self.store_capacity = int(object_store_memory or default_store_memory())
         self._own_spill_dir = spill_dir is None
-        self.spill_dir = spill_dir or tempfile.mkdtemp(prefix=f"sluice-spill-{self.session}-")
+        self.spill_dir = spill_dir or tempfile.mkdtemp(prefix=f"{SPILL_PREFIX}{self.session}-")
         self.store = ObjectStore(self.session, self.store_capacity, self.spill_dir)
         self.scheduler = Scheduler(self.session, self.resources, self.store, self)
         self.actors = ActorManager(self.scheduler)
@@ -306,6 +307,27 @@ class Runtime:
         shm.cleanup_session(self.session)
         if self._own_spill_dir:
             shutil.rmtree(self.spill_dir, ignore_errors=True)
+
+
+SPILL_PREFIX = "sluice-spill-"
+
+
+def cleanup_stale_spill_dirs() -> int:
+    """Remove default spill dirs (``sluice-spill-{pid}-...`` in the temp dir) of dead drivers."""
+    removed = 0
+    root = tempfile.gettempdir()
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return 0
+    for entry in entries:
+        if not entry.name.startswith(SPILL_PREFIX) or not entry.is_dir(follow_symlinks=False):
+            continue
+        pid = entry.name[len(SPILL_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and int(pid) > 0 and not shm.pid_alive(int(pid)):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed += 1
+    return removed
 
 
 def _detect_gpus() -> int:

@@ -27,20 +27,19 @@ from sluice.exceptions import (
 )
 from sluice.executor import protocol as P
 from sluice.executor.object_ref import ObjectRef
+from sluice.executor.objects import ObjectTable
 from sluice.executor.process import spawn_worker
 from sluice.executor.records import (
     FAILED,
     PENDING,
-    READY,
     ActorRecord,
     ObjectEntry,
     TaskRecord,
-    Waiter,
     WorkerHandle,
     WorkerRequest,
 )
 from sluice.executor.resources import NodeResources, ResourceKey
-from sluice.store import serialization, shm
+from sluice.store import serialization
 from sluice.store.object_store import ObjectStore
 
 TARGET_BATCH_SECONDS = 0.002
@@ -53,7 +52,7 @@ FLUSH_DELAY = 0.0002
 """Longest a submitted task waits in the driver for more to share its pipe write."""
 
 
-class Scheduler:
+class Scheduler(ObjectTable):
     """Owns every object, task, worker and actor of one driver. See module docstring."""
 
     def __init__(self, session: str, resources: NodeResources, store: ObjectStore, runtime: Any):
@@ -88,157 +87,11 @@ class Scheduler:
         """``with scheduler.locked():`` holds the lock, then applies worker batches queued meanwhile."""
         return _Locked(self)
 
-    # -- reference counting ----------------------------------------------------------
-    def apply_ref_events(self) -> None:
-        """Fold queued ObjectRef births and deaths into the counts (under the lock)."""
-        events = self.ref_events
-        objects = self.objects
-        while events:
-            delta, oid = events.popleft()
-            entry = objects.get(oid)
-            if entry is None:
-                continue
-            entry.refs += delta
-            if delta < 0 and entry.freeable:
-                self.free(oid)
-
-    def free(self, oid: int) -> None:
-        stack = [oid]
-        while stack:
-            oid = stack.pop()
-            entry = self.objects.pop(oid, None)
-            if entry is None:
-                continue
-            if entry.spec is not None and entry.spec[0] == P.DEP_SHM:
-                slot = self.store.free(oid)
-                if slot is not None:
-                    self.recycle(slot)
-            for cid in entry.contained:
-                child = self.objects.get(cid)
-                if child is not None:
-                    child.holds -= 1
-                    if child.freeable:
-                        stack.append(cid)
-
-    def recycle(self, slot: str) -> None:
-        """Reuse ``slot`` once every process says no value read from it is alive."""
-        waiting = {w for w in self.all_workers() if w.alive}
-        if not waiting:
-            self.store.release_slot(slot)
-            return
-        self.releasing[slot] = waiting
-        for w in waiting:
-            w.out.append((P.RECYCLE, [slot]))
-            self.dirty.add(w)
-
-    def slots_released(self, w: WorkerHandle, names: list[str]) -> None:
-        for name in names:
-            waiting = self.releasing.get(name)
-            if waiting is not None:
-                waiting.discard(w)
-                if not waiting:
-                    del self.releasing[name]
-                    self.store.release_slot(name)
-                    self.slot_released.set()
-
-    def forget_worker_slots(self, w: WorkerHandle) -> None:
-        """A dead process holds no views: it no longer delays any slot."""
-        for name in [n for n, waiting in self.releasing.items() if w in waiting]:
-            self.slots_released(w, [name])
-
-    def broadcast_retired(self) -> None:
-        """Readers unmap segments that left the store for good (freed, spilled, evicted)."""
-        retired = self.store.retired
-        if retired:
-            names = list(retired)
-            retired.clear()
-            for w in self.all_workers():
-                w.out.append((P.RELEASE, names))
-                self.dirty.add(w)
-
-    def hold(self, ids) -> None:
-        objects = self.objects
-        for oid in ids:
-            entry = objects.get(oid)
-            if entry is not None:
-                entry.holds += 1
-
-    def unhold(self, ids) -> None:
-        objects = self.objects
-        for oid in ids:
-            entry = objects.get(oid)
-            if entry is not None:
-                entry.holds -= 1
-                if entry.freeable:
-                    self.free(oid)
-
     def all_workers(self):
         yield from self.workers
         for actor in self.actors.values():
             if actor.worker is not None and actor.worker.alive:
                 yield actor.worker
-
-    # -- objects ---------------------------------------------------------------------
-    def new_entry(self, oid: int, producer: TaskRecord | None) -> ObjectEntry:
-        entry = self.objects.get(oid)
-        if entry is None:
-            entry = self.objects[oid] = ObjectEntry(producer)
-        elif producer is not None:
-            entry.producer = producer
-        return entry
-
-    def add_object(self, oid: int, spec: tuple, contained: tuple[int, ...], adopt: bool = True) -> None:
-        """A value was stored (put or task result): make it READY and wake its waiters.
-
-        ``adopt``: a worker wrote the shm segment, so the store starts accounting for it now.
-        """
-        entry = self.objects.get(oid)
-        if entry is None:  # every ref died while it was computed
-            if spec[0] == P.DEP_SHM:
-                if adopt:
-                    self.store.adopt(oid, spec[1])
-                self.store.free(oid)
-            return
-        if spec[0] == P.DEP_SHM and adopt:
-            self.store.adopt(oid, spec[1])
-        entry.spec = spec
-        entry.state = FAILED if spec[0] == P.DEP_ERROR else READY
-        entry.producer = None
-        if contained:
-            entry.contained = contained
-            self.hold(contained)
-        self.wake(oid, entry)
-        if entry.freeable:
-            self.free(oid)
-
-    def wake(self, oid: int, entry: ObjectEntry) -> None:
-        waiters, entry.waiters = entry.waiters, []
-        for w in waiters:
-            if type(w) is TaskRecord:
-                w.unresolved -= 1
-                if w.unresolved == 0:
-                    self.make_ready(w)
-            else:
-                w.remaining -= 1
-                if w.remaining == 0:
-                    w.event.set()
-        for req in self.requests.pop(oid, ()):
-            req.remaining -= 1
-            if req.remaining == 0:
-                self.answer(req)
-
-    def spec_for_worker(self, oid: int) -> tuple:
-        """How a worker reads object ``oid`` (which must not be PENDING)."""
-        entry = self.objects.get(oid)
-        if entry is None:
-            from sluice.exceptions import ObjectLostError
-
-            return (P.DEP_ERROR, serialization.dumps(ObjectLostError(
-                f"object {oid:x} was freed: no ObjectRef held it any more")))
-        spec = entry.spec
-        if spec[0] == P.DEP_SHM:
-            return (P.DEP_SHM, self.store.ensure_local(oid))
-        return spec
 
     # -- submission ------------------------------------------------------------------
     def submit(self, task: TaskRecord) -> None:
@@ -631,25 +484,6 @@ class Scheduler:
                     f"retries are spent; raise max_retries or find what kills it (memory? os._exit?)")
                 self.finish_failed(task, serialization.dumps(err))
         w.inflight.clear()
-
-    # -- helpers for the API -----------------------------------------------------------
-    def waiter_for(self, ids: list[int], need: int, event: Any) -> Waiter | None:
-        """Register a driver-side waiter for ``need`` of ``ids``; None if already satisfied."""
-        pending = [self.objects[oid] for oid in ids
-                   if oid in self.objects and self.objects[oid].state == PENDING]
-        remaining = need - (len(ids) - len(pending))
-        if remaining <= 0:
-            return None
-        waiter = Waiter(remaining, event)
-        for entry in pending:
-            entry.waiters.append(waiter)
-        return waiter
-
-    def drop_waiter(self, ids: list[int], waiter: Waiter) -> None:
-        for oid in ids:
-            entry = self.objects.get(oid)
-            if entry is not None and waiter in entry.waiters:
-                entry.waiters.remove(waiter)
 
     def new_ref(self, oid: int) -> ObjectRef:
         return ObjectRef(oid, self.runtime)

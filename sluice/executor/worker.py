@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import pickle
 import sys
-import threading
 import time
 import traceback
 from collections import OrderedDict, deque

@@ -34,6 +34,7 @@ __all__ = [
     "cleanup_session",
     "cleanup_stale_sessions",
     "SegmentReader",
+    "pid_alive",
     "views_alive",
     "RECYCLING_SUPPORTED",
 ]
@@ -199,13 +200,14 @@ def cleanup_stale_sessions() -> int:
             return False
         pid = int(pid_text)
         if pid not in alive:
-            alive[pid] = _pid_alive(pid)
+            alive[pid] = pid_alive(pid)
         return not alive[pid]
 
     return _unlink_matching(is_stale)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (a session's driver, for stale-file cleanup)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
