@@ -20,7 +20,6 @@ from sluice.store.serialization import (
     ARROW,
     PICKLE5,
     SerializedObject,
-    deserialize,
     dumps,
     layout_pieces,
     loads,

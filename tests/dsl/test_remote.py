@@ -1,0 +1,134 @@
+"""``@sluice.remote`` and options, checked without starting a runtime.
+
+Decorating, validating options and misusing remote objects must all fail (or
+succeed) in the driver, before any worker exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+import sluice
+
+
+@pytest.fixture(autouse=True)
+def no_runtime_started() -> Iterator[None]:
+    yield
+    assert not sluice.is_initialized(), "a DSL-only test must not start a runtime"
+
+
+def documented(x: int) -> int:
+    """Doubles x."""
+    return 2 * x
+
+
+class Plain:
+    """A class to make an actor of."""
+
+    def f(self) -> int:
+        return 1
+
+
+def test_bare_decorator_makes_a_remote_function_that_keeps_its_metadata() -> None:
+    rf = sluice.remote(documented)
+    assert isinstance(rf, sluice.RemoteFunction)
+    assert rf.__name__ == "documented" and rf.__doc__ == "Doubles x."
+
+
+def test_decorator_with_options_makes_a_remote_function_and_an_actor_class() -> None:
+    rf = sluice.remote(num_cpus=2, max_retries=0, retry_exceptions=[KeyError], num_returns=2)(documented)
+    assert isinstance(rf, sluice.RemoteFunction)
+    actor_class = sluice.remote(max_restarts=1, max_concurrency=3, name="p")(Plain)
+    assert isinstance(actor_class, sluice.ActorClass)
+    assert actor_class.__doc__ == "A class to make an actor of."
+
+
+def test_calling_a_remote_function_directly_says_to_use_remote() -> None:
+    with pytest.raises(TypeError, match=r"remote function documented cannot be called directly; "
+                                        r"use documented\.remote\(\.\.\.\)"):
+        sluice.remote(documented)(3)
+
+
+def test_instantiating_an_actor_class_directly_says_to_use_remote() -> None:
+    with pytest.raises(TypeError, match=r"actor class Plain cannot be instantiated directly; "
+                                        r"use Plain\.remote\(\.\.\.\)"):
+        sluice.remote(Plain)()
+
+
+@pytest.mark.parametrize("option", ["num_cpu", "gpus", "max_restarts", "max_concurrency"])
+def test_unknown_task_options_are_named(option: str) -> None:
+    with pytest.raises(ValueError, match=rf"unknown option\(s\) {option} for a remote function"):
+        sluice.remote(**{option: 1})(documented)
+    with pytest.raises(ValueError, match=rf"unknown option\(s\) {option}"):
+        sluice.remote(documented).options(**{option: 1})
+
+
+@pytest.mark.parametrize("option", ["max_retries", "retry_exceptions", "num_returns", "jit"])
+def test_unknown_actor_options_are_named(option: str) -> None:
+    with pytest.raises(ValueError, match=rf"unknown option\(s\) {option}\b"):
+        sluice.remote(**{option: 1})(Plain)
+    with pytest.raises(ValueError, match=rf"unknown option\(s\) {option}"):
+        sluice.remote(Plain).options(**{option: 1})
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"num_cpus": -1}, r"num_cpus=-1 must be a number >= 0"),
+    ({"num_gpus": "one"}, r"num_gpus='one' must be a number"),
+    ({"num_cpus": True}, r"num_cpus=True must be a number"),
+    ({"num_returns": 0}, r"num_returns=0 must be an int >= 1"),
+    ({"max_retries": 1.5}, r"max_retries=1.5 must be an int"),
+    ({"retry_exceptions": "ValueError"}, r"retry_exceptions='ValueError' must be True, False, or a list"),
+    ({"resources": ["slot"]}, r"resources=\['slot'\] must be a dict"),
+    ({"resources": {"CPU": 1}}, r"use num_cpus/num_gpus for CPU"),
+])
+def test_bad_task_option_values_are_refused_naming_the_option(options: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        sluice.remote(**options)(documented)
+
+
+def test_bad_actor_option_values_are_refused_naming_the_option() -> None:
+    with pytest.raises(ValueError, match=r"max_concurrency=0 must be an int >= 1"):
+        sluice.remote(max_concurrency=0)(Plain)
+    with pytest.raises(ValueError, match=r"max_restarts=-2"):
+        sluice.remote(Plain).options(max_restarts=-2)
+
+
+def test_remote_takes_keyword_options_only() -> None:
+    with pytest.raises(TypeError, match="keyword options only"):
+        sluice.remote(1, num_cpus=1)
+    with pytest.raises(TypeError, match="decorates functions and classes, not int"):
+        sluice.remote(num_cpus=1)(5)
+
+
+def test_the_public_api_is_exactly_the_documented_list() -> None:
+    assert sorted(sluice.__all__) == [
+        "ActorClass", "ActorHandle", "ObjectRef", "RemoteFunction", "available_resources",
+        "cancel", "cluster_resources", "exceptions", "get", "get_actor", "get_gpu_ids", "init",
+        "is_initialized", "kill", "method", "put", "remote", "shutdown", "wait",
+    ]
+    for name in sluice.__all__:
+        assert getattr(sluice, name) is not None
+
+
+def test_the_documented_errors_live_in_sluice_exceptions() -> None:
+    from sluice import exceptions as e
+
+    for name in ("TaskError", "GetTimeoutError", "WorkerCrashedError", "ActorDiedError",
+                 "ObjectLostError", "TaskCancelledError", "InfeasibleResourceError"):
+        assert issubclass(getattr(e, name), e.SluiceError), name
+    assert issubclass(e.GetTimeoutError, TimeoutError)
+    assert issubclass(e.InfeasibleResourceError, ValueError)
+
+
+def test_a_task_error_is_also_an_instance_of_the_original_type() -> None:
+    from sluice.exceptions import TaskError
+
+    err = TaskError("f", "Traceback ...\nKeyError: 'k'", KeyError("k")).as_instanceof_cause()
+    assert isinstance(err, TaskError) and isinstance(err, KeyError)
+    assert str(err) == "task f failed:\nTraceback ...\nKeyError: 'k'"
+    import pickle
+
+    again = pickle.loads(pickle.dumps(err))
+    assert isinstance(again, KeyError) and isinstance(again, TaskError)

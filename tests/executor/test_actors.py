@@ -1,0 +1,210 @@
+"""Actors: one process each, ordered calls, errors, restarts, concurrency, names, handles in tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+import sluice
+from sluice.exceptions import ActorDiedError, TaskError
+
+
+@pytest.fixture(scope="module", autouse=True)
+def runtime() -> Iterator[None]:
+    sluice.init(num_cpus=2)
+    yield
+    sluice.shutdown()
+
+
+@sluice.remote
+class Recorder:
+    def __init__(self):
+        self.items: list[int] = []
+
+    def append(self, i: int) -> int:
+        self.items.append(i)
+        return len(self.items)
+
+    def read(self) -> list[int]:
+        return self.items
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def fail_validation(self, value: int) -> None:
+        raise ValueError(f"value {value} is out of range")
+
+    def crash(self) -> None:
+        os._exit(1)
+
+    @sluice.method(num_returns=2)
+    def split(self) -> tuple[int, int]:
+        return len(self.items), sum(self.items)
+
+
+@sluice.remote
+class BrokenAtBirth:
+    def __init__(self, config: dict):
+        raise KeyError(f"missing setting {sorted(config)}")
+
+    def ping(self) -> str:
+        return "pong"
+
+
+@sluice.remote
+class Threaded:
+    def ready(self) -> bool:
+        return True
+
+    def nap(self, seconds: float) -> tuple[int, float, float]:
+        start = time.time()
+        time.sleep(seconds)
+        return threading.get_ident(), start, time.time()
+
+
+@sluice.remote
+class AsyncNapper:
+    async def nap(self, seconds: float) -> tuple[float, float]:
+        start = time.time()
+        await asyncio.sleep(seconds)
+        return start, time.time()
+
+    async def ready(self) -> bool:
+        return True
+
+
+@sluice.remote
+def call_actor_from_task(recorder, value: int) -> list[int]:
+    sluice.get(recorder.append.remote(value), timeout=30)
+    return sluice.get(recorder.read.remote(), timeout=30)
+
+
+def test_each_actor_has_its_own_process() -> None:
+    a, b = Recorder.remote(), Recorder.remote()
+    pid_a, pid_b = sluice.get([a.pid.remote(), b.pid.remote()], timeout=30)
+    assert len({pid_a, pid_b, os.getpid()}) == 3
+    assert sluice.get(a.pid.remote()) == pid_a  # the same process serves every call
+    sluice.kill(a)
+    sluice.kill(b)
+
+
+def test_method_calls_run_in_submission_order() -> None:
+    r = Recorder.remote()
+    lengths = sluice.get([r.append.remote(i) for i in range(200)], timeout=30)
+    assert lengths == list(range(1, 201))
+    assert sluice.get(r.read.remote()) == list(range(200))
+    assert sluice.get(list(r.split.remote())) == [200, sum(range(200))]
+    sluice.kill(r)
+
+
+def test_a_method_that_raises_leaves_the_actor_alive() -> None:
+    r = Recorder.remote()
+    sluice.get(r.append.remote(1))
+    with pytest.raises(ValueError, match="value 7 is out of range") as info:
+        sluice.get(r.fail_validation.remote(7), timeout=30)
+    assert isinstance(info.value, TaskError)
+    message = str(info.value)
+    assert "Traceback" in message and "fail_validation" in message
+    assert sluice.get(r.append.remote(2)) == 2  # state survived the error
+    sluice.kill(r)
+
+
+def test_a_constructor_error_surfaces_at_every_call_with_its_type_and_traceback() -> None:
+    broken = BrokenAtBirth.remote({"host": 1})
+    for _ in range(2):
+        with pytest.raises(KeyError, match="missing setting") as info:
+            sluice.get(broken.ping.remote(), timeout=30)
+        assert isinstance(info.value, TaskError)
+        assert "__init__" in str(info.value) and "Traceback" in str(info.value)
+
+
+def test_a_constructor_error_makes_calls_raise_actor_died_error() -> None:
+    # ActorDiedError's contract: "the actor's process is gone (killed, crashed past
+    # max_restarts, or its constructor raised)"; the original type stays catchable.
+    broken = BrokenAtBirth.remote({})
+    with pytest.raises(ActorDiedError) as info:
+        sluice.get(broken.ping.remote(), timeout=30)
+    assert isinstance(info.value, KeyError)
+
+
+def test_max_restarts_one_restarts_once_with_fresh_state_then_dies_for_good() -> None:
+    r = Recorder.options(max_restarts=1).remote()
+    first_pid = sluice.get(r.pid.remote(), timeout=30)
+    assert sluice.get(r.append.remote(1)) == 1
+    with pytest.raises(ActorDiedError, match="restarted"):
+        sluice.get(r.crash.remote(), timeout=30)
+    assert sluice.get(r.append.remote(2), timeout=30) == 1  # a fresh instance: the list restarted
+    assert sluice.get(r.pid.remote()) != first_pid
+    with pytest.raises(ActorDiedError, match="max_restarts"):
+        sluice.get(r.crash.remote(), timeout=30)
+    with pytest.raises(ActorDiedError, match="max_restarts"):
+        sluice.get(r.append.remote(3), timeout=30)
+
+
+def test_without_restarts_a_crash_kills_the_actor() -> None:
+    r = Recorder.remote()
+    with pytest.raises(ActorDiedError, match="exit code 1"):
+        sluice.get(r.crash.remote(), timeout=30)
+    with pytest.raises(ActorDiedError):
+        sluice.get(r.read.remote(), timeout=30)
+
+
+def test_max_concurrency_runs_calls_in_concurrent_threads() -> None:
+    t = Threaded.options(max_concurrency=4).remote()
+    assert sluice.get(t.ready.remote(), timeout=30)
+    start = time.perf_counter()
+    results = sluice.get([t.nap.remote(0.3) for _ in range(4)], timeout=30)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 0.9, f"4 calls of 0.3 s with max_concurrency=4 took {elapsed:.2f} s"
+    assert len({thread for thread, _, _ in results}) == 4
+    sluice.kill(t)
+
+
+def test_async_methods_run_concurrently_on_the_event_loop() -> None:
+    a = AsyncNapper.remote()
+    assert sluice.get(a.ready.remote(), timeout=30)
+    start = time.perf_counter()
+    spans = sluice.get([a.nap.remote(0.3) for _ in range(4)], timeout=30)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 0.9, f"4 awaits of 0.3 s took {elapsed:.2f} s: they did not overlap"
+    assert max(s for s, _ in spans) < min(e for _, e in spans)
+    sluice.kill(a)
+
+
+def test_named_actor_is_found_by_get_actor_and_a_duplicate_name_is_refused() -> None:
+    r = Recorder.options(name="the-recorder").remote()
+    sluice.get(r.append.remote(42))
+    found = sluice.get_actor("the-recorder")
+    assert sluice.get(found.read.remote()) == [42]
+    with pytest.raises(ValueError, match="an actor named 'the-recorder' already exists"):
+        Recorder.options(name="the-recorder").remote()
+    sluice.kill(r)
+    with pytest.raises(ValueError, match="no actor named 'the-recorder'"):
+        sluice.get_actor("the-recorder")
+    again = Recorder.options(name="the-recorder").remote()  # the name is free once it died
+    assert sluice.get(again.read.remote(), timeout=30) == []
+    sluice.kill(again)
+
+
+def test_an_actor_handle_passed_to_a_task_can_be_called_there() -> None:
+    r = Recorder.remote()
+    sluice.get(r.append.remote(1))
+    assert sluice.get(call_actor_from_task.remote(r, 2), timeout=30) == [1, 2]
+    assert sluice.get(r.read.remote()) == [1, 2]
+    sluice.kill(r)
+
+
+def test_actor_misuse_raises_helpful_errors() -> None:
+    with pytest.raises(TypeError, match=r"cannot be instantiated directly; use Recorder\.remote"):
+        Recorder()
+    r = Recorder.remote()
+    with pytest.raises(TypeError, match=r"cannot be called directly.*\.remote\("):
+        r.append(1)
+    with pytest.raises(AttributeError, match="no method 'appendx'"):
+        r.appendx
+    sluice.kill(r)

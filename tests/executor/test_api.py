@@ -1,0 +1,276 @@
+"""The eager API on a running runtime: remote functions and classes, options, get/put/wait/cancel."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import sluice
+from sluice.exceptions import ActorDiedError, GetTimeoutError, TaskCancelledError, TaskError
+
+
+@pytest.fixture(scope="module", autouse=True)
+def runtime() -> Iterator[None]:
+    sluice.init(num_cpus=2)
+    yield
+    sluice.shutdown()
+
+
+@sluice.remote
+def add(a, b=0):
+    return a + b
+
+
+@sluice.remote
+def sleep_then(seconds: float, value=None):
+    time.sleep(seconds)
+    return value
+
+
+@sluice.remote
+def interval(seconds: float) -> tuple[float, float]:
+    start = time.time()
+    time.sleep(seconds)
+    return start, time.time()
+
+
+@sluice.remote
+def touch_after(_gate, path: str) -> str:
+    Path(path).write_text("ran")
+    return path
+
+
+@sluice.remote
+def describe(x, items, *, key=None):
+    """Report how the arguments arrived: values or refs."""
+    inner = items[0]
+    return {
+        "x": x,
+        "key": key,
+        "inner_type": type(inner).__name__,
+        "inner_value": sluice.get(inner) if isinstance(inner, sluice.ObjectRef) else None,
+    }
+
+
+@sluice.remote(num_returns=2)
+def divmod_task(a: int, b: int):
+    return a // b, a % b
+
+
+@sluice.remote
+def fail(message: str):
+    raise ValueError(message)
+
+
+@sluice.remote
+class Counter:
+    def __init__(self, start: int = 0):
+        self.n = start
+
+    def add(self, x: int) -> int:
+        self.n += x
+        return self.n
+
+    def value(self) -> int:
+        return self.n
+
+    def slow_value(self, seconds: float) -> int:
+        time.sleep(seconds)
+        return self.n
+
+
+@sluice.remote(max_concurrency=2, max_restarts=0)
+class Rendezvous:
+    """Two calls can meet only if the actor runs them at the same time."""
+
+    def __init__(self):
+        import threading
+
+        self.barrier = threading.Barrier(2, timeout=10)
+
+    def meet(self) -> int:
+        return self.barrier.wait()
+
+
+@sluice.remote
+def pair():
+    return ("left", "right")
+
+
+# -- remote functions and classes ------------------------------------------------------
+
+def test_remote_function_returns_a_ref_whose_value_get_returns() -> None:
+    ref = add.remote(2, 3)
+    assert isinstance(ref, sluice.ObjectRef)
+    assert sluice.get(ref) == 5
+    assert sluice.get(add.remote(2, b=40)) == 42
+
+
+def test_remote_with_options_in_the_decorator_applies_them() -> None:
+    q, r = divmod_task.remote(17, 5)  # num_returns=2 given to the decorator
+    assert sluice.get([q, r]) == [3, 2]
+
+
+def test_remote_class_with_and_without_options() -> None:
+    c = Counter.remote(10)
+    assert isinstance(c, sluice.ActorHandle)
+    assert sluice.get([c.add.remote(1), c.add.remote(2)]) == [11, 13]
+    r = Rendezvous.remote()  # max_concurrency=2 given to the decorator
+    assert sorted(sluice.get([r.meet.remote(), r.meet.remote()], timeout=30)) == [0, 1]
+    sluice.kill(c)
+    sluice.kill(r)
+
+
+def test_options_returns_a_copy_and_leaves_the_original_alone() -> None:
+    split = pair.options(num_returns=2)
+    left, right = split.remote()
+    assert sluice.get([left, right]) == ["left", "right"]
+    whole = pair.remote()
+    assert isinstance(whole, sluice.ObjectRef)
+    assert sluice.get(whole) == ("left", "right")
+    assert sluice.get(add.options(num_cpus=1, max_retries=0).remote(4, 4)) == 8
+
+
+def test_num_returns_must_match_what_the_task_returns() -> None:
+    with pytest.raises(TaskError, match=r"num_returns=3 but returned tuple"):
+        sluice.get(pair.options(num_returns=3).remote()[0])
+
+
+def test_options_name_labels_the_task_in_its_errors() -> None:
+    with pytest.raises(ValueError, match=r"task renamed_for_errors failed"):
+        sluice.get(fail.options(name="renamed_for_errors").remote("boom"))
+
+
+def test_options_num_cpus_two_takes_both_cpus_so_such_tasks_never_overlap() -> None:
+    wide = interval.options(num_cpus=2)
+    spans = sorted(sluice.get([wide.remote(0.2), wide.remote(0.2)], timeout=30))
+    assert spans[0][1] <= spans[1][0], f"num_cpus=2 tasks overlapped on a 2-CPU runtime: {spans}"
+
+
+def test_unknown_option_raises_value_error_naming_it() -> None:
+    with pytest.raises(ValueError, match=r"unknown option\(s\) num_cpu\b"):
+        add.options(num_cpu=1)
+    with pytest.raises(ValueError, match="unknown option.*max_retries"):
+        Counter.options(max_retries=2)  # a task option, not an actor one
+    with pytest.raises(ValueError, match="unknown option.*colour"):
+        sluice.remote(colour="red")(lambda: None)
+
+
+# -- get and put -----------------------------------------------------------------------
+
+def test_get_takes_one_ref_or_a_list_and_keeps_the_order() -> None:
+    refs = [add.remote(i, i) for i in range(20)]
+    assert sluice.get(refs) == [2 * i for i in range(20)]
+    assert sluice.get(tuple(refs[:3])) == [0, 2, 4]
+    assert sluice.get([]) == []
+
+
+def test_get_timeout_raises_get_timeout_error_and_a_later_get_succeeds() -> None:
+    ref = sleep_then.remote(0.6, "late")
+    start = time.monotonic()
+    with pytest.raises(GetTimeoutError, match="timed out"):
+        sluice.get(ref, timeout=0.1)
+    assert time.monotonic() - start < 0.5
+    assert sluice.get(ref, timeout=30) == "late"
+
+
+def test_put_then_get_round_trips_a_value() -> None:
+    value = {"a": [1, 2, 3], "b": ("x", None)}
+    ref = sluice.put(value)
+    assert isinstance(ref, sluice.ObjectRef)
+    assert sluice.get(ref) == value
+    assert sluice.get(add.remote(sluice.put(40), 2)) == 42
+
+
+def test_put_of_a_ref_is_refused() -> None:
+    with pytest.raises(TypeError, match="put"):
+        sluice.put(sluice.put(1))
+
+
+# -- argument passing ------------------------------------------------------------------
+
+def test_top_level_refs_arrive_as_values_and_nested_refs_arrive_as_refs() -> None:
+    x, inner, key = sluice.put(3), sluice.put("inside"), sluice.put("kw")
+    got = sluice.get(describe.remote(x, [inner], key=key))
+    assert got == {"x": 3, "key": "kw", "inner_type": "ObjectRef", "inner_value": "inside"}
+
+
+def test_a_task_result_ref_passed_on_is_resolved_before_the_next_task_runs() -> None:
+    first = sleep_then.remote(0.1, 20)
+    assert sluice.get(add.remote(first, add.remote(first, 1))) == 41
+
+
+# -- wait ------------------------------------------------------------------------------
+
+def test_wait_returns_ready_and_pending_in_input_order() -> None:
+    slow = sleep_then.remote(0.6, "slow")
+    later = sleep_then.remote(0.2, "later")
+    sooner = sluice.put("sooner")  # ready first, listed last
+    ready, pending = sluice.wait([slow, later, sooner], num_returns=2, timeout=20)
+    assert ready == [later, sooner]
+    assert pending == [slow]
+    ready, pending = sluice.wait([sooner, slow, later], num_returns=1, timeout=20)
+    assert (ready, pending) == ([sooner], [slow, later])
+    sluice.get(slow, timeout=20)
+
+
+def test_wait_timeout_returns_what_is_ready_so_far() -> None:
+    slow = sleep_then.remote(0.6)
+    done = sluice.put(1)
+    start = time.monotonic()
+    ready, pending = sluice.wait([slow, done], num_returns=2, timeout=0.1)
+    assert time.monotonic() - start < 0.5
+    assert (ready, pending) == ([done], [slow])
+    ready, pending = sluice.wait([slow, done], num_returns=2, timeout=30)
+    assert (ready, pending) == ([slow, done], [])
+
+
+def test_wait_rejects_bad_arguments() -> None:
+    ref = sluice.put(1)
+    with pytest.raises(TypeError, match="list of ObjectRefs"):
+        sluice.wait(ref)
+    with pytest.raises(ValueError, match="num_returns=2"):
+        sluice.wait([ref], num_returns=2)
+    with pytest.raises(ValueError, match="same ObjectRef twice"):
+        sluice.wait([ref, ref])
+
+
+# -- cancel, kill, named actors --------------------------------------------------------
+
+def test_cancel_of_a_task_waiting_for_its_input_raises_task_cancelled_error(tmp_path: Path) -> None:
+    gate = sleep_then.remote(0.3)
+    marker = tmp_path / "ran"
+    waiting = touch_after.remote(gate, str(marker))
+    sluice.cancel(waiting)
+    with pytest.raises(TaskCancelledError, match="touch_after was cancelled"):
+        sluice.get(waiting, timeout=10)
+    sluice.get(gate, timeout=30)
+    assert sluice.get(add.remote(1, 1), timeout=30) == 2  # the scheduler moved on past it
+    assert not marker.exists(), "a cancelled task ran once its input was ready"
+
+
+def test_kill_makes_later_calls_raise_actor_died_error() -> None:
+    c = Counter.remote()
+    assert sluice.get(c.add.remote(1)) == 1
+    running = c.slow_value.remote(5.0)
+    sluice.kill(c)
+    with pytest.raises(ActorDiedError, match="killed"):
+        sluice.get(running, timeout=10)
+    with pytest.raises(ActorDiedError, match="killed"):
+        sluice.get(c.add.remote(1), timeout=10)
+    with pytest.raises(TypeError, match="actor handle"):
+        sluice.kill(sluice.put(1))
+
+
+def test_get_actor_finds_a_named_actor_and_shares_its_state() -> None:
+    c = Counter.options(name="api-counter").remote()
+    sluice.get(c.add.remote(5))
+    same = sluice.get_actor("api-counter")
+    assert same == c
+    assert sluice.get(same.add.remote(1)) == 6
+    with pytest.raises(ValueError, match="no actor named 'nobody-home'"):
+        sluice.get_actor("nobody-home")
+    sluice.kill(c)
