@@ -85,7 +85,7 @@ class RemoteFunction:
 
 
 def _rebuild(pickled: tuple[int, bytes], given: dict, name: str) -> RemoteFunction:
-    from pickle import loads
+    from sluice.executor.calls import load_function as loads
 
     rf = RemoteFunction.__new__(RemoteFunction)
     rf._pickled = pickled

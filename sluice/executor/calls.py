@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import sys
+import types
 from typing import Any, Callable
 
 import cloudpickle
@@ -24,15 +26,61 @@ LAYOUT_MAGIC = to_bytes(serialize(None))[:4]
 
 
 def dumps_function(fn: Any, name: str) -> tuple[int, bytes]:
-    """Pickle a function or class once; returns ``(content id, bytes)``."""
+    """Pickle a function or class once; returns ``(content id, bytes)``.
+
+    The source file travels beside the pickle: cloudpickle writes code by value
+    with a placeholder file name, and :func:`load_function` puts the real one
+    back so remote tracebacks show the user's source lines.
+    """
     try:
-        data = cloudpickle.dumps(fn, protocol=5)
+        data = cloudpickle.dumps((fn, _source_file(fn)), protocol=5)
     except Exception as err:
         raise SerializationError(
             f"{name} cannot be pickled to send to workers ({type(err).__name__}: {err}); "
             "move what it captures (locks, sockets, open files) into the function body"
         ) from err
     return function_id(data), data
+
+
+def load_function(data: bytes) -> Any:
+    """The function or class :func:`dumps_function` packed, with its source file restored."""
+    fn, filename = pickle.loads(data)
+    if filename:
+        _restore_filename(fn, filename)
+    return fn
+
+
+def _source_file(fn: Any) -> str | None:
+    code = getattr(fn, "__code__", None)
+    if code is not None:
+        return code.co_filename
+    module = sys.modules.get(getattr(fn, "__module__", ""), None)
+    return getattr(module, "__file__", None)
+
+
+def _restore_filename(obj: Any, filename: str) -> None:
+    targets = [obj]
+    if isinstance(obj, type):
+        targets = []
+        for value in vars(obj).values():
+            value = getattr(value, "__func__", value)  # staticmethod / classmethod
+            if isinstance(value, property):
+                targets.extend(f for f in (value.fget, value.fset, value.fdel) if f is not None)
+            else:
+                targets.append(value)
+    for fn in targets:
+        code = getattr(fn, "__code__", None)
+        if isinstance(code, types.CodeType) and code.co_filename == "<dynamic-code>":
+            try:
+                fn.__code__ = _with_filename(code, filename)
+            except (AttributeError, TypeError, ValueError):
+                pass
+
+
+def _with_filename(code: types.CodeType, filename: str) -> types.CodeType:
+    consts = tuple(_with_filename(c, filename) if isinstance(c, types.CodeType) else c
+                   for c in code.co_consts)
+    return code.replace(co_filename=filename, co_consts=consts)
 
 
 def function_id(data: bytes) -> int:

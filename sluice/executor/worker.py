@@ -9,7 +9,6 @@ a threaded or async actor hand results to :meth:`Worker.emit` and flush.
 from __future__ import annotations
 
 import os
-import pickle
 import sys
 import time
 import traceback
@@ -19,7 +18,7 @@ from typing import Any
 
 from sluice.exceptions import ActorDiedError, GetTimeoutError, SerializationError, TaskError
 from sluice.executor import context, protocol as P
-from sluice.executor.calls import decode_call
+from sluice.executor.calls import decode_call, load_function
 from sluice.executor.worker_api import WorkerAPI
 from sluice.store import serialization, shm
 
@@ -131,7 +130,7 @@ class Worker(WorkerAPI):
         if fn is None:
             if fn_bytes is None:
                 raise RuntimeError(f"function {fn_id:x} was never sent to this worker")
-            fn = self.functions[fn_id] = pickle.loads(fn_bytes)
+            fn = self.functions[fn_id] = load_function(fn_bytes)
         return fn
 
     def run_task(self, msg: tuple) -> None:
@@ -218,7 +217,7 @@ class Worker(WorkerAPI):
         try:
             if gpu_ids is not None:
                 set_visible_gpus(gpu_ids)
-            cls = pickle.loads(cls_bytes)
+            cls = load_function(cls_bytes)
             args, kwargs = decode_call(args_blob, self.resolve_deps(deps))
             self.actor = cls(*args, **kwargs)
             self.setup_actor_concurrency(cls, max_concurrency)
