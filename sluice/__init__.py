@@ -4,7 +4,9 @@ The public API, re-exported; nothing else lives here.
 """
 
 from sluice import exceptions
+from sluice.compiler.plan import Plan
 from sluice.dsl.actor import ActorClass, ActorHandle, get_actor
+from sluice.dsl.nodes import DAGNode, InputNode, MultiOutputNode, compile
 from sluice.dsl.options import method
 from sluice.dsl.remote import RemoteFunction, remote
 from sluice.executor.api import (
@@ -27,11 +29,16 @@ __version__ = "0.1.0"
 __all__ = [
     "ActorClass",
     "ActorHandle",
+    "DAGNode",
+    "InputNode",
+    "MultiOutputNode",
+    "Plan",
     "ObjectRef",
     "RemoteFunction",
     "available_resources",
     "cancel",
     "cluster_resources",
+    "compile",
     "exceptions",
     "get",
     "get_actor",

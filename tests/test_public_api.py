@@ -5,7 +5,8 @@ from __future__ import annotations
 import sluice
 
 EXPECTED = {
-    "ActorClass", "ActorHandle", "ObjectRef", "RemoteFunction", "available_resources", "cancel",
+    "ActorClass", "ActorHandle", "DAGNode", "InputNode", "MultiOutputNode", "Plan", "compile",
+    "ObjectRef", "RemoteFunction", "available_resources", "cancel",
     "cluster_resources", "exceptions", "get", "get_actor", "get_gpu_ids", "init",
     "is_initialized", "kill", "method", "put", "remote", "shutdown", "wait",
 }

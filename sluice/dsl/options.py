@@ -9,6 +9,7 @@ from sluice.executor.resources import demand_key
 TASK_DEFAULTS: dict[str, Any] = {
     "num_cpus": 1, "num_gpus": 0, "resources": None, "max_retries": 3,
     "retry_exceptions": False, "num_returns": 1, "name": None, "jit": False,
+    "pure": True,  # graphs only: equal calls of a pure function may be computed once (CSE)
 }
 ACTOR_DEFAULTS: dict[str, Any] = {
     "num_cpus": 0, "num_gpus": 0, "resources": None, "max_restarts": 0,

@@ -70,6 +70,12 @@ class RemoteFunction:
         refs = api.runtime().submit_task(fn_id, fn_bytes, opts["name"], args, kwargs, opts)
         return refs[0] if opts["num_returns"] == 1 else refs
 
+    def bind(self, *args: Any, **kwargs: Any) -> Any:
+        """A lazy call in a graph: returns a FunctionNode, runs on ``execute()``."""
+        from sluice.dsl.nodes import FunctionNode
+
+        return FunctionNode(self, args, kwargs)
+
     def options(self, **options: Any) -> RemoteFunction:
         """A copy with some options changed: ``f.options(num_cpus=2).remote(x)``."""
         return RemoteFunction(self._function, {**self._given, **options}, self._pickle())

@@ -1,0 +1,52 @@
+"""lower: the optimized logical graph becomes the physical Plan.
+
+Each stage is the ops one fusion group holds, in topological order; its inputs
+are the ops of other stages it reads; its output is its last op. Stages are
+listed in a topological order, so a Plan runs front to back.
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from sluice.compiler.ir import Op, topological_ops
+from sluice.compiler.plan import Plan, Stage, stage_id
+
+
+def lower(graph: nx.DiGraph, optimized: bool = True) -> Plan:
+    """The Plan of ``graph`` (stages from ``graph.graph["stages"]``, singletons otherwise)."""
+    order = topological_ops(graph)
+    groups = graph.graph.get("stages") or {}
+    placement = graph.graph.get("placement") or {}
+    members: dict[str, list[Op]] = {}
+    for op in order:
+        members.setdefault(groups.get(op.id, op.id), []).append(op)
+    stage_of_op = {op.id: groups.get(op.id, op.id) for op in order}
+    stages: list[Stage] = []
+    emitted: set[str] = set()
+    for op in order:  # a stage is emitted where its first op falls in the order
+        group = stage_of_op[op.id]
+        if group in emitted:
+            continue
+        emitted.add(group)
+        ops = tuple(members[group])
+        inside = {o.id for o in ops}
+        inputs: list[str] = []
+        for o in ops:
+            for i in o.inputs:
+                if i not in inside and i not in inputs:
+                    inputs.append(i)
+        head = ops[0]
+        stages.append(Stage(id=stage_id(ops), kind=head.kind, ops=ops, inputs=tuple(inputs),
+                            output=ops[-1].id, resources=head.resources, device=head.device,
+                            placement=placement.get(head.id, "local")))
+    used = {op.fn_id for op in order if op.fn_id}
+    functions = tuple(sorted((k, v) for k, v in graph.graph["functions"].items() if k in used))
+    blocked = tuple(sorted((u, v, rule) for (u, v), rule in (graph.graph.get("blocked") or {}).items()))
+    jit_groups = graph.graph.get("jit_stages") or {}
+    jit_stages = tuple(st.id for st in stages if any(stage_of_op[o.id] in jit_groups for o in st.ops))
+    return Plan(stages=tuple(stages), outputs=tuple(graph.graph["outputs"]),
+                multi_output=bool(graph.graph.get("multi_output")), functions=functions,
+                passes=tuple(graph.graph.get("passes", ())), blocked=blocked,
+                logical_edges=tuple(sorted(graph.edges())), optimized=optimized,
+                jit_stages=jit_stages)

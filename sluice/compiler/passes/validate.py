@@ -1,0 +1,59 @@
+"""validate: reject graphs that cannot run, at compile time, naming the node.
+
+Rule: every call's bound arguments fit its function's signature (a TypeError
+names the node, as calling it would); every resource a node asks for exists in
+the running runtime (when one runs); the graph is acyclic. Changes nothing.
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from sluice.compiler.ir import OpKind, Slot, topological_ops, unpack_template
+from sluice.exceptions import InternalError
+
+
+class _Bound:
+    """Stands in for a node's value while checking a signature."""
+
+    def __repr__(self) -> str:
+        return "<node value>"
+
+
+def validate(graph: nx.DiGraph) -> nx.DiGraph:
+    """Check arity, resources and acyclicity; returns ``graph`` itself (nothing changes)."""
+    if not nx.is_directed_acyclic_graph(graph):
+        cycle = nx.find_cycle(graph)
+        raise InternalError(f"the logical graph has a cycle through {cycle}; graphs built "
+                            "with .bind() cannot, so this is a sluice bug")
+    signatures = graph.graph.get("signatures", {})
+    runtime_resources = _runtime_resources()
+    for op in topological_ops(graph):
+        if op.kind in (OpKind.CALL, OpKind.ACTOR, OpKind.METHOD):
+            _check_arity(op, signatures.get(op.id))
+        if runtime_resources is not None and op.resources:
+            runtime_resources.check_feasible(op.resources, f"graph node {op.name} ({op.id})")
+    return graph
+
+
+def _check_arity(op, signature) -> None:
+    if signature is None:
+        return
+    args, kwargs = unpack_template(op.template)
+    placeholder = _Bound()
+    args = tuple(placeholder if type(a) is Slot else a for a in args)
+    kwargs = {k: placeholder if type(v) is Slot else v for k, v in kwargs.items()}
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as err:
+        what = "constructor of" if op.kind is OpKind.ACTOR else ""
+        raise TypeError(f"graph node {op.name} ({op.id}): the arguments given to .bind() do not "
+                        f"fit the {what + ' ' if what else ''}signature {op.name}{signature}: {err}; "
+                        "fix the .bind(...) call") from None
+
+
+def _runtime_resources():
+    from sluice.executor import context
+
+    rt = context.current()
+    return getattr(rt, "resources", None) if getattr(rt, "is_driver", False) else None

@@ -1,0 +1,38 @@
+"""compile: logical graph -> passes -> Plan, in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sluice.compiler.lower import lower
+from sluice.compiler.passes.cse import eliminate_common_subexpressions
+from sluice.compiler.passes.fusion import fuse_linear_chains
+from sluice.compiler.passes.validate import validate
+from sluice.compiler.plan import Plan
+
+
+def compile_graph(graph: Any, optimize: bool = True) -> Plan:
+    """The physical Plan of a logical graph (``sluice.dsl.to_graph.build_graph`` makes one).
+
+    Always: validate, GPU placement (host/device copies made explicit) and
+    locality. With ``optimize``: CSE, linear fusion and numba fusion too.
+    """
+    graph = validate(graph)
+    if optimize:
+        graph = eliminate_common_subexpressions(graph)
+    graph = _optional_pass("sluice.compiler.passes.gpu", "place_gpus", graph)
+    if optimize:
+        graph = fuse_linear_chains(graph)
+        graph = _optional_pass("sluice.compiler.passes.numba_fusion", "fuse_numba", graph)
+    graph = _optional_pass("sluice.compiler.passes.locality", "place_stages", graph)
+    return lower(graph, optimized=optimize)
+
+
+def _optional_pass(module: str, name: str, graph: Any) -> Any:
+    import importlib
+
+    try:
+        fn = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):  # not built yet
+        return graph
+    return fn(graph)

@@ -1,0 +1,239 @@
+"""Running a Plan on the current runtime: one task per stage, actors once per Plan.
+
+``execute_plan`` does no planning: the first call registers one function per
+call stage (a :class:`StageFunction`, content-addressed like every function)
+and creates the Plan's actors; every call after that only submits.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sluice.compiler.ir import Op, OpKind, fill_slots, unpack_template
+from sluice.compiler.plan import Plan, Stage
+from sluice.executor.actor_handle import ActorHandle
+from sluice.executor import api
+from sluice.executor.calls import dumps_function, load_function
+
+
+class StageFunction:
+    """The ops of one call stage, run in order inside one worker call.
+
+    Picklable plain data: the member ops and the pickled functions they call.
+    Functions are unpickled (and numba-compiled for ``jit=True`` ops) once per
+    worker process, since the worker keeps this object between tasks.
+    """
+
+    def __init__(self, ops: tuple[Op, ...], inputs: tuple[str, ...], functions: dict[int, bytes],
+                 jit_chain: bool):
+        self.ops = ops
+        self.inputs = inputs
+        self.functions = functions
+        self.jit_chain = jit_chain
+        self._ready: list | None = None
+
+    def __getstate__(self) -> dict:
+        return {"ops": self.ops, "inputs": self.inputs, "functions": self.functions,
+                "jit_chain": self.jit_chain}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._ready = None
+
+    def _prepare(self) -> list:
+        steps = []
+        for op in self.ops:
+            if op.kind is OpKind.TRANSFER:
+                from sluice.compiler import devices
+
+                fn = devices.to_device if op.method == "to_device" else devices.to_host
+            else:
+                fn = load_function(self.functions[op.fn_id])
+                if op.jit and not self.jit_chain:
+                    from sluice.compiler import jit
+
+                    fn = jit.jit_function(fn)
+            args, kwargs = unpack_template(op.template) if op.template else ((), {})
+            steps.append((op, fn, args, kwargs))
+        if self.jit_chain:
+            steps = self._compile_chain(steps)
+        return steps
+
+    def _compile_chain(self, steps: list) -> list:
+        """A jit stage: one numba function for the chain; the first op's arguments feed it."""
+        from sluice.compiler import jit
+
+        first_op, _, first_args, first_kwargs = steps[0]
+        chain = []
+        for op, fn, args, kwargs in steps[1:]:
+            extra = tuple(a for a in args if not _is_slot_of_previous(a))
+            chain.append((fn, extra))
+        compiled = jit.compile_chain([(steps[0][1], ())] + chain)
+        return [(first_op, compiled, first_args, first_kwargs)]
+
+    def __call__(self, *input_values: Any) -> Any:
+        steps = self._ready
+        if steps is None:
+            steps = self._ready = self._prepare()
+        env = dict(zip(self.inputs, input_values))
+        value = None
+        for op, fn, args, kwargs in steps:
+            values = [env[i] for i in op.inputs]
+            if op.kind is OpKind.TRANSFER:
+                value = fn(values[0])
+            elif op.template:
+                value = fn(*fill_slots(args, values), **fill_slots(kwargs, values))
+            else:
+                value = fn(*values)
+            env[op.id] = value
+        return value
+
+
+def _is_slot_of_previous(arg: Any) -> bool:
+    from sluice.compiler.ir import Slot
+
+    return type(arg) is Slot
+
+
+class DAGInput:
+    """The value an InputNode takes: the positional and keyword arguments of execute()."""
+
+    __slots__ = ("args", "kwargs")
+
+    def __init__(self, args: tuple, kwargs: dict):
+        self.args = args
+        self.kwargs = kwargs
+
+    def value(self) -> Any:
+        """The InputNode itself: the single positional argument, or this object."""
+        if len(self.args) == 1 and not self.kwargs:
+            return self.args[0]
+        return self
+
+    def select(self, key: tuple) -> Any:
+        """Resolve ``inp[k]`` / ``inp.k`` against the execute() arguments.
+
+        An int selects a positional argument (or, past the last one, an item of a
+        single argument); a string selects a keyword argument, else an item of a
+        single positional argument; an attribute likewise.
+        """
+        kind, k = key
+        args, kwargs = self.args, self.kwargs
+        if kind == "item":
+            if isinstance(k, int) and not isinstance(k, bool) and -len(args) <= k < len(args):
+                return args[k]
+            if isinstance(k, str) and k in kwargs:
+                return kwargs[k]
+            if len(args) == 1:
+                return args[0][k]
+            raise KeyError(f"the graph reads input[{k!r}] but execute() got {len(args)} "
+                           f"positional and {sorted(kwargs)} keyword arguments")
+        if k in kwargs:
+            return kwargs[k]
+        if len(args) == 1:
+            return getattr(args[0], k)
+        raise AttributeError(f"the graph reads input.{k} but execute() got no keyword argument "
+                             f"{k!r}; call execute({k}=...)")
+
+
+def execute_plan(plan: Plan, args: tuple, kwargs: dict) -> Any:
+    """Run ``plan`` once; returns its output ObjectRef (a list for several outputs)."""
+    rt = api.runtime()
+    state = plan._state
+    if state.get("runtime") is not rt:
+        _prepare(plan, state, rt)
+    dag_input = DAGInput(args, kwargs)
+    values: dict[str, Any] = {}
+    for stage, action in state["actions"]:
+        action(stage, values, dag_input, rt, state)
+    outs = [values[o] for o in plan.outputs]
+    return outs if plan.multi_output else outs[0]
+
+
+def _prepare(plan: Plan, state: dict, rt: Any) -> None:
+    """Register stage functions and pick each stage's action, once per runtime."""
+    state.clear()
+    state["runtime"] = rt
+    state["actors"] = {}
+    functions = state["functions"] = dict(plan.functions)
+    actions = []
+    for stage in plan.stages:
+        kind = stage.kind
+        if kind is OpKind.INPUT:
+            actions.append((stage, _run_input))
+        elif kind is OpKind.SELECT:
+            actions.append((stage, _run_select))
+        elif kind is OpKind.ACTOR:
+            actions.append((stage, _run_actor))
+        elif kind is OpKind.METHOD:
+            actions.append((stage, _run_method))
+        else:
+            needed = {op.fn_id: functions[op.fn_id] for op in stage.ops if op.fn_id}
+            fn = StageFunction(stage.ops, stage.inputs, needed, stage.id in plan.jit_stages)
+            fn_id, data = dumps_function(fn, f"stage {stage.name}")
+            state[stage.id] = (fn_id, data, _task_options(stage))
+            actions.append((stage, _run_call))
+    state["actions"] = actions
+
+
+def _task_options(stage: Stage) -> dict:
+    head = stage.ops[0]
+    opts = dict(head.options)
+    resources = dict(stage.resources)
+    return {
+        "num_returns": stage.ops[-1].num_returns, "num_cpus": resources.pop("CPU", 0),
+        "num_gpus": resources.pop("GPU", 0), "resources": resources or None,
+        "max_retries": opts.get("max_retries", 3), "retry_exceptions": opts.get("retry_exceptions", False),
+        "name": stage.name, "_key": stage.resources,
+    }
+
+
+def _run_input(stage: Stage, values: dict, dag_input: DAGInput, rt: Any, state: dict) -> None:
+    values[stage.output] = dag_input.value()
+
+
+def _run_select(stage: Stage, values: dict, dag_input: DAGInput, rt: Any, state: dict) -> None:
+    values[stage.output] = dag_input.select(stage.ops[0].key)
+
+
+def _run_call(stage: Stage, values: dict, dag_input: DAGInput, rt: Any, state: dict) -> None:
+    fn_id, data, options = state[stage.id]
+    refs = rt.submit_task(fn_id, data, options["name"], tuple(values[i] for i in stage.inputs), {},
+                          options)
+    values[stage.output] = refs[0] if options["num_returns"] == 1 else refs
+
+
+def _run_actor(stage: Stage, values: dict, dag_input: DAGInput, rt: Any, state: dict) -> None:
+    op = stage.ops[0]
+    if op.id not in state["actors"]:  # the first execute creates the actor; later ones reuse it
+        opts = dict(op.options)
+        args, kwargs = unpack_template(op.template)
+        inputs = [values[i] for i in op.inputs]
+        actor_id = rt.new_actor_id()
+        resources = dict(op.resources)
+        rt.create_actor(actor_id, op.fn_id, _function_bytes(state, op.fn_id), op.name,
+                        tuple(fill_slots(args, inputs)), fill_slots(kwargs, inputs), {
+                            "num_cpus": resources.pop("CPU", 0), "num_gpus": resources.pop("GPU", 0),
+                            "resources": resources or None, "max_restarts": opts.get("max_restarts", 0),
+                            "max_concurrency": opts.get("max_concurrency"), "name": opts.get("name"),
+                            "class_name": op.name, "_methods": {}})
+        methods = dict(op.options).get("_methods", ())
+        state["actors"][op.id] = ActorHandle(actor_id, op.name, {m: {"num_returns": n} for m, n in methods})
+    values[op.id] = state["actors"][op.id]
+
+
+def _function_bytes(state: dict, fn_id: int) -> bytes:
+    plan_functions = state.setdefault("functions", {})
+    return plan_functions[fn_id]
+
+
+def _run_method(stage: Stage, values: dict, dag_input: DAGInput, rt: Any, state: dict) -> None:
+    op = stage.ops[0]
+    actor_id = values[op.inputs[0]]._actor_id
+    args, kwargs = state.get(("template", op.id)) or state.setdefault(
+        ("template", op.id), unpack_template(op.template))
+    inputs = [None] + [values[i] for i in op.inputs[1:]]
+    refs = rt.submit_actor_task(actor_id, op.method, op.name, tuple(fill_slots(args, inputs)),
+                                fill_slots(kwargs, inputs), {"num_returns": op.num_returns})
+    values[op.id] = refs[0] if op.num_returns == 1 else refs
+

@@ -1,0 +1,403 @@
+"""Views of a Plan: its JSON description, Spark-style ``explain`` text, graphviz drawings.
+
+Every view is drawn from :func:`plan_to_json`, and that reads only the Plan's
+fields, so the text, the drawing and any backend see the same truth. Each
+op-level edge gets one kind (:data:`EDGE_KINDS`), decided here once.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import graphviz
+
+from sluice.compiler.ir import Op, OpKind
+from sluice.compiler.plan import Plan, Stage
+
+LEVELS = ("physical", "logical")
+RENDER_FORMATS = ("svg", "png", "pdf")
+
+EDGE_KINDS = {
+    "fused": "both ops run in one stage: the value passes in one process, never stored",
+    "store": "between stages on one device and node: read zero-copy through the node's store",
+    "transfer": "between devices (cpu <-> gpu) or placements: the value is copied",
+    "actor": "an actor to a method call: the call runs in the actor's process",
+}
+
+# Past this many edges a drawing hides edge labels (style still shows the kind):
+# labels on hundreds of edges make dot slow and the picture unreadable.
+EDGE_LABEL_LIMIT = 100
+
+_FONT = "Helvetica"
+_GPU_FILL, _GPU_LINE = "#c9f0b8", "#4c8c00"
+_ACTOR_FILL, _ACTOR_LINE = "#fde2c8", "#c0601a"
+_CLUSTER_FILL, _CLUSTER_LINE = "#f3f5fa", "#8a9bb8"
+_IO_FILL = "#eeeeee"
+_TRANSFER_FILL = "#ffd6d6"
+
+_NODE_SHAPES = {
+    OpKind.CALL.value: ("box", "filled,rounded"),
+    OpKind.ACTOR.value: ("component", "filled"),
+    OpKind.METHOD.value: ("ellipse", "filled"),
+    OpKind.INPUT.value: ("note", "filled"),
+    OpKind.SELECT.value: ("plain", ""),
+    OpKind.OUTPUT.value: ("note", "filled"),
+    OpKind.TRANSFER.value: ("cds", "filled"),
+}
+
+_EDGE_STYLES = {
+    "fused": {"style": "bold", "color": "#333333"},
+    "store": {"style": "dashed", "color": "#4a6fa5"},
+    "transfer": {"color": "red", "penwidth": "1.6"},
+    "actor": {"style": "dotted", "color": _ACTOR_LINE},
+}
+_EDGE_LABELS = {"fused": "fused", "store": "zero-copy", "transfer": "transfer", "actor": "actor"}
+
+
+# --------------------------------------------------------------------------- JSON
+
+def plan_to_json(plan: Plan, sizes: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """The plan as plain JSON-able data: the one description every view draws from.
+
+    ``sizes`` maps op ids to the byte size of their values where known (e.g.
+    measured by a run); each edge carries its source's size, or ``None``.
+    Keys: ``optimized``, ``multi_output``, ``outputs``, ``passes``, ``stages``
+    (each with its ``ops``), ``edges`` (physical, each with a ``kind`` from
+    :data:`EDGE_KINDS` and the ``rule`` that kept it from being fused),
+    ``logical_edges`` and ``blocked``.
+    """
+    stage_of = {op.id: stage.id for stage in plan.stages for op in stage.ops}
+    outputs = set(plan.outputs)
+    return {
+        "optimized": plan.optimized,
+        "multi_output": plan.multi_output,
+        "outputs": list(plan.outputs),
+        "passes": list(plan.passes),
+        "stages": [_stage_json(i, stage, stage_of, outputs)
+                   for i, stage in enumerate(plan.stages, start=1)],
+        "edges": _edges_json(plan, stage_of, dict(sizes or {})),
+        "logical_edges": [list(edge) for edge in _logical_edges(plan)],
+        "blocked": [{"src": src, "dst": dst, "rule": rule} for src, dst, rule in plan.blocked],
+    }
+
+
+def _stage_json(index: int, stage: Stage, stage_of: dict[str, str],
+                outputs: set[str]) -> dict[str, Any]:
+    return {
+        "id": stage.id,
+        "index": index,
+        "kind": stage.kind.value,
+        "name": stage.name,
+        "fused": stage.fused,
+        "ops": [_op_json(op) for op in stage.ops],
+        "inputs": list(stage.inputs),
+        "input_stages": _unique(stage_of.get(op_id, op_id) for op_id in stage.inputs),
+        "output": stage.output,
+        "is_output": stage.output in outputs,
+        "resources": dict(stage.resources),
+        "device": stage.device,
+        "placement": stage.placement,
+    }
+
+
+def _op_json(op: Op) -> dict[str, Any]:
+    return {
+        "id": op.id,
+        "kind": op.kind.value,
+        "name": op.name,
+        "label": _op_label(op),
+        "inputs": list(op.inputs),
+        "resources": dict(op.resources),
+        "device": op.device,
+        "pure": op.pure,
+        "jit": op.jit,
+        "num_returns": op.num_returns,
+    }
+
+
+def _op_label(op: Op) -> str:
+    """What a reader calls the op: ``inc``, ``Counter.add``, ``input[0]``, ``to_device``."""
+    if op.kind is OpKind.SELECT and len(op.key) == 2:
+        how, what = op.key
+        return f"input.{what}" if how == "attr" else f"input[{what!r}]"
+    if op.kind is OpKind.METHOD and op.method and not op.name.endswith(op.method):
+        return f"{op.name}.{op.method}"
+    if op.kind is OpKind.TRANSFER and op.method:
+        return op.method
+    return op.name
+
+
+def _edges_json(plan: Plan, stage_of: dict[str, str],
+                sizes: dict[str, int]) -> list[dict[str, Any]]:
+    """Every physical edge (an op reading another op's value), with its kind."""
+    stages = {stage.id: stage for stage in plan.stages}
+    kinds = {op.id: op.kind for stage in plan.stages for op in stage.ops}
+    rules = {(src, dst): rule for src, dst, rule in plan.blocked}
+    edges = []
+    for stage in plan.stages:
+        for op in stage.ops:
+            for src in _unique(op.inputs):
+                src_stage = stages.get(stage_of.get(src, ""))
+                edges.append({
+                    "src": src,
+                    "dst": op.id,
+                    "src_stage": src_stage.id if src_stage else None,
+                    "dst_stage": stage.id,
+                    "kind": _edge_kind(src_stage, stage, kinds.get(src)),
+                    "size": sizes.get(src),
+                    "rule": rules.get((src, op.id)),
+                })
+    return edges
+
+
+def _edge_kind(src: Stage | None, dst: Stage, src_kind: OpKind | None) -> str:
+    if src is not None and src.id == dst.id:
+        return "fused"
+    if src_kind is OpKind.ACTOR:
+        return "actor"
+    if src is None or src.device != dst.device or src.placement != dst.placement:
+        return "transfer"
+    return "store"
+
+
+def _logical_edges(plan: Plan) -> list[tuple[str, str]]:
+    """``plan.logical_edges``, or (for a plan built without them) the op inputs."""
+    if plan.logical_edges:
+        return [(src, dst) for src, dst in plan.logical_edges]
+    return [(src, op.id) for stage in plan.stages for op in stage.ops for src in _unique(op.inputs)]
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+# --------------------------------------------------------------------------- explain
+
+def explain(plan: Plan, verbose: bool = False) -> str:
+    """Text in the spirit of Spark's ``explain()``.
+
+    One line per stage in plan order (``*(n)`` marks a stage of fused ops) with
+    its kind, member ops, device, resources, placement and input stages; with
+    ``verbose`` each op's id, device, resources and inputs on its own line;
+    then the outputs, the passes that fired, and every edge that was not fused
+    with the rule that blocked it.
+    """
+    data = plan_to_json(plan)
+    state = "optimized" if data["optimized"] else "not optimized"
+    n_ops = sum(len(stage["ops"]) for stage in data["stages"])
+    lines = [f"== Physical Plan ({state}) ==",
+             f"{len(data['stages'])} stages, {n_ops} ops; *(n) marks a stage of fused ops"]
+    for stage in data["stages"]:
+        lines.append(_stage_line(stage))
+        if verbose:
+            lines.extend(_op_line(op) for op in stage["ops"])
+    lines.append(_outputs_line(data))
+    lines.append("Passes: " + (", ".join(data["passes"]) or "(none)"))
+    lines.extend(_blocked_lines(data["blocked"]))
+    return "\n".join(lines)
+
+
+def _stage_line(stage: dict[str, Any]) -> str:
+    mark = "*" if stage["fused"] else " "
+    members = "+".join(op["label"] for op in stage["ops"])
+    line = (f"{mark}({stage['index']}) Stage {stage['id']} [{stage['kind'].upper()} {members}] "
+            f"{stage['device']} {_format_resources(stage['resources'])} @{stage['placement']}")
+    if stage["input_stages"]:
+        line += " <- " + ", ".join(stage["input_stages"])
+    if stage["is_output"]:
+        line += " => output"
+    return line
+
+
+def _op_line(op: dict[str, Any]) -> str:
+    flags = "".join(f" {flag}" for flag, on in (("jit", op["jit"]), ("impure", not op["pure"]))
+                    if on)
+    line = (f"      {op['id']} {op['kind'].upper()} {op['label']} {op['device']} "
+            f"{_format_resources(op['resources'])}{flags}")
+    if op["inputs"]:
+        line += " <- " + ", ".join(op["inputs"])
+    return line
+
+
+def _outputs_line(data: dict[str, Any]) -> str:
+    stage_of = {op["id"]: stage["id"] for stage in data["stages"] for op in stage["ops"]}
+    outs = [f"{out} ({stage_of.get(out, 'no stage')})" for out in data["outputs"]]
+    kind = "list of " if data["multi_output"] else ""
+    return f"Outputs ({kind}{len(outs)}): " + (", ".join(outs) or "(none)")
+
+
+def _blocked_lines(blocked: list[dict[str, str]]) -> list[str]:
+    if not blocked:
+        return ["Not fused: (none)"]
+    return ["Not fused:"] + [f"  {b['src']} -> {b['dst']}: {b['rule']}" for b in blocked]
+
+
+def _format_resources(resources: Mapping[str, float]) -> str:
+    return "{" + ", ".join(f"{name}: {_format_number(amount)}"
+                           for name, amount in sorted(resources.items())) + "}"
+
+
+def _format_number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def format_bytes(size: int) -> str:
+    """A byte count as a short label: ``format_bytes(1536) == '1.5 KiB'``."""
+    amount = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if amount < 1024 or unit == "GiB":
+            return f"{int(amount)} B" if unit == "B" else f"{amount:.1f} {unit}"
+        amount /= 1024
+    raise AssertionError("unreachable")  # the loop returns at GiB
+
+
+# --------------------------------------------------------------------------- graphviz
+
+def visualize(plan: Plan, path: str | Path | None = None, level: str = "physical",
+              sizes: Mapping[str, int] | None = None) -> graphviz.Digraph:
+    """A ``graphviz.Digraph`` of the plan, rendered to ``path`` when given.
+
+    ``level="physical"`` draws each fused stage as a cluster, GPU stages in
+    green, actors and their method calls in orange with their own shapes, and
+    each edge by kind (bold: fused, dashed: zero-copy through the store, red:
+    transfer, dotted: actor call), labelled with the value's size from
+    ``sizes`` (op id -> bytes) when known. ``level="logical"`` draws one node
+    per op and the op-level edges, without stages. ``path`` picks the format
+    by suffix: ``.svg``, ``.png`` or ``.pdf``.
+    """
+    if level not in LEVELS:
+        raise ValueError(f"level={level!r} is not a plan level; use one of {', '.join(LEVELS)}")
+    fmt = _render_format(path) if path is not None else None
+    data = plan_to_json(plan, sizes)
+    graph = _physical_graph(data) if level == "physical" else _logical_graph(data)
+    if path is not None and fmt is not None:
+        _render(graph, Path(path), fmt)
+    return graph
+
+
+def _new_digraph(title: str, n_nodes: int) -> graphviz.Digraph:
+    # Large graphs get tighter spacing; left-to-right reads like a pipeline.
+    dense = n_nodes > EDGE_LABEL_LIMIT
+    return graphviz.Digraph(
+        name="plan",
+        graph_attr={"rankdir": "LR", "label": title, "labelloc": "t", "fontname": _FONT,
+                    "fontsize": "11", "nodesep": "0.1" if dense else "0.25",
+                    "ranksep": "0.2" if dense else "0.4", "newrank": "true"},
+        node_attr={"fontname": _FONT, "fontsize": "10", "height": "0.3",
+                   "margin": "0.08,0.03"},
+        edge_attr={"fontname": _FONT, "fontsize": "8", "arrowsize": "0.6"},
+    )
+
+
+def _physical_graph(data: dict[str, Any]) -> graphviz.Digraph:
+    n_ops = sum(len(stage["ops"]) for stage in data["stages"])
+    labelled = len(data["edges"]) <= EDGE_LABEL_LIMIT
+    state = "optimized" if data["optimized"] else "not optimized"
+    title = f"physical plan ({state}): {len(data['stages'])} stages, {n_ops} ops"
+    if not labelled:
+        title += ("\nedges: bold = fused, dashed = zero-copy via store, red = transfer, "
+                  "dotted = actor call")
+    graph = _new_digraph(title, n_ops)
+    for stage in data["stages"]:
+        _draw_stage(graph, stage)
+    known = {op["id"] for stage in data["stages"] for op in stage["ops"]}
+    for edge in data["edges"]:
+        if edge["src"] not in known:  # an input no stage holds: drawn once, dashed
+            known.add(edge["src"])
+            graph.node(edge["src"], label=edge["src"], shape="box", style="dashed")
+        graph.edge(edge["src"], edge["dst"], **_edge_attrs(edge, labelled))
+    return graph
+
+
+def _draw_stage(graph: graphviz.Digraph, stage: dict[str, Any]) -> None:
+    gpu = stage["device"] == "gpu"
+    if not stage["fused"]:
+        _draw_op(graph, stage["ops"][0], gpu, stage)
+        return
+    label = (f"({stage['index']}) {stage['kind'].upper()} {stage['device']} "
+             f"{_format_resources(stage['resources'])}")
+    with graph.subgraph(name=f"cluster_{stage['id']}") as cluster:
+        cluster.attr(label=label, style="filled,rounded", fontsize="9", labeljust="l",
+                     fillcolor=_GPU_FILL if gpu else _CLUSTER_FILL,
+                     color=_GPU_LINE if gpu else _CLUSTER_LINE, tooltip=stage["id"])
+        for op in stage["ops"]:
+            _draw_op(cluster, op, gpu, stage)
+
+
+def _draw_op(graph: graphviz.Digraph, op: dict[str, Any], gpu: bool,
+             stage: dict[str, Any] | None) -> None:
+    graph.node(op["id"], label=op["label"], tooltip=_op_tooltip(op, stage), **_op_style(op, gpu))
+
+
+def _op_style(op: dict[str, Any], gpu: bool) -> dict[str, str]:
+    shape, style = _NODE_SHAPES[op["kind"]]
+    attrs = {"shape": shape}
+    if style:
+        attrs["style"] = style
+    actor = op["kind"] in (OpKind.ACTOR.value, OpKind.METHOD.value)
+    if gpu or op["device"] == "gpu":
+        attrs.update(fillcolor=_GPU_FILL, color=_ACTOR_LINE if actor else _GPU_LINE)
+    elif actor:
+        attrs.update(fillcolor=_ACTOR_FILL, color=_ACTOR_LINE)
+    elif op["kind"] == OpKind.TRANSFER.value:
+        attrs.update(fillcolor=_TRANSFER_FILL, color="red")
+    elif op["kind"] in (OpKind.INPUT.value, OpKind.OUTPUT.value):
+        attrs.update(fillcolor=_IO_FILL)
+    else:
+        attrs.update(fillcolor="white")
+    return attrs
+
+
+def _op_tooltip(op: dict[str, Any], stage: dict[str, Any] | None) -> str:
+    where = f" in {stage['id']} @{stage['placement']}" if stage else ""
+    return (f"{op['id']}: {op['kind'].upper()} {op['device']} "
+            f"{_format_resources(op['resources'])}{where}")
+
+
+def _edge_attrs(edge: dict[str, Any], labelled: bool) -> dict[str, str]:
+    attrs = dict(_EDGE_STYLES[edge["kind"]])
+    text = _EDGE_LABELS[edge["kind"]]
+    if edge["size"] is not None:
+        text += " " + format_bytes(edge["size"])
+    if labelled:
+        attrs["label"] = text
+    tooltip = f"{edge['src']} -> {edge['dst']}: {text}"
+    if edge["rule"]:
+        tooltip += f"; not fused: {edge['rule']}"
+    attrs["tooltip"] = tooltip
+    return attrs
+
+
+def _logical_graph(data: dict[str, Any]) -> graphviz.Digraph:
+    ops = {op["id"]: op for stage in data["stages"] for op in stage["ops"]}
+    title = f"logical plan: {len(ops)} ops"
+    graph = _new_digraph(title, len(ops))
+    for op in ops.values():
+        _draw_op(graph, op, op["device"] == "gpu", None)
+    missing: set[str] = set()
+    for src, dst in data["logical_edges"]:
+        for end in (src, dst):
+            if end not in ops and end not in missing:  # an op no stage holds any more
+                missing.add(end)
+                graph.node(end, label=end, shape="box", style="dashed")
+        graph.edge(src, dst, color="#555555")
+    return graph
+
+
+def _render_format(path: str | Path) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix.lstrip(".") not in RENDER_FORMATS:
+        raise ValueError(f"cannot render a plan to {str(path)!r}: unknown suffix {suffix!r}; "
+                         f"use a path ending in .svg, .png or .pdf")
+    return suffix.lstrip(".")
+
+
+def _render(graph: graphviz.Digraph, path: Path, fmt: str) -> None:
+    # The DOT source goes to a scratch dir so rendering never overwrites a
+    # user's file next to ``path``.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="sluice-plan-") as scratch:
+        graph.render(filename=Path(scratch) / "plan.gv", outfile=path, format=fmt, cleanup=True)

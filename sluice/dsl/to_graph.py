@@ -1,0 +1,164 @@
+"""From DAG nodes to the compiler's logical graph: one Op per node, iteratively.
+
+Every node gets a deterministic id (its content hash and its position in a
+post-order walk), so the same DAG builds the same graph in every run. Equal
+pure nodes stay separate here; the CSE pass merges them.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import networkx as nx
+
+from sluice.compiler.ir import Op, OpKind, Slot, code_digest, make_op, new_graph, pack_template
+from sluice.dsl.nodes import (
+    ClassMethodNode,
+    ClassNode,
+    DAGNode,
+    FunctionNode,
+    InputAttributeNode,
+    InputNode,
+    MultiOutputNode,
+)
+
+_OPTION_KEYS = ("max_retries", "retry_exceptions", "max_restarts", "max_concurrency")
+
+
+def build_graph(root: DAGNode) -> nx.DiGraph:
+    """The logical graph of the DAG that ends at ``root``."""
+    if not isinstance(root, DAGNode):
+        raise TypeError(f"compile() takes a graph node (from .bind()), got {type(root).__name__}")
+    order = _post_order(root)
+    inputs = [n for n in order if type(n) is InputNode]
+    if len(inputs) > 1:
+        raise ValueError(f"the graph has {len(inputs)} InputNodes; use one InputNode and select "
+                         "parts of it with inp[0], inp['k'] or inp.k")
+    ids: dict[int, str] = {}
+    ops: list[Op] = []
+    functions: dict[int, bytes] = {}
+    signatures: dict[str, inspect.Signature] = {}
+    for ordinal, node in enumerate(order, start=1):
+        if type(node) is MultiOutputNode:
+            continue
+        op = _op_for(node, ordinal, ids, functions, signatures)
+        ids[id(node)] = op.id
+        ops.append(op)
+    if type(root) is MultiOutputNode:
+        outputs = tuple(ids[id(n)] for n in root._bound_args)
+    else:
+        outputs = (ids[id(root)],)
+    return new_graph(ops, {
+        "functions": functions, "signatures": signatures, "outputs": outputs,
+        "multi_output": type(root) is MultiOutputNode, "passes": (), "stages": {},
+        "blocked": {}, "placement": {},
+    })
+
+
+def _post_order(root: DAGNode) -> list[DAGNode]:
+    """Every node reachable from ``root``, each after the nodes it reads."""
+    order: list[DAGNode] = []
+    done: set[int] = set()
+    stack: list[tuple[DAGNode, bool]] = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if id(node) in done:
+            continue
+        if expanded:
+            done.add(id(node))
+            order.append(node)
+            continue
+        stack.append((node, True))
+        for child in reversed(node.children()):
+            if id(child) not in done:
+                stack.append((child, False))
+    return order
+
+
+def _template(node: DAGNode, input_ids: list[str], ids: dict[int, str], offset: int = 0) -> bytes:
+    """The node's (args, kwargs) with each child node replaced by its Slot."""
+    position = {ids[id(c)]: i + offset for i, c in enumerate(_value_children(node))}
+
+    def swap(value: Any) -> Any:
+        if isinstance(value, DAGNode):
+            return Slot(position[ids[id(value)]])
+        if type(value) in (list, tuple):
+            swapped = [swap(v) for v in value]
+            return swapped if type(value) is list else tuple(swapped)
+        if type(value) is dict:
+            return {k: swap(v) for k, v in value.items()}
+        return value
+
+    return pack_template(swap(node._bound_args), swap(node._bound_kwargs))
+
+
+def _value_children(node: DAGNode) -> list[DAGNode]:
+    if type(node) is ClassMethodNode:
+        return node.children()[1:]
+    return node.children()
+
+
+def _op_for(node: DAGNode, ordinal: int, ids: dict[int, str], functions: dict[int, bytes],
+            signatures: dict[str, inspect.Signature]) -> Op:
+    if type(node) is InputNode:
+        return make_op(OpKind.INPUT, "input", ordinal)
+    if type(node) is InputAttributeNode:
+        return make_op(OpKind.SELECT, node.label, ordinal, inputs=(ids[id(node._bound_args[0])],),
+                       key=node._key)
+    if type(node) is FunctionNode:
+        rf = node._remote_function
+        fn_id, data = rf._pickle()
+        functions[fn_id] = data
+        opts = rf._options
+        inputs = tuple(ids[id(c)] for c in node.children())
+        op = make_op(OpKind.CALL, opts["name"], ordinal, inputs=inputs,
+                     template=_template(node, list(inputs), ids), fn_id=fn_id,
+                     fn_digest=code_digest(rf._function),
+                     resources=opts["_key"], pure=bool(opts["pure"]), jit=bool(opts["jit"]),
+                     num_returns=opts["num_returns"], options=_options(opts))
+        signatures[op.id] = _signature(rf._function)
+        return op
+    if type(node) is ClassNode:
+        ac = node._actor_class
+        cls_id, data = ac._pickle()
+        functions[cls_id] = data
+        opts = ac._options
+        inputs = tuple(ids[id(c)] for c in node.children())
+        op = make_op(OpKind.ACTOR, ac._name, ordinal, inputs=inputs,
+                     template=_template(node, list(inputs), ids), fn_id=cls_id,
+                     fn_digest=code_digest(ac._cls), resources=opts["_key"], pure=False,
+                     options=_options(opts) + (("_methods", tuple(sorted(
+                         (m, o["num_returns"]) for m, o in ac._methods.items()))),
+                                               ("name", opts.get("name"))))
+        signatures[op.id] = _signature(ac._cls)
+        return op
+    if type(node) is ClassMethodNode:
+        cls_node = node._class_node
+        ac = cls_node._actor_class
+        actor_id = ids[id(cls_node)]
+        rest = tuple(ids[id(c)] for c in _value_children(node))
+        method_opts = ac._methods[node._method]
+        op = make_op(OpKind.METHOD, f"{ac._name}.{node._method}", ordinal,
+                     inputs=(actor_id,) + rest, template=_template(node, list(rest), ids, offset=1),
+                     fn_id=0, method=node._method, pure=False,
+                     num_returns=method_opts["num_returns"])
+        method = getattr(ac._cls, node._method, None)
+        if method is not None:
+            sig = _signature(method)
+            if sig is not None:
+                params = list(sig.parameters.values())[1:]  # drop self
+                signatures[op.id] = sig.replace(parameters=params)
+        return op
+    raise TypeError(f"cannot compile {node!r}: not a graph node sluice knows")
+
+
+def _options(opts: dict) -> tuple:
+    return tuple((k, opts[k]) for k in _OPTION_KEYS if k in opts)
+
+
+def _signature(fn: Any) -> inspect.Signature | None:
+    try:
+        return inspect.signature(fn)
+    except (TypeError, ValueError):  # builtins without signatures: not checked
+        return None

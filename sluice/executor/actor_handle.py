@@ -1,0 +1,73 @@
+"""Actor handles: how any process calls a running actor."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sluice.executor import api
+
+
+class ActorHandle:
+    """A reference to a running actor; ``handle.method.remote(...)`` calls it.
+
+    Handles pickle, so tasks and other actors can call the same actor.
+    """
+
+    def __init__(self, actor_id: int, class_name: str, methods: dict[str, dict]):
+        self._actor_id = actor_id
+        self._class_name = class_name
+        self._methods = methods
+
+    def __getattr__(self, name: str) -> ActorMethod:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        opts = self._methods.get(name)
+        if opts is None:
+            raise AttributeError(f"actor {self._class_name} has no method {name!r}; "
+                                 f"its methods are {', '.join(sorted(self._methods)) or 'none'}")
+        return ActorMethod(self, name, opts)
+
+    def __reduce__(self):
+        return (ActorHandle, (self._actor_id, self._class_name, self._methods))
+
+    def __repr__(self) -> str:
+        return f"ActorHandle({self._class_name}, {self._actor_id:x})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ActorHandle) and other._actor_id == self._actor_id
+
+    def __hash__(self) -> int:
+        return hash(self._actor_id)
+
+
+class ActorMethod:
+    """One method of an actor handle."""
+
+    __slots__ = ("_handle", "_name", "_options", "_label")
+
+    def __init__(self, handle: ActorHandle, name: str, options: dict):
+        self._handle = handle
+        self._name = name
+        self._options = options
+        self._label = f"{handle._class_name}.{name}"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(f"actor method {self._label} cannot be called directly; use "
+                        f"handle.{self._name}.remote(...) to call it on the actor")
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the method; calls from one caller run in the order they were made."""
+        refs = api.runtime().submit_actor_task(self._handle._actor_id, self._name, self._label,
+                                               args, kwargs, self._options)
+        return refs[0] if self._options["num_returns"] == 1 else refs
+
+    def options(self, **options: Any) -> ActorMethod:
+        """A copy with ``num_returns`` changed."""
+        unknown = sorted(set(options) - {"num_returns", "name"})
+        if unknown:
+            raise ValueError(f"{self._label}.options: unknown option(s) {', '.join(unknown)}; "
+                             "actor methods take num_returns and name")
+        n = options.get("num_returns", self._options["num_returns"])
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"{self._label}.options: num_returns={n!r} must be an int >= 1")
+        return ActorMethod(self._handle, self._name, {**self._options, **options})
