@@ -127,6 +127,7 @@ class ActorManager:
             task.worker = w
             w.inflight[task.task_id] = task
             w.queued_bytes += len(task.args_blob)
+            w.unsent += 1
             w.out.append((P.ACTOR_CALL, task.task_id, task.method, task.args_blob, deps,
                           task.return_ids, task.name))
         if len(w.out) >= FLUSH_AT:

@@ -16,7 +16,6 @@ from typing import Any
 from sluice.executor import protocol as P
 from sluice.executor.records import ActorRecord, TaskRecord, WorkerHandle
 from sluice.executor.resources import demand_key
-from sluice.executor.scheduler import FLUSH_DELAY
 
 
 class IOThread:
@@ -69,16 +68,9 @@ class IOThread:
             if s.conns_changed:
                 with s.lock:
                     self.refresh()
-            timeout = FLUSH_DELAY if s.flush_scheduled else None
-            ready = wait([self.wake_r, *self.conn_map], timeout)
+            ready = wait([self.wake_r, *self.conn_map])
             if self.stopping:
                 return
-            if not ready and s.flush_scheduled and s.lock.acquire(blocking=False):
-                try:
-                    s.flush_all()
-                finally:
-                    s.lock.release()
-                continue
             for c in ready:
                 if c == self.wake_r:
                     try:

@@ -69,7 +69,7 @@ class WorkerHandle:
     """A worker process as the driver sees it."""
 
     __slots__ = ("index", "proc", "conn", "out", "inflight", "lease", "gpu_ids", "known_fns",
-                 "blocked", "actor", "alive", "pending_gets", "queued_bytes")
+                 "blocked", "actor", "alive", "pending_gets", "queued_bytes", "unsent")
 
     def __init__(self, index: int, proc: subprocess.Popen, conn: Connection):
         self.index = index
@@ -84,6 +84,7 @@ class WorkerHandle:
         self.actor: ActorRecord | None = None  # set for an actor's dedicated process
         self.alive = True
         self.pending_gets = 0
+        self.unsent = 0                      # task messages in ``out`` (not yet written)
         self.queued_bytes = 0                # argument bytes of in-flight tasks (bounds pipelining)
 
 

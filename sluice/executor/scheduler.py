@@ -48,8 +48,6 @@ MAX_PIPELINE = 256
 FLUSH_AT = 64
 PIPELINE_BYTES = 128 * 1024
 """At most this many argument bytes wait on a busy worker (its socket buffer holds ~200 KB)."""
-FLUSH_DELAY = 0.0002
-"""Longest a submitted task waits in the driver for more to share its pipe write."""
 
 
 class Scheduler(ObjectTable):
@@ -74,7 +72,6 @@ class Scheduler(ObjectTable):
         self.worker_index = itertools.count(1)
         self.ref_events: deque = deque()
         self.requests: dict[int, list] = {}            # object id -> WorkerRequests waiting
-        self.flush_scheduled = False                   # the I/O thread will flush dirty workers
         self.releasing: dict[str, set[WorkerHandle]] = {}  # slot -> workers yet to release it
         self.slot_released = threading.Event()
         self.inbox: deque = deque()                    # (worker, batch | None for EOF) to apply
@@ -260,6 +257,7 @@ class Scheduler(ObjectTable):
         task.worker = w
         w.inflight[task.task_id] = task
         w.queued_bytes += len(task.args_blob)
+        w.unsent += 1
         w.out.append((P.TASK, task.task_id, task.fn_id, fn_bytes, task.args_blob, deps,
                       task.return_ids, task.retry_exc, w.gpu_ids if self.has_gpus else None,
                       task.name))
@@ -269,25 +267,29 @@ class Scheduler(ObjectTable):
             self.mark_dirty(w)
 
     def mark_dirty(self, w: WorkerHandle) -> None:
-        """Batch ``w``'s messages: the I/O thread flushes within FLUSH_DELAY unless a
-        get/wait, a full batch or a processed result batch flushes sooner."""
-        self.dirty.add(w)
-        if not self.flush_scheduled:
-            self.flush_scheduled = True
-            self.runtime.io.wake()
+        """Send now if ``w`` has nothing else to do; else batch.
+
+        A busy worker's queued messages go out with the next flush: after its next
+        result batch is applied, at a get/wait, or when FLUSH_AT pile up. So a
+        burst of submissions costs a few large pipe writes, and a lone task one.
+        """
+        if len(w.inflight) <= w.unsent:
+            self.send(w)
+        else:
+            self.dirty.add(w)
 
     def send(self, w: WorkerHandle) -> None:
         self.dirty.discard(w)
         if not w.out or not w.alive:
             return
         batch, w.out = w.out, []
+        w.unsent = 0
         try:
             w.conn.send_bytes(P.pack(batch))
         except (BrokenPipeError, ConnectionResetError, OSError):
             pass  # the I/O thread sees the EOF and handles the death
 
     def flush_all(self) -> None:
-        self.flush_scheduled = False
         if self.store.retired:
             self.broadcast_retired()
         for w in list(self.dirty):
