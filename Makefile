@@ -20,6 +20,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/core.py
+	$(PY) benchmarks/graphs.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
