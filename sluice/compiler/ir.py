@@ -112,7 +112,28 @@ def code_digest(obj: Any) -> str:
             _hash_code(h, getattr(member, "__func__", member).__code__)
     elif hasattr(obj, "__code__"):
         _hash_code(h, obj.__code__)
+        # Equal code over other captured values or defaults is another function.
+        cells = tuple(c.cell_contents for c in (obj.__closure__ or ()) if _cell_set(c))
+        for value in (obj.__defaults__, obj.__kwdefaults__, cells):
+            h.update(_value_digest(value))
     return h.hexdigest()
+
+
+def _cell_set(cell: Any) -> bool:
+    try:
+        cell.cell_contents
+    except ValueError:  # an empty cell (the function itself, before assignment)
+        return False
+    return True
+
+
+def _value_digest(value: Any) -> bytes:
+    import cloudpickle
+
+    try:
+        return hashlib.blake2b(cloudpickle.dumps(value, protocol=5), digest_size=8).digest()
+    except Exception:
+        return repr(value).encode()
 
 
 def _hash_code(h: Any, code: Any) -> None:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import re
 import threading
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -193,7 +194,9 @@ def _diagnose(steps: list[Step], args: tuple, err: Exception) -> JitCompileError
     for i, (fn, extra) in enumerate(steps):
         call_args = (*args, *extra) if i == 0 else (value, *extra)
         try:
-            value = jit_function(fn)(*call_args)
+            with warnings.catch_warnings():  # a diagnostic run: numba's deprecation notes are noise
+                warnings.simplefilter("ignore", numba.core.errors.NumbaWarning)
+                value = jit_function(fn)(*call_args)
         except numba.core.errors.NumbaError as member_err:
             return JitCompileError(f"{_name(fn)} cannot be compiled by numba in nopython mode: "
                                    f"{_summary(member_err)}; {REMEDY}")

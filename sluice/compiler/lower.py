@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import networkx as nx
 
-from sluice.compiler.ir import Op, topological_ops
+from sluice.compiler.ir import Op, OpKind, topological_ops
 from sluice.compiler.plan import Plan, Stage, stage_id
 
 
@@ -37,7 +37,9 @@ def lower(graph: nx.DiGraph, optimized: bool = True) -> Plan:
                 if i not in inside and i not in inputs:
                     inputs.append(i)
         head = ops[0]
-        stages.append(Stage(id=stage_id(ops), kind=head.kind, ops=ops, inputs=tuple(inputs),
+        # A fused stage is a CALL stage even when a host/device copy leads it.
+        kind = OpKind.CALL if any(o.kind is OpKind.CALL for o in ops) else head.kind
+        stages.append(Stage(id=stage_id(ops), kind=kind, ops=ops, inputs=tuple(inputs),
                             output=ops[-1].id, resources=head.resources, device=head.device,
                             placement=placement.get(head.id, "local")))
     used = {op.fn_id for op in order if op.fn_id}

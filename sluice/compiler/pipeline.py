@@ -7,6 +7,9 @@ from typing import Any
 from sluice.compiler.lower import lower
 from sluice.compiler.passes.cse import eliminate_common_subexpressions
 from sluice.compiler.passes.fusion import fuse_linear_chains
+from sluice.compiler.passes.gpu import place_gpus
+from sluice.compiler.passes.locality import place_stages
+from sluice.compiler.passes.numba_fusion import fuse_numba
 from sluice.compiler.passes.validate import validate
 from sluice.compiler.plan import Plan
 
@@ -20,19 +23,9 @@ def compile_graph(graph: Any, optimize: bool = True) -> Plan:
     graph = validate(graph)
     if optimize:
         graph = eliminate_common_subexpressions(graph)
-    graph = _optional_pass("sluice.compiler.passes.gpu", "place_gpus", graph)
+    graph = place_gpus(graph)
     if optimize:
         graph = fuse_linear_chains(graph)
-        graph = _optional_pass("sluice.compiler.passes.numba_fusion", "fuse_numba", graph)
-    graph = _optional_pass("sluice.compiler.passes.locality", "place_stages", graph)
+        graph = fuse_numba(graph)
+    graph = place_stages(graph)
     return lower(graph, optimized=optimize)
-
-
-def _optional_pass(module: str, name: str, graph: Any) -> Any:
-    import importlib
-
-    try:
-        fn = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):  # not built yet
-        return graph
-    return fn(graph)

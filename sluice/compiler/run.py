@@ -64,11 +64,8 @@ class StageFunction:
         from sluice.compiler import jit
 
         first_op, _, first_args, first_kwargs = steps[0]
-        chain = []
-        for op, fn, args, kwargs in steps[1:]:
-            extra = tuple(a for a in args if not _is_slot_of_previous(a))
-            chain.append((fn, extra))
-        compiled = jit.compile_chain([(steps[0][1], ())] + chain)
+        loaded = {op.fn_id: fn for op, fn, _, _ in steps}
+        compiled = jit.compile_chain(jit.chain_steps([op for op, _, _, _ in steps], loaded))
         return [(first_op, compiled, first_args, first_kwargs)]
 
     def __call__(self, *input_values: Any) -> Any:
@@ -87,12 +84,6 @@ class StageFunction:
                 value = fn(*values)
             env[op.id] = value
         return value
-
-
-def _is_slot_of_previous(arg: Any) -> bool:
-    from sluice.compiler.ir import Slot
-
-    return type(arg) is Slot
 
 
 class DAGInput:
@@ -173,7 +164,7 @@ def _prepare(plan: Plan, state: dict, rt: Any) -> None:
             fn_id, data = dumps_function(fn, f"stage {stage.name}")
             state[stage.id] = (fn_id, data, _task_options(stage))
             actions.append((stage, _run_call))
-    state["actions"] = actions
+    state["actions"] = _with_actor_chains(plan, actions)
 
 
 def _task_options(stage: Stage) -> dict:
@@ -237,3 +228,89 @@ def _run_method(stage: Stage, values: dict, dag_input: DAGInput, rt: Any, state:
                                 fill_slots(kwargs, inputs), {"num_returns": op.num_returns})
     values[op.id] = refs[0] if op.num_returns == 1 else refs
 
+
+
+def _with_actor_chains(plan: Plan, actions: list) -> list:
+    """Replace runs of actor calls that feed only each other by one forwarded chain.
+
+    A METHOD stage follows the previous one in a chain when its only computed
+    input is that stage's value (at a top-level argument), that value is read
+    nowhere else and is not an output of the plan.
+    """
+    kinds = {op.id: op.kind for st in plan.stages for op in st.ops}
+    readers: dict[str, int] = {}
+    for st in plan.stages:
+        for op in st.ops:
+            for i in set(op.inputs):
+                readers[i] = readers.get(i, 0) + 1
+    by_output = {st.output: st for st in plan.stages if st.kind is OpKind.METHOD}
+    follows: dict[str, tuple[str, Any]] = {}  # stage output -> (previous output, slot)
+    for st in by_output.values():
+        link = _chain_link(st, kinds)
+        if link is None:
+            continue
+        prev, slot = link
+        if prev in by_output and readers.get(prev) == 1 and prev not in plan.outputs:
+            follows[st.output] = (prev, slot)
+    if not follows:
+        return actions
+    followed = {prev for prev, _ in follows.values()}
+    chains: dict[str, list[Stage]] = {}
+    for tail in [o for o in follows if o not in followed]:
+        members = [by_output[tail]]
+        while members[0].output in follows:
+            members.insert(0, by_output[follows[members[0].output][0]])
+        if _chain_link(members[0], kinds, any_input=True) is not None and len(members) >= 2:
+            chains[members[0].output] = members
+    in_chain = {st.output for members in chains.values() for st in members}
+    result = []
+    for stage, action in actions:
+        if stage.output in chains:
+            result.append((stage, _ChainAction(chains[stage.output], kinds)))
+        elif stage.output not in in_chain:
+            result.append((stage, action))
+    return result
+
+
+def _chain_link(stage: Stage, kinds: dict, any_input: bool = False) -> tuple[str, Any] | None:
+    """(the input a method stage takes its chained value from, its argument slot), or None."""
+    op = stage.ops[0]
+    rest = op.inputs[1:]
+    candidates = [i for i in rest if any_input or kinds.get(i) not in (OpKind.INPUT, OpKind.SELECT)]
+    if len(candidates) != 1 or rest.count(candidates[0]) != 1:
+        return None
+    args, kwargs = unpack_template(op.template)
+    slot_index = rest.index(candidates[0]) + 1
+    from sluice.compiler.ir import Slot
+
+    for position, value in enumerate(args):
+        if type(value) is Slot and value.index == slot_index:
+            return candidates[0], position
+    for key, value in kwargs.items():
+        if type(value) is Slot and value.index == slot_index:
+            return candidates[0], key
+    return None  # nested inside a container: not chainable
+
+
+class _ChainAction:
+    """Run a chain of method stages through ``submit_actor_chain`` (or one by one)."""
+
+    def __init__(self, members: list[Stage], kinds: dict):
+        self.members = members
+        self.links = [_chain_link(st, kinds, any_input=(i == 0)) for i, st in enumerate(members)]
+
+    def __call__(self, stage: Stage, values: dict, dag_input: DAGInput, rt: Any, state: dict) -> None:
+        hops = []
+        for st, (chained, slot) in zip(self.members, self.links):
+            op = st.ops[0]
+            args, kwargs = unpack_template(op.template)
+            inputs = [None] + [None if i == chained else values[i] for i in op.inputs[1:]]
+            hops.append((values[op.inputs[0]]._actor_id, op.method, op.name,
+                         tuple(fill_slots(args, inputs)), fill_slots(kwargs, inputs), slot))
+        first = values[self.links[0][0]]
+        ref = rt.submit_actor_chain(hops, first) if hasattr(rt, "submit_actor_chain") else None
+        if ref is not None:
+            values[self.members[-1].output] = ref
+            return
+        for st in self.members:  # actors still starting: ordinary calls this time
+            _run_method(st, values, dag_input, rt, state)

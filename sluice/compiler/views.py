@@ -10,12 +10,13 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
-
-import graphviz
+from typing import TYPE_CHECKING, Any
 
 from sluice.compiler.ir import Op, OpKind
 from sluice.compiler.plan import Plan, Stage
+
+if TYPE_CHECKING:  # graphviz is imported when a drawing is made: JSON and explain need none
+    import graphviz
 
 LEVELS = ("physical", "logical")
 RENDER_FORMATS = ("svg", "png", "pdf")
@@ -134,7 +135,7 @@ def _edges_json(plan: Plan, stage_of: dict[str, str],
                 sizes: dict[str, int]) -> list[dict[str, Any]]:
     """Every physical edge (an op reading another op's value), with its kind."""
     stages = {stage.id: stage for stage in plan.stages}
-    kinds = {op.id: op.kind for stage in plan.stages for op in stage.ops}
+    ops = {op.id: op for stage in plan.stages for op in stage.ops}
     rules = {(src, dst): rule for src, dst, rule in plan.blocked}
     edges = []
     for stage in plan.stages:
@@ -146,21 +147,36 @@ def _edges_json(plan: Plan, stage_of: dict[str, str],
                     "dst": op.id,
                     "src_stage": src_stage.id if src_stage else None,
                     "dst_stage": stage.id,
-                    "kind": _edge_kind(src_stage, stage, kinds.get(src)),
+                    "kind": _edge_kind(ops.get(src), src_stage, op, stage),
                     "size": sizes.get(src),
                     "rule": rules.get((src, op.id)),
                 })
     return edges
 
 
-def _edge_kind(src: Stage | None, dst: Stage, src_kind: OpKind | None) -> str:
-    if src is not None and src.id == dst.id:
+def _edge_kind(src: Op | None, src_stage: Stage | None, dst: Op, dst_stage: Stage) -> str:
+    if src_stage is not None and src_stage.id == dst_stage.id:
         return "fused"
-    if src_kind is OpKind.ACTOR:
+    if src is not None and src.kind is OpKind.ACTOR:
         return "actor"
-    if src is None or src.device != dst.device or src.placement != dst.placement:
+    if (src is None or src_stage is None or src_stage.placement != dst_stage.placement
+            or _value_device(src) != _read_device(dst)):
         return "transfer"
     return "store"
+
+
+def _value_device(op: Op) -> str:
+    """Where the value of ``op`` lives: a copy moves it, any other op keeps it on its device."""
+    if op.kind is OpKind.TRANSFER and op.method in ("to_host", "to_device"):
+        return "cpu" if op.method == "to_host" else "gpu"
+    return op.device
+
+
+def _read_device(op: Op) -> str:
+    """Where ``op`` reads its inputs: a copy reads from the other side."""
+    if op.kind is OpKind.TRANSFER and op.method in ("to_host", "to_device"):
+        return "gpu" if op.method == "to_host" else "cpu"
+    return op.device
 
 
 def _logical_edges(plan: Plan) -> list[tuple[str, str]]:
@@ -196,7 +212,7 @@ def explain(plan: Plan, verbose: bool = False) -> str:
             lines.extend(_op_line(op) for op in stage["ops"])
     lines.append(_outputs_line(data))
     lines.append("Passes: " + (", ".join(data["passes"]) or "(none)"))
-    lines.extend(_blocked_lines(data["blocked"]))
+    lines.extend(_not_fused_lines(data))
     return "\n".join(lines)
 
 
@@ -229,10 +245,19 @@ def _outputs_line(data: dict[str, Any]) -> str:
     return f"Outputs ({kind}{len(outs)}): " + (", ".join(outs) or "(none)")
 
 
-def _blocked_lines(blocked: list[dict[str, str]]) -> list[str]:
-    if not blocked:
-        return ["Not fused: (none)"]
-    return ["Not fused:"] + [f"  {b['src']} -> {b['dst']}: {b['rule']}" for b in blocked]
+def _not_fused_lines(data: dict[str, Any]) -> list[str]:
+    """Every edge between stages, with the rule that kept it from being fused."""
+    default = "no rule recorded" if data["optimized"] else "not optimized (optimize=False)"
+    listed: set[tuple[str, str]] = set()
+    lines = []
+    for edge in data["edges"]:
+        if edge["kind"] != "fused":
+            listed.add((edge["src"], edge["dst"]))
+            lines.append(f"  {edge['src']} -> {edge['dst']}: {edge['rule'] or default}")
+    # Rules on edges the plan no longer has (an op merged away) are still shown.
+    lines.extend(f"  {b['src']} -> {b['dst']}: {b['rule']}" for b in data["blocked"]
+                 if (b["src"], b["dst"]) not in listed)
+    return ["Not fused:"] + lines if lines else ["Not fused: (none)"]
 
 
 def _format_resources(resources: Mapping[str, float]) -> str:
@@ -245,7 +270,11 @@ def _format_number(value: float) -> str:
 
 
 def format_bytes(size: int) -> str:
-    """A byte count as a short label: ``format_bytes(1536) == '1.5 KiB'``."""
+    """A byte count as a short edge label.
+
+    >>> format_bytes(1536)
+    '1.5 KiB'
+    """
     amount = float(size)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if amount < 1024 or unit == "GiB":
@@ -279,6 +308,11 @@ def visualize(plan: Plan, path: str | Path | None = None, level: str = "physical
 
 
 def _new_digraph(title: str, n_nodes: int) -> graphviz.Digraph:
+    try:
+        import graphviz
+    except ImportError:
+        raise ImportError("drawing a plan needs the graphviz package: pip install graphviz "
+                          "(and the Graphviz `dot` program to render it)") from None
     # Large graphs get tighter spacing; left-to-right reads like a pipeline.
     dense = n_nodes > EDGE_LABEL_LIMIT
     return graphviz.Digraph(

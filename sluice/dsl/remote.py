@@ -47,6 +47,7 @@ class RemoteFunction:
         self._options["name"] = self._options["name"] or self._name
         self._pickled = _pickled  # (function id, cloudpickle bytes), made on first use
         self._pickling = False
+        self._digest: str | None = None  # stable digest of the code (graph op identity)
         functools.update_wrapper(self, function)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -63,6 +64,13 @@ class RemoteFunction:
                 self._pickling = False
         return self._pickled
 
+    def _code_digest(self) -> str:
+        if self._digest is None:
+            from sluice.compiler.ir import code_digest
+
+            self._digest = code_digest(self._function)
+        return self._digest
+
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         """Submit a task; returns one ObjectRef (a list of them when num_returns > 1)."""
         fn_id, fn_bytes = self._pickle()
@@ -78,19 +86,22 @@ class RemoteFunction:
 
     def options(self, **options: Any) -> RemoteFunction:
         """A copy with some options changed: ``f.options(num_cpus=2).remote(x)``."""
-        return RemoteFunction(self._function, {**self._given, **options}, self._pickle())
+        copy = RemoteFunction(self._function, {**self._given, **options}, self._pickle())
+        copy._digest = self._digest
+        return copy
 
     def __reduce__(self):
         if self._pickling or self._pickled is None:
             # A function that refers to itself: cloudpickle's memo resolves the cycle.
             return (RemoteFunction, (self._function, self._given))
-        return (_rebuild, (self._pickled, self._given, self._name))
+        return (_rebuild, (self._pickled, self._given, self._name, self._code_digest()))
 
     def __repr__(self) -> str:
         return f"<sluice remote function {self._name}>"
 
 
-def _rebuild(pickled: tuple[int, bytes], given: dict, name: str) -> RemoteFunction:
+def _rebuild(pickled: tuple[int, bytes], given: dict, name: str, digest: str | None = None
+             ) -> RemoteFunction:
     from sluice.executor.calls import load_function as loads
 
     rf = RemoteFunction.__new__(RemoteFunction)
@@ -101,6 +112,7 @@ def _rebuild(pickled: tuple[int, bytes], given: dict, name: str) -> RemoteFuncti
     rf._options = normalize("remote function", given, TASK_DEFAULTS, f"@remote {name}")
     rf._options["name"] = rf._options["name"] or name
     rf._function = _LazyFunction(pickled[1], loads)
+    rf._digest = digest
     return rf
 
 

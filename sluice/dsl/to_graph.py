@@ -114,7 +114,7 @@ def _op_for(node: DAGNode, ordinal: int, ids: dict[int, str], functions: dict[in
         inputs = tuple(ids[id(c)] for c in node.children())
         op = make_op(OpKind.CALL, opts["name"], ordinal, inputs=inputs,
                      template=_template(node, list(inputs), ids), fn_id=fn_id,
-                     fn_digest=code_digest(rf._function),
+                     fn_digest=rf._code_digest(),
                      resources=opts["_key"], pure=bool(opts["pure"]), jit=bool(opts["jit"]),
                      num_returns=opts["num_returns"], options=_options(opts))
         signatures[op.id] = _signature(rf._function)

@@ -75,8 +75,9 @@ class ActorManager:
         if failed is not None:
             self.mark_dead(actor, failed)
             return
-        proc, conn = spawn_worker(s.session, next(s.worker_index))
-        w = WorkerHandle(0, proc, conn)
+        index = next(s.worker_index)
+        proc, conn = spawn_worker(s.session, index)
+        w = WorkerHandle(index, proc, conn)
         w.actor = actor
         actor.worker = w
         actor.state = ActorRecord.ALIVE
@@ -128,8 +129,11 @@ class ActorManager:
             w.inflight[task.task_id] = task
             w.queued_bytes += len(task.args_blob)
             w.unsent += 1
-            w.out.append((P.ACTOR_CALL, task.task_id, task.method, task.args_blob, deps,
-                          task.return_ids, task.name))
+            if task.chain is not None:
+                w.out.append((P.CHAIN, task.task_id, task.chain, 0, deps, task.return_ids))
+            else:
+                w.out.append((P.ACTOR_CALL, task.task_id, task.method, task.args_blob, deps,
+                              task.return_ids, task.name))
         if len(w.out) >= FLUSH_AT:
             s.send(w)
         elif w.out:
@@ -163,6 +167,7 @@ class ActorManager:
             return
         actor.state = ActorRecord.DEAD
         actor.death = blob
+        self.fail_chains_through(actor.actor_id, blob)
         if actor.gpu_ids is not None:
             self.s.resources.release(actor.key, actor.gpu_ids)
             actor.gpu_ids = None
@@ -202,6 +207,27 @@ class ActorManager:
         for task in list(w.inflight.values()):
             self.s.finish_failed(task, blob)
         w.inflight.clear()
+        self.fail_chains_through(w.actor.actor_id, blob)
+
+    def fail_chains_through(self, actor_id: int, blob: bytes) -> None:
+        """Chains that pass through a dead actor can never finish: fail them."""
+        for task in [t for t in self.s.tasks.values() if actor_id in t.chain_actors]:
+            if task.worker is not None:
+                task.worker.inflight.pop(task.task_id, None)
+            self.s.finish_failed(task, blob)
+
+    def chain_ready(self, actor_ids: list[int]) -> list[str] | None:
+        """Hop addresses of these actors if all are alive and constructed, else None."""
+        from sluice.executor.chains import actor_address
+
+        addresses = []
+        for actor_id in actor_ids:
+            actor = self.s.actors.get(actor_id)
+            if actor is None or actor.state != ActorRecord.ALIVE or not actor.ready \
+                    or actor.worker is None or actor.worker.alive is False:
+                return None
+            addresses.append(actor_address(self.s.session, actor.worker.index))
+        return addresses
 
     def retry_waiting(self) -> None:
         waiting, self.waiting_for_resources = self.waiting_for_resources, []

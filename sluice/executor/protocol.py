@@ -25,6 +25,7 @@ SHUTDOWN = 6        # (SHUTDOWN,)
 WAIT_REPLY = 7      # (WAIT_REPLY, req_id, [ready ids])
 LOOKUP_REPLY = 8    # (LOOKUP_REPLY, req_id, value)
 RELINQUISH = 9      # (RELINQUISH,) a blocked worker hands back the tasks it has not started
+CHAIN = 12          # (CHAIN, task_id, hops, index, deps, return_ids) see executor/chains.py
 CANCEL_TASK = 11    # (CANCEL_TASK, task_id) drop it if not started (answered with FAILED)
 RECYCLE = 10        # (RECYCLE, [slot names]) say RELEASED once no value read from them is alive
 

@@ -40,7 +40,7 @@ class TaskRecord:
 
     __slots__ = ("task_id", "fn_id", "name", "args_blob", "deps", "contained", "return_ids",
                  "key", "retries_left", "retry_exc", "unresolved", "worker", "actor", "method",
-                 "cancelled", "pinned", "keep", "local_to")
+                 "cancelled", "pinned", "keep", "local_to", "chain", "chain_actors")
 
     def __init__(self, task_id: int, fn_id: int, name: str, args_blob: bytes, deps: list[int],
                  contained: tuple[int, ...], return_ids: list[int], key: ResourceKey,
@@ -63,6 +63,8 @@ class TaskRecord:
         self.pinned: list[int] = []          # shm deps pinned in the store while in flight
         self.keep = keep                     # ObjectRefs of auto-put arguments, dropped when done
         self.local_to: WorkerHandle | None = None  # set when pipelined behind its producer
+        self.chain: tuple | None = None      # hops of an actor chain (executor/chains.py)
+        self.chain_actors: tuple[int, ...] = ()  # every actor a chain passes through
 
 
 class WorkerHandle:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import pickle
 import shutil
 import tempfile
 import threading
@@ -156,6 +157,42 @@ class Runtime:
             return
         task.actor = actor
         self.actors.call(task)
+
+    def submit_actor_chain(self, hops: list[tuple[int, str, str, tuple, dict, int | str]],
+                           first: Any) -> ObjectRef | None:
+        """Run a chain of actor calls, each fed the previous result, actor to actor.
+
+        ``hops`` are ``(actor_id, method, name, args, kwargs, slot)`` where ``slot``
+        (a position or keyword) receives the chained value; ``first`` feeds the
+        first hop. Returns None when an actor of the chain is not ready yet (the
+        caller then makes ordinary calls).
+        """
+        s = self.scheduler
+        with s.locked():
+            addresses = self.actors.chain_ready([h[0] for h in hops])
+            if addresses is None:
+                return None
+        packed = []
+        for (actor_id, method, name, args, kwargs, slot), address in zip(hops, addresses):
+            args = list(args)
+            kwargs = dict(kwargs)
+            if isinstance(slot, int):
+                args[slot] = None
+            else:
+                kwargs[slot] = None
+            packed.append((address, method, pickle.dumps((args, kwargs, [slot]), protocol=5), name))
+        first_ref = first if isinstance(first, ObjectRef) else self.put(first)
+        with s.locked():
+            return_ids, refs = self._new_refs(1)
+            actor = s.actors.get(hops[0][0])
+            task = TaskRecord(next(s.task_ids), 0, "chain " + " -> ".join(h[2] for h in hops), b"",
+                              [first_ref.id], (), return_ids, (), 0, False, [first_ref])
+            task.method = "__chain__"
+            task.chain = tuple(packed)
+            task.chain_actors = tuple(h[0] for h in hops)
+            task.actor = actor
+            self.actors.call(task)
+        return refs[0]
 
     def put(self, value: Any) -> ObjectRef:
         """Store ``value``; small values stay in driver memory, large ones in shared memory."""

@@ -325,8 +325,13 @@ class Scheduler(ObjectTable):
 
     def take_inflight(self, w: WorkerHandle, task_id: int) -> TaskRecord | None:
         task = w.inflight.pop(task_id, None)
-        if task is not None:
-            w.queued_bytes -= len(task.args_blob)
+        if task is None:  # a chain's result comes from its last actor, not where it was sent
+            task = self.tasks.get(task_id)
+            if task is None or task.chain is None or task.worker is None:
+                return None
+            w = task.worker
+            w.inflight.pop(task_id, None)
+        w.queued_bytes -= len(task.args_blob)
         return task
 
     def note_duration(self, fn_id: int, seconds: float) -> None:

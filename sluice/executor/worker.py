@@ -19,6 +19,7 @@ from typing import Any
 from sluice.exceptions import ActorDiedError, GetTimeoutError, SerializationError, TaskError
 from sluice.executor import context, protocol as P
 from sluice.executor.calls import decode_call, load_function
+from sluice.executor.chains import run_hop
 from sluice.executor.worker_api import WorkerAPI
 from sluice.store import serialization, shm
 
@@ -51,6 +52,7 @@ class Worker(WorkerAPI):
         self.actor_loop: Any = None            # asyncio loop thread for async methods
         self.last_flush = time.perf_counter()
         self.held_slots: set[str] = set()      # slots to recycle once our views of them die
+        self.chains: Any = None                # ChainEndpoint, once this process hosts an actor
 
     # -- the main loop ---------------------------------------------------------------
     def run(self) -> None:
@@ -58,6 +60,8 @@ class Worker(WorkerAPI):
         while True:
             if not self.local:
                 self.flush()
+                if self.chains is not None and self.receive_hops(None):
+                    continue  # a chain hop arrived from another actor
                 try:
                     batch = P.unpack(self.conn.recv_bytes())
                 except (EOFError, OSError):
@@ -71,9 +75,13 @@ class Worker(WorkerAPI):
                         return
                 except (EOFError, OSError):
                     return
+            if self.chains is not None:
+                self.receive_hops(0)
             msg = self.local.popleft()
             if msg[0] == P.TASK:
                 self.run_task(msg)
+            elif msg[0] == P.CHAIN:
+                run_hop(self, msg)
             else:
                 self.run_actor_call(msg)
             if self.held_slots:
@@ -82,11 +90,35 @@ class Worker(WorkerAPI):
             if not self.local or now - self.last_flush > FLUSH_INTERVAL:
                 self.flush()
 
+    def receive_hops(self, timeout: float | None) -> bool:
+        """Wait (up to ``timeout``) on the driver pipe and chain peers; queue arrived hops.
+
+        Returns True when hops were queued (False: the driver pipe is readable).
+        """
+        from multiprocessing.connection import wait
+
+        got = False
+        chains = self.chains
+        for source in wait([self.conn, *chains.sources()], timeout):
+            if source is self.conn:
+                continue
+            if source in chains.incoming:
+                try:
+                    for msg in P.unpack(source.recv_bytes()):
+                        self.local.append(msg)
+                        got = True
+                except (EOFError, OSError):
+                    chains.incoming.remove(source)
+            else:
+                chains.accept()
+                got = True
+        return got
+
     def handle_batch(self, batch: list) -> bool:
         """Apply one batch from the driver; True when told to shut down."""
         for msg in batch:
             code = msg[0]
-            if code == P.TASK or code == P.ACTOR_CALL:
+            if code == P.TASK or code == P.ACTOR_CALL or code == P.CHAIN:
                 if self.blocked and code == P.TASK:
                     self.emit((P.BOUNCE, [msg[1]]))
                 elif code == P.ACTOR_CALL and (self.actor_pool or self.actor_loop):
@@ -214,6 +246,9 @@ class Worker(WorkerAPI):
     # -- actors ----------------------------------------------------------------------
     def create_actor(self, msg: tuple) -> None:
         _, cls_bytes, args_blob, deps, max_concurrency, name, gpu_ids = msg
+        from sluice.executor.chains import ChainEndpoint
+
+        self.chains = ChainEndpoint(self.session, self.index)
         try:
             if gpu_ids is not None:
                 set_visible_gpus(gpu_ids)

@@ -38,7 +38,9 @@ def fuse_linear_chains(graph: nx.DiGraph) -> nx.DiGraph:
     fused_any = False
     for u, v in sorted(graph.edges()):
         a, b = ops[u], ops[v]
-        if a.kind not in _COMPUTED or b.kind not in _COMPUTED:
+        if a.kind not in _COMPUTED:
+            if b.kind in _COMPUTED:
+                blocked[(u, v)] = "driver value: the execute() input travels with the task"
             continue
         reason = _blocking_rule(graph, ops, a, b, outputs)
         if reason is None:
