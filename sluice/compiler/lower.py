@@ -24,9 +24,12 @@ def lower(graph: nx.DiGraph, optimized: bool = True) -> Plan:
     stage_of_op = {op.id: groups.get(op.id, op.id) for op in order}
     stages: list[Stage] = []
     emitted: set[str] = set()
-    for op in order:  # a stage is emitted where its first op falls in the order
+    last_of = {stage_of_op[op.id]: op.id for op in order}
+    for op in order:
+        # A stage is emitted where its *last* op falls: every op before it in the stage
+        # is read only inside the stage, so all the stage's outside inputs come earlier.
         group = stage_of_op[op.id]
-        if group in emitted:
+        if group in emitted or last_of[group] != op.id:
             continue
         emitted.add(group)
         ops = tuple(members[group])

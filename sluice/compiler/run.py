@@ -137,8 +137,18 @@ def execute_plan(plan: Plan, args: tuple, kwargs: dict) -> Any:
     values: dict[str, Any] = {}
     for stage, action in state["actions"]:
         action(stage, values, dag_input, rt, state)
-    outs = [values[o] for o in plan.outputs]
+    outs = [_as_ref(values[o], rt) for o in plan.outputs]
     return outs if plan.multi_output else outs[0]
+
+
+def _as_ref(value: Any, rt: Any) -> Any:
+    """execute() always returns refs, even for an output that is the input itself."""
+    from sluice.executor.object_ref import ObjectRef
+
+    if isinstance(value, ObjectRef) or (isinstance(value, list) and value
+                                        and all(isinstance(v, ObjectRef) for v in value)):
+        return value
+    return rt.put(value)
 
 
 def _prepare(plan: Plan, state: dict, rt: Any) -> None:

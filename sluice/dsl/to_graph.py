@@ -94,9 +94,8 @@ def _template(node: DAGNode, input_ids: list[str], ids: dict[int, str], offset: 
 
 
 def _value_children(node: DAGNode) -> list[DAGNode]:
-    if type(node) is ClassMethodNode:
-        return node.children()[1:]
-    return node.children()
+    """The nodes inside a node's arguments (for a method: not its actor, unless passed too)."""
+    return DAGNode.children(node)
 
 
 def _op_for(node: DAGNode, ordinal: int, ids: dict[int, str], functions: dict[int, bytes],

@@ -21,7 +21,12 @@ from sluice.compiler.ir import OpKind, ops_of
 from sluice.compiler.passes.cse import eliminate_common_subexpressions
 from sluice.dsl.nodes import DAGNode, InputNode, MultiOutputNode
 from sluice.dsl.to_graph import build_graph
-from tests.dsl.test_to_graph import RANDOM_FUNCTIONS, DagSpec, dag_specs, run_graph_in_process
+from tests.dsl.test_to_graph import (
+    RANDOM_FUNCTIONS,
+    DagSpec,
+    dag_specs,
+    run_graph_in_process,
+)
 
 SETTINGS = settings(max_examples=60, deadline=None, derandomize=True, database=None)
 

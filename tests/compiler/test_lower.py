@@ -18,7 +18,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sluice
-from sluice.compiler.ir import Op, OpKind, fill_slots, make_op, new_graph, unpack_template
+from sluice.compiler.ir import (
+    Op,
+    OpKind,
+    fill_slots,
+    make_op,
+    new_graph,
+    unpack_template,
+)
 from sluice.compiler.lower import lower
 from sluice.compiler.plan import Plan, stage_id
 from sluice.compiler.run import DAGInput, StageFunction
@@ -113,7 +120,7 @@ def test_a_fused_group_is_one_stage_reading_only_other_stages() -> None:
     c = op(OpKind.CALL, "c", b)
     d = op(OpKind.CALL, "d", c, resources=(("CPU", 2.0),))
     plan = lower(graph_of(inp, a, b, c, d, stages={a: a, b: a, c: a}))
-    input_stage, chain, last = plan.stages
+    _, chain, last = plan.stages
     assert chain.ops == (a, b, c)
     assert chain.inputs == (inp.id,)  # once, though two members read it
     assert chain.output == c.id and chain.fused and chain.name == "a+b+c"

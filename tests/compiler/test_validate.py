@@ -153,12 +153,12 @@ def two_cpu_driver(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize(("options", "hint"), [
-    ({"num_cpus": 4}, r"num_cpus=4 requested but this sluice runtime has 2 CPUs; lower num_cpus or "
-                      r"start it with sluice\.init\(num_cpus=\.\.\.\)"),
-    ({"num_gpus": 1}, r"num_gpus=1 requested but this sluice runtime has 0 GPUs; start it with "
-                      r"sluice\.init\(num_gpus=\.\.\.\) or drop the request"),
-    ({"resources": {"TPU": 1}}, r"resources=\{'TPU': 1\} requested but this sluice runtime has 0 of "
-                                r"'TPU'; start it with sluice\.init\(resources=\{'TPU': \.\.\.\}\)"),
+    ({"num_cpus": 4}, (r"num_cpus=4 requested but this sluice runtime has 2 CPUs; lower num_cpus or "
+                       r"start it with sluice\.init\(num_cpus=\.\.\.\)")),
+    ({"num_gpus": 1}, (r"num_gpus=1 requested but this sluice runtime has 0 GPUs; start it with "
+                       r"sluice\.init\(num_gpus=\.\.\.\) or drop the request")),
+    ({"resources": {"TPU": 1}}, (r"resources=\{'TPU': 1\} requested but this sluice runtime has 0 of "
+                                 r"'TPU'; start it with sluice\.init\(resources=\{'TPU': \.\.\.\}\)")),
 ])
 def test_a_node_asking_for_what_the_runtime_lacks_is_infeasible(two_cpu_driver: None, options: dict,
                                                                 hint: str) -> None:

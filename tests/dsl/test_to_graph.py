@@ -21,7 +21,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sluice
-from sluice.compiler.ir import OpKind, Slot, fill_slots, ops_of, topological_ops, unpack_template
+from sluice.compiler.ir import (
+    OpKind,
+    Slot,
+    fill_slots,
+    ops_of,
+    topological_ops,
+    unpack_template,
+)
 from sluice.compiler.run import DAGInput
 from sluice.dsl.nodes import DAGNode, InputNode, MultiOutputNode
 from sluice.dsl.to_graph import build_graph

@@ -8,8 +8,9 @@ Rule: the edge ``u -> v`` fuses when
     join, such as the bottom of a diamond, stays a stage boundary;
   * both ask for the same resources and run on the same device (placement is
     part of an op; fusing never drops it), and ``u`` returns one value.
-Every edge between computed ops that does not fuse is recorded in
-``graph.graph["blocked"]`` with the first rule it broke, for ``explain()``.
+Every edge into a computed op that does not fuse is recorded in
+``graph.graph["blocked"]`` with the first rule it broke, for ``explain()``
+(an edge from the input or a selector: the value travels with the task).
 """
 
 from __future__ import annotations
