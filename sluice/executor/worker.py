@@ -16,7 +16,7 @@ from collections import OrderedDict, deque
 from multiprocessing.connection import Connection
 from typing import Any
 
-from sluice.exceptions import ActorDiedError, GetTimeoutError, SerializationError, TaskError
+from sluice.exceptions import ActorDiedError, GetTimeoutError, InternalError, SerializationError, TaskError
 from sluice.executor import context, protocol as P
 from sluice.executor.calls import decode_call, load_function
 from sluice.executor.chains import run_hop
@@ -43,6 +43,7 @@ class Worker(WorkerAPI):
     def __init__(self, conn: Connection, session: str, index: int):
         super().__init__(conn, session, index)
         self.functions: dict[int, Any] = {}
+        self.function_sources: dict[int, bytes] = {}  # received, not yet unpickled
         self.local: deque = deque()            # tasks received and not yet started
         self.ring: OrderedDict[int, tuple] = OrderedDict()  # object id -> result spec
         self.blocked = 0                       # depth of nested get/wait in the main thread
@@ -119,6 +120,10 @@ class Worker(WorkerAPI):
         for msg in batch:
             code = msg[0]
             if code == P.TASK or code == P.ACTOR_CALL or code == P.CHAIN:
+                if code == P.TASK and msg[3] is not None:
+                    # Keep the function even if this task is handed back or dropped: the
+                    # driver now counts it as known here and will not send it again.
+                    self.function_sources.setdefault(msg[2], msg[3])
                 if self.blocked and code == P.TASK:
                     self.emit((P.BOUNCE, [msg[1]]))
                 elif code == P.ACTOR_CALL and (self.actor_pool or self.actor_loop):
@@ -160,9 +165,10 @@ class Worker(WorkerAPI):
     def function(self, fn_id: int, fn_bytes: bytes | None) -> Any:
         fn = self.functions.get(fn_id)
         if fn is None:
-            if fn_bytes is None:
-                raise RuntimeError(f"function {fn_id:x} was never sent to this worker")
-            fn = self.functions[fn_id] = load_function(fn_bytes)
+            data = fn_bytes or self.function_sources.pop(fn_id, None)
+            if data is None:
+                raise InternalError(f"function {fn_id:x} was never sent to worker {self.index}")
+            fn = self.functions[fn_id] = load_function(data)
         return fn
 
     def run_task(self, msg: tuple) -> None:
