@@ -13,6 +13,7 @@ call's arguments with one dependency slot, which receives the chained value.
 
 from __future__ import annotations
 
+import selectors
 import time
 from multiprocessing.connection import Client, Connection, Listener
 from typing import Any
@@ -27,19 +28,30 @@ def actor_address(session: str, index: int) -> str:
 
 
 class ChainEndpoint:
-    """An actor process's side: a listener for incoming hops, connections to peers."""
+    """An actor process's side: a listener for incoming hops, connections to peers.
 
-    def __init__(self, session: str, index: int):
+    ``selector`` watches the driver pipe, the listener and every incoming peer; it
+    is kept across waits (registering fds anew per wait costs more than a hop).
+    """
+
+    def __init__(self, session: str, index: int, driver: Connection):
         self.listener = Listener(actor_address(session, index), family="AF_UNIX")
+        self.listening = self.listener._listener._socket  # type: ignore[attr-defined]
         self.incoming: list[Connection] = []
         self.outgoing: dict[str, Connection] = {}
-
-    def sources(self) -> list[Any]:
-        """What the worker's main loop waits on besides the driver pipe."""
-        return [self.listener._listener._socket, *self.incoming]  # type: ignore[attr-defined]
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(driver, selectors.EVENT_READ)
+        self.selector.register(self.listening, selectors.EVENT_READ)
 
     def accept(self) -> None:
-        self.incoming.append(self.listener.accept())
+        conn = self.listener.accept()
+        self.incoming.append(conn)
+        self.selector.register(conn, selectors.EVENT_READ)
+
+    def drop(self, conn: Connection) -> None:
+        """Forget a peer that hung up."""
+        self.selector.unregister(conn)
+        self.incoming.remove(conn)
 
     def send(self, address: str, msg: tuple) -> None:
         conn = self.outgoing.get(address)
@@ -48,6 +60,7 @@ class ChainEndpoint:
         conn.send_bytes(P.pack([msg]))
 
     def close(self) -> None:
+        self.selector.close()
         for conn in [*self.incoming, *self.outgoing.values()]:
             conn.close()
         self.listener.close()
@@ -74,7 +87,8 @@ def run_hop(worker: Any, msg: tuple) -> None:
         if spec[0] == P.DEP_SHM:
             raise ValueError(f"{name} returned {spec[1]} bytes; chained actor calls pass values "
                              f"up to {P.INLINE_MAX} bytes (return a sluice.put() ref for more)")
-        worker.chains.send(hops[index + 1][0], (P.CHAIN, task_id, hops, index + 1, [spec], return_ids))
+        rest = hops[index + 1:]  # the message shrinks as the chain goes on
+        worker.chains.send(rest[0][0], (P.CHAIN, task_id, rest, 0, [spec], return_ids))
     except DependencyFailed as dep:
         worker.emit((P.FAILED, task_id, dep.blob, False, time.perf_counter() - start))
     except Exception as err:

@@ -29,6 +29,9 @@ RING_SIZE = 1024
 FLUSH_INTERVAL = 0.001
 """Results are batched, but never held back longer than this while tasks keep running."""
 
+POLL_INTERVAL = 0.0005
+"""A worker with queued work checks its pipes for new messages this often."""
+
 
 class DependencyFailed(Exception):
     """A dependency of the task is an error; the task fails with that same error."""
@@ -52,6 +55,7 @@ class Worker(WorkerAPI):
         self.actor_pool: Any = None            # ThreadPoolExecutor for max_concurrency > 1
         self.actor_loop: Any = None            # asyncio loop thread for async methods
         self.last_flush = time.perf_counter()
+        self.last_poll = 0.0
         self.held_slots: set[str] = set()      # slots to recycle once our views of them die
         self.chains: Any = None                # ChainEndpoint, once this process hosts an actor
 
@@ -70,14 +74,19 @@ class Worker(WorkerAPI):
                 if self.handle_batch(batch):
                     return
                 continue
-            if self.conn.poll():
-                try:
-                    if self.handle_batch(P.unpack(self.conn.recv_bytes())):
+            # With work queued, look for new messages at most every POLL_INTERVAL:
+            # a busy worker stays responsive without a system call per task.
+            now = time.perf_counter()
+            if now - self.last_poll > POLL_INTERVAL:
+                self.last_poll = now
+                if self.conn.poll():
+                    try:
+                        if self.handle_batch(P.unpack(self.conn.recv_bytes())):
+                            return
+                    except (EOFError, OSError):
                         return
-                except (EOFError, OSError):
-                    return
-            if self.chains is not None:
-                self.receive_hops(0)
+                if self.chains is not None:
+                    self.receive_hops(0)
             msg = self.local.popleft()
             if msg[0] == P.TASK:
                 self.run_task(msg)
@@ -87,8 +96,7 @@ class Worker(WorkerAPI):
                 self.run_actor_call(msg)
             if self.held_slots:
                 self.check_held_slots()
-            now = time.perf_counter()
-            if not self.local or now - self.last_flush > FLUSH_INTERVAL:
+            if not self.local or time.perf_counter() - self.last_flush > FLUSH_INTERVAL:
                 self.flush()
 
     def receive_hops(self, timeout: float | None) -> bool:
@@ -96,23 +104,22 @@ class Worker(WorkerAPI):
 
         Returns True when hops were queued (False: the driver pipe is readable).
         """
-        from multiprocessing.connection import wait
-
         got = False
         chains = self.chains
-        for source in wait([self.conn, *chains.sources()], timeout):
+        for key, _ in chains.selector.select(timeout):
+            source = key.fileobj
             if source is self.conn:
                 continue
-            if source in chains.incoming:
-                try:
-                    for msg in P.unpack(source.recv_bytes()):
-                        self.local.append(msg)
-                        got = True
-                except (EOFError, OSError):
-                    chains.incoming.remove(source)
-            else:
+            if source is chains.listening:
                 chains.accept()
                 got = True
+                continue
+            try:
+                for msg in P.unpack(source.recv_bytes()):
+                    self.local.append(msg)
+                    got = True
+            except (EOFError, OSError):
+                chains.drop(source)
         return got
 
     def handle_batch(self, batch: list) -> bool:
@@ -254,7 +261,7 @@ class Worker(WorkerAPI):
         _, cls_bytes, args_blob, deps, max_concurrency, name, gpu_ids = msg
         from sluice.executor.chains import ChainEndpoint
 
-        self.chains = ChainEndpoint(self.session, self.index)
+        self.chains = ChainEndpoint(self.session, self.index, self.conn)
         try:
             if gpu_ids is not None:
                 set_visible_gpus(gpu_ids)
