@@ -417,6 +417,34 @@ def test_many_executes_leak_no_objects_and_no_store_bytes() -> None:
     assert used == base_used
 
 
+def test_ten_thousand_executes_grow_neither_the_object_table_nor_driver_memory() -> None:
+    import tracemalloc
+
+    with InputNode() as inp:
+        dag = MultiOutputNode([inc.bind(inc.bind(inp)), add.bind(inp, 1)])
+    assert sluice.get(dag.execute(0)) == [2, 1]
+    rt = context.current()
+    base_count, _ = settled(rt, at_most=0, deadline_s=1.0)
+    tracemalloc.start()
+    try:
+        before = None
+        for batch in range(20):
+            refs = [dag.execute(i) for i in range(500)]
+            assert sluice.get(refs[-1]) == [501, 500]
+            sluice.get([r for pair in refs for r in pair])
+            del refs
+            if batch == 1:  # after warm-up: caches filled, pools at size
+                gc.collect()
+                before = tracemalloc.get_traced_memory()[0]
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    count, _ = settled(rt, at_most=base_count + 3)
+    assert count <= base_count + 3
+    assert after - before < 1_000_000, f"driver memory grew by {after - before} bytes"
+
+
 def test_a_10000_node_chain_compiles_to_one_stage_and_runs() -> None:
     assert sys.getrecursionlimit() < 10_000
     with InputNode() as inp:
