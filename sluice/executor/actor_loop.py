@@ -42,7 +42,6 @@ class ActorLoop:
 
     async def _call(self, msg: tuple) -> None:
         from sluice.executor.calls import decode_call
-        from sluice.executor.worker import DependencyFailed, error_blob
 
         _, task_id, method, args_blob, deps, return_ids, name = msg
         w = self.worker
@@ -57,11 +56,8 @@ class ActorLoop:
                 value = getattr(w.actor, method)(*args, **kwargs)
                 if inspect.isawaitable(value):
                     value = await value
-                results = w.encode_results(name, value, return_ids)
-            except DependencyFailed as dep:
-                w.emit((P.FAILED, task_id, dep.blob, False, time.perf_counter() - start))
             except Exception as err:
-                w.emit((P.FAILED, task_id, error_blob(name, err), False, time.perf_counter() - start))
+                w.fail_call(task_id, name, err, start)
             else:
-                w.emit((P.DONE, task_id, results, time.perf_counter() - start))
+                w.complete_call(task_id, name, value, return_ids, start)
             w.flush()

@@ -68,8 +68,6 @@ class ChainEndpoint:
 
 def run_hop(worker: Any, msg: tuple) -> None:
     """Run one hop of a chain on ``worker`` (an actor) and pass its result on."""
-    from sluice.executor.worker import DependencyFailed, error_blob
-
     _, task_id, hops, index, deps, return_ids = msg
     _, method, args_blob, name = hops[index]
     start = time.perf_counter()
@@ -80,8 +78,7 @@ def run_hop(worker: Any, msg: tuple) -> None:
         args, kwargs = decode_call(args_blob, worker.resolve_deps(deps))
         value = getattr(worker.actor, method)(*args, **kwargs)
         if index + 1 == len(hops):
-            results = worker.encode_results(name, value, return_ids)
-            worker.emit((P.DONE, task_id, results, time.perf_counter() - start))
+            worker.complete_call(task_id, name, value, return_ids, start)
             return
         spec, _ = worker.store_value(worker.new_object_id(), value)
         if spec[0] == P.DEP_SHM:
@@ -89,7 +86,5 @@ def run_hop(worker: Any, msg: tuple) -> None:
                              f"up to {P.INLINE_MAX} bytes (return a sluice.put() ref for more)")
         rest = hops[index + 1:]  # the message shrinks as the chain goes on
         worker.chains.send(rest[0][0], (P.CHAIN, task_id, rest, 0, [spec], return_ids))
-    except DependencyFailed as dep:
-        worker.emit((P.FAILED, task_id, dep.blob, False, time.perf_counter() - start))
     except Exception as err:
-        worker.emit((P.FAILED, task_id, error_blob(name, err), False, time.perf_counter() - start))
+        worker.fail_call(task_id, name, err, start)

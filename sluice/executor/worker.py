@@ -307,15 +307,27 @@ class Worker(WorkerAPI):
             try:
                 args, kwargs = decode_call(args_blob, self.resolve_deps(deps))
                 value = getattr(self.actor, method)(*args, **kwargs)
-                results = self.encode_results(name, value, return_ids)
-            except DependencyFailed as dep:
-                self.emit((P.FAILED, task_id, dep.blob, False, time.perf_counter() - start))
             except Exception as err:
-                self.emit((P.FAILED, task_id, error_blob(name, err), False, time.perf_counter() - start))
+                self.fail_call(task_id, name, err, start)
             else:
-                self.emit((P.DONE, task_id, results, time.perf_counter() - start))
+                self.complete_call(task_id, name, value, return_ids, start)
         if flush_now:
             self.flush()
+
+    def complete_call(self, task_id: int, name: str, value: Any, return_ids: list[int],
+                      start: float) -> None:
+        """Report an actor call's value (or the error storing it raised)."""
+        try:
+            results = self.encode_results(name, value, return_ids)
+        except Exception as err:
+            self.fail_call(task_id, name, err, start)
+        else:
+            self.emit((P.DONE, task_id, results, time.perf_counter() - start))
+
+    def fail_call(self, task_id: int, name: str, err: Exception, start: float) -> None:
+        """Report an actor call's error: a failed input's own error, or the call's."""
+        blob = err.blob if isinstance(err, DependencyFailed) else error_blob(name, err)
+        self.emit((P.FAILED, task_id, blob, False, time.perf_counter() - start))
 
     # -- blocking requests from task code --------------------------------------------
     def on_block(self) -> None:
