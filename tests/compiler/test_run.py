@@ -308,6 +308,51 @@ def test_a_chain_of_actor_calls_passes_values_along() -> None:
     assert [sluice.get(dag.execute(1)) for _ in range(2)] == [1103, 1207]
 
 
+@sluice.remote
+class Relay:
+    def step(self, x: int) -> int:
+        if x == 100:
+            raise ValueError("relay refuses 100")
+        if x == 200:
+            os._exit(3)
+        return x + 1
+
+
+def relay_chain(hops: int):
+    relays = [Relay.bind(), Relay.bind()]
+    with InputNode() as inp:
+        node = inp
+        for i in range(hops):
+            node = relays[i % 2].step.bind(node)
+    return node.compile()
+
+
+def test_a_compiled_actor_chain_is_forwarded_actor_to_actor() -> None:
+    plan = relay_chain(6)
+    for i in range(5):  # the first executes may run hop by hop while the actors start
+        assert sluice.get(plan.execute(i), timeout=30) == i + 6
+    ids = context.current().scheduler.task_ids
+    before = next(ids)  # task ids are consecutive: taking one costs nothing
+    assert sluice.get(plan.execute(10), timeout=30) == 16
+    assert next(ids) - before == 2, "six hops should be one driver-side task"
+
+
+def test_an_error_inside_a_forwarded_chain_reaches_get() -> None:
+    plan = relay_chain(4)
+    assert sluice.get(plan.execute(0), timeout=30) == 4
+    with pytest.raises(ValueError, match="relay refuses 100") as info:
+        sluice.get(plan.execute(99), timeout=30)  # the second hop gets 100
+    assert isinstance(info.value, TaskError)
+    assert sluice.get(plan.execute(1), timeout=30) == 5  # the actors live on
+
+
+def test_an_actor_dying_inside_a_forwarded_chain_fails_the_execute() -> None:
+    plan = relay_chain(4)
+    assert sluice.get(plan.execute(0), timeout=30) == 4
+    with pytest.raises(sluice.exceptions.ActorDiedError):
+        sluice.get(plan.execute(199), timeout=30)  # the second hop's actor exits
+
+
 # -- pickling ----------------------------------------------------------------------------------
 
 def test_an_unpickled_plan_runs_and_gives_the_same_results() -> None:
