@@ -14,6 +14,7 @@ from sluice.compiler.plan import Plan, Stage
 from sluice.executor.actor_handle import ActorHandle
 from sluice.executor import api
 from sluice.executor.calls import dumps_function, load_function
+from sluice.executor.chains import pack_hop_args
 
 
 class StageFunction:
@@ -303,20 +304,28 @@ def _chain_link(stage: Stage, kinds: dict, any_input: bool = False) -> tuple[str
 
 
 class _ChainAction:
-    """Run a chain of method stages through ``submit_actor_chain`` (or one by one)."""
+    """Run a chain of method stages through ``submit_actor_chain`` (or one by one).
+
+    A hop whose arguments are only constants and the chained value packs the
+    same bytes every time: those are packed once.
+    """
 
     def __init__(self, members: list[Stage], kinds: dict):
         self.members = members
         self.links = [_chain_link(st, kinds, any_input=(i == 0)) for i, st in enumerate(members)]
+        self.templates = [unpack_template(st.ops[0].template) for st in members]
+        self.fixed: list[bytes | None] = [
+            pack_hop_args(*_filled(st.ops[0], tpl, chained, {}), slot)
+            if all(i == chained for i in st.ops[0].inputs[1:]) else None
+            for st, tpl, (chained, slot) in zip(members, self.templates, self.links)]
 
     def __call__(self, stage: Stage, values: dict, dag_input: DAGInput, rt: Any, state: dict) -> None:
         hops = []
-        for st, (chained, slot) in zip(self.members, self.links):
+        for st, tpl, (chained, slot), blob in zip(self.members, self.templates, self.links, self.fixed):
             op = st.ops[0]
-            args, kwargs = unpack_template(op.template)
-            inputs = [None] + [None if i == chained else values[i] for i in op.inputs[1:]]
-            hops.append((values[op.inputs[0]]._actor_id, op.method, op.name,
-                         tuple(fill_slots(args, inputs)), fill_slots(kwargs, inputs), slot))
+            if blob is None:
+                blob = pack_hop_args(*_filled(op, tpl, chained, values), slot)
+            hops.append((values[op.inputs[0]]._actor_id, op.method, op.name, blob))
         first = values[self.links[0][0]]
         ref = rt.submit_actor_chain(hops, first) if hasattr(rt, "submit_actor_chain") else None
         if ref is not None:
@@ -324,3 +333,10 @@ class _ChainAction:
             return
         for st in self.members:  # actors still starting: ordinary calls this time
             _run_method(st, values, dag_input, rt, state)
+
+
+def _filled(op: Op, template: tuple, chained: str, values: dict) -> tuple[tuple, dict]:
+    """A hop's arguments with every input but the chained one filled in."""
+    args, kwargs = template
+    inputs = [None] + [None if i == chained else values[i] for i in op.inputs[1:]]
+    return tuple(fill_slots(args, inputs)), fill_slots(kwargs, inputs)

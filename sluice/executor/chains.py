@@ -22,6 +22,19 @@ from sluice.executor import protocol as P
 from sluice.executor.calls import decode_call
 
 
+def pack_hop_args(args: tuple, kwargs: dict, slot: int | str) -> bytes:
+    """Pack a hop's arguments; the chained value goes to ``slot`` (a position or keyword)."""
+    import pickle
+
+    args = list(args)
+    kwargs = dict(kwargs)
+    if isinstance(slot, int):
+        args[slot] = None
+    else:
+        kwargs[slot] = None
+    return pickle.dumps((args, kwargs, [slot]), protocol=5)
+
+
 def actor_address(session: str, index: int) -> str:
     """The abstract Unix socket address where actor process ``index`` takes chain hops."""
     return f"\0sluice-{session}-w{index}"
@@ -66,6 +79,27 @@ class ChainEndpoint:
         self.listener.close()
 
 
+CHAIN_INLINE_MAX = 16 * 1024
+"""Chained values up to this size travel in the hop message; larger ones in shared memory."""
+
+
+def hand_over(worker: Any, value: Any) -> tuple:
+    """The dependency spec that carries ``value`` to the next actor of a chain.
+
+    A large value goes into a segment the next actor maps and then unlinks
+    (DEP_SHM_ONCE): the driver never tracks it, and a session's shutdown removes
+    it if the next actor died first.
+    """
+    from sluice.store import serialization, shm
+
+    sobj = serialization.serialize(value)
+    if sobj.nbytes <= CHAIN_INLINE_MAX:
+        return (P.DEP_INLINE, serialization.to_bytes(sobj))
+    name = shm.segment_name(worker.session, worker.new_object_id())
+    shm.write_segment(name, sobj)
+    return (P.DEP_SHM_ONCE, name)
+
+
 def run_hop(worker: Any, msg: tuple) -> None:
     """Run one hop of a chain on ``worker`` (an actor) and pass its result on."""
     _, task_id, hops, index, deps, return_ids = msg
@@ -80,10 +114,7 @@ def run_hop(worker: Any, msg: tuple) -> None:
         if index + 1 == len(hops):
             worker.complete_call(task_id, name, value, return_ids, start)
             return
-        spec, _ = worker.store_value(worker.new_object_id(), value)
-        if spec[0] == P.DEP_SHM:
-            raise ValueError(f"{name} returned {spec[1]} bytes; chained actor calls pass values "
-                             f"up to {P.INLINE_MAX} bytes (return a sluice.put() ref for more)")
+        spec = hand_over(worker, value)
         rest = hops[index + 1:]  # the message shrinks as the chain goes on
         worker.chains.send(rest[0][0], (P.CHAIN, task_id, rest, 0, [spec], return_ids))
     except Exception as err:

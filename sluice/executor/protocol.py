@@ -53,6 +53,7 @@ DEP_INLINE = 0      # (DEP_INLINE, bytes)
 DEP_SHM = 1         # (DEP_SHM, segment name)  for results: (DEP_SHM, size)
 DEP_LOCAL = 2       # (DEP_LOCAL, object_id)
 DEP_ERROR = 3       # (DEP_ERROR, error blob)
+DEP_SHM_ONCE = 4    # (DEP_SHM_ONCE, segment name) read once, then unlinked (actor chains)
 
 INLINE_MAX = 100 * 1024
 """Values up to this many serialized bytes travel inside messages; larger ones go to shared memory."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import pickle
 import shutil
 import tempfile
 import threading
@@ -31,6 +30,11 @@ from sluice.store.object_store import ObjectStore
 
 DEFAULT_STORE_FRACTION = 0.3
 SLOT_WAIT_SECONDS = 0.01
+MAX_CHAINS_IN_FLIGHT = 4
+"""Forwarded actor chains running at once. Actors write hops to each other with
+blocking sends, so the bytes in flight must fit the sockets' buffers (4 chains of
+at most CHAIN_INLINE_MAX bytes each) or two actors could block writing to each
+other; past the cap a Plan makes ordinary calls through the driver."""
 
 
 def default_store_memory() -> int:
@@ -158,39 +162,32 @@ class Runtime:
         task.actor = actor
         self.actors.call(task)
 
-    def submit_actor_chain(self, hops: list[tuple[int, str, str, tuple, dict, int | str]],
-                           first: Any) -> ObjectRef | None:
+    def submit_actor_chain(self, hops: list[tuple[int, str, str, bytes]], first: Any
+                           ) -> ObjectRef | None:
         """Run a chain of actor calls, each fed the previous result, actor to actor.
 
-        ``hops`` are ``(actor_id, method, name, args, kwargs, slot)`` where ``slot``
-        (a position or keyword) receives the chained value; ``first`` feeds the
+        ``hops`` are ``(actor_id, method, name, args_blob)`` with the arguments
+        packed by :func:`sluice.executor.chains.pack_hop_args`; ``first`` feeds the
         first hop. Returns None when an actor of the chain is not ready yet (the
         caller then makes ordinary calls).
         """
         s = self.scheduler
+        if s.chains_in_flight >= MAX_CHAINS_IN_FLIGHT:
+            return None
+        first_ref = first if isinstance(first, ObjectRef) else self.put(first)
         with s.locked():
             addresses = self.actors.chain_ready([h[0] for h in hops])
             if addresses is None:
                 return None
-        packed = []
-        for (actor_id, method, name, args, kwargs, slot), address in zip(hops, addresses):
-            args = list(args)
-            kwargs = dict(kwargs)
-            if isinstance(slot, int):
-                args[slot] = None
-            else:
-                kwargs[slot] = None
-            packed.append((address, method, pickle.dumps((args, kwargs, [slot]), protocol=5), name))
-        first_ref = first if isinstance(first, ObjectRef) else self.put(first)
-        with s.locked():
+            s.chains_in_flight += 1
             return_ids, refs = self._new_refs(1)
-            actor = s.actors.get(hops[0][0])
-            task = TaskRecord(next(s.task_ids), 0, "chain " + " -> ".join(h[2] for h in hops), b"",
-                              [first_ref.id], (), return_ids, (), 0, False, [first_ref])
+            task = TaskRecord(next(s.task_ids), 0, hops[-1][2], b"", [first_ref.id], (), return_ids,
+                              (), 0, False, [first_ref])
             task.method = "__chain__"
-            task.chain = tuple(packed)
+            task.chain = tuple((address, method, blob, name)
+                               for (_, method, name, blob), address in zip(hops, addresses))
             task.chain_actors = tuple(h[0] for h in hops)
-            task.actor = actor
+            task.actor = s.actors[hops[0][0]]
             self.actors.call(task)
         return refs[0]
 

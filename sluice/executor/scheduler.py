@@ -73,6 +73,7 @@ class Scheduler(ObjectTable):
         self.ref_events: deque = deque()
         self.requests: dict[int, list] = {}            # object id -> WorkerRequests waiting
         self.releasing: dict[str, set[WorkerHandle]] = {}  # slot -> workers yet to release it
+        self.chains_in_flight = 0                      # forwarded actor chains not finished
         self.slot_released = threading.Event()
         self.inbox: deque = deque()                    # (worker, batch | None for EOF) to apply
         self.conns_changed = True
@@ -340,7 +341,8 @@ class Scheduler(ObjectTable):
 
     def finish(self, task: TaskRecord) -> None:
         """Drop everything a finished task held: pins, argument holds, keep-alive refs."""
-        self.tasks.pop(task.task_id, None)
+        if self.tasks.pop(task.task_id, None) is not None and task.chain is not None:
+            self.chains_in_flight -= 1
         task.worker = None
         task.local_to = None
         for oid in task.pinned:

@@ -249,6 +249,11 @@ class Worker(WorkerAPI):
             return serialization.loads(payload)
         if kind == P.DEP_SHM:
             return self.reader.read(payload)
+        if kind == P.DEP_SHM_ONCE:  # a chained value: ours alone once mapped
+            value = self.reader.read(payload)
+            self.reader.drop(payload)
+            shm.unlink_segment(payload)
+            return value
         if kind == P.DEP_LOCAL:
             local = self.ring.get(payload)
             if local is None:  # evicted from the ring: ask the driver like any get

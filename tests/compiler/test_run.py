@@ -353,6 +353,29 @@ def test_an_actor_dying_inside_a_forwarded_chain_fails_the_execute() -> None:
         sluice.get(plan.execute(199), timeout=30)  # the second hop's actor exits
 
 
+@sluice.remote
+class Doubler:
+    def grow(self, x: np.ndarray) -> np.ndarray:
+        return np.concatenate([x, x])
+
+
+def test_a_forwarded_chain_carries_large_values_and_many_executes_in_flight() -> None:
+    a, b = Doubler.bind(), Doubler.bind()
+    with InputNode() as inp:
+        node = inp
+        for i in range(6):
+            node = (a if i % 2 == 0 else b).grow.bind(node)
+    plan = node.compile()
+    start = np.arange(1000.0)
+    for _ in range(3):
+        out = sluice.get(plan.execute(start), timeout=30)
+    assert out.shape == (64_000,) and np.array_equal(out[-1000:], start)  # 512 KB at the end
+    # Many chains at once: actors write hops to each other, which must never deadlock.
+    refs = [plan.execute(np.full(10, float(i))) for i in range(300)]
+    results = sluice.get(refs, timeout=60)
+    assert [float(r[0]) for r in results] == [float(i) for i in range(300)]
+
+
 # -- pickling ----------------------------------------------------------------------------------
 
 def test_an_unpickled_plan_runs_and_gives_the_same_results() -> None:
