@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import errno
 import itertools
-import mmap
 import os
 import shutil
 from collections import OrderedDict
@@ -38,11 +37,12 @@ from types import TracebackType
 from typing import Any
 
 from sluice.exceptions import InternalError, ObjectLostError
-from sluice.store.serialization import SerializedObject, write_to
+from sluice.store.serialization import SerializedObject
 from sluice.store.shm import (
     RECYCLING_SUPPORTED,
     SegmentReader,
     cleanup_session,
+    overwrite_segment,
     segment_name,
     segment_path,
     unlink_segment,
@@ -97,7 +97,6 @@ class ObjectStore:
         self._releasing: dict[str, int] = {}
         # Slots whose readers are done but this process still holds views of them.
         self._driver_held: dict[str, int] = {}
-        self._writers: dict[str, mmap.mmap] = {}
         self._slot_ids = itertools.count(1)
         self.retired: list[str] = []
         """Names of segments removed for good; readers should drop their mappings."""
@@ -135,14 +134,7 @@ class ObjectStore:
             return name, write_segment(name, obj)
         size = self._pool.pop(best)
         self._pooled -= size
-        writer = self._writers.get(best)
-        if writer is None:
-            fd = os.open(segment_path(best), os.O_RDWR)
-            try:
-                writer = self._writers[best] = mmap.mmap(fd, size, flags=mmap.MAP_SHARED)
-            finally:
-                os.close(fd)
-        write_to(obj, memoryview(writer)[:need])
+        overwrite_segment(best, obj)
         return best, size
 
     def adopt(self, object_id: int, size: int) -> None:
@@ -296,9 +288,6 @@ class ObjectStore:
         self._retire_slot(name)
 
     def _retire_slot(self, name: str) -> None:
-        writer = self._writers.pop(name, None)
-        if writer is not None:
-            writer.close()
         self._reader.drop(name)
         unlink_segment(name)
         self.retired.append(name)
@@ -317,9 +306,6 @@ class ObjectStore:
             return
         for object_id in list(self._sizes):
             self.free(object_id)
-        for writer in self._writers.values():
-            writer.close()
-        self._writers.clear()
         self._reader.clear()
         cleanup_session(self._session)
         if self._created_spill_dir:

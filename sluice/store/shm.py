@@ -30,6 +30,7 @@ __all__ = [
     "new_session_id",
     "create_segment",
     "write_segment",
+    "overwrite_segment",
     "unlink_segment",
     "cleanup_session",
     "cleanup_stale_sessions",
@@ -162,6 +163,21 @@ def write_segment(name: str, obj: SerializedObject) -> int:
     finally:
         os.close(fd)
     return obj.nbytes
+
+
+def overwrite_segment(name: str, obj: SerializedObject) -> None:
+    """Write the flat layout of ``obj`` over the start of the existing segment ``name``.
+
+    For recycled slots: the file's pages already exist, so ``write(2)`` is a plain
+    copy, and the writer never maps the segment (its resident memory does not
+    grow by the object's size, as it would copying through a mapping).
+    """
+    fd = os.open(segment_path(name), os.O_WRONLY)
+    try:
+        for piece in layout_pieces(obj):
+            _write_all(fd, memoryview(piece))
+    finally:
+        os.close(fd)
 
 
 def _write_all(fd: int, data: memoryview) -> None:
