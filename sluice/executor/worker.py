@@ -79,14 +79,15 @@ class Worker(WorkerAPI):
             now = time.perf_counter()
             if now - self.last_poll > POLL_INTERVAL:
                 self.last_poll = now
-                if self.conn.poll():
+                if self.chains is not None:
+                    if self.receive_hops(0, driver_too=True):
+                        return
+                elif self.conn.poll():
                     try:
                         if self.handle_batch(P.unpack(self.conn.recv_bytes())):
                             return
                     except (EOFError, OSError):
                         return
-                if self.chains is not None:
-                    self.receive_hops(0)
             msg = self.local.popleft()
             if msg[0] == P.TASK:
                 self.run_task(msg)
@@ -99,25 +100,33 @@ class Worker(WorkerAPI):
             if not self.local or time.perf_counter() - self.last_flush > FLUSH_INTERVAL:
                 self.flush()
 
-    def receive_hops(self, timeout: float | None) -> bool:
+    def receive_hops(self, timeout: float | None, driver_too: bool = False) -> bool:
         """Wait (up to ``timeout``) on the driver pipe and chain peers; queue arrived hops.
 
         Returns True when hops were queued (False: the driver pipe is readable).
+        With ``driver_too`` a readable driver pipe is read and applied here as well,
+        and the result is True only when the driver said to shut down (or hung up).
         """
         got = False
         chains = self.chains
         for key, _ in chains.selector.select(timeout):
             source = key.fileobj
             if source is self.conn:
+                if driver_too:
+                    try:
+                        if self.handle_batch(P.unpack(self.conn.recv_bytes())):
+                            return True
+                    except (EOFError, OSError):
+                        return True
                 continue
             if source is chains.listening:
                 chains.accept()
-                got = True
+                got = not driver_too
                 continue
             try:
                 for msg in P.unpack(source.recv_bytes()):
                     self.local.append(msg)
-                    got = True
+                    got = not driver_too
             except (EOFError, OSError):
                 chains.drop(source)
         return got
