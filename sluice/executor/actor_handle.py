@@ -4,19 +4,34 @@ from __future__ import annotations
 
 from typing import Any
 
-from sluice.executor import api
+from sluice.executor import api, context
 
 
 class ActorHandle:
     """A reference to a running actor; ``handle.method.remote(...)`` calls it.
 
-    Handles pickle, so tasks and other actors can call the same actor.
+    Handles pickle, so tasks and other actors can call the same actor. As in Ray,
+    an unnamed actor stops once every handle to it in the driver is gone (after
+    its pending calls), unless a handle was pickled to another process.
     """
 
     def __init__(self, actor_id: int, class_name: str, methods: dict[str, dict]):
         self._actor_id = actor_id
         self._class_name = class_name
         self._methods = methods
+        rt = context.current()
+        # Counted by the driver's runtime only; a handle outliving it counts nowhere.
+        self._runtime = rt if getattr(rt, "is_driver", False) else None
+        if self._runtime is not None:
+            self._runtime.actor_handle_event(actor_id, 1)
+
+    def __del__(self) -> None:
+        rt = self.__dict__.get("_runtime")
+        if rt is not None:
+            try:
+                rt.actor_handle_event(self._actor_id, -1)
+            except Exception:  # interpreter shutdown
+                pass
 
     def __getattr__(self, name: str) -> ActorMethod:
         if name.startswith("_"):
@@ -28,6 +43,9 @@ class ActorHandle:
         return ActorMethod(self, name, opts)
 
     def __reduce__(self):
+        rt = self.__dict__.get("_runtime")
+        if rt is not None:  # another process may hold it now: never stop the actor early
+            rt.actor_handle_event(self._actor_id, 0)
         return (ActorHandle, (self._actor_id, self._class_name, self._methods))
 
     def __repr__(self) -> str:

@@ -40,6 +40,39 @@ class ActorManager:
     def __init__(self, scheduler: Scheduler):
         self.s = scheduler
         self.waiting_for_resources: list[ActorRecord] = []
+        self.handles: dict[int, int] = {}      # actor id -> live driver handles
+        self.escaped: set[int] = set()         # a handle was pickled: never stopped early
+        self.retiring: set[int] = set()        # no handles left: stop once its queue is sent
+
+    def apply_handle_events(self, events) -> None:
+        """Count driver handles; an unnamed actor with none left (and none pickled) retires."""
+        while events:
+            delta, actor_id = events.popleft()
+            if delta == 0:
+                self.escaped.add(actor_id)
+                continue
+            n = self.handles.get(actor_id, 0) + delta
+            self.handles[actor_id] = n
+            if n <= 0:
+                del self.handles[actor_id]
+                actor = self.s.actors.get(actor_id)
+                if actor is not None and actor.name is None and actor_id not in self.escaped:
+                    self.retiring.add(actor_id)
+                    self.retire_if_idle(actor)
+
+    def retire_if_idle(self, actor: ActorRecord) -> None:
+        """Stop a retiring actor once every call made on it has been answered."""
+        if actor.actor_id not in self.retiring or actor.queue or actor.state == ActorRecord.PENDING:
+            return
+        if actor.worker is not None and actor.worker.inflight:
+            return  # asked again when its last call is answered
+        self.retiring.discard(actor.actor_id)
+        w = actor.worker
+        self.mark_dead(actor, self.s.actor_died_blob(
+            actor, "every handle to the actor was dropped, so it was stopped"))
+        if w is not None and w.alive:
+            w.out.append((P.SHUTDOWN,))  # it is idle: nothing is lost
+            self.s.send(w)
 
     def create(self, actor: ActorRecord) -> None:
         s = self.s
@@ -138,6 +171,8 @@ class ActorManager:
             s.send(w)
         elif w.out:
             s.mark_dirty(w)
+        if not q and actor.actor_id in self.retiring:
+            self.retire_if_idle(actor)
 
     def on_ready(self, w: WorkerHandle) -> None:
         w.actor.ready = True

@@ -86,6 +86,10 @@ class Runtime:
     def remove_local_ref(self, oid: int) -> None:
         self.scheduler.ref_events.append((-1, oid))
 
+    def actor_handle_event(self, actor_id: int, delta: int) -> None:
+        """A driver-side actor handle was made (+1), dropped (-1) or pickled (0)."""
+        self.scheduler.actor_handle_events.append((delta, actor_id))
+
     def new_object_id(self) -> int:
         return next(self.ids)  # owner index 0: the driver
 

@@ -74,6 +74,7 @@ class Scheduler(ObjectTable):
         self.requests: dict[int, list] = {}            # object id -> WorkerRequests waiting
         self.releasing: dict[str, set[WorkerHandle]] = {}  # slot -> workers yet to release it
         self.chains_in_flight = 0                      # forwarded actor chains not finished
+        self.actor_handle_events: deque = deque()      # (+1 | -1 | 0 pickled, actor id)
         self.slot_released = threading.Event()
         self.inbox: deque = deque()                    # (worker, batch | None for EOF) to apply
         self.conns_changed = True
@@ -374,6 +375,10 @@ class Scheduler(ObjectTable):
         self.resolve(task)
 
     def release_lease(self, w: WorkerHandle) -> None:
+        if w.actor is not None:
+            if not w.inflight and w.actor.actor_id in self.runtime.actors.retiring:
+                self.runtime.actors.retire_if_idle(w.actor)
+            return
         if not w.inflight and w.lease is not None and not w.blocked:
             self.resources.release(w.lease, w.gpu_ids)
             w.lease, w.gpu_ids = None, []

@@ -208,3 +208,40 @@ def test_actor_misuse_raises_helpful_errors() -> None:
     with pytest.raises(AttributeError, match="no method 'appendx'"):
         r.appendx
     sluice.kill(r)
+
+
+def process_gone(pid: int, timeout: float = 10.0) -> bool:
+    """Whether ``pid`` exits within ``timeout`` (a put drives the driver's bookkeeping)."""
+    import gc
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        gc.collect()
+        sluice.put(0)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_an_actor_stops_after_its_last_handle_is_dropped_and_its_calls_finish() -> None:
+    recorder = Recorder.remote()
+    pid = sluice.get(recorder.pid.remote(), timeout=30)
+    pending = [recorder.append.remote(i) for i in range(50)]
+    del recorder
+    assert sluice.get(pending, timeout=30)[-1] == 50  # calls made before the drop all run
+    assert process_gone(pid)
+
+
+def test_a_named_actor_or_one_whose_handle_was_passed_on_lives_without_driver_handles() -> None:
+    named = Recorder.options(name="kept-by-name").remote()
+    named_pid = sluice.get(named.pid.remote(), timeout=30)
+    shared = Recorder.remote()
+    shared_pid = sluice.get(shared.pid.remote(), timeout=30)
+    assert sluice.get(call_actor_from_task.remote(shared, 7), timeout=30) == [7]  # pickled
+    del named, shared
+    assert not process_gone(named_pid, timeout=0.5)
+    assert not process_gone(shared_pid, timeout=0.5)
+    assert sluice.get(sluice.get_actor("kept-by-name").pid.remote(), timeout=30) == named_pid
