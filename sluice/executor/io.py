@@ -117,6 +117,8 @@ class IOThread:
         s.apply_ref_events()
         s.dispatch()
         s.flush_all()
+        if s.retired:
+            s.reap_retired()
 
     def on_death(self, w: WorkerHandle) -> None:
         try:

@@ -329,6 +329,7 @@ class Runtime:
                 w.out.append((P.SHUTDOWN,))
                 s.send(w)
                 procs.append(w)
+            procs.extend(s.retired)  # told to stop already; collect them too
         self.io.stop()
         deadline = time.monotonic() + 2.0
         for w in procs:

@@ -75,6 +75,7 @@ class Scheduler(ObjectTable):
         self.releasing: dict[str, set[WorkerHandle]] = {}  # slot -> workers yet to release it
         self.chains_in_flight = 0                      # forwarded actor chains not finished
         self.actor_handle_events: deque = deque()      # (+1 | -1 | 0 pickled, actor id)
+        self.retired: list[WorkerHandle] = []          # stopped extra workers, until reaped
         self.slot_released = threading.Event()
         self.inbox: deque = deque()                    # (worker, batch | None for EOF) to apply
         self.conns_changed = True
@@ -384,6 +385,28 @@ class Scheduler(ObjectTable):
             w.lease, w.gpu_ids = None, []
             if self.runtime.actors.waiting_for_resources:
                 self.runtime.actors.retry_waiting()
+            self.retire_if_extra(w)
+
+    def retire_if_extra(self, w: WorkerHandle) -> None:
+        """Stop an idle worker the pool no longer needs.
+
+        Workers blocked in nested gets are replaced while they wait; once they run
+        again the pool holds more than one worker per CPU, and the extra idle ones go.
+        """
+        cap = max(1, int(self.resources.total.get("CPU", 1)))
+        unblocked = sum(1 for x in self.workers if x.alive and not x.blocked)
+        if unblocked <= cap or w.inflight or w.blocked or w.out:
+            return
+        w.out.append((P.SHUTDOWN,))
+        self.send(w)
+        self.workers.remove(w)
+        w.alive = False
+        self.conns_changed = True
+        self.retired.append(w)
+
+    def reap_retired(self) -> None:
+        """Collect the exit status of retired workers (no zombies)."""
+        self.retired = [w for w in self.retired if w.proc.poll() is None]
 
     def bounce(self, w: WorkerHandle, task_ids: list[int]) -> None:
         for tid in task_ids:

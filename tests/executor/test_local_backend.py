@@ -154,3 +154,20 @@ def test_a_function_and_its_large_closure_are_unpickled_once_per_worker() -> Non
         assert size == 4_000_000
         per_worker[pid].add(count)
     assert all(counts == {1} for counts in per_worker.values()), dict(per_worker)
+
+
+def test_extra_workers_started_during_nested_gets_are_retired_afterwards() -> None:
+    from sluice.executor import context
+
+    assert sluice.get(fan_in.remote(6), timeout=60) == [i * i for i in range(6)]
+    assert sluice.get([fan_in.remote(4) for _ in range(3)], timeout=60) == [[0, 1, 4, 9]] * 3
+    rt = context.current()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with rt.scheduler.locked():
+            pool = [w for w in rt.scheduler.workers if w.alive]
+        if len(pool) <= 2:
+            break
+        sluice.get(square.remote(3), timeout=30)  # results drive the bookkeeping
+    assert len(pool) <= 2, f"{len(pool)} pool workers remain for 2 CPUs"
+    assert sluice.get([square.remote(i) for i in range(20)], timeout=30)[-1] == 361
