@@ -22,39 +22,32 @@ def size(quick: bool) -> int:
 
 
 def run_sluice(reps: int, quick: bool = False) -> Timings:
-    n = size(quick)
     with sluice_runtime() as sluice:
-        @sluice.remote
-        def inc(x):
-            return x + 1
-
-        sluice.get(inc.remote(0))
-
-        def work() -> None:
-            r = 0
-            for _ in range(n):
-                r = inc.remote(r)
-            assert sluice.get(r) == n
-
-        return Timings(time_reps(work, reps))
+        return _run_ray_api(sluice, reps, quick)
 
 
 def run_ray(reps: int, quick: bool = False) -> Timings:
-    n = size(quick)
     with ray_runtime() as ray:
-        @ray.remote
-        def inc(x):
-            return x + 1
+        return _run_ray_api(ray, reps, quick)
 
-        ray.get(inc.remote(0))
 
-        def work() -> None:
-            r = 0
-            for _ in range(n):
-                r = inc.remote(r)
-            assert ray.get(r) == n
+def _run_ray_api(system, reps: int, quick: bool) -> Timings:
+    """The workload in Ray's API, which sluice shares: the same code times both."""
+    n = size(quick)
 
-        return Timings(time_reps(work, reps))
+    @system.remote
+    def inc(x):
+        return x + 1
+
+    system.get(inc.remote(0))
+
+    def work() -> None:
+        r = 0
+        for _ in range(n):
+            r = inc.remote(r)
+        assert system.get(r) == n
+
+    return Timings(time_reps(work, reps))
 
 
 def run_dask(reps: int, quick: bool = False) -> Timings:

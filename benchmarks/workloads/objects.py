@@ -50,32 +50,27 @@ def _measure(reps: int, quick: bool, put_and_sum) -> Timings:
 
 def run_sluice(reps: int, quick: bool = False) -> Timings:
     with sluice_runtime() as sluice:
-        @sluice.remote
-        def total(a):
-            return float(a.sum())
-
-        sluice.get(total.remote(np.ones(8)))
-
-        def put_and_sum(array) -> None:
-            ref = sluice.put(array)
-            assert sluice.get([total.remote(ref) for _ in range(READERS)])[0] == array.size
-
-        return _measure(reps, quick, put_and_sum)
+        return _run_ray_api(sluice, reps, quick)
 
 
 def run_ray(reps: int, quick: bool = False) -> Timings:
     with ray_runtime() as ray:
-        @ray.remote
-        def total(a):
-            return float(a.sum())
+        return _run_ray_api(ray, reps, quick)
 
-        ray.get(total.remote(np.ones(8)))
 
-        def put_and_sum(array) -> None:
-            ref = ray.put(array)
-            assert ray.get([total.remote(ref) for _ in range(READERS)])[0] == array.size
+def _run_ray_api(system, reps: int, quick: bool) -> Timings:
+    """The workload in Ray's API, which sluice shares: the same code times both."""
+    @system.remote
+    def total(a):
+        return float(a.sum())
 
-        return _measure(reps, quick, put_and_sum)
+    system.get(total.remote(np.ones(8)))
+
+    def put_and_sum(array) -> None:
+        ref = system.put(array)
+        assert system.get([total.remote(ref) for _ in range(READERS)])[0] == array.size
+
+    return _measure(reps, quick, put_and_sum)
 
 
 def run_dask(reps: int, quick: bool = False) -> Timings:

@@ -22,33 +22,29 @@ def size(quick: bool) -> int:
 
 
 def run_sluice(reps: int, quick: bool = False) -> Timings:
-    n = size(quick)
     with sluice_runtime() as sluice:
-        @sluice.remote
-        def noop():
-            return None
-
-        sluice.get(noop.remote())
-
-        def work() -> None:
-            assert sluice.get([noop.remote() for _ in range(n)]) == [None] * n
-
-        return Timings(time_reps(work, reps))
+        return _run_ray_api(sluice, reps, quick)
 
 
 def run_ray(reps: int, quick: bool = False) -> Timings:
-    n = size(quick)
     with ray_runtime() as ray:
-        @ray.remote
-        def noop():
-            return None
+        return _run_ray_api(ray, reps, quick)
 
-        ray.get(noop.remote())
 
-        def work() -> None:
-            assert ray.get([noop.remote() for _ in range(n)]) == [None] * n
+def _run_ray_api(system, reps: int, quick: bool) -> Timings:
+    """The workload in Ray's API, which sluice shares: the same code times both."""
+    n = size(quick)
 
-        return Timings(time_reps(work, reps))
+    @system.remote
+    def noop():
+        return None
+
+    system.get(noop.remote())
+
+    def work() -> None:
+        assert system.get([noop.remote() for _ in range(n)]) == [None] * n
+
+    return Timings(time_reps(work, reps))
 
 
 def run_dask(reps: int, quick: bool = False) -> Timings:
