@@ -27,6 +27,8 @@ class OpKind(enum.Enum):
     METHOD = "method"      # a method call on an ACTOR op (inputs[0] is the actor)
     TRANSFER = "transfer"  # an explicit copy between host and device memory
     OUTPUT = "output"      # MultiOutputNode: its inputs are the DAG's outputs
+    BLOCKS = "blocks"      # an op over a whole stream of blocks (sluice.data: limit, union,
+                           # shuffles); ``method`` names which. Never fused: it needs the stream.
 
 
 @dataclass(frozen=True)

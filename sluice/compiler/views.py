@@ -47,6 +47,7 @@ _NODE_SHAPES = {
     OpKind.SELECT.value: ("plain", ""),
     OpKind.OUTPUT.value: ("note", "filled"),
     OpKind.TRANSFER.value: ("cds", "filled"),
+    OpKind.BLOCKS.value: ("hexagon", "filled"),
 }
 
 _EDGE_STYLES = {

@@ -1,7 +1,8 @@
 """fusion: a linear chain of calls becomes one stage, run as one task on one worker.
 
 Rule: the edge ``u -> v`` fuses when
-  * both ops are function calls (or host/device transfers), not actor ops;
+  * both ops are function calls (or host/device transfers), not actor ops and
+    not stream ops (``BLOCKS``: a limit, union or shuffle needs the whole stream);
   * ``u`` has exactly one consumer, ``v``, and is not an output of the graph
     (its value is needed nowhere else, so it never has to be stored);
   * ``v`` reads no other computed op (inputs and constants do not count): a
@@ -20,7 +21,7 @@ import networkx as nx
 from sluice.compiler.ir import Op, OpKind, ops_of
 
 _FUSIBLE = (OpKind.CALL, OpKind.TRANSFER)
-_COMPUTED = (OpKind.CALL, OpKind.TRANSFER, OpKind.ACTOR, OpKind.METHOD)
+_COMPUTED = (OpKind.CALL, OpKind.TRANSFER, OpKind.ACTOR, OpKind.METHOD, OpKind.BLOCKS)
 
 
 def fuse_linear_chains(graph: nx.DiGraph) -> nx.DiGraph:
@@ -60,6 +61,10 @@ def fuse_linear_chains(graph: nx.DiGraph) -> nx.DiGraph:
 
 def _blocking_rule(graph: nx.DiGraph, ops: dict[str, Op], a: Op, b: Op, outputs: set[str]) -> str | None:
     """The first rule that keeps ``a -> b`` apart, or None when they fuse."""
+    if OpKind.BLOCKS in (a.kind, b.kind):
+        op = a if a.kind is OpKind.BLOCKS else b
+        return (f"stream op: {op.name} works on the whole stream of blocks ({op.method}), "
+                "not block by block")
     if a.is_actor_op or b.is_actor_op:
         return "actor op: actor methods run in their actor's process, not in a fused task"
     if a.kind not in _FUSIBLE or b.kind not in _FUSIBLE:

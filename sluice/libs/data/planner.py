@@ -1,0 +1,89 @@
+"""Lower a Dataset's optimized logical plan through the compiler into a physical Plan.
+
+Each logical op becomes one compiler ``Op``: a read or a block map is a CALL, an
+actor-pool map is an ACTOR plus its METHOD, a limit, union or shuffle is a BLOCKS
+op. The compiler's own passes decide the stages (linear fusion: consecutive maps
+with equal resources run as one task per block), so ``explain()`` and
+``visualize()`` are the compiler's views of the same Plan the executor runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import networkx as nx
+
+from sluice.compiler.ir import Op, OpKind, make_op, new_graph
+from sluice.compiler.lower import lower
+from sluice.compiler.passes.fusion import fuse_linear_chains
+from sluice.compiler.passes.locality import place_stages
+from sluice.compiler.plan import Plan, Stage
+from sluice.executor.resources import demand_key
+from sluice.libs.data.logical import Kind, LogicalOp, topological
+from sluice.libs.data.optimizer import optimize
+
+
+@dataclass(frozen=True)
+class DataPlan:
+    """A physical Plan plus, for each of its ops, the logical op it runs."""
+
+    plan: Plan
+    logical: dict[str, LogicalOp]     # compiler op id -> logical op
+    root: LogicalOp                   # the optimized logical plan
+
+    def stage_ops(self, stage: Stage) -> list[LogicalOp]:
+        """The logical ops of ``stage`` in order (an actor pool stage: its map op only)."""
+        return [self.logical[op.id] for op in stage.ops if op.kind is not OpKind.ACTOR]
+
+
+def plan_dataset(root: LogicalOp, optimize_plan: bool = True) -> DataPlan:
+    """The DataPlan of a Dataset's logical plan."""
+    applied: tuple[str, ...] = ()
+    if optimize_plan:
+        root, applied = optimize(root)
+    ops: list[Op] = []
+    logical: dict[str, LogicalOp] = {}
+    op_of: dict[int, str] = {}
+    for ordinal, lop in enumerate(topological(root), start=1):
+        inputs = tuple(op_of[id(i)] for i in lop.inputs)
+        for op in _ops_for(lop, inputs, ordinal):
+            ops.append(op)
+            logical[op.id] = lop
+            op_of[id(lop)] = op.id
+    graph = new_graph(ops, {"functions": {}, "outputs": (op_of[id(root)],), "multi_output": False,
+                            "passes": applied})
+    if optimize_plan:
+        graph = fuse_linear_chains(graph)
+    graph = place_stages(graph)
+    return DataPlan(lower(graph, optimized=optimize_plan), logical, root)
+
+
+def _ops_for(lop: LogicalOp, inputs: tuple[str, ...], ordinal: int) -> list[Op]:
+    resources = _demand(lop)
+    if lop.kind in (Kind.READ, Kind.MAP):
+        return [make_op(OpKind.CALL, lop.name, ordinal, inputs=inputs, resources=resources,
+                        device="gpu" if dict(lop.resources).get("num_gpus") else "cpu")]
+    if lop.kind is Kind.ACTOR_MAP:
+        pool = make_op(OpKind.ACTOR, f"ActorPool({lop.fn.class_name}, size={lop.fn.size})", ordinal,
+                       resources=resources, pure=False)
+        call = make_op(OpKind.METHOD, lop.name, ordinal, inputs=(pool.id, *inputs), method="__call__",
+                       pure=False)
+        return [pool, call]
+    how = lop.kind.value if lop.kind is not Kind.SHUFFLE else lop.fn.how
+    return [make_op(OpKind.BLOCKS, lop.name, ordinal, inputs=inputs, method=how)]
+
+
+def _demand(lop: LogicalOp) -> tuple:
+    opts = dict(lop.resources)
+    return demand_key(opts.get("num_cpus", 1), opts.get("num_gpus", 0), opts.get("resources"))
+
+
+def stage_graph(plan: Plan) -> nx.DiGraph:
+    """Stages as a graph (edges: a stage reads another's output)."""
+    g = nx.DiGraph()
+    stage_of = {op.id: s.id for s in plan.stages for op in s.ops}
+    for s in plan.stages:
+        g.add_node(s.id)
+        for i in s.inputs:
+            g.add_edge(stage_of[i], s.id)
+    return g
