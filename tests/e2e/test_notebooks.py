@@ -67,3 +67,59 @@ def test_the_plans_notebook_runs_top_to_bottom(tmp_path) -> None:
     executed = load_builder().execute_notebook(nb, cwd=tmp_path)
     nbformat.write(executed, copy)
     check_plans_notebook(nbformat.read(copy, as_version=4))
+
+
+# --------------------------------------------------------------------------- 02-etl
+ETL = NOTEBOOKS / "02-etl.ipynb"
+
+
+def load_etl_builder():
+    """notebooks/build_02_etl.py as a module."""
+    spec = importlib.util.spec_from_file_location("build_02_etl", NOTEBOOKS / "build_02_etl.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def png_outputs(nb: nbformat.NotebookNode) -> list[str]:
+    return [out["data"]["image/png"] for out in outputs(nb) if "image/png" in out.get("data", {})]
+
+
+def check_etl_notebook(nb: nbformat.NotebookNode) -> None:
+    assert [out for out in outputs(nb) if out["output_type"] == "error"] == []
+    assert all(cell.get("execution_count") for cell in nb.cells if cell.cell_type == "code")
+    svgs = svg_outputs(nb)
+    assert len(svgs) == 1    # the plan of the job
+    assert "ReadParquet" in svgs[0] and "MapBatches(add_speed)" in svgs[0]
+    assert len(png_outputs(nb)) == 1    # the chart of the result
+    text = text_outputs(nb)
+    reads = text[text.index("Reads:"):].splitlines()[1]
+    assert "filter=(distance_km > 0)" in reads and "columns=['day', 'zone'" in reads
+    assert "ReadParquet+MapBatches(add_speed)+PartialAggregate(day, zone)" in text
+    assert "318,000 rows" in text and "answered from metadata" in text
+    assert "Dataset execution" in text and "WriteParquet" in text
+    assert "_SUCCESS" in text and "35 rows (day x zone)" in text
+    assert "the job agrees with pandas" in text
+
+
+def test_the_saved_etl_notebook_holds_its_outputs() -> None:
+    check_etl_notebook(nbformat.read(ETL, as_version=4))
+
+
+def test_the_saved_etl_notebook_is_what_the_builder_writes() -> None:
+    saved = nbformat.read(ETL, as_version=4)
+    built = load_etl_builder().build_notebook()
+    assert [c.source for c in saved.cells] == [c.source for c in built.cells]
+
+
+def test_the_etl_notebook_runs_top_to_bottom(tmp_path) -> None:
+    copy = tmp_path / ETL.name
+    shutil.copy(ETL, copy)
+    nb = nbformat.read(copy, as_version=4)
+    for cell in nb.cells:   # start from a clean slate: every output must come from this run
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    executed = load_etl_builder().execute_notebook(nb, cwd=tmp_path)
+    nbformat.write(executed, copy)
+    check_etl_notebook(nbformat.read(copy, as_version=4))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [ETL.name]   # its data went to a temp folder

@@ -89,6 +89,7 @@ class StageTask:
 
     def __call__(self, index: int, num_parts: int, item: Any) -> tuple:
         start = time.perf_counter()
+        _release_arrow_memory()
         fns = self.fns[:-1] if self.partitions else self.fns
         try:
             block = item() if self.reads else item
@@ -105,7 +106,21 @@ class StageTask:
         rows = sum(b.num_rows for b in out)
         meta = (rows, sum(b.nbytes for b in out), time.perf_counter() - start,
                 tuple(out[0].column_names) if out else ())
+        _worker_state["made"] = meta[1]
         return (meta, *out)
+
+
+# What the last task of this worker made: its buffers are freed once the result is
+# stored, but Arrow's allocator keeps freed pages; the next task hands them back.
+_worker_state = {"made": 0}
+_RELEASE_AFTER = 16 * 1024 * 1024
+
+
+def _release_arrow_memory() -> None:
+    """Return the pages Arrow's allocator kept from a big previous block to the OS (~1 ms)."""
+    if _worker_state["made"] >= _RELEASE_AFTER:
+        pa.default_memory_pool().release_unused()
+        _worker_state["made"] = 0
 
 
 class ActorPoolWorker:
@@ -169,6 +184,9 @@ class Execution:
                 readers[self.stage_of[i]] = readers.get(self.stage_of[i], 0) + 1
         self.readers = readers
         self._streams: dict[str, Any] = {}
+        for s in plan.stages:  # stats list stages in plan order, as explain() numbers them
+            if s.kind is not OpKind.ACTOR:
+                self.stats.stages[s.id] = StageStats(s.name)
         self.output_stage = self.stage_of[plan.outputs[0]]
 
     # -- public -------------------------------------------------------------------------------
@@ -239,10 +257,15 @@ class Execution:
         self.bars.update(stage.id, st)
         return ref
 
-    def _window(self, st: StageStats) -> int:
+    def _window(self, st: StageStats, estimate: int = 0) -> int:
+        """How many of a stage's tasks may be unfinished: 2 per CPU, fewer when blocks are big.
+
+        Block size: the mean of the stage's finished blocks, or before any finishes, the
+        read tasks' estimate (so the first wave of a big scan already fits the store).
+        """
         limit = self.ctx.max_tasks_in_flight_per_stage or 2 * self.cpus
-        if st.blocks:
-            mean = max(1, st.bytes // st.blocks)
+        mean = st.bytes // st.blocks if st.blocks else estimate
+        if mean > 0:
             limit = min(limit, max(1, int(self.store_bytes * self.ctx.memory_fraction) // mean))
         return limit
 
@@ -262,22 +285,26 @@ class Execution:
                                num_cpus=opts.get("num_cpus", 1), num_gpus=opts.get("num_gpus", 0),
                                resources=opts.get("resources"),
                                max_retries=opts.get("max_retries", 0))(task)
+        estimate = 0
         if reads and not materialized:
-            items: Iterator = iter(head.source.read_tasks(self.cpus * 2))
+            read_tasks = head.source.read_tasks(self.cpus * 2)
+            sizes = [t.size_bytes for t in read_tasks if t.size_bytes]
+            estimate = sum(sizes) // len(sizes) if sizes else 0
+            items: Iterator = iter(read_tasks)
         elif materialized:
             items = (r.block for r in head.source.refs)
         else:
             items = (r.block for r in self._input_streams(stage)[0])
         yield from self._submit_windowed(stage, items, lambda i, item: remote.remote(i, num_parts, item),
-                                         partitions)
+                                         partitions, estimate)
 
-    def _submit_windowed(self, stage: Stage, items: Iterator, submit: Any, partitions: bool
-                         ) -> Iterator[BlockRef]:
+    def _submit_windowed(self, stage: Stage, items: Iterator, submit: Any, partitions: bool,
+                         estimate: int = 0) -> Iterator[BlockRef]:
         st = self._stats_for(stage)
         inflight: deque[BlockRef] = deque()
         try:
             for index, item in enumerate(items):
-                while len(inflight) >= self._window(st):
+                while len(inflight) >= self._window(st, estimate):
                     yield self._done(stage, inflight.popleft())
                 refs = submit(index, item)
                 inflight.append(BlockRef(refs[0], parts=list(refs[1:])) if partitions

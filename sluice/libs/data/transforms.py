@@ -19,7 +19,7 @@ from sluice.libs.data.block import (block_from_rows, column_from_values, concat_
 
 def fn_name(fn: Any) -> str:
     """A readable name for a user function or callable class."""
-    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
+    return getattr(fn, "__name__", None) or type(fn).__name__
 
 
 def check_columns(block: pa.Table, columns: list[str], where: str) -> None:

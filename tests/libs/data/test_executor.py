@@ -1,0 +1,110 @@
+"""The streaming executor: bounded memory, early stop, order, stats and progress bars."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import sluice
+import sluice.data as sd
+from sluice.libs.data.context import DataContext
+
+STORE = 96 * 1024 * 1024
+BLOCK_ROWS = 1_000_000  # 8 MB of float64 per block
+
+
+@pytest.fixture(scope="module", autouse=True)
+def runtime():
+    sluice.init(num_cpus=2, object_store_memory=STORE)
+    DataContext.get_current().progress_bars = False
+    yield
+    sluice.shutdown()
+
+
+@pytest.fixture(scope="module")
+def big_dir(tmp_path_factory):
+    """40 files of 8 MB: 320 MB, over three times the object store."""
+    folder = tmp_path_factory.mktemp("big")
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        # Random fractions keep the files as big on disk as in memory (reads group files by size).
+        values = float(i) + rng.random(BLOCK_ROWS) * 1e-3
+        pq.write_table(pa.table({"v": values}), folder / f"part-{i:03d}.parquet", compression="none")
+    return str(folder)
+
+
+def store():
+    return sluice.executor.api.runtime().store
+
+
+def test_a_dataset_three_times_the_store_streams_through_without_spilling(big_dir):
+    spilled_before = store().num_spilled
+    ds = sd.read_parquet(big_dir).map_batches(lambda b: {"v": b["v"] * 2})
+    total, blocks = 0.0, 0
+    for batch in ds.iter_batches(batch_size=None):
+        total += float(batch["v"].sum())
+        blocks += 1
+    assert total == pytest.approx(sum(2.0 * i * BLOCK_ROWS for i in range(40)) + 1e-3 * 40 * BLOCK_ROWS,
+                                  rel=1e-3)
+    assert blocks >= 10
+    assert store().num_spilled == spilled_before   # streaming never needed the disk
+
+
+def test_blocks_come_out_in_the_order_of_the_files(big_dir):
+    firsts = [int(v) for b in sd.read_parquet(big_dir).iter_batches(batch_size=100_000) for v in b["v"][::100_000]]
+    assert firsts == [i for i in range(40) for _ in range(10)]
+
+
+def test_a_limit_stops_reading_early(big_dir):
+    ds = sd.read_parquet(big_dir).filter(lambda r: True).limit(3)   # the filter keeps the limit above
+    assert [int(r["v"]) for r in ds.take_all()] == [0, 0, 0]
+    read = next(iter(ds._last.stages.values()))
+    assert 1 <= read.blocks < 10       # not the 40 files: reading stopped
+
+
+def test_stats_name_every_stage_with_rows_and_bytes(big_dir):
+    ds = sd.read_parquet(big_dir).map_batches(lambda b: {"v": b["v"] + 1}).groupby(None).sum("v")
+    assert ds.stats().startswith("this dataset has not run yet")
+    expected = sd.read_parquet(big_dir).to_arrow()["v"].to_numpy().sum() + 40 * BLOCK_ROWS
+    assert ds.take_all()[0]["sum(v)"] == pytest.approx(expected, rel=1e-9)
+    text = ds.stats()
+    assert "ReadParquet+MapBatches(<lambda>)+PartialAggregate(all): " in text
+    assert "Aggregate(sum(v)): 1 blocks, 1 rows" in text
+    assert "wall" in text and "in tasks" in text
+
+
+def test_count_of_a_parquet_read_comes_from_footers_alone(big_dir):
+    ds = sd.read_parquet(big_dir)
+    assert ds.count() == 40 * BLOCK_ROWS
+    assert "answered from metadata" in ds.stats()
+
+
+def test_progress_bars_show_each_stage_when_on(monkeypatch, capsys):
+    ctx = DataContext.get_current()
+    monkeypatch.setattr(ctx, "progress_bars", True)
+    monkeypatch.setattr(type(ctx), "show_progress", lambda self: self.progress_bars)
+    sd.range(1000).map_batches(lambda b: b).sum("id")
+    err = capsys.readouterr().err
+    assert "Range+MapBatches" in err and "blocks" in err
+
+
+def test_progress_bars_stay_off_when_stderr_is_not_a_terminal(capsys):
+    assert DataContext().show_progress() is False    # pytest captures stderr: not a TTY
+    sd.range(1000).map_batches(lambda b: b).sum("id")
+    assert "Range+MapBatches" not in capsys.readouterr().err
+
+
+def test_a_stage_read_twice_runs_once():
+    calls = sd.range(4).map(lambda r: {"id": r["id"], "n": 1})
+    both = calls.union(calls.map(lambda r: {"id": r["id"] + 100, "n": 2}))
+    rows = both.take_all()
+    assert sorted(r["id"] for r in rows) == [0, 1, 2, 3, 100, 101, 102, 103]
+
+
+def test_materialize_keeps_the_blocks_and_runs_nothing_again():
+    seen = []
+    ds = sd.range(100).map_batches(lambda b: seen.append(1) or b).materialize()
+    assert ds.count() == 100 and ds.sum("id") == sum(range(100))
+    assert "FromBlocks" in ds.explain()
