@@ -199,7 +199,9 @@ class TableSource(Datasource):
             table = pieces[0]
             count = min(parallelism, table.num_rows)
             bounds = np.linspace(0, table.num_rows, count + 1).astype(np.int64)
-            pieces = [table.slice(int(lo), int(hi - lo)) for lo, hi in itertools.pairwise(bounds)]
+            # Copies, not slices: a pickled slice carries its whole parent's buffers, and
+            # each task pickles its piece.
+            pieces = [table.take(np.arange(lo, hi)) for lo, hi in itertools.pairwise(bounds)]
         return [ReadTask(functools.partial(_same_table, t), t.num_rows, t.nbytes,
                          f"{self.name} block {i} of {len(pieces)}")
                 for i, t in enumerate(pieces)]
