@@ -1,4 +1,4 @@
 """``import sluice.data``: the Dataset library (it lives in ``sluice.libs.data``)."""
 
-from sluice.libs.data import *  # noqa: F403
+from sluice.libs.data import *
 from sluice.libs.data import __all__  # noqa: F401

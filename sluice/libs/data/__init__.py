@@ -13,8 +13,16 @@ from sluice.libs.data.aggregate import AggregateFn, Count, Max, Mean, Min, Std, 
 from sluice.libs.data.context import DataContext
 from sluice.libs.data.dataset import Dataset
 from sluice.libs.data.grouped import GroupedData
-from sluice.libs.data.read_api import (from_arrow, from_items, from_numpy, from_pandas, range,
-                                       read_csv, read_json, read_parquet)
+from sluice.libs.data.read_api import (
+                                       from_arrow,
+                                       from_items,
+                                       from_numpy,
+                                       from_pandas,
+                                       range,
+                                       read_csv,
+                                       read_json,
+                                       read_parquet,
+)
 
 __all__ = [
     "AggregateFn", "Count", "DataContext", "Dataset", "GroupedData", "Max", "Mean", "Min", "Std",

@@ -17,6 +17,14 @@ import pyarrow as pa
 BATCH_FORMATS = ("pyarrow", "pandas", "numpy", "default")
 
 
+class ColumnNotFoundError(KeyError, ValueError):
+    """A column a data operation needs is not in the block (a ``KeyError`` and a ``ValueError``)."""
+
+    def __str__(self) -> str:
+        # KeyError's own __str__ quotes its argument like a dict key; this is a sentence.
+        return str(self.args[0]) if self.args else ""
+
+
 def block_nbytes(block: pa.Table) -> int:
     """Bytes the block's buffers hold."""
     return int(block.nbytes)

@@ -20,7 +20,6 @@ from dataclasses import replace
 
 from sluice.libs.data.logical import Kind, LogicalOp, consumer_counts, topological
 
-
 RULES = ("split_shuffles", "push_limits", "push_into_reads")
 
 

@@ -23,6 +23,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sluice.libs.data.block import ColumnNotFoundError
+
 __all__ = [
     "ColumnNotFoundError",
     "hash_partition",
@@ -33,14 +35,6 @@ __all__ = [
     "sample_block",
     "sample_boundaries",
 ]
-
-
-class ColumnNotFoundError(KeyError, ValueError):
-    """A column a data operation needs is not in the block (a ``KeyError`` and a ``ValueError``)."""
-
-    def __str__(self) -> str:
-        # KeyError's own __str__ quotes its argument like a dict key; this is a sentence.
-        return str(self.args[0]) if self.args else ""
 
 
 def require_columns(block: pa.Table, columns: Sequence[str], where: str) -> None:

@@ -13,7 +13,7 @@ def _read(source: Any) -> Dataset:
     return Dataset(LogicalOp(Kind.READ, source.name, source=source))
 
 
-def range(n: int) -> Dataset:  # noqa: A001 - Ray's name
+def range(n: int) -> Dataset:
     """Rows ``{"id": 0}`` .. ``{"id": n - 1}``."""
     if not isinstance(n, int) or isinstance(n, bool) or n < 0:
         raise ValueError(f"range({n!r}): give a row count, an int >= 0")
@@ -42,7 +42,7 @@ def from_numpy(arrays: Any) -> Dataset:
     return _read(sources.numpy_source(arrays))
 
 
-def read_parquet(paths: Any, *, columns: list[str] | None = None, filter: Any = None) -> Dataset:  # noqa: A002
+def read_parquet(paths: Any, *, columns: list[str] | None = None, filter: Any = None) -> Dataset:
     """Parquet files, folders (hive ``key=value`` partitions become columns) or globs, listed lazily.
 
     ``columns`` and ``filter`` (a ``pyarrow.compute`` expression) are read-time
@@ -68,5 +68,13 @@ def read_json(paths: Any, **options: Any) -> Dataset:
     return _read(JSONSource(paths, **options))
 
 
-__all__ = ["range", "from_items", "from_pandas", "from_arrow", "from_numpy", "read_parquet",
-           "read_csv", "read_json"]
+__all__ = [
+    "from_arrow",
+    "from_items",
+    "from_numpy",
+    "from_pandas",
+    "range",
+    "read_csv",
+    "read_json",
+    "read_parquet",
+]

@@ -17,11 +17,20 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from sluice.libs.data.aggregate import (AggregateFn, combine_partials, finalize_aggregate,
-                                        partial_aggregate)
+from sluice.libs.data.aggregate import (
+    AggregateFn,
+    combine_partials,
+    finalize_aggregate,
+    partial_aggregate,
+)
 from sluice.libs.data.block import concat_blocks, to_batch, to_block
-from sluice.libs.data.partition import (hash_partition, random_partition, range_partition,
-                                        sample_block, sample_boundaries)
+from sluice.libs.data.partition import (
+    hash_partition,
+    random_partition,
+    range_partition,
+    sample_block,
+    sample_boundaries,
+)
 from sluice.libs.data.transforms import check_columns, fn_name
 
 

@@ -13,8 +13,15 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sluice.libs.data.block import (block_from_rows, column_from_values, concat_blocks, slices,
-                                    to_batch, to_block)
+from sluice.libs.data.block import (
+    ColumnNotFoundError,
+    block_from_rows,
+    column_from_values,
+    concat_blocks,
+    slices,
+    to_batch,
+    to_block,
+)
 
 
 def fn_name(fn: Any) -> str:
@@ -23,10 +30,10 @@ def fn_name(fn: Any) -> str:
 
 
 def check_columns(block: pa.Table, columns: list[str], where: str) -> None:
-    """A KeyError naming the first of ``columns`` missing from ``block``, with the ones it has."""
+    """A ColumnNotFoundError (a KeyError) naming the first of ``columns`` missing from ``block``."""
     missing = [c for c in columns if c not in block.column_names]
     if missing:
-        raise KeyError(f"{where}: column {missing[0]!r} does not exist; the dataset has columns "
+        raise ColumnNotFoundError(f"{where}: column {missing[0]!r} does not exist; the dataset has columns "
                        f"{block.column_names}")
 
 
@@ -106,7 +113,8 @@ class FilterExpr:
         try:
             return block.filter(self.expr)
         except (pa.ArrowInvalid, KeyError) as err:
-            raise KeyError(f"{self.name}: {err}; the dataset has columns {block.column_names}") from None
+            raise ColumnNotFoundError(f"{self.name}: {err}; the dataset has columns "
+                                      f"{block.column_names}") from None
 
 
 class SelectColumns:
