@@ -180,7 +180,7 @@ class Execution:
         self.stage_of = {op.id: s.id for s in plan.stages for op in s.ops}
         readers: dict[str, int] = {}
         for s in plan.stages:
-            for i in s.inputs:
+            for i in dplan.stage_inputs(s):
                 readers[self.stage_of[i]] = readers.get(self.stage_of[i], 0) + 1
         self.readers = readers
         self._streams: dict[str, Any] = {}
@@ -210,8 +210,7 @@ class Execution:
         return self._streams[stage_id].pop()
 
     def _input_streams(self, stage: Stage) -> list[Iterator[BlockRef]]:
-        return [self._stream(self.stage_of[i]) for i in stage.inputs
-                if self.stages[self.stage_of[i]].kind is not OpKind.ACTOR]
+        return [self._stream(self.stage_of[i]) for i in self.dplan.stage_inputs(stage)]
 
     def _run(self, stage: Stage) -> Iterator[BlockRef]:
         ops = self.dplan.stage_ops(stage)
@@ -375,7 +374,9 @@ class Execution:
         if spec.how == "repartition":
             take = sluice.remote(num_returns=2, name=stage.name)(_take_slices)
             plans = shuffle.repartition_slices([r.num_rows for r in ups], spec.num_outputs)
-            outs = [take.remote(p, *[ups[b].block for b, _, _ in p]) for p in plans]
+            # An output with no rows still gets the input's columns (a slice of none of block 0).
+            outs = [take.remote(p, *[ups[b].block for b, _, _ in p]) if p else
+                    take.remote([(0, 0, 0)], ups[0].block) for p in plans] if ups else []
         elif spec.how == "sort":
             outs = self._sort(stage, spec, ups, reduce)
         else:

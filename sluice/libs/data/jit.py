@@ -79,24 +79,43 @@ class JitMapRows:
 
 
 class JitMapBatches:
-    """A compiled batch map: ``fn(structured array) -> dict of arrays``."""
+    """A compiled batch map: ``fn(structured array) -> dict of arrays``.
+
+    numba cannot hand a dict of arrays of different types back to Python, so the
+    output's keys are found by calling ``fn`` in Python on the first row, and a
+    compiled wrapper returns the values as a tuple in that order.
+    """
 
     def __init__(self, fn: Callable, batch_size: int | None):
         self.fn, self.batch_size = fn, batch_size
         self.name = f"MapBatches({fn_name(fn)}, jit)"
-        self._compiled: Callable | None = None
+        self._wrappers: dict = {}
 
     def __getstate__(self) -> dict:
         return {"fn": self.fn, "batch_size": self.batch_size, "name": self.name}
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state, _compiled=None)
+        self.__dict__.update(state, _wrappers={})
 
     def __call__(self, block: pa.Table) -> pa.Table:
-        if self._compiled is None:
+        out = [self._one(b) for b in slices(block, self.batch_size)]
+        return out[0] if len(out) == 1 else pa.concat_tables(out)
+
+    def _one(self, block: pa.Table) -> pa.Table:
+        recs = records(block, self.name)
+        probe = self.fn(recs[:1])
+        if not isinstance(probe, dict):
+            raise TypeError(f"{self.name} returned {type(probe).__name__}; a jit batch function must "
+                            "return a dict of column name -> numpy array")
+        names = tuple(probe)
+        key = (names, recs.dtype)
+        if key not in self._wrappers:
             import numba
 
-            self._compiled = numba.njit(self.fn)
-        out = [to_block(dict(self._compiled(records(b, self.name))), self.name)
-               for b in slices(block, self.batch_size)]
-        return out[0] if len(out) == 1 else pa.concat_tables(out)
+            inner = numba.njit(self.fn)
+            values = ", ".join(f"d[{n!r}]" for n in names)
+            src = f"def wrapper(recs):\n    d = inner(recs)\n    return ({values},)\n"
+            scope: dict[str, Any] = {"inner": inner}
+            exec(src, scope)  # noqa: S102 - generated from the output's column names only
+            self._wrappers[key] = numba.njit(scope["wrapper"])
+        return to_block(dict(zip(names, self._wrappers[key](recs))), self.name)

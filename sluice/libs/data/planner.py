@@ -30,6 +30,16 @@ class DataPlan:
     plan: Plan
     logical: dict[str, LogicalOp]     # compiler op id -> logical op
     root: LogicalOp                   # the optimized logical plan
+    op_ids: dict[int, str]            # id(logical op) -> the compiler op giving its output
+
+    def stage_inputs(self, stage: Stage) -> list[str]:
+        """Ids of the ops outside ``stage`` that it reads, once per read (a union may read
+        one dataset twice; the Plan's ``Stage.inputs`` lists it once)."""
+        inside = {op.id for op in stage.ops}
+        reads: list[str] = []
+        for lop in dict.fromkeys(self.logical[op.id] for op in stage.ops if op.kind is not OpKind.ACTOR):
+            reads += [self.op_ids[id(i)] for i in lop.inputs if self.op_ids[id(i)] not in inside]
+        return reads
 
     def stage_ops(self, stage: Stage) -> list[LogicalOp]:
         """The logical ops of ``stage`` in order (an actor pool stage: its map op only)."""
@@ -55,7 +65,7 @@ def plan_dataset(root: LogicalOp, optimize_plan: bool = True) -> DataPlan:
     if optimize_plan:
         graph = fuse_linear_chains(graph)
     graph = place_stages(graph)
-    return DataPlan(lower(graph, optimized=optimize_plan), logical, root)
+    return DataPlan(lower(graph, optimized=optimize_plan), logical, root, op_of)
 
 
 def _ops_for(lop: LogicalOp, inputs: tuple[str, ...], ordinal: int) -> list[Op]:
