@@ -88,6 +88,8 @@ class Worker(WorkerAPI):
                             return
                     except (EOFError, OSError):
                         return
+                if not self.local:  # a cancel just took the last queued task
+                    continue
             msg = self.local.popleft()
             if msg[0] == P.TASK:
                 self.run_task(msg)
@@ -410,11 +412,15 @@ def main(argv: list[str]) -> None:
     conn = Connection(fd)
     worker = Worker(conn, session, index)
     context.set_current(worker)
+    status = 0
     try:
         worker.run()
+    except BaseException:  # a sluice bug: say what it was, and let the driver see a crash
+        traceback.print_exc()
+        status = 70
     finally:
         context.set_current(None)
-        os._exit(0)  # no interpreter teardown: the driver owns every shared resource
+        os._exit(status)  # no interpreter teardown: the driver owns every shared resource
 
 
 if __name__ == "__main__":

@@ -109,8 +109,8 @@ class Dataset:
                              "for whole blocks")
         opts = _options("map_batches", options)
         if inspect.isclass(fn):
-            size = concurrency or 1
-            if not isinstance(size, int) or size < 1:
+            size = 1 if concurrency is None else concurrency
+            if not isinstance(size, int) or isinstance(size, bool) or size < 1:
                 raise ValueError(f"map_batches(concurrency={concurrency!r}): give the number of actors, "
                                  "an int >= 1")
             o = dict(opts)
@@ -293,9 +293,11 @@ class Dataset:
                      drop_last: bool = False) -> Iterator[Any]:
         """Batches of ``batch_size`` rows (None: one per block) across block boundaries."""
         check_batch_format(batch_format)
+        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+            raise ValueError(f"iter_batches(batch_size={batch_size!r}): give a positive int, or None "
+                             "for whole blocks")
         fmt = "numpy" if batch_format == "default" else batch_format
-        for table in self._rebatch(batch_size, drop_last):
-            yield to_batch(table, fmt)
+        return (to_batch(table, fmt) for table in self._rebatch(batch_size, drop_last))
 
     def _rebatch(self, batch_size: int | None, drop_last: bool) -> Iterator[pa.Table]:
         if batch_size is None:
@@ -331,6 +333,8 @@ class Dataset:
             out = {}
             for name, arr in batch.items():
                 dtype = dtypes.get(name) if isinstance(dtypes, dict) else dtypes
+                # Blocks are read-only views of the store; torch wants memory it may write.
+                arr = arr if arr.flags.writeable else arr.copy()
                 out[name] = torch.as_tensor(arr, dtype=dtype, device=device)
             yield out
 
@@ -432,13 +436,25 @@ class Dataset:
         return self._write(path, "json", options)
 
     def _write(self, path: str, fmt: str, options: dict) -> list[str]:
-        from sluice.libs.data.sinks import commit_write, prepare_write
+        import os
+
+        from sluice.libs.data.sinks import abort_write, commit_write, prepare_write
 
         folder = prepare_write(str(path))
+        before = set(os.listdir(folder))
         writer = _WriteBlock(folder, fmt, options)
         written = Dataset(LogicalOp(Kind.MAP, writer.name, inputs=(self._op,), fn=writer))
-        paths = [p for p in written.to_arrow().column("path").to_pylist() if p]
-        self._last = written._last
+        try:
+            table = written.to_arrow()
+        except BaseException:
+            # Files this write made stay out of sight of readers: no _SUCCESS, and gone.
+            made = [os.path.join(folder, n) for n in set(os.listdir(folder)) - before
+                    if n.startswith("part-")]
+            abort_write(folder, made)
+            raise
+        finally:
+            self._last = written._last
+        paths = [p for p in table.column("path").to_pylist() if p] if "path" in table.column_names else []
         commit_write(folder, paths)
         return paths
 

@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from sluice.exceptions import InternalError
-from sluice.libs.data.block import column_from_values
+from sluice.libs.data.block import ColumnNotFoundError, column_from_values
 
 if TYPE_CHECKING:
     import pyarrow.compute as pc
@@ -113,14 +113,15 @@ def check_limit(n: int) -> int:
 
 
 def check_columns(columns: Sequence[str], schema: pa.Schema, where: str) -> list[str]:
-    """``columns`` as a list, or a ValueError naming the first one ``schema`` lacks."""
+    """``columns`` as a list, or a ColumnNotFoundError (a ValueError and a KeyError) naming
+    the first one ``schema`` lacks."""
     if isinstance(columns, str) or not isinstance(columns, Sequence):
         raise TypeError(f"columns must be a list of column names, not {columns!r}")
     names = schema.names
     for column in columns:
         if column not in names:
-            raise ValueError(f"column {column!r} does not exist in {where}; available columns: "
-                             f"{names}")
+            raise ColumnNotFoundError(f"column {column!r} does not exist in {where}; available "
+                                      f"columns: {names}")
     if len(set(columns)) != len(columns):
         repeated = sorted({c for c in columns if list(columns).count(c) > 1})
         raise ValueError(f"columns {list(columns)} name {repeated} more than once; name each column once")

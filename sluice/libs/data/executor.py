@@ -94,8 +94,15 @@ class StageTask:
         try:
             block = item() if self.reads else item
             for fn in fns:
+                if _nothing(block):  # a map left no rows and so no columns: nothing to do
+                    break
                 block = fn(block, index) if getattr(fn, "wants_index", False) else fn(block)
-            out = self.fns[-1](block, num_parts, index) if self.partitions else [block]
+            if not self.partitions:
+                out = [block]
+            elif _nothing(block):
+                out = [block] * num_parts
+            else:
+                out = self.fns[-1](block, num_parts, index)
         except Exception as err:
             err.add_note(f"in sluice.data stage {self.name}, block {index}")
             raise
@@ -104,10 +111,27 @@ class StageTask:
                 raise TypeError(f"stage {self.name} produced {type(value).__name__} for block {index}; "
                                 "every block must be a pyarrow.Table")
         rows = sum(b.num_rows for b in out)
-        meta = (rows, sum(b.nbytes for b in out), time.perf_counter() - start,
-                tuple(out[0].column_names) if out else ())
+        meta = (rows, sum(b.nbytes for b in out), time.perf_counter() - start, _columns(out[0]))
         _worker_state["made"] = meta[1]
         return (meta, *out)
+
+
+def _nothing(block: pa.Table) -> bool:
+    return block.num_rows == 0 and block.num_columns == 0
+
+
+def _columns(block: pa.Table) -> tuple[tuple[str, str], ...]:
+    """(name, type) of each column: what blocks of one stage must agree on."""
+    return tuple((f.name, str(f.type)) for f in block.schema)
+
+
+def _same_columns(a: tuple, b: tuple) -> bool:
+    """Equal names, and types equal up to nulls (a column of only None) and string widths."""
+    if len(a) != len(b):
+        return False
+    strings = {"string", "large_string", "string_view"}
+    return all(na == nb and (ta == tb or "null" in (ta, tb) or {ta, tb} <= strings)
+               for (na, ta), (nb, tb) in zip(a, b))
 
 
 # What the last task of this worker made: its buffers are freed once the result is
@@ -138,28 +162,33 @@ class ActorPoolWorker:
         except Exception as err:
             err.add_note(f"in sluice.data stage {self.name}, block {index}")
             raise
-        return ((out.num_rows, out.nbytes, time.perf_counter() - start, tuple(out.column_names)), out)
+        return ((out.num_rows, out.nbytes, time.perf_counter() - start, _columns(out)), out)
 
 
 def _slice_block(block: pa.Table, length: int) -> tuple:
     out = block.slice(0, length)
-    return ((out.num_rows, out.nbytes, 0.0, tuple(out.column_names)), out)
+    return ((out.num_rows, out.nbytes, 0.0, _columns(out)), out)
 
 
 def _reduce(spec: shuffle.ShuffleSpec, index: int, *pieces: pa.Table) -> tuple:
     start = time.perf_counter()
     out = shuffle.reduce_pieces(spec, index, list(pieces))
-    return ((out.num_rows, out.nbytes, time.perf_counter() - start, tuple(out.column_names)), out)
+    return ((out.num_rows, out.nbytes, time.perf_counter() - start, _columns(out)), out)
 
 
 def _cut_for_sort(block: pa.Table, keys: tuple, boundaries: list, descending: bool) -> tuple:
-    parts = shuffle.sort_cut(block, keys, boundaries, descending)
+    parts = ([block] * (len(boundaries) + 1) if _nothing(block)
+             else shuffle.sort_cut(block, keys, boundaries, descending))
     return ((sum(p.num_rows for p in parts), sum(p.nbytes for p in parts), 0.0, ()), *parts)
 
 
 def _take_slices(plan: list, *blocks: pa.Table) -> tuple:
     out = shuffle.take_slices(plan, *blocks)
-    return ((out.num_rows, out.nbytes, 0.0, tuple(out.column_names)), out)
+    return ((out.num_rows, out.nbytes, 0.0, _columns(out)), out)
+
+
+def _fmt(columns: tuple) -> str:
+    return "{" + ", ".join(f"{name}: {kind}" for name, kind in columns) + "}"
 
 
 class Execution:
@@ -249,10 +278,10 @@ class Execution:
         if rows and columns:
             if first is None:
                 st.columns = columns  # type: ignore[attr-defined]
-            elif tuple(first) != tuple(columns):
+            elif not _same_columns(first, columns):
                 raise ValueError(f"stage {stage.name} produced blocks with different columns: "
-                                 f"{list(first)} and then {list(columns)}; a batch function must "
-                                 "return the same columns for every batch")
+                                 f"{_fmt(first)} and then {_fmt(columns)}; a batch function must "
+                                 "return the same columns (and types) for every batch")
         self.bars.update(stage.id, st)
         return ref
 
@@ -392,7 +421,7 @@ class Execution:
             return []
         n = self._shuffle_width(spec)
         sample = sluice.remote(name="SortSample")(shuffle.sort_sample)
-        samples = sluice.get([sample.remote(r.block, spec.keys) for r in ups])
+        samples = [s for s in sluice.get([sample.remote(r.block, spec.keys) for r in ups]) if s.num_rows]
         boundaries = shuffle.sort_boundaries(samples, spec.keys, n, spec.descending)
         n = len(boundaries) + 1
         cut = sluice.remote(num_returns=n + 1, name="SortCut")(_cut_for_sort)

@@ -163,6 +163,8 @@ def _numeric(t: pa.DataType) -> bool:
 
 def sort_sample(block: pa.Table, keys: tuple[str, ...]) -> pa.Table:
     """Map side of sort, phase one: a small sample of the first key."""
+    if block.num_rows == 0 and block.num_columns == 0:
+        return block
     check_columns(block, list(keys), f"sort({', '.join(keys)})")
     return sample_block(block, keys[0])
 
