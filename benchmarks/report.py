@@ -13,10 +13,13 @@ from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 
-LABELS = {"sluice": "sluice", "ray": "Ray", "dask": "Dask"}
-TARGET_VS_DASK = 1.0  # every workload faster than Dask
+from benchmarks.workloads import has_system
+
+LABELS = {"sluice": "sluice", "ray": "Ray", "dask": "Dask", "pyarrow": "pyarrow"}
+PEERS = ("ray", "dask", "pyarrow")  # what sluice's time is divided by
+TARGET_VS_DASK = 1.0  # every workload faster than Dask (a module's own TARGET_VS_DASK overrides)
 DISTRIBUTIONS = {"sluice": "sluice", "numpy": "numpy", "ray": "ray", "dask": "dask",
-                 "distributed": "distributed"}
+                 "distributed": "distributed", "pyarrow": "pyarrow", "numba": "numba"}
 
 
 def machine_info(systems: list[str]) -> dict:
@@ -92,14 +95,18 @@ def summarize(modules: dict[str, ModuleType], systems: list[str], records: list[
     for name, module in modules.items():
         mine = [r for r in records if r["workload"] == name]
         per_system = {s: _system_summary(s, module, [r for r in mine if r["system"] == s])
-                      for s in systems}
-        entry = {"title": module.TITLE, "target_vs_ray": module.TARGET_VS_RAY,
-                 "target_vs_dask": TARGET_VS_DASK, "systems": per_system}
-        for peer, target in (("ray", module.TARGET_VS_RAY), ("dask", TARGET_VS_DASK)):
+                      for s in systems if has_system(module, s)}
+        entry = {"title": module.TITLE, "systems": per_system}
+        for peer, (target, op) in targets(module).items():
             ratio = _ratio(per_system, peer)
+            entry[f"target_vs_{peer}"] = target
+            entry[f"op_vs_{peer}"] = op
             entry[f"sluice_vs_{peer}"] = ratio
             entry[f"met_vs_{peer}"] = (None if ratio is None or target is None
-                                       else ratio <= target if peer == "ray" else ratio < target)
+                                       else ratio < target if op == "<" else ratio <= target)
+        no_jit = per_system.get("sluice", {}).get("metrics", {}).get("no_jit_seconds")
+        if no_jit is not None:
+            entry["sluice_no_jit_over_jit"] = no_jit / per_system["sluice"]["median_seconds"]
         rss_target = getattr(module, "RSS_TARGET", None)
         if rss_target is not None:
             over = per_system.get("sluice", {}).get("metrics", {}).get("driver_peak_over_array")
@@ -121,6 +128,21 @@ def summarize(modules: dict[str, ModuleType], systems: list[str], records: list[
     }
 
 
+def targets(module: ModuleType) -> dict[str, tuple[float | None, str]]:
+    """Per peer of sluice: (the sluice/peer ratio of medians to reach or None, "≤" or "<").
+
+    Ray: the module's TARGET_VS_RAY. Dask: strictly faster (< 1), unless the module sets
+    its own TARGET_VS_DASK bound. pyarrow: TARGET_VS_PYARROW, only for the workloads
+    with a pyarrow baseline.
+    """
+    own_dask = getattr(module, "TARGET_VS_DASK", None)
+    result = {"ray": (module.TARGET_VS_RAY, "≤"),
+              "dask": (TARGET_VS_DASK, "<") if own_dask is None else (own_dask, "≤")}
+    if has_system(module, "pyarrow"):
+        result["pyarrow"] = (getattr(module, "TARGET_VS_PYARROW", None), "≤")
+    return result
+
+
 def _system_summary(system: str, module: ModuleType, runs: list[dict]) -> dict:
     if getattr(module, f"run_{system}", None) is None:
         return {"missing": "no idiom"}
@@ -130,9 +152,13 @@ def _system_summary(system: str, module: ModuleType, runs: list[dict]) -> dict:
         return {"missing": "error: " + "; ".join(errors) if errors else "not run"}
     seconds = [s for r in good for s in r["seconds"]]
     metrics: dict[str, float] = {}
-    for r in good:  # the worst (highest) figure over the rounds
+    for r in good:  # the worst (highest) figure over the rounds ...
         for key, value in r.get("metrics", {}).items():
             metrics[key] = max(value, metrics.get(key, value))
+    for key in metrics:  # ... but a time (*_seconds), like the timings, is the median
+        if key.endswith("_seconds"):
+            metrics[key] = statistics.median(r["metrics"][key] for r in good
+                                             if key in r.get("metrics", {}))
     summary = {"median_seconds": statistics.median(seconds), "seconds": seconds,
                "processes": len(good), "metrics": metrics}
     if len(good) < len(runs):
@@ -170,23 +196,35 @@ def _format_ratio(ratio: float | None, target: float | None, met: bool | None, o
     return f"{text} ({op} {target:g}: {'met' if met else 'MISSED'})"
 
 
+def _shown_systems(results: dict) -> list[str]:
+    """The table's systems: sluice, Ray and Dask always; a baseline (pyarrow) only where
+    a workload in the results has it."""
+    return [s for s in LABELS if s in ("sluice", "ray", "dask")
+            or any(s in e["systems"] for e in results["workloads"].values())]
+
+
 def table(results: dict) -> str:
-    """The Markdown table, then the memory figures and the notes under it."""
-    lines = [_headline(results), "",
-             "| workload | sluice | Ray | Dask | sluice / Ray | sluice / Dask |",
-             "|---|---|---|---|---|---|"]
+    """The Markdown table, then the memory and jit figures and the notes under it."""
+    systems = _shown_systems(results)
+    peers = [p for p in PEERS if p in systems]
+    header = ["workload", *(LABELS[s] for s in systems), *(f"sluice / {LABELS[p]}" for p in peers)]
+    lines = [_headline(results), "", "| " + " | ".join(header) + " |",
+             "|" + "---|" * len(header)]
     for name, entry in results["workloads"].items():
         cells = []
-        for system in LABELS:
+        for system in systems:
             summary = entry["systems"].get(system, {"missing": "not run"})
             cells.append(format_seconds(summary["median_seconds"]) if "median_seconds" in summary
                          else "error" if summary["missing"].startswith("error") else "-")
-        cells.append(_format_ratio(entry["sluice_vs_ray"], entry["target_vs_ray"],
-                                   entry["met_vs_ray"], "≤"))
-        cells.append(_format_ratio(entry["sluice_vs_dask"], entry["target_vs_dask"],
-                                   entry["met_vs_dask"], "<"))
+        for peer in peers:
+            cells.append(_format_ratio(entry.get(f"sluice_vs_{peer}"),
+                                       entry.get(f"target_vs_{peer}"),
+                                       entry.get(f"met_vs_{peer}"), entry.get(f"op_vs_{peer}")))
         lines.append(f"| {name}: {entry['title']} | " + " | ".join(cells) + " |")
     lines += _memory_lines(results)
+    jit_lines = _jit_lines(results)
+    if jit_lines:
+        lines += ([] if lines[-1] == "" else [""]) + jit_lines + [""]
     problems = [f"{name} on {LABELS[s]}: {summary['missing']}"
                 for name, entry in results["workloads"].items()
                 for s, summary in entry["systems"].items()
@@ -202,7 +240,7 @@ def table(results: dict) -> str:
 def _headline(results: dict) -> str:
     machine = results["machine"]
     versions = machine["versions"]
-    installed = [f"{LABELS[s]} {versions.get(s)}" for s in ("sluice", "ray", "dask")
+    installed = [f"{LABELS[s]} {versions.get(s)}" for s in _shown_systems(results)
                  if versions.get(s)]
     per_cell = sorted({len(s["seconds"]) for e in results["workloads"].values()
                        for s in e["systems"].values() if "seconds" in s})
@@ -239,6 +277,22 @@ def _memory_lines(results: dict) -> list[str]:
                 f"(highest over the rounds): " + "; ".join(parts) + "." + verdict, ""]
 
 
+def _jit_lines(results: dict) -> list[str]:
+    """sluice's time with jit=True against the same pipeline's with jit=False, for the
+    workloads that report it (etl_rows)."""
+    lines = []
+    for name, entry in results["workloads"].items():
+        sluice = entry["systems"].get("sluice", {})
+        no_jit = sluice.get("metrics", {}).get("no_jit_seconds")
+        if no_jit is None or "median_seconds" not in sluice:
+            continue
+        lines.append(f"{name}, sluice's row function with jit=True: "
+                     f"{format_seconds(sluice['median_seconds'])}; the same pipeline with "
+                     f"jit=False: {format_seconds(no_jit)} ({entry['sluice_no_jit_over_jit']:.2g}x "
+                     f"the jit time).")
+    return lines
+
+
 def chart(results: dict, path: Path) -> Path | str:
     """A bar chart of the medians (log scale) at ``path``; or why there is none."""
     try:
@@ -254,22 +308,30 @@ def chart(results: dict, path: Path) -> Path | str:
     if not names or not systems:
         return "no chart: nothing was measured"
     width = 0.8 / len(systems)
+    # Each workload's bars are centred on its tick: only the systems measured there count
+    # (pyarrow only for etl, no Dask for compiled).
+    measured = {name: [s for s in systems
+                       if "median_seconds" in results["workloads"][name]["systems"].get(s, {})]
+                for name in names}
     fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(names) + 2), 4.8))
-    for k, system in enumerate(systems):
+    for system in systems:
         xs, ys = [], []
         for i, name in enumerate(names):
-            summary = results["workloads"][name]["systems"].get(system, {})
-            if "median_seconds" in summary:
-                xs.append(i + (k - (len(systems) - 1) / 2) * width)
-                ys.append(summary["median_seconds"])
-        bars = ax.bar(xs, ys, width, label=LABELS[system])
+            if system in measured[name]:
+                here = measured[name]
+                xs.append(i + (here.index(system) - (len(here) - 1) / 2) * width)
+                ys.append(results["workloads"][name]["systems"][system]["median_seconds"])
+        label = LABELS[system] + (" (one process)" if system == "pyarrow" else "")
+        bars = ax.bar(xs, ys, width, label=label)
         if system == "sluice":
             for bar, name in zip(bars, [n for n in names if "median_seconds" in
                                         results["workloads"][n]["systems"].get("sluice", {})]):
-                ratio = results["workloads"][name]["sluice_vs_ray"]
-                if ratio is not None:
-                    ax.annotate(f"{ratio:.2g}x Ray", (bar.get_x() + bar.get_width() / 2,
-                                                      bar.get_height()),
+                entry = results["workloads"][name]
+                text = "\n".join(f"{entry[f'sluice_vs_{peer}']:.2g}x {LABELS[peer]}"
+                                  for peer in ("ray", "pyarrow")
+                                  if entry.get(f"sluice_vs_{peer}") is not None)
+                if text:
+                    ax.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                                 ha="center", va="bottom", fontsize=7)
     ax.set_yscale("log")
     ax.set_xticks(range(len(names)), names)

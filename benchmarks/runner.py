@@ -7,7 +7,9 @@ change in the machine's load does not always fall on the same one. The figure pe
 system is the median of every timed repetition over all rounds.
 
 Ray and Dask are optional (the ``[bench]`` extra): a system that is not installed is
-skipped with a note, and its columns show '-'.
+skipped with a note, and its columns show '-'. ``pyarrow`` is a baseline, not a runtime: a
+single-process script doing a workload's steps, run only for the workloads that have one
+(``etl``); it needs nothing beyond sluice's own dependencies.
 """
 
 from __future__ import annotations
@@ -25,31 +27,35 @@ from pathlib import Path
 
 from benchmarks import report
 from benchmarks.run_one import RESULT_PREFIX
-from benchmarks.workloads import NAMES, SYSTEMS, load, runner_for
+from benchmarks.workloads import BASELINES, NAMES, SYSTEMS, load, runner_for
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
+DEFAULT_TIMEOUT = 600.0  # seconds per process, unless the workload sets TIMEOUT_S
 # The import each system needs, and what to install when it is missing.
 REQUIREMENTS = {
     "sluice": ("sluice", "pip install -e ."),
     "ray": ("ray", "pip install -e '.[bench]', or make bench"),
     "dask": ("distributed", "pip install -e '.[bench]', or make bench"),
+    "pyarrow": ("pyarrow", "pip install -e . (pyarrow is one of sluice's dependencies)"),
 }
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="sluice vs Ray vs Dask on the same workloads; prints one table and "
+        description="sluice vs Ray vs Dask on the same workloads (and a single-process "
+                    "pyarrow baseline where a workload has one); prints one table and "
                     "writes benchmarks/results/latest.json and latest.png.")
     parser.add_argument("--workloads", default=",".join(NAMES),
                         help=f"comma-separated, from {','.join(NAMES)} (default: all)")
     parser.add_argument("--systems", default=",".join(SYSTEMS),
-                        help="comma-separated, from sluice,ray,dask (default: all installed)")
+                        help=f"comma-separated, from {','.join(SYSTEMS)} (default: all installed; "
+                             "pyarrow runs only for the workloads that have it)")
     parser.add_argument("--rounds", type=int, default=2,
                         help="fresh processes per system and workload, the order of the "
-                             "systems alternating between rounds (default 2: about 10 minutes "
-                             "on 2 cores; 3 rounds take about 16)")
+                             "systems alternating between rounds (default 2: about 32 minutes "
+                             "on 2 cores, 20 of them etl_rows; 3 rounds take about 48)")
     parser.add_argument("--reps", type=int, default=None,
                         help="timed repetitions inside each process (default: each "
                              "workload's REPS, 1 or 3)")
@@ -60,8 +66,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="results path without suffix (default: benchmarks/results/latest "
                              "for the whole suite, .../quick with --quick, .../subset when "
                              "--workloads or --systems pick a part)")
-    parser.add_argument("--timeout", type=float, default=600,
-                        help="seconds before one process is stopped (default 600)")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="seconds before one process is stopped (default: the workload's "
+                             f"TIMEOUT_S, else {DEFAULT_TIMEOUT:.0f})")
     args = parser.parse_args(argv)
     args.workloads = _choices(args.workloads, NAMES, "workload", parser)
     args.systems = _choices(args.systems, SYSTEMS, "system", parser)
@@ -145,7 +152,7 @@ def plan_runs(workloads: list[str], systems: list[str], rounds: int, notes: list
             continue
         modules[name] = module
         for system in systems:
-            if runner_for(module, system) is None:
+            if runner_for(module, system) is None and system not in BASELINES:
                 notes.append(f"{name}: {system} has no idiom for it ('-')")
     runs = []
     for round_index in range(rounds):
@@ -167,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     records = []
     for number, (round_index, name, system) in enumerate(runs, 1):
         reps = args.reps or getattr(modules[name], "REPS", 1)
-        record = run_process(system, name, reps, args.quick, args.timeout)
+        timeout = args.timeout or getattr(modules[name], "TIMEOUT_S", DEFAULT_TIMEOUT)
+        record = run_process(system, name, reps, args.quick, timeout)
         record.update(round=round_index, workload=name, system=system, reps=reps)
         records.append(record)
         print(f"[{number}/{len(runs)}] round {round_index + 1} {name:<9} {system:<7} "

@@ -13,6 +13,7 @@ a 2 GB scan under a 500 MB store with that peak under 1.5 GB.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import threading
@@ -59,14 +60,12 @@ class PeakMemory:
         while not self._stop.is_set():
             total = 0
             for p in [self.me, *self.me.children(recursive=True)]:
-                try:
+                with contextlib.suppress(Exception):  # a process that just exited
                     total += p.memory_info().rss
-                except Exception:  # noqa: BLE001 - a process that just exited
-                    pass
             self.peak = max(self.peak, total)
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> PeakMemory:
+    def __enter__(self):
         self._thread.start()
         return self
 
