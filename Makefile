@@ -28,9 +28,11 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev,data,bench]'
 	touch $(BENCH_STAMP)
 
-# sluice vs Ray vs Dask, side by side: about 10 minutes on 2 cores; writes benchmarks/results/latest.*
+# sluice vs Ray vs Dask (and one pyarrow process for etl), side by side, then a 2 GB Parquet scan
+# under a 500 MB store: about 20 minutes on 2 cores; writes benchmarks/results/latest.* and scan-memory.json
 bench: $(BENCH_STAMP)
 	$(PY) -m benchmarks
+	$(PY) -m benchmarks.scan_memory
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -78,6 +78,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.scan_memory", description=__doc__)
     parser.add_argument("--gb", type=float, default=2.0)
     parser.add_argument("--store-mb", type=int, default=500)
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "scan-memory.json"),
+                        help="where the JSON result goes (default: benchmarks/results/scan-memory.json)")
     args = parser.parse_args(argv)
     folder = ensure_data(args.gb)
     on_disk = sum(f.stat().st_size for f in folder.glob("*.parquet"))
@@ -103,7 +105,10 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"bytes_on_disk": on_disk, "rows": rows, "seconds": round(seconds, 2),
               "store_bytes": args.store_mb * MB, "peak_rss_all_processes": peak.peak,
               "peak_over_store": round(peak.peak / (args.store_mb * MB), 2)}
+    result["target"] = "peak_rss_all_processes < 1.5 GB for a 2 GB scan under a 500 MB store"
+    result["met"] = bool(args.gb >= 2 and args.store_mb <= 500 and peak.peak < 1.5e9)
     print(json.dumps(result))
+    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     return result
 
 
