@@ -9,17 +9,16 @@ notebook writes its data into a temporary folder and removes it at the end.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import nbformat
-from nbclient import NotebookClient
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # nbbuild, beside this file
+import nbbuild
+
+REPO_ROOT = nbbuild.REPO_ROOT
 NOTEBOOK = REPO_ROOT / "notebooks" / "02-etl.ipynb"
-CELL_TIMEOUT_S = 120
 
 CELLS = [
     ("md", """\
@@ -224,33 +223,13 @@ shutil.rmtree(workdir)"""),
 
 def build_notebook() -> nbformat.NotebookNode:
     """The notebook's cells, without outputs."""
-    cells = [new_markdown_cell(src) if kind == "md" else new_code_cell(src)
-             for kind, src in CELLS]
-    return new_notebook(cells=cells, metadata={
-        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-        "language_info": {"name": "python"},
-    })
+    return nbbuild.build_notebook(CELLS)
 
 
 def execute_notebook(nb: nbformat.NotebookNode, cwd: Path) -> nbformat.NotebookNode:
-    """Run ``nb`` top to bottom in a fresh python3 kernel started in ``cwd``.
-
-    The kernel imports this checkout's sluice (it is put first on PYTHONPATH).
-    Raises ``nbclient.exceptions.CellExecutionError`` at the first cell that fails.
-    """
-    path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
-    client = NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
-                            record_timing=False, resources={"metadata": {"path": str(cwd)}})
-    return client.execute(env=dict(os.environ, PYTHONPATH=path))
-
-
-def main() -> int:
-    """Build, execute and save notebooks/02-etl.ipynb."""
-    nb = execute_notebook(build_notebook(), NOTEBOOK.parent)
-    nbformat.write(nb, NOTEBOOK)
-    print(f"wrote {NOTEBOOK.relative_to(REPO_ROOT)}")
-    return 0
+    """Run ``nb`` top to bottom in a fresh python3 kernel started in ``cwd``."""
+    return nbbuild.execute_notebook(nb, cwd)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(nbbuild.main(CELLS, NOTEBOOK))
