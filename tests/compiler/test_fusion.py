@@ -26,7 +26,7 @@ from tests.dsl.test_to_graph import DagSpec, dag_specs
 SETTINGS = settings(max_examples=60, deadline=None, derandomize=True, database=None)
 CPU1 = (("CPU", 1.0),)
 CPU2 = (("CPU", 2.0),)
-COMPUTED = (OpKind.CALL, OpKind.TRANSFER, OpKind.ACTOR, OpKind.METHOD)
+COMPUTED = (OpKind.CALL, OpKind.TRANSFER, OpKind.ACTOR, OpKind.METHOD, OpKind.BLOCKS)
 
 
 @pytest.fixture(autouse=True)
@@ -73,6 +73,17 @@ def test_a_linear_chain_is_one_stage() -> None:
     assert fused.graph["stages"][c.id] == a.id  # a stage is named by its first op
     assert blocked_by_name(fused) == {}
     assert fused.graph["passes"] == ("fusion",)
+
+
+def test_a_stream_op_never_fuses_with_the_calls_around_it() -> None:
+    read = op(OpKind.CALL, "read")
+    cut = op(OpKind.CALL, "cut", read)
+    shuffle = op(OpKind.BLOCKS, "shuffle", cut, method="sort")
+    after = op(OpKind.CALL, "after", shuffle)
+    fused = fuse_linear_chains(graph_of(read, cut, shuffle, after))
+    assert stages_of(fused) == [{"after"}, {"cut", "read"}, {"shuffle"}]
+    rule = "stream op: shuffle works on the whole stream of blocks (sort), not block by block"
+    assert blocked_by_name(fused) == {("cut", "shuffle"): rule, ("shuffle", "after"): rule}
 
 
 def test_a_diamond_stays_four_stages_with_multi_consumer_and_join_rules() -> None:
