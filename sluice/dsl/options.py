@@ -10,7 +10,11 @@ TASK_DEFAULTS: dict[str, Any] = {
     "num_cpus": 1, "num_gpus": 0, "resources": None, "max_retries": 3,
     "retry_exceptions": False, "num_returns": 1, "name": None, "jit": False,
     "pure": True,  # graphs only: equal calls of a pure function may be computed once (CSE)
+    # sluice.workflow steps only: retries of a failing step (delay, growth), the step's output
+    # as (result, error) instead of raising, and reuse of an unchanged step across runs.
+    "retry_delay_s": 0.0, "backoff": 1.0, "catch_exceptions": False, "cache": False,
 }
+WORKFLOW_OPTIONS = ("retry_delay_s", "backoff", "catch_exceptions", "cache")
 ACTOR_DEFAULTS: dict[str, Any] = {
     "num_cpus": 0, "num_gpus": 0, "resources": None, "max_restarts": 0,
     "max_concurrency": None, "name": None,
@@ -48,6 +52,14 @@ def normalize(kind: str, given: dict[str, Any], defaults: dict[str, Any], where:
         v = opts["max_concurrency"]
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{where}: max_concurrency={v!r} must be an int >= 1")
+    for name, low in (("retry_delay_s", 0.0), ("backoff", 1.0)):
+        if name in opts:
+            v = opts[name]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < low:
+                raise ValueError(f"{where}: {name}={v!r} must be a number >= {low:g}")
+    for name in ("catch_exceptions", "cache"):
+        if name in opts and not isinstance(opts[name], bool):
+            raise ValueError(f"{where}: {name}={opts[name]!r} must be True or False")
     if "retry_exceptions" in opts:
         opts["retry_exceptions"] = _retry_spec(opts["retry_exceptions"], where)
     if "num_cpus" in opts:

@@ -22,6 +22,7 @@ from sluice.dsl.nodes import (
     InputNode,
     MultiOutputNode,
 )
+from sluice.dsl.options import TASK_DEFAULTS, WORKFLOW_OPTIONS
 
 _OPTION_KEYS = ("max_retries", "retry_exceptions", "max_restarts", "max_concurrency")
 
@@ -153,7 +154,9 @@ def _op_for(node: DAGNode, ordinal: int, ids: dict[int, str], functions: dict[in
 
 
 def _options(opts: dict) -> tuple:
-    return tuple((k, opts[k]) for k in _OPTION_KEYS if k in opts)
+    # Workflow step options join an op's identity only when set: other graphs keep their ids.
+    steps = tuple((k, opts[k]) for k in WORKFLOW_OPTIONS if k in opts and opts[k] != TASK_DEFAULTS[k])
+    return tuple((k, opts[k]) for k in _OPTION_KEYS if k in opts) + steps
 
 
 def _signature(fn: Any) -> inspect.Signature | None:

@@ -192,7 +192,7 @@ def _fmt(columns: tuple) -> str:
 
 
 class Execution:
-    """One run of a DataPlan: ``blocks()`` streams its output; ``stats`` fills in as it goes."""
+    """One run of a DataPlan: ``block_refs()`` streams its output; ``stats`` fills in as it goes."""
 
     def __init__(self, dplan: DataPlan, context: DataContext | None = None):
         self.dplan = dplan
@@ -232,10 +232,9 @@ class Execution:
         """The output of a stage; a stage read by several stages is run once and shared."""
         if self.readers.get(stage_id, 1) <= 1:
             return self._run(self.stages[stage_id])
-        if stage_id not in self._streams:
-            self._streams[stage_id] = itertools.tee(self._run(self.stages[stage_id]),
-                                                    self.readers[stage_id])
-            self._streams[stage_id] = list(self._streams[stage_id])
+        if stage_id not in self._streams:  # one copy of the stream for each reader
+            copies = itertools.tee(self._run(self.stages[stage_id]), self.readers[stage_id])
+            self._streams[stage_id] = list(copies)
         return self._streams[stage_id].pop()
 
     def _input_streams(self, stage: Stage) -> list[Iterator[BlockRef]]:
@@ -274,13 +273,12 @@ class Execution:
         st.bytes += nbytes
         st.task_s += task_s
         st.finished = time.perf_counter()
-        first = getattr(st, "columns", None)
         if rows and columns:
-            if first is None:
-                st.columns = columns  # type: ignore[attr-defined]
-            elif not _same_columns(first, columns):
+            if st.columns is None:
+                st.columns = columns
+            elif not _same_columns(st.columns, columns):
                 raise ValueError(f"stage {stage.name} produced blocks with different columns: "
-                                 f"{_fmt(first)} and then {_fmt(columns)}; a batch function must "
+                                 f"{_fmt(st.columns)} and then {_fmt(columns)}; a batch function must "
                                  "return the same columns (and types) for every batch")
         self.bars.update(stage.id, st)
         return ref

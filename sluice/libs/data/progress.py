@@ -20,6 +20,7 @@ class StageStats:
     task_s: float = 0.0           # summed wall time of the stage's tasks, in workers
     started: float | None = None  # driver clock: first task submitted
     finished: float | None = None  # driver clock: last block seen done
+    columns: tuple | None = None   # (name, type) of the first non-empty block: the others must match
 
     @property
     def wall_s(self) -> float:

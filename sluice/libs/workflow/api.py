@@ -1,0 +1,130 @@
+"""The public calls of ``sluice.workflow``: run, resume, look up, cancel, delete."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import cloudpickle
+
+import sluice
+from sluice.libs.workflow import engine
+from sluice.libs.workflow.status import WorkflowStatus
+from sluice.libs.workflow.storage import WorkflowStorage
+
+
+def _storage(storage: Any) -> WorkflowStorage:
+    return storage if isinstance(storage, WorkflowStorage) else WorkflowStorage(storage)
+
+
+def _plan(dag: Any) -> Any:
+    from sluice.dsl.nodes import DAGNode
+
+    if not isinstance(dag, DAGNode):
+        raise TypeError(f"workflow.run takes a DAG built with .bind(), not {type(dag).__name__} "
+                        f"{dag!r:.60}; e.g. workflow.run(f.bind(g.bind(1)))")
+    return sluice.compile(dag, optimize=False)  # one step per node: each is checkpointed
+
+
+def run(dag: Any, *args: Any, workflow_id: str | None = None, storage: Any = None, **kwargs: Any) -> Any:
+    """Run ``dag`` durably and return its output; every step's output is checkpointed.
+
+    ``workflow_id`` names the run (default: a new unique id); a run that dies can be
+    resumed with ``resume(workflow_id)``. ``args``/``kwargs`` are the DAG's input.
+    """
+    store = _storage(storage)
+    workflow_id = workflow_id or f"workflow-{uuid.uuid4().hex[:12]}"
+    plan = _plan(dag)
+    store.create_run(workflow_id, cloudpickle.dumps((plan, args, kwargs)))
+    return engine.execute(store, workflow_id, plan, args, kwargs)
+
+
+def run_async(dag: Any, *args: Any, workflow_id: str | None = None, storage: Any = None,
+              **kwargs: Any) -> Any:
+    """Like ``run``, but return at once an ObjectRef of the output (the run goes on in a task)."""
+    store = _storage(storage)
+    workflow_id = workflow_id or f"workflow-{uuid.uuid4().hex[:12]}"
+    plan = _plan(dag)
+    store.create_run(workflow_id, cloudpickle.dumps((plan, args, kwargs)))
+    return _driver.remote(str(store.folder), workflow_id, False)
+
+
+def resume(workflow_id: str, storage: Any = None) -> Any:
+    """Run the steps of ``workflow_id`` that have no checkpoint yet; its output."""
+    store = _storage(storage)
+    plan, args, kwargs = cloudpickle.loads(store.claim_run(workflow_id))
+    return engine.execute(store, workflow_id, plan, args, kwargs)
+
+
+def resume_async(workflow_id: str, storage: Any = None) -> Any:
+    """Like ``resume``, returning an ObjectRef of the output at once."""
+    store = _storage(storage)
+    store.claim_run(workflow_id)
+    return _driver.remote(str(store.folder), workflow_id, True)
+
+
+@sluice.remote(num_cpus=0, max_retries=0)
+def _driver(folder: str, workflow_id: str, resumed: bool) -> Any:
+    """A run driven from inside a task (``run_async``): steps are its nested tasks."""
+    store = WorkflowStorage(folder)
+    # This process drives the run now: if it dies, the run shows RESUMABLE (not if it was
+    # cancelled in between: then it stays CANCELED and nothing runs).
+    if not store.set_status(workflow_id, WorkflowStatus.RUNNING, expected=WorkflowStatus.RUNNING):
+        raise engine.WorkflowCancelledError(f"workflow {workflow_id!r} was cancelled before it started")
+    plan, args, kwargs = cloudpickle.loads(store.get_run(workflow_id)["dag"])
+    return engine.execute(store, workflow_id, plan, args, kwargs)
+
+
+def get_status(workflow_id: str, storage: Any = None) -> WorkflowStatus:
+    """RUNNING, SUCCESSFUL, FAILED, RESUMABLE (its driver died) or CANCELED."""
+    return _storage(storage).status(workflow_id)
+
+
+def get_output(workflow_id: str, storage: Any = None) -> Any:
+    """The output of a finished run (from its checkpoints)."""
+    store = _storage(storage)
+    status = store.status(workflow_id)
+    if status is not WorkflowStatus.SUCCESSFUL:
+        raise ValueError(f"workflow {workflow_id!r} is {status.value}, so it has no output yet; "
+                         "resume(...) it or wait for it")
+    plan, _, _ = cloudpickle.loads(store.get_run(workflow_id)["dag"])
+    outs = [store.load_checkpoint(workflow_id, o) for o in plan.outputs]
+    return outs if plan.multi_output else outs[0]
+
+
+def list_all(status_filter: Any = None, storage: Any = None) -> list[tuple[str, WorkflowStatus]]:
+    """(workflow id, status) of every run, or of those with a status in ``status_filter``."""
+    return _storage(storage).list_runs(status_filter)
+
+
+def cancel(workflow_id: str, storage: Any = None) -> None:
+    """Stop a run: its driver stops at the next step boundary; it shows CANCELED."""
+    _storage(storage).set_status(workflow_id, WorkflowStatus.CANCELED)
+
+
+def delete(workflow_id: str, storage: Any = None) -> None:
+    """Forget a run: its metadata and its checkpoints."""
+    _storage(storage).delete_run(workflow_id)
+
+
+def schedule(name: str, target: str, cron: str, timezone: str = "UTC", params: dict | None = None,
+             catchup: bool = False, max_active_runs: int = 1, storage: Any = None) -> None:
+    """Save a schedule: ``target`` (``"module:function"`` returning a DAG, or a DAG) runs at
+    every ``cron`` time (5 fields, or 6 with seconds first) in ``timezone``.
+
+    A ``Scheduler`` (``sluice scheduler``) fires the runs. Missed runs while no scheduler
+    ran are skipped unless ``catchup``; a run due while ``max_active_runs`` of this
+    schedule are running is skipped. Bad cron, timezone or target are refused here.
+    """
+    from sluice.libs.workflow.cron import check_timezone, parse_cron
+    from sluice.libs.workflow.scheduler import load_target
+
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"schedule name {name!r}: give a non-empty string")
+    parse_cron(cron)
+    check_timezone(timezone)
+    if isinstance(max_active_runs, bool) or not isinstance(max_active_runs, int) or max_active_runs < 1:
+        raise ValueError(f"max_active_runs={max_active_runs!r}: give an int >= 1")
+    load_target(target, params or {})
+    _storage(storage).add_schedule(name, target, cron, timezone, params or {}, bool(catchup),
+                                   max_active_runs)
