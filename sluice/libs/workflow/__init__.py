@@ -19,10 +19,30 @@ from sluice.libs.workflow.api import (
                                       run_async,
                                       schedule,
 )
+from sluice.libs.workflow.cron import CronError
 from sluice.libs.workflow.engine import WorkflowCancelledError, WorkflowError
+from sluice.libs.workflow.scheduler import Scheduler, TargetError
 from sluice.libs.workflow.status import StepStatus, WorkflowStatus
+from sluice.libs.workflow.storage import StorageError, WorkflowStorage
 
 __all__ = [
-    "StepStatus", "WorkflowCancelledError", "WorkflowError", "WorkflowStatus", "cancel", "delete",
-    "get_output", "get_status", "list_all", "resume", "resume_async", "run", "run_async", "schedule",
+                                      "CronError",
+                                      "Scheduler",
+                                      "StepStatus",
+                                      "StorageError",
+                                      "TargetError",
+                                      "WorkflowCancelledError",
+                                      "WorkflowError",
+                                      "WorkflowStatus",
+                                      "WorkflowStorage",
+                                      "cancel",
+                                      "delete",
+                                      "get_output",
+                                      "get_status",
+                                      "list_all",
+                                      "resume",
+                                      "resume_async",
+                                      "run",
+                                      "run_async",
+                                      "schedule",
 ]

@@ -75,6 +75,17 @@ def _driver(folder: str, workflow_id: str, resumed: bool) -> Any:
     return engine.execute(store, workflow_id, plan, args, kwargs)
 
 
+def launch_scheduled(storage: WorkflowStorage, schedule: dict, logical_time: Any, workflow_id: str) -> Any:
+    """Start one fired run of ``schedule`` (the Scheduler's launcher): registered before this
+    returns, driven by a task; the ObjectRef of its output."""
+    from sluice.libs.workflow.scheduler import load_target
+
+    plan = _plan(load_target(schedule["target"], schedule.get("params") or {}))
+    storage.create_run(workflow_id, cloudpickle.dumps((plan, (), {})), schedule_name=schedule["name"],
+                       logical_time=logical_time.isoformat())
+    return _driver.remote(str(storage.folder), workflow_id, False)
+
+
 def get_status(workflow_id: str, storage: Any = None) -> WorkflowStatus:
     """RUNNING, SUCCESSFUL, FAILED, RESUMABLE (its driver died) or CANCELED."""
     return _storage(storage).status(workflow_id)

@@ -1,0 +1,245 @@
+"""The scheduler: fires the due runs of the schedules kept in a workflow storage.
+
+Each :meth:`Scheduler.tick` reads every unpaused schedule and works out its due
+logical times: the fire times (see :mod:`sluice.libs.workflow.cron`) after the
+schedule's last fired logical time (or after its creation, if it never fired)
+up to now. Then:
+
+* **Missed runs.** With ``catchup=False`` only the latest due time fires; earlier
+  ones (missed while no scheduler ran, or while the schedule was paused) are
+  skipped and not recorded. With ``catchup=True`` every due time fires, oldest
+  first.
+* **Overlap.** While ``max_active_runs`` runs of the schedule are RUNNING, a due
+  time does not start a run. With ``catchup=False`` it is recorded with outcome
+  ``SKIPPED_OVERLAP`` and the schedule moves past it; with ``catchup=True`` it
+  *waits* (nothing recorded, the schedule does not move) and fires, in order,
+  once a run ends.
+* **Firing.** A fired time is first claimed in storage (``record_fire`` of
+  ``(schedule, logical time)`` succeeds once, so two schedulers sharing a storage
+  never both fire it), then the schedule moves past it, then the launcher starts
+  run ``"{name}@{logical time ISO}"``. Its outcome starts as ``RUNNING`` and
+  storage keeps it equal to the run's status; a launcher that raises leaves
+  ``LAUNCH_FAILED``. Claiming first means a time is never launched twice; a
+  scheduler killed between the claim and the launch leaves that fire RUNNING
+  with no run (at most once, not at least once).
+
+The launcher is ``launcher(schedule, logical_time, workflow_id)``: it builds the
+DAG (:func:`load_target` with the schedule's ``params``), creates the run in
+storage *before it returns* (with ``schedule_name`` and ``logical_time``, so the
+overlap count sees it) and runs it in the background.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import logging
+import os
+import threading
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from sluice.libs.workflow.cron import (
+    CronError,
+    check_timezone,
+    fire_times,
+    latest_fire_time,
+    parse_cron,
+)
+from sluice.libs.workflow.status import WorkflowStatus
+from sluice.libs.workflow.storage import ScheduleNotFoundError, WorkflowStorage
+
+__all__ = [
+    "LAUNCH_FAILED",
+    "SKIPPED_OVERLAP",
+    "WAITING",
+    "Scheduler",
+    "TargetError",
+    "load_target",
+    "scheduled_workflow_id",
+]
+
+SKIPPED_OVERLAP = "SKIPPED_OVERLAP"
+LAUNCH_FAILED = "LAUNCH_FAILED"
+# Reported by tick (never stored): a catchup run waiting for a free slot.
+WAITING = "WAITING"
+
+Launcher = Callable[[dict, datetime, str], None]
+_log = logging.getLogger(__name__)
+
+
+class TargetError(ValueError):
+    """A schedule's target does not import, or does not give a DAG; the message names it."""
+
+
+def load_target(target: str, params: dict[str, Any] | None = None) -> Any:
+    """The DAG of a schedule target ``"module:function"`` called with ``params`` as kwargs.
+
+    The attribute may also be a DAG itself (``"module:dag"``, no params). Raises
+    :class:`TargetError` naming the target if it does not import, the attribute is
+    missing, the call raises, or the result is not a DAG built with ``.bind()``.
+    """
+    from sluice.dsl.nodes import DAGNode
+
+    params = dict(params or {})
+    module_name, _, attr_path = target.partition(":") if isinstance(target, str) else ("", "", "")
+    if not module_name or not attr_path:
+        raise TargetError(f"schedule target {target!r} is not 'module:function' "
+                          f"(e.g. 'etl.jobs:nightly', a function returning a DAG)")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as exc:
+        raise TargetError(f"schedule target {target!r}: module {module_name!r} does not import "
+                          f"({type(exc).__name__}: {exc}); check that it is importable where the "
+                          f"scheduler runs (PYTHONPATH)") from exc
+    for attr in attr_path.split("."):
+        if not hasattr(obj, attr):
+            raise TargetError(f"schedule target {target!r}: {module_name!r} has no attribute "
+                              f"{attr_path!r}; check the name after the ':'")
+        obj = getattr(obj, attr)
+    if isinstance(obj, DAGNode):
+        if params:
+            raise TargetError(f"schedule target {target!r} is a DAG, not a function, so it takes "
+                              f"no params (got {sorted(params)}); point it at a function taking "
+                              f"them")
+        return obj
+    if not callable(obj):
+        raise TargetError(f"schedule target {target!r} is of type {type(obj).__name__}: give a "
+                          f"function returning a DAG, or a DAG")
+    try:
+        dag = obj(**params)
+    except Exception as exc:
+        raise TargetError(f"schedule target {target!r} raised {type(exc).__name__}: {exc} when "
+                          f"called with params {params!r}") from exc
+    if not isinstance(dag, DAGNode):
+        raise TargetError(f"schedule target {target!r} returned a value of type "
+                          f"{type(dag).__name__}, not a DAG; return the node built with .bind(), "
+                          f"e.g. `return step.bind(...)`")
+    return dag
+
+
+def scheduled_workflow_id(name: str, logical_time: datetime) -> str:
+    """The workflow id of the run schedule ``name`` fires at ``logical_time``."""
+    return f"{name}@{_iso(logical_time)}"
+
+
+class Scheduler:
+    """Fires the due runs of every schedule in ``storage`` (see the module docstring).
+
+    ``clock`` returns the aware current time (default: the system clock in UTC);
+    ``launcher`` starts one run (default: ``engine.launch_scheduled(storage, schedule,
+    logical_time, workflow_id)``, which the engine provides).
+    """
+
+    def __init__(
+        self,
+        storage: WorkflowStorage | str | os.PathLike[str] | None = None,
+        clock: Callable[[], datetime] | None = None,
+        launcher: Launcher | None = None,
+    ):
+        self.storage = storage if isinstance(storage, WorkflowStorage) else WorkflowStorage(storage)
+        self._clock = clock or (lambda: datetime.now(timezone.utc))
+        self._launcher = launcher if launcher is not None else _default_launcher(self.storage)
+        self._reported: set[tuple[str, str]] = set()  # broken schedules already logged once
+
+    def tick(self) -> list[tuple[str, datetime, str]]:
+        """Fire every due run now; ``(schedule, logical time, outcome)`` for each one handled.
+
+        Outcomes: ``RUNNING`` (launched), ``SKIPPED_OVERLAP``, ``LAUNCH_FAILED``, or
+        ``WAITING`` (a catchup run held back by ``max_active_runs``; not stored).
+        """
+        now = _aware(self._clock())
+        handled: list[tuple[str, datetime, str]] = []
+        for schedule in self.storage.list_schedules():
+            if not schedule["paused"]:
+                handled.extend(self._tick_schedule(schedule, now))
+        return handled
+
+    def run_forever(self, stop: threading.Event, poll_s: float = 0.2) -> None:
+        """Tick every ``poll_s`` seconds until ``stop`` is set."""
+        while not stop.is_set():
+            self.tick()
+            stop.wait(poll_s)
+
+    def _tick_schedule(self, schedule: dict, now: datetime) -> list[tuple[str, datetime, str]]:
+        name = schedule["name"]
+        try:
+            due = self._due(schedule, now)
+        except CronError as exc:  # stored before validation existed, or tzdata changed
+            if (name, str(exc)) not in self._reported:
+                self._reported.add((name, str(exc)))
+                _log.warning("schedule %r cannot fire: %s", name, exc)
+            return []
+        handled = []
+        for logical_time in due:
+            try:
+                outcome = self._fire(schedule, logical_time)
+            except ScheduleNotFoundError:
+                break  # removed while it fired; the runs it started go on
+            if outcome is not None:
+                handled.append((name, logical_time, outcome))
+            if outcome == WAITING:
+                break  # later times wait behind it, in order
+        return handled
+
+    def _due(self, schedule: dict, now: datetime) -> list[datetime]:
+        spec = parse_cron(schedule["cron"])
+        tz = check_timezone(schedule["timezone"])
+        last = schedule["last_logical_time"]
+        after = (datetime.fromisoformat(last) if last is not None
+                 else datetime.fromtimestamp(schedule["created"], timezone.utc))
+        if schedule["catchup"]:
+            return fire_times(spec, tz, after, now)
+        latest = latest_fire_time(spec, tz, after, now)
+        return [] if latest is None else [latest]
+
+    def _fire(self, schedule: dict, logical_time: datetime) -> str | None:
+        """Handle one due time; its outcome, or None if another scheduler already fired it."""
+        name, iso = schedule["name"], _iso(logical_time)
+        if self.storage.active_runs(name) >= schedule["max_active_runs"]:
+            if schedule["catchup"]:
+                return WAITING
+            claimed = self.storage.record_fire(name, iso, None, SKIPPED_OVERLAP)
+            self._advance(name, iso)
+            return SKIPPED_OVERLAP if claimed else None
+        workflow_id = scheduled_workflow_id(name, logical_time)
+        claimed = self.storage.record_fire(name, iso, workflow_id, WorkflowStatus.RUNNING.value)
+        self._advance(name, iso)
+        if not claimed:
+            return None
+        try:
+            self._launcher(schedule, logical_time, workflow_id)
+        except Exception:  # noqa: BLE001 - one failed launch must not stop the other schedules
+            _log.exception("schedule %r: launching %r failed", name, workflow_id)
+            self.storage.set_fire_outcome(name, iso, LAUNCH_FAILED)
+            return LAUNCH_FAILED
+        return WorkflowStatus.RUNNING.value
+
+    def _advance(self, name: str, iso: str) -> None:
+        """Move the schedule past ``iso`` (never back: another scheduler may be further on)."""
+        current = self.storage.get_schedule(name)
+        if current is not None and (current["last_logical_time"] is None
+                                    or datetime.fromisoformat(current["last_logical_time"])
+                                    < datetime.fromisoformat(iso)):
+            self.storage.set_last_logical_time(name, iso)
+
+
+def _default_launcher(storage: WorkflowStorage) -> Launcher:
+    """The workflow API's launcher, bound to ``storage`` (imported here, not at module load:
+    it pulls in the sluice runtime)."""
+    api = importlib.import_module("sluice.libs.workflow.api")
+    return functools.partial(api.launch_scheduled, storage)
+
+
+def _iso(instant: datetime) -> str:
+    if instant.tzinfo is None or instant.utcoffset() is None:
+        raise TypeError(f"logical time {instant!r} is naive; give an aware datetime")
+    return instant.astimezone(timezone.utc).isoformat()
+
+
+def _aware(instant: datetime) -> datetime:
+    if instant.tzinfo is None or instant.utcoffset() is None:
+        raise TypeError(f"the scheduler's clock gave a naive datetime {instant!r}; return an aware "
+                        f"one, e.g. datetime.now(timezone.utc)")
+    return instant
