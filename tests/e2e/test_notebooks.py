@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import shutil
 from pathlib import Path
 
@@ -123,3 +124,76 @@ def test_the_etl_notebook_runs_top_to_bottom(tmp_path) -> None:
     nbformat.write(executed, copy)
     check_etl_notebook(nbformat.read(copy, as_version=4))
     assert sorted(p.name for p in tmp_path.iterdir()) == [ETL.name]   # its data went to a temp folder
+
+
+# --------------------------------------------------------------------------- 03-workflows
+WORKFLOWS = NOTEBOOKS / "03-workflows.ipynb"
+
+
+def load_workflows_builder():
+    """notebooks/build_03_workflows.py as a module."""
+    spec = importlib.util.spec_from_file_location("build_03_workflows",
+                                                  NOTEBOOKS / "build_03_workflows.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def cell_text(nb: nbformat.NotebookNode, source_start: str) -> str:
+    """The printed text and plain-text results of the one code cell whose source starts so."""
+    (cell,) = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith(source_start)]
+    return "".join(out.get("text", "") or out.get("data", {}).get("text/plain", "")
+                   for out in cell.outputs)
+
+
+def check_workflows_notebook(nb: nbformat.NotebookNode) -> None:
+    assert [out for out in outputs(nb) if out["output_type"] == "error"] == []
+    assert all(cell.get("execution_count") for cell in nb.cells if cell.cell_type == "code")
+    killed = cell_text(nb, "def wait_until")
+    assert "driver killed by signal 9 (SIGKILL)" in killed
+    assert killed.split("\n", 1)[1].split() == ["extract", "2026-11-01", "transform_load", "2026-11-01"]
+    resumable = cell_text(nb, "def steps_table")
+    assert "status: RESUMABLE" in resumable
+    assert re.search(r"extract\s+SUCCESSFUL\s+1\s", resumable)
+    assert re.search(r"transform_load\s+RUNNING\s+1\s", resumable)
+    resumed = cell_text(nb, '(workdir / "gate").touch()')
+    assert "output: warehouse/usage_2026-11-01.parquet" in resumed and "status: SUCCESSFUL" in resumed
+    assert re.search(r"extract\s+SUCCESSFUL\s+1\s", resumed)              # not run again
+    assert re.search(r"transform_load\s+SUCCESSFUL\s+2\s", resumed)      # its second attempt
+    assert re.search(r"north\s+\d+\.\d\s+\d+\.\d", cell_text(nb, "assert workflow.get_output"))
+    succeeded = int(re.search(r"(\d+) scheduled runs succeeded", text_outputs(nb)).group(1))
+    assert succeeded >= 3
+    listed = cell_text(nb, "for workflow_id, status in workflow.list_all").splitlines()
+    assert re.fullmatch(r"nightly-2026-11-01\s+SUCCESSFUL", listed[0])
+    fired = [line for line in listed if re.fullmatch(r"every-2s@\S+\s+SUCCESSFUL", line)]
+    assert len(fired) == succeeded == len(listed) - 1
+    fires = cell_text(nb, "fires = pd.DataFrame")
+    assert all(line.split()[0] in fires for line in fired)               # each run has its fire
+    assert fires.count("SUCCESSFUL") == succeeded
+    log = cell_text(nb, 'print(workdir.joinpath("side_effects.log")').splitlines()
+    assert log.count("extract 2026-11-01") == 1                       # the first step ran once
+    assert log.count("transform_load 2026-11-01") == 2
+    assert log.count("extract 2026-11-02") == log.count("transform_load 2026-11-02") == succeeded
+
+
+def test_the_saved_workflows_notebook_holds_its_outputs() -> None:
+    check_workflows_notebook(nbformat.read(WORKFLOWS, as_version=4))
+
+
+def test_the_saved_workflows_notebook_is_what_the_builder_writes() -> None:
+    saved = nbformat.read(WORKFLOWS, as_version=4)
+    built = load_workflows_builder().build_notebook()
+    assert [c.source for c in saved.cells] == [c.source for c in built.cells]
+
+
+def test_the_workflows_notebook_runs_top_to_bottom(tmp_path) -> None:
+    copy = tmp_path / WORKFLOWS.name
+    shutil.copy(WORKFLOWS, copy)
+    nb = nbformat.read(copy, as_version=4)
+    for cell in nb.cells:   # start from a clean slate: every output must come from this run
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    executed = load_workflows_builder().execute_notebook(nb, cwd=tmp_path)
+    nbformat.write(executed, copy)
+    check_workflows_notebook(nbformat.read(copy, as_version=4))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [WORKFLOWS.name]   # its files went to a temp folder

@@ -50,7 +50,10 @@ def run_async(dag: Any, *args: Any, workflow_id: str | None = None, storage: Any
 
 
 def resume(workflow_id: str, storage: Any = None) -> Any:
-    """Run the steps of ``workflow_id`` that have no checkpoint yet; its output."""
+    """Run the steps of ``workflow_id`` that have no checkpoint yet; its output.
+
+    Works on a RESUMABLE run (its driver died), and on a FAILED or CANCELED one (its
+    finished steps are kept; the others run again)."""
     store = _storage(storage)
     plan, args, kwargs = cloudpickle.loads(store.claim_run(workflow_id))
     return engine.execute(store, workflow_id, plan, args, kwargs)
@@ -109,8 +112,14 @@ def list_all(status_filter: Any = None, storage: Any = None) -> list[tuple[str, 
 
 
 def cancel(workflow_id: str, storage: Any = None) -> None:
-    """Stop a run: its driver stops at the next step boundary; it shows CANCELED."""
-    _storage(storage).set_status(workflow_id, WorkflowStatus.CANCELED)
+    """Stop a running (or resumable) run: its driver stops at the next step boundary; it shows
+    CANCELED. A finished run cannot be cancelled."""
+    store = _storage(storage)
+    status = store.status(workflow_id)
+    if status not in (WorkflowStatus.RUNNING, WorkflowStatus.RESUMABLE) or not store.set_status(
+            workflow_id, WorkflowStatus.CANCELED, expected=WorkflowStatus.RUNNING):
+        raise ValueError(f"workflow {workflow_id!r} is {store.status(workflow_id).value}; only a "
+                         "RUNNING or RESUMABLE run can be cancelled")
 
 
 def delete(workflow_id: str, storage: Any = None) -> None:
