@@ -213,3 +213,10 @@ def test_a_running_id_cannot_start_twice_and_cancel_stops_it(tmp_path):
 def test_run_refuses_what_is_not_a_dag(tmp_path):
     with pytest.raises(TypeError, match="workflow.run takes a DAG built with .bind"):
         workflow.run(lambda: 1, storage=tmp_path)
+
+
+def test_a_finished_run_cannot_be_cancelled(tmp_path):
+    workflow.run(load.bind(1, str(tmp_path / "log")), workflow_id="done", storage=tmp_path)
+    with pytest.raises(ValueError, match="'done' is SUCCESSFUL; only a RUNNING or RESUMABLE run"):
+        workflow.cancel("done", storage=tmp_path)
+    assert workflow.get_output("done", storage=tmp_path) == [0]
