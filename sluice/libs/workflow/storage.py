@@ -36,9 +36,7 @@ import json
 import os
 import re
 import shutil
-import socket
 import sqlite3
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -46,6 +44,12 @@ from pathlib import Path
 from typing import Any
 
 from sluice.exceptions import SerializationError, SluiceError
+from sluice.libs.workflow.checkpoints import (
+    read_bytes,
+    safe_name,
+    write_atomically,
+)
+from sluice.libs.workflow.drivers import driver_alive, this_driver
 from sluice.libs.workflow.status import StepStatus, WorkflowStatus
 from sluice.store import serialization
 
@@ -341,7 +345,7 @@ class WorkflowStorage:
         """
         _check_id("workflow_id", workflow_id)
         now = time.time()
-        host, pid, start = _this_driver()
+        host, pid, start = this_driver()
         with self._transaction() as conn:
             row = conn.execute(
                 "SELECT status, driver_host, driver_pid, driver_start FROM runs "
@@ -375,7 +379,7 @@ class WorkflowStorage:
         Raises :class:`WorkflowNotFoundError` for an unknown id and
         :class:`WorkflowExistsError` if a live driver is running it.
         """
-        host, pid, start = _this_driver()
+        host, pid, start = this_driver()
         with self._transaction() as conn:
             row = conn.execute(
                 "SELECT status, driver_host, driver_pid, driver_start, dag FROM runs "
@@ -428,7 +432,7 @@ class WorkflowStorage:
                 (status.value, error, time.time(), workflow_id),
             )
             if status is WorkflowStatus.RUNNING:
-                host, pid, start = _this_driver()
+                host, pid, start = this_driver()
                 conn.execute(
                     "UPDATE runs SET driver_host = ?, driver_pid = ?, driver_start = ? "
                     "WHERE workflow_id = ?",
@@ -539,7 +543,7 @@ class WorkflowStorage:
         if not self._query("SELECT 1 FROM runs WHERE workflow_id = ?", (workflow_id,)):
             raise _not_found(workflow_id)  # before writing a file nothing would refer to
         relative = self._checkpoint_relpath(workflow_id, step_id)
-        _write_atomically(self.folder / relative, value)
+        write_atomically(self.folder / relative, value)
         now = time.time()
         with self._transaction() as conn:
             _require_run(conn, workflow_id)
@@ -613,7 +617,7 @@ class WorkflowStorage:
                 f"succeeded); run or resume the workflow to compute it"
             )
         try:
-            return serialization.loads(_read_bytes(self.folder / relative))
+            return serialization.loads(read_bytes(self.folder / relative))
         except FileNotFoundError:
             raise StorageError(
                 f"the checkpoint file {str(self.folder / relative)!r} of step {step_id!r} of "
@@ -629,10 +633,10 @@ class WorkflowStorage:
         return rows[0][0] if rows else None
 
     def _run_dir(self, workflow_id: str) -> Path:
-        return self.folder / "checkpoints" / _safe_name(workflow_id)
+        return self.folder / "checkpoints" / safe_name(workflow_id)
 
     def _checkpoint_relpath(self, workflow_id: str, step_id: str) -> str:
-        return f"checkpoints/{_safe_name(workflow_id)}/{_safe_name(step_id)}.ckpt"
+        return f"checkpoints/{safe_name(workflow_id)}/{safe_name(step_id)}.ckpt"
 
     # ---------------------------------------------------------------------- cache
 
@@ -643,13 +647,13 @@ class WorkflowStorage:
         naming a type that no longer imports) counts as a miss.
         """
         try:
-            return True, serialization.loads(_read_bytes(self._cache_path(cache_key)))
+            return True, serialization.loads(read_bytes(self._cache_path(cache_key)))
         except (FileNotFoundError, SerializationError):
             return False, None
 
     def cache_store(self, cache_key: str, value: Any) -> None:
         """Store ``value`` under ``cache_key`` for any later run (atomically; last write wins)."""
-        _write_atomically(self._cache_path(cache_key), value)
+        write_atomically(self._cache_path(cache_key), value)
 
     def _cache_path(self, cache_key: str) -> Path:
         _check_id("cache_key", cache_key)
@@ -809,96 +813,11 @@ def _text(value: Any) -> str:
     return value.value if isinstance(value, enum.Enum) else str(value)
 
 
-def _safe_name(identifier: str) -> str:
-    """A filesystem-safe, collision-free file name for any id (readable prefix + hash)."""
-    readable = re.sub(r"[^A-Za-z0-9_.-]+", "_", identifier)[:60].lstrip(".")
-    return f"{readable}-{hashlib.sha256(identifier.encode()).hexdigest()[:16]}"
-
-
-def _write_atomically(path: Path, value: Any) -> None:
-    """Write ``value`` serialized to ``path``: all of it, or (after a crash) nothing."""
-    obj = serialization.serialize(value)  # before any file exists: unpicklable values leave none
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for piece in serialization.layout_pieces(obj):  # the buffers themselves, no copy
-                f.write(piece)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    # Makes the rename itself durable; not every platform can open a folder.
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _read_bytes(path: Path) -> bytearray:
-    # A bytearray, not bytes: arrays deserialized over it come back writable.
-    with open(path, "rb") as f:
-        data = bytearray(os.fstat(f.fileno()).st_size)
-        f.readinto(data)
-    return data
-
-
-def _this_driver() -> tuple[str, int, str | None]:
-    pid = os.getpid()
-    return socket.gethostname(), pid, _process_start(pid)
-
-
-def _process_start(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (Linux), which tells a reused pid apart."""
-    stat = _proc_stat(pid)
-    return stat[19] if stat is not None and len(stat) > 19 else None
-
-
-def _proc_stat(pid: int) -> list[str] | None:
-    """Fields of /proc/{pid}/stat from the state on (index 0 = state), or None off Linux."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            text = f.read().decode(errors="replace")
-    except OSError:
-        return None
-    return text[text.rfind(")") + 2 :].split()
-
-
-def _driver_alive(host: str | None, pid: int | None, start: str | None) -> bool:
-    if pid is None:
-        return False
-    if host != socket.gethostname() or os.name == "nt":
-        return True  # cannot look at another host's processes (nor safely probe on Windows)
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # it exists, owned by someone else
-    stat = _proc_stat(pid)
-    if stat is None:
-        return True
-    if stat[0] in ("Z", "X"):
-        return False  # exited, not yet reaped by its parent
-    return start is None or len(stat) <= 19 or stat[19] == start
-
-
 def _run_status(
     stored: str, host: str | None, pid: int | None, start: str | None
 ) -> WorkflowStatus:
     status = WorkflowStatus(stored)
-    if status is WorkflowStatus.RUNNING and not _driver_alive(host, pid, start):
+    if status is WorkflowStatus.RUNNING and not driver_alive(host, pid, start):
         return WorkflowStatus.RESUMABLE
     return status
 
