@@ -36,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
         except UsageError as exc:
             print(f"sluice plan: error: {exc}", file=sys.stderr)
             return 2
+    if args.command in _workflow_commands():
+        from sluice.libs.workflow import cli as workflow_cli
+
+        return workflow_cli.run(args)
     parser.print_help()
     return 0
 
@@ -60,7 +64,17 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--verbose", action="store_true", help="explain each op of each stage")
     plan.add_argument("--no-optimize", action="store_true",
                       help="compile with optimize=False (no CSE, no fusion)")
+    from sluice.libs.workflow import cli as workflow_cli
+
+    workflow_cli.add_parsers(sub)
     return parser
+
+
+def _workflow_commands() -> tuple[str, ...]:
+    """``scheduler``, ``schedule``, ``backfill``, ``workflow``: see sluice/libs/workflow/cli.py."""
+    from sluice.libs.workflow import cli as workflow_cli
+
+    return workflow_cli.COMMANDS
 
 
 def plan_command(target: str, out: str | None = None, logical: bool = False,

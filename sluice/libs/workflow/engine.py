@@ -73,7 +73,8 @@ def execute(storage: Any, workflow_id: str, plan: Plan, args: tuple, kwargs: dic
     except BaseException as err:
         storage.set_status(workflow_id, WorkflowStatus.FAILED, error=f"{type(err).__name__}: {err}")
         raise
-    storage.set_status(workflow_id, WorkflowStatus.SUCCESSFUL)
+    # Not over a cancel that came in as the last step finished.
+    storage.set_status(workflow_id, WorkflowStatus.SUCCESSFUL, expected=WorkflowStatus.RUNNING)
     return output
 
 

@@ -71,7 +71,6 @@ STORAGE_ENV = "SLUICE_WORKFLOW_STORAGE"
 DB_NAME = "workflows.db"
 # "SLWF" in PRAGMA application_id marks a database as sluice's workflow storage.
 APPLICATION_ID = 0x534C5746
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 
 _SCHEMA = """
 CREATE TABLE runs (
@@ -209,18 +208,32 @@ class WorkflowStorage:
         return conn
 
     def _open(self) -> sqlite3.Connection:
-        self._check_header()
+        # No open()/close() of the database file outside SQLite, ever: closing any descriptor
+        # of a file drops every POSIX lock this process holds on it, SQLite's read locks
+        # included, and another process could then checkpoint and delete the WAL under a live
+        # connection. A file that is not a database fails SQLite's first read, untouched.
+        if self._checked_in_pid == os.getpid():
+            return self._connect()
+        # The first connection of a process checks the file and may create the schema and
+        # switch it to WAL: processes opening a fresh folder at once take turns (a lock on a
+        # file of its own, so SQLite's locks are never touched), or their journal-mode
+        # switches and schema transactions wait on each other until the busy timeout.
+        with _init_lock(self.folder):
+            conn = self._connect(check=True)
+        self._checked_in_pid = os.getpid()
+        return conn
+
+    def _connect(self, check: bool = False) -> sqlite3.Connection:
         conn = sqlite3.connect(
             self.db_path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=True
         )
         try:
-            if self._checked_in_pid != os.getpid():
+            if check:
                 self._check_contents(conn)
             _enable_wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL survives process crashes
             if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
                 self._create_schema(conn)
-            self._checked_in_pid = os.getpid()
         except StorageError:
             conn.close()
             raise
@@ -231,18 +244,6 @@ class WorkflowStorage:
             conn.close()
             raise self._corrupt(str(exc)) from exc
         return conn
-
-    def _check_header(self) -> None:
-        # Refuse a file that is not SQLite before sqlite touches it at all.
-        try:
-            with open(self.db_path, "rb") as f:
-                head = f.read(len(_SQLITE_MAGIC))
-        except FileNotFoundError:
-            return
-        if head and head != _SQLITE_MAGIC:
-            raise self._corrupt(
-                f"it does not start with the SQLite header (it starts {head[:8]!r})"
-            )
 
     def _check_contents(self, conn: sqlite3.Connection) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -789,6 +790,19 @@ class WorkflowStorage:
 
 
 # --------------------------------------------------------------------- helpers
+
+
+@contextlib.contextmanager
+def _init_lock(folder: Path) -> Iterator[None]:
+    """Exclusive among processes opening ``folder``'s database for the first time."""
+    import fcntl
+
+    fd = os.open(folder / ".init.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock
 
 
 def _enable_wal(conn: sqlite3.Connection) -> None:

@@ -1,0 +1,430 @@
+"""The workflow command line (sluice/libs/workflow/cli.py): ``sluice schedule``, ``backfill``,
+``workflow`` run in-process through ``sluice.cli.main``; ``sluice scheduler`` as a real daemon
+process, started the way the console script starts it, stopped with SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+import sluice
+from sluice import cli, workflow
+from sluice.libs.workflow.status import StepStatus, WorkflowStatus
+from sluice.libs.workflow.storage import WorkflowStorage
+
+REPO = Path(__file__).resolve().parents[3]
+MODULE = "wf_cli_jobs"
+JOBS = textwrap.dedent("""
+    import os
+    import time
+
+    import sluice
+
+
+    @sluice.remote
+    def numbers(n):
+        return list(range(n))
+
+
+    @sluice.remote
+    def total(xs, scale):
+        return sum(xs) * scale
+
+
+    def pipeline(n=4, scale=1):
+        return total.bind(numbers.bind(n), scale)
+
+
+    @sluice.remote(max_retries=0)
+    def boom(x):
+        raise RuntimeError(f"boom {x}")
+
+
+    def broken():
+        return boom.bind(1)
+
+
+    def not_a_dag():
+        return 42
+
+
+    @sluice.remote
+    def held(gate, value):
+        while not os.path.exists(gate):   # in flight until the test opens the gate
+            time.sleep(0.02)
+        return value
+
+
+    def gated(gate):
+        return held.bind(gate, numbers.bind(3))
+""")
+# The console script's own folder, not the current one, is first on its sys.path.
+CONSOLE = "import sys\nfrom sluice.cli import main\nsys.exit(main())\n"
+
+
+@pytest.fixture(scope="module")
+def jobs(tmp_path_factory) -> Path:
+    """A folder holding the target module: the current directory of every test (and on the
+    workers' path, since the runtime starts after it is on sys.path)."""
+    folder = tmp_path_factory.mktemp("jobs")
+    (folder / f"{MODULE}.py").write_text(JOBS)
+    sys.path.insert(0, str(folder))
+    sluice.init(num_cpus=2)
+    yield folder
+    sluice.shutdown()
+    sys.path.remove(str(folder))
+    sys.modules.pop(MODULE, None)
+
+
+@pytest.fixture
+def store(jobs: Path, tmp_path: Path, monkeypatch) -> str:
+    monkeypatch.chdir(jobs)
+    return str(tmp_path / "store")
+
+
+def sluice_cli(capsys, *args: str) -> tuple[int, str, str]:
+    code = cli.main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def fields(line: str) -> list[str]:
+    return re.split(r"\s{2,}", line.strip())
+
+
+def add(capsys, store: str, name: str, cron: str, *more: str,
+        target: str = f"{MODULE}:pipeline") -> None:
+    code, out, err = sluice_cli(capsys, "schedule", "add", name, "--target", target, "--cron", cron,
+                                "--storage", store, *more)
+    assert (code, err) == (0, ""), err
+    assert out.startswith(f"added schedule {name!r}: {target} at {cron!r}")
+
+
+# ---------------------------------------------------------------------------- schedule
+
+
+def test_add_list_pause_resume_remove(store, capsys):
+    add(capsys, store, "nightly", "30 2 * * *", "--timezone", "America/New_York", "--param", "n=5")
+    add(capsys, store, "tick", "*/2 * * * * *", "--catchup", "--max-active-runs", "3")
+    saved = WorkflowStorage(store).get_schedule("nightly")
+    assert (saved["timezone"], saved["params"], saved["catchup"], saved["max_active_runs"]) == (
+        "America/New_York", {"n": 5}, False, 1)
+    assert WorkflowStorage(store).get_schedule("tick")["catchup"] is True
+
+    def listing() -> list[list[str]]:
+        code, out, _ = sluice_cli(capsys, "schedule", "list", "--storage", store)
+        assert code == 0
+        return [fields(line) for line in out.splitlines()]
+
+    assert listing() == [
+        ["NAME", "CRON", "TIMEZONE", "TARGET", "PAUSED", "LAST FIRED"],
+        ["nightly", "30 2 * * *", "America/New_York", f"{MODULE}:pipeline", "no", "never"],
+        ["tick", "*/2 * * * * *", "UTC", f"{MODULE}:pipeline", "no", "never"]]
+    assert sluice_cli(capsys, "schedule", "pause", "nightly", "--storage", store) == (
+        0, "paused schedule 'nightly'\n", "")
+    assert listing()[1][4] == "yes"
+    assert sluice_cli(capsys, "schedule", "resume", "nightly", "--storage", store) == (
+        0, "resumed schedule 'nightly'\n", "")
+    assert listing()[1][4] == "no"
+    assert sluice_cli(capsys, "schedule", "remove", "nightly", "--storage", store) == (
+        0, "removed schedule 'nightly'\n", "")
+    assert [row[0] for row in listing()] == ["NAME", "tick"]
+    code, out, err = sluice_cli(capsys, "schedule", "pause", "nightly", "--storage", store)
+    assert (code, out) == (2, "")
+    assert err == ("sluice schedule pause: error: no schedule 'nightly' in this storage; list the "
+                   "schedules to see the ones there are\n")
+
+
+BAD_SCHEDULES = [
+    (["--cron", "61 * * * *"],
+     "cron expression '61 * * * *': the minute field '61' is not valid (it takes 0-59"),
+    (["--cron", "* * *"], "cron expression '* * *' has 3 fields; give 5 fields"),
+    (["--cron", "0 3 * * *", "--timezone", "Mars/Olympus"], "unknown timezone 'Mars/Olympus'"),
+    (["--cron", "0 3 * * *", "--target", "no_such_module_7c:f"],
+     "schedule target 'no_such_module_7c:f': module 'no_such_module_7c' does not import"),
+    (["--cron", "0 3 * * *", "--target", f"{MODULE}:nope"],
+     f"schedule target '{MODULE}:nope': '{MODULE}' has no attribute 'nope'"),
+    (["--cron", "0 3 * * *", "--target", f"{MODULE}:not_a_dag"],
+     f"schedule target '{MODULE}:not_a_dag' returned a value of type int, not a DAG"),
+    (["--cron", "0 3 * * *", "--param", "n"], "--param 'n' is not KEY=VALUE"),
+    (["--cron", "0 3 * * *", "--max-active-runs", "0"], "max_active_runs=0: give an int >= 1"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD_SCHEDULES)
+def test_add_refuses_a_bad_cron_timezone_or_target_with_status_2(store, capsys, args, message):
+    if "--target" not in args:
+        args = [*args, "--target", f"{MODULE}:pipeline"]
+    code, out, err = sluice_cli(capsys, "schedule", "add", "bad", *args, "--storage", store)
+    assert (code, out) == (2, "")
+    assert err.startswith(f"sluice schedule add: error: {message}"), err
+    assert err.count("\n") == 1
+    assert WorkflowStorage(store).list_schedules() == []
+
+
+def test_an_action_is_required(capsys):
+    code, out, err = sluice_cli(capsys, "schedule")
+    assert (code, out) == (2, "")
+    assert err == ("sluice schedule: error: name an action, e.g. `sluice schedule list` (see "
+                   "`sluice schedule --help`)\n")
+
+
+def test_trigger_runs_the_target_now_as_a_recorded_fire(store, capsys):
+    add(capsys, store, "nightly", "30 2 * * *", "--param", "n=5")
+    before = datetime.now(timezone.utc)
+    code, out, err = sluice_cli(capsys, "schedule", "trigger", "nightly", "--param", "scale=10",
+                                "--storage", store)
+    assert (code, err) == (0, "")
+    line, output = out.splitlines()
+    name, logical, outcome, workflow_id = fields(line)
+    assert (name, outcome, workflow_id, output) == (
+        "nightly", "SUCCESSFUL", f"nightly@{logical}", "100")     # sum(range(5)) * 10
+    assert before <= datetime.fromisoformat(logical) <= datetime.now(timezone.utc)
+    storage = WorkflowStorage(store)
+    assert [(f["logical_time"], f["workflow_id"], f["outcome"]) for f in storage.fires("nightly")
+            ] == [(logical, workflow_id, "SUCCESSFUL")]
+    assert storage.get_run(workflow_id)["schedule_name"] == "nightly"
+    assert storage.get_schedule("nightly")["last_logical_time"] is None   # its timeline is untouched
+
+
+def test_trigger_of_a_failing_target_reports_the_error_with_status_1(store, capsys):
+    add(capsys, store, "doomed", "@daily", target=f"{MODULE}:broken")
+    code, out, err = sluice_cli(capsys, "schedule", "trigger", "doomed", "--storage", store)
+    assert (code, err) == (1, "")
+    name, logical, outcome, workflow_id, error = fields(out)
+    assert (name, outcome, workflow_id) == ("doomed", "FAILED", f"doomed@{logical}")
+    assert error.startswith(f"WorkflowError: workflow 'doomed@{logical}': step boom (")
+    assert error.endswith("failed after 1 attempt(s): RuntimeError: boom 1")
+    assert WorkflowStorage(store).fires("doomed")[0]["outcome"] == "FAILED"
+    code, out, err = sluice_cli(capsys, "schedule", "trigger", "nope", "--storage", store)
+    assert (code, out) == (2, "")
+    assert err.startswith("sluice schedule trigger: error: no schedule 'nope' in ")
+
+
+# ---------------------------------------------------------------------------- backfill
+
+
+def test_backfill_runs_every_fire_time_in_the_range_once(store, capsys):
+    add(capsys, store, "hourly", "0 * * * *", "--param", "scale=2")
+    code, out, err = sluice_cli(capsys, "backfill", "hourly", "--start", "2026-01-01T00:00",
+                                "--end", "2026-01-01T05:00", "--storage", store)
+    assert (code, err) == (0, "")
+    hours = [f"2026-01-01T{h:02d}:00:00+00:00" for h in range(8)]
+    assert [fields(line) for line in out.splitlines()] == [
+        *(["hourly", t, "SUCCESSFUL", f"hourly@{t}"] for t in hours[:6]),
+        [("backfilled 'hourly': 6 fire time(s) in [2026-01-01T00:00:00+00:00, "
+          "2026-01-01T05:00:00+00:00], 6 ran, 0 already recorded, 0 not successful")]]
+    # An overlapping range runs only the times not recorded yet.
+    code, out, _ = sluice_cli(capsys, "backfill", "hourly", "--start", "2026-01-01T03:00Z",
+                              "--end", "2026-01-01T07:30Z", "--storage", store)
+    assert code == 0
+    assert [fields(line)[1] for line in out.splitlines()[:-1]] == hours[6:]
+    assert out.splitlines()[-1].endswith("5 fire time(s) in [2026-01-01T03:00:00+00:00, "
+                                         "2026-01-01T07:30:00+00:00], 2 ran, 3 already "
+                                         "recorded, 0 not successful")
+    storage = WorkflowStorage(store)
+    assert [(f["logical_time"], f["outcome"]) for f in storage.fires("hourly")] == [
+        (t, "SUCCESSFUL") for t in hours]
+    assert workflow.get_output(f"hourly@{hours[7]}", storage=store) == 12   # sum(range(4)) * 2
+    assert storage.get_schedule("hourly")["last_logical_time"] is None
+
+
+def test_backfill_reads_times_without_an_offset_in_the_schedules_timezone(store, capsys):
+    add(capsys, store, "paris", "0 6 * * *", "--timezone", "Europe/Paris")
+    code, out, _ = sluice_cli(capsys, "backfill", "paris", "--start", "2026-03-28",
+                              "--end", "2026-03-30T06:00", "--storage", store)
+    assert code == 0
+    # 06:00 in Paris is 05:00 UTC before the clocks go forward on the 29th, 04:00 after.
+    assert [fields(line)[1] for line in out.splitlines()[:-1]] == [
+        "2026-03-28T05:00:00+00:00", "2026-03-29T04:00:00+00:00", "2026-03-30T04:00:00+00:00"]
+
+
+@pytest.mark.parametrize("start, end, message", [
+    ("2026-01-02", "2026-01-01", "--start 2026-01-02 is after --end 2026-01-01; give START <= END"),
+    ("yesterday", "2026-01-01", "--start 'yesterday' is not an ISO 8601 date or time"),
+])
+def test_backfill_refuses_a_bad_range(store, capsys, start, end, message):
+    add(capsys, store, "hourly", "0 * * * *")
+    code, out, err = sluice_cli(capsys, "backfill", "hourly", "--start", start, "--end", end,
+                                "--storage", store)
+    assert (code, out) == (2, "")
+    assert err.startswith(f"sluice backfill: error: {message}")
+
+
+# ---------------------------------------------------------------------------- workflow
+
+
+def test_workflow_list_show_and_cancel(store, capsys, tmp_path):
+    jobs = __import__(MODULE)
+    assert workflow.run(jobs.pipeline(), workflow_id="ok", storage=store) == 6
+    with pytest.raises(workflow.WorkflowError):
+        workflow.run(jobs.broken(), workflow_id="bad", storage=store)
+    gate = tmp_path / "gate"
+    # Driven by a thread of this process (run_async would drive it from a worker process:
+    # see the note on sluice_cli).
+    ended: list[BaseException] = []
+
+    def drive() -> None:
+        try:
+            workflow.run(jobs.gated(str(gate)), workflow_id="live", storage=store)
+        except BaseException as exc:  # noqa: BLE001 - the test checks it
+            ended.append(exc)
+
+    driver = threading.Thread(target=drive)
+    driver.start()
+    storage = WorkflowStorage(store)
+    deadline = time.monotonic() + 30
+    while not any(s["name"] == "held" for s in storage.steps("live")):
+        assert time.monotonic() < deadline, "the run's second step never started"
+        time.sleep(0.02)
+
+    code, out, _ = sluice_cli(capsys, "workflow", "list", "--storage", store)
+    assert code == 0
+    assert [fields(line)[:2] + fields(line)[3:] for line in out.splitlines()] == [
+        ["WORKFLOW", "STATUS", "SCHEDULE"], ["ok", "SUCCESSFUL", "-"], ["bad", "FAILED", "-"],
+        ["live", "RUNNING", "-"]]
+    code, out, _ = sluice_cli(capsys, "workflow", "list", "--status", "failed", "--storage", store)
+    assert [fields(line)[0] for line in out.splitlines()] == ["WORKFLOW", "bad"]
+
+    code, out, _ = sluice_cli(capsys, "workflow", "show", "bad", "--storage", store)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[:2] == ["workflow  bad", "status    FAILED"]
+    assert "error     WorkflowError: workflow 'bad': step boom (" in out
+    step = fields(lines[-1])
+    assert (step[0], step[2], step[3], step[5]) == ("boom", "FAILED", "1", "RuntimeError: boom 1")
+    assert step[1].startswith("boom-") and step[4].endswith("s")
+
+    assert sluice_cli(capsys, "workflow", "cancel", "live", "--storage", store) == (
+        0, "canceled live (its driver stops at its next step)\n", "")
+    driver.join(timeout=30)
+    assert [type(exc) for exc in ended] == [workflow.WorkflowCancelledError]
+    gate.touch()  # lets the abandoned step end, freeing its worker
+    assert storage.status("live") is WorkflowStatus.CANCELED
+    assert sluice_cli(capsys, "workflow", "cancel", "ok", "--storage", store) == (
+        2, "", ("sluice workflow cancel: error: workflow 'ok' is SUCCESSFUL; only a RUNNING or "
+                "RESUMABLE run can be canceled\n"))
+    for action in ("show", "resume", "cancel"):
+        code, out, err = sluice_cli(capsys, "workflow", action, "nope", "--storage", store)
+        assert (code, out) == (2, "")
+        assert err.startswith(f"sluice workflow {action}: error: no workflow 'nope' in ")
+
+
+# ---------------------------------------------------------------------------- the daemon
+
+
+def start_scheduler(jobs: Path, tmp_path: Path, store: str) -> subprocess.Popen:
+    """``sluice scheduler`` as the console script runs it: from the jobs folder, which is on
+    its sys.path only because the command puts the current directory there."""
+    script = tmp_path / "bin" / "sluice"
+    script.parent.mkdir(exist_ok=True)
+    script.write_text(CONSOLE)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, str(script), "scheduler", "--storage", store,
+                             "--poll", "0.1", "--num-cpus", "2"],
+                            cwd=jobs, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+
+
+def stop_scheduler(proc: subprocess.Popen) -> tuple[float, str, str]:
+    """SIGTERM it; the seconds it took to exit, and its output."""
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    return time.monotonic() - sent, out, err
+
+
+def wait_until(condition, proc: subprocess.Popen, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"the scheduler exited with {proc.returncode}:\n{out}\n{err}")
+        assert time.monotonic() < deadline, f"{what} within {timeout} s"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def killpg_after():
+    procs: list[subprocess.Popen] = []
+    yield procs.append
+    for proc in procs:
+        if proc.poll() is None:   # a failed test: take the daemon and its workers down
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_the_scheduler_fires_a_seconds_schedule_and_stops_on_sigterm(store, capsys, jobs,
+                                                                     tmp_path, killpg_after):
+    add(capsys, store, "tick", "* * * * * *")
+    storage = WorkflowStorage(store)
+
+    def successful() -> int:
+        return sum(f["outcome"] == "SUCCESSFUL" for f in storage.fires("tick"))
+
+    proc = start_scheduler(jobs, tmp_path, store)
+    killpg_after(proc)
+    wait_until(lambda: successful() >= 3, proc, 8.0, "3 successful runs of '* * * * * *'")
+    took, out, err = stop_scheduler(proc)
+    assert proc.returncode == 0, err
+    assert took < 5.0, f"SIGTERM took {took:.1f} s to stop the scheduler"
+    assert err.splitlines()[-1] == "sluice scheduler: stopped"
+
+    fires = storage.fires("tick")
+    runs = {f["workflow_id"]: f for f in fires if f["outcome"] != "SKIPPED_OVERLAP"}
+    assert sum(f["outcome"] == "SUCCESSFUL" for f in fires) >= 3
+    # Nothing is left RUNNING: a run in flight at the stop is RESUMABLE, as is its fire record.
+    assert {f["outcome"] for f in runs.values()} <= {"SUCCESSFUL", "RESUMABLE"}
+    for workflow_id, fire in runs.items():
+        assert storage.status(workflow_id).value == fire["outcome"]
+        assert storage.get_run(workflow_id)["logical_time"] == fire["logical_time"]
+    # One line when a run fires, one when it ends; each names schedule, logical time, outcome.
+    printed = [fields(line) for line in out.splitlines()]
+    for workflow_id, fire in runs.items():
+        mine = [line[2] for line in printed if line[3] == workflow_id]
+        assert mine == ["RUNNING", fire["outcome"]], out
+        assert workflow_id == f"tick@{fire['logical_time']}"
+    assert all(line[0] == "tick" for line in printed)
+
+
+def test_a_run_in_flight_when_the_scheduler_stops_is_resumable_and_resumes(
+        store, capsys, jobs, tmp_path, killpg_after):
+    gate = tmp_path / "gate"
+    add(capsys, store, "held", "* * * * * *", "--param", f"gate={gate}",
+        target=f"{MODULE}:gated")
+    storage = WorkflowStorage(store)
+
+    def held_step_running() -> bool:
+        runs = [f["workflow_id"] for f in storage.fires("held") if f["outcome"] == "RUNNING"]
+        return any(s["name"] == "held" and s["status"] is StepStatus.RUNNING
+                   for run in runs for s in storage.steps(run))
+
+    proc = start_scheduler(jobs, tmp_path, store)
+    killpg_after(proc)
+    wait_until(held_step_running, proc, 20.0, "the run's held step started")
+    _, out, err = stop_scheduler(proc)
+    assert proc.returncode == 0, err
+    (fire,) = [f for f in storage.fires("held") if f["outcome"] != "SKIPPED_OVERLAP"]
+    workflow_id = fire["workflow_id"]
+    assert fire["outcome"] == "RESUMABLE"
+    assert storage.status(workflow_id) is WorkflowStatus.RESUMABLE
+    assert out.splitlines()[-1] == f"held  {fire['logical_time']}  RESUMABLE  {workflow_id}"
+
+    gate.touch()
+    assert sluice_cli(capsys, "workflow", "resume", workflow_id, "--storage", store) == (
+        0, f"{workflow_id}  SUCCESSFUL\n[0, 1, 2]\n", "")
+    assert storage.fires("held")[-1]["outcome"] == "SUCCESSFUL"
+    code, out, _ = sluice_cli(capsys, "workflow", "show", workflow_id, "--storage", store)
+    assert code == 0
+    steps = {fields(line)[0]: fields(line)[2:4] for line in out.splitlines()[-2:]}
+    assert steps == {"numbers": ["SUCCESSFUL", "1"], "held": ["SUCCESSFUL", "2"]}
