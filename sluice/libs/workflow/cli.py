@@ -25,12 +25,15 @@ from contextlib import contextmanager, nullcontext
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sluice.cli import UsageError
 from sluice.libs.workflow.status import WorkflowStatus
 
 __all__ = ["COMMANDS", "add_parsers", "run"]
 
 COMMANDS = ("scheduler", "schedule", "backfill", "workflow")
+
+
+class UsageError(Exception):
+    """A command line the user must fix; :func:`run` prints it and returns status 2."""
 _STORAGE_HELP = ("the workflow storage folder (default: $SLUICE_WORKFLOW_STORAGE, else "
                  "~/.sluice/workflows)")
 _PARAM_HELP = ("a keyword argument of the target, KEY=VALUE; VALUE is read as JSON when it parses "
