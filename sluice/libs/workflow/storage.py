@@ -770,14 +770,23 @@ class WorkflowStorage:
                 )
 
     def fires(self, name: str) -> list[dict[str, Any]]:
-        """A schedule's fire records, by logical time."""
+        """A schedule's fire records, by logical time. A fire still RUNNING whose run's driver
+        is gone reads RESUMABLE, as the run's own ``status()`` does."""
         rows = self._query(
-            "SELECT schedule_name, logical_time, workflow_id, fired_at, outcome FROM schedule_runs "
-            "WHERE schedule_name = ? ORDER BY logical_time",
+            "SELECT f.schedule_name, f.logical_time, f.workflow_id, f.fired_at, f.outcome, "
+            "r.status, r.driver_host, r.driver_pid, r.driver_start FROM schedule_runs f "
+            "LEFT JOIN runs r ON r.workflow_id = f.workflow_id "
+            "WHERE f.schedule_name = ? ORDER BY f.logical_time",
             (name,),
         )
         keys = ("schedule_name", "logical_time", "workflow_id", "fired_at", "outcome")
-        return [dict(zip(keys, row)) for row in rows]
+        fires = []
+        for row in rows:
+            fire = dict(zip(keys, row[:5]))
+            if fire["outcome"] == WorkflowStatus.RUNNING.value and row[5] is not None:
+                fire["outcome"] = _run_status(*row[5:]).value
+            fires.append(fire)
+        return fires
 
     def active_runs(self, name: str) -> int:
         """How many runs this schedule started are RUNNING (live driver) now."""

@@ -299,6 +299,20 @@ def test_crash_while_writing_a_checkpoint_leaves_none(storage: WorkflowStorage) 
 # ---------------------------------------------------------------- dead drivers
 
 
+def test_a_fire_whose_run_lost_its_driver_reads_resumable(storage: WorkflowStorage) -> None:
+    storage.add_schedule("nightly", "m:f", "0 2 * * *", "UTC", None, False, 1)
+    result = run_python(
+        "from sluice.libs.workflow.storage import WorkflowStorage\n"
+        f"s = WorkflowStorage({str(storage.folder)!r})\n"
+        "s.create_run('nightly@t1', b'dag', schedule_name='nightly', logical_time='t1')\n"
+        "s.record_fire('nightly', 't1', 'nightly@t1', 'RUNNING')\n"
+    )
+    assert result.returncode == 0, result.stderr
+    storage.create_run("nightly@t2", b"dag", schedule_name="nightly", logical_time="t2")
+    storage.record_fire("nightly", "t2", "nightly@t2", "RUNNING")
+    assert [f["outcome"] for f in storage.fires("nightly")] == ["RESUMABLE", "RUNNING"]
+
+
 def test_run_whose_driver_exited_is_resumable(storage: WorkflowStorage) -> None:
     result = run_python(
         "from sluice.libs.workflow.storage import WorkflowStorage\n"
