@@ -33,21 +33,28 @@ import contextlib
 import enum
 import hashlib
 import json
-import os
-import re
 import shutil
 import sqlite3
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sluice.exceptions import SerializationError, SluiceError
+from sluice.exceptions import SerializationError
 from sluice.libs.workflow.checkpoints import (
     read_bytes,
     safe_name,
     write_atomically,
+)
+from sluice.libs.workflow.database import (
+    BUSY_TIMEOUT_S,
+    SCHEMA_VERSION,
+    STORAGE_ENV,
+    Database,
+    ScheduleNotFoundError,
+    StorageError,
+    WorkflowExistsError,
+    WorkflowNotFoundError,
+    default_folder,
 )
 from sluice.libs.workflow.drivers import driver_alive, this_driver
 from sluice.libs.workflow.status import StepStatus, WorkflowStatus
@@ -65,64 +72,6 @@ __all__ = [
     "default_folder",
 ]
 
-SCHEMA_VERSION = 1
-BUSY_TIMEOUT_S = 30.0
-STORAGE_ENV = "SLUICE_WORKFLOW_STORAGE"
-DB_NAME = "workflows.db"
-# "SLWF" in PRAGMA application_id marks a database as sluice's workflow storage.
-APPLICATION_ID = 0x534C5746
-
-_SCHEMA = """
-CREATE TABLE runs (
-    workflow_id   TEXT PRIMARY KEY,
-    status        TEXT NOT NULL,     -- as stored: RUNNING with a dead driver reads RESUMABLE
-    created       REAL NOT NULL,     -- unix seconds
-    updated       REAL NOT NULL,
-    driver_pid    INTEGER,           -- the process that runs it (set while RUNNING)
-    driver_host   TEXT,
-    driver_start  TEXT,              -- the driver's start time token, to tell a reused pid apart
-    dag           BLOB NOT NULL,     -- opaque bytes from the engine (the pickled DAG and arguments)
-    output_step   TEXT,
-    error         TEXT,
-    schedule_name TEXT,
-    logical_time  TEXT               -- ISO 8601, for runs a schedule fired
-);
-CREATE INDEX runs_by_schedule ON runs (schedule_name, status);
-CREATE TABLE steps (
-    workflow_id TEXT NOT NULL,
-    step_id     TEXT NOT NULL,
-    name        TEXT NOT NULL,
-    status      TEXT NOT NULL,       -- StepStatus
-    attempts    INTEGER NOT NULL,    -- how many times the step started
-    started     REAL,
-    finished    REAL,
-    duration    REAL,
-    error       TEXT,
-    checkpoint  TEXT,                -- path relative to the folder; set only when SUCCESSFUL
-    cache_key   TEXT,
-    PRIMARY KEY (workflow_id, step_id)
-);
-CREATE TABLE schedules (
-    name              TEXT PRIMARY KEY,
-    target            TEXT NOT NULL,
-    cron              TEXT NOT NULL,
-    timezone          TEXT NOT NULL,
-    params            TEXT NOT NULL,  -- JSON object
-    catchup           INTEGER NOT NULL,
-    max_active_runs   INTEGER NOT NULL,
-    paused            INTEGER NOT NULL,
-    created           REAL NOT NULL,
-    last_logical_time TEXT            -- ISO 8601 of the last fired logical time; NULL = never
-);
-CREATE TABLE schedule_runs (
-    schedule_name TEXT NOT NULL,
-    logical_time  TEXT NOT NULL,
-    workflow_id   TEXT,
-    fired_at      REAL NOT NULL,
-    outcome       TEXT NOT NULL,      -- the run's status (kept current by set_status) or SKIPPED_*
-    PRIMARY KEY (schedule_name, logical_time)
-);
-"""
 _RUN_COLUMNS = (
     "workflow_id, status, created, updated, driver_pid, driver_host, driver_start, dag, "
     "output_step, error, schedule_name, logical_time"
@@ -136,196 +85,20 @@ _SCHEDULE_COLUMNS = (
 )
 
 
-class StorageError(SluiceError):
-    """The workflow storage cannot be used as asked (corrupt, too new, or a bad request)."""
-
-
-class WorkflowExistsError(StorageError):
-    """A run with that workflow id already exists (or is RUNNING under a live driver)."""
-
-
-class WorkflowNotFoundError(StorageError):
-    """No run with that workflow id is in the storage."""
-
-
-class ScheduleNotFoundError(StorageError):
-    """No schedule with that name is in the storage."""
-
-
-def default_folder() -> Path:
-    """The folder used by default: ``$SLUICE_WORKFLOW_STORAGE``, else ``~/.sluice/workflows``."""
-    configured = os.environ.get(STORAGE_ENV)
-    if configured:
-        return Path(configured).expanduser()
-    return Path.home() / ".sluice" / "workflows"
-
-
-class WorkflowStorage:
+class WorkflowStorage(Database):
     """Runs, steps, checkpoints and schedules kept in one folder, safe for many processes.
 
-    ``folder`` defaults to :func:`default_folder` and is created if missing. The
-    database is opened and checked here: one written by a newer sluice, one that is
-    not sluice's, or a corrupt one raises :class:`StorageError` and is left untouched.
-    Instances pickle as their folder, so they can be handed to other processes.
+    ``folder`` defaults to :func:`default_folder` and is created if missing; a database
+    written by a newer sluice, not sluice's, or corrupt raises :class:`StorageError` and is
+    left untouched. Instances pickle as their folder, so they can be handed to other
+    processes.
     """
-
-    def __init__(self, folder: str | os.PathLike[str] | None = None):
-        self.folder = Path(folder).expanduser() if folder is not None else default_folder()
-        self.db_path = self.folder / DB_NAME
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StorageError(
-                f"cannot create the workflow storage folder {str(self.folder)!r}: {exc}; pass "
-                f"storage= (or set {STORAGE_ENV}) to a writable folder"
-            ) from exc
-        self._local = threading.local()
-        self._checked_in_pid: int | None = None
-        self._connection()  # fail now, not at the first write, on a bad database
 
     def __repr__(self) -> str:
         return f"WorkflowStorage({str(self.folder)!r})"
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (WorkflowStorage, (str(self.folder),))
-
-    def close(self) -> None:
-        """Close this thread's connection (the next call opens a new one)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and self._local.pid == os.getpid():
-            conn.close()
-        self._local.conn = None
-
-    # ---------------------------------------------------------------- connections
-
-    def _connection(self) -> sqlite3.Connection:
-        """This thread's connection, opened on first use (never one inherited by fork)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and self._local.pid == os.getpid():
-            return conn
-        conn = self._open()
-        self._local.conn, self._local.pid = conn, os.getpid()
-        return conn
-
-    def _open(self) -> sqlite3.Connection:
-        # No open()/close() of the database file outside SQLite, ever: closing any descriptor
-        # of a file drops every POSIX lock this process holds on it, SQLite's read locks
-        # included, and another process could then checkpoint and delete the WAL under a live
-        # connection. A file that is not a database fails SQLite's first read, untouched.
-        if self._checked_in_pid == os.getpid():
-            return self._connect()
-        # The first connection of a process checks the file and may create the schema and
-        # switch it to WAL: processes opening a fresh folder at once take turns (a lock on a
-        # file of its own, so SQLite's locks are never touched), or their journal-mode
-        # switches and schema transactions wait on each other until the busy timeout.
-        with _init_lock(self.folder):
-            conn = self._connect(check=True)
-        self._checked_in_pid = os.getpid()
-        return conn
-
-    def _connect(self, check: bool = False) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self.db_path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=True
-        )
-        try:
-            if check:
-                self._check_contents(conn)
-            _enable_wal(conn)
-            conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL survives process crashes
-            if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-                self._create_schema(conn)
-        except StorageError:
-            conn.close()
-            raise
-        except sqlite3.OperationalError as exc:
-            conn.close()
-            raise self._sqlite_error(exc) from exc
-        except sqlite3.DatabaseError as exc:
-            conn.close()
-            raise self._corrupt(str(exc)) from exc
-        return conn
-
-    def _check_contents(self, conn: sqlite3.Connection) -> None:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise StorageError(
-                f"workflow database {str(self.db_path)!r} was written by a newer sluice (schema "
-                f"{version} > {SCHEMA_VERSION}); upgrade sluice or use another storage folder"
-            )
-        if version == 0:
-            self._check_foreign(conn)
-            return
-        if conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
-            raise self._foreign()
-        problems = [row[0] for row in conn.execute("PRAGMA quick_check(5)")]
-        if problems != ["ok"]:
-            detail = "; ".join(" ".join(problem.split()) for problem in problems)
-            raise self._corrupt(detail.replace("*** in database main *** ", ""))
-
-    def _check_foreign(self, conn: sqlite3.Connection) -> None:
-        if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
-            raise self._foreign()
-
-    def _create_schema(self, conn: sqlite3.Connection) -> None:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            # Another process may have created it while this one waited for the lock.
-            if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-                self._check_foreign(conn)
-                for statement in re.split(r";\s*\n", _SCHEMA):  # comments hold "; " too
-                    if statement.strip():
-                        conn.execute(statement)
-                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.rollback()
-            raise
-
-    def _corrupt(self, detail: str) -> StorageError:
-        return StorageError(
-            f"workflow database {str(self.db_path)!r} is corrupt or not a database ({detail}); "
-            f"it was left untouched: restore it from a backup, move it away, or use another "
-            f"storage folder"
-        )
-
-    def _foreign(self) -> StorageError:
-        return StorageError(
-            f"{str(self.db_path)!r} is an SQLite database that sluice did not write; it was "
-            f"left untouched: move it away or use another storage folder"
-        )
-
-    def _sqlite_error(self, exc: sqlite3.Error) -> StorageError:
-        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-            return StorageError(
-                f"workflow database {str(self.db_path)!r} stayed locked for over "
-                f"{BUSY_TIMEOUT_S:g} s ({exc}); another process holds a long transaction, or the "
-                f"folder is on a network filesystem without working locks (use a local folder)"
-            )
-        if type(exc) is sqlite3.DatabaseError:
-            return self._corrupt(str(exc))
-        return StorageError(f"workflow database {str(self.db_path)!r}: {exc}")
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction, taken up front (``BEGIN IMMEDIATE``) so it never deadlocks."""
-        conn = self._connection()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            if conn.in_transaction:
-                conn.rollback()
-            if isinstance(exc, sqlite3.Error):
-                raise self._sqlite_error(exc) from exc
-            raise
-
-    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        try:
-            return self._connection().execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            raise self._sqlite_error(exc) from exc
 
     # ----------------------------------------------------------------------- runs
 
@@ -799,33 +572,6 @@ class WorkflowStorage:
 
 
 # --------------------------------------------------------------------- helpers
-
-
-@contextlib.contextmanager
-def _init_lock(folder: Path) -> Iterator[None]:
-    """Exclusive among processes opening ``folder``'s database for the first time."""
-    import fcntl
-
-    fd = os.open(folder / ".init.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the flock
-
-
-def _enable_wal(conn: sqlite3.Connection) -> None:
-    # Switching the journal mode needs a moment alone with the file; a process that
-    # is opening the database at the same instant may make it report "locked".
-    deadline = time.monotonic() + BUSY_TIMEOUT_S
-    while conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-        try:
-            conn.execute("PRAGMA journal_mode = WAL")
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
-
 
 def _check_id(what: str, value: Any) -> None:
     if not isinstance(value, str) or not value:
