@@ -36,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
         except UsageError as exc:
             print(f"sluice plan: error: {exc}", file=sys.stderr)
             return 2
+    if args.command in ("start", "status", "stop"):
+        from sluice.executor.cluster import cli as cluster_cli
+
+        return cluster_cli.run(args)
     if args.command in _workflow_commands():
         from sluice.libs.workflow import cli as workflow_cli
 
@@ -64,8 +68,10 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--verbose", action="store_true", help="explain each op of each stage")
     plan.add_argument("--no-optimize", action="store_true",
                       help="compile with optimize=False (no CSE, no fusion)")
+    from sluice.executor.cluster import cli as cluster_cli
     from sluice.libs.workflow import cli as workflow_cli
 
+    cluster_cli.add_parsers(sub)
     workflow_cli.add_parsers(sub)
     return parser
 

@@ -11,7 +11,6 @@ import signal
 from typing import TYPE_CHECKING
 
 from sluice.executor import protocol as P
-from sluice.executor.process import spawn_worker
 from sluice.executor.records import FAILED, ActorRecord, TaskRecord, WorkerHandle
 
 FLUSH_AT = 64
@@ -93,7 +92,7 @@ class ActorManager:
     def try_start(self, actor: ActorRecord) -> None:
         if actor.state != ActorRecord.PENDING:
             return
-        gpus = self.s.resources.try_acquire(actor.key)
+        gpus = self.s.place_actor(actor)
         if gpus is None:
             if actor not in self.waiting_for_resources:
                 self.waiting_for_resources.append(actor)
@@ -109,13 +108,14 @@ class ActorManager:
             self.mark_dead(actor, failed)
             return
         index = next(s.worker_index)
-        proc, conn = spawn_worker(s.session, index)
+        proc, conn = s.spawn(index, actor.node)
         w = WorkerHandle(index, proc, conn)
+        w.node = actor.node
         w.actor = actor
         actor.worker = w
         actor.state = ActorRecord.ALIVE
         actor.ready = False
-        deps = [s.spec_for_worker(oid) for oid in actor.deps]
+        deps = [s.spec_for_worker(oid, w) for oid in actor.deps]
         w.out.append((P.ACTOR_CREATE, actor.cls_bytes, actor.args_blob, deps,
                       actor.options.get("max_concurrency"), actor.class_name,
                       actor.gpu_ids if s.has_gpus else None))
@@ -153,7 +153,7 @@ class ActorManager:
                 continue
             deps = []
             for oid in task.deps:
-                spec = s.spec_for_worker(oid)
+                spec = s.spec_for_worker(oid, w)
                 if spec[0] == P.DEP_SHM:
                     s.store.pin(oid)
                     task.pinned.append(oid)
@@ -204,7 +204,7 @@ class ActorManager:
         actor.death = blob
         self.fail_chains_through(actor.actor_id, blob)
         if actor.gpu_ids is not None:
-            self.s.resources.release(actor.key, actor.gpu_ids)
+            self.s.actor_resources(actor).release(actor.key, actor.gpu_ids)
             actor.gpu_ids = None
             self.retry_waiting()
         self.s.unhold(actor.deps)
@@ -231,7 +231,11 @@ class ActorManager:
                                             "call was running; the actor was restarted for later calls")
             self.fail_inflight(w, lost)
             actor.state = ActorRecord.PENDING
-            self.launch(actor)
+            if s.actor_node_alive(actor):
+                self.launch(actor)
+            else:  # its node died with it: place it again where resources are free
+                actor.gpu_ids = None
+                self.try_start(actor)
             return
         if actor.state != ActorRecord.DEAD:
             self.mark_dead(actor, s.actor_died_blob(

@@ -15,7 +15,7 @@ _init_lock = threading.Lock()
 def init(num_cpus: float | None = None, num_gpus: float | None = None,
          resources: dict[str, float] | None = None, object_store_memory: int | None = None,
          *, spill_dir: str | None = None, ignore_reinit_error: bool = False,
-         address: str | None = None, backend: str = "local") -> None:
+         address: Any = None, backend: str = "local", token: str | None = None) -> None:
     """Start the embedded local runtime in this process.
 
     ``num_cpus`` defaults to the machine's CPUs (one worker process each),
@@ -31,10 +31,9 @@ def init(num_cpus: float | None = None, num_gpus: float | None = None,
     """
     from sluice.executor.runtime import Runtime
 
-    if address is not None or backend != "local":
-        raise NotImplementedError(
-            f"init(address={address!r}, backend={backend!r}): only the embedded local backend "
-            "exists so far; call sluice.init() without address/backend")
+    if backend not in ("local", "dask"):
+        raise ValueError(f"init(backend={backend!r}): give backend='local' (the embedded runtime, "
+                         "or a sluice cluster with address='sluice://HOST:PORT') or 'dask'")
     with _init_lock:
         current = context.current()
         if current is not None:
@@ -50,7 +49,16 @@ def init(num_cpus: float | None = None, num_gpus: float | None = None,
         if object_store_memory is not None and object_store_memory <= 0:
             raise ValueError(f"init(object_store_memory={object_store_memory!r}): give a positive "
                              "number of bytes")
-        context.set_current(Runtime(num_cpus, num_gpus, resources, object_store_memory, spill_dir))
+        if backend == "dask":
+            from sluice.executor.dask_backend import DaskRuntime
+
+            context.set_current(DaskRuntime(address))
+        elif address is not None:
+            from sluice.executor.cluster.client import connect
+
+            context.set_current(connect(address, token=token))
+        else:
+            context.set_current(Runtime(num_cpus, num_gpus, resources, object_store_memory, spill_dir))
 
 
 def shutdown() -> None:

@@ -152,8 +152,8 @@ class ObjectTable:
             if req.remaining == 0:
                 self.answer(req)
 
-    def spec_for_worker(self, oid: int) -> tuple:
-        """How a worker reads object ``oid`` (which must not be PENDING)."""
+    def spec_for_worker(self, oid: int, w: WorkerHandle | None = None) -> tuple:
+        """How worker ``w`` reads object ``oid`` (which must not be PENDING)."""
         entry = self.objects.get(oid)
         if entry is None:
             return (P.DEP_ERROR, serialization.dumps(ObjectLostError(

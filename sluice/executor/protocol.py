@@ -47,6 +47,8 @@ LOOKUP = 34         # (LOOKUP, req_id, what, arg): named actors and other driver
 KILL = 35           # (KILL, actor_id, no_restart)
 CANCEL = 36         # (CANCEL, object_id, force)
 RELEASED = 37       # (RELEASED, [slot names]) this process holds no view of them any more
+ACTOR_HANDLE = 39   # (ACTOR_HANDLE, +1 | -1 | 0 pickled, actor_id) a cluster driver's actor handles
+PULLED = 38         # (PULLED, object_id, segment name) a copy now lives in this node's store (cluster)
 
 # result and dependency specs
 DEP_INLINE = 0      # (DEP_INLINE, bytes)
@@ -54,6 +56,8 @@ DEP_SHM = 1         # (DEP_SHM, segment name)  for results: (DEP_SHM, size)
 DEP_LOCAL = 2       # (DEP_LOCAL, object_id)
 DEP_ERROR = 3       # (DEP_ERROR, error blob)
 DEP_SHM_ONCE = 4    # (DEP_SHM_ONCE, segment name) read once, then unlinked (actor chains)
+DEP_REMOTE = 5      # (DEP_REMOTE, (object_id, source Flight location, segment name there,
+                    #  segment name for this node's copy)) on another node of a cluster
 
 INLINE_MAX = 100 * 1024
 """Values up to this many serialized bytes travel inside messages; larger ones go to shared memory."""

@@ -71,7 +71,7 @@ class WorkerHandle:
     """A worker process as the driver sees it."""
 
     __slots__ = ("index", "proc", "conn", "out", "inflight", "lease", "gpu_ids", "known_fns",
-                 "blocked", "actor", "alive", "pending_gets", "queued_bytes", "unsent")
+                 "blocked", "actor", "alive", "pending_gets", "queued_bytes", "unsent", "node")
 
     def __init__(self, index: int, proc: subprocess.Popen, conn: Connection):
         self.index = index
@@ -88,6 +88,7 @@ class WorkerHandle:
         self.pending_gets = 0
         self.unsent = 0                      # task messages in ``out`` (not yet written)
         self.queued_bytes = 0                # argument bytes of in-flight tasks (bounds pipelining)
+        self.node: Any = None                # the cluster node it runs on (None: the local runtime)
 
 
 class ActorRecord:
@@ -95,7 +96,7 @@ class ActorRecord:
 
     __slots__ = ("actor_id", "name", "class_name", "cls_id", "cls_bytes", "args_blob", "deps",
                  "contained", "options", "key", "gpu_ids", "worker", "state", "restarts_left",
-                 "queue", "death", "keep", "unresolved", "ready")
+                 "queue", "death", "keep", "unresolved", "ready", "node")
 
     PENDING, ALIVE, DEAD = 0, 1, 2
 
@@ -121,6 +122,7 @@ class ActorRecord:
         self.keep = keep
         self.unresolved = 0                  # constructor deps still pending
         self.ready = False                   # constructor finished
+        self.node: Any = None                # the cluster node it was placed on
 
 
 class Waiter:

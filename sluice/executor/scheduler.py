@@ -230,14 +230,35 @@ class Scheduler(ObjectTable):
             return self.start_worker()
         return None
 
-    def start_worker(self) -> WorkerHandle:
+    def start_worker(self, node: Any = None) -> WorkerHandle:
         index = next(self.worker_index)
-        proc, conn = spawn_worker(self.session, index)
+        proc, conn = self.spawn(index, node)
         w = WorkerHandle(index, proc, conn)
+        w.node = node
         self.workers.append(w)
         self.conns_changed = True
         self.runtime.io.wake()
         return w
+
+    # -- hooks a cluster scheduler overrides (one node here) ----------------------------
+    def spawn(self, index: int, node: Any) -> tuple[Any, Any]:
+        """Start worker process ``index``; returns its process and its end of the pipe."""
+        return spawn_worker(self.session, index)
+
+    def res_of(self, w: WorkerHandle) -> NodeResources:
+        """The resources of the node ``w`` runs on."""
+        return self.resources
+
+    def place_actor(self, actor: ActorRecord) -> list[int] | None:
+        """Take the actor's resources on a node that has them; its GPU ids, or None to wait."""
+        return self.resources.try_acquire(actor.key)
+
+    def actor_resources(self, actor: ActorRecord) -> NodeResources:
+        return self.resources
+
+    def actor_node_alive(self, actor: ActorRecord) -> bool:
+        """Whether a restarted actor may come back where it ran (always, on one node)."""
+        return True
 
     def send_task(self, task: TaskRecord, w: WorkerHandle, local: bool = False) -> None:
         deps = []
@@ -246,7 +267,7 @@ class Scheduler(ObjectTable):
             if local and entry is not None and entry.state == PENDING:
                 deps.append((P.DEP_LOCAL, oid))
                 continue
-            spec = self.spec_for_worker(oid)
+            spec = self.spec_for_worker(oid, w)
             if spec[0] == P.DEP_SHM:
                 self.store.pin(oid)
                 task.pinned.append(oid)
@@ -381,7 +402,7 @@ class Scheduler(ObjectTable):
                 self.runtime.actors.retire_if_idle(w.actor)
             return
         if not w.inflight and w.lease is not None and not w.blocked:
-            self.resources.release(w.lease, w.gpu_ids)
+            self.res_of(w).release(w.lease, w.gpu_ids)
             w.lease, w.gpu_ids = None, []
             if self.runtime.actors.waiting_for_resources:
                 self.runtime.actors.retry_waiting()
@@ -463,7 +484,7 @@ class Scheduler(ObjectTable):
 
     def block(self, w: WorkerHandle) -> None:
         if w.actor is None and w.blocked == 0 and w.lease is not None:
-            self.resources.lend(w.lease)
+            self.res_of(w).lend(w.lease)
             w.out.append((P.RELINQUISH,))
             self.dirty.add(w)
         w.blocked += 1
@@ -477,7 +498,7 @@ class Scheduler(ObjectTable):
                      or self.objects[oid].state != PENDING]
             w.out.append((P.WAIT_REPLY, req.req_id, ready))
         else:
-            w.out.append((P.GET_REPLY, req.req_id, [self.spec_for_worker(oid) for oid in req.ids]))
+            w.out.append((P.GET_REPLY, req.req_id, [self.spec_for_worker(oid, w) for oid in req.ids]))
         if blocked:
             for oid in req.ids:  # a satisfied wait leaves stale entries behind; drop them
                 lst = self.requests.get(oid)
@@ -487,7 +508,7 @@ class Scheduler(ObjectTable):
                         del self.requests[oid]
             w.blocked -= 1
             if w.blocked == 0 and w.actor is None and w.lease is not None:
-                self.resources.force_acquire(w.lease)
+                self.res_of(w).force_acquire(w.lease)
         self.send(w)
 
     # -- worker death ----------------------------------------------------------------
@@ -502,8 +523,8 @@ class Scheduler(ObjectTable):
         self.dirty.discard(w)
         if w.lease is not None:
             if w.blocked:
-                self.resources.force_acquire(w.lease)
-            self.resources.release(w.lease, w.gpu_ids)
+                self.res_of(w).force_acquire(w.lease)
+            self.res_of(w).release(w.lease, w.gpu_ids)
             w.lease = None
         for reqs in self.requests.values():
             reqs[:] = [r for r in reqs if r.worker is not w]

@@ -265,6 +265,8 @@ class Worker(WorkerAPI):
             self.reader.drop(payload)
             shm.unlink_segment(payload)
             return value
+        if kind == P.DEP_REMOTE:
+            return self.read_remote(payload)
         if kind == P.DEP_LOCAL:
             local = self.ring.get(payload)
             if local is None:  # evicted from the ring: ask the driver like any get

@@ -171,6 +171,8 @@ class WorkerAPI:
             return serialization.loads(payload)
         if kind == P.DEP_SHM:
             return self.reader.read(payload)
+        if kind == P.DEP_REMOTE:
+            return self.read_remote(payload)
         err = serialization.loads(payload)
         if isinstance(err, TaskError):
             raise err.as_instanceof_cause()
@@ -222,6 +224,17 @@ class WorkerAPI:
         if req in self.reply_events or threading.current_thread() is not self.main_thread:
             self.reply_events.setdefault(req, threading.Event()).set()
 
+    def read_remote(self, payload: tuple) -> Any:
+        """An object on another node of a cluster: this node's store pulls it once
+        (over Arrow Flight), then it is mapped like any local object."""
+        from sluice.store import transfer
+
+        oid, source, name, local_name = payload
+        node, token, tls_root = cluster_env()
+        transfer.pull(node, source, name, local_name, token, tls_root)
+        self.emit((P.PULLED, oid, local_name))
+        return self.reader.read(local_name)
+
     # hooks the worker overrides
     def on_block(self) -> None:
         pass
@@ -231,3 +244,15 @@ class WorkerAPI:
 
     def pump(self, timeout: float | None) -> None:
         raise NotImplementedError
+
+
+def cluster_env() -> tuple[str, str, bytes | None]:
+    """This worker's node store (its Flight location), the cluster token and TLS root."""
+    import os
+
+    root_path = os.environ.get("SLUICE_TLS_ROOT")
+    root = None
+    if root_path:
+        with open(root_path, "rb") as f:
+            root = f.read()
+    return os.environ["SLUICE_NODE_FLIGHT"], os.environ["SLUICE_TOKEN"], root

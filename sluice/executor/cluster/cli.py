@@ -1,0 +1,268 @@
+"""``sluice start``, ``sluice status`` and ``sluice stop``: the cluster's daemons.
+
+``sluice start --head`` runs the head and a node for its own machine;
+``sluice start --address HOST:PORT`` runs a node that joins it. Without
+``--block`` the command starts the daemon in the background, waits until it
+serves, prints how to reach it and returns; ``sluice stop`` stops the daemons
+this machine started (their pid files are under the user's cluster folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+from sluice.executor.cluster import auth
+
+COMMANDS = ("start", "status", "stop")
+START_TIMEOUT_S = 60.0
+
+
+def add_parsers(sub: Any) -> None:
+    start = sub.add_parser("start", help="start a cluster head (--head) or a node joining one (--address)")
+    role = start.add_mutually_exclusive_group(required=True)
+    role.add_argument("--head", action="store_true", help="start the head (and a node for this machine)")
+    role.add_argument("--address", metavar="HOST:PORT", help="join the head at HOST:PORT as a node")
+    start.add_argument("--port", type=int, default=auth.DEFAULT_PORT, help="the head's port (default 6380)")
+    start.add_argument("--num-cpus", type=float, default=None,
+                       help="CPUs this node offers (default: all; 0 on the head: no workers there)")
+    start.add_argument("--num-gpus", type=float, default=None, help="GPUs this node offers")
+    start.add_argument("--resources", default=None, metavar="JSON",
+                       help='custom resources, e.g. \'{"ssd": 1}\'')
+    start.add_argument("--object-store-memory", type=int, default=None, metavar="BYTES")
+    start.add_argument("--bind", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)")
+    start.add_argument("--advertise", default=None, metavar="HOST",
+                       help="address other machines use to reach this one (default: --bind)")
+    start.add_argument("--flight-port", type=int, default=0,
+                       help="port of this node's Arrow Flight store server (default: any free one)")
+    start.add_argument("--token", default=None,
+                       help="the cluster token (default: SLUICE_TOKEN, or the local head's token file)")
+    start.add_argument("--tls-cert", default=None, metavar="PEM", help="TLS certificate (all daemons)")
+    start.add_argument("--tls-key", default=None, metavar="PEM", help="TLS private key")
+    start.add_argument("--block", action="store_true", help="run in the foreground until stopped")
+    status = sub.add_parser("status", help="nodes, resources, tasks and store use of a cluster")
+    status.add_argument("--address", default=None, metavar="HOST:PORT",
+                        help="the head (default: the one this machine started, or 127.0.0.1:6380)")
+    status.add_argument("--token", default=None)
+    sub.add_parser("stop", help="stop the sluice daemons this machine started")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        if args.command == "start":
+            return start(args)
+        if args.command == "status":
+            return status(args.address, args.token)
+        return stop()
+    except (ValueError, ConnectionError, OSError) as err:
+        print(f"sluice {args.command}: error: {err}", file=sys.stderr)
+        return 1
+
+
+# -- start -----------------------------------------------------------------------------------
+def start(args: argparse.Namespace) -> int:
+    resources = _resources(args.resources)
+    tls = _tls(args.tls_cert, args.tls_key)
+    if not args.block:
+        return _start_background(args)
+    if args.head:
+        return _run_head(args, resources, tls)
+    return _run_node(args, resources, tls)
+
+
+def _run_head(args: argparse.Namespace, resources: dict | None, tls: tuple | None) -> int:
+    from sluice.executor.cluster.head import Head
+    from sluice.executor.cluster.node import NodeDaemon
+
+    head = Head(args.port, args.bind, args.token or os.environ.get("SLUICE_TOKEN"), tls)
+    node = None
+    try:
+        if args.num_cpus != 0:
+            node = NodeDaemon(f"127.0.0.1:{head.port}" if args.bind in ("127.0.0.1", "0.0.0.0")
+                              else f"{args.bind}:{head.port}", head.token, args.num_cpus,
+                              args.num_gpus, resources, args.bind, args.advertise, args.flight_port,
+                              tls, tls[0] if tls else None, args.object_store_memory)
+        host = args.advertise or args.bind
+        auth.write_daemon_record("head", os.getpid(), {"address": f"{host}:{head.port}"})
+        print(f"sluice head serving at sluice://{host}:{head.port}", flush=True)
+        print(f"  drivers: sluice.init(address=\"sluice://{host}:{head.port}\")", flush=True)
+        print(f"  nodes:   sluice start --address {host}:{head.port} [--token TOKEN]", flush=True)
+        print(f"  token:   {auth.head_dir(head.port) / 'token'}", flush=True)
+        _wait_for_signal(None)
+    finally:
+        if node is not None:
+            node.stop()
+        head.stop()
+        auth.forget_daemon(os.getpid())
+    return 0
+
+
+def _run_node(args: argparse.Namespace, resources: dict | None, tls: tuple | None) -> int:
+    from sluice.executor.cluster.node import NodeDaemon
+
+    _, port = auth.parse_address(args.address)
+    token = auth.find_token(port, args.token)
+    if token is None:
+        raise ConnectionError(f"no token for the head at {args.address}: pass --token or set "
+                              f"SLUICE_TOKEN (the head printed where its token file is)")
+    node = NodeDaemon(args.address, token, args.num_cpus, args.num_gpus, resources, args.bind,
+                      args.advertise, args.flight_port, tls, tls[0] if tls else None,
+                      args.object_store_memory)
+    try:
+        auth.write_daemon_record("node", os.getpid(), {"address": args.address, "node_id": node.node_id})
+        print(f"sluice node {node.node_id} joined {args.address} (store: {node.flight.location})",
+              flush=True)
+        _wait_for_signal(node.stopped)
+    finally:
+        node.stop()
+        auth.forget_daemon(os.getpid())
+    return 0
+
+
+def _wait_for_signal(also: threading.Event | None) -> None:
+    done = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    while not done.wait(0.2):
+        if also is not None and also.is_set():
+            return
+
+
+def _start_background(args: argparse.Namespace) -> int:
+    argv = _argv_of(args)
+    log = auth.cluster_dir() / f"{'head' if args.head else 'node'}-{int(time.time() * 1000)}.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "sluice.cli", *argv, "--block"], stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise OSError(f"the daemon exited at start (status {proc.returncode}):\n"
+                          f"{log.read_text()[-2000:]}")
+        if any(rec.get("pid") == proc.pid for _, rec in auth.daemon_records()):
+            print(log.read_text().strip())
+            print(f"  log:     {log}")
+            return 0
+        time.sleep(0.05)
+    proc.kill()
+    raise OSError(f"the daemon did not come up within {START_TIMEOUT_S:g} s; see {log}")
+
+
+def _argv_of(args: argparse.Namespace) -> list[str]:
+    argv = ["start", "--head"] if args.head else ["start", "--address", args.address]
+    for flag in ("port", "num_cpus", "num_gpus", "resources", "object_store_memory", "bind",
+                 "advertise", "flight_port", "token", "tls_cert", "tls_key"):
+        value = getattr(args, flag)
+        if value is not None:
+            argv += [f"--{flag.replace('_', '-')}", str(value)]
+    return argv
+
+
+# -- status / stop ----------------------------------------------------------------------------
+def status(address: str | None, token: str | None) -> int:
+    import grpc
+
+    from sluice.executor.cluster import cluster_pb2 as pb, cluster_pb2_grpc as pb_grpc
+
+    address = address or _local_head() or f"127.0.0.1:{auth.DEFAULT_PORT}"
+    host, port = auth.parse_address(address)
+    found = auth.find_token(port, token)
+    if found is None:
+        raise ConnectionError(f"no token for the head at {address}: pass --token or set SLUICE_TOKEN")
+    root = os.environ.get("SLUICE_TLS_ROOT")
+    channel = auth.open_channel(host, port, open(root, "rb").read() if root else None)
+    try:
+        st = pb_grpc.HeadStub(channel).Status(pb.StatusRequest(), metadata=auth.bearer(found), timeout=10)
+    except grpc.RpcError as err:
+        raise auth.auth_error(err, address) from None
+    finally:
+        channel.close()
+    print(f"sluice cluster at {address}: {sum(n.alive for n in st.nodes)} live node(s), "
+          f"{st.drivers} driver(s), {st.actors} actor(s), {st.tasks_queued} task(s) queued, "
+          f"{st.objects} object(s)")
+    for n in st.nodes:
+        total, free = json.loads(n.total_json), json.loads(n.available_json)
+        res = ", ".join(f"{k} {free.get(k, 0):g}/{v:g} free" for k, v in total.items() if v)
+        state = "alive" if n.alive else "DEAD"
+        print(f"  node {n.node_id} {n.host:<15} {state:<5} {res}; {n.workers} workers, "
+              f"{n.tasks_running} task(s) running; store {n.store_used / 1e6:.1f}/"
+              f"{n.store_capacity / 1e6:.0f} MB; heartbeat {n.seconds_since_heartbeat:.1f} s ago")
+    return 0
+
+
+def stop() -> int:
+    records = auth.daemon_records()
+    stopped = 0
+    for path, rec in records:
+        pid = rec.get("pid")
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except (ProcessLookupError, TypeError):
+            path.unlink(missing_ok=True)
+            continue
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.05)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        path.unlink(missing_ok=True)
+        stopped += 1
+        print(f"stopped the sluice {rec.get('kind')} (pid {pid})")
+    if not stopped:
+        print("no sluice daemons started on this machine are running")
+    return 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+        if waited == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _local_head() -> str | None:
+    for _, rec in auth.daemon_records():
+        if rec.get("kind") == "head" and _alive(rec.get("pid", -1)):
+            return rec.get("address")
+    return None
+
+
+def _resources(text: str | None) -> dict[str, float] | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise ValueError(f"--resources {text!r}: give a JSON object, e.g. '{{\"ssd\": 1}}'") from None
+    if not isinstance(value, dict) or not all(isinstance(v, (int, float)) for v in value.values()):
+        raise ValueError(f"--resources {text!r}: give a JSON object of numbers, e.g. '{{\"ssd\": 1}}'")
+    return value
+
+
+def _tls(cert: str | None, key: str | None) -> tuple[bytes, bytes] | None:
+    if (cert is None) != (key is None):
+        raise ValueError("--tls-cert and --tls-key go together: give both PEM files")
+    if cert is None:
+        return None
+    with open(cert, "rb") as c, open(key, "rb") as k:
+        return c.read(), k.read()

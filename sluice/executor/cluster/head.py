@@ -1,0 +1,340 @@
+"""The cluster head: a gRPC server around the cluster scheduler.
+
+Nodes register and heartbeat; each keeps one ``NodeChannel`` stream that
+relays its workers' message batches, and drivers keep one ``Connect`` stream.
+gRPC threads hand arriving batches to the scheduler exactly as the local I/O
+thread hands pipe reads to it (``inbox`` + flat combining), so the head runs
+the same scheduling code as an embedded runtime. A monitor thread declares a
+node dead once it misses heartbeats for :data:`DEAD_AFTER_S` seconds, or at
+once when its stream breaks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import pickle
+import secrets
+import socket
+import threading
+import time
+from concurrent import futures
+from typing import Any
+
+import grpc
+
+from sluice.executor import protocol as P
+from sluice.executor.actors import ActorManager
+from sluice.executor.cluster import auth, cluster_pb2 as pb, cluster_pb2_grpc as pb_grpc
+from sluice.executor.cluster.directory import NodeState
+from sluice.executor.cluster.placement import ClusterScheduler
+from sluice.executor.cluster.relay import Outbox, RelayConn, RemoteProc, unpack_control
+from sluice.executor.io import IOThread
+from sluice.executor.records import WorkerHandle
+from sluice.executor.runtime import Runtime
+
+DEAD_AFTER_S = 5.0
+"""A node that sends no heartbeat for this long is declared dead (the bound promised is 10 s)."""
+MONITOR_INTERVAL_S = 0.5
+
+
+class ClusterIO(IOThread):
+    """The head's I/O: batches arrive from gRPC threads, not pipes; this thread only
+    applies what those threads could not (the lock was busy) and reaps."""
+
+    def refresh(self) -> None:
+        self.s.conns_changed = False
+        self.conn_map = {}
+
+    def deliver(self, w: WorkerHandle, payload: bytes | None) -> None:
+        """A batch (or, with None, the end) of process ``w``, from a stream thread."""
+        self.s.inbox.append((w, None if payload is None else P.unpack(payload)))
+        self.drain_if_free()
+        if self.s.inbox:
+            self.wake()
+
+    def handle(self, w: WorkerHandle, batch: list) -> None:
+        s = self.s
+        s.store.origin = w.node
+        client = s.clients.get(w.index) is w
+        for msg in batch:
+            code = msg[0]
+            if code == P.PULLED:
+                s.store.add_copy(msg[1], w.node, msg[2])
+            elif code == P.ACTOR_HANDLE:
+                s.actor_handle_events.append((msg[1], msg[2]))
+            elif client:
+                self.note_client(w, msg)
+        super().handle(w, batch)
+
+    def note_client(self, w: WorkerHandle, msg: tuple) -> None:
+        """What a driver holds, so its disconnection can release it."""
+        code = msg[0]
+        held = self.rt.client_state[w.index]
+        if code == P.INCREF:
+            held["refs"].add(msg[1])
+        elif code == P.DECREF:
+            held["refs"].discard(msg[1])
+        elif code == P.PUT:
+            held["refs"].add(msg[1])
+        elif code == P.CREATE_ACTOR:
+            held["actors"].add(msg[1])
+
+    def on_death(self, w: WorkerHandle) -> None:
+        s = self.s
+        if s.clients.get(w.index) is w:
+            self.rt.client_gone(w)
+            return
+        super().on_death(w)
+
+
+class HeadRuntime(Runtime):
+    """The head's scheduler state (a :class:`Runtime` whose workers live on nodes)."""
+
+    def __init__(self) -> None:  # no local store or workers: nodes bring them
+        self.session = "head"
+        self.nodes: dict[int, NodeState] = {}
+        self.node_ids = itertools.count(1)
+        self.scheduler = ClusterScheduler(self, self.nodes)
+        self.resources = self.scheduler.resources
+        self.store = self.scheduler.store
+        self.actors = ActorManager(self.scheduler)
+        self.io = ClusterIO(self)
+        self.ids = itertools.count(1)
+        self._feasible: set = set()
+        self._own_spill_dir = False
+        self.client_state: dict[int, dict] = {}
+        self.closed = False
+        self.io.start()
+
+    # -- nodes -------------------------------------------------------------------------
+    def add_node(self, info: pb.NodeInfo) -> NodeState:
+        total = json.loads(info.resources_json)
+        with self.scheduler.locked():
+            node = NodeState(next(self.node_ids), info.host, info.hostname, info.flight_location,
+                             info.session, total, info.store_capacity, info.pid)
+            self.nodes[node.node_id] = node
+            if total.get("GPU", 0) > 0:
+                self.scheduler.has_gpus = True
+            for _ in range(int(total.get("CPU", 0))):
+                self.scheduler.start_worker(node)
+            self.actors.retry_waiting()
+            self.scheduler.dispatch()
+            self.scheduler.flush_all()
+        return node
+
+    def node_control(self, node: NodeState, msg: tuple) -> None:
+        if msg[0] == "exited":  # ("exited", index, code): one of its processes ended
+            s = self.scheduler
+            with s.locked():
+                w = s.handle_for(msg[1])
+            if w is not None and w.alive:
+                w.proc.returncode = msg[2]
+                self.io.deliver(w, None)
+
+    def node_died(self, node: NodeState, why: str) -> None:
+        with self.scheduler.locked():
+            self.scheduler.node_died(node, why)
+            self.actors.retry_waiting()
+        self.io.drain_if_free()
+        self.io.wake()
+
+    def monitor(self, stop: threading.Event) -> None:
+        while not stop.wait(MONITOR_INTERVAL_S):
+            now = time.monotonic()
+            for node in list(self.nodes.values()):
+                if node.alive and now - node.last_heartbeat > DEAD_AFTER_S:
+                    self.node_died(node, f"sent no heartbeat for {DEAD_AFTER_S:g} s")
+
+    # -- drivers -----------------------------------------------------------------------
+    def add_client(self, hello: dict, outbox: Outbox) -> tuple[WorkerHandle, dict]:
+        s = self.scheduler
+        with s.locked():
+            index = next(s.worker_index)
+            w = WorkerHandle(index, RemoteProc(None, index), RelayConn(outbox, index))
+            home = next((n for n in s.live_nodes() if n.hostname == hello["hostname"]), None)
+            target = home or s.roomiest_node()
+            w.node = target
+            if home is None:
+                s.remote_clients.add(w)
+            s.clients[index] = w
+            s.handles[index] = w
+            self.client_state[index] = {"refs": set(), "actors": set()}
+            welcome = {"index": index, "session": target.session, "flight": target.flight,
+                       "same_machine": home is not None}
+        return w, welcome
+
+    def client_gone(self, w: WorkerHandle) -> None:
+        """A driver disconnected: drop its refs, kill its actors (under the lock)."""
+        s = self.scheduler
+        w.alive = False
+        s.clients.pop(w.index, None)
+        s.handles.pop(w.index, None)
+        s.remote_clients.discard(w)
+        s.dirty.discard(w)
+        held = self.client_state.pop(w.index, {"refs": set(), "actors": set()})
+        for oid in held["refs"]:
+            s.ref_events.append((-1, oid))
+        for reqs in s.requests.values():
+            reqs[:] = [r for r in reqs if r.worker is not w]
+        for actor_id in held["actors"]:
+            self.actors.kill(actor_id, True)
+
+    # -- status --------------------------------------------------------------------------
+    def status(self) -> pb.ClusterStatus:
+        s = self.scheduler
+        now = time.monotonic()
+        with s.locked():
+            nodes = []
+            for n in self.nodes.values():
+                workers = [w for w in s.all_workers() if w.node is n and w.alive
+                           and s.clients.get(w.index) is not w]
+                nodes.append(pb.NodeStatus(
+                    node_id=n.node_id, host=n.host, alive=n.alive,
+                    total_json=json.dumps(n.resources.total),
+                    available_json=json.dumps(n.resources.available),
+                    workers=len(workers), tasks_running=sum(len(w.inflight) for w in workers),
+                    store_used=n.store_used, store_capacity=n.store_capacity,
+                    seconds_since_heartbeat=now - n.last_heartbeat))
+            return pb.ClusterStatus(nodes=nodes, tasks_queued=sum(len(q) for q in s.ready.values()),
+                                    drivers=len(s.clients), actors=len(s.actors),
+                                    objects=len(s.objects))
+
+    def shutdown(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        s = self.scheduler
+        with s.locked():
+            s.closed = True
+            for w in list(s.clients.values()):
+                w.conn.outbox.close()
+            for node in self.nodes.values():
+                if node.alive:
+                    node.outbox.control(("shutdown",))
+                    node.outbox.close()
+        self.io.stop()
+
+
+class HeadService(pb_grpc.HeadServicer):
+    """The head's gRPC methods (see cluster.proto)."""
+
+    def __init__(self, rt: HeadRuntime):
+        self.rt = rt
+
+    def RegisterNode(self, request: pb.NodeInfo, context: Any) -> pb.NodeAck:
+        node = self.rt.add_node(request)
+        return pb.NodeAck(node_id=node.node_id)
+
+    def Heartbeat(self, request: pb.NodeLoad, context: Any) -> pb.HeartbeatAck:
+        node = self.rt.nodes.get(request.node_id)
+        if node is None or not node.alive:
+            return pb.HeartbeatAck(known=False)
+        node.last_heartbeat = time.monotonic()
+        node.store_used = request.store_used
+        return pb.HeartbeatAck(known=True)
+
+    def NodeChannel(self, request_iterator: Any, context: Any):
+        hello = unpack_control(next(request_iterator).payload)
+        node = self.rt.nodes.get(hello[1])
+        if node is None or not node.alive:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"node {hello[1]} is not registered (or was "
+                                                     "declared dead); restart its daemon")
+        node.connected = True
+        threading.Thread(target=self._read_node, args=(node, request_iterator),
+                         name=f"sluice-node-{node.node_id}", daemon=True).start()
+        yield from node.outbox
+
+    def _read_node(self, node: NodeState, frames: Any) -> None:
+        rt = self.rt
+        why = "closed its connection to the head"
+        try:
+            for frame in frames:
+                if not node.alive:
+                    return
+                if frame.worker == 0:
+                    rt.node_control(node, unpack_control(frame.payload))
+                    continue
+                w = rt.scheduler.handles.get(frame.worker) or rt.scheduler.handle_for(frame.worker)
+                if w is not None and w.alive:
+                    rt.io.deliver(w, frame.payload)
+        except grpc.RpcError:
+            why = "lost its connection to the head"
+        if not rt.closed:
+            rt.node_died(node, why)
+
+    def Connect(self, request_iterator: Any, context: Any):
+        hello = unpack_control(next(request_iterator).payload)
+        outbox = Outbox()
+        try:
+            w, welcome = self.rt.add_client(hello, outbox)
+        except RuntimeError as err:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(err))
+        threading.Thread(target=self._read_client, args=(w, request_iterator),
+                         name=f"sluice-driver-{w.index}", daemon=True).start()
+        yield pb.Frame(worker=0, payload=pickle.dumps(welcome))
+        yield from outbox
+
+    def _read_client(self, w: WorkerHandle, frames: Any) -> None:
+        try:
+            for frame in frames:
+                self.rt.io.deliver(w, frame.payload)
+        except grpc.RpcError:
+            pass
+        w.conn.outbox.close()
+        self.rt.io.deliver(w, None)
+
+    def Status(self, request: Any, context: Any) -> pb.ClusterStatus:
+        return self.rt.status()
+
+    def Locate(self, request: pb.LocateRequest, context: Any) -> pb.Locations:
+        store = self.rt.store
+        with self.rt.scheduler.locked():
+            locs = store.locations.get(request.object_id, {})
+            return pb.Locations(node_ids=[n.node_id for n in locs],
+                                size=store.sizes.get(request.object_id, 0))
+
+
+class Head:
+    """A running head: the gRPC server, the scheduler and the heartbeat monitor."""
+
+    def __init__(self, port: int = auth.DEFAULT_PORT, bind: str = "127.0.0.1", token: str | None = None,
+                 tls: tuple[bytes, bytes] | None = None):
+        self.runtime = HeadRuntime()
+        self.token = token or secrets.token_hex(32)
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="sluice-grpc"),
+            interceptors=[auth.TokenCheck(self.token)],
+            options=[("grpc.max_send_message_length", auth.MAX_MESSAGE),
+                     ("grpc.max_receive_message_length", auth.MAX_MESSAGE),
+                     ("grpc.so_reuseport", 0)])
+        pb_grpc.add_HeadServicer_to_server(HeadService(self.runtime), self.server)
+        target = f"{bind}:{port}"
+        if tls is not None:
+            self.port = self.server.add_secure_port(target, auth.server_credentials(*tls))
+        else:
+            self.port = self.server.add_insecure_port(target)
+        if self.port == 0:
+            raise OSError(f"the sluice head cannot listen on {target}: is the port in use? "
+                          f"pick another with --port")
+        auth.new_token(self.port, self.token)  # where drivers and nodes on this machine find it
+        self.stop_event = threading.Event()
+        self.server.start()
+        self.monitor = threading.Thread(target=self.runtime.monitor, args=(self.stop_event,),
+                                        name="sluice-monitor", daemon=True)
+        self.monitor.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.runtime.shutdown()
+        self.server.stop(grace=0.5).wait()
+
+
+def local_hostname() -> str:
+    """The identity of this machine: processes with the same one share its /dev/shm."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+    except OSError:
+        boot = ""
+    return f"{socket.gethostname()}/{boot}"

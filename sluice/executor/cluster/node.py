@@ -1,0 +1,209 @@
+"""A node daemon: one per machine, it runs worker processes for the head.
+
+It registers with the head, heartbeats once a second, serves its store over
+Arrow Flight (``sluice/store/transfer.py``) and relays its workers' pipes over
+one gRPC stream: worker batches go up unchanged, the head's batches come down
+to the worker they name. Workers are the local runtime's worker processes; in
+a cluster their segments carry this node's session, and they pull objects held
+elsewhere through this node's Flight server.
+
+When the head declares the node dead, or its stream to the head ends, the node
+stops its workers, removes its segments and exits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+import grpc
+
+from sluice.executor.cluster import auth, cluster_pb2 as pb, cluster_pb2_grpc as pb_grpc
+from sluice.executor.cluster.relay import Outbox, unpack_control
+from sluice.executor.process import spawn_worker
+from sluice.executor.runtime import default_store_memory
+from sluice.store import shm
+from sluice.store.transfer import StoreServer
+
+HEARTBEAT_S = 1.0
+
+
+class NodeDaemon:
+    """The processes and store of one machine in a cluster. See the module docstring."""
+
+    def __init__(self, head: str, token: str, num_cpus: float | None = None,
+                 num_gpus: float | None = None, resources: dict[str, float] | None = None,
+                 bind: str = "127.0.0.1", advertise: str | None = None, flight_port: int = 0,
+                 tls: tuple[bytes, bytes] | None = None, tls_root: bytes | None = None,
+                 object_store_memory: int | None = None):
+        from sluice.executor.cluster.head import local_hostname
+        from sluice.executor.runtime import _detect_gpus
+
+        self.head_address = head
+        self.token = token
+        self.session = shm.new_session_id()
+        cpus = float(num_cpus if num_cpus is not None else (os.cpu_count() or 1))
+        gpus = float(num_gpus if num_gpus is not None else _detect_gpus())
+        self.total = {"CPU": cpus, "GPU": gpus, **(resources or {})}
+        self.flight = StoreServer(token, host=bind, port=flight_port, tls=tls, advertise=advertise,
+                                  tls_root=tls_root)
+        self.tls_root = tls_root
+        self.tls_root_path = None
+        if tls_root is not None:
+            self.tls_root_path = str(auth.cluster_dir() / f"tls-root-{self.session}.pem")
+            with open(self.tls_root_path, "wb") as f:
+                f.write(tls_root)
+        host, port = auth.parse_address(head)
+        self.channel = auth.open_channel(host, port, tls_root)
+        self.stub = pb_grpc.HeadStub(self.channel)
+        self.metadata = auth.bearer(token)
+        info = pb.NodeInfo(host=advertise or bind, hostname=local_hostname(),
+                           flight_location=self.flight.location, resources_json=json.dumps(self.total),
+                           store_capacity=int(object_store_memory or default_store_memory()),
+                           pid=os.getpid(), session=self.session)
+        try:
+            self.node_id = self.stub.RegisterNode(info, metadata=self.metadata, timeout=10).node_id
+        except grpc.RpcError as err:
+            self.flight.shutdown()
+            raise auth.auth_error(err, head) from None
+        self.up = Outbox()
+        self.up.control(("hello", self.node_id))
+        self.procs: dict[int, Any] = {}
+        self.conns: dict[Connection, int] = {}
+        self.by_index: dict[int, Connection] = {}
+        self.lock = threading.Lock()
+        self.wake_r, self.wake_w = os.pipe()
+        self.stopped = threading.Event()
+        self.threads = [threading.Thread(target=f, name=f"sluice-node-{f.__name__}", daemon=True)
+                        for f in (self.read_head, self.read_workers, self.heartbeat)]
+        self.downlink = self.stub.NodeChannel(iter(self.up), metadata=self.metadata)
+        for t in self.threads:
+            t.start()
+
+    # -- head -> node --------------------------------------------------------------------
+    def read_head(self) -> None:
+        try:
+            for frame in self.downlink:
+                if frame.worker:
+                    conn = self.by_index.get(frame.worker)
+                    if conn is not None:
+                        try:
+                            conn.send_bytes(frame.payload)
+                        except OSError:
+                            pass  # the worker died; its EOF reaches the head as "exited"
+                    continue
+                msg = unpack_control(frame.payload)
+                if msg[0] == "spawn":
+                    self.spawn(msg[1])
+                elif msg[0] == "signal":
+                    proc = self.procs.get(msg[1])
+                    if proc is not None and proc.poll() is None:
+                        proc.send_signal(msg[2])
+                elif msg[0] == "unlink":
+                    for name in msg[1]:
+                        shm.unlink_segment(name)
+                elif msg[0] == "shutdown":
+                    break
+        except grpc.RpcError:
+            pass
+        self.stop()
+
+    def spawn(self, index: int) -> None:
+        env = {"SLUICE_NODE_FLIGHT": self.flight.location, "SLUICE_TOKEN": self.token}
+        if self.tls_root_path:
+            env["SLUICE_TLS_ROOT"] = self.tls_root_path
+        proc, conn = spawn_worker(self.session, index, env)
+        with self.lock:
+            self.procs[index] = proc
+            self.conns[conn] = index
+            self.by_index[index] = conn
+        os.write(self.wake_w, b"x")
+
+    # -- workers -> head -------------------------------------------------------------------
+    def read_workers(self) -> None:
+        while not self.stopped.is_set():
+            with self.lock:
+                conns = list(self.conns)
+            for c in wait([self.wake_r, *conns]):
+                if c == self.wake_r:
+                    os.read(self.wake_r, 4096)
+                    continue
+                index = self.conns[c]
+                try:
+                    self.up.send(index, c.recv_bytes())
+                except (EOFError, OSError):
+                    self.worker_exited(c, index)
+                except BrokenPipeError:
+                    return
+
+    def worker_exited(self, conn: Connection, index: int) -> None:
+        with self.lock:
+            self.conns.pop(conn, None)
+            self.by_index.pop(index, None)
+            proc = self.procs.pop(index, None)
+        code = None
+        if proc is not None:
+            try:
+                code = proc.wait(timeout=5)
+            except Exception:
+                proc.kill()
+                code = proc.wait()
+        conn.close()
+        if not self.up.closed:
+            self.up.control(("exited", index, code))
+
+    def heartbeat(self) -> None:
+        while not self.stopped.wait(HEARTBEAT_S):
+            try:
+                ack = self.stub.Heartbeat(pb.NodeLoad(node_id=self.node_id, store_used=store_bytes(
+                    self.session)), metadata=self.metadata, timeout=5)
+            except grpc.RpcError:
+                continue  # the stream's end decides whether the head is gone
+            if not ack.known:  # declared dead (e.g. after a long pause): leave for good
+                self.stop()
+                return
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop the workers, remove this node's segments, leave the cluster."""
+        if self.stopped.is_set():
+            return
+        self.stopped.set()
+        self.up.close()
+        os.write(self.wake_w, b"x")
+        with self.lock:
+            procs = list(self.procs.values())
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+        for proc in procs:
+            try:
+                proc.wait(timeout=5)
+            except Exception:
+                pass
+        self.flight.shutdown()
+        shm.cleanup_session(self.session)
+        self.channel.close()
+
+    def wait(self) -> None:
+        self.stopped.wait()
+
+
+def store_bytes(session: str) -> int:
+    """Bytes of this node's segments now in /dev/shm."""
+    prefix = shm.segment_name(session, 0)[:-1]
+    total = 0
+    try:
+        for entry in os.scandir(shm.SHM_DIR):
+            if entry.name.startswith(prefix):
+                try:
+                    total += entry.stat().st_size
+                except OSError:
+                    pass
+    except OSError:
+        pass
+    return total
