@@ -197,7 +197,9 @@ class HeadRuntime(Runtime):
                     store_used=n.store_used, store_capacity=n.store_capacity,
                     seconds_since_heartbeat=now - n.last_heartbeat))
             return pb.ClusterStatus(nodes=nodes, tasks_queued=sum(len(q) for q in s.ready.values()),
-                                    drivers=len(s.clients), actors=len(s.actors),
+                                    drivers=len(s.clients),
+                                    actors=sum(1 for a in s.actors.values()
+                                               if a.state != a.DEAD),
                                     objects=len(s.objects))
 
     def shutdown(self) -> None:

@@ -1,0 +1,191 @@
+"""Faults on a real loopback cluster: node daemons killed or frozen mid-job, crashed
+workers, lost objects, and drivers that vanish."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+import sluice
+from sluice.exceptions import ObjectLostError
+from tests.cluster.conftest import ROOT, LocalCluster, node_info
+
+
+@pytest.fixture
+def cluster() -> Iterator[LocalCluster]:
+    # Custom resources let a test place work on node 0 or node 1 on purpose.
+    c = LocalCluster(nodes=2, node_args=[["--resources", '{"n0": 1}'], ["--resources", '{"n1": 1}']])
+    sluice.init(address=c.address)
+    try:
+        yield c
+    finally:
+        sluice.shutdown()
+        c.stop()
+
+
+@sluice.remote
+def where() -> dict:
+    return node_info()
+
+
+@sluice.remote(max_retries=3)
+def slow_square(x: int, seconds: float) -> int:
+    time.sleep(seconds)
+    return x * x
+
+
+@sluice.remote
+def make_block(n: int, seed: int) -> np.ndarray:
+    return np.full(n, seed, dtype=np.int64)
+
+
+@sluice.remote
+def block_sum(block: np.ndarray) -> int:
+    return int(block.sum())
+
+
+@sluice.remote
+def crash() -> None:
+    os._exit(3)
+
+
+def node_pid_of(c: LocalCluster, flight: str) -> subprocess.Popen:
+    """The node daemon process whose store serves at ``flight``."""
+    for proc, log in zip(c.nodes, c.logs[1:]):
+        if flight in log.read_text():
+            return proc
+    raise AssertionError(f"no node daemon serves {flight}")
+
+
+def test_a_job_survives_a_node_killed_mid_job(cluster: LocalCluster) -> None:
+    # Tasks long enough that some run on every node when one is SIGKILLed.
+    refs = [slow_square.remote(i, 0.3) for i in range(24)]
+    spots = sluice.get([where.remote() for _ in range(6)])
+    victim = node_pid_of(cluster, next(s["flight"] for s in spots if s["flight"] and
+                                       any(s["flight"] in log.read_text() for log in cluster.logs[1:])))
+    time.sleep(0.2)  # let the first wave start everywhere (not a synchronization: any timing works)
+    victim.send_signal(signal.SIGKILL)
+    assert sluice.get(refs, timeout=60) == [i * i for i in range(24)]
+    took = cluster.wait_until(lambda st: sum(n.alive for n in st.nodes) == 2, 10, "node declared dead")
+    assert took < 10
+
+
+def test_a_frozen_node_is_declared_dead_by_missed_heartbeats(cluster: LocalCluster) -> None:
+    victim = cluster.nodes[0]
+    victim.send_signal(signal.SIGSTOP)  # its connection stays open: only heartbeats stop
+    try:
+        start = time.monotonic()
+        cluster.wait_until(lambda st: sum(n.alive for n in st.nodes) == 2, 10, "frozen node declared dead")
+        assert time.monotonic() - start < 10
+        # Work still runs on the other nodes.
+        assert sluice.get([slow_square.remote(i, 0.0) for i in range(20)], timeout=30) == \
+            [i * i for i in range(20)]
+    finally:
+        victim.send_signal(signal.SIGCONT)
+    # Told it is dead at its next heartbeat, the node leaves for good.
+    victim.wait(timeout=15)
+
+
+def test_lost_task_output_is_rebuilt_from_lineage(cluster: LocalCluster) -> None:
+    n = 1_000_000  # 8 MB: lives in a node's store, not inline
+    refs = [make_block.remote(n, i) for i in range(6)]
+    sluice.wait(refs, num_returns=len(refs), timeout=30)
+    homes = [cluster.locate(r.id) for r in refs]
+    nodes = {st.node_id: st for st in cluster.status().nodes}
+    victim_id = next(h[0] for h in homes if h and h[0] != min(nodes))  # not the head's node
+    victim_flight = None
+    for proc, log in zip(cluster.nodes, cluster.logs[1:]):
+        if f"sluice node {victim_id} joined" in log.read_text():
+            victim_flight = proc
+    assert victim_flight is not None
+    victim_flight.send_signal(signal.SIGKILL)
+    cluster.wait_until(lambda st: sum(n.alive for n in st.nodes) == 2, 10, "node declared dead")
+    # Every block is still readable, including those whose only copy died: they run again.
+    assert sluice.get([block_sum.remote(r) for r in refs], timeout=60) == [n * i for i in range(6)]
+    assert all(victim_id not in cluster.locate(r.id) for r in refs)
+
+
+def test_a_put_object_on_a_dead_node_raises_object_lost(cluster: LocalCluster) -> None:
+    # An object made by put() inside a task on node 0: its only copy is in node 0's store.
+    @sluice.remote(resources={"n0": 0.01})
+    def put_there() -> list:
+        return [sluice.put(np.ones(1_000_000))]
+
+    [ref] = sluice.get(put_there.remote())
+    assert sluice.get(ref).sum() == 1_000_000
+    cluster.nodes[0].send_signal(signal.SIGKILL)
+    cluster.wait_until(lambda st: sum(n.alive for n in st.nodes) == 2, 10, "node declared dead")
+    with pytest.raises(ObjectLostError, match=f"object {ref.id:x} was lost.*put"):
+        sluice.get(ref, timeout=30)
+
+
+@sluice.remote(max_restarts=1, num_cpus=1)
+class Counter:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def incr(self) -> int:
+        self.n += 1
+        return self.n
+
+    def where(self) -> dict:
+        return node_info()
+
+
+def test_an_actor_on_a_dead_node_restarts_on_a_live_one(cluster: LocalCluster) -> None:
+    actors = [Counter.remote() for _ in range(2)]  # 1 CPU each: one node keeps a CPU free
+    spots = sluice.get([a.where.remote() for a in actors])
+    index = next(i for i, s in enumerate(spots)
+                 if any(s["flight"] in log.read_text() for log in cluster.logs[1:]))
+    actor = actors[index]
+    assert sluice.get(actor.incr.remote()) == 1
+    node_pid_of(cluster, spots[index]["flight"]).send_signal(signal.SIGKILL)
+    cluster.wait_until(lambda st: sum(n.alive for n in st.nodes) == 2, 10, "node declared dead")
+    # Restarted (state reset, as in Ray) somewhere alive.
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            value = sluice.get(actor.incr.remote(), timeout=30)
+            break
+        except sluice.exceptions.ActorDiedError:  # a call made while it was restarting
+            assert time.monotonic() < deadline
+    assert value == 1
+    assert sluice.get(actor.where.remote())["flight"] != spots[index]["flight"]
+
+
+def test_a_crashed_worker_is_replaced_and_its_task_retried(cluster: LocalCluster) -> None:
+    before = {n.node_id: n.workers for n in cluster.status().nodes}
+    with pytest.raises(sluice.exceptions.WorkerCrashedError, match="exit code 3"):
+        sluice.get(crash.options(max_retries=1).remote(), timeout=30)
+    cluster.wait_until(lambda st: {n.node_id: n.workers for n in st.nodes} == before, 10,
+                       "worker pools back to full")
+
+
+def test_a_driver_that_vanishes_has_its_actors_cleaned_up(cluster: LocalCluster) -> None:
+    script = textwrap.dedent(f"""
+        import sluice, time
+        sluice.init(address={cluster.address!r})
+        @sluice.remote
+        class Holder:
+            def ping(self):
+                return 1
+        hs = [Holder.remote() for _ in range(2)]
+        assert sluice.get([h.ping.remote() for h in hs]) == [1, 1]
+        print("ready", flush=True)
+        time.sleep(60)
+    """)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, env=env, cwd=ROOT)
+    assert proc.stdout.readline().strip() == b"ready"
+    assert cluster.status().actors == 2
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    cluster.wait_until(lambda st: st.actors == 0 and st.drivers == 1, 10, "the driver's actors cleaned up")
