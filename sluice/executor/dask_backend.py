@@ -471,7 +471,8 @@ class DaskRuntime:
         if in_task:
             distributed.secede()
         try:
-            yield
+            with self.client.as_current():  # distributed.wait finds the client here
+                yield
         finally:
             if in_task:
                 distributed.rejoin()

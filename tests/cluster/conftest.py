@@ -65,8 +65,12 @@ class LocalCluster:
     def token(self) -> str:
         return (auth.cluster_dir() / f"head-{self.port}" / "token").read_text().strip()
 
+    def channel(self):
+        root = self.env.get("SLUICE_TLS_ROOT")
+        return auth.open_channel("127.0.0.1", self.port, open(root, "rb").read() if root else None)
+
     def status(self) -> pb.ClusterStatus:
-        channel = auth.open_channel("127.0.0.1", self.port)
+        channel = self.channel()
         try:
             return pb_grpc.HeadStub(channel).Status(pb.StatusRequest(), metadata=auth.bearer(self.token),
                                                     timeout=5)
@@ -100,7 +104,7 @@ class LocalCluster:
         raise AssertionError(f"{what} did not happen within {timeout} s: {self.status()}")
 
     def locate(self, object_id: int) -> list[int]:
-        channel = auth.open_channel("127.0.0.1", self.port)
+        channel = self.channel()
         try:
             reply = pb_grpc.HeadStub(channel).Locate(pb.LocateRequest(object_id=object_id),
                                                      metadata=auth.bearer(self.token), timeout=5)

@@ -84,7 +84,8 @@ def parse_address(address: str) -> tuple[str, int]:
 
 
 def bearer(token: str) -> tuple[tuple[str, str], ...]:
-    return (("authorization", f"Bearer {token}"),)
+    """The call metadata that carries ``token`` (none at all for an empty one)."""
+    return (("authorization", f"Bearer {token}"),) if token else ()
 
 
 class TokenCheck(grpc.ServerInterceptor):

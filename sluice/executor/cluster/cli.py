@@ -80,17 +80,13 @@ def start(args: argparse.Namespace) -> int:
 
 def _run_head(args: argparse.Namespace, resources: dict | None, tls: tuple | None) -> int:
     from sluice.executor.cluster.head import Head
-    from sluice.executor.cluster.node import NodeDaemon
 
     head = Head(args.port, args.bind, args.token or os.environ.get("SLUICE_TOKEN"), tls)
     node = None
     try:
-        if args.num_cpus != 0:
-            node = NodeDaemon(f"127.0.0.1:{head.port}" if args.bind in ("127.0.0.1", "0.0.0.0")
-                              else f"{args.bind}:{head.port}", head.token, args.num_cpus,
-                              args.num_gpus, resources, args.bind, args.advertise, args.flight_port,
-                              tls, tls[0] if tls else None, args.object_store_memory)
         host = args.advertise or args.bind
+        if args.num_cpus != 0:  # this machine's node: its own process, so it never competes
+            node = _start_head_node(args, head)  # with the scheduler for the head's interpreter
         auth.write_daemon_record("head", os.getpid(), {"address": f"{host}:{head.port}"})
         print(f"sluice head serving at sluice://{host}:{head.port}", flush=True)
         print(f"  drivers: sluice.init(address=\"sluice://{host}:{head.port}\")", flush=True)
@@ -98,11 +94,32 @@ def _run_head(args: argparse.Namespace, resources: dict | None, tls: tuple | Non
         print(f"  token:   {auth.head_dir(head.port) / 'token'}", flush=True)
         _wait_for_signal(None)
     finally:
-        if node is not None:
-            node.stop()
+        if node is not None and node.poll() is None:
+            node.send_signal(signal.SIGTERM)
+            try:
+                node.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                node.kill()
         head.stop()
         auth.forget_daemon(os.getpid())
     return 0
+
+
+def _start_head_node(args: argparse.Namespace, head: Any) -> subprocess.Popen:
+    """Start the node of the head's machine and wait until it has joined."""
+    argv = _argv_of(args)
+    argv[1:2] = ["--address", f"{'127.0.0.1' if args.bind == '0.0.0.0' else args.bind}:{head.port}"]
+    argv = [a for i, a in enumerate(argv) if a != "--port" and (i == 0 or argv[i - 1] != "--port")]
+    argv = [a for i, a in enumerate(argv) if a != "--token" and (i == 0 or argv[i - 1] != "--token")]
+    env = {**os.environ, "SLUICE_TOKEN": head.token}
+    proc = subprocess.Popen([sys.executable, "-m", "sluice.cli", *argv, "--block"], env=env,
+                            stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not head.runtime.nodes:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise OSError(f"the head's own node did not start (status {proc.poll()})")
+        time.sleep(0.02)
+    return proc
 
 
 def _run_node(args: argparse.Namespace, resources: dict | None, tls: tuple | None) -> int:

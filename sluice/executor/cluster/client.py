@@ -21,7 +21,7 @@ import grpc
 from sluice.exceptions import SluiceError
 from sluice.executor import protocol as P
 from sluice.executor.cluster import auth, cluster_pb2_grpc as pb_grpc
-from sluice.executor.cluster.relay import Outbox
+from sluice.executor.cluster.relay import Outbox, frames_of
 from sluice.executor.object_ref import ObjectRef
 from sluice.executor.worker_api import WorkerAPI
 from sluice.store import serialization, shm, transfer
@@ -59,7 +59,7 @@ class ClusterClient(WorkerAPI):
         self.up = Outbox()
         self.up.control({"hostname": local_hostname(), "pid": os.getpid()})
         stub = pb_grpc.HeadStub(self.channel)
-        self.downlink = stub.Connect(iter(self.up), metadata=auth.bearer(token))
+        self.downlink = frames_of(stub.Connect(iter(self.up), metadata=auth.bearer(token)))
         try:
             welcome = pickle.loads(next(self.downlink).payload)
         except grpc.RpcError as err:

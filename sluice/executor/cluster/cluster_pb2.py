@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\rcluster.proto\x12\x0esluice.cluster\"\x91\x01\n\x08NodeInfo\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x17\n\x0f\x66light_location\x18\x03 \x01(\t\x12\x16\n\x0eresources_json\x18\x04 \x01(\t\x12\x16\n\x0estore_capacity\x18\x05 \x01(\x03\x12\x0b\n\x03pid\x18\x06 \x01(\x03\x12\x0f\n\x07session\x18\x07 \x01(\t\"\x1a\n\x07NodeAck\x12\x0f\n\x07node_id\x18\x01 \x01(\x03\"E\n\x08NodeLoad\x12\x0f\n\x07node_id\x18\x01 \x01(\x03\x12\x12\n\nstore_used\x18\x02 \x01(\x03\x12\x14\n\x0cnum_segments\x18\x03 \x01(\x03\"\x1d\n\x0cHeartbeatAck\x12\r\n\x05known\x18\x01 \x01(\x08\"(\n\x05\x46rame\x12\x0e\n\x06worker\x18\x01 \x01(\x03\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\"\x0f\n\rStatusRequest\"\xdb\x01\n\nNodeStatus\x12\x0f\n\x07node_id\x18\x01 \x01(\x03\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\r\n\x05\x61live\x18\x03 \x01(\x08\x12\x12\n\ntotal_json\x18\x04 \x01(\t\x12\x16\n\x0e\x61vailable_json\x18\x05 \x01(\t\x12\x0f\n\x07workers\x18\x06 \x01(\x03\x12\x15\n\rtasks_running\x18\x07 \x01(\x03\x12\x12\n\nstore_used\x18\x08 \x01(\x03\x12\x16\n\x0estore_capacity\x18\t \x01(\x03\x12\x1f\n\x17seconds_since_heartbeat\x18\n \x01(\x01\"\x82\x01\n\rClusterStatus\x12)\n\x05nodes\x18\x01 \x03(\x0b\x32\x1a.sluice.cluster.NodeStatus\x12\x14\n\x0ctasks_queued\x18\x02 \x01(\x03\x12\x0f\n\x07\x64rivers\x18\x03 \x01(\x03\x12\x0e\n\x06\x61\x63tors\x18\x04 \x01(\x03\x12\x0f\n\x07objects\x18\x05 \x01(\x03\"\"\n\rLocateRequest\x12\x11\n\tobject_id\x18\x01 \x01(\x03\"+\n\tLocations\x12\x10\n\x08node_ids\x18\x01 \x03(\x03\x12\x0c\n\x04size\x18\x02 \x01(\x03\x32\x98\x03\n\x04Head\x12\x41\n\x0cRegisterNode\x12\x18.sluice.cluster.NodeInfo\x1a\x17.sluice.cluster.NodeAck\x12\x43\n\tHeartbeat\x12\x18.sluice.cluster.NodeLoad\x1a\x1c.sluice.cluster.HeartbeatAck\x12?\n\x0bNodeChannel\x12\x15.sluice.cluster.Frame\x1a\x15.sluice.cluster.Frame(\x01\x30\x01\x12;\n\x07\x43onnect\x12\x15.sluice.cluster.Frame\x1a\x15.sluice.cluster.Frame(\x01\x30\x01\x12\x46\n\x06Status\x12\x1d.sluice.cluster.StatusRequest\x1a\x1d.sluice.cluster.ClusterStatus\x12\x42\n\x06Locate\x12\x1d.sluice.cluster.LocateRequest\x1a\x19.sluice.cluster.Locationsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\rcluster.proto\x12\x0esluice.cluster\"\x91\x01\n\x08NodeInfo\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x17\n\x0f\x66light_location\x18\x03 \x01(\t\x12\x16\n\x0eresources_json\x18\x04 \x01(\t\x12\x16\n\x0estore_capacity\x18\x05 \x01(\x03\x12\x0b\n\x03pid\x18\x06 \x01(\x03\x12\x0f\n\x07session\x18\x07 \x01(\t\"\x1a\n\x07NodeAck\x12\x0f\n\x07node_id\x18\x01 \x01(\x03\"E\n\x08NodeLoad\x12\x0f\n\x07node_id\x18\x01 \x01(\x03\x12\x12\n\nstore_used\x18\x02 \x01(\x03\x12\x14\n\x0cnum_segments\x18\x03 \x01(\x03\"\x1d\n\x0cHeartbeatAck\x12\r\n\x05known\x18\x01 \x01(\x08\"(\n\x05\x46rame\x12\x0e\n\x06worker\x18\x01 \x01(\x03\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\"/\n\x06\x46rames\x12%\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x15.sluice.cluster.Frame\"\x0f\n\rStatusRequest\"\xdb\x01\n\nNodeStatus\x12\x0f\n\x07node_id\x18\x01 \x01(\x03\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\r\n\x05\x61live\x18\x03 \x01(\x08\x12\x12\n\ntotal_json\x18\x04 \x01(\t\x12\x16\n\x0e\x61vailable_json\x18\x05 \x01(\t\x12\x0f\n\x07workers\x18\x06 \x01(\x03\x12\x15\n\rtasks_running\x18\x07 \x01(\x03\x12\x12\n\nstore_used\x18\x08 \x01(\x03\x12\x16\n\x0estore_capacity\x18\t \x01(\x03\x12\x1f\n\x17seconds_since_heartbeat\x18\n \x01(\x01\"\x82\x01\n\rClusterStatus\x12)\n\x05nodes\x18\x01 \x03(\x0b\x32\x1a.sluice.cluster.NodeStatus\x12\x14\n\x0ctasks_queued\x18\x02 \x01(\x03\x12\x0f\n\x07\x64rivers\x18\x03 \x01(\x03\x12\x0e\n\x06\x61\x63tors\x18\x04 \x01(\x03\x12\x0f\n\x07objects\x18\x05 \x01(\x03\"\"\n\rLocateRequest\x12\x11\n\tobject_id\x18\x01 \x01(\x03\"+\n\tLocations\x12\x10\n\x08node_ids\x18\x01 \x03(\x03\x12\x0c\n\x04size\x18\x02 \x01(\x03\x32\x9c\x03\n\x04Head\x12\x41\n\x0cRegisterNode\x12\x18.sluice.cluster.NodeInfo\x1a\x17.sluice.cluster.NodeAck\x12\x43\n\tHeartbeat\x12\x18.sluice.cluster.NodeLoad\x1a\x1c.sluice.cluster.HeartbeatAck\x12\x41\n\x0bNodeChannel\x12\x16.sluice.cluster.Frames\x1a\x16.sluice.cluster.Frames(\x01\x30\x01\x12=\n\x07\x43onnect\x12\x16.sluice.cluster.Frames\x1a\x16.sluice.cluster.Frames(\x01\x30\x01\x12\x46\n\x06Status\x12\x1d.sluice.cluster.StatusRequest\x1a\x1d.sluice.cluster.ClusterStatus\x12\x42\n\x06Locate\x12\x1d.sluice.cluster.LocateRequest\x1a\x19.sluice.cluster.Locationsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,16 +41,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HEARTBEATACK']._serialized_end=309
   _globals['_FRAME']._serialized_start=311
   _globals['_FRAME']._serialized_end=351
-  _globals['_STATUSREQUEST']._serialized_start=353
-  _globals['_STATUSREQUEST']._serialized_end=368
-  _globals['_NODESTATUS']._serialized_start=371
-  _globals['_NODESTATUS']._serialized_end=590
-  _globals['_CLUSTERSTATUS']._serialized_start=593
-  _globals['_CLUSTERSTATUS']._serialized_end=723
-  _globals['_LOCATEREQUEST']._serialized_start=725
-  _globals['_LOCATEREQUEST']._serialized_end=759
-  _globals['_LOCATIONS']._serialized_start=761
-  _globals['_LOCATIONS']._serialized_end=804
-  _globals['_HEAD']._serialized_start=807
-  _globals['_HEAD']._serialized_end=1215
+  _globals['_FRAMES']._serialized_start=353
+  _globals['_FRAMES']._serialized_end=400
+  _globals['_STATUSREQUEST']._serialized_start=402
+  _globals['_STATUSREQUEST']._serialized_end=417
+  _globals['_NODESTATUS']._serialized_start=420
+  _globals['_NODESTATUS']._serialized_end=639
+  _globals['_CLUSTERSTATUS']._serialized_start=642
+  _globals['_CLUSTERSTATUS']._serialized_end=772
+  _globals['_LOCATEREQUEST']._serialized_start=774
+  _globals['_LOCATEREQUEST']._serialized_end=808
+  _globals['_LOCATIONS']._serialized_start=810
+  _globals['_LOCATIONS']._serialized_end=853
+  _globals['_HEAD']._serialized_start=856
+  _globals['_HEAD']._serialized_end=1268
 # @@protoc_insertion_point(module_scope)

@@ -46,13 +46,13 @@ class HeadStub:
                 _registered_method=True)
         self.NodeChannel = channel.stream_stream(
                 '/sluice.cluster.Head/NodeChannel',
-                request_serializer=cluster__pb2.Frame.SerializeToString,
-                response_deserializer=cluster__pb2.Frame.FromString,
+                request_serializer=cluster__pb2.Frames.SerializeToString,
+                response_deserializer=cluster__pb2.Frames.FromString,
                 _registered_method=True)
         self.Connect = channel.stream_stream(
                 '/sluice.cluster.Head/Connect',
-                request_serializer=cluster__pb2.Frame.SerializeToString,
-                response_deserializer=cluster__pb2.Frame.FromString,
+                request_serializer=cluster__pb2.Frames.SerializeToString,
+                response_deserializer=cluster__pb2.Frames.FromString,
                 _registered_method=True)
         self.Status = channel.unary_unary(
                 '/sluice.cluster.Head/Status',
@@ -126,13 +126,13 @@ def add_HeadServicer_to_server(servicer, server):
             ),
             'NodeChannel': grpc.stream_stream_rpc_method_handler(
                     servicer.NodeChannel,
-                    request_deserializer=cluster__pb2.Frame.FromString,
-                    response_serializer=cluster__pb2.Frame.SerializeToString,
+                    request_deserializer=cluster__pb2.Frames.FromString,
+                    response_serializer=cluster__pb2.Frames.SerializeToString,
             ),
             'Connect': grpc.stream_stream_rpc_method_handler(
                     servicer.Connect,
-                    request_deserializer=cluster__pb2.Frame.FromString,
-                    response_serializer=cluster__pb2.Frame.SerializeToString,
+                    request_deserializer=cluster__pb2.Frames.FromString,
+                    response_serializer=cluster__pb2.Frames.SerializeToString,
             ),
             'Status': grpc.unary_unary_rpc_method_handler(
                     servicer.Status,
@@ -224,8 +224,8 @@ class Head:
             request_iterator,
             target,
             '/sluice.cluster.Head/NodeChannel',
-            cluster__pb2.Frame.SerializeToString,
-            cluster__pb2.Frame.FromString,
+            cluster__pb2.Frames.SerializeToString,
+            cluster__pb2.Frames.FromString,
             options,
             channel_credentials,
             insecure,
@@ -251,8 +251,8 @@ class Head:
             request_iterator,
             target,
             '/sluice.cluster.Head/Connect',
-            cluster__pb2.Frame.SerializeToString,
-            cluster__pb2.Frame.FromString,
+            cluster__pb2.Frames.SerializeToString,
+            cluster__pb2.Frames.FromString,
             options,
             channel_credentials,
             insecure,

@@ -28,7 +28,7 @@ from sluice.executor.actors import ActorManager
 from sluice.executor.cluster import auth, cluster_pb2 as pb, cluster_pb2_grpc as pb_grpc
 from sluice.executor.cluster.directory import NodeState
 from sluice.executor.cluster.placement import ClusterScheduler
-from sluice.executor.cluster.relay import Outbox, RelayConn, RemoteProc, unpack_control
+from sluice.executor.cluster.relay import Outbox, RelayConn, RemoteProc, frames_of, unpack_control
 from sluice.executor.io import IOThread
 from sluice.executor.records import WorkerHandle
 from sluice.executor.runtime import Runtime
@@ -237,6 +237,7 @@ class HeadService(pb_grpc.HeadServicer):
         return pb.HeartbeatAck(known=True)
 
     def NodeChannel(self, request_iterator: Any, context: Any):
+        request_iterator = frames_of(request_iterator)
         hello = unpack_control(next(request_iterator).payload)
         node = self.rt.nodes.get(hello[1])
         if node is None or not node.alive:
@@ -266,6 +267,7 @@ class HeadService(pb_grpc.HeadServicer):
             rt.node_died(node, why)
 
     def Connect(self, request_iterator: Any, context: Any):
+        request_iterator = frames_of(request_iterator)
         hello = unpack_control(next(request_iterator).payload)
         outbox = Outbox()
         try:
@@ -274,7 +276,7 @@ class HeadService(pb_grpc.HeadServicer):
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(err))
         threading.Thread(target=self._read_client, args=(w, request_iterator),
                          name=f"sluice-driver-{w.index}", daemon=True).start()
-        yield pb.Frame(worker=0, payload=pickle.dumps(welcome))
+        yield pb.Frames(frames=[pb.Frame(worker=0, payload=pickle.dumps(welcome))])
         yield from outbox
 
     def _read_client(self, w: WorkerHandle, frames: Any) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 import grpc
 
 from sluice.executor.cluster import auth, cluster_pb2 as pb, cluster_pb2_grpc as pb_grpc
-from sluice.executor.cluster.relay import Outbox, unpack_control
+from sluice.executor.cluster.relay import Outbox, frames_of, unpack_control
 from sluice.executor.process import spawn_worker
 from sluice.executor.runtime import default_store_memory
 from sluice.store import shm
@@ -87,7 +87,7 @@ class NodeDaemon:
     # -- head -> node --------------------------------------------------------------------
     def read_head(self) -> None:
         try:
-            for frame in self.downlink:
+            for frame in frames_of(self.downlink):
                 if frame.worker:
                     conn = self.by_index.get(frame.worker)
                     if conn is not None:

@@ -17,6 +17,9 @@ from typing import Any
 from sluice.executor.cluster import cluster_pb2 as pb
 
 
+MAX_FRAMES = 512
+
+
 class Outbox:
     """Frames for one gRPC stream (a node's or a driver's), in order."""
 
@@ -39,8 +42,23 @@ class Outbox:
             self.frames.put(None)
 
     def __iter__(self):
-        """The frames as a gRPC response/request iterator; ends at :meth:`close`."""
-        return iter(self.frames.get, None)
+        """The stream's messages for gRPC: every frame queued by then, together; ends at :meth:`close`."""
+        frames = self.frames
+        while True:
+            first = frames.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < MAX_FRAMES:
+                try:
+                    more = frames.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    yield pb.Frames(frames=batch)
+                    return
+                batch.append(more)
+            yield pb.Frames(frames=batch)
 
 
 class RelayConn:
@@ -82,6 +100,12 @@ class RemoteProc:
 
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
+
+
+def frames_of(stream: Any) -> Any:
+    """The frames of a stream of :class:`pb.Frames` messages, one at a time."""
+    for message in stream:
+        yield from message.frames
 
 
 def unpack_control(payload: bytes) -> Any:
