@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench proto clean
 
 $(STAMP): pyproject.toml
 	@command -v dot >/dev/null 2>&1 || { echo "installing graphviz (dot) for plan drawings"; \
@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	  echo "warning: could not install graphviz; plan rendering tests will fail"; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,data]'
+	$(PY) -m pip install --quiet -e '.[dev,data,dask]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -33,6 +33,12 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 bench: $(BENCH_STAMP)
 	$(PY) -m benchmarks
 	$(PY) -m benchmarks.scan_memory
+	$(PY) -m benchmarks.cluster
+
+# Regenerate the cluster's gRPC modules from sluice/executor/cluster/cluster.proto (committed).
+proto: $(STAMP)
+	cd sluice/executor/cluster && ../../../$(PY) -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. cluster.proto
+	sed -i 's/^import cluster_pb2 as cluster__pb2/from sluice.executor.cluster import cluster_pb2 as cluster__pb2/' sluice/executor/cluster/cluster_pb2_grpc.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,130 +1,28 @@
-"""Clusters for tests: a head and node daemons as separate processes on loopback.
-
-Every daemon is started through the CLI (``sluice start ... --block``) with its
-own port, store session and Flight port, exactly as a user starts them on
-several machines; the fixture stops them all (SIGTERM, then SIGKILL) at the end.
-"""
+"""Clusters for tests: :class:`~sluice.executor.cluster.local.LocalCluster` started from the repo root."""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import pytest
 
-from sluice.executor.cluster import auth, cluster_pb2 as pb, cluster_pb2_grpc as pb_grpc
+from sluice.executor.cluster import cluster_pb2 as pb
+from sluice.executor.cluster.local import LocalCluster as _LocalCluster
+from sluice.executor.cluster.local import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-START_TIMEOUT_S = 60.0
+__all__ = ["ROOT", "LocalCluster", "free_port", "node_info"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class LocalCluster(_LocalCluster):
+    """Daemons that import the test modules (the repo root on their path)."""
 
-
-class LocalCluster:
-    """A head (with its own node) plus ``nodes`` node daemons, each a `sluice start` process."""
-
-    def __init__(self, nodes: int = 2, cpus: float = 1, head_cpus: float = 1, extra: list[str] | None = None,
-                 env: dict[str, str] | None = None, node_args: list[list[str]] | None = None):
-        self.port = free_port()
-        self.address = f"sluice://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-                    **(env or {})}
-        self.env.pop("SLUICE_TOKEN", None)
-        self.logs: list[Path] = []
-        self.head = self._start(["--head", "--port", str(self.port), "--num-cpus", str(head_cpus),
-                                 *(extra or [])], "head")
-        self.wait_for_nodes(1 if head_cpus else 0)
-        self.nodes = []
-        for i in range(nodes):
-            args = (node_args[i] if node_args else [])
-            self.nodes.append(self._start(["--address", f"127.0.0.1:{self.port}", "--num-cpus",
-                                           str(cpus), *(extra or []), *args], f"node{i}"))
-        self.wait_for_nodes((1 if head_cpus else 0) + nodes)
-
-    def _start(self, args: list[str], name: str) -> subprocess.Popen:
-        log = Path(os.environ.get("TMPDIR", "/tmp")) / f"sluice-test-{self.port}-{name}.log"
-        self.logs.append(log)
-        out = open(log, "wb")
-        return subprocess.Popen([sys.executable, "-m", "sluice.cli", "start", *args, "--block"],
-                                cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
-
-    @property
-    def token(self) -> str:
-        return (auth.cluster_dir() / f"head-{self.port}" / "token").read_text().strip()
-
-    def channel(self):
-        root = self.env.get("SLUICE_TLS_ROOT")
-        return auth.open_channel("127.0.0.1", self.port, open(root, "rb").read() if root else None)
-
-    def status(self) -> pb.ClusterStatus:
-        channel = self.channel()
-        try:
-            return pb_grpc.HeadStub(channel).Status(pb.StatusRequest(), metadata=auth.bearer(self.token),
-                                                    timeout=5)
-        finally:
-            channel.close()
-
-    def alive_nodes(self) -> list[pb.NodeStatus]:
-        return [n for n in self.status().nodes if n.alive]
-
-    def wait_for_nodes(self, count: int, timeout: float = START_TIMEOUT_S) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.head.poll() is not None:
-                raise RuntimeError(f"the head exited:\n{self.logs[0].read_text()[-3000:]}")
-            try:
-                if len(self.alive_nodes()) == count:
-                    return
-            except (OSError, grpc.RpcError):
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"{count} nodes did not come up; logs:\n" +
-                           "\n".join(p.read_text()[-1500:] for p in self.logs))
-
-    def wait_until(self, predicate, timeout: float, what: str) -> float:
-        """Poll ``predicate`` (on the status) until true; returns the seconds it took."""
-        start = time.monotonic()
-        while time.monotonic() - start < timeout:
-            if predicate(self.status()):
-                return time.monotonic() - start
-            time.sleep(0.05)
-        raise AssertionError(f"{what} did not happen within {timeout} s: {self.status()}")
-
-    def locate(self, object_id: int) -> list[int]:
-        channel = self.channel()
-        try:
-            reply = pb_grpc.HeadStub(channel).Locate(pb.LocateRequest(object_id=object_id),
-                                                     metadata=auth.bearer(self.token), timeout=5)
-            return sorted(reply.node_ids)
-        finally:
-            channel.close()
-
-    def stop(self) -> None:
-        procs = [*self.nodes, self.head]
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        for log in self.logs:
-            log.unlink(missing_ok=True)
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("cwd", ROOT)
+        super().__init__(*args, **kwargs)
 
 
 def node_info() -> dict:
