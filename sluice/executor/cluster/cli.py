@@ -221,7 +221,7 @@ def status(address: str | None, token: str | None) -> int:
 
 
 def stop() -> int:
-    records = auth.daemon_records()
+    records = sorted(auth.daemon_records(), key=lambda r: r[1].get("kind") == "head")  # nodes first
     stopped = 0
     for path, rec in records:
         pid = rec.get("pid")
