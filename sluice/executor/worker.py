@@ -167,7 +167,7 @@ class Worker(WorkerAPI):
                     self.local = deque(m for m in self.local if m[0] != P.TASK)
                     self.emit((P.BOUNCE, bounced))
             elif code == P.ACTOR_CREATE:
-                self.create_actor(msg)
+                self.host_actor(msg)
             elif code == P.SHUTDOWN:
                 return True
         return False
@@ -275,7 +275,7 @@ class Worker(WorkerAPI):
         raise DependencyFailed(payload)
 
     # -- actors ----------------------------------------------------------------------
-    def create_actor(self, msg: tuple) -> None:
+    def host_actor(self, msg: tuple) -> None:
         _, cls_bytes, args_blob, deps, max_concurrency, name, gpu_ids = msg
         from sluice.executor.chains import ChainEndpoint
 

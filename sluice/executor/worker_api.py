@@ -110,7 +110,8 @@ class WorkerAPI:
         blob, deps, contained, keep = encode_call(name, args, kwargs, self.put)
         return_ids = [self.new_object_id() for _ in range(options["num_returns"])]
         refs = self._announce_refs(return_ids)
-        self.emit((P.CALL_ACTOR, actor_id, method, blob, deps, contained, return_ids, options))
+        self.emit((P.CALL_ACTOR, actor_id, method, blob, deps, contained, return_ids,
+                   {**options, "name": name}))
         self.flush()
         return refs
 

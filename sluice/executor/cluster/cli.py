@@ -192,7 +192,8 @@ def _argv_of(args: argparse.Namespace) -> list[str]:
 def status(address: str | None, token: str | None) -> int:
     import grpc
 
-    from sluice.executor.cluster import cluster_pb2 as pb, cluster_pb2_grpc as pb_grpc
+    from sluice.executor.cluster import cluster_pb2 as pb
+    from sluice.executor.cluster import cluster_pb2_grpc as pb_grpc
 
     address = address or _local_head() or f"127.0.0.1:{auth.DEFAULT_PORT}"
     host, port = auth.parse_address(address)

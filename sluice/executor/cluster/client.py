@@ -18,14 +18,15 @@ from typing import Any
 
 import grpc
 
-from sluice.exceptions import SluiceError
+from sluice.exceptions import InfeasibleResourceError
 from sluice.executor import protocol as P
-from sluice.executor.cluster import auth, cluster_pb2_grpc as pb_grpc
+from sluice.executor.cluster import auth
+from sluice.executor.cluster import cluster_pb2_grpc as pb_grpc
 from sluice.executor.cluster.relay import Outbox, frames_of
 from sluice.executor.object_ref import ObjectRef
+from sluice.executor.resources import demand_key
 from sluice.executor.worker_api import WorkerAPI
 from sluice.store import serialization, shm, transfer
-
 
 FLUSH_AT = 256
 """Messages a driver batches before it sends at once."""
@@ -73,6 +74,7 @@ class ClusterClient(WorkerAPI):
         self.closed = False
         self.lost: Exception | None = None
         self.kick = threading.Event()
+        self.feasible: set = set()
         for target in (self.read, self.flusher):
             threading.Thread(target=target, name=f"sluice-driver-{target.__name__}", daemon=True).start()
 
@@ -155,8 +157,25 @@ class ClusterClient(WorkerAPI):
         self.emit((P.PULLED, oid, local_name))
         return self.reader.read(local_name)
 
-    def lookup(self, what: str, arg: Any) -> Any:
-        return super().lookup(what, arg)
+    # -- submissions: an impossible demand fails here, as on the local runtime ---------------
+    def submit_task(self, fn_id: int, fn_bytes: bytes, name: str, args: tuple, kwargs: dict,
+                    options: dict) -> list[ObjectRef]:
+        self.check_feasible(options, f"task {name}")
+        return super().submit_task(fn_id, fn_bytes, name, args, kwargs, options)
+
+    def create_actor(self, actor_id: int, cls_id: int, cls_bytes: bytes, name: str, args: tuple,
+                     kwargs: dict, options: dict) -> None:
+        self.check_feasible(options, f"actor {options['class_name']}")
+        super().create_actor(actor_id, cls_id, cls_bytes, name, args, kwargs, options)
+
+    def check_feasible(self, options: dict, what: str) -> None:
+        key = demand_key(options["num_cpus"], options["num_gpus"], options["resources"])
+        if key in self.feasible:
+            return
+        problem = self.lookup("feasible", (key, what))
+        if problem is not None:
+            raise InfeasibleResourceError(problem)
+        self.feasible.add(key)  # only a yes is kept: a node that joins later may say yes
 
     def shutdown(self) -> None:
         """Disconnect: the head releases this driver's objects and kills its actors."""
@@ -190,5 +209,3 @@ def connect(address: Any, token: str | None = None) -> ClusterClient:
     tls_root = open(root, "rb").read() if root else None
     return ClusterClient(address, found, tls_root)
 
-
-__all__ = ["ClusterClient", "connect", "SluiceError"]

@@ -115,7 +115,7 @@ class ObjectDirectory:
             self.retired.append(name)
             if node.alive and not node.outbox.closed:
                 node.outbox.control(("unlink", [name]))
-        return None  # no slot to recycle
+        # no slot to recycle
 
     def pin(self, oid: int) -> None:
         pass  # node stores do not evict what a task reads (no spilling across nodes yet)

@@ -18,17 +18,27 @@ import secrets
 import socket
 import threading
 import time
+import traceback
 from concurrent import futures
 from typing import Any
 
 import grpc
 
+from sluice.exceptions import InfeasibleResourceError
 from sluice.executor import protocol as P
 from sluice.executor.actors import ActorManager
-from sluice.executor.cluster import auth, cluster_pb2 as pb, cluster_pb2_grpc as pb_grpc
+from sluice.executor.cluster import auth
+from sluice.executor.cluster import cluster_pb2 as pb
+from sluice.executor.cluster import cluster_pb2_grpc as pb_grpc
 from sluice.executor.cluster.directory import NodeState
 from sluice.executor.cluster.placement import ClusterScheduler
-from sluice.executor.cluster.relay import Outbox, RelayConn, RemoteProc, frames_of, unpack_control
+from sluice.executor.cluster.relay import (
+    Outbox,
+    RelayConn,
+    RemoteProc,
+    frames_of,
+    unpack_control,
+)
 from sluice.executor.io import IOThread
 from sluice.executor.records import WorkerHandle
 from sluice.executor.runtime import Runtime
@@ -49,7 +59,10 @@ class ClusterIO(IOThread):
     def deliver(self, w: WorkerHandle, payload: bytes | None) -> None:
         """A batch (or, with None, the end) of process ``w``, from a stream thread."""
         self.s.inbox.append((w, None if payload is None else P.unpack(payload)))
-        self.drain_if_free()
+        try:
+            self.drain_if_free()
+        except Exception:  # a sluice bug: say so, and keep serving every other stream
+            traceback.print_exc()
         if self.s.inbox:
             self.wake()
 
@@ -179,6 +192,15 @@ class HeadRuntime(Runtime):
             reqs[:] = [r for r in reqs if r.worker is not w]
         for actor_id in held["actors"]:
             self.actors.kill(actor_id, True)
+
+    def lookup_locked(self, what: str, arg: Any) -> Any:
+        if what == "feasible":  # (demand key, what asks): None, or why no node ever could
+            try:
+                self.resources.check_feasible(*arg)
+            except InfeasibleResourceError as err:
+                return str(err)
+            return None
+        return super().lookup_locked(what, arg)
 
     # -- status --------------------------------------------------------------------------
     def status(self) -> pb.ClusterStatus:

@@ -21,7 +21,9 @@ from pathlib import Path
 
 import grpc
 
-from sluice.executor.cluster import auth, cluster_pb2 as pb, cluster_pb2_grpc as pb_grpc
+from sluice.executor.cluster import auth
+from sluice.executor.cluster import cluster_pb2 as pb
+from sluice.executor.cluster import cluster_pb2_grpc as pb_grpc
 
 START_TIMEOUT_S = 60.0
 

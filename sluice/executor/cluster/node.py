@@ -22,7 +22,9 @@ from typing import Any
 
 import grpc
 
-from sluice.executor.cluster import auth, cluster_pb2 as pb, cluster_pb2_grpc as pb_grpc
+from sluice.executor.cluster import auth
+from sluice.executor.cluster import cluster_pb2 as pb
+from sluice.executor.cluster import cluster_pb2_grpc as pb_grpc
 from sluice.executor.cluster.relay import Outbox, frames_of, unpack_control
 from sluice.executor.process import spawn_worker
 from sluice.executor.runtime import default_store_memory

@@ -21,9 +21,19 @@ from typing import Any
 
 from sluice.exceptions import ObjectLostError
 from sluice.executor import protocol as P
-from sluice.executor.cluster.directory import ClusterResources, NodeState, ObjectDirectory
+from sluice.executor.cluster.directory import (
+    ClusterResources,
+    NodeState,
+    ObjectDirectory,
+)
 from sluice.executor.cluster.relay import RelayConn, RemoteProc
-from sluice.executor.records import FAILED, PENDING, ActorRecord, TaskRecord, WorkerHandle
+from sluice.executor.records import (
+    FAILED,
+    PENDING,
+    ActorRecord,
+    TaskRecord,
+    WorkerHandle,
+)
 from sluice.executor.resources import NodeResources, ResourceKey
 from sluice.executor.scheduler import Scheduler
 from sluice.store import serialization

@@ -16,7 +16,6 @@ from typing import Any
 
 from sluice.executor.cluster import cluster_pb2 as pb
 
-
 MAX_FRAMES = 512
 
 
@@ -64,7 +63,7 @@ class Outbox:
 class RelayConn:
     """The head's end of a remote process's pipe (``send_bytes``/``close`` only)."""
 
-    __slots__ = ("outbox", "index", "closed")
+    __slots__ = ("closed", "index", "outbox")
 
     def __init__(self, outbox: Outbox, index: int):
         self.outbox = outbox

@@ -1,0 +1,496 @@
+"""One conformance suite for the core API: every test runs on the local runtime and on a cluster.
+
+The ``backend`` fixture is module-scoped and parametrized, so pytest runs every
+test on ``local`` (``sluice.init(num_cpus=3)``) first, then every test on
+``cluster`` (a head with its own 1-CPU node plus two 1-CPU node daemons, each a
+``sluice start`` process). Both offer 3 CPUs, so each test asserts the same
+exact results on both.
+
+Every function and class used by a task lives at module level here: cluster
+workers import this module by name (the daemons run with the repo root on
+``PYTHONPATH``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+import sluice
+from sluice import InputNode, MultiOutputNode
+from sluice.exceptions import (
+    ActorDiedError,
+    GetTimeoutError,
+    InfeasibleResourceError,
+    SluiceError,
+    TaskCancelledError,
+    TaskError,
+)
+from tests.cluster.conftest import LocalCluster
+from tests.compiler import dag_example
+
+BIG = 5_000_000
+"""Elements of the 40 MB float64 array put by the driver."""
+RESULT = 2_500_000
+"""Elements of the 20 MB float64 array a task returns."""
+
+
+@pytest.fixture(scope="module", params=["local", "cluster"], autouse=True)
+def backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A 3-CPU runtime: the embedded local one, or a driver connected to a 3-node cluster."""
+    cluster = None
+    if request.param == "local":
+        sluice.init(num_cpus=3)
+    else:
+        cluster = LocalCluster(nodes=2)
+        try:
+            sluice.init(address=cluster.address)
+        except BaseException:
+            cluster.stop()
+            raise
+    try:
+        yield request.param
+    finally:
+        sluice.shutdown()
+        if cluster is not None:
+            cluster.stop()
+
+
+# -- functions and classes the tasks run ------------------------------------------------------
+
+class ConformanceError(ValueError):
+    """An application error defined by the user's module (not a builtin)."""
+
+
+@sluice.remote
+def add(a, b=0):
+    return a + b
+
+
+@sluice.remote
+def inc(x: int) -> int:
+    return x + 1
+
+
+@sluice.remote
+def square(x: int) -> int:
+    return x * x
+
+
+@sluice.remote
+def scale(x: int, by: int = 2) -> int:
+    return x * by
+
+
+@sluice.remote
+def describe(x, items, *, key=None) -> dict:
+    """Report how the arguments arrived: values or refs."""
+    inner = items[0]
+    return {
+        "x": x,
+        "key": key,
+        "inner_type": type(inner).__name__,
+        "inner_value": sluice.get(inner, timeout=30) if isinstance(inner, sluice.ObjectRef) else None,
+    }
+
+
+@sluice.remote
+def total_of_refs(refs: list) -> int:
+    """Sum the values behind a list of refs the task received as refs."""
+    assert all(isinstance(r, sluice.ObjectRef) for r in refs), [type(r) for r in refs]
+    return sum(sluice.get(refs, timeout=30))
+
+
+@sluice.remote(num_returns=2)
+def divmod_task(a: int, b: int):
+    return a // b, a % b
+
+
+@sluice.remote
+def fan_in(n: int) -> list[int]:
+    """A task that submits tasks and waits for them."""
+    return sluice.get([square.remote(i) for i in range(n)], timeout=60)
+
+
+@sluice.remote
+def array_sum(a: np.ndarray) -> tuple[float, bool, tuple]:
+    return float(a.sum()), bool(a.flags.writeable), a.shape
+
+
+@sluice.remote
+def make_array(n: int) -> np.ndarray:
+    return np.arange(n, dtype=np.float64) * 2.0
+
+
+@sluice.remote
+def table_summary(t: pa.Table) -> tuple[int, int, list[str]]:
+    return t.num_rows, pc.sum(t["x"]).as_py(), t.column_names
+
+
+@sluice.remote
+def with_doubled(t: pa.Table) -> pa.Table:
+    return t.append_column("x2", pc.multiply(t["x"], 2))
+
+
+@sluice.remote
+def sleep_then(seconds: float, value=None):
+    time.sleep(seconds)
+    return value
+
+
+@sluice.remote
+def touch(path: str) -> str:
+    Path(path).write_text("ran")
+    return path
+
+
+@sluice.remote
+def fail(message: str) -> None:
+    raise ConformanceError(message)
+
+
+@sluice.remote
+def flaky(counter_name: str) -> int:
+    """Fails on its first two attempts; counts attempts in the named actor ``counter_name``."""
+    attempt = sluice.get(sluice.get_actor(counter_name).add.remote(1), timeout=30)
+    if attempt < 3:
+        raise ConformanceError(f"attempt {attempt} failed")
+    return attempt
+
+
+@sluice.remote
+def crash_on_first_attempt(marker: str) -> int:
+    """Kills its own worker on the first attempt (counted in the file ``marker``)."""
+    path = Path(marker)
+    attempt = int(path.read_text()) + 1 if path.exists() else 1
+    path.write_text(str(attempt))
+    if attempt == 1:
+        os._exit(1)
+    return attempt
+
+
+@sluice.remote(num_gpus=1)
+def needs_gpu() -> str:
+    return "unreachable"
+
+
+@sluice.remote
+class Counter:
+    def __init__(self, start: int = 0):
+        self.n = start
+        self.seen: list[int] = []
+
+    def add(self, x: int) -> int:
+        self.n += x
+        self.seen.append(x)
+        return self.n
+
+    def history(self) -> list[int]:
+        return self.seen
+
+    def slow_value(self, seconds: float) -> int:
+        time.sleep(seconds)
+        return self.n
+
+
+@sluice.remote(max_concurrency=2, max_restarts=0)
+class Rendezvous:
+    """Two calls can meet only if the actor runs them at the same time."""
+
+    def __init__(self):
+        self.barrier = threading.Barrier(2, timeout=10)
+
+    def meet(self) -> int:
+        return self.barrier.wait()
+
+
+@sluice.remote
+def call_actor_from_task(counter, value: int) -> list[int]:
+    sluice.get(counter.add.remote(value), timeout=30)
+    return sluice.get(counter.history.remote(), timeout=30)
+
+
+def dag_example_expected(n: int) -> int:
+    """What ``dag_example``'s main output computes, in plain Python."""
+    xs = list(range(n))
+    return 10 * (sum(x for x in xs if x % 2 == 0) - sum(x for x in xs if x % 2 == 1)) + 1
+
+
+# -- remote functions and arguments -----------------------------------------------------------
+
+def test_remote_function_with_positional_and_keyword_arguments() -> None:
+    ref = add.remote(2, 3)
+    assert isinstance(ref, sluice.ObjectRef)
+    assert sluice.get(ref, timeout=30) == 5
+    assert sluice.get(add.remote(2, b=40), timeout=30) == 42
+    assert sluice.get(add.remote("a", b="b"), timeout=30) == "ab"
+
+
+def test_top_level_refs_arrive_as_values_and_nested_refs_arrive_as_refs() -> None:
+    x, inner, key = sluice.put(3), sluice.put("inside"), sluice.put("kw")
+    got = sluice.get(describe.remote(x, [inner], key=key), timeout=30)
+    assert got == {"x": 3, "key": "kw", "inner_type": "ObjectRef", "inner_value": "inside"}
+    refs = [square.remote(i) for i in range(5)] + [sluice.put(100)]
+    assert sluice.get(total_of_refs.remote(refs), timeout=30) == 0 + 1 + 4 + 9 + 16 + 100
+
+
+def test_num_returns_two_gives_two_refs() -> None:
+    q, r = divmod_task.remote(17, 5)
+    assert isinstance(q, sluice.ObjectRef) and isinstance(r, sluice.ObjectRef)
+    assert sluice.get([q, r], timeout=30) == [3, 2]
+    assert sluice.get(add.remote(q, r), timeout=30) == 5
+
+
+def test_chained_tasks_pass_results_without_the_driver() -> None:
+    assert sluice.get(add.remote(square.remote(3), square.remote(4)), timeout=30) == 25
+    ref = sluice.put(0)
+    for _ in range(10):
+        ref = inc.remote(ref)
+    assert sluice.get(ref, timeout=30) == 10
+
+
+def test_a_task_can_submit_tasks_and_blocked_parents_do_not_starve_the_cpus() -> None:
+    assert sluice.get(fan_in.remote(10), timeout=60) == [i * i for i in range(10)]
+    # Three parents blocked in get hold all three CPUs; their children must still run.
+    assert sluice.get([fan_in.remote(3) for _ in range(3)], timeout=60) == [[0, 1, 4]] * 3
+
+
+def test_two_hundred_small_tasks_gathered_with_one_get() -> None:
+    refs = [square.remote(i) for i in range(200)]
+    assert sluice.get(refs, timeout=60) == [i * i for i in range(200)]
+
+
+# -- objects: put, get, large arrays, Arrow ---------------------------------------------------
+
+def test_put_and_get_of_a_small_value() -> None:
+    value = {"a": [1, 2, 3], "b": ("x", None), "c": 1.5}
+    ref = sluice.put(value)
+    assert isinstance(ref, sluice.ObjectRef)
+    assert sluice.get(ref, timeout=30) == value
+    assert sluice.get(add.remote(sluice.put(40), 2), timeout=30) == 42
+
+
+def test_put_and_get_of_a_40_mb_array_returns_equal_read_only_values() -> None:
+    array = np.arange(BIG, dtype=np.float64)
+    got = sluice.get(sluice.put(array), timeout=30)
+    assert isinstance(got, np.ndarray) and got.dtype == np.float64
+    assert np.array_equal(got, array)
+    assert not got.flags.writeable
+
+
+def test_a_task_sums_a_40_mb_put_array_it_receives_read_only() -> None:
+    ref = sluice.put(np.arange(BIG, dtype=np.float64))
+    results = sluice.get([array_sum.remote(ref) for _ in range(3)], timeout=60)
+    assert results == [(BIG * (BIG - 1) / 2, False, (BIG,))] * 3
+
+
+def test_a_20_mb_array_returned_by_a_task_reads_back_equal() -> None:
+    got = sluice.get(make_array.remote(RESULT), timeout=60)
+    assert isinstance(got, np.ndarray) and got.shape == (RESULT,)
+    assert np.array_equal(got, np.arange(RESULT, dtype=np.float64) * 2.0)
+    assert not got.flags.writeable
+
+
+def test_an_arrow_table_round_trips_through_put_and_tasks() -> None:
+    n = 100_000
+    table = pa.table({"x": np.arange(n), "s": [f"row {i}" for i in range(n)]})
+    table = table.replace_schema_metadata({"owner": "etl"})
+    got = sluice.get(sluice.put(table), timeout=30)
+    assert isinstance(got, pa.Table)
+    assert got.equals(table, check_metadata=True)
+    ref = sluice.put(table)
+    assert sluice.get(table_summary.remote(ref), timeout=30) == (n, n * (n - 1) // 2, ["x", "s"])
+    doubled = sluice.get(with_doubled.remote(ref), timeout=30)
+    assert doubled.column_names == ["x", "s", "x2"]
+    assert doubled["x2"].to_pylist() == [2 * i for i in range(n)]
+    assert doubled.select(["x", "s"]).equals(table)
+
+
+# -- wait, timeouts, errors, retries, cancel --------------------------------------------------
+
+def test_wait_returns_ready_and_pending_in_input_order_and_honours_its_timeout() -> None:
+    slow = sleep_then.remote(1.5, "slow")
+    quick = sleep_then.remote(0.05, "quick")
+    done = sluice.put("done")
+    ready, pending = sluice.wait([slow, quick, done], num_returns=2, timeout=20)
+    assert (ready, pending) == ([quick, done], [slow])
+    ready, pending = sluice.wait([done, slow, quick], num_returns=1, timeout=20)
+    assert (ready, pending) == ([done], [slow, quick])
+    start = time.monotonic()
+    ready, pending = sluice.wait([slow, done], num_returns=2, timeout=0.1)
+    assert time.monotonic() - start < 1.0
+    assert (ready, pending) == ([done], [slow])
+    ready, pending = sluice.wait([slow, done], num_returns=2, timeout=30)
+    assert (ready, pending) == ([slow, done], [])
+    assert sluice.get(slow) == "slow"
+
+
+def test_get_timeout_raises_get_timeout_error_and_a_later_get_succeeds() -> None:
+    ref = sleep_then.remote(1.0, "late")
+    start = time.monotonic()
+    with pytest.raises(GetTimeoutError, match="timed out") as info:
+        sluice.get(ref, timeout=0.1)
+    assert time.monotonic() - start < 0.9
+    assert isinstance(info.value, TimeoutError)
+    assert sluice.get(ref, timeout=30) == "late"
+
+
+def test_a_task_exception_is_reraised_as_its_own_type_with_its_message() -> None:
+    with pytest.raises(ConformanceError, match="bad row 7") as info:
+        sluice.get(fail.remote("bad row 7"), timeout=30)
+    assert isinstance(info.value, TaskError)
+    assert isinstance(info.value, ValueError)
+    message = str(info.value)
+    assert "task fail failed" in message and "Traceback" in message
+
+
+def test_retry_exceptions_true_retries_until_the_task_succeeds() -> None:
+    counter = Counter.options(name="flaky-attempts").remote()
+    task = flaky.options(max_retries=3, retry_exceptions=True)
+    assert sluice.get(task.remote("flaky-attempts"), timeout=60) == 3
+    assert sluice.get(counter.history.remote(), timeout=30) == [1, 1, 1]
+    # Without retry_exceptions an application error is raised after one attempt.
+    once = Counter.options(name="no-retry-attempts").remote()
+    with pytest.raises(ConformanceError, match="attempt 1 failed"):
+        sluice.get(flaky.options(max_retries=3).remote("no-retry-attempts"), timeout=60)
+    assert sluice.get(once.history.remote(), timeout=30) == [1]
+    sluice.kill(counter)
+    sluice.kill(once)
+
+
+def test_max_retries_reruns_a_task_whose_worker_died(tmp_path: Path) -> None:
+    marker = tmp_path / "attempts"
+    assert sluice.get(crash_on_first_attempt.options(max_retries=1).remote(str(marker)), timeout=60) == 2
+    assert marker.read_text() == "2"
+    assert sluice.get(square.remote(7), timeout=30) == 49  # the pool is whole again
+
+
+def test_cancel_of_a_queued_task_and_of_a_running_one_raises_task_cancelled_error(tmp_path: Path) -> None:
+    busy = [sleep_then.remote(0.5, i) for i in range(3)]  # all three CPUs
+    marker = tmp_path / "ran"
+    queued = touch.remote(str(marker))
+    sluice.cancel(queued)
+    with pytest.raises(TaskCancelledError, match="touch was cancelled"):
+        sluice.get(queued, timeout=10)
+    assert sluice.get(busy, timeout=30) == [0, 1, 2]
+    running = sleep_then.remote(60.0)
+    sluice.cancel(running, force=True)
+    with pytest.raises(TaskCancelledError, match="sleep_then was cancelled"):
+        sluice.get(running, timeout=10)
+    assert sluice.get(square.remote(5), timeout=30) == 25  # the scheduler moved on
+    assert not marker.exists(), "a cancelled task that had not started must never run"
+
+
+# -- actors ------------------------------------------------------------------------------------
+
+def test_an_actor_keeps_its_state_and_runs_calls_in_submission_order() -> None:
+    c = Counter.remote(10)
+    assert isinstance(c, sluice.ActorHandle)
+    totals = sluice.get([c.add.remote(i) for i in range(50)], timeout=30)
+    assert totals == [10 + sum(range(i + 1)) for i in range(50)]
+    assert sluice.get(c.history.remote(), timeout=30) == list(range(50))
+    sluice.kill(c)
+
+
+def test_an_actor_handle_passed_into_a_task_can_be_called_there() -> None:
+    c = Counter.remote()
+    sluice.get(c.add.remote(1), timeout=30)
+    assert sluice.get(call_actor_from_task.remote(c, 2), timeout=30) == [1, 2]
+    assert sluice.get(c.history.remote(), timeout=30) == [1, 2]
+    sluice.kill(c)
+
+
+def test_get_actor_finds_a_named_actor_and_shares_its_state() -> None:
+    c = Counter.options(name="conformance-counter").remote()
+    sluice.get(c.add.remote(5), timeout=30)
+    same = sluice.get_actor("conformance-counter")
+    assert same == c
+    assert sluice.get(same.add.remote(1), timeout=30) == 6
+    with pytest.raises(ValueError, match="no actor named 'nobody-home'"):
+        sluice.get_actor("nobody-home")
+    sluice.kill(c)
+
+
+def test_max_concurrency_runs_an_actors_calls_at_the_same_time() -> None:
+    r = Rendezvous.remote()
+    # Each call blocks until the other arrives: both finish only if they run at once.
+    assert sorted(sluice.get([r.meet.remote(), r.meet.remote()], timeout=30)) == [0, 1]
+    sluice.kill(r)
+
+
+def test_kill_makes_running_and_later_calls_raise_actor_died_error() -> None:
+    c = Counter.remote()
+    assert sluice.get(c.add.remote(1), timeout=30) == 1
+    running = c.slow_value.remote(30.0)
+    sluice.kill(c)
+    with pytest.raises(ActorDiedError, match="killed"):
+        sluice.get(running, timeout=10)
+    with pytest.raises(ActorDiedError, match="killed"):
+        sluice.get(c.add.remote(1), timeout=10)
+
+
+# -- lazy graphs -------------------------------------------------------------------------------
+
+def test_a_bound_diamond_executes_to_the_plain_python_result() -> None:
+    with InputNode() as inp:
+        top = inc.bind(inp)
+        dag = add.bind(scale.bind(top), inc.bind(top))
+    plan = dag.compile()
+    assert [sluice.get(plan.execute(x), timeout=30) for x in range(4)] == [
+        2 * (x + 1) + (x + 2) for x in range(4)
+    ]
+    with InputNode() as inp:
+        a = inc.bind(inp)
+        multi = MultiOutputNode([a, scale.bind(a), inc.bind(a)])
+    assert sluice.get(multi.execute(1), timeout=30) == [2, 4, 3]
+
+
+# -- resources ---------------------------------------------------------------------------------
+
+def test_cluster_resources_count_three_cpus() -> None:
+    total = sluice.cluster_resources()
+    assert total["CPU"] == 3
+    assert total.get("GPU", 0) == 0
+
+
+def raised_at_submit(submit) -> BaseException:
+    """What ``submit()`` raised: an infeasible demand is refused in ``.remote()`` itself,
+    on a cluster as locally, never left waiting for a node that will never come."""
+    try:
+        submit()
+    except SluiceError as err:
+        return err
+    raise AssertionError(f"{submit} was accepted although no node has a GPU")
+
+
+def test_an_infeasible_gpu_request_fails_at_once_with_infeasible_resource_error() -> None:
+    err = raised_at_submit(needs_gpu.remote)
+    assert isinstance(err, InfeasibleResourceError), repr(err)
+    assert re.search(r"task needs_gpu: .*GPU", str(err)), str(err)
+    err = raised_at_submit(lambda: square.options(num_gpus=1).remote(2))
+    assert isinstance(err, InfeasibleResourceError) and isinstance(err, ValueError), repr(err)
+    err = raised_at_submit(lambda: Counter.options(num_gpus=1).remote())
+    assert isinstance(err, InfeasibleResourceError), repr(err)
+    assert re.search(r"actor Counter: .*GPU", str(err)), str(err)
+    assert sluice.get(square.remote(3), timeout=30) == 9  # nothing was left queued
+
+
+# -- last: a failure here could take the driver's connection down with it -----------------------
+
+def test_a_dag_with_an_actor_keeps_the_actors_state_across_executes() -> None:
+    plan = dag_example.make_dag().compile()
+    expected = dag_example_expected(10)
+    assert expected == -49
+    assert sluice.get(plan.execute(10), timeout=15) == [expected, expected]
+    assert sluice.get(plan.execute(10), timeout=15) == [expected, 2 * expected]
+    assert sluice.get(plan.execute(7), timeout=15) == [dag_example_expected(7),
+                                                      2 * expected + dag_example_expected(7)]
