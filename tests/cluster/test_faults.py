@@ -169,7 +169,7 @@ def test_a_crashed_worker_is_replaced_and_its_task_retried(cluster: LocalCluster
                        "worker pools back to full")
 
 
-def test_a_driver_that_vanishes_has_its_actors_cleaned_up(cluster: LocalCluster) -> None:
+def test_a_driver_that_vanishes_has_its_tasks_and_actors_cleaned_up(cluster: LocalCluster) -> None:
     script = textwrap.dedent(f"""
         import sluice, time
         sluice.init(address={cluster.address!r})
@@ -177,15 +177,23 @@ def test_a_driver_that_vanishes_has_its_actors_cleaned_up(cluster: LocalCluster)
         class Holder:
             def ping(self):
                 return 1
+        @sluice.remote
+        def nap():
+            time.sleep(60)
         hs = [Holder.remote() for _ in range(2)]
         assert sluice.get([h.ping.remote() for h in hs]) == [1, 1]
+        naps = [nap.remote() for _ in range(10)]  # 3 run, 7 wait in the queue
+        sluice.wait(naps, timeout=0.5)
         print("ready", flush=True)
         time.sleep(60)
     """)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, env=env, cwd=ROOT)
     assert proc.stdout.readline().strip() == b"ready"
-    assert cluster.status().actors == 2
+    cluster.wait_until(lambda st: st.actors == 2 and st.tasks_queued == 7, 10, "the driver's work queued")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    cluster.wait_until(lambda st: st.actors == 0 and st.drivers == 1, 10, "the driver's actors cleaned up")
+    cluster.wait_until(lambda st: st.actors == 0 and st.drivers == 1 and st.tasks_queued == 0, 10,
+                       "the driver's actors and queued tasks cleaned up")
+    # The workers running its naps were stopped (and replaced): new work gets every CPU at once.
+    assert sluice.get([slow_square.remote(i, 0.5) for i in range(3)], timeout=5) == [0, 1, 4]

@@ -92,6 +92,8 @@ class ClusterIO(IOThread):
             held["refs"].add(msg[1])
         elif code == P.CREATE_ACTOR:
             held["actors"].add(msg[1])
+        elif code == P.SUBMIT and msg[6]:
+            held["tasks"].add(msg[6][0])  # a task, known by its first result
 
     def on_death(self, w: WorkerHandle) -> None:
         s = self.s
@@ -172,20 +174,22 @@ class HeadRuntime(Runtime):
                 s.remote_clients.add(w)
             s.clients[index] = w
             s.handles[index] = w
-            self.client_state[index] = {"refs": set(), "actors": set()}
+            self.client_state[index] = {"refs": set(), "actors": set(), "tasks": set()}
             welcome = {"index": index, "session": target.session, "flight": target.flight,
                        "same_machine": home is not None}
         return w, welcome
 
     def client_gone(self, w: WorkerHandle) -> None:
-        """A driver disconnected: drop its refs, kill its actors (under the lock)."""
+        """A driver disconnected: cancel its tasks, drop its refs, kill its actors (under the lock)."""
         s = self.scheduler
         w.alive = False
         s.clients.pop(w.index, None)
         s.handles.pop(w.index, None)
         s.remote_clients.discard(w)
         s.dirty.discard(w)
-        held = self.client_state.pop(w.index, {"refs": set(), "actors": set()})
+        held = self.client_state.pop(w.index, {"refs": set(), "actors": set(), "tasks": set()})
+        for oid in held["tasks"]:  # not finished: dropped if queued, their workers killed if running
+            s.cancel(oid, force=True)
         for oid in held["refs"]:
             s.ref_events.append((-1, oid))
         for reqs in s.requests.values():
