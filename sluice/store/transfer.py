@@ -33,6 +33,7 @@ import hmac
 import json
 import mmap
 import os
+import queue
 import secrets
 import threading
 from collections.abc import Callable, Iterator
@@ -59,6 +60,8 @@ __all__ = [
 ]
 
 CHUNK_BYTES = 4 << 20
+WRITE_AHEAD = 4
+"""Received chunks that may wait for the writer thread (bounded memory: 4 x CHUNK_BYTES)."""
 """Bytes per record batch of a raw-layout stream (measured: 1-16 MiB move alike on loopback)."""
 
 _PREFIX = "sluice-"
@@ -332,6 +335,32 @@ def _arrow_table(value: pa.Table | pa.RecordBatch) -> pa.Table:
     return table.replace_schema_metadata(metadata)
 
 
+def keep_heap_memory() -> bool:
+    """Make this process's malloc keep freed memory instead of returning it to the kernel.
+
+    Flight and gRPC allocate a fresh buffer per chunk; by default glibc serves large
+    ones with mmap and unmaps them when freed, so every chunk of every transfer pays
+    page faults on fresh pages (about 0.3 GB/s on a small VM). With a high mmap
+    threshold and no trimming, chunks reuse warm heap pages: a 200 MB pull goes from
+    ~0.6 to ~1 GB/s here. For node daemons, which do little else; returns False
+    where there is no glibc.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+    return bool(mallopt(m_mmap_threshold, 256 << 20) and mallopt(m_trim_threshold, 1 << 30)
+                and mallopt(m_top_pad, 64 << 20))
+
+
 # ----------------------------------------------------------------------------- receiving
 
 
@@ -420,14 +449,38 @@ def _write_raw(reader: Any, temp: str, size: int) -> None:
     # No posix_fallocate: this process never maps the file, so a full /dev/shm shows
     # up as ENOSPC from write(2), not as SIGBUS, and reserving would zero every page
     # once more before the chunks overwrite it.
+    # Receiving a chunk (a socket copy) and writing the one before it (a page-allocating
+    # copy into tmpfs) both release the GIL: a writer thread lets them overlap.
     fd = os.open(segment_path(temp), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    chunks: queue.Queue = queue.Queue(maxsize=WRITE_AHEAD)
+    failure: list[BaseException] = []
+
+    def writer() -> None:
+        while (chunk := chunks.get()) is not None:
+            if failure:
+                continue
+            try:
+                while chunk.nbytes:
+                    chunk = chunk[os.write(fd, chunk) :]
+            except BaseException as exc:  # handed to the receiving thread below
+                failure.append(exc)
+
+    thread = threading.Thread(target=writer, name="sluice-segment-writer", daemon=True)
+    thread.start()
 
     def write_all(chunk: memoryview) -> None:
-        while chunk.nbytes:
-            chunk = chunk[os.write(fd, chunk) :]
+        if failure:
+            raise failure[0]
+        chunks.put(chunk)
 
     try:
-        _copy_chunks(reader, size, write_all)
+        try:
+            _copy_chunks(reader, size, write_all)
+        finally:
+            chunks.put(None)
+            thread.join()
+        if failure:
+            raise failure[0]
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
             raise

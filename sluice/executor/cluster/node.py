@@ -28,7 +28,7 @@ from sluice.executor.cluster import cluster_pb2_grpc as pb_grpc
 from sluice.executor.cluster.relay import Outbox, frames_of, unpack_control
 from sluice.executor.process import spawn_worker
 from sluice.executor.runtime import default_store_memory
-from sluice.store import shm
+from sluice.store import shm, transfer
 from sluice.store.transfer import StoreServer
 
 HEARTBEAT_S = 1.0
@@ -45,6 +45,7 @@ class NodeDaemon:
         from sluice.executor.cluster.head import local_hostname
         from sluice.executor.runtime import _detect_gpus
 
+        transfer.keep_heap_memory()  # warm buffers for Flight transfers (see its docstring)
         self.head_address = head
         self.token = token
         self.session = shm.new_session_id()
