@@ -27,6 +27,7 @@ import inspect
 import itertools
 import operator
 import secrets
+import sys
 import threading
 import time
 import uuid
@@ -55,6 +56,8 @@ ACTOR_DATASET = "sluice-actor-{:016x}"
 """Dask dataset holding an actor's future, so code in tasks can call the actor by id."""
 NAMED_DATASET = "sluice-named-actor-{}"
 """Dataset of a named actor: (actor id, class name, method table, actor future)."""
+INLINE_FUNCTION_MAX = 64 << 10
+"""Pickled functions up to this size travel inside each task; larger ones are broadcast once."""
 
 
 @dataclass
@@ -138,6 +141,7 @@ class DaskRuntime:
         self._unpublish: list[str] = []          # datasets of retired actors, dropped unlocked
         self._inflight: dict[str, Future] = {}   # relay key -> future, held until the call ends
         self._feasible: dict[tuple, dict | None] = {}
+        self._cancelled: set[str] = set()        # keys cancelled by sluice.cancel (not lost)
         self._closed = False
 
     # -- runtime interface: refs ---------------------------------------------------------
@@ -369,6 +373,9 @@ class DaskRuntime:
         with self._lock:
             self._apply_events()
             futs = [f for f in (self._futures.get(ref.id), self._parents.get(ref.id)) if f is not None]
+            parent = self._parents.get(ref.id)
+            siblings = [self._futures[o] for o, p in self._parents.items() if p is parent and o in self._futures]
+            self._cancelled.update(f.key for f in futs + siblings)
         if futs:  # force: the fire-and-forget marker "wants" the key too
             self.client.cancel(futs, force=True)
 
@@ -398,7 +405,7 @@ class DaskRuntime:
             items = [self._arg_for(r.id) for r in refs]
         futs = [f for f in items if isinstance(f, Future)]
         values = iter(self._gather(futs, timeout) if futs else ())
-        return [next(values) if isinstance(f, Future) else f.value for f in items]
+        return [_read_only(next(values) if isinstance(f, Future) else f.value) for f in items]
 
     def _gather(self, futs: list[Future], timeout: float | None) -> list:
         with self._blocking():
@@ -414,7 +421,11 @@ class DaskRuntime:
                 return self.client.gather(futs)
             except CancelledError:
                 key = next((f.key for f in futs if f.cancelled()), "?")
-                raise TaskCancelledError(f"task {_task_name(key)} was cancelled") from None
+                if key in self._cancelled:
+                    raise TaskCancelledError(f"task {_task_name(key)} was cancelled") from None
+                raise ObjectLostError(  # Dask cancels what depends on lost scattered data
+                    f"task {_task_name(key)} cannot run: an object it needs was lost with a Dask worker "
+                    "(put values cannot be recomputed); put it again and resubmit") from None
             except KilledWorker as err:
                 raise WorkerCrashedError(
                     f"task {_task_name(getattr(err, 'task', '?'))}: the Dask workers running it died too "
@@ -456,12 +467,19 @@ class DaskRuntime:
                 distributed.rejoin()
 
     # -- functions and resources ---------------------------------------------------------------
-    def _function(self, fn_id: int, fn_bytes: bytes) -> Future:
-        """The pickled function as Dask data: sent once, fetched once per worker."""
+    def _function(self, fn_id: int, fn_bytes: bytes) -> Any:
+        """The pickled function as a task gets it (each worker unpickles it once).
+
+        A small one travels inside each task. A large one is put on every worker
+        once: as a scattered dependency on one worker only, it would draw every
+        task to that worker, and die with it.
+        """
+        if len(fn_bytes) <= INLINE_FUNCTION_MAX:
+            return _Literal(fn_bytes)
         fut = self._functions.get(fn_id)
         if fut is None:
             key = f"sluice-fn-{fn_id:016x}-{self.caller[:8]}"
-            fut = self._functions.setdefault(fn_id, self.client.scatter({key: fn_bytes})[key])
+            fut = self._functions.setdefault(fn_id, self.client.scatter({key: fn_bytes}, broadcast=True)[key])
         return fut
 
     def load_function(self, fn_id: int, fn_bytes: bytes) -> Any:
@@ -532,7 +550,7 @@ class DaskRuntime:
             # A handle passed into a task may be cached on a worker: stop those actors outright.
             escaped = [actor.future for a, actor in owned.items() if a in self._escaped]
             for table in (self._futures, self._values, self._parents, self._functions, self._actors,
-                          self._inflight, self._named, self._counts):
+                          self._inflight, self._named, self._counts, self._cancelled):
                 table.clear()
         stopped = _Literal(ActorDiedError("actor", "its sluice runtime was shut down"))
         for fut in escaped:
@@ -582,7 +600,7 @@ def _unwrap(value: Any) -> Any:
 
 
 def _decode(spec: _CallSpec, dep_values: tuple | list) -> tuple[list, dict]:
-    return decode_call(spec.blob, [_unwrap(v) for v in dep_values])
+    return decode_call(spec.blob, [_read_only(_unwrap(v)) for v in dep_values])
 
 
 def _task_error(name: str, err: BaseException, kind: type[TaskError] = TaskError) -> BaseException:
@@ -603,12 +621,12 @@ def _check_returns(name: str, value: Any, n: int) -> Any:
     return values
 
 
-def _run_task(fn_bytes: bytes, spec: _CallSpec, carried: dict, *dep_values: Any) -> Any:
+def _run_task(fn_bytes: bytes | _Literal, spec: _CallSpec, carried: dict, *dep_values: Any) -> Any:
     """One sluice task on a Dask worker; exceptions are retried as ``retry_exceptions`` says."""
     rt = _task_runtime()
     with rt.carrying({oid: _unwrap(v) for oid, v in carried.items()}):
         try:
-            fn = rt.load_function(spec.fn_id, fn_bytes)
+            fn = rt.load_function(spec.fn_id, _unwrap(fn_bytes))
             args, kwargs = _decode(spec, dep_values)
         except Exception as err:
             raise _task_error(spec.name, err) from None
@@ -668,13 +686,13 @@ class _ActorShell:
     (``max_concurrency``, one by default), so a caller's calls start in its order.
     """
 
-    def __init__(self, cls_bytes: bytes, spec: _CallSpec, max_concurrency: int, carried: dict,
+    def __init__(self, cls_bytes: bytes | _Literal, spec: _CallSpec, max_concurrency: int, carried: dict,
                  *dep_values: Any):
         rt = _task_runtime()
         self._class_name = spec.name
         with rt.carrying({oid: _unwrap(v) for oid, v in carried.items()}):
             try:
-                cls = rt.load_function(spec.fn_id, cls_bytes)
+                cls = rt.load_function(spec.fn_id, _unwrap(cls_bytes))
                 args, kwargs = _decode(spec, dep_values)
                 self._instance = cls(*args, **kwargs)
             except Exception as err:
@@ -684,6 +702,7 @@ class _ActorShell:
         self._skipped: dict[str, set[int]] = {}  # caller -> numbers that will never arrive
         self._waiting: dict[tuple[str, int], asyncio.Future] = {}  # arrived early: wait their turn
         self._dead: ActorDiedError | None = None
+        self._killed: asyncio.Future | None = None  # resolved by kill: running calls stop waiting
         self._loop: asyncio.AbstractEventLoop | None = None  # runs async methods; made on first use
         self._loop_lock = threading.Lock()
 
@@ -697,10 +716,16 @@ class _ActorShell:
         if seq < self._next.get(caller, 0):
             raise ActorDiedError(f"actor {self._class_name}", f"call {seq} of {spec.name} reached the "
                                  "actor twice (its relay's worker died); it ran once")
-        running = asyncio.get_running_loop().run_in_executor(
-            self._pool, self._run, method, spec, carried, dep_values)
+        loop = asyncio.get_running_loop()
+        running = loop.run_in_executor(self._pool, self._run, method, spec, carried, dep_values)
         self._advance(caller, seq)
-        return await running
+        if self._killed is None:
+            self._killed = loop.create_future()
+        await asyncio.wait([running, self._killed], return_when=asyncio.FIRST_COMPLETED)
+        if running.done():
+            return running.result()
+        running.add_done_callback(_ignore_outcome)  # killed: the caller no longer waits for it
+        raise self._dead
 
     async def skip(self, caller: str, seq: int) -> None:
         """Call ``seq`` of ``caller`` will never arrive (an argument failed, or it was cancelled)."""
@@ -713,6 +738,8 @@ class _ActorShell:
 
     async def kill(self, err: ActorDiedError) -> None:
         self._dead, self._instance = err, None
+        if self._killed is not None and not self._killed.done():
+            self._killed.set_result(None)
         waiting, self._waiting = self._waiting, {}
         for waiter in waiting.values():
             if not waiter.done():
@@ -753,6 +780,21 @@ class _ActorShell:
                 threading.Thread(target=self._loop.run_forever, daemon=True,
                                  name=f"sluice-{self._class_name}-loop").start()
             return self._loop
+
+
+def _ignore_outcome(fut: asyncio.Future) -> None:
+    if not fut.cancelled():
+        fut.exception()  # retrieved: asyncio does not log it as never retrieved
+
+
+def _read_only(value: Any) -> Any:
+    """A numpy array made read-only, as the local store hands them out: code that writes
+    into an input or a result fails alike on every backend (and cannot change the copy
+    a Dask worker keeps for other tasks)."""
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(value, np.ndarray):
+        value.flags.writeable = False
+    return value
 
 
 def _task_name(key: Any) -> str:

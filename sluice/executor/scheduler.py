@@ -175,21 +175,23 @@ class Scheduler(ObjectTable):
             return 1
         return max(1, min(MAX_PIPELINE, int(TARGET_BATCH_SECONDS / max(seconds, 1e-7))))
 
-    def pick_worker(self, key: ResourceKey, fn_id: int) -> WorkerHandle | None:
+    def pick_worker(self, key: ResourceKey, fn_id: int, node: Any = None) -> WorkerHandle | None:
+        """A worker (on ``node``, in a cluster) to run a task of demand ``key`` now, or None."""
         best = None
         for w in self.workers:  # an idle worker already leased for this demand
-            if w.lease == key and not w.blocked and w.alive:
+            if w.node is node and w.lease == key and not w.blocked and w.alive:
                 if not w.inflight:
                     return w
                 if best is None or len(w.inflight) < len(best.inflight):
                     best = w
-        gpus = self.resources.try_acquire(key)
+        resources = self.node_resources(node)
+        gpus = resources.try_acquire(key)
         if gpus is not None:
-            w = self.idle_worker(key)
+            w = self.idle_worker(key, node)
             if w is not None:
                 w.lease, w.gpu_ids = key, gpus
                 return w
-            self.resources.release(key, gpus)
+            resources.release(key, gpus)
         if best is not None and self.has_room(best, fn_id):
             return best
         return None
@@ -216,18 +218,20 @@ class Scheduler(ObjectTable):
         """
         return len(w.inflight) < self.pipeline_depth(fn_id) and w.queued_bytes < PIPELINE_BYTES
 
-    def idle_worker(self, key: ResourceKey) -> WorkerHandle | None:
+    def idle_worker(self, key: ResourceKey, node: Any = None) -> WorkerHandle | None:
         running = 0
         for w in self.workers:
+            if w.node is not node:
+                continue
             if w.lease is None and w.alive:
                 return w
             if not w.blocked:
                 running += 1
-        cap = max(1, int(self.resources.total.get("CPU", 1)))
+        cap = max(1, int(self.node_resources(node).total.get("CPU", 1)))
         if dict(key).get("CPU", 0) == 0:
             cap += 4
         if running < cap:
-            return self.start_worker()
+            return self.start_worker(node)
         return None
 
     def start_worker(self, node: Any = None) -> WorkerHandle:
@@ -245,9 +249,13 @@ class Scheduler(ObjectTable):
         """Start worker process ``index``; returns its process and its end of the pipe."""
         return spawn_worker(self.session, index)
 
+    def node_resources(self, node: Any) -> NodeResources:
+        """The resources of ``node`` (the runtime's own, on one machine)."""
+        return self.resources
+
     def res_of(self, w: WorkerHandle) -> NodeResources:
         """The resources of the node ``w`` runs on."""
-        return self.resources
+        return self.node_resources(w.node)
 
     def place_actor(self, actor: ActorRecord) -> list[int] | None:
         """Take the actor's resources on a node that has them; its GPU ids, or None to wait."""
@@ -414,8 +422,8 @@ class Scheduler(ObjectTable):
         Workers blocked in nested gets are replaced while they wait; once they run
         again the pool holds more than one worker per CPU, and the extra idle ones go.
         """
-        cap = max(1, int(self.resources.total.get("CPU", 1)))
-        unblocked = sum(1 for x in self.workers if x.alive and not x.blocked)
+        cap = max(1, int(self.res_of(w).total.get("CPU", 1)))
+        unblocked = sum(1 for x in self.workers if x.node is w.node and x.alive and not x.blocked)
         if unblocked <= cap or w.inflight or w.blocked or w.out:
             return
         w.out.append((P.SHUTDOWN,))

@@ -73,8 +73,8 @@ class ClusterScheduler(Scheduler):
         yield from super().all_workers()
         yield from self.clients.values()
 
-    def res_of(self, w: WorkerHandle) -> NodeResources:
-        return w.node.resources
+    def node_resources(self, node: NodeState) -> NodeResources:
+        return node.resources
 
     def actor_resources(self, actor: ActorRecord) -> NodeResources:
         return actor.node.resources
@@ -119,57 +119,10 @@ class ClusterScheduler(Scheduler):
             if held:
                 order.sort(key=lambda n: -held.get(n, 0))
         for node in order:
-            w = self.pick_on(node, key, task.fn_id)
+            w = self.pick_worker(key, task.fn_id, node)
             if w is not None:
                 return w
         return None
-
-    def pick_on(self, node: NodeState, key: ResourceKey, fn_id: int) -> WorkerHandle | None:
-        best = None
-        for w in self.workers:
-            if w.node is node and w.lease == key and not w.blocked and w.alive:
-                if not w.inflight:
-                    return w
-                if best is None or len(w.inflight) < len(best.inflight):
-                    best = w
-        gpus = node.resources.try_acquire(key)
-        if gpus is not None:
-            w = self.idle_worker_on(node, key)
-            if w is not None:
-                w.lease, w.gpu_ids = key, gpus
-                return w
-            node.resources.release(key, gpus)
-        if best is not None and self.has_room(best, fn_id):
-            return best
-        return None
-
-    def idle_worker_on(self, node: NodeState, key: ResourceKey) -> WorkerHandle | None:
-        running = 0
-        for w in self.workers:
-            if w.node is not node:
-                continue
-            if w.lease is None and w.alive:
-                return w
-            if not w.blocked:
-                running += 1
-        cap = max(1, int(node.resources.total.get("CPU", 1)))
-        if dict(key).get("CPU", 0) == 0:
-            cap += 4
-        if running < cap:
-            return self.start_worker(node)
-        return None
-
-    def retire_if_extra(self, w: WorkerHandle) -> None:
-        node = w.node
-        cap = max(1, int(node.resources.total.get("CPU", 1)))
-        unblocked = sum(1 for x in self.workers if x.node is node and x.alive and not x.blocked)
-        if unblocked <= cap or w.inflight or w.blocked or w.out:
-            return
-        w.out.append((P.SHUTDOWN,))
-        self.send(w)
-        self.workers.remove(w)
-        w.alive = False
-        self.retired.append(w)
 
     # -- objects -------------------------------------------------------------------------
     def spec_for_worker(self, oid: int, w: WorkerHandle | None = None) -> tuple:
