@@ -40,7 +40,7 @@ from sluice.executor.cluster.relay import (
     unpack_control,
 )
 from sluice.executor.io import IOThread
-from sluice.executor.records import WorkerHandle
+from sluice.executor.records import PENDING, WorkerHandle
 from sluice.executor.runtime import Runtime
 
 DEAD_AFTER_S = 5.0
@@ -93,7 +93,13 @@ class ClusterIO(IOThread):
         elif code == P.CREATE_ACTOR:
             held["actors"].add(msg[1])
         elif code == P.SUBMIT and msg[6]:
-            held["tasks"].add(msg[6][0])  # a task, known by its first result
+            tasks = held["tasks"]
+            tasks.add(msg[6][0])  # a task, known by its first result
+            if len(tasks) > held["prune_at"]:  # forget finished ones now and then
+                objects = self.s.objects
+                tasks.intersection_update(
+                    [oid for oid in tasks if oid in objects and objects[oid].state == PENDING])
+                held["prune_at"] = 2 * len(tasks) + 1024
 
     def on_death(self, w: WorkerHandle) -> None:
         s = self.s
@@ -174,7 +180,8 @@ class HeadRuntime(Runtime):
                 s.remote_clients.add(w)
             s.clients[index] = w
             s.handles[index] = w
-            self.client_state[index] = {"refs": set(), "actors": set(), "tasks": set()}
+            self.client_state[index] = {"refs": set(), "actors": set(), "tasks": set(),
+                                        "prune_at": 1024}
             welcome = {"index": index, "session": target.session, "flight": target.flight,
                        "same_machine": home is not None}
         return w, welcome
@@ -187,7 +194,7 @@ class HeadRuntime(Runtime):
         s.handles.pop(w.index, None)
         s.remote_clients.discard(w)
         s.dirty.discard(w)
-        held = self.client_state.pop(w.index, {"refs": set(), "actors": set(), "tasks": set()})
+        held = self.client_state.pop(w.index)
         for oid in held["tasks"]:  # not finished: dropped if queued, their workers killed if running
             s.cancel(oid, force=True)
         for oid in held["refs"]:

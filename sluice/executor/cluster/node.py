@@ -137,10 +137,13 @@ class NodeDaemon:
                     continue
                 index = self.conns[c]
                 try:
-                    self.up.send(index, c.recv_bytes())
+                    data = c.recv_bytes()
                 except (EOFError, OSError):
                     self.worker_exited(c, index)
-                except BrokenPipeError:
+                    continue
+                try:
+                    self.up.send(index, data)
+                except BrokenPipeError:  # the stream to the head is closed: stopping
                     return
 
     def worker_exited(self, conn: Connection, index: int) -> None:
