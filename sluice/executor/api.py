@@ -16,12 +16,18 @@ def init(num_cpus: float | None = None, num_gpus: float | None = None,
          resources: dict[str, float] | None = None, object_store_memory: int | None = None,
          *, spill_dir: str | None = None, ignore_reinit_error: bool = False,
          address: Any = None, backend: str = "local", token: str | None = None) -> None:
-    """Start the embedded local runtime in this process.
+    """Start the embedded local runtime in this process, or connect to a cluster.
 
     ``num_cpus`` defaults to the machine's CPUs (one worker process each),
     ``num_gpus`` to the GPUs found, ``object_store_memory`` to 30% of /dev/shm
     (objects past it spill to ``spill_dir`` on disk). Calling it is optional:
     the first ``.remote()`` or ``put`` starts a default runtime.
+
+    ``address="sluice://HOST:PORT"`` connects to a cluster started with
+    ``sluice start --head`` instead (``token``: the cluster's token, else
+    ``SLUICE_TOKEN``, else the head's token file on this machine); the
+    resource arguments then belong to the nodes. ``backend="dask"`` runs on a
+    Dask cluster: ``address`` is its scheduler's address or a ``distributed.Client``.
 
     >>> import sluice
     >>> sluice.init(num_cpus=1)
