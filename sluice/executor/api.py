@@ -40,6 +40,18 @@ def init(num_cpus: float | None = None, num_gpus: float | None = None,
     if backend not in ("local", "dask"):
         raise ValueError(f"init(backend={backend!r}): give backend='local' (the embedded runtime, "
                          "or a sluice cluster with address='sluice://HOST:PORT') or 'dask'")
+    if backend == "dask" or address is not None:
+        given = [name for name, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus),
+                                          ("resources", resources),
+                                          ("object_store_memory", object_store_memory),
+                                          ("spill_dir", spill_dir)) if value is not None]
+        if given:
+            where = ("its Dask workers (dask worker --resources ...)" if backend == "dask" else
+                     "its nodes (sluice start --num-cpus/--num-gpus/--resources ...)")
+            raise ValueError(f"init({', '.join(given)}=...) together with "
+                             f"{'backend=dask' if backend == 'dask' else 'address='}: a running "
+                             f"cluster's resources are set where {where} start; drop "
+                             f"{', '.join(given)} here")
     with _init_lock:
         current = context.current()
         if current is not None:

@@ -5,13 +5,13 @@ runtime interface of the local :class:`~sluice.executor.runtime.Runtime` built o
 Dask futures. Each ObjectRef maps to a ``distributed.Future``, dropped (so Dask
 frees the data) when the last ref dies.
 
-- A task is one Dask task running :func:`_run_task`: the function is sent once
+- A task is one Dask task running :func:`~sluice.executor.dask_tasks.run_task`: the function is sent once
   as Dask data and unpickled once per worker process; its exception comes back
   as the ``TaskError``-and-original-type the local runtime raises.
 - Top-level ObjectRef arguments are Dask dependencies (the task gets values);
   refs nested in arguments reach the task as refs, their values shipped along,
   so ``sluice.get`` on them works inside the task.
-- An actor is a Dask actor, an :class:`_ActorShell` around the user's object.
+- An actor is a Dask actor, an :class:`~sluice.executor.dask_tasks.ActorShell` around the user's object.
   Each call is a relay task that depends on the call's arguments and hands them
   to the shell with a per-caller number; the shell starts each caller's calls
   in that order.
@@ -21,19 +21,15 @@ frees the data) when the last ref dies.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import inspect
 import itertools
 import operator
 import secrets
-import sys
 import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,16 +37,36 @@ import distributed
 from distributed import Client, Future, fire_and_forget
 from distributed.scheduler import KilledWorker
 from distributed.threadpoolexecutor import thread_state as pool_state
-from distributed.utils import CancelledError, thread_state as task_state
+from distributed.utils import CancelledError
+from distributed.utils import thread_state as task_state
 
-from sluice.exceptions import (ActorDiedError, GetTimeoutError, InfeasibleResourceError, InternalError,
-                               ObjectLostError, TaskCancelledError, TaskError, WorkerCrashedError)
-from sluice.executor import context
-from sluice.executor.calls import decode_call, encode_call, load_function
+from sluice.exceptions import (
+    ActorDiedError,
+    GetTimeoutError,
+    InfeasibleResourceError,
+    ObjectLostError,
+    TaskCancelledError,
+    WorkerCrashedError,
+)
+from sluice.executor.calls import encode_call, load_function
+from sluice.executor.dask_tasks import (
+    ActorShell,
+    AsIs,
+    CallSpec,
+    fits,
+    infeasible_hint,
+    kill_actor,
+    raise_error,
+    read_only,
+    relay_call,
+    run_task,
+    runs_any,
+    skip_call,
+    task_name,
+    used_resources,
+)
 from sluice.executor.object_ref import OWNER_SHIFT, ObjectRef
 from sluice.executor.resources import demand_key
-from sluice.executor.worker import error_blob, retryable
-from sluice.store import serialization
 
 ACTOR_DATASET = "sluice-actor-{:016x}"
 """Dask dataset holding an actor's future, so code in tasks can call the actor by id."""
@@ -64,37 +80,13 @@ INLINE_FUNCTION_MAX = 64 << 10
 class _Actor:
     """What a runtime knows of one actor."""
 
-    future: Future            # resolves to the Dask Actor proxy of the _ActorShell
+    future: Future            # resolves to the Dask Actor proxy of the ActorShell
     class_name: str
     name: str | None
     methods: dict
     owned: bool               # created by this runtime: it unpublishes it
     next_seq: int = 0         # number of this runtime's next call (the shell starts them in order)
     dead: ActorDiedError | None = None
-
-
-class _Literal:
-    """A value handed to a Dask task as is: Dask does not look inside it for futures."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: Any):
-        self.value = value
-
-    def __reduce__(self):
-        return (_Literal, (self.value,))
-
-
-class _CallSpec:
-    """The fixed part of a call, opaque to Dask (no tuple-as-task parsing, no traversal)."""
-
-    __slots__ = ("fn_id", "name", "blob", "retry", "num_returns")
-
-    def __init__(self, fn_id: int, name: str, blob: bytes, retry: tuple | None, num_returns: int):
-        self.fn_id, self.name, self.blob, self.retry, self.num_returns = fn_id, name, blob, retry, num_returns
-
-    def __reduce__(self):
-        return (_CallSpec, (self.fn_id, self.name, self.blob, self.retry, self.num_returns))
 
 
 class DaskRuntime:
@@ -207,11 +199,16 @@ class DaskRuntime:
         if fut is not None:
             return fut
         if oid in self._values:
-            return _Literal(self._values[oid])
-        hint = ("it was made inside a task, and on the dask backend such a ref cannot leave its task; "
-                "return the value instead" if oid >> OWNER_SHIFT != self._owner else
-                "it was freed, or it belongs to a runtime that was shut down; keep its ObjectRef alive "
-                "while you need it")
+            return AsIs(self._values[oid])
+        if not self.is_driver:
+            hint = ("on the dask backend a task reads only the refs in its own arguments, not refs "
+                    "kept inside put values or task results; pass the ref as an argument")
+        elif oid >> OWNER_SHIFT:
+            hint = ("it was made inside a task, and on the dask backend such a ref cannot leave its "
+                    "task; return the value instead")
+        else:
+            hint = ("it was freed, or it belongs to a runtime that was shut down; keep its ObjectRef "
+                    "alive while you need it")
         raise ObjectLostError(f"object {oid:x} is gone: {hint}")
 
     def _encode(self, name: str, args: tuple, kwargs: dict) -> tuple[bytes, list, dict, list]:
@@ -260,8 +257,8 @@ class DaskRuntime:
         resources = self._resources(options, f"task {name}")
         blob, dep_args, carried, keep = self._encode(name, args, kwargs)
         retry = (options["max_retries"], options["retry_exceptions"]) if options["retry_exceptions"] else None
-        spec = _CallSpec(fn_id, name, blob, retry, options["num_returns"])
-        fut = self.client.submit(_run_task, self._function(fn_id, fn_bytes), spec, carried, *dep_args,
+        spec = CallSpec(fn_id, name, blob, retry, options["num_returns"])
+        fut = self.client.submit(run_task, self._function(fn_id, fn_bytes), spec, carried, *dep_args,
                                  pure=False, key=self._key(name), resources=resources)
         fire_and_forget(fut)  # as in the local runtime, a task runs even if its refs are dropped
         del keep  # Dask holds the auto-put arguments as dependencies now
@@ -277,8 +274,8 @@ class DaskRuntime:
         if actor_name is not None and self.lookup("actor", actor_name) is not None:
             raise taken
         blob, dep_args, carried, keep = self._encode(name, args, kwargs)
-        fut = self.client.submit(_ActorShell, self._function(cls_id, cls_bytes),
-                                 _CallSpec(cls_id, class_name, blob, None, 1),
+        fut = self.client.submit(ActorShell, self._function(cls_id, cls_bytes),
+                                 CallSpec(cls_id, class_name, blob, None, 1),
                                  options.get("max_concurrency") or 1, carried, *dep_args, actor=True,
                                  pure=False, key=self._key(class_name), resources=resources)
         methods = options.get("_methods", {})
@@ -307,14 +304,15 @@ class DaskRuntime:
             err = actor.dead if actor is not None else ActorDiedError(
                 f"actor {actor_id:x}", "no such actor is alive on this Dask cluster: it was killed, or "
                 "every handle to it was dropped")
-            return self._register(self.client.submit(_raise, _Literal(err), pure=False,
+            return self._register(self.client.submit(raise_error, AsIs(err), pure=False,
                                                      key=self._key(name)), n, name)
         blob, dep_args, carried, keep = self._encode(name, args, kwargs)
-        with self._lock:  # numbers are taken in submission order
-            seq, actor.next_seq = actor.next_seq, actor.next_seq + 1
-        fut = self.client.submit(_relay_call, actor.future, self.caller, seq, method,
-                                 _CallSpec(0, name, blob, None, n), carried, *dep_args, pure=False,
-                                 key=self._key(name))
+        with self._lock:  # a number is used only by a submitted relay: no gaps
+            seq = actor.next_seq
+            fut = self.client.submit(relay_call, actor.future, self.caller, seq, method,
+                                     CallSpec(0, name, blob, None, n), carried, *dep_args, pure=False,
+                                     key=self._key(name))
+            actor.next_seq += 1
         self._inflight[fut.key] = fut  # its done-callback must run even if the caller drops the ref
         fut.add_done_callback(_CallDone(self, actor.future, seq))
         del keep
@@ -331,7 +329,7 @@ class DaskRuntime:
         if fut.status == "finished" or self._closed:
             return
         with contextlib.suppress(Exception):  # the client is closing: nothing waits any more
-            fire_and_forget(self.client.submit(_skip_call, actor_future, self.caller, seq, pure=False))
+            fire_and_forget(self.client.submit(skip_call, actor_future, self.caller, seq, pure=False))
 
     def _actor(self, actor_id: int) -> _Actor | None:
         actor = self._actors.get(actor_id)
@@ -351,8 +349,8 @@ class DaskRuntime:
         return self._register(fut, 1, "put")[0]
 
     def kill(self, actor_id: int, no_restart: bool = True) -> None:
-        """Stop an actor: its queued and later calls raise ``ActorDiedError``; a running call
-        finishes (Dask cannot interrupt it). Dask actors never restart."""
+        """Stop an actor: its running, queued and later calls raise ``ActorDiedError`` (a running
+        method's thread is abandoned, not interrupted). Dask actors never restart."""
         self._sync()
         actor = self._actor(actor_id)
         if actor is None or actor.dead is not None:
@@ -360,7 +358,7 @@ class DaskRuntime:
         actor.dead = ActorDiedError(f"actor {actor.class_name or f'{actor_id:x}'}",
                                     "the actor was killed by sluice.kill(); create a new one to go on")
         with self._blocking(), contextlib.suppress(Exception):  # its constructor failed: dead already
-            self.client.submit(_kill_actor, actor.future, _Literal(actor.dead), pure=False).result()
+            self.client.submit(kill_actor, actor.future, AsIs(actor.dead), pure=False).result()
         with self._lock:
             if actor.name is not None and self._named.get(actor.name) == actor_id:
                 del self._named[actor.name]
@@ -369,15 +367,23 @@ class DaskRuntime:
             self._try_unpublish(NAMED_DATASET.format(actor.name))
 
     def cancel(self, ref: ObjectRef, force: bool = False) -> None:
-        """Cancel the task computing ``ref``; a running task is abandoned (Dask cannot stop it)."""
+        """Cancel the task computing ``ref``. A running task is abandoned: its thread runs on,
+        unseen by Dask, unless ``force`` restarts the Dask worker running it (the worker's
+        other tasks are retried elsewhere; data scattered to it is lost)."""
         with self._lock:
             self._apply_events()
             futs = [f for f in (self._futures.get(ref.id), self._parents.get(ref.id)) if f is not None]
             parent = self._parents.get(ref.id)
-            siblings = [self._futures[o] for o, p in self._parents.items() if p is parent and o in self._futures]
+            siblings = [self._futures[o] for o, p in self._parents.items()
+                        if p is parent and o in self._futures]
             self._cancelled.update(f.key for f in futs + siblings)
-        if futs:  # force: the fire-and-forget marker "wants" the key too
-            self.client.cancel(futs, force=True)
+        if not futs:
+            return
+        self.client.cancel(futs, force=True)  # force: the fire-and-forget marker wants the key too
+        if force:  # the thread of a task that started runs on although Dask forgot the task
+            running = self.client.run(runs_any, [f.key for f in futs])
+            if any(running.values()):
+                self.client.restart_workers([w for w, yes in running.items() if yes], raise_for_error=False)
 
     def lookup(self, what: str, arg: Any) -> Any:
         if what == "actor":
@@ -405,7 +411,7 @@ class DaskRuntime:
             items = [self._arg_for(r.id) for r in refs]
         futs = [f for f in items if isinstance(f, Future)]
         values = iter(self._gather(futs, timeout) if futs else ())
-        return [_read_only(next(values) if isinstance(f, Future) else f.value) for f in items]
+        return [read_only(next(values) if isinstance(f, Future) else f.value) for f in items]
 
     def _gather(self, futs: list[Future], timeout: float | None) -> list:
         with self._blocking():
@@ -422,13 +428,13 @@ class DaskRuntime:
             except CancelledError:
                 key = next((f.key for f in futs if f.cancelled()), "?")
                 if key in self._cancelled:
-                    raise TaskCancelledError(f"task {_task_name(key)} was cancelled") from None
+                    raise TaskCancelledError(f"task {task_name(key)} was cancelled") from None
                 raise ObjectLostError(  # Dask cancels what depends on lost scattered data
-                    f"task {_task_name(key)} cannot run: an object it needs was lost with a Dask worker "
+                    f"task {task_name(key)} cannot run: an object it needs was lost with a Dask worker "
                     "(put values cannot be recomputed); put it again and resubmit") from None
             except KilledWorker as err:
                 raise WorkerCrashedError(
-                    f"task {_task_name(getattr(err, 'task', '?'))}: the Dask workers running it died too "
+                    f"task {task_name(getattr(err, 'task', '?'))}: the Dask workers running it died too "
                     "often (the cluster's distributed.scheduler.allowed-failures); see the worker logs"
                 ) from None
 
@@ -475,7 +481,7 @@ class DaskRuntime:
         task to that worker, and die with it.
         """
         if len(fn_bytes) <= INLINE_FUNCTION_MAX:
-            return _Literal(fn_bytes)
+            return AsIs(fn_bytes)
         fut = self._functions.get(fn_id)
         if fut is None:
             key = f"sluice-fn-{fn_id:016x}-{self.caller[:8]}"
@@ -502,10 +508,10 @@ class DaskRuntime:
             demand = dict(key)
             if not self.is_driver or not any("CPU" in w for w in declared):
                 demand.pop("CPU", None)
-            if demand and not _fits(demand, declared):
+            if demand and not fits(demand, declared):
                 declared = self._declared_resources()  # workers may have joined since
-                if declared and not _fits(demand, declared):  # no workers yet: Dask waits for them
-                    raise InfeasibleResourceError(f"{what}: {_infeasible_hint(demand, declared)}")
+                if declared and not fits(demand, declared):  # no workers yet: Dask waits for them
+                    raise InfeasibleResourceError(f"{what}: {infeasible_hint(demand, declared)}")
             self._feasible[key] = demand or None
         return self._feasible[key]
 
@@ -524,11 +530,11 @@ class DaskRuntime:
     def _available_resources(self) -> dict[str, float]:
         total = self._total_resources()
         try:
-            busy, used = self.client.run_on_scheduler(_used_resources)
+            busy, used, cpu_declared = self.client.run_on_scheduler(used_resources)
         except Exception:  # the scheduler does not run functions: report the totals
             return total
         available = {name: amount - used.get(name, 0.0) for name, amount in total.items()}
-        if "CPU" not in used:  # CPUs are threads: one per running task
+        if not cpu_declared:  # CPUs are threads: one per running task
             available["CPU"] = max(0.0, total["CPU"] - busy)
         return available
 
@@ -552,10 +558,10 @@ class DaskRuntime:
             for table in (self._futures, self._values, self._parents, self._functions, self._actors,
                           self._inflight, self._named, self._counts, self._cancelled):
                 table.clear()
-        stopped = _Literal(ActorDiedError("actor", "its sluice runtime was shut down"))
+        stopped = AsIs(ActorDiedError("actor", "its sluice runtime was shut down"))
         for fut in escaped:
             with contextlib.suppress(Exception):
-                fire_and_forget(self.client.submit(_kill_actor, fut, stopped, pure=False))
+                fire_and_forget(self.client.submit(kill_actor, fut, stopped, pure=False))
         for name in names:
             self._try_unpublish(name)
         if self._own_client:
@@ -572,256 +578,3 @@ class _CallDone:
 
     def __call__(self, fut: Future) -> None:
         self.runtime._call_done(fut, self.actor_future, self.seq)
-
-
-# -- what runs on the Dask workers ---------------------------------------------------------------
-
-_task_runtime_lock = threading.Lock()
-
-
-def _task_runtime() -> DaskRuntime:
-    """The sluice runtime of this Dask worker process (made on first use, over its client)."""
-    rt = context.current()
-    if isinstance(rt, DaskRuntime):
-        return rt  # an in-process cluster runs tasks beside the driver's own runtime
-    with _task_runtime_lock:
-        rt = context.current()
-        if rt is None:
-            rt = DaskRuntime(_worker_client=distributed.get_client())
-            context.set_current(rt)
-        elif not isinstance(rt, DaskRuntime):
-            raise InternalError(f"a Dask worker process already runs a {type(rt).__name__}; "
-                                "run the Dask workers in their own processes")
-    return rt
-
-
-def _unwrap(value: Any) -> Any:
-    return value.value if type(value) is _Literal else value
-
-
-def _decode(spec: _CallSpec, dep_values: tuple | list) -> tuple[list, dict]:
-    return decode_call(spec.blob, [_read_only(_unwrap(v)) for v in dep_values])
-
-
-def _task_error(name: str, err: BaseException, kind: type[TaskError] = TaskError) -> BaseException:
-    """The error ``get`` raises for a task's exception: exactly the local runtime's."""
-    return serialization.loads(error_blob(name, err, kind)).as_instanceof_cause()
-
-
-def _check_returns(name: str, value: Any, n: int) -> Any:
-    if n == 1:
-        return value
-    try:
-        values = tuple(value)
-    except TypeError:
-        values = None
-    if values is None or len(values) != n:
-        raise ValueError(f"{name} declared num_returns={n} but returned {type(value).__name__} "
-                         f"{value!r:.80}; return a tuple of that length")
-    return values
-
-
-def _run_task(fn_bytes: bytes | _Literal, spec: _CallSpec, carried: dict, *dep_values: Any) -> Any:
-    """One sluice task on a Dask worker; exceptions are retried as ``retry_exceptions`` says."""
-    rt = _task_runtime()
-    with rt.carrying({oid: _unwrap(v) for oid, v in carried.items()}):
-        try:
-            fn = rt.load_function(spec.fn_id, _unwrap(fn_bytes))
-            args, kwargs = _decode(spec, dep_values)
-        except Exception as err:
-            raise _task_error(spec.name, err) from None
-        for attempt in itertools.count():
-            try:
-                return _check_returns(spec.name, fn(*args, **kwargs), spec.num_returns)
-            except Exception as err:
-                if spec.retry is None or attempt >= spec.retry[0] or not retryable(err, spec.retry[1]):
-                    raise _task_error(spec.name, err) from None
-
-
-def _raise(err: _Literal) -> None:
-    raise err.value
-
-
-def _relay_call(actor: Any, caller: str, seq: int, method: str, spec: _CallSpec, carried: dict,
-                *dep_values: Any) -> Any:
-    """Hand one actor call, its arguments resolved by Dask, to the actor's shell.
-
-    It leaves the thread pool first: a relay waits while the calls before it run,
-    and must not hold a slot one of their relays needs.
-    """
-    distributed.secede()
-    values = {oid: _unwrap(v) for oid, v in carried.items()}
-    try:
-        return actor.call(caller, seq, method, spec, values, [_unwrap(v) for v in dep_values]).result()
-    except (OSError, RuntimeError) as err:
-        if isinstance(err, TaskError):
-            raise  # the method's own error
-        raise ActorDiedError(f"actor of {spec.name}", f"the Dask worker holding the actor is gone "
-                             f"({err}); create a new actor") from None
-
-
-async def _skip_call(actor: Any, caller: str, seq: int) -> None:
-    await actor.skip(caller, seq)
-
-
-async def _kill_actor(actor: Any, err: _Literal) -> None:
-    await actor.kill(err.value)
-
-
-def _used_resources(dask_scheduler: Any) -> tuple[int, dict]:
-    """(tasks on the workers, declared resources in use), read on the scheduler."""
-    busy, used = 0, {}
-    for ws in dask_scheduler.workers.values():
-        busy += len(ws.processing)
-        for name, amount in (ws.used_resources or {}).items():
-            used[name] = used.get(name, 0.0) + amount
-    return busy, used
-
-
-class _ActorShell:
-    """The Dask actor behind a sluice actor: the user's object plus call ordering.
-
-    ``call`` runs on the worker's event loop: it waits until the caller's previous
-    call has started, then starts this one on the shell's own threads
-    (``max_concurrency``, one by default), so a caller's calls start in its order.
-    """
-
-    def __init__(self, cls_bytes: bytes | _Literal, spec: _CallSpec, max_concurrency: int, carried: dict,
-                 *dep_values: Any):
-        rt = _task_runtime()
-        self._class_name = spec.name
-        with rt.carrying({oid: _unwrap(v) for oid, v in carried.items()}):
-            try:
-                cls = rt.load_function(spec.fn_id, _unwrap(cls_bytes))
-                args, kwargs = _decode(spec, dep_values)
-                self._instance = cls(*args, **kwargs)
-            except Exception as err:
-                raise _task_error(f"{spec.name}.__init__", err, ActorDiedError) from None
-        self._pool = ThreadPoolExecutor(max_concurrency, thread_name_prefix=f"sluice-{spec.name}")
-        self._next: dict[str, int] = {}          # caller -> number of its next call to start
-        self._skipped: dict[str, set[int]] = {}  # caller -> numbers that will never arrive
-        self._waiting: dict[tuple[str, int], asyncio.Future] = {}  # arrived early: wait their turn
-        self._dead: ActorDiedError | None = None
-        self._killed: asyncio.Future | None = None  # resolved by kill: running calls stop waiting
-        self._loop: asyncio.AbstractEventLoop | None = None  # runs async methods; made on first use
-        self._loop_lock = threading.Lock()
-
-    async def call(self, caller: str, seq: int, method: str, spec: _CallSpec, carried: dict,
-                   dep_values: list) -> Any:
-        if self._dead is None and seq > self._next.get(caller, 0):
-            waiter = self._waiting[(caller, seq)] = asyncio.get_running_loop().create_future()
-            await waiter
-        if self._dead is not None:
-            raise self._dead
-        if seq < self._next.get(caller, 0):
-            raise ActorDiedError(f"actor {self._class_name}", f"call {seq} of {spec.name} reached the "
-                                 "actor twice (its relay's worker died); it ran once")
-        loop = asyncio.get_running_loop()
-        running = loop.run_in_executor(self._pool, self._run, method, spec, carried, dep_values)
-        self._advance(caller, seq)
-        if self._killed is None:
-            self._killed = loop.create_future()
-        await asyncio.wait([running, self._killed], return_when=asyncio.FIRST_COMPLETED)
-        if running.done():
-            return running.result()
-        running.add_done_callback(_ignore_outcome)  # killed: the caller no longer waits for it
-        raise self._dead
-
-    async def skip(self, caller: str, seq: int) -> None:
-        """Call ``seq`` of ``caller`` will never arrive (an argument failed, or it was cancelled)."""
-        if seq < self._next.get(caller, 0) or (caller, seq) in self._waiting:
-            return  # it arrived: it runs or ran
-        if seq == self._next.get(caller, 0):
-            self._advance(caller, seq)
-        else:
-            self._skipped.setdefault(caller, set()).add(seq)
-
-    async def kill(self, err: ActorDiedError) -> None:
-        self._dead, self._instance = err, None
-        if self._killed is not None and not self._killed.done():
-            self._killed.set_result(None)
-        waiting, self._waiting = self._waiting, {}
-        for waiter in waiting.values():
-            if not waiter.done():
-                waiter.set_result(None)
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-
-    def _advance(self, caller: str, seq: int) -> None:
-        nxt = seq + 1
-        skipped = self._skipped.get(caller)
-        while skipped and nxt in skipped:
-            skipped.discard(nxt)
-            nxt += 1
-        self._next[caller] = nxt
-        waiter = self._waiting.pop((caller, nxt), None)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def _run(self, method: str, spec: _CallSpec, carried: dict, dep_values: list) -> Any:
-        if self._dead is not None:
-            raise self._dead
-        rt = _task_runtime()
-        with rt.carrying(carried):
-            try:
-                args, kwargs = _decode(spec, dep_values)
-                value = getattr(self._instance, method)(*args, **kwargs)
-                if inspect.iscoroutine(value):
-                    value = asyncio.run_coroutine_threadsafe(value, self._event_loop()).result()
-                return _check_returns(spec.name, value, spec.num_returns)
-            except Exception as err:
-                raise _task_error(spec.name, err) from None
-
-    def _event_loop(self) -> asyncio.AbstractEventLoop:
-        """The loop of the actor's async methods: one thread, so their state stays on one loop."""
-        with self._loop_lock:
-            if self._loop is None:
-                self._loop = asyncio.new_event_loop()
-                threading.Thread(target=self._loop.run_forever, daemon=True,
-                                 name=f"sluice-{self._class_name}-loop").start()
-            return self._loop
-
-
-def _ignore_outcome(fut: asyncio.Future) -> None:
-    if not fut.cancelled():
-        fut.exception()  # retrieved: asyncio does not log it as never retrieved
-
-
-def _read_only(value: Any) -> Any:
-    """A numpy array made read-only, as the local store hands them out: code that writes
-    into an input or a result fails alike on every backend (and cannot change the copy
-    a Dask worker keeps for other tasks)."""
-    np = sys.modules.get("numpy")
-    if np is not None and isinstance(value, np.ndarray):
-        value.flags.writeable = False
-    return value
-
-
-def _task_name(key: Any) -> str:
-    """A task's name from its Dask key (``name-<uuid hex>``)."""
-    head, _, tail = str(key).rpartition("-")
-    return head if head and len(tail) == 32 else str(key)
-
-
-def _fits(demand: dict[str, float], declared: list[dict]) -> bool:
-    """Whether one worker has all of ``demand`` (a task runs on one worker)."""
-    return any(all(w.get(name, 0.0) >= amount for name, amount in demand.items()) for w in declared)
-
-
-def _infeasible_hint(demand: dict[str, float], declared: list[dict]) -> str:
-    for name, amount in demand.items():
-        most = max(w.get(name, 0.0) for w in declared)
-        if most >= amount:
-            continue
-        have = (f"the Dask workers have at most {most:g} {name}" if any(declared)
-                else "no Dask worker declares any resources")
-        if name == "GPU":
-            return f"num_gpus={amount:g} requested but {have}; start workers with " \
-                   "`dask worker ... --resources GPU=N` or drop the request"
-        if name == "CPU":
-            return f"num_cpus={amount:g} requested but {have}; lower num_cpus or start workers with " \
-                   "`--resources CPU=N`"
-        return f"resources={{{name!r}: {amount:g}}} requested but {have}; start workers with " \
-               f"`dask worker ... --resources {name}=N` or drop the request"
-    return (f"resources {demand} requested, but no single Dask worker has all of them "
-            f"(a task runs on one worker); the workers declare {declared}")

@@ -42,3 +42,42 @@ def cluster() -> Iterator[LocalCluster]:
 def records(status: pb.ClusterStatus) -> list[dict]:
     return [{"id": n.node_id, "alive": n.alive, "total": json.loads(n.total_json),
              "workers": n.workers} for n in status.nodes]
+
+
+def self_signed_cert(directory: Path) -> tuple[bytes, bytes]:
+    """A certificate and key for localhost / 127.0.0.1, also written to ``directory``
+    as cert.pem and key.pem."""
+    cert, key = _cert_with_cryptography()  # cryptography comes with the dev extras
+    (directory / "cert.pem").write_bytes(cert)
+    (directory / "key.pem").write_bytes(key)
+    return cert, key
+
+
+def _cert_with_cryptography() -> tuple[bytes, bytes]:
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives import serialization as pem
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(pem.Encoding.PEM, pem.PrivateFormat.PKCS8, pem.NoEncryption())
+    return cert.public_bytes(pem.Encoding.PEM), key_pem

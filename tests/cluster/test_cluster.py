@@ -13,7 +13,13 @@ import pytest
 
 import sluice
 from sluice.executor.cluster.auth import AuthError
-from tests.cluster.conftest import ROOT, LocalCluster, free_port, node_info
+from tests.cluster.conftest import (
+    ROOT,
+    LocalCluster,
+    free_port,
+    node_info,
+    self_signed_cert,
+)
 
 
 @pytest.fixture(scope="module")
@@ -140,16 +146,9 @@ def test_start_status_stop_in_the_background(tmp_path) -> None:
     assert after.returncode == 1 and "no sluice head answers" in after.stderr
 
 
-def make_cert(tmp_path) -> tuple[str, str]:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
-    return str(cert), str(key)
-
-
 def test_a_tls_cluster_runs_work_and_refuses_plaintext(tmp_path) -> None:
-    cert, key = make_cert(tmp_path)
+    self_signed_cert(tmp_path)
+    cert, key = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
     c = LocalCluster(nodes=1, extra=["--tls-cert", cert, "--tls-key", key],
                      env={"SLUICE_TLS_ROOT": cert})
     try:
@@ -168,3 +167,10 @@ def test_a_tls_cluster_runs_work_and_refuses_plaintext(tmp_path) -> None:
         assert plain.returncode == 1
     finally:
         c.stop()
+
+
+def test_init_refuses_resources_when_joining_a_cluster() -> None:
+    with pytest.raises(ValueError, match=r"init\(num_cpus=...\) together with address=.*sluice start"):
+        sluice.init(address="sluice://127.0.0.1:1", num_cpus=2)
+    with pytest.raises(ValueError, match=r"init\(num_gpus, resources=...\) together with backend=dask"):
+        sluice.init(backend="dask", num_gpus=1, resources={"x": 1})

@@ -1,4 +1,4 @@
-"""One conformance suite for the core API: every test runs on the local runtime and on a cluster.
+"""One conformance suite for the core API: every test runs locally, on a sluice cluster and on Dask.
 
 The ``backend`` fixture is module-scoped and parametrized, so pytest runs every
 test on ``local`` (``sluice.init(num_cpus=3)``) first, then every test on
@@ -13,6 +13,7 @@ workers import this module by name (the daemons run with the repo root on
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
@@ -44,25 +45,26 @@ RESULT = 2_500_000
 """Elements of the 20 MB float64 array a task returns."""
 
 
-@pytest.fixture(scope="module", params=["local", "cluster"], autouse=True)
+@pytest.fixture(scope="module", params=["local", "cluster", "dask"], autouse=True)
 def backend(request: pytest.FixtureRequest) -> Iterator[str]:
-    """A 3-CPU runtime: the embedded local one, or a driver connected to a 3-node cluster."""
-    cluster = None
-    if request.param == "local":
-        sluice.init(num_cpus=3)
-    else:
-        cluster = LocalCluster(nodes=2)
-        try:
+    """A 3-CPU runtime: the embedded local one, a driver connected to a 3-node sluice
+    cluster, or a driver running on a 3-worker dask.distributed cluster."""
+    with contextlib.ExitStack() as stack:
+        if request.param == "local":
+            sluice.init(num_cpus=3)
+        elif request.param == "cluster":
+            cluster = LocalCluster(nodes=2)
+            stack.callback(cluster.stop)
             sluice.init(address=cluster.address)
-        except BaseException:
-            cluster.stop()
-            raise
-    try:
+        else:
+            import distributed
+
+            dask_cluster = stack.enter_context(distributed.LocalCluster(
+                n_workers=3, threads_per_worker=1, processes=True, resources={"CPU": 1},
+                dashboard_address=":0"))
+            sluice.init(backend="dask", address=dask_cluster.scheduler_address)
+        stack.callback(sluice.shutdown)
         yield request.param
-    finally:
-        sluice.shutdown()
-        if cluster is not None:
-            cluster.stop()
 
 
 # -- functions and classes the tasks run ------------------------------------------------------

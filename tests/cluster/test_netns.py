@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import sluice
-from tests.cluster.conftest import ROOT, LocalCluster, free_port, node_info
+from tests.cluster.conftest import ROOT, LocalCluster, node_info
 
 NS = f"sluice-t{os.getpid()}"
 HOST_IF, NS_IF = f"slh{os.getpid() % 10000}", f"sln{os.getpid() % 10000}"

@@ -9,8 +9,6 @@ from __future__ import annotations
 import glob
 import os
 import re
-import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +24,7 @@ from pyarrow import flight
 from sluice.exceptions import ObjectLostError
 from sluice.store import serialization, shm, transfer
 from sluice.store.transfer import AuthError, StoreServer
+from tests.cluster.conftest import self_signed_cert
 
 TOKEN = "test-cluster-token"
 
@@ -261,56 +260,8 @@ def test_unlink_removes_the_segment_files(node_a: Node) -> None:
     assert [os.path.exists(shm.segment_path(name)) for name in names] == [False, False, True]
 
 
-def _self_signed_cert(directory: Path) -> tuple[bytes, bytes]:
-    """A certificate and key for localhost / 127.0.0.1, made here."""
-    try:
-        return _cert_with_cryptography()
-    except ImportError:
-        pass
-    if shutil.which("openssl") is None:
-        pytest.skip("neither the cryptography package nor openssl is available to make a TLS cert")
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    return cert.read_bytes(), key.read_bytes()
-
-
-def _cert_with_cryptography() -> tuple[bytes, bytes]:
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives import serialization as pem
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(pem.Encoding.PEM, pem.PrivateFormat.PKCS8, pem.NoEncryption())
-    return cert.public_bytes(pem.Encoding.PEM), key_pem
-
-
 def test_a_pull_over_tls(tmp_path: Path) -> None:
-    cert, key = _self_signed_cert(tmp_path)
+    cert, key = self_signed_cert(tmp_path)
     node_a, node_b = _start_node(tls=(cert, key)), _start_node(tls=(cert, key))
     try:
         assert node_a.location.startswith("grpc+tls://127.0.0.1:")

@@ -1,0 +1,367 @@
+"""The dask backend: sluice tasks, actors and Plans on a real dask.distributed cluster.
+
+One LocalCluster (two worker processes, one thread and ``CPU: 1`` each) serves
+the module; each test starts and stops its own sluice runtime on it.
+"""
+
+from __future__ import annotations
+
+import operator
+import time
+import uuid
+
+import numpy as np
+import pytest
+
+import sluice
+from sluice.exceptions import (
+    ActorDiedError,
+    GetTimeoutError,
+    InfeasibleResourceError,
+    TaskCancelledError,
+    TaskError,
+)
+from tests.compiler import dag_example
+
+distributed = pytest.importorskip("distributed")  # the [dask] extra
+
+EVENT_TIMEOUT_S = 30
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  resources={"CPU": 1}, dashboard_address=":0") as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def observer(cluster):
+    """A Dask client of the test's own, to look at the cluster from outside sluice."""
+    with distributed.Client(cluster, set_as_default=False) as client:
+        yield client
+
+
+@pytest.fixture
+def dask_runtime(cluster, observer):
+    sluice.init(backend="dask", address=cluster.scheduler_address)
+    yield cluster
+    sluice.shutdown()
+    assert not _sluice_datasets(observer), "shutdown must unpublish every actor it published"
+
+
+def _sluice_datasets(client):
+    return [name for name in client.list_datasets() if str(name).startswith("sluice-")]
+
+
+@pytest.fixture
+def gate(dask_runtime, observer):
+    """A ``distributed.Event`` that tasks block on until the test sets it."""
+    event = distributed.Event(f"sluice-test-{uuid.uuid4().hex}", client=observer)
+    yield event
+    event.set()  # never leave a worker blocked for the next test
+
+
+@sluice.remote
+def square(x):
+    return x * x
+
+
+@sluice.remote
+def where():
+    return distributed.get_worker().address
+
+
+@sluice.remote
+def total(refs):
+    return sum(sluice.get(refs))
+
+
+@sluice.remote(num_returns=2)
+def split(x):
+    return x, x + 1
+
+
+@sluice.remote
+def fail(x):
+    raise ValueError(f"bad input {x}")
+
+
+@sluice.remote
+def array_sum(a):
+    return float(a.sum())
+
+
+@sluice.remote
+def fan_out(n):
+    return sum(sluice.get([square.remote(i) for i in range(n)]))
+
+
+@sluice.remote
+def after(event_name, value):
+    """``value`` once the test sets the event (a stand-in for slow work)."""
+    assert distributed.Event(event_name).wait(EVENT_TIMEOUT_S)
+    return value
+
+
+@sluice.remote
+def started_then_after(started_name, event_name, value):
+    """Say it started, then wait for the test like ``after``."""
+    distributed.Event(started_name).set()
+    assert distributed.Event(event_name).wait(EVENT_TIMEOUT_S)
+    return value
+
+
+@sluice.remote
+class Log:
+    def __init__(self, first=None):
+        self.items = [] if first is None else [first]
+
+    def add(self, x):
+        self.items.append(x)
+        return list(self.items)
+
+
+@sluice.remote
+class Fragile:
+    def __init__(self):
+        self.ratio = 1 / 0
+
+    def ping(self):
+        return "pong"
+
+
+@sluice.remote
+def bump(counter, by):
+    return sluice.get(counter.add.remote(by))
+
+
+@sluice.remote
+class Counter:
+    def __init__(self):
+        self.n = 0
+
+    def add(self, x):
+        self.n += x
+        return self.n
+
+
+def test_remote_functions_run_on_the_dask_workers(dask_runtime, observer):
+    assert sluice.get([square.remote(i) for i in range(6)]) == [0, 1, 4, 9, 16, 25]
+    assert sluice.get(square.remote(square.remote(2))) == 16  # a top-level ref arrives as its value
+    addresses = set(sluice.get([where.remote() for _ in range(8)]))
+    assert addresses and addresses <= set(observer.scheduler_info()["workers"])
+
+
+def test_a_large_function_is_put_on_every_worker_once(dask_runtime, observer):
+    table = np.arange(50_000)  # captured by value: the pickled function is about 400 KB
+
+    @sluice.remote
+    def lookup(i):
+        return int(table[i])
+
+    assert sluice.get([lookup.remote(i) for i in (0, 7, 49_999)]) == [0, 7, 49_999]
+    [holders] = [w for k, w in observer.who_has().items() if str(k).startswith("sluice-fn-")]
+    assert len(holders) == 2  # broadcast: no worker draws every task to itself
+
+
+def test_refs_nested_in_a_list_reach_the_task_as_refs(dask_runtime):
+    refs = [square.remote(i) for i in range(4)]
+    assert sluice.get(total.remote(refs)) == 0 + 1 + 4 + 9
+    assert sluice.get(total.remote({"a": refs[:2]}["a"])) == 1
+
+
+def test_tasks_submit_and_get_tasks_from_inside(dask_runtime):
+    # Four parents on two one-thread workers, each waiting on five children: the
+    # parents leave the thread pool while they wait, so this cannot deadlock.
+    assert sluice.get([fan_out.remote(5) for _ in range(4)]) == [30] * 4
+
+
+def test_num_returns_two_gives_two_refs(dask_runtime):
+    a, b = split.remote(3)
+    assert sluice.get([a, b]) == [3, 4]
+    assert sluice.get(square.remote(b)) == 16
+
+
+def test_a_task_exception_reraises_as_task_error_and_its_own_type(dask_runtime):
+    with pytest.raises(ValueError, match="bad input 1") as info:
+        sluice.get(fail.remote(1))
+    assert isinstance(info.value, TaskError)
+    assert "in fail" in str(info.value)  # the remote traceback names the user's function
+    with pytest.raises(ValueError, match="bad input 2"):  # a dependent fails with the same error
+        sluice.get(square.remote(fail.remote(2)))
+
+
+def test_wait_and_get_honour_timeouts(gate):
+    slow, fast = after.remote(gate.name, "slow"), square.remote(3)
+    ready, pending = sluice.wait([slow, fast], num_returns=1, timeout=EVENT_TIMEOUT_S)
+    assert (ready, pending) == ([fast], [slow])
+    start = time.monotonic()
+    ready, pending = sluice.wait([slow, fast], num_returns=2, timeout=0.3)
+    assert ready == [fast] and pending == [slow]
+    assert time.monotonic() - start < 5
+    with pytest.raises(GetTimeoutError, match="1 of 1 objects not ready"):
+        sluice.get(slow, timeout=0.2)
+    assert sluice.available_resources()["CPU"] == 1.0  # the blocked task holds one worker's CPU
+    gate.set()
+    assert sluice.wait([slow, fast], num_returns=2)[0] == [slow, fast]
+    assert sluice.get(slow) == "slow"
+
+
+def test_put_once_and_pass_the_ref_to_many_tasks(dask_runtime):
+    data = np.arange(1_000_000, dtype=np.float64)
+    ref = sluice.put(data)
+    assert sluice.get([array_sum.remote(ref) for _ in range(6)]) == [float(data.sum())] * 6
+    np.testing.assert_array_equal(sluice.get(ref), data)
+    with pytest.raises(TypeError, match="put\\(\\) of an ObjectRef"):
+        sluice.put(ref)
+
+
+def test_dropping_the_last_ref_frees_the_data_on_the_cluster(dask_runtime, observer):
+    client = observer
+    before = set(client.who_has())
+    ref = sluice.put(np.ones(10_000))
+    [key] = set(client.who_has()) - before
+    assert sluice.get(array_sum.remote(ref)) == 10_000.0
+    del ref  # the next call applies the drop; Dask then forgets the key
+    sluice.get(square.remote(2))
+    deadline = time.monotonic() + EVENT_TIMEOUT_S
+    while key in client.who_has() and time.monotonic() < deadline:
+        pass  # each who_has is a round trip to the scheduler
+    assert key not in client.who_has()
+
+
+def test_cancel_a_queued_task(gate):
+    blocked = square.remote(after.remote(gate.name, 2))  # cannot start before the gate opens
+    sluice.cancel(blocked)
+    with pytest.raises(TaskCancelledError, match="task square was cancelled"):
+        sluice.get(blocked, timeout=EVENT_TIMEOUT_S)
+
+
+def test_force_cancel_of_a_running_task_frees_its_worker(gate, observer):
+    started = [distributed.Event(f"{gate.name}-{i}", client=observer) for i in range(2)]
+    running = [started_then_after.remote(s.name, gate.name, i) for i, s in enumerate(started)]
+    assert all(s.wait(EVENT_TIMEOUT_S) for s in started)  # both workers are busy now
+    sluice.cancel(running[0], force=True)  # restarts the worker running it
+    with pytest.raises(TaskCancelledError, match="task started_then_after was cancelled"):
+        sluice.get(running[0], timeout=EVENT_TIMEOUT_S)
+    assert sluice.get(square.remote(5), timeout=EVENT_TIMEOUT_S) == 25  # on the freed worker
+
+
+def test_actor_keeps_state_and_runs_calls_in_order(dask_runtime):
+    counter = Counter.remote()
+    assert sluice.get([counter.add.remote(i) for i in range(20)]) == [sum(range(i + 1)) for i in range(20)]
+
+
+def test_actor_call_waits_for_its_arguments_and_keeps_order(gate):
+    log = Log.remote("start")
+    first = log.add.remote(after.remote(gate.name, "a"))
+    second = log.add.remote("b")  # submitted later: must run after ``first``
+    ready, _ = sluice.wait([second], timeout=0.5)
+    assert ready == []
+    gate.set()
+    assert sluice.get([first, second]) == [["start", "a"], ["start", "a", "b"]]
+
+
+def test_a_failed_argument_fails_only_its_own_actor_call(dask_runtime):
+    log = Log.remote()
+    broken = log.add.remote(fail.remote(7))
+    after_it = log.add.remote("still works")
+    with pytest.raises(ValueError, match="bad input 7"):
+        sluice.get(broken)
+    assert sluice.get(after_it, timeout=EVENT_TIMEOUT_S) == ["still works"]
+
+
+def test_an_actor_without_handles_is_released(dask_runtime, observer):
+    counter = Counter.remote()
+    assert sluice.get(counter.add.remote(1)) == 1
+    assert len(_sluice_datasets(observer)) == 1
+    actor_keys = {k for k in observer.who_has() if str(k).startswith("Counter-")}
+    del counter
+    sluice.get(square.remote(1))  # the next call applies the drop
+    assert _sluice_datasets(observer) == []
+    deadline = time.monotonic() + EVENT_TIMEOUT_S
+    while actor_keys & set(observer.who_has()) and time.monotonic() < deadline:
+        pass  # each who_has is a round trip to the scheduler
+    assert not actor_keys & set(observer.who_has())
+
+
+def test_named_actor_via_get_actor_and_kill(dask_runtime):
+    tally = Counter.options(name="tally").remote()
+    sluice.get(tally.add.remote(5))
+    same = sluice.get_actor("tally")
+    assert sluice.get(same.add.remote(1)) == 6
+    with pytest.raises(ValueError, match="an actor named 'tally' already exists"):
+        Counter.options(name="tally").remote()
+    with pytest.raises(ValueError, match="no actor named 'nobody' is alive"):
+        sluice.get_actor("nobody")
+    sluice.kill(same)
+    with pytest.raises(ActorDiedError, match="killed by sluice.kill"):
+        sluice.get(tally.add.remote(1), timeout=EVENT_TIMEOUT_S)
+    with pytest.raises(ValueError, match="no actor named 'tally' is alive"):
+        sluice.get_actor("tally")
+
+
+def test_a_failed_constructor_fails_every_call(dask_runtime):
+    broken = Fragile.remote()
+    for _ in range(2):
+        with pytest.raises(ZeroDivisionError) as info:
+            sluice.get(broken.ping.remote(), timeout=EVENT_TIMEOUT_S)
+        assert isinstance(info.value, ActorDiedError) and "Fragile.__init__" in str(info.value)
+    log = Log.remote(first=fail.remote(0))  # its argument failed: every call gets that error
+    with pytest.raises(ValueError, match="bad input 0"):
+        sluice.get(log.add.remote(1), timeout=EVENT_TIMEOUT_S)
+
+
+# The worker's client re-announces the keys it holds; Dask warns about already forgotten ones.
+@pytest.mark.filterwarnings("ignore:Client .* desires key .* but key is unknown:UserWarning")
+def test_tasks_call_an_actor_through_a_handle(dask_runtime):
+    counter = Counter.remote()
+    assert sluice.get(counter.add.remote(1)) == 1
+    assert sluice.get(bump.remote(counter, 10)) == 11  # the handle travels into the task
+    assert sluice.get(counter.add.remote(100)) == 111
+
+
+def test_a_compiled_plan_gives_the_local_backends_result(cluster):
+    dag = dag_example.make_dag()
+    sluice.init(num_cpus=1)
+    try:
+        local = [sluice.get(dag.execute(n)) for n in (4, 6)]
+    finally:
+        sluice.shutdown()
+    sluice.init(backend="dask", address=cluster.scheduler_address)
+    try:
+        on_dask = [sluice.get(dag.execute(n)) for n in (4, 6)]
+    finally:
+        sluice.shutdown()
+    # load -> evens/odds (a diamond) -> combine -> scale -> shift; the Tally actor keeps a total.
+    assert local == [[-19, -19], [-29, -48]]
+    assert on_dask == local
+
+
+def test_an_unmeetable_resource_demand_fails_at_once(dask_runtime):
+    gpu = square.options(num_gpus=1)
+    with pytest.raises(InfeasibleResourceError,
+                       match="num_gpus=1 requested but the Dask workers have at most 0 GPU"):
+        gpu.remote(2)
+    with pytest.raises(InfeasibleResourceError, match="num_cpus=2 requested"):
+        square.options(num_cpus=2).remote(2)
+    with pytest.raises(InfeasibleResourceError, match=r"resources=\{'TPU': 1\} requested"):
+        square.options(resources={"TPU": 1}).remote(2)
+    assert sluice.cluster_resources() == {"CPU": 2.0, "GPU": 0.0}
+
+
+def test_a_passed_in_client_stays_usable_after_shutdown():
+    # Workers without declared resources: num_cpus is ignored, a GPU demand still fails.
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=":0") as cluster, distributed.Client(cluster) as client:
+        sluice.init(backend="dask", address=client)
+        try:
+            assert sluice.get(square.options(num_cpus=8).remote(7)) == 49
+            with pytest.raises(InfeasibleResourceError, match="no Dask worker declares any resources"):
+                square.options(num_gpus=1).remote(1)
+        finally:
+            sluice.shutdown()
+        assert client.status == "running"
+        assert client.submit(operator.add, 1, 2).result() == 3
+        assert not [k for k in client.refcount if str(k).startswith(("square", "sluice"))]
