@@ -44,6 +44,13 @@ class _StreamConn:
         self.outbox.send(0, data)
 
 
+class _Lost:
+    """The answer to every request still open when the connection to the head ends."""
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+
 class ClusterClient(WorkerAPI):
     """The runtime of a driver connected to a cluster head. See the module docstring."""
 
@@ -72,6 +79,7 @@ class ClusterClient(WorkerAPI):
         self.flight = welcome["flight"]
         self.same_machine = welcome["same_machine"]
         self.closed = False
+        self.shut = False
         self.lost: Exception | None = None
         self.kick = threading.Event()
         self.feasible: set = set()
@@ -92,9 +100,10 @@ class ClusterClient(WorkerAPI):
             if not self.closed:
                 self.lost = auth.auth_error(err, self.address)
         self.closed = True
-        lost = ConnectionError(f"the connection to the sluice head at {self.address} ended")
+        lost = self.lost or ConnectionError(f"the connection to the sluice head at {self.address} "
+                                            f"ended; call sluice.shutdown() and sluice.init() again")
         for req in list(self.reply_events):
-            self.deliver_reply(req, (P.DEP_ERROR, serialization.dumps(lost)))
+            self.deliver_reply(req, _Lost(lost))
 
     # -- batching: submissions go out together, as the local runtime's do ---------------------
     def flush(self) -> None:
@@ -127,8 +136,8 @@ class ClusterClient(WorkerAPI):
     def await_reply(self, req: int, timeout: float | None) -> Any:
         self.send_now()
         value = super().await_reply(req, timeout)
-        if isinstance(value, tuple) and len(value) == 2 and value[0] == P.DEP_ERROR:
-            raise serialization.loads(value[1])
+        if type(value) is _Lost:
+            raise value.error
         return value
 
     # -- objects ---------------------------------------------------------------------------
@@ -179,11 +188,11 @@ class ClusterClient(WorkerAPI):
 
     def shutdown(self) -> None:
         """Disconnect: the head releases this driver's objects and kills its actors."""
-        if getattr(self, "_shut", False):
+        if self.shut:
             return
-        self._shut = True
+        self.shut = True
         try:
-            self.flush()
+            self.send_now()  # what is still batched goes first (e.g. the last ref drops)
         except (ConnectionError, OSError):
             pass
         self.closed = True
