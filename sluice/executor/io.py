@@ -184,14 +184,17 @@ class IOThread:
         key = demand_key(options["num_cpus"], options["num_gpus"], options["resources"])
         task = TaskRecord(next(s.task_ids), fn_id, options["name"], blob, deps, contained, return_ids,
                           key, options["max_retries"], options["retry_exceptions"], [])
-        try:
-            s.resources.check_feasible(key, f"task {options['name']}")
-        except Exception as err:
-            from sluice.store import serialization
+        feasible = self.rt._feasible
+        if key not in feasible:
+            try:
+                s.resources.check_feasible(key, f"task {options['name']}")
+            except Exception as err:
+                from sluice.store import serialization
 
-            s.submit(task)
-            s.finish_failed(task, serialization.dumps(err))
-            return
+                s.submit(task)
+                s.finish_failed(task, serialization.dumps(err))
+                return
+            feasible.add(key)
         s.submit(task)
 
     def nested_create_actor(self, msg: tuple) -> None:
