@@ -27,16 +27,13 @@ read, written or removed.
 
 from __future__ import annotations
 
-import errno
 import functools
 import hmac
 import json
 import mmap
 import os
-import queue
-import secrets
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
@@ -45,7 +42,21 @@ from pyarrow import flight  # type: ignore[import-untyped, unused-ignore]
 
 from sluice.exceptions import ObjectLostError, SluiceError
 from sluice.store import serialization
-from sluice.store.shm import SHM_DIR, segment_path, unlink_segment, write_segment
+from sluice.store.segment_stream import (
+    CHUNK_BYTES,
+    SIZE_KEY,
+    TransferError,
+    arrow_table,
+    bytes_schema,
+    bytes_table,
+    chunk_batches,
+    copy_chunks,
+    rebuild_arrow,
+    receive_segment,
+    segment_size,
+    stream_kind,
+)
+from sluice.store.shm import segment_path, unlink_segment
 
 __all__ = [
     "CHUNK_BYTES",
@@ -59,16 +70,7 @@ __all__ = [
     "upload",
 ]
 
-CHUNK_BYTES = 4 << 20
-WRITE_AHEAD = 4
-"""Received chunks that may wait for the writer thread (bounded memory: 4 x CHUNK_BYTES)."""
-"""Bytes per record batch of a raw-layout stream (measured: 1-16 MiB move alike on loopback)."""
-
 _PREFIX = "sluice-"
-_TRANSFER_KEY = b"sluice.transfer"  # schema metadata: b"arrow" or b"bytes"
-_SIZE_KEY = b"sluice.size"  # bytes streams: the layout's total size
-_MARKER_KEY = b"sluice.arrow"  # arrow streams: b"T" (Table) or b"B" (RecordBatch)
-_OUR_KEYS = (_TRANSFER_KEY, _SIZE_KEY, _MARKER_KEY)
 _KIND_OFFSET = 5  # the layout header is magic (4 bytes), version (1), kind (1), ...
 _NO_TOKEN = (
     "no sluice cluster token was sent; pass token= to sluice.init, --token, or set SLUICE_TOKEN"
@@ -81,10 +83,6 @@ _BAD_TOKEN = (
 
 class AuthError(SluiceError, PermissionError):
     """A node store refused the call's cluster token; the message says why."""
-
-
-class TransferError(SluiceError):
-    """A node store failed a transfer for a reason other than a refused token or name."""
 
 
 def check_segment_name(name: object) -> str:
@@ -208,11 +206,11 @@ class StoreServer(flight.FlightServerBase):  # type: ignore[misc]
         name = _ticket_name(ticket.ticket)
         mapping = _map_segment(name)
         if mapping is None:  # an empty segment (see shm.create_segment)
-            return flight.RecordBatchStream(_bytes_table(pa.py_buffer(b"")))
+            return flight.RecordBatchStream(bytes_table(pa.py_buffer(b"")))
         view = memoryview(mapping)
         if view[:4] == b"SLCE" and view[_KIND_OFFSET] == serialization.ARROW:
-            return flight.RecordBatchStream(_arrow_table(serialization.deserialize(view)))
-        return flight.RecordBatchStream(_bytes_table(pa.py_buffer(mapping)))
+            return flight.RecordBatchStream(arrow_table(serialization.deserialize(view)))
+        return flight.RecordBatchStream(bytes_table(pa.py_buffer(mapping)))
 
     @_served
     def do_put(
@@ -222,7 +220,7 @@ class StoreServer(flight.FlightServerBase):  # type: ignore[misc]
         if descriptor.path is None or len(descriptor.path) != 1:
             raise ValueError(f"upload needs a descriptor naming one segment, got {descriptor!r}")
         name = _ticket_name(descriptor.path[0])
-        _receive_segment(reader, name)
+        receive_segment(reader, name)
 
     @_served
     def do_action(self, context: Any, action: flight.Action) -> list[flight.Result]:
@@ -250,7 +248,7 @@ class StoreServer(flight.FlightServerBase):  # type: ignore[misc]
             pending = self._pending.get(local_name)
             owner = pending is None
             if pending is None:
-                size = _segment_size(local_name)
+                size = segment_size(local_name)
                 if size is not None:
                     return size
                 pending = self._pending[local_name] = Future()
@@ -299,42 +297,6 @@ def _map_segment(name: str) -> mmap.mmap | None:
         os.close(fd)
 
 
-def _segment_size(name: str) -> int | None:
-    try:
-        return os.stat(segment_path(name)).st_size
-    except FileNotFoundError:
-        return None
-
-
-def _bytes_schema(size: int) -> pa.Schema:
-    """The schema of a raw-layout stream of ``size`` bytes in all."""
-    metadata = {_TRANSFER_KEY: b"bytes", _SIZE_KEY: str(size).encode()}
-    return pa.schema([("bytes", pa.uint8())], metadata=metadata)
-
-
-def _chunk_batches(data: pa.Buffer, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
-    """``data`` as uint8 record batches of CHUNK_BYTES each, without copying it."""
-    for start in range(0, data.size, CHUNK_BYTES):
-        n = min(CHUNK_BYTES, data.size - start)
-        array = pa.Array.from_buffers(pa.uint8(), n, [None, data.slice(start, n)])
-        yield pa.RecordBatch.from_arrays([array], schema=schema)
-
-
-def _bytes_table(data: pa.Buffer) -> pa.Table:
-    """All of ``data`` as a raw-layout stream's table."""
-    schema = _bytes_schema(data.size)
-    return pa.Table.from_batches(list(_chunk_batches(data, schema)), schema=schema)
-
-
-def _arrow_table(value: pa.Table | pa.RecordBatch) -> pa.Table:
-    """``value`` as a table whose schema metadata marks an arrow stream (user metadata kept)."""
-    marker = b"B" if isinstance(value, pa.RecordBatch) else b"T"
-    table = pa.Table.from_batches([value]) if marker == b"B" else value
-    metadata = dict(table.schema.metadata or {})
-    metadata.update({_TRANSFER_KEY: b"arrow", _MARKER_KEY: marker})
-    return table.replace_schema_metadata(metadata)
-
-
 def keep_heap_memory() -> bool:
     """Make this process's malloc keep freed memory instead of returning it to the kernel.
 
@@ -359,150 +321,6 @@ def keep_heap_memory() -> bool:
     m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
     return bool(mallopt(m_mmap_threshold, 256 << 20) and mallopt(m_trim_threshold, 1 << 30)
                 and mallopt(m_top_pad, 64 << 20))
-
-
-# ----------------------------------------------------------------------------- receiving
-
-
-def _read_batches(reader: Any) -> Iterator[pa.RecordBatch]:
-    while True:
-        try:
-            chunk = reader.read_chunk()
-        except StopIteration:
-            return
-        if chunk.data is not None:
-            yield chunk.data
-
-
-def _stream_kind(schema: pa.Schema) -> tuple[bytes, dict[bytes, bytes]]:
-    metadata = dict(schema.metadata or {})
-    kind = metadata.get(_TRANSFER_KEY)
-    if kind not in (b"arrow", b"bytes"):
-        raise TransferError(
-            f"the stream is not a sluice segment transfer (schema metadata {metadata!r}); "
-            f"is the other end a sluice node store of the same version?"
-        )
-    return kind, metadata
-
-
-def _copy_chunks(reader: Any, size: int, sink: Callable[[memoryview], None]) -> None:
-    """Feed the raw layout chunks of ``reader`` to ``sink``; they must add up to ``size``."""
-    received = 0
-    for batch in _read_batches(reader):
-        column = batch.column(0)
-        data = column.buffers()[1]
-        if data is None or len(column) == 0:
-            continue
-        chunk = memoryview(data)[column.offset : column.offset + len(column)]
-        received += chunk.nbytes
-        if received > size:
-            break
-        sink(chunk)
-    if received != size:
-        carried = "more" if received > size else str(received)
-        raise TransferError(
-            f"a segment stream announced {size} bytes but carried {carried}; the sender "
-            f"failed, was interrupted, or its segment changed; retry the transfer"
-        )
-
-
-def _rebuild_arrow(reader: Any, metadata: dict[bytes, bytes]) -> pa.Table | pa.RecordBatch:
-    """The table or record batch an arrow stream carries, with its own metadata restored."""
-    table = reader.read_all()
-    marker = metadata.get(_MARKER_KEY)
-    user_metadata = {k: v for k, v in metadata.items() if k not in _OUR_KEYS} or None
-    table = table.replace_schema_metadata(user_metadata)
-    if marker != b"B":
-        return table
-    batches = table.combine_chunks().to_batches()
-    return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=table.schema)
-
-
-def _receive_segment(reader: Any, name: str) -> int:
-    """Write the segment stream of ``reader`` as the new local segment ``name``."""
-    if _segment_size(name) is not None:
-        raise FileExistsError(
-            f"object segment {name} already exists on this node; names are never reused"
-        )
-    kind, metadata = _stream_kind(reader.schema)
-    temp = _temp_name()
-    try:
-        if kind == b"arrow":
-            size = write_segment(temp, serialization.serialize(_rebuild_arrow(reader, metadata)))
-        else:
-            size = int(metadata[_SIZE_KEY])
-            _write_raw(reader, temp, size)
-        _publish(temp, name)
-    except BaseException:
-        unlink_segment(temp)
-        raise
-    return size
-
-
-def _temp_name() -> str:
-    # Named like a segment of a session of this process, so that if the process dies
-    # mid-transfer, shm.cleanup_stale_sessions removes the partial file.
-    return f"{_PREFIX}{os.getpid()}-partial-{secrets.token_hex(8)}"
-
-
-def _write_raw(reader: Any, temp: str, size: int) -> None:
-    # No posix_fallocate: this process never maps the file, so a full /dev/shm shows
-    # up as ENOSPC from write(2), not as SIGBUS, and reserving would zero every page
-    # once more before the chunks overwrite it.
-    # Receiving a chunk (a socket copy) and writing the one before it (a page-allocating
-    # copy into tmpfs) both release the GIL: a writer thread lets them overlap.
-    fd = os.open(segment_path(temp), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    chunks: queue.Queue = queue.Queue(maxsize=WRITE_AHEAD)
-    failure: list[BaseException] = []
-
-    def writer() -> None:
-        while (chunk := chunks.get()) is not None:
-            if failure:
-                continue
-            try:
-                while chunk.nbytes:
-                    chunk = chunk[os.write(fd, chunk) :]
-            except BaseException as exc:  # handed to the receiving thread below
-                failure.append(exc)
-
-    thread = threading.Thread(target=writer, name="sluice-segment-writer", daemon=True)
-    thread.start()
-
-    def write_all(chunk: memoryview) -> None:
-        if failure:
-            raise failure[0]
-        chunks.put(chunk)
-
-    try:
-        try:
-            _copy_chunks(reader, size, write_all)
-        finally:
-            chunks.put(None)
-            thread.join()
-        if failure:
-            raise failure[0]
-    except OSError as exc:
-        if exc.errno != errno.ENOSPC:
-            raise
-        raise OSError(
-            errno.ENOSPC,
-            f"no room in {SHM_DIR} for a transferred segment of {size} bytes; free objects, "
-            f"lower the object store capacity or enlarge {SHM_DIR} (docker: --shm-size)",
-        ) from exc
-    finally:
-        os.close(fd)
-
-
-def _publish(temp: str, name: str) -> None:
-    """Give the complete segment ``temp`` its final ``name``, atomically, never replacing one."""
-    try:
-        os.link(segment_path(temp), segment_path(name))
-    except FileExistsError:
-        raise FileExistsError(
-            f"object segment {name} already exists on this node; names are never reused"
-        ) from None
-    finally:
-        unlink_segment(temp)
 
 
 # ----------------------------------------------------------------------------- client
@@ -586,7 +404,7 @@ def _download(source: str, name: str, local_name: str, token: str, tls_root: byt
     """Copy segment ``name`` from the server at ``source`` into local segment ``local_name``."""
 
     def copy(client: flight.FlightClient, options: Any) -> int:
-        return _receive_segment(client.do_get(flight.Ticket(name.encode()), options), local_name)
+        return receive_segment(client.do_get(flight.Ticket(name.encode()), options), local_name)
 
     return int(_call(source, token, tls_root, copy))
 
@@ -624,10 +442,10 @@ def fetch_value(location: str, name: str, token: str, tls_root: bytes | None = N
 
     def read(client: flight.FlightClient, options: Any) -> Any:
         reader = client.do_get(flight.Ticket(name.encode()), options)
-        kind, metadata = _stream_kind(reader.schema)
+        kind, metadata = stream_kind(reader.schema)
         if kind == b"arrow":
-            return _rebuild_arrow(reader, metadata)
-        size = int(metadata[_SIZE_KEY])
+            return rebuild_arrow(reader, metadata)
+        size = int(metadata[SIZE_KEY])
         buffer = pa.allocate_buffer(size)  # 64-byte aligned, like a segment's buffers
         target = memoryview(buffer)
         position = 0
@@ -637,7 +455,7 @@ def fetch_value(location: str, name: str, token: str, tls_root: bytes | None = N
             target[position : position + chunk.nbytes] = chunk
             position += chunk.nbytes
 
-        _copy_chunks(reader, size, copy)
+        copy_chunks(reader, size, copy)
         return serialization.deserialize(target.toreadonly())
 
     return _call(location, token, tls_root, read)
@@ -656,12 +474,12 @@ def upload(
     """
     check_segment_name(name)
     size = obj.nbytes
-    schema = _bytes_schema(size)
+    schema = bytes_schema(size)
 
     def send(client: flight.FlightClient, options: Any) -> None:
         writer, _ = client.do_put(flight.FlightDescriptor.for_path(name), schema, options)
         for piece in serialization.layout_pieces(obj):
-            for batch in _chunk_batches(pa.py_buffer(piece), schema):
+            for batch in chunk_batches(pa.py_buffer(piece), schema):
                 writer.write_batch(batch)
         writer.close()  # finishes the stream and raises the server's error, if any
 
