@@ -28,7 +28,13 @@ import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 
 from sluice.exceptions import SluiceError
 from sluice.store import serialization
-from sluice.store.shm import SHM_DIR, segment_name, segment_path, unlink_segment, write_segment
+from sluice.store.shm import (
+    SHM_DIR,
+    segment_name,
+    segment_path,
+    unlink_segment,
+    write_segment,
+)
 
 CHUNK_BYTES = 4 << 20
 """Bytes per record batch of a raw-layout stream (measured: 1-16 MiB move alike on loopback)."""
