@@ -115,3 +115,35 @@ def test_objects_cross_the_link_and_a_cut_link_is_detected(split_cluster) -> Non
     cluster.wait_until(lambda st: sum(n.alive for n in st.nodes) == 1, 10, "cut-off node declared dead")
     assert time.monotonic() - start < 10
     assert sluice.get([square.remote(i) for i in range(20)], timeout=30) == [i * i for i in range(20)]
+
+
+DRIVER = """
+import sys, numpy as np, sluice
+sluice.init(address=sys.argv[1])
+client = sluice.executor.context.current()
+assert not client.same_machine, "this driver should see no node on its machine"
+
+@sluice.remote
+def double_sum(a):
+    return int(a.sum()) * 2, np.full(3_000_000, 7, dtype=np.int64)
+
+a = np.arange(4_000_000, dtype=np.int64)        # 32 MB: uploaded to a node over Flight
+total, back = sluice.get(double_sum.remote(sluice.put(a)))   # 24 MB read back over Flight
+print(total == 2 * int(a.sum()), back.shape, int(back.sum()))
+"""
+
+
+def test_a_driver_on_a_machine_without_a_node_moves_objects_over_flight(split_cluster,
+                                                                       tmp_path) -> None:
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare is missing: cannot give the driver a machine of its own")
+    cluster, _ = split_cluster
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    env = {**cluster.env, "SLUICE_TOKEN": cluster.token}
+    # Its own network namespace and host name: to sluice, another machine with no node.
+    out = subprocess.run(
+        ["ip", "netns", "exec", NS, "unshare", "--uts", "sh", "-c",
+         f"hostname sluice-far-driver && exec {sys.executable} {script} sluice://{HEAD_IP}:{cluster.port}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert out.stdout.strip() == "True (3000000,) 21000000", out.stdout + out.stderr[-3000:]
