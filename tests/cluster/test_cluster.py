@@ -174,3 +174,39 @@ def test_init_refuses_resources_when_joining_a_cluster() -> None:
         sluice.init(address="sluice://127.0.0.1:1", num_cpus=2)
     with pytest.raises(ValueError, match=r"init\(num_gpus, resources=...\) together with backend=dask"):
         sluice.init(backend="dask", num_gpus=1, resources={"x": 1})
+
+
+class Triple:
+    """A callable class for an actor pool."""
+
+    def __init__(self) -> None:
+        self.factor = 3
+
+    def __call__(self, batch: dict) -> dict:
+        return {"x": batch["id"] * self.factor}
+
+
+@sluice.remote
+def one() -> int:
+    return 1
+
+
+@sluice.remote
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+def test_data_and_workflow_run_on_a_cluster_unchanged(cluster: LocalCluster, tmp_path) -> None:
+    import sluice.data as sd
+    from sluice import workflow
+
+    ds = sd.range(100_000).repartition(8).map_batches(lambda b: {"id": b["id"], "k": b["id"] % 7})
+    got = ds.groupby("k").sum("id").to_pandas().sort_values("k")
+    ids = np.arange(100_000)
+    assert got["sum(id)"].tolist() == [int(ids[ids % 7 == k].sum()) for k in range(7)]
+    assert sd.range(1000).map_batches(Triple, concurrency=2).sum("x") == 3 * sum(range(1000))
+    sd.range(10_000).write_parquet(str(tmp_path / "out"))
+    assert sd.read_parquet(str(tmp_path / "out")).sum("id") == sum(range(10_000))
+    dag = add.bind(one.bind(), one.bind())
+    assert workflow.run(dag, workflow_id="on-a-cluster", storage=str(tmp_path / "wf")) == 2
+    assert workflow.get_status("on-a-cluster", storage=str(tmp_path / "wf")) == "SUCCESSFUL"
