@@ -152,8 +152,10 @@ def auth_error(err: grpc.RpcError, address: str) -> Exception:
 
 def write_daemon_record(kind: str, pid: int, info: dict) -> Path:
     """Note a daemon this machine started, so ``sluice stop`` can find it."""
+    from sluice.executor.process import process_start
+
     path = cluster_dir() / f"daemon-{pid}.json"
-    path.write_text(json.dumps({"kind": kind, "pid": pid, **info}))
+    path.write_text(json.dumps({"kind": kind, "pid": pid, "start": process_start(pid), **info}))
     return path
 
 
@@ -162,10 +164,18 @@ def forget_daemon(pid: int) -> None:
 
 
 def daemon_records() -> list[tuple[Path, dict]]:
+    """The daemons this machine started that still run; records of dead ones are removed
+    (a reused pid is told apart by its start time)."""
+    from sluice.executor.process import process_alive
+
     out = []
     for path in sorted(cluster_dir().glob("daemon-*.json")):
         try:
-            out.append((path, json.loads(path.read_text())))
+            record = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
+        if isinstance(record.get("pid"), int) and process_alive(record["pid"], record.get("start")):
+            out.append((path, record))
+        else:
+            path.unlink(missing_ok=True)
     return out

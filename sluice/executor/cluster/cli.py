@@ -222,45 +222,41 @@ def status(address: str | None, token: str | None) -> int:
 
 
 def stop() -> int:
-    records = sorted(auth.daemon_records(), key=lambda r: r[1].get("kind") == "head")  # nodes first
     stopped = 0
-    for path, rec in records:
-        pid = rec.get("pid")
+    for path, rec in sorted(auth.daemon_records(), key=lambda r: r[1]["kind"] == "head"):  # nodes first
+        pid, start = rec["pid"], rec.get("start")
         try:
             os.kill(pid, signal.SIGTERM)
-        except (ProcessLookupError, TypeError):
+        except ProcessLookupError:
             path.unlink(missing_ok=True)
             continue
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and _alive(pid):
+        while time.monotonic() < deadline and _alive(pid, start):
             time.sleep(0.05)
-        if _alive(pid):
+        if _alive(pid, start):
             os.kill(pid, signal.SIGKILL)
         path.unlink(missing_ok=True)
         stopped += 1
-        print(f"stopped the sluice {rec.get('kind')} (pid {pid})")
+        print(f"stopped the sluice {rec['kind']} (pid {pid})")
     if not stopped:
         print("no sluice daemons started on this machine are running")
     return 0
 
 
-def _alive(pid: int) -> bool:
-    try:
-        waited, _ = os.waitpid(pid, os.WNOHANG)
-        if waited == pid:
+def _alive(pid: int, start: str | None) -> bool:
+    from sluice.executor.process import process_alive
+
+    try:  # reap it if it is our child (a daemon started by this very command)
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
             return False
     except ChildProcessError:
         pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    return process_alive(pid, start)
 
 
 def _local_head() -> str | None:
     for _, rec in auth.daemon_records():
-        if rec.get("kind") == "head" and _alive(rec.get("pid", -1)):
+        if rec.get("kind") == "head":
             return rec.get("address")
     return None
 
