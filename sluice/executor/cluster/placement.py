@@ -104,21 +104,26 @@ class ClusterScheduler(Scheduler):
 
     # -- placement ---------------------------------------------------------------------
     def dispatch(self) -> None:
+        order = None  # nodes by free CPUs, sorted once per pass (leases change it little)
         for key, q in self.ready.items():
             while q:
-                w = self.pick_for(q[0], key)
+                task = q[0]
+                held = self.store.bytes_on(task.deps) if task.deps else None
+                if order is None:
+                    order = self.nodes_by_room()
+                nodes = sorted(order, key=lambda n: -held.get(n, 0)) if held else order
+                w = self.pick_for(task, key, nodes)
                 if w is None:
                     break
+                if not held and w.node is not order[0]:  # try the node that took it first next
+                    order.remove(w.node)
+                    order.insert(0, w.node)
                 self.send_task(q.popleft(), w)
 
-    def pick_for(self, task: TaskRecord, key: ResourceKey) -> WorkerHandle | None:
-        """A worker for ``task``: on the node with most of its input bytes, else spill back."""
-        order = self.nodes_by_room()
-        if task.deps:
-            held = self.store.bytes_on(task.deps)
-            if held:
-                order.sort(key=lambda n: -held.get(n, 0))
-        for node in order:
+    def pick_for(self, task: TaskRecord, key: ResourceKey, nodes: list[NodeState]) -> WorkerHandle | None:
+        """A worker for ``task`` on the first of ``nodes`` that can take it: the node with
+        most of its input bytes first, then the others by free CPUs (spillback)."""
+        for node in nodes:
             w = self.pick_worker(key, task.fn_id, node)
             if w is not None:
                 return w
