@@ -181,7 +181,9 @@ class IOThread:
         s = self.s
         if fn_bytes is not None:
             s.functions.setdefault(fn_id, fn_bytes)
-        key = demand_key(options["num_cpus"], options["num_gpus"], options["resources"])
+        key = options.get("_key")
+        if key is None:
+            key = demand_key(options["num_cpus"], options["num_gpus"], options["resources"])
         task = TaskRecord(next(s.task_ids), fn_id, options["name"], blob, deps, contained, return_ids,
                           key, options["max_retries"], options["retry_exceptions"], [])
         feasible = self.rt._feasible

@@ -178,7 +178,9 @@ class ClusterClient(WorkerAPI):
         super().create_actor(actor_id, cls_id, cls_bytes, name, args, kwargs, options)
 
     def check_feasible(self, options: dict, what: str) -> None:
-        key = demand_key(options["num_cpus"], options["num_gpus"], options["resources"])
+        key = options.get("_key")
+        if key is None:
+            key = demand_key(options["num_cpus"], options["num_gpus"], options["resources"])
         if key in self.feasible:
             return
         problem = self.lookup("feasible", (key, what))
