@@ -49,6 +49,7 @@ class ClusterScheduler(Scheduler):
         self.clients: dict[int, WorkerHandle] = {}    # connected drivers
         self.remote_clients: set[WorkerHandle] = set()  # drivers on a machine without a node
         self.lineage: dict[int, TaskRecord] = {}      # shm result -> the task that made it
+        self.lineage_uses: dict[int, int] = {}        # object -> lineage records that read it
 
     # -- processes on nodes ------------------------------------------------------------
     def spawn(self, index: int, node: NodeState) -> tuple[RemoteProc, RelayConn]:
@@ -147,15 +148,54 @@ class ClusterScheduler(Scheduler):
 
     def task_done(self, w: WorkerHandle, task_id: int, results: list, seconds: float) -> None:
         task = w.inflight.get(task_id)
-        super().task_done(w, task_id, results, seconds)
         if task is not None and task.actor is None and not task.cancelled:
+            # Before the task's inputs are released below: an input freed then keeps its
+            # lineage, since this result's lineage needs it.
             for oid, spec, _ in results:
                 if spec[0] == P.DEP_SHM and oid in self.objects:
-                    self.lineage[oid] = task
+                    self.remember_lineage(oid, task)
+        super().task_done(w, task_id, results, seconds)
+
+    # -- lineage: the task that made each node-held object, and of its inputs while needed ---
+    def remember_lineage(self, oid: int, task: TaskRecord) -> None:
+        self.forget_lineage(oid, keep_inputs=True)
+        self.lineage[oid] = task
+        for dep in set(task.deps):
+            self.lineage_uses[dep] = self.lineage_uses.get(dep, 0) + 1
+
+    def forget_lineage(self, oid: int, keep_inputs: bool = False) -> None:
+        """Drop ``oid``'s lineage, and that of freed inputs no other lineage needs."""
+        stack = [oid]
+        while stack:
+            task = self.lineage.pop(stack.pop(), None)
+            if task is None:
+                continue
+            for dep in set(task.deps):
+                left = self.lineage_uses.get(dep, 0) - 1
+                if left > 0:
+                    self.lineage_uses[dep] = left
+                    continue
+                self.lineage_uses.pop(dep, None)
+                if dep not in self.objects and not keep_inputs:
+                    stack.append(dep)
 
     def free(self, oid: int) -> None:
         super().free(oid)
-        self.lineage.pop(oid, None)
+        if not self.lineage_uses.get(oid):  # else kept: a live object may need it rebuilt
+            self.forget_lineage(oid)
+
+    def rebuildable(self, task: TaskRecord | None, depth: int = 0) -> bool:
+        """Whether ``task`` can run again: each input is alive, or can be rebuilt itself."""
+        if task is None or depth > 1000:
+            return False
+        for dep in task.deps:
+            entry = self.objects.get(dep)
+            if entry is None:
+                if not self.rebuildable(self.lineage.get(dep), depth + 1):
+                    return False
+            elif entry.state == FAILED:
+                return False
+        return True
 
     # -- faults --------------------------------------------------------------------------
     def worker_died(self, w: WorkerHandle) -> None:
@@ -185,20 +225,23 @@ class ClusterScheduler(Scheduler):
         entry = self.objects.get(oid)
         if entry is None or entry.state == PENDING:
             return
-        task = self.lineage.pop(oid, None)
-        if task is not None and all(d in self.objects and self.objects[d].state != FAILED
-                                    for d in task.deps):
+        task = self.lineage.get(oid)
+        if self.rebuildable(task):
             self.rebuild(oid, entry, task)
             return
         how = ("it was stored by put(), so nothing can compute it again" if task is None else
-               "the inputs of the task that made it are gone too")
+               "an input of the task that made it cannot be computed again either")
         entry.spec = (P.DEP_ERROR, serialization.dumps(ObjectLostError(
             f"object {oid:x} was lost: its only copy was on {node.describe()}, which {why}; {how}. "
             f"Keep the inputs alive (or put() it again) to survive node loss")))
         entry.state = FAILED
 
     def rebuild(self, oid: int, entry: Any, task: TaskRecord) -> None:
-        """Run the task that made ``oid`` again; readers wait as for any pending object."""
+        """Run the task that made ``oid`` again (and first those of its freed inputs);
+        readers wait as for any pending object."""
+        for dep in task.deps:
+            if dep not in self.objects:  # freed since, but its lineage was kept for this
+                self.rebuild(dep, self.new_entry(dep, None), self.lineage[dep])
         again = TaskRecord(next(self.task_ids), task.fn_id, task.name, task.args_blob, list(task.deps),
                            task.contained, [oid], task.key, task.retries_left, task.retry_exc, [])
         entry.state = PENDING
