@@ -226,3 +226,14 @@ def test_a_driver_that_vanishes_has_its_tasks_and_actors_cleaned_up(cluster: Loc
                        "the driver's actors and queued tasks cleaned up")
     # The workers running its naps were stopped (and replaced): new work gets every CPU at once.
     assert sluice.get([slow_square.remote(i, 0.5) for i in range(3)], timeout=5) == [0, 1, 4]
+
+
+def test_when_the_head_dies_drivers_get_an_error_and_nodes_leave(cluster: LocalCluster) -> None:
+    pending = slow_square.remote(3, 30.0)
+    cluster.head.send_signal(signal.SIGKILL)
+    start = time.monotonic()
+    with pytest.raises(ConnectionError, match="sluice head"):
+        sluice.get(pending, timeout=30)
+    assert time.monotonic() - start < 10
+    for node in cluster.nodes:  # their stream to the head ended: they stop their workers and exit
+        assert node.wait(timeout=15) == 0
