@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from sluice.executor.cluster import cluster_pb2 as pb
 from sluice.executor.cluster.local import LocalCluster as _LocalCluster
 from sluice.executor.cluster.local import free_port
 
@@ -28,20 +23,6 @@ class LocalCluster(_LocalCluster):
 def node_info() -> dict:
     """Where the calling task runs: its node's Flight location and its pid."""
     return {"flight": os.environ.get("SLUICE_NODE_FLIGHT"), "pid": os.getpid()}
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[LocalCluster]:
-    c = LocalCluster(nodes=2)
-    try:
-        yield c
-    finally:
-        c.stop()
-
-
-def records(status: pb.ClusterStatus) -> list[dict]:
-    return [{"id": n.node_id, "alive": n.alive, "total": json.loads(n.total_json),
-             "workers": n.workers} for n in status.nodes]
 
 
 def self_signed_cert(directory: Path) -> tuple[bytes, bytes]:
