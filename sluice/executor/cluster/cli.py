@@ -71,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
 def start(args: argparse.Namespace) -> int:
     resources = _resources(args.resources)
     tls = _tls(args.tls_cert, args.tls_key)
+    if args.address is not None and auth.find_token(auth.parse_address(args.address)[1], args.token) is None:
+        raise ConnectionError(f"no token for the head at {args.address}: pass --token or set "
+                              f"SLUICE_TOKEN (the head printed where its token file is)")
     if not args.block:
         return _start_background(args)
     if args.head:
@@ -125,11 +128,7 @@ def _start_head_node(args: argparse.Namespace, head: Any) -> subprocess.Popen:
 def _run_node(args: argparse.Namespace, resources: dict | None, tls: tuple | None) -> int:
     from sluice.executor.cluster.node import NodeDaemon
 
-    _, port = auth.parse_address(args.address)
-    token = auth.find_token(port, args.token)
-    if token is None:
-        raise ConnectionError(f"no token for the head at {args.address}: pass --token or set "
-                              f"SLUICE_TOKEN (the head printed where its token file is)")
+    token = auth.find_token(auth.parse_address(args.address)[1], args.token)
     node = NodeDaemon(args.address, token, args.num_cpus, args.num_gpus, resources, args.bind,
                       args.advertise, args.flight_port, tls, tls[0] if tls else None,
                       args.object_store_memory)
