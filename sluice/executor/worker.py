@@ -259,7 +259,7 @@ class Worker(WorkerAPI):
         if kind == P.DEP_INLINE:
             return serialization.loads(payload)
         if kind == P.DEP_SHM:
-            return self.reader.read(payload)
+            return self.read_segment(payload)
         if kind == P.DEP_SHM_ONCE:  # a chained value: ours alone once mapped
             value = self.reader.read(payload)
             self.reader.drop(payload)

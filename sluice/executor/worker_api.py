@@ -14,7 +14,7 @@ from collections import deque
 from multiprocessing.connection import Connection
 from typing import Any
 
-from sluice.exceptions import GetTimeoutError, TaskError
+from sluice.exceptions import GetTimeoutError, ObjectLostError, TaskError
 from sluice.executor import protocol as P
 from sluice.executor.calls import encode_call
 from sluice.executor.object_ref import OWNER_SHIFT, ObjectRef
@@ -171,7 +171,7 @@ class WorkerAPI:
         if kind == P.DEP_INLINE:
             return serialization.loads(payload)
         if kind == P.DEP_SHM:
-            return self.reader.read(payload)
+            return self.read_segment(payload)
         if kind == P.DEP_REMOTE:
             return self.read_remote(payload)
         err = serialization.loads(payload)
@@ -225,6 +225,27 @@ class WorkerAPI:
         if req in self.reply_events or threading.current_thread() is not self.main_thread:
             self.reply_events.setdefault(req, threading.Event()).set()
 
+    def read_segment(self, name: str) -> Any:
+        """The value in this machine's segment ``name``. In a cluster the node may have
+        spilled it to disk since the head said where it is: then the node reads it back."""
+        try:
+            return self.reader.read(name)
+        except ObjectLostError:
+            node = self.node_store()
+            if node is None:
+                raise
+        from sluice.store import transfer
+
+        _, token, tls_root = cluster_env()
+        transfer.pull(node, node, name, name, token, tls_root)
+        return self.reader.read(name)
+
+    def node_store(self) -> str | None:
+        """The Flight location of this machine's node store (cluster workers only)."""
+        import os
+
+        return os.environ.get("SLUICE_NODE_FLIGHT")
+
     def read_remote(self, payload: tuple) -> Any:
         """An object on another node of a cluster: this node's store pulls it once
         (over Arrow Flight), then it is mapped like any local object."""
@@ -256,4 +277,4 @@ def cluster_env() -> tuple[str, str, bytes | None]:
     if root_path:
         with open(root_path, "rb") as f:
             root = f.read()
-    return os.environ["SLUICE_NODE_FLIGHT"], os.environ["SLUICE_TOKEN"], root
+    return os.environ.get("SLUICE_NODE_FLIGHT", ""), os.environ.get("SLUICE_TOKEN", ""), root

@@ -32,6 +32,7 @@ import hmac
 import json
 import mmap
 import os
+import shutil
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -66,6 +67,8 @@ __all__ = [
     "check_segment_name",
     "fetch_value",
     "pull",
+    "remove_spilled",
+    "spill",
     "unlink",
     "upload",
 ]
@@ -174,6 +177,7 @@ class StoreServer(flight.FlightServerBase):  # type: ignore[misc]
         tls: tuple[bytes, bytes] | None = None,
         advertise: str | None = None,
         tls_root: bytes | None = None,
+        spill_dir: str | None = None,
     ) -> None:
         if not token:
             raise ValueError(
@@ -185,6 +189,7 @@ class StoreServer(flight.FlightServerBase):  # type: ignore[misc]
             options["tls_certificates"] = [flight.CertKeyPair(tls[0], tls[1])]
         super().__init__(f"{scheme}://{_host_port(host, port)}", **options)
         self._token = token
+        self.spill_dir = spill_dir  # segments spilled to disk are served from here
         self._peer_tls_root = tls_root if tls_root is not None else (tls[0] if tls else None)
         self.location = f"{scheme}://{_host_port(advertise or host, self.port)}"
         self.pulls = 0
@@ -204,7 +209,7 @@ class StoreServer(flight.FlightServerBase):  # type: ignore[misc]
     def do_get(self, context: Any, ticket: flight.Ticket) -> flight.RecordBatchStream:
         """Stream segment ``ticket`` (its name), as Arrow batches or raw layout chunks."""
         name = _ticket_name(ticket.ticket)
-        mapping = _map_segment(name)
+        mapping = _map_segment(name, self.spill_dir)
         if mapping is None:  # an empty segment (see shm.create_segment)
             return flight.RecordBatchStream(bytes_table(pa.py_buffer(b"")))
         view = memoryview(mapping)
@@ -260,6 +265,8 @@ class StoreServer(flight.FlightServerBase):  # type: ignore[misc]
             pending.set_exception(exc)
             raise
         else:
+            if self.spill_dir is not None:  # a spilled segment pulled back into memory
+                remove_spilled(self.spill_dir, local_name)
             pending.set_result(size)
             with self._lock:
                 self.pulls += 1
@@ -281,20 +288,47 @@ def _ticket_name(raw: bytes) -> str:
     return check_segment_name(text)
 
 
-def _map_segment(name: str) -> mmap.mmap | None:
-    """A read-only mapping of segment ``name`` (None when empty); lost if missing."""
+def _map_segment(name: str, spill_dir: str | None = None) -> mmap.mmap | None:
+    """A read-only mapping of segment ``name`` (None when empty), from shared memory or,
+    spilled, from ``spill_dir``; lost if in neither."""
+    paths = [segment_path(name)]
+    if spill_dir is not None:
+        paths.append(os.path.join(spill_dir, name))
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            size = os.fstat(fd).st_size
+            return mmap.mmap(fd, size, access=mmap.ACCESS_READ) if size else None
+        finally:
+            os.close(fd)
+    raise ObjectLostError(
+        f"object segment {name} is not on this node (no {segment_path(name)}); it was "
+        f"freed, its session ended, or it lives on another node"
+    )
+
+
+def spill(spill_dir: str, name: str) -> None:
+    """Move segment ``name`` from shared memory to ``spill_dir`` on disk. Processes that
+    mapped it keep their views; it is served from disk (and pulled back) afterwards."""
+    target = os.path.join(spill_dir, check_segment_name(name))
+    temp = f"{target}.partial"
     try:
-        fd = os.open(segment_path(name), os.O_RDONLY)
+        shutil.copyfile(segment_path(name), temp)
     except FileNotFoundError:
-        raise ObjectLostError(
-            f"object segment {name} is not on this node (no {segment_path(name)}); it was "
-            f"freed, its session ended, or it lives on another node"
-        ) from None
+        return  # freed meanwhile
+    os.replace(temp, target)
+    unlink_segment(name)
+
+
+def remove_spilled(spill_dir: str, name: str) -> None:
+    """Remove the disk copy of segment ``name``, if any."""
     try:
-        size = os.fstat(fd).st_size
-        return mmap.mmap(fd, size, access=mmap.ACCESS_READ) if size else None
-    finally:
-        os.close(fd)
+        os.unlink(os.path.join(spill_dir, check_segment_name(name)))
+    except FileNotFoundError:
+        pass
 
 
 def keep_heap_memory() -> bool:

@@ -216,7 +216,8 @@ def status(address: str | None, token: str | None) -> int:
         state = "alive" if n.alive else "DEAD"
         print(f"  node {n.node_id} {n.host:<15} {state:<5} {res}; {n.workers} workers, "
               f"{n.tasks_running} task(s) running; store {n.store_used / 1e6:.1f}/"
-              f"{n.store_capacity / 1e6:.0f} MB; heartbeat {n.seconds_since_heartbeat:.1f} s ago")
+              f"{n.store_capacity / 1e6:.0f} MB ({n.objects_spilled} spilled); "
+              f"heartbeat {n.seconds_since_heartbeat:.1f} s ago")
     return 0
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import grpc
 
-from sluice.exceptions import InfeasibleResourceError
+from sluice.exceptions import InfeasibleResourceError, ObjectLostError
 from sluice.executor import protocol as P
 from sluice.executor.cluster import auth
 from sluice.executor.cluster import cluster_pb2_grpc as pb_grpc
@@ -129,6 +129,11 @@ class ClusterClient(WorkerAPI):
             except ConnectionError:
                 return
 
+    def remove_local_ref(self, oid: int) -> None:
+        """A ref died: tell the head soon (with the next batch), so the object is freed."""
+        self.ref_events.append((-1, oid))
+        self.kick.set()
+
     def actor_handle_event(self, actor_id: int, delta: int) -> None:
         self.emit((P.ACTOR_HANDLE, delta, actor_id))
         self.kick.set()
@@ -157,6 +162,18 @@ class ClusterClient(WorkerAPI):
             self._drain_ref_events()
             self.outbox.append((P.PUT, oid, spec, sobj.contained_ids))
         return ref
+
+    def node_store(self) -> str | None:
+        return self.flight if self.same_machine else None
+
+    def read_segment(self, name: str) -> Any:
+        try:
+            return self.reader.read(name)
+        except ObjectLostError:
+            if not self.same_machine:
+                raise
+        transfer.pull(self.flight, self.flight, name, name, self.token, self.tls_root)  # spilled
+        return self.reader.read(name)
 
     def read_remote(self, payload: tuple) -> Any:
         oid, source, name, local_name = payload

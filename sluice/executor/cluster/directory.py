@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import OrderedDict
 from typing import Any
 
 from sluice.exceptions import InfeasibleResourceError
@@ -32,7 +33,9 @@ class NodeState:
         self.pid = pid
         self.alive = True
         self.last_heartbeat = time.monotonic()
-        self.store_used = 0
+        self.store_used = 0                   # bytes of its segments, as its heartbeats say
+        self.store_bytes = 0                  # bytes of the objects the head placed in its memory
+        self.spills = 0                       # objects spilled to its disk so far
         self.outbox = Outbox()
         self.connected = False                # its NodeChannel stream is open
 
@@ -92,6 +95,9 @@ class ObjectDirectory:
         self.sizes: dict[int, int] = {}
         self.origin: NodeState | None = None
         self.retired: list[str] = []          # names whose mappings readers should drop
+        self.spilled: dict[int, set[NodeState]] = {}  # copies moved to their node's disk
+        self.pins: dict[int, int] = {}        # objects tasks are about to read: never spilled
+        self.recency: OrderedDict[int, None] = OrderedDict()  # least recently used first
 
     # -- what the scheduler calls ------------------------------------------------------
     def adopt(self, oid: int, size: int) -> None:
@@ -100,6 +106,8 @@ class ObjectDirectory:
             raise RuntimeError(f"object {oid:x} stored by a process of no known node")
         self.locations[oid] = {node: node.segment(oid)}
         self.sizes[oid] = size
+        self.recency[oid] = None
+        self.gained(node, size)
 
     def add_copy(self, oid: int, node: NodeState, name: str) -> None:
         locs = self.locations.get(oid)
@@ -107,21 +115,40 @@ class ObjectDirectory:
             if node.alive:
                 node.outbox.control(("unlink", [name]))
             return
+        on_disk = self.spilled.get(oid)
+        if node in locs and (on_disk is None or node not in on_disk):
+            return  # already in that node's memory
+        if on_disk is not None:  # pulled back from that node's disk
+            on_disk.discard(node)
+            if not on_disk:
+                del self.spilled[oid]
         locs[node] = name
+        self.gained(node, self.sizes.get(oid, 0))
 
     def free(self, oid: int) -> None:
-        self.sizes.pop(oid, None)
+        size = self.sizes.pop(oid, 0)
+        on_disk = self.spilled.pop(oid, set())
+        self.recency.pop(oid, None)
+        self.pins.pop(oid, None)
         for node, name in self.locations.pop(oid, {}).items():
-            self.retired.append(name)
+            if node not in on_disk:
+                node.store_bytes -= size
+                self.retired.append(name)
             if node.alive and not node.outbox.closed:
                 node.outbox.control(("unlink", [name]))
         # no slot to recycle
 
     def pin(self, oid: int) -> None:
-        pass  # node stores do not evict what a task reads (no spilling across nodes yet)
+        self.pins[oid] = self.pins.get(oid, 0) + 1
+        if oid in self.recency:
+            self.recency.move_to_end(oid)
 
     def unpin(self, oid: int) -> None:
-        pass
+        left = self.pins.get(oid, 0) - 1
+        if left > 0:
+            self.pins[oid] = left
+        else:
+            self.pins.pop(oid, None)
 
     def slot_coming(self, nbytes: int) -> bool:
         return False
@@ -132,6 +159,41 @@ class ObjectDirectory:
     def close(self) -> None:
         pass
 
+    # -- capacity: spill the least recently used copies past a node's store capacity ---------
+    def gained(self, node: NodeState, size: int) -> None:
+        node.store_bytes += size
+        if node.store_bytes > node.store_capacity:
+            self.make_room(node)
+
+    def make_room(self, node: NodeState) -> None:
+        """Bring ``node`` back under its capacity: drop copies that live elsewhere too, and
+        spill objects whose only copy is there to its disk (served and pulled back from it)."""
+        drop, spill = [], []
+        for oid in self.recency:
+            if node.store_bytes <= node.store_capacity:
+                break
+            locs = self.locations.get(oid)
+            on_disk = self.spilled.get(oid, ())
+            if not locs or node not in locs or node in on_disk or self.pins.get(oid):
+                continue
+            in_memory = [n for n in locs if n not in self.spilled.get(oid, ())]
+            if len(in_memory) > 1:
+                drop.append(locs.pop(node))
+            else:
+                spill.append(locs[node])
+                self.spilled.setdefault(oid, set()).add(node)
+            node.store_bytes -= self.sizes.get(oid, 0)
+        if drop:
+            self.retired.extend(drop)
+            node.outbox.control(("unlink", drop))
+        if spill:
+            self.retired.extend(spill)
+            node.outbox.control(("spill", spill))
+        node.spills += len(spill)
+
+    def on_disk(self, oid: int, node: NodeState) -> bool:
+        return node in self.spilled.get(oid, ())
+
     # -- cluster queries -----------------------------------------------------------------
     def bytes_on(self, oids: Any) -> dict[NodeState, int]:
         """How many bytes of ``oids`` each node holds."""
@@ -140,8 +202,10 @@ class ObjectDirectory:
             locs = self.locations.get(oid)
             if locs:
                 size = self.sizes.get(oid, 0)
+                on_disk = self.spilled.get(oid, ())
                 for node in locs:
-                    held[node] = held.get(node, 0) + size
+                    if node not in on_disk:
+                        held[node] = held.get(node, 0) + size
         return held
 
     def node_lost(self, node: NodeState) -> list[int]:
@@ -150,11 +214,13 @@ class ObjectDirectory:
         for oid, locs in self.locations.items():
             if node in locs:
                 del locs[node]
+                on_disk = self.spilled.get(oid)
+                if on_disk is not None:
+                    on_disk.discard(node)
+                    if not on_disk:
+                        del self.spilled[oid]
                 if not locs:
                     lost.append(oid)
         for oid in lost:
             del self.locations[oid]
         return lost
-
-    def count_on(self, node: NodeState) -> int:
-        return sum(1 for locs in self.locations.values() if node in locs)

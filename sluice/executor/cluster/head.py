@@ -228,7 +228,7 @@ class HeadRuntime(Runtime):
                     available_json=json.dumps(n.resources.available),
                     workers=len(workers), tasks_running=sum(len(w.inflight) for w in workers),
                     store_used=n.store_used, store_capacity=n.store_capacity,
-                    seconds_since_heartbeat=now - n.last_heartbeat))
+                    seconds_since_heartbeat=now - n.last_heartbeat, objects_spilled=n.spills))
             return pb.ClusterStatus(nodes=nodes, tasks_queued=sum(len(q) for q in s.ready.values()),
                                     drivers=len(s.clients),
                                     actors=sum(1 for a in s.actors.values()

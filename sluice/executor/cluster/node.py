@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import tempfile
 import threading
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -27,7 +29,7 @@ from sluice.executor.cluster import cluster_pb2 as pb
 from sluice.executor.cluster import cluster_pb2_grpc as pb_grpc
 from sluice.executor.cluster.relay import Outbox, frames_of, unpack_control
 from sluice.executor.process import spawn_worker
-from sluice.executor.runtime import default_store_memory
+from sluice.executor.runtime import SPILL_PREFIX, default_store_memory
 from sluice.store import shm, transfer
 from sluice.store.transfer import StoreServer
 
@@ -52,8 +54,9 @@ class NodeDaemon:
         cpus = float(num_cpus if num_cpus is not None else (os.cpu_count() or 1))
         gpus = float(num_gpus if num_gpus is not None else _detect_gpus())
         self.total = {"CPU": cpus, "GPU": gpus, **(resources or {})}
+        self.spill_dir = tempfile.mkdtemp(prefix=f"{SPILL_PREFIX}{self.session}-")
         self.flight = StoreServer(token, host=bind, port=flight_port, tls=tls, advertise=advertise,
-                                  tls_root=tls_root)
+                                  tls_root=tls_root, spill_dir=self.spill_dir)
         self.tls_root = tls_root
         self.tls_root_path = None
         if tls_root is not None:
@@ -106,9 +109,13 @@ class NodeDaemon:
                     proc = self.procs.get(msg[1])
                     if proc is not None and proc.poll() is None:
                         proc.send_signal(msg[2])
-                elif msg[0] == "unlink":
+                elif msg[0] == "unlink":  # freed: in memory or on disk
                     for name in msg[1]:
                         shm.unlink_segment(name)
+                        transfer.remove_spilled(self.spill_dir, name)
+                elif msg[0] == "spill":  # the head says the store is over its capacity
+                    for name in msg[1]:
+                        transfer.spill(self.spill_dir, name)
                 elif msg[0] == "shutdown":
                     break
         except grpc.RpcError:
@@ -193,6 +200,7 @@ class NodeDaemon:
                 pass
         self.flight.shutdown()
         shm.cleanup_session(self.session)
+        shutil.rmtree(self.spill_dir, ignore_errors=True)
         self.channel.close()
 
     def wait(self) -> None:

@@ -140,11 +140,15 @@ class ClusterScheduler(Scheduler):
             return (P.DEP_ERROR, serialization.dumps(ObjectLostError(
                 f"object {oid:x} has no copy on any live node")))
         node = None if w is None or w in self.remote_clients else w.node
+        store = self.store
         if node is not None and node in locs:
-            return (P.DEP_SHM, locs[node])
-        source, name = next(iter(locs.items()))
+            if not store.on_disk(oid, node):
+                return (P.DEP_SHM, locs[node])
+            source = node  # spilled here: this node's store reads it back from its disk
+        else:  # from a node holding it in memory, if one does
+            source = min(locs, key=lambda n: store.on_disk(oid, n))
         local = node.segment(oid) if node is not None else None
-        return (P.DEP_REMOTE, (oid, source.flight, name, local))
+        return (P.DEP_REMOTE, (oid, source.flight, locs[source], local))
 
     def task_done(self, w: WorkerHandle, task_id: int, results: list, seconds: float) -> None:
         task = w.inflight.get(task_id)
