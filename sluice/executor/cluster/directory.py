@@ -2,7 +2,9 @@
 
 An object larger than the inline limit lives as a segment in the store of the
 node whose worker made it; the directory records that node and every node that
-pulled a copy since. Freeing an object asks each holder to unlink its copy.
+pulled a copy since. Freeing an object asks each holder to unlink its copy. A node
+past its store capacity drops copies that live elsewhere too and spills the least
+recently used others to its disk, from where they are served and pulled back.
 """
 
 from __future__ import annotations
