@@ -58,7 +58,7 @@ class Runtime:
         cleanup_stale_spill_dirs()
         self.session = shm.new_session_id()
         cpus = float(num_cpus if num_cpus is not None else (os.cpu_count() or 1))
-        gpus = float(num_gpus if num_gpus is not None else _detect_gpus())
+        gpus = float(num_gpus if num_gpus is not None else detect_gpus())
         total = {"CPU": cpus, "GPU": gpus, **(resources or {})}
         for name, amount in total.items():
             if amount < 0:
@@ -369,7 +369,8 @@ def cleanup_stale_spill_dirs() -> int:
     return removed
 
 
-def _detect_gpus() -> int:
+def detect_gpus() -> int:
+    """GPUs on this machine: those CUDA_VISIBLE_DEVICES lists, else the /dev/nvidiaN devices."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
         return len([d for d in visible.split(",") if d.strip() not in ("", "-1")])

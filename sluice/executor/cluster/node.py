@@ -13,6 +13,7 @@ stops its workers, removes its segments and exits.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -45,14 +46,14 @@ class NodeDaemon:
                  tls: tuple[bytes, bytes] | None = None, tls_root: bytes | None = None,
                  object_store_memory: int | None = None):
         from sluice.executor.cluster.head import local_hostname
-        from sluice.executor.runtime import _detect_gpus
+        from sluice.executor.runtime import detect_gpus
 
         transfer.keep_heap_memory()  # warm buffers for Flight transfers (see its docstring)
         self.head_address = head
         self.token = token
         self.session = shm.new_session_id()
         cpus = float(num_cpus if num_cpus is not None else (os.cpu_count() or 1))
-        gpus = float(num_gpus if num_gpus is not None else _detect_gpus())
+        gpus = float(num_gpus if num_gpus is not None else detect_gpus())
         self.total = {"CPU": cpus, "GPU": gpus, **(resources or {})}
         self.spill_dir = tempfile.mkdtemp(prefix=f"{SPILL_PREFIX}{self.session}-")
         self.flight = StoreServer(token, host=bind, port=flight_port, tls=tls, advertise=advertise,
@@ -75,6 +76,7 @@ class NodeDaemon:
             self.node_id = self.stub.RegisterNode(info, metadata=self.metadata, timeout=10).node_id
         except grpc.RpcError as err:
             self.flight.shutdown()
+            self.remove_files()
             raise auth.auth_error(err, head) from None
         self.up = Outbox()
         self.up.control(("hello", self.node_id))
@@ -200,8 +202,14 @@ class NodeDaemon:
                 pass
         self.flight.shutdown()
         shm.cleanup_session(self.session)
-        shutil.rmtree(self.spill_dir, ignore_errors=True)
+        self.remove_files()
         self.channel.close()
+
+    def remove_files(self) -> None:
+        shutil.rmtree(self.spill_dir, ignore_errors=True)
+        if self.tls_root_path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.tls_root_path)
 
     def wait(self) -> None:
         self.stopped.wait()
