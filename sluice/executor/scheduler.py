@@ -262,6 +262,7 @@ class Scheduler(ObjectTable):
         return self.resources.try_acquire(actor.key)
 
     def actor_resources(self, actor: ActorRecord) -> NodeResources:
+        """The resources of the node ``actor`` was placed on."""
         return self.resources
 
     def actor_node_alive(self, actor: ActorRecord) -> bool:
