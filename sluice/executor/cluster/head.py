@@ -107,6 +107,7 @@ class ClusterIO(IOThread):
             self.rt.client_gone(w)
             return
         super().on_death(w)
+        s.handles.pop(w.index, None)  # pool workers and actors' processes alike
 
 
 class HeadRuntime(Runtime):
