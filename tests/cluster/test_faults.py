@@ -31,11 +31,6 @@ def cluster() -> Iterator[LocalCluster]:
         c.stop()
 
 
-@sluice.remote
-def where() -> dict:
-    return node_info()
-
-
 @sluice.remote(max_retries=3)
 def slow_square(x: int, seconds: float) -> int:
     time.sleep(seconds)
@@ -44,6 +39,7 @@ def slow_square(x: int, seconds: float) -> int:
 
 @sluice.remote
 def make_block(n: int, seed: int) -> np.ndarray:
+    time.sleep(0.2)  # long enough that blocks made together spread over the nodes
     return np.full(n, seed, dtype=np.int64)
 
 
@@ -66,13 +62,12 @@ def node_pid_of(c: LocalCluster, flight: str) -> subprocess.Popen:
 
 
 def test_a_job_survives_a_node_killed_mid_job(cluster: LocalCluster) -> None:
-    # Tasks long enough that some run on every node when one is SIGKILLed.
     refs = [slow_square.remote(i, 0.3) for i in range(24)]
-    spots = sluice.get([where.remote() for _ in range(6)])
-    victim = node_pid_of(cluster, next(s["flight"] for s in spots if s["flight"] and
-                                       any(s["flight"] in log.read_text() for log in cluster.logs[1:])))
-    time.sleep(0.2)  # let the first wave start everywhere (not a synchronization: any timing works)
-    victim.send_signal(signal.SIGKILL)
+    # Kill node 0 while it runs some of the job's tasks (its status says so).
+    victim_id = next(n.node_id for n in cluster.status().nodes if '"n0"' in n.total_json)
+    cluster.wait_until(lambda st: any(n.node_id == victim_id and n.tasks_running for n in st.nodes),
+                       10, "node 0 running tasks")
+    cluster.nodes[0].send_signal(signal.SIGKILL)
     assert sluice.get(refs, timeout=60) == [i * i for i in range(24)]
     took = cluster.wait_until(lambda st: sum(n.alive for n in st.nodes) == 2, 10, "node declared dead")
     assert took < 10
