@@ -40,6 +40,7 @@ class ObjectTable:
             entry = self.objects.pop(oid, None)
             if entry is None:
                 continue
+            self.freed(oid)
             if entry.spec is not None and entry.spec[0] == P.DEP_SHM:
                 slot = self.store.free(oid)
                 if slot is not None:
@@ -50,6 +51,9 @@ class ObjectTable:
                     child.holds -= 1
                     if child.freeable:
                         stack.append(cid)
+
+    def freed(self, oid: int) -> None:
+        """Hook: ``oid`` (or an object it held) left the table. A cluster drops its lineage."""
 
     def recycle(self, slot: str) -> None:
         """Reuse ``slot`` once every process says no value read from it is alive."""

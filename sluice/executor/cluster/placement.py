@@ -183,8 +183,7 @@ class ClusterScheduler(Scheduler):
                 if dep not in self.objects and not keep_inputs:
                     stack.append(dep)
 
-    def free(self, oid: int) -> None:
-        super().free(oid)
+    def freed(self, oid: int) -> None:
         if not self.lineage_uses.get(oid):  # else kept: a live object may need it rebuilt
             self.forget_lineage(oid)
 
