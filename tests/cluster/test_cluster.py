@@ -210,3 +210,20 @@ def test_data_and_workflow_run_on_a_cluster_unchanged(cluster: LocalCluster, tmp
     dag = add.bind(one.bind(), one.bind())
     assert workflow.run(dag, workflow_id="on-a-cluster", storage=str(tmp_path / "wf")) == 2
     assert workflow.get_status("on-a-cluster", storage=str(tmp_path / "wf")) == "SUCCESSFUL"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--head", "--port", "99999"], "--port 99999: give a TCP port from 1 to 65535"),
+    (["--head", "--num-cpus", "-1"], "--num-cpus -1: give a number >= 0"),
+    (["--head", "--resources", '{"CPU": 4}'], "set CPU with --num-cpus, not in --resources"),
+    (["--head", "--resources", '{"ssd": -1}'], "give a JSON object of numbers >= 0"),
+    (["--head", "--resources", "ssd=1"], "give a JSON object"),
+    (["--head", "--object-store-memory", "0"], "--object-store-memory 0: give a positive"),
+    (["--head", "--tls-cert", "/nonexistent.pem", "--tls-key", "/nonexistent.key"],
+     "--tls-cert /nonexistent.pem: cannot read it"),
+    (["--head", "--tls-cert", "/nonexistent.pem"], "--tls-cert and --tls-key go together"),
+])
+def test_start_refuses_bad_input_before_starting_anything(tmp_path, args, message) -> None:
+    out = run_cli("start", *args, "--block", env={"TMPDIR": str(tmp_path)})
+    assert out.returncode == 1 and message in out.stderr, out.stdout + out.stderr
+    assert not list(tmp_path.glob("sluice-*/daemon-*.json"))  # no daemon was started

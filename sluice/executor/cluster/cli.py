@@ -69,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
 
 # -- start -----------------------------------------------------------------------------------
 def start(args: argparse.Namespace) -> int:
+    _check_numbers(args)
     resources = _resources(args.resources)
     tls = _tls(args.tls_cert, args.tls_key)
     if args.address is not None and auth.find_token(auth.parse_address(args.address)[1], args.token) is None:
@@ -261,6 +262,21 @@ def _local_head() -> str | None:
     return None
 
 
+def _check_numbers(args: argparse.Namespace) -> None:
+    """Refuse out-of-range numbers before anything starts (gRPC would bind elsewhere)."""
+    if not 1 <= args.port <= 65535:
+        raise ValueError(f"--port {args.port}: give a TCP port from 1 to 65535")
+    if not 0 <= args.flight_port <= 65535:
+        raise ValueError(f"--flight-port {args.flight_port}: give a TCP port from 1 to 65535, "
+                         f"or 0 for any free one")
+    for flag, value in (("--num-cpus", args.num_cpus), ("--num-gpus", args.num_gpus)):
+        if value is not None and value < 0:
+            raise ValueError(f"{flag} {value:g}: give a number >= 0")
+    if args.object_store_memory is not None and args.object_store_memory <= 0:
+        raise ValueError(f"--object-store-memory {args.object_store_memory}: give a positive "
+                         f"number of bytes")
+
+
 def _resources(text: str | None) -> dict[str, float] | None:
     if text is None:
         return None
@@ -268,8 +284,14 @@ def _resources(text: str | None) -> dict[str, float] | None:
         value = json.loads(text)
     except ValueError:
         raise ValueError(f"--resources {text!r}: give a JSON object, e.g. '{{\"ssd\": 1}}'") from None
-    if not isinstance(value, dict) or not all(isinstance(v, (int, float)) for v in value.values()):
-        raise ValueError(f"--resources {text!r}: give a JSON object of numbers, e.g. '{{\"ssd\": 1}}'")
+    if not isinstance(value, dict) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in value.values()):
+        raise ValueError(f"--resources {text!r}: give a JSON object of numbers >= 0, "
+                         f"e.g. '{{\"ssd\": 1}}'")
+    for name in ("CPU", "GPU"):
+        if name in value:
+            raise ValueError(f"--resources {text!r}: set {name} with --num-{name.lower()}s, "
+                             f"not in --resources")
     return value
 
 
@@ -278,5 +300,11 @@ def _tls(cert: str | None, key: str | None) -> tuple[bytes, bytes] | None:
         raise ValueError("--tls-cert and --tls-key go together: give both PEM files")
     if cert is None:
         return None
-    with open(cert, "rb") as c, open(key, "rb") as k:
-        return c.read(), k.read()
+    pems = []
+    for flag, path in (("--tls-cert", cert), ("--tls-key", key)):
+        try:
+            with open(path, "rb") as f:
+                pems.append(f.read())
+        except OSError as err:
+            raise ValueError(f"{flag} {path}: cannot read it ({err.strerror})") from None
+    return pems[0], pems[1]
