@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: demo test bench proto clean
+.PHONY: demo test test-loaded bench proto clean
 
 $(STAMP): pyproject.toml
 	@command -v dot >/dev/null 2>&1 || { echo "installing graphviz (dot) for plan drawings"; \
@@ -22,6 +22,16 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+# `make test` with two CPU-bound processes running beside it: the suite must hold on a busy
+# machine. The burners are killed however the tests end (pass, fail, Ctrl-C); the status is the tests'.
+# A burner also stops by itself once its shell is gone (even killed with SIGKILL).
+BURN := $(PYTHON) -c 'import itertools, os; p = os.getppid(); any(os.getppid() != p for _ in itertools.count())'
+test-loaded: $(STAMP)
+	@$(BURN) & b1=$$!; $(BURN) & b2=$$!; \
+	trap 'kill $$b1 $$b2 2>/dev/null' EXIT; trap 'exit 130' INT; trap 'exit 143' TERM HUP; \
+	echo "test-loaded: two CPU burners running (pids $$b1 $$b2)"; \
+	$(MAKE) --no-print-directory test
 
 # Ray, Dask and matplotlib come only with the benchmarks (their own stamp: `make test` never pulls Ray).
 $(BENCH_STAMP): $(STAMP) pyproject.toml
