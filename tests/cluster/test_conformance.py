@@ -1,10 +1,11 @@
 """One conformance suite for the core API: every test runs locally, on a sluice cluster and on Dask.
 
-The ``backend`` fixture is module-scoped and parametrized, so pytest runs every
-test on ``local`` (``sluice.init(num_cpus=3)``) first, then every test on
+The ``shared_cluster`` fixture is module-scoped and parametrized, so pytest runs
+every test on ``local`` (``sluice.init(num_cpus=3)``) first, then every test on
 ``cluster`` (a head with its own 1-CPU node plus two 1-CPU node daemons, each a
-``sluice start`` process). Both offer 3 CPUs, so each test asserts the same
-exact results on both.
+``sluice start`` process), then on ``dask`` (three 1-CPU worker processes). All offer
+3 CPUs, so each test asserts the same exact results on all. A test that can break its
+backend (it kills a worker) asks for ``own_backend`` and runs on a fresh one instead.
 
 Every function and class used by a task lives at module level here: cluster
 workers import this module by name (the daemons run with the repo root on
@@ -45,26 +46,62 @@ RESULT = 2_500_000
 """Elements of the 20 MB float64 array a task returns."""
 
 
-@pytest.fixture(scope="module", params=["local", "cluster", "dask"], autouse=True)
-def backend(request: pytest.FixtureRequest) -> Iterator[str]:
-    """A 3-CPU runtime: the embedded local one, a driver connected to a 3-node sluice
-    cluster, or a driver running on a 3-worker dask.distributed cluster."""
-    with contextlib.ExitStack() as stack:
-        if request.param == "local":
-            sluice.init(num_cpus=3)
-        elif request.param == "cluster":
-            cluster = LocalCluster(nodes=2)
-            stack.callback(cluster.stop)
-            sluice.init(address=cluster.address)
-        else:
-            import distributed
+@contextlib.contextmanager
+def started(kind: str) -> Iterator[dict]:
+    """Start what a 3-CPU backend of ``kind`` runs on (nothing for ``local``) and yield the
+    ``sluice.init`` arguments that use it; stopped when the block ends."""
+    if kind == "local":
+        yield {"num_cpus": 3}
+    elif kind == "cluster":
+        cluster = LocalCluster(nodes=2)
+        try:
+            yield {"address": cluster.address}
+        finally:
+            cluster.stop()
+    else:
+        import distributed
 
-            dask_cluster = stack.enter_context(distributed.LocalCluster(
-                n_workers=3, threads_per_worker=1, processes=True, resources={"CPU": 1},
-                dashboard_address=":0"))
-            sluice.init(backend="dask", address=dask_cluster.scheduler_address)
-        stack.callback(sluice.shutdown)
-        yield request.param
+        with distributed.LocalCluster(n_workers=3, threads_per_worker=1, processes=True,
+                                      resources={"CPU": 1}, dashboard_address=":0") as cluster:
+            yield {"backend": "dask", "address": cluster.scheduler_address}
+
+
+@pytest.fixture(scope="module", params=["local", "cluster", "dask"])
+def shared_cluster(request: pytest.FixtureRequest) -> Iterator[tuple[str, dict]]:
+    """The backend the module's tests share, as (kind, ``sluice.init`` arguments): the
+    embedded local runtime, a 3-node sluice cluster or a 3-worker dask.distributed cluster."""
+    with started(request.param) as init_args:
+        try:
+            yield request.param, init_args
+        finally:
+            sluice.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def backend(request: pytest.FixtureRequest, shared_cluster: tuple[str, dict]) -> Iterator[str]:
+    """Every test's runtime: the driver of the shared backend (connected on first use and
+    kept for the next test) or, for a test that asks for ``own_backend``, a fresh one."""
+    kind, shared_args = shared_cluster
+    if "own_backend" not in request.fixturenames:
+        if not sluice.is_initialized():
+            sluice.init(**shared_args)
+        yield kind
+        return
+    sluice.shutdown()  # the shared backend stays up; the next test connects to it again
+    with started(kind) as own_args:
+        sluice.init(**own_args)
+        try:
+            yield kind
+        finally:
+            sluice.shutdown()
+
+
+@pytest.fixture
+def own_backend(backend: str) -> str:
+    """Ask for this in a test that can break its backend (it kills a worker; on Dask a forced
+    cancel restarts one, synchronously): it gets a backend of its own, started for it and
+    stopped after it, so the damage never reaches the next test."""
+    return backend
 
 
 # -- functions and classes the tasks run ------------------------------------------------------
@@ -369,14 +406,15 @@ def test_retry_exceptions_true_retries_until_the_task_succeeds() -> None:
     sluice.kill(once)
 
 
-def test_max_retries_reruns_a_task_whose_worker_died(tmp_path: Path) -> None:
+def test_max_retries_reruns_a_task_whose_worker_died(tmp_path: Path, own_backend: str) -> None:
     marker = tmp_path / "attempts"
     assert sluice.get(crash_on_first_attempt.options(max_retries=1).remote(str(marker)), timeout=60) == 2
     assert marker.read_text() == "2"
     assert sluice.get(square.remote(7), timeout=30) == 49  # the pool is whole again
 
 
-def test_cancel_of_a_queued_task_and_of_a_running_one_raises_task_cancelled_error(tmp_path: Path) -> None:
+def test_cancel_of_a_queued_task_and_of_a_running_one_raises_task_cancelled_error(
+        tmp_path: Path, own_backend: str) -> None:
     busy = [sleep_then.remote(0.5, i) for i in range(3)]  # all three CPUs
     marker = tmp_path / "ran"
     queued = touch.remote(str(marker))
