@@ -1,7 +1,8 @@
 """The dask backend: sluice tasks, actors and Plans on a real dask.distributed cluster.
 
 One LocalCluster (two worker processes, one thread and ``CPU: 1`` each) serves
-the module; each test starts and stops its own sluice runtime on it.
+the module; each test starts and stops its own sluice runtime on it. A test that can
+break the cluster (a forced cancel restarts a worker) asks for ``own_cluster`` instead.
 """
 
 from __future__ import annotations
@@ -28,16 +29,47 @@ distributed = pytest.importorskip("distributed")  # the [dask] extra
 EVENT_TIMEOUT_S = 30
 
 
+def two_workers() -> distributed.LocalCluster:
+    return distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                    resources={"CPU": 1}, dashboard_address=":0")
+
+
 @pytest.fixture(scope="module")
-def cluster():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  resources={"CPU": 1}, dashboard_address=":0") as c:
+def shared_cluster():
+    with two_workers() as c:
         yield c
 
 
 @pytest.fixture(scope="module")
-def observer(cluster):
+def shared_observer(shared_cluster):
+    with distributed.Client(shared_cluster, set_as_default=False) as client:
+        yield client
+
+
+@pytest.fixture
+def own_cluster():
+    """Ask for this in a test that can break its cluster (a forced cancel restarts a worker,
+    synchronously): it gets a cluster of its own, so the damage never reaches the next test."""
+    with two_workers() as c:
+        yield c
+
+
+def owns_a_cluster(request: pytest.FixtureRequest) -> bool:
+    return "own_cluster" in request.fixturenames
+
+
+@pytest.fixture
+def cluster(request):
+    """The test's Dask cluster: its own if it asks for ``own_cluster``, else the module's."""
+    return request.getfixturevalue("own_cluster" if owns_a_cluster(request) else "shared_cluster")
+
+
+@pytest.fixture
+def observer(request, cluster):
     """A Dask client of the test's own, to look at the cluster from outside sluice."""
+    if not owns_a_cluster(request):
+        yield request.getfixturevalue("shared_observer")
+        return
     with distributed.Client(cluster, set_as_default=False) as client:
         yield client
 
@@ -238,7 +270,7 @@ def test_cancel_a_queued_task(gate):
         sluice.get(blocked, timeout=EVENT_TIMEOUT_S)
 
 
-def test_force_cancel_of_a_running_task_frees_its_worker(gate, observer):
+def test_force_cancel_of_a_running_task_frees_its_worker(gate, observer, own_cluster):
     started = [distributed.Event(f"{gate.name}-{i}", client=observer) for i in range(2)]
     running = [started_then_after.remote(s.name, gate.name, i) for i, s in enumerate(started)]
     assert all(s.wait(EVENT_TIMEOUT_S) for s in started)  # both workers are busy now
