@@ -44,6 +44,8 @@ BIG = 5_000_000
 """Elements of the 40 MB float64 array put by the driver."""
 RESULT = 2_500_000
 """Elements of the 20 MB float64 array a task returns."""
+HOLD_LIMIT_S = 60
+"""How long a task held by the test waits for its gate before it gives up (and fails)."""
 
 
 @contextlib.contextmanager
@@ -102,6 +104,23 @@ def own_backend(backend: str) -> str:
     cancel restarts one, synchronously): it gets a backend of its own, started for it and
     stopped after it, so the damage never reaches the next test."""
     return backend
+
+
+@pytest.fixture
+def gate(tmp_path: Path) -> Iterator[Path]:
+    """The file tasks held with ``held_until`` wait for; opened when the test ends at the
+    latest, so no held task outlives its test."""
+    path = tmp_path / "gate"
+    yield path
+    path.touch()
+
+
+def wait_for(condition, what: str, timeout: float = 60.0) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {timeout} s for {what}"
+        time.sleep(0.01)
 
 
 # -- functions and classes the tasks run ------------------------------------------------------
@@ -181,8 +200,16 @@ def with_doubled(t: pa.Table) -> pa.Table:
 
 
 @sluice.remote
-def sleep_then(seconds: float, value=None):
-    time.sleep(seconds)
+def held_until(gate: str, value=None, started: str | None = None):
+    """``value`` once the file ``gate`` exists: the test holds the task running until it opens
+    the gate (it touches ``started`` first, if given). It fails if the gate stays shut."""
+    if started is not None:
+        Path(started).touch()
+    deadline = time.monotonic() + HOLD_LIMIT_S
+    while not os.path.exists(gate):
+        if time.monotonic() > deadline:
+            raise ConformanceError(f"the gate {gate} stayed shut for {HOLD_LIMIT_S} s")
+        time.sleep(0.01)
     return value
 
 
@@ -246,7 +273,7 @@ class Rendezvous:
     """Two calls can meet only if the actor runs them at the same time."""
 
     def __init__(self):
-        self.barrier = threading.Barrier(2, timeout=10)
+        self.barrier = threading.Barrier(2, timeout=30)
 
     def meet(self) -> int:
         return self.barrier.wait()
@@ -356,31 +383,31 @@ def test_an_arrow_table_round_trips_through_put_and_tasks() -> None:
 
 # -- wait, timeouts, errors, retries, cancel --------------------------------------------------
 
-def test_wait_returns_ready_and_pending_in_input_order_and_honours_its_timeout() -> None:
-    slow = sleep_then.remote(1.5, "slow")
-    quick = sleep_then.remote(0.05, "quick")
+def test_wait_returns_ready_and_pending_in_input_order_and_honours_its_timeout(gate: Path) -> None:
+    quick = add.remote("qui", "ck")
+    assert sluice.get(quick, timeout=60) == "quick"
+    slow = held_until.remote(str(gate), "slow")  # not ready before the test opens the gate
     done = sluice.put("done")
-    ready, pending = sluice.wait([slow, quick, done], num_returns=2, timeout=20)
+    ready, pending = sluice.wait([slow, quick, done], num_returns=2, timeout=60)
     assert (ready, pending) == ([quick, done], [slow])
-    ready, pending = sluice.wait([done, slow, quick], num_returns=1, timeout=20)
+    ready, pending = sluice.wait([done, slow, quick], num_returns=1, timeout=60)
     assert (ready, pending) == ([done], [slow, quick])
-    start = time.monotonic()
+    # The gate is shut: only the timeout can end this wait (else it lasts until slow fails).
     ready, pending = sluice.wait([slow, done], num_returns=2, timeout=0.1)
-    assert time.monotonic() - start < 1.0
     assert (ready, pending) == ([done], [slow])
-    ready, pending = sluice.wait([slow, done], num_returns=2, timeout=30)
+    gate.touch()
+    ready, pending = sluice.wait([slow, done], num_returns=2, timeout=60)
     assert (ready, pending) == ([slow, done], [])
     assert sluice.get(slow) == "slow"
 
 
-def test_get_timeout_raises_get_timeout_error_and_a_later_get_succeeds() -> None:
-    ref = sleep_then.remote(1.0, "late")
-    start = time.monotonic()
+def test_get_timeout_raises_get_timeout_error_and_a_later_get_succeeds(gate: Path) -> None:
+    ref = held_until.remote(str(gate), "late")
     with pytest.raises(GetTimeoutError, match="timed out") as info:
-        sluice.get(ref, timeout=0.1)
-    assert time.monotonic() - start < 0.9
+        sluice.get(ref, timeout=0.1)  # the gate is shut: only the timeout can end this get
     assert isinstance(info.value, TimeoutError)
-    assert sluice.get(ref, timeout=30) == "late"
+    gate.touch()
+    assert sluice.get(ref, timeout=60) == "late"
 
 
 def test_a_task_exception_is_reraised_as_its_own_type_with_its_message() -> None:
@@ -414,18 +441,21 @@ def test_max_retries_reruns_a_task_whose_worker_died(tmp_path: Path, own_backend
 
 
 def test_cancel_of_a_queued_task_and_of_a_running_one_raises_task_cancelled_error(
-        tmp_path: Path, own_backend: str) -> None:
-    busy = [sleep_then.remote(0.5, i) for i in range(3)]  # all three CPUs
+        tmp_path: Path, gate: Path, own_backend: str) -> None:
+    busy = [held_until.remote(str(gate), i) for i in range(3)]  # all three CPUs, until opened
     marker = tmp_path / "ran"
     queued = touch.remote(str(marker))
     sluice.cancel(queued)
     with pytest.raises(TaskCancelledError, match="touch was cancelled"):
-        sluice.get(queued, timeout=10)
-    assert sluice.get(busy, timeout=30) == [0, 1, 2]
-    running = sleep_then.remote(60.0)
+        sluice.get(queued, timeout=60)
+    gate.touch()
+    assert sluice.get(busy, timeout=60) == [0, 1, 2]
+    started = tmp_path / "started"
+    running = held_until.remote(str(tmp_path / "never"), started=str(started))
+    wait_for(started.exists, "the task to start")
     sluice.cancel(running, force=True)
-    with pytest.raises(TaskCancelledError, match="sleep_then was cancelled"):
-        sluice.get(running, timeout=10)
+    with pytest.raises(TaskCancelledError, match="held_until was cancelled"):
+        sluice.get(running, timeout=60)
     assert sluice.get(square.remote(5), timeout=30) == 25  # the scheduler moved on
     assert not marker.exists(), "a cancelled task that had not started must never run"
 
@@ -463,7 +493,7 @@ def test_get_actor_finds_a_named_actor_and_shares_its_state() -> None:
 def test_max_concurrency_runs_an_actors_calls_at_the_same_time() -> None:
     r = Rendezvous.remote()
     # Each call blocks until the other arrives: both finish only if they run at once.
-    assert sorted(sluice.get([r.meet.remote(), r.meet.remote()], timeout=30)) == [0, 1]
+    assert sorted(sluice.get([r.meet.remote(), r.meet.remote()], timeout=60)) == [0, 1]
     sluice.kill(r)
 
 
@@ -473,9 +503,9 @@ def test_kill_makes_running_and_later_calls_raise_actor_died_error() -> None:
     running = c.slow_value.remote(30.0)
     sluice.kill(c)
     with pytest.raises(ActorDiedError, match="killed"):
-        sluice.get(running, timeout=10)
+        sluice.get(running, timeout=60)
     with pytest.raises(ActorDiedError, match="killed"):
-        sluice.get(c.add.remote(1), timeout=10)
+        sluice.get(c.add.remote(1), timeout=60)
 
 
 # -- lazy graphs -------------------------------------------------------------------------------
@@ -530,7 +560,7 @@ def test_a_dag_with_an_actor_keeps_the_actors_state_across_executes() -> None:
     plan = dag_example.make_dag().compile()
     expected = dag_example_expected(10)
     assert expected == -49
-    assert sluice.get(plan.execute(10), timeout=15) == [expected, expected]
-    assert sluice.get(plan.execute(10), timeout=15) == [expected, 2 * expected]
-    assert sluice.get(plan.execute(7), timeout=15) == [dag_example_expected(7),
+    assert sluice.get(plan.execute(10), timeout=60) == [expected, expected]
+    assert sluice.get(plan.execute(10), timeout=60) == [expected, 2 * expected]
+    assert sluice.get(plan.execute(7), timeout=60) == [dag_example_expected(7),
                                                       2 * expected + dag_example_expected(7)]
