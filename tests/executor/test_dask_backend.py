@@ -228,10 +228,9 @@ def test_wait_and_get_honour_timeouts(gate):
     slow, fast = after.remote(gate.name, "slow"), square.remote(3)
     ready, pending = sluice.wait([slow, fast], num_returns=1, timeout=EVENT_TIMEOUT_S)
     assert (ready, pending) == ([fast], [slow])
-    start = time.monotonic()
+    # The gate is shut: only the timeout can end this wait (else it lasts until ``after`` fails).
     ready, pending = sluice.wait([slow, fast], num_returns=2, timeout=0.3)
     assert ready == [fast] and pending == [slow]
-    assert time.monotonic() - start < 5
     with pytest.raises(GetTimeoutError, match="1 of 1 objects not ready"):
         sluice.get(slow, timeout=0.2)
     assert sluice.available_resources()["CPU"] == 1.0  # the blocked task holds one worker's CPU
