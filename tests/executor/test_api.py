@@ -10,6 +10,7 @@ import pytest
 
 import sluice
 from sluice.exceptions import ActorDiedError, GetTimeoutError, TaskCancelledError, TaskError
+from tests.executor.helpers import wait_until
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -28,6 +29,22 @@ def add(a, b=0):
 def sleep_then(seconds: float, value=None):
     time.sleep(seconds)
     return value
+
+
+@sluice.remote
+def held_until(gate: str, value=None):
+    """``value`` once the file ``gate`` exists: the test holds the task until it opens the gate."""
+    if not wait_until(Path(gate).exists, timeout=60):
+        raise TimeoutError(f"the gate {gate} stayed shut for 60 s")
+    return value
+
+
+@pytest.fixture
+def gate(tmp_path: Path) -> Iterator[Path]:
+    """The file ``held_until`` waits for; opened when the test ends at the latest."""
+    path = tmp_path / "gate"
+    yield path
+    path.touch()
 
 
 @sluice.remote
@@ -89,7 +106,7 @@ class Rendezvous:
     def __init__(self):
         import threading
 
-        self.barrier = threading.Barrier(2, timeout=10)
+        self.barrier = threading.Barrier(2, timeout=30)
 
     def meet(self) -> int:
         return self.barrier.wait()
@@ -119,7 +136,7 @@ def test_remote_class_with_and_without_options() -> None:
     assert isinstance(c, sluice.ActorHandle)
     assert sluice.get([c.add.remote(1), c.add.remote(2)]) == [11, 13]
     r = Rendezvous.remote()  # max_concurrency=2 given to the decorator
-    assert sorted(sluice.get([r.meet.remote(), r.meet.remote()], timeout=30)) == [0, 1]
+    assert sorted(sluice.get([r.meet.remote(), r.meet.remote()], timeout=60)) == [0, 1]
     sluice.kill(c)
     sluice.kill(r)
 
@@ -168,13 +185,12 @@ def test_get_takes_one_ref_or_a_list_and_keeps_the_order() -> None:
     assert sluice.get([]) == []
 
 
-def test_get_timeout_raises_get_timeout_error_and_a_later_get_succeeds() -> None:
-    ref = sleep_then.remote(0.6, "late")
-    start = time.monotonic()
+def test_get_timeout_raises_get_timeout_error_and_a_later_get_succeeds(gate: Path) -> None:
+    ref = held_until.remote(str(gate), "late")
     with pytest.raises(GetTimeoutError, match="timed out"):
-        sluice.get(ref, timeout=0.1)
-    assert time.monotonic() - start < 0.5
-    assert sluice.get(ref, timeout=30) == "late"
+        sluice.get(ref, timeout=0.1)  # the gate is shut: only the timeout can end this get
+    gate.touch()
+    assert sluice.get(ref, timeout=60) == "late"
 
 
 def test_put_then_get_round_trips_a_value() -> None:
@@ -205,26 +221,27 @@ def test_a_task_result_ref_passed_on_is_resolved_before_the_next_task_runs() -> 
 
 # -- wait ------------------------------------------------------------------------------
 
-def test_wait_returns_ready_and_pending_in_input_order() -> None:
-    slow = sleep_then.remote(0.6, "slow")
-    later = sleep_then.remote(0.2, "later")
+def test_wait_returns_ready_and_pending_in_input_order(gate: Path) -> None:
+    slow = held_until.remote(str(gate), "slow")  # pending until the gate opens
+    later = add.remote("lat", "er")
     sooner = sluice.put("sooner")  # ready first, listed last
-    ready, pending = sluice.wait([slow, later, sooner], num_returns=2, timeout=20)
+    ready, pending = sluice.wait([slow, later, sooner], num_returns=2, timeout=60)
     assert ready == [later, sooner]
     assert pending == [slow]
-    ready, pending = sluice.wait([sooner, slow, later], num_returns=1, timeout=20)
+    ready, pending = sluice.wait([sooner, slow, later], num_returns=1, timeout=60)
     assert (ready, pending) == ([sooner], [slow, later])
-    sluice.get(slow, timeout=20)
+    gate.touch()
+    assert sluice.get(slow, timeout=60) == "slow"
 
 
-def test_wait_timeout_returns_what_is_ready_so_far() -> None:
-    slow = sleep_then.remote(0.6)
+def test_wait_timeout_returns_what_is_ready_so_far(gate: Path) -> None:
+    slow = held_until.remote(str(gate))
     done = sluice.put(1)
-    start = time.monotonic()
+    # The gate is shut: only the timeout can end this wait (else it lasts until slow fails).
     ready, pending = sluice.wait([slow, done], num_returns=2, timeout=0.1)
-    assert time.monotonic() - start < 0.5
     assert (ready, pending) == ([done], [slow])
-    ready, pending = sluice.wait([slow, done], num_returns=2, timeout=30)
+    gate.touch()
+    ready, pending = sluice.wait([slow, done], num_returns=2, timeout=60)
     assert (ready, pending) == ([slow, done], [])
 
 
@@ -240,14 +257,16 @@ def test_wait_rejects_bad_arguments() -> None:
 
 # -- cancel, kill, named actors --------------------------------------------------------
 
-def test_cancel_of_a_task_waiting_for_its_input_raises_task_cancelled_error(tmp_path: Path) -> None:
-    gate = sleep_then.remote(0.3)
+def test_cancel_of_a_task_waiting_for_its_input_raises_task_cancelled_error(
+        tmp_path: Path, gate: Path) -> None:
+    upstream = held_until.remote(str(gate))  # the input stays pending until the gate opens
     marker = tmp_path / "ran"
-    waiting = touch_after.remote(gate, str(marker))
+    waiting = touch_after.remote(upstream, str(marker))
     sluice.cancel(waiting)
     with pytest.raises(TaskCancelledError, match="touch_after was cancelled"):
-        sluice.get(waiting, timeout=10)
-    sluice.get(gate, timeout=30)
+        sluice.get(waiting, timeout=60)
+    gate.touch()
+    sluice.get(upstream, timeout=60)
     assert sluice.get(add.remote(1, 1), timeout=30) == 2  # the scheduler moved on past it
     assert not marker.exists(), "a cancelled task ran once its input was ready"
 
@@ -255,12 +274,12 @@ def test_cancel_of_a_task_waiting_for_its_input_raises_task_cancelled_error(tmp_
 def test_kill_makes_later_calls_raise_actor_died_error() -> None:
     c = Counter.remote()
     assert sluice.get(c.add.remote(1)) == 1
-    running = c.slow_value.remote(5.0)
+    running = c.slow_value.remote(30.0)  # killed long before it could return
     sluice.kill(c)
     with pytest.raises(ActorDiedError, match="killed"):
-        sluice.get(running, timeout=10)
+        sluice.get(running, timeout=60)
     with pytest.raises(ActorDiedError, match="killed"):
-        sluice.get(c.add.remote(1), timeout=10)
+        sluice.get(c.add.remote(1), timeout=60)
     with pytest.raises(TypeError, match="actor handle"):
         sluice.kill(sluice.put(1))
 
