@@ -283,7 +283,7 @@ def test_workflow_list_show_and_cancel(store, capsys, tmp_path):
     driver = threading.Thread(target=drive)
     driver.start()
     storage = WorkflowStorage(store)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while not any(s["name"] == "held" for s in storage.steps("live")):
         assert time.monotonic() < deadline, "the run's second step never started"
         time.sleep(0.02)
@@ -307,7 +307,7 @@ def test_workflow_list_show_and_cancel(store, capsys, tmp_path):
 
     assert sluice_cli(capsys, "workflow", "cancel", "live", "--storage", store) == (
         0, "canceled live (its driver stops at its next step)\n", "")
-    driver.join(timeout=30)
+    driver.join(timeout=60)
     assert [type(exc) for exc in ended] == [workflow.WorkflowCancelledError]
     gate.touch()  # lets the abandoned step end, freeing its worker
     assert storage.status("live") is WorkflowStatus.CANCELED
@@ -336,12 +336,11 @@ def start_scheduler(jobs: Path, tmp_path: Path, store: str) -> subprocess.Popen:
                             text=True, start_new_session=True)
 
 
-def stop_scheduler(proc: subprocess.Popen) -> tuple[float, str, str]:
-    """SIGTERM it; the seconds it took to exit, and its output."""
-    sent = time.monotonic()
+def stop_scheduler(proc: subprocess.Popen) -> tuple[str, str]:
+    """SIGTERM it; its output once it exited (it does not wait for the runs in flight: a
+    held one stays held)."""
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=30)
-    return time.monotonic() - sent, out, err
+    return proc.communicate(timeout=60)
 
 
 def wait_until(condition, proc: subprocess.Popen, timeout: float, what: str) -> None:
@@ -374,10 +373,9 @@ def test_the_scheduler_fires_a_seconds_schedule_and_stops_on_sigterm(store, caps
 
     proc = start_scheduler(jobs, tmp_path, store)
     killpg_after(proc)
-    wait_until(lambda: successful() >= 3, proc, 8.0, "3 successful runs of '* * * * * *'")
-    took, out, err = stop_scheduler(proc)
+    wait_until(lambda: successful() >= 3, proc, 60.0, "3 successful runs of '* * * * * *'")
+    out, err = stop_scheduler(proc)
     assert proc.returncode == 0, err
-    assert took < 5.0, f"SIGTERM took {took:.1f} s to stop the scheduler"
     assert err.splitlines()[-1] == "sluice scheduler: stopped"
 
     fires = storage.fires("tick")
@@ -414,7 +412,7 @@ def test_a_run_in_flight_when_the_scheduler_stops_is_resumable_and_resumes(
     wait_until(held_step_running, proc, 60.0, "the run's held step started")
     wait_until(lambda: any(f["outcome"] == "SKIPPED_OVERLAP" for f in storage.fires("held")),
                proc, 60.0, "a fire skipped while the run is in flight")
-    _, out, err = stop_scheduler(proc)
+    out, err = stop_scheduler(proc)
     assert proc.returncode == 0, err
     (fire,) = [f for f in storage.fires("held") if f["outcome"] != "SKIPPED_OVERLAP"]
     workflow_id = fire["workflow_id"]
