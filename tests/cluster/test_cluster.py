@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -49,11 +50,23 @@ def checksum_at(a: np.ndarray) -> tuple[int, dict]:
 
 
 @sluice.remote
-def hold(seconds: float) -> dict:
-    import time
-
-    time.sleep(seconds)
+def hold(started: str, gate: str) -> dict:
+    """Where it ran, once the file ``gate`` exists: it holds its CPU until the test opens it
+    (it touches ``started`` first)."""
+    open(started, "w").close()
+    deadline = time.monotonic() + 60
+    while not os.path.exists(gate):
+        assert time.monotonic() < deadline, f"the gate {gate} stayed shut for 60 s"
+        time.sleep(0.01)
     return node_info()
+
+
+def wait_for(condition, what: str, timeout: float = 60.0) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {timeout} s for {what}"
+        time.sleep(0.01)
 
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -79,14 +92,19 @@ def test_a_task_runs_where_most_of_its_input_bytes_are(cluster: LocalCluster) ->
     assert ran["flight"] == sluice.get(where.options(resources={"n1": 0.01}).remote())["flight"]
 
 
-def test_a_full_node_spills_work_back_to_another(cluster: LocalCluster) -> None:
+def test_a_full_node_spills_work_back_to_another(cluster: LocalCluster, tmp_path) -> None:
     big = make.options(resources={"n1": 0.01}).remote(2_000_000)
     sluice.wait([big], timeout=30)
     [home] = cluster.locate(big.id)
-    busy = hold.options(resources={"n1": 0.01}, num_cpus=1).remote(2.0)  # fills node 1's only CPU
-    total, ran = sluice.get(checksum_at.remote(big), timeout=30)
+    started, gate = tmp_path / "started", tmp_path / "gate"
+    busy = hold.options(resources={"n1": 0.01}, num_cpus=1).remote(str(started), str(gate))
+    try:
+        wait_for(started.exists, "the task holding node 1's only CPU to start")
+        total, ran = sluice.get(checksum_at.remote(big), timeout=60)
+    finally:
+        gate.touch()
     assert total == sum(range(2_000_000))
-    n1 = sluice.get(busy)["flight"]
+    n1 = sluice.get(busy, timeout=60)["flight"]
     assert ran["flight"] != n1
     # It pulled a copy once into the node it ran on: the object now lives on two nodes.
     assert len(cluster.locate(big.id)) == 2 and home in cluster.locate(big.id)
