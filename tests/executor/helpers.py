@@ -32,7 +32,7 @@ def segment_file(session: str, object_id: int) -> str:
     return f"/dev/shm/sluice-{session}-{object_id:x}"
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0, poll: Callable[[], object] | None = None,
+def wait_until(condition: Callable[[], bool], timeout: float = 60.0, poll: Callable[[], object] | None = None,
                interval: float = 0.02) -> bool:
     """Poll ``condition`` until it holds or ``timeout`` passes; ``poll`` runs before each check."""
     deadline = time.monotonic() + timeout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -35,9 +36,21 @@ def inspect_array(arr: np.ndarray) -> dict:
 
 
 @sluice.remote
-def slow_sum(arr: np.ndarray, seconds: float) -> float:
-    time.sleep(seconds)
+def held_sum(arr: np.ndarray, gate: str) -> float:
+    """The sum of ``arr`` once the file ``gate`` exists: the test holds the task running."""
+    held_until(gate)
     return float(arr.sum())
+
+
+def held_until(gate: str) -> None:
+    if not wait_until(Path(gate).exists, timeout=60):
+        raise TimeoutError(f"the gate {gate} stayed shut for 60 s")
+
+
+@sluice.remote
+def gate_task(gate: str) -> None:
+    """Pending until the file ``gate`` exists."""
+    held_until(gate)
 
 
 @sluice.remote
@@ -102,7 +115,7 @@ def test_dropping_the_last_ref_of_a_put_frees_it_and_its_shared_memory(runtime: 
     store = context.current().store
     del ref
     gc.collect()
-    assert wait_until(lambda: not store.contains(oid), timeout=10, poll=lambda: sluice.put(0)), \
+    assert wait_until(lambda: not store.contains(oid), timeout=60, poll=lambda: sluice.put(0)), \
         "the store still holds an object whose last ObjectRef is gone"
     assert wait_until_freed(path, template), f"{path} still holds the freed object"
 
@@ -116,19 +129,21 @@ def test_a_task_result_is_freed_when_its_last_ref_goes(runtime: str) -> None:
     assert wait_until_freed(path, np.zeros(2 * MB + 7))
 
 
-def test_an_object_a_pending_task_needs_is_not_freed_when_its_ref_is_dropped(runtime: str) -> None:
+def test_an_object_a_pending_task_needs_is_not_freed_when_its_ref_is_dropped(
+        runtime: str, tmp_path: Path) -> None:
     template = np.zeros(10 * MB // 8 + 456)
     arr = template + 3.0
     ref = sluice.put(arr)
     path = backing_file(sluice.get(ref))
-    running = slow_sum.remote(ref, 0.3)  # dispatched at once, still running below
-    gate = sleep_then.remote(0.4)
-    queued = sum_after.remote(gate, ref)  # cannot start before the gate opens
+    gate = tmp_path / "gate"
+    running = held_sum.remote(ref, str(gate))  # dispatched at once, held running below
+    queued = sum_after.remote(gate_task.remote(str(gate)), ref)  # cannot start before the gate opens
     del ref
     gc.collect()
     # Were it wrongly freed, a same-size put would reuse or replace its memory now.
     decoys = [sluice.put(template + 9.0) for _ in range(2)]
-    assert sluice.get([running, queued], timeout=30) == [arr.sum(), arr.sum()]
+    gate.touch()
+    assert sluice.get([running, queued], timeout=60) == [arr.sum(), arr.sum()]
     del decoys
     # once they are done nothing holds it any more
     assert wait_until_freed(path, template)
