@@ -66,5 +66,5 @@ def test_a_full_node_store_spills_and_reads_back(cluster: LocalCluster) -> None:
     assert [int(a[0]) for a in sluice.get(refs, timeout=60)] == list(range(10))
     # Freed: the disk copies go as well.
     del refs, on0, on1
-    cluster.wait_until(lambda st: not spilled_files(cluster) and node0(cluster).store_used == 0, 10,
+    cluster.wait_until(lambda st: not spilled_files(cluster) and node0(cluster).store_used == 0, 60,
                        "spilled and in-memory copies removed once freed")

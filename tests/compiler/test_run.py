@@ -455,7 +455,7 @@ def test_a_gpu_stage_runs_with_its_gpu_visible() -> None:
 
 # -- scale -------------------------------------------------------------------------------------
 
-def settled(rt: Any, at_most: int, deadline_s: float = 10.0) -> tuple[int, int]:
+def settled(rt: Any, at_most: int, deadline_s: float = 60.0) -> tuple[int, int]:
     """(objects the driver tracks, store bytes used) once dead refs are counted, polling
     until the table holds at most ``at_most`` objects or the deadline passes."""
     deadline = time.monotonic() + deadline_s
