@@ -453,15 +453,17 @@ class Scheduler(ObjectTable):
             return  # actor calls run in order; Ray does not cancel them either
         blob = serialization.dumps(TaskCancelledError(f"task {task.name} was cancelled"))
         task.cancelled = True
+        # Waiting for an input, or queued on the worker making it (it may report the cancel
+        # before that input): either way the input's arrival must not make the task ready.
+        for dep in task.deps:
+            dep_entry = self.objects.get(dep)
+            if dep_entry is not None and task in dep_entry.waiters:
+                dep_entry.waiters.remove(task)
         w = task.worker
         if w is None:
             for q in self.ready.values():
                 if task in q:
                     q.remove(task)
-            for dep in task.deps:
-                dep_entry = self.objects.get(dep)
-                if dep_entry is not None and task in dep_entry.waiters:
-                    dep_entry.waiters.remove(task)
         elif force and w.actor is None:
             self.take_inflight(w, task.task_id)
             self.runtime.io.kill_worker(w)

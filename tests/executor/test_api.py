@@ -271,6 +271,23 @@ def test_cancel_of_a_task_waiting_for_its_input_raises_task_cancelled_error(
     assert not marker.exists(), "a cancelled task ran once its input was ready"
 
 
+def test_a_cancelled_task_queued_behind_its_inputs_producer_never_runs(
+        tmp_path: Path, gate: Path) -> None:
+    # x -> upstream -> waiting queue on one worker, each behind the task making its input;
+    # the worker reads the cancel before it runs upstream, so it reports the cancelled task
+    # before upstream's result. Upstream's result must not make the cancelled task ready.
+    marker = tmp_path / "ran"
+    upstream = add.remote(held_until.remote(str(gate), 1), 1)
+    waiting = touch_after.remote(upstream, str(marker))
+    sluice.cancel(waiting)
+    with pytest.raises(TaskCancelledError, match="touch_after was cancelled"):
+        sluice.get(waiting, timeout=60)
+    gate.touch()
+    assert sluice.get(upstream, timeout=60) == 2
+    assert sluice.get(add.remote(1, 1), timeout=60) == 2
+    assert not marker.exists(), "a cancelled task ran once its input was ready"
+
+
 def test_kill_makes_later_calls_raise_actor_died_error() -> None:
     c = Counter.remote()
     assert sluice.get(c.add.remote(1)) == 1
