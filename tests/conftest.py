@@ -10,8 +10,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 import sluice
+
+# Hypothesis times each example (a 200 ms deadline) and data generation (the too_slow health
+# check): wall-clock bounds that fail on a busy machine. Off for every property test; a test
+# that lists its own suppressed health checks names too_slow there too.
+settings.register_profile("sluice", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("sluice")
 
 
 @pytest.fixture(autouse=True, scope="module")

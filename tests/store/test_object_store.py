@@ -272,7 +272,8 @@ def test_capacity_must_be_positive(session: str, tmp_path: Path) -> None:
     reads=st.lists(st.integers(0, 11), max_size=12),
 )
 @settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=25, deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 def test_every_object_survives_any_spilling(
     tmp_path: Path, sizes: list[int], capacity: int, reads: list[int]

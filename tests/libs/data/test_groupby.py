@@ -22,7 +22,8 @@ from sluice.data import AggregateFn, Count, Max, Mean, Min, Std, Sum
 
 pytestmark = pytest.mark.usefixtures("runtime")
 
-SETTINGS = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(max_examples=20, deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
 def by_keys(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
