@@ -20,8 +20,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) examples/demo.py
 
+# The tests and the doctests of every sluice module (pyproject adds --doctest-modules).
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q tests sluice
 
 # Ray, Dask and matplotlib come only with the benchmarks (their own stamp: `make test` never pulls Ray).
 $(BENCH_STAMP): $(STAMP) pyproject.toml
