@@ -207,7 +207,7 @@ def topological_ops(graph: nx.DiGraph) -> list[Op]:
 
 def new_graph(ops: list[Op], graph_attrs: dict) -> nx.DiGraph:
     """A logical graph of ``ops`` with edges from their inputs."""
-    g = nx.DiGraph()
+    g: nx.DiGraph[str] = nx.DiGraph()
     g.graph.update(graph_attrs)
     for op in ops:
         g.add_node(op.id, op=op)
