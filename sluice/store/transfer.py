@@ -199,9 +199,6 @@ class StoreServer(flight.FlightServerBase):
         # the entry is removed, so a caller finds one or the other.
         self._pending: dict[str, Future[int]] = {}
 
-    def serve_in_thread(self) -> None:
-        """Does nothing: the server already serves from gRPC's threads once constructed."""
-
     def __repr__(self) -> str:
         return f"StoreServer({self.location!r}, pulls={self.pulls})"
 
