@@ -44,6 +44,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
+from sluice.dsl.targets import TargetError, import_target
 from sluice.libs.workflow.cron import (
     CronError,
     check_timezone,
@@ -74,35 +75,18 @@ Handled = list[tuple[str, datetime, str]]
 _log = logging.getLogger(__name__)
 
 
-class TargetError(ValueError):
-    """A schedule's target does not import, or does not give a DAG; the message names it."""
-
-
 def load_target(target: str, params: dict[str, Any] | None = None) -> Any:
     """The DAG of a schedule target ``"module:function"`` called with ``params`` as kwargs.
 
     The attribute may also be a DAG itself (``"module:dag"``, no params). Raises
-    :class:`TargetError` naming the target if it does not import, the attribute is
-    missing, the call raises, or the result is not a DAG built with ``.bind()``.
+    :class:`TargetError` naming the target if it does not import (see
+    :func:`sluice.dsl.targets.import_target`), the call raises, or the result is not a
+    DAG built with ``.bind()``.
     """
     from sluice.dsl.nodes import DAGNode
 
     params = dict(params or {})
-    module_name, _, attr_path = target.partition(":") if isinstance(target, str) else ("", "", "")
-    if not module_name or not attr_path:
-        raise TargetError(f"schedule target {target!r} is not 'module:function' "
-                          f"(e.g. 'etl.jobs:nightly', a function returning a DAG)")
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except Exception as exc:
-        raise TargetError(f"schedule target {target!r}: module {module_name!r} does not import "
-                          f"({type(exc).__name__}: {exc}); check that it is importable where the "
-                          f"scheduler runs (PYTHONPATH)") from exc
-    for attr in attr_path.split("."):
-        if not hasattr(obj, attr):
-            raise TargetError(f"schedule target {target!r}: {module_name!r} has no attribute "
-                              f"{attr_path!r}; check the name after the ':'")
-        obj = getattr(obj, attr)
+    obj = import_target(target, "schedule target", "etl.jobs:nightly (a function returning a DAG)")
     if isinstance(obj, DAGNode):
         if params:
             raise TargetError(f"schedule target {target!r} is a DAG, not a function, so it takes "

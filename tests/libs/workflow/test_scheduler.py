@@ -441,12 +441,15 @@ def test_load_target_calls_the_function_with_params(targets: str):
 
 
 @pytest.mark.parametrize(("target", "params", "message"), [
-    ("no_colon", {}, r"schedule target 'no_colon' is not 'module:function' \(e.g. 'etl.jobs:nightly'"),
-    (None, {}, r"schedule target None is not 'module:function'"),
-    ("wf_sched_missing_mod:f", {}, (r"schedule target 'wf_sched_missing_mod:f': module "
-                                   r"'wf_sched_missing_mod' does not import \(ModuleNotFoundError")),
-    ("wf_sched_broken:f", {}, r"module 'wf_sched_broken' does not import \(ImportError: needs pandas\)"),
-    ("{m}:nope", {}, r"schedule target '{m}:nope': '{m}' has no attribute 'nope'"),
+    ("no_colon", {}, (r"schedule target 'no_colon' is not MODULE:ATTR; name a module and an "
+                      r"attribute in it, e.g. etl.jobs:nightly \(a function returning a DAG\)")),
+    (None, {}, r"schedule target None is not MODULE:ATTR"),
+    ("wf_sched_missing_mod:f", {}, (r"schedule target 'wf_sched_missing_mod:f': no module named "
+                                   r"'wf_sched_missing_mod'; run from the directory that holds it")),
+    ("wf_sched_broken:f", {}, (r"schedule target 'wf_sched_broken:f': module 'wf_sched_broken' "
+                              r"does not import \(ImportError: needs pandas\); fix it")),
+    ("{m}:nope", {}, (r"schedule target '{m}:nope': module '{m}' has no attribute 'nope'; its "
+                      r"public names are add, boom, dag, nightly, not_a_dag, returns_int, sluice$")),
     ("{m}:not_a_dag", {}, r"schedule target '{m}:not_a_dag' is of type int: give a function returning a DAG"),
     ("{m}:returns_int", {}, (r"schedule target '{m}:returns_int' returned a value of type int, not a DAG; "
                             r"return the node built with .bind\(\)")),
