@@ -20,8 +20,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) examples/demo.py
 
+# The tests and the doctests of every sluice module (pyproject adds --doctest-modules).
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q tests sluice
 
 # `make test` with two CPU-bound processes running beside it: the suite must hold on a busy
 # machine. The burners are killed however the tests end (pass, fail, Ctrl-C); the status is the tests'.

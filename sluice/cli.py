@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import inspect
 import os
 import sys
@@ -125,27 +124,15 @@ def load_plan(target: str, optimize: bool = True) -> Any:
 
 
 def _import_target(target: str) -> Any:
-    module_name, sep, attr = target.partition(":")
-    if not sep or not module_name or not attr:
-        raise UsageError(f"{target!r} is not MODULE:ATTR; name a module and a DAG in it, "
-                         "e.g. mypipelines:dag")
+    """The object ``MODULE:ATTR`` names, the current directory searched first."""
+    from sluice.dsl.targets import TargetError, import_target
+
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and (module_name == exc.name
-                                     or module_name.startswith(exc.name + ".")):
-            raise UsageError(f"no module named {module_name!r} (from {target!r}); run from the "
-                             "directory that holds it or add it to PYTHONPATH") from None
-        raise UsageError(f"importing {module_name!r} failed: {exc}") from None
-    value: Any = module
-    for part in attr.split("."):
-        if not hasattr(value, part):
-            raise UsageError(f"module {module_name!r} has no attribute {attr!r} (from "
-                             f"{target!r}); its public names are {_public_names(module)}")
-        value = getattr(value, part)
-    return value
+        return import_target(target)
+    except TargetError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _is_factory(value: Any) -> bool:
@@ -189,11 +176,6 @@ def _describe(value: Any) -> str:
         return f"the actor class {value._name} (bind it: {value._name}.bind(...))"
     text = repr(value)
     return f"{type(value).__name__} {text[:60]}{'...' if len(text) > 60 else ''}"
-
-
-def _public_names(module: Any) -> str:
-    names = sorted(n for n in vars(module) if not n.startswith("_"))
-    return ", ".join(names[:20]) + (", ..." if len(names) > 20 else "") if names else "(none)"
 
 
 if __name__ == "__main__":

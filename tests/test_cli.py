@@ -100,11 +100,12 @@ def test_the_console_entry_point_runs_in_a_fresh_process() -> None:
 
 BAD_TARGETS = [
     (["dag_example"],
-     "'dag_example' is not MODULE:ATTR; name a module and a DAG in it, e.g. mypipelines:dag"),
+     "target 'dag_example' is not MODULE:ATTR; name a module and an attribute in it, e.g. "
+     "mypipelines:dag"),
     (["no_such_module_9f:dag"],
-     "no module named 'no_such_module_9f' (from 'no_such_module_9f:dag'); run from the"),
+     "target 'no_such_module_9f:dag': no module named 'no_such_module_9f'; run from the"),
     ([f"{EXAMPLE}:nope"],
-     f"module '{EXAMPLE}' has no attribute 'nope' (from '{EXAMPLE}:nope'); its public names are"),
+     f"target '{EXAMPLE}:nope': module '{EXAMPLE}' has no attribute 'nope'; its public names are"),
     ([f"{EXAMPLE}:scale"],
      f"{EXAMPLE}:scale is the remote function scale (bind it: scale.bind(...)), not a DAG"),
     ([f"{EXAMPLE}:Tally"],

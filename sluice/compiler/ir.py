@@ -18,15 +18,19 @@ import networkx as nx
 
 
 class OpKind(enum.Enum):
-    """What an op does."""
+    """What an op does (and who makes it: the front end ``sluice.dsl.to_graph``, the
+    ``sluice.data`` planner, or a pass)."""
 
-    INPUT = "input"        # the arguments of execute(): the DAG's input
-    SELECT = "select"      # a part of the input: inp[0], inp["k"], inp.attr
-    CALL = "call"          # a remote function
-    ACTOR = "actor"        # an actor, created once per Plan
-    METHOD = "method"      # a method call on an ACTOR op (inputs[0] is the actor)
-    TRANSFER = "transfer"  # an explicit copy between host and device memory
-    OUTPUT = "output"      # MultiOutputNode: its inputs are the DAG's outputs
+    INPUT = "input"        # the arguments of execute(): the DAG's input (front end)
+    SELECT = "select"      # a part of the input: inp[0], inp["k"], inp.attr (front end)
+    CALL = "call"          # a remote function (front end; data: a read or a map over blocks)
+    ACTOR = "actor"        # an actor, created once per Plan (front end; data: an actor pool)
+    METHOD = "method"      # a method call on an ACTOR op, inputs[0] is the actor (front end;
+                           # data: the pool's map)
+    TRANSFER = "transfer"  # an explicit copy between host and device memory; ``method`` is
+                           # "to_device" or "to_host" (the gpu_placement pass)
+    OUTPUT = "output"      # MultiOutputNode. No graph holds one: the front end records the
+                           # DAG's outputs in graph["outputs"] and graph["multi_output"]
     BLOCKS = "blocks"      # an op over a whole stream of blocks (sluice.data: limit, union,
                            # shuffles); ``method`` names which. Never fused: it needs the stream.
 
@@ -75,15 +79,37 @@ class Op:
         return self.kind in (OpKind.ACTOR, OpKind.METHOD)
 
 
-GRAPH_KEYS = {
-    "functions": "dict fn_id -> pickled function or class (calls.dumps_function bytes)",
-    "signatures": "dict fn_id -> inspect.Signature, for validation",
-    "outputs": "tuple of op ids whose values execute() returns",
-    "multi_output": "bool: execute() returns a list (MultiOutputNode)",
-    "passes": "tuple of the names of the passes that changed the graph",
-    "stages": "dict op id -> stage name, set by fusion (ops of one stage run in one task)",
-    "blocked": "dict (u, v) -> the rule that kept edge u -> v from being fused",
-    "placement": "dict op id -> where the op runs ('local' on one node)",
+# Every key of a logical graph's ``graph.graph``: what it holds, who sets it, who reads it.
+# "The front end" is ``sluice.dsl.to_graph.build_graph`` and, for datasets, the
+# ``sluice.data`` planner. tests/compiler/test_ir.py fails on a key missing here.
+GRAPH_KEYS: dict[str, str] = {
+    "functions": "dict fn_id -> the pickled function or class (calls.dumps_function bytes). "
+                 "Set by the front end; lower keeps in Plan.functions those the ops use.",
+    "signatures": "dict op id -> the inspect.Signature its .bind() arguments must fit. Set by "
+                  "the front end for .bind() graphs; cse drops the entries of merged ops; "
+                  "validate reads it.",
+    "outputs": "tuple of the op ids whose values execute() returns. Set by the front end; cse "
+               "points merged ops at their survivor, gpu_placement a GPU output at its to_host "
+               "copy; fusion, numba_fusion and lower (Plan.outputs) read it.",
+    "multi_output": "bool: execute() returns a list (the DAG ends in a MultiOutputNode). Set by "
+                    "the front end; lower reads it (Plan.multi_output).",
+    "passes": "tuple of the names of the rewrites that changed the graph, in order. Started by "
+              "the front end (empty; for datasets, the logical optimizer's rules that applied); "
+              "cse, gpu_placement, fusion, numba_fusion and locality each add their name when "
+              "they change something; lower copies it (Plan.passes).",
+    "stages": "dict op id -> stage name: ops sharing a name run as one task, an op without an "
+              "entry is a stage of its own. Empty from the front end; set by fusion; "
+              "numba_fusion, locality and lower read it.",
+    "blocked": "dict (u, v) -> the rule that kept edge u -> v from fusing. Empty from the front "
+               "end; set by fusion; lower copies it (Plan.blocked, shown by explain()).",
+    "jit_stages": "dict stage name -> the op ids of a stage numba compiles, in chain order. Set "
+                  "by numba_fusion; lower marks those stages (Plan.jit_stages).",
+    "jit_blocked": "dict stage name -> why a stage holding a jit=True op does not compile. Set "
+                   "by numba_fusion, for whoever reads the graph; the Plan does not keep it.",
+    "sizes": "dict op id -> the bytes of its value, where known. Given by whoever compiles with "
+             "object sizes at hand; locality reads it (without sizes every stage stays local).",
+    "placement": "dict op id -> the node its stage runs on ('local' on one node). Empty from "
+                 "the dsl front end; set by locality; lower copies it (Stage.placement).",
 }
 
 
@@ -207,7 +233,7 @@ def topological_ops(graph: nx.DiGraph) -> list[Op]:
 
 def new_graph(ops: list[Op], graph_attrs: dict) -> nx.DiGraph:
     """A logical graph of ``ops`` with edges from their inputs."""
-    g = nx.DiGraph()
+    g: nx.DiGraph[str] = nx.DiGraph()
     g.graph.update(graph_attrs)
     for op in ops:
         g.add_node(op.id, op=op)

@@ -7,7 +7,7 @@ and creates the Plan's actors; every call after that only submits.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from sluice.compiler.ir import Op, OpKind, fill_slots, unpack_template
 from sluice.compiler.plan import Plan, Stage
@@ -312,7 +312,9 @@ class _ChainAction:
 
     def __init__(self, members: list[Stage], kinds: dict):
         self.members = members
-        self.links = [_chain_link(st, kinds, any_input=(i == 0)) for i, st in enumerate(members)]
+        # _with_actor_chains admits only members that have a link
+        self.links = cast("list[tuple[str, Any]]",
+                          [_chain_link(st, kinds, any_input=(i == 0)) for i, st in enumerate(members)])
         self.templates = [unpack_template(st.ops[0].template) for st in members]
         self.fixed: list[bytes | None] = [
             pack_hop_args(*_filled(st.ops[0], tpl, chained, {}), slot)

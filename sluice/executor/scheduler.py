@@ -26,7 +26,6 @@ from sluice.exceptions import (
     WorkerCrashedError,
 )
 from sluice.executor import protocol as P
-from sluice.executor.object_ref import ObjectRef
 from sluice.executor.objects import ObjectTable
 from sluice.executor.process import spawn_worker
 from sluice.executor.records import (
@@ -553,9 +552,6 @@ class Scheduler(ObjectTable):
                     f"retries are spent; raise max_retries or find what kills it (memory? os._exit?)")
                 self.finish_failed(task, serialization.dumps(err))
         w.inflight.clear()
-
-    def new_ref(self, oid: int) -> ObjectRef:
-        return ObjectRef(oid, self.runtime)
 
     def actor_died_blob(self, actor: ActorRecord, why: str) -> bytes:
         return serialization.dumps(ActorDiedError(f"actor {actor.class_name}", why))

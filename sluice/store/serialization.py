@@ -150,7 +150,7 @@ def _serialize_pickle(value: Any, ids: list[int]) -> SerializedObject:
 
 
 def _cloudpickle_dumps(value: Any, buffers: list[pickle.PickleBuffer]) -> bytes:
-    import cloudpickle  # type: ignore[import-untyped, unused-ignore]  # lazily: rarely needed
+    import cloudpickle  # lazily: rarely needed
 
     try:
         stream: bytes = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
@@ -294,7 +294,7 @@ def _unpickle(main: memoryview, buffers: list[memoryview]) -> Any:
 
 
 def _read_arrow(marker: bytes, stream: memoryview) -> Any:
-    import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
+    import pyarrow as pa
 
     reader = pa.ipc.open_stream(pa.py_buffer(stream))
     if marker == _ARROW_BATCH:

@@ -38,8 +38,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
-from pyarrow import flight  # type: ignore[import-untyped, unused-ignore]
+import pyarrow as pa
+from pyarrow import flight
 
 from sluice.exceptions import ObjectLostError, SluiceError
 from sluice.store import serialization
@@ -112,7 +112,7 @@ def check_segment_name(name: object) -> str:
 # ----------------------------------------------------------------------------- server
 
 
-class _TokenCheck(flight.ServerMiddlewareFactory):  # type: ignore[misc]
+class _TokenCheck(flight.ServerMiddlewareFactory):
     """Refuses every call whose ``authorization`` header lacks the cluster token."""
 
     def __init__(self, token: str) -> None:
@@ -157,7 +157,7 @@ def _served(handler: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-class StoreServer(flight.FlightServerBase):  # type: ignore[misc]
+class StoreServer(flight.FlightServerBase):
     """Arrow Flight server over this node's shared-memory segments.
 
     It accepts calls as soon as it is constructed (gRPC serves from its own
@@ -198,9 +198,6 @@ class StoreServer(flight.FlightServerBase):  # type: ignore[misc]
         # the transfer runs, and the segment exists (under its final name) before
         # the entry is removed, so a caller finds one or the other.
         self._pending: dict[str, Future[int]] = {}
-
-    def serve_in_thread(self) -> None:
-        """Does nothing: the server already serves from gRPC's threads once constructed."""
 
     def __repr__(self) -> str:
         return f"StoreServer({self.location!r}, pulls={self.pulls})"

@@ -9,8 +9,6 @@ a merged call runs once per execute).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import networkx as nx
 import pytest
 from hypothesis import given, settings
@@ -21,6 +19,7 @@ from sluice.compiler.ir import OpKind, ops_of
 from sluice.compiler.passes.cse import eliminate_common_subexpressions
 from sluice.dsl.nodes import DAGNode, InputNode, MultiOutputNode
 from sluice.dsl.to_graph import build_graph
+from tests.compiler.dag_example import Counter, inc, snapshot
 from tests.dsl.test_to_graph import (
     RANDOM_FUNCTIONS,
     DagSpec,
@@ -28,33 +27,13 @@ from tests.dsl.test_to_graph import (
     run_graph_in_process,
 )
 
+pytestmark = pytest.mark.usefixtures("no_runtime_started")
 SETTINGS = settings(max_examples=60, deadline=None, derandomize=True, database=None)
-
-
-@pytest.fixture(autouse=True)
-def no_runtime_started() -> Iterator[None]:
-    yield
-    assert not sluice.is_initialized(), "a compiler test must not start a runtime"
-
-
-@sluice.remote
-def inc(x: int) -> int:
-    return x + 1
 
 
 @sluice.remote
 def scale(x: int, by: int = 2) -> int:
     return x * by
-
-
-@sluice.remote
-class Counter:
-    def __init__(self) -> None:
-        self.n = 0
-
-    def add(self, k: int) -> int:
-        self.n += k
-        return self.n
 
 
 def cse(dag: DAGNode) -> nx.DiGraph:
@@ -177,10 +156,6 @@ def test_nothing_to_merge_returns_the_graph_itself() -> None:
     with InputNode() as inp:
         graph = build_graph(inc.bind(scale.bind(inp)))
     assert eliminate_common_subexpressions(graph) is graph
-
-
-def snapshot(graph: nx.DiGraph) -> tuple:
-    return (dict(ops_of(graph)), sorted(graph.edges()), {k: v for k, v in graph.graph.items()})
 
 
 @SETTINGS

@@ -55,9 +55,3 @@ def test_containers_round_trip_through_the_device() -> None:
     np.testing.assert_array_equal(back["xs"][0], a)
     np.testing.assert_array_equal(back["xs"][1][0], b)
     assert type(back["xs"]) is list and type(back["xs"][1]) is tuple
-
-
-def test_docstring_examples_run() -> None:
-    import doctest
-
-    assert doctest.testmod(devices).failed == 0

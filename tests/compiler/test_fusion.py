@@ -10,42 +10,24 @@ with the first rule it broke. Compiler-only: no runtime is started.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import networkx as nx
 import pytest
 from hypothesis import given, settings
 
-import sluice
-from sluice.compiler.ir import Op, OpKind, make_op, new_graph, ops_of
+from sluice.compiler.ir import OpKind, ops_of
 from sluice.compiler.passes.fusion import fuse_linear_chains
 from sluice.compiler.plan import Plan
 from sluice.dsl.nodes import InputNode, MultiOutputNode
+from tests.compiler.dag_example import Counter, add, graph_of, inc, op
 from tests.dsl.test_to_graph import DagSpec, dag_specs
 
+pytestmark = pytest.mark.usefixtures("no_runtime_started")
 SETTINGS = settings(max_examples=60, deadline=None, derandomize=True, database=None)
-CPU1 = (("CPU", 1.0),)
 CPU2 = (("CPU", 2.0),)
 COMPUTED = (OpKind.CALL, OpKind.TRANSFER, OpKind.ACTOR, OpKind.METHOD, OpKind.BLOCKS)
 
 
-@pytest.fixture(autouse=True)
-def no_runtime_started() -> Iterator[None]:
-    yield
-    assert not sluice.is_initialized(), "a compiler test must not start a runtime"
-
-
 # -- tiny literal graphs ----------------------------------------------------------------------
-
-def op(kind: OpKind, name: str, *inputs: Op, **fields) -> Op:
-    fields.setdefault("resources", CPU1 if kind in (OpKind.CALL, OpKind.TRANSFER) else ())
-    return make_op(kind, name, inputs=tuple(i.id for i in inputs), **fields)
-
-
-def graph_of(*ops: Op, outputs: tuple[Op, ...] = ()) -> nx.DiGraph:
-    return new_graph(list(ops), {"outputs": tuple(o.id for o in outputs or ops[-1:]),
-                                 "functions": {}, "passes": (), "stages": {}, "blocked": {}})
-
 
 def stages_of(graph: nx.DiGraph) -> list[set[str]]:
     """The stages as sets of op names, smallest first name first."""
@@ -185,26 +167,6 @@ def test_fusion_leaves_its_input_graph_alone() -> None:
 
 
 # -- the same rules through .bind() and compile() ----------------------------------------------
-
-@sluice.remote
-def inc(x: int) -> int:
-    return x + 1
-
-
-@sluice.remote
-def add(a: int, b: int) -> int:
-    return a + b
-
-
-@sluice.remote
-class Counter:
-    def __init__(self) -> None:
-        self.n = 0
-
-    def add(self, k: int) -> int:
-        self.n += k
-        return self.n
-
 
 def call_stages(plan: Plan) -> list[str]:
     return [s.name for s in plan.stages if s.kind is OpKind.CALL]

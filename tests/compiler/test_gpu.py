@@ -4,27 +4,13 @@ from __future__ import annotations
 
 import networkx as nx
 
-from sluice.compiler.ir import Op, OpKind, make_op, new_graph, ops_of
+from sluice.compiler.ir import Op, OpKind, make_op, ops_of
 from sluice.compiler.passes.gpu import TO_DEVICE, TO_HOST, place_gpus
-
-GPU = (("CPU", 1.0), ("GPU", 1.0))
-CPU = (("CPU", 1.0),)
+from tests.compiler.dag_example import CPU1, GPU1, graph_of, op, snapshot
 
 
-def call(name: str, *inputs: Op, resources: tuple = CPU) -> Op:
-    return make_op(OpKind.CALL, name, inputs=tuple(op.id for op in inputs), fn_id=1,
-                   resources=resources)
-
-
-def graph_of(ops: list[Op], outputs: tuple[str, ...]) -> nx.DiGraph:
-    return new_graph(ops, {"functions": {}, "outputs": outputs, "passes": (), "stages": {},
-                           "blocked": {}, "placement": {}})
-
-
-def snapshot(g: nx.DiGraph) -> tuple:
-    """Everything a pass could mutate: ops (with content), edges, graph attributes."""
-    ops = sorted((op.id, op, op.content) for op in ops_of(g).values())
-    return ops, sorted(g.edges), dict(g.graph)
+def call(name: str, *inputs: Op, resources: tuple = CPU1) -> Op:
+    return op(OpKind.CALL, name, *inputs, fn_id=1, resources=resources)
 
 
 def transfers(g: nx.DiGraph, method: str) -> list[Op]:
@@ -35,10 +21,10 @@ def pipeline() -> tuple[list[Op], nx.DiGraph]:
     """input -> pre (cpu) -> train (gpu) -> post (cpu), post is the output."""
     inp = make_op(OpKind.INPUT, "input")
     pre = call("pre", inp)
-    train = call("train", pre, resources=GPU)
+    train = call("train", pre, resources=GPU1)
     post = call("post", train)
     ops = [inp, pre, train, post]
-    return ops, graph_of(ops, (post.id,))
+    return ops, graph_of(*ops, outputs=(post,))
 
 
 def test_gpu_op_gets_device_and_keeps_its_id_and_resources() -> None:
@@ -46,7 +32,7 @@ def test_gpu_op_gets_device_and_keeps_its_id_and_resources() -> None:
     out = place_gpus(g)
     placed = out.nodes[train.id]["op"]
     assert placed.device == "gpu"
-    assert placed.resources == GPU
+    assert placed.resources == GPU1
     assert placed.content != train.content  # content recomputed with the device
     assert {out.nodes[o.id]["op"].device for o in (inp, pre, post)} == {"cpu"}
     assert set(g.nodes) <= set(out.nodes)  # every original id is still there
@@ -79,9 +65,9 @@ def test_same_device_edges_get_no_transfer() -> None:
     inp = make_op(OpKind.INPUT, "input")
     a = call("a", inp)
     b = call("b", a)
-    g1 = call("g1", b, resources=GPU)
-    g2 = call("g2", g1, resources=GPU)
-    out = place_gpus(graph_of([inp, a, b, g1, g2], (g2.id,)))
+    g1 = call("g1", b, resources=GPU1)
+    g2 = call("g2", g1, resources=GPU1)
+    out = place_gpus(graph_of(inp, a, b, g1, g2, outputs=(g2,)))
     assert out.nodes[b.id]["op"].inputs == (a.id,)          # cpu -> cpu
     assert out.nodes[g2.id]["op"].inputs == (g1.id,)        # gpu -> gpu
     assert len(transfers(out, TO_DEVICE)) == 1
@@ -90,8 +76,8 @@ def test_same_device_edges_get_no_transfer() -> None:
 
 def test_gpu_output_is_copied_back_for_the_driver() -> None:
     inp = make_op(OpKind.INPUT, "input")
-    g1 = call("g1", inp, resources=GPU)
-    out = place_gpus(graph_of([inp, g1], (g1.id,)))
+    g1 = call("g1", inp, resources=GPU1)
+    out = place_gpus(graph_of(inp, g1, outputs=(g1,)))
     [up] = transfers(out, TO_HOST)
     assert out.graph["outputs"] == (up.id,)
     assert up.inputs == (g1.id,)
@@ -100,11 +86,11 @@ def test_gpu_output_is_copied_back_for_the_driver() -> None:
 def test_each_gpu_consumer_gets_its_own_to_device_and_readers_share_one_to_host() -> None:
     inp = make_op(OpKind.INPUT, "input")
     src = call("src", inp)
-    g1 = call("g1", src, resources=GPU)
-    g2 = call("g2", src, resources=GPU)
+    g1 = call("g1", src, resources=GPU1)
+    g2 = call("g2", src, resources=GPU1)
     h1 = call("h1", g1)
     h2 = call("h2", g1)
-    out = place_gpus(graph_of([inp, src, g1, g2, h1, h2], (h1.id, h2.id, g2.id)))
+    out = place_gpus(graph_of(inp, src, g1, g2, h1, h2, outputs=(h1, h2, g2)))
     downs = transfers(out, TO_DEVICE)
     assert len({d.id for d in downs}) == 2
     assert {out.nodes[g.id]["op"].inputs[0] for g in (g1, g2)} == {d.id for d in downs}
@@ -117,8 +103,8 @@ def test_each_gpu_consumer_gets_its_own_to_device_and_readers_share_one_to_host(
 def test_input_and_select_are_host_values() -> None:
     inp = make_op(OpKind.INPUT, "input")
     sel = make_op(OpKind.SELECT, "input[0]", inputs=(inp.id,), key=("item", 0))
-    g1 = call("g1", sel, resources=GPU)
-    out = place_gpus(graph_of([inp, sel, g1], (g1.id,)))
+    g1 = call("g1", sel, resources=GPU1)
+    out = place_gpus(graph_of(inp, sel, g1, outputs=(g1,)))
     [down] = transfers(out, TO_DEVICE)
     assert down.inputs == (sel.id,)
     assert out.nodes[sel.id]["op"].device == "cpu"
@@ -126,10 +112,10 @@ def test_input_and_select_are_host_values() -> None:
 
 def test_gpu_actor_is_placed_but_exchanges_host_values() -> None:
     inp = make_op(OpKind.INPUT, "input")
-    actor = make_op(OpKind.ACTOR, "Model", fn_id=2, resources=GPU, pure=False)
+    actor = make_op(OpKind.ACTOR, "Model", fn_id=2, resources=GPU1, pure=False)
     method = make_op(OpKind.METHOD, "Model.predict", inputs=(actor.id, inp.id),
                      method="predict", pure=False)
-    out = place_gpus(graph_of([inp, actor, method], (method.id,)))
+    out = place_gpus(graph_of(inp, actor, method, outputs=(method,)))
     assert out.nodes[actor.id]["op"].device == "gpu"
     assert transfers(out, TO_DEVICE) == transfers(out, TO_HOST) == []
     assert out.nodes[method.id]["op"].inputs == (actor.id, inp.id)
@@ -145,9 +131,9 @@ def test_input_graph_is_unchanged() -> None:
 def test_pass_is_recorded_only_when_something_changed() -> None:
     inp = make_op(OpKind.INPUT, "input")
     a = call("a", inp)
-    cpu_only = place_gpus(graph_of([inp, a], (a.id,)))
+    cpu_only = place_gpus(graph_of(inp, a, outputs=(a,)))
     assert cpu_only.graph["passes"] == ()
-    assert snapshot(cpu_only) == snapshot(graph_of([inp, a], (a.id,)))
+    assert snapshot(cpu_only) == snapshot(graph_of(inp, a, outputs=(a,)))
     _, g = pipeline()
     assert place_gpus(g).graph["passes"] == ("gpu_placement",)
 

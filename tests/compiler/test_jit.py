@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
-
 import numba
 import numpy as np
 import pytest
@@ -119,7 +117,3 @@ def test_chain_steps_wire_a_stage_to_compile_chain() -> None:
     broken = chained_op("shift", first.id, (1.0, Slot(0)))
     with pytest.raises(InternalError, match=r"cannot follow .* in a jit chain"):
         jit.chain_steps([first, broken], {1: scale, broken.fn_id: shift})
-
-
-def test_docstring_examples_run() -> None:
-    assert doctest.testmod(jit).failed == 0

@@ -4,23 +4,15 @@ from __future__ import annotations
 
 import networkx as nx
 
-from sluice.compiler.ir import Op, OpKind, make_op, new_graph, ops_of
+from sluice.compiler.ir import Op, OpKind, make_op, ops_of
 from sluice.compiler.passes.locality import place_stages
+from tests.compiler.dag_example import graph_of, op, snapshot
 
 INP = make_op(OpKind.INPUT, "input")
 
 
 def call(name: str, *inputs: Op) -> Op:
-    return make_op(OpKind.CALL, name, inputs=tuple(op.id for op in inputs), fn_id=1)
-
-
-def graph_of(ops: list[Op], stages: dict[str, str], sizes: dict[str, int] | None = None
-             ) -> nx.DiGraph:
-    attrs = {"functions": {}, "outputs": (ops[-1].id,), "passes": (), "stages": stages,
-             "blocked": {}, "placement": {}}
-    if sizes is not None:
-        attrs["sizes"] = sizes
-    return new_graph(ops, attrs)
+    return op(OpKind.CALL, name, *inputs, fn_id=1)
 
 
 def join_graph() -> tuple[list[Op], nx.DiGraph]:
@@ -29,9 +21,10 @@ def join_graph() -> tuple[list[Op], nx.DiGraph]:
     big = call("load_big", INP)
     join = call("join", small, big)
     post = call("post", join)
-    stages = {INP.id: "s0", small.id: "s1", big.id: "s2", join.id: "s3", post.id: "s3"}
+    stages = {INP: "s0", small: "s1", big: "s2", join: "s3", post: "s3"}
     sizes = {small.id: 1_000, big.id: 50_000_000}
-    return [small, big, join, post], graph_of([INP, small, big, join, post], stages, sizes)
+    return [small, big, join, post], graph_of(INP, small, big, join, post, stages=stages,
+                                              sizes=sizes)
 
 
 def test_one_node_places_every_op_locally() -> None:
@@ -66,8 +59,8 @@ def test_unknown_sizes_and_ties_stay_local() -> None:
 def test_placed_stage_outputs_guide_the_next_stage() -> None:
     (small, big, join, post), g = join_graph()
     tail = call("tail", post)
-    g2 = graph_of([INP, small, big, join, post, tail], {**g.graph["stages"], tail.id: "s4"},
-                  {**g.graph["sizes"], post.id: 5})
+    g2 = graph_of(INP, small, big, join, post, tail, sizes={**g.graph["sizes"], post.id: 5})
+    g2.graph["stages"] = {**g.graph["stages"], tail.id: "s4"}
     out = place_stages(g2, {"n1": {small.id}, "n2": {big.id}})
     assert out.graph["placement"][tail.id] == "n2"  # post's value lives where s3 ran
 
@@ -78,8 +71,9 @@ def test_method_stage_runs_where_its_actor_is() -> None:
     other = call("other", INP)
     method = make_op(OpKind.METHOD, "Model.predict", inputs=(actor.id, other.id),
                      method="predict", pure=False)
-    stages = {INP.id: "s0", data.id: "s1", actor.id: "s2", other.id: "s3", method.id: "s4"}
-    g = graph_of([INP, data, actor, other, method], stages, {data.id: 100, other.id: 10_000})
+    stages = {INP: "s0", data: "s1", actor: "s2", other: "s3", method: "s4"}
+    g = graph_of(INP, data, actor, other, method, stages=stages,
+                 sizes={data.id: 100, other.id: 10_000})
     out = place_stages(g, {"n1": {data.id}, "n2": {other.id}})
     assert out.graph["placement"][actor.id] == "n1"
     assert out.graph["placement"][method.id] == "n1"  # not n2, though its biggest input is there
@@ -87,9 +81,8 @@ def test_method_stage_runs_where_its_actor_is() -> None:
 
 def test_input_graph_is_unchanged_and_ops_are_kept() -> None:
     (small, big, _, _), g = join_graph()
-    before = (sorted((op.id, op) for op in ops_of(g).values()), sorted(g.edges), dict(g.graph))
+    before = snapshot(g)
     out = place_stages(g, {"n1": {small.id}, "n2": {big.id}})
     assert g.graph["placement"] == {} and g.graph["passes"] == ()
-    assert (sorted((op.id, op) for op in ops_of(g).values()), sorted(g.edges),
-            dict(g.graph)) == before
+    assert snapshot(g) == before
     assert ops_of(out) == ops_of(g) and sorted(out.edges) == sorted(g.edges)

@@ -9,38 +9,24 @@ stage in Plan order, with the same ``StageFunction`` a worker runs.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import networkx as nx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sluice
-from sluice.compiler.ir import (
-    Op,
-    OpKind,
-    fill_slots,
-    make_op,
-    new_graph,
-    unpack_template,
-)
+from sluice.compiler.ir import OpKind, fill_slots, unpack_template
 from sluice.compiler.lower import lower
 from sluice.compiler.plan import Plan, stage_id
 from sluice.compiler.run import DAGInput, StageFunction
 from sluice.dsl.nodes import InputNode, MultiOutputNode
 from sluice.executor.calls import load_function
+from tests.compiler.dag_example import add, graph_of, op
 from tests.dsl.test_to_graph import DagSpec, dag_specs
 
+pytestmark = pytest.mark.usefixtures("no_runtime_started")
 SETTINGS = settings(max_examples=60, deadline=None, derandomize=True, database=None)
-CPU1 = (("CPU", 1.0),)
-
-
-@pytest.fixture(autouse=True)
-def no_runtime_started() -> Iterator[None]:
-    yield
-    assert not sluice.is_initialized(), "a compiler test must not start a runtime"
 
 
 def run_plan_in_process(plan: Plan, *args: Any, **kwargs: Any) -> Any:
@@ -85,20 +71,6 @@ def assert_runs_front_to_back(plan: Plan) -> None:
 
 
 # -- tiny literal graphs ----------------------------------------------------------------------
-
-def op(kind: OpKind, name: str, *inputs: Op, **fields) -> Op:
-    fields.setdefault("resources", CPU1 if kind is OpKind.CALL else ())
-    return make_op(kind, name, inputs=tuple(i.id for i in inputs), **fields)
-
-
-def graph_of(*ops: Op, stages: dict[Op, Op] | None = None, outputs: tuple[Op, ...] = (),
-             functions: dict[int, bytes] | None = None, **attrs: Any) -> nx.DiGraph:
-    """A logical graph; ``stages`` maps ops to their stage's first op (others stand alone)."""
-    return new_graph(list(ops), {
-        "outputs": tuple(o.id for o in outputs or ops[-1:]), "functions": functions or {},
-        "passes": (), "stages": {o.id: leader.id for o, leader in (stages or {}).items()},
-        "blocked": {}, "multi_output": len(outputs) > 1, **attrs})
-
 
 def test_without_fusion_each_op_is_its_own_stage_in_topological_order() -> None:
     inp = op(OpKind.INPUT, "input")
@@ -176,11 +148,6 @@ def test_a_fused_stage_comes_after_every_stage_it_reads() -> None:
 @sluice.remote
 def double(x: int) -> int:
     return 2 * x
-
-
-@sluice.remote
-def add(a: int, b: int) -> int:
-    return a + b
 
 
 @sluice.remote

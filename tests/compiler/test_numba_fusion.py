@@ -6,9 +6,10 @@ import networkx as nx
 import numpy as np
 
 from sluice.compiler import jit
-from sluice.compiler.ir import Op, OpKind, Slot, make_op, new_graph, ops_of, pack_template
+from sluice.compiler.ir import Op, OpKind, Slot, make_op, pack_template
 from sluice.compiler.passes.numba_fusion import fuse_numba
 from sluice.executor.calls import dumps_function, load_function
+from tests.compiler.dag_example import graph_of, op, snapshot
 
 
 def square(x):
@@ -32,13 +33,13 @@ INP = make_op(OpKind.INPUT, "input")
 def call(name: str, *inputs: Op, args: tuple | None = None, jit_on: bool = True,
          fn: str = "square", **fields) -> Op:
     template = pack_template(args, {}) if args is not None else b""
-    return make_op(OpKind.CALL, name, inputs=tuple(op.id for op in inputs), fn_id=FN_ID[fn],
-                   template=template, jit=jit_on, **fields)
+    return op(OpKind.CALL, name, *inputs, fn_id=FN_ID[fn], template=template, jit=jit_on,
+              **fields)
 
 
-def graph_of(ops: list[Op], stages: dict[str, str], outputs: tuple[str, ...]) -> nx.DiGraph:
-    return new_graph(ops, {"functions": dict(FUNCTIONS), "outputs": outputs, "passes": (),
-                           "stages": stages, "blocked": {}, "placement": {}})
+def jit_graph(*ops: Op, stages: dict[Op, str]) -> nx.DiGraph:
+    """A graph of ``ops`` (the last one its output) that holds the functions above."""
+    return graph_of(*ops, stages=stages, functions=dict(FUNCTIONS))
 
 
 def chain_graph(jit_flags=(True, True, True)) -> tuple[list[Op], nx.DiGraph]:
@@ -46,12 +47,7 @@ def chain_graph(jit_flags=(True, True, True)) -> tuple[list[Op], nx.DiGraph]:
     a = call("square", INP, jit_on=jit_flags[0])
     b = call("add", a, args=(Slot(0), 1.0), fn="add", jit_on=jit_flags[1])
     c = call("total", b, fn="total", jit_on=jit_flags[2])
-    stages = {INP.id: "s0", a.id: "s1", b.id: "s1", c.id: "s1"}
-    return [a, b, c], graph_of([INP, a, b, c], stages, (c.id,))
-
-
-def snapshot(g: nx.DiGraph) -> tuple:
-    return sorted((op.id, op) for op in ops_of(g).values()), sorted(g.edges), dict(g.graph)
+    return [a, b, c], jit_graph(INP, a, b, c, stages={INP: "s0", a: "s1", b: "s1", c: "s1"})
 
 
 def test_all_jit_linear_stage_is_recorded_in_chain_order() -> None:
@@ -84,16 +80,16 @@ def test_stage_with_a_python_op_is_not_compiled() -> None:
 def test_single_jit_op_compiles_as_a_one_op_stage() -> None:
     a = call("square", INP)
     b = call("add", a, args=(Slot(0), 2), fn="add", jit_on=False)
-    out = fuse_numba(graph_of([INP, a, b], {INP.id: "s0", a.id: "s1", b.id: "s2"}, (b.id,)))
+    out = fuse_numba(jit_graph(INP, a, b, stages={INP: "s0", a: "s1", b: "s2"}))
     assert out.graph["jit_stages"] == {"s1": (a.id,)}
-    unstaged = fuse_numba(graph_of([INP, a], {}, (a.id,)))
+    unstaged = fuse_numba(jit_graph(INP, a, stages={}))
     assert unstaged.graph["jit_stages"] == {a.id: (a.id,)}  # no stage entry: its own stage
 
 
 def test_op_reading_more_than_the_previous_value_breaks_the_chain() -> None:
     a = call("square", INP)
     b = call("add", a, INP, args=(Slot(0), Slot(1)), fn="add")
-    out = fuse_numba(graph_of([INP, a, b], {INP.id: "s0", a.id: "s1", b.id: "s1"}, (b.id,)))
+    out = fuse_numba(jit_graph(INP, a, b, stages={INP: "s0", a: "s1", b: "s1"}))
     assert out.graph["jit_stages"] == {}
     assert out.graph["jit_blocked"]["s1"].startswith("add does not read square's value alone")
 
@@ -101,7 +97,7 @@ def test_op_reading_more_than_the_previous_value_breaks_the_chain() -> None:
 def test_previous_value_not_first_breaks_the_chain() -> None:
     a = call("square", INP)
     b = call("add", a, args=(1.0, Slot(0)), fn="add")
-    out = fuse_numba(graph_of([INP, a, b], {INP.id: "s0", a.id: "s1", b.id: "s1"}, (b.id,)))
+    out = fuse_numba(jit_graph(INP, a, b, stages={INP: "s0", a: "s1", b: "s1"}))
     assert "s1" in out.graph["jit_blocked"] and out.graph["jit_stages"] == {}
 
 
@@ -114,10 +110,10 @@ def test_value_used_outside_the_stage_breaks_the_chain() -> None:
 
 def test_gpu_and_non_call_ops_do_not_compile() -> None:
     a = call("square", INP, device="gpu", resources=(("GPU", 1.0),))
-    out = fuse_numba(graph_of([INP, a], {INP.id: "s0", a.id: "s1"}, (a.id,)))
+    out = fuse_numba(jit_graph(INP, a, stages={INP: "s0", a: "s1"}))
     assert out.graph["jit_blocked"] == {"s1": "square runs on the gpu; numba compiles for the CPU"}
     b = call("square", INP)
-    both = fuse_numba(graph_of([INP, b], {INP.id: "s1", b.id: "s1"}, (b.id,)))
+    both = fuse_numba(jit_graph(INP, b, stages={INP: "s1", b: "s1"}))
     assert both.graph["jit_blocked"] == {
         "s1": "input is not a remote function call (input op); only calls compile"}
 

@@ -11,7 +11,6 @@ import os
 import pickle
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,39 +19,15 @@ import sluice
 from sluice.compiler.ir import OpKind, make_op
 from sluice.compiler.plan import Plan, Stage, stage_id
 from sluice.dsl.nodes import DAGNode, InputNode, MultiOutputNode
+from tests.compiler.dag_example import Counter, add, inc
 
+pytestmark = pytest.mark.usefixtures("no_runtime_started")
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(autouse=True)
-def no_runtime_started() -> Iterator[None]:
-    yield
-    assert not sluice.is_initialized(), "a compiler test must not start a runtime"
-
-
-@sluice.remote
-def inc(x: int) -> int:
-    return x + 1
-
-
-@sluice.remote
-def add(a: int, b: int) -> int:
-    return a + b
 
 
 @sluice.remote(num_gpus=1)
 def on_gpu(x: int) -> int:
     return x
-
-
-@sluice.remote
-class Counter:
-    def __init__(self, start: int = 0):
-        self.n = start
-
-    def add(self, k: int) -> int:
-        self.n += k
-        return self.n
 
 
 def sample_dag() -> DAGNode:

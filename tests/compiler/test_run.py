@@ -26,6 +26,7 @@ from sluice.compiler.run import DAGInput
 from sluice.dsl.nodes import DAGNode, InputNode, MultiOutputNode
 from sluice.exceptions import InfeasibleResourceError, TaskError
 from sluice.executor import context
+from tests.compiler.dag_example import Counter, add, inc
 from tests.dsl.test_to_graph import DagSpec, dag_specs
 
 
@@ -34,16 +35,6 @@ def runtime() -> Iterator[None]:
     sluice.init(num_cpus=2, num_gpus=1)
     yield
     sluice.shutdown()
-
-
-@sluice.remote
-def inc(x: int) -> int:
-    return x + 1
-
-
-@sluice.remote
-def add(a: int, b: int) -> int:
-    return a + b
 
 
 @sluice.remote
@@ -83,19 +74,6 @@ def payload(x: int) -> np.ndarray:
 @sluice.remote(num_gpus=1)
 def visible_gpus(x: int) -> tuple:
     return os.environ.get("CUDA_VISIBLE_DEVICES"), sluice.get_gpu_ids(), x
-
-
-@sluice.remote
-class Counter:
-    def __init__(self, start: int = 0):
-        self.n = start
-
-    def add(self, k: int) -> int:
-        self.n += k
-        return self.n
-
-    def pid(self) -> int:
-        return os.getpid()
 
 
 def runs(path: Path) -> int:

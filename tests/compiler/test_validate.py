@@ -8,8 +8,6 @@ is started here: the resource check meets a stand-in driver runtime.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import networkx as nx
 import pytest
 
@@ -22,13 +20,8 @@ from sluice.exceptions import InfeasibleResourceError, InternalError
 from sluice.executor import context
 from sluice.executor.resources import NodeResources
 
+pytestmark = pytest.mark.usefixtures("no_runtime_started")
 NODE_ID = r"\([\w.]+-[0-9a-f]{12}\)"
-
-
-@pytest.fixture(autouse=True)
-def no_runtime_started() -> Iterator[None]:
-    yield
-    assert not sluice.is_initialized(), "validating a graph must not start a runtime"
 
 
 # Unannotated on purpose: the signatures appear verbatim in the pinned messages.

@@ -10,15 +10,9 @@ import re
 import pytest
 
 from sluice.compiler import views
-from sluice.compiler.ir import Op, OpKind, make_op
+from sluice.compiler.ir import Op, OpKind
 from sluice.compiler.plan import Plan, Stage, stage_id
-
-CPU1 = (("CPU", 1.0),)
-GPU1 = (("CPU", 1.0), ("GPU", 1.0))
-
-
-def op(kind: OpKind, name: str, *inputs: Op, ordinal: int = 0, **fields) -> Op:
-    return make_op(kind, name, ordinal, inputs=tuple(i.id for i in inputs), **fields)
+from tests.compiler.dag_example import CPU1, GPU1, op
 
 
 def stage(*ops: Op, device: str = "cpu", resources=CPU1, placement: str = "local") -> Stage:

@@ -98,7 +98,7 @@ def _stage_of(g: nx.DiGraph) -> dict[str, str]:
 
 def _stage_order(g: nx.DiGraph, stage_of: Mapping[str, str]) -> list[str]:
     """The stages in a deterministic topological order of the stage graph."""
-    stage_graph = nx.DiGraph()
+    stage_graph: nx.DiGraph[str] = nx.DiGraph()
     stage_graph.add_nodes_from(set(stage_of.values()))
     stage_graph.add_edges_from((stage_of[u], stage_of[v]) for u, v in g.edges
                                if stage_of[u] != stage_of[v])

@@ -7,10 +7,16 @@ the running runtime (when one runs); the graph is acyclic. Changes nothing.
 
 from __future__ import annotations
 
+import inspect
+from typing import TYPE_CHECKING
+
 import networkx as nx
 
-from sluice.compiler.ir import OpKind, Slot, topological_ops, unpack_template
+from sluice.compiler.ir import Op, OpKind, Slot, topological_ops, unpack_template
 from sluice.exceptions import InternalError
+
+if TYPE_CHECKING:
+    from sluice.executor.resources import NodeResources
 
 
 class _Bound:
@@ -36,7 +42,7 @@ def validate(graph: nx.DiGraph) -> nx.DiGraph:
     return graph
 
 
-def _check_arity(op, signature) -> None:
+def _check_arity(op: Op, signature: inspect.Signature | None) -> None:
     if signature is None:
         return
     args, kwargs = unpack_template(op.template)
@@ -52,7 +58,7 @@ def _check_arity(op, signature) -> None:
                         "fix the .bind(...) call") from None
 
 
-def _runtime_resources():
+def _runtime_resources() -> NodeResources | None:
     from sluice.executor import context
 
     rt = context.current()

@@ -7,6 +7,7 @@ several machines; :meth:`LocalCluster.stop` stops them all.
 
 >>> c = LocalCluster(nodes=2)                       # doctest: +SKIP
 >>> sluice.init(address=c.address)                  # doctest: +SKIP
+>>> sluice.shutdown(); c.stop()                     # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -25,11 +25,6 @@ class ColumnNotFoundError(KeyError, ValueError):
         return str(self.args[0]) if self.args else ""
 
 
-def block_nbytes(block: pa.Table) -> int:
-    """Bytes the block's buffers hold."""
-    return int(block.nbytes)
-
-
 def concat_blocks(blocks: list[pa.Table]) -> pa.Table:
     """One table of ``blocks`` in order (schemas unified; an empty list gives an empty table)."""
     blocks = [b for b in blocks if b is not None]
@@ -122,11 +117,6 @@ def column_from_values(values: Any) -> pa.Array | pa.ChunkedArray:
     if type(values).__name__ == "Series":
         return pa.Array.from_pandas(values)
     return pa.array(values)
-
-
-def rows_of(block: pa.Table) -> list[dict]:
-    """The block's rows as dicts."""
-    return block.to_pylist()
 
 
 def block_from_rows(rows: list[Any], where: str, schema: pa.Schema | None = None) -> pa.Table:

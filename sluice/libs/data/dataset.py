@@ -64,9 +64,10 @@ class Dataset:
     """A distributed collection of rows in Arrow blocks, built lazily. Make one with
     ``sluice.data.range``, ``from_items``, ``read_parquet``, ...
 
-    >>> import sluice.data
-    >>> sluice.data.range(5).map(lambda r: {"id": r["id"] * 2}).take(3)   # doctest: +SKIP
+    >>> import sluice, sluice.data
+    >>> sluice.data.range(5).map(lambda r: {"id": r["id"] * 2}).take(3)
     [{'id': 0}, {'id': 2}, {'id': 4}]
+    >>> sluice.shutdown()    # the first action started a runtime
     """
 
     def __init__(self, op: LogicalOp):

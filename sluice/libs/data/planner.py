@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import networkx as nx
-
 from sluice.compiler.ir import Op, OpKind, make_op, new_graph
 from sluice.compiler.lower import lower
 from sluice.compiler.passes.fusion import fuse_linear_chains
@@ -86,14 +84,3 @@ def _ops_for(lop: LogicalOp, inputs: tuple[str, ...], ordinal: int) -> list[Op]:
 def _demand(lop: LogicalOp) -> tuple:
     opts = dict(lop.resources)
     return demand_key(opts.get("num_cpus", 1), opts.get("num_gpus", 0), opts.get("resources"))
-
-
-def stage_graph(plan: Plan) -> nx.DiGraph:
-    """Stages as a graph (edges: a stage reads another's output)."""
-    g = nx.DiGraph()
-    stage_of = {op.id: s.id for s in plan.stages for op in s.ops}
-    for s in plan.stages:
-        g.add_node(s.id)
-        for i in s.inputs:
-            g.add_edge(stage_of[i], s.id)
-    return g

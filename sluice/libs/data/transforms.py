@@ -172,16 +172,3 @@ class AddColumn:
         if self.column in block.column_names:
             return block.set_column(block.column_names.index(self.column), self.column, column)
         return block.append_column(self.column, column)
-
-
-class Compose:
-    """Block functions run one after another in one task (what a fused stage runs)."""
-
-    def __init__(self, fns: list[Callable]):
-        self.fns = list(fns)
-        self.name = "+".join(getattr(f, "name", fn_name(f)) for f in self.fns)
-
-    def __call__(self, block: pa.Table) -> pa.Table:
-        for fn in self.fns:
-            block = fn(block)
-        return block

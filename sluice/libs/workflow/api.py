@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+import datetime as dt
 from typing import Any
 
 import cloudpickle
@@ -78,15 +79,35 @@ def _driver(folder: str, workflow_id: str, resumed: bool) -> Any:
     return engine.execute(store, workflow_id, plan, args, kwargs)
 
 
-def launch_scheduled(storage: WorkflowStorage, schedule: dict, logical_time: Any, workflow_id: str) -> Any:
+def launch_scheduled(storage: WorkflowStorage, schedule: dict, logical_time: dt.datetime,
+                     workflow_id: str) -> Any:
     """Start one fired run of ``schedule`` (the Scheduler's launcher): registered before this
     returns, driven by a task; the ObjectRef of its output."""
+    _create_scheduled(storage, schedule, logical_time, workflow_id, None)
+    return _driver.remote(str(storage.folder), workflow_id, False)
+
+
+def run_scheduled(storage: WorkflowStorage, schedule: dict, logical_time: dt.datetime,
+                  workflow_id: str, plan: Any = None) -> Any:
+    """Like :func:`launch_scheduled`, but drive the run in this process; its output.
+
+    ``plan`` is the target's compiled DAG when the caller has it already (a backfill
+    compiles it once for every fire). Raises as :func:`run` does.
+    """
+    plan = _create_scheduled(storage, schedule, logical_time, workflow_id, plan)
+    return engine.execute(storage, workflow_id, plan, (), {})
+
+
+def _create_scheduled(storage: WorkflowStorage, schedule: dict, logical_time: dt.datetime,
+                      workflow_id: str, plan: Any) -> Any:
+    """Create the run a schedule fired (RUNNING, with its schedule and logical time); its Plan."""
     from sluice.libs.workflow.scheduler import load_target
 
-    plan = _plan(load_target(schedule["target"], schedule.get("params") or {}))
+    if plan is None:
+        plan = _plan(load_target(schedule["target"], schedule.get("params") or {}))
     storage.create_run(workflow_id, cloudpickle.dumps((plan, (), {})), schedule_name=schedule["name"],
-                       logical_time=logical_time.isoformat())
-    return _driver.remote(str(storage.folder), workflow_id, False)
+                       logical_time=logical_time.astimezone(dt.timezone.utc).isoformat())
+    return plan
 
 
 def get_status(workflow_id: str, storage: Any = None) -> WorkflowStatus:

@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -232,8 +232,8 @@ def _schedule_trigger(args: argparse.Namespace) -> int:
     schedule = _get_schedule(store, args.name)
     plan = _load_plan(schedule, {**schedule["params"], **_params(args.param)})
     with _runtime():
-        status, output = _fire(store, schedule, datetime.now(timezone.utc), plan)
-    if status is WorkflowStatus.SUCCESSFUL:
+        succeeded, output = _FireHere(store, plan)(schedule, datetime.now(timezone.utc))
+    if succeeded:
         print(output)
         return 0
     return 1
@@ -255,12 +255,13 @@ def _backfill(args: argparse.Namespace) -> int:
     due = fire_times(spec, tz, start - timedelta(microseconds=1), end)
     recorded = {f["logical_time"] for f in store.fires(args.name)}
     todo = [t for t in due if _iso(t) not in recorded]
-    plan = _load_plan(schedule, schedule["params"]) if todo else None
     failed = 0
-    with _runtime() if todo else nullcontext():
-        for logical_time in todo:
-            status, _ = _fire(store, schedule, logical_time, plan)
-            failed += status is not WorkflowStatus.SUCCESSFUL
+    if todo:
+        fire = _FireHere(store, _load_plan(schedule, schedule["params"]))
+        with _runtime():
+            for logical_time in todo:
+                succeeded, _ = fire(schedule, logical_time)
+                failed += not succeeded
     print(f"backfilled {args.name!r}: {len(due)} fire time(s) in [{_iso(start)}, {_iso(end)}], "
           f"{len(todo)} ran, {len(due) - len(todo)} already recorded, {failed} not successful")
     return 1 if failed else 0
@@ -287,40 +288,56 @@ def _load_plan(schedule: dict, params: dict) -> Any:
     return sluice.compile(dag, optimize=False)
 
 
-def _fire(store: Any, schedule: dict, logical_time: datetime, plan: Any
-          ) -> tuple[WorkflowStatus, Any]:
-    """Run one fire of ``schedule`` at ``logical_time`` here, recorded like the scheduler's
-    (claim the time, create the run, drive it); print its line; (its status, its output)."""
-    import cloudpickle
+class _FireHere:
+    """Fires of ``trigger`` and ``backfill``: each claimed and launched by the scheduler
+    (:meth:`Scheduler.fire`, off the schedule's timeline), its run driven in this process."""
 
-    from sluice.libs.workflow import engine
-    from sluice.libs.workflow.scheduler import scheduled_workflow_id
-    from sluice.libs.workflow.storage import WorkflowExistsError
+    def __init__(self, store: Any, plan: Any):
+        from sluice.libs.workflow.scheduler import Scheduler
 
-    name, iso = schedule["name"], _iso(logical_time)
-    workflow_id = scheduled_workflow_id(name, logical_time)
-    if not store.record_fire(name, iso, workflow_id, WorkflowStatus.RUNNING.value):
-        _print_fire(name, iso, "ALREADY_RECORDED", workflow_id)  # a scheduler got there first
-        return WorkflowStatus.SUCCESSFUL, None
-    try:
-        store.create_run(workflow_id, cloudpickle.dumps((plan, (), {})), schedule_name=name,
-                         logical_time=iso)
-    except WorkflowExistsError as exc:  # a run of an earlier schedule of the same name
-        status = store.status(workflow_id)
-        store.set_fire_outcome(name, iso, status.value)
-        _print_fire(name, iso, status.value, workflow_id, error=f"not run again: {exc}")
-        return status, None
-    try:
-        output = engine.execute(store, workflow_id, plan, (), {})
-    except KeyboardInterrupt:
-        _print_fire(name, iso, _interrupted(store, workflow_id).value, workflow_id)
-        raise
-    except Exception as exc:  # noqa: BLE001 - reported as the run's outcome
-        status = store.status(workflow_id)
-        _print_fire(name, iso, status.value, workflow_id, error=f"{type(exc).__name__}: {exc}")
-        return status, None
-    _print_fire(name, iso, WorkflowStatus.SUCCESSFUL.value, workflow_id)
-    return WorkflowStatus.SUCCESSFUL, output
+        self.store, self.plan = store, plan
+        self.scheduler = Scheduler(store, launcher=self._drive)
+        # How the run last driven ended: (its status, its output, the error to print).
+        self.ended: tuple[WorkflowStatus, Any, str | None] | None = None
+
+    def __call__(self, schedule: dict, logical_time: datetime) -> tuple[bool, Any]:
+        """Fire ``schedule`` at ``logical_time`` and print its line; (succeeded, its output).
+        A time recorded already (a scheduler got there first) is not run, and not a failure."""
+        from sluice.libs.workflow.scheduler import scheduled_workflow_id
+
+        name, iso = schedule["name"], _iso(logical_time)
+        workflow_id = scheduled_workflow_id(name, logical_time)
+        self.ended = None
+        outcome = self.scheduler.fire(schedule, logical_time)
+        if outcome is None:
+            _print_fire(name, iso, "ALREADY_RECORDED", workflow_id)
+            return True, None
+        if self.ended is None:  # the launch itself failed (the scheduler logged why)
+            _print_fire(name, iso, outcome, workflow_id)
+            return False, None
+        status, output, error = self.ended
+        _print_fire(name, iso, status.value, workflow_id, error=error)
+        return status is WorkflowStatus.SUCCESSFUL, output
+
+    def _drive(self, schedule: dict, logical_time: datetime, workflow_id: str) -> None:
+        """The scheduler's launcher here: create the run, drive it, keep how it ended."""
+        from sluice.libs.workflow import api
+        from sluice.libs.workflow.storage import WorkflowExistsError
+
+        try:
+            output = api.run_scheduled(self.store, schedule, logical_time, workflow_id, self.plan)
+        except WorkflowExistsError as exc:  # a run of an earlier schedule of the same name
+            status = self.store.status(workflow_id)
+            self.store.set_fire_outcome(schedule["name"], _iso(logical_time), status.value)
+            self.ended = (status, None, f"not run again: {exc}")
+        except KeyboardInterrupt:  # the engine stored the run RESUMABLE
+            _print_fire(schedule["name"], _iso(logical_time),
+                        self.store.status(workflow_id).value, workflow_id)
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported as the run's outcome
+            self.ended = (self.store.status(workflow_id), None, f"{type(exc).__name__}: {exc}")
+        else:
+            self.ended = (WorkflowStatus.SUCCESSFUL, output, None)
 
 
 # ----------------------------------------------------------------------------- workflow
@@ -375,8 +392,8 @@ def _workflow_resume(args: argparse.Namespace) -> int:
             output = api.resume(args.workflow_id, storage=store)
         except WorkflowExistsError as exc:  # RUNNING under a live driver
             raise UsageError(str(exc)) from None
-        except KeyboardInterrupt:
-            print(f"{args.workflow_id}  {_interrupted(store, args.workflow_id).value}")
+        except KeyboardInterrupt:  # the engine stored the run RESUMABLE
+            print(f"{args.workflow_id}  {store.status(args.workflow_id).value}")
             raise
         except Exception as exc:  # noqa: BLE001 - a step failed, or it was canceled: its outcome
             print(f"{args.workflow_id}  {store.status(args.workflow_id).value}  "
@@ -401,16 +418,6 @@ def _workflow_cancel(args: argparse.Namespace) -> int:
     print(f"canceled {args.workflow_id}"
           + (" (its driver stops at its next step)" if status is WorkflowStatus.RUNNING else ""))
     return 0
-
-
-def _interrupted(store: Any, workflow_id: str) -> WorkflowStatus:
-    """A run this process drove was interrupted (Ctrl-C): the engine stored FAILED, but
-    nothing failed; store RESUMABLE (keeping the error) and return the status."""
-    run = store.get_run(workflow_id)
-    if run is not None and run["status"] is WorkflowStatus.FAILED:
-        store.set_status(workflow_id, WorkflowStatus.RESUMABLE, error=run["error"],
-                         expected=WorkflowStatus.FAILED)
-    return store.status(workflow_id)
 
 
 def _get_run(store: Any, workflow_id: str) -> dict:
@@ -479,23 +486,16 @@ class _Daemon:
         self.stop.set()
 
     def run(self, poll_s: float) -> None:
-        """Tick every ``poll_s`` seconds until stopped (what ``Scheduler.run_forever`` does,
-        printing each fire and each end)."""
+        """Tick every ``poll_s`` seconds until stopped, printing each fire and each end."""
+        self.scheduler.run_forever(self.stop, poll_s, on_tick=self._report)
+
+    def _report(self, handled: list[tuple[str, datetime, str]]) -> None:
+        """After a tick: a line for each time it handled, then one for each run that ended."""
+        import sluice
         from sluice.libs.workflow.scheduler import scheduled_workflow_id
 
-        while not self.stop.is_set():
-            try:
-                for name, logical_time, outcome in self.scheduler.tick():
-                    _print_fire(name, _iso(logical_time), outcome,
-                                scheduled_workflow_id(name, logical_time))
-                self._report_ended()
-            except Exception:  # e.g. the database locked too long: try again
-                logging.getLogger(__name__).exception("tick failed; trying again")
-            self.stop.wait(poll_s)
-
-    def _report_ended(self) -> None:
-        import sluice
-
+        for name, logical_time, outcome in handled:
+            _print_fire(name, _iso(logical_time), outcome, scheduled_workflow_id(name, logical_time))
         if not self.pending or self.stop.is_set():  # once stopping, leave_resumable reports
             return
         ready, _ = sluice.wait(list(self.pending), num_returns=len(self.pending), timeout=0)
@@ -503,17 +503,17 @@ class _Daemon:
             self._report_end(*self.pending.pop(ref))
 
     def _report_end(self, name: str, iso: str, workflow_id: str) -> None:
-        """Print how a run ended; a run a Ctrl-C interrupted is stored RESUMABLE first.
+        """Print how a run ended; a run the stop interrupted is stored RESUMABLE first.
 
-        A Ctrl-C reaches the workers too, and a driver it interrupts marks its run
-        FAILED (its error ``KeyboardInterrupt``, or recorded after the stop came); the
-        run did not fail, so it is made RESUMABLE (its error kept).
+        A Ctrl-C reaches the workers too: a driver it interrupts stores its run RESUMABLE
+        itself, but a step it interrupts can fail the run just before. A run that failed
+        once the stop had come did not fail on its own, so it is made RESUMABLE (its
+        error kept).
         """
         run = self.store.get_run(workflow_id)
-        if run["status"] is WorkflowStatus.FAILED and (
-                run["updated"] >= self.stopped_at
-                or (run["error"] or "").startswith("KeyboardInterrupt")):
-            _interrupted(self.store, workflow_id)
+        if run["status"] is WorkflowStatus.FAILED and run["updated"] >= self.stopped_at:
+            self.store.set_status(workflow_id, WorkflowStatus.RESUMABLE, error=run["error"],
+                                  expected=WorkflowStatus.FAILED)
             run = self.store.get_run(workflow_id)
         _print_fire(name, iso, run["status"].value, workflow_id, error=run["error"])
 

@@ -65,10 +65,16 @@ def plan_steps(plan: Plan) -> list[_Step]:
 
 
 def execute(storage: Any, workflow_id: str, plan: Plan, args: tuple, kwargs: dict) -> Any:
-    """Run (or go on running) ``workflow_id``; its output. Marks the run's final status."""
+    """Run (or go on running) ``workflow_id``; its output. Marks the run's final status: an
+    interrupted run (``KeyboardInterrupt``, e.g. Ctrl-C) is RESUMABLE, not FAILED."""
     try:
         output = _Run(storage, workflow_id, plan, args, kwargs).run()
     except WorkflowCancelledError:
+        raise
+    except KeyboardInterrupt as err:
+        # Nothing failed: the finished steps are checkpointed and resume() goes on from them.
+        storage.set_status(workflow_id, WorkflowStatus.RESUMABLE,
+                           error=f"{type(err).__name__}: {err}", expected=WorkflowStatus.RUNNING)
         raise
     except BaseException as err:
         storage.set_status(workflow_id, WorkflowStatus.FAILED, error=f"{type(err).__name__}: {err}")

@@ -23,6 +23,10 @@ up to now. Then:
   scheduler killed between the claim and the launch leaves that fire RUNNING
   with no run (at most once, not at least once).
 
+:meth:`Scheduler.fire` fires one time off the timeline (``sluice schedule trigger``
+and ``sluice backfill``): claimed and launched the same way, but neither
+``max_active_runs`` nor the schedule's last fired time is read or moved.
+
 The launcher is ``launcher(schedule, logical_time, workflow_id)``: it builds the
 DAG (:func:`load_target` with the schedule's ``params``), creates the run in
 storage *before it returns* (with ``schedule_name`` and ``logical_time``, so the
@@ -40,6 +44,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
+from sluice.dsl.targets import TargetError, import_target
 from sluice.libs.workflow.cron import (
     CronError,
     check_timezone,
@@ -65,39 +70,23 @@ LAUNCH_FAILED = "LAUNCH_FAILED"
 # Reported by tick (never stored): a catchup run waiting for a free slot.
 WAITING = "WAITING"
 
-Launcher = Callable[[dict, datetime, str], None]
+Launcher = Callable[[dict, datetime, str], Any]
+Handled = list[tuple[str, datetime, str]]
 _log = logging.getLogger(__name__)
-
-
-class TargetError(ValueError):
-    """A schedule's target does not import, or does not give a DAG; the message names it."""
 
 
 def load_target(target: str, params: dict[str, Any] | None = None) -> Any:
     """The DAG of a schedule target ``"module:function"`` called with ``params`` as kwargs.
 
     The attribute may also be a DAG itself (``"module:dag"``, no params). Raises
-    :class:`TargetError` naming the target if it does not import, the attribute is
-    missing, the call raises, or the result is not a DAG built with ``.bind()``.
+    :class:`TargetError` naming the target if it does not import (see
+    :func:`sluice.dsl.targets.import_target`), the call raises, or the result is not a
+    DAG built with ``.bind()``.
     """
     from sluice.dsl.nodes import DAGNode
 
     params = dict(params or {})
-    module_name, _, attr_path = target.partition(":") if isinstance(target, str) else ("", "", "")
-    if not module_name or not attr_path:
-        raise TargetError(f"schedule target {target!r} is not 'module:function' "
-                          f"(e.g. 'etl.jobs:nightly', a function returning a DAG)")
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except Exception as exc:
-        raise TargetError(f"schedule target {target!r}: module {module_name!r} does not import "
-                          f"({type(exc).__name__}: {exc}); check that it is importable where the "
-                          f"scheduler runs (PYTHONPATH)") from exc
-    for attr in attr_path.split("."):
-        if not hasattr(obj, attr):
-            raise TargetError(f"schedule target {target!r}: {module_name!r} has no attribute "
-                              f"{attr_path!r}; check the name after the ':'")
-        obj = getattr(obj, attr)
+    obj = import_target(target, "schedule target", "etl.jobs:nightly (a function returning a DAG)")
     if isinstance(obj, DAGNode):
         if params:
             raise TargetError(f"schedule target {target!r} is a DAG, not a function, so it takes "
@@ -143,26 +132,50 @@ class Scheduler:
         self._launcher = launcher if launcher is not None else _default_launcher(self.storage)
         self._reported: set[tuple[str, str]] = set()  # broken schedules already logged once
 
-    def tick(self) -> list[tuple[str, datetime, str]]:
+    def tick(self) -> Handled:
         """Fire every due run now; ``(schedule, logical time, outcome)`` for each one handled.
 
         Outcomes: ``RUNNING`` (launched), ``SKIPPED_OVERLAP``, ``LAUNCH_FAILED``, or
         ``WAITING`` (a catchup run held back by ``max_active_runs``; not stored).
         """
         now = _aware(self._clock())
-        handled: list[tuple[str, datetime, str]] = []
+        handled: Handled = []
         for schedule in self.storage.list_schedules():
             if not schedule["paused"]:
                 handled.extend(self._tick_schedule(schedule, now))
         return handled
 
-    def run_forever(self, stop: threading.Event, poll_s: float = 0.2) -> None:
-        """Tick every ``poll_s`` seconds until ``stop`` is set."""
+    def run_forever(self, stop: threading.Event, poll_s: float = 0.2,
+                    on_tick: Callable[[Handled], None] | None = None) -> None:
+        """Tick every ``poll_s`` seconds until ``stop`` is set; ``on_tick(handled)`` after each tick.
+
+        A tick that raises (e.g. the database stayed locked too long) is logged and the next
+        one tries again: one bad moment does not stop the schedules.
+        """
         while not stop.is_set():
-            self.tick()
+            try:
+                handled = self.tick()
+                if on_tick is not None:
+                    on_tick(handled)
+            except Exception:  # noqa: BLE001 - logged; the next tick tries again
+                _log.exception("tick failed; trying again")
             stop.wait(poll_s)
 
-    def _tick_schedule(self, schedule: dict, now: datetime) -> list[tuple[str, datetime, str]]:
+    def fire(self, schedule: dict, logical_time: datetime) -> str | None:
+        """Fire ``schedule`` (a dict as storage returns it) at ``logical_time`` now, off its
+        timeline; the outcome as :meth:`tick` reports it, or None if that time is recorded
+        already (fired, skipped or backfilled before).
+
+        It is claimed and launched as a tick fires a time, but ``max_active_runs`` is not
+        consulted and the schedule's last fired time does not move.
+        """
+        name, iso = schedule["name"], _iso(logical_time)
+        workflow_id = scheduled_workflow_id(name, logical_time)
+        if not self.storage.record_fire(name, iso, workflow_id, WorkflowStatus.RUNNING.value):
+            return None
+        return self._launch(schedule, logical_time, workflow_id)
+
+    def _tick_schedule(self, schedule: dict, now: datetime) -> Handled:
         name = schedule["name"]
         try:
             due = self._due(schedule, now)
@@ -208,11 +221,15 @@ class Scheduler:
         self._advance(name, iso)
         if not claimed:
             return None
+        return self._launch(schedule, logical_time, workflow_id)
+
+    def _launch(self, schedule: dict, logical_time: datetime, workflow_id: str) -> str:
+        """Launch a claimed fire; RUNNING, or LAUNCH_FAILED (recorded) if the launcher raised."""
         try:
             self._launcher(schedule, logical_time, workflow_id)
         except Exception:  # noqa: BLE001 - one failed launch must not stop the other schedules
-            _log.exception("schedule %r: launching %r failed", name, workflow_id)
-            self.storage.set_fire_outcome(name, iso, LAUNCH_FAILED)
+            _log.exception("schedule %r: launching %r failed", schedule["name"], workflow_id)
+            self.storage.set_fire_outcome(schedule["name"], _iso(logical_time), LAUNCH_FAILED)
             return LAUNCH_FAILED
         return WorkflowStatus.RUNNING.value
 

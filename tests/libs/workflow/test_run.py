@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import _thread
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -208,6 +210,28 @@ def test_a_running_id_cannot_start_twice_and_cancel_stops_it(tmp_path):
         sluice.get(ref, timeout=60)
     assert workflow.get_status("busy", storage=tmp_path) is workflow.WorkflowStatus.CANCELED
     gate.touch()
+
+
+def test_an_interrupted_run_is_resumable_not_failed_and_resumes(tmp_path):
+    gate, started = tmp_path / "gate", tmp_path / "started"
+
+    def ctrl_c_once_the_step_runs() -> None:
+        try:
+            wait_for(started)
+        finally:
+            _thread.interrupt_main()   # as Ctrl-C does (never left waiting on the gate)
+
+    interrupter = threading.Thread(target=ctrl_c_once_the_step_runs)
+    interrupter.start()
+    with pytest.raises(KeyboardInterrupt):
+        workflow.run(hold.bind(str(gate), str(started)), workflow_id="stopped", storage=tmp_path)
+    interrupter.join()
+    assert started.exists()
+    run = WorkflowStorage(tmp_path).get_run("stopped")
+    assert (run["status"], run["error"]) == (workflow.WorkflowStatus.RESUMABLE, "KeyboardInterrupt: ")
+    gate.touch()
+    assert workflow.resume("stopped", storage=tmp_path) == "done"
+    assert workflow.get_status("stopped", storage=tmp_path) is workflow.WorkflowStatus.SUCCESSFUL
 
 
 def test_run_refuses_what_is_not_a_dag(tmp_path):

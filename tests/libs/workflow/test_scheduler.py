@@ -339,6 +339,57 @@ def test_run_forever_ticks_until_stopped(storage: WorkflowStorage):
     assert launcher.times("every-second") == every(utc(2026, 5, 1, 0, 0, 1), timedelta(seconds=1), 3)
 
 
+def test_run_forever_reports_each_tick_and_survives_one_that_fails(
+        storage: WorkflowStorage, caplog: pytest.LogCaptureFixture):
+    add(storage, "every-second", "* * * * * *", start=utc(2026, 5, 1))
+    stop = threading.Event()
+    ticks = iter([utc(2026, 5, 1, 0, 0, 1), None, utc(2026, 5, 1, 0, 0, 2)])
+
+    def clock() -> datetime:
+        now = next(ticks)
+        if now is None:
+            raise OSError("database is locked")
+        return now
+
+    reported: list[list] = []
+
+    def on_tick(handled: list) -> None:
+        reported.append(handled)
+        if len(reported) == 2:
+            stop.set()
+
+    scheduler = Scheduler(storage, clock, Launcher(storage, create_runs=False))
+    with caplog.at_level(logging.ERROR, logger="sluice.libs.workflow.scheduler"):
+        scheduler.run_forever(stop, poll_s=0, on_tick=on_tick)
+    assert reported == [[("every-second", utc(2026, 5, 1, 0, 0, 1), RUNNING)],
+                        [("every-second", utc(2026, 5, 1, 0, 0, 2), RUNNING)]]
+    assert [r.getMessage() for r in caplog.records] == ["tick failed; trying again"]
+    assert "OSError: database is locked" in caplog.text
+
+
+def test_fire_off_the_timeline_claims_each_time_once_and_leaves_the_schedule_alone(
+        storage: WorkflowStorage):
+    add(storage, "nightly", "0 2 * * *", start=None, max_active_runs=1)
+    launcher = Launcher(storage)
+    scheduler = Scheduler(storage, launcher=launcher)
+    schedule = storage.get_schedule("nightly")
+    # Neither run waits for the other: max_active_runs is not consulted off the timeline.
+    assert scheduler.fire(schedule, utc(2026, 4, 1, 2)) == RUNNING
+    assert scheduler.fire(schedule, utc(2026, 4, 2, 2)) == RUNNING
+    assert scheduler.fire(schedule, utc(2026, 4, 1, 2)) is None       # recorded already
+    assert launcher.calls == [
+        ("nightly", utc(2026, 4, 1, 2), scheduled_workflow_id("nightly", utc(2026, 4, 1, 2))),
+        ("nightly", utc(2026, 4, 2, 2), scheduled_workflow_id("nightly", utc(2026, 4, 2, 2)))]
+    assert storage.get_schedule("nightly")["last_logical_time"] is None
+    assert storage.active_runs("nightly") == 2
+
+    def broken(schedule: dict, logical_time: datetime, workflow_id: str) -> None:
+        raise RuntimeError("target no longer imports")
+
+    assert Scheduler(storage, launcher=broken).fire(schedule, utc(2026, 4, 3, 2)) == LAUNCH_FAILED
+    assert [f["outcome"] for f in storage.fires("nightly")] == [RUNNING, RUNNING, LAUNCH_FAILED]
+
+
 def test_naive_clock_is_refused(storage: WorkflowStorage):
     scheduler = Scheduler(storage, lambda: datetime(2026, 5, 1), Launcher(storage))
     with pytest.raises(TypeError, match=r"the scheduler's clock gave a naive datetime"):
@@ -390,12 +441,15 @@ def test_load_target_calls_the_function_with_params(targets: str):
 
 
 @pytest.mark.parametrize(("target", "params", "message"), [
-    ("no_colon", {}, r"schedule target 'no_colon' is not 'module:function' \(e.g. 'etl.jobs:nightly'"),
-    (None, {}, r"schedule target None is not 'module:function'"),
-    ("wf_sched_missing_mod:f", {}, (r"schedule target 'wf_sched_missing_mod:f': module "
-                                   r"'wf_sched_missing_mod' does not import \(ModuleNotFoundError")),
-    ("wf_sched_broken:f", {}, r"module 'wf_sched_broken' does not import \(ImportError: needs pandas\)"),
-    ("{m}:nope", {}, r"schedule target '{m}:nope': '{m}' has no attribute 'nope'"),
+    ("no_colon", {}, (r"schedule target 'no_colon' is not MODULE:ATTR; name a module and an "
+                      r"attribute in it, e.g. etl.jobs:nightly \(a function returning a DAG\)")),
+    (None, {}, r"schedule target None is not MODULE:ATTR"),
+    ("wf_sched_missing_mod:f", {}, (r"schedule target 'wf_sched_missing_mod:f': no module named "
+                                   r"'wf_sched_missing_mod'; run from the directory that holds it")),
+    ("wf_sched_broken:f", {}, (r"schedule target 'wf_sched_broken:f': module 'wf_sched_broken' "
+                              r"does not import \(ImportError: needs pandas\); fix it")),
+    ("{m}:nope", {}, (r"schedule target '{m}:nope': module '{m}' has no attribute 'nope'; its "
+                      r"public names are add, boom, dag, nightly, not_a_dag, returns_int, sluice$")),
     ("{m}:not_a_dag", {}, r"schedule target '{m}:not_a_dag' is of type int: give a function returning a DAG"),
     ("{m}:returns_int", {}, (r"schedule target '{m}:returns_int' returned a value of type int, not a DAG; "
                             r"return the node built with .bind\(\)")),
