@@ -18,12 +18,9 @@ from typing import Any
 
 import distributed
 
-from sluice.exceptions import (
-    ActorDiedError,
-    TaskError,
-)
+from sluice.exceptions import ActorDiedError, TaskError
 from sluice.executor import context
-from sluice.executor.calls import decode_call
+from sluice.executor.calls import decode_call, split_returns
 from sluice.executor.worker import error_blob, retryable
 from sluice.store import serialization
 
@@ -88,19 +85,6 @@ def _task_error(name: str, err: BaseException, kind: type[TaskError] = TaskError
     return serialization.loads(error_blob(name, err, kind)).as_instanceof_cause()
 
 
-def _check_returns(name: str, value: Any, n: int) -> Any:
-    if n == 1:
-        return value
-    try:
-        values = tuple(value)
-    except TypeError:
-        values = None
-    if values is None or len(values) != n:
-        raise ValueError(f"{name} declared num_returns={n} but returned {type(value).__name__} "
-                         f"{value!r:.80}; return a tuple of that length")
-    return values
-
-
 def run_task(fn_bytes: bytes | AsIs, spec: CallSpec, carried: dict, *dep_values: Any) -> Any:
     """One sluice task on a Dask worker."""
     rt = _task_runtime()
@@ -119,10 +103,21 @@ def _call(load: Any, source: Any, spec: CallSpec, dep_values: tuple | list) -> A
         raise _task_error(spec.name, err) from None
     for attempt in itertools.count():
         try:
-            return _check_returns(spec.name, fn(*args, **kwargs), spec.num_returns)
+            values = split_returns(spec.name, fn(*args, **kwargs), spec.num_returns)
+            return values[0] if spec.num_returns == 1 else tuple(values)
         except Exception as err:
             if spec.retry is None or attempt >= spec.retry[0] or not retryable(err, spec.retry[1]):
                 raise _task_error(spec.name, err) from None
+
+
+def where_held(keys: list, dask_scheduler: Any) -> dict:
+    """``key -> (worker addresses holding it, its bytes or -1)`` (runs on the scheduler);
+    a key the scheduler does not know (yet) is held nowhere."""
+    out = {}
+    for key in keys:
+        ts = dask_scheduler.tasks.get(key)
+        out[key] = ([ws.address for ws in ts.who_has or ()], ts.nbytes) if ts is not None else ([], -1)
+    return out
 
 
 def raise_error(err: AsIs) -> None:

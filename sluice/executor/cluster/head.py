@@ -19,6 +19,7 @@ import socket
 import threading
 import time
 import traceback
+from collections.abc import Sequence
 from concurrent import futures
 from typing import Any
 
@@ -27,6 +28,7 @@ import grpc
 from sluice.exceptions import InfeasibleResourceError
 from sluice.executor import protocol as P
 from sluice.executor.actors import ActorManager
+from sluice.executor.backend import NodeInfo, ObjectLocation
 from sluice.executor.cluster import auth
 from sluice.executor.cluster import cluster_pb2 as pb
 from sluice.executor.cluster import cluster_pb2_grpc as pb_grpc
@@ -213,6 +215,32 @@ class HeadRuntime(Runtime):
                 return str(err)
             return None
         return super().lookup_locked(what, arg)
+
+    # -- what drivers and workers ask of the cluster (Backend.nodes, object_locations, ...) ----
+    def nodes_locked(self) -> list[NodeInfo]:
+        return [NodeInfo(str(n.node_id), n.host, n.alive, dict(n.resources.total), n.store_capacity)
+                for n in self.nodes.values()]
+
+    def store_capacity_locked(self) -> int:
+        return sum(n.store_capacity for n in self.nodes.values() if n.alive)
+
+    def object_locations_locked(self, ids: Sequence[int]) -> list[ObjectLocation]:
+        """Large objects: the nodes the directory lists (in memory or spilled); small ones
+        live in the scheduler and travel inside messages."""
+        objects, store = self.scheduler.objects, self.store
+        out = []
+        for oid in ids:
+            entry = objects.get(oid)
+            if entry is None or entry.state == PENDING:
+                out.append(ObjectLocation(oid))
+            elif entry.spec[0] == P.DEP_SHM:
+                holders = tuple(str(n.node_id) for n in store.locations.get(oid, {}))
+                out.append(ObjectLocation(oid, holders, store.sizes.get(oid)))
+            elif entry.spec[0] == P.DEP_INLINE:
+                out.append(ObjectLocation(oid, (), len(entry.spec[1])))
+            else:
+                out.append(ObjectLocation(oid))
+        return out
 
     # -- status --------------------------------------------------------------------------
     def status(self) -> pb.ClusterStatus:
