@@ -3,11 +3,16 @@
 ``sluice.init(backend="dask", address=...)`` installs a :class:`DaskRuntime`, the
 :class:`~sluice.executor.backend.Backend` protocol built on Dask futures. Each
 ObjectRef maps to a ``distributed.Future``, dropped (so Dask frees the data)
-when the last ref dies.
+when the last ref dies. What Dask cannot do raises
+:class:`~sluice.exceptions.UnsupportedOnBackendError` (its docstring lists it).
 
 - A task is one Dask task running :func:`~sluice.executor.dask_tasks.run_task`: the function is sent once
   as Dask data and unpickled once per worker process; its exception comes back
   as the ``TaskError``-and-original-type the local runtime raises.
+- ``max_retries`` means what it means locally: reruns after the task's worker
+  died (Dask reruns such a task up to the scheduler's ``allowed-failures``; a
+  task allowed fewer counts its crashes and stops early) and, with
+  ``retry_exceptions``, after its exceptions, from one budget.
 - Top-level ObjectRef arguments are Dask dependencies (the task gets values);
   refs nested in arguments reach the task as refs, their values shipped along,
   so ``sluice.get`` on them works inside the task.
@@ -44,12 +49,13 @@ from sluice.exceptions import (
     GetTimeoutError,
     ObjectLostError,
     TaskCancelledError,
+    UnsupportedOnBackendError,
     WorkerCrashedError,
 )
 from sluice.executor.backend import ActorInfo, ChainHop, ObjectLocation
 from sluice.executor.calls import encode_call, load_function
 from sluice.executor.counting import HandleCounts, RefCounts
-from sluice.executor.dask_cluster import DaskClusterInfo
+from sluice.executor.dask_cluster import DaskClusterInfo, describe_limit
 from sluice.executor.dask_tasks import (
     ActorShell,
     AsIs,
@@ -129,6 +135,7 @@ class DaskRuntime(DaskClusterInfo):
         self._inflight: dict[str, Future] = {}   # relay key -> future, held until the call ends
         self._feasible: dict[tuple, dict | None] = {}
         self._cancelled: set[str] = set()        # keys cancelled by sluice.cancel (not lost)
+        self._crash_policy: tuple[int, bool] | None = None  # see crash_policy()
         self._closed = False
 
     # -- runtime interface: refs ---------------------------------------------------------
@@ -185,15 +192,16 @@ class DaskRuntime(DaskClusterInfo):
         if oid in self._values:
             return AsIs(self._values[oid])
         if not self.is_driver:
-            hint = ("on the dask backend a task reads only the refs in its own arguments, not refs "
-                    "kept inside put values or task results; pass the ref as an argument")
-        elif oid >> OWNER_SHIFT:
-            hint = ("it was made inside a task, and on the dask backend such a ref cannot leave its "
-                    "task; return the value instead")
-        else:
-            hint = ("it was freed, or it belongs to a runtime that was shut down; keep its ObjectRef "
-                    "alive while you need it")
-        raise ObjectLostError(f"object {oid:x} is gone: {hint}")
+            raise UnsupportedOnBackendError(
+                f"object {oid:x}: on the dask backend a task reads only the refs in its own "
+                "arguments, not refs kept inside put values or task results; pass the ref as an "
+                "argument, or use the local or cluster backend")
+        if oid >> OWNER_SHIFT:
+            raise UnsupportedOnBackendError(
+                f"object {oid:x} was made inside a task, and on the dask backend such a ref cannot "
+                "leave its task; return the value instead, or use the local or cluster backend")
+        raise ObjectLostError(f"object {oid:x} is gone: it was freed, or it belongs to a runtime that "
+                              "was shut down; keep its ObjectRef alive while you need it")
 
     def _encode(self, name: str, args: tuple, kwargs: dict) -> tuple[bytes, list, dict, list]:
         """(args blob, Dask arguments of its top-level refs, nested refs by id, refs to keep)."""
@@ -240,8 +248,8 @@ class DaskRuntime(DaskClusterInfo):
                     options: dict) -> list[ObjectRef]:
         """Submit ``fn(*args, **kwargs)`` as a Dask task; returns one ref per declared return value."""
         resources = self._resources(options, f"task {name}")
+        retry = self._retry(options, name)
         blob, dep_args, carried, keep = self._encode(name, args, kwargs)
-        retry = (options["max_retries"], options["retry_exceptions"]) if options["retry_exceptions"] else None
         spec = CallSpec(fn_id, name, blob, retry, options["num_returns"])
         fut = self.client.submit(run_task, self._function(fn_id, fn_bytes), spec, carried, *dep_args,
                                  pure=False, key=self._key(name), resources=resources)
@@ -253,6 +261,12 @@ class DaskRuntime(DaskClusterInfo):
                      kwargs: dict, options: dict) -> None:
         """Start a Dask actor holding ``cls(*args, **kwargs)``; a named one is cluster-wide."""
         class_name, actor_name = options["class_name"], options.get("name")
+        restarts = options.get("max_restarts", 0)
+        if restarts:
+            raise UnsupportedOnBackendError(
+                f"actor {class_name}: max_restarts={describe_limit(restarts)} on the dask backend: "
+                "Dask actors never restart (an actor dies with its worker); drop max_restarts, or "
+                "use the local or cluster backend")
         resources = self._resources(options, f"actor {class_name}")
         taken = ValueError(f"an actor named {actor_name!r} already exists; pick another name "
                            f"or reach the existing one with sluice.get_actor({actor_name!r})")
@@ -353,22 +367,26 @@ class DaskRuntime(DaskClusterInfo):
 
     def cancel(self, ref: ObjectRef, force: bool = False) -> None:
         """Cancel the task computing ``ref``. A running task is abandoned: its thread runs on,
-        unseen by Dask, unless ``force`` restarts the Dask worker running it (the worker's
-        other tasks are retried elsewhere; data scattered to it is lost)."""
+        unseen by Dask. ``force`` on a running task raises UnsupportedOnBackendError: Dask
+        could stop it only by restarting its worker, losing every task and object there."""
         with self._lock:
             self._apply_events()
             futs = [f for f in (self._futures.get(ref.id), self._parents.get(ref.id)) if f is not None]
             parent = self._parents.get(ref.id)
             siblings = [self._futures[o] for o, p in self._parents.items()
                         if p is parent and o in self._futures]
-            self._cancelled.update(f.key for f in futs + siblings)
         if not futs:
             return
+        if force and any(self.client.run(runs_any, [f.key for f in futs]).values()):
+            raise UnsupportedOnBackendError(
+                f"cancel(force=True) of the running task {task_name(futs[0].key)} on the dask "
+                "backend: Dask can stop a running task only by restarting its worker, which loses "
+                "every other task and object there; call sluice.cancel(ref) to abandon it (its "
+                "thread runs to the end unseen), restart the worker yourself with "
+                "distributed.Client.restart_workers, or use the local or cluster backend")
+        with self._lock:
+            self._cancelled.update(f.key for f in futs + siblings)
         self.client.cancel(futs, force=True)  # force: the fire-and-forget marker wants the key too
-        if force:  # the thread of a task that started runs on although Dask forgot the task
-            running = self.client.run(runs_any, [f.key for f in futs])
-            if any(running.values()):
-                self.client.restart_workers([w for w, yes in running.items() if yes], raise_for_error=False)
 
     def get_actor(self, name: str) -> ActorInfo | None:
         """The live actor named ``name`` on the Dask cluster (any runtime's), or None."""

@@ -1,27 +1,68 @@
 """What the ``dask`` backend asks of the Dask cluster: its workers as nodes, their
-resources and memory, and feasibility of a demand. A mixin of :class:`~sluice.executor.dask_backend.DaskRuntime`
+resources and memory, feasibility of a demand, and the crash limit ``max_retries``
+is held to. A mixin of :class:`~sluice.executor.dask_backend.DaskRuntime`
 (``client``, ``is_driver`` and the caches live there).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import dask
 from distributed import Client
 
-from sluice.exceptions import InfeasibleResourceError
+from sluice.exceptions import InfeasibleResourceError, UnsupportedOnBackendError
 from sluice.executor.backend import NodeInfo
-from sluice.executor.dask_tasks import fits, infeasible_hint, used_resources
+from sluice.executor.dask_tasks import allowed_failures, fits, infeasible_hint, used_resources
 from sluice.executor.resources import ResourceKey, demand_key
 
 UNLIMITED_WORKER_BYTES = 1 << 30
 """What ``store_capacity`` counts for a Dask worker started without a memory limit."""
 
 
+def describe_limit(n: int) -> str:
+    """An option's count as the user wrote it (-1 was stored as a huge number)."""
+    return "-1 (no limit)" if n >= 1 << 30 else str(n)
+
+
 class DaskClusterInfo:
-    """The cluster queries of the dask backend. See the module docstring."""
+    """The cluster queries and option checks of the dask backend. See the module docstring."""
 
     client: Client
     is_driver: bool
     _feasible: dict[tuple, dict | None]
+    _crash_policy: tuple[int, bool] | None
+
+    def crash_policy(self) -> tuple[int, bool]:
+        """(the scheduler's ``allowed-failures``, whether a task can ask it how often its
+        workers died): the limits ``max_retries`` is held to."""
+        if self._crash_policy is None:
+            try:
+                self._crash_policy = (int(self.client.run_on_scheduler(allowed_failures)), True)
+            except Exception:  # the scheduler runs no functions for clients
+                self._crash_policy = (int(dask.config.get("distributed.scheduler.allowed-failures")),
+                                      False)
+        return self._crash_policy
+
+    def _retry(self, options: dict, name: str) -> tuple[int, Any, bool]:
+        """A task's ``(max_retries, retry_exceptions, whether it counts its crashes)``.
+
+        Dask reruns a task whose worker died until the scheduler's allowed-failures
+        are spent. A task allowed fewer asks the scheduler how often it crashed when it
+        starts; one allowed more cannot be served.
+        """
+        n = options["max_retries"]
+        allowed, can_count = self.crash_policy()
+        if n > allowed or (n < allowed and not can_count):
+            why = "" if can_count else (", and this scheduler runs no functions for clients "
+                                        "(run_on_scheduler failed), so no task can stop sooner")
+            use = f"max_retries<={allowed}" if can_count else f"max_retries={allowed}"
+            raise UnsupportedOnBackendError(
+                f"task {name}: max_retries={describe_limit(n)} on the dask backend: Dask reruns a "
+                f"task whose worker died up to distributed.scheduler.allowed-failures={allowed} "
+                f"times, the same for every task{why}; use {use}, set allowed-failures on the Dask "
+                "scheduler, or use the local or cluster backend")
+        return n, options["retry_exceptions"], n < allowed
 
     def check_feasible(self, demand: ResourceKey, what: str) -> None:
         """Raise InfeasibleResourceError when no Dask worker declares what ``demand`` asks."""
