@@ -25,7 +25,7 @@ from sluice.executor.backend import LOCAL_NODE, ActorInfo, NodeInfo, ObjectLocat
 from sluice.executor.calls import encode_call
 from sluice.executor.io import IOThread
 from sluice.executor.object_ref import ObjectRef
-from sluice.executor.records import PENDING, ActorRecord, TaskRecord
+from sluice.executor.records import PENDING, READY, ActorRecord, TaskRecord
 from sluice.executor.resources import NodeResources, ResourceKey, demand_key
 from sluice.executor.scheduler import Scheduler
 from sluice.store import serialization, shm
@@ -285,20 +285,23 @@ class Runtime:
         return self._store_capacity
 
     def object_locations_locked(self, ids: Sequence[int]) -> list[ObjectLocation]:
-        """Objects in shared memory (or spilled) live on the one node; small ones in messages."""
+        """Large values are held by stores (:meth:`stored_location`); small ones travel in
+        messages; pending, failed and freed objects live nowhere."""
         objects = self.scheduler.objects
         out = []
         for oid in ids:
             entry = objects.get(oid)
-            if entry is None or entry.state == PENDING:
+            if entry is None or entry.state != READY:
                 out.append(ObjectLocation(oid))
-            elif entry.spec[0] == P.DEP_SHM:
-                out.append(ObjectLocation(oid, (LOCAL_NODE,), entry.spec[1]))
-            elif entry.spec[0] == P.DEP_INLINE:
+            elif entry.spec[0] == P.DEP_SHM:  # (DEP_SHM, size)
+                out.append(self.stored_location(oid, entry.spec[1]))
+            else:  # (DEP_INLINE, bytes)
                 out.append(ObjectLocation(oid, (), len(entry.spec[1])))
-            else:  # an error
-                out.append(ObjectLocation(oid))
         return out
+
+    def stored_location(self, oid: int, size: int) -> ObjectLocation:
+        """Where a value in shared memory lives: here, the one node (in memory or spilled)."""
+        return ObjectLocation(oid, (LOCAL_NODE,), size)
 
     def lookup_locked(self, what: str, arg: Any) -> Any:
         """Answer a worker's LOOKUP message (the wire form of the typed queries above)."""

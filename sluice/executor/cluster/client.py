@@ -2,10 +2,10 @@
 
 The driver speaks to the head exactly as a worker speaks to a local driver
 (:class:`~sluice.executor.worker_api.WorkerAPI`: SUBMIT, GET, PUT, ... in
-batches), over one gRPC stream; it is the
-:class:`~sluice.executor.backend.Backend` of a cluster's driver. On a machine that runs a node it shares that
-node's store: large puts are written there, and objects elsewhere are pulled
-there once and mapped. A driver on a machine without a node uploads its puts
+batches), over one gRPC stream; it is the :class:`~sluice.executor.backend.Backend`
+of a cluster's driver. On a machine that runs a node it shares that node's
+store: large puts are written there, and objects elsewhere are pulled there
+once and mapped. A driver on a machine without a node uploads its puts
 to a node and reads results over Arrow Flight into its own memory.
 """
 

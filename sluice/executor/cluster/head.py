@@ -19,7 +19,6 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Sequence
 from concurrent import futures
 from typing import Any
 
@@ -224,23 +223,10 @@ class HeadRuntime(Runtime):
     def store_capacity_locked(self) -> int:
         return sum(n.store_capacity for n in self.nodes.values() if n.alive)
 
-    def object_locations_locked(self, ids: Sequence[int]) -> list[ObjectLocation]:
-        """Large objects: the nodes the directory lists (in memory or spilled); small ones
-        live in the scheduler and travel inside messages."""
-        objects, store = self.scheduler.objects, self.store
-        out = []
-        for oid in ids:
-            entry = objects.get(oid)
-            if entry is None or entry.state == PENDING:
-                out.append(ObjectLocation(oid))
-            elif entry.spec[0] == P.DEP_SHM:
-                holders = tuple(str(n.node_id) for n in store.locations.get(oid, {}))
-                out.append(ObjectLocation(oid, holders, store.sizes.get(oid)))
-            elif entry.spec[0] == P.DEP_INLINE:
-                out.append(ObjectLocation(oid, (), len(entry.spec[1])))
-            else:
-                out.append(ObjectLocation(oid))
-        return out
+    def stored_location(self, oid: int, size: int) -> ObjectLocation:
+        """The nodes the object directory lists (in memory or spilled)."""
+        holders = tuple(str(n.node_id) for n in self.store.locations.get(oid, {}))
+        return ObjectLocation(oid, holders, self.store.sizes.get(oid, size))
 
     # -- status --------------------------------------------------------------------------
     def status(self) -> pb.ClusterStatus:
