@@ -19,6 +19,7 @@ __all__ = [
     "TaskCancelledError",
     "InfeasibleResourceError",
     "SerializationError",
+    "UnsupportedOnBackendError",
     "InternalError",
 ]
 
@@ -114,6 +115,31 @@ class InfeasibleResourceError(SluiceError, ValueError):
 
 class SerializationError(SluiceError, TypeError):
     """A value cannot be pickled to travel to a worker or into the store."""
+
+
+class UnsupportedOnBackendError(SluiceError, NotImplementedError):
+    """The current backend cannot do what was asked, which other backends do.
+
+    Raised instead of doing something else; the message names the backend, the
+    operation or option, and what to use instead. It is a ``NotImplementedError``
+    (not a ``ValueError``): the request is valid sluice and runs on the local and
+    cluster backends; this backend lacks it, so portable code catches
+    ``NotImplementedError`` and falls back.
+
+    On the ``dask`` backend (``sluice.init(backend="dask")``) it is raised for:
+
+    - an actor with ``max_restarts`` > 0: Dask actors never restart;
+    - a task whose ``max_retries`` is above the Dask scheduler's
+      ``distributed.scheduler.allowed-failures`` (Dask reruns a task whose worker
+      died at most that many times, for all tasks alike), or below it when the
+      scheduler runs no functions for clients (``run_on_scheduler`` fails), so a
+      task cannot count its crashes;
+    - ``cancel(ref, force=True)`` of a task that is running: Dask can stop it only
+      by restarting its worker, with every other task and object there;
+    - an ObjectRef made inside a task used outside it, or a ref kept inside a
+      ``put`` value or a task result read in a task: Dask ships a task only the
+      refs of its own arguments.
+    """
 
 
 class InternalError(SluiceError):

@@ -329,7 +329,7 @@ class _ChainAction:
                 blob = pack_hop_args(*_filled(op, tpl, chained, values), slot)
             hops.append((values[op.inputs[0]]._actor_id, op.method, op.name, blob))
         first = values[self.links[0][0]]
-        ref = rt.submit_actor_chain(hops, first) if hasattr(rt, "submit_actor_chain") else None
+        ref = rt.submit_actor_chain(hops, first)
         if ref is not None:
             values[self.members[-1].output] = ref
             return

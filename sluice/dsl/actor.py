@@ -67,9 +67,8 @@ def _method_table(cls: type) -> dict[str, dict]:
 
 def get_actor(name: str) -> ActorHandle:
     """The handle of the actor started with ``options(name=name)``; ValueError if none."""
-    found = api.runtime().lookup("actor", name)
+    found = api.runtime().get_actor(name)
     if found is None:
         raise ValueError(f"no actor named {name!r} is alive; start one with "
                          f"Cls.options(name={name!r}).remote()")
-    actor_id, class_name, methods = found
-    return ActorHandle(actor_id, class_name, methods)
+    return ActorHandle(found.actor_id, found.class_name, found.methods)

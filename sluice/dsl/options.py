@@ -15,6 +15,7 @@ TASK_DEFAULTS: dict[str, Any] = {
     "retry_delay_s": 0.0, "backoff": 1.0, "catch_exceptions": False, "cache": False,
 }
 WORKFLOW_OPTIONS = ("retry_delay_s", "backoff", "catch_exceptions", "cache")
+"""Options only sluice.workflow reads: accepted on ``.bind()`` steps, an error on ``.remote()``."""
 ACTOR_DEFAULTS: dict[str, Any] = {
     "num_cpus": 0, "num_gpus": 0, "resources": None, "max_restarts": 0,
     "max_concurrency": None, "name": None,
@@ -22,9 +23,25 @@ ACTOR_DEFAULTS: dict[str, Any] = {
 METHOD_DEFAULTS: dict[str, Any] = {"num_returns": 1, "name": None}
 
 
+def workflow_only_error(names: list[str] | tuple[str, ...], where: str, what: str) -> ValueError:
+    """The error for workflow step options given where no workflow reads them.
+
+    >>> workflow_only_error(["cache"], "@remote class C", "actors")  # doctest: +ELLIPSIS
+    ValueError('@remote class C: cache applies only to workflow steps (...), not to actors; drop it here')
+    """
+    listed = ", ".join(names)
+    verb, pronoun = ("applies", "it") if len(names) == 1 else ("apply", "them")
+    return ValueError(f"{where}: {listed} {verb} only to workflow steps (@remote functions bound "
+                      f"with .bind() and run by sluice.workflow.run), not to {what}; drop "
+                      f"{pronoun} here")
+
+
 def normalize(kind: str, given: dict[str, Any], defaults: dict[str, Any], where: str) -> dict[str, Any]:
     """Merge ``given`` over ``defaults`` and check every value; errors name the option."""
     unknown = sorted(set(given) - set(defaults))
+    workflow_only = [name for name in unknown if name in WORKFLOW_OPTIONS]
+    if workflow_only:
+        raise workflow_only_error(workflow_only, where, "actors" if kind.startswith("actor") else f"{kind}s")
     if unknown:
         raise ValueError(f"{where}: unknown option(s) {', '.join(unknown)} for a {kind}; "
                          f"valid options are {', '.join(sorted(defaults))}")

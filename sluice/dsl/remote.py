@@ -6,7 +6,7 @@ import functools
 import inspect
 from typing import Any, Callable
 
-from sluice.dsl.options import TASK_DEFAULTS, normalize
+from sluice.dsl.options import TASK_DEFAULTS, WORKFLOW_OPTIONS, normalize, workflow_only_error
 from sluice.executor import api
 from sluice.executor.calls import dumps_function
 
@@ -45,6 +45,7 @@ class RemoteFunction:
         self._given = dict(options)
         self._options = normalize("remote function", options, TASK_DEFAULTS, f"@remote {self._name}")
         self._options["name"] = self._options["name"] or self._name
+        self._workflow_only = _workflow_only(self._given)
         self._pickled = _pickled  # (function id, cloudpickle bytes), made on first use
         self._pickling = False
         self._digest: str | None = None  # stable digest of the code (graph op identity)
@@ -73,6 +74,9 @@ class RemoteFunction:
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         """Submit a task; returns one ObjectRef (a list of them when num_returns > 1)."""
+        if self._workflow_only:
+            raise workflow_only_error(self._workflow_only, f"{self._name}.remote()",
+                                      "tasks started with .remote()")
         fn_id, fn_bytes = self._pickle()
         opts = self._options
         refs = api.runtime().submit_task(fn_id, fn_bytes, opts["name"], args, kwargs, opts)
@@ -111,9 +115,15 @@ def _rebuild(pickled: tuple[int, bytes], given: dict, name: str, digest: str | N
     rf._given = given
     rf._options = normalize("remote function", given, TASK_DEFAULTS, f"@remote {name}")
     rf._options["name"] = rf._options["name"] or name
+    rf._workflow_only = _workflow_only(given)
     rf._function = _LazyFunction(pickled[1], loads)
     rf._digest = digest
     return rf
+
+
+def _workflow_only(given: dict) -> tuple[str, ...]:
+    """The workflow step options among ``given``: ``.remote()`` refuses them, ``.bind()`` keeps them."""
+    return tuple(name for name in WORKFLOW_OPTIONS if name in given)
 
 
 class _LazyFunction:

@@ -19,11 +19,11 @@ class ActorHandle:
         self._actor_id = actor_id
         self._class_name = class_name
         self._methods = methods
-        rt = context.current()
-        # Counted by the driver's runtime only; a handle outliving it counts nowhere.
-        self._runtime = rt if getattr(rt, "is_driver", False) else None
-        if self._runtime is not None:
-            self._runtime.actor_handle_event(actor_id, 1)
+        # Counted by the backend of this process (a driver's counts; inside a task the call
+        # does nothing); a handle outliving its backend counts nowhere.
+        self._runtime = rt = context.current()
+        if rt is not None:
+            rt.actor_handle_event(actor_id, 1)
 
     def __del__(self) -> None:
         rt = self.__dict__.get("_runtime")

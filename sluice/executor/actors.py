@@ -11,6 +11,8 @@ import signal
 from typing import TYPE_CHECKING
 
 from sluice.executor import protocol as P
+from sluice.executor.backend import ActorInfo
+from sluice.executor.counting import HandleCounts
 from sluice.executor.records import FAILED, ActorRecord, TaskRecord, WorkerHandle
 
 FLUSH_AT = 64
@@ -39,25 +41,16 @@ class ActorManager:
     def __init__(self, scheduler: Scheduler):
         self.s = scheduler
         self.waiting_for_resources: list[ActorRecord] = []
-        self.handles: dict[int, int] = {}      # actor id -> live driver handles
-        self.escaped: set[int] = set()         # a handle was pickled: never stopped early
+        self.handle_counts = HandleCounts(scheduler.actor_handle_events)  # driver handles
         self.retiring: set[int] = set()        # no handles left: stop once its queue is sent
 
-    def apply_handle_events(self, events) -> None:
+    def apply_handle_events(self) -> None:
         """Count driver handles; an unnamed actor with none left (and none pickled) retires."""
-        while events:
-            delta, actor_id = events.popleft()
-            if delta == 0:
-                self.escaped.add(actor_id)
-                continue
-            n = self.handles.get(actor_id, 0) + delta
-            self.handles[actor_id] = n
-            if n <= 0:
-                del self.handles[actor_id]
-                actor = self.s.actors.get(actor_id)
-                if actor is not None and actor.name is None and actor_id not in self.escaped:
-                    self.retiring.add(actor_id)
-                    self.retire_if_idle(actor)
+        for actor_id in self.handle_counts.drain():
+            actor = self.s.actors.get(actor_id)
+            if actor is not None and actor.name is None:
+                self.retiring.add(actor_id)
+                self.retire_if_idle(actor)
 
     def retire_if_idle(self, actor: ActorRecord) -> None:
         """Stop a retiring actor once every call made on it has been answered."""
@@ -276,10 +269,11 @@ class ActorManager:
     def check_feasible(self, actor: ActorRecord) -> None:
         self.s.resources.check_feasible(actor.key, f"actor {actor.class_name}")
 
-    def lookup(self, name: str):
+    def find_named(self, name: str) -> ActorInfo | None:
+        """The live actor created with ``name``, or None."""
         actor_id = self.s.named.get(name)
         if actor_id is None:
             return None
         actor = self.s.actors[actor_id]
-        return (actor.actor_id, actor.class_name, actor.options.get("_methods", {}))
+        return ActorInfo(actor.actor_id, actor.class_name, actor.options.get("_methods", {}))
 

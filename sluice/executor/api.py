@@ -7,6 +7,7 @@ import threading
 from typing import Any, Sequence
 
 from sluice.executor import context
+from sluice.executor.backend import Backend
 from sluice.executor.object_ref import ObjectRef
 
 _init_lock = threading.Lock()
@@ -55,7 +56,7 @@ def init(num_cpus: float | None = None, num_gpus: float | None = None,
     with _init_lock:
         current = context.current()
         if current is not None:
-            if getattr(current, "is_driver", False):
+            if current.is_driver:
                 if ignore_reinit_error:
                     return
                 raise RuntimeError("sluice.init() was already called; call sluice.shutdown() first, "
@@ -83,7 +84,7 @@ def shutdown() -> None:
     """Stop the runtime: workers and actors exit, shared memory and spill files are removed."""
     with _init_lock:
         rt = context.current()
-        if rt is None or not getattr(rt, "is_driver", False):
+        if rt is None or not rt.is_driver:
             return
         context.set_current(None)
         rt.shutdown()
@@ -97,12 +98,13 @@ def is_initialized() -> bool:
     return context.current() is not None
 
 
-def runtime() -> Any:
-    """The current runtime, starting the default local one on first use."""
+def runtime() -> Backend:
+    """The current backend, starting the default local runtime on first use."""
     rt = context.current()
     if rt is None:
         init(ignore_reinit_error=True)
         rt = context.current()
+        assert rt is not None
     return rt
 
 
@@ -172,12 +174,12 @@ def kill(actor: Any, *, no_restart: bool = True) -> None:
 
 def cluster_resources() -> dict[str, float]:
     """Total resources of the runtime (CPU, GPU, custom)."""
-    return runtime().lookup("resources", "total")
+    return runtime().cluster_resources()
 
 
 def available_resources() -> dict[str, float]:
     """Resources free right now."""
-    return runtime().lookup("resources", "available")
+    return runtime().available_resources()
 
 
 def get_gpu_ids() -> list[int]:

@@ -167,6 +167,26 @@ def _raise_for_unpicklable(name: str, args: list, kwargs: dict) -> None:
             ) from err
 
 
+def split_returns(name: str, value: Any, num_returns: int) -> list:
+    """A call's result as its ``num_returns`` values (every backend checks it here).
+
+    >>> split_returns("f", (1, 2), 2)
+    [1, 2]
+    >>> split_returns("f", [1, 2], 1)
+    [[1, 2]]
+    """
+    if num_returns == 1:
+        return [value]
+    try:
+        values = list(value)
+    except TypeError:
+        values = None
+    if values is None or len(values) != num_returns:
+        raise ValueError(f"{name} declared num_returns={num_returns} but returned "
+                         f"{type(value).__name__} {value!r:.80}; return a tuple of that length")
+    return values
+
+
 def decode_call(blob: bytes, dep_values: list) -> tuple[list, dict]:
     """Unpack a call on the worker, filling dependency slots with their values."""
     if blob[:4] == LAYOUT_MAGIC:

@@ -8,17 +8,20 @@ talks to the driver over its pipe. Everything reaches it through
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sluice.executor.backend import Backend
 
 _current: Any = None
 
 
-def current() -> Any:
+def current() -> Backend | None:
     """The active runtime of this process, or ``None`` before ``init``."""
     return _current
 
 
-def set_current(runtime: Any) -> None:
+def set_current(runtime: Backend | None) -> None:
     """Install ``runtime`` as this process's runtime (``None`` clears it)."""
     global _current
     _current = runtime

@@ -1,13 +1,18 @@
 """The ``dask`` backend: sluice tasks, actors and Plans on a dask.distributed cluster.
 
 ``sluice.init(backend="dask", address=...)`` installs a :class:`DaskRuntime`, the
-runtime interface of the local :class:`~sluice.executor.runtime.Runtime` built on
-Dask futures. Each ObjectRef maps to a ``distributed.Future``, dropped (so Dask
-frees the data) when the last ref dies.
+:class:`~sluice.executor.backend.Backend` protocol built on Dask futures. Each
+ObjectRef maps to a ``distributed.Future``, dropped (so Dask frees the data)
+when the last ref dies. What Dask cannot do raises
+:class:`~sluice.exceptions.UnsupportedOnBackendError` (its docstring lists it).
 
 - A task is one Dask task running :func:`~sluice.executor.dask_tasks.run_task`: the function is sent once
   as Dask data and unpickled once per worker process; its exception comes back
   as the ``TaskError``-and-original-type the local runtime raises.
+- ``max_retries`` means what it means locally: reruns after the task's worker
+  died (Dask reruns such a task up to the scheduler's ``allowed-failures``; a
+  task allowed fewer counts its crashes and stops early) and, with
+  ``retry_exceptions``, after its exceptions, from one budget.
 - Top-level ObjectRef arguments are Dask dependencies (the task gets values);
   refs nested in arguments reach the task as refs, their values shipped along,
   so ``sluice.get`` on them works inside the task.
@@ -28,8 +33,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,18 +47,19 @@ from distributed.utils import thread_state as task_state
 from sluice.exceptions import (
     ActorDiedError,
     GetTimeoutError,
-    InfeasibleResourceError,
     ObjectLostError,
     TaskCancelledError,
+    UnsupportedOnBackendError,
     WorkerCrashedError,
 )
+from sluice.executor.backend import ActorInfo, ChainHop, ObjectLocation
 from sluice.executor.calls import encode_call, load_function
+from sluice.executor.counting import HandleCounts, RefCounts
+from sluice.executor.dask_cluster import DaskClusterInfo, describe_limit
 from sluice.executor.dask_tasks import (
     ActorShell,
     AsIs,
     CallSpec,
-    fits,
-    infeasible_hint,
     kill_actor,
     raise_error,
     read_only,
@@ -63,10 +68,9 @@ from sluice.executor.dask_tasks import (
     runs_any,
     skip_call,
     task_name,
-    used_resources,
+    where_held,
 )
 from sluice.executor.object_ref import OWNER_SHIFT, ObjectRef
-from sluice.executor.resources import demand_key
 
 ACTOR_DATASET = "sluice-actor-{:016x}"
 """Dask dataset holding an actor's future, so code in tasks can call the actor by id."""
@@ -89,8 +93,8 @@ class _Actor:
     dead: ActorDiedError | None = None
 
 
-class DaskRuntime:
-    """A sluice runtime whose tasks, objects and actors live on a dask.distributed cluster.
+class DaskRuntime(DaskClusterInfo):
+    """A sluice Backend whose tasks, objects and actors live on a dask.distributed cluster.
 
     ``address`` is a scheduler address (``"tcp://host:8786"``), an existing
     ``distributed.Client`` (used as is and left open at shutdown), or None for
@@ -117,35 +121,35 @@ class DaskRuntime:
         self._ids = itertools.count(1)
         self._key_counter = itertools.count()
         self._lock = threading.Lock()
-        self._ref_events: deque = deque()     # (+1 | -1, oid) from ObjectRef lifetimes, any thread
-        self._handle_events: deque = deque()  # (+1 | -1 | 0 pickled, actor id) from driver handles
-        # Invariant: _futures/_values/_parents hold an oid only while _counts does (refs + pins).
-        self._counts: dict[int, int] = {}
+        # Invariant: _futures/_values/_parents hold an oid only while _refs counts it (refs + pins).
+        self._refs = RefCounts()
+        self._handles = HandleCounts()           # driver handles (a worker-side runtime counts none)
         self._futures: dict[int, Future] = {}    # oid -> future of its value
         self._values: dict[int, Any] = {}        # oid -> value shipped into a running task
         self._parents: dict[int, Future] = {}    # oid -> the call future of a num_returns > 1 result
         self._functions: dict[int, Future] = {}  # fn id -> its cloudpickle bytes, scattered
         self._loaded: dict[int, Any] = {}        # fn id -> the unpickled function (worker side)
         self._actors: dict[int, _Actor] = {}
-        self._handles: dict[int, int] = {}       # actor id -> live driver handles
-        self._escaped: set[int] = set()          # a handle was pickled: never retired early
         self._named: dict[str, int] = {}
         self._unpublish: list[str] = []          # datasets of retired actors, dropped unlocked
         self._inflight: dict[str, Future] = {}   # relay key -> future, held until the call ends
         self._feasible: dict[tuple, dict | None] = {}
         self._cancelled: set[str] = set()        # keys cancelled by sluice.cancel (not lost)
+        self._crash_policy: tuple[int, bool] | None = None  # see crash_policy()
         self._closed = False
 
     # -- runtime interface: refs ---------------------------------------------------------
     def add_local_ref(self, oid: int) -> None:
-        self._ref_events.append((1, oid))
+        self._refs.add(oid)
 
     def remove_local_ref(self, oid: int) -> None:
-        self._ref_events.append((-1, oid))
+        self._refs.remove(oid)
 
     def actor_handle_event(self, actor_id: int, delta: int) -> None:
-        """A driver-side actor handle was made (+1), dropped (-1) or pickled (0)."""
-        self._handle_events.append((delta, actor_id))
+        """A driver-side actor handle was made (+1), dropped (-1) or pickled (0); inside a
+        task handles are not counted (one arrived pickled: its actor never retires early)."""
+        if self.is_driver:
+            self._handles.event(actor_id, delta)
 
     def new_object_id(self) -> int:
         return (self._owner << OWNER_SHIFT) | next(self._ids)
@@ -160,30 +164,17 @@ class DaskRuntime:
 
     def _apply_events(self) -> None:
         """Apply queued ref and handle events (lock held; events come from ``__del__``)."""
-        events, counts = self._ref_events, self._counts
-        while events:
-            delta, oid = events.popleft()
-            n = counts.get(oid, 0) + delta
-            if n > 0:
-                counts[oid] = n
-                continue
-            counts.pop(oid, None)
-            self._futures.pop(oid, None)
-            self._values.pop(oid, None)
-            self._parents.pop(oid, None)
-        while self._handle_events:
-            delta, actor_id = self._handle_events.popleft()
-            if delta == 0:
-                self._escaped.add(actor_id)
-                continue
-            n = self._handles[actor_id] = self._handles.get(actor_id, 0) + delta
+        for oid, first in self._refs.drain():
+            if not first:
+                self._futures.pop(oid, None)
+                self._values.pop(oid, None)
+                self._parents.pop(oid, None)
+        for actor_id in self._handles.drain():
             actor = self._actors.get(actor_id)
-            if n <= 0:
-                del self._handles[actor_id]
-                if actor is not None and actor.owned and actor.name is None and actor_id not in self._escaped:
-                    # Relays depend on the actor future: Dask keeps the actor until they ran.
-                    del self._actors[actor_id]
-                    self._unpublish.append(ACTOR_DATASET.format(actor_id))
+            if actor is not None and actor.owned and actor.name is None:
+                # Relays depend on the actor future: Dask keeps the actor until they ran.
+                del self._actors[actor_id]
+                self._unpublish.append(ACTOR_DATASET.format(actor_id))
 
     def _sync(self) -> None:
         """Apply events, then unpublish retired actors (an RPC, so outside the lock)."""
@@ -201,15 +192,16 @@ class DaskRuntime:
         if oid in self._values:
             return AsIs(self._values[oid])
         if not self.is_driver:
-            hint = ("on the dask backend a task reads only the refs in its own arguments, not refs "
-                    "kept inside put values or task results; pass the ref as an argument")
-        elif oid >> OWNER_SHIFT:
-            hint = ("it was made inside a task, and on the dask backend such a ref cannot leave its "
-                    "task; return the value instead")
-        else:
-            hint = ("it was freed, or it belongs to a runtime that was shut down; keep its ObjectRef "
-                    "alive while you need it")
-        raise ObjectLostError(f"object {oid:x} is gone: {hint}")
+            raise UnsupportedOnBackendError(
+                f"object {oid:x}: on the dask backend a task reads only the refs in its own "
+                "arguments, not refs kept inside put values or task results; pass the ref as an "
+                "argument, or use the local or cluster backend")
+        if oid >> OWNER_SHIFT:
+            raise UnsupportedOnBackendError(
+                f"object {oid:x} was made inside a task, and on the dask backend such a ref cannot "
+                "leave its task; return the value instead, or use the local or cluster backend")
+        raise ObjectLostError(f"object {oid:x} is gone: it was freed, or it belongs to a runtime that "
+                              "was shut down; keep its ObjectRef alive while you need it")
 
     def _encode(self, name: str, args: tuple, kwargs: dict) -> tuple[bytes, list, dict, list]:
         """(args blob, Dask arguments of its top-level refs, nested refs by id, refs to keep)."""
@@ -242,11 +234,12 @@ class DaskRuntime:
             self._apply_events()
             for oid, value in values.items():
                 self._values.setdefault(oid, value)
-                self._counts[oid] = self._counts.get(oid, 0) + 1
+                self._refs.pin(oid)
         try:
             yield
         finally:
-            self._ref_events.extend((-1, oid) for oid in values)
+            for oid in values:
+                self._refs.remove(oid)
             with self._lock:  # the task's own refs died with it: free their futures now
                 self._apply_events()
 
@@ -255,8 +248,8 @@ class DaskRuntime:
                     options: dict) -> list[ObjectRef]:
         """Submit ``fn(*args, **kwargs)`` as a Dask task; returns one ref per declared return value."""
         resources = self._resources(options, f"task {name}")
+        retry = self._retry(options, name)
         blob, dep_args, carried, keep = self._encode(name, args, kwargs)
-        retry = (options["max_retries"], options["retry_exceptions"]) if options["retry_exceptions"] else None
         spec = CallSpec(fn_id, name, blob, retry, options["num_returns"])
         fut = self.client.submit(run_task, self._function(fn_id, fn_bytes), spec, carried, *dep_args,
                                  pure=False, key=self._key(name), resources=resources)
@@ -268,10 +261,16 @@ class DaskRuntime:
                      kwargs: dict, options: dict) -> None:
         """Start a Dask actor holding ``cls(*args, **kwargs)``; a named one is cluster-wide."""
         class_name, actor_name = options["class_name"], options.get("name")
+        restarts = options.get("max_restarts", 0)
+        if restarts:
+            raise UnsupportedOnBackendError(
+                f"actor {class_name}: max_restarts={describe_limit(restarts)} on the dask backend: "
+                "Dask actors never restart (an actor dies with its worker); drop max_restarts, or "
+                "use the local or cluster backend")
         resources = self._resources(options, f"actor {class_name}")
         taken = ValueError(f"an actor named {actor_name!r} already exists; pick another name "
                            f"or reach the existing one with sluice.get_actor({actor_name!r})")
-        if actor_name is not None and self.lookup("actor", actor_name) is not None:
+        if actor_name is not None and self.get_actor(actor_name) is not None:
             raise taken
         blob, dep_args, carried, keep = self._encode(name, args, kwargs)
         fut = self.client.submit(ActorShell, self._function(cls_id, cls_bytes),
@@ -318,8 +317,8 @@ class DaskRuntime:
         del keep
         return self._register(fut, n, name)
 
-    def submit_actor_chain(self, hops: list, first: Any) -> None:
-        """Forwarded actor chains are a local-runtime feature: a Plan makes ordinary calls here."""
+    def submit_actor_chain(self, hops: list[ChainHop], first: Any) -> ObjectRef | None:
+        """Never forwarded (Dask actors have no direct channels): a Plan makes ordinary calls."""
         return None
 
     def _call_done(self, fut: Future, actor_future: Future, seq: int) -> None:
@@ -368,40 +367,57 @@ class DaskRuntime:
 
     def cancel(self, ref: ObjectRef, force: bool = False) -> None:
         """Cancel the task computing ``ref``. A running task is abandoned: its thread runs on,
-        unseen by Dask, unless ``force`` restarts the Dask worker running it (the worker's
-        other tasks are retried elsewhere; data scattered to it is lost)."""
+        unseen by Dask. ``force`` on a running task raises UnsupportedOnBackendError: Dask
+        could stop it only by restarting its worker, losing every task and object there."""
         with self._lock:
             self._apply_events()
             futs = [f for f in (self._futures.get(ref.id), self._parents.get(ref.id)) if f is not None]
             parent = self._parents.get(ref.id)
             siblings = [self._futures[o] for o, p in self._parents.items()
                         if p is parent and o in self._futures]
-            self._cancelled.update(f.key for f in futs + siblings)
         if not futs:
             return
+        if force and any(self.client.run(runs_any, [f.key for f in futs]).values()):
+            raise UnsupportedOnBackendError(
+                f"cancel(force=True) of the running task {task_name(futs[0].key)} on the dask "
+                "backend: Dask can stop a running task only by restarting its worker, which loses "
+                "every other task and object there; call sluice.cancel(ref) to abandon it (its "
+                "thread runs to the end unseen), restart the worker yourself with "
+                "distributed.Client.restart_workers, or use the local or cluster backend")
+        with self._lock:
+            self._cancelled.update(f.key for f in futs + siblings)
         self.client.cancel(futs, force=True)  # force: the fire-and-forget marker wants the key too
-        if force:  # the thread of a task that started runs on although Dask forgot the task
-            running = self.client.run(runs_any, [f.key for f in futs])
-            if any(running.values()):
-                self.client.restart_workers([w for w, yes in running.items() if yes], raise_for_error=False)
 
-    def lookup(self, what: str, arg: Any) -> Any:
-        if what == "actor":
-            with self._lock:
-                actor_id = self._named.get(arg)
-                actor = self._actors.get(actor_id) if actor_id is not None else None
-            if actor is not None and actor.dead is None:
-                return (actor_id, actor.class_name, actor.methods)
-            found = self.client.get_dataset(NAMED_DATASET.format(arg), default=None)
-            if found is None:
-                return None
-            actor_id, class_name, methods, fut = found
-            with self._lock:
-                self._actors.setdefault(actor_id, _Actor(fut, class_name, arg, methods, owned=False))
-            return (actor_id, class_name, methods)
-        if what == "resources":
-            return self._total_resources() if arg == "total" else self._available_resources()
-        raise ValueError(f"unknown lookup {what!r}")
+    def get_actor(self, name: str) -> ActorInfo | None:
+        """The live actor named ``name`` on the Dask cluster (any runtime's), or None."""
+        with self._lock:
+            actor_id = self._named.get(name)
+            actor = self._actors.get(actor_id) if actor_id is not None else None
+        if actor_id is not None and actor is not None and actor.dead is None:
+            return ActorInfo(actor_id, actor.class_name, actor.methods)
+        found = self.client.get_dataset(NAMED_DATASET.format(name), default=None)
+        if found is None:
+            return None
+        actor_id, class_name, methods, fut = found
+        with self._lock:
+            self._actors.setdefault(actor_id, _Actor(fut, class_name, name, methods, owned=False))
+        return ActorInfo(actor_id, class_name, methods)
+
+    def object_locations(self, ids: Sequence[int]) -> list[ObjectLocation]:
+        """The Dask workers holding each object, and its size as Dask measured it. A value
+        handed into this task (a ref nested in its arguments) has no known location."""
+        with self._lock:
+            self._apply_events()
+            futs = {oid: self._futures.get(oid) for oid in ids}
+        keys = [f.key for f in futs.values() if f is not None]
+        # One quick round trip: it stays in the worker's thread pool (leaving it, a task could
+        # have to wait for its slot behind the very tasks it is about to release).
+        held = self.client.run_on_scheduler(where_held, keys) if keys else {}
+        out = []
+        for oid, fut in futs.items():
+            holders, size = held.get(fut.key, ((), -1)) if fut is not None else ((), -1)
+            out.append(ObjectLocation(oid, tuple(holders), size if size >= 0 else None))  # -1: unknown
+        return out
 
     # -- runtime interface: blocking ---------------------------------------------------------
     def get(self, refs: list[ObjectRef], timeout: float | None) -> list:
@@ -472,7 +488,7 @@ class DaskRuntime:
             if in_task:
                 distributed.rejoin()
 
-    # -- functions and resources ---------------------------------------------------------------
+    # -- functions ---------------------------------------------------------------
     def _function(self, fn_id: int, fn_bytes: bytes) -> Any:
         """The pickled function as a task gets it (each worker unpickles it once).
 
@@ -495,49 +511,6 @@ class DaskRuntime:
             fn = self._loaded[fn_id] = load_function(fn_bytes)
         return fn
 
-    def _resources(self, options: dict, what: str) -> dict | None:
-        """The Dask resource restrictions of a demand; raises if no worker could ever meet it.
-
-        CPUs are reserved only where the workers declare a CPU resource (else a Dask
-        thread is a task's CPU), and not for tasks submitted from tasks: their parent,
-        blocked in get, holds its own (as the local runtime lends a blocked task's CPUs).
-        """
-        key = demand_key(options["num_cpus"], options["num_gpus"], options["resources"])
-        if key not in self._feasible:
-            declared = self._declared_resources()
-            demand = dict(key)
-            if not self.is_driver or not any("CPU" in w for w in declared):
-                demand.pop("CPU", None)
-            if demand and not fits(demand, declared):
-                declared = self._declared_resources()  # workers may have joined since
-                if declared and not fits(demand, declared):  # no workers yet: Dask waits for them
-                    raise InfeasibleResourceError(f"{what}: {infeasible_hint(demand, declared)}")
-            self._feasible[key] = demand or None
-        return self._feasible[key]
-
-    def _declared_resources(self) -> list[dict]:
-        return [dict(w.get("resources") or {}) for w in self.client.scheduler_info()["workers"].values()]
-
-    def _total_resources(self) -> dict[str, float]:
-        workers = self.client.scheduler_info()["workers"].values()
-        total = {"CPU": float(sum(w.get("nthreads", 0) for w in workers)), "GPU": 0.0}
-        declared: dict[str, float] = {}
-        for w in workers:
-            for name, amount in (w.get("resources") or {}).items():
-                declared[name] = declared.get(name, 0.0) + float(amount)
-        return {**total, **declared}
-
-    def _available_resources(self) -> dict[str, float]:
-        total = self._total_resources()
-        try:
-            busy, used, cpu_declared = self.client.run_on_scheduler(used_resources)
-        except Exception:  # the scheduler does not run functions: report the totals
-            return total
-        available = {name: amount - used.get(name, 0.0) for name, amount in total.items()}
-        if not cpu_declared:  # CPUs are threads: one per running task
-            available["CPU"] = max(0.0, total["CPU"] - busy)
-        return available
-
     # -- lifecycle ---------------------------------------------------------------------------
     def _try_unpublish(self, name: str) -> None:
         with contextlib.suppress(Exception):  # already gone, or the scheduler went away
@@ -554,9 +527,9 @@ class DaskRuntime:
             names = self._unpublish + [ACTOR_DATASET.format(a) for a in owned]
             names += [NAMED_DATASET.format(actor.name) for actor in owned.values() if actor.name]
             # A handle passed into a task may be cached on a worker: stop those actors outright.
-            escaped = [actor.future for a, actor in owned.items() if a in self._escaped]
+            escaped = [actor.future for a, actor in owned.items() if a in self._handles.escaped]
             for table in (self._futures, self._values, self._parents, self._functions, self._actors,
-                          self._inflight, self._named, self._counts, self._cancelled):
+                          self._inflight, self._named, self._refs.counts, self._cancelled):
                 table.clear()
         stopped = AsIs(ActorDiedError("actor", "its sluice runtime was shut down"))
         for fut in escaped:

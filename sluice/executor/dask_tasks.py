@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import itertools
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -18,12 +17,9 @@ from typing import Any
 
 import distributed
 
-from sluice.exceptions import (
-    ActorDiedError,
-    TaskError,
-)
+from sluice.exceptions import ActorDiedError, TaskError, WorkerCrashedError
 from sluice.executor import context
-from sluice.executor.calls import decode_call
+from sluice.executor.calls import decode_call, split_returns
 from sluice.executor.worker import error_blob, retryable
 from sluice.store import serialization
 
@@ -41,7 +37,11 @@ class AsIs:
 
 
 class CallSpec:
-    """The fixed part of a call, opaque to Dask (no tuple-as-task parsing, no traversal)."""
+    """The fixed part of a call, opaque to Dask (no tuple-as-task parsing, no traversal).
+
+    ``retry``: for a task, ``(max_retries, retry_exceptions, whether it counts its
+    crashes)`` (see ``DaskRuntime._retry``); None for actor calls, which never rerun.
+    """
 
     __slots__ = ("fn_id", "name", "blob", "retry", "num_returns")
 
@@ -88,19 +88,6 @@ def _task_error(name: str, err: BaseException, kind: type[TaskError] = TaskError
     return serialization.loads(error_blob(name, err, kind)).as_instanceof_cause()
 
 
-def _check_returns(name: str, value: Any, n: int) -> Any:
-    if n == 1:
-        return value
-    try:
-        values = tuple(value)
-    except TypeError:
-        values = None
-    if values is None or len(values) != n:
-        raise ValueError(f"{name} declared num_returns={n} but returned {type(value).__name__} "
-                         f"{value!r:.80}; return a tuple of that length")
-    return values
-
-
 def run_task(fn_bytes: bytes | AsIs, spec: CallSpec, carried: dict, *dep_values: Any) -> Any:
     """One sluice task on a Dask worker."""
     rt = _task_runtime()
@@ -110,19 +97,63 @@ def run_task(fn_bytes: bytes | AsIs, spec: CallSpec, carried: dict, *dep_values:
 
 def _call(load: Any, source: Any, spec: CallSpec, dep_values: tuple | list) -> Any:
     """Call ``load(spec.fn_id, source)`` on the decoded arguments, retrying exceptions as
-    ``retry_exceptions`` says. The arguments (refs among them) die with this frame, before
-    the caller's ``carrying`` ends."""
+    ``retry_exceptions`` says, from the ``max_retries`` its crashed attempts left. The
+    arguments (refs among them) die with this frame, before the caller's ``carrying`` ends."""
+    retry = spec.retry
+    # Reruns left: counted at once where this task is held to fewer than Dask's allowed-failures,
+    # else on its first retryable exception (a round trip to the scheduler either way).
+    left = _retries_left(spec.name, retry[0]) if retry is not None and retry[2] else None
     try:
         fn = load(spec.fn_id, source)
         args, kwargs = _decode(spec, dep_values)
     except Exception as err:
         raise _task_error(spec.name, err) from None
-    for attempt in itertools.count():
+    while True:
         try:
-            return _check_returns(spec.name, fn(*args, **kwargs), spec.num_returns)
+            values = split_returns(spec.name, fn(*args, **kwargs), spec.num_returns)
+            return values[0] if spec.num_returns == 1 else tuple(values)
         except Exception as err:
-            if spec.retry is None or attempt >= spec.retry[0] or not retryable(err, spec.retry[1]):
+            if retry is None or not retryable(err, retry[1]):
                 raise _task_error(spec.name, err) from None
+            if left is None:
+                left = _retries_left(spec.name, retry[0])
+            if left <= 0:
+                raise _task_error(spec.name, err) from None
+            left -= 1
+
+
+def _retries_left(name: str, max_retries: int) -> int:
+    """``max_retries`` less the reruns Dask made because this task's workers died (the
+    scheduler counts them); WorkerCrashedError once they are spent, as locally."""
+    key = distributed.get_worker().get_current_task()
+    crashes = distributed.get_client().run_on_scheduler(crash_count, key)
+    if crashes > max_retries:
+        raise WorkerCrashedError(
+            f"the Dask worker running {name} died {crashes} time(s) and its retries are "
+            f"spent (max_retries={max_retries}); raise max_retries or find what kills it "
+            "(memory? os._exit?)")
+    return max_retries - crashes
+
+
+def crash_count(key: Any, dask_scheduler: Any) -> int:
+    """How often a worker died while running task ``key`` (runs on the scheduler)."""
+    ts = dask_scheduler.tasks.get(key)
+    return ts.suspicious if ts is not None else 0
+
+
+def where_held(keys: list, dask_scheduler: Any) -> dict:
+    """``key -> (worker addresses holding it, its bytes or -1)`` (runs on the scheduler);
+    a key the scheduler does not know (yet) is held nowhere."""
+    out = {}
+    for key in keys:
+        ts = dask_scheduler.tasks.get(key)
+        out[key] = ([ws.address for ws in ts.who_has or ()], ts.nbytes) if ts is not None else ([], -1)
+    return out
+
+
+def allowed_failures(dask_scheduler: Any) -> int:
+    """The scheduler's ``distributed.scheduler.allowed-failures`` (runs on the scheduler)."""
+    return int(dask_scheduler.allowed_failures)
 
 
 def raise_error(err: AsIs) -> None:

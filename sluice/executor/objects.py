@@ -21,7 +21,7 @@ class ObjectTable:
     def apply_ref_events(self) -> None:
         """Fold queued ObjectRef births and deaths into the counts (under the lock)."""
         if self.actor_handle_events:
-            self.runtime.actors.apply_handle_events(self.actor_handle_events)
+            self.runtime.actors.apply_handle_events()
         events = self.ref_events
         objects = self.objects
         while events:

@@ -1,9 +1,9 @@
 """The embedded local runtime: what ``sluice.init()`` starts in the driver.
 
 It owns the scheduler, the I/O thread, the shared-memory store and the worker
-processes, and implements the runtime interface the DSL calls
-(``submit_task``, ``create_actor``, ``get``, ...). Inside workers the same
-interface is implemented by :class:`~sluice.executor.worker_api.WorkerAPI`.
+processes, and implements the :class:`~sluice.executor.backend.Backend` protocol
+(``submit_task``, ``create_actor``, ``get``, ...) on one node. Inside workers the
+same protocol is implemented by :class:`~sluice.executor.worker_api.WorkerAPI`.
 """
 
 from __future__ import annotations
@@ -11,19 +11,22 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import socket
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
-from sluice.exceptions import GetTimeoutError, ObjectLostError, TaskError
+from sluice.exceptions import GetTimeoutError, InfeasibleResourceError, ObjectLostError, TaskError
 from sluice.executor import protocol as P
 from sluice.executor.actors import ActorManager
+from sluice.executor.backend import LOCAL_NODE, ActorInfo, NodeInfo, ObjectLocation
 from sluice.executor.calls import encode_call
 from sluice.executor.io import IOThread
 from sluice.executor.object_ref import ObjectRef
-from sluice.executor.records import PENDING, ActorRecord, TaskRecord
-from sluice.executor.resources import NodeResources, demand_key
+from sluice.executor.records import PENDING, READY, ActorRecord, TaskRecord
+from sluice.executor.resources import NodeResources, ResourceKey, demand_key
 from sluice.executor.scheduler import Scheduler
 from sluice.store import serialization, shm
 from sluice.store.object_store import ObjectStore
@@ -47,7 +50,8 @@ def default_store_memory() -> int:
 
 
 class Runtime:
-    """A running local sluice: scheduler + worker pool + object store."""
+    """A running local sluice: scheduler + worker pool + object store, as a
+    :class:`~sluice.executor.backend.Backend` of one node."""
 
     is_driver = True
 
@@ -64,10 +68,10 @@ class Runtime:
             if amount < 0:
                 raise ValueError(f"init: resource {name!r}={amount} must not be negative")
         self.resources = NodeResources(total)
-        self.store_capacity = int(object_store_memory or default_store_memory())
+        self._store_capacity = int(object_store_memory or default_store_memory())
         self._own_spill_dir = spill_dir is None
         self.spill_dir = spill_dir or tempfile.mkdtemp(prefix=f"{SPILL_PREFIX}{self.session}-")
-        self.store = ObjectStore(self.session, self.store_capacity, self.spill_dir)
+        self.store = ObjectStore(self.session, self._store_capacity, self.spill_dir)
         self.scheduler = Scheduler(self.session, self.resources, self.store, self)
         self.actors = ActorManager(self.scheduler)
         self.io = IOThread(self)
@@ -88,7 +92,7 @@ class Runtime:
 
     def actor_handle_event(self, actor_id: int, delta: int) -> None:
         """A driver-side actor handle was made (+1), dropped (-1) or pickled (0)."""
-        self.scheduler.actor_handle_events.append((delta, actor_id))
+        self.actors.handle_counts.event(actor_id, delta)
 
     def new_object_id(self) -> int:
         return next(self.ids)  # owner index 0: the driver
@@ -102,8 +106,7 @@ class Runtime:
         if key is None:
             key = demand_key(options["num_cpus"], options["num_gpus"], options["resources"])
         if key not in self._feasible:
-            self.resources.check_feasible(key, f"task {name}")
-            self._feasible.add(key)
+            self.check_feasible(key, f"task {name}")
         blob, deps, contained, keep = encode_call(name, args, kwargs, self.put)
         with s.locked():
             s.apply_ref_events()
@@ -243,15 +246,81 @@ class Runtime:
             self.scheduler.cancel(ref.id, force)
             self.scheduler.flush_all()
 
-    def lookup(self, what: str, arg: Any) -> Any:
+    def check_feasible(self, demand: ResourceKey, what: str) -> None:
+        """Raise InfeasibleResourceError when this node could never meet ``demand``."""
+        if demand not in self._feasible:
+            self.resources.check_feasible(demand, what)
+            self._feasible.add(demand)
+
+    # -- runtime interface: the node and its objects -------------------------------------------
+    def get_actor(self, name: str) -> ActorInfo | None:
         with self.scheduler.locked():
-            return self.lookup_locked(what, arg)
+            return self.actors.find_named(name)
+
+    def cluster_resources(self) -> dict[str, float]:
+        with self.scheduler.locked():
+            return dict(self.resources.total)
+
+    def available_resources(self) -> dict[str, float]:
+        with self.scheduler.locked():
+            return dict(self.resources.available)
+
+    def nodes(self) -> list[NodeInfo]:
+        with self.scheduler.locked():
+            return self.nodes_locked()
+
+    def object_locations(self, ids: Sequence[int]) -> list[ObjectLocation]:
+        with self.scheduler.locked():
+            return self.object_locations_locked(ids)
+
+    def store_capacity(self) -> int:
+        with self.scheduler.locked():
+            return self.store_capacity_locked()
+
+    def nodes_locked(self) -> list[NodeInfo]:
+        return [NodeInfo(LOCAL_NODE, socket.gethostname(), True, dict(self.resources.total),
+                         self._store_capacity)]
+
+    def store_capacity_locked(self) -> int:
+        return self._store_capacity
+
+    def object_locations_locked(self, ids: Sequence[int]) -> list[ObjectLocation]:
+        """Large values are held by stores (:meth:`stored_location`); small ones travel in
+        messages; pending, failed and freed objects live nowhere."""
+        objects = self.scheduler.objects
+        out = []
+        for oid in ids:
+            entry = objects.get(oid)
+            if entry is None or entry.state != READY:
+                out.append(ObjectLocation(oid))
+            elif entry.spec[0] == P.DEP_SHM:  # (DEP_SHM, size)
+                out.append(self.stored_location(oid, entry.spec[1]))
+            else:  # (DEP_INLINE, bytes)
+                out.append(ObjectLocation(oid, (), len(entry.spec[1])))
+        return out
+
+    def stored_location(self, oid: int, size: int) -> ObjectLocation:
+        """Where a value in shared memory lives: here, the one node (in memory or spilled)."""
+        return ObjectLocation(oid, (LOCAL_NODE,), size)
 
     def lookup_locked(self, what: str, arg: Any) -> Any:
+        """Answer a worker's LOOKUP message (the wire form of the typed queries above)."""
         if what == "actor":
-            return self.actors.lookup(arg)
+            return self.actors.find_named(arg)
         if what == "resources":
             return dict(self.resources.total) if arg == "total" else dict(self.resources.available)
+        if what == "feasible":  # (demand key, what asks): None, or why no node ever could
+            try:
+                self.resources.check_feasible(*arg)
+            except InfeasibleResourceError as err:
+                return str(err)
+            return None
+        if what == "nodes":
+            return self.nodes_locked()
+        if what == "locations":
+            return self.object_locations_locked(arg)
+        if what == "capacity":
+            return self.store_capacity_locked()
         raise ValueError(f"unknown lookup {what!r}")
 
     # -- runtime interface: blocking ---------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import Any
 
 from sluice.exceptions import ActorDiedError, GetTimeoutError, InternalError, SerializationError, TaskError
 from sluice.executor import context, protocol as P
-from sluice.executor.calls import decode_call, load_function
+from sluice.executor.calls import decode_call, load_function, split_returns
 from sluice.executor.chains import run_hop
 from sluice.executor.worker_api import WorkerAPI
 from sluice.store import serialization, shm
@@ -214,18 +214,7 @@ class Worker(WorkerAPI):
         self.emit((P.FAILED, task_id, blob, can_retry, time.perf_counter() - start))
 
     def encode_results(self, name: str, value: Any, return_ids: list[int]) -> list:
-        if len(return_ids) == 1:
-            values = [value]
-        else:
-            try:
-                values = list(value)
-            except TypeError:
-                values = None
-            if values is None or len(values) != len(return_ids):
-                raise ValueError(
-                    f"{name} declared num_returns={len(return_ids)} but returned "
-                    f"{type(value).__name__} {value!r:.80}; return a tuple of that length"
-                )
+        values = split_returns(name, value, len(return_ids))
         results = []
         for oid, v in zip(return_ids, values):
             spec, contained = self.store_value(oid, v)

@@ -1,6 +1,7 @@
 """The sluice API as seen from inside a worker: nested tasks, get, put, wait.
 
-Every call becomes a message to the driver, which owns all scheduling state.
+Every call becomes a message to the driver, which owns all scheduling state;
+:class:`WorkerAPI` is the :class:`~sluice.executor.backend.Backend` of a worker.
 A worker's ObjectRefs are borrowed: the driver hears of each ref this process
 starts or stops holding (INCREF/DECREF), in order with everything else it sends.
 """
@@ -10,19 +11,22 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections import deque
+from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
-from sluice.exceptions import GetTimeoutError, ObjectLostError, TaskError
+from sluice.exceptions import GetTimeoutError, InfeasibleResourceError, ObjectLostError, TaskError
 from sluice.executor import protocol as P
+from sluice.executor.backend import ActorInfo, ChainHop, NodeInfo, ObjectLocation
 from sluice.executor.calls import encode_call
+from sluice.executor.counting import RefCounts
 from sluice.executor.object_ref import OWNER_SHIFT, ObjectRef
+from sluice.executor.resources import ResourceKey
 from sluice.store import serialization, shm
 
 
 class WorkerAPI:
-    """Runtime interface of a worker process (the driver's is ``Runtime``)."""
+    """The Backend of a worker process: every call a message to the driver (``Runtime``)."""
 
     is_driver = False
 
@@ -32,8 +36,8 @@ class WorkerAPI:
         self.index = index
         self.outbox: list = []
         self.send_lock = threading.Lock()
-        self.ref_events: deque = deque()    # (+1|-1, id) from ObjectRef lifetimes, any thread
-        self.ref_counts: dict[int, int] = {}
+        self.refs = RefCounts()             # the refs this process holds
+        self.ring: dict[int, tuple] = {}    # recent results kept here (a worker's; else empty)
         self.ids = itertools.count(1)
         self.req_ids = itertools.count(1)
         self.replies: dict[int, Any] = {}
@@ -59,24 +63,19 @@ class WorkerAPI:
 
     def _drain_ref_events(self) -> None:
         # Ref events must reach the driver in order with the messages that follow them.
-        events = self.ref_events
-        counts = self.ref_counts
-        while events:
-            delta, oid = events.popleft()
-            n = counts.get(oid, 0) + delta
-            if n > 0:
-                if delta > 0 and n == 1:
-                    self.outbox.append((P.INCREF, oid))
-                counts[oid] = n
-            else:
-                counts.pop(oid, None)
-                self.outbox.append((P.DECREF, oid))
+        outbox = self.outbox
+        for oid, first in self.refs.drain():
+            outbox.append((P.INCREF if first else P.DECREF, oid))
 
     def add_local_ref(self, oid: int) -> None:
-        self.ref_events.append((1, oid))
+        self.refs.add(oid)
 
     def remove_local_ref(self, oid: int) -> None:
-        self.ref_events.append((-1, oid))
+        self.refs.remove(oid)
+
+    def actor_handle_event(self, actor_id: int, delta: int) -> None:
+        """Handles inside a worker are not counted: one arrived pickled, so its actor
+        never stops early (the driver counts its own handles)."""
 
     def new_object_id(self) -> int:
         return (self.index << OWNER_SHIFT) | next(self.ids)
@@ -144,7 +143,38 @@ class WorkerAPI:
         self.emit((P.CANCEL, ref.id, force))
         self.flush()
 
-    def lookup(self, what: str, arg: Any) -> Any:
+    def submit_actor_chain(self, hops: list[ChainHop], first: Any) -> ObjectRef | None:
+        """Chains are forwarded from the driver only: a Plan run in a task makes ordinary calls."""
+        return None
+
+    def check_feasible(self, demand: ResourceKey, what: str) -> None:
+        problem = self._ask("feasible", (demand, what))
+        if problem is not None:
+            raise InfeasibleResourceError(problem)
+
+    def get_actor(self, name: str) -> ActorInfo | None:
+        return self._ask("actor", name)
+
+    def cluster_resources(self) -> dict[str, float]:
+        return self._ask("resources", "total")
+
+    def available_resources(self) -> dict[str, float]:
+        return self._ask("resources", "available")
+
+    def nodes(self) -> list[NodeInfo]:
+        return self._ask("nodes", None)
+
+    def object_locations(self, ids: Sequence[int]) -> list[ObjectLocation]:
+        return self._ask("locations", list(ids))
+
+    def store_capacity(self) -> int:
+        return self._ask("capacity", None)
+
+    def shutdown(self) -> None:
+        """Nothing: the driver owns this process and ends it."""
+
+    def _ask(self, what: str, arg: Any) -> Any:
+        """The driver's answer to a LOOKUP (the wire form of the queries above)."""
         req = next(self.req_ids)
         self.emit((P.LOOKUP, req, what, arg))
         return self.await_reply(req, None)
@@ -154,7 +184,7 @@ class WorkerAPI:
         ids = [r.id for r in refs]
         specs: dict[int, tuple] = {}
         missing = []
-        ring = getattr(self, "ring", {})
+        ring = self.ring
         for oid in ids:
             spec = ring.get(oid)
             if spec is None:

@@ -7,6 +7,11 @@ every test on ``local`` (``sluice.init(num_cpus=3)``) first, then every test on
 3 CPUs, so each test asserts the same exact results on all. A test that can break its
 backend (it kills a worker) asks for ``own_backend`` and runs on a fresh one instead.
 
+The Backend protocol's queries (nodes, object locations and sizes, store
+capacity, named actors, resources) are checked by one function run twice per
+backend: in the driver, and inside a task, where the in-worker (nested) backend
+answers; a few API tests run inside a task too.
+
 Every function and class used by a task lives at module level here: cluster
 workers import this module by name (the daemons run with the repo root on
 ``PYTHONPATH``).
@@ -17,6 +22,8 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -36,7 +43,10 @@ from sluice.exceptions import (
     SluiceError,
     TaskCancelledError,
     TaskError,
+    UnsupportedOnBackendError,
 )
+from sluice.executor import api
+from sluice.executor.backend import Backend, ObjectLocation
 from tests.cluster.conftest import LocalCluster
 from tests.compiler import dag_example
 
@@ -46,6 +56,9 @@ RESULT = 2_500_000
 """Elements of the 20 MB float64 array a task returns."""
 HOLD_LIMIT_S = 60
 """How long a task held by the test waits for its gate before it gives up (and fails)."""
+NODES = {"local": 1, "cluster": 3, "dask": 3}
+"""How many nodes each backend has: the local runtime is one; the others three 1-CPU ones."""
+DEADLINE_S = 60
 
 
 @contextlib.contextmanager
@@ -211,6 +224,16 @@ def held_until(gate: str, value=None, started: str | None = None):
             raise ConformanceError(f"the gate {gate} stayed shut for {HOLD_LIMIT_S} s")
         time.sleep(0.01)
     return value
+
+
+@sluice.remote
+def wait_for_file(started: str, release: str) -> str:
+    """Say it started, then hold its CPU until the file ``release`` exists."""
+    Path(started).write_text("started")
+    deadline = time.monotonic() + 120
+    while not Path(release).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return "released"
 
 
 @sluice.remote
@@ -441,7 +464,7 @@ def test_max_retries_reruns_a_task_whose_worker_died(tmp_path: Path, own_backend
 
 
 def test_cancel_of_a_queued_task_and_of_a_running_one_raises_task_cancelled_error(
-        tmp_path: Path, gate: Path, own_backend: str) -> None:
+        backend: str, tmp_path: Path, gate: Path, own_backend: str) -> None:
     busy = [held_until.remote(str(gate), i) for i in range(3)]  # all three CPUs, until opened
     marker = tmp_path / "ran"
     queued = touch.remote(str(marker))
@@ -450,12 +473,19 @@ def test_cancel_of_a_queued_task_and_of_a_running_one_raises_task_cancelled_erro
         sluice.get(queued, timeout=60)
     gate.touch()
     assert sluice.get(busy, timeout=60) == [0, 1, 2]
-    started = tmp_path / "started"
-    running = held_until.remote(str(tmp_path / "never"), started=str(started))
+    started, release = tmp_path / "started", tmp_path / "release"
+    running = held_until.remote(str(release), started=str(started))
     wait_for(started.exists, "the task to start")
-    sluice.cancel(running, force=True)
+    if backend == "dask":  # Dask could stop it only by restarting its worker: refused, not done
+        with pytest.raises(UnsupportedOnBackendError, match=r"cancel\(force=True\) of the running "
+                                                            r"task held_until on the dask backend"):
+            sluice.cancel(running, force=True)
+        sluice.cancel(running)  # abandoned instead: its thread runs on until released
+    else:
+        sluice.cancel(running, force=True)
     with pytest.raises(TaskCancelledError, match="held_until was cancelled"):
         sluice.get(running, timeout=60)
+    release.touch()
     assert sluice.get(square.remote(5), timeout=30) == 25  # the scheduler moved on
     assert not marker.exists(), "a cancelled task that had not started must never run"
 
@@ -552,6 +582,105 @@ def test_an_infeasible_gpu_request_fails_at_once_with_infeasible_resource_error(
     assert isinstance(err, InfeasibleResourceError), repr(err)
     assert re.search(r"actor Counter: .*GPU", str(err)), str(err)
     assert sluice.get(square.remote(3), timeout=30) == 9  # nothing was left queued
+
+
+# -- the Backend protocol's queries, in the driver and inside a task ----------------------------
+
+def poll_until(condition, timeout: float = DEADLINE_S) -> bool:
+    """Whether ``condition()`` came to hold before ``timeout`` seconds passed."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def check_backend_answers(backend: str) -> bool:
+    """Assert what the current backend answers to each query of the Backend protocol,
+    the same on every backend; returns whether it is the driver's."""
+    rt = api.runtime()
+    assert isinstance(rt, Backend), type(rt)
+    nodes = rt.nodes()
+    node_ids = {n.node_id for n in nodes}
+    assert len(nodes) == len(node_ids) == NODES[backend], nodes
+    assert all(n.alive and n.address and n.store_capacity > 0 for n in nodes), nodes
+    assert sum(n.resources["CPU"] for n in nodes) == 3 == rt.cluster_resources()["CPU"]
+    assert rt.store_capacity() == sum(n.store_capacity for n in nodes)
+
+    folder = Path(tempfile.mkdtemp())
+    big, small = sluice.put(np.arange(BIG, dtype=np.float64)), sluice.put(7)
+    made = make_array.remote(RESULT)
+    assert sluice.wait([made], timeout=DEADLINE_S)[0] == [made]
+    pending = wait_for_file.remote(str(folder / "started"), str(folder / "release"))
+    at_big, at_small, at_made, at_pending = rt.object_locations([big.id, small.id, made.id, pending.id])
+    (folder / "release").write_text("go")
+    assert at_big.object_id == big.id and len(at_big.node_ids) == 1 and set(at_big.node_ids) <= node_ids
+    assert at_big.size is not None and BIG * 8 <= at_big.size < BIG * 8 + 100_000
+    assert at_made.node_ids and set(at_made.node_ids) <= node_ids, at_made
+    assert at_made.size is not None and RESULT * 8 <= at_made.size < RESULT * 8 + 100_000
+    assert set(at_small.node_ids) <= node_ids and at_small.size is not None and 0 < at_small.size < 1000
+    assert at_pending == ObjectLocation(pending.id), "a value not computed yet lives nowhere"
+    assert sluice.get(pending, timeout=DEADLINE_S) == "released"
+    shutil.rmtree(folder)
+
+    name = f"answers-{backend}-{rt.is_driver}"
+    counter = Counter.options(name=name).remote()
+    info = rt.get_actor(name)
+    assert info is not None and (info.actor_id, info.class_name) == (counter._actor_id, "Counter")
+    assert {"add", "history", "slow_value"} <= set(info.methods)
+    assert rt.get_actor("nobody-home") is None
+    sluice.kill(counter)
+
+    rt.check_feasible((("CPU", 1.0),), "probe")
+    with pytest.raises(InfeasibleResourceError, match=r"^probe: .*GPU"):
+        rt.check_feasible((("GPU", 1.0),), "probe")
+    return rt.is_driver
+
+
+@sluice.remote
+def answers_inside(backend: str) -> bool:
+    return check_backend_answers(backend)
+
+
+def test_the_drivers_backend_answers_every_query_of_the_protocol(backend: str) -> None:
+    assert check_backend_answers(backend) is True
+
+
+def test_the_backend_inside_a_task_answers_the_same_queries(backend: str) -> None:
+    assert sluice.get(answers_inside.remote(backend), timeout=2 * DEADLINE_S) is False
+
+
+def test_available_resources_drop_while_a_task_runs_and_come_back(tmp_path: Path) -> None:
+    def free_cpus() -> float:
+        return sluice.available_resources()["CPU"]
+
+    assert poll_until(lambda: free_cpus() == 3)
+    started, release = tmp_path / "started", tmp_path / "release"
+    ref = wait_for_file.remote(str(started), str(release))
+    assert poll_until(lambda: started.exists() and free_cpus() == 2)
+    release.write_text("go")
+    assert sluice.get(ref, timeout=DEADLINE_S) == "released"
+    assert poll_until(lambda: free_cpus() == 3)
+
+
+@sluice.remote
+def run_inside(test) -> str:
+    test()
+    return test.__name__
+
+
+NESTED = [test_remote_function_with_positional_and_keyword_arguments,
+          test_num_returns_two_gives_two_refs, test_chained_tasks_pass_results_without_the_driver,
+          test_put_and_get_of_a_small_value,
+          test_an_actor_keeps_its_state_and_runs_calls_in_submission_order,
+          test_get_actor_finds_a_named_actor_and_shares_its_state]
+
+
+@pytest.mark.parametrize("test", NESTED, ids=lambda t: t.__name__[len("test_"):])
+def test_api_tests_pass_inside_a_task(test) -> None:
+    """The in-worker backend runs the same API tests (its calls go through the driver)."""
+    assert sluice.get(run_inside.remote(test), timeout=2 * DEADLINE_S) == test.__name__
 
 
 # -- last: a failure here could take the driver's connection down with it -----------------------

@@ -132,12 +132,15 @@ def test_a_cycle_is_an_internal_error() -> None:
 
 
 class StandInDriver:
-    """What validate reads of a running driver: ``is_driver`` and ``resources``."""
+    """What validate asks of a running driver's Backend: ``is_driver`` and ``check_feasible``."""
 
     is_driver = True
 
     def __init__(self, **total: float):
         self.resources = NodeResources(total)
+
+    def check_feasible(self, demand: tuple, what: str) -> None:
+        self.resources.check_feasible(demand, what)
 
 
 @pytest.fixture()

@@ -95,6 +95,57 @@ def test_bad_actor_option_values_are_refused_naming_the_option() -> None:
         sluice.remote(Plain).options(max_restarts=-2)
 
 
+WORKFLOW_STEP_OPTIONS = {"retry_delay_s": 0.5, "backoff": 2.0, "catch_exceptions": True, "cache": True}
+"""Options only sluice.workflow reads, each with a valid value."""
+STEPS_ONLY = (r"applies only to workflow steps \(@remote functions bound with \.bind\(\) and run by "
+              r"sluice\.workflow\.run\)")
+
+
+@pytest.mark.parametrize("option", sorted(WORKFLOW_STEP_OPTIONS))
+def test_a_workflow_step_option_on_an_eager_task_is_an_error_naming_it(option: str) -> None:
+    value = WORKFLOW_STEP_OPTIONS[option]
+    expected = (rf"^documented\.remote\(\): {option} {STEPS_ONLY}, not to tasks started with "
+                r"\.remote\(\); drop it here$")
+    with pytest.raises(ValueError, match=expected):
+        sluice.remote(documented).options(**{option: value}).remote(1)
+    with pytest.raises(ValueError, match=expected):
+        sluice.remote(**{option: value})(documented).remote(1)
+
+
+def test_several_workflow_step_options_are_all_named() -> None:
+    step = sluice.remote(documented).options(cache=True, retry_delay_s=1.0)
+    with pytest.raises(ValueError, match=r"^documented\.remote\(\): retry_delay_s, cache apply only to "
+                                         r"workflow steps .*; drop them here$"):
+        step.remote(1)
+
+
+def test_a_pickled_remote_function_keeps_refusing_workflow_options_in_remote() -> None:
+    import cloudpickle
+
+    step = sluice.remote(documented).options(catch_exceptions=True)
+    step._pickle()  # as a task's argument travels: rebuilt from its pickle
+    rebuilt = cloudpickle.loads(cloudpickle.dumps(step))
+    with pytest.raises(ValueError, match=rf"^documented\.remote\(\): catch_exceptions {STEPS_ONLY}"):
+        rebuilt.remote(1)
+
+
+def test_options_then_bind_keeps_accepting_workflow_step_options() -> None:
+    step = sluice.remote(documented).options(**WORKFLOW_STEP_OPTIONS)
+    plan = step.bind(3).compile()
+    [op] = [op for stage in plan.stages for op in stage.ops if op.name == "documented"]
+    assert {k: v for k, v in op.options if k in WORKFLOW_STEP_OPTIONS} == WORKFLOW_STEP_OPTIONS
+
+
+@pytest.mark.parametrize("option", sorted(WORKFLOW_STEP_OPTIONS))
+def test_a_workflow_step_option_on_an_actor_class_is_an_error_naming_it(option: str) -> None:
+    value = WORKFLOW_STEP_OPTIONS[option]
+    expected = rf"^@remote class Plain: {option} {STEPS_ONLY}, not to actors; drop it here$"
+    with pytest.raises(ValueError, match=expected):
+        sluice.remote(**{option: value})(Plain)
+    with pytest.raises(ValueError, match=expected):
+        sluice.remote(Plain).options(**{option: value})
+
+
 def test_remote_takes_keyword_options_only() -> None:
     with pytest.raises(TypeError, match="keyword options only"):
         sluice.remote(1, num_cpus=1)

@@ -8,8 +8,10 @@ break the cluster (a forced cancel restarts a worker) asks for ``own_cluster`` i
 from __future__ import annotations
 
 import operator
+import os
 import time
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +23,8 @@ from sluice.exceptions import (
     InfeasibleResourceError,
     TaskCancelledError,
     TaskError,
+    UnsupportedOnBackendError,
+    WorkerCrashedError,
 )
 from tests.compiler import dag_example
 
@@ -142,6 +146,22 @@ def started_then_after(started_name, event_name, value):
     distributed.Event(started_name).set()
     assert distributed.Event(event_name).wait(EVENT_TIMEOUT_S)
     return value
+
+
+@sluice.remote
+def crash_on_first_attempt(marker: str) -> int:
+    """Kills its own worker on the first attempt (counted in the file ``marker``)."""
+    path = Path(marker)
+    attempt = int(path.read_text()) + 1 if path.exists() else 1
+    path.write_text(str(attempt))
+    if attempt == 1:
+        os._exit(1)
+    return attempt
+
+
+@sluice.remote
+def put_inside():
+    return sluice.put("made in a task")
 
 
 @sluice.remote
@@ -280,14 +300,77 @@ def test_cancel_a_queued_task(gate):
         sluice.get(blocked, timeout=EVENT_TIMEOUT_S)
 
 
-def test_force_cancel_of_a_running_task_frees_its_worker(gate, observer, own_cluster):
-    started = [distributed.Event(f"{gate.name}-{i}", client=observer) for i in range(2)]
-    running = [started_then_after.remote(s.name, gate.name, i) for i, s in enumerate(started)]
-    assert all(s.wait(EVENT_TIMEOUT_S) for s in started)  # both workers are busy now
-    sluice.cancel(running[0], force=True)  # restarts the worker running it
+def test_force_cancel_of_a_queued_task_cancels_it(gate):
+    blocked = square.remote(after.remote(gate.name, 2))  # waits for its argument: not running
+    sluice.cancel(blocked, force=True)
+    with pytest.raises(TaskCancelledError, match="task square was cancelled"):
+        sluice.get(blocked, timeout=EVENT_TIMEOUT_S)
+
+
+def test_force_cancel_of_a_running_task_is_unsupported_and_cancels_nothing(gate, observer):
+    started = distributed.Event(f"{gate.name}-started", client=observer)
+    running = started_then_after.remote(started.name, gate.name, 7)
+    assert started.wait(EVENT_TIMEOUT_S)
+    with pytest.raises(UnsupportedOnBackendError,
+                       match=r"cancel\(force=True\) of the running task started_then_after on the dask "
+                             r"backend: Dask can stop a running task only by restarting its worker.*; "
+                             r"call sluice\.cancel\(ref\) to abandon it") as info:
+        sluice.cancel(running, force=True)
+    assert isinstance(info.value, NotImplementedError)
+    gate.set()
+    assert sluice.get(running, timeout=EVENT_TIMEOUT_S) == 7  # it was left alone
+
+
+def test_cancel_of_a_running_task_abandons_it(gate, observer):
+    started = distributed.Event(f"{gate.name}-started", client=observer)
+    running = started_then_after.remote(started.name, gate.name, 7)
+    assert started.wait(EVENT_TIMEOUT_S)
+    sluice.cancel(running)
     with pytest.raises(TaskCancelledError, match="task started_then_after was cancelled"):
-        sluice.get(running[0], timeout=EVENT_TIMEOUT_S)
-    assert sluice.get(square.remote(5), timeout=EVENT_TIMEOUT_S) == 25  # on the freed worker
+        sluice.get(running, timeout=EVENT_TIMEOUT_S)
+
+
+def test_an_actor_with_max_restarts_is_unsupported(dask_runtime):
+    for given, shown in ((1, "1"), (-1, r"-1 \(no limit\)")):
+        with pytest.raises(UnsupportedOnBackendError,
+                           match=rf"actor Counter: max_restarts={shown} on the dask backend: Dask actors "
+                                 r"never restart .*; drop max_restarts, or use the local or cluster "
+                                 r"backend"):
+            Counter.options(max_restarts=given).remote()
+    assert sluice.get(Counter.options(max_restarts=0).remote().add.remote(2)) == 2
+
+
+def test_max_retries_above_the_schedulers_allowed_failures_is_unsupported(dask_runtime):
+    for given, shown in ((4, "4"), (-1, r"-1 \(no limit\)")):
+        with pytest.raises(UnsupportedOnBackendError,
+                           match=rf"task square: max_retries={shown} on the dask backend: Dask reruns a "
+                                 r"task whose worker died up to distributed\.scheduler\.allowed-"
+                                 r"failures=3 times, the same for every task; use max_retries<=3"):
+            square.options(max_retries=given).remote(2)
+    assert sluice.get(square.options(max_retries=3).remote(2)) == 4
+
+
+def test_max_retries_zero_fails_a_task_whose_worker_died_as_locally(dask_runtime, tmp_path):
+    marker = tmp_path / "attempts"
+    with pytest.raises(WorkerCrashedError, match=r"the Dask worker running crash_on_first_attempt died "
+                                                 r"1 time\(s\) and its retries are spent "
+                                                 r"\(max_retries=0\)"):
+        sluice.get(crash_on_first_attempt.options(max_retries=0).remote(str(marker)),
+                   timeout=EVENT_TIMEOUT_S)
+    assert marker.read_text() == "1"  # the rerun Dask made stopped before calling the function
+    marker.unlink()
+    ref = crash_on_first_attempt.options(max_retries=1).remote(str(marker))
+    assert sluice.get(ref, timeout=EVENT_TIMEOUT_S) == 2
+
+
+def test_refs_leaving_their_task_are_unsupported(dask_runtime):
+    inner = sluice.get(put_inside.remote())
+    with pytest.raises(UnsupportedOnBackendError, match=r"was made inside a task, and on the dask "
+                                                        r"backend such a ref cannot leave its task"):
+        sluice.get(inner)
+    with pytest.raises(UnsupportedOnBackendError, match=r"a task reads only the refs in its own "
+                                                        r"arguments, not refs kept inside put values"):
+        sluice.get(total.remote(sluice.put([sluice.put(1)])), timeout=EVENT_TIMEOUT_S)
 
 
 def test_actor_keeps_state_and_runs_calls_in_order(dask_runtime):

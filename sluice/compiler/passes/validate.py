@@ -16,7 +16,7 @@ from sluice.compiler.ir import Op, OpKind, Slot, topological_ops, unpack_templat
 from sluice.exceptions import InternalError
 
 if TYPE_CHECKING:
-    from sluice.executor.resources import NodeResources
+    from sluice.executor.backend import Backend
 
 
 class _Bound:
@@ -33,12 +33,12 @@ def validate(graph: nx.DiGraph) -> nx.DiGraph:
         raise InternalError(f"the logical graph has a cycle through {cycle}; graphs built "
                             "with .bind() cannot, so this is a sluice bug")
     signatures = graph.graph.get("signatures", {})
-    runtime_resources = _runtime_resources()
+    driver = _driver()
     for op in topological_ops(graph):
         if op.kind in (OpKind.CALL, OpKind.ACTOR, OpKind.METHOD):
             _check_arity(op, signatures.get(op.id))
-        if runtime_resources is not None and op.resources:
-            runtime_resources.check_feasible(op.resources, f"graph node {op.name} ({op.id})")
+        if driver is not None and op.resources:
+            driver.check_feasible(op.resources, f"graph node {op.name} ({op.id})")
     return graph
 
 
@@ -58,8 +58,10 @@ def _check_arity(op: Op, signature: inspect.Signature | None) -> None:
                         "fix the .bind(...) call") from None
 
 
-def _runtime_resources() -> NodeResources | None:
+def _driver() -> Backend | None:
+    """The running driver's backend, which checks resource demands; None without one (the
+    compiler runs without a runtime) and inside tasks (the driver checks at submission)."""
     from sluice.executor import context
 
     rt = context.current()
-    return getattr(rt, "resources", None) if getattr(rt, "is_driver", False) else None
+    return rt if rt is not None and rt.is_driver else None

@@ -2,9 +2,10 @@
 
 The driver speaks to the head exactly as a worker speaks to a local driver
 (:class:`~sluice.executor.worker_api.WorkerAPI`: SUBMIT, GET, PUT, ... in
-batches), over one gRPC stream. On a machine that runs a node it shares that
-node's store: large puts are written there, and objects elsewhere are pulled
-there once and mapped. A driver on a machine without a node uploads its puts
+batches), over one gRPC stream; it is the :class:`~sluice.executor.backend.Backend`
+of a cluster's driver. On a machine that runs a node it shares that node's
+store: large puts are written there, and objects elsewhere are pulled there
+once and mapped. A driver on a machine without a node uploads its puts
 to a node and reads results over Arrow Flight into its own memory.
 """
 
@@ -18,13 +19,13 @@ from typing import Any
 
 import grpc
 
-from sluice.exceptions import InfeasibleResourceError, ObjectLostError
+from sluice.exceptions import ObjectLostError
 from sluice.executor import protocol as P
 from sluice.executor.cluster import auth
 from sluice.executor.cluster import cluster_pb2_grpc as pb_grpc
 from sluice.executor.cluster.relay import Outbox, frames_of
 from sluice.executor.object_ref import ObjectRef
-from sluice.executor.resources import demand_key
+from sluice.executor.resources import ResourceKey, demand_key
 from sluice.executor.worker_api import WorkerAPI
 from sluice.store import serialization, shm, transfer
 
@@ -52,7 +53,7 @@ class _Lost:
 
 
 class ClusterClient(WorkerAPI):
-    """The runtime of a driver connected to a cluster head. See the module docstring."""
+    """The Backend of a driver connected to a cluster head. See the module docstring."""
 
     is_driver = True
 
@@ -131,7 +132,7 @@ class ClusterClient(WorkerAPI):
 
     def remove_local_ref(self, oid: int) -> None:
         """A ref died: tell the head soon (with the next batch), so the object is freed."""
-        self.ref_events.append((-1, oid))
+        self.refs.remove(oid)
         self.kick.set()
 
     def actor_handle_event(self, actor_id: int, delta: int) -> None:
@@ -186,24 +187,19 @@ class ClusterClient(WorkerAPI):
     # -- submissions: an impossible demand fails here, as on the local runtime ---------------
     def submit_task(self, fn_id: int, fn_bytes: bytes, name: str, args: tuple, kwargs: dict,
                     options: dict) -> list[ObjectRef]:
-        self.check_feasible(options, f"task {name}")
+        self.check_feasible(_demand(options), f"task {name}")
         return super().submit_task(fn_id, fn_bytes, name, args, kwargs, options)
 
     def create_actor(self, actor_id: int, cls_id: int, cls_bytes: bytes, name: str, args: tuple,
                      kwargs: dict, options: dict) -> None:
-        self.check_feasible(options, f"actor {options['class_name']}")
+        self.check_feasible(_demand(options), f"actor {options['class_name']}")
         super().create_actor(actor_id, cls_id, cls_bytes, name, args, kwargs, options)
 
-    def check_feasible(self, options: dict, what: str) -> None:
-        key = options.get("_key")
-        if key is None:
-            key = demand_key(options["num_cpus"], options["num_gpus"], options["resources"])
-        if key in self.feasible:
+    def check_feasible(self, demand: ResourceKey, what: str) -> None:
+        if demand in self.feasible:
             return
-        problem = self.lookup("feasible", (key, what))
-        if problem is not None:
-            raise InfeasibleResourceError(problem)
-        self.feasible.add(key)  # only a yes is kept: a node that joins later may say yes
+        super().check_feasible(demand, what)
+        self.feasible.add(demand)  # only a yes is kept: a node that joins later may say yes
 
     def shutdown(self) -> None:
         """Disconnect: the head releases this driver's objects and kills its actors."""
@@ -219,6 +215,13 @@ class ClusterClient(WorkerAPI):
         self.up.close()
         self.reader.clear()
         self.channel.close()
+
+
+def _demand(options: dict) -> ResourceKey:
+    key = options.get("_key")
+    if key is None:
+        key = demand_key(options["num_cpus"], options["num_gpus"], options["resources"])
+    return key
 
 
 def connect(address: Any, token: str | None = None) -> ClusterClient:

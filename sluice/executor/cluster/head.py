@@ -27,6 +27,7 @@ import grpc
 from sluice.exceptions import InfeasibleResourceError
 from sluice.executor import protocol as P
 from sluice.executor.actors import ActorManager
+from sluice.executor.backend import NodeInfo, ObjectLocation
 from sluice.executor.cluster import auth
 from sluice.executor.cluster import cluster_pb2 as pb
 from sluice.executor.cluster import cluster_pb2_grpc as pb_grpc
@@ -213,6 +214,19 @@ class HeadRuntime(Runtime):
                 return str(err)
             return None
         return super().lookup_locked(what, arg)
+
+    # -- what drivers and workers ask of the cluster (Backend.nodes, object_locations, ...) ----
+    def nodes_locked(self) -> list[NodeInfo]:
+        return [NodeInfo(str(n.node_id), n.host, n.alive, dict(n.resources.total), n.store_capacity)
+                for n in self.nodes.values()]
+
+    def store_capacity_locked(self) -> int:
+        return sum(n.store_capacity for n in self.nodes.values() if n.alive)
+
+    def stored_location(self, oid: int, size: int) -> ObjectLocation:
+        """The nodes the object directory lists (in memory or spilled)."""
+        holders = tuple(str(n.node_id) for n in self.store.locations.get(oid, {}))
+        return ObjectLocation(oid, holders, self.store.sizes.get(oid, size))
 
     # -- status --------------------------------------------------------------------------
     def status(self) -> pb.ClusterStatus:

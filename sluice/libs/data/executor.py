@@ -201,7 +201,7 @@ class Execution:
             sluice.init()
         rt = sluice.executor.api.runtime()  # type: ignore[attr-defined]
         self.cpus = max(1, int(sluice.cluster_resources().get("CPU", 1)))
-        self.store_bytes = int(getattr(rt, "store_capacity", 1 << 30))
+        self.store_bytes = rt.store_capacity()
         self.stats = ExecutionStats()
         self.bars = ProgressBars(self.ctx.show_progress())
         plan = dplan.plan
