@@ -2,7 +2,9 @@
 
 ``execute_plan`` does no planning: the first call registers one function per
 call stage (a :class:`StageFunction`, content-addressed like every function)
-and creates the Plan's actors; every call after that only submits.
+and creates the Plan's actors; every call after that only submits. What that
+leaves behind lives in the Plan's :class:`~sluice.compiler.plan_run.PlanRun`,
+never in the Plan, so many threads may execute one Plan.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Any
 
 from sluice.compiler.ir import Op, OpKind, fill_slots, unpack_template
 from sluice.compiler.plan import Plan, Stage
+from sluice.compiler.plan_run import PlanRun, plan_run
 from sluice.executor.actor_handle import ActorHandle
 from sluice.executor import api
 from sluice.executor.calls import dumps_function, load_function
@@ -131,12 +134,13 @@ class DAGInput:
 def execute_plan(plan: Plan, args: tuple, kwargs: dict) -> Any:
     """Run ``plan`` once; returns its output ObjectRef (a list for several outputs)."""
     rt = api.runtime()
-    state = plan._state
-    if state.get("runtime") is not rt:
-        _prepare(plan, state, rt)
+    state = plan_run(plan, rt)
+    actions = state.prepared.get("actions")
+    if actions is None:
+        actions = state.once(state.prepared, "actions", lambda: _prepare(plan, state))
     dag_input = DAGInput(args, kwargs)
     values: dict[str, Any] = {}
-    for stage, action in state["actions"]:
+    for stage, action in actions:
         action(stage, values, dag_input, rt, state)
     outs = [_as_ref(values[o], rt) for o in plan.outputs]
     return outs if plan.multi_output else outs[0]
@@ -152,13 +156,10 @@ def _as_ref(value: Any, rt: Any) -> Any:
     return rt.put(value)
 
 
-def _prepare(plan: Plan, state: dict, rt: Any) -> None:
+def _prepare(plan: Plan, state: PlanRun) -> list:
     """Register stage functions and pick each stage's action, once per runtime."""
-    state.clear()
-    state["runtime"] = rt
-    state["actors"] = {}
-    functions = state["functions"] = dict(plan.functions)
-    actions = []
+    functions = dict(plan.functions)
+    actions: list = []
     for stage in plan.stages:
         kind = stage.kind
         if kind is OpKind.INPUT:
@@ -173,9 +174,10 @@ def _prepare(plan: Plan, state: dict, rt: Any) -> None:
             needed = {op.fn_id: functions[op.fn_id] for op in stage.ops if op.fn_id}
             fn = StageFunction(stage.ops, stage.inputs, needed, stage.id in plan.jit_stages)
             fn_id, data = dumps_function(fn, f"stage {stage.name}")
-            state[stage.id] = (fn_id, data, _task_options(stage))
+            state.tasks[stage.id] = (fn_id, data, _task_options(stage))
             actions.append((stage, _run_call))
-    state["actions"] = _with_actor_chains(plan, actions)
+    state.prepared["functions"] = functions
+    return _with_actor_chains(plan, actions)
 
 
 def _task_options(stage: Stage) -> dict:
@@ -190,50 +192,48 @@ def _task_options(stage: Stage) -> dict:
     }
 
 
-def _run_input(stage: Stage, values: dict, dag_input: DAGInput, rt: Any, state: dict) -> None:
+def _run_input(stage: Stage, values: dict, dag_input: DAGInput, rt: Any, state: PlanRun) -> None:
     values[stage.output] = dag_input.value()
 
 
-def _run_select(stage: Stage, values: dict, dag_input: DAGInput, rt: Any, state: dict) -> None:
+def _run_select(stage: Stage, values: dict, dag_input: DAGInput, rt: Any, state: PlanRun) -> None:
     values[stage.output] = dag_input.select(stage.ops[0].key)
 
 
-def _run_call(stage: Stage, values: dict, dag_input: DAGInput, rt: Any, state: dict) -> None:
-    fn_id, data, options = state[stage.id]
+def _run_call(stage: Stage, values: dict, dag_input: DAGInput, rt: Any, state: PlanRun) -> None:
+    fn_id, data, options = state.tasks[stage.id]
     refs = rt.submit_task(fn_id, data, options["name"], tuple(values[i] for i in stage.inputs), {},
                           options)
     values[stage.output] = refs[0] if options["num_returns"] == 1 else refs
 
 
-def _run_actor(stage: Stage, values: dict, dag_input: DAGInput, rt: Any, state: dict) -> None:
+def _run_actor(stage: Stage, values: dict, dag_input: DAGInput, rt: Any, state: PlanRun) -> None:
     op = stage.ops[0]
-    if op.id not in state["actors"]:  # the first execute creates the actor; later ones reuse it
-        opts = dict(op.options)
-        args, kwargs = unpack_template(op.template)
-        inputs = [values[i] for i in op.inputs]
-        actor_id = rt.new_actor_id()
-        resources = dict(op.resources)
-        rt.create_actor(actor_id, op.fn_id, _function_bytes(state, op.fn_id), op.name,
-                        tuple(fill_slots(args, inputs)), fill_slots(kwargs, inputs), {
-                            "num_cpus": resources.pop("CPU", 0), "num_gpus": resources.pop("GPU", 0),
-                            "resources": resources or None, "max_restarts": opts.get("max_restarts", 0),
-                            "max_concurrency": opts.get("max_concurrency"), "name": opts.get("name"),
-                            "class_name": op.name, "_methods": {}})
-        methods = dict(op.options).get("_methods", ())
-        state["actors"][op.id] = ActorHandle(actor_id, op.name, {m: {"num_returns": n} for m, n in methods})
-    values[op.id] = state["actors"][op.id]
+    # The first execute creates the actor (once, whichever thread gets there first);
+    # later ones reuse it.
+    values[op.id] = state.once(state.actors, op.id, lambda: _create_actor(op, values, rt, state))
 
 
-def _function_bytes(state: dict, fn_id: int) -> bytes:
-    plan_functions = state.setdefault("functions", {})
-    return plan_functions[fn_id]
+def _create_actor(op: Op, values: dict, rt: Any, state: PlanRun) -> ActorHandle:
+    opts = dict(op.options)
+    args, kwargs = unpack_template(op.template)
+    inputs = [values[i] for i in op.inputs]
+    actor_id = rt.new_actor_id()
+    resources = dict(op.resources)
+    rt.create_actor(actor_id, op.fn_id, state.prepared["functions"][op.fn_id], op.name,
+                    tuple(fill_slots(args, inputs)), fill_slots(kwargs, inputs), {
+                        "num_cpus": resources.pop("CPU", 0), "num_gpus": resources.pop("GPU", 0),
+                        "resources": resources or None, "max_restarts": opts.get("max_restarts", 0),
+                        "max_concurrency": opts.get("max_concurrency"), "name": opts.get("name"),
+                        "class_name": op.name, "_methods": {}})
+    methods = opts.get("_methods", ())
+    return ActorHandle(actor_id, op.name, {m: {"num_returns": n} for m, n in methods})
 
 
-def _run_method(stage: Stage, values: dict, dag_input: DAGInput, rt: Any, state: dict) -> None:
+def _run_method(stage: Stage, values: dict, dag_input: DAGInput, rt: Any, state: PlanRun) -> None:
     op = stage.ops[0]
     actor_id = values[op.inputs[0]]._actor_id
-    args, kwargs = state.get(("template", op.id)) or state.setdefault(
-        ("template", op.id), unpack_template(op.template))
+    args, kwargs = state.once(state.prepared, ("template", op.id), lambda: unpack_template(op.template))
     inputs = [None] + [values[i] for i in op.inputs[1:]]
     refs = rt.submit_actor_task(actor_id, op.method, op.name, tuple(fill_slots(args, inputs)),
                                 fill_slots(kwargs, inputs), {"num_returns": op.num_returns})
@@ -319,7 +319,7 @@ class _ChainAction:
             if all(i == chained for i in st.ops[0].inputs[1:]) else None
             for st, tpl, (chained, slot) in zip(members, self.templates, self.links)]
 
-    def __call__(self, stage: Stage, values: dict, dag_input: DAGInput, rt: Any, state: dict) -> None:
+    def __call__(self, stage: Stage, values: dict, dag_input: DAGInput, rt: Any, state: PlanRun) -> None:
         hops = []
         for st, tpl, (chained, slot), blob in zip(self.members, self.templates, self.links, self.fixed):
             op = st.ops[0]
