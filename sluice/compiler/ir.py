@@ -75,6 +75,20 @@ class Op:
         return self.kind in (OpKind.ACTOR, OpKind.METHOD)
 
 
+@dataclass(frozen=True, slots=True)
+class ActorChain:
+    """Method calls forwarded actor to actor (``passes/actor_chains.py``).
+
+    ``ops``: the METHOD op ids in call order; ``ops[0]`` takes the value of op
+    ``source``, each later call the value of the call before it. ``slots``: where
+    each call takes that value (an argument position, or a keyword).
+    """
+
+    source: str
+    ops: tuple[str, ...]
+    slots: tuple[int | str, ...]
+
+
 GRAPH_KEYS = {
     "functions": "dict fn_id -> pickled function or class (calls.dumps_function bytes)",
     "signatures": "dict fn_id -> inspect.Signature, for validation",
@@ -84,6 +98,8 @@ GRAPH_KEYS = {
     "stages": "dict op id -> stage name, set by fusion (ops of one stage run in one task)",
     "blocked": "dict (u, v) -> the rule that kept edge u -> v from being fused",
     "placement": "dict op id -> where the op runs ('local' on one node)",
+    "actor_chains": "tuple of ActorChain: method calls forwarded actor to actor, set by actor_chains",
+    "not_chained": "dict (u, v) -> the rule that kept method call v from following u in a chain",
 }
 
 

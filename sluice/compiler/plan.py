@@ -14,7 +14,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from sluice.compiler.ir import Op, OpKind
+from sluice.compiler.ir import ActorChain, Op, OpKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +58,9 @@ class Plan:
     ids returned by ``execute``), ``functions`` ((fn id, pickled function)
     pairs), ``passes`` (the passes that changed the graph), ``blocked`` ((src op,
     dst op, rule) for every edge not fused), ``logical_edges`` (every op-level
-    edge, for the logical view).
+    edge, for the logical view), ``actor_chains`` (method calls the runner
+    forwards actor to actor) and ``not_chained`` ((src op, dst op, rule) for every
+    method-to-method edge that is not forwarded).
     """
 
     stages: tuple[Stage, ...]
@@ -70,6 +72,8 @@ class Plan:
     logical_edges: tuple[tuple[str, str], ...] = ()
     optimized: bool = True
     jit_stages: tuple[str, ...] = ()   # ids of stages whose calls compile into one numba function
+    actor_chains: tuple[ActorChain, ...] = ()
+    not_chained: tuple[tuple[str, str, str], ...] = ()
 
     def function(self, fn_id: int) -> bytes:
         """The pickled function or class with id ``fn_id``."""

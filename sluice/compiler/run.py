@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sluice.compiler.ir import Op, OpKind, fill_slots, unpack_template
+from sluice.compiler.ir import ActorChain, Op, OpKind, fill_slots, unpack_template
 from sluice.compiler.plan import Plan, Stage
 from sluice.compiler.plan_run import PlanRun, plan_run
 from sluice.executor.actor_handle import ActorHandle
@@ -242,82 +242,38 @@ def _run_method(stage: Stage, values: dict, dag_input: DAGInput, rt: Any, state:
 
 
 def _with_actor_chains(plan: Plan, actions: list) -> list:
-    """Replace runs of actor calls that feed only each other by one forwarded chain.
-
-    A METHOD stage follows the previous one in a chain when its only computed
-    input is that stage's value (at a top-level argument), that value is read
-    nowhere else and is not an output of the plan.
-    """
-    kinds = {op.id: op.kind for st in plan.stages for op in st.ops}
-    readers: dict[str, int] = {}
-    for st in plan.stages:
-        for op in st.ops:
-            for i in set(op.inputs):
-                readers[i] = readers.get(i, 0) + 1
-    by_output = {st.output: st for st in plan.stages if st.kind is OpKind.METHOD}
-    follows: dict[str, tuple[str, Any]] = {}  # stage output -> (previous output, slot)
-    for st in by_output.values():
-        link = _chain_link(st, kinds)
-        if link is None:
-            continue
-        prev, slot = link
-        if prev in by_output and readers.get(prev) == 1 and prev not in plan.outputs:
-            follows[st.output] = (prev, slot)
-    if not follows:
+    """Each chain the Plan lists runs where its first call stands; its other calls go."""
+    if not plan.actor_chains:
         return actions
-    followed = {prev for prev, _ in follows.values()}
-    chains: dict[str, list[Stage]] = {}
-    for tail in [o for o in follows if o not in followed]:
-        members = [by_output[tail]]
-        while members[0].output in follows:
-            members.insert(0, by_output[follows[members[0].output][0]])
-        if _chain_link(members[0], kinds, any_input=True) is not None and len(members) >= 2:
-            chains[members[0].output] = members
-    in_chain = {st.output for members in chains.values() for st in members}
+    stages = {st.output: st for st in plan.stages}
+    chains = {chain.ops[0]: chain for chain in plan.actor_chains}
+    in_chain = {op_id for chain in plan.actor_chains for op_id in chain.ops}
     result = []
     for stage, action in actions:
-        if stage.output in chains:
-            result.append((stage, _ChainAction(chains[stage.output], kinds)))
+        chain = chains.get(stage.output)
+        if chain is not None:
+            result.append((stage, ChainCall(chain, [stages[o] for o in chain.ops])))
         elif stage.output not in in_chain:
             result.append((stage, action))
     return result
 
 
-def _chain_link(stage: Stage, kinds: dict, any_input: bool = False) -> tuple[str, Any] | None:
-    """(the input a method stage takes its chained value from, its argument slot), or None."""
-    op = stage.ops[0]
-    rest = op.inputs[1:]
-    candidates = [i for i in rest if any_input or kinds.get(i) not in (OpKind.INPUT, OpKind.SELECT)]
-    if len(candidates) != 1 or rest.count(candidates[0]) != 1:
-        return None
-    args, kwargs = unpack_template(op.template)
-    slot_index = rest.index(candidates[0]) + 1
-    from sluice.compiler.ir import Slot
-
-    for position, value in enumerate(args):
-        if type(value) is Slot and value.index == slot_index:
-            return candidates[0], position
-    for key, value in kwargs.items():
-        if type(value) is Slot and value.index == slot_index:
-            return candidates[0], key
-    return None  # nested inside a container: not chainable
-
-
-class _ChainAction:
-    """Run a chain of method stages through ``submit_actor_chain`` (or one by one).
+class ChainCall:
+    """Run one of the Plan's actor chains through ``submit_actor_chain`` (or call by call).
 
     A hop whose arguments are only constants and the chained value packs the
     same bytes every time: those are packed once.
     """
 
-    def __init__(self, members: list[Stage], kinds: dict):
+    def __init__(self, chain: ActorChain, members: list[Stage]):
         self.members = members
-        self.links = [_chain_link(st, kinds, any_input=(i == 0)) for i, st in enumerate(members)]
+        chained = (chain.source, *chain.ops[:-1])  # the value each call takes
+        self.links = list(zip(chained, chain.slots))
         self.templates = [unpack_template(st.ops[0].template) for st in members]
         self.fixed: list[bytes | None] = [
-            pack_hop_args(*_filled(st.ops[0], tpl, chained, {}), slot)
-            if all(i == chained for i in st.ops[0].inputs[1:]) else None
-            for st, tpl, (chained, slot) in zip(members, self.templates, self.links)]
+            pack_hop_args(*_filled(st.ops[0], tpl, value, {}), slot)
+            if all(i == value for i in st.ops[0].inputs[1:]) else None
+            for st, tpl, (value, slot) in zip(members, self.templates, self.links)]
 
     def __call__(self, stage: Stage, values: dict, dag_input: DAGInput, rt: Any, state: PlanRun) -> None:
         hops = []
