@@ -4,7 +4,7 @@ A Plan is immutable, picklable data; ids are content hashes, so a Plan built
 from the same graph is equal in every run. It holds no run state: what
 executing it leaves behind (registered functions, actors) is a ``PlanRun``
 kept outside it (``sluice.compiler.plan_run``), so one Plan is safe to execute
-from many threads. ``execute`` lives in ``sluice.compiler.run``; ``explain`` and ``visualize`` read only the Plan
+from many threads. ``execute`` is the runner's (``sluice.compiler.runner``); ``explain`` and ``visualize`` read only the Plan
 (through :meth:`Plan.to_json`), so every view of it is the truth.
 """
 
@@ -96,7 +96,7 @@ class Plan:
         several threads make it together) and keep their state across calls;
         nothing is re-planned.
         """
-        from sluice.compiler.run import execute_plan
+        from sluice.compiler.runner import execute_plan
 
         return execute_plan(self, args, kwargs)
 

@@ -42,7 +42,7 @@ class PlanRun:
         self.lock = threading.RLock()
         self.tasks: dict[Any, tuple[int, bytes, dict[str, Any]]] = {}
         self.actors: dict[str, Any] = {}
-        self.prepared: dict[str, Any] = {}
+        self.prepared: dict[Any, Any] = {}
 
     def once(self, table: dict[Any, Any], key: Any, make: Callable[[], Any]) -> Any:
         """``table[key]``, made by ``make()`` the first time (under the lock: once only)."""
