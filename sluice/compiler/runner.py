@@ -218,12 +218,14 @@ class Execution:
         if task is None:
             task = self.state.once(self.state.tasks, key, lambda: self._register(stage))
         fn_id, data, options = task
+        if args is None:
+            values = self.values
+            args = tuple([values[i] for i in stage.inputs])
         if hooks is not None:
             options = hooks.task_options(self, stage, options)
         if num_returns is not None:
             options = {**options, "num_returns": num_returns}
-        return self.rt.submit_task(fn_id, data, options["name"],
-                                   self.inputs(stage) if args is None else args, {}, options)
+        return self.rt.submit_task(fn_id, data, options["name"], args, {}, options)
 
     def _register(self, stage: Stage) -> tuple[int, bytes, dict[str, Any]]:
         fn = (stage_function(self.plan, stage, self.functions) if self.hooks is None
@@ -327,15 +329,27 @@ def _chained(plan: Plan, state: PlanRun) -> tuple[list[Stage], dict[str, ChainCa
     return found
 
 
+def _plain_steps(plan: Plan, state: PlanRun
+                 ) -> tuple[list[tuple[Stage, Step]], dict[str, ChainCall]]:
+    """Each stage of the walk with its step, picked once per Plan run (no hooks to ask),
+    and the chains."""
+    order, chains = _chained(plan, state)
+    return [(stage, chains.get(stage.id) or _STEPS.get(stage.kind, _call_step))
+            for stage in order], chains
+
+
 def execute_plan(plan: Plan, args: tuple, kwargs: dict) -> Any:
     """Plain ``execute()``: the runner with no hooks; the output ObjectRef(s) at once."""
     rt = api.runtime()
     state = plan_run(plan, rt)
-    order, chains = _chained(plan, state)
+    prepared = state.prepared.get("plain")
+    if prepared is None:
+        prepared = state.once(state.prepared, "plain", lambda: _plain_steps(plan, state))
+    steps, chains = prepared
     run = Execution(plan, state, rt, DAGInput(args, kwargs), None, chains)
     values = run.values
-    for stage in order:
-        values[stage.output] = run.run_stage(stage)
+    for stage, step in steps:
+        values[stage.output] = step(run, stage)
     outs = [_as_ref(values[o], rt) for o in plan.outputs]
     return outs if plan.multi_output else outs[0]
 

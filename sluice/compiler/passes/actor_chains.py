@@ -40,8 +40,14 @@ _DRIVER_VALUES = (OpKind.INPUT, OpKind.SELECT)
 
 
 def find_actor_chains(graph: nx.DiGraph) -> nx.DiGraph:
-    """A copy of ``graph`` with ``actor_chains`` and ``not_chained`` set (see the module rule)."""
+    """A copy of ``graph`` with ``actor_chains`` and ``not_chained`` set (see the module rule).
+
+    A graph without method calls has nothing to chain: it comes back as it is
+    (``lower`` reads both keys as empty).
+    """
     ops = ops_of(graph)
+    if not any(op.kind is OpKind.METHOD for op in ops.values()):
+        return graph
     outputs = set(graph.graph["outputs"])
     follows: dict[str, tuple[str, int | str]] = {}  # op id -> (the call it follows, its slot)
     not_chained: dict[tuple[str, str], str] = {}
