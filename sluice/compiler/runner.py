@@ -116,6 +116,7 @@ class StageHooks:
     #: True: each actor chain of the Plan runs as one unit (forwarded actor to
     #: actor) where its last call stands, and the hooks see only that last stage.
     #: False: every method call is its own stage, made through ``call_method``.
+    #: (Leave it False when ``create_actor`` makes anything but one actor handle.)
     forwards_chains: bool = False
     #: With ``awaits_results``: how often (seconds) ``poll`` runs while stages run.
     poll_interval_s: float = 0.5

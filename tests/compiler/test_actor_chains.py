@@ -41,6 +41,10 @@ class Relay:
     def many(self, xs: list) -> int:
         return sum(xs)
 
+    @sluice.method(num_returns=2)
+    def split(self, x: int) -> tuple[int, int]:
+        return x, x
+
 
 @sluice.remote
 def inc(x: int) -> int:
@@ -129,6 +133,18 @@ def test_a_method_edge_that_cannot_chain_names_its_rule(build: Any, rule: str) -
     plan = dag.compile()
     assert plan.actor_chains == ()
     assert plan.not_chained == ((first_id(plan), dag_id(plan), rule),)
+
+
+def test_a_call_returning_several_values_does_not_chain() -> None:
+    actor = Relay.bind()
+    with InputNode() as inp:
+        last = actor.step.bind(actor.split.bind(actor.step.bind(inp)))
+    plan = last.compile()
+    ids = method_ids(plan)
+    assert plan.actor_chains == ()
+    assert plan.not_chained == tuple(sorted([
+        (ids[0], ids[1], "Relay.split returns 2 values"),
+        (ids[1], ids[2], "Relay.split returns 2 values")]))
 
 
 def first_id(plan: Plan) -> str:

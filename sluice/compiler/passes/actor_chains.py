@@ -2,6 +2,7 @@
 
 Rule: a method call ``v`` *follows* the method call ``u`` (``u``'s value goes from
 ``u``'s actor straight to ``v``'s actor, never back to the driver) when
+  * both return one value;
   * ``u``'s value is the only computed value ``v`` reads besides its actor (the
     execute() input and selectors do not count: they travel with the chain), and
     ``v`` reads it once, as a whole argument (positional or keyword), not inside
@@ -34,7 +35,8 @@ PASS_NAME = "actor_chains"
 
 # One line of the rule, for explain().
 RULE = ("a method call follows the call before it when that call's value is its only "
-        "computed argument, passed whole, read by nothing else and not an output")
+        "computed argument, passed whole, read by nothing else and not an output, and each "
+        "returns one value")
 
 _DRIVER_VALUES = (OpKind.INPUT, OpKind.SELECT)
 
@@ -78,6 +80,8 @@ def find_actor_chains(graph: nx.DiGraph) -> nx.DiGraph:
 def _reader_rule(graph: nx.DiGraph, ops: Mapping[str, Op], u: str,
                  outputs: set[str]) -> str | None:
     """Why ``u``'s value must come back to the driver, or None when it need not."""
+    if ops[u].num_returns != 1:
+        return f"{ops[u].name} returns {ops[u].num_returns} values"
     readers = graph.out_degree(u)
     if readers != 1:
         return f"multi-consumer: {ops[u].name} feeds {readers} ops, so its value must be stored"
@@ -92,6 +96,8 @@ def chained_input(op: Op, ops: Mapping[str, Op], from_driver: bool) -> tuple[str
     ``from_driver``: the chain's first call, whose chained value may be the input or
     a selector too (it is then its only argument besides the actor).
     """
+    if op.num_returns != 1:
+        return f"{op.name} returns {op.num_returns} values"
     rest = op.inputs[1:]
     candidates = [i for i in rest if from_driver or ops[i].kind not in _DRIVER_VALUES]
     if len(candidates) != 1:
