@@ -28,10 +28,11 @@ Three ways of running a Plan are three hook sets over this walker:
 The next libraries are more hook sets, not more walkers:
 
 - a **training gang** (N actors in a placement group started together, one call
-  each per step): ``create_actor`` reserves the group and returns the N actors
-  made by ``run.create_actor(stage)`` as one value; ``call_method`` calls the
-  step's method on each member and returns their N refs as the stage's value;
-  ``after_stage`` (with ``awaits_results``) can check the step of every member.
+  each per step): ``create_actor`` reserves the group's resources together and
+  returns the N actors made by ``run.create_actor(stage)`` as one value;
+  ``call_method`` calls the step's method on each member and returns their N
+  refs as the stage's value; ``after_stage`` (with ``awaits_results``) can check
+  the step of every member.
 - a **serving replica set** (K replicas of an actor stage, each call routed to
   one): ``create_actor`` starts K replicas; ``call_method`` routes a call to one
   (round robin, least loaded) with ``run.call(stage, replica)``; scaling drops
@@ -41,6 +42,8 @@ The next libraries are more hook sets, not more walkers:
   a fresh one with the trial's config (``run.create_actor(stage, args=...)``);
   ``after_stage`` reports each result to the searcher; ``poll`` raises to stop
   a trial early, and the runner cancels what is still running.
+
+tests/compiler/test_runner.py runs each of these three as a small hook set.
 
 Per-run state (values, the input) lives in the Execution; per-Plan state
 (registered functions, actors) in the PlanRun; the Plan itself never changes.
