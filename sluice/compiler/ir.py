@@ -79,6 +79,20 @@ class Op:
         return self.kind in (OpKind.ACTOR, OpKind.METHOD)
 
 
+@dataclass(frozen=True, slots=True)
+class ActorChain:
+    """Method calls forwarded actor to actor (``passes/actor_chains.py``).
+
+    ``ops``: the METHOD op ids in call order; ``ops[0]`` takes the value of op
+    ``source``, each later call the value of the call before it. ``slots``: where
+    each call takes that value (an argument position, or a keyword).
+    """
+
+    source: str
+    ops: tuple[str, ...]
+    slots: tuple[int | str, ...]
+
+
 # Every key of a logical graph's ``graph.graph``: what it holds, who sets it, who reads it.
 # "The front end" is ``sluice.dsl.to_graph.build_graph`` and, for datasets, the
 # ``sluice.data`` planner. tests/compiler/test_ir.py fails on a key missing here.
@@ -110,6 +124,12 @@ GRAPH_KEYS: dict[str, str] = {
              "object sizes at hand; locality reads it (without sizes every stage stays local).",
     "placement": "dict op id -> the node its stage runs on ('local' on one node). Empty from "
                  "the dsl front end; set by locality; lower copies it (Stage.placement).",
+    "actor_chains": "tuple of ActorChain: method calls forwarded actor to actor. Set by "
+                    "actor_chains; lower copies it (Plan.actor_chains), the runner forwards "
+                    "exactly those.",
+    "not_chained": "dict (u, v) -> the rule that kept method call v from following u in a "
+                   "chain. Set by actor_chains; lower copies it (Plan.not_chained, shown by "
+                   "explain()).",
 }
 
 

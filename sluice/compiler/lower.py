@@ -48,10 +48,13 @@ def lower(graph: nx.DiGraph, optimized: bool = True) -> Plan:
     used = {op.fn_id for op in order if op.fn_id}
     functions = tuple(sorted((k, v) for k, v in graph.graph["functions"].items() if k in used))
     blocked = tuple(sorted((u, v, rule) for (u, v), rule in (graph.graph.get("blocked") or {}).items()))
+    not_chained = tuple(sorted((u, v, rule) for (u, v), rule
+                               in (graph.graph.get("not_chained") or {}).items()))
     jit_groups = graph.graph.get("jit_stages") or {}
     jit_stages = tuple(st.id for st in stages if any(stage_of_op[o.id] in jit_groups for o in st.ops))
     return Plan(stages=tuple(stages), outputs=tuple(graph.graph["outputs"]),
                 multi_output=bool(graph.graph.get("multi_output")), functions=functions,
                 passes=tuple(graph.graph.get("passes", ())), blocked=blocked,
                 logical_edges=tuple(sorted(graph.edges())), optimized=optimized,
-                jit_stages=jit_stages)
+                jit_stages=jit_stages, actor_chains=tuple(graph.graph.get("actor_chains", ())),
+                not_chained=not_chained)

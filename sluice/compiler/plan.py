@@ -1,18 +1,20 @@
 """The physical Plan: stages of fused ops, ready to run many times.
 
 A Plan is immutable, picklable data; ids are content hashes, so a Plan built
-from the same graph is equal in every run. ``execute`` lives in
-``sluice.compiler.run``; ``explain`` and ``visualize`` read only the Plan
+from the same graph is equal in every run. It holds no run state: what
+executing it leaves behind (registered functions, actors) is a ``PlanRun``
+kept outside it (``sluice.compiler.plan_run``), so one Plan is safe to execute
+from many threads. ``execute`` is the runner's (``sluice.compiler.runner``); ``explain`` and ``visualize`` read only the Plan
 (through :meth:`Plan.to_json`), so every view of it is the truth.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from sluice.compiler.ir import Op, OpKind
+from sluice.compiler.ir import ActorChain, Op, OpKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +58,9 @@ class Plan:
     ids returned by ``execute``), ``functions`` ((fn id, pickled function)
     pairs), ``passes`` (the passes that changed the graph), ``blocked`` ((src op,
     dst op, rule) for every edge not fused), ``logical_edges`` (every op-level
-    edge, for the logical view).
+    edge, for the logical view), ``actor_chains`` (method calls the runner
+    forwards actor to actor) and ``not_chained`` ((src op, dst op, rule) for every
+    method-to-method edge that is not forwarded).
     """
 
     stages: tuple[Stage, ...]
@@ -68,17 +72,8 @@ class Plan:
     logical_edges: tuple[tuple[str, str], ...] = ()
     optimized: bool = True
     jit_stages: tuple[str, ...] = ()   # ids of stages whose calls compile into one numba function
-    # Per-process run state (actors created, registered stage functions): never
-    # pickled, never compared; an unpickled Plan starts its own.
-    _state: dict = field(default_factory=dict, compare=False, repr=False, hash=False)
-
-    def __getstate__(self) -> dict:
-        return {name: getattr(self, name) for name in self.__dataclass_fields__ if name != "_state"}
-
-    def __setstate__(self, state: dict) -> None:
-        for name, value in state.items():
-            object.__setattr__(self, name, value)
-        object.__setattr__(self, "_state", {})
+    actor_chains: tuple[ActorChain, ...] = ()
+    not_chained: tuple[tuple[str, str, str], ...] = ()
 
     def function(self, fn_id: int) -> bytes:
         """The pickled function or class with id ``fn_id``."""
@@ -97,10 +92,11 @@ class Plan:
     def execute(self, *args: Any, **kwargs: Any) -> Any:
         """Run the plan once on ``args``/``kwargs``; returns ObjectRef(s) at once.
 
-        Actors of the plan are created on the first call and keep their state
-        across calls; nothing is re-planned.
+        Actors of the plan are created on the first call (once, even when
+        several threads make it together) and keep their state across calls;
+        nothing is re-planned.
         """
-        from sluice.compiler.run import execute_plan
+        from sluice.compiler.runner import execute_plan
 
         return execute_plan(self, args, kwargs)
 

@@ -1,20 +1,32 @@
-"""Running a Plan on the current runtime: one task per stage, actors once per Plan.
+"""What one stage of a Plan runs, and how a stage becomes a task: the one translation.
 
-``execute_plan`` does no planning: the first call registers one function per
-call stage (a :class:`StageFunction`, content-addressed like every function)
-and creates the Plan's actors; every call after that only submits.
+Every way of running a Plan (plain ``execute()``, sluice.workflow's durable
+steps, sluice.data's streams, any hook set of :mod:`sluice.compiler.runner`)
+turns stages into runtime calls through the functions here:
+
+- :func:`stage_function`: a call stage's ops as one :class:`StageFunction`, run
+  in one worker call; :func:`task_options`: the stage's task options.
+- :func:`actor_options` and :func:`start_actor`: an ACTOR stage's actor.
+- :func:`call_arguments`: a call's arguments, its template filled with values.
+- :class:`DAGInput`: the execute() arguments, as the InputNode and its
+  selectors read them.
+- :class:`ChainCall`: one of the Plan's actor chains, forwarded actor to actor.
+
+``execute_plan`` (plain ``execute()``) is the runner with no hooks.
 """
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any
 
-from sluice.compiler.ir import Op, OpKind, fill_slots, unpack_template
+from sluice.compiler.ir import ActorChain, Op, OpKind, fill_slots, unpack_template
 from sluice.compiler.plan import Plan, Stage
 from sluice.executor.actor_handle import ActorHandle
-from sluice.executor import api
-from sluice.executor.calls import dumps_function, load_function
+from sluice.executor.calls import load_function
 from sluice.executor.chains import pack_hop_args
+
+if TYPE_CHECKING:
+    from sluice.compiler.runner import Execution
 
 
 class StageFunction:
@@ -130,55 +142,19 @@ class DAGInput:
 
 def execute_plan(plan: Plan, args: tuple, kwargs: dict) -> Any:
     """Run ``plan`` once; returns its output ObjectRef (a list for several outputs)."""
-    rt = api.runtime()
-    state = plan._state
-    if state.get("runtime") is not rt:
-        _prepare(plan, state, rt)
-    dag_input = DAGInput(args, kwargs)
-    values: dict[str, Any] = {}
-    for stage, action in state["actions"]:
-        action(stage, values, dag_input, rt, state)
-    outs = [_as_ref(values[o], rt) for o in plan.outputs]
-    return outs if plan.multi_output else outs[0]
+    from sluice.compiler.runner import execute_plan as execute
+
+    return execute(plan, args, kwargs)
 
 
-def _as_ref(value: Any, rt: Any) -> Any:
-    """execute() always returns refs, even for an output that is the input itself."""
-    from sluice.executor.object_ref import ObjectRef
-
-    if isinstance(value, ObjectRef) or (isinstance(value, list) and value
-                                        and all(isinstance(v, ObjectRef) for v in value)):
-        return value
-    return rt.put(value)
+def stage_function(plan: Plan, stage: Stage, functions: dict[int, bytes]) -> StageFunction:
+    """What a worker runs for one call of ``stage``: its ops, the functions they call."""
+    needed = {op.fn_id: functions[op.fn_id] for op in stage.ops if op.fn_id}
+    return StageFunction(stage.ops, stage.inputs, needed, stage.id in plan.jit_stages)
 
 
-def _prepare(plan: Plan, state: dict, rt: Any) -> None:
-    """Register stage functions and pick each stage's action, once per runtime."""
-    state.clear()
-    state["runtime"] = rt
-    state["actors"] = {}
-    functions = state["functions"] = dict(plan.functions)
-    actions = []
-    for stage in plan.stages:
-        kind = stage.kind
-        if kind is OpKind.INPUT:
-            actions.append((stage, _run_input))
-        elif kind is OpKind.SELECT:
-            actions.append((stage, _run_select))
-        elif kind is OpKind.ACTOR:
-            actions.append((stage, _run_actor))
-        elif kind is OpKind.METHOD:
-            actions.append((stage, _run_method))
-        else:
-            needed = {op.fn_id: functions[op.fn_id] for op in stage.ops if op.fn_id}
-            fn = StageFunction(stage.ops, stage.inputs, needed, stage.id in plan.jit_stages)
-            fn_id, data = dumps_function(fn, f"stage {stage.name}")
-            state[stage.id] = (fn_id, data, _task_options(stage))
-            actions.append((stage, _run_call))
-    state["actions"] = _with_actor_chains(plan, actions)
-
-
-def _task_options(stage: Stage) -> dict:
+def task_options(stage: Stage) -> dict[str, Any]:
+    """The runtime's task options for one call of ``stage`` (resources, retries, returns)."""
     head = stage.ops[0]
     opts = dict(head.options)
     resources = dict(stage.resources)
@@ -190,138 +166,70 @@ def _task_options(stage: Stage) -> dict:
     }
 
 
-def _run_input(stage: Stage, values: dict, dag_input: DAGInput, rt: Any, state: dict) -> None:
-    values[stage.output] = dag_input.value()
+def actor_options(op: Op) -> dict[str, Any]:
+    """The runtime's actor options for an ACTOR op."""
+    opts = dict(op.options)
+    resources = dict(op.resources)
+    return {"num_cpus": resources.pop("CPU", 0), "num_gpus": resources.pop("GPU", 0),
+            "resources": resources or None, "max_restarts": opts.get("max_restarts", 0),
+            "max_concurrency": opts.get("max_concurrency"), "name": opts.get("name"),
+            "class_name": op.name, "_methods": {}}
 
 
-def _run_select(stage: Stage, values: dict, dag_input: DAGInput, rt: Any, state: dict) -> None:
-    values[stage.output] = dag_input.select(stage.ops[0].key)
+def start_actor(rt: Any, op: Op, cls_bytes: bytes, args: tuple, kwargs: dict) -> ActorHandle:
+    """Create the actor of ACTOR op ``op`` with these constructor arguments; its handle."""
+    actor_id = rt.new_actor_id()
+    rt.create_actor(actor_id, op.fn_id, cls_bytes, op.name, args, kwargs, actor_options(op))
+    methods = dict(op.options).get("_methods", ())
+    return ActorHandle(actor_id, op.name, {m: {"num_returns": n} for m, n in methods})
 
 
-def _run_call(stage: Stage, values: dict, dag_input: DAGInput, rt: Any, state: dict) -> None:
-    fn_id, data, options = state[stage.id]
-    refs = rt.submit_task(fn_id, data, options["name"], tuple(values[i] for i in stage.inputs), {},
-                          options)
-    values[stage.output] = refs[0] if options["num_returns"] == 1 else refs
+def call_arguments(op: Op, template: tuple[tuple, dict], values: dict[str, Any],
+                   skip_first: bool = False) -> tuple[tuple, dict]:
+    """``op``'s arguments: its template with the values of its inputs in their slots.
 
-
-def _run_actor(stage: Stage, values: dict, dag_input: DAGInput, rt: Any, state: dict) -> None:
-    op = stage.ops[0]
-    if op.id not in state["actors"]:  # the first execute creates the actor; later ones reuse it
-        opts = dict(op.options)
-        args, kwargs = unpack_template(op.template)
-        inputs = [values[i] for i in op.inputs]
-        actor_id = rt.new_actor_id()
-        resources = dict(op.resources)
-        rt.create_actor(actor_id, op.fn_id, _function_bytes(state, op.fn_id), op.name,
-                        tuple(fill_slots(args, inputs)), fill_slots(kwargs, inputs), {
-                            "num_cpus": resources.pop("CPU", 0), "num_gpus": resources.pop("GPU", 0),
-                            "resources": resources or None, "max_restarts": opts.get("max_restarts", 0),
-                            "max_concurrency": opts.get("max_concurrency"), "name": opts.get("name"),
-                            "class_name": op.name, "_methods": {}})
-        methods = dict(op.options).get("_methods", ())
-        state["actors"][op.id] = ActorHandle(actor_id, op.name, {m: {"num_returns": n} for m, n in methods})
-    values[op.id] = state["actors"][op.id]
-
-
-def _function_bytes(state: dict, fn_id: int) -> bytes:
-    plan_functions = state.setdefault("functions", {})
-    return plan_functions[fn_id]
-
-
-def _run_method(stage: Stage, values: dict, dag_input: DAGInput, rt: Any, state: dict) -> None:
-    op = stage.ops[0]
-    actor_id = values[op.inputs[0]]._actor_id
-    args, kwargs = state.get(("template", op.id)) or state.setdefault(
-        ("template", op.id), unpack_template(op.template))
-    inputs = [None] + [values[i] for i in op.inputs[1:]]
-    refs = rt.submit_actor_task(actor_id, op.method, op.name, tuple(fill_slots(args, inputs)),
-                                fill_slots(kwargs, inputs), {"num_returns": op.num_returns})
-    values[op.id] = refs[0] if op.num_returns == 1 else refs
-
-
-
-def _with_actor_chains(plan: Plan, actions: list) -> list:
-    """Replace runs of actor calls that feed only each other by one forwarded chain.
-
-    A METHOD stage follows the previous one in a chain when its only computed
-    input is that stage's value (at a top-level argument), that value is read
-    nowhere else and is not an output of the plan.
+    ``skip_first``: a method call's first input is its actor, not an argument.
     """
-    kinds = {op.id: op.kind for st in plan.stages for op in st.ops}
-    readers: dict[str, int] = {}
-    for st in plan.stages:
-        for op in st.ops:
-            for i in set(op.inputs):
-                readers[i] = readers.get(i, 0) + 1
-    by_output = {st.output: st for st in plan.stages if st.kind is OpKind.METHOD}
-    follows: dict[str, tuple[str, Any]] = {}  # stage output -> (previous output, slot)
-    for st in by_output.values():
-        link = _chain_link(st, kinds)
-        if link is None:
-            continue
-        prev, slot = link
-        if prev in by_output and readers.get(prev) == 1 and prev not in plan.outputs:
-            follows[st.output] = (prev, slot)
-    if not follows:
-        return actions
-    followed = {prev for prev, _ in follows.values()}
-    chains: dict[str, list[Stage]] = {}
-    for tail in [o for o in follows if o not in followed]:
-        members = [by_output[tail]]
-        while members[0].output in follows:
-            members.insert(0, by_output[follows[members[0].output][0]])
-        if _chain_link(members[0], kinds, any_input=True) is not None and len(members) >= 2:
-            chains[members[0].output] = members
-    in_chain = {st.output for members in chains.values() for st in members}
-    result = []
-    for stage, action in actions:
-        if stage.output in chains:
-            result.append((stage, _ChainAction(chains[stage.output], kinds)))
-        elif stage.output not in in_chain:
-            result.append((stage, action))
-    return result
+    args, kwargs = template
+    inputs = [values[i] for i in op.inputs]
+    if skip_first:
+        inputs[0] = None
+    return tuple(fill_slots(args, inputs)), fill_slots(kwargs, inputs)
 
 
-def _chain_link(stage: Stage, kinds: dict, any_input: bool = False) -> tuple[str, Any] | None:
-    """(the input a method stage takes its chained value from, its argument slot), or None."""
-    op = stage.ops[0]
-    rest = op.inputs[1:]
-    candidates = [i for i in rest if any_input or kinds.get(i) not in (OpKind.INPUT, OpKind.SELECT)]
-    if len(candidates) != 1 or rest.count(candidates[0]) != 1:
-        return None
-    args, kwargs = unpack_template(op.template)
-    slot_index = rest.index(candidates[0]) + 1
-    from sluice.compiler.ir import Slot
+def chain_steps(plan: Plan) -> dict[str, ChainCall]:
+    """Id of the last stage of each of the Plan's actor chains -> the ChainCall that runs it.
 
-    for position, value in enumerate(args):
-        if type(value) is Slot and value.index == slot_index:
-            return candidates[0], position
-    for key, value in kwargs.items():
-        if type(value) is Slot and value.index == slot_index:
-            return candidates[0], key
-    return None  # nested inside a container: not chainable
+    A chain runs where its last call stands: every call of the chain, and every
+    actor and value they read, comes before it in plan order; nothing but the
+    next call reads the calls before it.
+    """
+    stages = {st.output: st for st in plan.stages}
+    return {stages[chain.ops[-1]].id: ChainCall(chain, [stages[o] for o in chain.ops])
+            for chain in plan.actor_chains}
 
 
-class _ChainAction:
-    """Run a chain of method stages through ``submit_actor_chain`` (or one by one).
+class ChainCall:
+    """Run one of the Plan's actor chains through ``submit_actor_chain`` (or call by call).
 
     A hop whose arguments are only constants and the chained value packs the
-    same bytes every time: those are packed once.
+    same bytes every time: those are packed once. The chain's value is its last
+    call's; the other calls' values never come back (the chain pass made sure
+    nothing else reads them).
     """
 
-    def __init__(self, members: list[Stage], kinds: dict):
+    def __init__(self, chain: ActorChain, members: list[Stage]):
         self.members = members
-        # _with_actor_chains admits only members that have a link
-        self.links = cast("list[tuple[str, Any]]",
-                          [_chain_link(st, kinds, any_input=(i == 0)) for i, st in enumerate(members)])
+        chained = (chain.source, *chain.ops[:-1])  # the value each call takes
+        self.links = list(zip(chained, chain.slots))
         self.templates = [unpack_template(st.ops[0].template) for st in members]
         self.fixed: list[bytes | None] = [
-            pack_hop_args(*_filled(st.ops[0], tpl, chained, {}), slot)
-            if all(i == chained for i in st.ops[0].inputs[1:]) else None
-            for st, tpl, (chained, slot) in zip(members, self.templates, self.links)]
+            pack_hop_args(*_filled(st.ops[0], tpl, value, {}), slot)
+            if all(i == value for i in st.ops[0].inputs[1:]) else None
+            for st, tpl, (value, slot) in zip(members, self.templates, self.links)]
 
-    def __call__(self, stage: Stage, values: dict, dag_input: DAGInput, rt: Any, state: dict) -> None:
+    def __call__(self, run: Execution, stage: Stage) -> Any:
+        values, rt = run.values, run.rt
         hops = []
         for st, tpl, (chained, slot), blob in zip(self.members, self.templates, self.links, self.fixed):
             op = st.ops[0]
@@ -331,10 +239,11 @@ class _ChainAction:
         first = values[self.links[0][0]]
         ref = rt.submit_actor_chain(hops, first)
         if ref is not None:
-            values[self.members[-1].output] = ref
-            return
+            return ref
         for st in self.members:  # actors still starting: ordinary calls this time
-            _run_method(st, values, dag_input, rt, state)
+            refs = run.call(st)
+            values[st.output] = refs[0] if len(refs) == 1 else refs
+        return values[stage.output]
 
 
 def _filled(op: Op, template: tuple, chained: str, values: dict) -> tuple[tuple, dict]:

@@ -12,7 +12,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sluice.compiler.ir import Op, OpKind
+from sluice.compiler.ir import ActorChain, Op, OpKind
+from sluice.compiler.passes.actor_chains import RULE as CHAIN_RULE
 from sluice.compiler.plan import Plan, Stage
 
 if TYPE_CHECKING:  # graphviz is imported when a drawing is made: JSON and explain need none
@@ -26,6 +27,8 @@ EDGE_KINDS = {
     "store": "between stages on one device and node: read zero-copy through the node's store",
     "transfer": "between devices (cpu <-> gpu) or placements: the value is copied",
     "actor": "an actor to a method call: the call runs in the actor's process",
+    "chained": "method call to method call in an actor chain: forwarded actor to actor, "
+               "never back to the driver",
 }
 
 # Past this many edges a drawing hides edge labels (style still shows the kind):
@@ -55,8 +58,10 @@ _EDGE_STYLES = {
     "store": {"style": "dashed", "color": "#4a6fa5"},
     "transfer": {"color": "red", "penwidth": "1.6"},
     "actor": {"style": "dotted", "color": _ACTOR_LINE},
+    "chained": {"style": "bold", "color": _ACTOR_LINE, "penwidth": "1.6"},
 }
-_EDGE_LABELS = {"fused": "fused", "store": "zero-copy", "transfer": "transfer", "actor": "actor"}
+_EDGE_LABELS = {"fused": "fused", "store": "zero-copy", "transfer": "transfer", "actor": "actor",
+                "chained": "chained"}
 
 
 # --------------------------------------------------------------------------- JSON
@@ -69,7 +74,8 @@ def plan_to_json(plan: Plan, sizes: Mapping[str, int] | None = None) -> dict[str
     Keys: ``optimized``, ``multi_output``, ``outputs``, ``passes``, ``stages``
     (each with its ``ops``), ``edges`` (physical, each with a ``kind`` from
     :data:`EDGE_KINDS` and the ``rule`` that kept it from being fused),
-    ``logical_edges`` and ``blocked``.
+    ``logical_edges``, ``blocked``, ``actor_chains`` (each with its ``source``,
+    ``ops``, ``stages`` and ``slots``), ``not_chained`` and ``chain_rule``.
     """
     stage_of = {op.id: stage.id for stage in plan.stages for op in stage.ops}
     outputs = set(plan.outputs)
@@ -83,6 +89,21 @@ def plan_to_json(plan: Plan, sizes: Mapping[str, int] | None = None) -> dict[str
         "edges": _edges_json(plan, stage_of, dict(sizes or {})),
         "logical_edges": [list(edge) for edge in _logical_edges(plan)],
         "blocked": [{"src": src, "dst": dst, "rule": rule} for src, dst, rule in plan.blocked],
+        "actor_chains": [_chain_json(i, chain, stage_of)
+                         for i, chain in enumerate(plan.actor_chains, start=1)],
+        "not_chained": [{"src": src, "dst": dst, "rule": rule} for src, dst, rule in plan.not_chained],
+        "chain_rule": CHAIN_RULE,
+    }
+
+
+def _chain_json(index: int, chain: ActorChain, stage_of: dict[str, str]) -> dict[str, Any]:
+    return {
+        "index": index,
+        "source": chain.source,
+        "source_stage": stage_of.get(chain.source),
+        "ops": list(chain.ops),
+        "stages": [stage_of.get(op_id, op_id) for op_id in chain.ops],
+        "slots": list(chain.slots),
     }
 
 
@@ -138,6 +159,8 @@ def _edges_json(plan: Plan, stage_of: dict[str, str],
     stages = {stage.id: stage for stage in plan.stages}
     ops = {op.id: op for stage in plan.stages for op in stage.ops}
     rules = {(src, dst): rule for src, dst, rule in plan.blocked}
+    # Inside a chain each call reads the call before it, actor to actor.
+    chained = {(a, b) for chain in plan.actor_chains for a, b in zip(chain.ops, chain.ops[1:])}
     edges = []
     for stage in plan.stages:
         for op in stage.ops:
@@ -148,7 +171,8 @@ def _edges_json(plan: Plan, stage_of: dict[str, str],
                     "dst": op.id,
                     "src_stage": src_stage.id if src_stage else None,
                     "dst_stage": stage.id,
-                    "kind": _edge_kind(ops.get(src), src_stage, op, stage),
+                    "kind": ("chained" if (src, op.id) in chained
+                             else _edge_kind(ops.get(src), src_stage, op, stage)),
                     "size": sizes.get(src),
                     "rule": rules.get((src, op.id)),
                 })
@@ -199,8 +223,10 @@ def explain(plan: Plan, verbose: bool = False) -> str:
     One line per stage in plan order (``*(n)`` marks a stage of fused ops) with
     its kind, member ops, device, resources, placement and input stages; with
     ``verbose`` each op's id, device, resources and inputs on its own line;
-    then the outputs, the passes that fired, and every edge that was not fused
-    with the rule that blocked it.
+    then the outputs, the passes that fired, the actor chains (method calls
+    forwarded actor to actor, with the rule and, for a method-to-method edge
+    that was not chained, the reason), and every edge that was not fused with
+    the rule that blocked it.
     """
     data = plan_to_json(plan)
     state = "optimized" if data["optimized"] else "not optimized"
@@ -213,8 +239,30 @@ def explain(plan: Plan, verbose: bool = False) -> str:
             lines.extend(_op_line(op) for op in stage["ops"])
     lines.append(_outputs_line(data))
     lines.append("Passes: " + (", ".join(data["passes"]) or "(none)"))
+    lines.extend(_chain_lines(data))
     lines.extend(_not_fused_lines(data))
     return "\n".join(lines)
+
+
+def _chain_lines(data: dict[str, Any]) -> list[str]:
+    """The actor chains by stage number, and why method-to-method edges did not chain."""
+    if not data["actor_chains"] and not data["not_chained"]:
+        return []
+    number = {stage["id"]: stage["index"] for stage in data["stages"]}
+    label = {op["id"]: op["label"] for stage in data["stages"] for op in stage["ops"]}
+    lines = ["Actor chains (one call from the driver per execute, forwarded actor to actor):",
+             f"  rule: {data['chain_rule']}"]
+    for chain in data["actor_chains"]:
+        hops = " -> ".join(f"({number.get(st, '?')}) {label.get(op, op)}"
+                           for op, st in zip(chain["ops"], chain["stages"]))
+        source = chain["source_stage"]
+        fed = f"({number[source]}) {label.get(chain['source'], chain['source'])}" if source in number \
+            else chain["source"]
+        lines.append(f"  chain {chain['index']}: {hops} <- {fed}")
+    if not data["actor_chains"]:
+        lines.append("  (none)")
+    lines.extend(f"  not chained {b['src']} -> {b['dst']}: {b['rule']}" for b in data["not_chained"])
+    return lines
 
 
 def _stage_line(stage: dict[str, Any]) -> str:

@@ -7,7 +7,12 @@ tuple and dict arguments are found too.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
+
+# Makes a node's first execute() compile once when threads race to it: two Plans
+# of one graph would each create the graph's actors.
+_compile_lock = threading.Lock()
 
 _SELECT_ITEM, _SELECT_ATTR = "item", "attr"
 
@@ -25,9 +30,13 @@ class DAGNode:
 
         The graph is compiled once; later calls reuse the same Plan and its actors.
         """
-        if self._plan is None:
-            self._plan = self.compile()
-        return self._plan.execute(*args, **kwargs)
+        plan = self._plan
+        if plan is None:
+            with _compile_lock:
+                if self._plan is None:
+                    self._plan = self.compile()
+                plan = self._plan
+        return plan.execute(*args, **kwargs)
 
     def compile(self, optimize: bool = True) -> Any:
         """The physical :class:`~sluice.compiler.plan.Plan` of the graph ending here."""

@@ -1,13 +1,20 @@
-"""The streaming executor: runs a DataPlan's stages as tasks, block by block, in bounded memory.
+"""The streaming executor: sluice.data's hooks on the Plan runner, block by block, in bounded memory.
 
-Each stage is a generator of finished blocks (``BlockRef``: the block's ObjectRef
-and its metadata). A task stage pulls blocks from the stage before it and keeps at
-most ``window`` of its own tasks unfinished; it yields its oldest block only once
-that is done, so a stage runs ahead of its reader by at most its window. That is
-the backpressure: nothing is submitted that no reader has room for, and the bytes
-alive are bounded by the windows times the block size (the window shrinks when
-blocks are big: ``DataContext.memory_fraction`` of the store over the mean block).
-Barriers (shuffles) drain their input first: that is what a barrier is.
+A Data plan is a compiler Plan whose ops carry their functions (``planner.py``);
+the Plan runner walks its stages and :class:`StreamingHooks` makes each stage's
+value a stream of finished blocks (``BlockRef``: the block's ObjectRef and its
+metadata). A call stage runs once per block through the runner's
+``Execution.submit`` (the same stage-to-task translation as any Plan; the task
+runs a :class:`~sluice.libs.data.block_tasks.BlockStageFunction`). A stage pulls
+blocks from the stage before it and keeps at most ``window`` of its own tasks
+unfinished; it yields its oldest block only once that is done, so a stage runs
+ahead of its reader by at most its window. That is the backpressure: nothing is
+submitted that no reader has room for, and the bytes alive are bounded by the
+windows times the block size (the window shrinks when blocks are big:
+``DataContext.memory_fraction`` of the store over the mean block). An actor-pool
+stage is a replica set: the hooks' ``create_actor`` starts the pool and each
+block's call goes to one of its actors. Barriers (shuffles) drain their input
+first: that is what a barrier is.
 
 Order is kept: blocks come out in the order of the source's read tasks.
 """
@@ -17,16 +24,17 @@ from __future__ import annotations
 import itertools
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
 import sluice
+from sluice.compiler import runner
 from sluice.compiler.ir import OpKind
 from sluice.compiler.plan import Stage
-from sluice.libs.data import shuffle
+from sluice.libs.data import block_tasks, shuffle
 from sluice.libs.data.context import DataContext
 from sluice.libs.data.logical import Kind, LogicalOp
 from sluice.libs.data.planner import DataPlan
@@ -80,51 +88,6 @@ class MaterializedSource:
         return None
 
 
-class StageTask:
-    """What one task of a stage runs in a worker: read or take a block, apply the fused ops."""
-
-    def __init__(self, name: str, fns: list, reads: bool, partitions: bool):
-        self.name, self.fns, self.reads, self.partitions = name, fns, reads, partitions
-        self.__qualname__ = name
-
-    def __call__(self, index: int, num_parts: int, item: Any) -> tuple:
-        start = time.perf_counter()
-        _release_arrow_memory()
-        fns = self.fns[:-1] if self.partitions else self.fns
-        try:
-            block = item() if self.reads else item
-            for fn in fns:
-                if _nothing(block):  # a map left no rows and so no columns: nothing to do
-                    break
-                block = fn(block, index) if getattr(fn, "wants_index", False) else fn(block)
-            if not self.partitions:
-                out = [block]
-            elif _nothing(block):
-                out = [block] * num_parts
-            else:
-                out = self.fns[-1](block, num_parts, index)
-        except Exception as err:
-            err.add_note(f"in sluice.data stage {self.name}, block {index}")
-            raise
-        for value in out:
-            if not isinstance(value, pa.Table):
-                raise TypeError(f"stage {self.name} produced {type(value).__name__} for block {index}; "
-                                "every block must be a pyarrow.Table")
-        rows = sum(b.num_rows for b in out)
-        meta = (rows, sum(b.nbytes for b in out), time.perf_counter() - start, _columns(out[0]))
-        _worker_state["made"] = meta[1]
-        return (meta, *out)
-
-
-def _nothing(block: pa.Table) -> bool:
-    return block.num_rows == 0 and block.num_columns == 0
-
-
-def _columns(block: pa.Table) -> tuple[tuple[str, str], ...]:
-    """(name, type) of each column: what blocks of one stage must agree on."""
-    return tuple((f.name, str(f.type)) for f in block.schema)
-
-
 def _same_columns(a: tuple, b: tuple) -> bool:
     """Equal names, and types equal up to nulls (a column of only None) and string widths."""
     if len(a) != len(b):
@@ -132,59 +95,6 @@ def _same_columns(a: tuple, b: tuple) -> bool:
     strings = {"string", "large_string", "string_view"}
     return all(na == nb and (ta == tb or "null" in (ta, tb) or {ta, tb} <= strings)
                for (na, ta), (nb, tb) in zip(a, b))
-
-
-# What the last task of this worker made: its buffers are freed once the result is
-# stored, but Arrow's allocator keeps freed pages; the next task hands them back.
-_worker_state = {"made": 0}
-_RELEASE_AFTER = 16 * 1024 * 1024
-
-
-def _release_arrow_memory() -> None:
-    """Return the pages Arrow's allocator kept from a big previous block to the OS (~1 ms)."""
-    if _worker_state["made"] >= _RELEASE_AFTER:
-        pa.default_memory_pool().release_unused()
-        _worker_state["made"] = 0
-
-
-class ActorPoolWorker:
-    """The actor behind one member of a ``map_batches(CallableClass, concurrency=n)`` pool."""
-
-    def __init__(self, spec: Any):
-        self.fn = spec.make_transform()
-        self.name = spec.name
-
-    def process(self, index: int, block: pa.Table) -> tuple:
-        """Run the pool's batch function on one block; (metadata, block out)."""
-        start = time.perf_counter()
-        try:
-            out = self.fn(block)
-        except Exception as err:
-            err.add_note(f"in sluice.data stage {self.name}, block {index}")
-            raise
-        return ((out.num_rows, out.nbytes, time.perf_counter() - start, _columns(out)), out)
-
-
-def _slice_block(block: pa.Table, length: int) -> tuple:
-    out = block.slice(0, length)
-    return ((out.num_rows, out.nbytes, 0.0, _columns(out)), out)
-
-
-def _reduce(spec: shuffle.ShuffleSpec, index: int, *pieces: pa.Table) -> tuple:
-    start = time.perf_counter()
-    out = shuffle.reduce_pieces(spec, index, list(pieces))
-    return ((out.num_rows, out.nbytes, time.perf_counter() - start, _columns(out)), out)
-
-
-def _cut_for_sort(block: pa.Table, keys: tuple, boundaries: list, descending: bool) -> tuple:
-    parts = ([block] * (len(boundaries) + 1) if _nothing(block)
-             else shuffle.sort_cut(block, keys, boundaries, descending))
-    return ((sum(p.num_rows for p in parts), sum(p.nbytes for p in parts), 0.0, ()), *parts)
-
-
-def _take_slices(plan: list, *blocks: pa.Table) -> tuple:
-    out = shuffle.take_slices(plan, *blocks)
-    return ((out.num_rows, out.nbytes, 0.0, _columns(out)), out)
 
 
 def _fmt(columns: tuple) -> str:
@@ -199,62 +109,89 @@ class Execution:
         self.ctx = context or DataContext.get_current()
         if not sluice.is_initialized():
             sluice.init()
-        rt = sluice.executor.api.runtime()  # type: ignore[attr-defined]
-        self.cpus = max(1, int(sluice.cluster_resources().get("CPU", 1)))
-        self.store_bytes = rt.store_capacity()
         self.stats = ExecutionStats()
         self.bars = ProgressBars(self.ctx.show_progress())
-        plan = dplan.plan
-        self.stages = {s.id: s for s in plan.stages}
-        self.stage_of = {op.id: s.id for s in plan.stages for op in s.ops}
-        readers: dict[str, int] = {}
-        for s in plan.stages:
-            for i in dplan.stage_inputs(s):
-                readers[self.stage_of[i]] = readers.get(self.stage_of[i], 0) + 1
-        self.readers = readers
-        self._streams: dict[str, Any] = {}
-        for s in plan.stages:  # stats list stages in plan order, as explain() numbers them
+        for s in dplan.plan.stages:  # stats list stages in plan order, as explain() numbers them
             if s.kind is not OpKind.ACTOR:
                 self.stats.stages[s.id] = StageStats(s.name)
-        self.output_stage = self.stage_of[plan.outputs[0]]
 
-    # -- public -------------------------------------------------------------------------------
     def block_refs(self) -> Iterator[BlockRef]:
         """Every output block, finished, in order."""
         try:
-            yield from self._stream(self.output_stage)
+            run = runner.run_plan(self.dplan.plan, StreamingHooks(self))
+            yield from run.outputs()[0]
         finally:
             self.stats.finished = time.perf_counter()
             self.bars.close()
 
-    # -- stages -------------------------------------------------------------------------------
-    def _stream(self, stage_id: str) -> Iterator[BlockRef]:
-        """The output of a stage; a stage read by several stages is run once and shared."""
-        if self.readers.get(stage_id, 1) <= 1:
-            return self._run(self.stages[stage_id])
-        if stage_id not in self._streams:  # one copy of the stream for each reader
-            copies = itertools.tee(self._run(self.stages[stage_id]), self.readers[stage_id])
-            self._streams[stage_id] = list(copies)
-        return self._streams[stage_id].pop()
 
-    def _input_streams(self, stage: Stage) -> list[Iterator[BlockRef]]:
-        return [self._stream(self.stage_of[i]) for i in self.dplan.stage_inputs(stage)]
+class StreamingHooks(runner.StageHooks):
+    """The Plan runner's hooks for a Data plan: every stage's value is a stream of BlockRefs.
 
-    def _run(self, stage: Stage) -> Iterator[BlockRef]:
-        ops = self.dplan.stage_ops(stage)
+    Streams are generators: the runner's walk only builds them, and nothing is
+    submitted until the output is read. A stage read by several stages runs once;
+    each reader gets its own copy of its stream.
+    """
+
+    def __init__(self, execution: Execution):
+        self.dplan = execution.dplan
+        self.ctx = execution.ctx
+        self.stats = execution.stats
+        self.bars = execution.bars
+        self.cpus = max(1, int(sluice.cluster_resources().get("CPU", 1)))
+        self.store_bytes = 1 << 30
+        plan = self.dplan.plan
+        self.stage_of = {op.id: s for s in plan.stages for op in s.ops}
+        self.readers: dict[str, int] = {}  # op id -> how many times other stages read its stream
+        for s in plan.stages:
+            for i in self.dplan.stage_inputs(s):
+                self.readers[i] = self.readers.get(i, 0) + 1
+        self._copies: dict[str, list[Iterator[BlockRef]]] = {}
+
+    # -- hooks --------------------------------------------------------------------------------
+    def begin(self, run: runner.Execution) -> None:
+        rt = run.rt
+        self.store_bytes = rt.store_capacity()
+
+    def run_stage(self, run: runner.Execution, stage: Stage) -> Any:
+        """The stage's stream (an actor stage: nothing; its pool starts when first read)."""
         if stage.kind is OpKind.ACTOR:
-            return iter(())
+            return None
+        ops = self.dplan.stage_ops(stage)
         if stage.kind is OpKind.METHOD:
-            return self._actor_pool(stage, ops[0], self._input_streams(stage)[0])
+            return self._actor_pool(run, stage)
         if stage.kind is OpKind.BLOCKS:
             op = ops[0]
-            inputs = self._input_streams(stage)
             if op.kind is Kind.LIMIT:
-                return self._limit(stage, op.limit, inputs[0])
+                return self._limit(run, stage, op.limit or 0)
             if op.kind is Kind.UNION:
-                return itertools.chain.from_iterable(inputs)
-            return self._shuffle(stage, op, inputs[0])
-        return self._task_stage(stage, ops)
+                return self._union(run, stage)
+            return self._shuffle(run, stage, op)
+        return self._task_stage(run, stage, ops)
+
+    def stage_function(self, run: runner.Execution, stage: Stage) -> Any:
+        """One task of a call stage: a BlockStageFunction of the functions its ops carry."""
+        functions = run.functions
+        fn_ids = tuple(op.fn_id for op in stage.ops)
+        return block_tasks.BlockStageFunction(stage.name, fn_ids, {i: functions[i] for i in fn_ids})
+
+    def create_actor(self, run: runner.Execution, stage: Stage) -> Any:
+        """The pool of a ``map_batches(CallableClass, concurrency=n)``: n actors of the stage."""
+        spec = self.dplan.logical[stage.ops[0].id].fn
+        return [run.create_actor(stage) for _ in range(spec.size)]
+
+    # -- streams ------------------------------------------------------------------------------
+    def _inputs(self, run: runner.Execution, stage: Stage) -> list[Iterator[BlockRef]]:
+        """A stream of each input of ``stage``, once per read; a shared stream is copied."""
+        streams = []
+        for op_id in self.dplan.stage_inputs(stage):
+            if self.readers.get(op_id, 1) <= 1:
+                streams.append(run.values[op_id])
+                continue
+            if op_id not in self._copies:  # one copy of the stream for each reader
+                self._copies[op_id] = list(itertools.tee(run.values[op_id], self.readers[op_id]))
+            streams.append(self._copies[op_id].pop())
+        return streams
 
     def _stats_for(self, stage: Stage) -> StageStats:
         st = self.stats.stages.get(stage.id)
@@ -295,7 +232,9 @@ class Execution:
             limit = min(limit, max(1, int(self.store_bytes * self.ctx.memory_fraction) // mean))
         return limit
 
-    def _task_stage(self, stage: Stage, ops: list[LogicalOp]) -> Iterator[BlockRef]:
+    def _task_stage(self, run: runner.Execution, stage: Stage,
+                    ops: list[LogicalOp]) -> Iterator[BlockRef]:
+        """A call stage, once per block: each block's task through ``run.submit``."""
         head = ops[0]
         reads = head.kind is Kind.READ
         materialized = reads and isinstance(head.source, MaterializedSource)
@@ -305,12 +244,6 @@ class Execution:
             yield from (self._done(stage, r) for r in head.source.refs)
             return
         num_parts = self._num_parts(stage) if partitions else 1
-        task = StageTask(stage.name, fns, reads and not materialized, partitions)
-        opts = dict(head.resources if reads else ops[0].resources)
-        remote = sluice.remote(num_returns=num_parts + 1, name=stage.name,
-                               num_cpus=opts.get("num_cpus", 1), num_gpus=opts.get("num_gpus", 0),
-                               resources=opts.get("resources"),
-                               max_retries=opts.get("max_retries", 0))(task)
         estimate = 0
         if reads and not materialized:
             read_tasks = head.source.read_tasks(self.cpus * 2)
@@ -320,12 +253,13 @@ class Execution:
         elif materialized:
             items = (r.block for r in head.source.refs)
         else:
-            items = (r.block for r in self._input_streams(stage)[0])
-        yield from self._submit_windowed(stage, items, lambda i, item: remote.remote(i, num_parts, item),
-                                         partitions, estimate)
+            items = (r.block for r in self._inputs(run, stage)[0])
+        yield from self._submit_windowed(
+            stage, items, lambda i, item: run.submit(stage, (i, num_parts, item), num_parts + 1),
+            partitions, estimate)
 
-    def _submit_windowed(self, stage: Stage, items: Iterator, submit: Any, partitions: bool,
-                         estimate: int = 0) -> Iterator[BlockRef]:
+    def _submit_windowed(self, stage: Stage, items: Iterator, submit: Callable[[int, Any], Any],
+                         partitions: bool, estimate: int = 0) -> Iterator[BlockRef]:
         st = self._stats_for(stage)
         inflight: deque[BlockRef] = deque()
         try:
@@ -344,8 +278,8 @@ class Execution:
 
     def _num_parts(self, stage: Stage) -> int:
         """Pieces per block for the shuffle that reads ``stage``."""
-        for s in self.stages.values():
-            if s.kind is OpKind.BLOCKS and any(self.stage_of[i] == stage.id for i in s.inputs):
+        for s in self.dplan.plan.stages:
+            if s.kind is OpKind.BLOCKS and stage.output in s.inputs:
                 spec = self.dplan.stage_ops(s)[0].fn
                 return self._shuffle_width(spec)
         return 1
@@ -355,9 +289,13 @@ class Execution:
             return 1
         return spec.num_outputs or self.ctx.shuffle_partitions or self.cpus
 
-    def _limit(self, stage: Stage, n: int, upstream: Iterator[BlockRef]) -> Iterator[BlockRef]:
+    def _union(self, run: runner.Execution, stage: Stage) -> Iterator[BlockRef]:
+        yield from itertools.chain.from_iterable(self._inputs(run, stage))
+
+    def _limit(self, run: runner.Execution, stage: Stage, n: int) -> Iterator[BlockRef]:
+        upstream = self._inputs(run, stage)[0]
         remaining = n
-        cut = sluice.remote(num_returns=2, name="Limit")(_slice_block)
+        cut = sluice.remote(num_returns=2, name="Limit")(block_tasks.slice_block)
         st = self._stats_for(stage)
         try:
             while remaining > 0:
@@ -379,33 +317,34 @@ class Execution:
                 close()  # the stages below stop submitting (and cancel what runs)
             st.finished = time.perf_counter()
 
-    def _actor_pool(self, stage: Stage, op: LogicalOp, upstream: Iterator[BlockRef]) -> Iterator[BlockRef]:
-        spec = op.fn
-        cls = sluice.remote(num_cpus=spec.num_cpus, num_gpus=spec.num_gpus)(ActorPoolWorker)
-        actors = [cls.remote(spec) for _ in range(spec.size)]
-        method = [a.process.options(num_returns=2) for a in actors]
+    def _actor_pool(self, run: runner.Execution, stage: Stage) -> Iterator[BlockRef]:
+        """Each block's call goes to the next actor of the pool; the pool stops at the end."""
+        upstream = self._inputs(run, stage)[0]
+        actor_stage = self.stage_of[stage.ops[0].inputs[0]]
+        pool = run.actor(actor_stage)
         turn = itertools.count()
         try:
             yield from self._submit_windowed(
                 stage, (r.block for r in upstream),
-                lambda i, block: method[next(turn) % len(method)].remote(i, block), False)
+                lambda i, block: run.call(stage, pool[next(turn) % len(pool)], (i, block)), False)
         finally:
-            for actor in actors:
+            run.state.forget_actor(actor_stage.output)
+            for actor in pool:
                 sluice.kill(actor)
 
-    def _shuffle(self, stage: Stage, op: LogicalOp, upstream: Iterator[BlockRef]) -> Iterator[BlockRef]:
+    def _shuffle(self, run: runner.Execution, stage: Stage, op: LogicalOp) -> Iterator[BlockRef]:
         spec: shuffle.ShuffleSpec = op.fn
-        ups = list(upstream)  # the barrier: every block of the input
+        ups = list(self._inputs(run, stage)[0])  # the barrier: every block of the input
         st = self._stats_for(stage)
-        reduce = sluice.remote(num_returns=2, name=stage.name)(_reduce)
+        reduce = sluice.remote(num_returns=2, name=stage.name)(block_tasks.reduce_pieces)
         if spec.how == "repartition":
-            take = sluice.remote(num_returns=2, name=stage.name)(_take_slices)
+            take = sluice.remote(num_returns=2, name=stage.name)(block_tasks.take_slices)
             plans = shuffle.repartition_slices([r.num_rows for r in ups], spec.num_outputs)
             # An output with no rows still gets the input's columns (a slice of none of block 0).
             outs = [take.remote(p, *[ups[b].block for b, _, _ in p]) if p else
                     take.remote([(0, 0, 0)], ups[0].block) for p in plans] if ups else []
         elif spec.how == "sort":
-            outs = self._sort(stage, spec, ups, reduce)
+            outs = self._sort(spec, ups, reduce)
         else:
             n = self._shuffle_width(spec)
             outs = [reduce.remote(spec, i, *[r.parts[i] for r in ups]) for i in range(n)] if ups else []
@@ -414,7 +353,7 @@ class Execution:
         for meta, block in outs:
             yield self._done(stage, BlockRef(meta, block))
 
-    def _sort(self, stage: Stage, spec: shuffle.ShuffleSpec, ups: list[BlockRef], reduce: Any) -> list:
+    def _sort(self, spec: shuffle.ShuffleSpec, ups: list[BlockRef], reduce: Any) -> list:
         if not ups:
             return []
         n = self._shuffle_width(spec)
@@ -422,6 +361,6 @@ class Execution:
         samples = [s for s in sluice.get([sample.remote(r.block, spec.keys) for r in ups]) if s.num_rows]
         boundaries = shuffle.sort_boundaries(samples, spec.keys, n, spec.descending)
         n = len(boundaries) + 1
-        cut = sluice.remote(num_returns=n + 1, name="SortCut")(_cut_for_sort)
+        cut = sluice.remote(num_returns=n + 1, name="SortCut")(block_tasks.cut_for_sort)
         pieces = [cut.remote(r.block, spec.keys, boundaries, spec.descending)[1:] for r in ups]
         return [reduce.remote(spec, i, *[p[i] for p in pieces]) for i in range(n)]

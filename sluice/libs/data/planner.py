@@ -1,22 +1,31 @@
 """Lower a Dataset's optimized logical plan through the compiler into a physical Plan.
 
-Each logical op becomes one compiler ``Op``: a read or a block map is a CALL, an
-actor-pool map is an ACTOR plus its METHOD, a limit, union or shuffle is a BLOCKS
-op. The compiler's own passes decide the stages (linear fusion: consecutive maps
-with equal resources run as one task per block), so ``explain()`` and
-``visualize()`` are the compiler's views of the same Plan the executor runs.
+Each logical op becomes one compiler ``Op`` that carries its function, like any
+graph's op (in ``Plan.functions``): a read is a CALL of
+:func:`~sluice.libs.data.block_tasks.read_block`, a block map a CALL of its
+block function, an actor-pool map an ACTOR (of
+:class:`~sluice.libs.data.block_tasks.ActorPoolWorker`, built from the pool's
+spec) plus its METHOD ``process``; a limit, union or shuffle is a BLOCKS op,
+which the executor's hooks run over the whole stream. The compiler's own passes
+decide the stages (linear fusion: consecutive maps with equal resources run as
+one task per block), so ``explain()`` and ``visualize()`` are the compiler's
+views of the same Plan the Plan runner runs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sluice.compiler.ir import Op, OpKind, make_op, new_graph
+import networkx as nx
+
+from sluice.compiler.ir import Op, OpKind, make_op, new_graph, pack_template
 from sluice.compiler.lower import lower
 from sluice.compiler.passes.fusion import fuse_linear_chains
 from sluice.compiler.passes.locality import place_stages
 from sluice.compiler.plan import Plan, Stage
+from sluice.executor.calls import dumps_function
 from sluice.executor.resources import demand_key
+from sluice.libs.data.block_tasks import ActorPoolWorker, read_block
 from sluice.libs.data.logical import Kind, LogicalOp, topological
 from sluice.libs.data.optimizer import optimize
 
@@ -52,33 +61,49 @@ def plan_dataset(root: LogicalOp, optimize_plan: bool = True) -> DataPlan:
     ops: list[Op] = []
     logical: dict[str, LogicalOp] = {}
     op_of: dict[int, str] = {}
+    functions: dict[int, bytes] = {}
     for ordinal, lop in enumerate(topological(root), start=1):
         inputs = tuple(op_of[id(i)] for i in lop.inputs)
-        for op in _ops_for(lop, inputs, ordinal):
+        for op in _ops_for(lop, inputs, ordinal, functions):
             ops.append(op)
             logical[op.id] = lop
             op_of[id(lop)] = op.id
-    graph = new_graph(ops, {"functions": {}, "outputs": (op_of[id(root)],), "multi_output": False,
-                            "passes": applied})
+    graph = new_graph(ops, {"functions": functions, "outputs": (op_of[id(root)],),
+                            "multi_output": False, "passes": applied})
     if optimize_plan:
         graph = fuse_linear_chains(graph)
     graph = place_stages(graph)
     return DataPlan(lower(graph, optimized=optimize_plan), logical, root, op_of)
 
 
-def _ops_for(lop: LogicalOp, inputs: tuple[str, ...], ordinal: int) -> list[Op]:
+def _ops_for(lop: LogicalOp, inputs: tuple[str, ...], ordinal: int,
+             functions: dict[int, bytes]) -> list[Op]:
+    """The compiler ops of one logical op; the functions they call go into ``functions``."""
     resources = _demand(lop)
+    retries = (("max_retries", dict(lop.resources).get("max_retries", 0)),)
     if lop.kind in (Kind.READ, Kind.MAP):
+        fn = read_block if lop.kind is Kind.READ else lop.fn
         return [make_op(OpKind.CALL, lop.name, ordinal, inputs=inputs, resources=resources,
-                        device="gpu" if dict(lop.resources).get("num_gpus") else "cpu")]
+                        device="gpu" if dict(lop.resources).get("num_gpus") else "cpu",
+                        options=retries, **_carried(fn, lop.name, functions))]
     if lop.kind is Kind.ACTOR_MAP:
-        pool = make_op(OpKind.ACTOR, f"ActorPool({lop.fn.class_name}, size={lop.fn.size})", ordinal,
-                       resources=resources, pure=False)
-        call = make_op(OpKind.METHOD, lop.name, ordinal, inputs=(pool.id, *inputs), method="__call__",
-                       pure=False)
+        spec = lop.fn
+        pool = make_op(OpKind.ACTOR, f"ActorPool({spec.class_name}, size={spec.size})", ordinal,
+                       resources=demand_key(spec.num_cpus, spec.num_gpus, None), pure=False,
+                       template=pack_template((spec,), {}), options=(("_methods", (("process", 2),)),),
+                       **_carried(ActorPoolWorker, lop.name, functions))
+        call = make_op(OpKind.METHOD, lop.name, ordinal, inputs=(pool.id, *inputs), method="process",
+                       num_returns=2, pure=False)
         return [pool, call]
     how = lop.kind.value if lop.kind is not Kind.SHUFFLE else lop.fn.how
     return [make_op(OpKind.BLOCKS, lop.name, ordinal, inputs=inputs, method=how)]
+
+
+def _carried(fn: object, name: str, functions: dict[int, bytes]) -> dict[str, int]:
+    """The op field of a function the op carries (its id; its pickle goes into ``functions``)."""
+    fn_id, data = dumps_function(fn, f"sluice.data stage {name}")
+    functions[fn_id] = data
+    return {"fn_id": fn_id}
 
 
 def _demand(lop: LogicalOp) -> tuple:

@@ -108,3 +108,53 @@ def test_materialize_keeps_the_blocks_and_runs_nothing_again():
     ds = sd.range(100).map_batches(lambda b: seen.append(1) or b).materialize()
     assert ds.count() == 100 and ds.sum("id") == sum(range(100))
     assert "FromBlocks" in ds.explain()
+
+
+def test_each_stage_is_registered_once_and_run_once_per_block_by_the_plan_runner():
+    from sluice.compiler import plan_run, runner
+    from sluice.libs.data.executor import Execution, StreamingHooks
+
+    submitted = []
+
+    class Counting(StreamingHooks):
+        def task_options(self, run, stage, options):
+            submitted.append(stage.name)
+            return options
+
+    ds = sd.range(1000).map_batches(lambda b: b).filter(lambda r: r["id"] % 2 == 0)
+    dplan = ds._plan()
+    execution = Execution(dplan)
+    run = runner.run_plan(dplan.plan, Counting(execution))
+    refs = list(run.outputs()[0])
+    assert sum(ref.num_rows for ref in refs) == 500
+    (stage,) = [st for st in dplan.plan.stages]
+    assert len(refs) >= 2 and submitted == [stage.name] * len(refs)  # a task per block
+    state = plan_run.plan_run(dplan.plan, run.rt)
+    assert list(state.tasks) == [(stage.id, Counting)]  # its function registered once
+
+
+def test_an_actor_pool_is_a_replica_set_made_by_the_hooks_and_stopped_at_the_end():
+    import os
+
+    from sluice.compiler import runner
+    from sluice.libs.data.executor import Execution, StreamingHooks
+
+    class Pid:
+        def __call__(self, batch):
+            return {"pid": np.full(len(batch["id"]), os.getpid())}
+
+    made = []
+
+    class Watching(StreamingHooks):
+        def create_actor(self, run, stage):
+            pool = super().create_actor(run, stage)
+            made.append(pool)
+            return pool
+
+    ds = sd.range(40).repartition(12).map_batches(Pid, concurrency=3, batch_size=None)
+    dplan = ds._plan()
+    run = runner.run_plan(dplan.plan, Watching(Execution(dplan)))
+    pids = {int(p) for ref in run.outputs()[0] for p in sluice.get(ref.block)["pid"].to_pylist()}
+    (pool,) = made
+    assert len(pool) == 3 and len(pids) == 3 and os.getpid() not in pids
+    assert run.state.actors == {}  # the pool was dropped (and killed) once its stream ended

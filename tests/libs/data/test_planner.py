@@ -134,3 +134,23 @@ def test_shuffles_are_drawn_as_stream_ops():
     ds = sd.range(10).random_shuffle(seed=1).sort("id")
     source = ds.visualize().source
     assert source.count("hexagon") >= 2
+
+
+def test_a_data_plan_is_a_compiler_plan_whose_ops_carry_their_functions():
+    from sluice.compiler.ir import OpKind
+    from sluice.executor.calls import load_function
+    from sluice.libs.data.block_tasks import ActorPoolWorker, read_block
+
+    class Double:
+        def __call__(self, batch):
+            return {"id": batch["id"] * 2}
+
+    ds = sd.range(10).map(lambda r: r).map_batches(Double, concurrency=2).repartition(2)
+    plan = ds._plan().plan
+    carried = {op.kind: load_function(plan.function(op.fn_id)) for st in plan.stages
+               for op in st.ops if op.fn_id}
+    assert carried[OpKind.ACTOR] is ActorPoolWorker
+    calls = [op for st in plan.stages for op in st.ops if op.kind is OpKind.CALL]
+    assert load_function(plan.function(calls[0].fn_id)) is read_block
+    assert all(op.fn_id for op in calls)  # the read and the map: each carries its function
+    assert [op.fn_id for st in plan.stages for op in st.ops if op.kind is OpKind.BLOCKS] == [0]
