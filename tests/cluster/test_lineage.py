@@ -221,3 +221,8 @@ def test_the_cap_comes_from_the_environment_or_defaults_to_1_gb() -> None:
     for bad in ("0", "-1", "1GB"):
         with pytest.raises(ValueError, match=f"SLUICE_MAX_LINEAGE_BYTES='{bad}': give a positive"):
             L.max_lineage_bytes_from({"SLUICE_MAX_LINEAGE_BYTES": bad})
+
+
+def test_a_cap_that_is_not_a_positive_number_of_bytes_is_refused() -> None:
+    with pytest.raises(ValueError, match="max_lineage_bytes=0: give a positive number of bytes"):
+        L.Lineage(cap=0)

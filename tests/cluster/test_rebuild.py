@@ -16,6 +16,7 @@ from sluice.executor import protocol as P
 from sluice.executor.cluster import cluster_pb2 as pb
 from sluice.executor.cluster.directory import NodeState
 from sluice.executor.cluster.head import HeadRuntime
+from sluice.executor.object_ref import OWNER_SHIFT
 from sluice.executor.records import FAILED, PENDING, READY, TaskRecord
 from sluice.executor.resources import demand_key
 from sluice.store import serialization
@@ -173,3 +174,35 @@ def test_tasks_queued_on_a_lost_input_wait_for_its_rebuild(head) -> None:
         s.task_done(w, rebuild.task_id, [(made, (P.DEP_SHM, SIZE), ())], 0.001)
         assert s.objects[made].state == READY and reader.unresolved == 0
         assert reader in s.ready[KEY] or reader.worker is not None
+
+
+def test_a_rebuilt_task_with_two_results_keeps_only_the_lost_one(head) -> None:
+    survivor, victim = add_nodes(head, 2)
+    s = head.scheduler
+    s.functions[FN] = b"pair"
+    with s.locked():  # num_returns=2 on the victim; the driver then drops the first result
+        task = TaskRecord(next(s.task_ids), FN, "pair", b"", [], (), [10, 11], KEY, 3, False, [])
+        s.submit(task)
+        s.objects[10].refs += 1
+        s.objects[11].refs += 1
+        s.ready[KEY].pop()
+        w = next(x for x in s.workers if x.node is victim)
+        task.worker = w
+        w.inflight[task.task_id] = task
+        s.store.origin = victim
+        s.task_done(w, task.task_id, [(10, (P.DEP_SHM, SIZE), ()), (11, (P.DEP_SHM, SIZE), ())], 0.001)
+        s.ref_events.append((-1, 10))
+        s.apply_ref_events()
+        assert 10 not in s.objects
+    head.node_died(victim, "was killed by the test")
+    wait_rebuilt(head)
+    with s.locked():
+        again = s.objects[11].producer
+        scratch = again.return_ids[0]
+        assert again.return_ids[1] == 11 and scratch >> OWNER_SHIFT == s.scratch_owner
+        s.store.origin = survivor
+        s.task_done(again.worker, again.task_id,
+                    [(scratch, (P.DEP_SHM, SIZE), ()), (11, (P.DEP_SHM, SIZE), ())], 0.001)
+        assert s.objects[11].state == READY and scratch not in s.objects
+        assert scratch not in s.store.locations and s.store.locations[11] == {survivor: survivor.segment(11)}
+        s.lineage.check()

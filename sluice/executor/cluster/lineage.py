@@ -107,10 +107,13 @@ class Lineage:
       empties the lineage: after every call ``nbytes <= cap``.
     * ``evicted`` holds the objects whose lineage the cap evicted, while they are live or
       read by a kept record, so their loss names the cap.
+
+    Cost: each record is added once and dropped once, so a call is amortized O(1) per task;
+    one eviction may drop a long chain of freed inputs' records at once (as Ray's does).
     """
 
     def __init__(self, cap: int = DEFAULT_MAX_LINEAGE_BYTES):
-        self.cap = cap
+        self.cap = check_max_lineage_bytes(cap, f"max_lineage_bytes={cap!r}")
         self.made_by: dict[int, Record] = {}
         self.uses: dict[int, int] = {}
         self.released: set[int] = set()

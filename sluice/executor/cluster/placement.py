@@ -56,7 +56,7 @@ class ClusterScheduler(Scheduler):
         self.remote_clients: set[WorkerHandle] = set()  # drivers on a machine without a node
         self.lineage = L.Lineage(max_lineage_bytes)   # the task behind each node-held result
         self.rebuilds = L.RebuildPlan(self.lineage)   # lost objects still to plan (node_died)
-        self.rebuild_view = RebuildView(self)
+        self.rebuild_view = SchedulerRebuildView(self)
         # Results a rebuild does not need get ids of an owner index no process is given.
         self.scratch_owner = next(self.worker_index)
         self.scratch_ids = itertools.count(1)
@@ -275,8 +275,9 @@ class ClusterScheduler(Scheduler):
         return f"{head}; {how}. Keep the inputs alive (or put() it again) to survive node loss"
 
 
-class RebuildView:
-    """The object table and submission, as a rebuild (:class:`lineage.RebuildPlan`) sees them."""
+class SchedulerRebuildView:
+    """The scheduler's object table and submission as a rebuild sees them
+    (:class:`~sluice.executor.cluster.lineage.RebuildView`)."""
 
     def __init__(self, s: ClusterScheduler):
         self.s = s
