@@ -79,6 +79,7 @@ def test_status_lists_every_node_with_its_resources(cluster: LocalCluster) -> No
     assert out.returncode == 0, out.stderr
     assert "3 live node(s)" in out.stdout
     assert "n0 1/1 free" in out.stdout and "n1 1/1 free" in out.stdout
+    assert "task(s) kept" in out.stdout and "of 1.1 GB" in out.stdout  # lineage, default cap
     assert sluice.cluster_resources()["CPU"] == 3.0
 
 
@@ -240,8 +241,17 @@ def test_data_and_workflow_run_on_a_cluster_unchanged(cluster: LocalCluster, tmp
     (["--head", "--tls-cert", "/nonexistent.pem", "--tls-key", "/nonexistent.key"],
      "--tls-cert /nonexistent.pem: cannot read it"),
     (["--head", "--tls-cert", "/nonexistent.pem"], "--tls-cert and --tls-key go together"),
+    (["--head", "--max-lineage-bytes", "0"], "--max-lineage-bytes 0: give a positive number"),
+    (["--address", "127.0.0.1:1", "--max-lineage-bytes", "9"], "give it to `sluice start --head`"),
 ])
 def test_start_refuses_bad_input_before_starting_anything(tmp_path, args, message) -> None:
     out = run_cli("start", *args, "--block", env={"TMPDIR": str(tmp_path)})
     assert out.returncode == 1 and message in out.stderr, out.stdout + out.stderr
     assert not list(tmp_path.glob("sluice-*/daemon-*.json"))  # no daemon was started
+
+
+def test_start_refuses_a_bad_max_lineage_bytes_from_the_environment(tmp_path) -> None:
+    out = run_cli("start", "--head", "--block",
+                  env={"TMPDIR": str(tmp_path), "SLUICE_MAX_LINEAGE_BYTES": "1GB"})
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "SLUICE_MAX_LINEAGE_BYTES='1GB': give a positive number of bytes" in out.stderr

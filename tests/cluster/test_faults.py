@@ -255,3 +255,39 @@ def test_when_the_head_dies_drivers_get_an_error_and_nodes_leave(cluster: LocalC
         sluice.get(pending, timeout=DEADLINE_S)
     for node in cluster.nodes:  # their stream to the head ended: they stop their workers and exit
         assert node.wait(timeout=DEADLINE_S) == 0
+
+
+@sluice.remote
+def fill(n: int, value: int) -> np.ndarray:
+    return np.full(n, value, dtype=np.int64)
+
+
+def test_kept_lineage_stays_under_max_lineage_bytes_and_a_loss_outside_it_names_the_cap() -> None:
+    cap = 64 * 1024
+    c = LocalCluster(nodes=1, node_args=[["--resources", '{"n0": 1}']],
+                     head_args=["--max-lineage-bytes", str(cap)])
+    sluice.init(address=c.address)
+    try:
+        n = 20_000  # 160 KB: above the inline limit, so each value lives in node 0's store
+        on_n0 = {"resources": {"n0": 0.01}}
+        x = fill.options(**on_n0).remote(n, 0)
+        for _ in range(2_000):  # x = f.remote(x): lineage of ~2,000 tasks, far past the cap
+            x = plus_one.options(**on_n0).remote(x)
+        assert sluice.wait([x], timeout=120)[0]  # (no copy comes to the driver)
+        # Made once the chain is done, so the newest: its lineage is the one the cap keeps.
+        young = fill.options(**on_n0).remote(n, 7)
+        assert sluice.wait([young], timeout=60)[0]
+        st = c.status()
+        assert st.max_lineage_bytes == cap
+        assert 0 < st.lineage_bytes <= cap and 0 < st.lineage_records <= cap // 512
+        c.nodes[0].send_signal(signal.SIGKILL)
+        c.wait_until(lambda st: sum(n.alive for n in st.nodes) == 1, DEADLINE_S, "node declared dead")
+        with pytest.raises(ObjectLostError, match=f"object {x.id:x} was lost.*evicted.*"
+                                                  f"max_lineage_bytes={cap}.*--max-lineage-bytes"):
+            sluice.get(x, timeout=30)
+        c.add_node(["--resources", '{"n0": 1}'])  # young's task needs n0 to run again
+        assert sluice.get(block_sum.remote(young), timeout=60) == 7 * n
+        assert c.status().lineage_bytes <= cap
+    finally:
+        sluice.shutdown()
+        c.stop()

@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 from sluice.executor.cluster import auth
+from sluice.executor.cluster.lineage import check_max_lineage_bytes, max_lineage_bytes_from
 
 COMMANDS = ("start", "status", "stop")
 START_TIMEOUT_S = 60.0
@@ -37,6 +38,9 @@ def add_parsers(sub: Any) -> None:
     start.add_argument("--resources", default=None, metavar="JSON",
                        help='custom resources, e.g. \'{"ssd": 1}\'')
     start.add_argument("--object-store-memory", type=int, default=None, metavar="BYTES")
+    start.add_argument("--max-lineage-bytes", type=int, default=None, metavar="BYTES",
+                       help="head only: lineage kept to rebuild lost objects; past it the oldest "
+                            "objects' goes (default: SLUICE_MAX_LINEAGE_BYTES, else 1 GB)")
     start.add_argument("--bind", default="127.0.0.1",
                        help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)")
     start.add_argument("--advertise", default=None, metavar="HOST",
@@ -85,7 +89,8 @@ def start(args: argparse.Namespace) -> int:
 def _run_head(args: argparse.Namespace, resources: dict | None, tls: tuple | None) -> int:
     from sluice.executor.cluster.head import Head
 
-    head = Head(args.port, args.bind, args.token or os.environ.get("SLUICE_TOKEN"), tls)
+    head = Head(args.port, args.bind, args.token or os.environ.get("SLUICE_TOKEN"), tls,
+                args.max_lineage_bytes or max_lineage_bytes_from())
     node = None
     try:
         host = args.advertise or args.bind
@@ -114,7 +119,8 @@ def _start_head_node(args: argparse.Namespace, head: Any) -> subprocess.Popen:
     argv = _argv_of(args)
     argv[1:2] = ["--address", f"{'127.0.0.1' if args.bind == '0.0.0.0' else args.bind}:{head.port}"]
     argv = [a for i, a in enumerate(argv) if a != "--port" and (i == 0 or argv[i - 1] != "--port")]
-    argv = [a for i, a in enumerate(argv) if a != "--token" and (i == 0 or argv[i - 1] != "--token")]
+    for flag in ("--token", "--max-lineage-bytes"):  # the node finds the token; lineage is the head's
+        argv = [a for i, a in enumerate(argv) if a != flag and (i == 0 or argv[i - 1] != flag)]
     env = {**os.environ, "SLUICE_TOKEN": head.token}
     proc = subprocess.Popen([sys.executable, "-m", "sluice.cli", *argv, "--block"], env=env,
                             stdin=subprocess.DEVNULL)
@@ -180,8 +186,8 @@ def _start_background(args: argparse.Namespace) -> int:
 
 def _argv_of(args: argparse.Namespace) -> list[str]:
     argv = ["start", "--head"] if args.head else ["start", "--address", args.address]
-    for flag in ("port", "num_cpus", "num_gpus", "resources", "object_store_memory", "bind",
-                 "advertise", "flight_port", "token", "tls_cert", "tls_key"):
+    for flag in ("port", "num_cpus", "num_gpus", "resources", "object_store_memory", "max_lineage_bytes",
+                 "bind", "advertise", "flight_port", "token", "tls_cert", "tls_key"):
         value = getattr(args, flag)
         if value is not None:
             argv += [f"--{flag.replace('_', '-')}", str(value)]
@@ -210,7 +216,8 @@ def status(address: str | None, token: str | None) -> int:
         channel.close()
     print(f"sluice cluster at {address}: {sum(n.alive for n in st.nodes)} live node(s), "
           f"{st.drivers} driver(s), {st.actors} actor(s), {st.tasks_queued} task(s) queued, "
-          f"{st.objects} object(s)")
+          f"{st.objects} object(s); lineage of {st.lineage_records} task(s) kept, "
+          f"{_size(st.lineage_bytes)} of {_size(st.max_lineage_bytes)}")
     for n in st.nodes:
         total, free = json.loads(n.total_json), json.loads(n.available_json)
         res = ", ".join(f"{k} {free.get(k, 0):g}/{v:g} free" for k, v in total.items() if v)
@@ -220,6 +227,13 @@ def status(address: str | None, token: str | None) -> int:
               f"{n.store_capacity / 1e6:.0f} MB ({n.objects_spilled} spilled); "
               f"heartbeat {n.seconds_since_heartbeat:.1f} s ago")
     return 0
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
 
 
 def stop() -> int:
@@ -275,6 +289,13 @@ def _check_numbers(args: argparse.Namespace) -> None:
     if args.object_store_memory is not None and args.object_store_memory <= 0:
         raise ValueError(f"--object-store-memory {args.object_store_memory}: give a positive "
                          f"number of bytes")
+    if args.max_lineage_bytes is not None:
+        if not args.head:
+            raise ValueError(f"--max-lineage-bytes {args.max_lineage_bytes}: the head keeps lineage; "
+                             f"give it to `sluice start --head`")
+        check_max_lineage_bytes(args.max_lineage_bytes, f"--max-lineage-bytes {args.max_lineage_bytes}")
+    elif args.head:
+        max_lineage_bytes_from()  # a bad SLUICE_MAX_LINEAGE_BYTES is refused before anything starts
 
 
 def _resources(text: str | None) -> dict[str, float] | None:

@@ -6,7 +6,8 @@ gRPC threads hand arriving batches to the scheduler exactly as the local I/O
 thread hands pipe reads to it (``inbox`` + flat combining), so the head runs
 the same scheduling code as an embedded runtime. A monitor thread declares a
 node dead once it misses heartbeats for :data:`DEAD_AFTER_S` seconds, or at
-once when its stream breaks.
+once when its stream breaks; objects only it held are then rebuilt from lineage
+by a rebuild thread, one bounded step per hold of the scheduler lock.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from sluice.executor.cluster import auth
 from sluice.executor.cluster import cluster_pb2 as pb
 from sluice.executor.cluster import cluster_pb2_grpc as pb_grpc
 from sluice.executor.cluster.directory import NodeState
+from sluice.executor.cluster.lineage import max_lineage_bytes_from
 from sluice.executor.cluster.placement import ClusterScheduler
 from sluice.executor.cluster.relay import (
     Outbox,
@@ -47,6 +49,8 @@ from sluice.executor.runtime import Runtime
 DEAD_AFTER_S = 5.0
 """A node that sends no heartbeat for this long is declared dead (the bound promised is 10 s)."""
 MONITOR_INTERVAL_S = 0.5
+REBUILD_PAUSE_S = 0.001
+"""Between two steps of a rebuild the lock is free this long, so other threads get it."""
 
 
 class ClusterIO(IOThread):
@@ -114,11 +118,13 @@ class ClusterIO(IOThread):
 class HeadRuntime(Runtime):
     """The head's scheduler state (a :class:`Runtime` whose workers live on nodes)."""
 
-    def __init__(self) -> None:  # no local store or workers: nodes bring them
+    def __init__(self, max_lineage_bytes: int | None = None) -> None:  # nodes bring stores, workers
         self.session = "head"
         self.nodes: dict[int, NodeState] = {}
         self.node_ids = itertools.count(1)
-        self.scheduler = ClusterScheduler(self, self.nodes)
+        if max_lineage_bytes is None:
+            max_lineage_bytes = max_lineage_bytes_from()
+        self.scheduler = ClusterScheduler(self, self.nodes, max_lineage_bytes)
         self.resources = self.scheduler.resources
         self.store = self.scheduler.store
         self.actors = ActorManager(self.scheduler)
@@ -128,6 +134,7 @@ class HeadRuntime(Runtime):
         self._own_spill_dir = False
         self.client_state: dict[int, dict] = {}
         self.closed = False
+        self.rebuilding = False  # a rebuild thread runs (set and cleared under the lock)
         self.io.start()
 
     # -- nodes -------------------------------------------------------------------------
@@ -156,11 +163,33 @@ class HeadRuntime(Runtime):
                 self.io.deliver(w, None)
 
     def node_died(self, node: NodeState, why: str) -> None:
-        with self.scheduler.locked():
-            self.scheduler.node_died(node, why)
+        s = self.scheduler
+        with s.locked():
+            s.node_died(node, why)
             self.actors.retry_waiting()
+            start = s.rebuilds.pending and not self.rebuilding
+            if start:
+                self.rebuilding = True
         self.io.drain_if_free()
         self.io.wake()
+        if start:
+            threading.Thread(target=self.rebuild, name="sluice-rebuild", daemon=True).start()
+
+    def rebuild(self) -> None:
+        """Work through the lost objects' rebuilds, one bounded step per hold of the lock."""
+        s = self.scheduler
+        more = True
+        try:
+            while more:
+                with s.locked():
+                    more = not self.closed and s.rebuild_step()
+                    if not more:
+                        self.rebuilding = False
+                time.sleep(REBUILD_PAUSE_S)
+        except Exception:  # a sluice bug: say so; the next node death starts a new thread
+            traceback.print_exc()
+            with s.locked():
+                self.rebuilding = False
 
     def monitor(self, stop: threading.Event) -> None:
         while not stop.wait(MONITOR_INTERVAL_S):
@@ -248,7 +277,9 @@ class HeadRuntime(Runtime):
                                     drivers=len(s.clients),
                                     actors=sum(1 for a in s.actors.values()
                                                if a.state != a.DEAD),
-                                    objects=len(s.objects))
+                                    objects=len(s.objects), lineage_bytes=s.lineage.nbytes,
+                                    lineage_records=s.lineage.count,
+                                    max_lineage_bytes=s.lineage.cap)
 
     def shutdown(self) -> None:
         if self.closed:
@@ -348,11 +379,15 @@ class HeadService(pb_grpc.HeadServicer):
 
 
 class Head:
-    """A running head: the gRPC server, the scheduler and the heartbeat monitor."""
+    """A running head: the gRPC server, the scheduler and the heartbeat monitor.
+
+    ``max_lineage_bytes`` caps the lineage kept to rebuild lost objects (default:
+    ``SLUICE_MAX_LINEAGE_BYTES``, else 1 GB, as Ray's ``max_lineage_bytes``).
+    """
 
     def __init__(self, port: int = auth.DEFAULT_PORT, bind: str = "127.0.0.1", token: str | None = None,
-                 tls: tuple[bytes, bytes] | None = None):
-        self.runtime = HeadRuntime()
+                 tls: tuple[bytes, bytes] | None = None, max_lineage_bytes: int | None = None):
+        self.runtime = HeadRuntime(max_lineage_bytes)
         self.token = token or secrets.token_hex(32)
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="sluice-grpc"),

@@ -38,14 +38,14 @@ def free_port() -> int:
 class LocalCluster:
     """A head (with its own node of ``head_cpus``) plus ``nodes`` node daemons of ``cpus`` each.
 
-    ``extra`` flags go to every ``sluice start``, ``node_args[i]`` to node ``i`` only;
-    ``cwd`` (default: the current directory) is on the daemons' ``PYTHONPATH``, so
-    their workers import the driver's modules by name.
+    ``extra`` flags go to every ``sluice start``, ``node_args[i]`` to node ``i`` only,
+    ``head_args`` to the head only; ``cwd`` (default: the current directory) is on the
+    daemons' ``PYTHONPATH``, so their workers import the driver's modules by name.
     """
 
     def __init__(self, nodes: int = 2, cpus: float = 1, head_cpus: float = 1, extra: list[str] | None = None,
                  env: dict[str, str] | None = None, node_args: list[list[str]] | None = None,
-                 cwd: str | Path | None = None):
+                 cwd: str | Path | None = None, head_args: list[str] | None = None):
         self.cwd = Path(cwd or os.getcwd())
         self.port = free_port()
         self.address = f"sluice://127.0.0.1:{self.port}"
@@ -54,15 +54,27 @@ class LocalCluster:
                     **(env or {})}
         self.env.pop("SLUICE_TOKEN", None)
         self.logs: list[Path] = []
+        self.cpus = cpus
+        self.extra = extra or []
         self.head = self._start(["--head", "--port", str(self.port), "--num-cpus", str(head_cpus),
-                                 *(extra or [])], "head")
+                                 *self.extra, *(head_args or [])], "head")
         self.wait_for_nodes(1 if head_cpus else 0)
-        self.nodes = []
+        self.nodes: list[subprocess.Popen] = []
         for i in range(nodes):
-            args = (node_args[i] if node_args else [])
-            self.nodes.append(self._start(["--address", f"127.0.0.1:{self.port}", "--num-cpus",
-                                           str(cpus), *(extra or []), *args], f"node{i}"))
+            self.nodes.append(self._start_node(node_args[i] if node_args else [], f"node{i}"))
         self.wait_for_nodes((1 if head_cpus else 0) + nodes)
+
+    def _start_node(self, args: list[str], name: str) -> subprocess.Popen:
+        return self._start(["--address", f"127.0.0.1:{self.port}", "--num-cpus", str(self.cpus),
+                            *self.extra, *args], name)
+
+    def add_node(self, args: list[str] | None = None) -> subprocess.Popen:
+        """Start one more node daemon (flags ``args``) and wait until it is alive."""
+        alive = len(self.alive_nodes())
+        proc = self._start_node(args or [], f"node{len(self.nodes)}")
+        self.nodes.append(proc)
+        self.wait_for_nodes(alive + 1)
+        return proc
 
     def _start(self, args: list[str], name: str) -> subprocess.Popen:
         log = auth.cluster_dir() / f"local-{self.port}-{name}.log"

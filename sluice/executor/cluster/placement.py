@@ -12,24 +12,29 @@ retries) holds unchanged; what differs is where a worker runs:
 * **Faults.** A dead node's workers die with it (tasks retry elsewhere within
   ``max_retries``, actors restart per ``max_restarts`` on a live node);
   objects whose only copy was there are rebuilt by re-running the task that
-  made them (lineage), or fail with ``ObjectLostError`` when nothing can.
+  made them (lineage, kept within ``max_lineage_bytes``: ``lineage.py``), or
+  fail with ``ObjectLostError`` when nothing can.
 """
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from sluice.exceptions import ObjectLostError
 from sluice.executor import protocol as P
+from sluice.executor.cluster import lineage as L
 from sluice.executor.cluster.directory import (
     ClusterResources,
     NodeState,
     ObjectDirectory,
 )
 from sluice.executor.cluster.relay import RelayConn, RemoteProc
+from sluice.executor.object_ref import OWNER_SHIFT
 from sluice.executor.records import (
     FAILED,
     PENDING,
+    READY,
     ActorRecord,
     TaskRecord,
     WorkerHandle,
@@ -42,14 +47,19 @@ from sluice.store import serialization
 class ClusterScheduler(Scheduler):
     """Schedules one cluster's work from the head. See the module docstring."""
 
-    def __init__(self, runtime: Any, nodes: dict[int, NodeState]):
+    def __init__(self, runtime: Any, nodes: dict[int, NodeState],
+                 max_lineage_bytes: int = L.DEFAULT_MAX_LINEAGE_BYTES):
         super().__init__("head", ClusterResources(nodes), ObjectDirectory(), runtime)
         self.nodes = nodes
         self.handles: dict[int, WorkerHandle] = {}    # worker index -> handle (pool, actor, driver)
         self.clients: dict[int, WorkerHandle] = {}    # connected drivers
         self.remote_clients: set[WorkerHandle] = set()  # drivers on a machine without a node
-        self.lineage: dict[int, TaskRecord] = {}      # shm result -> the task that made it
-        self.lineage_uses: dict[int, int] = {}        # object -> lineage records that read it
+        self.lineage = L.Lineage(max_lineage_bytes)   # the task behind each node-held result
+        self.rebuilds = L.RebuildPlan(self.lineage)   # lost objects still to plan (node_died)
+        self.rebuild_view = SchedulerRebuildView(self)
+        # Results a rebuild does not need get ids of an owner index no process is given.
+        self.scratch_owner = next(self.worker_index)
+        self.scratch_ids = itertools.count(1)
 
     # -- processes on nodes ------------------------------------------------------------
     def spawn(self, index: int, node: NodeState) -> tuple[RemoteProc, RelayConn]:
@@ -133,7 +143,11 @@ class ClusterScheduler(Scheduler):
     # -- objects -------------------------------------------------------------------------
     def spec_for_worker(self, oid: int, w: WorkerHandle | None = None) -> tuple:
         entry = self.objects.get(oid)
-        if entry is None or entry.spec is None or entry.spec[0] != P.DEP_SHM:
+        if entry is not None and entry.spec is None:  # lost and being rebuilt: none to read now
+            return (P.DEP_ERROR, serialization.dumps(ObjectLostError(
+                f"object {oid:x} was lost with its node and is being rebuilt; read it again once "
+                f"it is ready")))
+        if entry is None or entry.spec[0] != P.DEP_SHM:
             return super().spec_for_worker(oid, w)
         locs = self.store.locations.get(oid)
         if not locs:
@@ -154,51 +168,16 @@ class ClusterScheduler(Scheduler):
         task = w.inflight.get(task_id)
         if task is not None and task.actor is None and not task.cancelled:
             # Before the task's inputs are released below: an input freed then keeps its
-            # lineage, since this result's lineage needs it.
-            for oid, spec, _ in results:
-                if spec[0] == P.DEP_SHM and oid in self.objects:
-                    self.remember_lineage(oid, task)
+            # lineage, since this result's lineage reads it.
+            made = [oid for oid, spec, _ in results if spec[0] == P.DEP_SHM and oid in self.objects]
+            if made:
+                ids = len(task.deps) + len(task.contained) + len(task.return_ids)
+                self.lineage.record(task, made, task.deps,
+                                    L.lineage_nbytes(len(task.args_blob), task.name, ids))
         super().task_done(w, task_id, results, seconds)
 
-    # -- lineage: the task that made each node-held object, and of its inputs while needed ---
-    def remember_lineage(self, oid: int, task: TaskRecord) -> None:
-        self.forget_lineage(oid, keep_inputs=True)
-        self.lineage[oid] = task
-        for dep in set(task.deps):
-            self.lineage_uses[dep] = self.lineage_uses.get(dep, 0) + 1
-
-    def forget_lineage(self, oid: int, keep_inputs: bool = False) -> None:
-        """Drop ``oid``'s lineage, and that of freed inputs no other lineage needs."""
-        stack = [oid]
-        while stack:
-            task = self.lineage.pop(stack.pop(), None)
-            if task is None:
-                continue
-            for dep in set(task.deps):
-                left = self.lineage_uses.get(dep, 0) - 1
-                if left > 0:
-                    self.lineage_uses[dep] = left
-                    continue
-                self.lineage_uses.pop(dep, None)
-                if dep not in self.objects and not keep_inputs:
-                    stack.append(dep)
-
     def freed(self, oid: int) -> None:
-        if not self.lineage_uses.get(oid):  # else kept: a live object may need it rebuilt
-            self.forget_lineage(oid)
-
-    def rebuildable(self, task: TaskRecord | None, depth: int = 0) -> bool:
-        """Whether ``task`` can run again: each input is alive, or can be rebuilt itself."""
-        if task is None or depth > 1000:
-            return False
-        for dep in task.deps:
-            entry = self.objects.get(dep)
-            if entry is None:
-                if not self.rebuildable(self.lineage.get(dep), depth + 1):
-                    return False
-            elif entry.state == FAILED:
-                return False
-        return True
+        self.lineage.release(oid)  # kept while a kept task reads it
 
     # -- faults --------------------------------------------------------------------------
     def worker_died(self, w: WorkerHandle) -> None:
@@ -211,7 +190,12 @@ class ClusterScheduler(Scheduler):
                 self.start_worker(node)  # keep the node's pool full after a crash
 
     def node_died(self, node: NodeState, why: str) -> None:
-        """Declare ``node`` dead: its processes die with it; rebuild or fail what it held."""
+        """Declare ``node`` dead: its processes die with it, and what only it held is lost.
+
+        Lost objects turn pending and go to :attr:`rebuilds`, which the head works through
+        with :meth:`rebuild_step` (a bounded step per lock hold). The work here is linear
+        in the directory and the tasks not yet sent, and never follows lineage.
+        """
         if not node.alive:
             return
         node.alive = False
@@ -221,35 +205,105 @@ class ClusterScheduler(Scheduler):
                 continue
             w.proc.returncode = -9
             self.inbox.append((w, None))
+        lost = set()
+        context = (node.describe(), why)
         for oid in self.store.node_lost(node):
-            self.object_lost(oid, node, why)
+            entry = self.objects.get(oid)
+            if entry is None or entry.state != READY:
+                continue
+            entry.state, entry.spec, entry.producer = PENDING, None, None
+            if entry.contained:  # the rebuilt value brings its own
+                contained, entry.contained = entry.contained, ()
+                self.unhold(contained)
+            self.rebuilds.add(oid, context)
+            lost.add(oid)
+        if lost:
+            self.wait_for_rebuilds(lost)
 
-    def object_lost(self, oid: int, node: NodeState, why: str) -> None:
-        entry = self.objects.get(oid)
-        if entry is None or entry.state == PENDING:
-            return
-        task = self.lineage.get(oid)
-        if self.rebuildable(task):
-            self.rebuild(oid, entry, task)
-            return
-        how = ("it was stored by put(), so nothing can compute it again" if task is None else
-               "an input of the task that made it cannot be computed again either")
-        entry.spec = (P.DEP_ERROR, serialization.dumps(ObjectLostError(
-            f"object {oid:x} was lost: its only copy was on {node.describe()}, which {why}; {how}. "
-            f"Keep the inputs alive (or put() it again) to survive node loss")))
-        entry.state = FAILED
+    def wait_for_rebuilds(self, lost: set[int]) -> None:
+        """Tasks not sent yet that read a ``lost`` object wait for it as for any pending input."""
+        unqueue = set()
+        for task in self.tasks.values():
+            if task.worker is not None or task.local_to is not None:
+                continue
+            n = 0
+            for oid in task.deps:
+                if oid in lost:
+                    self.objects[oid].waiters.append(task)
+                    n += 1
+            if n:
+                if task.unresolved == 0 and task.actor is None:
+                    unqueue.add(task)  # in a ready queue: it leaves it until the rebuild
+                task.unresolved += n
+        if unqueue:
+            for q in self.ready.values():
+                kept = [t for t in q if t not in unqueue]
+                if len(kept) != len(q):
+                    q.clear()
+                    q.extend(kept)
 
-    def rebuild(self, oid: int, entry: Any, task: TaskRecord) -> None:
-        """Run the task that made ``oid`` again (and first those of its freed inputs);
-        readers wait as for any pending object."""
-        for dep in task.deps:
-            if dep not in self.objects:  # freed since, but its lineage was kept for this
-                self.rebuild(dep, self.new_entry(dep, None), self.lineage[dep])
-        again = TaskRecord(next(self.task_ids), task.fn_id, task.name, task.args_blob, list(task.deps),
-                           task.contained, [oid], task.key, task.retries_left, task.retry_exc, [])
-        entry.state = PENDING
-        entry.spec = None
-        if entry.contained:
-            self.unhold(entry.contained)
-            entry.contained = ()
-        self.submit(again)
+    def rebuild_step(self, budget: int = L.REBUILD_STEP) -> bool:
+        """Plan (and submit) up to ``budget`` moves of pending rebuilds; whether work remains."""
+        more = self.rebuilds.step(self.rebuild_view, budget)
+        self.dispatch()
+        self.flush_all()
+        return more
+
+    def scratch_id(self) -> int:
+        return (self.scratch_owner << OWNER_SHIFT) | next(self.scratch_ids)
+
+    def lost_message(self, oid: int, failure: L.Failure, context: tuple[str, str]) -> str:
+        where, why = context
+        head = f"object {oid:x} was lost: its only copy was on {where}, which {why}"
+        cause = failure.cause
+        if failure.reason == L.EVICTED:
+            whose = ("its lineage (the task that made it)" if cause == oid else
+                     f"the lineage of object {cause:x}, which rebuilding it needs,")
+            return (f"{head}, and it cannot be rebuilt: {whose} was evicted because the head keeps "
+                    f"at most max_lineage_bytes={self.lineage.cap} bytes of lineage (the oldest "
+                    f"objects' goes first). Raise the cap (sluice start --head --max-lineage-bytes "
+                    f"N, or {L.ENV_MAX_LINEAGE_BYTES}), drop ObjectRefs you no longer need sooner, "
+                    f"or keep a copy you cannot lose (sluice.get() it into the driver)")
+        if failure.reason == L.NO_LINEAGE:
+            how = ("it was stored by put() (or by an actor call), so nothing can compute it again"
+                   if cause == oid else
+                   f"rebuilding it needs object {cause:x}, which was freed and was stored by put() "
+                   f"(or by an actor call), so nothing can compute it again")
+        else:
+            how = (f"an input of the task that made it (object {cause:x}) failed, so it cannot be "
+                   f"computed again")
+        return f"{head}; {how}. Keep the inputs alive (or put() it again) to survive node loss"
+
+
+class SchedulerRebuildView:
+    """The scheduler's object table and submission as a rebuild sees them
+    (:class:`~sluice.executor.cluster.lineage.RebuildView`)."""
+
+    def __init__(self, s: ClusterScheduler):
+        self.s = s
+
+    def status(self, oid: int) -> int:
+        entry = self.s.objects.get(oid)
+        if entry is None:
+            return L.GONE
+        return L.FAILED if entry.state == FAILED else L.HELD
+
+    def hold(self, oid: int) -> None:
+        self.s.hold((oid,))
+
+    def unhold(self, oid: int) -> None:
+        self.s.unhold((oid,))
+
+    def submit(self, task: TaskRecord, outputs: list[int]) -> None:
+        s = self.s
+        keep = set(outputs)
+        return_ids = [oid if oid in keep else s.scratch_id() for oid in task.return_ids]
+        s.submit(TaskRecord(next(s.task_ids), task.fn_id, task.name, task.args_blob, list(task.deps),
+                            task.contained, return_ids, task.key, task.retries_left, task.retry_exc,
+                            []))
+
+    def fail(self, oid: int, failure: L.Failure, context: Any) -> None:
+        s = self.s
+        if oid in s.objects:
+            blob = serialization.dumps(ObjectLostError(s.lost_message(oid, failure, context)))
+            s.add_object(oid, (P.DEP_ERROR, blob), (), adopt=False)
