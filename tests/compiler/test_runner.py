@@ -19,6 +19,7 @@ from sluice.compiler.plan import Plan, Stage
 from sluice.compiler.runner import Execution, Retry, StageDone, StageHooks, UseValue, run_plan
 from sluice.dsl.nodes import InputNode, MultiOutputNode
 from sluice.executor import context
+from tests.compiler.dag_example import add, inc
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -26,16 +27,6 @@ def runtime() -> Iterator[None]:
     sluice.init(num_cpus=2)
     yield
     sluice.shutdown()
-
-
-@sluice.remote
-def inc(x: int) -> int:
-    return x + 1
-
-
-@sluice.remote
-def add(a: int, b: int) -> int:
-    return a + b
 
 
 @sluice.remote

@@ -25,7 +25,6 @@ from typing import Any
 
 import grpc
 
-from sluice.exceptions import InfeasibleResourceError
 from sluice.executor import protocol as P
 from sluice.executor.actors import ActorManager
 from sluice.executor.backend import NodeInfo, ObjectLocation
@@ -234,15 +233,6 @@ class HeadRuntime(Runtime):
             reqs[:] = [r for r in reqs if r.worker is not w]
         for actor_id in held["actors"]:
             self.actors.kill(actor_id, True)
-
-    def lookup_locked(self, what: str, arg: Any) -> Any:
-        if what == "feasible":  # (demand key, what asks): None, or why no node ever could
-            try:
-                self.resources.check_feasible(*arg)
-            except InfeasibleResourceError as err:
-                return str(err)
-            return None
-        return super().lookup_locked(what, arg)
 
     # -- what drivers and workers ask of the cluster (Backend.nodes, object_locations, ...) ----
     def nodes_locked(self) -> list[NodeInfo]:
