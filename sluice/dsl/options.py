@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from sluice.executor.resources import demand_key
+from sluice.executor.strategies import check_strategy
 
 TASK_DEFAULTS: dict[str, Any] = {
     "num_cpus": 1, "num_gpus": 0, "resources": None, "max_retries": 3,
     "retry_exceptions": False, "num_returns": 1, "name": None, "jit": False,
+    "scheduling_strategy": None,  # None/"DEFAULT" or NodeAffinitySchedulingStrategy
     "pure": True,  # graphs only: equal calls of a pure function may be computed once (CSE)
     # sluice.workflow steps only: retries of a failing step (delay, growth), the step's output
     # as (result, error) instead of raising, and reuse of an unchanged step across runs.
@@ -18,7 +20,7 @@ WORKFLOW_OPTIONS = ("retry_delay_s", "backoff", "catch_exceptions", "cache")
 """Options only sluice.workflow reads: accepted on ``.bind()`` steps, an error on ``.remote()``."""
 ACTOR_DEFAULTS: dict[str, Any] = {
     "num_cpus": 0, "num_gpus": 0, "resources": None, "max_restarts": 0,
-    "max_concurrency": None, "name": None,
+    "max_concurrency": None, "name": None, "scheduling_strategy": None,
 }
 METHOD_DEFAULTS: dict[str, Any] = {"num_returns": 1, "name": None}
 
@@ -77,6 +79,8 @@ def normalize(kind: str, given: dict[str, Any], defaults: dict[str, Any], where:
     for name in ("catch_exceptions", "cache"):
         if name in opts and not isinstance(opts[name], bool):
             raise ValueError(f"{where}: {name}={opts[name]!r} must be True or False")
+    if "scheduling_strategy" in opts:
+        opts["scheduling_strategy"] = check_strategy(opts["scheduling_strategy"], where)
     if "retry_exceptions" in opts:
         opts["retry_exceptions"] = _retry_spec(opts["retry_exceptions"], where)
     if "num_cpus" in opts:

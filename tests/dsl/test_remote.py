@@ -173,3 +173,19 @@ def test_a_task_error_is_also_an_instance_of_the_original_type() -> None:
 
     again = pickle.loads(pickle.dumps(err))
     assert isinstance(again, KeyError) and isinstance(again, TaskError)
+
+
+def test_scheduling_strategy_is_checked_and_kept():
+    from sluice.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    @sluice.remote
+    def f():
+        return 1
+
+    strategy = NodeAffinitySchedulingStrategy("node-a", soft=True)
+    assert f.options(scheduling_strategy=strategy)._options["scheduling_strategy"] == strategy
+    assert f.options(scheduling_strategy="DEFAULT")._options["scheduling_strategy"] is None
+    with pytest.raises(ValueError, match="scheduling_strategy='SPREADISH'"):
+        f.options(scheduling_strategy="SPREADISH")
+    with pytest.raises(ValueError, match="node_id=''"):
+        NodeAffinitySchedulingStrategy("", soft=True)

@@ -1,0 +1,1 @@
+"""Ray's ``ray.util`` surface: ``sluice.util.scheduling_strategies``, ..."""

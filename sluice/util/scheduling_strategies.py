@@ -1,0 +1,5 @@
+"""``ray.util.scheduling_strategies`` for sluice programs: where a task or actor runs."""
+
+from sluice.executor.strategies import NodeAffinitySchedulingStrategy
+
+__all__ = ["NodeAffinitySchedulingStrategy"]
