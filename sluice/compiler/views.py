@@ -450,7 +450,7 @@ def _draw_op(graph: graphviz.Digraph, op: dict[str, Any], gpu: bool,
              stage: dict[str, Any] | None) -> None:
     label = op["label"]
     if stage is not None and not stage["fused"] and stage["placement"] != LOCAL:
-        label += f"\n@{stage['placement']}"  # a fused stage's cluster label says where
+        label += f"\\n@{stage['placement']}"  # a fused stage's cluster label says where
     graph.node(op["id"], label=label, tooltip=_op_tooltip(op, stage), **_op_style(op, gpu))
 
 
