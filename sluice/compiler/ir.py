@@ -22,6 +22,9 @@ class OpKind(enum.Enum):
     ``sluice.data`` planner, or a pass)."""
 
     INPUT = "input"        # the arguments of execute(): the DAG's input (front end)
+    CONSTANT = "constant"  # an ObjectRef bound as a whole argument of .bind(): its value is
+                           # read where the reader runs. ``key`` is ("object", object id),
+                           # ``template`` the pickled ref (front end)
     SELECT = "select"      # a part of the input: inp[0], inp["k"], inp.attr (front end)
     CALL = "call"          # a remote function (front end; data: a read or a map over blocks)
     ACTOR = "actor"        # an actor, created once per Plan (front end; data: an actor pool)
@@ -80,6 +83,21 @@ class Op:
 
 
 @dataclass(frozen=True, slots=True)
+class PlacementReason:
+    """Why the locality pass put a stage on a node (``passes/locality.py``), for ``explain()``.
+
+    ``rule``: ``"largest_input"`` (``op`` is the input, ``size`` its bytes, held on
+    that node), ``"holds"`` (a bound object: the node holds ``op``'s value of
+    ``size`` bytes), ``"actor"`` (a method call: ``op`` is its actor, placed there)
+    or ``"scheduling_strategy"`` (``op`` carries the user's own strategy naming it).
+    """
+
+    rule: str
+    op: str
+    size: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ActorChain:
     """Method calls forwarded actor to actor (``passes/actor_chains.py``).
 
@@ -120,10 +138,18 @@ GRAPH_KEYS: dict[str, str] = {
                   "by numba_fusion; lower marks those stages (Plan.jit_stages).",
     "jit_blocked": "dict stage name -> why a stage holding a jit=True op does not compile. Set "
                    "by numba_fusion, for whoever reads the graph; the Plan does not keep it.",
-    "sizes": "dict op id -> the bytes of its value, where known. Given by whoever compiles with "
-             "object sizes at hand; locality reads it (without sizes every stage stays local).",
-    "placement": "dict op id -> the node its stage runs on ('local' on one node). Empty from "
-                 "the dsl front end; set by locality; lower copies it (Stage.placement).",
+    "sizes": "dict op id -> the bytes of its value, where known: the CONSTANT ops' objects, "
+             "as the backend measured them when the DAG was compiled (a stage's own output "
+             "has no known size before it runs). Given by compile_graph's caller with the "
+             "cluster view (sluice.dsl.placement asks the backend); locality reads it, placing a "
+             "stage by its largest input of known size (without sizes every stage stays local); "
+             "lower copies it (Plan.sizes, edge sizes in visualize()).",
+    "placement": "dict op id -> the node its stage runs on ('local': the backend chooses, as "
+                 "on one node). Empty from the dsl front end; set by locality; lower copies it "
+                 "(Stage.placement), the runner turns a node into a soft node affinity.",
+    "placement_reasons": "dict op id -> the PlacementReason of an op placed on a node (ops "
+                         "left 'local' have none). Set by locality; lower copies it "
+                         "(Stage.placement_reason, shown by explain()).",
     "actor_chains": "tuple of ActorChain: method calls forwarded actor to actor. Set by "
                     "actor_chains; lower copies it (Plan.actor_chains), the runner forwards "
                     "exactly those.",

@@ -18,6 +18,7 @@ def lower(graph: nx.DiGraph, optimized: bool = True) -> Plan:
     order = topological_ops(graph)
     groups = graph.graph.get("stages") or {}
     placement = graph.graph.get("placement") or {}
+    reasons = graph.graph.get("placement_reasons") or {}
     members: dict[str, list[Op]] = {}
     for op in order:
         members.setdefault(groups.get(op.id, op.id), []).append(op)
@@ -44,7 +45,8 @@ def lower(graph: nx.DiGraph, optimized: bool = True) -> Plan:
         kind = OpKind.CALL if any(o.kind is OpKind.CALL for o in ops) else head.kind
         stages.append(Stage(id=stage_id(ops), kind=kind, ops=ops, inputs=tuple(inputs),
                             output=ops[-1].id, resources=head.resources, device=head.device,
-                            placement=placement.get(head.id, "local")))
+                            placement=placement.get(head.id, "local"),
+                            placement_reason=reasons.get(head.id)))
     used = {op.fn_id for op in order if op.fn_id}
     functions = tuple(sorted((k, v) for k, v in graph.graph["functions"].items() if k in used))
     blocked = tuple(sorted((u, v, rule) for (u, v), rule in (graph.graph.get("blocked") or {}).items()))
@@ -57,4 +59,5 @@ def lower(graph: nx.DiGraph, optimized: bool = True) -> Plan:
                 passes=tuple(graph.graph.get("passes", ())), blocked=blocked,
                 logical_edges=tuple(sorted(graph.edges())), optimized=optimized,
                 jit_stages=jit_stages, actor_chains=tuple(graph.graph.get("actor_chains", ())),
-                not_chained=not_chained)
+                not_chained=not_chained,
+                sizes=tuple(sorted((graph.graph.get("sizes") or {}).items())))

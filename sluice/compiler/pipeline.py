@@ -9,18 +9,20 @@ from sluice.compiler.passes.actor_chains import find_actor_chains
 from sluice.compiler.passes.cse import eliminate_common_subexpressions
 from sluice.compiler.passes.fusion import fuse_linear_chains
 from sluice.compiler.passes.gpu import place_gpus
-from sluice.compiler.passes.locality import place_stages
+from sluice.compiler.passes.locality import ClusterView, place_stages
 from sluice.compiler.passes.numba_fusion import fuse_numba
 from sluice.compiler.passes.validate import validate
 from sluice.compiler.plan import Plan
 
 
-def compile_graph(graph: Any, optimize: bool = True) -> Plan:
+def compile_graph(graph: Any, optimize: bool = True, cluster: ClusterView | None = None) -> Plan:
     """The physical Plan of a logical graph (``sluice.dsl.to_graph.build_graph`` makes one).
 
     Always: validate, GPU placement (host/device copies made explicit), actor
     chains (forwarding changes where values go, not what runs) and locality.
-    With ``optimize``: CSE, linear fusion and numba fusion too.
+    With ``optimize``: CSE, linear fusion and numba fusion too. ``cluster``: the
+    nodes and the sizes of the values that exist already (read from the backend
+    by the caller, ``sluice.dsl.placement``); without it every stage stays local.
     """
     graph = validate(graph)
     if optimize:
@@ -30,5 +32,9 @@ def compile_graph(graph: Any, optimize: bool = True) -> Plan:
         graph = fuse_linear_chains(graph)
         graph = fuse_numba(graph)
     graph = find_actor_chains(graph)
-    graph = place_stages(graph)
+    if cluster is not None:
+        graph = graph.copy()
+        graph.graph["sizes"] = {op_id: size for op_id, size in cluster.sizes.items()
+                                if op_id in graph}
+    graph = place_stages(graph, cluster.held if cluster is not None else None)
     return lower(graph, optimized=optimize)

@@ -14,7 +14,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from sluice.compiler.ir import ActorChain, Op, OpKind
+from sluice.compiler.ir import ActorChain, Op, OpKind, PlacementReason
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +23,8 @@ class Stage:
 
     ``inputs`` are the ids of ops in *other* stages whose values the stage reads
     (its input slots, in order); ``output`` is the op whose value it produces.
+    ``placement`` is the node the locality pass put it on (``"local"``: the
+    backend chooses), ``placement_reason`` why, for a stage placed on a node.
     """
 
     id: str
@@ -33,6 +35,7 @@ class Stage:
     resources: tuple[tuple[str, float], ...] = ()
     device: str = "cpu"
     placement: str = "local"
+    placement_reason: PlacementReason | None = None
 
     @property
     def name(self) -> str:
@@ -59,8 +62,9 @@ class Plan:
     pairs), ``passes`` (the passes that changed the graph), ``blocked`` ((src op,
     dst op, rule) for every edge not fused), ``logical_edges`` (every op-level
     edge, for the logical view), ``actor_chains`` (method calls the runner
-    forwards actor to actor) and ``not_chained`` ((src op, dst op, rule) for every
-    method-to-method edge that is not forwarded).
+    forwards actor to actor), ``not_chained`` ((src op, dst op, rule) for every
+    method-to-method edge that is not forwarded) and ``sizes`` ((op id, bytes) of the
+    values whose size the backend knew at compile: the bound objects).
     """
 
     stages: tuple[Stage, ...]
@@ -74,6 +78,7 @@ class Plan:
     jit_stages: tuple[str, ...] = ()   # ids of stages whose calls compile into one numba function
     actor_chains: tuple[ActorChain, ...] = ()
     not_chained: tuple[tuple[str, str, str], ...] = ()
+    sizes: tuple[tuple[str, int], ...] = ()
 
     def function(self, fn_id: int) -> bytes:
         """The pickled function or class with id ``fn_id``."""

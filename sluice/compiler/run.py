@@ -6,6 +6,8 @@ turns stages into runtime calls through the functions here:
 
 - :func:`stage_function`: a call stage's ops as one :class:`StageFunction`, run
   in one worker call; :func:`task_options`: the stage's task options.
+- :func:`placement_strategy`: where the Plan says a stage runs, as the
+  ``scheduling_strategy`` option a backend honours.
 - :func:`actor_options` and :func:`start_actor`: an ACTOR stage's actor.
 - :func:`call_arguments`: a call's arguments, its template filled with values.
 - :class:`DAGInput`: the execute() arguments, as the InputNode and its
@@ -20,10 +22,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sluice.compiler.ir import ActorChain, Op, OpKind, fill_slots, unpack_template
+from sluice.compiler.passes.locality import LOCAL
 from sluice.compiler.plan import Plan, Stage
 from sluice.executor.actor_handle import ActorHandle
 from sluice.executor.calls import load_function
 from sluice.executor.chains import pack_hop_args
+from sluice.executor.strategies import NodeAffinitySchedulingStrategy
 
 if TYPE_CHECKING:
     from sluice.compiler.runner import Execution
@@ -154,7 +158,8 @@ def stage_function(plan: Plan, stage: Stage, functions: dict[int, bytes]) -> Sta
 
 
 def task_options(stage: Stage) -> dict[str, Any]:
-    """The runtime's task options for one call of ``stage`` (resources, retries, returns)."""
+    """The runtime's task options for one call of ``stage`` (resources, retries, returns,
+    and where it runs: :func:`placement_strategy`)."""
     head = stage.ops[0]
     opts = dict(head.options)
     resources = dict(stage.resources)
@@ -163,23 +168,44 @@ def task_options(stage: Stage) -> dict[str, Any]:
         "num_gpus": resources.pop("GPU", 0), "resources": resources or None,
         "max_retries": opts.get("max_retries", 3), "retry_exceptions": opts.get("retry_exceptions", False),
         "name": stage.name, "_key": stage.resources,
+        "scheduling_strategy": placement_strategy(stage),
     }
 
 
-def actor_options(op: Op) -> dict[str, Any]:
-    """The runtime's actor options for an ACTOR op."""
+def actor_options(stage: Stage) -> dict[str, Any]:
+    """The runtime's actor options for the actor of ACTOR ``stage`` (placed as it is)."""
+    op = stage.ops[0]
     opts = dict(op.options)
     resources = dict(op.resources)
     return {"num_cpus": resources.pop("CPU", 0), "num_gpus": resources.pop("GPU", 0),
             "resources": resources or None, "max_restarts": opts.get("max_restarts", 0),
             "max_concurrency": opts.get("max_concurrency"), "name": opts.get("name"),
-            "class_name": op.name, "_methods": {}}
+            "class_name": op.name, "_methods": {},
+            "scheduling_strategy": placement_strategy(stage)}
 
 
-def start_actor(rt: Any, op: Op, cls_bytes: bytes, args: tuple, kwargs: dict) -> ActorHandle:
-    """Create the actor of ACTOR op ``op`` with these constructor arguments; its handle."""
+def placement_strategy(stage: Stage) -> Any:
+    """The ``scheduling_strategy`` option of a task or actor of ``stage``.
+
+    The user's own strategy (given with ``.options(scheduling_strategy=...)``) wins;
+    otherwise a stage the locality pass placed on a node asks for that node softly
+    (the backend runs it elsewhere when the node is gone or full); a ``"local"``
+    stage leaves the choice to the backend (None).
+    """
+    for op in stage.ops:
+        given = dict(op.options).get("scheduling_strategy")
+        if given is not None:
+            return given
+    if stage.placement == LOCAL:
+        return None
+    return NodeAffinitySchedulingStrategy(stage.placement, soft=True)
+
+
+def start_actor(rt: Any, stage: Stage, cls_bytes: bytes, args: tuple, kwargs: dict) -> ActorHandle:
+    """Create the actor of ACTOR ``stage`` with these constructor arguments; its handle."""
+    op = stage.ops[0]
     actor_id = rt.new_actor_id()
-    rt.create_actor(actor_id, op.fn_id, cls_bytes, op.name, args, kwargs, actor_options(op))
+    rt.create_actor(actor_id, op.fn_id, cls_bytes, op.name, args, kwargs, actor_options(stage))
     methods = dict(op.options).get("_methods", ())
     return ActorHandle(actor_id, op.name, {m: {"num_returns": n} for m, n in methods})
 

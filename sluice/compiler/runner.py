@@ -203,7 +203,8 @@ class Execution:
         return [self.values[o] for o in self.plan.outputs]
 
     def run_stage(self, stage: Stage) -> Any:
-        """The default for every stage kind: input, selector, task, actor, method call, chain."""
+        """The default for every stage kind: input, selector, bound object, task, actor,
+        method call, chain."""
         chain = self.chains.get(stage.id) if self.chains else None
         if chain is not None:
             return chain(self, stage)
@@ -255,7 +256,7 @@ class Execution:
         op = stage.ops[0]
         if args is None:
             args, kwargs = call_arguments(op, self._template(op.id, op.template), self.values)
-        return start_actor(self.rt, op, self.functions[op.fn_id], args, kwargs or {})
+        return start_actor(self.rt, stage, self.functions[op.fn_id], args, kwargs or {})
 
     def call(self, stage: Stage, actor: Any = None, args: tuple[Any, ...] | None = None,
              kwargs: dict[str, Any] | None = None, num_returns: int | None = None) -> list[ObjectRef]:
@@ -286,6 +287,13 @@ def _select_step(run: Execution, stage: Stage) -> Any:
     return run.input.select(stage.ops[0].key)
 
 
+def _constant_step(run: Execution, stage: Stage) -> Any:
+    """A bound object's ref (unpickled once per Plan run): its readers get the value."""
+    op = stage.ops[0]
+    args, _ = run._template(op.id, op.template)
+    return args[0]
+
+
 def _call_step(run: Execution, stage: Stage) -> Any:
     refs = run.submit(stage)
     return refs[0] if len(refs) == 1 else refs
@@ -309,6 +317,7 @@ def _blocks_step(run: Execution, stage: Stage) -> Any:
 
 
 _STEPS: dict[OpKind, Step] = {OpKind.INPUT: _input_step, OpKind.SELECT: _select_step,
+                              OpKind.CONSTANT: _constant_step,
                               OpKind.ACTOR: _actor_step, OpKind.METHOD: _method_step,
                               OpKind.BLOCKS: _blocks_step}
 

@@ -12,8 +12,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sluice.compiler.ir import ActorChain, Op, OpKind
+from sluice.compiler.ir import ActorChain, Op, OpKind, PlacementReason
 from sluice.compiler.passes.actor_chains import RULE as CHAIN_RULE
+from sluice.compiler.passes.locality import LOCAL
+from sluice.compiler.passes.locality import RULE as PLACEMENT_RULE
 from sluice.compiler.plan import Plan, Stage
 
 if TYPE_CHECKING:  # graphviz is imported when a drawing is made: JSON and explain need none
@@ -47,6 +49,7 @@ _NODE_SHAPES = {
     OpKind.ACTOR.value: ("component", "filled"),
     OpKind.METHOD.value: ("ellipse", "filled"),
     OpKind.INPUT.value: ("note", "filled"),
+    OpKind.CONSTANT.value: ("cylinder", "filled"),
     OpKind.SELECT.value: ("plain", ""),
     OpKind.OUTPUT.value: ("note", "filled"),
     OpKind.TRANSFER.value: ("cds", "filled"),
@@ -70,15 +73,18 @@ def plan_to_json(plan: Plan, sizes: Mapping[str, int] | None = None) -> dict[str
     """The plan as plain JSON-able data: the one description every view draws from.
 
     ``sizes`` maps op ids to the byte size of their values where known (e.g.
-    measured by a run); each edge carries its source's size, or ``None``.
+    measured by a run), over the sizes the plan knew at compile (``Plan.sizes``);
+    each edge carries its source's size, or ``None``.
     Keys: ``optimized``, ``multi_output``, ``outputs``, ``passes``, ``stages``
-    (each with its ``ops``), ``edges`` (physical, each with a ``kind`` from
-    :data:`EDGE_KINDS` and the ``rule`` that kept it from being fused),
-    ``logical_edges``, ``blocked``, ``actor_chains`` (each with its ``source``,
-    ``ops``, ``stages`` and ``slots``), ``not_chained`` and ``chain_rule``.
+    (each with its ``ops``, ``placement`` and ``placement_reason``), ``edges``
+    (physical, each with a ``kind`` from :data:`EDGE_KINDS` and the ``rule`` that
+    kept it from being fused), ``logical_edges``, ``blocked``, ``actor_chains``
+    (each with its ``source``, ``ops``, ``stages`` and ``slots``), ``not_chained``,
+    ``chain_rule`` and ``placement_rule``.
     """
     stage_of = {op.id: stage.id for stage in plan.stages for op in stage.ops}
     outputs = set(plan.outputs)
+    known = {**dict(plan.sizes), **dict(sizes or {})}
     return {
         "optimized": plan.optimized,
         "multi_output": plan.multi_output,
@@ -86,13 +92,14 @@ def plan_to_json(plan: Plan, sizes: Mapping[str, int] | None = None) -> dict[str
         "passes": list(plan.passes),
         "stages": [_stage_json(i, stage, stage_of, outputs)
                    for i, stage in enumerate(plan.stages, start=1)],
-        "edges": _edges_json(plan, stage_of, dict(sizes or {})),
+        "edges": _edges_json(plan, stage_of, known),
         "logical_edges": [list(edge) for edge in _logical_edges(plan)],
         "blocked": [{"src": src, "dst": dst, "rule": rule} for src, dst, rule in plan.blocked],
         "actor_chains": [_chain_json(i, chain, stage_of)
                          for i, chain in enumerate(plan.actor_chains, start=1)],
         "not_chained": [{"src": src, "dst": dst, "rule": rule} for src, dst, rule in plan.not_chained],
         "chain_rule": CHAIN_RULE,
+        "placement_rule": PLACEMENT_RULE,
     }
 
 
@@ -123,7 +130,14 @@ def _stage_json(index: int, stage: Stage, stage_of: dict[str, str],
         "resources": dict(stage.resources),
         "device": stage.device,
         "placement": stage.placement,
+        "placement_reason": _reason_json(stage.placement_reason),
     }
+
+
+def _reason_json(reason: PlacementReason | None) -> dict[str, Any] | None:
+    if reason is None:
+        return None
+    return {"rule": reason.rule, "op": reason.op, "size": reason.size}
 
 
 def _op_json(op: Op) -> dict[str, Any]:
@@ -221,12 +235,14 @@ def explain(plan: Plan, verbose: bool = False) -> str:
     """Text in the spirit of Spark's ``explain()``.
 
     One line per stage in plan order (``*(n)`` marks a stage of fused ops) with
-    its kind, member ops, device, resources, placement and input stages; with
-    ``verbose`` each op's id, device, resources and inputs on its own line;
-    then the outputs, the passes that fired, the actor chains (method calls
-    forwarded actor to actor, with the rule and, for a method-to-method edge
-    that was not chained, the reason), and every edge that was not fused with
-    the rule that blocked it.
+    its kind, member ops, device, resources, placement (``@node``, and for a
+    stage placed on a node why: its largest input held there, its actor, the
+    user's scheduling_strategy) and input stages; with ``verbose`` each op's id,
+    device, resources and inputs on its own line; then the outputs, the passes
+    that fired, the placement rule (when a stage is placed on a node), the actor
+    chains (method calls forwarded actor to actor, with the rule and, for a
+    method-to-method edge that was not chained, the reason), and every edge that
+    was not fused with the rule that blocked it.
     """
     data = plan_to_json(plan)
     state = "optimized" if data["optimized"] else "not optimized"
@@ -239,6 +255,8 @@ def explain(plan: Plan, verbose: bool = False) -> str:
             lines.extend(_op_line(op) for op in stage["ops"])
     lines.append(_outputs_line(data))
     lines.append("Passes: " + (", ".join(data["passes"]) or "(none)"))
+    if any(stage["placement"] != LOCAL for stage in data["stages"]):
+        lines.append(f"Placement: {data['placement_rule']}")
     lines.extend(_chain_lines(data))
     lines.extend(_not_fused_lines(data))
     return "\n".join(lines)
@@ -269,12 +287,26 @@ def _stage_line(stage: dict[str, Any]) -> str:
     mark = "*" if stage["fused"] else " "
     members = "+".join(op["label"] for op in stage["ops"])
     line = (f"{mark}({stage['index']}) Stage {stage['id']} [{stage['kind'].upper()} {members}] "
-            f"{stage['device']} {_format_resources(stage['resources'])} @{stage['placement']}")
+            f"{stage['device']} {_format_resources(stage['resources'])} {_placement_text(stage)}")
     if stage["input_stages"]:
         line += " <- " + ", ".join(stage["input_stages"])
     if stage["is_output"]:
         line += " => output"
     return line
+
+
+def _placement_text(stage: dict[str, Any]) -> str:
+    """``@node``, and why the stage runs there: ``@n2 (largest input of 200.0 MiB held there)``."""
+    where = f"@{stage['placement']}"
+    reason = stage["placement_reason"]
+    if reason is None:
+        return where
+    size = f" of {format_bytes(reason['size'])}" if reason["size"] is not None else ""
+    why = {"largest_input": f"largest input{size} held there",
+           "holds": f"bound object{size} held there",
+           "actor": "its actor runs there",
+           "scheduling_strategy": "the scheduling_strategy given names it"}
+    return f"{where} ({why.get(reason['rule'], reason['rule'])})"
 
 
 def _op_line(op: dict[str, Any]) -> str:
@@ -339,7 +371,9 @@ def visualize(plan: Plan, path: str | Path | None = None, level: str = "physical
     """A ``graphviz.Digraph`` of the plan, rendered to ``path`` when given.
 
     ``level="physical"`` draws each fused stage as a cluster, GPU stages in
-    green, actors and their method calls in orange with their own shapes, and
+    green, actors and their method calls in orange with their own shapes, bound
+    objects as cylinders, a stage placed on a node with ``@node`` (and why, in its
+    tooltip), and
     each edge by kind (bold: fused, dashed: zero-copy through the store, red:
     transfer, dotted: actor call), labelled with the value's size from
     ``sizes`` (op id -> bytes) when known. ``level="logical"`` draws one node
@@ -402,6 +436,8 @@ def _draw_stage(graph: graphviz.Digraph, stage: dict[str, Any]) -> None:
         return
     label = (f"({stage['index']}) {stage['kind'].upper()} {stage['device']} "
              f"{_format_resources(stage['resources'])}")
+    if stage["placement"] != LOCAL:
+        label += f" {_placement_text(stage)}"
     with graph.subgraph(name=f"cluster_{stage['id']}") as cluster:
         cluster.attr(label=label, style="filled,rounded", fontsize="9", labeljust="l",
                      fillcolor=_GPU_FILL if gpu else _CLUSTER_FILL,
@@ -412,7 +448,10 @@ def _draw_stage(graph: graphviz.Digraph, stage: dict[str, Any]) -> None:
 
 def _draw_op(graph: graphviz.Digraph, op: dict[str, Any], gpu: bool,
              stage: dict[str, Any] | None) -> None:
-    graph.node(op["id"], label=op["label"], tooltip=_op_tooltip(op, stage), **_op_style(op, gpu))
+    label = op["label"]
+    if stage is not None and not stage["fused"] and stage["placement"] != LOCAL:
+        label += f"\\n@{stage['placement']}"  # a fused stage's cluster label says where
+    graph.node(op["id"], label=label, tooltip=_op_tooltip(op, stage), **_op_style(op, gpu))
 
 
 def _op_style(op: dict[str, Any], gpu: bool) -> dict[str, str]:
@@ -427,7 +466,7 @@ def _op_style(op: dict[str, Any], gpu: bool) -> dict[str, str]:
         attrs.update(fillcolor=_ACTOR_FILL, color=_ACTOR_LINE)
     elif op["kind"] == OpKind.TRANSFER.value:
         attrs.update(fillcolor=_TRANSFER_FILL, color="red")
-    elif op["kind"] in (OpKind.INPUT.value, OpKind.OUTPUT.value):
+    elif op["kind"] in (OpKind.INPUT.value, OpKind.OUTPUT.value, OpKind.CONSTANT.value):
         attrs.update(fillcolor=_IO_FILL)
     else:
         attrs.update(fillcolor="white")
@@ -435,7 +474,7 @@ def _op_style(op: dict[str, Any], gpu: bool) -> dict[str, str]:
 
 
 def _op_tooltip(op: dict[str, Any], stage: dict[str, Any] | None) -> str:
-    where = f" in {stage['id']} @{stage['placement']}" if stage else ""
+    where = f" in {stage['id']} {_placement_text(stage)}" if stage else ""
     return (f"{op['id']}: {op['kind'].upper()} {op['device']} "
             f"{_format_resources(op['resources'])}{where}")
 

@@ -203,9 +203,13 @@ class MultiOutputNode(DAGNode):
 def compile(dag: DAGNode, optimize: bool = True) -> Any:  # noqa: A001 (the public name)
     """The physical Plan of the graph ending at ``dag`` (``sluice.compile``).
 
-    ``optimize=False`` skips CSE and fusion: one stage per node.
+    ``optimize=False`` skips CSE and fusion: one stage per node. On a backend of
+    several nodes, a stage that reads a bound ObjectRef is placed on the node
+    holding its largest one (see ``sluice.compiler.passes.locality``).
     """
     from sluice.compiler.pipeline import compile_graph
+    from sluice.dsl.placement import cluster_view
     from sluice.dsl.to_graph import build_graph
 
-    return compile_graph(build_graph(dag), optimize=optimize)
+    graph = build_graph(dag)
+    return compile_graph(graph, optimize=optimize, cluster=cluster_view(graph))

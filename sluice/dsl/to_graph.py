@@ -3,6 +3,12 @@
 Every node gets a deterministic id (its content hash and its position in a
 post-order walk), so the same DAG builds the same graph in every run. Equal
 pure nodes stay separate here; the CSE pass merges them.
+
+An ObjectRef bound as a whole argument (``f.bind(ref)``, ``f.bind(x=ref)``)
+becomes a CONSTANT op the call reads, one per object in the graph: its value
+reaches the call as a value (as ``f.remote(ref)`` gives it), and the locality
+pass sees which node holds it and how big it is. A ref nested in a list, tuple
+or dict argument stays inside the call's template and arrives as a ref.
 """
 
 from __future__ import annotations
@@ -23,8 +29,11 @@ from sluice.dsl.nodes import (
     MultiOutputNode,
 )
 from sluice.dsl.options import TASK_DEFAULTS, WORKFLOW_OPTIONS
+from sluice.executor.object_ref import ObjectRef
 
 _OPTION_KEYS = ("max_retries", "retry_exceptions", "max_restarts", "max_concurrency")
+# Options that join an op's identity only when set: graphs without them keep their ids.
+_OPTION_KEYS_WHEN_SET = ("scheduling_strategy",)
 
 
 def build_graph(root: DAGNode) -> nx.DiGraph:
@@ -40,10 +49,15 @@ def build_graph(root: DAGNode) -> nx.DiGraph:
     ops: list[Op] = []
     functions: dict[int, bytes] = {}
     signatures: dict[str, inspect.Signature] = {}
+    constants: dict[int, Op] = {}  # object id -> its CONSTANT op
     for ordinal, node in enumerate(order, start=1):
         if type(node) is MultiOutputNode:
             continue
-        op = _op_for(node, ordinal, ids, functions, signatures)
+        for ref in _bound_refs(node):
+            if ref.id not in constants:
+                constants[ref.id] = _constant_op(ref)
+                ops.append(constants[ref.id])
+        op = _op_for(node, ordinal, ids, functions, signatures, constants)
         ids[id(node)] = op.id
         ops.append(op)
     if type(root) is MultiOutputNode:
@@ -77,9 +91,36 @@ def _post_order(root: DAGNode) -> list[DAGNode]:
     return order
 
 
-def _template(node: DAGNode, input_ids: list[str], ids: dict[int, str], offset: int = 0) -> bytes:
-    """The node's (args, kwargs) with each child node replaced by its Slot."""
-    position = {ids[id(c)]: i + offset for i, c in enumerate(_value_children(node))}
+def _bound_refs(node: DAGNode) -> list[ObjectRef]:
+    """The ObjectRefs bound as whole arguments of ``node`` (not nested), each once, in order."""
+    found: dict[int, ObjectRef] = {}
+    for value in (*node._bound_args, *node._bound_kwargs.values()):
+        if isinstance(value, ObjectRef):
+            found.setdefault(value.id, value)
+    return list(found.values())
+
+
+def _constant_op(ref: ObjectRef) -> Op:
+    """The CONSTANT op of a bound ObjectRef: the object id in ``key``, the ref pickled."""
+    return make_op(OpKind.CONSTANT, repr(ref), key=("object", ref.id),
+                   template=pack_template((ref,), {}))
+
+
+def _read_values(node: DAGNode, ids: dict[int, str], constants: dict[int, Op]) -> tuple[str, ...]:
+    """The op ids a node reads besides an actor: its child nodes, then its bound objects."""
+    return (tuple(ids[id(c)] for c in _value_children(node))
+            + tuple(constants[ref.id].id for ref in _bound_refs(node)))
+
+
+def _template(node: DAGNode, input_ids: list[str], ids: dict[int, str],
+              constants: dict[int, Op], offset: int = 0) -> bytes:
+    """The node's (args, kwargs) with each child node and bound object replaced by its Slot."""
+    position = {op_id: i + offset for i, op_id in enumerate(_read_values(node, ids, constants))}
+
+    def swap_whole(value: Any) -> Any:
+        if isinstance(value, ObjectRef):
+            return Slot(position[constants[value.id].id])
+        return swap(value)
 
     def swap(value: Any) -> Any:
         if isinstance(value, DAGNode):
@@ -91,7 +132,8 @@ def _template(node: DAGNode, input_ids: list[str], ids: dict[int, str], offset: 
             return {k: swap(v) for k, v in value.items()}
         return value
 
-    return pack_template(swap(node._bound_args), swap(node._bound_kwargs))
+    return pack_template(tuple(swap_whole(v) for v in node._bound_args),
+                         {k: swap_whole(v) for k, v in node._bound_kwargs.items()})
 
 
 def _value_children(node: DAGNode) -> list[DAGNode]:
@@ -100,7 +142,7 @@ def _value_children(node: DAGNode) -> list[DAGNode]:
 
 
 def _op_for(node: DAGNode, ordinal: int, ids: dict[int, str], functions: dict[int, bytes],
-            signatures: dict[str, inspect.Signature]) -> Op:
+            signatures: dict[str, inspect.Signature], constants: dict[int, Op]) -> Op:
     if type(node) is InputNode:
         return make_op(OpKind.INPUT, "input", ordinal)
     if type(node) is InputAttributeNode:
@@ -111,9 +153,9 @@ def _op_for(node: DAGNode, ordinal: int, ids: dict[int, str], functions: dict[in
         fn_id, data = rf._pickle()
         functions[fn_id] = data
         opts = rf._options
-        inputs = tuple(ids[id(c)] for c in node.children())
+        inputs = _read_values(node, ids, constants)
         op = make_op(OpKind.CALL, opts["name"], ordinal, inputs=inputs,
-                     template=_template(node, list(inputs), ids), fn_id=fn_id,
+                     template=_template(node, list(inputs), ids, constants), fn_id=fn_id,
                      fn_digest=rf._code_digest(),
                      resources=opts["_key"], pure=bool(opts["pure"]), jit=bool(opts["jit"]),
                      num_returns=opts["num_returns"], options=_options(opts))
@@ -124,9 +166,9 @@ def _op_for(node: DAGNode, ordinal: int, ids: dict[int, str], functions: dict[in
         cls_id, data = ac._pickle()
         functions[cls_id] = data
         opts = ac._options
-        inputs = tuple(ids[id(c)] for c in node.children())
+        inputs = _read_values(node, ids, constants)
         op = make_op(OpKind.ACTOR, ac._name, ordinal, inputs=inputs,
-                     template=_template(node, list(inputs), ids), fn_id=cls_id,
+                     template=_template(node, list(inputs), ids, constants), fn_id=cls_id,
                      fn_digest=code_digest(ac._cls), resources=opts["_key"], pure=False,
                      options=_options(opts) + (("_methods", tuple(sorted(
                          (m, o["num_returns"]) for m, o in ac._methods.items()))),
@@ -137,10 +179,11 @@ def _op_for(node: DAGNode, ordinal: int, ids: dict[int, str], functions: dict[in
         cls_node = node._class_node
         ac = cls_node._actor_class
         actor_id = ids[id(cls_node)]
-        rest = tuple(ids[id(c)] for c in _value_children(node))
+        rest = _read_values(node, ids, constants)
         method_opts = ac._methods[node._method]
         op = make_op(OpKind.METHOD, f"{ac._name}.{node._method}", ordinal,
-                     inputs=(actor_id,) + rest, template=_template(node, list(rest), ids, offset=1),
+                     inputs=(actor_id,) + rest,
+                     template=_template(node, list(rest), ids, constants, offset=1),
                      fn_id=0, method=node._method, pure=False,
                      num_returns=method_opts["num_returns"])
         method = getattr(ac._cls, node._method, None)
@@ -156,7 +199,8 @@ def _op_for(node: DAGNode, ordinal: int, ids: dict[int, str], functions: dict[in
 def _options(opts: dict) -> tuple:
     # Workflow step options join an op's identity only when set: other graphs keep their ids.
     steps = tuple((k, opts[k]) for k in WORKFLOW_OPTIONS if k in opts and opts[k] != TASK_DEFAULTS[k])
-    return tuple((k, opts[k]) for k in _OPTION_KEYS if k in opts) + steps
+    given = tuple((k, opts[k]) for k in _OPTION_KEYS_WHEN_SET if opts.get(k) is not None)
+    return tuple((k, opts[k]) for k in _OPTION_KEYS if k in opts) + steps + given
 
 
 def _signature(fn: Any) -> inspect.Signature | None:

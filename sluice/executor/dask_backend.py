@@ -13,6 +13,11 @@ when the last ref dies. What Dask cannot do raises
   died (Dask reruns such a task up to the scheduler's ``allowed-failures``; a
   task allowed fewer counts its crashes and stops early) and, with
   ``retry_exceptions``, after its exceptions, from one budget.
+- A ``scheduling_strategy`` node affinity (the user's, or the soft one a Plan
+  sets for a stage it placed) becomes Dask's ``workers=[address]``, with
+  ``allow_other_workers=soft``: node ids are worker addresses (:meth:`nodes`).
+  A soft one runs on that worker whenever it is alive, elsewhere when it is
+  not; a hard one naming no live worker is a ``ValueError`` at once.
 - Top-level ObjectRef arguments are Dask dependencies (the task gets values);
   refs nested in arguments reach the task as refs, their values shipped along,
   so ``sluice.get`` on them works inside the task.
@@ -248,11 +253,12 @@ class DaskRuntime(DaskClusterInfo):
                     options: dict) -> list[ObjectRef]:
         """Submit ``fn(*args, **kwargs)`` as a Dask task; returns one ref per declared return value."""
         resources = self._resources(options, f"task {name}")
+        placed = self._placement(options, f"task {name}")
         retry = self._retry(options, name)
         blob, dep_args, carried, keep = self._encode(name, args, kwargs)
         spec = CallSpec(fn_id, name, blob, retry, options["num_returns"])
         fut = self.client.submit(run_task, self._function(fn_id, fn_bytes), spec, carried, *dep_args,
-                                 pure=False, key=self._key(name), resources=resources)
+                                 pure=False, key=self._key(name), resources=resources, **placed)
         fire_and_forget(fut)  # as in the local runtime, a task runs even if its refs are dropped
         del keep  # Dask holds the auto-put arguments as dependencies now
         return self._register(fut, spec.num_returns, name)
@@ -268,6 +274,7 @@ class DaskRuntime(DaskClusterInfo):
                 "Dask actors never restart (an actor dies with its worker); drop max_restarts, or "
                 "use the local or cluster backend")
         resources = self._resources(options, f"actor {class_name}")
+        placed = self._placement(options, f"actor {class_name}")
         taken = ValueError(f"an actor named {actor_name!r} already exists; pick another name "
                            f"or reach the existing one with sluice.get_actor({actor_name!r})")
         if actor_name is not None and self.get_actor(actor_name) is not None:
@@ -276,7 +283,7 @@ class DaskRuntime(DaskClusterInfo):
         fut = self.client.submit(ActorShell, self._function(cls_id, cls_bytes),
                                  CallSpec(cls_id, class_name, blob, None, 1),
                                  options.get("max_concurrency") or 1, carried, *dep_args, actor=True,
-                                 pure=False, key=self._key(class_name), resources=resources)
+                                 pure=False, key=self._key(class_name), resources=resources, **placed)
         methods = options.get("_methods", {})
         self.client.publish_dataset(fut, name=ACTOR_DATASET.format(actor_id))
         if actor_name is not None:

@@ -1,7 +1,8 @@
 """What the ``dask`` backend asks of the Dask cluster: its workers as nodes, their
-resources and memory, feasibility of a demand, and the crash limit ``max_retries``
-is held to. A mixin of :class:`~sluice.executor.dask_backend.DaskRuntime`
-(``client``, ``is_driver`` and the caches live there).
+resources and memory, feasibility of a demand, the worker a ``scheduling_strategy``
+names, and the crash limit ``max_retries`` is held to. A mixin of
+:class:`~sluice.executor.dask_backend.DaskRuntime` (``client``, ``is_driver`` and
+the caches live there).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from sluice.exceptions import InfeasibleResourceError, UnsupportedOnBackendError
 from sluice.executor.backend import NodeInfo
 from sluice.executor.dask_tasks import allowed_failures, fits, infeasible_hint, used_resources
 from sluice.executor.resources import ResourceKey, demand_key
+from sluice.executor.strategies import affinity_node
 
 UNLIMITED_WORKER_BYTES = 1 << 30
 """What ``store_capacity`` counts for a Dask worker started without a memory limit."""
@@ -90,6 +92,25 @@ class DaskClusterInfo:
                     raise InfeasibleResourceError(f"{what}: {infeasible_hint(demand, declared)}")
             self._feasible[key] = demand or None
         return self._feasible[key]
+
+    def _placement(self, options: dict, what: str) -> dict[str, Any]:
+        """Dask's ``workers``/``allow_other_workers`` for the ``scheduling_strategy`` option.
+
+        A node id is a worker address. A soft affinity needs no check: Dask runs the
+        task on that worker while it lives and anywhere once it does not. A hard one
+        naming no live worker would wait for ever in Dask, so it fails here.
+        """
+        node, soft = affinity_node(options.get("scheduling_strategy"))
+        if node is None:
+            return {}
+        if not soft:
+            workers = sorted(self._workers())
+            if node not in workers:
+                raise ValueError(
+                    f"{what}: NodeAffinitySchedulingStrategy(node_id={node!r}, soft=False) names no "
+                    f"live Dask worker; give one of {', '.join(workers) or '(none)'} (the node_id of "
+                    "an entry of the backend's nodes()), or soft=True to run elsewhere when it is gone")
+        return {"workers": [node], "allow_other_workers": soft}
 
     def _declared_resources(self) -> list[dict]:
         return [dict(w.get("resources") or {}) for w in self._workers().values()]

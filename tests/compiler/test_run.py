@@ -21,11 +21,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sluice
-from sluice.compiler.ir import OpKind
-from sluice.compiler.run import DAGInput
+from sluice.compiler.ir import OpKind, make_op
+from sluice.compiler.plan import Stage, stage_id
+from sluice.compiler.run import DAGInput, actor_options, task_options
 from sluice.dsl.nodes import DAGNode, InputNode, MultiOutputNode
 from sluice.exceptions import InfeasibleResourceError, TaskError
 from sluice.executor import context
+from sluice.executor.strategies import NodeAffinitySchedulingStrategy
 from tests.compiler.dag_example import Counter, add, inc
 from tests.dsl.test_to_graph import DagSpec, dag_specs
 
@@ -547,3 +549,61 @@ def test_a_graph_whose_output_is_the_input_still_returns_refs() -> None:
     assert sluice.get(refs, timeout=30) == [5, 7]
     only = inp[1]
     assert sluice.get(only.execute(3, 4), timeout=30) == 4
+
+
+# -- bound objects and placement --------------------------------------------------------------
+
+@sluice.remote
+def kinds(*args: Any, **kwargs: Any) -> tuple:
+    """The type names of what the task got, positional then keyword."""
+    return [type(a).__name__ for a in args], {k: type(v).__name__ for k, v in kwargs.items()}
+
+
+@sluice.remote
+class Holder:
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def read(self, extra: Any = None) -> tuple:
+        return type(self.value).__name__, float(self.value.sum()), type(extra).__name__
+
+
+def test_a_bound_object_reaches_the_task_as_its_value_and_a_nested_one_as_a_ref() -> None:
+    array = sluice.put(np.arange(100_000, dtype=np.float64))
+    for optimize in (True, False):
+        plan = kinds.bind(array, [array], k=array).compile(optimize=optimize)
+        assert [st.kind for st in plan.stages] == [OpKind.CONSTANT, OpKind.CALL]
+        assert sluice.get(plan.execute()) == (["ndarray", "list"], {"k": "ndarray"})
+    # As .remote() gives it: whole arguments are values.
+    assert sluice.get(kinds.remote(array, [array], k=array)) == (["ndarray", "list"], {"k": "ndarray"})
+
+
+def test_an_actor_constructor_and_its_calls_get_bound_objects_as_values() -> None:
+    array = sluice.put(np.ones(50_000))
+    holder = Holder.bind(array)
+    assert sluice.get(holder.read.bind(array).execute()) == ("ndarray", 50_000.0, "ndarray")
+
+
+def placed_stage(*ops_options: tuple, placement: str = "n2", kind: OpKind = OpKind.CALL) -> Stage:
+    ops = tuple(make_op(kind, f"op{i}", i, fn_id=1, options=options)
+                for i, options in enumerate(ops_options))
+    return Stage(id=stage_id(ops), kind=kind, ops=ops, inputs=(), output=ops[-1].id,
+                 placement=placement)
+
+
+def test_a_stage_placed_on_a_node_asks_for_that_node_softly() -> None:
+    stage = placed_stage((), ())
+    assert task_options(stage)["scheduling_strategy"] == NodeAffinitySchedulingStrategy("n2", soft=True)
+    assert task_options(placed_stage((), placement="local"))["scheduling_strategy"] is None
+    actor = placed_stage((), kind=OpKind.ACTOR)
+    assert actor_options(actor)["scheduling_strategy"] == NodeAffinitySchedulingStrategy("n2", soft=True)
+
+
+def test_the_users_own_strategy_wins_over_the_plans_placement() -> None:
+    theirs = NodeAffinitySchedulingStrategy("n1", soft=False)
+    stage = placed_stage((), (("scheduling_strategy", theirs),))  # any op of the stage
+    assert task_options(stage)["scheduling_strategy"] is theirs
+    local = placed_stage((("scheduling_strategy", theirs),), placement="local")
+    assert task_options(local)["scheduling_strategy"] is theirs
+    actor = placed_stage((("scheduling_strategy", theirs),), kind=OpKind.ACTOR)
+    assert actor_options(actor)["scheduling_strategy"] is theirs

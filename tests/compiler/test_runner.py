@@ -14,12 +14,21 @@ from typing import Any
 import pytest
 
 import sluice
-from sluice.compiler.ir import OpKind
+from sluice.compiler.ir import OpKind, ops_of
+from sluice.compiler.passes.locality import ClusterView
+from sluice.compiler.pipeline import compile_graph
 from sluice.compiler.plan import Plan, Stage
 from sluice.compiler.runner import Execution, Retry, StageDone, StageHooks, UseValue, run_plan
 from sluice.dsl.nodes import InputNode, MultiOutputNode
+from sluice.dsl.to_graph import build_graph
 from sluice.executor import context
+from sluice.executor.strategies import NodeAffinitySchedulingStrategy
 from tests.compiler.dag_example import add, inc
+
+
+@sluice.remote
+def total(xs: list) -> int:
+    return sum(xs)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -356,3 +365,23 @@ def test_a_multi_output_plan_with_hooks_gives_every_output() -> None:
         plan = MultiOutputNode([inc.bind(inp), add.bind(inp, 10)]).compile()
     outs = run_plan(plan, StageHooks(), (1,)).outputs()
     assert sluice.get(outs) == [2, 11]
+
+
+def test_a_plan_placed_on_a_node_runs_with_a_soft_affinity_for_it() -> None:
+    # A cluster view as the dsl reads it from a backend of two nodes; the local runtime has
+    # neither, and the affinity is soft, so the stage runs here all the same.
+    ref = sluice.put(list(range(10_000)))
+    graph = build_graph(total.bind(ref))
+    (constant,) = [o.id for o in ops_of(graph).values() if o.kind is OpKind.CONSTANT]
+    plan = compile_graph(graph, cluster=ClusterView(held={"n1": set(), "n2": {constant}},
+                                                    sizes={constant: 1 << 20}))
+    seen: dict[str, Any] = {}
+
+    class Recording(StageHooks):
+        def task_options(self, run: Execution, stage: Stage, options: dict[str, Any]) -> dict[str, Any]:
+            seen[stage.name] = options["scheduling_strategy"]
+            return options
+
+    run = run_plan(plan, Recording())
+    assert seen == {"total": NodeAffinitySchedulingStrategy("n2", soft=True)}
+    assert sluice.get(run.outputs()[0]) == sum(range(10_000))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import pickle
@@ -10,7 +11,8 @@ import re
 import pytest
 
 from sluice.compiler import views
-from sluice.compiler.ir import Op, OpKind
+from sluice.compiler.ir import Op, OpKind, PlacementReason
+from sluice.compiler.passes.locality import RULE as PLACEMENT_RULE
 from sluice.compiler.plan import Plan, Stage, stage_id
 from tests.compiler.dag_example import CPU1, GPU1, op
 
@@ -363,3 +365,54 @@ def test_a_500_op_plan_renders_without_edge_labels(group: int, tmp_path) -> None
 def test_a_small_plan_keeps_its_edge_labels() -> None:
     dot = chain_plan(50, group=5).visualize().source
     assert dot.count("label=fused") == 40 and dot.count('label="zero-copy"') == 9
+
+
+def placed_plan() -> tuple[Plan, Op, Op, Op]:
+    """A bound object of 200 MiB held on n2, and a fused read of it placed there."""
+    big = op(OpKind.CONSTANT, "ObjectRef(0:1)", key=("object", 1), resources=())
+    read = op(OpKind.CALL, "read", big)
+    post = op(OpKind.CALL, "post", read)
+    held = dataclasses.replace(stage(big, resources=()), placement="n2",
+                               placement_reason=PlacementReason("holds", big.id, 200 << 20))
+    work = dataclasses.replace(stage(read, post), placement="n2",
+                               placement_reason=PlacementReason("largest_input", big.id, 200 << 20))
+    plan = Plan(stages=(held, work), outputs=(post.id,), multi_output=False, functions=(),
+                sizes=((big.id, 200 << 20),))
+    return plan, big, read, post
+
+
+def test_explain_shows_where_each_stage_runs_and_why() -> None:
+    plan, big, _, _ = placed_plan()
+    lines = plan.explain().splitlines()
+    assert lines[2].endswith("[CONSTANT ObjectRef(0:1)] cpu {} @n2 (bound object of 200.0 MiB "
+                             "held there)")
+    assert "[CALL read+post] cpu {CPU: 1} @n2 (largest input of 200.0 MiB held there) <- " in lines[3]
+    assert f"Placement: {PLACEMENT_RULE}" in lines
+    reason = plan.to_json()["stages"][1]["placement_reason"]
+    assert reason == {"rule": "largest_input", "op": big.id, "size": 200 << 20}
+
+
+@pytest.mark.parametrize(("reason", "text"), [
+    (PlacementReason("actor", "Model-1"), "@n2 (its actor runs there)"),
+    (PlacementReason("scheduling_strategy", "f-1"), "@n2 (the scheduling_strategy given names it)"),
+    (None, "@n2"),
+])
+def test_explain_names_each_placement_rule(reason: PlacementReason | None, text: str) -> None:
+    a = op(OpKind.CALL, "f")
+    placed = dataclasses.replace(stage(a), placement="n2", placement_reason=reason)
+    plan = Plan(stages=(placed,), outputs=(a.id,), multi_output=False, functions=())
+    assert plan.explain().splitlines()[2].endswith(f"{{CPU: 1}} {text} => output")
+
+
+def test_a_plan_with_every_stage_local_states_no_placement_rule() -> None:
+    plan = Pipeline().plan
+    assert not [ln for ln in plan.explain().splitlines() if ln.startswith("Placement:")]
+
+
+def test_visualize_marks_placed_stages_and_sizes_the_edge_from_a_bound_object() -> None:
+    plan, big, read, _ = placed_plan()
+    dot = plan.visualize().source
+    assert "shape=cylinder" in node_line(dot, big) and "@n2" in node_line(dot, big)
+    assert "label=\"(2) CALL cpu {CPU: 1} @n2 (largest input of 200.0 MiB held there)\"" in dot
+    edge = next(ln for ln in dot.splitlines() if f'"{big.id}" -> "{read.id}"' in ln)
+    assert "zero-copy 200.0 MiB" in edge  # same node: read through its store

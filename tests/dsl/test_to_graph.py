@@ -33,6 +33,8 @@ from sluice.compiler.run import DAGInput
 from sluice.dsl.nodes import DAGNode, InputNode, MultiOutputNode
 from sluice.dsl.to_graph import build_graph
 from sluice.executor.calls import load_function
+from sluice.executor.object_ref import ObjectRef
+from sluice.executor.strategies import NodeAffinitySchedulingStrategy
 
 SETTINGS = settings(max_examples=60, deadline=None, derandomize=True, database=None)
 MOD = 1_000_003
@@ -254,6 +256,72 @@ def test_an_actor_is_an_actor_op_and_its_method_calls_read_it_first() -> None:
     assert unpack_template(method.template) == ((Slot(1),), {})  # slot 0 is the actor
     assert ("_methods", (("add", 1),)) in actor.options
     assert load_function(g.graph["functions"][actor.fn_id]).__name__ == "Counter"
+
+
+def constants_of(g: nx.DiGraph) -> dict[int, Any]:
+    """Object id -> the CONSTANT op of each bound ObjectRef in ``g``."""
+    return {op.key[1]: op for op in ops_of(g).values() if op.kind is OpKind.CONSTANT}
+
+
+def test_a_bound_object_ref_becomes_a_constant_op_the_call_reads_by_slot() -> None:
+    big, small = ObjectRef(7), ObjectRef(8)  # no runtime: refs that count nowhere
+    g = build_graph(pair.bind(big, b=small))
+    constants = constants_of(g)
+    assert sorted(constants) == [7, 8]
+    assert constants[7].key == ("object", 7) and constants[7].name == repr(big)
+    assert unpack_template(constants[7].template) == ((big,), {})  # the ref itself, to run
+    call = next(o for o in ops_of(g).values() if o.kind is OpKind.CALL)
+    assert call.inputs == (constants[7].id, constants[8].id)
+    assert unpack_template(call.template) == ((Slot(0),), {"b": Slot(1)})
+    assert set(g.edges()) == {(constants[7].id, call.id), (constants[8].id, call.id)}
+
+
+def test_one_object_bound_in_many_places_is_one_constant_op() -> None:
+    ref = ObjectRef(7)
+    with InputNode() as inp:
+        a = pair.bind(ref, inp)
+        b = pair.bind(a, ref)
+        dag = pair.bind(ref, ref)
+    g = build_graph(MultiOutputNode([b, dag]))
+    (constant,) = constants_of(g).values()
+    assert g.out_degree(constant.id) == 3
+    both = next(o for o in ops_of(g).values() if o.inputs == (constant.id,))
+    assert unpack_template(both.template) == ((Slot(0), Slot(0)), {})
+
+
+def test_a_ref_nested_in_an_argument_stays_in_the_template_as_a_ref() -> None:
+    ref = ObjectRef(7)
+    g = build_graph(pair.bind([ref], b={"k": ref}))
+    assert constants_of(g) == {}
+    call = next(iter(ops_of(g).values()))
+    assert call.inputs == () and unpack_template(call.template) == (([ref],), {"b": {"k": ref}})
+
+
+def test_actor_constructors_and_method_calls_read_bound_objects_too() -> None:
+    weights, batch = ObjectRef(7), ObjectRef(8)
+    counter = Counter.bind(weights)
+    g = build_graph(counter.add.bind(batch))
+    constants = constants_of(g)
+    ops = {op.kind: op for op in ops_of(g).values()}
+    actor, method = ops[OpKind.ACTOR], ops[OpKind.METHOD]
+    assert actor.inputs == (constants[7].id,)
+    assert unpack_template(actor.template) == ((Slot(0),), {})
+    assert method.inputs == (actor.id, constants[8].id)  # the actor first, as always
+    assert unpack_template(method.template) == ((Slot(1),), {})
+
+
+def test_a_scheduling_strategy_joins_the_op_only_when_given() -> None:
+    strategy = NodeAffinitySchedulingStrategy("n1", soft=False)
+    plain = next(iter(ops_of(build_graph(inc.bind(1))).values()))
+    default = next(iter(ops_of(build_graph(
+        inc.options(scheduling_strategy="DEFAULT").bind(1))).values()))
+    placed = next(iter(ops_of(build_graph(
+        inc.options(scheduling_strategy=strategy).bind(1))).values()))
+    assert "scheduling_strategy" not in dict(plain.options) and default.id == plain.id
+    assert dict(placed.options)["scheduling_strategy"] == strategy and placed.id != plain.id
+    actor = next(iter(ops_of(build_graph(
+        Counter.options(scheduling_strategy=strategy).bind())).values()))
+    assert dict(actor.options)["scheduling_strategy"] == strategy
 
 
 def test_functions_table_holds_each_function_once_by_id() -> None:

@@ -4,7 +4,8 @@ Rule: a method call ``v`` *follows* the method call ``u`` (``u``'s value goes fr
 ``u``'s actor straight to ``v``'s actor, never back to the driver) when
   * both return one value;
   * ``u``'s value is the only computed value ``v`` reads besides its actor (the
-    execute() input and selectors do not count: they travel with the chain), and
+    execute() input and selectors do not count: they travel with the chain; a
+    bound ObjectRef does, as its value is read where the call runs), and
     ``v`` reads it once, as a whole argument (positional or keyword), not inside
     a list, tuple or dict;
   * ``u``'s value is read by ``v`` alone and is not an output of the graph (so

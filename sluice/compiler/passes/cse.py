@@ -1,9 +1,9 @@
 """cse: compute identical pure ops once (common-subexpression elimination).
 
-Rule: two ops merge when both are pure (a CALL with ``pure=True``, an INPUT or
-a SELECT) and they have equal content: the same function, the same constant
-arguments, the same options and placement, and (after earlier merges) the same
-inputs. Actor ops and impure calls never merge: running them twice is the point.
+Rule: two ops merge when both are pure (a CALL with ``pure=True``, an INPUT,
+a SELECT or a CONSTANT) and they have equal content: the same function, the
+same constant arguments, the same options and placement, and (after earlier
+merges) the same inputs. Actor ops and impure calls never merge: running them twice is the point.
 """
 
 from __future__ import annotations

@@ -8,10 +8,12 @@ Rule: the edge ``u -> v`` fuses when
   * ``v`` reads no other computed op (inputs and constants do not count): a
     join, such as the bottom of a diamond, stays a stage boundary;
   * both ask for the same resources and run on the same device (placement is
-    part of an op; fusing never drops it), and ``u`` returns one value.
+    part of an op; fusing never drops it), and ``u`` returns one value;
+  * both have the same ``scheduling_strategy`` (a stage runs in one place).
 Every edge into a computed op that does not fuse is recorded in
 ``graph.graph["blocked"]`` with the first rule it broke, for ``explain()``
-(an edge from the input or a selector: the value travels with the task).
+(an edge from the input or a selector: the value travels with the task; from
+a bound object: the task reads it where it runs).
 """
 
 from __future__ import annotations
@@ -22,6 +24,11 @@ from sluice.compiler.ir import Op, OpKind, ops_of
 
 _FUSIBLE = (OpKind.CALL, OpKind.TRANSFER)
 _COMPUTED = (OpKind.CALL, OpKind.TRANSFER, OpKind.ACTOR, OpKind.METHOD, OpKind.BLOCKS)
+# Why an edge from a value that is not computed is a stage boundary.
+_VALUE_RULES = {
+    OpKind.INPUT: "driver value: the execute() input travels with the task",
+    OpKind.CONSTANT: "bound object: the task reads the stored value where it runs",
+}
 
 
 def fuse_linear_chains(graph: nx.DiGraph) -> nx.DiGraph:
@@ -42,7 +49,7 @@ def fuse_linear_chains(graph: nx.DiGraph) -> nx.DiGraph:
         a, b = ops[u], ops[v]
         if a.kind not in _COMPUTED:
             if b.kind in _COMPUTED:
-                blocked[(u, v)] = "driver value: the execute() input travels with the task"
+                blocked[(u, v)] = _VALUE_RULES.get(a.kind, _VALUE_RULES[OpKind.INPUT])
             continue
         reason = _blocking_rule(graph, ops, a, b, outputs)
         if reason is None:
@@ -83,7 +90,14 @@ def _blocking_rule(graph: nx.DiGraph, ops: dict[str, Op], a: Op, b: Op, outputs:
         return f"different device: {a.device} vs {b.device}"
     if a.num_returns != 1:
         return f"{a.name} returns {a.num_returns} values"
+    if _strategy(a) != _strategy(b):
+        return (f"different scheduling_strategy: {_strategy(a)!r} vs {_strategy(b)!r} (a stage "
+                "runs in one place)")
     return None
+
+
+def _strategy(op: Op) -> object:
+    return dict(op.options).get("scheduling_strategy")
 
 
 def _fmt(resources: tuple) -> str:

@@ -61,6 +61,9 @@ def place_gpus(graph: nx.DiGraph) -> nx.DiGraph:
     return g
 
 
+_HOST_VALUES = (OpKind.INPUT, OpKind.SELECT, OpKind.CONSTANT)
+
+
 def asks_for_gpu(op: Op) -> bool:
     """True when ``op``'s resources request any amount of GPU."""
     return dict(op.resources).get("GPU", 0) > 0
@@ -85,8 +88,8 @@ def _set_devices(g: nx.DiGraph) -> bool:
     changed = False
     for node, data in g.nodes(data=True):
         op: Op = data["op"]
-        if op.kind in (OpKind.INPUT, OpKind.SELECT) or op.device == "gpu" or not asks_for_gpu(op):
-            continue  # inputs are host values whatever they were given
+        if op.kind in _HOST_VALUES or op.device == "gpu" or not asks_for_gpu(op):
+            continue  # inputs and bound objects are host values whatever they were given
         placed = replace(op, device="gpu")
         data["op"] = placed.with_inputs(placed.inputs)
         changed = True
