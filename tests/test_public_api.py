@@ -8,7 +8,7 @@ EXPECTED = {
     "ActorClass", "ActorHandle", "DAGNode", "InputNode", "MultiOutputNode", "Plan", "compile",
     "ObjectRef", "RemoteFunction", "available_resources", "cancel",
     "cluster_resources", "exceptions", "get", "get_actor", "get_gpu_ids", "init",
-    "is_initialized", "kill", "method", "put", "remote", "shutdown", "wait",
+    "is_initialized", "kill", "method", "nodes", "put", "remote", "shutdown", "wait",
 }
 
 

@@ -182,6 +182,18 @@ def available_resources() -> dict[str, float]:
     return runtime().available_resources()
 
 
+def nodes() -> list[dict[str, Any]]:
+    """The runtime's nodes, as Ray's ``ray.nodes()`` lists them (one dict per node).
+
+    Keys: ``NodeID`` (the id a ``NodeAffinitySchedulingStrategy`` names),
+    ``Alive`` and ``alive``, ``NodeManagerAddress``, ``NodeName``, ``Resources``
+    (total CPU, GPU and custom amounts). The embedded local runtime is one node.
+    """
+    return [{"NodeID": n.node_id, "Alive": n.alive, "alive": n.alive,
+             "NodeManagerAddress": n.address, "NodeName": n.address,
+             "Resources": dict(n.resources)} for n in runtime().nodes()]
+
+
 def get_gpu_ids() -> list[int]:
     """The GPU ids granted to the current task or actor (from ``CUDA_VISIBLE_DEVICES``)."""
     import os

@@ -127,6 +127,9 @@ def test_the_local_runtime_is_a_backend_and_answers_as_one_node() -> None:
         assert node == NodeInfo("local", node.address, True, {"CPU": 1.0, "GPU": node.resources["GPU"]},
                                 200 << 20)
         assert rt.store_capacity() == 200 << 20
+        assert sluice.nodes() == [{"NodeID": "local", "Alive": True, "alive": True,
+                                   "NodeManagerAddress": node.address, "NodeName": node.address,
+                                   "Resources": node.resources}]
     finally:
         sluice.shutdown()
 
