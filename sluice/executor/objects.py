@@ -1,7 +1,9 @@
 """The object half of the scheduler: entries, reference counts, waiters, slot recycling.
 
 A mixin of :class:`~sluice.executor.scheduler.Scheduler`: it shares the
-scheduler's state and lock, and exists to keep each module readable.
+scheduler's state and lock, and exists to keep each module readable. Where a
+stored value lives is the scheduler's injected
+:class:`~sluice.executor.placement.ObjectLocations` (``self.locations``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ class ObjectTable:
     def apply_ref_events(self) -> None:
         """Fold queued ObjectRef births and deaths into the counts (under the lock)."""
         if self.actor_handle_events:
-            self.runtime.actors.apply_handle_events()
+            self.actor_manager.apply_handle_events()
         events = self.ref_events
         objects = self.objects
         while events:
@@ -40,9 +42,10 @@ class ObjectTable:
             entry = self.objects.pop(oid, None)
             if entry is None:
                 continue
-            self.freed(oid)
+            if self.lineage is not None:
+                self.lineage.released(oid)
             if entry.spec is not None and entry.spec[0] == P.DEP_SHM:
-                slot = self.store.free(oid)
+                slot = self.locations.free(oid)
                 if slot is not None:
                     self.recycle(slot)
             for cid in entry.contained:
@@ -52,14 +55,11 @@ class ObjectTable:
                     if child.freeable:
                         stack.append(cid)
 
-    def freed(self, oid: int) -> None:
-        """Hook: ``oid`` (or an object it held) left the table. A cluster drops its lineage."""
-
     def recycle(self, slot: str) -> None:
         """Reuse ``slot`` once every process says no value read from it is alive."""
         waiting = {w for w in self.all_workers() if w.alive}
         if not waiting:
-            self.store.release_slot(slot)
+            self.locations.release_slot(slot)
             return
         self.releasing[slot] = waiting
         for w in waiting:
@@ -73,7 +73,7 @@ class ObjectTable:
                 waiting.discard(w)
                 if not waiting:
                     del self.releasing[name]
-                    self.store.release_slot(name)
+                    self.locations.release_slot(name)
                     self.slot_released.set()
 
     def forget_worker_slots(self, w: WorkerHandle) -> None:
@@ -83,10 +83,8 @@ class ObjectTable:
 
     def broadcast_retired(self) -> None:
         """Readers unmap segments that left the store for good (freed, spilled, evicted)."""
-        retired = self.store.retired
-        if retired:
-            names = list(retired)
-            retired.clear()
+        names = self.locations.take_retired()
+        if names:
             for w in self.all_workers():
                 w.out.append((P.RELEASE, names))
                 self.dirty.add(w)
@@ -116,20 +114,22 @@ class ObjectTable:
             entry.producer = producer
         return entry
 
-    def add_object(self, oid: int, spec: tuple, contained: tuple[int, ...], adopt: bool = True) -> None:
+    def add_object(self, oid: int, spec: tuple, contained: tuple[int, ...],
+                   stored_by: WorkerHandle | None = None) -> None:
         """A value was stored (put or task result): make it READY and wake its waiters.
 
-        ``adopt``: a worker wrote the shm segment, so the store starts accounting for it now.
+        ``stored_by``: the process that wrote its shm segment, so the locations adopt it
+        where that process runs (None: the driver stored it itself, already accounted).
         """
         entry = self.objects.get(oid)
         if entry is None:  # every ref died while it was computed
             if spec[0] == P.DEP_SHM:
-                if adopt:
-                    self.store.adopt(oid, spec[1])
-                self.store.free(oid)
+                if stored_by is not None:
+                    self.locations.adopt(oid, spec[1], stored_by.node)
+                self.locations.free(oid)
             return
-        if spec[0] == P.DEP_SHM and adopt:
-            self.store.adopt(oid, spec[1])
+        if spec[0] == P.DEP_SHM and stored_by is not None:
+            self.locations.adopt(oid, spec[1], stored_by.node)
         entry.spec = spec
         entry.state = FAILED if spec[0] == P.DEP_ERROR else READY
         entry.producer = None
@@ -163,8 +163,12 @@ class ObjectTable:
             return (P.DEP_ERROR, serialization.dumps(ObjectLostError(
                 f"object {oid:x} was freed: no ObjectRef held it any more")))
         spec = entry.spec
+        if spec is None:  # lost with its node and being made again: nothing to read now
+            return (P.DEP_ERROR, serialization.dumps(ObjectLostError(
+                f"object {oid:x} was lost with its node and is being rebuilt; read it again once "
+                f"it is ready")))
         if spec[0] == P.DEP_SHM:
-            return (P.DEP_SHM, self.store.ensure_local(oid))
+            return self.locations.read_spec(oid, w)
         return spec
 
     # -- helpers for the API -----------------------------------------------------------
