@@ -38,12 +38,13 @@ def object_locations(s: Scheduler, ids: Sequence[int]) -> list[ObjectLocation]:
     out = []
     for oid in ids:
         entry = objects.get(oid)
-        if entry is None or entry.state != READY:
+        spec = entry.spec if entry is not None and entry.state == READY else None
+        if spec is None:
             out.append(ObjectLocation(oid))
-        elif entry.spec[0] == P.DEP_SHM:  # (DEP_SHM, size)
-            out.append(s.locations.location(oid, entry.spec[1]))
+        elif spec[0] == P.DEP_SHM:  # (DEP_SHM, size)
+            out.append(s.locations.location(oid, spec[1]))
         else:  # (DEP_INLINE, bytes)
-            out.append(ObjectLocation(oid, (), len(entry.spec[1])))
+            out.append(ObjectLocation(oid, (), len(spec[1])))
     return out
 
 

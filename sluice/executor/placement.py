@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sluice.exceptions import UnschedulableError
 from sluice.executor import protocol as P
@@ -191,7 +191,7 @@ def affinity_error(strategy: NodeAffinitySchedulingStrategy, what: str, state: s
     return UnschedulableError(
         f"{what}: scheduling_strategy=NodeAffinitySchedulingStrategy(node_id={strategy.node_id!r}, "
         f"soft=False) names node {strategy.node_id!r}, which {state} (live nodes: {listed}); pin it "
-        f"to a live node (node_id from sluice.nodes()), or pass soft=True to let it run elsewhere")
+        f"to one of the live nodes, or pass soft=True to let it run elsewhere")
 
 
 ONE_NODE: tuple[Node, ...] = (None,)
@@ -280,3 +280,9 @@ class StoreLocations:
 
     def location(self, oid: ObjectID, size: int) -> ObjectLocation:
         return ObjectLocation(oid, (LOCAL_NODE,), size)
+
+
+if TYPE_CHECKING:  # mypy checks that the local forms implement the Protocols
+
+    def _conforms(placement: LocalPlacement, locations: StoreLocations) -> tuple[Placement, ObjectLocations]:
+        return placement, locations

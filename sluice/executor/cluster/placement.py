@@ -24,7 +24,7 @@ What a node's death costs (lineage, rebuilds) is :mod:`sluice.executor.cluster.r
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sluice.exceptions import InternalError, ObjectLostError
 from sluice.executor import protocol as P
@@ -120,6 +120,8 @@ class ClusterPlacement:
 
     def may_run_on(self, task: TaskRecord, node: NodeState) -> bool:
         strategy = task.strategy
+        if strategy is None:
+            return True
         pinned = self.by_name.get(strategy.node_id)
         if node is pinned:
             return True
@@ -204,3 +206,11 @@ class ClusterLocations:
         holders = tuple(str(n.node_id) for n in directory.locations.get(oid, {}))
         return ObjectLocation(oid, holders, directory.sizes.get(oid, size))
 
+
+
+if TYPE_CHECKING:  # mypy checks that the head's forms implement the Protocols
+    from sluice.executor.placement import ObjectLocations, Placement
+
+    def _conforms(placement: ClusterPlacement, locations: ClusterLocations
+                  ) -> tuple[Placement, ObjectLocations]:
+        return placement, locations
