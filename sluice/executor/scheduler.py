@@ -613,10 +613,10 @@ class Scheduler(ObjectTable):
                 self.unhold(contained)
             lost.add(oid)
         if lost:
-            self.wait_for(lost)
+            self.wait_for_lost(lost)
         return lost
 
-    def wait_for(self, lost: set[int]) -> None:
+    def wait_for_lost(self, lost: set[int]) -> None:
         """Tasks not sent yet that read a ``lost`` object wait for it as for any pending input."""
         unqueue = set()
         for task in self.tasks.values():
