@@ -19,6 +19,8 @@ from sluice.store import serialization
 class ObjectTable:
     """Objects the driver tracks, and who waits for them. See the module docstring."""
 
+    __slots__ = ()  # the state is the scheduler's (its __slots__)
+
     # -- reference counting ----------------------------------------------------------
     def apply_ref_events(self) -> None:
         """Fold queued ObjectRef births and deaths into the counts (under the lock)."""
@@ -83,8 +85,10 @@ class ObjectTable:
 
     def broadcast_retired(self) -> None:
         """Readers unmap segments that left the store for good (freed, spilled, evicted)."""
-        names = self.locations.take_retired()
-        if names:
+        retired = self.locations.retired
+        if retired:
+            names = list(retired)
+            retired.clear()
             for w in self.all_workers():
                 w.out.append((P.RELEASE, names))
                 self.dirty.add(w)

@@ -114,6 +114,10 @@ class ObjectLocations(Protocol):
     :meth:`adopt` (or a driver's own put) until :meth:`free`.
     """
 
+    retired: list[str]
+    """Segment names that left a store for good (freed, spilled, evicted), appended as they
+    go: the scheduler tells every reader to drop its mappings of them, then clears it."""
+
     def adopt(self, oid: ObjectID, size: int, node: Node) -> None:
         """A process on ``node`` wrote ``oid`` (``size`` bytes) into its node's store."""
         ...
@@ -133,11 +137,6 @@ class ObjectLocations(Protocol):
 
     def unpin(self, oid: ObjectID) -> None:
         """Undo one :meth:`pin`."""
-        ...
-
-    def take_retired(self) -> list[str]:
-        """Segment names that left a store for good since the last call (freed, spilled,
-        evicted): readers drop their mappings of them."""
         ...
 
     def read_spec(self, oid: ObjectID, reader: WorkerHandle | None) -> tuple:
@@ -248,6 +247,7 @@ class StoreLocations:
 
     def __init__(self, store: ObjectStore):
         self.store = store
+        self.retired = store.retired  # the store appends to it
 
     def adopt(self, oid: ObjectID, size: int, node: Node) -> None:
         self.store.adopt(oid, size)
@@ -263,14 +263,6 @@ class StoreLocations:
 
     def unpin(self, oid: ObjectID) -> None:
         self.store.unpin(oid)
-
-    def take_retired(self) -> list[str]:
-        retired = self.store.retired
-        if not retired:
-            return []
-        names = list(retired)
-        retired.clear()
-        return names
 
     def read_spec(self, oid: ObjectID, reader: WorkerHandle | None) -> tuple:
         return (P.DEP_SHM, self.store.ensure_local(oid))

@@ -154,6 +154,7 @@ class ClusterLocations:
 
     def __init__(self, directory: ObjectDirectory):
         self.directory = directory
+        self.retired = directory.retired  # the directory appends to it
         self.remote_readers: set[WorkerHandle] = set()
 
     def adopt(self, oid: int, size: int, node: NodeState) -> None:
@@ -172,14 +173,6 @@ class ClusterLocations:
 
     def unpin(self, oid: int) -> None:
         self.directory.unpin(oid)
-
-    def take_retired(self) -> list[str]:
-        retired = self.directory.retired
-        if not retired:
-            return []
-        names = list(retired)
-        retired.clear()
-        return names
 
     def read_spec(self, oid: int, reader: WorkerHandle | None) -> tuple:
         directory = self.directory
