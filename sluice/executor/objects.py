@@ -175,6 +175,47 @@ class ObjectTable:
             return self.locations.read_spec(oid, w)
         return spec
 
+    # -- objects whose every copy is gone (a cluster node died) -------------------------
+    def objects_lost(self, oids: list[int]) -> set[int]:
+        """Stored objects whose every copy is gone (their node died): those ready turn pending
+        again (their value is to be made again), and tasks not sent yet that read them wait
+        for them as for any pending input. Returns the ids made pending."""
+        lost = set()
+        for oid in oids:
+            entry = self.objects.get(oid)
+            if entry is None or entry.state != READY:
+                continue
+            entry.state, entry.spec, entry.producer = PENDING, None, None
+            if entry.contained:  # the rebuilt value brings its own
+                contained, entry.contained = entry.contained, ()
+                self.unhold(contained)
+            lost.add(oid)
+        if lost:
+            self.wait_for_lost(lost)
+        return lost
+
+    def wait_for_lost(self, lost: set[int]) -> None:
+        """Tasks not sent yet that read a ``lost`` object wait for it as for any pending input."""
+        unqueue = set()
+        for task in self.tasks.values():
+            if task.worker is not None or task.local_to is not None:
+                continue
+            n = 0
+            for oid in task.deps:
+                if oid in lost:
+                    self.objects[oid].waiters.append(task)
+                    n += 1
+            if n:
+                if task.unresolved == 0 and task.actor is None:
+                    unqueue.add(task)  # in a ready queue: it leaves it until the rebuild
+                task.unresolved += n
+        if unqueue:
+            for q in self.ready.values():
+                kept = [t for t in q if t not in unqueue]
+                if len(kept) != len(q):
+                    q.clear()
+                    q.extend(kept)
+
     # -- helpers for the API -----------------------------------------------------------
     def waiter_for(self, ids: list[int], need: int, event: Any) -> Waiter | None:
         """Register a driver-side waiter for ``need`` of ``ids``; None if already satisfied."""

@@ -50,7 +50,6 @@ from sluice.executor.placement import (
 from sluice.executor.records import (
     FAILED,
     PENDING,
-    READY,
     ActorRecord,
     ObjectEntry,
     TaskRecord,
@@ -608,46 +607,6 @@ class Scheduler(ObjectTable):
                     f"retries are spent; raise max_retries or find what kills it (memory? os._exit?)")
                 self.finish_failed(task, serialization.dumps(err))
         w.inflight.clear()
-
-    def objects_lost(self, oids: list[int]) -> set[int]:
-        """Stored objects whose every copy is gone (their node died): those ready turn pending
-        again (their value is to be made again), and tasks not sent yet that read them wait
-        for them as for any pending input. Returns the ids made pending."""
-        lost = set()
-        for oid in oids:
-            entry = self.objects.get(oid)
-            if entry is None or entry.state != READY:
-                continue
-            entry.state, entry.spec, entry.producer = PENDING, None, None
-            if entry.contained:  # the rebuilt value brings its own
-                contained, entry.contained = entry.contained, ()
-                self.unhold(contained)
-            lost.add(oid)
-        if lost:
-            self.wait_for_lost(lost)
-        return lost
-
-    def wait_for_lost(self, lost: set[int]) -> None:
-        """Tasks not sent yet that read a ``lost`` object wait for it as for any pending input."""
-        unqueue = set()
-        for task in self.tasks.values():
-            if task.worker is not None or task.local_to is not None:
-                continue
-            n = 0
-            for oid in task.deps:
-                if oid in lost:
-                    self.objects[oid].waiters.append(task)
-                    n += 1
-            if n:
-                if task.unresolved == 0 and task.actor is None:
-                    unqueue.add(task)  # in a ready queue: it leaves it until the rebuild
-                task.unresolved += n
-        if unqueue:
-            for q in self.ready.values():
-                kept = [t for t in q if t not in unqueue]
-                if len(kept) != len(q):
-                    q.clear()
-                    q.extend(kept)
 
     def actor_died_blob(self, actor: ActorRecord, why: str) -> bytes:
         return serialization.dumps(ActorDiedError(f"actor {actor.class_name}", why))
