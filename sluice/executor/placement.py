@@ -61,7 +61,9 @@ class ResourceTotals(Protocol):
 
 
 class Placement(Protocol):
-    """Where work runs. Called under the scheduler's lock."""
+    """Where work runs. Called under the scheduler's lock, except that the local runtime
+    calls :meth:`LocalPlacement.check_strategy` (which reads nothing that changes) without it
+    when a task is submitted."""
 
     def node_infos(self) -> list[NodeInfo]:
         """Every node, dead ones with ``alive`` False (``Backend.nodes``)."""

@@ -50,6 +50,7 @@ class ClusterPlacement:
         self.by_name: dict[str, NodeState] = {}  # NodeInfo.node_id (a strategy's node_id) -> node
 
     def add_node(self, node: NodeState) -> None:
+        """A node registered: work may go there from now on."""
         self.nodes[node.node_id] = node
         self.by_name[str(node.node_id)] = node
 
@@ -69,6 +70,7 @@ class ClusterPlacement:
         return RemoteProc(node.outbox, index), RelayConn(node.outbox, index)
 
     def live_nodes(self) -> list[NodeState]:
+        """The nodes not declared dead, in the order they registered."""
         return [n for n in self.nodes.values() if n.alive]
 
     def nodes_by_room(self) -> list[NodeState]:
@@ -76,6 +78,7 @@ class ClusterPlacement:
         return sorted(self.live_nodes(), key=lambda n: -n.resources.available.get("CPU", 0.0))
 
     def roomiest_node(self) -> NodeState:
+        """The live node with the most free CPUs (where a driver without a node stores puts)."""
         nodes = self.nodes_by_room()
         if not nodes:
             raise RuntimeError("the sluice cluster has no live node to run work on")
