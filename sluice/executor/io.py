@@ -192,12 +192,13 @@ class IOThread:
         strategy = options.get("scheduling_strategy")
         task = TaskRecord(next(s.task_ids), fn_id, options["name"], blob, deps, contained, return_ids,
                           key, options["max_retries"], options["retry_exceptions"], [], strategy)
-        try:
-            s.check_task(key, strategy, f"task {options['name']}")
-        except ValueError as err:  # infeasible or unschedulable: raised at get()
-            s.submit(task)
-            s.finish_failed(task, serialization.dumps(err))
-            return
+        if strategy is not None or key not in s.feasible:
+            try:
+                s.check_task(key, strategy, f"task {options['name']}")
+            except ValueError as err:  # infeasible or unschedulable: raised at get()
+                s.submit(task)
+                s.finish_failed(task, serialization.dumps(err))
+                return
         s.submit(task)
 
     def nested_create_actor(self, msg: tuple) -> None:

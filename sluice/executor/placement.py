@@ -3,8 +3,9 @@
 The :class:`~sluice.executor.scheduler.Scheduler` is state plus transitions: objects,
 tasks, leases, actors. What differs between one machine and a cluster is injected:
 
-- :class:`Placement`: the nodes and their resources; which node a ready task or an
-  actor goes to (its ``scheduling_strategy`` first); starting a worker on a node.
+- :class:`Placement`: the nodes and their resources; which node a ready task (through
+  a :class:`DispatchPass`) or an actor goes to, its ``scheduling_strategy`` first;
+  starting a worker on a node.
 - :class:`ObjectLocations`: where stored (shared-memory) values live: a worker's
   result adopted where it was written, freed, pinned while read; how a worker reads
   one; how many bytes of some objects each node holds.
@@ -27,7 +28,7 @@ import socket
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sluice.exceptions import UnschedulableError
+from sluice.exceptions import InternalError, UnschedulableError
 from sluice.executor import protocol as P
 from sluice.executor.backend import LOCAL_NODE, NodeInfo, ObjectID, ObjectLocation
 from sluice.executor.process import spawn_worker
@@ -87,10 +88,9 @@ class Placement(Protocol):
         ``strategy`` pins work to a node that is not there; pass otherwise."""
         ...
 
-    def nodes_for(self, task: TaskRecord) -> Sequence[Node]:
-        """The nodes to try for a ready task, best first (the scheduler takes the first with
-        a worker free for it). Raises :class:`~sluice.exceptions.UnschedulableError` when
-        the task can never run (pinned to a node that is gone): the task fails with it."""
+    def dispatch_pass(self) -> DispatchPass:
+        """A dispatch pass starts: the ready tasks are placed through what this returns, in
+        order, until the scheduler's walk ends (a policy may sort its nodes once per pass)."""
         ...
 
     def may_run_on(self, task: TaskRecord, node: Node) -> bool:
@@ -106,6 +106,21 @@ class Placement(Protocol):
 
     def actor_node_alive(self, actor: ActorRecord) -> bool:
         """Whether a restarted actor may come back on the node it ran on."""
+        ...
+
+
+class DispatchPass(Protocol):
+    """Where the ready tasks of one dispatch pass go."""
+
+    def nodes_for(self, task: TaskRecord) -> Sequence[Node]:
+        """The nodes to try for a ready task, best first (the scheduler takes the first with
+        a worker free for it). Raises :class:`~sluice.exceptions.UnschedulableError` when
+        the task can never run (pinned to a node that is gone): the task fails with it."""
+        ...
+
+    def spilled(self, task: TaskRecord, node: Node) -> None:
+        """``task`` went to ``node``, not to the first node :meth:`nodes_for` named (that
+        one had no room)."""
         ...
 
 
@@ -195,8 +210,19 @@ def affinity_error(strategy: NodeAffinitySchedulingStrategy, what: str, state: s
         f"to one of the live nodes, or pass soft=True to let it run elsewhere")
 
 
-ONE_NODE: tuple[Node, ...] = (None,)
-"""The nodes a task may go to on one machine: this one."""
+class OneNodePass:
+    """The :class:`DispatchPass` of one machine: every task goes to its one node (None)."""
+
+    NODES: tuple[Node, ...] = (None,)
+
+    def nodes_for(self, task: TaskRecord) -> Sequence[Node]:
+        return self.NODES
+
+    def spilled(self, task: TaskRecord, node: Node) -> None:
+        raise InternalError(f"task {task.name} spilled to node {node!r} on a runtime of one node")
+
+
+ONE_NODE_PASS = OneNodePass()
 
 
 class LocalPlacement:
@@ -230,8 +256,8 @@ class LocalPlacement:
             return
         raise affinity_error(strategy, what, "this local runtime does not have", [LOCAL_NODE])
 
-    def nodes_for(self, task: TaskRecord) -> Sequence[Node]:
-        return ONE_NODE
+    def dispatch_pass(self) -> DispatchPass:
+        return ONE_NODE_PASS
 
     def may_run_on(self, task: TaskRecord, node: Node) -> bool:
         return True

@@ -216,12 +216,14 @@ class Scheduler(ObjectTable):
         """Hand ready tasks to workers, on the nodes the placement names, while resources and
         pipelines allow. The head of a lane that finds no worker holds back the rest of it
         (they have its demand and, if pinned, its node)."""
-        unschedulable = None
+        route = unschedulable = None
         for q in self.ready.values():
             while q:
                 task = q[0]
+                if route is None:
+                    route = self.placement.dispatch_pass()
                 try:
-                    nodes = self.placement.nodes_for(task)
+                    nodes = route.nodes_for(task)
                 except UnschedulableError as err:
                     unschedulable = unschedulable or []
                     unschedulable.append((q.popleft(), err))
@@ -232,6 +234,8 @@ class Scheduler(ObjectTable):
                         break
                 else:
                     break
+                if node is not nodes[0]:
+                    route.spilled(task, node)
                 self.send_task(q.popleft(), w)
         for task, err in unschedulable or ():  # after the walk: failing wakes (and fails) readers
             self.finish_failed(task, serialization.dumps(err))

@@ -72,6 +72,12 @@ class SplitMachine:
         if strategy is not None and not strategy.soft and strategy.node_id not in self.resources:
             raise affinity_error(strategy, what, "is not a node here", list(self.NODES))
 
+    def dispatch_pass(self) -> SplitMachine:
+        return self  # no state per pass
+
+    def spilled(self, task: TaskRecord, node: str) -> None:
+        pass
+
     def nodes_for(self, task: TaskRecord) -> Sequence[str]:
         strategy = task.strategy
         if strategy is None:

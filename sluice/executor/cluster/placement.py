@@ -100,26 +100,9 @@ class ClusterPlacement:
         if strategy is not None:
             self.pinned_node(strategy, what)
 
-    def first(self, order: list[NodeState], node: NodeState | None) -> list[NodeState]:
-        """``order`` with ``node`` (a live node, if any) moved to the front."""
-        if node is not None and order and order[0] is not node:
-            order.remove(node)
-            order.insert(0, node)
-        return order
-
     # -- tasks and actors ------------------------------------------------------------------
-    def nodes_for(self, task: TaskRecord) -> Sequence[NodeState]:
-        pinned = None
-        if task.strategy is not None:
-            pinned = self.pinned_node(task.strategy, f"task {task.name}")
-            if pinned is not None and not task.strategy.soft:
-                return (pinned,)
-        order = self.nodes_by_room()
-        if task.deps:
-            held = self.locations.bytes_on(task.deps)
-            if held:  # most input bytes first; ties (and nodes holding none) by free CPUs
-                order.sort(key=lambda n: -held.get(n, 0))
-        return self.first(order, pinned)
+    def dispatch_pass(self) -> ClusterDispatch:
+        return ClusterDispatch(self)
 
     def may_run_on(self, task: TaskRecord, node: NodeState) -> bool:
         strategy = task.strategy
@@ -135,7 +118,7 @@ class ClusterPlacement:
         strategy = actor.options.get("scheduling_strategy")
         if strategy is not None:
             pinned = self.pinned_node(strategy, f"actor {actor.class_name}")
-            order = [pinned] if pinned is not None and not strategy.soft else self.first(order, pinned)
+            order = [pinned] if pinned is not None and not strategy.soft else first(order, pinned)
         for node in order:
             gpus = node.resources.try_acquire(actor.key)
             if gpus is not None:
@@ -145,6 +128,51 @@ class ClusterPlacement:
 
     def actor_node_alive(self, actor: ActorRecord) -> bool:
         return actor.node is not None and actor.node.alive
+
+
+class ClusterDispatch:
+    """One dispatch pass at the head (:class:`~sluice.executor.placement.DispatchPass`).
+
+    The live nodes are sorted by free CPUs once per pass (leases change that little
+    within one); a task whose inputs no node holds and that names no node follows that
+    order, and a node that took such a task after the first had no room is tried first
+    for the next ones.
+    """
+
+    def __init__(self, placement: ClusterPlacement):
+        self.placement = placement
+        self.order = placement.nodes_by_room()
+        self.by_room = False  # the last nodes_for answer was ``order`` itself
+
+    def nodes_for(self, task: TaskRecord) -> Sequence[NodeState]:
+        placement = self.placement
+        pinned = None
+        if task.strategy is not None:
+            pinned = placement.pinned_node(task.strategy, f"task {task.name}")
+            if pinned is not None and not task.strategy.soft:
+                self.by_room = False
+                return (pinned,)
+        order = self.order
+        if task.deps:
+            held = placement.locations.bytes_on(task.deps)
+            if held:  # most input bytes first; ties (and nodes holding none) by free CPUs
+                order = sorted(order, key=lambda n: -held.get(n, 0))
+        if pinned is not None:
+            order = first(list(order), pinned)
+        self.by_room = order is self.order
+        return order
+
+    def spilled(self, task: TaskRecord, node: NodeState) -> None:
+        if self.by_room:
+            first(self.order, node)
+
+
+def first(order: list[NodeState], node: NodeState | None) -> list[NodeState]:
+    """``order`` with ``node`` (a live node, if any) moved to the front, in place."""
+    if node is not None and order and order[0] is not node:
+        order.remove(node)
+        order.insert(0, node)
+    return order
 
 
 class ClusterLocations:
