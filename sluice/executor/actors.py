@@ -132,9 +132,8 @@ class ActorManager:
         actor = s.actors.get(actor_id)
         task = TaskRecord(next(s.task_ids), 0, name, blob, deps, contained, return_ids, (), 0, False, keep)
         task.method = method
-        if actor is None:
-            s.submit(task)
-            s.finish_failed(task, serialization.dumps(ObjectLostError(
+        if actor is None:  # (queued, it would run as a function task with no function)
+            s.refuse(task, serialization.dumps(ObjectLostError(
                 f"no actor with id {actor_id:x} in this runtime; it belongs to an earlier session")))
             return
         task.actor = actor

@@ -196,8 +196,7 @@ class IOThread:
             try:
                 s.check_task(key, strategy, f"task {options['name']}")
             except ValueError as err:  # infeasible or unschedulable: raised at get()
-                s.submit(task)
-                s.finish_failed(task, serialization.dumps(err))
+                s.refuse(task, serialization.dumps(err))
                 return
         s.submit(task)
 

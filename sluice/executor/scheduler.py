@@ -156,6 +156,13 @@ class Scheduler(ObjectTable):
             self.hold(task.contained)
         self.resolve(task)
 
+    def refuse(self, task: TaskRecord, blob: bytes) -> None:
+        """A task refused on arrival (it can never run): its results fail with ``blob`` at
+        once. It is never queued, so no worker ever runs it, and it holds nothing."""
+        for oid in task.return_ids:
+            self.new_entry(oid, None)
+            self.add_object(oid, (P.DEP_ERROR, blob), ())
+
     def resolve(self, task: TaskRecord) -> None:
         """Count the task's pending inputs; queue it now if there are none."""
         objects = self.objects

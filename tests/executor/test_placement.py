@@ -224,6 +224,20 @@ def test_a_task_its_placement_cannot_place_fails_with_the_placements_error(drive
     assert driver.result(driver.submit(pid)) in driver.placement.pids["a"]  # the rest goes on
 
 
+def test_a_nested_task_refused_for_its_pin_is_never_queued(driver) -> None:
+    s = driver.s
+    fn_id, fn_bytes = dumps_function(pid, "pid")
+    options = {"name": "pid", "num_cpus": 1, "num_gpus": 0, "resources": None, "max_retries": 0,
+               "retry_exceptions": False, "scheduling_strategy": Affinity("c", soft=False)}
+    blob, _, _, _ = encode_call("pid", (), {}, driver.no_put)
+    with s.locked():  # a worker's SUBMIT, as the I/O thread applies it
+        s.new_entry(99, None).refs += 1
+        driver.io.nested_submit((P.SUBMIT, fn_id, fn_bytes, blob, [], (), [99], options))
+        assert not any(s.ready.values()) and not s.tasks
+    err = driver.result(99)
+    assert isinstance(err, UnschedulableError) and "names node 'c'" in str(err)
+
+
 # -- scheduling_strategy on the local runtime (one node, LOCAL_NODE) ---------------------------
 @pytest.fixture(scope="module")
 def local() -> Iterator[None]:
