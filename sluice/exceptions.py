@@ -18,6 +18,7 @@ __all__ = [
     "ObjectLostError",
     "TaskCancelledError",
     "InfeasibleResourceError",
+    "UnschedulableError",
     "SerializationError",
     "UnsupportedOnBackendError",
     "InternalError",
@@ -111,6 +112,11 @@ class TaskCancelledError(SluiceError):
 
 class InfeasibleResourceError(SluiceError, ValueError):
     """A task or actor asks for resources that no node of the cluster has."""
+
+
+class UnschedulableError(SluiceError, ValueError):
+    """A task or actor is pinned (``scheduling_strategy`` with a hard node affinity) to a
+    node that is not, or is no longer, part of the runtime, so it can never run."""
 
 
 class SerializationError(SluiceError, TypeError):

@@ -2,7 +2,9 @@
 
 Each actor owns one worker process for its lifetime. Calls are sent in
 submission order; a call whose arguments are not ready holds back the calls
-behind it (the order a user observes is the order they called in).
+behind it (the order a user observes is the order they called in). Which node
+an actor starts on is the scheduler's :class:`~sluice.executor.placement.Placement`'s
+choice (its ``scheduling_strategy`` first).
 """
 
 from __future__ import annotations
@@ -10,10 +12,12 @@ from __future__ import annotations
 import signal
 from typing import TYPE_CHECKING
 
+from sluice.exceptions import ObjectLostError, UnschedulableError
 from sluice.executor import protocol as P
 from sluice.executor.backend import ActorInfo
 from sluice.executor.counting import HandleCounts
 from sluice.executor.records import FAILED, ActorRecord, TaskRecord, WorkerHandle
+from sluice.store import serialization
 
 FLUSH_AT = 64
 
@@ -36,7 +40,7 @@ class _StartWhenReady:
 
 
 class ActorManager:
-    """The actor half of the scheduler (shares its lock and state)."""
+    """The actor half of the scheduler (its ``actor_manager``: shares its lock and state)."""
 
     def __init__(self, scheduler: Scheduler):
         self.s = scheduler
@@ -85,7 +89,11 @@ class ActorManager:
     def try_start(self, actor: ActorRecord) -> None:
         if actor.state != ActorRecord.PENDING:
             return
-        gpus = self.s.place_actor(actor)
+        try:
+            gpus = self.s.placement.place_actor(actor)
+        except UnschedulableError as err:  # pinned to a node that is gone: it never starts
+            self.mark_dead(actor, serialization.dumps(err))
+            return
         if gpus is None:
             if actor not in self.waiting_for_resources:
                 self.waiting_for_resources.append(actor)
@@ -101,7 +109,7 @@ class ActorManager:
             self.mark_dead(actor, failed)
             return
         index = next(s.worker_index)
-        proc, conn = s.spawn(index, actor.node)
+        proc, conn = s.placement.spawn(index, actor.node)
         w = WorkerHandle(index, proc, conn)
         w.node = actor.node
         w.actor = actor
@@ -115,7 +123,21 @@ class ActorManager:
         s.conns_changed = True
         self.pump(actor)
         s.send(w)
-        s.runtime.io.wake()
+        s.io.wake()
+
+    def call_method(self, actor_id: int, method: str, name: str, blob: bytes, deps: list[int],
+                    contained: tuple[int, ...], return_ids: list[int], keep: list) -> None:
+        """Call ``method`` on actor ``actor_id`` (whose results ``return_ids`` have entries)."""
+        s = self.s
+        actor = s.actors.get(actor_id)
+        task = TaskRecord(next(s.task_ids), 0, name, blob, deps, contained, return_ids, (), 0, False, keep)
+        task.method = method
+        if actor is None:  # (queued, it would run as a function task with no function)
+            s.refuse(task, serialization.dumps(ObjectLostError(
+                f"no actor with id {actor_id:x} in this runtime; it belongs to an earlier session")))
+            return
+        task.actor = actor
+        self.call(task)
 
     def call(self, task: TaskRecord) -> None:
         """Queue an actor method call behind the earlier ones."""
@@ -148,7 +170,7 @@ class ActorManager:
             for oid in task.deps:
                 spec = s.spec_for_worker(oid, w)
                 if spec[0] == P.DEP_SHM:
-                    s.store.pin(oid)
+                    s.locations.pin(oid)
                     task.pinned.append(oid)
                 deps.append(spec)
             task.worker = w
@@ -197,7 +219,7 @@ class ActorManager:
         actor.death = blob
         self.fail_chains_through(actor.actor_id, blob)
         if actor.gpu_ids is not None:
-            self.s.actor_resources(actor).release(actor.key, actor.gpu_ids)
+            self.s.placement.node_resources(actor.node).release(actor.key, actor.gpu_ids)
             actor.gpu_ids = None
             self.retry_waiting()
         self.s.unhold(actor.deps)
@@ -224,7 +246,7 @@ class ActorManager:
                                             "call was running; the actor was restarted for later calls")
             self.fail_inflight(w, lost)
             actor.state = ActorRecord.PENDING
-            if s.actor_node_alive(actor):
+            if s.placement.actor_node_alive(actor):
                 self.launch(actor)
             else:  # its node died with it: place it again where resources are free
                 actor.gpu_ids = None
@@ -267,7 +289,12 @@ class ActorManager:
             self.try_start(actor)
 
     def check_feasible(self, actor: ActorRecord) -> None:
-        self.s.resources.check_feasible(actor.key, f"actor {actor.class_name}")
+        """Raise when no node could ever start ``actor``: its resources
+        (:class:`~sluice.exceptions.InfeasibleResourceError`), or a hard node affinity to
+        a node that is not there (:class:`~sluice.exceptions.UnschedulableError`)."""
+        what = f"actor {actor.class_name}"
+        self.s.resources.check_feasible(actor.key, what)
+        self.s.placement.check_strategy(actor.options.get("scheduling_strategy"), what)
 
     def find_named(self, name: str) -> ActorInfo | None:
         """The live actor created with ``name``, or None."""

@@ -3,34 +3,45 @@
 It sleeps in one ``multiprocessing.connection.wait`` over all pipes plus a
 wake-up pipe, and handles each batch under the scheduler lock, then flushes
 whatever the batch made ready. This is the only thread that reads pipes.
+
+It is the scheduler's :class:`~sluice.executor.placement.WorkerIO`: made first
+(the scheduler wakes it when a process starts), then started with the scheduler
+it serves, which is all it needs (answers to lookups come from
+:mod:`sluice.executor.lookups`).
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import threading
 from multiprocessing.connection import wait
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from sluice.executor import lookups
 from sluice.executor import protocol as P
 from sluice.executor.records import ActorRecord, TaskRecord, WorkerHandle
 from sluice.executor.resources import demand_key
+from sluice.store import serialization
+
+if TYPE_CHECKING:
+    from sluice.executor.scheduler import Scheduler
 
 
 class IOThread:
-    """Reads worker messages for a :class:`~sluice.executor.runtime.Runtime`."""
+    """Reads worker messages and applies them to a scheduler. See the module docstring."""
 
-    def __init__(self, runtime: Any):
-        self.rt = runtime
-        self.s = runtime.scheduler
+    s: Scheduler
+
+    def __init__(self) -> None:
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_w, False)
         self.stopping = False
         self.thread = threading.Thread(target=self.loop, name="sluice-io", daemon=True)
         self.conn_map: dict[Any, WorkerHandle] = {}
 
-    def start(self) -> None:
+    def start(self, scheduler: Scheduler) -> None:
+        """Read the pipes of ``scheduler``'s processes and apply what they send."""
+        self.s = scheduler
         self.thread.start()
 
     def wake(self) -> None:
@@ -49,12 +60,6 @@ class IOThread:
                 os.close(fd)
             except OSError:
                 pass
-
-    def kill_worker(self, w: WorkerHandle) -> None:
-        try:
-            w.proc.send_signal(signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
     def refresh(self) -> None:
         s = self.s
@@ -130,7 +135,7 @@ class IOThread:
         except OSError:
             pass
         if w.actor is not None:
-            self.rt.actors.died(w)
+            self.s.actor_manager.died(w)
         else:
             self.s.worker_died(w)
 
@@ -154,22 +159,22 @@ class IOThread:
             elif code == P.WAIT:
                 s.worker_get(w, msg[1], msg[2], True, msg[3], msg[4])
             elif code == P.PUT:
-                s.add_object(msg[1], msg[2], msg[3])
+                s.add_object(msg[1], msg[2], msg[3], stored_by=w)
             elif code == P.BOUNCE:
                 s.bounce(w, msg[1])
             elif code == P.ACTOR_READY:
-                self.rt.actors.on_ready(w)
+                s.actor_manager.on_ready(w)
             elif code == P.ACTOR_FAILED:
-                self.rt.actors.on_constructor_failed(w, msg[1])
+                s.actor_manager.on_constructor_failed(w, msg[1])
             elif code == P.CREATE_ACTOR:
                 self.nested_create_actor(msg)
             elif code == P.CALL_ACTOR:
                 self.nested_actor_call(msg)
             elif code == P.LOOKUP:
-                w.out.append((P.LOOKUP_REPLY, msg[1], self.rt.lookup_locked(msg[2], msg[3])))
+                w.out.append((P.LOOKUP_REPLY, msg[1], lookups.answer(s, msg[2], msg[3])))
                 s.send(w)
             elif code == P.KILL:
-                self.rt.actors.kill(msg[1], msg[2])
+                s.actor_manager.kill(msg[1], msg[2])
             elif code == P.CANCEL:
                 s.cancel(msg[1], msg[2])
             elif code == P.RELEASED:
@@ -184,19 +189,15 @@ class IOThread:
         key = options.get("_key")
         if key is None:
             key = demand_key(options["num_cpus"], options["num_gpus"], options["resources"])
+        strategy = options.get("scheduling_strategy")
         task = TaskRecord(next(s.task_ids), fn_id, options["name"], blob, deps, contained, return_ids,
-                          key, options["max_retries"], options["retry_exceptions"], [])
-        feasible = self.rt._feasible
-        if key not in feasible:
+                          key, options["max_retries"], options["retry_exceptions"], [], strategy)
+        if strategy is not None or key not in s.feasible:
             try:
-                s.resources.check_feasible(key, f"task {options['name']}")
-            except Exception as err:
-                from sluice.store import serialization
-
-                s.submit(task)
-                s.finish_failed(task, serialization.dumps(err))
+                s.check_task(key, strategy, f"task {options['name']}")
+            except ValueError as err:  # infeasible or unschedulable: raised at get()
+                s.refuse(task, serialization.dumps(err))
                 return
-            feasible.add(key)
         s.submit(task)
 
     def nested_create_actor(self, msg: tuple) -> None:
@@ -208,15 +209,13 @@ class IOThread:
         actor = ActorRecord(actor_id, options["class_name"], cls_id, s.functions[cls_id], blob, deps,
                             contained, options, key, [])
         try:
-            self.rt.actors.check_feasible(actor)
-            self.rt.actors.create(actor)
+            s.actor_manager.check_feasible(actor)
+            s.actor_manager.create(actor)
         except Exception as err:
-            from sluice.store import serialization
-
             s.actors[actor_id] = actor
-            self.rt.actors.mark_dead(actor, serialization.dumps(err))
+            s.actor_manager.mark_dead(actor, serialization.dumps(err))
 
     def nested_actor_call(self, msg: tuple) -> None:
         _, actor_id, method, blob, deps, contained, return_ids, options = msg
-        self.rt.submit_actor_call_locked(actor_id, method, options["name"], blob, deps, contained,
+        self.s.actor_manager.call_method(actor_id, method, options["name"], blob, deps, contained,
                                          return_ids, [])

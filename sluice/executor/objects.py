@@ -1,7 +1,9 @@
 """The object half of the scheduler: entries, reference counts, waiters, slot recycling.
 
 A mixin of :class:`~sluice.executor.scheduler.Scheduler`: it shares the
-scheduler's state and lock, and exists to keep each module readable.
+scheduler's state and lock, and exists to keep each module readable. Where a
+stored value lives is the scheduler's injected
+:class:`~sluice.executor.placement.ObjectLocations` (``self.locations``).
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from sluice.store import serialization
 class ObjectTable:
     """Objects the driver tracks, and who waits for them. See the module docstring."""
 
+    __slots__ = ()  # the state is the scheduler's (its __slots__)
+
     # -- reference counting ----------------------------------------------------------
     def apply_ref_events(self) -> None:
         """Fold queued ObjectRef births and deaths into the counts (under the lock)."""
         if self.actor_handle_events:
-            self.runtime.actors.apply_handle_events()
+            self.actor_manager.apply_handle_events()
         events = self.ref_events
         objects = self.objects
         while events:
@@ -40,9 +44,10 @@ class ObjectTable:
             entry = self.objects.pop(oid, None)
             if entry is None:
                 continue
-            self.freed(oid)
+            if self.lineage is not None:
+                self.lineage.released(oid)
             if entry.spec is not None and entry.spec[0] == P.DEP_SHM:
-                slot = self.store.free(oid)
+                slot = self.locations.free(oid)
                 if slot is not None:
                     self.recycle(slot)
             for cid in entry.contained:
@@ -52,14 +57,11 @@ class ObjectTable:
                     if child.freeable:
                         stack.append(cid)
 
-    def freed(self, oid: int) -> None:
-        """Hook: ``oid`` (or an object it held) left the table. A cluster drops its lineage."""
-
     def recycle(self, slot: str) -> None:
         """Reuse ``slot`` once every process says no value read from it is alive."""
         waiting = {w for w in self.all_workers() if w.alive}
         if not waiting:
-            self.store.release_slot(slot)
+            self.locations.release_slot(slot)
             return
         self.releasing[slot] = waiting
         for w in waiting:
@@ -73,7 +75,7 @@ class ObjectTable:
                 waiting.discard(w)
                 if not waiting:
                     del self.releasing[name]
-                    self.store.release_slot(name)
+                    self.locations.release_slot(name)
                     self.slot_released.set()
 
     def forget_worker_slots(self, w: WorkerHandle) -> None:
@@ -83,7 +85,7 @@ class ObjectTable:
 
     def broadcast_retired(self) -> None:
         """Readers unmap segments that left the store for good (freed, spilled, evicted)."""
-        retired = self.store.retired
+        retired = self.locations.retired
         if retired:
             names = list(retired)
             retired.clear()
@@ -116,20 +118,22 @@ class ObjectTable:
             entry.producer = producer
         return entry
 
-    def add_object(self, oid: int, spec: tuple, contained: tuple[int, ...], adopt: bool = True) -> None:
+    def add_object(self, oid: int, spec: tuple, contained: tuple[int, ...],
+                   stored_by: WorkerHandle | None = None) -> None:
         """A value was stored (put or task result): make it READY and wake its waiters.
 
-        ``adopt``: a worker wrote the shm segment, so the store starts accounting for it now.
+        ``stored_by``: the process that wrote its shm segment, so the locations adopt it
+        where that process runs (None: the driver stored it itself, already accounted).
         """
         entry = self.objects.get(oid)
         if entry is None:  # every ref died while it was computed
             if spec[0] == P.DEP_SHM:
-                if adopt:
-                    self.store.adopt(oid, spec[1])
-                self.store.free(oid)
+                if stored_by is not None:
+                    self.locations.adopt(oid, spec[1], stored_by.node)
+                self.locations.free(oid)
             return
-        if spec[0] == P.DEP_SHM and adopt:
-            self.store.adopt(oid, spec[1])
+        if spec[0] == P.DEP_SHM and stored_by is not None:
+            self.locations.adopt(oid, spec[1], stored_by.node)
         entry.spec = spec
         entry.state = FAILED if spec[0] == P.DEP_ERROR else READY
         entry.producer = None
@@ -163,9 +167,54 @@ class ObjectTable:
             return (P.DEP_ERROR, serialization.dumps(ObjectLostError(
                 f"object {oid:x} was freed: no ObjectRef held it any more")))
         spec = entry.spec
+        if spec is None:  # lost with its node and being made again: nothing to read now
+            return (P.DEP_ERROR, serialization.dumps(ObjectLostError(
+                f"object {oid:x} was lost with its node and is being rebuilt; read it again once "
+                f"it is ready")))
         if spec[0] == P.DEP_SHM:
-            return (P.DEP_SHM, self.store.ensure_local(oid))
+            return self.locations.read_spec(oid, w)
         return spec
+
+    # -- objects whose every copy is gone (a cluster node died) -------------------------
+    def objects_lost(self, oids: list[int]) -> set[int]:
+        """Stored objects whose every copy is gone (their node died): those ready turn pending
+        again (their value is to be made again), and tasks not sent yet that read them wait
+        for them as for any pending input. Returns the ids made pending."""
+        lost = set()
+        for oid in oids:
+            entry = self.objects.get(oid)
+            if entry is None or entry.state != READY:
+                continue
+            entry.state, entry.spec, entry.producer = PENDING, None, None
+            if entry.contained:  # the rebuilt value brings its own
+                contained, entry.contained = entry.contained, ()
+                self.unhold(contained)
+            lost.add(oid)
+        if lost:
+            self.wait_for_lost(lost)
+        return lost
+
+    def wait_for_lost(self, lost: set[int]) -> None:
+        """Tasks not sent yet that read a ``lost`` object wait for it as for any pending input."""
+        unqueue = set()
+        for task in self.tasks.values():
+            if task.worker is not None or task.local_to is not None:
+                continue
+            n = 0
+            for oid in task.deps:
+                if oid in lost:
+                    self.objects[oid].waiters.append(task)
+                    n += 1
+            if n:
+                if task.unresolved == 0 and task.actor is None:
+                    unqueue.add(task)  # in a ready queue: it leaves it until the rebuild
+                task.unresolved += n
+        if unqueue:
+            for q in self.ready.values():
+                kept = [t for t in q if t not in unqueue]
+                if len(kept) != len(q):
+                    q.clear()
+                    q.extend(kept)
 
     # -- helpers for the API -----------------------------------------------------------
     def waiter_for(self, ids: list[int], need: int, event: Any) -> Waiter | None:

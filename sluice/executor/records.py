@@ -12,6 +12,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from sluice.executor.resources import ResourceKey
+from sluice.executor.strategies import NodeAffinitySchedulingStrategy
 
 PENDING, READY, FAILED = 0, 1, 2
 
@@ -40,11 +41,13 @@ class TaskRecord:
 
     __slots__ = ("task_id", "fn_id", "name", "args_blob", "deps", "contained", "return_ids",
                  "key", "retries_left", "retry_exc", "unresolved", "worker", "actor", "method",
-                 "cancelled", "pinned", "keep", "local_to", "chain", "chain_actors")
+                 "cancelled", "pinned", "keep", "local_to", "chain", "chain_actors", "strategy",
+                 "lane")
 
     def __init__(self, task_id: int, fn_id: int, name: str, args_blob: bytes, deps: list[int],
                  contained: tuple[int, ...], return_ids: list[int], key: ResourceKey,
-                 retries_left: int, retry_exc: Any, keep: list):
+                 retries_left: int, retry_exc: Any, keep: list,
+                 strategy: NodeAffinitySchedulingStrategy | None = None):
         self.task_id = task_id
         self.fn_id = fn_id                   # function id; 0 for actor calls
         self.name = name
@@ -65,6 +68,10 @@ class TaskRecord:
         self.local_to: WorkerHandle | None = None  # set when pipelined behind its producer
         self.chain: tuple | None = None      # hops of an actor chain (executor/chains.py)
         self.chain_actors: tuple[int, ...] = ()  # every actor a chain passes through
+        self.strategy = strategy             # its scheduling_strategy (None: the placement's choice)
+        # The ready queue it waits in: its demand, and its node when a hard affinity pins it
+        # there (waiting for that node's room must not hold back tasks that may run elsewhere).
+        self.lane: Any = key if strategy is None or strategy.soft else (key, strategy.node_id)
 
 
 class WorkerHandle:

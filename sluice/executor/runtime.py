@@ -2,8 +2,11 @@
 
 It owns the scheduler, the I/O thread, the shared-memory store and the worker
 processes, and implements the :class:`~sluice.executor.backend.Backend` protocol
-(``submit_task``, ``create_actor``, ``get``, ...) on one node. Inside workers the
-same protocol is implemented by :class:`~sluice.executor.worker_api.WorkerAPI`.
+(``submit_task``, ``create_actor``, ``get``, ...) on one node: its scheduler is
+built with the one-machine placement and the store's object locations
+(:class:`~sluice.executor.placement.LocalPlacement`,
+:class:`~sluice.executor.placement.StoreLocations`). Inside workers the same
+protocol is implemented by :class:`~sluice.executor.worker_api.WorkerAPI`.
 """
 
 from __future__ import annotations
@@ -11,21 +14,21 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-import socket
 import tempfile
 import threading
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from sluice.exceptions import GetTimeoutError, InfeasibleResourceError, ObjectLostError, TaskError
+from sluice.exceptions import GetTimeoutError, ObjectLostError, TaskError
+from sluice.executor import lookups
 from sluice.executor import protocol as P
-from sluice.executor.actors import ActorManager
-from sluice.executor.backend import LOCAL_NODE, ActorInfo, NodeInfo, ObjectLocation
+from sluice.executor.backend import ActorInfo, NodeInfo, ObjectLocation
 from sluice.executor.calls import encode_call
 from sluice.executor.io import IOThread
 from sluice.executor.object_ref import ObjectRef
-from sluice.executor.records import PENDING, READY, ActorRecord, TaskRecord
+from sluice.executor.placement import LocalPlacement, StoreLocations
+from sluice.executor.records import PENDING, ActorRecord, TaskRecord
 from sluice.executor.resources import NodeResources, ResourceKey, demand_key
 from sluice.executor.scheduler import Scheduler
 from sluice.store import serialization, shm
@@ -72,15 +75,16 @@ class Runtime:
         self._own_spill_dir = spill_dir is None
         self.spill_dir = spill_dir or tempfile.mkdtemp(prefix=f"{SPILL_PREFIX}{self.session}-")
         self.store = ObjectStore(self.session, self._store_capacity, self.spill_dir)
-        self.scheduler = Scheduler(self.session, self.resources, self.store, self)
-        self.actors = ActorManager(self.scheduler)
-        self.io = IOThread(self)
+        self.io = IOThread()
+        self.scheduler = Scheduler(self.session, self.resources,
+                                   LocalPlacement(self.session, self.resources, self._store_capacity),
+                                   StoreLocations(self.store), self.io)
+        self.actors = self.scheduler.actor_manager
         self.ids = itertools.count(1)
-        self._feasible: set = set()  # demands already checked against the node's totals
-        self.io.start()
+        self.io.start(self.scheduler)
         with self.scheduler.locked():
             for _ in range(max(1, int(cpus))):
-                self.scheduler.start_worker()
+                self.scheduler.start_worker(None)  # the one node
         self.closed = False
 
     # -- runtime interface: refs ---------------------------------------------------------
@@ -105,8 +109,9 @@ class Runtime:
         key = options.get("_key")
         if key is None:
             key = demand_key(options["num_cpus"], options["num_gpus"], options["resources"])
-        if key not in self._feasible:
-            self.check_feasible(key, f"task {name}")
+        strategy = options.get("scheduling_strategy")
+        if strategy is not None or key not in s.feasible:
+            s.check_task(key, strategy, f"task {name}")
         blob, deps, contained, keep = encode_call(name, args, kwargs, self.put)
         with s.locked():
             s.apply_ref_events()
@@ -114,7 +119,7 @@ class Runtime:
                 s.functions[fn_id] = fn_bytes
             return_ids, refs = self._new_refs(options["num_returns"])
             task = TaskRecord(next(s.task_ids), fn_id, name, blob, deps, contained, return_ids,
-                              key, options["max_retries"], options["retry_exceptions"], keep)
+                              key, options["max_retries"], options["retry_exceptions"], keep, strategy)
             s.submit(task)
             s.dispatch()
         return refs
@@ -143,7 +148,7 @@ class Runtime:
         with s.locked():
             s.apply_ref_events()
             return_ids, refs = self._new_refs(options["num_returns"])
-            self.submit_actor_call_locked(actor_id, method, name, blob, deps, contained, return_ids, keep)
+            self.actors.call_method(actor_id, method, name, blob, deps, contained, return_ids, keep)
         return refs
 
     def _new_refs(self, n: int) -> tuple[list[int], list[ObjectRef]]:
@@ -155,19 +160,6 @@ class Runtime:
         refs = [ObjectRef(oid, self) for oid in ids]
         s.apply_ref_events()
         return ids, refs
-
-    def submit_actor_call_locked(self, actor_id, method, name, blob, deps, contained, return_ids, keep):
-        s = self.scheduler
-        actor = s.actors.get(actor_id)
-        task = TaskRecord(next(s.task_ids), 0, name, blob, deps, contained, return_ids, (), 0, False, keep)
-        task.method = method
-        if actor is None:
-            s.submit(task)
-            s.finish_failed(task, serialization.dumps(ObjectLostError(
-                f"no actor with id {actor_id:x} in this runtime; it belongs to an earlier session")))
-            return
-        task.actor = actor
-        self.actors.call(task)
 
     def submit_actor_chain(self, hops: list[tuple[int, str, str, bytes]], first: Any
                            ) -> ObjectRef | None:
@@ -215,7 +207,7 @@ class Runtime:
                 s.add_object(oid, (P.DEP_INLINE, serialization.to_bytes(sobj)), sobj.contained_ids)
             else:
                 self.store.put(oid, sobj)
-                s.add_object(oid, (P.DEP_SHM, sobj.nbytes), sobj.contained_ids, adopt=False)
+                s.add_object(oid, (P.DEP_SHM, sobj.nbytes), sobj.contained_ids)
         return ref
 
     def _await_free_slot(self, nbytes: int) -> None:
@@ -248,9 +240,7 @@ class Runtime:
 
     def check_feasible(self, demand: ResourceKey, what: str) -> None:
         """Raise InfeasibleResourceError when this node could never meet ``demand``."""
-        if demand not in self._feasible:
-            self.resources.check_feasible(demand, what)
-            self._feasible.add(demand)
+        self.scheduler.check_task(demand, None, what)
 
     # -- runtime interface: the node and its objects -------------------------------------------
     def get_actor(self, name: str) -> ActorInfo | None:
@@ -266,62 +256,17 @@ class Runtime:
             return dict(self.resources.available)
 
     def nodes(self) -> list[NodeInfo]:
+        """One node, :data:`~sluice.executor.backend.LOCAL_NODE`."""
         with self.scheduler.locked():
-            return self.nodes_locked()
+            return lookups.nodes(self.scheduler)
 
     def object_locations(self, ids: Sequence[int]) -> list[ObjectLocation]:
         with self.scheduler.locked():
-            return self.object_locations_locked(ids)
+            return lookups.object_locations(self.scheduler, ids)
 
     def store_capacity(self) -> int:
         with self.scheduler.locked():
-            return self.store_capacity_locked()
-
-    def nodes_locked(self) -> list[NodeInfo]:
-        return [NodeInfo(LOCAL_NODE, socket.gethostname(), True, dict(self.resources.total),
-                         self._store_capacity)]
-
-    def store_capacity_locked(self) -> int:
-        return self._store_capacity
-
-    def object_locations_locked(self, ids: Sequence[int]) -> list[ObjectLocation]:
-        """Large values are held by stores (:meth:`stored_location`); small ones travel in
-        messages; pending, failed and freed objects live nowhere."""
-        objects = self.scheduler.objects
-        out = []
-        for oid in ids:
-            entry = objects.get(oid)
-            if entry is None or entry.state != READY:
-                out.append(ObjectLocation(oid))
-            elif entry.spec[0] == P.DEP_SHM:  # (DEP_SHM, size)
-                out.append(self.stored_location(oid, entry.spec[1]))
-            else:  # (DEP_INLINE, bytes)
-                out.append(ObjectLocation(oid, (), len(entry.spec[1])))
-        return out
-
-    def stored_location(self, oid: int, size: int) -> ObjectLocation:
-        """Where a value in shared memory lives: here, the one node (in memory or spilled)."""
-        return ObjectLocation(oid, (LOCAL_NODE,), size)
-
-    def lookup_locked(self, what: str, arg: Any) -> Any:
-        """Answer a worker's LOOKUP message (the wire form of the typed queries above)."""
-        if what == "actor":
-            return self.actors.find_named(arg)
-        if what == "resources":
-            return dict(self.resources.total) if arg == "total" else dict(self.resources.available)
-        if what == "feasible":  # (demand key, what asks): None, or why no node ever could
-            try:
-                self.resources.check_feasible(*arg)
-            except InfeasibleResourceError as err:
-                return str(err)
-            return None
-        if what == "nodes":
-            return self.nodes_locked()
-        if what == "locations":
-            return self.object_locations_locked(arg)
-        if what == "capacity":
-            return self.store_capacity_locked()
-        raise ValueError(f"unknown lookup {what!r}")
+            return lookups.store_capacity(self.scheduler)
 
     # -- runtime interface: blocking ---------------------------------------------------------
     def get(self, refs: list[ObjectRef], timeout: float | None) -> list:

@@ -1,9 +1,18 @@
-"""The driver's scheduler: objects, tasks, worker leases and dispatch.
+"""The scheduler: objects, tasks, worker leases, actors and dispatch, as state plus transitions.
 
 All state lives here and changes only under ``self.lock``. Two threads enter:
 the user's thread (submit, get, put, ...) and the I/O thread that reads worker
 pipes (``io.py``). Neither hops to the other per task: the submitting thread
 dispatches directly, and results are applied by the I/O thread a batch at a time.
+
+What differs between one machine and a cluster is injected behind the Protocols of
+``placement.py``: a :class:`~sluice.executor.placement.Placement` (which node a
+ready task or an actor goes to, node resources, starting workers), the
+:class:`~sluice.executor.placement.ObjectLocations` of stored values, an optional
+:class:`~sluice.executor.placement.LineageKeeper`, and the
+:class:`~sluice.executor.placement.WorkerIO` thread. The embedded runtime builds it
+with the local ones; the cluster head with its placement policy and object directory.
+The same code runs both: nothing here knows which it is.
 
 Worker leases (as in Ray): a pool worker that runs a task holds that task's
 resource demand; more tasks of the same demand may be queued on it (pipelined)
@@ -15,6 +24,7 @@ function took before: short tasks are batched deeply, long ones one at a time.
 from __future__ import annotations
 
 import itertools
+import signal
 import threading
 from collections import deque
 from typing import Any
@@ -23,11 +33,20 @@ from sluice.exceptions import (
     ActorDiedError,
     InternalError,
     TaskCancelledError,
+    UnschedulableError,
     WorkerCrashedError,
 )
 from sluice.executor import protocol as P
+from sluice.executor.actors import ActorManager
 from sluice.executor.objects import ObjectTable
-from sluice.executor.process import spawn_worker
+from sluice.executor.placement import (
+    LineageKeeper,
+    Node,
+    ObjectLocations,
+    Placement,
+    ResourceTotals,
+    WorkerIO,
+)
 from sluice.executor.records import (
     FAILED,
     PENDING,
@@ -38,8 +57,8 @@ from sluice.executor.records import (
     WorkerRequest,
 )
 from sluice.executor.resources import NodeResources, ResourceKey
+from sluice.executor.strategies import NodeAffinitySchedulingStrategy
 from sluice.store import serialization
-from sluice.store.object_store import ObjectStore
 
 TARGET_BATCH_SECONDS = 0.002
 """Pipeline depth aims to keep about this much work queued on a leased worker."""
@@ -50,18 +69,37 @@ PIPELINE_BYTES = 128 * 1024
 
 
 class Scheduler(ObjectTable):
-    """Owns every object, task, worker and actor of one driver. See module docstring."""
+    """Owns every object, task, worker and actor of one driver (or cluster head).
 
-    def __init__(self, session: str, resources: NodeResources, store: ObjectStore, runtime: Any):
+    ``resources``: the totals of all nodes, for feasibility checks; ``placement``,
+    ``locations``, ``io`` and ``lineage``: see the module docstring.
+
+    Slotted: its state is the fields set in ``__init__``, and a new one goes into
+    ``__slots__`` too. (In a plain instance dict, CPython 3.11 stops sharing keys past 29
+    attributes and every attribute read gets slower: 8% more driver time per task here.)
+    """
+
+    __slots__ = ("session", "resources", "placement", "locations", "io", "lineage", "lock",
+                 "objects", "tasks", "ready", "workers", "clients", "feasible", "actors", "named",
+                 "functions", "durations", "dirty", "task_ids", "worker_index", "ref_events",
+                 "requests", "releasing", "chains_in_flight", "actor_handle_events", "retired",
+                 "slot_released", "inbox", "conns_changed", "closed", "has_gpus", "actor_manager")
+
+    def __init__(self, session: str, resources: ResourceTotals, placement: Placement,
+                 locations: ObjectLocations, io: WorkerIO, lineage: LineageKeeper | None = None):
         self.session = session
         self.resources = resources
-        self.store = store
-        self.runtime = runtime
+        self.placement = placement
+        self.locations = locations
+        self.io = io
+        self.lineage = lineage
         self.lock = threading.RLock()
         self.objects: dict[int, ObjectEntry] = {}
         self.tasks: dict[int, TaskRecord] = {}        # submitted, not finished
-        self.ready: dict[ResourceKey, deque[TaskRecord]] = {}
+        self.ready: dict[Any, deque[TaskRecord]] = {}  # task.lane -> ready tasks, oldest first
         self.workers: list[WorkerHandle] = []          # pool workers (not actors)
+        self.clients: dict[int, WorkerHandle] = {}     # connected drivers (a cluster head's)
+        self.feasible: set[ResourceKey] = set()        # demands some node can meet (checked once)
         self.actors: dict[int, ActorRecord] = {}
         self.named: dict[str, int] = {}
         self.functions: dict[int, bytes] = {}
@@ -81,16 +119,30 @@ class Scheduler(ObjectTable):
         self.closed = False
         # With GPUs in the runtime every task is told its GPU ids ([] hides them all, as Ray does).
         self.has_gpus = resources.total.get("GPU", 0) > 0
+        self.actor_manager = ActorManager(self)        # the actor half: shares this state and lock
 
     def locked(self) -> _Locked:
         """``with scheduler.locked():`` holds the lock, then applies worker batches queued meanwhile."""
         return _Locked(self)
 
     def all_workers(self):
+        """Every process that reads objects: pool workers, live actors, connected drivers."""
         yield from self.workers
         for actor in self.actors.values():
             if actor.worker is not None and actor.worker.alive:
                 yield actor.worker
+        yield from self.clients.values()
+
+    def check_task(self, key: ResourceKey, strategy: NodeAffinitySchedulingStrategy | None,
+                   what: str) -> None:
+        """Raise when no node could ever run a task of demand ``key`` and ``strategy``:
+        :class:`~sluice.exceptions.InfeasibleResourceError` or
+        :class:`~sluice.exceptions.UnschedulableError`, naming ``what``."""
+        if key not in self.feasible:
+            self.resources.check_feasible(key, what)
+            self.feasible.add(key)
+        if strategy is not None:
+            self.placement.check_strategy(strategy, what)
 
     # -- submission ------------------------------------------------------------------
     def submit(self, task: TaskRecord) -> None:
@@ -103,6 +155,13 @@ class Scheduler(ObjectTable):
         if task.contained:
             self.hold(task.contained)
         self.resolve(task)
+
+    def refuse(self, task: TaskRecord, blob: bytes) -> None:
+        """A task refused on arrival (it can never run): its results fail with ``blob`` at
+        once. It is never queued, so no worker ever runs it, and it holds nothing."""
+        for oid in task.return_ids:
+            self.new_entry(oid, None)
+            self.add_object(oid, (P.DEP_ERROR, blob), ())
 
     def resolve(self, task: TaskRecord) -> None:
         """Count the task's pending inputs; queue it now if there are none."""
@@ -130,7 +189,8 @@ class Scheduler(ObjectTable):
         if pending == 0:
             self.make_ready(task)
         elif local_ok and producer_worker is not None and producer_worker.lease == task.key \
-                and not producer_worker.blocked and self.may_follow(producer_worker, task):
+                and not producer_worker.blocked and self.may_follow(producer_worker, task) \
+                and (task.strategy is None or self.placement.may_run_on(task, producer_worker.node)):
             # Pipeline behind its producer: the worker feeds it the result locally.
             self.send_task(task, producer_worker, local=True)
 
@@ -138,15 +198,15 @@ class Scheduler(ObjectTable):
         if task.local_to is not None:
             return  # already queued on the worker that produces its inputs
         if task.actor is not None:
-            self.runtime.actors.pump(task.actor)
+            self.actor_manager.pump(task.actor)
             return
         failed = self.failed_dep(task)
         if failed is not None:
             self.finish_failed(task, failed)
             return
-        q = self.ready.get(task.key)
+        q = self.ready.get(task.lane)
         if q is None:
-            q = self.ready[task.key] = deque()
+            q = self.ready[task.lane] = deque()
         q.append(task)
 
     def failed_dep(self, task: TaskRecord) -> bytes | None:
@@ -160,13 +220,32 @@ class Scheduler(ObjectTable):
 
     # -- dispatch --------------------------------------------------------------------
     def dispatch(self) -> None:
-        """Hand ready tasks to workers while resources and pipelines allow."""
-        for key, q in self.ready.items():
+        """Hand ready tasks to workers, on the nodes the placement names, while resources and
+        pipelines allow. The head of a lane that finds no worker holds back the rest of it
+        (they have its demand and, if pinned, its node)."""
+        route = unschedulable = None
+        for q in self.ready.values():
             while q:
-                w = self.pick_worker(key, q[0].fn_id)
-                if w is None:
+                task = q[0]
+                if route is None:
+                    route = self.placement.dispatch_pass()
+                try:
+                    nodes = route.nodes_for(task)
+                except UnschedulableError as err:
+                    unschedulable = unschedulable or []
+                    unschedulable.append((q.popleft(), err))
+                    continue
+                for node in nodes:
+                    w = self.pick_worker(task.key, task.fn_id, node)
+                    if w is not None:
+                        break
+                else:
                     break
+                if node is not nodes[0]:
+                    route.spilled(task, node)
                 self.send_task(q.popleft(), w)
+        for task, err in unschedulable or ():  # after the walk: failing wakes (and fails) readers
+            self.finish_failed(task, serialization.dumps(err))
 
     def pipeline_depth(self, fn_id: int) -> int:
         seconds = self.durations.get(fn_id)
@@ -174,8 +253,8 @@ class Scheduler(ObjectTable):
             return 1
         return max(1, min(MAX_PIPELINE, int(TARGET_BATCH_SECONDS / max(seconds, 1e-7))))
 
-    def pick_worker(self, key: ResourceKey, fn_id: int, node: Any = None) -> WorkerHandle | None:
-        """A worker (on ``node``, in a cluster) to run a task of demand ``key`` now, or None."""
+    def pick_worker(self, key: ResourceKey, fn_id: int, node: Node) -> WorkerHandle | None:
+        """A worker on ``node`` to run a task of demand ``key`` now, or None."""
         best = None
         for w in self.workers:  # an idle worker already leased for this demand
             if w.node is node and w.lease == key and not w.blocked and w.alive:
@@ -183,7 +262,7 @@ class Scheduler(ObjectTable):
                     return w
                 if best is None or len(w.inflight) < len(best.inflight):
                     best = w
-        resources = self.node_resources(node)
+        resources = self.placement.node_resources(node)
         gpus = resources.try_acquire(key)
         if gpus is not None:
             w = self.idle_worker(key, node)
@@ -217,7 +296,7 @@ class Scheduler(ObjectTable):
         """
         return len(w.inflight) < self.pipeline_depth(fn_id) and w.queued_bytes < PIPELINE_BYTES
 
-    def idle_worker(self, key: ResourceKey, node: Any = None) -> WorkerHandle | None:
+    def idle_worker(self, key: ResourceKey, node: Node) -> WorkerHandle | None:
         running = 0
         for w in self.workers:
             if w.node is not node:
@@ -226,47 +305,27 @@ class Scheduler(ObjectTable):
                 return w
             if not w.blocked:
                 running += 1
-        cap = max(1, int(self.node_resources(node).total.get("CPU", 1)))
+        cap = max(1, int(self.placement.node_resources(node).total.get("CPU", 1)))
         if dict(key).get("CPU", 0) == 0:
             cap += 4
         if running < cap:
             return self.start_worker(node)
         return None
 
-    def start_worker(self, node: Any = None) -> WorkerHandle:
+    def start_worker(self, node: Node) -> WorkerHandle:
+        """Start a pool worker on ``node``."""
         index = next(self.worker_index)
-        proc, conn = self.spawn(index, node)
+        proc, conn = self.placement.spawn(index, node)
         w = WorkerHandle(index, proc, conn)
         w.node = node
         self.workers.append(w)
         self.conns_changed = True
-        self.runtime.io.wake()
+        self.io.wake()
         return w
-
-    # -- hooks a cluster scheduler overrides (one node here) ----------------------------
-    def spawn(self, index: int, node: Any) -> tuple[Any, Any]:
-        """Start worker process ``index``; returns its process and its end of the pipe."""
-        return spawn_worker(self.session, index)
-
-    def node_resources(self, node: Any) -> NodeResources:
-        """The resources of ``node`` (the runtime's own, on one machine)."""
-        return self.resources
 
     def res_of(self, w: WorkerHandle) -> NodeResources:
         """The resources of the node ``w`` runs on."""
-        return self.node_resources(w.node)
-
-    def place_actor(self, actor: ActorRecord) -> list[int] | None:
-        """Take the actor's resources on a node that has them; its GPU ids, or None to wait."""
-        return self.resources.try_acquire(actor.key)
-
-    def actor_resources(self, actor: ActorRecord) -> NodeResources:
-        """The resources of the node ``actor`` was placed on."""
-        return self.resources
-
-    def actor_node_alive(self, actor: ActorRecord) -> bool:
-        """Whether a restarted actor may come back where it ran (always, on one node)."""
-        return True
+        return self.placement.node_resources(w.node)
 
     def send_task(self, task: TaskRecord, w: WorkerHandle, local: bool = False) -> None:
         deps = []
@@ -277,7 +336,7 @@ class Scheduler(ObjectTable):
                 continue
             spec = self.spec_for_worker(oid, w)
             if spec[0] == P.DEP_SHM:
-                self.store.pin(oid)
+                self.locations.pin(oid)
                 task.pinned.append(oid)
             deps.append(spec)
         if local:
@@ -322,7 +381,7 @@ class Scheduler(ObjectTable):
             pass  # the I/O thread sees the EOF and handles the death
 
     def flush_all(self) -> None:
-        if self.store.retired:
+        if self.locations.retired:
             self.broadcast_retired()
         for w in list(self.dirty):
             self.send(w)
@@ -333,14 +392,20 @@ class Scheduler(ObjectTable):
         if task is None:
             return  # a stale result (the task was bounced or cancelled meanwhile)
         self.note_duration(task.fn_id, seconds)
+        if self.lineage is not None and task.actor is None and not task.cancelled:
+            # Before finish() releases the inputs: an input freed then keeps its lineage,
+            # since this result's lineage reads it.
+            made = [oid for oid, spec, _ in results if spec[0] == P.DEP_SHM and oid in self.objects]
+            if made:
+                self.lineage.task_finished(task, made)
         self.finish(task)
         for oid, spec, contained in results:
             if task.cancelled:
                 if spec[0] == P.DEP_SHM:
-                    self.store.adopt(oid, spec[1])
-                    self.store.free(oid)
+                    self.locations.adopt(oid, spec[1], w.node)
+                    self.locations.free(oid)
                 continue
-            self.add_object(oid, spec, contained)
+            self.add_object(oid, spec, contained, stored_by=w)
         self.release_lease(w)
 
     def task_failed(self, w: WorkerHandle, task_id: int, blob: bytes, retryable: bool, seconds: float) -> None:
@@ -377,7 +442,7 @@ class Scheduler(ObjectTable):
         task.worker = None
         task.local_to = None
         for oid in task.pinned:
-            self.store.unpin(oid)
+            self.locations.unpin(oid)
         task.pinned = []
         self.unhold(task.deps)
         self.unhold(task.contained)
@@ -392,7 +457,7 @@ class Scheduler(ObjectTable):
     def requeue(self, task: TaskRecord) -> None:
         """Send a task through scheduling again (retry, or handed back unstarted)."""
         for oid in task.pinned:
-            self.store.unpin(oid)
+            self.locations.unpin(oid)
         task.pinned = []
         task.worker = None
         task.local_to = None
@@ -405,15 +470,16 @@ class Scheduler(ObjectTable):
         self.resolve(task)
 
     def release_lease(self, w: WorkerHandle) -> None:
+        actors = self.actor_manager
         if w.actor is not None:
-            if not w.inflight and w.actor.actor_id in self.runtime.actors.retiring:
-                self.runtime.actors.retire_if_idle(w.actor)
+            if not w.inflight and w.actor.actor_id in actors.retiring:
+                actors.retire_if_idle(w.actor)
             return
         if not w.inflight and w.lease is not None and not w.blocked:
             self.res_of(w).release(w.lease, w.gpu_ids)
             w.lease, w.gpu_ids = None, []
-            if self.runtime.actors.waiting_for_resources:
-                self.runtime.actors.retry_waiting()
+            if actors.waiting_for_resources:
+                actors.retry_waiting()
             self.retire_if_extra(w)
 
     def retire_if_extra(self, w: WorkerHandle) -> None:
@@ -465,7 +531,7 @@ class Scheduler(ObjectTable):
                     q.remove(task)
         elif force and w.actor is None:
             self.take_inflight(w, task.task_id)
-            self.runtime.io.kill_worker(w)
+            kill_process(w)
         else:  # queued on a worker: it drops the task unless it already started
             w.out.append((P.CANCEL_TASK, task.task_id))
             self.send(w)
@@ -557,6 +623,14 @@ class Scheduler(ObjectTable):
         return serialization.dumps(ActorDiedError(f"actor {actor.class_name}", why))
 
 
+def kill_process(w: WorkerHandle) -> None:
+    """SIGKILL ``w``'s process (its death then reaches the I/O thread as an EOF)."""
+    try:
+        w.proc.send_signal(signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 class _Locked:
     __slots__ = ("s",)
 
@@ -571,4 +645,4 @@ class _Locked:
         s = self.s
         s.lock.release()
         if s.inbox:
-            s.runtime.io.drain_if_free()
+            s.io.drain_if_free()

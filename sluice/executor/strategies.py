@@ -11,8 +11,10 @@ says instead of re-deciding it.
 - :class:`NodeAffinitySchedulingStrategy`: run on ``node_id`` (a
   :attr:`~sluice.executor.backend.NodeInfo.node_id` from ``nodes()``). With
   ``soft=True`` the work goes elsewhere when that node is dead, unknown or has
-  no room; with ``soft=False`` it fails with ``ValueError`` naming the node
-  when the node is unknown or dead.
+  no room; with ``soft=False`` it runs only there, and fails with
+  :class:`~sluice.exceptions.UnschedulableError` (a ``ValueError``) naming the
+  node and the live ones when the node is unknown or dead: at ``.remote()`` on
+  the local runtime, at ``get()`` on a cluster (a node may die after submission).
 """
 
 from __future__ import annotations

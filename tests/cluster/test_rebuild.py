@@ -1,7 +1,7 @@
 """The head's rebuild path with no daemons: a real :class:`HeadRuntime` (scheduler, object
 directory, lineage, node_died and its rebuild thread) whose nodes are records only. Tasks are
 run by hand: submitted, handed to a node's worker and finished with a result on that node,
-as the head's I/O applies a worker's batch."""
+as the head's I/O applies a worker's batch (the result is stored where that worker runs)."""
 
 from __future__ import annotations
 
@@ -61,25 +61,23 @@ def run_chain(rt: HeadRuntime, node: NodeState, steps: int, first: int) -> int:
             task.worker = w
             w.inflight[task.task_id] = task
             w.queued_bytes += len(task.args_blob)
-            s.store.origin = node
             s.task_done(w, task.task_id, [(oid, (P.DEP_SHM, SIZE), ())], 0.001)
-            assert s.lineage.nbytes <= s.lineage.cap
+            assert rt.recovery.lineage.nbytes <= rt.recovery.lineage.cap
             prev = oid
     return prev
 
 
 def put_on(rt: HeadRuntime, node: NodeState, oid: int) -> None:
-    """A driver's put() whose copy lives on ``node``."""
+    """A put() by a process of ``node``, whose copy lives there."""
     s = rt.scheduler
     with s.locked():
         s.new_entry(oid, None).refs += 1
-        s.store.origin = node
-        s.add_object(oid, (P.DEP_SHM, SIZE), ())
+        s.add_object(oid, (P.DEP_SHM, SIZE), (), stored_by=next(x for x in s.workers if x.node is node))
 
 
 def wait_rebuilt(rt: HeadRuntime) -> None:
     deadline = time.monotonic() + 300
-    while rt.rebuilding or rt.scheduler.rebuilds.pending:
+    while rt.rebuilding or rt.recovery.pending:
         assert time.monotonic() < deadline, "the rebuild did not finish"
         time.sleep(0.01)
 
@@ -94,13 +92,13 @@ def test_a_100000_step_chain_with_its_node_killed_is_rebuilt_in_bounded_steps(he
     survivor, victim = add_nodes(head, 2)
     put_on(head, survivor, 1)
     tip = run_chain(head, victim, 100_000, first=1)
-    s = head.scheduler
-    assert s.lineage.count == 100_000  # the default 1 GB cap keeps it all
+    s, rec = head.scheduler, head.recovery
+    assert rec.lineage.count == 100_000  # the default 1 GB cap keeps it all
     head.node_died(victim, "was killed by the test")  # no RecursionError, here or in the thread
     wait_rebuilt(head)
     with s.locked():
-        assert s.rebuilds.submitted == 100_000
-        assert s.rebuilds.steps > 100_000 // 500  # the lock was free between steps
+        assert rec.rebuilds.submitted == 100_000
+        assert rec.rebuilds.steps > 100_000 // 500  # the lock was free between steps
         # Inputs first: the first step runs (on the live node), each later one waits for it.
         entry = s.objects[tip]
         assert entry.state == PENDING and entry.producer.deps == [tip - 1]
@@ -109,7 +107,7 @@ def test_a_100000_step_chain_with_its_node_killed_is_rebuilt_in_bounded_steps(he
         assert first.worker is not None and first.worker.node is survivor
         assert sum(len(q) for q in s.ready.values()) == 0
         assert s.objects[1].holds == 1  # the first step holds its input; no other hold is left over
-        s.lineage.check()
+        rec.lineage.check()
 
 
 def test_a_100000_step_chain_keeps_lineage_under_the_cap_and_its_loss_names_the_cap() -> None:
@@ -119,9 +117,9 @@ def test_a_100000_step_chain_keeps_lineage_under_the_cap_and_its_loss_names_the_
         survivor, victim = add_nodes(rt, 2)
         put_on(rt, survivor, 1)
         tip = run_chain(rt, victim, 100_000, first=1)  # asserts the cap after every step
-        s = rt.scheduler
-        assert s.lineage.count < 200 and s.lineage.evictions > 0
-        s.lineage.check()
+        s, rec = rt.scheduler, rt.recovery
+        assert rec.lineage.count < 200 and rec.lineage.evictions > 0
+        rec.lineage.check()
         young = tip + 1  # made after the chain from the driver's input: its lineage is kept
         with s.locked():
             task = TaskRecord(next(s.task_ids), FN, "young", b"b" * 60, [1], (), [young], KEY, 3,
@@ -132,7 +130,6 @@ def test_a_100000_step_chain_keeps_lineage_under_the_cap_and_its_loss_names_the_
             w = next(x for x in s.workers if x.node is victim)
             task.worker = w
             w.inflight[task.task_id] = task
-            s.store.origin = victim
             s.task_done(w, task.task_id, [(young, (P.DEP_SHM, SIZE), ())], 0.001)
         rt.node_died(victim, "was killed by the test")
         wait_rebuilt(rt)
@@ -143,8 +140,8 @@ def test_a_100000_step_chain_keeps_lineage_under_the_cap_and_its_loss_names_the_
             assert "max_lineage_bytes=65536" in str(err) and "--max-lineage-bytes" in str(err)
             assert s.objects[young].state == PENDING  # rebuilt: its task runs again
             assert s.objects[young].producer.worker.node is survivor
-            assert s.rebuilds.submitted == 1
-            s.lineage.check()
+            assert rec.rebuilds.submitted == 1
+            rec.lineage.check()
     finally:
         rt.shutdown()
 
@@ -155,7 +152,7 @@ def test_tasks_queued_on_a_lost_input_wait_for_its_rebuild(head) -> None:
     made = run_chain(head, victim, 1, first=1)
     s = head.scheduler
     with s.locked():  # a reader queued (not sent: no worker free) when the node dies
-        s.node_resources(survivor).try_acquire(KEY)
+        survivor.resources.try_acquire(KEY)
         reader = TaskRecord(next(s.task_ids), FN, "reader", b"", [made], (), [made + 1], KEY, 0,
                             False, [])
         s.submit(reader)
@@ -166,11 +163,10 @@ def test_tasks_queued_on_a_lost_input_wait_for_its_rebuild(head) -> None:
         assert reader not in s.ready[KEY] and reader.unresolved == 1
         assert reader in s.objects[made].waiters and s.objects[made].state == PENDING
         rebuild = s.objects[made].producer
-        s.node_resources(survivor).release(KEY, [])
+        survivor.resources.release(KEY, [])
         s.dispatch()
         assert rebuild.worker is not None and rebuild.worker.node is survivor
         w = rebuild.worker
-        s.store.origin = survivor
         s.task_done(w, rebuild.task_id, [(made, (P.DEP_SHM, SIZE), ())], 0.001)
         assert s.objects[made].state == READY and reader.unresolved == 0
         assert reader in s.ready[KEY] or reader.worker is not None
@@ -178,7 +174,7 @@ def test_tasks_queued_on_a_lost_input_wait_for_its_rebuild(head) -> None:
 
 def test_a_rebuilt_task_with_two_results_keeps_only_the_lost_one(head) -> None:
     survivor, victim = add_nodes(head, 2)
-    s = head.scheduler
+    s, rec = head.scheduler, head.recovery
     s.functions[FN] = b"pair"
     with s.locked():  # num_returns=2 on the victim; the driver then drops the first result
         task = TaskRecord(next(s.task_ids), FN, "pair", b"", [], (), [10, 11], KEY, 3, False, [])
@@ -189,7 +185,6 @@ def test_a_rebuilt_task_with_two_results_keeps_only_the_lost_one(head) -> None:
         w = next(x for x in s.workers if x.node is victim)
         task.worker = w
         w.inflight[task.task_id] = task
-        s.store.origin = victim
         s.task_done(w, task.task_id, [(10, (P.DEP_SHM, SIZE), ()), (11, (P.DEP_SHM, SIZE), ())], 0.001)
         s.ref_events.append((-1, 10))
         s.apply_ref_events()
@@ -199,10 +194,9 @@ def test_a_rebuilt_task_with_two_results_keeps_only_the_lost_one(head) -> None:
     with s.locked():
         again = s.objects[11].producer
         scratch = again.return_ids[0]
-        assert again.return_ids[1] == 11 and scratch >> OWNER_SHIFT == s.scratch_owner
-        s.store.origin = survivor
+        assert again.return_ids[1] == 11 and scratch >> OWNER_SHIFT == rec.scratch_owner
         s.task_done(again.worker, again.task_id,
                     [(scratch, (P.DEP_SHM, SIZE), ()), (11, (P.DEP_SHM, SIZE), ())], 0.001)
         assert s.objects[11].state == READY and scratch not in s.objects
-        assert scratch not in s.store.locations and s.store.locations[11] == {survivor: survivor.segment(11)}
-        s.lineage.check()
+        assert scratch not in head.directory.locations and head.directory.locations[11] == {survivor: survivor.segment(11)}
+        rec.lineage.check()

@@ -85,33 +85,30 @@ class ClusterResources:
 
 
 class ObjectDirectory:
-    """Which nodes hold a copy of each shared-memory object; the store interface of the head.
+    """Which nodes hold a copy of each shared-memory object, and each node's store use.
 
-    The scheduler calls it as it calls the local :class:`~sluice.store.object_store.ObjectStore`
-    (adopt, free, pin, ...). ``origin`` is the node whose worker batch is being applied:
-    a result or put adopted meanwhile lives there.
+    Plain state, read and changed under the head's scheduler lock; the scheduler reaches
+    it through :class:`~sluice.executor.cluster.placement.ClusterLocations`.
     """
 
     def __init__(self) -> None:
         self.locations: dict[int, dict[NodeState, str]] = {}
         self.sizes: dict[int, int] = {}
-        self.origin: NodeState | None = None
         self.retired: list[str] = []          # names whose mappings readers should drop
         self.spilled: dict[int, set[NodeState]] = {}  # copies moved to their node's disk
         self.pins: dict[int, int] = {}        # objects tasks are about to read: never spilled
         self.recency: OrderedDict[int, None] = OrderedDict()  # least recently used first
 
-    # -- what the scheduler calls ------------------------------------------------------
-    def adopt(self, oid: int, size: int) -> None:
-        node = self.origin
-        if node is None:
-            raise RuntimeError(f"object {oid:x} stored by a process of no known node")
+    # -- what the scheduler's locations change -------------------------------------------
+    def adopt(self, oid: int, size: int, node: NodeState) -> None:
+        """A process on ``node`` stored ``oid`` there."""
         self.locations[oid] = {node: node.segment(oid)}
         self.sizes[oid] = size
         self.recency[oid] = None
         self.gained(node, size)
 
     def add_copy(self, oid: int, node: NodeState, name: str) -> None:
+        """``node`` pulled a copy of ``oid`` (segment ``name``), or read it back from its disk."""
         locs = self.locations.get(oid)
         if locs is None:  # freed meanwhile: drop the fresh copy too
             if node.alive:
@@ -138,7 +135,6 @@ class ObjectDirectory:
                 self.retired.append(name)
             if node.alive and not node.outbox.closed:
                 node.outbox.control(("unlink", [name]))
-        # no slot to recycle
 
     def pin(self, oid: int) -> None:
         self.pins[oid] = self.pins.get(oid, 0) + 1
@@ -151,15 +147,6 @@ class ObjectDirectory:
             self.pins[oid] = left
         else:
             self.pins.pop(oid, None)
-
-    def slot_coming(self, nbytes: int) -> bool:
-        return False
-
-    def release_slot(self, name: str) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
     # -- capacity: spill the least recently used copies past a node's store capacity ---------
     def gained(self, node: NodeState, size: int) -> None:

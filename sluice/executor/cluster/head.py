@@ -1,10 +1,14 @@
-"""The cluster head: a gRPC server around the cluster scheduler.
+"""The cluster head: a gRPC server around a scheduler.
 
 Nodes register and heartbeat; each keeps one ``NodeChannel`` stream that
 relays its workers' message batches, and drivers keep one ``Connect`` stream.
-gRPC threads hand arriving batches to the scheduler exactly as the local I/O
-thread hands pipe reads to it (``inbox`` + flat combining), so the head runs
-the same scheduling code as an embedded runtime. A monitor thread declares a
+:class:`HeadRuntime` contains the local
+:class:`~sluice.executor.scheduler.Scheduler`, built with the cluster's placement
+policy and object locations (:mod:`sluice.executor.cluster.placement`) and its
+lineage keeper (:mod:`sluice.executor.cluster.recovery`). gRPC threads hand
+arriving batches to the scheduler exactly as the local I/O thread hands pipe
+reads to it (``inbox`` + flat combining), so the head runs the same scheduling
+code as an embedded runtime. A monitor thread declares a
 node dead once it misses heartbeats for :data:`DEAD_AFTER_S` seconds, or at
 once when its stream breaks; objects only it held are then rebuilt from lineage
 by a rebuild thread, one bounded step per hold of the scheduler lock.
@@ -26,14 +30,13 @@ from typing import Any
 import grpc
 
 from sluice.executor import protocol as P
-from sluice.executor.actors import ActorManager
-from sluice.executor.backend import NodeInfo, ObjectLocation
 from sluice.executor.cluster import auth
 from sluice.executor.cluster import cluster_pb2 as pb
 from sluice.executor.cluster import cluster_pb2_grpc as pb_grpc
-from sluice.executor.cluster.directory import NodeState
+from sluice.executor.cluster.directory import ClusterResources, NodeState, ObjectDirectory
 from sluice.executor.cluster.lineage import max_lineage_bytes_from
-from sluice.executor.cluster.placement import ClusterScheduler
+from sluice.executor.cluster.placement import ClusterLocations, ClusterPlacement
+from sluice.executor.cluster.recovery import Recovery
 from sluice.executor.cluster.relay import (
     Outbox,
     RelayConn,
@@ -43,7 +46,7 @@ from sluice.executor.cluster.relay import (
 )
 from sluice.executor.io import IOThread
 from sluice.executor.records import PENDING, WorkerHandle
-from sluice.executor.runtime import Runtime
+from sluice.executor.scheduler import Scheduler
 
 DEAD_AFTER_S = 5.0
 """A node that sends no heartbeat for this long is declared dead (the bound promised is 10 s)."""
@@ -55,6 +58,10 @@ REBUILD_PAUSE_S = 0.001
 class ClusterIO(IOThread):
     """The head's I/O: batches arrive from gRPC threads, not pipes; this thread only
     applies what those threads could not (the lock was busy) and reaps."""
+
+    def __init__(self, head: HeadRuntime):
+        super().__init__()
+        self.head = head
 
     def refresh(self) -> None:
         self.s.conns_changed = False
@@ -72,12 +79,11 @@ class ClusterIO(IOThread):
 
     def handle(self, w: WorkerHandle, batch: list) -> None:
         s = self.s
-        s.store.origin = w.node
         client = s.clients.get(w.index) is w
         for msg in batch:
             code = msg[0]
             if code == P.PULLED:
-                s.store.add_copy(msg[1], w.node, msg[2])
+                self.head.directory.add_copy(msg[1], w.node, msg[2])
             elif code == P.ACTOR_HANDLE:
                 s.actor_handle_events.append((msg[1], msg[2]))
             elif client:
@@ -87,7 +93,7 @@ class ClusterIO(IOThread):
     def note_client(self, w: WorkerHandle, msg: tuple) -> None:
         """What a driver holds, so its disconnection can release it."""
         code = msg[0]
-        held = self.rt.client_state[w.index]
+        held = self.head.client_state[w.index]
         if code == P.INCREF:
             held["refs"].add(msg[1])
         elif code == P.DECREF:
@@ -107,66 +113,100 @@ class ClusterIO(IOThread):
 
     def on_death(self, w: WorkerHandle) -> None:
         s = self.s
+        head = self.head
         if s.clients.get(w.index) is w:
-            self.rt.client_gone(w)
+            head.client_gone(w)
             return
         super().on_death(w)
-        s.handles.pop(w.index, None)  # pool workers and actors' processes alike
+        head.handles.pop(w.index, None)  # pool workers and actors' processes alike
+        node = w.node
+        if w.actor is None and node is not None and node.alive and not s.closed:
+            pool = sum(1 for x in s.workers if x.node is node and x.alive)
+            if pool < max(1, int(node.resources.total.get("CPU", 1))):
+                s.start_worker(node)  # keep the node's pool full after a crash
 
 
-class HeadRuntime(Runtime):
-    """The head's scheduler state (a :class:`Runtime` whose workers live on nodes)."""
+class HeadRuntime:
+    """The head's state: a :class:`~sluice.executor.scheduler.Scheduler` built with the
+    cluster's placement policy and object directory, the nodes, the connected drivers,
+    and the lineage kept to rebuild what a dead node held."""
 
     def __init__(self, max_lineage_bytes: int | None = None) -> None:  # nodes bring stores, workers
-        self.session = "head"
-        self.nodes: dict[int, NodeState] = {}
-        self.node_ids = itertools.count(1)
         if max_lineage_bytes is None:
             max_lineage_bytes = max_lineage_bytes_from()
-        self.scheduler = ClusterScheduler(self, self.nodes, max_lineage_bytes)
-        self.resources = self.scheduler.resources
-        self.store = self.scheduler.store
-        self.actors = ActorManager(self.scheduler)
+        self.directory = ObjectDirectory()
+        self.locations = ClusterLocations(self.directory)
+        self.placement = ClusterPlacement(self.locations)
+        self.nodes = self.placement.nodes
+        self.node_ids = itertools.count(1)
+        self.recovery = Recovery(max_lineage_bytes)
         self.io = ClusterIO(self)
-        self.ids = itertools.count(1)
-        self._feasible: set = set()
-        self._own_spill_dir = False
+        self.scheduler = Scheduler("head", ClusterResources(self.nodes), self.placement,
+                                   self.locations, self.io, lineage=self.recovery)
+        self.actors = self.scheduler.actor_manager
+        self.handles: dict[int, WorkerHandle] = {}  # process index -> handle (pool, actor, driver)
         self.client_state: dict[int, dict] = {}
         self.closed = False
         self.rebuilding = False  # a rebuild thread runs (set and cleared under the lock)
-        self.io.start()
+        self.io.start(self.scheduler)
+
+    def handle_for(self, index: int) -> WorkerHandle | None:
+        """The head's handle of process ``index`` (a node's worker, an actor or a driver)."""
+        w = self.handles.get(index)
+        if w is None:  # its first frame: find it among the scheduler's processes
+            s = self.scheduler
+            with s.locked():
+                w = next((x for x in s.all_workers() if x.index == index), None)
+                if w is not None and w.alive:
+                    self.handles[index] = w
+        return w
 
     # -- nodes -------------------------------------------------------------------------
     def add_node(self, info: pb.NodeInfo) -> NodeState:
         total = json.loads(info.resources_json)
-        with self.scheduler.locked():
+        s = self.scheduler
+        with s.locked():
             node = NodeState(next(self.node_ids), info.host, info.hostname, info.flight_location,
                              info.session, total, info.store_capacity, info.pid)
-            self.nodes[node.node_id] = node
+            self.placement.add_node(node)
             if total.get("GPU", 0) > 0:
-                self.scheduler.has_gpus = True
+                s.has_gpus = True
             for _ in range(int(total.get("CPU", 0))):
-                self.scheduler.start_worker(node)
+                s.start_worker(node)
             self.actors.retry_waiting()
-            self.scheduler.dispatch()
-            self.scheduler.flush_all()
+            s.dispatch()
+            s.flush_all()
         return node
 
     def node_control(self, node: NodeState, msg: tuple) -> None:
         if msg[0] == "exited":  # ("exited", index, code): one of its processes ended
-            s = self.scheduler
-            with s.locked():
-                w = s.handle_for(msg[1])
+            w = self.handle_for(msg[1])
             if w is not None and w.alive:
                 w.proc.returncode = msg[2]
                 self.io.deliver(w, None)
 
     def node_died(self, node: NodeState, why: str) -> None:
+        """Declare ``node`` dead: its processes die with it, and what only it held is lost.
+
+        Lost objects turn pending and go to the rebuilds, which a rebuild thread works
+        through (:meth:`rebuild`). The work here is linear in the directory and the tasks
+        not yet sent, and never follows lineage.
+        """
         s = self.scheduler
         with s.locked():
-            s.node_died(node, why)
+            if not node.alive:
+                return
+            node.alive = False
+            node.outbox.close()
+            for w in [x for x in s.all_workers() if x.node is node and x.alive]:
+                if s.clients.get(w.index) is w:
+                    continue
+                w.proc.returncode = -9
+                s.inbox.append((w, None))
+            lost = s.objects_lost(self.directory.node_lost(node))
+            self.recovery.lost(lost, (node.describe(), why))
             self.actors.retry_waiting()
-            start = s.rebuilds.pending and not self.rebuilding
+            start = self.recovery.pending and not self.rebuilding
             if start:
                 self.rebuilding = True
         self.io.drain_if_free()
@@ -181,7 +221,7 @@ class HeadRuntime(Runtime):
         try:
             while more:
                 with s.locked():
-                    more = not self.closed and s.rebuild_step()
+                    more = not self.closed and self.recovery.step(s)
                     if not more:
                         self.rebuilding = False
                 time.sleep(REBUILD_PAUSE_S)
@@ -203,13 +243,13 @@ class HeadRuntime(Runtime):
         with s.locked():
             index = next(s.worker_index)
             w = WorkerHandle(index, RemoteProc(None, index), RelayConn(outbox, index))
-            home = next((n for n in s.live_nodes() if n.hostname == hello["hostname"]), None)
-            target = home or s.roomiest_node()
-            w.node = target
+            home = next((n for n in self.placement.live_nodes() if n.hostname == hello["hostname"]), None)
+            target = home or self.placement.roomiest_node()
+            w.node = target  # where its puts are stored
             if home is None:
-                s.remote_clients.add(w)
+                self.locations.remote_readers.add(w)
             s.clients[index] = w
-            s.handles[index] = w
+            self.handles[index] = w
             self.client_state[index] = {"refs": set(), "actors": set(), "tasks": set(),
                                         "prune_at": 1024}
             welcome = {"index": index, "session": target.session, "flight": target.flight,
@@ -221,8 +261,8 @@ class HeadRuntime(Runtime):
         s = self.scheduler
         w.alive = False
         s.clients.pop(w.index, None)
-        s.handles.pop(w.index, None)
-        s.remote_clients.discard(w)
+        self.handles.pop(w.index, None)
+        self.locations.remote_readers.discard(w)
         s.dirty.discard(w)
         held = self.client_state.pop(w.index)
         for oid in held["tasks"]:  # not finished: dropped if queued, their workers killed if running
@@ -233,19 +273,6 @@ class HeadRuntime(Runtime):
             reqs[:] = [r for r in reqs if r.worker is not w]
         for actor_id in held["actors"]:
             self.actors.kill(actor_id, True)
-
-    # -- what drivers and workers ask of the cluster (Backend.nodes, object_locations, ...) ----
-    def nodes_locked(self) -> list[NodeInfo]:
-        return [NodeInfo(str(n.node_id), n.host, n.alive, dict(n.resources.total), n.store_capacity)
-                for n in self.nodes.values()]
-
-    def store_capacity_locked(self) -> int:
-        return sum(n.store_capacity for n in self.nodes.values() if n.alive)
-
-    def stored_location(self, oid: int, size: int) -> ObjectLocation:
-        """The nodes the object directory lists (in memory or spilled)."""
-        holders = tuple(str(n.node_id) for n in self.store.locations.get(oid, {}))
-        return ObjectLocation(oid, holders, self.store.sizes.get(oid, size))
 
     # -- status --------------------------------------------------------------------------
     def status(self) -> pb.ClusterStatus:
@@ -267,9 +294,10 @@ class HeadRuntime(Runtime):
                                     drivers=len(s.clients),
                                     actors=sum(1 for a in s.actors.values()
                                                if a.state != a.DEAD),
-                                    objects=len(s.objects), lineage_bytes=s.lineage.nbytes,
-                                    lineage_records=s.lineage.count,
-                                    max_lineage_bytes=s.lineage.cap)
+                                    objects=len(s.objects),
+                                    lineage_bytes=self.recovery.lineage.nbytes,
+                                    lineage_records=self.recovery.lineage.count,
+                                    max_lineage_bytes=self.recovery.lineage.cap)
 
     def shutdown(self) -> None:
         if self.closed:
@@ -327,7 +355,7 @@ class HeadService(pb_grpc.HeadServicer):
                 if frame.worker == 0:
                     rt.node_control(node, unpack_control(frame.payload))
                     continue
-                w = rt.scheduler.handles.get(frame.worker) or rt.scheduler.handle_for(frame.worker)
+                w = rt.handle_for(frame.worker)
                 if w is not None and w.alive:
                     rt.io.deliver(w, frame.payload)
         except grpc.RpcError:
@@ -361,11 +389,11 @@ class HeadService(pb_grpc.HeadServicer):
         return self.rt.status()
 
     def Locate(self, request: pb.LocateRequest, context: Any) -> pb.Locations:
-        store = self.rt.store
+        directory = self.rt.directory
         with self.rt.scheduler.locked():
-            locs = store.locations.get(request.object_id, {})
+            locs = directory.locations.get(request.object_id, {})
             return pb.Locations(node_ids=[n.node_id for n in locs],
-                                size=store.sizes.get(request.object_id, 0))
+                                size=directory.sizes.get(request.object_id, 0))
 
 
 class Head:
