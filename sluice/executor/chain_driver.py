@@ -1,0 +1,133 @@
+"""The driver's side of forwarded actor chains: each chain set up once on its actors.
+
+A chain is known by its hops' ``(actor id, method, name)``. The first time it runs
+on a given set of actor processes the driver gives it a fresh id and sends each
+process one CHAIN_SETUP (the hops: each actor's chain socket address, method,
+packed arguments and name; see :mod:`sluice.executor.chains`). Later runs send only
+the first value, and the arguments of hops that differ from the set-up ones (a hop
+that also reads the execute() input packs new arguments each time).
+
+All of it runs under the scheduler's lock, like the rest of the actor manager.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from sluice.executor import protocol as P
+from sluice.executor.backend import ChainHop
+from sluice.executor.chains import CHAIN_INLINE_MAX, chain_address
+from sluice.executor.records import ActorRecord, WorkerHandle
+
+if TYPE_CHECKING:
+    from sluice.executor.object_ref import ObjectRef
+    from sluice.executor.scheduler import Scheduler
+
+
+class ChainSetup:
+    """One chain as set up on a set of actor processes."""
+
+    __slots__ = ("chain_id", "blobs", "members", "actor_ids")
+
+    def __init__(self, chain_id: int, blobs: tuple[bytes, ...],
+                 members: tuple[tuple[ActorRecord, WorkerHandle], ...]):
+        self.chain_id = chain_id
+        self.blobs = blobs            # each hop's packed arguments as set up
+        self.members = members        # each distinct actor with the process it was set up on
+        self.actor_ids = tuple(actor.actor_id for actor, _ in members)
+
+    def current(self) -> bool:
+        """Whether every actor still runs in the process the chain was set up on."""
+        for actor, w in self.members:
+            if actor.state != ActorRecord.ALIVE or actor.worker is not w or not w.alive:
+                return False
+        return True
+
+
+class ChainSetups:
+    """Every chain set up in this runtime, by its hops' ``(actor id, method, name)``."""
+
+    def __init__(self, scheduler: Scheduler):
+        self.s = scheduler
+        self.ids = itertools.count(1)
+        self.setups: dict[tuple, ChainSetup] = {}
+
+    def prepare(self, hops: list[ChainHop]) -> tuple[ChainSetup, dict[int, bytes] | None] | None:
+        """The set-up of chain ``hops`` (made now if needed) and the per-execute arguments
+        (hop index -> args blob) that differ from it; None when the chain cannot be
+        forwarded now (an actor not started or not constructed yet, or arguments too
+        large to travel with the chain): the caller makes ordinary calls."""
+        key = tuple([h[:3] for h in hops])
+        setup = self.setups.get(key)
+        if setup is not None and not setup.current():
+            self.drop(key)
+            setup = None
+        if setup is None:
+            setup = self.set_up(key, hops)
+            if setup is None:
+                return None
+        overrides = None
+        size = 0
+        for i, (hop, blob) in enumerate(zip(hops, setup.blobs)):
+            given = hop[3]
+            if given is not blob and given != blob:
+                if overrides is None:
+                    overrides = {}
+                overrides[i] = given
+                size += len(given)
+        if size > CHAIN_INLINE_MAX:
+            return None
+        return setup, overrides
+
+    def set_up(self, key: tuple, hops: list[ChainHop]) -> ChainSetup | None:
+        """Send CHAIN_SETUP to every actor of the chain, if all are alive and constructed."""
+        actors = self.s.actors
+        members: dict[int, tuple[ActorRecord, WorkerHandle]] = {}
+        for actor_id, *_ in hops:
+            actor = actors.get(actor_id)
+            w = actor.worker if actor is not None else None
+            if actor is None or actor.state != ActorRecord.ALIVE or not actor.ready \
+                    or w is None or not w.alive or w.node is not None:
+                return None  # not ready (or on a cluster node: not forwarded there)
+            members[actor_id] = (actor, w)
+        session = self.s.session
+        table = tuple((chain_address(session, members[actor_id][1].index), method, blob, name)
+                      for actor_id, method, name, blob in hops)
+        setup = ChainSetup(next(self.ids), tuple(h[3] for h in hops), tuple(members.values()))
+        for _, w in setup.members:
+            # Sent now, before the chain's first CHAIN message: every actor has it on its
+            # pipe before a hop of the chain can reach it.
+            w.out.append((P.CHAIN_SETUP, setup.chain_id, table))
+            self.s.send(w)
+        self.setups[key] = setup
+        return setup
+
+    def drop(self, key: tuple) -> None:
+        """Forget a set-up; its actors that still run drop their table entry."""
+        setup = self.setups.pop(key)
+        for actor, w in setup.members:
+            if w.alive and actor.worker is w:
+                w.out.append((P.CHAIN_FORGET, [setup.chain_id]))
+                self.s.mark_dirty(w)
+
+    def forget_actor(self, actor_id: int) -> None:
+        """An actor died or restarted: drop the set-ups of chains through it."""
+        for key in [k for k, setup in self.setups.items() if actor_id in setup.actor_ids]:
+            self.drop(key)
+
+
+def chain_input(first: Any, put: Callable[[Any], ObjectRef]) -> tuple[ObjectRef | None, tuple | None]:
+    """How a chain's first value reaches its first actor: ``(ref, None)`` for a ref (or a
+    value stored with ``put``: large, or holding refs), ``(None, spec)`` for a small value
+    sent inline in the CHAIN message."""
+    from sluice.executor.object_ref import ObjectRef
+    from sluice.store import serialization
+
+    if isinstance(first, ObjectRef):
+        return first, None
+    sobj = serialization.serialize(first)
+    if sobj.nbytes <= CHAIN_INLINE_MAX and not sobj.contained_ids:
+        return None, (P.DEP_INLINE, serialization.to_bytes(sobj))
+    return put(first), None
