@@ -7,18 +7,28 @@ packed arguments and name; see :mod:`sluice.executor.chains`). Later runs send o
 the first value, and the arguments of hops that differ from the set-up ones (a hop
 that also reads the execute() input packs new arguments each time).
 
-All of it runs under the scheduler's lock, like the rest of the actor manager.
+The set-ups change under the scheduler's lock, like the rest of the actor manager.
+
+Results: the last hop of a chain sends its value to the driver's chain socket
+(:class:`ChainResults`), where a thread blocked in ``recv`` applies it as the I/O
+thread applies pipe batches. One blocking ``recv`` is cheaper than the I/O
+thread's wait over every pipe, and a thread in ``get`` does not poll for it:
+measured, a third process polling on two cores slows the actors more than it
+saves.
 """
 
 from __future__ import annotations
 
 import itertools
+import pickle
+import socket
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sluice.executor import protocol as P
 from sluice.executor.backend import ChainHop
-from sluice.executor.chains import CHAIN_INLINE_MAX, chain_address
+from sluice.executor.chains import CHAIN_INLINE_MAX, DRIVER_INDEX, RESULT_MAX, chain_address
 from sluice.executor.records import ActorRecord, WorkerHandle
 
 if TYPE_CHECKING:
@@ -53,6 +63,7 @@ class ChainSetups:
         self.s = scheduler
         self.ids = itertools.count(1)
         self.setups: dict[tuple, ChainSetup] = {}
+        self.results: ChainResults | None = None  # the driver's chain socket, from the first set-up
 
     def prepare(self, hops: list[ChainHop]) -> tuple[ChainSetup, dict[int, bytes] | None] | None:
         """The set-up of chain ``hops`` (made now if needed) and the per-execute arguments
@@ -93,6 +104,8 @@ class ChainSetups:
                 return None  # not ready (or on a cluster node: not forwarded there)
             members[actor_id] = (actor, w)
         session = self.s.session
+        if self.results is None:
+            self.results = ChainResults(self.s)
         table = tuple((chain_address(session, members[actor_id][1].index), method, blob, name)
                       for actor_id, method, name, blob in hops)
         setup = ChainSetup(next(self.ids), tuple(h[3] for h in hops), tuple(members.values()))
@@ -112,6 +125,11 @@ class ChainSetups:
                 w.out.append((P.CHAIN_FORGET, [setup.chain_id]))
                 self.s.mark_dirty(w)
 
+    def close(self) -> None:
+        """Stop taking results (at shutdown)."""
+        if self.results is not None:
+            self.results.close()
+
     def forget_actor(self, actor_id: int) -> None:
         """An actor died or restarted: drop the set-ups of chains through it."""
         for key in [k for k, setup in self.setups.items() if actor_id in setup.actor_ids]:
@@ -127,7 +145,60 @@ def chain_input(first: Any, put: Callable[[Any], ObjectRef]) -> tuple[ObjectRef 
 
     if isinstance(first, ObjectRef):
         return first, None
+    kind = type(first)
+    if kind in (int, float, bool, type(None)) or (kind in (str, bytes) and len(first) <= CHAIN_INLINE_MAX):
+        return None, (P.DEP_VALUE, first)
     sobj = serialization.serialize(first)
     if sobj.nbytes <= CHAIN_INLINE_MAX and not sobj.contained_ids:
         return None, (P.DEP_INLINE, serialization.to_bytes(sobj))
     return put(first), None
+
+
+class ChainResults:
+    """The driver's chain socket, where the last hop of each chain sends its value.
+
+    Each datagram is ``(task_id, results, seconds)``, the DONE message of the
+    chain's task; it is applied like a worker's batch (queued on the scheduler's
+    inbox and drained by whoever holds the lock), as if the chain's first actor
+    had reported it, since the driver counts the chain as running there.
+    """
+
+    def __init__(self, scheduler: Scheduler):
+        self.s = scheduler
+        self.address = chain_address(scheduler.session, DRIVER_INDEX)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.address)
+        self.closed = False
+        self.thread = threading.Thread(target=self._serve, name="sluice-chain-results", daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        recv = self.sock.recv
+        while True:
+            try:
+                data = recv(RESULT_MAX)
+            except OSError:
+                return
+            if self.closed:
+                return
+            self.apply(data)
+
+    def apply(self, data: bytes) -> None:
+        """Apply one result datagram."""
+        task_id, results, seconds = pickle.loads(data)
+        s = self.s
+        task = s.tasks.get(task_id)
+        w = task.worker if task is not None else None
+        if w is None:
+            return  # it already failed (an actor of the chain died): the result is stale
+        s.inbox.append((w, [(P.DONE, task_id, results, seconds)]))
+        s.runtime.io.drain_if_free()
+
+    def close(self) -> None:
+        self.closed = True
+        try:
+            self.sock.sendto(b"", socket.MSG_DONTWAIT, self.address)  # wake the thread
+        except OSError:
+            pass
+        self.thread.join(timeout=5)
+        self.sock.close()

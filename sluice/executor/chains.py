@@ -58,6 +58,13 @@ the driver makes ordinary calls), so a datagram stays under :data:`RELAY_MAX`.""
 RELAY_MAX = 64 * 1024
 """The largest CHAIN_RELAY datagram (a longer one would be cut at the receiver)."""
 
+RESULT_MAX = P.INLINE_MAX + 8 * 1024
+"""The largest result datagram a chain's last hop sends the driver (a result inline in a
+message is at most INLINE_MAX bytes; one that does not fit goes over the pipe)."""
+
+DRIVER_INDEX = 0
+"""The driver's process index: its chain socket takes the chains' results."""
+
 SPIN_SECONDS = 0.0003
 """How long an actor keeps polling (not sleeping) after a hop: the next hop of a chain
 arrives within microseconds, and waking a sleeping process costs tens of them."""
@@ -95,6 +102,7 @@ class ChainLink:
     def __init__(self, session: str, index: int, pipe_fd: int):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(chain_address(session, index))
+        self.driver = chain_address(session, DRIVER_INDEX)
         self.fd = self.sock.fileno()
         self.table = ChainTable()
         self.poller = select.poll()
@@ -136,15 +144,35 @@ class ChainLink:
                 return self.take(local)
         return False
 
-    def send(self, address: str, data: bytes, local: deque) -> None:
-        """Send one relay datagram to ``address``.
+    def report(self, worker: Any, task_id: int, name: str, value: Any, return_ids: list[int],
+               start: float) -> None:
+        """The last hop's value: to the driver's chain socket as one datagram (over the
+        pipe when it is too large, or holds refs whose counts travel on the pipe)."""
+        try:
+            results = worker.encode_results(name, value, return_ids)
+        except Exception as err:
+            worker.fail_call(task_id, name, err, start)
+            return
+        seconds = time.perf_counter() - start
+        if not any(contained for _, _, contained in results):
+            data = pickle.dumps((task_id, results, seconds), protocol=5)
+            if len(data) <= RESULT_MAX:
+                try:
+                    self.send(self.driver, data, worker.local, RESULT_MAX)
+                    return
+                except ChainBroken:
+                    pass  # no chain socket at the driver: the pipe always works
+        worker.emit((P.DONE, task_id, results, seconds))
+
+    def send(self, address: str, data: bytes, local: deque, limit: int = RELAY_MAX) -> None:
+        """Send one datagram to ``address`` (at most ``limit`` bytes).
 
         A full queue at the receiver (it is busy) is waited out; meanwhile hops
         sent to this process are moved to ``local``, so two actors sending to each
         other never both wait. Raises ChainBroken when the receiver is gone.
         """
-        if len(data) > RELAY_MAX:
-            raise InternalError(f"a chain relay of {len(data)} bytes exceeds RELAY_MAX={RELAY_MAX}")
+        if len(data) > limit:
+            raise InternalError(f"a chain datagram of {len(data)} bytes exceeds its limit {limit}")
         while True:
             try:
                 self.sock.sendto(data, socket.MSG_DONTWAIT, address)
@@ -159,13 +187,21 @@ class ChainLink:
         self.sock.close()
 
 
+_PLAIN = frozenset({int, float, bool, type(None)})
+_PLAIN_SIZED = frozenset({str, bytes})
+
+
 def hand_over(worker: Any, value: Any) -> tuple:
     """The dependency spec that carries ``value`` to the next actor of a chain.
 
-    A large value goes into a segment the next actor maps and then unlinks
+    A small plain value travels as itself (pickled once, with the relay); other
+    small values in their serialized form; a large value goes into a segment the next actor maps and then unlinks
     (DEP_SHM_ONCE): the driver never tracks it, and a session's shutdown removes
     it if the next actor died first.
     """
+    kind = type(value)
+    if kind in _PLAIN or (kind in _PLAIN_SIZED and len(value) <= CHAIN_INLINE_MAX):
+        return (P.DEP_VALUE, value)
     from sluice.store import serialization, shm
 
     sobj = serialization.serialize(value)
@@ -194,19 +230,22 @@ def run_link(worker: Any, msg: tuple) -> None:
     table = link.table
     if chain_id not in table:  # the set-up is on the pipe, sent before the chain started
         worker.await_chain_setup(chain_id)
-    _, method, blob, name = table.hop(chain_id, index)
-    if overrides:
-        blob = overrides.get(index, blob)
+    _, method, _, name = table.hop(chain_id, index)
     start = time.perf_counter()
     try:
         if worker.actor_error is not None:
             worker.emit((P.FAILED, task_id, worker.actor_error, False, 0.0))
             return
         try:
-            args, kwargs = decode_call(blob, worker.resolve_deps(deps))
+            spec = deps[0]
+            value = spec[1] if spec[0] == P.DEP_VALUE else worker.value_of(spec)
+            if overrides and index in overrides:
+                args, kwargs = decode_call(overrides[index], [value])
+            else:
+                args, kwargs = table.arguments(chain_id, index, value)
             value = worker.call_method(method, args, kwargs)
             if table.is_last(chain_id, index):
-                worker.complete_call(task_id, name, value, return_ids, start)
+                link.report(worker, task_id, name, value, return_ids, start)
                 return
             address = table.next_address(chain_id, index)
             data = pickle.dumps((P.CHAIN_RELAY, chain_id, task_id, index + 1, hand_over(worker, value),

@@ -61,6 +61,7 @@ DEP_SHM = 1         # (DEP_SHM, segment name)  for results: (DEP_SHM, size)
 DEP_LOCAL = 2       # (DEP_LOCAL, object_id)
 DEP_ERROR = 3       # (DEP_ERROR, error blob)
 DEP_SHM_ONCE = 4    # (DEP_SHM_ONCE, segment name) read once, then unlinked (actor chains)
+DEP_VALUE = 6       # (DEP_VALUE, value) a small plain value (int, float, str, ...) itself (actor chains)
 DEP_REMOTE = 5      # (DEP_REMOTE, (object_id, source Flight location, segment name there,
                     #  segment name for this node's copy)) on another node of a cluster
 

@@ -401,6 +401,7 @@ class Runtime:
                 procs.append(w)
             procs.extend(s.retired)  # told to stop already; collect them too
         self.io.stop()
+        self.actors.chains.close()
         deadline = time.monotonic() + 2.0
         for w in procs:
             try:

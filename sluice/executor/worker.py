@@ -67,6 +67,7 @@ class Worker(WorkerAPI):
             if not self.local:
                 self.flush()
                 if self.link is not None and self.link.wait(self.local):
+                    self.last_poll = time.perf_counter()  # both pipes were just polled
                     continue  # a chain hop arrived from another actor
                 try:
                     batch = P.unpack(self.conn.recv_bytes())
@@ -149,9 +150,9 @@ class Worker(WorkerAPI):
                     self.emit((P.BOUNCE, bounced))
             elif code == P.ACTOR_CREATE:
                 self.host_actor(msg)
-            elif code == P.CHAIN_SETUP:
+            elif code == P.CHAIN_SETUP and self.link is not None:
                 self.link.table.set(msg[1], msg[2])
-            elif code == P.CHAIN_FORGET:
+            elif code == P.CHAIN_FORGET and self.link is not None:
                 self.link.table.forget(msg[1])
             elif code == P.SHUTDOWN:
                 return True
@@ -251,7 +252,10 @@ class Worker(WorkerAPI):
     # -- actors ----------------------------------------------------------------------
     def host_actor(self, msg: tuple) -> None:
         _, cls_bytes, args_blob, deps, max_concurrency, name, gpu_ids = msg
-        self.link = ChainLink(self.session, self.index, self.conn.fileno())
+        try:
+            self.link = ChainLink(self.session, self.index, self.conn.fileno())
+        except OSError:
+            self.link = None  # no chain socket here (the driver then never forwards to it)
         try:
             if gpu_ids is not None:
                 set_visible_gpus(gpu_ids)
