@@ -3,9 +3,11 @@
 A chain is known by its hops' ``(actor id, method, name)``. The first time it runs
 on a given set of actor processes the driver gives it a fresh id and sends each
 process one CHAIN_SETUP (the hops: each actor's chain socket address, method,
-packed arguments and name; see :mod:`sluice.executor.chains`). Later runs send only
-the first value, and the arguments of hops that differ from the set-up ones (a hop
-that also reads the execute() input packs new arguments each time).
+packed arguments and name; see :mod:`sluice.executor.chains`), and makes ordinary
+calls until every process has acknowledged it (CHAIN_READY on the driver's chain
+socket). Later runs send only the first value, and the arguments of hops that
+differ from the set-up ones (a hop that also reads the execute() input packs new
+arguments each time).
 
 The set-ups change under the scheduler's lock, like the rest of the actor manager.
 
@@ -20,7 +22,9 @@ saves.
 from __future__ import annotations
 
 import itertools
+import os
 import pickle
+import shutil
 import socket
 import threading
 from collections.abc import Callable
@@ -28,18 +32,19 @@ from typing import TYPE_CHECKING, Any
 
 from sluice.executor import protocol as P
 from sluice.executor.backend import ChainHop
-from sluice.executor.chains import CHAIN_INLINE_MAX, DRIVER_INDEX, RESULT_MAX, chain_address
+from sluice.executor.chains import CHAIN_INLINE_MAX, RESULT_MAX, actor_address, make_chain_dir
+from sluice.executor.object_ref import ObjectRef
 from sluice.executor.records import ActorRecord, WorkerHandle
+from sluice.store import serialization
 
 if TYPE_CHECKING:
-    from sluice.executor.object_ref import ObjectRef
     from sluice.executor.scheduler import Scheduler
 
 
 class ChainSetup:
     """One chain as set up on a set of actor processes."""
 
-    __slots__ = ("chain_id", "blobs", "members", "actor_ids")
+    __slots__ = ("chain_id", "blobs", "members", "actor_ids", "pending")
 
     def __init__(self, chain_id: int, blobs: tuple[bytes, ...],
                  members: tuple[tuple[ActorRecord, WorkerHandle], ...]):
@@ -47,6 +52,7 @@ class ChainSetup:
         self.blobs = blobs            # each hop's packed arguments as set up
         self.members = members        # each distinct actor with the process it was set up on
         self.actor_ids = tuple(actor.actor_id for actor, _ in members)
+        self.pending = {w.index for _, w in members}  # processes yet to acknowledge the set-up
 
     def current(self) -> bool:
         """Whether every actor still runs in the process the chain was set up on."""
@@ -63,7 +69,9 @@ class ChainSetups:
         self.s = scheduler
         self.ids = itertools.count(1)
         self.setups: dict[tuple, ChainSetup] = {}
+        self.by_id: dict[int, ChainSetup] = {}
         self.results: ChainResults | None = None  # the driver's chain socket, from the first set-up
+        self.unavailable = False      # no chain socket could be made here: never forward
 
     def prepare(self, hops: list[ChainHop]) -> tuple[ChainSetup, dict[int, bytes] | None] | None:
         """The set-up of chain ``hops`` (made now if needed) and the per-execute arguments
@@ -76,9 +84,10 @@ class ChainSetups:
             self.drop(key)
             setup = None
         if setup is None:
-            setup = self.set_up(key, hops)
-            if setup is None:
-                return None
+            self.set_up(key, hops)
+            return None  # ordinary calls until every actor has acknowledged the set-up
+        if setup.pending:
+            return None
         overrides = None
         size = 0
         for i, (hop, blob) in enumerate(zip(hops, setup.blobs)):
@@ -92,8 +101,10 @@ class ChainSetups:
             return None
         return setup, overrides
 
-    def set_up(self, key: tuple, hops: list[ChainHop]) -> ChainSetup | None:
+    def set_up(self, key: tuple, hops: list[ChainHop]) -> None:
         """Send CHAIN_SETUP to every actor of the chain, if all are alive and constructed."""
+        if self.unavailable:
+            return
         actors = self.s.actors
         members: dict[int, tuple[ActorRecord, WorkerHandle]] = {}
         for actor_id, *_ in hops:
@@ -101,32 +112,41 @@ class ChainSetups:
             w = actor.worker if actor is not None else None
             if actor is None or actor.state != ActorRecord.ALIVE or not actor.ready \
                     or w is None or not w.alive or w.node is not None:
-                return None  # not ready (or on a cluster node: not forwarded there)
+                return  # not ready (or on a cluster node: not forwarded there)
             members[actor_id] = (actor, w)
-        session = self.s.session
         if self.results is None:
-            self.results = ChainResults(self.s)
-        table = tuple((chain_address(session, members[actor_id][1].index), method, blob, name)
+            try:
+                self.results = ChainResults(self.s, self)
+            except OSError:  # e.g. a temp dir path too long for a socket address
+                self.unavailable = True
+                return
+        directory = self.results.directory
+        table = tuple((actor_address(directory, members[actor_id][1].index), method, blob, name)
                       for actor_id, method, name, blob in hops)
         setup = ChainSetup(next(self.ids), tuple(h[3] for h in hops), tuple(members.values()))
         for _, w in setup.members:
-            # Sent now, before the chain's first CHAIN message: every actor has it on its
-            # pipe before a hop of the chain can reach it.
-            w.out.append((P.CHAIN_SETUP, setup.chain_id, table))
+            w.out.append((P.CHAIN_SETUP, setup.chain_id, table, directory, self.results.address))
             self.s.send(w)
         self.setups[key] = setup
-        return setup
+        self.by_id[setup.chain_id] = setup
+
+    def acknowledged(self, chain_id: int, index: int) -> None:
+        """Worker ``index`` applied the set-up of chain ``chain_id`` (under the lock)."""
+        setup = self.by_id.get(chain_id)
+        if setup is not None:
+            setup.pending.discard(index)
 
     def drop(self, key: tuple) -> None:
         """Forget a set-up; its actors that still run drop their table entry."""
         setup = self.setups.pop(key)
+        self.by_id.pop(setup.chain_id, None)
         for actor, w in setup.members:
             if w.alive and actor.worker is w:
                 w.out.append((P.CHAIN_FORGET, [setup.chain_id]))
                 self.s.mark_dirty(w)
 
     def close(self) -> None:
-        """Stop taking results (at shutdown)."""
+        """Stop taking results and remove the chain sockets (at shutdown)."""
         if self.results is not None:
             self.results.close()
 
@@ -140,9 +160,6 @@ def chain_input(first: Any, put: Callable[[Any], ObjectRef]) -> tuple[ObjectRef 
     """How a chain's first value reaches its first actor: ``(ref, None)`` for a ref (or a
     value stored with ``put``: large, or holding refs), ``(None, spec)`` for a small value
     sent inline in the CHAIN message."""
-    from sluice.executor.object_ref import ObjectRef
-    from sluice.store import serialization
-
     if isinstance(first, ObjectRef):
         return first, None
     kind = type(first)
@@ -155,19 +172,26 @@ def chain_input(first: Any, put: Callable[[Any], ObjectRef]) -> tuple[ObjectRef 
 
 
 class ChainResults:
-    """The driver's chain socket, where the last hop of each chain sends its value.
+    """The driver's chain socket: set-up acknowledgements and the last hops' values.
 
-    Each datagram is ``(task_id, results, seconds)``, the DONE message of the
-    chain's task; it is applied like a worker's batch (queued on the scheduler's
-    inbox and drained by whoever holds the lock), as if the chain's first actor
-    had reported it, since the driver counts the chain as running there.
+    A result datagram is the DONE message of the chain's task; it is applied like
+    a worker's batch (queued on the scheduler's inbox and drained by whoever holds
+    the lock), as if the chain's first actor had reported it, since the driver
+    counts the chain as running there.
     """
 
-    def __init__(self, scheduler: Scheduler):
+    def __init__(self, scheduler: Scheduler, setups: ChainSetups):
         self.s = scheduler
-        self.address = chain_address(scheduler.session, DRIVER_INDEX)
+        self.setups = setups
+        self.directory = make_chain_dir(scheduler.session)
+        self.address = os.path.join(self.directory, "driver")
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.address)
+        try:
+            self.sock.bind(self.address)
+        except OSError:
+            self.sock.close()
+            shutil.rmtree(self.directory, ignore_errors=True)
+            raise
         self.closed = False
         self.thread = threading.Thread(target=self._serve, name="sluice-chain-results", daemon=True)
         self.thread.start()
@@ -181,17 +205,20 @@ class ChainResults:
                 return
             if self.closed:
                 return
-            self.apply(data)
+            self.apply(pickle.loads(data))
 
-    def apply(self, data: bytes) -> None:
-        """Apply one result datagram."""
-        task_id, results, seconds = pickle.loads(data)
+    def apply(self, msg: tuple) -> None:
+        """Apply one datagram."""
         s = self.s
-        task = s.tasks.get(task_id)
+        if msg[0] == P.CHAIN_READY:
+            with s.locked():
+                self.setups.acknowledged(msg[1], msg[2])
+            return
+        task = s.tasks.get(msg[1])  # read without the lock: a task's worker is set before it runs
         w = task.worker if task is not None else None
         if w is None:
             return  # it already failed (an actor of the chain died): the result is stale
-        s.inbox.append((w, [(P.DONE, task_id, results, seconds)]))
+        s.inbox.append((w, [msg]))
         s.runtime.io.drain_if_free()
 
     def close(self) -> None:
@@ -202,3 +229,4 @@ class ChainResults:
             pass
         self.thread.join(timeout=5)
         self.sock.close()
+        shutil.rmtree(self.directory, ignore_errors=True)

@@ -6,15 +6,16 @@ never pass through the driver:
 - **Set up once.** The first time a chain runs on a set of actor processes, the
   driver sends each of them one CHAIN_SETUP message over its pipe: the chain's
   id and its hops, each ``(address, method, args_blob, name)`` (see
-  :mod:`sluice.executor.chain_table`). A chain whose actor is replaced (restart)
-  is set up anew under a new id.
+  :mod:`sluice.executor.chain_table`). An actor opens its chain socket (a Unix
+  datagram socket in a directory only this user can enter, made by the driver)
+  on its first set-up and acknowledges each set-up on the driver's chain socket;
+  until every actor of the chain has, the driver makes ordinary calls. A chain
+  whose actor is replaced (restart) is set up anew under a new id.
 - **Run.** Per execute the driver sends the first actor one CHAIN message (in
   order with that actor's other calls) holding the first value; each actor runs
   its hop and sends the value to the next hop's actor as one CHAIN_RELAY
-  datagram on that process's chain socket (a Unix datagram socket at an
-  abstract address named after the session and the worker's index); the last
-  hop reports the result to the driver like any call. Per execute the driver
-  sends one message and receives one.
+  datagram; the last hop sends the result to the driver's chain socket. Per
+  execute the driver sends one message and receives one.
 - **Idle actors poll.** An actor process that just ran a hop expects the next
   one within microseconds, far sooner than a sleeping process wakes up, so for
   :data:`SPIN_SECONDS` after a hop it polls its chain socket and its driver pipe
@@ -23,16 +24,17 @@ never pass through the driver:
   run in arrival order with hops, one at a time (a threaded or async actor's
   ordinary calls still run on its threads or loop).
 - **Values.** A chained value up to :data:`CHAIN_INLINE_MAX` serialized bytes
-  travels in the datagram; a larger one in a shared-memory segment the next
-  actor maps and then unlinks (``DEP_SHM_ONCE``).
+  travels in the datagram (a plain int, float, str... as itself); a larger one
+  in a shared-memory segment the next actor maps and then unlinks
+  (``DEP_SHM_ONCE``).
 - **Failures.** A hop that raises reports the error to the driver (``get``
   raises the actor's exception). An actor process that dies fails every chain
   through it with ActorDiedError (the driver sees its pipe close); a hop whose
   next actor's socket is gone reports ActorDiedError itself.
 
-Only the local runtime forwards chains; a cluster driver and code inside a task
+Only the local runtime forwards chains. A cluster driver and code inside a task
 make ordinary calls (``submit_actor_chain`` returns None there), with the same
-results.
+results, as does a chain whose actors are not all constructed yet.
 """
 
 from __future__ import annotations
@@ -40,7 +42,9 @@ from __future__ import annotations
 import os
 import pickle
 import select
+import shutil
 import socket
+import tempfile
 import time
 from collections import deque
 from typing import Any
@@ -62,8 +66,8 @@ RESULT_MAX = P.INLINE_MAX + 8 * 1024
 """The largest result datagram a chain's last hop sends the driver (a result inline in a
 message is at most INLINE_MAX bytes; one that does not fit goes over the pipe)."""
 
-DRIVER_INDEX = 0
-"""The driver's process index: its chain socket takes the chains' results."""
+CHAIN_DIR_PREFIX = "sluice-chains-"
+"""Chain sockets live in ``{tempdir}/sluice-chains-{session}-XXXX/`` (mode 0700), one per driver."""
 
 SPIN_SECONDS = 0.0003
 """How long an actor keeps polling (not sleeping) after a hop: the next hop of a chain
@@ -75,18 +79,44 @@ SEND_RETRY_SECONDS = 0.00005
 
 def pack_hop_args(args: tuple, kwargs: dict, slot: int | str) -> bytes:
     """Pack a hop's arguments; the chained value goes to ``slot`` (a position or keyword)."""
-    args = list(args)
-    kwargs = dict(kwargs)
+    packed_args, packed_kwargs = list(args), dict(kwargs)
     if isinstance(slot, int):
-        args[slot] = None
+        packed_args[slot] = None
     else:
-        kwargs[slot] = None
-    return pickle.dumps((args, kwargs, [slot]), protocol=5)
+        packed_kwargs[slot] = None
+    return pickle.dumps((packed_args, packed_kwargs, [slot]), protocol=5)
 
 
-def chain_address(session: str, index: int) -> str:
-    """The abstract Unix datagram address where actor process ``index`` takes chain hops."""
-    return f"\0sluice-{session}-c{index}"
+def make_chain_dir(session: str) -> str:
+    """A new private directory for the chain sockets of ``session`` (removing those of
+    drivers that died without removing theirs)."""
+    cleanup_stale_chain_dirs()
+    return tempfile.mkdtemp(prefix=f"{CHAIN_DIR_PREFIX}{session}-")
+
+
+def cleanup_stale_chain_dirs() -> int:
+    """Remove chain socket directories whose driver (the pid in the name) is gone."""
+    from sluice.store.shm import pid_alive
+
+    removed = 0
+    root = tempfile.gettempdir()
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return 0
+    for entry in entries:
+        if not entry.name.startswith(CHAIN_DIR_PREFIX) or not entry.is_dir(follow_symlinks=False):
+            continue
+        pid = entry.name[len(CHAIN_DIR_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and int(pid) > 0 and not pid_alive(int(pid)):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def actor_address(directory: str, index: int) -> str:
+    """Where actor process ``index`` takes chain hops: a socket in the driver's chain directory."""
+    return os.path.join(directory, f"c{index}")
 
 
 class ChainBroken(Exception):
@@ -96,13 +126,14 @@ class ChainBroken(Exception):
 class ChainLink:
     """An actor process's end of its chains: its chain socket, its chain table, its polling.
 
-    Only the process's main thread uses it.
+    Made at the process's first CHAIN_SETUP (``directory`` and ``driver``, the
+    driver's chain socket, come with it); only the process's main thread uses it.
     """
 
-    def __init__(self, session: str, index: int, pipe_fd: int):
+    def __init__(self, directory: str, index: int, pipe_fd: int, driver: str):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(chain_address(session, index))
-        self.driver = chain_address(session, DRIVER_INDEX)
+        self.sock.bind(actor_address(directory, index))
+        self.driver = driver
         self.fd = self.sock.fileno()
         self.table = ChainTable()
         self.poller = select.poll()
@@ -144,6 +175,13 @@ class ChainLink:
                 return self.take(local)
         return False
 
+    def acknowledge(self, chain_id: int, index: int, local: deque) -> None:
+        """Tell the driver this process knows chain ``chain_id`` and takes its hops."""
+        try:
+            self.send(self.driver, pickle.dumps((P.CHAIN_READY, chain_id, index)), local)
+        except ChainBroken:
+            pass  # the driver is shutting down
+
     def report(self, worker: Any, task_id: int, name: str, value: Any, return_ids: list[int],
                start: float) -> None:
         """The last hop's value: to the driver's chain socket as one datagram (over the
@@ -155,7 +193,7 @@ class ChainLink:
             return
         seconds = time.perf_counter() - start
         if not any(contained for _, _, contained in results):
-            data = pickle.dumps((task_id, results, seconds), protocol=5)
+            data = pickle.dumps((P.DONE, task_id, results, seconds), protocol=5)
             if len(data) <= RESULT_MAX:
                 try:
                     self.send(self.driver, data, worker.local, RESULT_MAX)
@@ -228,8 +266,8 @@ def run_link(worker: Any, msg: tuple) -> None:
         deps = [spec]
     link = worker.link
     table = link.table
-    if chain_id not in table:  # the set-up is on the pipe, sent before the chain started
-        worker.await_chain_setup(chain_id)
+    if chain_id not in table:
+        return  # a relay of a chain the driver has dropped (an actor of it died): it failed
     _, method, _, name = table.hop(chain_id, index)
     start = time.perf_counter()
     try:

@@ -58,7 +58,7 @@ class Worker(WorkerAPI):
         self.last_flush = time.perf_counter()
         self.last_poll = 0.0
         self.held_slots: set[str] = set()      # slots to recycle once our views of them die
-        self.link: ChainLink | None = None     # chain socket and table, once hosting an actor
+        self.link: ChainLink | None = None     # chain socket and table, from the first CHAIN_SETUP
 
     # -- the main loop ---------------------------------------------------------------
     def run(self) -> None:
@@ -104,16 +104,16 @@ class Worker(WorkerAPI):
             if not self.local or time.perf_counter() - self.last_flush > FLUSH_INTERVAL:
                 self.flush()
 
-    def await_chain_setup(self, chain_id: int) -> None:
-        """A hop of a chain not yet set up arrived: its CHAIN_SETUP is on the pipe (the
-        driver sent it before starting the chain); apply driver batches until it is read."""
-        while chain_id not in self.link.table:
+    def set_up_chain(self, msg: tuple) -> None:
+        """Learn a chain (opening this process's chain socket at the first) and say so."""
+        _, chain_id, hops, directory, driver = msg
+        if self.link is None:
             try:
-                batch = P.unpack(self.conn.recv_bytes())
-            except (EOFError, OSError):
-                os._exit(0)  # the driver is gone
-            if self.handle_batch(batch):
-                os._exit(0)
+                self.link = ChainLink(directory, self.index, self.conn.fileno(), driver)
+            except OSError:
+                return  # never acknowledged: the driver makes ordinary calls instead
+        self.link.table.set(chain_id, hops)
+        self.link.acknowledge(chain_id, self.index, self.local)
 
     def handle_batch(self, batch: list) -> bool:
         """Apply one batch from the driver; True when told to shut down."""
@@ -150,8 +150,8 @@ class Worker(WorkerAPI):
                     self.emit((P.BOUNCE, bounced))
             elif code == P.ACTOR_CREATE:
                 self.host_actor(msg)
-            elif code == P.CHAIN_SETUP and self.link is not None:
-                self.link.table.set(msg[1], msg[2])
+            elif code == P.CHAIN_SETUP:
+                self.set_up_chain(msg)
             elif code == P.CHAIN_FORGET and self.link is not None:
                 self.link.table.forget(msg[1])
             elif code == P.SHUTDOWN:
@@ -252,10 +252,6 @@ class Worker(WorkerAPI):
     # -- actors ----------------------------------------------------------------------
     def host_actor(self, msg: tuple) -> None:
         _, cls_bytes, args_blob, deps, max_concurrency, name, gpu_ids = msg
-        try:
-            self.link = ChainLink(self.session, self.index, self.conn.fileno())
-        except OSError:
-            self.link = None  # no chain socket here (the driver then never forwards to it)
         try:
             if gpu_ids is not None:
                 set_visible_gpus(gpu_ids)

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,8 +23,13 @@ import pytest
 import sluice
 from sluice.exceptions import ActorDiedError, TaskError
 from sluice.executor import api, context
-from sluice.executor.chains import CHAIN_INLINE_MAX, pack_hop_args
-from tests.executor.helpers import current_session, session_files, wait_until
+from sluice.executor.chains import (
+    CHAIN_DIR_PREFIX,
+    CHAIN_INLINE_MAX,
+    cleanup_stale_chain_dirs,
+    pack_hop_args,
+)
+from tests.executor.helpers import current_session, run_driver, session_files, wait_until
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -79,10 +88,16 @@ def hop(handle: Any, method: str, *extra: Any, **kwargs: Any) -> tuple[int, str,
 
 
 def forward(hops: list, first: Any) -> sluice.ObjectRef:
-    """Submit a chain that must be forwarded (its actors are constructed: see ``started``)."""
-    ref = api.runtime().submit_actor_chain(hops, first)
-    assert ref is not None, "the chain was not forwarded"
-    return ref
+    """Submit a chain that must be forwarded (its actors are constructed: see ``started``).
+
+    Until its actors have acknowledged the chain's set-up the runtime declines it
+    (a Plan makes ordinary calls then); declining submits nothing, so ask again.
+    """
+    rt = api.runtime()
+    refs: list = []
+    assert wait_until(lambda: refs.append(rt.submit_actor_chain(hops, first)) or refs[-1] is not None,
+                      timeout=60, interval=0.001), "the chain was never forwarded"
+    return refs[-1]
 
 
 def started(*handles: Any) -> None:
@@ -237,3 +252,51 @@ def test_executes_from_several_threads_each_get_their_own_value() -> None:
         t.join()
     assert not errors
     assert results == {x: x + 10 for x in results} and len(results) == 400
+
+
+def test_chain_sockets_live_in_a_private_directory_that_shutdown_removes() -> None:
+    code = """
+import os, stat, sluice
+from sluice.executor import api
+from sluice.executor.chains import pack_hop_args
+sluice.init(num_cpus=1)
+
+@sluice.remote
+class Stage:
+    def add(self, x):
+        return x + 1
+
+a, b = Stage.remote(), Stage.remote()
+sluice.get([a.add.remote(0), b.add.remote(0)])
+hops = [(h._actor_id, "add", "Stage.add", pack_hop_args((None,), {}, 0)) for h in (a, b)]
+rt = api.runtime()
+while rt.submit_actor_chain(hops, 1) is None:
+    pass
+directory = rt.actors.chains.results.directory
+print(oct(stat.S_IMODE(os.stat(directory).st_mode)), sorted(os.listdir(directory)))
+sluice.shutdown()
+print(os.path.exists(directory))
+"""
+    out = run_driver(code)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    mode, names = lines[0].split(" ", 1)
+    assert mode == "0o700" and "'driver'" in names and names.count("'c") == 2
+    assert lines[1] == "False"
+
+
+def test_the_chain_directory_of_a_driver_that_died_is_removed(tmp_path: Path) -> None:
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead_pid = int(gone.stdout)
+    stale = Path(tempfile.gettempdir()) / f"{CHAIN_DIR_PREFIX}{dead_pid}-0000-x"
+    live = Path(tempfile.gettempdir()) / f"{CHAIN_DIR_PREFIX}{os.getpid()}-0000-x"
+    for d in (stale, live):
+        d.mkdir(mode=0o700)
+        (d / "c1").write_text("")
+    try:
+        assert cleanup_stale_chain_dirs() >= 1
+        assert not stale.exists() and live.exists()
+    finally:
+        shutil.rmtree(stale, ignore_errors=True)
+        shutil.rmtree(live, ignore_errors=True)
