@@ -40,6 +40,15 @@ class ActorLoop:
         """Schedule one ACTOR_CALL message on the loop (called from the main thread)."""
         asyncio.run_coroutine_threadsafe(self._call(msg), self.loop)
 
+    def result_of(self, awaitable: Any) -> Any:
+        """Await ``awaitable`` on the loop and return its result (called from the main
+        thread: a chain hop on an async method waits for it there)."""
+        async def run() -> Any:
+            async with self.semaphore:
+                return await awaitable
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result()
+
     async def _call(self, msg: tuple) -> None:
         from sluice.executor.calls import decode_call
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from sluice.exceptions import ObjectLostError, UnschedulableError
 from sluice.executor import protocol as P
 from sluice.executor.backend import ActorInfo
+from sluice.executor.chain_driver import ChainSetups
 from sluice.executor.counting import HandleCounts
 from sluice.executor.records import FAILED, ActorRecord, TaskRecord, WorkerHandle
 from sluice.store import serialization
@@ -47,6 +48,7 @@ class ActorManager:
         self.waiting_for_resources: list[ActorRecord] = []
         self.handle_counts = HandleCounts(scheduler.actor_handle_events)  # driver handles
         self.retiring: set[int] = set()        # no handles left: stop once its queue is sent
+        self.chains = ChainSetups(scheduler)   # forwarded actor chains, set up once each
 
     def apply_handle_events(self) -> None:
         """Count driver handles; an unnamed actor with none left (and none pickled) retires."""
@@ -177,8 +179,10 @@ class ActorManager:
             w.inflight[task.task_id] = task
             w.queued_bytes += len(task.args_blob)
             w.unsent += 1
-            if task.chain is not None:
-                w.out.append((P.CHAIN, task.task_id, task.chain, 0, deps, task.return_ids))
+            if task.chain is not None:  # (chain id, overrides, the first value's spec or None)
+                chain_id, overrides, first = task.chain
+                w.out.append((P.CHAIN, task.task_id, chain_id, deps if first is None else [first],
+                              overrides, task.return_ids))
             else:
                 w.out.append((P.ACTOR_CALL, task.task_id, task.method, task.args_blob, deps,
                               task.return_ids, task.name))
@@ -265,23 +269,11 @@ class ActorManager:
 
     def fail_chains_through(self, actor_id: int, blob: bytes) -> None:
         """Chains that pass through a dead actor can never finish: fail them."""
+        self.chains.forget_actor(actor_id)
         for task in [t for t in self.s.tasks.values() if actor_id in t.chain_actors]:
             if task.worker is not None:
                 task.worker.inflight.pop(task.task_id, None)
             self.s.finish_failed(task, blob)
-
-    def chain_ready(self, actor_ids: list[int]) -> list[str] | None:
-        """Hop addresses of these actors if all are alive and constructed, else None."""
-        from sluice.executor.chains import actor_address
-
-        addresses = []
-        for actor_id in actor_ids:
-            actor = self.s.actors.get(actor_id)
-            if actor is None or actor.state != ActorRecord.ALIVE or not actor.ready \
-                    or actor.worker is None or actor.worker.alive is False:
-                return None
-            addresses.append(actor_address(self.s.session, actor.worker.index))
-        return addresses
 
     def retry_waiting(self) -> None:
         waiting, self.waiting_for_resources = self.waiting_for_resources, []

@@ -1,95 +1,245 @@
 """Actor chains: a compiled Plan's run of actor calls, forwarded actor to actor.
 
-When each call of a chain reads only the previous call's result, the driver
-sends the whole chain to the first actor as one CHAIN message; every actor runs
-its call and hands the result straight to the next actor over a direct socket
-(each actor listens on an abstract Unix address named after its session and
-index). Only the last result goes back to the driver, so a hop costs one pipe
-write instead of two plus the driver's bookkeeping.
+When each call of a chain reads only the previous call's result, the values
+never pass through the driver:
 
-A hop is ``(address, method, args_blob, name)``; ``args_blob`` is packed like a
-call's arguments with one dependency slot, which receives the chained value.
+- **Set up once.** The first time a chain runs on a set of actor processes, the
+  driver sends each of them one CHAIN_SETUP message over its pipe: the chain's
+  id and its hops, each ``(address, method, args_blob, name)`` (see
+  :mod:`sluice.executor.chain_table`). An actor opens its chain socket (a Unix
+  datagram socket in a directory only this user can enter, made by the driver)
+  on its first set-up and acknowledges each set-up on the driver's chain socket;
+  until every actor of the chain has, the driver makes ordinary calls. A chain
+  whose actor is replaced (restart) is set up anew under a new id.
+- **Run.** Per execute the driver sends the first actor one CHAIN message (in
+  order with that actor's other calls) holding the first value; each actor runs
+  its hop and sends the value to the next hop's actor as one CHAIN_RELAY
+  datagram; the last hop sends the result to the driver's chain socket. Per
+  execute the driver sends one message and receives one.
+- **Idle actors poll.** An actor process that just ran a hop expects the next
+  one within microseconds, far sooner than a sleeping process wakes up, so for
+  :data:`SPIN_SECONDS` after a hop it polls its chain socket and its driver pipe
+  without sleeping (yielding the CPU to any other runnable process on each turn),
+  then sleeps in ``poll`` on both. Ordinary calls keep arriving on the pipe and
+  run in arrival order with hops, one at a time (a threaded or async actor's
+  ordinary calls still run on its threads or loop).
+- **Values.** A chained value up to :data:`CHAIN_INLINE_MAX` serialized bytes
+  travels in the datagram (a plain int, float, str... as itself); a larger one
+  in a shared-memory segment the next actor maps and then unlinks
+  (``DEP_SHM_ONCE``).
+- **Failures.** A hop that raises reports the error to the driver (``get``
+  raises the actor's exception). An actor process that dies fails every chain
+  through it with ActorDiedError (the driver sees its pipe close); a hop whose
+  next actor's socket is gone reports ActorDiedError itself.
+
+Only the local runtime forwards chains. A cluster driver and code inside a task
+make ordinary calls (``submit_actor_chain`` returns None there), with the same
+results, as does a chain whose actors are not all constructed yet.
 """
 
 from __future__ import annotations
 
-import selectors
+import os
+import pickle
+import select
+import shutil
+import socket
+import tempfile
 import time
-from multiprocessing.connection import Client, Connection, Listener
+from collections import deque
 from typing import Any
 
+from sluice.exceptions import ActorDiedError, InternalError
 from sluice.executor import protocol as P
 from sluice.executor.calls import decode_call
+from sluice.executor.chain_table import ChainTable
+
+CHAIN_INLINE_MAX = 16 * 1024
+"""Chained values up to this size travel in the hop's datagram; larger ones in shared memory.
+A relay also carries the per-execute arguments of later hops (at most this many bytes, or
+the driver makes ordinary calls), so a datagram stays under :data:`RELAY_MAX`."""
+
+RELAY_MAX = 64 * 1024
+"""The largest CHAIN_RELAY datagram (a longer one would be cut at the receiver)."""
+
+RESULT_MAX = P.INLINE_MAX + 8 * 1024
+"""The largest result datagram a chain's last hop sends the driver (a result inline in a
+message is at most INLINE_MAX bytes; one that does not fit goes over the pipe)."""
+
+CHAIN_DIR_PREFIX = "sluice-chains-"
+"""Chain sockets live in ``{tempdir}/sluice-chains-{session}-XXXX/`` (mode 0700), one per driver."""
+
+SPIN_SECONDS = 0.0003
+"""How long an actor keeps polling (not sleeping) after a hop: the next hop of a chain
+arrives within microseconds, and waking a sleeping process costs tens of them."""
+
+SEND_RETRY_SECONDS = 0.00005
+"""How long a hop waits before sending again to an actor whose socket queue is full."""
 
 
 def pack_hop_args(args: tuple, kwargs: dict, slot: int | str) -> bytes:
     """Pack a hop's arguments; the chained value goes to ``slot`` (a position or keyword)."""
-    import pickle
-
-    args = list(args)
-    kwargs = dict(kwargs)
+    packed_args, packed_kwargs = list(args), dict(kwargs)
     if isinstance(slot, int):
-        args[slot] = None
+        packed_args[slot] = None
     else:
-        kwargs[slot] = None
-    return pickle.dumps((args, kwargs, [slot]), protocol=5)
+        packed_kwargs[slot] = None
+    return pickle.dumps((packed_args, packed_kwargs, [slot]), protocol=5)
 
 
-def actor_address(session: str, index: int) -> str:
-    """The abstract Unix socket address where actor process ``index`` takes chain hops."""
-    return f"\0sluice-{session}-w{index}"
+def make_chain_dir(session: str) -> str:
+    """A new private directory for the chain sockets of ``session`` (removing those of
+    drivers that died without removing theirs)."""
+    cleanup_stale_chain_dirs()
+    return tempfile.mkdtemp(prefix=f"{CHAIN_DIR_PREFIX}{session}-")
 
 
-class ChainEndpoint:
-    """An actor process's side: a listener for incoming hops, connections to peers.
+def cleanup_stale_chain_dirs() -> int:
+    """Remove chain socket directories whose driver (the pid in the name) is gone."""
+    from sluice.store.shm import pid_alive
 
-    ``selector`` watches the driver pipe, the listener and every incoming peer; it
-    is kept across waits (registering fds anew per wait costs more than a hop).
+    removed = 0
+    root = tempfile.gettempdir()
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return 0
+    for entry in entries:
+        if not entry.name.startswith(CHAIN_DIR_PREFIX) or not entry.is_dir(follow_symlinks=False):
+            continue
+        pid = entry.name[len(CHAIN_DIR_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and int(pid) > 0 and not pid_alive(int(pid)):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def actor_address(directory: str, index: int) -> str:
+    """Where actor process ``index`` takes chain hops: a socket in the driver's chain directory."""
+    return os.path.join(directory, f"c{index}")
+
+
+class ChainBroken(Exception):
+    """The next hop's actor process is gone (its chain socket no longer exists)."""
+
+
+class ChainLink:
+    """An actor process's end of its chains: its chain socket, its chain table, its polling.
+
+    Made at the process's first CHAIN_SETUP (``directory`` and ``driver``, the
+    driver's chain socket, come with it); only the process's main thread uses it.
     """
 
-    def __init__(self, session: str, index: int, driver: Connection):
-        self.listener = Listener(actor_address(session, index), family="AF_UNIX")
-        self.listening = self.listener._listener._socket  # type: ignore[attr-defined]
-        self.incoming: list[Connection] = []
-        self.outgoing: dict[str, Connection] = {}
-        self.selector = selectors.DefaultSelector()
-        self.selector.register(driver, selectors.EVENT_READ)
-        self.selector.register(self.listening, selectors.EVENT_READ)
+    def __init__(self, directory: str, index: int, pipe_fd: int, driver: str):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(actor_address(directory, index))
+        self.driver = driver
+        self.fd = self.sock.fileno()
+        self.table = ChainTable()
+        self.poller = select.poll()
+        self.poller.register(self.fd, select.POLLIN)
+        self.poller.register(pipe_fd, select.POLLIN)
+        self.spin_until = 0.0  # poll without sleeping until then (set after each hop)
 
-    def accept(self) -> None:
-        conn = self.listener.accept()
-        self.incoming.append(conn)
-        self.selector.register(conn, selectors.EVENT_READ)
+    def take(self, local: deque) -> bool:
+        """Queue every relayed hop waiting on the socket, without blocking; True if any."""
+        recv = self.sock.recv
+        got = False
+        while True:
+            try:
+                data = recv(RELAY_MAX, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                return got
+            local.append(pickle.loads(data))
+            got = True
 
-    def drop(self, conn: Connection) -> None:
-        """Forget a peer that hung up."""
-        self.selector.unregister(conn)
-        self.incoming.remove(conn)
+    def wait(self, local: deque) -> bool:
+        """With nothing to run: wait for a relayed hop or a driver message.
 
-    def send(self, address: str, msg: tuple) -> None:
-        conn = self.outgoing.get(address)
-        if conn is None:
-            conn = self.outgoing[address] = Client(address, family="AF_UNIX")
-        conn.send_bytes(P.pack([msg]))
+        Returns True when hops were queued on ``local``, False when the driver
+        pipe is readable (and no hop came).
+        """
+        poll = self.poller.poll
+        now = time.perf_counter
+        ready = poll(0)
+        if not ready and now() < self.spin_until:
+            until = self.spin_until
+            pause = os.sched_yield
+            while not ready and now() < until:
+                pause()
+                ready = poll(0)
+        if not ready:
+            ready = poll()
+        for fd, _ in ready:
+            if fd == self.fd:
+                return self.take(local)
+        return False
+
+    def acknowledge(self, chain_id: int, index: int, local: deque) -> None:
+        """Tell the driver this process knows chain ``chain_id`` and takes its hops."""
+        try:
+            self.send(self.driver, pickle.dumps((P.CHAIN_READY, chain_id, index)), local)
+        except ChainBroken:
+            pass  # the driver is shutting down
+
+    def report(self, worker: Any, task_id: int, name: str, value: Any, return_ids: list[int],
+               start: float) -> None:
+        """The last hop's value: to the driver's chain socket as one datagram (over the
+        pipe when it is too large, or holds refs whose counts travel on the pipe)."""
+        try:
+            results = worker.encode_results(name, value, return_ids)
+        except Exception as err:
+            worker.fail_call(task_id, name, err, start)
+            return
+        seconds = time.perf_counter() - start
+        if not any(contained for _, _, contained in results):
+            data = pickle.dumps((P.DONE, task_id, results, seconds), protocol=5)
+            if len(data) <= RESULT_MAX:
+                try:
+                    self.send(self.driver, data, worker.local, RESULT_MAX)
+                    return
+                except ChainBroken:
+                    pass  # no chain socket at the driver: the pipe always works
+        worker.emit((P.DONE, task_id, results, seconds))
+
+    def send(self, address: str, data: bytes, local: deque, limit: int = RELAY_MAX) -> None:
+        """Send one datagram to ``address`` (at most ``limit`` bytes).
+
+        A full queue at the receiver (it is busy) is waited out; meanwhile hops
+        sent to this process are moved to ``local``, so two actors sending to each
+        other never both wait. Raises ChainBroken when the receiver is gone.
+        """
+        if len(data) > limit:
+            raise InternalError(f"a chain datagram of {len(data)} bytes exceeds its limit {limit}")
+        while True:
+            try:
+                self.sock.sendto(data, socket.MSG_DONTWAIT, address)
+                return
+            except (BlockingIOError, InterruptedError):
+                self.take(local)
+                time.sleep(SEND_RETRY_SECONDS)
+            except (ConnectionRefusedError, FileNotFoundError) as err:
+                raise ChainBroken(str(err)) from None
 
     def close(self) -> None:
-        self.selector.close()
-        for conn in [*self.incoming, *self.outgoing.values()]:
-            conn.close()
-        self.listener.close()
+        self.sock.close()
 
 
-CHAIN_INLINE_MAX = 16 * 1024
-"""Chained values up to this size travel in the hop message; larger ones in shared memory."""
+_PLAIN = frozenset({int, float, bool, type(None)})
+_PLAIN_SIZED = frozenset({str, bytes})
 
 
 def hand_over(worker: Any, value: Any) -> tuple:
     """The dependency spec that carries ``value`` to the next actor of a chain.
 
-    A large value goes into a segment the next actor maps and then unlinks
+    A small plain value travels as itself (pickled once, with the relay); other
+    small values in their serialized form; a large value goes into a segment the next actor maps and then unlinks
     (DEP_SHM_ONCE): the driver never tracks it, and a session's shutdown removes
     it if the next actor died first.
     """
+    kind = type(value)
+    if kind in _PLAIN or (kind in _PLAIN_SIZED and len(value) <= CHAIN_INLINE_MAX):
+        return (P.DEP_VALUE, value)
     from sluice.store import serialization, shm
 
     sobj = serialization.serialize(value)
@@ -100,22 +250,53 @@ def hand_over(worker: Any, value: Any) -> tuple:
     return (P.DEP_SHM_ONCE, name)
 
 
-def run_hop(worker: Any, msg: tuple) -> None:
-    """Run one hop of a chain on ``worker`` (an actor) and pass its result on."""
-    _, task_id, hops, index, deps, return_ids = msg
-    _, method, args_blob, name = hops[index]
+def run_link(worker: Any, msg: tuple) -> None:
+    """Run one hop of a chain on ``worker`` (an actor) and pass its value on.
+
+    ``msg`` is the driver's ``(CHAIN, task_id, chain_id, deps, overrides, return_ids)``
+    (the first hop) or a ``(CHAIN_RELAY, chain_id, task_id, index, spec, overrides,
+    return_ids)`` from the previous hop's actor. ``overrides`` (None, or hop index ->
+    args blob) replaces the set-up arguments of hops whose arguments change per execute.
+    """
+    if msg[0] == P.CHAIN:
+        _, task_id, chain_id, deps, overrides, return_ids = msg
+        index = 0
+    else:
+        _, chain_id, task_id, index, spec, overrides, return_ids = msg
+        deps = [spec]
+    link = worker.link
+    table = link.table
+    if chain_id not in table:
+        return  # a relay of a chain the driver has dropped (an actor of it died): it failed
+    _, method, _, name = table.hop(chain_id, index)
     start = time.perf_counter()
-    if worker.actor_error is not None:
-        worker.emit((P.FAILED, task_id, worker.actor_error, False, 0.0))
-        return
     try:
-        args, kwargs = decode_call(args_blob, worker.resolve_deps(deps))
-        value = getattr(worker.actor, method)(*args, **kwargs)
-        if index + 1 == len(hops):
-            worker.complete_call(task_id, name, value, return_ids, start)
+        if worker.actor_error is not None:
+            worker.emit((P.FAILED, task_id, worker.actor_error, False, 0.0))
             return
-        spec = hand_over(worker, value)
-        rest = hops[index + 1:]  # the message shrinks as the chain goes on
-        worker.chains.send(rest[0][0], (P.CHAIN, task_id, rest, 0, [spec], return_ids))
-    except Exception as err:
-        worker.fail_call(task_id, name, err, start)
+        try:
+            spec = deps[0]
+            value = spec[1] if spec[0] == P.DEP_VALUE else worker.value_of(spec)
+            if overrides and index in overrides:
+                args, kwargs = decode_call(overrides[index], [value])
+            else:
+                args, kwargs = table.arguments(chain_id, index, value)
+            value = worker.call_method(method, args, kwargs)
+            if table.is_last(chain_id, index):
+                link.report(worker, task_id, name, value, return_ids, start)
+                return
+            address = table.next_address(chain_id, index)
+            data = pickle.dumps((P.CHAIN_RELAY, chain_id, task_id, index + 1, hand_over(worker, value),
+                                 overrides, return_ids), protocol=5)
+            link.send(address, data, worker.local)
+        except ChainBroken as err:
+            from sluice.store import serialization
+
+            died = ActorDiedError(f"actor of {table.hop(chain_id, index + 1)[3]}",
+                                  f"its process is gone, so the chain could not hand it the "
+                                  f"value of {name} ({err})")
+            worker.emit((P.FAILED, task_id, serialization.dumps(died), False, 0.0))
+        except Exception as err:
+            worker.fail_call(task_id, name, err, start)
+    finally:
+        link.spin_until = time.perf_counter() + SPIN_SECONDS

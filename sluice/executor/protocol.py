@@ -25,7 +25,10 @@ SHUTDOWN = 6        # (SHUTDOWN,)
 WAIT_REPLY = 7      # (WAIT_REPLY, req_id, [ready ids])
 LOOKUP_REPLY = 8    # (LOOKUP_REPLY, req_id, value)
 RELINQUISH = 9      # (RELINQUISH,) a blocked worker hands back the tasks it has not started
-CHAIN = 12          # (CHAIN, task_id, hops, index, deps, return_ids) see executor/chains.py
+CHAIN = 12          # (CHAIN, task_id, chain_id, deps, overrides, return_ids) run a set-up chain
+CHAIN_SETUP = 13    # (CHAIN_SETUP, chain_id, hops, socket directory, driver's chain socket)
+                    #  see executor/chains.py and chain_table.py
+CHAIN_FORGET = 15   # (CHAIN_FORGET, [chain ids]) set-ups the driver will not run again
 CANCEL_TASK = 11    # (CANCEL_TASK, task_id) drop it if not started (answered with FAILED)
 RECYCLE = 10        # (RECYCLE, [slot names]) say RELEASED once no value read from them is alive
 
@@ -50,12 +53,18 @@ RELEASED = 37       # (RELEASED, [slot names]) this process holds no view of the
 ACTOR_HANDLE = 39   # (ACTOR_HANDLE, +1 | -1 | 0 pickled, actor_id) a cluster driver's actor handles
 PULLED = 38         # (PULLED, object_id, segment name) a copy now lives in this node's store (cluster)
 
+# datagrams on chain sockets: actor -> actor, actor -> driver
+CHAIN_RELAY = 14    # (CHAIN_RELAY, chain_id, task_id, hop index, dependency spec, overrides, return_ids)
+CHAIN_READY = 16    # (CHAIN_READY, chain_id, worker index) a CHAIN_SETUP was applied
+                    # and (DONE, task_id, [result spec], seconds) from a chain's last hop
+
 # result and dependency specs
 DEP_INLINE = 0      # (DEP_INLINE, bytes)
 DEP_SHM = 1         # (DEP_SHM, segment name)  for results: (DEP_SHM, size)
 DEP_LOCAL = 2       # (DEP_LOCAL, object_id)
 DEP_ERROR = 3       # (DEP_ERROR, error blob)
 DEP_SHM_ONCE = 4    # (DEP_SHM_ONCE, segment name) read once, then unlinked (actor chains)
+DEP_VALUE = 6       # (DEP_VALUE, value) a small plain value (int, float, str, ...) itself (actor chains)
 DEP_REMOTE = 5      # (DEP_REMOTE, (object_id, source Flight location, segment name there,
                     #  segment name for this node's copy)) on another node of a cluster
 

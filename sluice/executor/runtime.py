@@ -25,6 +25,7 @@ from sluice.executor import lookups
 from sluice.executor import protocol as P
 from sluice.executor.backend import ActorInfo, NodeInfo, ObjectLocation
 from sluice.executor.calls import encode_call
+from sluice.executor.chain_driver import chain_input
 from sluice.executor.io import IOThread
 from sluice.executor.object_ref import ObjectRef
 from sluice.executor.placement import LocalPlacement, StoreLocations
@@ -36,11 +37,10 @@ from sluice.store.object_store import ObjectStore
 
 DEFAULT_STORE_FRACTION = 0.3
 SLOT_WAIT_SECONDS = 0.01
-MAX_CHAINS_IN_FLIGHT = 4
-"""Forwarded actor chains running at once. Actors write hops to each other with
-blocking sends, so the bytes in flight must fit the sockets' buffers (4 chains of
-at most CHAIN_INLINE_MAX bytes each) or two actors could block writing to each
-other; past the cap a Plan makes ordinary calls through the driver."""
+MAX_CHAINS_IN_FLIGHT = 8
+"""Forwarded actor chains running at once: each has one datagram in flight, and a Unix
+datagram socket queues 10 by default (past that, senders wait); past the cap a Plan
+makes ordinary calls through the driver."""
 
 
 def default_store_memory() -> int:
@@ -167,25 +167,26 @@ class Runtime:
 
         ``hops`` are ``(actor_id, method, name, args_blob)`` with the arguments
         packed by :func:`sluice.executor.chains.pack_hop_args`; ``first`` feeds the
-        first hop. Returns None when an actor of the chain is not ready yet (the
-        caller then makes ordinary calls).
+        first hop. Returns None when the chain cannot be forwarded now (the caller
+        then makes ordinary calls). See executor/chains.py and chain_driver.py.
         """
         s = self.scheduler
         if s.chains_in_flight >= MAX_CHAINS_IN_FLIGHT:
             return None
-        first_ref = first if isinstance(first, ObjectRef) else self.put(first)
+        first_ref, first_spec = chain_input(first, self.put)
         with s.locked():
-            addresses = self.actors.chain_ready([h[0] for h in hops])
-            if addresses is None:
+            prepared = self.actors.chains.prepare(hops)
+            if prepared is None:
                 return None
+            setup, overrides = prepared
             s.chains_in_flight += 1
             return_ids, refs = self._new_refs(1)
-            task = TaskRecord(next(s.task_ids), 0, hops[-1][2], b"", [first_ref.id], (), return_ids,
-                              (), 0, False, [first_ref])
+            deps, keep = ([first_ref.id], [first_ref]) if first_ref is not None else ([], [])
+            task = TaskRecord(next(s.task_ids), 0, hops[-1][2], b"", deps, (), return_ids,
+                              (), 0, False, keep)
             task.method = "__chain__"
-            task.chain = tuple((address, method, blob, name)
-                               for (_, method, name, blob), address in zip(hops, addresses))
-            task.chain_actors = tuple(h[0] for h in hops)
+            task.chain = (setup.chain_id, overrides, first_spec)
+            task.chain_actors = setup.actor_ids
             task.actor = s.actors[hops[0][0]]
             self.actors.call(task)
         return refs[0]
@@ -345,6 +346,7 @@ class Runtime:
                 procs.append(w)
             procs.extend(s.retired)  # told to stop already; collect them too
         self.io.stop()
+        self.actors.chains.close()
         deadline = time.monotonic() + 2.0
         for w in procs:
             try:

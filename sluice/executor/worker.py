@@ -8,6 +8,7 @@ a threaded or async actor hand results to :meth:`Worker.emit` and flush.
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import time
@@ -19,7 +20,7 @@ from typing import Any
 from sluice.exceptions import ActorDiedError, GetTimeoutError, InternalError, SerializationError, TaskError
 from sluice.executor import context, protocol as P
 from sluice.executor.calls import decode_call, load_function, split_returns
-from sluice.executor.chains import run_hop
+from sluice.executor.chains import ChainLink, run_link
 from sluice.executor.worker_api import WorkerAPI
 from sluice.store import serialization, shm
 
@@ -57,7 +58,7 @@ class Worker(WorkerAPI):
         self.last_flush = time.perf_counter()
         self.last_poll = 0.0
         self.held_slots: set[str] = set()      # slots to recycle once our views of them die
-        self.chains: Any = None                # ChainEndpoint, once this process hosts an actor
+        self.link: ChainLink | None = None     # chain socket and table, from the first CHAIN_SETUP
 
     # -- the main loop ---------------------------------------------------------------
     def run(self) -> None:
@@ -65,7 +66,8 @@ class Worker(WorkerAPI):
         while True:
             if not self.local:
                 self.flush()
-                if self.chains is not None and self.receive_hops(None):
+                if self.link is not None and self.link.wait(self.local):
+                    self.last_poll = time.perf_counter()  # both pipes were just polled
                     continue  # a chain hop arrived from another actor
                 try:
                     batch = P.unpack(self.conn.recv_bytes())
@@ -79,10 +81,9 @@ class Worker(WorkerAPI):
             now = time.perf_counter()
             if now - self.last_poll > POLL_INTERVAL:
                 self.last_poll = now
-                if self.chains is not None:
-                    if self.receive_hops(0, driver_too=True):
-                        return
-                elif self.conn.poll():
+                if self.link is not None:
+                    self.link.take(self.local)
+                if self.conn.poll():
                     try:
                         if self.handle_batch(P.unpack(self.conn.recv_bytes())):
                             return
@@ -91,10 +92,11 @@ class Worker(WorkerAPI):
                 if not self.local:  # a cancel just took the last queued task
                     continue
             msg = self.local.popleft()
-            if msg[0] == P.TASK:
+            code = msg[0]
+            if code == P.TASK:
                 self.run_task(msg)
-            elif msg[0] == P.CHAIN:
-                run_hop(self, msg)
+            elif code == P.CHAIN_RELAY or code == P.CHAIN:
+                run_link(self, msg)
             else:
                 self.run_actor_call(msg)
             if self.held_slots:
@@ -102,36 +104,16 @@ class Worker(WorkerAPI):
             if not self.local or time.perf_counter() - self.last_flush > FLUSH_INTERVAL:
                 self.flush()
 
-    def receive_hops(self, timeout: float | None, driver_too: bool = False) -> bool:
-        """Wait (up to ``timeout``) on the driver pipe and chain peers; queue arrived hops.
-
-        Returns True when hops were queued (False: the driver pipe is readable).
-        With ``driver_too`` a readable driver pipe is read and applied here as well,
-        and the result is True only when the driver said to shut down (or hung up).
-        """
-        got = False
-        chains = self.chains
-        for key, _ in chains.selector.select(timeout):
-            source = key.fileobj
-            if source is self.conn:
-                if driver_too:
-                    try:
-                        if self.handle_batch(P.unpack(self.conn.recv_bytes())):
-                            return True
-                    except (EOFError, OSError):
-                        return True
-                continue
-            if source is chains.listening:
-                chains.accept()
-                got = not driver_too
-                continue
+    def set_up_chain(self, msg: tuple) -> None:
+        """Learn a chain (opening this process's chain socket at the first) and say so."""
+        _, chain_id, hops, directory, driver = msg
+        if self.link is None:
             try:
-                for msg in P.unpack(source.recv_bytes()):
-                    self.local.append(msg)
-                    got = not driver_too
-            except (EOFError, OSError):
-                chains.drop(source)
-        return got
+                self.link = ChainLink(directory, self.index, self.conn.fileno(), driver)
+            except OSError:
+                return  # never acknowledged: the driver makes ordinary calls instead
+        self.link.table.set(chain_id, hops)
+        self.link.acknowledge(chain_id, self.index, self.local)
 
     def handle_batch(self, batch: list) -> bool:
         """Apply one batch from the driver; True when told to shut down."""
@@ -168,6 +150,10 @@ class Worker(WorkerAPI):
                     self.emit((P.BOUNCE, bounced))
             elif code == P.ACTOR_CREATE:
                 self.host_actor(msg)
+            elif code == P.CHAIN_SETUP:
+                self.set_up_chain(msg)
+            elif code == P.CHAIN_FORGET and self.link is not None:
+                self.link.table.forget(msg[1])
             elif code == P.SHUTDOWN:
                 return True
         return False
@@ -266,9 +252,6 @@ class Worker(WorkerAPI):
     # -- actors ----------------------------------------------------------------------
     def host_actor(self, msg: tuple) -> None:
         _, cls_bytes, args_blob, deps, max_concurrency, name, gpu_ids = msg
-        from sluice.executor.chains import ChainEndpoint
-
-        self.chains = ChainEndpoint(self.session, self.index, self.conn)
         try:
             if gpu_ids is not None:
                 set_visible_gpus(gpu_ids)
@@ -313,13 +296,20 @@ class Worker(WorkerAPI):
         else:
             try:
                 args, kwargs = decode_call(args_blob, self.resolve_deps(deps))
-                value = getattr(self.actor, method)(*args, **kwargs)
+                value = self.call_method(method, args, kwargs)
             except Exception as err:
                 self.fail_call(task_id, name, err, start)
             else:
                 self.complete_call(task_id, name, value, return_ids, start)
         if flush_now:
             self.flush()
+
+    def call_method(self, method: str, args: list, kwargs: dict) -> Any:
+        """Call the actor's ``method`` here; an async method runs to its end on the actor's loop."""
+        value = getattr(self.actor, method)(*args, **kwargs)
+        if self.actor_loop is not None and inspect.isawaitable(value):
+            value = self.actor_loop.result_of(value)
+        return value
 
     def complete_call(self, task_id: int, name: str, value: Any, return_ids: list[int],
                       start: float) -> None:
