@@ -219,7 +219,7 @@ class ChainResults:
         if w is None:
             return  # it already failed (an actor of the chain died): the result is stale
         s.inbox.append((w, [msg]))
-        s.runtime.io.drain_if_free()
+        s.io.drain_if_free()
 
     def close(self) -> None:
         self.closed = True
