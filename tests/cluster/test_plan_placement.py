@@ -6,6 +6,7 @@ it with a soft node affinity.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import numpy as np
@@ -42,6 +43,17 @@ def checksum(a: np.ndarray, scale: int = 1) -> int:
     return int(a.sum()) * scale
 
 
+@sluice.remote
+def checksum_where(a: np.ndarray, scale: int = 1) -> tuple[int, str]:
+    """The checksum and the Flight location of the node the task ran on."""
+    return int(a.sum()) * scale, os.environ["SLUICE_NODE_FLIGHT"]
+
+
+@sluice.remote
+def flight_location() -> str:
+    return os.environ["SLUICE_NODE_FLIGHT"]
+
+
 def node_with(resource: str) -> str:
     """The node id of the one node that declares ``resource``."""
     [node_id] = [n.node_id for n in api.runtime().nodes() if n.alive and resource in n.resources]
@@ -66,6 +78,10 @@ def test_the_plan_places_the_reader_on_the_node_holding_its_big_input(
     # The task went to the backend asking for that node, softly.
     _, _, options = plan_run(plan, api.runtime()).tasks[stage.id]
     assert options["scheduling_strategy"] == NodeAffinitySchedulingStrategy(home, soft=True)
+    # ... and it ran there.
+    there = sluice.get(flight_location.options(resources={resource: 0.01}).remote(), timeout=60)
+    plan = checksum_where.bind(big, scale=small).compile()
+    assert sluice.get(plan.execute(), timeout=60) == (3 * BIG * (BIG - 1) // 2, there)
 
 
 def test_a_plan_without_bound_objects_asks_nothing_and_stays_local(cluster: LocalCluster) -> None:
