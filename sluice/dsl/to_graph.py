@@ -114,8 +114,11 @@ def _read_values(node: DAGNode, ids: dict[int, str], constants: dict[int, Op]) -
 
 def _template(node: DAGNode, input_ids: list[str], ids: dict[int, str],
               constants: dict[int, Op], offset: int = 0) -> bytes:
-    """The node's (args, kwargs) with each child node and bound object replaced by its Slot."""
-    position = {op_id: i + offset for i, op_id in enumerate(_read_values(node, ids, constants))}
+    """The node's (args, kwargs) with each child node and bound object replaced by its Slot.
+
+    ``input_ids``: the node's :func:`_read_values`, which the caller has already computed.
+    """
+    position = {op_id: i + offset for i, op_id in enumerate(input_ids)}
 
     def swap_whole(value: Any) -> Any:
         if isinstance(value, ObjectRef):
