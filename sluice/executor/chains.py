@@ -42,7 +42,6 @@ from __future__ import annotations
 import os
 import pickle
 import select
-import shutil
 import socket
 import tempfile
 import time
@@ -96,22 +95,9 @@ def make_chain_dir(session: str) -> str:
 
 def cleanup_stale_chain_dirs() -> int:
     """Remove chain socket directories whose driver (the pid in the name) is gone."""
-    from sluice.store.shm import pid_alive
+    from sluice.store.shm import remove_dead_drivers_dirs
 
-    removed = 0
-    root = tempfile.gettempdir()
-    try:
-        entries = list(os.scandir(root))
-    except OSError:
-        return 0
-    for entry in entries:
-        if not entry.name.startswith(CHAIN_DIR_PREFIX) or not entry.is_dir(follow_symlinks=False):
-            continue
-        pid = entry.name[len(CHAIN_DIR_PREFIX):].split("-", 1)[0]
-        if pid.isdigit() and int(pid) > 0 and not pid_alive(int(pid)):
-            shutil.rmtree(entry.path, ignore_errors=True)
-            removed += 1
-    return removed
+    return remove_dead_drivers_dirs(CHAIN_DIR_PREFIX)
 
 
 def actor_address(directory: str, index: int) -> str:

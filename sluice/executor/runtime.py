@@ -369,20 +369,7 @@ SPILL_PREFIX = "sluice-spill-"
 
 def cleanup_stale_spill_dirs() -> int:
     """Remove default spill dirs (``sluice-spill-{pid}-...`` in the temp dir) of dead drivers."""
-    removed = 0
-    root = tempfile.gettempdir()
-    try:
-        entries = list(os.scandir(root))
-    except OSError:
-        return 0
-    for entry in entries:
-        if not entry.name.startswith(SPILL_PREFIX) or not entry.is_dir(follow_symlinks=False):
-            continue
-        pid = entry.name[len(SPILL_PREFIX):].split("-", 1)[0]
-        if pid.isdigit() and int(pid) > 0 and not shm.pid_alive(int(pid)):
-            shutil.rmtree(entry.path, ignore_errors=True)
-            removed += 1
-    return removed
+    return shm.remove_dead_drivers_dirs(SPILL_PREFIX)
 
 
 def detect_gpus() -> int:

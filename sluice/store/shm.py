@@ -222,6 +222,27 @@ def cleanup_stale_sessions() -> int:
     return _unlink_matching(is_stale)
 
 
+def remove_dead_drivers_dirs(prefix: str) -> int:
+    """Remove the temp-dir folders named ``{prefix}{pid}-...`` whose process ``pid`` is gone
+    (a driver's spill or chain-socket folder left by a crash); how many were removed."""
+    import shutil
+    import tempfile
+
+    removed = 0
+    try:
+        entries = list(os.scandir(tempfile.gettempdir()))
+    except OSError:
+        return 0
+    for entry in entries:
+        if not entry.name.startswith(prefix) or not entry.is_dir(follow_symlinks=False):
+            continue
+        pid = entry.name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and int(pid) > 0 and not pid_alive(int(pid)):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed += 1
+    return removed
+
+
 def pid_alive(pid: int) -> bool:
     """Whether process ``pid`` exists (a session's driver, for stale-file cleanup)."""
     try:

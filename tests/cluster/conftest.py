@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import sluice
+from sluice.executor import api
 
 from sluice.executor.cluster.local import LocalCluster as _LocalCluster
 from sluice.executor.cluster.local import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-__all__ = ["ROOT", "LocalCluster", "free_port", "node_info"]
+__all__ = ["ROOT", "LocalCluster", "connected_cluster", "free_port", "node_info", "node_with"]
 
 
 class LocalCluster(_LocalCluster):
@@ -18,6 +23,25 @@ class LocalCluster(_LocalCluster):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("cwd", ROOT)
         super().__init__(*args, **kwargs)
+
+
+@contextmanager
+def connected_cluster(**kwargs) -> Iterator[LocalCluster]:
+    """A :class:`LocalCluster` (``kwargs`` as its own) with this process connected as its
+    driver; the driver disconnects and the cluster stops however the block ends."""
+    c = LocalCluster(**kwargs)
+    sluice.init(address=c.address)
+    try:
+        yield c
+    finally:
+        sluice.shutdown()
+        c.stop()
+
+
+def node_with(resource: str) -> str:
+    """The id (``NodeInfo.node_id``) of the one live node that declares ``resource``."""
+    [node_id] = [n.node_id for n in api.runtime().nodes() if n.alive and resource in n.resources]
+    return node_id
 
 
 def node_info() -> dict:

@@ -17,7 +17,7 @@ import sluice
 from sluice.exceptions import UnschedulableError
 from sluice.executor import api
 from sluice.util.scheduling_strategies import NodeAffinitySchedulingStrategy as Affinity
-from tests.cluster.conftest import LocalCluster, node_info
+from tests.cluster.conftest import LocalCluster, connected_cluster, node_info, node_with
 
 DEADLINE_S = 60
 NODE_ARGS = [["--resources", '{"n0": 1}'], ["--resources", '{"n1": 1}']]
@@ -44,12 +44,6 @@ class Where:
         return node_info()
 
 
-def node_id_with(resource: str) -> str:
-    """The id (``NodeInfo.node_id``) of the node that has ``resource``."""
-    [node_id] = [n.node_id for n in api.runtime().nodes() if resource in n.resources]
-    return node_id
-
-
 def flight_of(resource: str) -> str:
     """The Flight location of the node with ``resource``: where a task needing it ran."""
     return sluice.get(where.options(resources={resource: 0.01}).remote(), timeout=DEADLINE_S)["flight"]
@@ -57,18 +51,13 @@ def flight_of(resource: str) -> str:
 
 @pytest.fixture
 def cluster() -> Iterator[LocalCluster]:
-    c = LocalCluster(nodes=2, node_args=NODE_ARGS)  # per test: one kills a node
-    sluice.init(address=c.address)
-    try:
+    with connected_cluster(nodes=2, node_args=NODE_ARGS) as c:  # per test: one kills a node
         yield c
-    finally:
-        sluice.shutdown()
-        c.stop()
 
 
 def test_a_task_and_an_actor_pinned_hard_run_on_the_named_node(cluster) -> None:
     for resource in ("n1", "n0"):
-        pin = Affinity(node_id_with(resource), soft=False)
+        pin = Affinity(node_with(resource), soft=False)
         ran = sluice.get([where.options(scheduling_strategy=pin).remote() for _ in range(4)],
                          timeout=DEADLINE_S)
         assert {r["flight"] for r in ran} == {flight_of(resource)}
@@ -80,7 +69,7 @@ def test_a_task_and_an_actor_pinned_hard_run_on_the_named_node(cluster) -> None:
 def test_a_soft_pin_wins_over_locality(cluster) -> None:
     # 8 MB made on node 0; without a pin its reader would go where the bytes are.
     block = make.options(resources={"n0": 0.01}).remote(1 << 20)
-    pin = Affinity(node_id_with("n1"), soft=True)
+    pin = Affinity(node_with("n1"), soft=True)
     total, ran = sluice.get(total_at.options(scheduling_strategy=pin).remote(block), timeout=DEADLINE_S)
     assert total == 1 << 20 and ran["flight"] == flight_of("n1")
 
@@ -98,7 +87,7 @@ def test_hard_affinity_to_an_unknown_node_fails_at_get_naming_it_and_the_live_no
 
 
 def test_affinity_to_a_dead_node_runs_elsewhere_when_soft_and_fails_when_hard(cluster) -> None:
-    victim, dead_flight = node_id_with("n0"), flight_of("n0")
+    victim, dead_flight = node_with("n0"), flight_of("n0")
     cluster.nodes[0].send_signal(signal.SIGKILL)
     cluster.wait_until(lambda st: sum(n.alive for n in st.nodes) == 2, DEADLINE_S, "node 0 declared dead")
     soft = sluice.get(where.options(scheduling_strategy=Affinity(victim, soft=True)).remote(),

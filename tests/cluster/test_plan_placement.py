@@ -17,20 +17,15 @@ from sluice.compiler.ir import OpKind
 from sluice.compiler.plan_run import plan_run
 from sluice.executor import api
 from sluice.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-from tests.cluster.conftest import LocalCluster
+from tests.cluster.conftest import LocalCluster, connected_cluster, node_with
 
 BIG = 2_000_000  # int64s: 16 MB, made on the node the test names
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
-    c = LocalCluster(nodes=2, node_args=[["--resources", '{"n0": 1}'], ["--resources", '{"n1": 1}']])
-    sluice.init(address=c.address)
-    try:
+    with connected_cluster(nodes=2, node_args=[["--resources", '{"n0": 1}'], ["--resources", '{"n1": 1}']]) as c:
         yield c
-    finally:
-        sluice.shutdown()
-        c.stop()
 
 
 @sluice.remote
@@ -52,12 +47,6 @@ def checksum_where(a: np.ndarray, scale: int = 1) -> tuple[int, str]:
 @sluice.remote
 def flight_location() -> str:
     return os.environ["SLUICE_NODE_FLIGHT"]
-
-
-def node_with(resource: str) -> str:
-    """The node id of the one node that declares ``resource``."""
-    [node_id] = [n.node_id for n in api.runtime().nodes() if n.alive and resource in n.resources]
-    return node_id
 
 
 @pytest.mark.parametrize("resource", ["n0", "n1"])
