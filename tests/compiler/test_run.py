@@ -309,12 +309,17 @@ def relay_chain(hops: int):
 
 def test_a_compiled_actor_chain_is_forwarded_actor_to_actor() -> None:
     plan = relay_chain(6)
-    for i in range(5):  # the first executes may run hop by hop while the actors start
-        assert sluice.get(plan.execute(i), timeout=30) == i + 6
-    ids = context.current().scheduler.task_ids
-    before = next(ids)  # task ids are consecutive: taking one costs nothing
-    assert sluice.get(plan.execute(10), timeout=30) == 16
-    assert next(ids) - before == 2, "six hops should be one driver-side task"
+    # The first executes run hop by hop until the actors acknowledge the chain's set-up
+    # (later on a busy machine): execute until one is forwarded, or 60 s pass.
+    deadline = time.monotonic() + 60
+    while True:
+        ids = context.current().scheduler.task_ids
+        before = next(ids)  # task ids are consecutive: taking one costs nothing
+        assert sluice.get(plan.execute(10), timeout=30) == 16
+        tasks = next(ids) - before - 1
+        if tasks == 1 or time.monotonic() > deadline:
+            break
+    assert tasks == 1, "six hops should be one driver-side task"
 
 
 def test_an_error_inside_a_forwarded_chain_reaches_get() -> None:
