@@ -33,6 +33,7 @@ from sluice.executor.records import PENDING, ActorRecord, TaskRecord
 from sluice.executor.resources import NodeResources, ResourceKey, demand_key
 from sluice.executor.scheduler import Scheduler
 from sluice.store import serialization, shm
+from sluice.store.arena import default_arena_bytes
 from sluice.store.object_store import ObjectStore
 
 DEFAULT_STORE_FRACTION = 0.3
@@ -74,7 +75,8 @@ class Runtime:
         self._store_capacity = int(object_store_memory or default_store_memory())
         self._own_spill_dir = spill_dir is None
         self.spill_dir = spill_dir or tempfile.mkdtemp(prefix=f"{SPILL_PREFIX}{self.session}-")
-        self.store = ObjectStore(self.session, self._store_capacity, self.spill_dir)
+        self.store = ObjectStore(self.session, self._store_capacity, self.spill_dir,
+                                 default_arena_bytes(self._store_capacity))
         self.io = IOThread()
         self.scheduler = Scheduler(self.session, self.resources,
                                    LocalPlacement(self.session, self.resources, self._store_capacity),

@@ -40,3 +40,18 @@ def address_range(buf: object) -> tuple[int, int]:
 def data_address(array: np.ndarray) -> int:
     """Where ``array``'s first element lives."""
     return int(array.__array_interface__["data"][0])
+
+
+def resident_bytes(buf: object) -> int:
+    """How many bytes of the mapping behind ``buf`` this process has resident (page
+    tables filled), from /proc/self/smaps: the mapping that starts where ``buf`` does."""
+    start, _ = address_range(buf)
+    found = False
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            head = line.split(maxsplit=1)[0]
+            if "-" in head and ":" not in head:  # a mapping's header line: start-end perms ...
+                found = int(head.split("-")[0], 16) == start
+            elif found and head == "Rss:":
+                return int(line.split()[1]) * 1024
+    raise AssertionError(f"no mapping starts at {start:#x} in /proc/self/smaps")

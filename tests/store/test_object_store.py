@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -292,4 +293,165 @@ def test_every_object_survives_any_spilling(
         for object_id, obj in objs.items():
             assert bytes(reader.view(store.ensure_local(object_id))) == to_bytes(obj)
         assert store.used_bytes + store.spilled_bytes == sum(o.nbytes for o in objs.values())
+    assert session_files(session) == []
+
+
+# -- the arena: a slot faulted in ahead of the first put ---------------------------------
+
+
+@pytest.fixture
+def arena_store(session: str, tmp_path: Path) -> Iterator[ObjectStore]:
+    """A 16 MB store whose 4 MB arena is slot s0."""
+    with ObjectStore(session, capacity_bytes=16 * MB, spill_dir=tmp_path / "spill",
+                     arena_bytes=4 * MB) as s:
+        yield s
+
+
+def arena_path(store: ObjectStore) -> str:
+    return segment_path(f"sluice-{store.session}-s0")
+
+
+def test_the_arena_is_a_free_slot_from_the_start(arena_store: ObjectStore) -> None:
+    assert arena_store.pooled_bytes == 4 * MB and arena_store.used_bytes == 0
+    assert session_files(arena_store.session) == [arena_path(arena_store)]
+
+
+def test_a_put_that_fits_the_arena_lands_in_it_and_other_processes_read_it(
+    arena_store: ObjectStore,
+) -> None:
+    name = put_value(arena_store, 1, blob(1, 3 * MB))
+    assert segment_path(name) == arena_path(arena_store)
+    assert arena_store.pooled_bytes == 0
+    assert arena_store.used_bytes == arena_store.size_of(1) == 4 * MB  # a slot counts whole
+    np.testing.assert_array_equal(arena_store.get(1), blob(1, 3 * MB))
+    out = run_child(
+        "import numpy as np\n"
+        "from sluice.store.shm import SegmentReader\n"
+        f"print(int(SegmentReader().read({name!r}).astype(np.int64).sum()))\n"
+    )
+    assert int(out) == int(blob(1, 3 * MB).astype(np.int64).sum())
+
+
+def test_a_released_arena_is_filled_again_in_place(arena_store: ObjectStore) -> None:
+    first = put_value(arena_store, 1, blob(1, 3 * MB))
+    reader = SegmentReader()  # as a worker would: its mapping stays cached
+    np.testing.assert_array_equal(reader.read(first), blob(1, 3 * MB))
+    slot = arena_store.free(1)
+    assert slot == first
+    arena_store.release_slot(slot)
+    assert arena_store.pooled_bytes == 4 * MB
+    second = put_value(arena_store, 2, blob(2, 2 * MB + 1))
+    assert second == first
+    np.testing.assert_array_equal(arena_store.get(2), blob(2, 2 * MB + 1))
+    np.testing.assert_array_equal(reader.read(second), blob(2, 2 * MB + 1))  # same mapping, new bytes
+
+
+def test_a_put_bigger_than_the_arena_gets_a_slot_of_its_own(arena_store: ObjectStore) -> None:
+    name = put_value(arena_store, 1, blob(1, 5 * MB))
+    assert name == f"sluice-{arena_store.session}-s1"
+    assert arena_store.pooled_bytes == 4 * MB  # the arena waits for a put its size
+    np.testing.assert_array_equal(arena_store.get(1), blob(1, 5 * MB))
+
+
+def test_a_put_under_half_the_arena_does_not_take_it(arena_store: ObjectStore) -> None:
+    name = put_value(arena_store, 1, blob(1, MB))
+    assert name == f"sluice-{arena_store.session}-s1"
+    assert arena_store.pooled_bytes == 4 * MB
+
+
+def test_the_arena_counts_against_capacity_and_is_evicted_for_room(
+    session: str, tmp_path: Path,
+) -> None:
+    with ObjectStore(session, capacity_bytes=12 * MB, spill_dir=tmp_path, arena_bytes=4 * MB) as store:
+        put_value(store, 1, blob(1, 5 * MB))
+        assert store.used_bytes + store.pooled_bytes <= 12 * MB
+        put_value(store, 2, blob(2, 5 * MB))  # 5 + 4 + 5 > 12: the free arena goes first
+        assert store.num_spilled == 0 and store.pooled_bytes == 0
+        assert arena_path(store) not in session_files(session)
+        assert f"sluice-{session}-s0" in store.retired  # readers are told to unmap it
+        assert sum(os.path.getsize(p) for p in session_files(session)) <= 12 * MB
+
+
+def test_an_object_in_the_arena_spills_and_comes_back(session: str, tmp_path: Path) -> None:
+    with ObjectStore(session, capacity_bytes=8 * MB, spill_dir=tmp_path, arena_bytes=4 * MB) as store:
+        put_value(store, 1, blob(1, 3 * MB))
+        put_value(store, 2, blob(2, 5 * MB))  # 4 + 5 > 8: object 1 spills, its slot goes
+        assert store.is_spilled(1)
+        assert arena_path(store) not in session_files(session)
+        np.testing.assert_array_equal(store.get(1), blob(1, 3 * MB))
+        assert store.num_restored == 1
+
+
+def test_close_releases_the_arena_even_while_it_faults_in(session: str, tmp_path: Path) -> None:
+    store = ObjectStore(session, capacity_bytes=1 << 30, spill_dir=tmp_path, arena_bytes=256 * MB)
+    store.close()
+    assert session_files(session) == []
+    assert not [t for t in threading.enumerate() if t.name == "sluice-store-arena"]
+
+
+def test_close_releases_an_arena_in_use(arena_store: ObjectStore) -> None:
+    put_value(arena_store, 1, blob(1, 3 * MB))
+    arena_store.close()
+    assert session_files(arena_store.session) == []
+
+
+@pytest.mark.parametrize("arena_bytes", [-1, 8 * MB + 1])
+def test_arena_bytes_must_fit_in_half_the_capacity(
+    session: str, tmp_path: Path, arena_bytes: int,
+) -> None:
+    with pytest.raises(ValueError, match=rf"arena_bytes={arena_bytes} with capacity_bytes={16 * MB}; "
+                                         r"the arena must be between 0 and half the capacity"):
+        ObjectStore(session, capacity_bytes=16 * MB, spill_dir=tmp_path, arena_bytes=arena_bytes)
+    assert session_files(session) == []
+
+
+def test_an_arena_below_the_slot_size_is_not_made(session: str, tmp_path: Path) -> None:
+    with ObjectStore(session, capacity_bytes=16 * MB, spill_dir=tmp_path, arena_bytes=MB - 1) as store:
+        assert store.pooled_bytes == 0 and session_files(session) == []
+
+
+def test_puts_still_work_when_the_arena_could_not_fault_in(session: str, tmp_path: Path) -> None:
+    # A file size limit makes the arena's write(2) fail as a full /dev/shm would.
+    out = run_child(f"""
+import resource, signal
+import numpy as np
+from sluice.store.object_store import ObjectStore
+from sluice.store.serialization import serialize
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (6 << 20, resource.RLIM_INFINITY))
+with ObjectStore({session!r}, 32 << 20, {str(tmp_path)!r}, arena_bytes=8 << 20) as store:
+    name = store.put(1, serialize(np.arange(600_000)))  # 4.8 MB: the arena's size class
+    assert (store.get(1) == np.arange(600_000)).all()
+    print(name, store.pooled_bytes, {f"sluice-{session}-s0"!r} in store.retired)
+""")
+    assert out.split() == [f"sluice-{session}-s1", "0", "True"]
+
+
+@given(
+    sizes=st.lists(st.integers(0, 6 * MB), min_size=1, max_size=6),
+    capacity_mb=st.integers(4, 24),
+    frees=st.lists(st.integers(0, 5), max_size=6),
+)
+@settings(
+    max_examples=15, deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+def test_with_an_arena_every_object_survives_and_capacity_holds(
+    tmp_path: Path, sizes: list[int], capacity_mb: int, frees: list[int]
+) -> None:
+    session = new_session_id()
+    capacity = capacity_mb * MB
+    with ObjectStore(session, capacity_bytes=capacity, spill_dir=tmp_path / session,
+                     arena_bytes=capacity // 4) as store:
+        for object_id, size in enumerate(sizes):
+            store.put(object_id, serialize(blob(object_id, size)))
+            assert store.used_bytes + store.pooled_bytes <= capacity
+            for freed in frees:
+                if freed == object_id:
+                    slot = store.free(freed)
+                    if slot is not None:
+                        store.release_slot(slot)
+        for object_id, size in enumerate(sizes):
+            if store.contains(object_id):
+                np.testing.assert_array_equal(store.get(object_id), blob(object_id, size))
     assert session_files(session) == []
