@@ -390,6 +390,7 @@ def main(argv: list[str]) -> None:
         for entry in reversed(extra_path.split(os.pathsep)):
             if entry not in sys.path:
                 sys.path.insert(0, entry)
+    serialization.preload_decoders()
     conn = Connection(fd)
     worker = Worker(conn, session, index)
     context.set_current(worker)

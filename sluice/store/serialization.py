@@ -27,6 +27,7 @@ numpy's SIMD loops and Arrow's readers like).
 from __future__ import annotations
 
 import contextvars
+import importlib
 import pickle
 import struct
 import sys
@@ -48,6 +49,7 @@ __all__ = [
     "dumps",
     "loads",
     "note_contained_id",
+    "preload_decoders",
 ]
 
 PICKLE5 = 1
@@ -305,3 +307,24 @@ def _read_arrow(marker: bytes, stream: memoryview) -> Any:
 def loads(data: bytes | bytearray | memoryview) -> Any:
     """The inverse of :func:`dumps` (same as :func:`deserialize`)."""
     return deserialize(data)
+
+
+PRELOADED_MODULES = ("numpy",)
+"""What :func:`preload_decoders` imports: the library whose values processes most often receive."""
+
+
+def preload_decoders() -> None:
+    """Import :data:`PRELOADED_MODULES` now (a module that does not import is skipped).
+
+    A worker calls it as it starts, so the first task that receives a numpy array
+    does not pay for importing numpy inside its own time (~40 ms on an idle 2-core
+    VM, over 100 ms under load; ~14 MB more resident, mostly shared library pages).
+    It runs before the worker reads its first message rather than in a background
+    thread: two threads importing numpy at once can fail with a circular-import
+    error on the partly initialized package.
+    """
+    for name in PRELOADED_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass

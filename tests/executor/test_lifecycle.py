@@ -15,7 +15,7 @@ import pytest
 
 import sluice
 from sluice.executor import context
-from tests.executor.helpers import current_session, run_driver, session_files
+from tests.executor.helpers import current_session, run_driver, session_files, wait_until
 
 
 @sluice.remote
@@ -90,6 +90,17 @@ def test_shutdown_removes_every_shared_memory_file_and_the_spill_dir() -> None:
     assert session_files(session) == []
     assert not os.path.exists(spill_dir)
     del kept  # refs outliving their runtime are harmless
+
+
+def test_workers_import_numpy_before_any_value_reaches_them() -> None:
+    sluice.init(num_cpus=1)
+    [worker] = context.current().scheduler.all_workers()
+
+    def numpy_loaded() -> bool:
+        with open(f"/proc/{worker.proc.pid}/maps") as maps:
+            return "_multiarray_umath" in maps.read()
+
+    assert wait_until(numpy_loaded), "a worker that was sent nothing should still load numpy"
 
 
 def test_a_ref_outliving_its_runtime_cannot_be_read_from_the_next_one() -> None:

@@ -316,3 +316,14 @@ def test_contained_ids_survive_threads() -> None:
     for thread in threads:
         thread.join()
     assert results == {i: (i, i, i) for i in range(4)}
+
+
+def test_preload_decoders_imports_numpy() -> None:
+    out = run_child(
+        "import sys\n"
+        "from sluice.store.serialization import preload_decoders\n"
+        "before = 'numpy' in sys.modules\n"
+        "preload_decoders()\n"
+        "print(before, 'numpy' in sys.modules)\n"
+    )
+    assert out.split() == ["False", "True"]
