@@ -87,6 +87,7 @@ class Runtime:
         with self.scheduler.locked():
             for _ in range(max(1, int(cpus))):
                 self.scheduler.start_worker(None)  # the one node
+        self.store.wait_for_arena()  # faulted in while the workers start
         self.closed = False
 
     # -- runtime interface: refs ---------------------------------------------------------

@@ -6,17 +6,17 @@ recycled slot through ``write(2)`` (a page-cache lookup per 4 KiB page), and 17 
 as a plain memory copy into a mapping whose page tables are already filled.
 
 An :class:`Arena` is one recyclable slot made ahead of time: a background thread
-gives the file all its pages (``write(2)`` of zeros), maps it writable and fills
-the page tables (:func:`populate`). The store keeps that mapping for the slot's
-whole life, so every ``put`` into the slot, the first included, is a memory copy
-without page faults.
+gives the file all its pages (``posix_fallocate``), maps it writable and faults
+every page in (:func:`populate_for_writing`). The store keeps that mapping for the
+slot's whole life, so every ``put`` into the slot, the first included, is a memory
+copy without page faults.
 
 What it costs, per store: ``size`` bytes of /dev/shm from start to shutdown, counted
 against the store's capacity as a free slot (spilling evicts it first when room is
-needed); one core for about 0.1 s per 256 MiB at start, in the background; and the
-driver's resident set includes the slot's pages from start (they are the shared
-memory itself, not a second copy). ``SLUICE_STORE_ARENA_BYTES`` sets the size;
-``0`` turns the arena off.
+needed); about 85 ms of one core per 256 MiB at start, while the workers start;
+~20 ms more at shutdown to free the pages; and the driver's resident set includes
+the slot's pages from start (they are the shared memory itself, not a second copy).
+``SLUICE_STORE_ARENA_BYTES`` sets the size; ``0`` turns the arena off.
 """
 
 from __future__ import annotations
@@ -25,38 +25,50 @@ import mmap
 import os
 import threading
 
-__all__ = ["ARENA_ENV", "MAX_DEFAULT_ARENA_BYTES", "Arena", "default_arena_bytes", "populate"]
+__all__ = [
+    "ARENA_ENV",
+    "MAX_DEFAULT_ARENA_BYTES",
+    "Arena",
+    "default_arena_bytes",
+    "populate_for_writing",
+    "touch_pages",
+]
 
 ARENA_ENV = "SLUICE_STORE_ARENA_BYTES"
 MAX_DEFAULT_ARENA_BYTES = 256 << 20
 """The default arena is a quarter of the store's capacity, at most this."""
 
-# Zeros written per system call. close() waits for one chunk at most, and the thread
-# takes the GIL back once per chunk (up to 5 ms each while the driver's threads run).
+# Bytes populated per madvise call: close() waits for one chunk at most.
 _CHUNK = 32 << 20
-_MADV_POPULATE_READ = 22  # Linux 5.14+
+_MADV_POPULATE_WRITE = 23  # Linux 5.14+
 
 
-def populate(mapping: mmap.mmap) -> None:
-    """Fill the page tables of ``mapping`` (a shared mapping of up-to-date pages).
+def populate_for_writing(mapping: mmap.mmap, start: int = 0, length: int | None = None) -> None:
+    """Fault in ``length`` bytes of the shared ``mapping`` from ``start``, writable.
 
-    Populating for reading maps 16 pages per fault, writable in a writable shared
-    mapping (no copy-on-write to break): ~12 ms for 200 MB, against ~43 ms for
-    write faults, one per page. ``madvise`` is called through ctypes, which releases
-    the GIL; CPython's ``mmap`` holds it during ``MAP_POPULATE`` and ``madvise``.
-    Before Linux 5.14, reading one byte per page does the same, holding the GIL.
+    ``madvise(MADV_POPULATE_WRITE)`` is called through ctypes, which releases the
+    GIL (CPython's ``mmap.madvise`` holds it). Before Linux 5.14 a zero byte is
+    written to each page instead, holding the GIL. The range must be backed by the
+    file (e.g. allocated with ``posix_fallocate``), or the kernel raises SIGBUS.
     """
     import ctypes
 
-    anchor = ctypes.c_char.from_buffer(mapping)
+    end = len(mapping) if length is None else start + length
+    anchor = ctypes.c_char.from_buffer(mapping, start)
     try:
         address = ctypes.addressof(anchor)
-        if _libc_madvise(address, len(mapping), _MADV_POPULATE_READ) == 0:
-            return
     finally:
         del anchor  # the buffer export must end before the mapping can close
+    if _libc_madvise(address, end - start, _MADV_POPULATE_WRITE) != 0:
+        touch_pages(mapping, start, end)
+
+
+def touch_pages(mapping: mmap.mmap, start: int, end: int) -> None:
+    """Write a zero to the first byte of each page of ``mapping[start:end]``
+    (``start`` page-aligned): the portable way to fault the range in, writable."""
     with memoryview(mapping) as view:
-        bytes(view[:: mmap.PAGESIZE])
+        pages = view[start:end:mmap.PAGESIZE]
+        pages[:] = bytes(len(pages))
 
 
 def _libc_madvise(address: int, length: int, advice: int) -> int:
@@ -116,25 +128,28 @@ class Arena:
 
     def _fault_in(self, fd: int) -> None:
         try:
-            zeros = memoryview(bytes(min(_CHUNK, self.size)))
-            done = 0
-            while done < self.size:
-                if self._stop.is_set():
-                    return
-                done += os.pwrite(fd, zeros[: min(_CHUNK, self.size - done)], done)
+            os.posix_fallocate(fd, 0, self.size)  # every page now, or ENOSPC now
             mapping = mmap.mmap(fd, self.size, flags=mmap.MAP_SHARED)
-            if not self._stop.is_set():
-                populate(mapping)
-            self._mapping = mapping
         except OSError as exc:
             self.error = exc
+            return
         finally:
             os.close(fd)
+        for start in range(0, self.size, _CHUNK):
+            if self._stop.is_set():
+                mapping.close()
+                return
+            populate_for_writing(mapping, start, min(_CHUNK, self.size - start))
+        self._mapping = mapping
 
     @property
     def ready(self) -> bool:
         """Whether the pages are in (or faulting in failed); :meth:`take` will not wait."""
         return not self._thread.is_alive()
+
+    def wait(self) -> None:
+        """Block until the pages are in (or faulting in failed, or was stopped)."""
+        self._thread.join()
 
     def take(self) -> mmap.mmap | None:
         """Wait for the pages; return the writable mapping (now the caller's to close),

@@ -350,6 +350,16 @@ class ObjectStore:
         unlink_segment(name)
         self.retired.append(name)
 
+    def wait_for_arena(self) -> None:
+        """Block until the arena's pages are in (at once if there is none).
+
+        The runtime calls it at the end of start-up, once the workers are spawned:
+        the arena faults in while they start, and the driver's resident set (which
+        counts the arena's pages) is settled when ``init`` returns.
+        """
+        if self._arena is not None:
+            self._arena.wait()
+
     @property
     def pooled_bytes(self) -> int:
         """Bytes of free slots kept for reuse."""

@@ -8,7 +8,14 @@ import os
 import numpy as np
 import pytest
 
-from sluice.store.arena import ARENA_ENV, MAX_DEFAULT_ARENA_BYTES, Arena, default_arena_bytes, populate
+from sluice.store.arena import (
+    ARENA_ENV,
+    MAX_DEFAULT_ARENA_BYTES,
+    Arena,
+    default_arena_bytes,
+    populate_for_writing,
+    touch_pages,
+)
 from sluice.store.shm import segment_path
 from tests.store.helpers import resident_bytes, run_child
 
@@ -75,20 +82,32 @@ print(arena.take(), type(arena.error).__name__, arena.error.errno)
     assert int(errno_value) == 27  # EFBIG
 
 
-def test_populate_fills_the_page_tables_of_a_shared_mapping(path: str) -> None:
-    with open(path, "wb") as f:
-        f.write(bytes(2 * MB))
-    fd = os.open(path, os.O_RDWR)
-    mapping = mmap.mmap(fd, 2 * MB)
-    os.close(fd)
+def shared_mapping(path: str, size: int) -> mmap.mmap:
+    """A writable shared mapping of a new file of ``size`` allocated bytes."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        assert resident_bytes(mapping) == 0
-        populate(mapping)
-        assert resident_bytes(mapping) == 2 * MB
-        mapping.close()  # populate left no buffer export behind
+        os.posix_fallocate(fd, 0, size)
+        return mmap.mmap(fd, size)
     finally:
-        if not mapping.closed:
-            mapping.close()
+        os.close(fd)
+
+
+def test_populate_for_writing_makes_the_range_resident(path: str) -> None:
+    mapping = shared_mapping(path, 4 * MB)
+    assert resident_bytes(mapping) == 0
+    populate_for_writing(mapping, MB, 2 * MB)
+    assert resident_bytes(mapping) == 2 * MB
+    populate_for_writing(mapping)
+    assert resident_bytes(mapping) == 4 * MB
+    mapping.close()  # no buffer export was left behind
+
+
+def test_touch_pages_makes_the_range_resident_without_madvise(path: str) -> None:
+    mapping = shared_mapping(path, 4 * MB)
+    touch_pages(mapping, MB, 3 * MB)
+    assert resident_bytes(mapping) == 2 * MB
+    assert mapping[:] == bytes(4 * MB)
+    mapping.close()
 
 
 def test_default_size_is_a_quarter_of_the_capacity_at_most_256_mib(monkeypatch: pytest.MonkeyPatch) -> None:
