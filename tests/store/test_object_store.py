@@ -455,3 +455,13 @@ def test_with_an_arena_every_object_survives_and_capacity_holds(
             if store.contains(object_id):
                 np.testing.assert_array_equal(store.get(object_id), blob(object_id, size))
     assert session_files(session) == []
+
+
+def test_the_arena_is_preferred_to_a_smaller_free_slot_that_fits(arena_store: ObjectStore) -> None:
+    arena = put_value(arena_store, 1, blob(1, 3 * MB))
+    other = put_value(arena_store, 2, blob(2, 3 * MB))  # the arena is taken: a new slot
+    assert other != arena and os.path.getsize(segment_path(other)) < 4 * MB
+    for object_id in (1, 2):
+        arena_store.release_slot(arena_store.free(object_id))
+    assert put_value(arena_store, 3, blob(3, 3 * MB)) == arena  # not the best fit by size
+    np.testing.assert_array_equal(arena_store.get(3), blob(3, 3 * MB))
