@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import mmap
 import os
 import re
 import subprocess
@@ -16,7 +15,6 @@ import pytest
 from sluice.exceptions import ObjectLostError
 from sluice.store.serialization import serialize, to_bytes
 from sluice.store.shm import (
-    POPULATE_MIN_BYTES,
     SHM_DIR,
     SegmentReader,
     cleanup_session,
@@ -28,7 +26,7 @@ from sluice.store.shm import (
     unlink_segment,
     write_segment,
 )
-from tests.store.helpers import address_range, data_address, resident_bytes, run_child, session_files
+from tests.store.helpers import address_range, data_address, run_child, session_files
 
 
 def test_names_carry_the_session_and_the_hex_id() -> None:
@@ -110,18 +108,7 @@ def test_reader_caches_one_mapping_per_segment(session: str) -> None:
 def test_populated_mappings_read_the_same(session: str) -> None:
     name = segment_name(session, 6)
     write_segment(name, serialize(np.arange(100)))
-    np.testing.assert_array_equal(SegmentReader(populate_min_bytes=0).read(name), np.arange(100))
-
-
-def test_large_segments_are_mapped_with_their_pages_resident(session: str) -> None:
-    large, small = segment_name(session, 0x60), segment_name(session, 0x61)
-    size = write_segment(large, serialize(np.ones(POPULATE_MIN_BYTES // 8)))
-    write_segment(small, serialize(np.ones(POPULATE_MIN_BYTES // 16)))
-    reader = SegmentReader()
-    view = reader.view(large)
-    assert resident_bytes(view) == (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE * mmap.PAGESIZE
-    assert resident_bytes(reader.view(small)) == 0  # small ones fault in as they are read
-    assert resident_bytes(SegmentReader(populate_min_bytes=1 << 40).view(large)) == 0
+    np.testing.assert_array_equal(SegmentReader(populate=True).read(name), np.arange(100))
 
 
 def test_views_outlive_drop_and_unlink(session: str) -> None:
