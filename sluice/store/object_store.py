@@ -224,6 +224,10 @@ class ObjectStore:
         self._sizes[object_id] = size
         self._local[object_id] = None
         self._used += size
+        # Free slots (the arena among them) go before any object spills: a segment
+        # a worker wrote arrives here unannounced, with no _make_room before it.
+        while self._pool and self._used + self._pooled > self._capacity:
+            self._evict_slot()
         while self._used > self._capacity:
             victim = self._least_recently_used(exclude=object_id)
             if victim is None and object_id in self._local and object_id not in self._pins:

@@ -465,3 +465,15 @@ def test_the_arena_is_preferred_to_a_smaller_free_slot_that_fits(arena_store: Ob
         arena_store.release_slot(arena_store.free(object_id))
     assert put_value(arena_store, 3, blob(3, 3 * MB)) == arena  # not the best fit by size
     np.testing.assert_array_equal(arena_store.get(3), blob(3, 3 * MB))
+
+
+def test_segments_workers_write_evict_the_free_arena_before_anything_spills(
+    session: str, tmp_path: Path,
+) -> None:
+    with ObjectStore(session, capacity_bytes=12 * MB, spill_dir=tmp_path, arena_bytes=4 * MB) as store:
+        for object_id in (1, 2):  # as workers do: write the segment, then the store adopts it
+            size = write_segment(segment_name(session, object_id), serialize(blob(object_id, 5 * MB)))
+            store.adopt(object_id, size)
+        assert store.pooled_bytes == 0 and store.num_spilled == 0
+        assert arena_path(store) not in session_files(session)
+        assert sum(os.path.getsize(p) for p in session_files(session)) <= 12 * MB
