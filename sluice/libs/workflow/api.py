@@ -14,8 +14,12 @@ from sluice.libs.workflow.status import WorkflowStatus
 from sluice.libs.workflow.storage import WorkflowStorage
 
 
-def _storage(storage: Any) -> WorkflowStorage:
-    return storage if isinstance(storage, WorkflowStorage) else WorkflowStorage(storage)
+def _storage(storage: Any, create: bool = True) -> WorkflowStorage:
+    """The storage ``storage`` names; a call that only reads or changes what is there passes
+    ``create=False``, so a mistyped folder raises instead of becoming an empty storage."""
+    if isinstance(storage, WorkflowStorage):
+        return storage
+    return WorkflowStorage(storage, create=create)
 
 
 def _plan(dag: Any) -> Any:
@@ -55,14 +59,14 @@ def resume(workflow_id: str, storage: Any = None) -> Any:
 
     Works on a RESUMABLE run (its driver died), and on a FAILED or CANCELED one (its
     finished steps are kept; the others run again)."""
-    store = _storage(storage)
+    store = _storage(storage, create=False)
     plan, args, kwargs = cloudpickle.loads(store.claim_run(workflow_id))
     return engine.execute(store, workflow_id, plan, args, kwargs)
 
 
 def resume_async(workflow_id: str, storage: Any = None) -> Any:
     """Like ``resume``, returning an ObjectRef of the output at once."""
-    store = _storage(storage)
+    store = _storage(storage, create=False)
     store.claim_run(workflow_id)
     return _driver.remote(str(store.folder), workflow_id, True)
 
@@ -88,36 +92,44 @@ def launch_scheduled(storage: WorkflowStorage, schedule: dict, logical_time: dt.
 
 
 def run_scheduled(storage: WorkflowStorage, schedule: dict, logical_time: dt.datetime,
-                  workflow_id: str, plan: Any = None) -> Any:
+                  workflow_id: str, params: dict | None = None) -> Any:
     """Like :func:`launch_scheduled`, but drive the run in this process; its output.
 
-    ``plan`` is the target's compiled DAG when the caller has it already (a backfill
-    compiles it once for every fire). Raises as :func:`run` does.
+    ``params`` replace the schedule's own (a trigger's overrides). Raises as :func:`run` does.
     """
-    plan = _create_scheduled(storage, schedule, logical_time, workflow_id, plan)
-    return engine.execute(storage, workflow_id, plan, (), {})
+    plan, context = _create_scheduled(storage, schedule, logical_time, workflow_id, params)
+    return engine.execute(storage, workflow_id, plan, (), context)
 
 
 def _create_scheduled(storage: WorkflowStorage, schedule: dict, logical_time: dt.datetime,
-                      workflow_id: str, plan: Any) -> Any:
-    """Create the run a schedule fired (RUNNING, with its schedule and logical time); its Plan."""
-    from sluice.libs.workflow.scheduler import load_target
+                      workflow_id: str, params: dict | None) -> tuple[Any, dict]:
+    """Create the run a schedule fired (RUNNING, with its schedule and logical time); its Plan
+    and run context.
 
-    if plan is None:
-        plan = _plan(load_target(schedule["target"], schedule.get("params") or {}))
-    storage.create_run(workflow_id, cloudpickle.dumps((plan, (), {})), schedule_name=schedule["name"],
+    The target is built for this run (it receives the logical time and data interval it
+    names), and the DAG executes with the context as keyword input; both are stored with
+    the run, so a resume replays the same logical time.
+    """
+    from sluice.libs.workflow.scheduler import load_target, run_context
+
+    context = run_context(schedule, logical_time)
+    if params is None:
+        params = schedule.get("params") or {}
+    plan = _plan(load_target(schedule["target"], params, context))
+    storage.create_run(workflow_id, cloudpickle.dumps((plan, (), context)),
+                       schedule_name=schedule["name"],
                        logical_time=logical_time.astimezone(dt.timezone.utc).isoformat())
-    return plan
+    return plan, context
 
 
 def get_status(workflow_id: str, storage: Any = None) -> WorkflowStatus:
     """RUNNING, SUCCESSFUL, FAILED, RESUMABLE (its driver died) or CANCELED."""
-    return _storage(storage).status(workflow_id)
+    return _storage(storage, create=False).status(workflow_id)
 
 
 def get_output(workflow_id: str, storage: Any = None) -> Any:
     """The output of a finished run (from its checkpoints)."""
-    store = _storage(storage)
+    store = _storage(storage, create=False)
     status = store.status(workflow_id)
     if status is not WorkflowStatus.SUCCESSFUL:
         raise ValueError(f"workflow {workflow_id!r} is {status.value}, so it has no output yet; "
@@ -129,13 +141,13 @@ def get_output(workflow_id: str, storage: Any = None) -> Any:
 
 def list_all(status_filter: Any = None, storage: Any = None) -> list[tuple[str, WorkflowStatus]]:
     """(workflow id, status) of every run, or of those with a status in ``status_filter``."""
-    return _storage(storage).list_runs(status_filter)
+    return _storage(storage, create=False).list_runs(status_filter)
 
 
 def cancel(workflow_id: str, storage: Any = None) -> None:
     """Stop a running (or resumable) run: its driver stops at the next step boundary; it shows
     CANCELED. A finished run cannot be cancelled."""
-    store = _storage(storage)
+    store = _storage(storage, create=False)
     status = store.status(workflow_id)
     if status not in (WorkflowStatus.RUNNING, WorkflowStatus.RESUMABLE) or not store.set_status(
             workflow_id, WorkflowStatus.CANCELED, expected=WorkflowStatus.RUNNING):
@@ -145,7 +157,7 @@ def cancel(workflow_id: str, storage: Any = None) -> None:
 
 def delete(workflow_id: str, storage: Any = None) -> None:
     """Forget a run: its metadata and its checkpoints."""
-    _storage(storage).delete_run(workflow_id)
+    _storage(storage, create=False).delete_run(workflow_id)
 
 
 def schedule(name: str, target: str, cron: str, timezone: str = "UTC", params: dict | None = None,
@@ -153,12 +165,17 @@ def schedule(name: str, target: str, cron: str, timezone: str = "UTC", params: d
     """Save a schedule: ``target`` (``"module:function"`` returning a DAG, or a DAG) runs at
     every ``cron`` time (5 fields, or 6 with seconds first) in ``timezone``.
 
+    A target function naming a ``logical_time`` parameter is called with each run's
+    logical time (an aware datetime in ``timezone``), one naming ``data_interval`` with
+    ``(start, end)``, the period since the previous fire time, ``end`` excluded (see
+    :mod:`sluice.libs.workflow.scheduler`); ``params`` are its other keyword arguments.
+
     A ``Scheduler`` (``sluice scheduler``) fires the runs. Missed runs while no scheduler
     ran are skipped unless ``catchup``; a run due while ``max_active_runs`` of this
     schedule are running is skipped. Bad cron, timezone or target are refused here.
     """
     from sluice.libs.workflow.cron import check_timezone, parse_cron
-    from sluice.libs.workflow.scheduler import load_target
+    from sluice.libs.workflow.scheduler import load_target, sample_run_context
 
     if not isinstance(name, str) or not name:
         raise ValueError(f"schedule name {name!r}: give a non-empty string")
@@ -166,6 +183,7 @@ def schedule(name: str, target: str, cron: str, timezone: str = "UTC", params: d
     check_timezone(timezone)
     if isinstance(max_active_runs, bool) or not isinstance(max_active_runs, int) or max_active_runs < 1:
         raise ValueError(f"max_active_runs={max_active_runs!r}: give an int >= 1")
-    load_target(target, params or {})
+    # Built as its next run would build it, so a target that reads its logical time is checked.
+    load_target(target, params or {}, sample_run_context(cron, timezone))
     _storage(storage).add_schedule(name, target, cron, timezone, params or {}, bool(catchup),
                                    max_active_runs)

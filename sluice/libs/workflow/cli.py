@@ -94,24 +94,38 @@ def add_parsers(sub: Any) -> None:
     trigger = actions.add_parser(
         "trigger", parents=[storage], help="run a schedule's target now, in this process",
         description="Run the schedule's target now in this process, recorded as a fire of the "
-                    "schedule with logical time now, and print its output (after a line "
-                    "SCHEDULE  LOGICAL-TIME  OUTCOME  WORKFLOW-ID). It does not move the "
+                    "schedule with logical time now (or --logical-time), and print its output "
+                    "(after a line SCHEDULE  LOGICAL-TIME  OUTCOME  WORKFLOW-ID). The target "
+                    "gets that logical_time, and as data_interval the period since the "
+                    "schedule's fire time before it, if it names them. It does not move the "
                     "schedule's timeline, nor wait for its max-active-runs. Exit status 1 if "
                     "the run fails.")
     trigger.add_argument("name", metavar="NAME")
     trigger.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                          help=f"override one of the schedule's params; {_PARAM_HELP}")
+    trigger.add_argument("--logical-time", metavar="ISO",
+                         help="the run's logical time (default: now), ISO 8601 (2026-03-01 or "
+                              "2026-03-01T06:00); without an offset it is read in the "
+                              "schedule's timezone; a time the schedule has a run for already "
+                              "is refused")
 
     backfill = sub.add_parser(
         "backfill", parents=[storage], help="run a schedule's fire times over a past range",
-        description="Run every fire time of schedule NAME in [START, END], oldest first, in this "
-                    "process, each recorded as a fire with that logical time; times already "
-                    "recorded (fired, skipped or backfilled before) are skipped. START and END "
-                    "are ISO 8601 (2026-03-01 or 2026-03-01T06:00); without an offset they are "
-                    "read in the schedule's timezone. Exit status 1 if a run fails.")
+        description="Run every fire time of schedule NAME from START to END, both included, "
+                    "oldest first, in this process, each recorded as a fire with that logical "
+                    "time (which the target gets as logical_time, with data_interval, if it "
+                    "names them); times already recorded (fired, skipped or backfilled before) "
+                    "are skipped. START and END are ISO 8601 (2026-03-01 or "
+                    "2026-03-01T06:00); without an offset they are read in the schedule's "
+                    "timezone. A date without a time means the whole day: --start 2026-11-01 "
+                    "--end 2026-11-07 covers 7 days of a daily schedule, from 11-01 00:00 to "
+                    "the end of 11-07; a time includes a fire at exactly that time. Exit "
+                    "status 1 if a run fails.")
     backfill.add_argument("name", metavar="NAME")
-    backfill.add_argument("--start", required=True, metavar="ISO")
-    backfill.add_argument("--end", required=True, metavar="ISO")
+    backfill.add_argument("--start", required=True, metavar="ISO",
+                          help="the first time (a date: from its 00:00)")
+    backfill.add_argument("--end", required=True, metavar="ISO",
+                          help="the last time, included (a date: its whole day)")
 
     runs = sub.add_parser("workflow", help="list, show, resume or cancel workflow runs")
     run_actions = runs.add_subparsers(dest="action", metavar="ACTION")
@@ -154,11 +168,14 @@ def _usage_errors() -> tuple[type[BaseException], ...]:
     return (StorageError, ValueError)  # CronError and TargetError are ValueErrors
 
 
-def _storage(args: argparse.Namespace) -> Any:
+def _storage(args: argparse.Namespace, create: bool = False) -> Any:
+    """The storage ``--storage`` names. Only the commands that add to it from nothing
+    (``schedule add``, ``scheduler``) create it: any other one, given a folder without a
+    storage (a typo), says so and creates nothing."""
     from sluice.libs.workflow.storage import WorkflowStorage
 
     try:
-        return WorkflowStorage(args.storage)
+        return WorkflowStorage(args.storage, create=create)
     except _usage_errors() as exc:
         raise UsageError(str(exc)) from None
 
@@ -177,7 +194,7 @@ def _schedule_add(args: argparse.Namespace) -> int:
     from sluice.libs.workflow.cron import next_fire_time, parse_cron
 
     _importable_cwd()
-    store = _storage(args)
+    store = _storage(args, create=True)
     try:
         api.schedule(args.name, args.target, args.cron, timezone=args.timezone,
                      params=_params(args.param), catchup=args.catchup,
@@ -228,11 +245,26 @@ def _schedule_remove(args: argparse.Namespace) -> int:
 
 
 def _schedule_trigger(args: argparse.Namespace) -> int:
+    from sluice.libs.workflow.cron import check_timezone
+
     store = _storage(args)
     schedule = _get_schedule(store, args.name)
-    plan = _load_plan(schedule, {**schedule["params"], **_params(args.param)})
+    params = {**schedule["params"], **_params(args.param)}
+    logical_time = datetime.now(timezone.utc)
+    if args.logical_time is not None:
+        try:
+            tz = check_timezone(schedule["timezone"])
+        except ValueError as exc:
+            raise UsageError(f"schedule {args.name!r} cannot be triggered: {exc}") from None
+        logical_time = _instant(args.logical_time, "--logical-time", tz)
+        taken = {f["logical_time"]: f for f in store.fires(args.name)}.get(_iso(logical_time))
+        if taken is not None:
+            raise UsageError(f"schedule {args.name!r} has a fire at {_iso(logical_time)} already "
+                             f"({taken['outcome']}, workflow {taken['workflow_id'] or '-'}); "
+                             f"resume that run, or give another --logical-time")
+    _check_target(schedule, params, logical_time)
     with _runtime():
-        succeeded, output = _FireHere(store, plan)(schedule, datetime.now(timezone.utc))
+        succeeded, output = _FireHere(store, params)(schedule, logical_time)
     if succeeded:
         print(output)
         return 0
@@ -248,22 +280,27 @@ def _backfill(args: argparse.Namespace) -> int:
         spec, tz = parse_cron(schedule["cron"]), check_timezone(schedule["timezone"])
     except ValueError as exc:
         raise UsageError(f"schedule {args.name!r} cannot be backfilled: {exc}") from None
-    start, end = _instant(args.start, "--start", tz), _instant(args.end, "--end", tz)
-    if start > end:
+    start = _instant(args.start, "--start", tz)
+    end, end_included = _range_end(args.end, tz)
+    if start > end or (start == end and not end_included):
         raise UsageError(f"--start {args.start} is after --end {args.end}; give START <= END")
-    # fire_times covers (after, until]; fire times are whole seconds, so this includes START.
-    due = fire_times(spec, tz, start - timedelta(microseconds=1), end)
+    # fire_times covers (after, until]; fire times are whole seconds, so shifting an end by a
+    # microsecond includes START, and excludes an END that is the day after a date.
+    until = end if end_included else end - timedelta(microseconds=1)
+    due = fire_times(spec, tz, start - timedelta(microseconds=1), until)
     recorded = {f["logical_time"] for f in store.fires(args.name)}
     todo = [t for t in due if _iso(t) not in recorded]
     failed = 0
     if todo:
-        fire = _FireHere(store, _load_plan(schedule, schedule["params"]))
+        _check_target(schedule, schedule["params"], todo[0])
+        fire = _FireHere(store, schedule["params"])
         with _runtime():
             for logical_time in todo:
                 succeeded, _ = fire(schedule, logical_time)
                 failed += not succeeded
-    print(f"backfilled {args.name!r}: {len(due)} fire time(s) in [{_iso(start)}, {_iso(end)}], "
-          f"{len(todo)} ran, {len(due) - len(todo)} already recorded, {failed} not successful")
+    span = f"[{_iso(start)}, {_iso(end)}" + ("]" if end_included else ")")
+    print(f"backfilled {args.name!r}: {len(due)} fire time(s) in {span}, {len(todo)} ran, "
+          f"{len(due) - len(todo)} already recorded, {failed} not successful")
     return 1 if failed else 0
 
 
@@ -275,30 +312,30 @@ def _get_schedule(store: Any, name: str) -> dict:
     return schedule
 
 
-def _load_plan(schedule: dict, params: dict) -> Any:
-    """The unfused Plan of a schedule's target called with ``params`` (one step per node)."""
-    import sluice
-    from sluice.libs.workflow.scheduler import load_target
+def _check_target(schedule: dict, params: dict, logical_time: datetime) -> None:
+    """Build the target as the run at ``logical_time`` will (it may read its logical time):
+    one that does not import or build is a usage error, before any run is recorded."""
+    from sluice.libs.workflow.scheduler import load_target, run_context
 
     _importable_cwd()
     try:
-        dag = load_target(schedule["target"], params)
+        load_target(schedule["target"], params, run_context(schedule, logical_time))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    return sluice.compile(dag, optimize=False)
 
 
 class _FireHere:
     """Fires of ``trigger`` and ``backfill``: each claimed and launched by the scheduler
-    (:meth:`Scheduler.fire`, off the schedule's timeline), its run driven in this process."""
+    (:meth:`Scheduler.fire`, off the schedule's timeline), its run driven in this process,
+    its target built for its own logical time."""
 
-    def __init__(self, store: Any, plan: Any):
+    def __init__(self, store: Any, params: dict):
         from sluice.libs.workflow.scheduler import Scheduler
 
-        self.store, self.plan = store, plan
+        self.store, self.params = store, params
         self.scheduler = Scheduler(store, launcher=self._drive)
-        # How the run last driven ended: (its status, its output, the error to print).
-        self.ended: tuple[WorkflowStatus, Any, str | None] | None = None
+        # How the run last driven ended: (its outcome, its output, the error to print).
+        self.ended: tuple[str, Any, str | None] | None = None
 
     def __call__(self, schedule: dict, logical_time: datetime) -> tuple[bool, Any]:
         """Fire ``schedule`` at ``logical_time`` and print its line; (succeeded, its output).
@@ -315,29 +352,36 @@ class _FireHere:
         if self.ended is None:  # the launch itself failed (the scheduler logged why)
             _print_fire(name, iso, outcome, workflow_id)
             return False, None
-        status, output, error = self.ended
-        _print_fire(name, iso, status.value, workflow_id, error=error)
-        return status is WorkflowStatus.SUCCESSFUL, output
+        outcome, output, error = self.ended
+        _print_fire(name, iso, outcome, workflow_id, error=error)
+        return outcome == WorkflowStatus.SUCCESSFUL.value, output
 
     def _drive(self, schedule: dict, logical_time: datetime, workflow_id: str) -> None:
         """The scheduler's launcher here: create the run, drive it, keep how it ended."""
         from sluice.libs.workflow import api
+        from sluice.libs.workflow.scheduler import LAUNCH_FAILED
         from sluice.libs.workflow.storage import WorkflowExistsError
 
         try:
-            output = api.run_scheduled(self.store, schedule, logical_time, workflow_id, self.plan)
+            output = api.run_scheduled(self.store, schedule, logical_time, workflow_id,
+                                       self.params)
         except WorkflowExistsError as exc:  # a run of an earlier schedule of the same name
             status = self.store.status(workflow_id)
             self.store.set_fire_outcome(schedule["name"], _iso(logical_time), status.value)
-            self.ended = (status, None, f"not run again: {exc}")
+            self.ended = (status.value, None, f"not run again: {exc}")
         except KeyboardInterrupt:  # the engine stored the run RESUMABLE
             _print_fire(schedule["name"], _iso(logical_time),
                         self.store.status(workflow_id).value, workflow_id)
             raise
         except Exception as exc:  # noqa: BLE001 - reported as the run's outcome
-            self.ended = (self.store.status(workflow_id), None, f"{type(exc).__name__}: {exc}")
+            error = f"{type(exc).__name__}: {exc}"
+            if self.store.get_run(workflow_id) is None:  # its target did not build for this time
+                self.store.set_fire_outcome(schedule["name"], _iso(logical_time), LAUNCH_FAILED)
+                self.ended = (LAUNCH_FAILED, None, error)
+            else:
+                self.ended = (self.store.status(workflow_id).value, None, error)
         else:
-            self.ended = (WorkflowStatus.SUCCESSFUL, output, None)
+            self.ended = (WorkflowStatus.SUCCESSFUL.value, output, None)
 
 
 # ----------------------------------------------------------------------------- workflow
@@ -435,7 +479,7 @@ def _scheduler(args: argparse.Namespace) -> int:
         raise UsageError(f"--poll {args.poll}: give a positive number of seconds")
     if args.num_cpus is not None and args.num_cpus < 1:
         raise UsageError(f"--num-cpus {args.num_cpus}: give at least 1")
-    store = _storage(args)
+    store = _storage(args, create=True)   # it waits for schedules added later
     _importable_cwd()
     daemon = _Daemon(store)
     previous = {sig: signal.signal(sig, daemon.request_stop)
@@ -564,6 +608,19 @@ def _instant(text: str, option: str, tz: Any) -> datetime:
     if value.tzinfo is None:
         value = value.replace(tzinfo=tz)
     return value.astimezone(timezone.utc)
+
+
+def _range_end(text: str, tz: Any) -> tuple[datetime, bool]:
+    """``--end`` as (instant, included): a date alone means its whole day, so the instant is
+    the next day's 00:00 in ``tz``, excluded; a time is included."""
+    from datetime import date
+
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        return _instant(text, "--end", tz), True
+    next_day = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=tz)
+    return next_day.astimezone(timezone.utc), False
 
 
 def _iso(instant: datetime) -> str:

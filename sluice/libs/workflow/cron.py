@@ -45,6 +45,7 @@ __all__ = [
     "latest_fire_time",
     "next_fire_time",
     "parse_cron",
+    "previous_fire_time",
 ]
 
 _FIELDS = ("second", "minute", "hour", "day-of-month", "month", "day-of-week")
@@ -221,6 +222,18 @@ def next_fire_time(spec: CronSpec, tz: str | ZoneInfo, after: datetime) -> datet
                 best = instant if best is None or instant < best else best
         if best is not None:
             return best
+        span *= 2
+
+
+def previous_fire_time(spec: CronSpec, tz: str | ZoneInfo, before: datetime) -> datetime:
+    """The last fire time strictly before ``before`` (aware UTC): where the data interval of
+    a run at ``before`` starts."""
+    span = timedelta(days=2)
+    until = _aware_utc(before, "before") - timedelta(microseconds=1)
+    while True:  # parse_cron refused expressions that never fire, and cron repeats, so this ends
+        found = latest_fire_time(spec, tz, until - span, until)
+        if found is not None:
+            return found
         span *= 2
 
 

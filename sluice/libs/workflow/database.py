@@ -82,6 +82,10 @@ class StorageError(SluiceError):
     """The workflow storage cannot be used as asked (corrupt, too new, or a bad request)."""
 
 
+class StorageNotFoundError(StorageError):
+    """No workflow storage is at that folder (and the call would not create one)."""
+
+
 class WorkflowExistsError(StorageError):
     """A run with that workflow id already exists (or is RUNNING under a live driver)."""
 
@@ -92,6 +96,17 @@ class WorkflowNotFoundError(StorageError):
 
 class ScheduleNotFoundError(StorageError):
     """No schedule with that name is in the storage."""
+
+
+def _no_storage_message(folder: Path, is_default: bool) -> str:
+    """One line: no storage at ``folder``, and how to name the right one."""
+    if is_default:
+        return (f"no workflow storage at {str(folder)!r}, the default (no {DB_NAME} there: "
+                f"nothing was run or scheduled with it); pass the folder your runs use with "
+                f"--storage (storage= in Python) or set ${STORAGE_ENV}")
+    return (f"no workflow storage at {str(folder)!r} (no {DB_NAME} there: nothing was run or "
+            f"scheduled with it); check the path, or pass the folder your runs use (by default "
+            f"{str(default_folder())!r}) with --storage (storage= in Python)")
 
 
 def default_folder() -> Path:
@@ -106,14 +121,19 @@ class Database:
     """The SQLite database of a storage folder: one connection per thread and process,
     checked when first opened, write transactions taken up front.
 
-    ``folder`` defaults to :func:`default_folder` and is created if missing. The
-    database is opened and checked here: one written by a newer sluice, one that is
-    not sluice's, or a corrupt one raises :class:`StorageError` and is left untouched.
+    ``folder`` defaults to :func:`default_folder` and is created if missing, unless
+    ``create=False`` (what only reads, or changes what is there, passes it): then a
+    folder without a database raises :class:`StorageNotFoundError` and nothing is
+    created. The database is opened and checked here: one written by a newer sluice,
+    one that is not sluice's, or a corrupt one raises :class:`StorageError` and is
+    left untouched.
     """
 
-    def __init__(self, folder: str | os.PathLike[str] | None = None):
+    def __init__(self, folder: str | os.PathLike[str] | None = None, *, create: bool = True):
         self.folder = Path(folder).expanduser() if folder is not None else default_folder()
         self.db_path = self.folder / DB_NAME
+        if not create and not self.db_path.is_file():
+            raise StorageNotFoundError(_no_storage_message(self.folder, folder is None))
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

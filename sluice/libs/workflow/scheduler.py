@@ -28,15 +28,35 @@ and ``sluice backfill``): claimed and launched the same way, but neither
 ``max_active_runs`` nor the schedule's last fired time is read or moved.
 
 The launcher is ``launcher(schedule, logical_time, workflow_id)``: it builds the
-DAG (:func:`load_target` with the schedule's ``params``), creates the run in
-storage *before it returns* (with ``schedule_name`` and ``logical_time``, so the
-overlap count sees it) and runs it in the background.
+DAG (:func:`load_target` with the schedule's ``params`` and the run's context),
+creates the run in storage *before it returns* (with ``schedule_name`` and
+``logical_time``, so the overlap count sees it) and runs it in the background.
+
+**Which run is this?** Every run a schedule starts (fired by a tick, triggered, or
+backfilled) has a *run context* (:func:`run_context`), as Airflow gives a DAG run
+its ``logical_date`` and ``data_interval_start``/``data_interval_end``:
+
+* ``logical_time``: the fire time the run stands for (an aware datetime in the
+  schedule's timezone, so ``logical_time.date()`` is the schedule's local day);
+* ``data_interval``: ``(start, end)``, the half-open period ``[start, end)`` that
+  ended when the run fired: ``end`` is the logical time and ``start`` the fire time
+  before it (a daily 02:00 run at 2026-11-07 02:00 covers ``[11-06 02:00, 11-07
+  02:00)``). A run fires at the end of its interval, so its data is complete, as
+  in Airflow, whose run is due at ``data_interval_end``.
+
+A target function receives each of them it names as a parameter (``def
+nightly(logical_time, data_interval=None, n=1)``); one naming neither is called
+with its params alone. A DAG target (or a DAG that reads an ``InputNode``) reads
+them as keyword input (``inp.logical_time``): a scheduled run executes its DAG
+with the context as keyword arguments. The context is stored with the run (its
+pickled DAG and input), so a resumed run sees the logical time it started with.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import logging
 import os
 import threading
@@ -50,7 +70,9 @@ from sluice.libs.workflow.cron import (
     check_timezone,
     fire_times,
     latest_fire_time,
+    next_fire_time,
     parse_cron,
+    previous_fire_time,
 )
 from sluice.libs.workflow.status import WorkflowStatus
 from sluice.libs.workflow.storage import ScheduleNotFoundError, WorkflowStorage
@@ -58,10 +80,13 @@ from sluice.libs.workflow.storage import ScheduleNotFoundError, WorkflowStorage
 __all__ = [
     "LAUNCH_FAILED",
     "SKIPPED_OVERLAP",
+    "RUN_CONTEXT",
     "WAITING",
     "Scheduler",
     "TargetError",
     "load_target",
+    "run_context",
+    "sample_run_context",
     "scheduled_workflow_id",
 ]
 
@@ -69,23 +94,34 @@ SKIPPED_OVERLAP = "SKIPPED_OVERLAP"
 LAUNCH_FAILED = "LAUNCH_FAILED"
 # Reported by tick (never stored): a catchup run waiting for a free slot.
 WAITING = "WAITING"
+# What a scheduled run is told about itself (see the module docstring); not params.
+RUN_CONTEXT = ("logical_time", "data_interval")
 
 Launcher = Callable[[dict, datetime, str], Any]
 Handled = list[tuple[str, datetime, str]]
 _log = logging.getLogger(__name__)
 
 
-def load_target(target: str, params: dict[str, Any] | None = None) -> Any:
-    """The DAG of a schedule target ``"module:function"`` called with ``params`` as kwargs.
+def load_target(target: str, params: dict[str, Any] | None = None,
+                context: dict[str, Any] | None = None) -> Any:
+    """The DAG of a schedule target ``"module:function"`` called with ``params`` as kwargs,
+    plus each entry of the run ``context`` (:func:`run_context`) the function names as a
+    parameter (``logical_time``, ``data_interval``).
 
     The attribute may also be a DAG itself (``"module:dag"``, no params). Raises
     :class:`TargetError` naming the target if it does not import (see
-    :func:`sluice.dsl.targets.import_target`), the call raises, or the result is not a
-    DAG built with ``.bind()``.
+    :func:`sluice.dsl.targets.import_target`), ``params`` name a context entry, the
+    call raises, or the result is not a DAG built with ``.bind()``.
     """
     from sluice.dsl.nodes import DAGNode
 
     params = dict(params or {})
+    reserved = sorted(set(params) & set(RUN_CONTEXT))
+    if reserved:
+        raise TargetError(f"schedule target {target!r}: params {reserved} are set by the "
+                          f"scheduler for each run (its logical time and data interval); drop "
+                          f"them from the params (`sluice schedule trigger --logical-time` picks "
+                          f"the logical time of a manual run)")
     obj = import_target(target, "schedule target", "etl.jobs:nightly (a function returning a DAG)")
     if isinstance(obj, DAGNode):
         if params:
@@ -96,16 +132,56 @@ def load_target(target: str, params: dict[str, Any] | None = None) -> Any:
     if not callable(obj):
         raise TargetError(f"schedule target {target!r} is of type {type(obj).__name__}: give a "
                           f"function returning a DAG, or a DAG")
+    wanted = {k: v for k, v in (context or {}).items() if k in _named_parameters(obj)}
     try:
-        dag = obj(**params)
+        dag = obj(**params, **wanted)
     except Exception as exc:
         raise TargetError(f"schedule target {target!r} raised {type(exc).__name__}: {exc} when "
-                          f"called with params {params!r}") from exc
+                          f"called with params {params!r}"
+                          + (f" and {sorted(wanted)}" if wanted else "")) from exc
     if not isinstance(dag, DAGNode):
         raise TargetError(f"schedule target {target!r} returned a value of type "
                           f"{type(dag).__name__}, not a DAG; return the node built with .bind(), "
                           f"e.g. `return step.bind(...)`")
     return dag
+
+
+def _named_parameters(function: Any) -> set[str]:
+    """The parameters ``function`` takes by name (not ``*args``/``**kwargs``: a target's
+    ``**kwargs`` gets its params only, as when it was written before the run context)."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):  # a builtin or C callable: no signature to read
+        return set()
+    return {p.name for p in parameters
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+def run_context(schedule: dict, logical_time: datetime) -> dict[str, Any]:
+    """What the run of ``schedule`` (a dict as storage returns it) at ``logical_time`` is told
+    about itself: ``logical_time`` and ``data_interval`` (see the module docstring), aware
+    datetimes in the schedule's timezone.
+
+    >>> from datetime import datetime, timezone
+    >>> daily = {"cron": "0 2 * * *", "timezone": "UTC"}
+    >>> ctx = run_context(daily, datetime(2026, 11, 7, 2, tzinfo=timezone.utc))
+    >>> ctx["logical_time"].isoformat(), [t.isoformat() for t in ctx["data_interval"]]
+    ('2026-11-07T02:00:00+00:00', ['2026-11-06T02:00:00+00:00', '2026-11-07T02:00:00+00:00'])
+    """
+    _iso(logical_time)  # refuses a naive time
+    tz = check_timezone(schedule["timezone"])
+    start = previous_fire_time(parse_cron(schedule["cron"]), tz, logical_time)
+    end = logical_time.astimezone(tz)
+    return {"logical_time": end, "data_interval": (start.astimezone(tz), end)}
+
+
+def sample_run_context(cron: str, timezone_name: str) -> dict[str, Any]:
+    """The run context of a schedule's next fire time from now: what a target is built with
+    when the schedule is checked before it is saved."""
+    after = datetime.now(timezone.utc)
+    schedule = {"cron": cron, "timezone": timezone_name}
+    return run_context(schedule, next_fire_time(parse_cron(cron), check_timezone(timezone_name),
+                                                after))
 
 
 def scheduled_workflow_id(name: str, logical_time: datetime) -> str:

@@ -52,6 +52,7 @@ from sluice.libs.workflow.database import (
     Database,
     ScheduleNotFoundError,
     StorageError,
+    StorageNotFoundError,
     WorkflowExistsError,
     WorkflowNotFoundError,
     default_folder,
@@ -66,6 +67,7 @@ __all__ = [
     "STORAGE_ENV",
     "ScheduleNotFoundError",
     "StorageError",
+    "StorageNotFoundError",
     "WorkflowExistsError",
     "WorkflowNotFoundError",
     "WorkflowStorage",
@@ -88,9 +90,10 @@ _SCHEDULE_COLUMNS = (
 class WorkflowStorage(Database):
     """Runs, steps, checkpoints and schedules kept in one folder, safe for many processes.
 
-    ``folder`` defaults to :func:`default_folder` and is created if missing; a database
-    written by a newer sluice, not sluice's, or corrupt raises :class:`StorageError` and is
-    left untouched. Instances pickle as their folder, so they can be handed to other
+    ``folder`` defaults to :func:`default_folder` and is created if missing (with
+    ``create=False``, a folder without a database raises :class:`StorageNotFoundError`
+    instead); a database written by a newer sluice, not sluice's, or corrupt raises
+    :class:`StorageError` and is left untouched. Instances pickle as their folder, so they can be handed to other
     processes.
     """
 
