@@ -166,7 +166,7 @@ def schedule(name: str, target: str, cron: str, timezone: str = "UTC", params: d
     every ``cron`` time (5 fields, or 6 with seconds first) in ``timezone``.
 
     A target function naming a ``logical_time`` parameter is called with each run's
-    logical time (an aware datetime in ``timezone``), one naming ``data_interval`` with
+    logical time (an aware datetime at ``timezone``'s offset), one naming ``data_interval`` with
     ``(start, end)``, the period since the previous fire time, ``end`` excluded (see
     :mod:`sluice.libs.workflow.scheduler`); ``params`` are its other keyword arguments.
 

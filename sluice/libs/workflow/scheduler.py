@@ -36,8 +36,9 @@ creates the run in storage *before it returns* (with ``schedule_name`` and
 backfilled) has a *run context* (:func:`run_context`), as Airflow gives a DAG run
 its ``logical_date`` and ``data_interval_start``/``data_interval_end``:
 
-* ``logical_time``: the fire time the run stands for (an aware datetime in the
-  schedule's timezone, so ``logical_time.date()`` is the schedule's local day);
+* ``logical_time``: the fire time the run stands for (an aware datetime at the
+  schedule's local UTC offset, so ``logical_time.date()`` is the schedule's local
+  day);
 * ``data_interval``: ``(start, end)``, the half-open period ``[start, end)`` that
   ended when the run fired: ``end`` is the logical time and ``start`` the fire time
   before it (a daily 02:00 run at 2026-11-07 02:00 covers ``[11-06 02:00, 11-07
@@ -160,7 +161,7 @@ def _named_parameters(function: Any) -> set[str]:
 def run_context(schedule: dict, logical_time: datetime) -> dict[str, Any]:
     """What the run of ``schedule`` (a dict as storage returns it) at ``logical_time`` is told
     about itself: ``logical_time`` and ``data_interval`` (see the module docstring), aware
-    datetimes in the schedule's timezone.
+    datetimes at the schedule's local UTC offset.
 
     >>> from datetime import datetime, timezone
     >>> daily = {"cron": "0 2 * * *", "timezone": "UTC"}
@@ -171,8 +172,16 @@ def run_context(schedule: dict, logical_time: datetime) -> dict[str, Any]:
     _iso(logical_time)  # refuses a naive time
     tz = check_timezone(schedule["timezone"])
     start = previous_fire_time(parse_cron(schedule["cron"]), tz, logical_time)
-    end = logical_time.astimezone(tz)
-    return {"logical_time": end, "data_interval": (start.astimezone(tz), end)}
+    end = _local(logical_time, tz)
+    return {"logical_time": end, "data_interval": (_local(start, tz), end)}
+
+
+def _local(instant: datetime, tz: Any) -> datetime:
+    """``instant`` at the UTC offset ``tz`` has then: its ``.date()`` and ``isoformat()`` are
+    the schedule's local ones, and it compares equal to the same instant in any zone (a
+    ZoneInfo time in a repeated hour, fold=1, would not, by PEP 495)."""
+    local = instant.astimezone(tz)
+    return local.replace(tzinfo=timezone(local.utcoffset()), fold=0)
 
 
 def sample_run_context(cron: str, timezone_name: str) -> dict[str, Any]:

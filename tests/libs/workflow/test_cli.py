@@ -12,8 +12,9 @@ import sys
 import textwrap
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -67,6 +68,41 @@ JOBS = textwrap.dedent("""
 
     def gated(gate):
         return held.bind(gate, numbers.bind(3))
+
+
+    @sluice.remote
+    def stamp(out, logical, start, end):
+        # One file per day: the run's own day, read from its logical time.
+        with open(os.path.join(out, f"usage_{logical[:10]}.txt"), "w") as f:
+            f.write(f"{logical} {start} {end}")
+        return [logical, start, end]
+
+
+    def daily(out, logical_time, data_interval):
+        start, end = data_interval
+        return stamp.bind(out, logical_time.isoformat(), start.isoformat(), end.isoformat())
+
+
+    @sluice.remote(max_retries=0)
+    def stamp_when_open(gate, logical, start, end):
+        if not os.path.exists(gate):
+            raise RuntimeError("the gate is closed")
+        return [logical, start, end]
+
+
+    def gated_daily(gate, logical_time, data_interval=None):
+        start, end = data_interval
+        return stamp_when_open.bind(gate, logical_time.isoformat(), start.isoformat(),
+                                    end.isoformat())
+
+
+    @sluice.remote
+    def isoformats(logical_time, data_interval):
+        return [logical_time.isoformat(), *(t.isoformat() for t in data_interval)]
+
+
+    with sluice.InputNode() as inp:
+        reads_input = isoformats.bind(inp.logical_time, inp.data_interval)
 """)
 # The console script's own folder, not the current one, is first on its sys.path.
 CONSOLE = "import sys\nfrom sluice.cli import main\nsys.exit(main())\n"
@@ -96,6 +132,17 @@ def sluice_cli(capsys, *args: str) -> tuple[int, str, str]:
     code = cli.main(list(args))
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def console(jobs: Path, bin_dir: Path, *args: str,
+            env: dict | None = None) -> subprocess.CompletedProcess:
+    """``sluice ARGS`` as the console script runs it (from ``bin_dir``), in the jobs folder."""
+    script = bin_dir / "sluice"
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text(CONSOLE)
+    return subprocess.run([sys.executable, str(script), *args], cwd=jobs, capture_output=True,
+                          text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
 
 
 def fields(line: str) -> list[str]:
@@ -259,6 +306,222 @@ def test_backfill_refuses_a_bad_range(store, capsys, start, end, message):
                                 "--storage", store)
     assert (code, out) == (2, "")
     assert err.startswith(f"sluice backfill: error: {message}")
+
+
+# ------------------------------------------------------------------------- run context
+# A schedule's target learns which run it is: logical_time (the fire time, in the schedule's
+# timezone) and data_interval (from the fire time before it to the logical time).
+
+
+def paris(day: int, month: int = 11) -> str:
+    """2026-MM-DD 02:00 in Paris (+01:00 after the clocks went back on 10-25)."""
+    return f"2026-{month:02d}-{day:02d}T02:00:00+01:00"
+
+
+def test_backfill_of_seven_dates_runs_each_day_once_with_its_own_logical_time(
+        store, capsys, jobs, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    add(capsys, store, "nightly", "0 2 * * *", "--timezone", "Europe/Paris",
+        "--param", f"out={out}", target=f"{MODULE}:daily")
+    done = console(jobs, tmp_path / "bin", "backfill", "nightly", "--start", "2026-11-01",
+                   "--end", "2026-11-07", "--storage", store)
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    # --end 2026-11-07, a date, includes that whole day: 7 runs, not 6.
+    *lines, summary = done.stdout.splitlines()
+    utc = [f"2026-11-{d:02d}T01:00:00+00:00" for d in range(1, 8)]
+    assert [fields(line) for line in lines] == [
+        ["nightly", t, "SUCCESSFUL", f"nightly@{t}"] for t in utc]
+    assert summary == ("backfilled 'nightly': 7 fire time(s) in [2026-10-31T23:00:00+00:00, "
+                       "2026-11-07T23:00:00+00:00), 7 ran, 0 already recorded, 0 not successful")
+    # Each run wrote its own day's file, with its logical time and data interval.
+    intervals = [(paris(31, 10) if d == 1 else paris(d - 1), paris(d)) for d in range(1, 8)]
+    assert sorted(p.name for p in out.iterdir()) == [
+        f"usage_2026-11-{d:02d}.txt" for d in range(1, 8)]
+    for d, (start, end) in zip(range(1, 8), intervals):
+        assert (out / f"usage_2026-11-{d:02d}.txt").read_text() == f"{paris(d)} {start} {end}"
+    storage = WorkflowStorage(store)
+    for t, (start, end) in zip(utc, intervals):
+        assert workflow.get_output(f"nightly@{t}", storage=store) == [end, start, end]
+        assert storage.get_run(f"nightly@{t}")["logical_time"] == t
+
+
+def test_a_date_end_covers_its_day_and_a_time_end_includes_a_fire_exactly_at_it(store, capsys):
+    add(capsys, store, "hourly", "0 * * * *")
+    code, out, _ = sluice_cli(capsys, "backfill", "hourly", "--start", "2026-01-01T22:00",
+                              "--end", "2026-01-01", "--storage", store)
+    assert code == 0
+    assert [fields(line)[1] for line in out.splitlines()[:-1]] == [
+        "2026-01-01T22:00:00+00:00", "2026-01-01T23:00:00+00:00"]   # not 01-02T00:00
+    code, out, _ = sluice_cli(capsys, "backfill", "hourly", "--start", "2026-01-02",
+                              "--end", "2026-01-02T01:00", "--storage", store)
+    assert [fields(line)[1] for line in out.splitlines()[:-1]] == [
+        "2026-01-02T00:00:00+00:00", "2026-01-02T01:00:00+00:00"]
+    assert out.splitlines()[-1].startswith(
+        "backfilled 'hourly': 2 fire time(s) in [2026-01-02T00:00:00+00:00, "
+        "2026-01-02T01:00:00+00:00], 2 ran")
+
+
+def test_trigger_passes_the_logical_time_now_or_the_one_given(store, capsys, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    add(capsys, store, "nightly", "0 2 * * *", "--timezone", "Europe/Paris",
+        "--param", f"out={out}", target=f"{MODULE}:daily")
+    code, printed, err = sluice_cli(capsys, "schedule", "trigger", "nightly", "--logical-time",
+                                    "2026-11-03T02:00", "--storage", store)
+    assert (code, err) == (0, "")
+    line, output = printed.splitlines()
+    assert fields(line) == ["nightly", "2026-11-03T01:00:00+00:00", "SUCCESSFUL",
+                            "nightly@2026-11-03T01:00:00+00:00"]
+    assert output == str([paris(3), paris(2), paris(3)])
+    # Now: the logical time is the trigger's instant, the interval starts at the last 02:00.
+    before = datetime.now(timezone.utc)
+    code, printed, err = sluice_cli(capsys, "schedule", "trigger", "nightly", "--storage", store)
+    assert (code, err) == (0, "")
+    logical, start, end = eval(printed.splitlines()[1])
+    logical, start = datetime.fromisoformat(logical), datetime.fromisoformat(start)
+    assert end == logical.isoformat()
+    assert before <= logical <= datetime.now(timezone.utc)
+    local = start.astimezone(ZoneInfo("Europe/Paris"))
+    assert (local.hour, local.minute, local.utcoffset()) == (2, 0, start.utcoffset())
+    assert timedelta(0) < logical - start <= timedelta(hours=25)
+    # A logical time that has a run already is refused, naming it.
+    code, printed, err = sluice_cli(capsys, "schedule", "trigger", "nightly", "--logical-time",
+                                    "2026-11-03T01:00Z", "--storage", store)
+    assert (code, printed) == (2, "")
+    assert err == ("sluice schedule trigger: error: schedule 'nightly' has a fire at "
+                   "2026-11-03T01:00:00+00:00 already (SUCCESSFUL, workflow "
+                   "nightly@2026-11-03T01:00:00+00:00); resume that run, or give another "
+                   "--logical-time\n")
+
+
+def test_resume_replays_the_logical_time_the_run_started_with(store, capsys, tmp_path):
+    gate = tmp_path / "gate"
+    add(capsys, store, "gated", "0 2 * * *", "--timezone", "Europe/Paris",
+        "--param", f"gate={gate}", target=f"{MODULE}:gated_daily")
+    code, printed, _ = sluice_cli(capsys, "schedule", "trigger", "gated", "--logical-time",
+                                  "2026-11-05T02:00", "--storage", store)
+    workflow_id = "gated@2026-11-05T01:00:00+00:00"
+    assert code == 1
+    assert fields(printed)[2:4] == ["FAILED", workflow_id]
+    gate.touch()
+    code, printed, err = sluice_cli(capsys, "workflow", "resume", workflow_id, "--storage", store)
+    assert (code, err) == (0, "")
+    assert printed == f"{workflow_id}  SUCCESSFUL\n{[paris(5), paris(4), paris(5)]}\n"
+    assert WorkflowStorage(store).get_run(workflow_id)["logical_time"] == (
+        "2026-11-05T01:00:00+00:00")
+
+
+def test_a_dag_target_reads_the_run_context_as_keyword_input(store, capsys):
+    add(capsys, store, "by-input", "0 6 * * 1", target=f"{MODULE}:reads_input")   # Mondays
+    code, printed, err = sluice_cli(capsys, "schedule", "trigger", "by-input", "--logical-time",
+                                    "2026-11-09T06:00", "--storage", store)
+    assert (code, err) == (0, "")
+    assert printed.splitlines()[1] == str(["2026-11-09T06:00:00+00:00",
+                                           "2026-11-02T06:00:00+00:00",
+                                           "2026-11-09T06:00:00+00:00"])
+
+
+def test_a_fired_run_gets_its_tick_as_logical_time(store, capsys, tmp_path):
+    from sluice.libs.workflow.scheduler import Scheduler
+
+    out = tmp_path / "out"
+    out.mkdir()
+    add(capsys, store, "nightly", "0 2 * * *", "--timezone", "Europe/Paris",
+        "--param", f"out={out}", target=f"{MODULE}:daily")
+    storage = WorkflowStorage(store)
+    clock = datetime(2030, 1, 2, 12, tzinfo=timezone.utc)   # after its creation: a tick is due
+    (handled,) = Scheduler(storage, clock=lambda: clock).tick()   # the default launcher
+    workflow_id = "nightly@2030-01-02T01:00:00+00:00"
+    assert handled[2] == "RUNNING"
+    deadline = time.monotonic() + 60
+    while storage.status(workflow_id) is WorkflowStatus.RUNNING:
+        assert time.monotonic() < deadline, "the fired run did not end"
+        time.sleep(0.05)
+    assert workflow.get_output(workflow_id, storage=store) == [
+        "2030-01-02T02:00:00+01:00", "2030-01-01T02:00:00+01:00", "2030-01-02T02:00:00+01:00"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--param", "logical_time=2026-11-01"],
+     f"schedule target '{MODULE}:pipeline': params ['logical_time'] are set by the scheduler "
+     f"for each run"),
+])
+def test_params_cannot_take_the_place_of_the_run_context(store, capsys, args, message):
+    code, out, err = sluice_cli(capsys, "schedule", "add", "bad", "--target", f"{MODULE}:pipeline",
+                                "--cron", "@daily", *args, "--storage", store)
+    assert (code, out) == (2, "")
+    assert err.startswith(f"sluice schedule add: error: {message}"), err
+
+
+# ----------------------------------------------------------------- storage that is not there
+# Only `schedule add` and `scheduler` create a storage: every other command, given a folder
+# with none (a typo), says so on one line, exits 2, and creates nothing.
+
+TYPO_COMMANDS = [
+    ["schedule", "list"], ["schedule", "pause", "x"], ["schedule", "resume", "x"],
+    ["schedule", "remove", "x"], ["schedule", "trigger", "x"],
+    ["backfill", "x", "--start", "2026-01-01", "--end", "2026-01-02"],
+    ["workflow", "list"], ["workflow", "show", "x"], ["workflow", "resume", "x"],
+    ["workflow", "cancel", "x"],
+]
+
+
+def no_storage(path: Path) -> str:
+    return (f"no workflow storage at {str(path)!r} (no workflows.db there: nothing was run or "
+            f"scheduled with it); check the path, or pass the folder your runs use")
+
+
+@pytest.mark.parametrize("command", TYPO_COMMANDS, ids=" ".join)
+def test_commands_that_read_a_storage_do_not_create_one(capsys, tmp_path, command):
+    typo = tmp_path / "wrokflows"
+    code, out, err = sluice_cli(capsys, *command, "--storage", str(typo))
+    assert (code, out) == (2, "")
+    assert err.startswith(f"sluice {' '.join(command[:2] if command[0] != 'backfill' else command[:1])}"
+                          f": error: {no_storage(typo)}"), err
+    assert err.count("\n") == 1
+    assert not typo.exists()
+    # A folder that exists but holds no storage is not one either, and gets no database.
+    (tmp_path / "empty").mkdir()
+    code, _, err = sluice_cli(capsys, *command, "--storage", str(tmp_path / "empty"))
+    assert code == 2 and no_storage(tmp_path / "empty") in err
+    assert list((tmp_path / "empty").iterdir()) == []
+
+
+def test_a_mistyped_storage_is_reported_by_the_console_script_and_not_created(jobs, tmp_path):
+    typo = tmp_path / "wrokflows"
+    for command in (["workflow", "list"], ["schedule", "list"]):
+        done = console(jobs, tmp_path / "bin", *command, "--storage", str(typo))
+        assert (done.returncode, done.stdout) == (2, "")
+        assert done.stderr == (f"sluice {' '.join(command)}: error: {no_storage(typo)} (by "
+                               f"default {str(Path.home() / '.sluice' / 'workflows')!r}) with "
+                               f"--storage (storage= in Python)\n")
+        assert not typo.exists()
+    # No --storage: the default folder ($SLUICE_WORKFLOW_STORAGE here) is named as such.
+    default = tmp_path / "default"
+    done = console(jobs, tmp_path / "bin", "workflow", "list",
+                   env={"SLUICE_WORKFLOW_STORAGE": str(default)})
+    assert done.returncode == 2
+    assert done.stderr == (f"sluice workflow list: error: no workflow storage at "
+                           f"{str(default)!r}, the default (no workflows.db there: nothing was "
+                           f"run or scheduled with it); pass the folder your runs use with "
+                           f"--storage (storage= in Python) or set $SLUICE_WORKFLOW_STORAGE\n")
+    assert not default.exists()
+
+
+def test_calls_that_read_a_storage_do_not_create_one(tmp_path):
+    from sluice.libs.workflow.storage import StorageNotFoundError
+
+    typo = tmp_path / "wrokflows"
+    for call in (lambda: workflow.list_all(storage=typo),
+                 lambda: workflow.get_status("x", storage=typo),
+                 lambda: workflow.get_output("x", storage=typo),
+                 lambda: workflow.resume("x", storage=typo),
+                 lambda: workflow.cancel("x", storage=typo),
+                 lambda: workflow.delete("x", storage=typo)):
+        with pytest.raises(StorageNotFoundError, match=re.escape(no_storage(typo))):
+            call()
+    assert not typo.exists()
 
 
 # ---------------------------------------------------------------------------- workflow

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -21,6 +22,7 @@ from sluice.libs.workflow.scheduler import (
     Scheduler,
     TargetError,
     load_target,
+    run_context,
     scheduled_workflow_id,
 )
 from sluice.libs.workflow.status import WorkflowStatus
@@ -425,6 +427,16 @@ def targets(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
         def boom():
             raise RuntimeError("no database")
+
+        def dated(logical_time, n=1):
+            return add.bind(n, logical_time.day)
+
+        def windowed(*, data_interval):
+            start, end = data_interval
+            return add.bind(start.day, end.day)
+
+        def open_kwargs(**params):
+            return add.bind(len(params), 0)
     """))
     (folder / "wf_sched_broken.py").write_text("raise ImportError('needs pandas')\n")
     sys.path.insert(0, str(folder))
@@ -449,7 +461,8 @@ def test_load_target_calls_the_function_with_params(targets: str):
     ("wf_sched_broken:f", {}, (r"schedule target 'wf_sched_broken:f': module 'wf_sched_broken' "
                               r"does not import \(ImportError: needs pandas\); fix it")),
     ("{m}:nope", {}, (r"schedule target '{m}:nope': module '{m}' has no attribute 'nope'; its "
-                      r"public names are add, boom, dag, nightly, not_a_dag, returns_int, sluice$")),
+                      r"public names are add, boom, dag, dated, nightly, not_a_dag, open_kwargs, "
+                      r"returns_int, sluice, windowed$")),
     ("{m}:not_a_dag", {}, r"schedule target '{m}:not_a_dag' is of type int: give a function returning a DAG"),
     ("{m}:returns_int", {}, (r"schedule target '{m}:returns_int' returned a value of type int, not a DAG; "
                             r"return the node built with .bind\(\)")),
@@ -463,3 +476,35 @@ def test_bad_targets_are_refused_naming_them(targets: str, target, params: dict,
         target = target.format(m=targets)
     with pytest.raises(TargetError, match=message.replace("{m}", targets)):
         load_target(target, params)
+
+
+def test_a_target_gets_the_run_context_it_names_and_nothing_else(targets: str):
+    context = run_context({"cron": "0 2 * * *", "timezone": "UTC"}, utc(2026, 11, 7, 2))
+    assert load_target(f"{targets}:dated", {"n": 5}, context)._bound_args == (5, 7)
+    assert load_target(f"{targets}:windowed", {}, context)._bound_args == (6, 7)
+    # **params receive the params only; a target naming neither is called as before.
+    assert load_target(f"{targets}:open_kwargs", {"n": 1}, context)._bound_args == (1, 0)
+    assert load_target(f"{targets}:nightly", {"n": 5}, context)._bound_args == (5, 2)
+    with pytest.raises(TargetError, match=(
+            rf"schedule target '{targets}:nightly': params \['data_interval', 'logical_time'\] "
+            r"are set by the scheduler for each run")):
+        load_target(f"{targets}:nightly", {"logical_time": 1, "data_interval": 2}, context)
+
+
+@pytest.mark.parametrize(("cron", "tz", "logical", "start"), [
+    # The interval runs from the fire time before: a day, a week, across a DST change.
+    ("0 2 * * *", "UTC", utc(2026, 11, 7, 2), utc(2026, 11, 6, 2)),
+    ("0 6 * * 1", "UTC", utc(2026, 11, 9, 6), utc(2026, 11, 2, 6)),
+    ("30 2 * * *", NY, utc(2026, 3, 9, 6, 30), utc(2026, 3, 8, 7)),    # 02:30 is in the gap
+    ("0 * * * *", NY, utc(2026, 11, 1, 6), utc(2026, 11, 1, 5)),      # 01:00 EST after EDT's
+    # A logical time off the schedule (a trigger): from the last fire time before it.
+    ("0 2 * * *", "UTC", utc(2026, 11, 7, 14, 37), utc(2026, 11, 7, 2)),
+])
+def test_run_context_is_the_logical_time_and_the_interval_since_the_fire_before(
+        cron: str, tz: str, logical: datetime, start: datetime):
+    context = run_context({"cron": cron, "timezone": tz}, logical)
+    assert context["logical_time"] == logical
+    assert context["data_interval"] == (start, logical)
+    # At the schedule's local offset: .date() is the schedule's local day.
+    for t in (context["logical_time"], *context["data_interval"]):
+        assert t.utcoffset() == t.astimezone(ZoneInfo(tz)).utcoffset()
