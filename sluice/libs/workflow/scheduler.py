@@ -181,7 +181,9 @@ def _local(instant: datetime, tz: Any) -> datetime:
     the schedule's local ones, and it compares equal to the same instant in any zone (a
     ZoneInfo time in a repeated hour, fold=1, would not, by PEP 495)."""
     local = instant.astimezone(tz)
-    return local.replace(tzinfo=timezone(local.utcoffset()), fold=0)
+    offset = local.utcoffset()
+    assert offset is not None  # a ZoneInfo always has an offset
+    return local.replace(tzinfo=timezone(offset), fold=0)
 
 
 def sample_run_context(cron: str, timezone_name: str) -> dict[str, Any]:
