@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import uuid
 import datetime as dt
+import os
+import uuid
 from typing import Any
 
 import cloudpickle
 
 import sluice
 from sluice.libs.workflow import engine
+from sluice.libs.workflow.database import STORAGE_ENV
 from sluice.libs.workflow.status import WorkflowStatus
-from sluice.libs.workflow.storage import WorkflowStorage
+from sluice.libs.workflow.storage import StorageNotFoundError, WorkflowStorage
 
 
 def _storage(storage: Any, create: bool = True) -> WorkflowStorage:
@@ -140,8 +142,17 @@ def get_output(workflow_id: str, storage: Any = None) -> Any:
 
 
 def list_all(status_filter: Any = None, storage: Any = None) -> list[tuple[str, WorkflowStatus]]:
-    """(workflow id, status) of every run, or of those with a status in ``status_filter``."""
-    return _storage(storage, create=False).list_runs(status_filter)
+    """(workflow id, status) of every run, or of those with a status in ``status_filter``.
+
+    With no ``storage`` and none at the default folder yet, there are no runs: ``[]``, as in
+    Ray. A ``storage`` given explicitly must exist (a mistyped folder raises).
+    """
+    try:
+        return _storage(storage, create=False).list_runs(status_filter)
+    except StorageNotFoundError:
+        if storage is None and not os.environ.get(STORAGE_ENV):
+            return []
+        raise
 
 
 def cancel(workflow_id: str, storage: Any = None) -> None:

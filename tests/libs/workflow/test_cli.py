@@ -694,3 +694,11 @@ def test_a_run_in_flight_when_the_scheduler_stops_is_resumable_and_resumes(
     assert code == 0
     steps = {fields(line)[0]: fields(line)[2:4] for line in out.splitlines()[-2:]}
     assert steps == {"numbers": ["SUCCESSFUL", "1"], "held": ["SUCCESSFUL", "2"]}
+
+
+def test_list_all_with_no_default_storage_yet_is_empty_and_creates_nothing(tmp_path, monkeypatch):
+    # A Ray program calls list_all() before any run: it gets [], and nothing is created.
+    monkeypatch.delenv("SLUICE_WORKFLOW_STORAGE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert workflow.list_all() == []
+    assert not (tmp_path / ".sluice").exists()
