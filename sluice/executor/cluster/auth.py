@@ -28,6 +28,10 @@ class AuthError(ConnectionError):
     """The cluster refused this process's token (missing or wrong)."""
 
 
+class NoHeadError(ConnectionError):
+    """No sluice head answers at the address (nothing listens there, or it is unreachable)."""
+
+
 def cluster_dir() -> Path:
     """This user's folder for the daemons it starts (tokens, pid files, logs)."""
     path = Path(tempfile.gettempdir()) / f"sluice-{os.getuid()}"
@@ -145,8 +149,12 @@ def auth_error(err: grpc.RpcError, address: str) -> Exception:
     if code == grpc.StatusCode.UNAUTHENTICATED:
         return AuthError(f"the sluice head at {address} refused this connection: {err.details()}")
     if code == grpc.StatusCode.UNAVAILABLE:
-        return ConnectionError(f"no sluice head answers at {address} ({err.details()}); start one "
-                               f"with `sluice start --head` or check the address")
+        why = (err.details() or "").rsplit(": ", 1)[-1]  # e.g. "Connection refused"
+        return NoHeadError(f"no sluice head answers at {address} ({why}); start one with "
+                               f"`sluice start --head` or check the address")
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return NoHeadError(f"no sluice head answered at {address} in time; check the address "
+                               f"and that a firewall lets this machine reach it")
     return ConnectionError(f"the sluice head at {address} failed: {err}")
 
 

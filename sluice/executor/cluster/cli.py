@@ -3,8 +3,13 @@
 ``sluice start --head`` runs the head and a node for its own machine;
 ``sluice start --address HOST:PORT`` runs a node that joins it. Without
 ``--block`` the command starts the daemon in the background, waits until it
-serves, prints how to reach it and returns; ``sluice stop`` stops the daemons
-this machine started (their pid files are under the user's cluster folder).
+serves, prints how to reach it and returns.
+
+Each daemon leaves a record, ``daemon-{pid}.json``, in the user's cluster folder
+(``{tmp}/sluice-{uid}``, :func:`auth.cluster_dir`), beside its log and the head's
+token (``head-{port}/token``). ``sluice stop`` stops every daemon recorded there
+(nodes first), or with ``--address HOST:PORT`` only the head on that port and the
+nodes that joined it.
 """
 
 from __future__ import annotations
@@ -56,7 +61,11 @@ def add_parsers(sub: Any) -> None:
     status.add_argument("--address", default=None, metavar="HOST:PORT",
                         help="the head (default: the one this machine started, or 127.0.0.1:6380)")
     status.add_argument("--token", default=None)
-    sub.add_parser("stop", help="stop the sluice daemons this machine started")
+    stop = sub.add_parser("stop", help="stop the sluice daemons this user started on this machine",
+                          description="Stop every sluice daemon this user started on this machine "
+                                      "(nodes first), or only one cluster's with --address.")
+    stop.add_argument("--address", default=None, metavar="HOST:PORT",
+                      help="stop only the head on this port and the nodes that joined it")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
             return start(args)
         if args.command == "status":
             return status(args.address, args.token)
-        return stop()
+        return stop(args.address)
     except (ValueError, ConnectionError, OSError) as err:
         print(f"sluice {args.command}: error: {err}", file=sys.stderr)
         return 1
@@ -76,9 +85,8 @@ def start(args: argparse.Namespace) -> int:
     _check_numbers(args)
     resources = _resources(args.resources)
     tls = _tls(args.tls_cert, args.tls_key)
-    if args.address is not None and auth.find_token(auth.parse_address(args.address)[1], args.token) is None:
-        raise ConnectionError(f"no token for the head at {args.address}: pass --token or set "
-                              f"SLUICE_TOKEN (the head printed where its token file is)")
+    if args.address is not None:  # the head must answer and take the token before a node starts
+        ask_head(args.address, args.token, tls[0] if tls else None)
     if not args.block:
         return _start_background(args)
     if args.head:
@@ -173,8 +181,12 @@ def _start_background(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
+            text = log.read_text()
+            said = [line for line in text.splitlines() if line.startswith(_ERROR_PREFIX)]
+            if said:  # the daemon refused with a clear message: that message alone
+                raise OSError(said[-1][len(_ERROR_PREFIX):])
             raise OSError(f"the daemon exited at start (status {proc.returncode}):\n"
-                          f"{log.read_text()[-2000:]}")
+                          f"{text[-2000:]}\n(log: {log})")
         if any(rec.get("pid") == proc.pid for _, rec in auth.daemon_records()):
             print(log.read_text().strip())
             print(f"  log:     {log}")
@@ -195,25 +207,46 @@ def _argv_of(args: argparse.Namespace) -> list[str]:
 
 
 # -- status / stop ----------------------------------------------------------------------------
-def status(address: str | None, token: str | None) -> int:
+_ERROR_PREFIX = "sluice start: error: "
+
+
+def ask_head(address: str, token: str | None, tls_root: bytes | None) -> Any:
+    """The head's Status reply; a ConnectionError saying what to do when no head answers at
+    ``address``, or when it refuses the token (the one given, ``SLUICE_TOKEN`` or the token
+    file of a head on this machine; none at all is asked with too, to tell the cases apart)."""
     import grpc
 
     from sluice.executor.cluster import cluster_pb2 as pb
     from sluice.executor.cluster import cluster_pb2_grpc as pb_grpc
 
-    address = address or _local_head() or f"127.0.0.1:{auth.DEFAULT_PORT}"
     host, port = auth.parse_address(address)
     found = auth.find_token(port, token)
-    if found is None:
-        raise ConnectionError(f"no token for the head at {address}: pass --token or set SLUICE_TOKEN")
-    root = os.environ.get("SLUICE_TLS_ROOT")
-    channel = auth.open_channel(host, port, open(root, "rb").read() if root else None)
+    channel = auth.open_channel(host, port, tls_root)
     try:
-        st = pb_grpc.HeadStub(channel).Status(pb.StatusRequest(), metadata=auth.bearer(found), timeout=10)
+        return pb_grpc.HeadStub(channel).Status(pb.StatusRequest(), metadata=auth.bearer(found or ""),
+                                                timeout=10)
     except grpc.RpcError as err:
+        if found is None and err.code() == grpc.StatusCode.UNAUTHENTICATED:
+            raise auth.AuthError(f"the sluice head at {address} wants its token: pass --token or "
+                                 f"set SLUICE_TOKEN (the head printed where its token file is)") from None
         raise auth.auth_error(err, address) from None
     finally:
         channel.close()
+
+
+def status(address: str | None, token: str | None) -> int:
+    given = address
+    address = address or _local_head() or f"127.0.0.1:{auth.DEFAULT_PORT}"
+    root = os.environ.get("SLUICE_TLS_ROOT")
+    try:
+        st = ask_head(address, token, open(root, "rb").read() if root else None)
+    except auth.NoHeadError:
+        if given is None and _local_head() is None:
+            raise auth.NoHeadError(
+                f"no sluice head started on this machine is running, and none answers at {address} "
+                f"(the default): start one with `sluice start --head`, or give a running head's "
+                f"--address HOST:PORT") from None
+        raise
     print(f"sluice cluster at {address}: {sum(n.alive for n in st.nodes)} live node(s), "
           f"{st.drivers} driver(s), {st.actors} actor(s), {st.tasks_queued} task(s) queued, "
           f"{st.objects} object(s); lineage of {st.lineage_records} task(s) kept, "
@@ -236,9 +269,14 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
-def stop() -> int:
+def stop(address: str | None = None) -> int:
+    """Stop this user's daemons on this machine (nodes first), or only those of the cluster
+    whose head is at ``address``."""
+    records = auth.daemon_records()
+    if address is not None:
+        records = [(path, rec) for path, rec in records if _of_cluster(rec, address)]
     stopped = 0
-    for path, rec in sorted(auth.daemon_records(), key=lambda r: r[1]["kind"] == "head"):  # nodes first
+    for path, rec in sorted(records, key=lambda r: r[1]["kind"] == "head"):  # nodes first
         pid, start = rec["pid"], rec.get("start")
         try:
             os.kill(pid, signal.SIGTERM)
@@ -254,8 +292,27 @@ def stop() -> int:
         stopped += 1
         print(f"stopped the sluice {rec['kind']} (pid {pid})")
     if not stopped:
-        print("no sluice daemons started on this machine are running")
+        where = f" for the head at {address}" if address is not None else ""
+        print(f"no sluice daemons{where} started on this machine are running "
+              f"(their records are in {auth.cluster_dir()})")
     return 0
+
+
+_LOCAL_HOSTS = ("127.0.0.1", "localhost", "0.0.0.0", "::1", "[::1]")
+
+
+def _of_cluster(record: dict, address: str) -> bool:
+    """Whether a daemon record belongs to the cluster whose head is at ``address``: the head
+    on that port, or a node that joined a head on that port (by this address, or by a local
+    one when the head runs here)."""
+    if not record.get("address"):
+        return False
+    host, port = auth.parse_address(address)
+    rec_host, rec_port = auth.parse_address(record["address"])
+    if rec_port != port:
+        return False
+    return (record.get("kind") == "head" or rec_host == host
+            or rec_host in _LOCAL_HOSTS or host in _LOCAL_HOSTS)
 
 
 def _alive(pid: int, start: str | None) -> bool:

@@ -231,12 +231,15 @@ def connect(address: Any, token: str | None = None) -> ClusterClient:
                         f"'sluice://HOST:PORT' (a distributed.Client goes with backend='dask')")
     _, port = auth.parse_address(address)
     found = auth.find_token(port, token)
-    if found is None:
+    root = os.environ.get("SLUICE_TLS_ROOT")
+    tls_root = open(root, "rb").read() if root else None
+    try:  # without a token, still ask: "no head answers there" is the likelier cause
+        return ClusterClient(address, found or "", tls_root)
+    except auth.AuthError:
+        if found is not None:
+            raise
         raise auth.AuthError(
             f"no token for the sluice cluster at {address}: pass sluice.init(address=..., token=...) "
             f"or set SLUICE_TOKEN (the head prints it at start and keeps it in "
-            f"{auth.cluster_dir()}/head-{port}/token on its machine)")
-    root = os.environ.get("SLUICE_TLS_ROOT")
-    tls_root = open(root, "rb").read() if root else None
-    return ClusterClient(address, found, tls_root)
+            f"{auth.cluster_dir()}/head-{port}/token on its machine)") from None
 

@@ -16,6 +16,7 @@ by a rebuild thread, one bounded step per hold of the scheduler lock.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import json
 import pickle
@@ -415,12 +416,16 @@ class Head:
                      ("grpc.so_reuseport", 0)])
         pb_grpc.add_HeadServicer_to_server(HeadService(self.runtime), self.server)
         target = f"{bind}:{port}"
-        if tls is not None:
-            self.port = self.server.add_secure_port(target, auth.server_credentials(*tls))
-        else:
-            self.port = self.server.add_insecure_port(target)
+        check_can_listen(bind, port)
+        try:
+            if tls is not None:
+                self.port = self.server.add_secure_port(target, auth.server_credentials(*tls))
+            else:
+                self.port = self.server.add_insecure_port(target)
+        except RuntimeError:  # grpc >= 1.52 raises where older versions returned 0
+            self.port = 0
         if self.port == 0:
-            raise OSError(f"the sluice head cannot listen on {target}: is the port in use? "
+            raise OSError(f"the sluice head cannot listen on {target}: is port {port} in use? "
                           f"pick another with --port")
         auth.new_token(self.port, self.token)  # where drivers and nodes on this machine find it
         self.stop_event = threading.Event()
@@ -433,6 +438,29 @@ class Head:
         self.stop_event.set()
         self.runtime.shutdown()
         self.server.stop(grace=0.5).wait()
+
+
+def check_can_listen(bind: str, port: int) -> None:
+    """Raise an OSError of one line when nothing could listen on ``bind:port`` (before gRPC
+    tries, which would log its own error first). Binds other than IPv4 addresses are left to gRPC."""
+    try:
+        socket.inet_aton(bind)
+    except OSError:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC: TIME_WAIT is no use
+        try:
+            probe.bind((bind, port))
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                raise OSError(f"port {port} on {bind} is in use, so the sluice head cannot listen "
+                              f"there: stop what listens on it (`sluice stop` for a sluice head "
+                              f"this user started) or pick another port with --port") from None
+            if err.errno == errno.EADDRNOTAVAIL:
+                raise OSError(f"--bind {bind}: not an address of this machine, so the sluice head "
+                              f"cannot listen there; give one of its addresses, or 0.0.0.0 for "
+                              f"all") from None
+            raise OSError(f"the sluice head cannot listen on {bind}:{port}: {err.strerror}") from None
 
 
 def local_hostname() -> str:
