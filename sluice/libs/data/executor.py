@@ -342,6 +342,7 @@ class StreamingHooks(runner.StageHooks):
         """Each ``(item, label)`` through ``submit``, at most a window of them unfinished;
         ``label`` names what a read task reads (for errors about its block)."""
         st = self._stats_for(stage)
+        self._update_bar(stage, st)  # the bar starts with the stage (its clock and rate with it)
         inflight: deque[BlockRef] = deque()
         try:
             for index, (item, label) in enumerate(items):
