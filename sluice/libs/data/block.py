@@ -88,7 +88,8 @@ def to_block(value: Any, where: str) -> pa.Table:
     if type(value).__name__ == "DataFrame" and hasattr(value, "to_dict"):
         return pa.Table.from_pandas(value, preserve_index=False)
     raise TypeError(f"{where} returned {type(value).__name__}; a batch function must return a "
-                    "pyarrow.Table, a pandas.DataFrame or a dict of column name -> numpy array/list")
+                    "pyarrow.Table, a pandas.DataFrame or a dict of column name -> numpy array/list "
+                    "(columns of one length)")
 
 
 def _table_from_columns(columns: Mapping, where: str) -> pa.Table:

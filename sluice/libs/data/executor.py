@@ -143,12 +143,12 @@ class Execution:
         if not sluice.is_initialized():
             sluice.init()
         self.stats = ExecutionStats()
-        self.bars = ProgressBars(self.ctx.show_progress())
         for s in dplan.plan.stages:  # stats list stages in plan order, as explain() numbers them
             if s.kind is not OpKind.ACTOR:
                 ops = dplan.stage_ops(s)
                 self.stats.stages[s.id] = StageStats(s.name, reads=ops[0].kind is Kind.READ,
                                                      op_names=tuple(op.name for op in ops))
+        self.bars = ProgressBars(self.ctx.show_progress(), tuple(self.stats.stages))
 
     def block_refs(self) -> Iterator[BlockRef]:
         """Every output block, finished, in order."""
@@ -374,7 +374,13 @@ class StreamingHooks(runner.StageHooks):
         return spec.num_outputs or self.ctx.shuffle_partitions or self.cpus
 
     def _union(self, run: runner.Execution, stage: Stage) -> Iterator[BlockRef]:
-        yield from itertools.chain.from_iterable(self._inputs(run, stage))
+        st = self._stats_for(stage)
+        for ref in itertools.chain.from_iterable(self._inputs(run, stage)):
+            st.blocks += 1  # counted, not checked: a union may join datasets of other columns
+            st.rows += ref.num_rows
+            st.add(ref.num_rows, ())
+            yield ref
+        st.done = True
 
     def _limit(self, run: runner.Execution, stage: Stage, n: int) -> Iterator[BlockRef]:
         upstream = self._inputs(run, stage)[0]

@@ -101,9 +101,10 @@ class ProgressBars:
     time left. The rows and blocks out follow on the bar.
     """
 
-    def __init__(self, enabled: bool):
+    def __init__(self, enabled: bool, order: tuple[str, ...] = ()):
         self.enabled = enabled
         self._bars: dict[str, Any] = {}
+        self._lines = {key: i for i, key in enumerate(order)}  # a stage's line: its place in the plan
 
     def update(self, key: str, stats: StageStats) -> None:
         if not self.enabled:
@@ -112,8 +113,9 @@ class ProgressBars:
         if bar is None:
             from tqdm.auto import tqdm
 
+            line = self._lines.get(key, len(self._lines) + len(self._bars))
             bar = self._bars[key] = tqdm(desc=stats.name[:40], unit=" rows", total=stats.total_in,
-                                         position=len(self._bars), leave=True, dynamic_ncols=True)
+                                         position=line, leave=True, dynamic_ncols=True)
         if stats.done and stats.total_in is None:
             stats.total_in = stats.rows_in  # finished: what it took in was all there was
         if stats.total_in is not None and bar.total != stats.total_in:
