@@ -39,15 +39,24 @@ def check_plan(root: LogicalOp) -> None:
     """A :class:`ColumnNotFoundError` for the first op of the plan that needs a column its
     input does not have (sources may read their headers); nothing when all is known good."""
     ops = topological(root)
-    if not any(_needs(op) for op in ops):
+    if not any(_names_columns(op) for op in ops):
         return
     known: dict[int, list[str] | None] = {}
     for op in ops:
         inputs = [known[id(i)] for i in op.inputs]
-        needed = _needs(op)
-        if needed and len(inputs) == 1 and inputs[0] is not None:
-            require(needed, inputs[0], op.name)
+        if _names_columns(op) and len(inputs) == 1:
+            require_of(op.fn, inputs[0], op.name)
         known[id(op)] = _columns_of(op, inputs, True)
+
+
+def require_of(fn: object, present: Sequence[str] | None, where: str) -> None:
+    """:func:`require` for what block function or shuffle ``fn`` names: its
+    ``required_columns``, and those its ``missing_columns(present)`` finds (an expression)."""
+    if present is None:
+        return
+    named = list(getattr(fn, "required_columns", None) or [])
+    probe = getattr(fn, "missing_columns", None)
+    require(named + (probe(list(present)) if probe is not None else []), present, where)
 
 
 def require(columns: Sequence[str], present: Sequence[str] | None, where: str) -> None:
@@ -63,10 +72,10 @@ def require(columns: Sequence[str], present: Sequence[str] | None, where: str) -
                                       f"columns {list(present)}{hint}")
 
 
-def _needs(op: LogicalOp) -> list[str]:
-    """The columns ``op`` reads from its input by name."""
-    needed = getattr(op.fn, "required_columns", None) if op.kind in (Kind.MAP, Kind.SHUFFLE) else None
-    return list(needed) if needed else []
+def _names_columns(op: LogicalOp) -> bool:
+    """Whether ``op`` reads columns of its input by name."""
+    return op.kind in (Kind.MAP, Kind.SHUFFLE) and (
+        bool(getattr(op.fn, "required_columns", None)) or hasattr(op.fn, "missing_columns"))
 
 
 def _columns_of(op: LogicalOp, inputs: list[list[str] | None], read: bool) -> list[str] | None:

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 import sluice
 from sluice.libs.data import transforms as T
 from sluice.libs.data.block import check_batch_format, concat_blocks, slices, to_batch
-from sluice.libs.data.columns import output_columns, require
+from sluice.libs.data.columns import output_columns, require, require_of
 from sluice.libs.data.executor import BlockRef, Execution, MaterializedSource
 from sluice.libs.data.logical import Kind, LogicalOp
 from sluice.libs.data.planner import DataPlan, plan_dataset
@@ -149,7 +149,9 @@ class Dataset:
             if not isinstance(expr, pc.Expression):
                 raise TypeError(f"filter(expr={expr!r:.60}): give a pyarrow.compute expression, e.g. "
                                 "pc.field('x') > 0.5")
-            return self._map(T.FilterExpr(expr), pushdown=("filter", expr), options=_options("filter", options))
+            keep = T.FilterExpr(expr)
+            require_of(keep, output_columns(self._op), f"filter(expr={expr})")
+            return self._map(keep, pushdown=("filter", expr), options=_options("filter", options))
         _check_callable(fn, "filter")
         return self._map(T.FilterRows(fn), options=_options("filter", options))
 

@@ -10,6 +10,7 @@ the columns they make (None: not known without running).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -25,6 +26,9 @@ from sluice.libs.data.block import (
     to_batch,
     to_block,
 )
+
+
+_NO_MATCH_RE = re.compile(r"No match for FieldRef\.Name\((.*?)\)")
 
 
 def fn_name(fn: Any) -> str:
@@ -121,6 +125,17 @@ class FilterExpr:
     def output_columns(self, columns: list[str] | None) -> list[str] | None:
         """The input's columns."""
         return columns
+
+    def missing_columns(self, columns: list[str]) -> list[str]:
+        """A column the expression names that is not among ``columns`` (bound to them as
+        columns of nulls, which any comparison accepts), or none."""
+        probe = pa.schema([(c, pa.null()) for c in columns]).empty_table()
+        try:
+            probe.filter(self.expr)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, KeyError) as err:
+            missing = _NO_MATCH_RE.search(str(err))
+            return [missing.group(1)] if missing else []
+        return []
 
     def __call__(self, block: pa.Table) -> pa.Table:
         try:

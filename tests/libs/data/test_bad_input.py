@@ -182,8 +182,10 @@ def test_sort_by_a_column_that_does_not_exist_names_it():
      r"column 'y' does not exist; the dataset has columns \['x', 'w', 's'\]"),
     (lambda ds: ds.groupby("x").count().groupby("x").sum("count"),
      r"sum\(count\): column 'count' does not exist; the dataset has columns \['x', 'count\(\)'\]"),
+    (lambda ds: ds.filter(expr=(pc.field("x") > 1) & (pc.field("nope") < 2)),
+     r"filter\(expr=\(\(x > 1\) and \(nope < 2\)\)\): column 'nope' does not exist"),
 ], ids=["key", "one-of-keys", "on", "one-of-aggs", "mean", "global-aggregate", "after-select",
-        "after-rename", "after-aggregate"])
+        "after-rename", "after-aggregate", "filter-expression"])
 def test_a_missing_column_is_refused_by_the_call_that_names_it_before_anything_runs(build, message):
     ds = two_blocks()
     with pytest.raises(ValueError, match=message) as info:   # a ValueError, as Ray Data raises
