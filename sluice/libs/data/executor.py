@@ -293,6 +293,8 @@ class StreamingHooks(runner.StageHooks):
             ups = [self.stats.stages.get(u) for u in self.upstream[stage.id]]
             if all(u is not None and u.done for u in ups):
                 st.total_in = sum(u.rows for u in ups if u is not None)
+        if st.total_in is None and st.done:
+            st.total_in = st.rows_in  # finished: what it took in was all there was
         self.bars.update(stage.id, st)
 
     def _window(self, st: StageStats, estimate: int = 0) -> int:

@@ -107,6 +107,7 @@ class ProgressBars:
         self._lines = {key: i for i, key in enumerate(order)}  # a stage's line: its place in the plan
 
     def update(self, key: str, stats: StageStats) -> None:
+        """Show ``stats`` on stage ``key``'s bar (made on its first update)."""
         if not self.enabled:
             return
         bar = self._bars.get(key)
@@ -116,14 +117,13 @@ class ProgressBars:
             line = self._lines.get(key, len(self._lines) + len(self._bars))
             bar = self._bars[key] = tqdm(desc=stats.name[:40], unit=" rows", total=stats.total_in,
                                          position=line, leave=True, dynamic_ncols=True)
-        if stats.done and stats.total_in is None:
-            stats.total_in = stats.rows_in  # finished: what it took in was all there was
         if stats.total_in is not None and bar.total != stats.total_in:
             bar.total = stats.total_in
         bar.n = stats.rows_in
         bar.set_postfix_str(f"{stats.rows:,} rows out, {stats.blocks} blocks", refresh=True)
 
     def close(self) -> None:
+        """Close every bar (each stays on screen with its last state)."""
         for bar in self._bars.values():
             bar.close()
         self._bars.clear()
