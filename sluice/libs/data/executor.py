@@ -82,7 +82,7 @@ class MaterializedSource:
 
     def column_names(self, *, read: bool = False) -> list[str] | None:
         """The first block's columns, from its metadata (no block is fetched)."""
-        columns = self.refs[0].meta()[3] if self.refs else ()
+        columns = self.refs[0].meta().columns if self.refs else ()
         return [name for name, _ in columns] or None
 
     def schema(self) -> pa.Schema | None:
