@@ -33,7 +33,9 @@ class TaskError(SluiceError):
     """A remote task or actor method raised; the original exception is ``cause``.
 
     The instance :func:`sluice.get` raises is built by :meth:`as_instanceof_cause`
-    and subclasses both ``TaskError`` and the cause's type.
+    and subclasses both ``TaskError`` and the cause's type. Its message says what
+    went wrong first (the cause's type and message, and its notes), then the
+    remote traceback.
     """
 
     def __init__(self, function_name: str, traceback_text: str, cause: BaseException | None = None):
@@ -43,7 +45,30 @@ class TaskError(SluiceError):
         self.cause = cause
 
     def __str__(self) -> str:
-        return f"task {self.function_name} failed:\n{self.traceback_text.rstrip()}"
+        trace = self.traceback_text.rstrip()
+        head = self.headline()
+        if head is None:
+            return f"task {self.function_name} failed:\n{trace}"
+        if not trace.startswith("Traceback"):  # no remote frame: the trace is the message again
+            return f"task {self.function_name} failed: {head}"
+        return f"task {self.function_name} failed: {head}\n\n{trace}"
+
+    def headline(self) -> str | None:
+        """What went wrong, without the traceback: the cause's type, message and notes
+        (a nested task's failure: its own headline); None when the cause did not travel."""
+        cause = self.cause
+        if cause is None:
+            return None
+        if isinstance(cause, TaskError):
+            inner = cause.headline()
+            return None if inner is None else f"task {cause.function_name} failed: {inner}"
+        notes = getattr(cause, "__notes__", None) or []
+        try:
+            message = str(cause)
+        except Exception:  # a user's __str__ that raises: the traceback still says what happened
+            return None
+        return f"{type(cause).__name__}{': ' + message if message else ''}" + "".join(
+            f"\n{note}" for note in notes if isinstance(note, str))
 
     def __reduce__(self):
         return (TaskError, (self.function_name, self.traceback_text, self.cause))

@@ -168,11 +168,28 @@ def test_a_task_error_is_also_an_instance_of_the_original_type() -> None:
 
     err = TaskError("f", "Traceback ...\nKeyError: 'k'", KeyError("k")).as_instanceof_cause()
     assert isinstance(err, TaskError) and isinstance(err, KeyError)
-    assert str(err) == "task f failed:\nTraceback ...\nKeyError: 'k'"
+    assert str(err) == "task f failed: KeyError: 'k'\n\nTraceback ...\nKeyError: 'k'"
     import pickle
 
     again = pickle.loads(pickle.dumps(err))
     assert isinstance(again, KeyError) and isinstance(again, TaskError)
+
+
+def test_a_task_error_says_what_went_wrong_before_its_traceback() -> None:
+    from sluice.exceptions import TaskError
+
+    cause = ValueError("bad row")
+    cause.add_note("in stage Parse, block 3")
+    inner = TaskError("parse", "Traceback ...\nValueError: bad row", cause).as_instanceof_cause()
+    assert str(inner).startswith("task parse failed: ValueError: bad row\nin stage Parse, block 3\n\nTraceback")
+    # A task that got a failed task's value: both headlines, before its own traceback.
+    outer = TaskError("load", "Traceback ...\nTaskError: ...", inner).as_instanceof_cause()
+    assert str(outer).startswith("task load failed: task parse failed: ValueError: bad row\n")
+    # A trace with no remote frame is the message again: said once.
+    bare = TaskError("f", "KeyError: 'k'\n", KeyError("k"))
+    assert str(bare) == "task f failed: KeyError: 'k'"
+    # Without its cause (it did not unpickle) the traceback says it all, as before.
+    assert str(TaskError("f", "Traceback ...\nX: y", None)) == "task f failed:\nTraceback ...\nX: y"
 
 
 def test_scheduling_strategy_is_checked_and_kept():

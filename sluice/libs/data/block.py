@@ -88,7 +88,8 @@ def to_block(value: Any, where: str) -> pa.Table:
     if type(value).__name__ == "DataFrame" and hasattr(value, "to_dict"):
         return pa.Table.from_pandas(value, preserve_index=False)
     raise TypeError(f"{where} returned {type(value).__name__}; a batch function must return a "
-                    "pyarrow.Table, a pandas.DataFrame or a dict of column name -> numpy array/list")
+                    "pyarrow.Table, a pandas.DataFrame or a dict of column name -> numpy array/list "
+                    "(columns of one length)")
 
 
 def _table_from_columns(columns: Mapping, where: str) -> pa.Table:
@@ -97,7 +98,12 @@ def _table_from_columns(columns: Mapping, where: str) -> pa.Table:
     for name, col in columns.items():
         if not isinstance(name, str):
             raise TypeError(f"{where} returned a dict with key {name!r}; column names must be strings")
-        arrays[name] = column_from_values(col)
+        try:
+            arrays[name] = column_from_values(col)
+        except (TypeError, pa.ArrowInvalid, pa.ArrowTypeError) as err:
+            raise TypeError(f"{where} returned column {name!r} as {type(col).__name__} ({col!r:.60}), "
+                            f"which is not a column ({err}); give each column as a numpy array, list or "
+                            "Arrow array of one value per row") from None
         lengths.add(len(arrays[name]))
     if len(lengths) > 1:
         sizes = {name: len(a) for name, a in arrays.items()}
@@ -128,7 +134,16 @@ def block_from_rows(rows: list[Any], where: str, schema: pa.Schema | None = None
         break
     if not rows:
         return schema.empty_table() if schema is not None else pa.table({})
-    return pa.Table.from_pylist(rows)
+    try:
+        return pa.Table.from_pylist(rows)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        for key in dict.fromkeys(k for row in rows for k in row):  # which key: only on this error path
+            try:
+                pa.array([row.get(key) for row in rows])
+            except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+                raise TypeError(f"{where} returned rows whose values for {key!r} do not fit one type "
+                                f"({err}); return values of one type for each key") from None
+        raise
 
 
 def slices(block: pa.Table, batch_size: int | None) -> Iterator[pa.Table]:

@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import sluice
 from sluice.libs.data import transforms as T
 from sluice.libs.data.block import check_batch_format, concat_blocks, slices, to_batch
+from sluice.libs.data.columns import output_columns, require, require_of
 from sluice.libs.data.executor import BlockRef, Execution, MaterializedSource
 from sluice.libs.data.logical import Kind, LogicalOp
 from sluice.libs.data.planner import DataPlan, plan_dataset
@@ -77,6 +78,11 @@ class Dataset:
     # ------------------------------------------------------------------ building
     def _then(self, kind: Kind, name: str, **fields: Any) -> Dataset:
         return Dataset(LogicalOp(kind, name, inputs=(self._op,), **fields))
+
+    def _require(self, columns: list[str] | tuple[str, ...], where: str) -> None:
+        """A ColumnNotFoundError now when ``columns`` are not all among this dataset's columns
+        and those are known without reading data (else the check waits for compile)."""
+        require(columns, output_columns(self._op), where)
 
     def _map(self, fn: Any, rows_kept: bool = False, pushdown: tuple = (), options: tuple = ()) -> Dataset:
         return self._then(Kind.MAP, fn.name, fn=fn, rows_kept=rows_kept, pushdown=pushdown,
@@ -143,7 +149,9 @@ class Dataset:
             if not isinstance(expr, pc.Expression):
                 raise TypeError(f"filter(expr={expr!r:.60}): give a pyarrow.compute expression, e.g. "
                                 "pc.field('x') > 0.5")
-            return self._map(T.FilterExpr(expr), pushdown=("filter", expr), options=_options("filter", options))
+            keep = T.FilterExpr(expr)
+            require_of(keep, output_columns(self._op), f"filter(expr={expr})")
+            return self._map(keep, pushdown=("filter", expr), options=_options("filter", options))
         _check_callable(fn, "filter")
         return self._map(T.FilterRows(fn), options=_options("filter", options))
 
@@ -156,11 +164,13 @@ class Dataset:
     def select_columns(self, cols: list[str] | str) -> Dataset:
         """Only these columns (pushed into a Parquet read when it is directly below)."""
         cols = [cols] if isinstance(cols, str) else list(cols)
+        self._require(cols, f"select_columns({cols})")
         return self._map(T.SelectColumns(cols), rows_kept=True, pushdown=("select", tuple(cols)))
 
     def drop_columns(self, cols: list[str] | str) -> Dataset:
         """Every column but these."""
         cols = [cols] if isinstance(cols, str) else list(cols)
+        self._require(cols, f"drop_columns({cols})")
         return self._map(T.DropColumns(cols), rows_kept=True)
 
     def add_column(self, col: str, fn: Callable[[Any], Any], *, batch_format: str = "pandas") -> Dataset:
@@ -173,6 +183,7 @@ class Dataset:
         """Columns renamed: ``{old: new}``."""
         if not isinstance(names, dict):
             raise TypeError(f"rename_columns({names!r:.60}): give a dict of old name -> new name")
+        self._require(list(names), f"rename_columns({names!r:.60})")
         return self._map(T.RenameColumns(names), rows_kept=True)
 
     def limit(self, n: int) -> Dataset:
@@ -206,6 +217,7 @@ class Dataset:
         keys = (key,) if isinstance(key, str) else tuple(key)
         if not keys:
             raise ValueError("sort needs at least one key column")
+        self._require(keys, f"sort({key!r})")
         return self._shuffle(f"Sort({', '.join(keys)})", ShuffleSpec("sort", keys=keys, descending=descending))
 
     def groupby(self, key: str | list[str] | None) -> Any:
@@ -214,6 +226,7 @@ class Dataset:
         from sluice.libs.data.grouped import GroupedData
 
         keys = () if key is None else (key,) if isinstance(key, str) else tuple(key)
+        self._require(keys, f"groupby({key!r})")
         return GroupedData(self, keys)
 
     def aggregate(self, *aggs: Any) -> dict:

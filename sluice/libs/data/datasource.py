@@ -17,7 +17,7 @@ import functools
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -29,33 +29,47 @@ if TYPE_CHECKING:
     import pyarrow.compute as pc
 
 
+class ReadResult(NamedTuple):
+    """What a read task made: its block, and the rows it went through to make it (more than
+    the block's when a filter pushed into the read dropped some)."""
+
+    block: pa.Table
+    rows_read: int
+
+
 @dataclass(frozen=True)
 class ReadTask:
     """One block's worth of reading, run in a worker.
 
-    ``fn`` takes no arguments and returns the block; it holds plain data (paths,
-    options, table slices), never an open file, so the task pickles with cloudpickle.
-    ``num_rows`` is the block's row count when known without reading, ``size_bytes``
-    an estimate of its size (bytes on disk for files), ``label`` what it reads.
+    ``fn`` takes no arguments and returns the block (or a :class:`ReadResult` when it
+    filters while reading); it holds plain data (paths, options, table slices), never
+    an open file, so the task pickles with cloudpickle. ``num_rows`` is the block's
+    row count when known without reading, ``size_bytes`` an estimate of its size
+    (bytes on disk for files), ``label`` what it reads.
     """
 
-    fn: Callable[[], pa.Table]
+    fn: Callable[[], pa.Table | ReadResult]
     num_rows: int | None
     size_bytes: int | None
     label: str
 
     def __call__(self) -> pa.Table:
         """Read the block; an error raised while reading carries a note naming ``label``."""
+        return self.read().block
+
+    def read(self) -> ReadResult:
+        """The block and the rows read to make it; errors carry a note naming ``label``."""
         try:
-            block = self.fn()
+            out = self.fn()
         except Exception as err:
             if hasattr(err, "add_note"):
                 err.add_note(f"while reading {self.label}")
             raise
+        block, rows_read = out if isinstance(out, ReadResult) else (out, None)
         if not isinstance(block, pa.Table):
             raise InternalError(f"read task for {self.label} returned {type(block).__name__}, "
                                 "not a pyarrow.Table")
-        return block
+        return ReadResult(block, block.num_rows if rows_read is None else rows_read)
 
 
 class Datasource:
@@ -80,6 +94,21 @@ class Datasource:
     def count_rows(self) -> int | None:
         """The number of rows, when known from metadata alone (else ``None``)."""
         return None
+
+    def column_names(self, *, read: bool = False) -> list[str] | None:
+        """The columns every block has, when known without reading data (else ``None``);
+        ``read=True`` lets a source read a little (a header) to know them.
+
+        Plans check the columns an operation names against these before anything runs,
+        so a source returns names only when no block can lack one of them.
+        """
+        schema = self.schema()
+        return list(schema.names) if schema is not None and len(schema.names) else None
+
+    def rows_to_read(self) -> int | None:
+        """How many rows the read tasks go through (before a filter they apply drops
+        some), when metadata alone tells (else ``None``): the total of progress bars."""
+        return self.count_rows()
 
     def describe(self) -> str:
         """One line for ``explain()``."""

@@ -35,6 +35,7 @@ from sluice.compiler import runner
 from sluice.compiler.ir import OpKind
 from sluice.compiler.plan import Stage
 from sluice.libs.data import block_tasks, shuffle
+from sluice.libs.data.block_tasks import BlockMeta
 from sluice.libs.data.context import DataContext
 from sluice.libs.data.logical import Kind, LogicalOp
 from sluice.libs.data.planner import DataPlan
@@ -48,10 +49,11 @@ class BlockRef:
     meta_ref: Any
     block: Any = None
     parts: list = field(default_factory=list)
-    _meta: tuple | None = None
+    label: str | None = None  # what the read task that made it read (files), when one did
+    _meta: BlockMeta | None = None
 
-    def meta(self) -> tuple:
-        """(rows, bytes, task seconds, column names); waits for the task that makes it."""
+    def meta(self) -> BlockMeta:
+        """The block's :class:`BlockMeta` (rows, bytes, columns, ...); waits for the task that makes it."""
         if self._meta is None:
             self._meta = sluice.get(self.meta_ref)
         return self._meta
@@ -74,6 +76,14 @@ class MaterializedSource:
 
     def count_rows(self) -> int:
         return sum(r.num_rows for r in self.refs)
+
+    def rows_to_read(self) -> int:
+        return self.count_rows()
+
+    def column_names(self, *, read: bool = False) -> list[str] | None:
+        """The first block's columns, from its metadata (no block is fetched)."""
+        columns = self.refs[0].meta().columns if self.refs else ()
+        return [name for name, _ in columns] or None
 
     def schema(self) -> pa.Schema | None:
         return sluice.get(self.refs[0].block).schema if self.refs else None
@@ -101,6 +111,29 @@ def _fmt(columns: tuple) -> str:
     return "{" + ", ".join(f"{name}: {kind}" for name, kind in columns) + "}"
 
 
+def _user_columns(op: LogicalOp) -> bool:
+    """Whether a user's function makes ``op``'s columns (a map of one; a filter keeps its input's)."""
+    if op.kind is Kind.ACTOR_MAP:
+        return True
+    return op.kind is Kind.MAP and hasattr(op.fn, "fn") and not op.name.startswith("Filter(")
+
+
+def _difference(first: tuple, then: tuple, a: str = "one block", b: str = "the next"
+                ) -> tuple[str | None, str]:
+    """The first column where two blocks' ``(name, type)`` lists disagree (blocks ``a`` and
+    ``b``), and a phrase saying how."""
+    types, later = dict(first), dict(then)
+    for name, kind in first:
+        if name not in later:
+            return name, f"column {name!r} is in {a} but not in {b}"
+        if not _same_columns(((name, kind),), ((name, later[name]),)):
+            return name, f"column {name!r} is {kind} in {a} but {later[name]} in {b}"
+    extra = next((name for name, _ in then if name not in types), None)
+    if extra is not None:
+        return extra, f"column {extra!r} is in {b} but not in {a}"
+    return None, f"the columns of {a} and {b} are in another order"
+
+
 class Execution:
     """One run of a DataPlan: ``block_refs()`` streams its output; ``stats`` fills in as it goes."""
 
@@ -110,10 +143,12 @@ class Execution:
         if not sluice.is_initialized():
             sluice.init()
         self.stats = ExecutionStats()
-        self.bars = ProgressBars(self.ctx.show_progress())
         for s in dplan.plan.stages:  # stats list stages in plan order, as explain() numbers them
             if s.kind is not OpKind.ACTOR:
-                self.stats.stages[s.id] = StageStats(s.name)
+                ops = dplan.stage_ops(s)
+                self.stats.stages[s.id] = StageStats(s.name, reads=ops[0].kind is Kind.READ,
+                                                     op_names=tuple(op.name for op in ops))
+        self.bars = ProgressBars(self.ctx.show_progress(), tuple(self.stats.stages))
 
     def block_refs(self) -> Iterator[BlockRef]:
         """Every output block, finished, in order."""
@@ -147,6 +182,9 @@ class StreamingHooks(runner.StageHooks):
             for i in self.dplan.stage_inputs(s):
                 self.readers[i] = self.readers.get(i, 0) + 1
         self._copies: dict[str, list[Iterator[BlockRef]]] = {}
+        # stage id -> the stages whose blocks it takes in (their rows out are its total in)
+        self.upstream = {s.id: [self.stage_of[i].id for i in self.dplan.stage_inputs(s)]
+                         for s in plan.stages if s.kind is not OpKind.ACTOR}
 
     # -- hooks --------------------------------------------------------------------------------
     def begin(self, run: runner.Execution) -> None:
@@ -201,24 +239,63 @@ class StreamingHooks(runner.StageHooks):
             st.started = time.perf_counter()
         return st
 
-    def _done(self, stage: Stage, ref: BlockRef) -> BlockRef:
-        """Account a finished block to its stage (waits for it; raises its task's error)."""
-        rows, nbytes, task_s, columns = ref.meta()
+    def _done(self, stage: Stage, ref: BlockRef, passed_on: bool = False) -> BlockRef:
+        """Account a finished block to its stage (waits for it; raises its task's error).
+
+        ``passed_on``: the stage hands on a block another stage made (its rows in are its rows).
+        """
+        meta = ref.meta()
         st = self._stats_for(stage)
         st.blocks += 1
-        st.rows += rows
-        st.bytes += nbytes
-        st.task_s += task_s
+        st.rows += meta.rows
+        st.bytes += meta.bytes
+        st.task_s += meta.task_s
+        if passed_on:
+            st.add(meta.rows, ())
+        else:
+            st.add(meta.rows_in, meta.op_rows)
         st.finished = time.perf_counter()
-        if rows and columns:
+        if meta.rows and meta.columns:
             if st.columns is None:
-                st.columns = columns
-            elif not _same_columns(st.columns, columns):
-                raise ValueError(f"stage {stage.name} produced blocks with different columns: "
-                                 f"{_fmt(st.columns)} and then {_fmt(columns)}; a batch function must "
-                                 "return the same columns (and types) for every batch")
-        self.bars.update(stage.id, st)
+                st.columns, st.first_label = meta.columns, ref.label
+            elif not _same_columns(st.columns, meta.columns):
+                raise ValueError(self._columns_differ(stage, st, meta.columns, ref.label))
+        self._update_bar(stage, st)
         return ref
+
+    def _columns_differ(self, stage: Stage, st: StageStats, columns: tuple, label: str | None) -> str:
+        """Why blocks of ``stage`` disagree, naming the column, the files the blocks were read
+        from and what to do: types a read inferred file by file, or a batch function's answers."""
+        assert st.columns is not None
+        ops = self.dplan.stage_ops(stage)
+        source = ops[0].source if ops[0].kind is Kind.READ else None
+        functions = [op.name for op in ops[1:] if _user_columns(op)]
+        hint = getattr(source, "schema_hint", None)  # a read of files, which infers types per file
+        if hint is None or not st.first_label or not label:
+            _, text = _difference(st.columns, columns)
+            remedy = (f"{' and '.join(functions)} must return the same columns (and types) for every "
+                      "batch" if functions else "the blocks of one dataset must share their columns: "
+                      "make its inputs agree (e.g. cast them) first")
+            return (f"stage {stage.name} produced blocks with different columns: {_fmt(st.columns)} and "
+                    f"then {_fmt(columns)} ({text}); {remedy}")
+        a, b = (f"the block of {st.first_label}", f"that of {label}") if functions else (st.first_label, label)
+        column, text = _difference(st.columns, columns, a, b)
+        remedy = hint(column, (dict(st.columns).get(column), dict(columns).get(column)))
+        also = (f"; or, if {' or '.join(functions)} made the difference, make it return the same "
+                "columns and types for every batch") if functions else ""
+        return (f"{stage.name}: {text}; the read infers each file's column types from that file "
+                f"alone: {remedy}{also}")
+
+    def _update_bar(self, stage: Stage, st: StageStats) -> None:
+        if not self.bars.enabled:
+            return
+        if st.total_in is None and self.upstream.get(stage.id):
+            ups = [self.stats.stages.get(u) for u in self.upstream[stage.id]]
+            if all(u is not None and u.done for u in ups):
+                st.total_in = sum(u.rows for u in ups if u is not None)
+        if st.total_in is None and st.done:
+            st.total_in = st.rows_in  # finished: what it took in was all there was
+        self.bars.update(stage.id, st)
 
     def _window(self, st: StageStats, estimate: int = 0) -> int:
         """How many of a stage's tasks may be unfinished: 2 per CPU, fewer when blocks are big.
@@ -240,8 +317,11 @@ class StreamingHooks(runner.StageHooks):
         materialized = reads and isinstance(head.source, MaterializedSource)
         fns = [op.fn for op in (ops[1:] if reads else ops)]
         partitions = bool(fns) and getattr(fns[-1], "partitions", False)
+        if reads and self.bars.enabled:  # the bar's total (Parquet: from the footers)
+            self._stats_for(stage).total_in = head.source.rows_to_read()
         if materialized and not fns:
-            yield from (self._done(stage, r) for r in head.source.refs)
+            yield from (self._done(stage, r, passed_on=True) for r in head.source.refs)
+            self._stats_for(stage).done = True
             return
         num_parts = self._num_parts(stage) if partitions else 1
         estimate = 0
@@ -249,28 +329,34 @@ class StreamingHooks(runner.StageHooks):
             read_tasks = head.source.read_tasks(self.cpus * 2)
             sizes = [t.size_bytes for t in read_tasks if t.size_bytes]
             estimate = sum(sizes) // len(sizes) if sizes else 0
-            items: Iterator = iter(read_tasks)
+            items: Iterator = ((t, t.label) for t in read_tasks)
         elif materialized:
-            items = (r.block for r in head.source.refs)
+            items = ((r.block, None) for r in head.source.refs)
         else:
-            items = (r.block for r in self._inputs(run, stage)[0])
+            items = ((r.block, None) for r in self._inputs(run, stage)[0])
         yield from self._submit_windowed(
             stage, items, lambda i, item: run.submit(stage, (i, num_parts, item), num_parts + 1),
             partitions, estimate)
 
-    def _submit_windowed(self, stage: Stage, items: Iterator, submit: Callable[[int, Any], Any],
-                         partitions: bool, estimate: int = 0) -> Iterator[BlockRef]:
+    def _submit_windowed(self, stage: Stage, items: Iterator[tuple[Any, str | None]],
+                         submit: Callable[[int, Any], Any], partitions: bool,
+                         estimate: int = 0) -> Iterator[BlockRef]:
+        """Each ``(item, label)`` through ``submit``, at most a window of them unfinished;
+        ``label`` names what a read task reads (for errors about its block)."""
         st = self._stats_for(stage)
+        self._update_bar(stage, st)  # the bar starts with the stage (its clock and rate with it)
         inflight: deque[BlockRef] = deque()
         try:
-            for index, item in enumerate(items):
+            for index, (item, label) in enumerate(items):
                 while len(inflight) >= self._window(st, estimate):
                     yield self._done(stage, inflight.popleft())
                 refs = submit(index, item)
-                inflight.append(BlockRef(refs[0], parts=list(refs[1:])) if partitions
-                                else BlockRef(refs[0], refs[1]))
+                inflight.append(BlockRef(refs[0], parts=list(refs[1:]), label=label) if partitions
+                                else BlockRef(refs[0], refs[1], label=label))
             while inflight:
                 yield self._done(stage, inflight.popleft())
+            st.done = True
+            self._update_bar(stage, st)
         finally:
             if inflight:  # the reader stopped early (a limit): drop what is still running
                 for r in inflight:
@@ -290,7 +376,13 @@ class StreamingHooks(runner.StageHooks):
         return spec.num_outputs or self.ctx.shuffle_partitions or self.cpus
 
     def _union(self, run: runner.Execution, stage: Stage) -> Iterator[BlockRef]:
-        yield from itertools.chain.from_iterable(self._inputs(run, stage))
+        st = self._stats_for(stage)
+        for ref in itertools.chain.from_iterable(self._inputs(run, stage)):
+            st.blocks += 1  # counted, not checked: a union may join datasets of other columns
+            st.rows += ref.num_rows
+            st.add(ref.num_rows, ())
+            yield ref
+        st.done = True
 
     def _limit(self, run: runner.Execution, stage: Stage, n: int) -> Iterator[BlockRef]:
         upstream = self._inputs(run, stage)[0]
@@ -303,6 +395,7 @@ class StreamingHooks(runner.StageHooks):
                 if ref is None:
                     break
                 rows = ref.num_rows
+                st.add(rows, ())
                 if rows > remaining:
                     meta, block = cut.remote(ref.block, remaining)
                     ref = BlockRef(meta, block)
@@ -325,7 +418,7 @@ class StreamingHooks(runner.StageHooks):
         turn = itertools.count()
         try:
             yield from self._submit_windowed(
-                stage, (r.block for r in upstream),
+                stage, ((r.block, None) for r in upstream),
                 lambda i, block: run.call(stage, pool[next(turn) % len(pool)], (i, block)), False)
         finally:
             run.state.forget_actor(actor_stage.output)
@@ -352,6 +445,8 @@ class StreamingHooks(runner.StageHooks):
         st.started = st.started or time.perf_counter()
         for meta, block in outs:
             yield self._done(stage, BlockRef(meta, block))
+        st.done = True
+        self._update_bar(stage, st)
 
     def _sort(self, spec: shuffle.ShuffleSpec, ups: list[BlockRef], reduce: Any) -> list:
         if not ups:

@@ -26,6 +26,9 @@ class GroupedData:
             if not isinstance(a, AggregateFn):
                 raise TypeError(f"aggregate takes AggregateFn objects (Count(), Sum('x'), ...), "
                                 f"not {type(a).__name__} {a!r:.60}")
+        for a in aggs:
+            if a.on:
+                self._dataset._require([a.on], a.name)
         label = ", ".join(a.name for a in aggs)
         keys = ", ".join(self._keys)
         return self._dataset._shuffle(f"Aggregate({keys}: {label})" if keys else f"Aggregate({label})",

@@ -26,6 +26,7 @@ from sluice.compiler.plan import Plan, Stage
 from sluice.executor.calls import dumps_function
 from sluice.executor.resources import demand_key
 from sluice.libs.data.block_tasks import ActorPoolWorker, read_block
+from sluice.libs.data.columns import check_plan
 from sluice.libs.data.logical import Kind, LogicalOp, topological
 from sluice.libs.data.optimizer import optimize
 
@@ -54,7 +55,9 @@ class DataPlan:
 
 
 def plan_dataset(root: LogicalOp, optimize_plan: bool = True) -> DataPlan:
-    """The DataPlan of a Dataset's logical plan."""
+    """The DataPlan of a Dataset's logical plan (a ColumnNotFoundError first when an op
+    names a column its input does not have)."""
+    check_plan(root)
     applied: tuple[str, ...] = ()
     if optimize_plan:
         root, applied = optimize(root)

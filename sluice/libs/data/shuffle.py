@@ -53,6 +53,18 @@ class ShuffleSpec:
     fn_args: tuple = field(default=())
 
     @property
+    def required_columns(self) -> list[str]:
+        """The columns the shuffle reads by name: keys, and an aggregate's ``on`` columns."""
+        ons = [a.on for a in self.aggs if a.on] if self.how == "aggregate" else []
+        return list(dict.fromkeys([*self.keys, *ons]))
+
+    def output_columns(self, columns: list[str] | None) -> list[str] | None:
+        """The keys and one column per aggregate; the input's own for a reordering."""
+        if self.how == "aggregate":
+            return [*self.keys, *(a.name for a in self.aggs)]
+        return columns if self.how in ("sort", "random_shuffle", "repartition") else None
+
+    @property
     def map_side(self) -> Any:
         if self.how == "aggregate":
             return PartialAggregate(list(self.keys), list(self.aggs))

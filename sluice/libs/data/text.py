@@ -9,6 +9,9 @@ supports column pushdown through pyarrow's ``include_columns``.
 from __future__ import annotations
 
 import functools
+import io
+import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -133,6 +136,18 @@ class CSVSource(_FileSource):
         except pa.ArrowInvalid as err:
             raise ValueError(f"could not read {path} as CSV: {err}") from None
 
+    def column_names(self, *, read: bool = False) -> list[str] | None:
+        """The first file's columns (its header), only when ``read`` allows opening it.
+
+        A file of the read without one of them fails its read task anyway, so a
+        column missing here is missing from the dataset.
+        """
+        return list(self.schema().names) if read else None
+
+    def schema_hint(self, column: str | None, kinds: tuple[str | None, str | None]) -> str:
+        """What to pass so that every file reads ``column`` (seen with types ``kinds``) alike."""
+        return _csv_hint(column, kinds)
+
     def _describe_extra(self) -> str:
         columns = self._convert.get("include_columns")
         return f", columns={list(columns)}" if columns else ""
@@ -168,6 +183,14 @@ class JSONSource(_FileSource):
     def _reader(self) -> functools.partial:
         return functools.partial(_read_json, read=self._read, parse=self._parse)
 
+    def column_names(self, *, read: bool = False) -> list[str] | None:
+        """Never known up front: any line may add a key (a column)."""
+        return None
+
+    def schema_hint(self, column: str | None, kinds: tuple[str | None, str | None]) -> str:
+        """What to pass so that every file reads ``column`` (seen with types ``kinds``) alike."""
+        return _json_hint(column, kinds)
+
     def schema(self) -> pa.Schema:
         """The first file's schema, inferred from its first block."""
         path = self._entries[0].path
@@ -202,6 +225,46 @@ class TextSource(_FileSource):
         return pa.schema([("text", pa.string())])
 
 
+def _common_type(kinds: tuple[str | None, ...]) -> str:
+    """The pyarrow type function that holds values of both ``kinds`` (type names)."""
+    numeric = ("int", "uint", "float", "double", "halffloat", "bool")
+    if all(k is not None and k.startswith(numeric) for k in kinds):
+        return "float64"
+    return "string"
+
+
+def _csv_hint(column: str | None, kinds: tuple[str | None, ...]) -> str:
+    if column is None or None in kinds:
+        return ("give every file the same header, or name the columns with column_names=[...] "
+                "and skip the headers (skip_rows=1)")
+    kind = _common_type(kinds)
+    return (f"name its type, e.g. read_csv(..., convert_options=pyarrow.csv.ConvertOptions("
+            f"column_types={{{column!r}: pyarrow.{kind}()}})), or column_types={{{column!r}: "
+            f"pyarrow.{kind}()}} for short")
+
+
+def _json_hint(column: str | None, kinds: tuple[str | None, ...]) -> str:
+    if column is not None and None not in kinds and _common_type(kinds) == "float64":
+        return (f"name its type, e.g. read_json(..., explicit_schema=pyarrow.schema([({column!r}, "
+                "pyarrow.float64())])); the other columns are still inferred")
+    # pyarrow reads a JSON number only into a number column, a string only into a string column.
+    return (f"make the values of {column!r} one JSON type in every file (e.g. write the numbers as "
+            "strings); an explicit_schema cannot turn a JSON number into a string")
+
+
+def _schema_difference(a: pa.Schema, b: pa.Schema) -> tuple[str, str | None, str | None] | None:
+    """The first column whose type differs between ``a`` and ``b`` (None: missing there)."""
+    for field in a:
+        index = b.get_field_index(field.name)
+        if index < 0:
+            return field.name, str(field.type), None
+        other = b.field(index).type
+        if other != field.type and not pa.types.is_null(other) and not pa.types.is_null(field.type):
+            return field.name, str(field.type), str(other)
+    extra = next((f for f in b if a.get_field_index(f.name) < 0), None)
+    return None if extra is None else (extra.name, None, str(extra.type))
+
+
 def _read_group(reader: functools.partial, paths: tuple[str, ...]) -> pa.Table:
     tables = [reader(path) for path in paths]
     if len(tables) == 1:
@@ -209,10 +272,18 @@ def _read_group(reader: functools.partial, paths: tuple[str, ...]) -> pa.Table:
     try:
         return pa.concat_tables(tables, promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
-        first = tables[0].schema
-        other = next(i for i, t in enumerate(tables) if not t.schema.equals(first))
-        raise ValueError(f"{paths[0]} and {paths[other]} hold columns of types that do not combine "
-                         f"({err}); give the read explicit column types (e.g. column_types= for CSV)") from None
+        hint = _csv_hint if reader.func is _read_csv else _json_hint
+        for path, table in zip(paths[1:], tables[1:]):
+            diff = _schema_difference(tables[0].schema, table.schema)
+            if diff is None:
+                continue
+            column, first, then = diff
+            how = (f"is {first} in {paths[0]} but {then} in {path}" if first and then else
+                   f"is in {paths[0]} but not in {path}" if first else f"is in {path} but not in {paths[0]}")
+            raise ValueError(f"column {column!r} {how}; the read infers each file's column types "
+                             f"from that file alone: {hint(column, (first, then))}") from None
+        raise ValueError(f"the files {paths[0]} .. {paths[-1]} do not combine into one block ({err}); "
+                         "give the read explicit column types") from None
 
 
 def _csv_options(read: dict, parse: dict, convert: dict) -> dict[str, Any]:
@@ -227,12 +298,56 @@ def _read_csv(path: str, *, read: dict, parse: dict, convert: dict) -> pa.Table:
         raise ValueError(f"could not read {path} as CSV: {err}") from None
 
 
+_TYPE_CHANGE_RE = re.compile(r"Column\(/([^)]*)\) changed from (\w+) to (\w+)")
+
+
 def _read_json(path: str, *, read: dict, parse: dict) -> pa.Table:
     try:
         return pajson.read_json(path, read_options=pajson.ReadOptions(**read),
                                 parse_options=pajson.ParseOptions(**parse))
     except pa.ArrowInvalid as err:
+        change = _TYPE_CHANGE_RE.search(str(err))
+        if change is not None:
+            raise ValueError(_json_type_change(path, change.group(1).replace("/", "."), change.group(2),
+                                               change.group(3), bool(parse.get("explicit_schema")))) from None
         raise ValueError(f"could not read {path} as JSON lines (one object per line): {err}") from None
+
+
+def _json_type_change(path: str, column: str, was: str, becomes: str, explicit: bool) -> str:
+    """The message for a column of one file whose JSON type changes from line to line."""
+    lines = _lines_of_kinds(path, column, (was, becomes))
+    where = (f" (line {lines[0]} holds a {was}, line {lines[1]} a {becomes})" if lines else "")
+    why = ("the explicit schema says otherwise" if explicit
+           else "the read takes a column's type from its first values")
+    kinds = tuple("double" if kind == "number" else kind for kind in (was, becomes))
+    return f"{path}: column {column!r} changes from {was} to {becomes}{where}; {why}: {_json_hint(column, kinds)}"
+
+
+_JSON_KINDS = {bool: "boolean", int: "number", float: "number", str: "string", list: "array", dict: "object"}
+
+
+def _lines_of_kinds(path: str, column: str, kinds: tuple[str, str], limit: int = 1_000_000
+                    ) -> tuple[int, int] | None:
+    """The first line where ``column`` holds a ``kinds[0]`` and the first later line where it
+    holds a ``kinds[1]`` (1-based), scanning at most ``limit`` lines; None if not found."""
+    first = None
+    try:
+        with pa.input_stream(path, compression="detect") as stream:
+            for number, line in enumerate(io.TextIOWrapper(stream, encoding="utf-8"), start=1):
+                if number > limit:
+                    return None
+                try:
+                    value = json.loads(line)
+                except ValueError:
+                    continue
+                kind = _JSON_KINDS.get(type(value.get(column))) if isinstance(value, dict) else None
+                if first is None and kind == kinds[0]:
+                    first = number
+                elif first is not None and kind == kinds[1]:
+                    return first, number
+    except (OSError, UnicodeDecodeError, pa.ArrowException):
+        return None
+    return None
 
 
 def _read_text(path: str, *, encoding: str, drop_empty_lines: bool) -> pa.Table:

@@ -3,10 +3,14 @@
 Every class here is a small picklable callable ``block -> block`` with a ``name``
 (the stage label in plans, stats and errors). Users' functions are called inside
 them and their answers checked, so a wrong return names the stage that gave it.
+The ones that name columns say so before anything runs (``columns.py``):
+``required_columns`` are the columns they read, ``output_columns(input columns)``
+the columns they make (None: not known without running).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -22,6 +26,9 @@ from sluice.libs.data.block import (
     to_batch,
     to_block,
 )
+
+
+_NO_MATCH_RE = re.compile(r"No match for FieldRef\.Name\((.*?)\)")
 
 
 def fn_name(fn: Any) -> str:
@@ -99,6 +106,10 @@ class FilterRows:
         self.fn = fn
         self.name = f"Filter({fn_name(fn)})"
 
+    def output_columns(self, columns: list[str] | None) -> list[str] | None:
+        """The input's columns."""
+        return columns
+
     def __call__(self, block: pa.Table) -> pa.Table:
         mask = [bool(self.fn(row)) for row in block.to_pylist()]
         return block.filter(pa.array(mask, type=pa.bool_())) if block.num_rows else block
@@ -110,6 +121,21 @@ class FilterExpr:
     def __init__(self, expr: pc.Expression):
         self.expr = expr
         self.name = f"Filter({expr})"
+
+    def output_columns(self, columns: list[str] | None) -> list[str] | None:
+        """The input's columns."""
+        return columns
+
+    def missing_columns(self, columns: list[str]) -> list[str]:
+        """A column the expression names that is not among ``columns`` (bound to them as
+        columns of nulls, which any comparison accepts), or none."""
+        probe = pa.schema([(c, pa.null()) for c in columns]).empty_table()
+        try:
+            probe.filter(self.expr)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, KeyError) as err:
+            missing = _NO_MATCH_RE.search(str(err))
+            return [missing.group(1)] if missing else []
+        return []
 
     def __call__(self, block: pa.Table) -> pa.Table:
         try:
@@ -125,6 +151,11 @@ class SelectColumns:
     def __init__(self, columns: list[str]):
         self.columns = list(columns)
         self.name = f"SelectColumns({', '.join(self.columns)})"
+        self.required_columns = self.columns
+
+    def output_columns(self, columns: list[str] | None) -> list[str]:
+        """These columns, in this order."""
+        return list(self.columns)
 
     def __call__(self, block: pa.Table) -> pa.Table:
         check_columns(block, self.columns, self.name)
@@ -137,6 +168,11 @@ class DropColumns:
     def __init__(self, columns: list[str]):
         self.columns = list(columns)
         self.name = f"DropColumns({', '.join(self.columns)})"
+        self.required_columns = self.columns
+
+    def output_columns(self, columns: list[str] | None) -> list[str] | None:
+        """The input's columns but these."""
+        return None if columns is None else [c for c in columns if c not in self.columns]
 
     def __call__(self, block: pa.Table) -> pa.Table:
         check_columns(block, self.columns, self.name)
@@ -149,6 +185,11 @@ class RenameColumns:
     def __init__(self, mapping: dict[str, str]):
         self.mapping = dict(mapping)
         self.name = f"RenameColumns({', '.join(f'{k}->{v}' for k, v in self.mapping.items())})"
+        self.required_columns = list(self.mapping)
+
+    def output_columns(self, columns: list[str] | None) -> list[str] | None:
+        """The input's columns, renamed."""
+        return None if columns is None else [self.mapping.get(c, c) for c in columns]
 
     def __call__(self, block: pa.Table) -> pa.Table:
         check_columns(block, list(self.mapping), self.name)
@@ -161,6 +202,12 @@ class AddColumn:
     def __init__(self, column: str, fn: Callable, batch_format: str):
         self.column, self.fn, self.batch_format = column, fn, batch_format
         self.name = f"AddColumn({column})"
+
+    def output_columns(self, columns: list[str] | None) -> list[str] | None:
+        """The input's columns and this one (in place when it replaces one)."""
+        if columns is None:
+            return None
+        return list(columns) if self.column in columns else [*columns, self.column]
 
     def __call__(self, block: pa.Table) -> pa.Table:
         fmt = "numpy" if self.batch_format == "default" else self.batch_format

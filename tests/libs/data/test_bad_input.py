@@ -62,6 +62,72 @@ def test_parquet_files_that_disagree_on_a_column_type_name_both_files_and_the_co
         sd.read_parquet(str(tmp_path)).take_all()
 
 
+def two_csv_files(tmp_path, second: str) -> tuple[str, str]:
+    first, other = tmp_path / "1.csv", tmp_path / "2.csv"
+    first.write_text("k,v\n1,10\n2,20\n")
+    other.write_text(second)
+    return str(first), str(other)
+
+
+def test_csv_files_whose_inferred_types_differ_name_the_files_the_column_and_the_option(tmp_path):
+    first, second = two_csv_files(tmp_path, "k,v\n3,ten\n4,twenty\n")
+    with pytest.raises(ValueError) as info:
+        sd.read_csv(str(tmp_path)).take_all()
+    text = str(info.value)
+    assert text.startswith(f"ReadCSV: column 'v' is int64 in {first} but string in {second}; the read "
+                           "infers each file's column types from that file alone: name its type, e.g. "
+                           "read_csv(..., convert_options=pyarrow.csv.ConvertOptions(column_types={'v': "
+                           "pyarrow.string()}))")
+    assert "batch function" not in text      # none is involved
+    # The remedy the message gives works.
+    rows = sd.read_csv(str(tmp_path), column_types={"v": pa.string()}).take_all()
+    assert [r["v"] for r in rows] == ["10", "20", "ten", "twenty"]
+
+
+def test_csv_files_of_ints_and_floats_are_told_to_read_floats(tmp_path):
+    two_csv_files(tmp_path, "k,v\n3,0.5\n")
+    with pytest.raises(ValueError, match=r"column 'v' is int64 in .*1.csv but double in .*2.csv; .*"
+                                         r"column_types=\{'v': pyarrow.float64\(\)\}"):
+        sd.read_csv(str(tmp_path)).take_all()
+    assert sd.read_csv(str(tmp_path), column_types={"v": pa.float64()}).sum("v") == 30.5
+
+
+def test_csv_files_with_other_headers_are_named(tmp_path):
+    two_csv_files(tmp_path, "k,w\n3,4\n")
+    with pytest.raises(ValueError, match=r"ReadCSV: column 'v' is in .*1.csv but not in .*2.csv; .*give every "
+                                         "file the same header"):
+        sd.read_csv(str(tmp_path)).take_all()
+
+
+def test_csv_type_clash_behind_a_batch_function_names_the_files_and_the_function(tmp_path):
+    two_csv_files(tmp_path, "k,v\n3,ten\n")
+    with pytest.raises(ValueError, match=r"ReadCSV\+MapBatches\(<lambda>\): column 'v' is int64 in the block "
+                                         r"of .*1.csv but string in that of .*2.csv; .*column_types=.*; or, if "
+                                         r"MapBatches\(<lambda>\) made the difference"):
+        sd.read_csv(str(tmp_path)).map_batches(lambda b: b).take_all()
+
+
+def test_json_lines_whose_type_changes_say_so_first_naming_the_lines(tmp_path):
+    path = tmp_path / "a.json"
+    path.write_text('{"a": 1, "b": "x"}\n{"a": 2, "b": "y"}\n{"a": "three", "b": "z"}\n')
+    with pytest.raises(ValueError) as info:
+        sd.read_json(str(path)).take_all()
+    assert isinstance(info.value, TaskError)
+    assert str(info.value).startswith(
+        f"task ReadJSON failed: ValueError: {path}: column 'a' changes from number to string (line 1 holds "
+        "a number, line 3 a string); the read takes a column's type from its first values: make the values "
+        "of 'a' one JSON type in every file")
+
+
+def test_json_files_of_ints_and_floats_are_told_their_schema(tmp_path):
+    (tmp_path / "1.json").write_text('{"a": 1}\n')
+    (tmp_path / "2.json").write_text('{"a": 0.5}\n')
+    with pytest.raises(ValueError, match=r"ReadJSON: column 'a' is int64 in .*1.json but double in .*2.json; "
+                                         r".*explicit_schema=pyarrow.schema\(\[\('a', pyarrow.float64\(\)\)\]\)"):
+        sd.read_json(str(tmp_path)).take_all()
+    assert sd.read_json(str(tmp_path), explicit_schema=pa.schema([("a", pa.float64())])).sum("a") == 1.5
+
+
 # --------------------------------------------------------------------------- columns
 
 @pytest.mark.parametrize("pushable", [True, False], ids=["into-read", "in-task"])
@@ -73,10 +139,18 @@ def test_select_columns_of_a_column_that_does_not_exist_is_a_key_error_naming_it
 
 
 def test_drop_and_rename_of_a_column_that_does_not_exist_name_it():
+    # The columns are known: the call itself raises.
+    with pytest.raises(KeyError, match=r"drop_columns\(\['nope'\]\): column 'nope' does not exist; the "
+                                       r"dataset has columns \['x', 'y', 's'\]"):
+        two_blocks().drop_columns("nope")
+    with pytest.raises(KeyError, match=r"rename_columns\(\{'nope': 'z'\}\): column 'nope' does not exist"):
+        two_blocks().rename_columns({"nope": "z"})
+    # Behind a batch function they are not: the task that meets the block raises.
+    opaque = two_blocks().map_batches(lambda b: b, batch_format="pyarrow")
     with pytest.raises(KeyError, match=r"DropColumns\(nope\): column 'nope' does not exist"):
-        two_blocks().drop_columns("nope").take_all()
+        opaque.drop_columns("nope").take_all()
     with pytest.raises(KeyError, match=r"RenameColumns\(nope->z\): column 'nope' does not exist"):
-        two_blocks().rename_columns({"nope": "z"}).take_all()
+        opaque.rename_columns({"nope": "z"}).take_all()
 
 
 def test_groupby_or_aggregate_of_a_column_that_does_not_exist_names_it():
@@ -89,8 +163,61 @@ def test_groupby_or_aggregate_of_a_column_that_does_not_exist_names_it():
 
 
 def test_sort_by_a_column_that_does_not_exist_names_it():
+    with pytest.raises(KeyError, match=r"sort\('nope'\): column 'nope' does not exist"):
+        two_blocks().sort("nope")
     with pytest.raises(KeyError, match=r"sort\(nope\): column 'nope' does not exist"):
-        two_blocks().sort("nope").take_all()
+        two_blocks().map_batches(lambda b: b).sort("nope").take_all()
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda ds: ds.groupby("nope"), r"groupby\('nope'\): column 'nope' does not exist"),
+    (lambda ds: ds.groupby(["x", "nope"]), r"groupby\(\['x', 'nope'\]\): column 'nope' does not exist"),
+    (lambda ds: ds.groupby("x").sum("yy"), r"sum\(yy\): column 'yy' does not exist.* \(did you mean 'y'\?\)"),
+    (lambda ds: ds.groupby("x").aggregate(sd.Mean("x"), sd.Max("nope")), r"max\(nope\): column 'nope'"),
+    (lambda ds: ds.mean("nope"), r"mean\(nope\): column 'nope' does not exist"),
+    (lambda ds: ds.aggregate(sd.Count(), sd.Std("nope")), r"std\(nope\): column 'nope' does not exist"),
+    (lambda ds: ds.select_columns(["x"]).groupby("y"),
+     r"groupby\('y'\): column 'y' does not exist; the dataset has columns \['x'\]"),
+    (lambda ds: ds.rename_columns({"y": "w"}).filter(lambda r: True).limit(3).groupby("y"),
+     r"column 'y' does not exist; the dataset has columns \['x', 'w', 's'\]"),
+    (lambda ds: ds.groupby("x").count().groupby("x").sum("count"),
+     r"sum\(count\): column 'count' does not exist; the dataset has columns \['x', 'count\(\)'\]"),
+    (lambda ds: ds.filter(expr=(pc.field("x") > 1) & (pc.field("nope") < 2)),
+     r"filter\(expr=\(\(x > 1\) and \(nope < 2\)\)\): column 'nope' does not exist"),
+], ids=["key", "one-of-keys", "on", "one-of-aggs", "mean", "global-aggregate", "after-select",
+        "after-rename", "after-aggregate", "filter-expression"])
+def test_a_missing_column_is_refused_by_the_call_that_names_it_before_anything_runs(build, message):
+    ds = two_blocks()
+    with pytest.raises(ValueError, match=message) as info:   # a ValueError, as Ray Data raises
+        build(ds)
+    assert isinstance(info.value, KeyError) and not isinstance(info.value, TaskError)
+    assert ds._last is None   # nothing ran
+
+
+def test_a_missing_column_of_a_parquet_read_is_refused_from_its_footer(parquet_file):
+    ds = sd.read_parquet(parquet_file)
+    with pytest.raises(ValueError, match=r"groupby\('nope'\): column 'nope' does not exist; the dataset "
+                                         r"has columns \['x', 'y'\]"):
+        ds.groupby("nope")
+    with pytest.raises(ValueError, match=r"sum\(z\): column 'z' does not exist"):
+        ds.sum("z")
+    assert ds._last is None
+
+
+def test_a_missing_column_of_a_csv_read_is_refused_at_compile_from_its_header(tmp_path):
+    (tmp_path / "a.csv").write_text("k,v\n1,2\n")
+    ds = sd.read_csv(str(tmp_path)).groupby("nope").count()   # building reads no file
+    with pytest.raises(ValueError, match=r"Aggregate\(nope: count\(\)\): column 'nope' does not exist; "
+                                         r"the dataset has columns \['k', 'v'\]") as info:
+        ds.take_all()
+    assert not isinstance(info.value, TaskError) and ds._last is None   # raised before any task
+
+
+def test_json_columns_are_not_guessed_from_the_first_lines(tmp_path):
+    # A key may first appear on any line: the plan does not refuse it up front.
+    (tmp_path / "a.json").write_text('{"k": 1}\n{"k": 2, "late": 5}\n')
+    assert sd.read_json(str(tmp_path)).groupby("late").count().take_all() == [
+        {"late": 5, "count()": 1}]
 
 
 def test_sum_of_a_string_column_names_the_column_and_its_type():
@@ -123,6 +250,58 @@ def test_a_batch_function_returning_the_wrong_type_names_the_stage(fn, what):
         two_blocks().map_batches(fn).take_all()
     with pytest.raises(TaskError, match=rf"stage FromPandas\+MapBatches\({fn.__name__}\), block 0"):
         two_blocks().map_batches(fn).take_all()
+
+
+def message_and_trace(fn) -> tuple[str, str]:
+    """What a user reads first when ``fn`` fails in a batch, and the traceback after it."""
+    with pytest.raises(TaskError) as info:
+        two_blocks().map_batches(fn).take_all()
+    text = str(info.value)
+    head, _, trace = text.partition("Traceback (most recent call last):")
+    return head, trace
+
+
+def ragged(batch):
+    return {"a": batch["x"], "b": batch["x"][:2]}
+
+
+def scalar_column(batch):
+    return {"a": 3}
+
+
+def divides_by_a_missing_column(batch):
+    return {"x": batch["x"] / batch["nope"]}
+
+
+@pytest.mark.parametrize("fn, first", [
+    (returns_list, "TypeError: MapBatches(returns_list) returned list; a batch function must return a "
+                   "pyarrow.Table, a pandas.DataFrame or a dict"),
+    (ragged, "ValueError: MapBatches(ragged) returned columns of different lengths {'a': 6, 'b': 2}; "
+             "every column of a batch must have one value per row"),
+    (scalar_column, "TypeError: MapBatches(scalar_column) returned column 'a' as int (3), which is not a "
+                    "column"),
+    (divides_by_a_missing_column, "KeyError: 'nope'"),
+], ids=["wrong-type", "ragged", "scalar-column", "user-error"])
+def test_a_batch_function_error_reads_as_one_message_first_then_the_worker_traceback(fn, first):
+    head, trace = message_and_trace(fn)
+    assert head.startswith(f"task FromPandas+MapBatches({fn.__name__}) failed: {first}")
+    assert f"in sluice.data stage FromPandas+MapBatches({fn.__name__}), block 0" in head
+    assert len(head) < 400          # the message, not internals, comes first
+    assert trace                    # and the worker's traceback follows it
+    assert "sluice/libs/data/transforms.py" not in trace   # sluice's frames above the user's are cut
+
+
+def test_a_batch_function_error_shows_the_users_frame_first():
+    _, trace = message_and_trace(divides_by_a_missing_column)
+    frames = [line for line in trace.splitlines() if line.startswith('  File "')]
+    users = [i for i, line in enumerate(frames) if "divides_by_a_missing_column" in line]
+    assert users and all("sluice/libs" not in line for line in frames[:users[0]])
+
+
+def test_a_row_function_returning_values_of_two_types_names_the_key():
+    with pytest.raises(TypeError, match=r"Map\(<lambda>\) returned rows whose values for 'v' do not fit one "
+                                        "type"):
+        two_blocks().map(lambda r: {"k": 1, "v": r["x"] if r["x"] < 3 else "many"}).take_all()
 
 
 def test_a_row_function_returning_the_wrong_type_names_the_stage():

@@ -90,6 +90,68 @@ def test_progress_bars_show_each_stage_when_on(monkeypatch, capsys):
     assert "Range+MapBatches" in err and "blocks" in err
 
 
+@pytest.fixture(scope="module")
+def small_dir(tmp_path_factory):
+    """3 Parquet files of 1,000 rows each: v = 0 .. 2,999."""
+    folder = tmp_path_factory.mktemp("small")
+    for i in range(3):
+        pq.write_table(pa.table({"v": np.arange(i * 1000, (i + 1) * 1000)}), folder / f"part-{i}.parquet")
+    return str(folder)
+
+
+def test_stats_count_the_rows_read_not_only_the_rows_a_pushed_filter_kept(small_dir):
+    import pyarrow.compute as pc
+
+    ds = sd.read_parquet(small_dir).filter(expr=pc.field("v") < 10)   # the filter goes into the read
+    assert ds.count() == 10
+    (read,) = ds._last.stages.values()
+    assert (read.reads, read.rows_in, read.rows, read.blocks) == (True, 3000, 10, 3)
+    assert ds._last.rows_read == 3000
+    text = ds.stats()
+    assert "; 3,000 rows read" in text.splitlines()[0]
+    assert "Stage 1 ReadParquet: 3 blocks, 10 rows, " in text and "; 3,000 rows read; wall" in text
+
+
+def test_stats_show_each_stages_rows_in_and_each_fused_ops_rows(small_dir):
+    ds = sd.read_parquet(small_dir).filter(lambda r: r["v"] % 100 == 0).groupby(None).count()
+    assert ds.take_all() == [{"count()": 30}]
+    read, aggregate = ds._last.stages.values()
+    assert read.op_names == ("ReadParquet", "Filter(<lambda>)", "PartialAggregate(all)")
+    assert (read.rows_in, read.op_rows, read.rows) == (3000, [3000, 30, 3], 3)
+    assert (aggregate.reads, aggregate.rows_in, aggregate.rows) == (False, 3, 1)
+    text = ds.stats()
+    assert "rows: 3,000 read -> ReadParquet 3,000 -> Filter(<lambda>) 30 -> PartialAggregate(all) 3" in text
+    assert "Aggregate(count()): 1 blocks, 1 rows, 8 B; 3 rows in;" in text
+
+
+@pytest.fixture
+def bars_on(monkeypatch):
+    ctx = DataContext.get_current()
+    monkeypatch.setattr(ctx, "progress_bars", True)
+    monkeypatch.setattr(type(ctx), "show_progress", lambda self: self.progress_bars)
+
+
+def test_a_read_bar_counts_rows_read_against_the_footers_total(small_dir, bars_on, capsys):
+    import pyarrow.compute as pc
+
+    sd.read_parquet(small_dir).filter(expr=pc.field("v") < 10).take_all()
+    err = capsys.readouterr().err
+    assert "ReadParquet: 100%" in err and "3000/3000 [" in err and "10 rows out, 3 blocks" in err
+
+
+def test_a_read_bar_has_its_total_before_the_read_ends(small_dir, bars_on, capsys):
+    # The limit stops the read after its first block: the bar still knows there were 3,000 rows.
+    sd.read_parquet(small_dir).filter(lambda r: True).limit(5).take_all()
+    err = capsys.readouterr().err
+    assert "1000/3000 [" in err
+
+
+def test_a_later_stage_bar_gets_its_total_when_the_stages_before_it_finish(bars_on, capsys):
+    sd.range(1000).repartition(4).map_batches(lambda b: b).take_all()
+    err = capsys.readouterr().err
+    assert "Repartition(4): 100%" in err and "1000/1000 [" in err
+
+
 def test_progress_bars_stay_off_when_stderr_is_not_a_terminal(capsys):
     assert DataContext().show_progress() is False    # pytest captures stderr: not a TTY
     sd.range(1000).map_batches(lambda b: b).sum("id")

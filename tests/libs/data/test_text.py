@@ -99,8 +99,12 @@ def test_csv_files_that_cannot_combine_are_named(tmp_path):
     (tmp_path / "1.csv").write_text("v\n1\n")
     (tmp_path / "2.csv").write_text("v\nhello\n")
     (task,) = CSVSource(str(tmp_path)).read_tasks(1)
-    with pytest.raises(ValueError, match=r".*/1.csv and .*/2.csv hold columns of types that do not combine"):
+    with pytest.raises(ValueError, match=r"column 'v' is int64 in .*/1.csv but string in .*/2.csv; the read "
+                                         r"infers each file's column types from that file alone: .*"
+                                         r"column_types=\{'v': pyarrow.string\(\)\}"):
         task()
+    (task,) = CSVSource(str(tmp_path), column_types={"v": pa.string()}).read_tasks(1)
+    assert task().column("v").to_pylist() == ["1", "hello"]
 
 
 def test_csv_missing_folder_or_no_csv_files(tmp_path):
