@@ -129,7 +129,9 @@ class Template:
             os.chdir(cwd)
         except OSError:
             pass  # the driver's directory is gone; stay where the template is
-        sys.path[:] = [cwd if p == self.cwd else p for p in self.base_path]
+        sys.path[:] = self.base_path
+        if sys.path and sys.path[0] == self.cwd:  # ``-m`` put the directory it started in first
+            sys.path[0] = cwd
         add_driver_path()
         reseed_numpy()
         serve(worker_fd, session, index)
