@@ -55,12 +55,13 @@ class Template:
         signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # wakes the select below
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is for the driver and its workers
         self.send(("ready",))
+        control = self.control.fileno()
         while True:
-            ready, _, _ = select.select([self.control, self.wake_r], [], [])
+            ready, _, _ = select.select([control, self.wake_r], [], [])
             if self.wake_r in ready:
                 os.read(self.wake_r, 4096)
                 self.reap()
-            if self.control in ready:
+            if control in ready:
                 data, fds, _, _ = socket.recv_fds(self.control, MAX_REQUEST, 8)
                 if not data:
                     os._exit(0)  # the driver is gone (or closed us): its workers follow
