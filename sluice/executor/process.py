@@ -102,26 +102,30 @@ class WorkerTemplate:
             return
         finally:
             child.close()
-        while True:
-            try:
-                data = self.sock.recv(4096)
-            except OSError:
-                data = b""
-            if not data:
-                break
-            msg = pickle.loads(data)
-            with self.lock:
-                if msg[0] == "spawned":
-                    self.pids[msg[1]] = msg[2]
-                elif msg[0] == "exited":
-                    self.codes[msg[1]] = msg[2]
-                elif msg[0] == "failed":
-                    self.failures[msg[1]] = msg[2]
-                elif msg[0] == "ready":
-                    self.ready = True
-                self.changed.notify_all()
-        self._set_dead()
+        try:
+            while True:
+                try:
+                    data = self.sock.recv(4096)
+                except OSError:
+                    data = b""
+                if not data:
+                    break
+                self._note(pickle.loads(data))
+        finally:  # whatever ended the loop, no answer will come: spawn directly from now on
+            self._set_dead()
         self.proc.wait()  # the template exits at the end of file on its socket
+
+    def _note(self, msg: tuple) -> None:
+        with self.lock:
+            if msg[0] == "spawned":
+                self.pids[msg[1]] = msg[2]
+            elif msg[0] == "exited":
+                self.codes[msg[1]] = msg[2]
+            elif msg[0] == "failed":
+                self.failures[msg[1]] = msg[2]
+            elif msg[0] == "ready":
+                self.ready = True
+            self.changed.notify_all()
 
     def _set_dead(self) -> None:
         with self.lock:
@@ -132,11 +136,14 @@ class WorkerTemplate:
               ) -> tuple[WorkerProcess | subprocess.Popen, Connection]:
         """Fork worker ``index``; returns its process and the driver's end of its pipe."""
         with self.lock:
-            if not self.changed.wait_for(lambda: self.ready or self.dead, TEMPLATE_START_S):
-                self.dead = True  # never came up: start workers directly from now on
-            if self.dead:
-                return spawn_worker(session, index, env_overrides)
+            came_up = self.changed.wait_for(lambda: self.ready or self.dead, TEMPLATE_START_S)
             request_id = next(self.ids)
+        if not came_up:  # stuck: start workers directly from now on
+            self._set_dead()
+            if self.proc is not None:
+                self.proc.kill()
+        if self.dead:
+            return spawn_worker(session, index, env_overrides)
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         std = [fd for fd in (1, 2) if fd_open(fd)]
         request = (request_id, session, index, worker_env(env_overrides), os.getcwd(), std)
@@ -161,9 +168,10 @@ class WorkerTemplate:
             return spawn_worker(session, index, env_overrides)
         conn = Connection(os.dup(parent.fileno()))
         parent.close()
-        return WorkerProcess(pid, request_id, self), conn
+        return WorkerProcess(pid, process_start(pid), request_id, self), conn
 
-    def exit_code(self, request_id: int, pid: int, timeout: float | None) -> int | None:
+    def exit_code(self, request_id: int, pid: int, start: str | None, timeout: float | None
+                  ) -> int | None:
         """The exit code of the worker of ``request_id``, waiting up to ``timeout`` (None:
         without limit) for it to exit; None if it is still running."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -178,7 +186,7 @@ class WorkerTemplate:
                 if left is not None and left <= 0:
                     return None
                 self.changed.wait(left)
-        while pid_running(pid):
+        while process_alive(pid, start):
             if deadline is not None and time.monotonic() >= deadline:
                 return None
             time.sleep(0.005)
@@ -203,8 +211,9 @@ class WorkerProcess:
     the runtime uses (``pid``, ``returncode``, ``poll``, ``wait``, ``send_signal``, ``kill``).
     Its parent is the template, which reaps it and reports its exit code."""
 
-    def __init__(self, pid: int, request_id: int, template: WorkerTemplate):
+    def __init__(self, pid: int, start: str | None, request_id: int, template: WorkerTemplate):
         self.pid = pid
+        self.start = start  # tells it apart from a later process given the same pid
         self.request_id = request_id
         self.template = template
         self.returncode: int | None = None
@@ -225,7 +234,7 @@ class WorkerProcess:
 
     def _code(self, timeout: float | None) -> int | None:
         if self.returncode is None:
-            code = self.template.exit_code(self.request_id, self.pid, timeout)
+            code = self.template.exit_code(self.request_id, self.pid, self.start, timeout)
             if code is not None:
                 self.returncode = code
                 self.template.forget(self.request_id)
@@ -252,20 +261,6 @@ def fd_open(fd: int) -> bool:
     except OSError:
         return False
     return True
-
-
-def pid_running(pid: int) -> bool:
-    """Whether ``pid`` exists and has not exited (a zombie has)."""
-    stat = proc_stat(pid)
-    if stat is None:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    return stat[0] not in ("Z", "X")
 
 
 def process_start(pid: int) -> str | None:

@@ -14,8 +14,9 @@ pickled tuples:
   the worker's end of its socket pair and the driver's current stdout/stderr
   (those that are open; ``std_fds`` names which) passed as file descriptors;
 - template -> driver: ``("ready",)`` once, then ``("spawned", request_id, pid)``
-  for each fork (``("failed", request_id, why)`` if it could not fork) and ``("exited", request_id, exit_code)`` when it reaps a worker
-  (the code as :attr:`subprocess.Popen.returncode` gives it).
+  for each fork (``("failed", request_id, why)`` if it could not fork) and
+  ``("exited", request_id, exit_code)`` when it reaps a worker (the code as
+  :attr:`subprocess.Popen.returncode` gives it).
 
 A forked worker takes the driver's environment, working directory, ``sys.path``
 (``SLUICE_SYS_PATH``) and stdout/stderr as they are at its request, as a worker

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import sluice
-from sluice.executor.process import pid_running
+from sluice.executor.process import process_alive
 from tests.cluster.conftest import connected_cluster
 
 DEADLINE_S = 60.0
@@ -36,8 +36,8 @@ def test_a_sigkilled_node_daemons_workers_stop(tmp_path: Path) -> None:
         poll_until(lambda: log.exists() and log.read_text().endswith("\n"), "the task's start")
         pids = [int(p) for p in log.read_text().split()]
         assert pids[1] != node.pid, "the node's workers are forked from its template"
-        assert all(pid_running(p) for p in pids)
+        assert all(process_alive(p, None) for p in pids)
         os.kill(node.pid, signal.SIGKILL)  # the node alone: nothing else signals its processes
         node.wait()
-        poll_until(lambda: not any(pid_running(p) for p in pids),
+        poll_until(lambda: not any(process_alive(p, None) for p in pids),
                    f"the exit of the killed node's worker and template {pids}")

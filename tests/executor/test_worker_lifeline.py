@@ -18,7 +18,7 @@ import pytest
 
 import sluice
 from sluice.executor import context
-from sluice.executor.process import pid_running
+from sluice.executor.process import process_alive
 from tests.executor.helpers import REPO_ROOT, wait_until
 
 DEADLINE_S = 60.0
@@ -70,7 +70,7 @@ def test_a_killed_template_takes_its_workers_and_the_runtime_starts_new_ones(run
     worker_pids = [w.proc.pid for w in context.current().scheduler.workers]
     assert worker_pids
     os.kill(template.proc.pid, signal.SIGKILL)
-    assert wait_until(lambda: not any(pid_running(p) for p in worker_pids), DEADLINE_S), \
+    assert wait_until(lambda: not any(process_alive(p, None) for p in worker_pids), DEADLINE_S), \
         f"workers {worker_pids} outlived their template"
     assert sluice.get(square.remote(7)) == 49  # started directly now
     assert sluice.get(parent_pid.remote()) == os.getpid()
@@ -108,7 +108,7 @@ KILLED_DRIVER = textwrap.dedent("""
 
 
 def pids_in(log: Path) -> dict[str, int]:
-    lines = log.read_text().splitlines() if log.exists() else []
+    lines = log.read_text().split("\n")[:-1] if log.exists() else []  # whole lines only
     return {name: int(pid) for name, pid in (line.split() for line in lines)}
 
 
@@ -123,11 +123,15 @@ def test_a_sigkilled_drivers_workers_stop(tmp_path, template) -> None:
         assert driver.poll() is None, f"the driver exited with {driver.returncode}"
         pids = pids_in(log)
         started = [pid for pid in pids.values() if pid]
-        assert all(pid_running(pid) for pid in started)
+        assert all(process_alive(pid, None) for pid in started)
         os.kill(driver.pid, signal.SIGKILL)  # the driver alone: nothing signals its workers
         driver.wait()
-        assert wait_until(lambda: not any(pid_running(pid) for pid in started), DEADLINE_S), \
-            f"still running after the driver's death: {[p for p in started if pid_running(p)]} of {pids}"
+
+        def alive() -> list[int]:
+            return [pid for pid in started if process_alive(pid, None)]
+
+        assert wait_until(lambda: not alive(), DEADLINE_S), \
+            f"still running after the driver's death: {alive()} of {pids}"
     finally:
         try:
             os.killpg(driver.pid, signal.SIGKILL)  # whatever is left, should the test fail

@@ -14,7 +14,7 @@ import pytest
 
 import sluice
 from sluice import workflow
-from sluice.executor.process import pid_running
+from sluice.executor.process import process_alive
 
 REPO = Path(__file__).resolve().parents[3]
 DEADLINE_S = 60.0
@@ -72,7 +72,7 @@ def test_a_sigkilled_drivers_step_stops_and_resume_runs_it_alone(tmp_path) -> No
         [old] = [int(line.split()[1]) for line in log.read_text().splitlines() if line.startswith("start")]
         os.kill(driver.pid, signal.SIGKILL)  # the driver alone: nothing else signals its worker
         driver.wait()
-        poll_until(lambda: not pid_running(old), f"the exit of the killed driver's worker {old}")
+        poll_until(lambda: not process_alive(old, None), f"the exit of the killed driver's worker {old}")
     finally:
         try:
             os.killpg(driver.pid, signal.SIGKILL)  # whatever is left, should the test fail
