@@ -40,6 +40,10 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'sluice' has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    return sorted({*globals(), "Plan"})
+
+
 __version__ = "0.1.0"
 
 __all__ = [

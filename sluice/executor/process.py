@@ -59,10 +59,14 @@ def spawn_worker(session: str, index: int, env_overrides: dict[str, str] | None 
 
 def start_template() -> WorkerTemplate | None:
     """A :class:`WorkerTemplate` for this process's workers, or None where
-    ``SLUICE_WORKER_TEMPLATE=0`` asks for fresh interpreters."""
+    ``SLUICE_WORKER_TEMPLATE=0`` asks for fresh interpreters (or the system has no
+    sockets for one)."""
     if os.environ.get("SLUICE_WORKER_TEMPLATE", "1") == "0":
         return None
-    return WorkerTemplate()
+    try:
+        return WorkerTemplate()
+    except OSError:  # no SOCK_SEQPACKET Unix sockets here
+        return None
 
 
 class WorkerTemplate:
