@@ -5,7 +5,9 @@ second; a fork of one that already has takes milliseconds. The driver (or a
 node daemon) starts one template, ``python -m sluice.executor.template FD
 PARENT``, and asks it for each worker (:class:`~sluice.executor.process.WorkerTemplate`).
 The driver never forks itself: it has threads. The template has one thread, so
-fork is safe there, and it imports nothing of the user's.
+fork is safe there, and it imports nothing of the user's. (numpy, which it
+preloads, starts OpenBLAS threads at import; OpenBLAS's own fork handler stops
+them before each fork, and the template never calls BLAS, so they do not come back.)
 
 Its socket to the driver (FD, ``SOCK_SEQPACKET``: one message a request) carries
 pickled tuples:
