@@ -1,10 +1,13 @@
 """sluice: parallel Python over a shared-memory object store.
 
-The public API, re-exported; nothing else lives here.
+The public API, re-exported; nothing else lives here. ``Plan`` is imported on
+first use: the compiler (and networkx) is not needed to run tasks, and every
+worker imports this package.
 """
 
+from typing import TYPE_CHECKING
+
 from sluice import exceptions
-from sluice.compiler.plan import Plan
 from sluice.dsl.actor import ActorClass, ActorHandle, get_actor
 from sluice.dsl.nodes import DAGNode, InputNode, MultiOutputNode, compile
 from sluice.dsl.options import method
@@ -24,6 +27,22 @@ from sluice.executor.api import (
     wait,
 )
 from sluice.executor.object_ref import ObjectRef
+
+if TYPE_CHECKING:
+    from sluice.compiler.plan import Plan
+
+
+def __getattr__(name: str) -> object:
+    if name == "Plan":
+        from sluice.compiler.plan import Plan
+
+        return Plan
+    raise AttributeError(f"module 'sluice' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), "Plan"})
+
 
 __version__ = "0.1.0"
 

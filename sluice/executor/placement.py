@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sluice.exceptions import InternalError, UnschedulableError
 from sluice.executor import protocol as P
 from sluice.executor.backend import LOCAL_NODE, NodeInfo, ObjectID, ObjectLocation
-from sluice.executor.process import spawn_worker
+from sluice.executor.process import WorkerTemplate, spawn_worker
 from sluice.executor.records import ActorRecord, TaskRecord, WorkerHandle
 from sluice.executor.resources import NodeResources, ResourceKey
 from sluice.executor.strategies import NodeAffinitySchedulingStrategy
@@ -233,10 +233,12 @@ class LocalPlacement:
     another node can never be met and is refused when the work is submitted.
     """
 
-    def __init__(self, session: str, resources: NodeResources, store_capacity: int):
+    def __init__(self, session: str, resources: NodeResources, store_capacity: int,
+                 template: WorkerTemplate | None = None):
         self.session = session
         self.resources = resources
         self.capacity = store_capacity
+        self.template = template  # forks workers; None: each a fresh interpreter
 
     def node_infos(self) -> list[NodeInfo]:
         return [NodeInfo(LOCAL_NODE, socket.gethostname(), True, dict(self.resources.total),
@@ -249,6 +251,8 @@ class LocalPlacement:
         return self.resources
 
     def spawn(self, index: int, node: Node) -> tuple[Any, Any]:
+        if self.template is not None:
+            return self.template.spawn(self.session, index)
         return spawn_worker(self.session, index)
 
     def check_strategy(self, strategy: NodeAffinitySchedulingStrategy | None, what: str) -> None:

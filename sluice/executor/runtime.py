@@ -29,6 +29,7 @@ from sluice.executor.chain_driver import chain_input
 from sluice.executor.io import IOThread
 from sluice.executor.object_ref import ObjectRef
 from sluice.executor.placement import LocalPlacement, StoreLocations
+from sluice.executor.process import start_template
 from sluice.executor.records import PENDING, ActorRecord, TaskRecord
 from sluice.executor.resources import NodeResources, ResourceKey, demand_key
 from sluice.executor.scheduler import Scheduler
@@ -72,6 +73,7 @@ class Runtime:
             if amount < 0:
                 raise ValueError(f"init: resource {name!r}={amount} must not be negative")
         self.resources = NodeResources(total)
+        self.template = start_template()  # comes up while the store is made
         self._store_capacity = int(object_store_memory or default_store_memory())
         self._own_spill_dir = spill_dir is None
         self.spill_dir = spill_dir or tempfile.mkdtemp(prefix=f"{SPILL_PREFIX}{self.session}-")
@@ -79,7 +81,8 @@ class Runtime:
                                  default_arena_bytes(self._store_capacity))
         self.io = IOThread()
         self.scheduler = Scheduler(self.session, self.resources,
-                                   LocalPlacement(self.session, self.resources, self._store_capacity),
+                                   LocalPlacement(self.session, self.resources, self._store_capacity,
+                                                  self.template),
                                    StoreLocations(self.store), self.io)
         self.actors = self.scheduler.actor_manager
         self.ids = itertools.count(1)
@@ -361,6 +364,8 @@ class Runtime:
                 w.conn.close()
             except OSError:
                 pass
+        if self.template is not None:
+            self.template.close()
         self.store.close()
         shm.cleanup_session(self.session)
         if self._own_spill_dir:

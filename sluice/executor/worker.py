@@ -1,9 +1,11 @@
 """The worker process: runs tasks, or hosts one actor, for the driver.
 
-Started as ``python -m sluice.executor.worker FD SESSION INDEX``; FD is its end
-of a socket pair to the driver. The main thread owns the pipe: it reads batches
-of messages, runs tasks in order and writes results back in batches. Threads of
-a threaded or async actor hand results to :meth:`Worker.emit` and flush.
+Forked by the worker template (:mod:`sluice.executor.template`), or started as
+``python -m sluice.executor.worker FD SESSION INDEX PARENT``; FD is its end of a
+socket pair to the driver, whose end of file ends the process. The main thread
+owns the pipe: it reads batches of messages, runs tasks in order and writes
+results back in batches. Threads of a threaded or async actor hand results to
+:meth:`Worker.emit` and flush.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sluice.exceptions import ActorDiedError, GetTimeoutError, InternalError, Se
 from sluice.executor import context, protocol as P
 from sluice.executor.calls import decode_call, load_function, split_returns
 from sluice.executor.chains import ChainLink, run_link
+from sluice.executor.lifeline import die_with_parent, exit_on_hangup
 from sluice.executor.worker_api import WorkerAPI
 from sluice.store import serialization, shm
 
@@ -384,13 +387,31 @@ def error_blob(name: str, err: BaseException, kind: type[TaskError] = TaskError)
 
 
 def main(argv: list[str]) -> None:
-    fd, session, index = int(argv[0]), argv[1], int(argv[2])
+    """``python -m sluice.executor.worker FD SESSION INDEX PARENT``: a worker started directly.
+
+    Its parent is a driver (or node daemon) thread that may be short-lived, so it asks for
+    no parent-death signal (see :mod:`sluice.executor.lifeline`); the end of its socket
+    and the parent check stop it when the parent dies.
+    """
+    fd, session, index, parent = int(argv[0]), argv[1], int(argv[2]), int(argv[3])
+    die_with_parent(parent, death_signal=False)
+    add_driver_path()
+    serialization.preload_decoders()
+    serve(fd, session, index)
+
+
+def add_driver_path() -> None:
+    """Put the driver's ``sys.path`` (``SLUICE_SYS_PATH``) first, so its modules import here."""
     extra_path = os.environ.get("SLUICE_SYS_PATH")
     if extra_path:
         for entry in reversed(extra_path.split(os.pathsep)):
             if entry not in sys.path:
                 sys.path.insert(0, entry)
-    serialization.preload_decoders()
+
+
+def serve(fd: int, session: str, index: int) -> None:
+    """Be worker ``index`` on socket ``fd`` until told to stop or the parent is gone; never returns."""
+    exit_on_hangup(fd)
     conn = Connection(fd)
     worker = Worker(conn, session, index)
     context.set_current(worker)

@@ -316,9 +316,10 @@ PRELOADED_MODULES = ("numpy",)
 def preload_decoders() -> None:
     """Import :data:`PRELOADED_MODULES` now (a module that does not import is skipped).
 
-    A worker calls it as it starts, so the first task that receives a numpy array
-    does not pay for importing numpy inside its own time (~40 ms on an idle 2-core
-    VM, over 100 ms under load; ~14 MB more resident, mostly shared library pages).
+    A worker (or the template workers are forked from) calls it as it starts, so the
+    first task that receives a numpy array does not pay for importing numpy inside its
+    own time (~40 ms on an idle 2-core VM, over 100 ms under load; ~14 MB more
+    resident, mostly shared library pages).
     It runs before the worker reads its first message rather than in a background
     thread: two threads importing numpy at once can fail with a circular-import
     error on the partly initialized package.

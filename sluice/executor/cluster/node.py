@@ -8,7 +8,9 @@ a cluster their segments carry this node's session, and they pull objects held
 elsewhere through this node's Flight server.
 
 When the head declares the node dead, or its stream to the head ends, the node
-stops its workers, removes its segments and exits.
+stops its workers, removes its segments and exits. Its workers are forked from
+a template process, as the local runtime's are (:mod:`sluice.executor.process`),
+and die with the node if it is killed.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from sluice.executor.cluster import auth
 from sluice.executor.cluster import cluster_pb2 as pb
 from sluice.executor.cluster import cluster_pb2_grpc as pb_grpc
 from sluice.executor.cluster.relay import Outbox, frames_of, unpack_control
-from sluice.executor.process import spawn_worker
+from sluice.executor.process import spawn_worker, start_template
 from sluice.executor.runtime import SPILL_PREFIX, default_store_memory
 from sluice.store import shm, transfer
 from sluice.store.transfer import StoreServer
@@ -78,6 +80,7 @@ class NodeDaemon:
             self.flight.shutdown()
             self.remove_files()
             raise auth.auth_error(err, head) from None
+        self.template = start_template()  # forks this node's workers (as the local runtime's)
         self.up = Outbox()
         self.up.control(("hello", self.node_id))
         self.procs: dict[int, Any] = {}
@@ -128,7 +131,10 @@ class NodeDaemon:
         env = {"SLUICE_NODE_FLIGHT": self.flight.location, "SLUICE_TOKEN": self.token}
         if self.tls_root_path:
             env["SLUICE_TLS_ROOT"] = self.tls_root_path
-        proc, conn = spawn_worker(self.session, index, env)
+        if self.template is not None:
+            proc, conn = self.template.spawn(self.session, index, env)
+        else:
+            proc, conn = spawn_worker(self.session, index, env)
         with self.lock:
             self.procs[index] = proc
             self.conns[conn] = index
@@ -200,6 +206,8 @@ class NodeDaemon:
                 proc.wait(timeout=5)
             except Exception:
                 pass
+        if self.template is not None:
+            self.template.close()
         self.flight.shutdown()
         shm.cleanup_session(self.session)
         self.remove_files()
