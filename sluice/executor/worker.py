@@ -366,6 +366,9 @@ def retryable(err: BaseException, retry_exc: Any) -> bool:
     return isinstance(err, tuple(retry_exc))
 
 
+_EXECUTOR_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
 def error_blob(name: str, err: BaseException, kind: type[TaskError] = TaskError) -> bytes:
     """Serialize a task's exception with its remote traceback (frames of sluice cut off).
 
@@ -373,8 +376,8 @@ def error_blob(name: str, err: BaseException, kind: type[TaskError] = TaskError)
     constructor that raised).
     """
     tb = err.__traceback__
-    while tb is not None and tb.tb_frame.f_globals.get("__name__", "").startswith("sluice.executor"):
-        tb = tb.tb_next
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_EXECUTOR_DIR):
+        tb = tb.tb_next  # by file, so the frames of a worker run as ``__main__`` go too
     text = "".join(traceback.format_exception(type(err), err, tb))
     if isinstance(err, TaskError):
         cause: BaseException | None = err

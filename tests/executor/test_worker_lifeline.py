@@ -178,3 +178,23 @@ def test_a_worker_started_after_init_sees_the_drivers_environment_directory_path
     assert child.returncode == 0, child.stderr
     assert child.stderr.strip().splitlines()[-1] == repr(("yes", str(elsewhere), 42))
     assert "printed by the task" in out.read_text()
+
+
+@sluice.remote
+def divide(x: int) -> float:
+    return 1 / x
+
+
+@pytest.mark.parametrize("template", ["1", "0"])
+def test_a_remote_traceback_starts_at_the_users_code(template, monkeypatch) -> None:
+    # A worker forked from the template and one run as ``python -m`` (``__main__``) alike
+    # show the user's frames only: no frame of sluice's executor above them.
+    monkeypatch.setenv("SLUICE_WORKER_TEMPLATE", template)
+    sluice.init(num_cpus=1)
+    try:
+        with pytest.raises(sluice.exceptions.TaskError) as info:
+            sluice.get(divide.remote(0))
+    finally:
+        sluice.shutdown()
+    remote = str(info.value).split("Traceback (most recent call last):", 1)[1]
+    assert "sluice/executor" not in remote and "in divide" in remote
