@@ -69,16 +69,22 @@ class DAGNode:
 
 
 def _walk(value: Any):
-    """Yield every DAGNode inside ``value`` (lists, tuples, dicts), iteratively."""
+    """Yield every DAGNode inside ``value`` (lists, tuples, dicts), iteratively.
+
+    Each container is looked into once: one that holds itself (``x.append(x)``) or
+    appears twice ends the walk instead of repeating it.
+    """
     stack = [value]
+    seen: set[int] = set()
     while stack:
         item = stack.pop()
         if isinstance(item, DAGNode):
             yield item
-        elif type(item) in (list, tuple):
-            stack.extend(reversed(item))
-        elif type(item) is dict:
-            stack.extend(reversed(list(item.values())))
+        elif type(item) in (list, tuple, dict):
+            if id(item) in seen:
+                continue
+            seen.add(id(item))
+            stack.extend(reversed(item if type(item) is not dict else list(item.values())))
 
 
 class FunctionNode(DAGNode):
@@ -120,7 +126,11 @@ class _MethodBinder:
         self._name = name
 
     def bind(self, *args: Any, **kwargs: Any) -> ClassMethodNode:
-        """A call of this method in the graph."""
+        """A call of this method in the graph (its arguments checked against the method's)."""
+        actor_class = self._class_node._actor_class
+        arity = actor_class._methods[self._name].get("_arity")
+        if arity is not None:
+            arity.check(f"{actor_class._name}.{self._name}.bind()", args, kwargs)
         return ClassMethodNode(self._class_node, self._name, args, kwargs)
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
