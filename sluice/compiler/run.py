@@ -133,6 +133,12 @@ class DAGInput:
         raise TypeError(f"execute() was given {_given(args, kwargs)} and the graph uses the bare "
                         f"InputNode; read them as {', '.join(reads)} or pass one value")
 
+    def stage_value(self) -> Any:
+        """What the INPUT stage holds: the one value execute() was given, else None (then no
+        stage reads the bare InputNode: :func:`check_input` saw to that; selectors read
+        this object itself)."""
+        return self.args[0] if len(self.args) == 1 and not self.kwargs else None
+
     def select(self, key: tuple) -> Any:
         """Resolve ``inp[k]`` / ``inp.k`` against the execute() arguments.
 
@@ -211,10 +217,9 @@ def _remedy_item(k: Any) -> str:
 
 @dataclass(frozen=True, slots=True)
 class InputReads:
-    """What a Plan reads of its execute() arguments: whether it has an InputNode at all,
-    whether some stage reads the bare InputNode, and the selectors it reads."""
+    """What a Plan reads of its execute() arguments: whether some stage reads the bare
+    InputNode, and the selectors it reads."""
 
-    has_input: bool
     bare: bool
     selectors: tuple[tuple, ...]
 
@@ -225,18 +230,13 @@ def input_reads(plan: Plan) -> InputReads:
     selectors = tuple(dict.fromkeys(st.ops[0].key for st in plan.stages if st.kind is OpKind.SELECT))
     bare = any(o in inputs for o in plan.outputs) or any(
         i in inputs for st in plan.stages if st.kind is not OpKind.SELECT for i in st.inputs)
-    return InputReads(bool(inputs), bare, selectors)
+    return InputReads(bare, selectors)
 
 
 def check_input(reads: InputReads, dag_input: DAGInput) -> None:
     """Raise (naming what execute() was given and what the graph reads) unless every read
     of the input succeeds: run before any stage, so nothing starts on a bad input."""
-    if not reads.has_input:
-        if dag_input.args or dag_input.kwargs:
-            raise TypeError(f"execute() was given {_given(dag_input.args, dag_input.kwargs)} but "
-                            "the graph has no InputNode to read them; drop them, or bind "
-                            "`with InputNode() as inp:` and read inp")
-        return
+    # A graph without an InputNode ignores what execute() is given, as in Ray.
     if reads.bare:
         dag_input.value()
     for key in reads.selectors:

@@ -283,7 +283,7 @@ class Execution:
 
 
 def _input_step(run: Execution, stage: Stage) -> Any:
-    return run.input.value()
+    return run.input.stage_value()
 
 
 def _select_step(run: Execution, stage: Stage) -> Any:

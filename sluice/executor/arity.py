@@ -11,7 +11,7 @@ its methods' arities to every process that calls through it.
 >>> Arity.of(add, "add").check("add.remote()", (1, 2, 3), {})
 Traceback (most recent call last):
 ...
-TypeError: add.remote(): the arguments do not fit add(a, b=1): too many positional arguments (got 3 positional and no keyword arguments); fix the call
+TypeError: add.remote(): the arguments do not fit add(a, b=1): too many positional arguments (the call passed 3 positional arguments and no keyword arguments); fix the call
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ class Arity:
         why = self.problem(args, kwargs)
         if why is not None:
             raise TypeError(f"{call}: the arguments do not fit {self.label}{self.text}: {why} "
-                            f"(got {_given(args, kwargs)}); fix the call")
+                            f"(the call passed {_given(args, kwargs)}); fix the call")
 
     def problem(self, args: tuple, kwargs: dict) -> str | None:
         """Why ``args``/``kwargs`` cannot be passed to the callable (Python's words), or None."""
@@ -111,7 +111,10 @@ class Arity:
 
 
 def _given(args: tuple, kwargs: dict) -> str:
-    positional = f"{len(args)} positional"
+    """What the call passed, in words: ``3 positional arguments and no keyword arguments``."""
+    n = len(args)
+    positional = f"{n or 'no'} positional argument{'' if n == 1 else 's'}"
     if not kwargs:
         return f"{positional} and no keyword arguments"
-    return f"{positional} and the keyword arguments {', '.join(map(repr, kwargs))}"
+    plural = "" if len(kwargs) == 1 else "s"
+    return f"{positional} and the keyword argument{plural} {', '.join(kwargs)}"
