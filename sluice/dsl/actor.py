@@ -33,7 +33,8 @@ class ActorClass:
                         f"{self._name}.remote(...) to start an actor")
 
     def remote(self, *args: Any, **kwargs: Any) -> ActorHandle:
-        """Start the actor in its own process; returns its handle at once."""
+        """Start the actor in its own process; returns its handle at once. Arguments that
+        do not fit the constructor raise TypeError here, in the caller."""
         self._check_call(f"{self._name}.remote()", args, kwargs)
         cls_id, cls_bytes = self._pickle()
         rt = api.runtime()

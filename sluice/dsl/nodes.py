@@ -29,6 +29,8 @@ class DAGNode:
         """Run the graph on ``args``/``kwargs`` (fed to its InputNode); returns ObjectRef(s).
 
         The graph is compiled once; later calls reuse the same Plan and its actors.
+        Arguments the graph cannot read (see :class:`InputNode`) raise here, before
+        any task starts.
         """
         plan = self._plan
         if plan is None:
@@ -159,6 +161,9 @@ class InputNode(DAGNode):
     Use it as a context manager. With one positional argument the node is that
     value; ``inp[0]``/``inp[1]`` select positional arguments, ``inp["k"]`` and
     ``inp.k`` keyword arguments (or an item/attribute of the single argument).
+    ``execute()`` checks what it is given against what the graph reads before any
+    task starts: the bare node given no argument or several, or a selector that
+    finds nothing, raises there, naming both.
     """
 
     def __enter__(self) -> InputNode:

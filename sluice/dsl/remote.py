@@ -91,7 +91,11 @@ class RemoteFunction:
             arity.check(call, args, kwargs)  # type: ignore[union-attr]
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
-        """Submit a task; returns one ObjectRef (a list of them when num_returns > 1)."""
+        """Submit a task; returns one ObjectRef (a list of them when num_returns > 1).
+
+        Arguments that do not fit the function's signature raise TypeError here, in the
+        caller, as in Ray (functions without a readable signature are not checked).
+        """
         if self._workflow_only:
             raise workflow_only_error(self._workflow_only, f"{self._name}.remote()",
                                       "tasks started with .remote()")
@@ -102,7 +106,8 @@ class RemoteFunction:
         return refs[0] if opts["num_returns"] == 1 else refs
 
     def bind(self, *args: Any, **kwargs: Any) -> Any:
-        """A lazy call in a graph: returns a FunctionNode, runs on ``execute()``."""
+        """A lazy call in a graph: returns a FunctionNode, runs on ``execute()``. Arguments
+        are checked against the signature here, as at ``.remote()``."""
         from sluice.dsl.nodes import FunctionNode
 
         self._check_call(f"{self._name}.bind()", args, kwargs)
