@@ -117,7 +117,7 @@ class ActorChain:
 GRAPH_KEYS: dict[str, str] = {
     "functions": "dict fn_id -> the pickled function or class (calls.dumps_function bytes). "
                  "Set by the front end; lower keeps in Plan.functions those the ops use.",
-    "signatures": "dict op id -> the inspect.Signature its .bind() arguments must fit. Set by "
+    "signatures": "dict op id -> the Arity (sluice.executor.arity) its .bind() arguments must fit. Set by "
                   "the front end for .bind() graphs; cse drops the entries of merged ops; "
                   "validate reads it.",
     "outputs": "tuple of the op ids whose values execute() returns. Set by the front end; cse "

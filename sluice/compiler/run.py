@@ -11,7 +11,7 @@ turns stages into runtime calls through the functions here:
 - :func:`actor_options` and :func:`start_actor`: an ACTOR stage's actor.
 - :func:`call_arguments`: a call's arguments, its template filled with values.
 - :class:`DAGInput`: the execute() arguments, as the InputNode and its
-  selectors read them.
+  selectors read them; :func:`check_input`: every read of them, before a run starts.
 - :class:`ChainCall`: one of the Plan's actor chains, forwarded actor to actor.
 
 ``execute_plan`` (plain ``execute()``) is the runner with no hooks.
@@ -19,6 +19,7 @@ turns stages into runtime calls through the functions here:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sluice.compiler.ir import ActorChain, Op, OpKind, fill_slots, unpack_template
@@ -104,19 +105,39 @@ class StageFunction:
 
 
 class DAGInput:
-    """The value an InputNode takes: the positional and keyword arguments of execute()."""
+    """The value an InputNode takes: the positional and keyword arguments of execute().
 
-    __slots__ = ("args", "kwargs")
+    Reading it raises, naming what execute() was given and what the graph reads, where
+    the arguments cannot give what is read (:func:`check_input` does every read of a
+    Plan before any of its tasks starts). ``selected``: the values of the selectors
+    read so far, so each is resolved once per run.
+    """
+
+    __slots__ = ("args", "kwargs", "selected")
 
     def __init__(self, args: tuple, kwargs: dict):
         self.args = args
         self.kwargs = kwargs
+        self.selected: dict[tuple, Any] = {}
 
     def value(self) -> Any:
-        """The InputNode itself: the single positional argument, or this object."""
-        if len(self.args) == 1 and not self.kwargs:
-            return self.args[0]
-        return self
+        """The InputNode itself: the one positional argument execute() was given."""
+        args, kwargs = self.args, self.kwargs
+        if len(args) == 1 and not kwargs:
+            return args[0]
+        if not args and not kwargs:
+            raise TypeError("the graph reads its InputNode but execute() was given no arguments; "
+                            "call dag.execute(value)")
+        reads = [f"inp[{i}]" for i in range(min(len(args), 2))] + (["..."] if len(args) > 2 else [])
+        reads += [f"inp.{k}" for k in kwargs]
+        raise TypeError(f"execute() was given {_given(args, kwargs)} and the graph uses the bare "
+                        f"InputNode; read them as {', '.join(reads)} or pass one value")
+
+    def stage_value(self) -> Any:
+        """What the INPUT stage holds: the one value execute() was given, else None (then no
+        stage reads the bare InputNode: :func:`check_input` saw to that; selectors read
+        this object itself)."""
+        return self.args[0] if len(self.args) == 1 and not self.kwargs else None
 
     def select(self, key: tuple) -> Any:
         """Resolve ``inp[k]`` / ``inp.k`` against the execute() arguments.
@@ -125,6 +146,12 @@ class DAGInput:
         single argument); a string selects a keyword argument, else an item of a
         single positional argument; an attribute likewise.
         """
+        found = self.selected.get(key, _UNSET)
+        if found is _UNSET:
+            found = self.selected[key] = self._select(key)
+        return found
+
+    def _select(self, key: tuple) -> Any:
         kind, k = key
         args, kwargs = self.args, self.kwargs
         if kind == "item":
@@ -133,15 +160,87 @@ class DAGInput:
             if isinstance(k, str) and k in kwargs:
                 return kwargs[k]
             if len(args) == 1:
-                return args[0][k]
-            raise KeyError(f"the graph reads input[{k!r}] but execute() got {len(args)} "
-                           f"positional and {sorted(kwargs)} keyword arguments")
+                try:
+                    return args[0][k]
+                except (LookupError, TypeError):
+                    pass
+            error = IndexError if isinstance(k, int) else KeyError
+            raise error(f"the graph reads inp[{k!r}] but execute() was given {_given(args, kwargs)}"
+                        f"{_single(args, kwargs, f'item {k!r}')}; {_remedy_item(k)}")
         if k in kwargs:
             return kwargs[k]
         if len(args) == 1:
-            return getattr(args[0], k)
-        raise AttributeError(f"the graph reads input.{k} but execute() got no keyword argument "
-                             f"{k!r}; call execute({k}=...)")
+            try:
+                return getattr(args[0], k)
+            except AttributeError:
+                pass
+        raise AttributeError(f"the graph reads inp.{k} but execute() was given "
+                             f"{_given(args, kwargs)}{_single(args, kwargs, f'attribute {k!r}')}; "
+                             f"call execute({k}=...) or pass one value that has an attribute {k!r}")
+
+
+_UNSET = object()
+
+
+def _given(args: tuple, kwargs: dict) -> str:
+    """What execute() was given, in words: ``2 arguments``, ``no arguments``, ``the keyword
+    arguments a, b``, ``1 argument and the keyword argument a``."""
+    parts = []
+    if args or not kwargs:
+        parts.append(f"{len(args) or 'no'} argument{'' if len(args) == 1 else 's'}")
+    if kwargs:
+        names = ", ".join(kwargs)
+        parts.append(f"the keyword argument{'' if len(kwargs) == 1 else 's'} {names}")
+    return " and ".join(parts)
+
+
+def _single(args: tuple, kwargs: dict, what: str) -> str:
+    """Why the one positional argument did not give ``what`` either."""
+    if len(args) != 1:
+        return ""
+    value = args[0]
+    size = f" of {len(value)} items" if hasattr(value, "__len__") else ""
+    name = type(value).__name__
+    article = "an" if name[:1].lower() in "aeiou" else "a"
+    return f" ({article} {name}{size}, which has no {what})"
+
+
+def _remedy_item(k: Any) -> str:
+    if isinstance(k, int) and not isinstance(k, bool):
+        count = k + 1 if k >= 0 else -k
+        return (f"pass at least {count} positional argument{'' if count == 1 else 's'}, or one "
+                f"value that has an item {k!r}")
+    if isinstance(k, str) and k.isidentifier():
+        return f"call execute({k}=...) or pass one value that has an item {k!r}"
+    return f"pass one value that has an item {k!r}"
+
+
+@dataclass(frozen=True, slots=True)
+class InputReads:
+    """What a Plan reads of its execute() arguments: whether some stage reads the bare
+    InputNode, and the selectors it reads."""
+
+    bare: bool
+    selectors: tuple[tuple, ...]
+
+
+def input_reads(plan: Plan) -> InputReads:
+    """What ``plan`` reads of its execute() arguments (see :class:`InputReads`)."""
+    inputs = {st.output for st in plan.stages if st.kind is OpKind.INPUT}
+    selectors = tuple(dict.fromkeys(st.ops[0].key for st in plan.stages if st.kind is OpKind.SELECT))
+    bare = any(o in inputs for o in plan.outputs) or any(
+        i in inputs for st in plan.stages if st.kind is not OpKind.SELECT for i in st.inputs)
+    return InputReads(bare, selectors)
+
+
+def check_input(reads: InputReads, dag_input: DAGInput) -> None:
+    """Raise (naming what execute() was given and what the graph reads) unless every read
+    of the input succeeds: run before any stage, so nothing starts on a bad input."""
+    # A graph without an InputNode ignores what execute() is given, as in Ray.
+    if reads.bare:
+        dag_input.value()
+    for key in reads.selectors:
+        dag_input.select(key)
 
 
 def execute_plan(plan: Plan, args: tuple, kwargs: dict) -> Any:

@@ -62,8 +62,11 @@ from sluice.compiler.plan_run import PlanRun, plan_run
 from sluice.compiler.run import (
     ChainCall,
     DAGInput,
+    InputReads,
     call_arguments,
     chain_steps,
+    check_input,
+    input_reads,
     stage_function,
     start_actor,
     task_options,
@@ -280,7 +283,7 @@ class Execution:
 
 
 def _input_step(run: Execution, stage: Stage) -> Any:
-    return run.input.value()
+    return run.input.stage_value()
 
 
 def _select_step(run: Execution, stage: Stage) -> Any:
@@ -343,12 +346,19 @@ def _chained(plan: Plan, state: PlanRun) -> tuple[list[Stage], dict[str, ChainCa
 
 
 def _plain_steps(plan: Plan, state: PlanRun
-                 ) -> tuple[list[tuple[Stage, Step]], dict[str, ChainCall]]:
+                 ) -> tuple[list[tuple[Stage, Step]], dict[str, ChainCall], InputReads]:
     """Each stage of the walk with its step, picked once per Plan run (no hooks to ask),
-    and the chains."""
+    the chains, and what the Plan reads of its input."""
     order, chains = _chained(plan, state)
     return [(stage, chains.get(stage.id) or _STEPS.get(stage.kind, _call_step))
-            for stage in order], chains
+            for stage in order], chains, input_reads(plan)
+
+
+def _checked_input(reads: InputReads, args: tuple, kwargs: dict) -> DAGInput:
+    """The run's input, every read of it done: a bad input raises before any stage starts."""
+    dag_input = DAGInput(args, kwargs)
+    check_input(reads, dag_input)
+    return dag_input
 
 
 def execute_plan(plan: Plan, args: tuple, kwargs: dict) -> Any:
@@ -358,8 +368,8 @@ def execute_plan(plan: Plan, args: tuple, kwargs: dict) -> Any:
     prepared = state.prepared.get("plain")
     if prepared is None:
         prepared = state.once(state.prepared, "plain", lambda: _plain_steps(plan, state))
-    steps, chains = prepared
-    run = Execution(plan, state, rt, DAGInput(args, kwargs), None, chains)
+    steps, chains, reads = prepared
+    run = Execution(plan, state, rt, _checked_input(reads, args, kwargs), None, chains)
     values = run.values
     for stage, step in steps:
         values[stage.output] = step(run, stage)
@@ -382,7 +392,8 @@ def run_plan(plan: Plan, hooks: StageHooks, args: tuple = (),
     rt = api.runtime()
     state = plan_run(plan, rt)
     order, chains = _chained(plan, state) if hooks.forwards_chains else (list(plan.stages), {})
-    run = Execution(plan, state, rt, DAGInput(args, kwargs or {}), hooks, chains)
+    reads = state.once(state.prepared, "input_reads", lambda: input_reads(plan))
+    run = Execution(plan, state, rt, _checked_input(reads, args, kwargs or {}), hooks, chains)
     hooks.begin(run)
     if hooks.awaits_results:
         _AwaitingWalk(run, order).walk()

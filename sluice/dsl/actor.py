@@ -8,18 +8,23 @@ from typing import Any
 from sluice.dsl.options import ACTOR_DEFAULTS, METHOD_DEFAULTS, normalize
 from sluice.executor import api
 from sluice.executor.actor_handle import ActorHandle
+from sluice.executor.arity import Arity
 from sluice.executor.calls import dumps_function
+
+_UNREAD = object()  # the constructor's arity, not read yet
 
 
 class ActorClass:
     """A class decorated with ``@sluice.remote``: ``Cls.remote(...)`` starts an actor."""
 
-    def __init__(self, cls: type, options: dict, _pickled: tuple[int, bytes] | None = None):
+    def __init__(self, cls: type, options: dict, _pickled: tuple[int, bytes] | None = None,
+                 _methods: dict[str, dict] | None = None):
         self._cls = cls
         self._name = cls.__qualname__
         self._given = dict(options)
         self._options = normalize("actor class", options, ACTOR_DEFAULTS, f"@remote class {self._name}")
-        self._methods = _method_table(cls)
+        self._methods = _methods if _methods is not None else _method_table(cls)
+        self._arity: Arity | None | object = _UNREAD
         self._pickled = _pickled
         self.__doc__ = cls.__doc__
 
@@ -28,7 +33,9 @@ class ActorClass:
                         f"{self._name}.remote(...) to start an actor")
 
     def remote(self, *args: Any, **kwargs: Any) -> ActorHandle:
-        """Start the actor in its own process; returns its handle at once."""
+        """Start the actor in its own process; returns its handle at once. Arguments that
+        do not fit the constructor raise TypeError here, in the caller."""
+        self._check_call(f"{self._name}.remote()", args, kwargs)
         cls_id, cls_bytes = self._pickle()
         rt = api.runtime()
         actor_id = rt.new_actor_id()
@@ -40,7 +47,19 @@ class ActorClass:
         """An actor as a graph node (created once per Plan); bind its methods on it."""
         from sluice.dsl.nodes import ClassNode
 
+        self._check_call(f"{self._name}.bind()", args, kwargs)
         return ClassNode(self, args, kwargs)
+
+    def _check_call(self, call: str, args: tuple, kwargs: dict) -> None:
+        """TypeError in the caller when the constructor cannot take ``args``/``kwargs``."""
+        arity = self._read_arity()
+        if arity is not None:
+            arity.check(call, args, kwargs)
+
+    def _read_arity(self) -> Arity | None:
+        if self._arity is _UNREAD:
+            self._arity = Arity.of(self._cls, self._name)
+        return self._arity  # type: ignore[return-value]
 
     def _pickle(self) -> tuple[int, bytes]:
         if self._pickled is None:
@@ -49,24 +68,47 @@ class ActorClass:
 
     def options(self, **options: Any) -> ActorClass:
         """A copy with some options changed: ``Counter.options(name="c").remote()``."""
-        return ActorClass(self._cls, {**self._given, **options}, self._pickled)
+        copy = ActorClass(self._cls, {**self._given, **options}, self._pickled, self._methods)
+        copy._arity = self._arity
+        return copy
 
     def __repr__(self) -> str:
         return f"<sluice actor class {self._name}>"
 
 
 def _method_table(cls: type) -> dict[str, dict]:
+    """Each method's options, and under ``_arity`` what arguments a call of it takes."""
     table = {}
     for name, member in inspect.getmembers(cls, callable):
         if name.startswith("__") and name != "__call__":
             continue
         opts = getattr(member, "__sluice_method_options__", {})
-        table[name] = normalize("actor method", opts, METHOD_DEFAULTS, f"{cls.__qualname__}.{name}")
+        label = f"{cls.__qualname__}.{name}"
+        table[name] = normalize("actor method", opts, METHOD_DEFAULTS, label)
+        table[name]["_arity"] = method_arity(cls, name, member, label)
     return table
+
+
+def method_arity(cls: type, name: str, member: Any, label: str) -> Arity | None:
+    """What a call of method ``name`` takes on an instance (``self`` is not passed; a
+    staticmethod's parameters are all the caller's, a classmethod read off the class is
+    bound already). None for other callables: their calls are not checked."""
+    if inspect.ismethod(member):  # a classmethod, bound to the class
+        return Arity.of(member, label)
+    if not inspect.isfunction(member):
+        return None
+    is_static = isinstance(inspect.getattr_static(cls, name, None), staticmethod)
+    return Arity.of(member, label, drop_first=not is_static)
 
 
 def get_actor(name: str) -> ActorHandle:
     """The handle of the actor started with ``options(name=name)``; ValueError if none."""
+    if not isinstance(name, str):
+        raise TypeError(f"get_actor({name!r}): give the actor's name, the str it was started "
+                        "with as Cls.options(name=...).remote()")
+    if not name:
+        raise ValueError("get_actor(''): give the actor's name, the non-empty str it was started "
+                         "with as Cls.options(name=...).remote()")
     found = api.runtime().get_actor(name)
     if found is None:
         raise ValueError(f"no actor named {name!r} is alive; start one with "

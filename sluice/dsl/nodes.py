@@ -29,6 +29,8 @@ class DAGNode:
         """Run the graph on ``args``/``kwargs`` (fed to its InputNode); returns ObjectRef(s).
 
         The graph is compiled once; later calls reuse the same Plan and its actors.
+        Arguments the graph cannot read (see :class:`InputNode`) raise here, before
+        any task starts.
         """
         plan = self._plan
         if plan is None:
@@ -69,16 +71,22 @@ class DAGNode:
 
 
 def _walk(value: Any):
-    """Yield every DAGNode inside ``value`` (lists, tuples, dicts), iteratively."""
+    """Yield every DAGNode inside ``value`` (lists, tuples, dicts), iteratively.
+
+    Each container is looked into once: one that holds itself (``x.append(x)``) or
+    appears twice ends the walk instead of repeating it.
+    """
     stack = [value]
+    seen: set[int] = set()
     while stack:
         item = stack.pop()
         if isinstance(item, DAGNode):
             yield item
-        elif type(item) in (list, tuple):
-            stack.extend(reversed(item))
-        elif type(item) is dict:
-            stack.extend(reversed(list(item.values())))
+        elif type(item) in (list, tuple, dict):
+            if id(item) in seen:
+                continue
+            seen.add(id(item))
+            stack.extend(reversed(item if type(item) is not dict else list(item.values())))
 
 
 class FunctionNode(DAGNode):
@@ -120,7 +128,11 @@ class _MethodBinder:
         self._name = name
 
     def bind(self, *args: Any, **kwargs: Any) -> ClassMethodNode:
-        """A call of this method in the graph."""
+        """A call of this method in the graph (its arguments checked against the method's)."""
+        actor_class = self._class_node._actor_class
+        arity = actor_class._methods[self._name].get("_arity")
+        if arity is not None:
+            arity.check(f"{actor_class._name}.{self._name}.bind()", args, kwargs)
         return ClassMethodNode(self._class_node, self._name, args, kwargs)
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
@@ -149,6 +161,9 @@ class InputNode(DAGNode):
     Use it as a context manager. With one positional argument the node is that
     value; ``inp[0]``/``inp[1]`` select positional arguments, ``inp["k"]`` and
     ``inp.k`` keyword arguments (or an item/attribute of the single argument).
+    ``execute()`` checks what it is given against what the graph reads before any
+    task starts: the bare node given no argument or several, or a selector that
+    finds nothing, raises there, naming both.
     """
 
     def __enter__(self) -> InputNode:

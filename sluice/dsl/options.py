@@ -76,6 +76,8 @@ def normalize(kind: str, given: dict[str, Any], defaults: dict[str, Any], where:
             v = opts[name]
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v < low:
                 raise ValueError(f"{where}: {name}={v!r} must be a number >= {low:g}")
+    if opts.get("name") is not None and (not isinstance(opts["name"], str) or not opts["name"]):
+        raise ValueError(f"{where}: name={opts['name']!r} must be a non-empty str (or None)")
     for name in ("catch_exceptions", "cache"):
         if name in opts and not isinstance(opts[name], bool):
             raise ValueError(f"{where}: {name}={opts[name]!r} must be True or False")

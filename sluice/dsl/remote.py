@@ -8,7 +8,10 @@ from typing import Any, Callable
 
 from sluice.dsl.options import TASK_DEFAULTS, WORKFLOW_OPTIONS, normalize, workflow_only_error
 from sluice.executor import api
+from sluice.executor.arity import Arity
 from sluice.executor.calls import dumps_function
+
+_UNREAD = object()  # an arity not read yet (None: the function has no readable signature)
 
 
 def remote(*args: Any, **options: Any) -> Any:
@@ -49,6 +52,7 @@ class RemoteFunction:
         self._pickled = _pickled  # (function id, cloudpickle bytes), made on first use
         self._pickling = False
         self._digest: str | None = None  # stable digest of the code (graph op identity)
+        self._arity: Arity | None | object = _UNREAD  # read on the first call, then reused
         functools.update_wrapper(self, function)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -72,40 +76,63 @@ class RemoteFunction:
             self._digest = code_digest(self._function)
         return self._digest
 
+    def _read_arity(self) -> Arity | None:
+        arity = self._arity
+        if arity is _UNREAD:
+            arity = self._arity = Arity.of(self._function, self._name)
+        return arity  # type: ignore[return-value]
+
+    def _check_call(self, call: str, args: tuple, kwargs: dict) -> None:
+        """TypeError in the caller when ``args``/``kwargs`` do not fit the function (as Ray)."""
+        arity = self._arity
+        if arity is _UNREAD:
+            arity = self._read_arity()
+        if arity is not None:
+            arity.check(call, args, kwargs)  # type: ignore[union-attr]
+
     def remote(self, *args: Any, **kwargs: Any) -> Any:
-        """Submit a task; returns one ObjectRef (a list of them when num_returns > 1)."""
+        """Submit a task; returns one ObjectRef (a list of them when num_returns > 1).
+
+        Arguments that do not fit the function's signature raise TypeError here, in the
+        caller, as in Ray (functions without a readable signature are not checked).
+        """
         if self._workflow_only:
             raise workflow_only_error(self._workflow_only, f"{self._name}.remote()",
                                       "tasks started with .remote()")
+        self._check_call(f"{self._name}.remote()", args, kwargs)
         fn_id, fn_bytes = self._pickle()
         opts = self._options
         refs = api.runtime().submit_task(fn_id, fn_bytes, opts["name"], args, kwargs, opts)
         return refs[0] if opts["num_returns"] == 1 else refs
 
     def bind(self, *args: Any, **kwargs: Any) -> Any:
-        """A lazy call in a graph: returns a FunctionNode, runs on ``execute()``."""
+        """A lazy call in a graph: returns a FunctionNode, runs on ``execute()``. Arguments
+        are checked against the signature here, as at ``.remote()``."""
         from sluice.dsl.nodes import FunctionNode
 
+        self._check_call(f"{self._name}.bind()", args, kwargs)
         return FunctionNode(self, args, kwargs)
 
     def options(self, **options: Any) -> RemoteFunction:
         """A copy with some options changed: ``f.options(num_cpus=2).remote(x)``."""
         copy = RemoteFunction(self._function, {**self._given, **options}, self._pickle())
         copy._digest = self._digest
+        copy._arity = self._arity
         return copy
 
     def __reduce__(self):
         if self._pickling or self._pickled is None:
             # A function that refers to itself: cloudpickle's memo resolves the cycle.
             return (RemoteFunction, (self._function, self._given))
-        return (_rebuild, (self._pickled, self._given, self._name, self._code_digest()))
+        return (_rebuild, (self._pickled, self._given, self._name, self._code_digest(),
+                           self._read_arity()))
 
     def __repr__(self) -> str:
         return f"<sluice remote function {self._name}>"
 
 
-def _rebuild(pickled: tuple[int, bytes], given: dict, name: str, digest: str | None = None
-             ) -> RemoteFunction:
+def _rebuild(pickled: tuple[int, bytes], given: dict, name: str, digest: str | None = None,
+             arity: Arity | None = None) -> RemoteFunction:
     from sluice.executor.calls import load_function as loads
 
     rf = RemoteFunction.__new__(RemoteFunction)
@@ -118,6 +145,7 @@ def _rebuild(pickled: tuple[int, bytes], given: dict, name: str, digest: str | N
     rf._workflow_only = _workflow_only(given)
     rf._function = _LazyFunction(pickled[1], loads)
     rf._digest = digest
+    rf._arity = arity  # the lazy function's own signature would accept anything
     return rf
 
 

@@ -13,7 +13,6 @@ or dict argument stays inside the call's template and arrives as a ref.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import networkx as nx
@@ -29,6 +28,7 @@ from sluice.dsl.nodes import (
     MultiOutputNode,
 )
 from sluice.dsl.options import TASK_DEFAULTS, WORKFLOW_OPTIONS
+from sluice.executor.arity import Arity
 from sluice.executor.object_ref import ObjectRef
 
 _OPTION_KEYS = ("max_retries", "retry_exceptions", "max_restarts", "max_concurrency")
@@ -48,7 +48,7 @@ def build_graph(root: DAGNode) -> nx.DiGraph:
     ids: dict[int, str] = {}
     ops: list[Op] = []
     functions: dict[int, bytes] = {}
-    signatures: dict[str, inspect.Signature] = {}
+    signatures: dict[str, Arity] = {}
     constants: dict[int, Op] = {}  # object id -> its CONSTANT op
     for ordinal, node in enumerate(order, start=1):
         if type(node) is MultiOutputNode:
@@ -72,23 +72,53 @@ def build_graph(root: DAGNode) -> nx.DiGraph:
 
 
 def _post_order(root: DAGNode) -> list[DAGNode]:
-    """Every node reachable from ``root``, each after the nodes it reads."""
+    """Every node reachable from ``root``, each after the nodes it reads.
+
+    Raises ValueError naming the nodes of a cycle, should the graph have one: ``.bind()``
+    cannot make one, but a list or dict bound as an argument and changed afterwards can.
+    A node is *open* from its expansion until it is done; an open node met again from
+    below reads itself. ``reader[id(n)]``: the node that ``n`` was expanded from.
+    """
     order: list[DAGNode] = []
     done: set[int] = set()
-    stack: list[tuple[DAGNode, bool]] = [(root, False)]
+    open_: set[int] = set()
+    reader: dict[int, DAGNode | None] = {}
+    stack: list[tuple[DAGNode, bool, DAGNode | None]] = [(root, False, None)]
     while stack:
-        node, expanded = stack.pop()
+        node, expanded, parent = stack.pop()
         if id(node) in done:
             continue
         if expanded:
             done.add(id(node))
+            open_.discard(id(node))
             order.append(node)
             continue
-        stack.append((node, True))
+        if id(node) in open_:
+            raise _cycle_error(node, parent, reader)
+        open_.add(id(node))
+        reader[id(node)] = parent
+        stack.append((node, True, parent))
         for child in reversed(node.children()):
             if id(child) not in done:
-                stack.append((child, False))
+                stack.append((child, False, node))
     return order
+
+
+def _cycle_error(node: DAGNode, parent: DAGNode | None, reader: dict[int, DAGNode | None]
+                 ) -> ValueError:
+    """The error for a graph where ``parent`` reads ``node``, which reads ``parent`` through
+    the chain of open nodes."""
+    flow = [node]
+    current = parent
+    while current is not None and current is not node:
+        flow.append(current)
+        current = reader[id(current)]
+    flow.append(node)
+    return ValueError(
+        f"the graph has a cycle: {' -> '.join(repr(n) for n in flow)} (each node reads the one "
+        "before it), so no node of it can ever run. A list or dict bound as an argument was "
+        "changed after .bind() to hold a node that reads that call; bind each value once it is "
+        "made, and do not change arguments after .bind()")
 
 
 def _bound_refs(node: DAGNode) -> list[ObjectRef]:
@@ -125,15 +155,25 @@ def _template(node: DAGNode, input_ids: list[str], ids: dict[int, str],
             return Slot(position[constants[value.id].id])
         return swap(value)
 
+    inside: set[int] = set()  # the containers being swapped: met again, one holds itself
+
     def swap(value: Any) -> Any:
         if isinstance(value, DAGNode):
             return Slot(position[ids[id(value)]])
-        if type(value) in (list, tuple):
-            swapped = [swap(v) for v in value]
-            return swapped if type(value) is list else tuple(swapped)
+        if type(value) not in (list, tuple, dict):
+            return value
+        if id(value) in inside:
+            raise ValueError(f"an argument of {node!r} is a {type(value).__name__} that holds "
+                             "itself; a graph's arguments are copied into its tasks, which cannot "
+                             "copy that: pass a value without the loop")
+        inside.add(id(value))
         if type(value) is dict:
-            return {k: swap(v) for k, v in value.items()}
-        return value
+            swapped: Any = {k: swap(v) for k, v in value.items()}
+        else:
+            items = [swap(v) for v in value]
+            swapped = items if type(value) is list else tuple(items)
+        inside.discard(id(value))
+        return swapped
 
     return pack_template(tuple(swap_whole(v) for v in node._bound_args),
                          {k: swap_whole(v) for k, v in node._bound_kwargs.items()})
@@ -145,7 +185,7 @@ def _value_children(node: DAGNode) -> list[DAGNode]:
 
 
 def _op_for(node: DAGNode, ordinal: int, ids: dict[int, str], functions: dict[int, bytes],
-            signatures: dict[str, inspect.Signature], constants: dict[int, Op]) -> Op:
+            signatures: dict[str, Arity], constants: dict[int, Op]) -> Op:
     if type(node) is InputNode:
         return make_op(OpKind.INPUT, "input", ordinal)
     if type(node) is InputAttributeNode:
@@ -162,7 +202,7 @@ def _op_for(node: DAGNode, ordinal: int, ids: dict[int, str], functions: dict[in
                      fn_digest=rf._code_digest(),
                      resources=opts["_key"], pure=bool(opts["pure"]), jit=bool(opts["jit"]),
                      num_returns=opts["num_returns"], options=_options(opts))
-        signatures[op.id] = _signature(rf._function)
+        _set_arity(signatures, op.id, rf._read_arity())
         return op
     if type(node) is ClassNode:
         ac = node._actor_class
@@ -176,7 +216,7 @@ def _op_for(node: DAGNode, ordinal: int, ids: dict[int, str], functions: dict[in
                      options=_options(opts) + (("_methods", tuple(sorted(
                          (m, o["num_returns"]) for m, o in ac._methods.items()))),
                                                ("name", opts.get("name"))))
-        signatures[op.id] = _signature(ac._cls)
+        _set_arity(signatures, op.id, ac._read_arity())
         return op
     if type(node) is ClassMethodNode:
         cls_node = node._class_node
@@ -189,12 +229,7 @@ def _op_for(node: DAGNode, ordinal: int, ids: dict[int, str], functions: dict[in
                      template=_template(node, list(rest), ids, constants, offset=1),
                      fn_id=0, method=node._method, pure=False,
                      num_returns=method_opts["num_returns"])
-        method = getattr(ac._cls, node._method, None)
-        if method is not None:
-            sig = _signature(method)
-            if sig is not None:
-                params = list(sig.parameters.values())[1:]  # drop self
-                signatures[op.id] = sig.replace(parameters=params)
+        _set_arity(signatures, op.id, method_opts.get("_arity"))
         return op
     raise TypeError(f"cannot compile {node!r}: not a graph node sluice knows")
 
@@ -206,8 +241,6 @@ def _options(opts: dict) -> tuple:
     return tuple((k, opts[k]) for k in _OPTION_KEYS if k in opts) + steps + given
 
 
-def _signature(fn: Any) -> inspect.Signature | None:
-    try:
-        return inspect.signature(fn)
-    except (TypeError, ValueError):  # builtins without signatures: not checked
-        return None
+def _set_arity(signatures: dict[str, Arity], op_id: str, arity: Arity | None) -> None:
+    if arity is not None:  # None: a builtin without a signature, not checked
+        signatures[op_id] = arity

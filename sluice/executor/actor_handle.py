@@ -74,7 +74,14 @@ class ActorMethod:
                         f"handle.{self._name}.remote(...) to call it on the actor")
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
-        """Call the method; calls from one caller run in the order they were made."""
+        """Call the method; calls from one caller run in the order they were made.
+
+        Arguments that do not fit the method's signature are a TypeError here, in the
+        caller (as in Ray), not an error from the actor at ``get``.
+        """
+        arity = self._options.get("_arity")
+        if arity is not None:
+            arity.check(f"{self._label}.remote()", args, kwargs)
         refs = api.runtime().submit_actor_task(self._handle._actor_id, self._name, self._label,
                                                args, kwargs, self._options)
         return refs[0] if self._options["num_returns"] == 1 else refs

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import atexit
+import math
+import numbers
 import threading
 from typing import Any, Sequence
 
@@ -117,12 +119,12 @@ def get(refs: ObjectRef | Sequence[ObjectRef], *, timeout: float | None = None) 
     ``GetTimeoutError`` when it passes first.
     """
     if isinstance(refs, ObjectRef):
-        return runtime().get([refs], _check_timeout(timeout))[0]
+        return runtime().get([refs], _check_timeout(timeout, "get"))[0]
     if not isinstance(refs, (list, tuple)) or not all(isinstance(r, ObjectRef) for r in refs):
         raise TypeError(f"get() takes an ObjectRef or a list of ObjectRefs, got {_describe(refs)}")
     if not refs:
         return []
-    return runtime().get(list(refs), _check_timeout(timeout))
+    return runtime().get(list(refs), _check_timeout(timeout, "get"))
 
 
 def put(value: Any) -> ObjectRef:
@@ -141,12 +143,13 @@ def wait(refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: float | No
         raise TypeError(f"wait() takes a list of ObjectRefs, got {_describe(refs)}")
     if len(set(refs)) != len(refs):
         raise ValueError("wait() got the same ObjectRef twice; pass each ref once")
-    if not 0 <= num_returns <= len(refs):
-        raise ValueError(f"wait(num_returns={num_returns}) with {len(refs)} refs; "
-                         f"num_returns must be between 0 and {len(refs)}")
+    if isinstance(num_returns, bool) or not isinstance(num_returns, numbers.Integral) \
+            or not 0 <= num_returns <= len(refs):
+        raise ValueError(f"wait(num_returns={num_returns!r}) with {len(refs)} refs; "
+                         f"num_returns must be an int between 0 and {len(refs)}")
     if not refs:
         return [], []
-    done = set(runtime().wait(list(refs), num_returns, _check_timeout(timeout)))
+    done = set(runtime().wait(list(refs), num_returns, _check_timeout(timeout, "wait")))
     ready = [r for r in refs if r.id in done][:num_returns] if num_returns else []
     chosen = {r.id for r in ready}
     return ready, [r for r in refs if r.id not in chosen]
@@ -202,10 +205,20 @@ def get_gpu_ids() -> list[int]:
     return [int(g) for g in visible.split(",") if g.strip().isdigit()]
 
 
-def _check_timeout(timeout: float | None) -> float | None:
-    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
-        raise ValueError(f"timeout={timeout!r}: give seconds >= 0, or None to wait forever")
-    return timeout
+def _check_timeout(timeout: float | None, call: str) -> float | None:
+    """``timeout`` as the backends take it: None (wait as long as it takes) or seconds >= 0
+    (0: only what is ready now). As in Ray, None waits forever and 0 does not wait; a
+    negative, NaN or non-number timeout is an error here (it would wait forever or not at
+    all, silently); infinity is None."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
+        raise TypeError(f"{call}(timeout={timeout!r}): give seconds as a number >= 0 (0 takes only "
+                        "what is ready now), or None to wait as long as it takes")
+    if math.isnan(timeout) or timeout < 0:
+        raise ValueError(f"{call}(timeout={timeout!r}): give seconds >= 0 (0 takes only what is "
+                         "ready now), or None to wait as long as it takes")
+    return None if math.isinf(timeout) else float(timeout)
 
 
 def _describe(value: Any) -> str:

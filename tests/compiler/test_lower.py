@@ -42,7 +42,7 @@ def run_plan_in_process(plan: Plan, *args: Any, **kwargs: Any) -> Any:
         op = stage.ops[0]
         inputs = [values[i] for i in stage.inputs]
         if stage.kind is OpKind.INPUT:
-            values[stage.output] = dag_input.value()
+            values[stage.output] = dag_input.stage_value()
         elif stage.kind is OpKind.SELECT:
             values[stage.output] = dag_input.select(op.key)
         elif stage.kind is OpKind.ACTOR:

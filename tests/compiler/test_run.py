@@ -176,11 +176,13 @@ def test_an_attribute_of_a_single_argument_is_read() -> None:
 
 def test_a_missing_keyword_argument_names_the_remedy() -> None:
     dag_input = DAGInput((1, 2), {})
-    with pytest.raises(AttributeError, match=r"the graph reads input\.a but execute\(\) got no keyword "
-                                             r"argument 'a'; call execute\(a=\.\.\.\)"):
+    with pytest.raises(AttributeError, match=r"^the graph reads inp\.a but execute\(\) was given 2 "
+                                             r"arguments; call execute\(a=\.\.\.\) or pass one value "
+                                             r"that has an attribute 'a'$"):
         dag_input.select(("attr", "a"))
-    with pytest.raises(KeyError, match=r"the graph reads input\['a'\] but execute\(\) got 2 positional "
-                                       r"and \[\] keyword arguments"):
+    with pytest.raises(KeyError, match=r"the graph reads inp\['a'\] but execute\(\) was given 2 "
+                                       r"arguments; call execute\(a=\.\.\.\) or pass one value that has "
+                                       r"an item 'a'"):
         dag_input.select(("item", "a"))
 
 
@@ -189,11 +191,96 @@ def test_a_missing_keyword_argument_names_the_remedy() -> None:
     st.sampled_from(["a", "b", "c"]), st.integers(), max_size=3))
 def test_dag_input_selects_the_argument_it_names(args: list[int], kwargs: dict[str, int]) -> None:
     dag_input = DAGInput(tuple(args), kwargs)
-    assert dag_input.value() is dag_input  # several arguments: the input is all of them
+    with pytest.raises(TypeError, match=rf"^execute\(\) was given {len(args)} arguments"):
+        dag_input.value()  # several arguments: the bare input is none of them
     for i in range(-len(args), len(args)):
         assert dag_input.select(("item", i)) == args[i]
     for key, value in kwargs.items():
         assert dag_input.select(("item", key)) == value == dag_input.select(("attr", key))
+
+
+# -- what execute() is given against what the graph reads (checked before any task) ------------
+
+@pytest.fixture()
+def runs_file(tmp_path: Path) -> Path:
+    return tmp_path / "runs"
+
+
+def bare_and_selector_graphs(path: Path) -> tuple[DAGNode, DAGNode]:
+    """A graph that reads the bare input and one that reads inp[3]; each also runs a task
+    that reads no input (``record`` appends to ``path``), which must not start on a bad input."""
+    with InputNode() as inp:
+        bare = MultiOutputNode([record.bind(str(path), 0), echo.bind(inp)])
+        selected = MultiOutputNode([record.bind(str(path), 0), echo.bind(inp[3])])
+    return bare, selected
+
+
+@pytest.mark.parametrize(("args", "kwargs", "message"), [
+    ((), {}, r"^the graph reads its InputNode but execute\(\) was given no arguments; call "
+             r"dag\.execute\(value\)$"),
+    ((1, 2, 3), {}, r"^execute\(\) was given 3 arguments and the graph uses the bare InputNode; "
+                    r"read them as inp\[0\], inp\[1\], \.\.\. or pass one value$"),
+    ((1,), {"k": 2}, r"^execute\(\) was given 1 argument and the keyword argument k and the graph "
+                     r"uses the bare InputNode; read them as inp\[0\], inp\.k or pass one value$"),
+    ((), {"a": 1, "b": 2}, r"^execute\(\) was given the keyword arguments a, b and the graph uses "
+                           r"the bare InputNode; read them as inp\.a, inp\.b or pass one value$"),
+])
+def test_the_bare_input_given_other_than_one_value_fails_before_any_task(
+        runs_file: Path, args: tuple, kwargs: dict, message: str) -> None:
+    bare, _ = bare_and_selector_graphs(runs_file)
+    with pytest.raises(TypeError, match=message):
+        bare.execute(*args, **kwargs)
+    with pytest.raises(TypeError, match=message):  # the same from the compiled Plan
+        bare.compile(optimize=False).execute(*args, **kwargs)
+    assert sluice.get(bare.execute(7), timeout=60)[1] == ((7,), {})
+    # Only the good run's task ran (one submitted by a bad run would have queued first).
+    assert runs_file.read_text().splitlines() == ["0"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (([1, 2],), r"^the graph reads inp\[3\] but execute\(\) was given 1 argument \(a list of 2 "
+                r"items, which has no item 3\); pass at least 4 positional arguments, or one value "
+                r"that has an item 3$"),
+    ((5,), r"^the graph reads inp\[3\] but execute\(\) was given 1 argument \(an int, which has no "
+           r"item 3\)"),
+    ((1, 2), r"^the graph reads inp\[3\] but execute\(\) was given 2 arguments; pass at least 4 "
+             r"positional arguments"),
+    ((), r"^the graph reads inp\[3\] but execute\(\) was given no arguments; pass at least 4"),
+])
+def test_a_selector_past_what_execute_was_given_fails_before_any_task(
+        runs_file: Path, args: tuple, message: str) -> None:
+    _, selected = bare_and_selector_graphs(runs_file)
+    with pytest.raises(IndexError, match=message):
+        selected.execute(*args)
+    assert sluice.get(selected.execute(0, 1, 2, 3), timeout=60)[1] == ((3,), {})
+    assert runs_file.read_text().splitlines() == ["0"]
+    assert sluice.get(selected.execute([0, 1, 2, "item"]), timeout=60)[1] == (("item",), {})
+
+
+def test_an_attribute_the_one_argument_lacks_names_it() -> None:
+    with InputNode() as inp:
+        dag = inc.bind(inp.x)
+    with pytest.raises(AttributeError, match=r"^the graph reads inp\.x but execute\(\) was given 1 "
+                                             r"argument \(an int, which has no attribute 'x'\); call "
+                                             r"execute\(x=\.\.\.\) or pass one value that has an "
+                                             r"attribute 'x'$"):
+        dag.execute(3)
+    assert sluice.get(dag.execute(x=3), timeout=60) == 4
+
+
+def test_a_workflow_style_run_checks_its_input_before_any_stage(runs_file: Path) -> None:
+    from sluice.compiler.runner import StageHooks, run_plan
+
+    bare, _ = bare_and_selector_graphs(runs_file)
+    with pytest.raises(TypeError, match=r"was given no arguments"):
+        run_plan(bare.compile(), StageHooks())
+    sluice.get(bare.execute(1), timeout=60)
+    assert runs_file.read_text().splitlines() == ["0"]
+
+
+def test_a_graph_without_an_input_ignores_what_execute_is_given() -> None:
+    # As in Ray: generic callers (a scheduler, a test over any graph) may pass arguments.
+    assert sluice.get(inc.bind(1).execute(99), timeout=60) == 2
 
 
 # -- CSE at run time ---------------------------------------------------------------------------

@@ -179,10 +179,10 @@ def test_compile_returns_a_plan_without_a_runtime() -> None:
     assert unoptimized.optimized is False and len(unoptimized.stages) == 3
 
 
-def test_execute_fails_on_a_bad_bind_before_starting_a_runtime() -> None:
-    dag = inc.bind(1, 2)
-    with pytest.raises(TypeError, match=r"graph node inc"):
-        dag.execute()
+def test_a_bad_bind_fails_at_bind_before_starting_a_runtime() -> None:
+    with pytest.raises(TypeError, match=r"^inc\.bind\(\): the arguments do not fit inc\(x\): too many "
+                                        r"positional arguments"):
+        inc.bind(1, 2)
 
 
 def test_a_pickled_node_keeps_its_graph_and_drops_its_plan() -> None:

@@ -206,3 +206,92 @@ def test_scheduling_strategy_is_checked_and_kept():
         f.options(scheduling_strategy="SPREADISH")
     with pytest.raises(ValueError, match="node_id=''"):
         NodeAffinitySchedulingStrategy("", soft=True)
+
+
+# -- arguments are checked against the signature at .bind(), as at .remote() ------------------
+
+def fits(a, b=2, *, k=0):
+    return a + b + k
+
+
+class Model:
+    def __init__(self, weights, *, bias=0):
+        self.weights = weights
+
+    def predict(self, x, *, scale=1):
+        return x * scale
+
+    @staticmethod
+    def norm(x):
+        return abs(x)
+
+    @classmethod
+    def make(cls, weights):
+        return cls(weights)
+
+
+def bind_message(call: str, signature: str, why: str) -> str:
+    return (rf"^{call}: the arguments do not fit {signature}: {why} \(the call passed .*\); "
+            r"fix the call$")
+
+
+@pytest.mark.parametrize(("args", "kwargs", "why"), [
+    ((1, 2, 3), {}, "too many positional arguments"),
+    ((), {}, "missing a required argument: 'a'"),
+    ((1,), {"c": 3}, "got an unexpected keyword argument 'c'"),
+    ((1,), {"a": 1}, "multiple values for argument 'a'"),
+])
+def test_a_function_bound_with_arguments_that_do_not_fit_fails_at_bind(args: tuple, kwargs: dict,
+                                                                       why: str) -> None:
+    with pytest.raises(TypeError, match=bind_message(r"fits\.bind\(\)", r"fits\(a, b=2, \*, k=0\)",
+                                                     why)):
+        sluice.remote(fits).bind(*args, **kwargs)
+
+
+def test_options_and_graph_nodes_as_arguments_keep_the_check() -> None:
+    rf = sluice.remote(fits)
+    node = rf.bind(1, k=2)  # a node is one argument like any other
+    rf.options(num_cpus=2).bind(node, node)
+    with pytest.raises(TypeError, match=bind_message(r"fits\.bind\(\)", r"fits\(a, b=2, \*, k=0\)",
+                                                     "too many positional arguments")):
+        rf.options(num_cpus=2).bind(node, node, node)
+
+
+@pytest.mark.parametrize(("args", "kwargs", "why"), [
+    ((), {}, "missing a required argument: 'weights'"),
+    ((1, 2), {}, "too many positional arguments"),
+    ((1,), {"scale": 2}, "got an unexpected keyword argument 'scale'"),
+])
+def test_an_actor_constructed_with_arguments_that_do_not_fit_fails_at_bind(args: tuple, kwargs: dict,
+                                                                           why: str) -> None:
+    with pytest.raises(TypeError, match=bind_message(r"Model\.bind\(\)",
+                                                     r"Model\(weights, \*, bias=0\)", why)):
+        sluice.remote(Model).bind(*args, **kwargs)
+    with pytest.raises(TypeError, match=bind_message(r"Model\.bind\(\)",
+                                                     r"Model\(weights, \*, bias=0\)", why)):
+        sluice.remote(Model).options(max_restarts=1).bind(*args, **kwargs)
+
+
+@pytest.mark.parametrize(("method", "args", "kwargs", "signature", "why"), [
+    ("predict", (), {}, r"Model\.predict\(x, \*, scale=1\)", "missing a required argument: 'x'"),
+    ("predict", (1, 2), {}, r"Model\.predict\(x, \*, scale=1\)", "too many positional arguments"),
+    ("norm", (1, 2), {}, r"Model\.norm\(x\)", "too many positional arguments"),
+    ("make", (), {}, r"Model\.make\(weights\)", "missing a required argument: 'weights'"),
+])
+def test_an_actor_method_bound_with_arguments_that_do_not_fit_fails_at_bind(
+        method: str, args: tuple, kwargs: dict, signature: str, why: str) -> None:
+    actor = sluice.remote(Model).bind([1.0])
+    with pytest.raises(TypeError, match=bind_message(rf"Model\.{method}\.bind\(\)", signature, why)):
+        getattr(actor, method).bind(*args, **kwargs)
+
+
+def test_methods_bind_with_arguments_that_fit_whatever_their_kind() -> None:
+    actor = sluice.remote(Model).bind([1.0], bias=1)
+    actor.predict.bind(1, scale=2)
+    actor.norm.bind(-1)  # a staticmethod: x is the caller's, not self
+    actor.make.bind([2.0])  # a classmethod: cls is bound already
+
+
+def test_a_function_without_a_readable_signature_binds_anything() -> None:
+    sluice.remote(max).bind(1, 2, 3)
+    sluice.remote(max).bind()

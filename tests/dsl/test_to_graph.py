@@ -416,3 +416,60 @@ def test_a_10000_node_chain_builds_without_recursion() -> None:
     g = build_graph(node)
     assert g.number_of_nodes() == 10_001
     assert nx.dag_longest_path_length(g) == 10_000
+
+
+# -- cycles: refused when the graph is built, before any walk that could loop ------------------
+
+def test_a_cycle_through_a_list_changed_after_bind_is_named() -> None:
+    # .bind() cannot make a cycle, but a bound list changed afterwards can: the first
+    # node then reads the last, which reads the first.
+    later: list = []
+    first = inc.bind(later)
+    middle = pair.bind(first)
+    last = inc.bind(middle)
+    later.append(last)
+    with pytest.raises(ValueError, match=r"^the graph has a cycle: FunctionNode\(inc\) -> "
+                                         r"FunctionNode\(inc\) -> FunctionNode\(pair\) -> "
+                                         r"FunctionNode\(inc\) \(each node reads the one before it\), "
+                                         r"so no node of it can ever run\. A list or dict bound as an "
+                                         r"argument was changed after \.bind\(\) to hold a node that "
+                                         r"reads that call; bind each value once it is made"):
+        build_graph(last)
+
+
+def test_a_cycle_through_a_dict_is_found_from_any_node_and_by_compile_and_execute() -> None:
+    kwargs: dict = {}
+    first = pair.bind(1, b=kwargs)
+    second = inc.bind(first)
+    kwargs["k"] = second
+    unrelated = inc.bind(1)
+    for root in (first, second, MultiOutputNode([unrelated, second])):
+        with pytest.raises(ValueError, match=r"^the graph has a cycle: "):
+            build_graph(root)
+    with pytest.raises(ValueError, match=r"^the graph has a cycle: "):
+        second.compile()
+    with pytest.raises(ValueError, match=r"^the graph has a cycle: "):
+        second.execute()  # refused while compiling: no runtime starts
+
+
+def test_a_node_that_reads_itself_is_a_cycle_of_one() -> None:
+    box: list = []
+    node = inc.bind(box)
+    box.append(node)
+    with pytest.raises(ValueError, match=r"^the graph has a cycle: FunctionNode\(inc\) -> "
+                                         r"FunctionNode\(inc\) \("):
+        build_graph(node)
+
+
+def test_an_argument_that_holds_itself_is_named() -> None:
+    loop: list = [1]
+    loop.append(loop)
+    with pytest.raises(ValueError, match=r"^an argument of FunctionNode\(pair\) is a list that holds "
+                                         r"itself; .* pass a value without the loop$"):
+        build_graph(pair.bind(loop))
+
+
+def test_a_value_shared_by_two_arguments_is_no_cycle() -> None:
+    shared = [inc.bind(1)]
+    graph = build_graph(pair.bind(shared, {"again": shared}))
+    assert graph.number_of_nodes() == 2

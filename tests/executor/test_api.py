@@ -310,3 +310,121 @@ def test_get_actor_finds_a_named_actor_and_shares_its_state() -> None:
     with pytest.raises(ValueError, match="no actor named 'nobody-home'"):
         sluice.get_actor("nobody-home")
     sluice.kill(c)
+
+
+# -- arguments that do not fit are refused at .remote(), in the caller --------------------
+
+def remote_message(call: str, signature: str, why: str) -> str:
+    return rf"^{call}: the arguments do not fit {signature}: {why} \(the call passed .*\); fix the call$"
+
+
+@pytest.mark.parametrize(("args", "kwargs", "why"), [
+    ((1, 2, 3), {}, "too many positional arguments"),
+    ((), {}, "missing a required argument: 'a'"),
+    ((1,), {"c": 2}, "got an unexpected keyword argument 'c'"),
+])
+def test_a_task_given_arguments_that_do_not_fit_fails_at_remote(args: tuple, kwargs: dict,
+                                                                why: str) -> None:
+    with pytest.raises(TypeError, match=remote_message(r"add\.remote\(\)", r"add\(a, b=0\)", why)):
+        add.remote(*args, **kwargs)  # raised here, not by a worker at get
+    with pytest.raises(TypeError, match=remote_message(r"add\.remote\(\)", r"add\(a, b=0\)", why)):
+        add.options(num_cpus=0).remote(*args, **kwargs)
+    assert sluice.get(add.remote(1, b=2), timeout=30) == 3
+
+
+def test_an_actor_given_arguments_that_do_not_fit_fails_at_remote() -> None:
+    with pytest.raises(TypeError, match=remote_message(r"Counter\.remote\(\)", r"Counter\(start=0\)",
+                                                       "too many positional arguments")):
+        Counter.remote(1, 2)
+    with pytest.raises(TypeError, match=remote_message(r"Counter\.remote\(\)", r"Counter\(start=0\)",
+                                                       "got an unexpected keyword argument 'begin'")):
+        Counter.options(name="never-started").remote(begin=1)
+    with pytest.raises(ValueError, match="no actor named 'never-started'"):
+        sluice.get_actor("never-started")
+
+
+@pytest.mark.parametrize(("args", "kwargs", "why"), [
+    ((), {}, "missing a required argument: 'x'"),
+    ((1, 2), {}, "too many positional arguments"),
+    ((1,), {"y": 1}, "got an unexpected keyword argument 'y'"),
+])
+def test_an_actor_method_given_arguments_that_do_not_fit_fails_at_remote(args: tuple, kwargs: dict,
+                                                                         why: str) -> None:
+    c = Counter.options(name="arity-counter").remote()
+    try:
+        for handle in (c, sluice.get_actor("arity-counter")):  # a looked-up handle checks too
+            with pytest.raises(TypeError, match=remote_message(r"Counter\.add\.remote\(\)",
+                                                               r"Counter\.add\(x\)", why)):
+                handle.add.remote(*args, **kwargs)
+            with pytest.raises(TypeError, match=remote_message(r"Counter\.add\.remote\(\)",
+                                                               r"Counter\.add\(x\)", why)):
+                handle.add.options(num_returns=1).remote(*args, **kwargs)
+        assert sluice.get(c.add.remote(2), timeout=30) == 2  # nothing bad reached the actor
+    finally:
+        sluice.kill(c)
+
+
+@sluice.remote
+def misuse_inside(counter) -> list[str]:
+    """Bad calls made inside a task, on a remote function and on a handle it was given."""
+    errors = []
+    for bad in (lambda: add.remote(1, 2, 3), lambda: counter.add.remote(1, 2)):
+        try:
+            bad()
+        except TypeError as err:
+            errors.append(str(err))
+    return errors
+
+
+def test_a_task_checks_the_calls_it_makes_too() -> None:
+    # The arity travels with a pickled remote function and actor handle.
+    c = Counter.remote()
+    errors = sluice.get(misuse_inside.remote(c), timeout=60)
+    assert [e.split(":")[0] for e in errors] == ["add.remote()", "Counter.add.remote()"]
+    assert all("too many positional arguments" in e for e in errors)
+
+
+# -- get, wait and get_actor name a bad argument ----------------------------------------
+
+@pytest.mark.parametrize(("timeout", "error"), [
+    (float("nan"), ValueError), (-1, ValueError), (-0.5, ValueError), (float("-inf"), ValueError),
+    ("1", TypeError), (True, TypeError),
+])
+def test_get_and_wait_refuse_a_timeout_that_is_not_seconds(timeout, error: type) -> None:
+    ref = sluice.put(1)
+    with pytest.raises(error, match=rf"^get\(timeout={timeout!r}\): give seconds .*>= 0 \(0 takes "
+                                    r"only what is ready now\), or None to wait as long as it takes$"):
+        sluice.get(ref, timeout=timeout)
+    with pytest.raises(error, match=rf"^wait\(timeout={timeout!r}\): give seconds"):
+        sluice.wait([ref], timeout=timeout)
+
+
+def test_get_with_zero_or_infinite_timeout() -> None:
+    ref = sluice.put(5)
+    assert sluice.get(ref, timeout=0) == 5  # ready: no wait needed
+    assert sluice.get(ref, timeout=float("inf")) == 5  # as None
+    assert sluice.wait([ref], timeout=float("inf")) == ([ref], [])
+
+
+def test_wait_refuses_a_num_returns_that_is_not_an_int() -> None:
+    ref = sluice.put(1)
+    with pytest.raises(ValueError, match=r"^wait\(num_returns=0\.5\) with 1 refs; num_returns must be "
+                                         r"an int between 0 and 1$"):
+        sluice.wait([ref], num_returns=0.5)
+
+
+@pytest.mark.parametrize(("name", "error", "shown"), [
+    (None, TypeError, "None"), (5, TypeError, "5"), (b"c", TypeError, "b'c'"), ("", ValueError, "''"),
+])
+def test_get_actor_of_something_that_is_not_a_name_says_what_to_pass(name, error: type,
+                                                                     shown: str) -> None:
+    with pytest.raises(error, match=rf"^get_actor\({shown}\): give the actor's name, the "
+                                    r"(non-empty )?str it was started with as "
+                                    r"Cls\.options\(name=\.\.\.\)\.remote\(\)$"):
+        sluice.get_actor(name)
+
+
+def test_an_actor_name_must_be_a_non_empty_str() -> None:
+    for name in (5, ""):
+        with pytest.raises(ValueError, match=rf"name={name!r} must be a non-empty str \(or None\)"):
+            Counter.options(name=name)

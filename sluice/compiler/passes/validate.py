@@ -7,7 +7,6 @@ the running runtime (when one runs); the graph is acyclic. Changes nothing.
 
 from __future__ import annotations
 
-import inspect
 from typing import TYPE_CHECKING
 
 import networkx as nx
@@ -16,6 +15,7 @@ from sluice.compiler.ir import Op, OpKind, Slot, topological_ops, unpack_templat
 from sluice.exceptions import InternalError
 
 if TYPE_CHECKING:
+    from sluice.executor.arity import Arity
     from sluice.executor.backend import Backend
 
 
@@ -28,10 +28,13 @@ class _Bound:
 
 def validate(graph: nx.DiGraph) -> nx.DiGraph:
     """Check arity, resources and acyclicity; returns ``graph`` itself (nothing changes)."""
+    # First: every later pass (and this one's topological walk) assumes a DAG.
     if not nx.is_directed_acyclic_graph(graph):
-        cycle = nx.find_cycle(graph)
-        raise InternalError(f"the logical graph has a cycle through {cycle}; graphs built "
-                            "with .bind() cannot, so this is a sluice bug")
+        edges = nx.find_cycle(graph)
+        names = [_op_name(graph, u) for u, _ in edges] + [_op_name(graph, edges[0][0])]
+        raise InternalError(f"the logical graph has a cycle: {' -> '.join(names)}; graphs built "
+                            "with .bind() cannot (building them refuses one), so this is a sluice "
+                            "bug")
     signatures = graph.graph.get("signatures", {})
     driver = _driver()
     for op in topological_ops(graph):
@@ -42,20 +45,24 @@ def validate(graph: nx.DiGraph) -> nx.DiGraph:
     return graph
 
 
-def _check_arity(op: Op, signature: inspect.Signature | None) -> None:
-    if signature is None:
+def _check_arity(op: Op, arity: Arity | None) -> None:
+    if arity is None:
         return
     args, kwargs = unpack_template(op.template)
     placeholder = _Bound()
     args = tuple(placeholder if type(a) is Slot else a for a in args)
     kwargs = {k: placeholder if type(v) is Slot else v for k, v in kwargs.items()}
-    try:
-        signature.bind(*args, **kwargs)
-    except TypeError as err:
+    why = arity.problem(args, kwargs)
+    if why is not None:
         what = "constructor of" if op.kind is OpKind.ACTOR else ""
         raise TypeError(f"graph node {op.name} ({op.id}): the arguments given to .bind() do not "
-                        f"fit the {what + ' ' if what else ''}signature {op.name}{signature}: {err}; "
-                        "fix the .bind(...) call") from None
+                        f"fit the {what + ' ' if what else ''}signature {arity.label}{arity.text}: "
+                        f"{why}; fix the .bind(...) call")
+
+
+def _op_name(graph: nx.DiGraph, op_id: str) -> str:
+    op = graph.nodes[op_id].get("op")
+    return f"{op.name} ({op_id})" if op is not None else op_id
 
 
 def _driver() -> Backend | None:
