@@ -140,11 +140,12 @@ class DAGInput:
         return self.args[0] if len(self.args) == 1 and not self.kwargs else None
 
     def select(self, key: tuple) -> Any:
-        """Resolve ``inp[k]`` / ``inp.k`` against the execute() arguments.
+        """Resolve ``inp[k]`` / ``inp.k`` against the execute() arguments, as Ray does.
 
-        An int selects a positional argument (or, past the last one, an item of a
-        single argument); a string selects a keyword argument, else an item of a
-        single positional argument; an attribute likewise.
+        Given one positional argument and nothing else, the InputNode *is* that value:
+        ``inp[k]`` is ``value[k]`` and ``inp.k`` is ``value.k``. Given several (or keyword
+        arguments), an int selects a positional argument and a string (or an attribute) a
+        keyword argument.
         """
         found = self.selected.get(key, _UNSET)
         if found is _UNSET:
@@ -154,26 +155,27 @@ class DAGInput:
     def _select(self, key: tuple) -> Any:
         kind, k = key
         args, kwargs = self.args, self.kwargs
+        single = len(args) == 1 and not kwargs
         if kind == "item":
-            if isinstance(k, int) and not isinstance(k, bool) and -len(args) <= k < len(args):
-                return args[k]
-            if isinstance(k, str) and k in kwargs:
-                return kwargs[k]
-            if len(args) == 1:
+            if single:
                 try:
                     return args[0][k]
                 except (LookupError, TypeError):
                     pass
+            elif isinstance(k, int) and not isinstance(k, bool) and -len(args) <= k < len(args):
+                return args[k]
+            elif isinstance(k, str) and k in kwargs:
+                return kwargs[k]
             error = IndexError if isinstance(k, int) else KeyError
             raise error(f"the graph reads inp[{k!r}] but execute() was given {_given(args, kwargs)}"
-                        f"{_single(args, kwargs, f'item {k!r}')}; {_remedy_item(k)}")
-        if k in kwargs:
-            return kwargs[k]
-        if len(args) == 1:
+                        f"{_single(args, kwargs, f'item {k!r}')}; {_remedy_item(k, single)}")
+        if single:
             try:
                 return getattr(args[0], k)
             except AttributeError:
                 pass
+        elif k in kwargs:
+            return kwargs[k]
         raise AttributeError(f"the graph reads inp.{k} but execute() was given "
                              f"{_given(args, kwargs)}{_single(args, kwargs, f'attribute {k!r}')}; "
                              f"call execute({k}=...) or pass one value that has an attribute {k!r}")
@@ -205,9 +207,12 @@ def _single(args: tuple, kwargs: dict, what: str) -> str:
     return f" ({article} {name}{size}, which has no {what})"
 
 
-def _remedy_item(k: Any) -> str:
+def _remedy_item(k: Any, single: bool = False) -> str:
     if isinstance(k, int) and not isinstance(k, bool):
         count = k + 1 if k >= 0 else -k
+        if single:  # the one argument is the input itself (as in Ray): it is indexed
+            return (f"pass one value that has an item {k!r}, or at least {count} positional "
+                    f"arguments")
         return (f"pass at least {count} positional argument{'' if count == 1 else 's'}, or one "
                 f"value that has an item {k!r}")
     if isinstance(k, str) and k.isidentifier():

@@ -158,9 +158,10 @@ class ClassMethodNode(DAGNode):
 class InputNode(DAGNode):
     """The graph's input: what ``execute(...)`` is called with.
 
-    Use it as a context manager. With one positional argument the node is that
-    value; ``inp[0]``/``inp[1]`` select positional arguments, ``inp["k"]`` and
-    ``inp.k`` keyword arguments (or an item/attribute of the single argument).
+    Use it as a context manager. As in Ray, with one positional argument (and no
+    keywords) the node is that value, and ``inp[k]``/``inp.k`` read an item or attribute
+    of it; with several arguments ``inp[0]``/``inp[1]`` select positional ones and
+    ``inp["k"]``/``inp.k`` keyword ones.
     ``execute()`` checks what it is given against what the graph reads before any
     task starts: the bare node given no argument or several, or a selector that
     finds nothing, raises there, naming both.

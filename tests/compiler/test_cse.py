@@ -66,7 +66,7 @@ def test_merges_follow_through_chains_and_joins() -> None:
     assert count(graph, OpKind.SELECT) == 1
     # inc(inp[0]), scale(., 3), inc(scale) and the join: the two copies fold into one each.
     assert count(graph, OpKind.CALL) == 4
-    assert run_graph_in_process(graph, 4) == [16, 16, 225]
+    assert run_graph_in_process(graph, [4]) == [16, 16, 225]  # one argument: inp[0] is its item
 
 
 def test_equal_selectors_merge() -> None:

@@ -239,8 +239,8 @@ def test_the_bare_input_given_other_than_one_value_fails_before_any_task(
 
 @pytest.mark.parametrize(("args", "message"), [
     (([1, 2],), r"^the graph reads inp\[3\] but execute\(\) was given 1 argument \(a list of 2 "
-                r"items, which has no item 3\); pass at least 4 positional arguments, or one value "
-                r"that has an item 3$"),
+                r"items, which has no item 3\); pass one value that has an item 3, or at least 4 "
+                r"positional arguments$"),
     ((5,), r"^the graph reads inp\[3\] but execute\(\) was given 1 argument \(an int, which has no "
            r"item 3\)"),
     ((1, 2), r"^the graph reads inp\[3\] but execute\(\) was given 2 arguments; pass at least 4 "
@@ -255,6 +255,21 @@ def test_a_selector_past_what_execute_was_given_fails_before_any_task(
     assert sluice.get(selected.execute(0, 1, 2, 3), timeout=60)[1] == ((3,), {})
     assert runs_file.read_text().splitlines() == ["0"]
     assert sluice.get(selected.execute([0, 1, 2, "item"]), timeout=60)[1] == (("item",), {})
+
+
+def test_selectors_read_the_input_as_ray_does() -> None:
+    # One positional argument is the input itself: inp[k] and inp.k read into it. Several
+    # arguments (or keywords): inp[int] is a positional one, inp["k"] and inp.k keyword ones.
+    with InputNode() as inp:
+        dag = MultiOutputNode([echo.bind(inp[0]), echo.bind(inp[1])])
+    assert [v[0] for v in sluice.get(dag.execute([2, 3]), timeout=60)] == [(2,), (3,)]
+    assert [v[0] for v in sluice.get(dag.execute(2, 3), timeout=60)] == [(2,), (3,)]
+    with InputNode() as inp:
+        named = MultiOutputNode([echo.bind(inp["a"]), echo.bind(inp.b)])
+    assert [v[0] for v in sluice.get(named.execute(a=1, b=2), timeout=60)] == [(1,), (2,)]
+    with pytest.raises(AttributeError, match=r"reads inp\.b but execute\(\) was given 1 argument "
+                                             r"\(a dict of 2 items, which has no attribute 'b'\)"):
+        named.execute({"a": 1, "b": 2})
 
 
 def test_an_attribute_the_one_argument_lacks_names_it() -> None:
