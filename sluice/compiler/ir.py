@@ -12,9 +12,15 @@ import enum
 import hashlib
 import pickle
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import networkx as nx
+if TYPE_CHECKING:
+    import networkx as nx  # imported where a graph is built or walked: a worker that only
+    #                        runs a stage's ops (plain data) never loads it
+
+
+LOCAL = "local"
+"""A stage's placement where the Plan pins it to no node (see ``passes/locality.py``)."""
 
 
 class OpKind(enum.Enum):
@@ -274,11 +280,15 @@ def ops_of(graph: nx.DiGraph) -> dict[str, Op]:
 
 def topological_ops(graph: nx.DiGraph) -> list[Op]:
     """The ops of ``graph`` in a deterministic topological order (ties broken by id)."""
+    import networkx as nx
+
     return [graph.nodes[n]["op"] for n in nx.lexicographical_topological_sort(graph)]
 
 
 def new_graph(ops: list[Op], graph_attrs: dict) -> nx.DiGraph:
     """A logical graph of ``ops`` with edges from their inputs."""
+    import networkx as nx
+
     g: nx.DiGraph[str] = nx.DiGraph()
     g.graph.update(graph_attrs)
     for op in ops:

@@ -22,8 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sluice.compiler.ir import ActorChain, Op, OpKind, fill_slots, unpack_template
-from sluice.compiler.passes.locality import LOCAL
+from sluice.compiler.ir import LOCAL, ActorChain, Op, OpKind, fill_slots, unpack_template
 from sluice.compiler.plan import Plan, Stage
 from sluice.executor.actor_handle import ActorHandle
 from sluice.executor.calls import load_function

@@ -57,6 +57,23 @@ def test_a_worker_imports_neither_the_compiler_nor_networkx(runtime) -> None:
     assert sluice.get(heavy_modules_loaded.remote()) == []
 
 
+@sluice.remote
+def plus_one(x: int) -> int:
+    return x + 1
+
+
+@sluice.remote
+def networkx_loaded(_: int) -> bool:
+    return "networkx" in sys.modules
+
+
+def test_a_worker_running_a_plan_stage_does_not_load_networkx(runtime) -> None:
+    # A stage's ops are plain data: running them needs neither networkx nor the passes.
+    with sluice.InputNode() as inp:
+        dag = networkx_loaded.bind(plus_one.bind(plus_one.bind(inp)))
+    assert sluice.get(dag.execute(1)) is False
+
+
 def test_workers_started_after_init_are_children_of_the_template(runtime) -> None:
     template = context.current().template
     assert template is not None and template.proc is not None

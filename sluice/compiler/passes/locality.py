@@ -41,11 +41,10 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from sluice.compiler.ir import Op, OpKind, PlacementReason, ops_of
+from sluice.compiler.ir import LOCAL, Op, OpKind, PlacementReason, ops_of
 from sluice.exceptions import InternalError
 from sluice.executor.strategies import affinity_node
 
-LOCAL = "local"
 PASS_NAME = "locality"
 
 # One line of the rule, for explain().
