@@ -10,6 +10,7 @@ from sluice.executor import api
 from sluice.executor.actor_handle import ActorHandle
 from sluice.executor.arity import Arity
 from sluice.executor.calls import dumps_function
+from sluice.executor.runtime_context import current_namespace
 
 _UNREAD = object()  # the constructor's arity, not read yet
 
@@ -38,9 +39,23 @@ class ActorClass:
         self._check_call(f"{self._name}.remote()", args, kwargs)
         cls_id, cls_bytes = self._pickle()
         rt = api.runtime()
-        actor_id = rt.new_actor_id()
         options = {**self._options, "class_name": self._name, "_methods": self._methods}
-        rt.create_actor(actor_id, cls_id, cls_bytes, self._name, args, kwargs, options)
+        name = options["name"]
+        if name is not None and options["namespace"] is None:
+            options["namespace"] = current_namespace()
+        if name is not None and options["get_if_exists"]:
+            found = rt.get_actor(name, options["namespace"])
+            if found is not None:
+                return ActorHandle(found.actor_id, found.class_name, found.methods)
+        actor_id = rt.new_actor_id()
+        try:
+            rt.create_actor(actor_id, cls_id, cls_bytes, self._name, args, kwargs, options)
+        except ValueError:
+            # Taken since the look above (another caller made it first): that one is the actor.
+            found = rt.get_actor(name, options["namespace"]) if options["get_if_exists"] else None
+            if found is None:
+                raise
+            return ActorHandle(found.actor_id, found.class_name, found.methods)
         return ActorHandle(actor_id, self._name, self._methods)
 
     def bind(self, *args: Any, **kwargs: Any) -> Any:
@@ -101,16 +116,22 @@ def method_arity(cls: type, name: str, member: Any, label: str) -> Arity | None:
     return Arity.of(member, label, drop_first=not is_static)
 
 
-def get_actor(name: str) -> ActorHandle:
-    """The handle of the actor started with ``options(name=name)``; ValueError if none."""
+def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
+    """The handle of the actor started with ``options(name=name)`` in ``namespace`` (None: the
+    current job's namespace); ValueError if none is alive."""
     if not isinstance(name, str):
         raise TypeError(f"get_actor({name!r}): give the actor's name, the str it was started "
                         "with as Cls.options(name=...).remote()")
     if not name:
         raise ValueError("get_actor(''): give the actor's name, the non-empty str it was started "
                          "with as Cls.options(name=...).remote()")
-    found = api.runtime().get_actor(name)
+    if namespace is not None and (not isinstance(namespace, str) or not namespace):
+        raise ValueError(f"get_actor({name!r}, namespace={namespace!r}): give a non-empty str, "
+                         "or None for the current job's namespace")
+    where = namespace if namespace is not None else current_namespace()
+    found = api.runtime().get_actor(name, where)
     if found is None:
-        raise ValueError(f"no actor named {name!r} is alive; start one with "
-                         f"Cls.options(name={name!r}).remote()")
+        raise ValueError(f"no actor named {name!r} is alive in namespace {where!r}; start one with "
+                         f"Cls.options(name={name!r}).remote(), or pass the namespace it was "
+                         "started in (sluice.init(namespace=...) or options(namespace=...))")
     return ActorHandle(found.actor_id, found.class_name, found.methods)

@@ -153,7 +153,7 @@ class IOThread:
             elif code == P.DECREF:
                 s.ref_events.append((-1, msg[1]))
             elif code == P.SUBMIT:
-                self.nested_submit(msg)
+                self.nested_submit(msg, w)
             elif code == P.GET:
                 s.worker_get(w, msg[1], msg[2], False, len(msg[2]), False)
             elif code == P.WAIT:
@@ -167,11 +167,11 @@ class IOThread:
             elif code == P.ACTOR_FAILED:
                 s.actor_manager.on_constructor_failed(w, msg[1])
             elif code == P.CREATE_ACTOR:
-                self.nested_create_actor(msg)
+                self.nested_create_actor(msg, w)
             elif code == P.CALL_ACTOR:
                 self.nested_actor_call(msg)
             elif code == P.LOOKUP:
-                w.out.append((P.LOOKUP_REPLY, msg[1], lookups.answer(s, msg[2], msg[3])))
+                w.out.append((P.LOOKUP_REPLY, msg[1], lookups.answer(s, msg[2], msg[3], w)))
                 s.send(w)
             elif code == P.KILL:
                 s.actor_manager.kill(msg[1], msg[2])
@@ -181,7 +181,7 @@ class IOThread:
                 s.slots_released(w, msg[1])
         s.apply_ref_events()
 
-    def nested_submit(self, msg: tuple) -> None:
+    def nested_submit(self, msg: tuple, w: WorkerHandle | None = None) -> None:
         _, fn_id, fn_bytes, blob, deps, contained, return_ids, options = msg
         s = self.s
         if fn_bytes is not None:
@@ -192,6 +192,8 @@ class IOThread:
         strategy = options.get("scheduling_strategy")
         task = TaskRecord(next(s.task_ids), fn_id, options["name"], blob, deps, contained, return_ids,
                           key, options["max_retries"], options["retry_exceptions"], [], strategy)
+        if w is not None:
+            task.job = s.job_of(w)
         if strategy is not None or key not in s.feasible:
             try:
                 s.check_task(key, strategy, f"task {options['name']}")
@@ -200,7 +202,7 @@ class IOThread:
                 return
         s.submit(task)
 
-    def nested_create_actor(self, msg: tuple) -> None:
+    def nested_create_actor(self, msg: tuple, w: WorkerHandle) -> None:
         _, actor_id, cls_id, cls_bytes, blob, deps, contained, options = msg
         s = self.s
         if cls_bytes is not None:
@@ -208,6 +210,7 @@ class IOThread:
         key = demand_key(options["num_cpus"], options["num_gpus"], options["resources"])
         actor = ActorRecord(actor_id, options["class_name"], cls_id, s.functions[cls_id], blob, deps,
                             contained, options, key, [])
+        actor.job = s.job_of(w)
         try:
             s.actor_manager.check_feasible(actor)
             s.actor_manager.create(actor)

@@ -51,6 +51,7 @@ from sluice.executor.records import (
     FAILED,
     PENDING,
     ActorRecord,
+    JobInfo,
     ObjectEntry,
     TaskRecord,
     WorkerHandle,
@@ -83,7 +84,8 @@ class Scheduler(ObjectTable):
                  "objects", "tasks", "ready", "workers", "clients", "feasible", "actors", "named",
                  "functions", "durations", "dirty", "task_ids", "worker_index", "ref_events",
                  "requests", "releasing", "chains_in_flight", "actor_handle_events", "retired",
-                 "slot_released", "inbox", "conns_changed", "closed", "has_gpus", "actor_manager")
+                 "slot_released", "inbox", "conns_changed", "closed", "has_gpus", "actor_manager",
+                 "driver_job", "client_jobs")
 
     def __init__(self, session: str, resources: ResourceTotals, placement: Placement,
                  locations: ObjectLocations, io: WorkerIO, lineage: LineageKeeper | None = None):
@@ -101,7 +103,7 @@ class Scheduler(ObjectTable):
         self.clients: dict[int, WorkerHandle] = {}     # connected drivers (a cluster head's)
         self.feasible: set[ResourceKey] = set()        # demands some node can meet (checked once)
         self.actors: dict[int, ActorRecord] = {}
-        self.named: dict[str, int] = {}
+        self.named: dict[tuple[str, str], int] = {}  # (namespace, name) -> live actor id
         self.functions: dict[int, bytes] = {}
         self.durations: dict[int, float] = {}          # fn id -> smoothed seconds per call
         self.dirty: set[WorkerHandle] = set()
@@ -120,6 +122,22 @@ class Scheduler(ObjectTable):
         # With GPUs in the runtime every task is told its GPU ids ([] hides them all, as Ray does).
         self.has_gpus = resources.total.get("GPU", 0) > 0
         self.actor_manager = ActorManager(self)        # the actor half: shares this state and lock
+        # Jobs: the embedded runtime's own driver (None on a cluster head), and each connected
+        # driver's (a cluster head's), by its process index.
+        self.driver_job: JobInfo | None = None
+        self.client_jobs: dict[int, JobInfo] = {}
+
+    def job_of(self, w: WorkerHandle) -> JobInfo | None:
+        """The job whose work process ``w`` is doing: a driver's own, an actor's creator's, or
+        that of a task it runs (None: the embedded runtime's driver)."""
+        job = self.client_jobs.get(w.index)
+        if job is not None:
+            return job
+        if w.actor is not None:
+            return w.actor.job
+        for task in w.inflight.values():
+            return task.job
+        return None
 
     def locked(self) -> _Locked:
         """``with scheduler.locked():`` holds the lock, then applies worker batches queued meanwhile."""

@@ -186,6 +186,7 @@ class Worker(WorkerAPI):
             args, kwargs = decode_call(args_blob, self.resolve_deps(deps))
             if gpu_ids is not None:
                 set_visible_gpus(gpu_ids)
+            self.current_task = task_id
             value = fn(*args, **kwargs)
             results = self.encode_results(name, value, return_ids)
         except DependencyFailed as dep:
@@ -299,6 +300,7 @@ class Worker(WorkerAPI):
         else:
             try:
                 args, kwargs = decode_call(args_blob, self.resolve_deps(deps))
+                self.current_task = task_id
                 value = self.call_method(method, args, kwargs)
             except Exception as err:
                 self.fail_call(task_id, name, err, start)

@@ -45,6 +45,7 @@ class WorkerAPI:
         self.sent_functions: set[int] = set()
         self.reader = shm.SegmentReader()
         self.main_thread = threading.main_thread()
+        self.current_task: int | None = None  # the task or actor call running now (its id)
 
     # -- outgoing messages -----------------------------------------------------------
     def emit(self, msg: tuple) -> None:
@@ -152,8 +153,14 @@ class WorkerAPI:
         if problem is not None:
             raise InfeasibleResourceError(problem)
 
-    def get_actor(self, name: str) -> ActorInfo | None:
-        return self._ask("actor", name)
+    def get_actor(self, name: str, namespace: str) -> ActorInfo | None:
+        return self._ask("actor", (name, namespace))
+
+    def named_actors(self, namespace: str | None) -> list[dict[str, str]]:
+        return self._ask("named", namespace)
+
+    def context_info(self) -> dict[str, Any]:
+        return self._ask("context", self.current_task)
 
     def cluster_resources(self) -> dict[str, float]:
         return self._ask("resources", "total")
