@@ -47,15 +47,9 @@ class ActorClass:
             found = rt.get_actor(name, options["namespace"])
             if found is not None:
                 return ActorHandle(found.actor_id, found.class_name, found.methods)
+        # (Made by another caller since the look above: the runtime sends this id's calls to it.)
         actor_id = rt.new_actor_id()
-        try:
-            rt.create_actor(actor_id, cls_id, cls_bytes, self._name, args, kwargs, options)
-        except ValueError:
-            # Taken since the look above (another caller made it first): that one is the actor.
-            found = rt.get_actor(name, options["namespace"]) if options["get_if_exists"] else None
-            if found is None:
-                raise
-            return ActorHandle(found.actor_id, found.class_name, found.methods)
+        rt.create_actor(actor_id, cls_id, cls_bytes, self._name, args, kwargs, options)
         return ActorHandle(actor_id, self._name, self._methods)
 
     def bind(self, *args: Any, **kwargs: Any) -> Any:

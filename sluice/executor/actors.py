@@ -77,6 +77,10 @@ class ActorManager:
         if actor.name is not None:
             key = (actor.namespace or "", actor.name)
             if key in s.named and s.actors[s.named[key]].state != ActorRecord.DEAD:
+                if actor.options.get("get_if_exists"):
+                    # Made by another caller since this one looked: its id reaches that actor.
+                    s.actor_aliases[actor.actor_id] = s.named[key]
+                    return
                 raise ValueError(
                     f"an actor named {actor.name!r} already exists in namespace {key[0]!r}; pick "
                     f"another name, reach the existing one with sluice.get_actor({actor.name!r}), "
@@ -134,7 +138,7 @@ class ActorManager:
                     contained: tuple[int, ...], return_ids: list[int], keep: list) -> None:
         """Call ``method`` on actor ``actor_id`` (whose results ``return_ids`` have entries)."""
         s = self.s
-        actor = s.actors.get(actor_id)
+        actor = self.lookup(actor_id)
         task = TaskRecord(next(s.task_ids), 0, name, blob, deps, contained, return_ids, (), 0, False, keep)
         task.method = method
         if actor is None:  # (queued, it would run as a function task with no function)
@@ -205,8 +209,15 @@ class ActorManager:
         w.out.append((P.SHUTDOWN,))
         self.s.send(w)
 
-    def kill(self, actor_id: int, no_restart: bool) -> None:
+    def lookup(self, actor_id: int) -> ActorRecord | None:
+        """Actor ``actor_id``, or the live one its get_if_exists creation found (None: unknown)."""
         actor = self.s.actors.get(actor_id)
+        if actor is None and actor_id in self.s.actor_aliases:
+            actor = self.s.actors.get(self.s.actor_aliases[actor_id])
+        return actor
+
+    def kill(self, actor_id: int, no_restart: bool) -> None:
+        actor = self.lookup(actor_id)
         if actor is None:
             return
         if no_restart:

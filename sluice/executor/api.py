@@ -82,7 +82,9 @@ def init(num_cpus: float | None = None, num_gpus: float | None = None,
             raise ValueError(f"init(object_store_memory={object_store_memory!r}): give a positive "
                              "number of bytes")
         if backend == "dask":
-            from sluice.executor.dask_backend import DaskRuntime
+            from sluice.executor.dask_backend import DaskRuntime, no_namespaces
+
+            no_namespaces(namespace, "init(namespace=...)")
 
             context.set_current(DaskRuntime(address))
         elif address is not None:

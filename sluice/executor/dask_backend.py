@@ -98,6 +98,15 @@ class _Actor:
     dead: ActorDiedError | None = None
 
 
+def no_namespaces(namespace: str | None, what: str) -> None:
+    """Dask keeps no namespaces: refuse a named one rather than ignore it."""
+    if namespace:
+        raise UnsupportedOnBackendError(
+            f"{what} with namespace {namespace!r} on the dask backend: Dask keeps no namespaces "
+            "(an actor name is the whole Dask cluster's); drop the namespace, or use the local "
+            "or cluster backend")
+
+
 class DaskRuntime(DaskClusterInfo):
     """A sluice Backend whose tasks, objects and actors live on a dask.distributed cluster.
 
@@ -273,6 +282,7 @@ class DaskRuntime(DaskClusterInfo):
                 f"actor {class_name}: max_restarts={describe_limit(restarts)} on the dask backend: "
                 "Dask actors never restart (an actor dies with its worker); drop max_restarts, or "
                 "use the local or cluster backend")
+        no_namespaces(options.get("namespace"), f"actor {class_name}: options(namespace=...)")
         resources = self._resources(options, f"actor {class_name}")
         placed = self._placement(options, f"actor {class_name}")
         taken = ValueError(f"an actor named {actor_name!r} already exists; pick another name "
@@ -416,7 +426,9 @@ class DaskRuntime(DaskClusterInfo):
 
     def get_actor(self, name: str, namespace: str) -> ActorInfo | None:
         """The live actor named ``name`` on the Dask cluster (any runtime's), or None. Dask
-        keeps no namespaces: a name is the whole cluster's, whatever ``namespace`` says."""
+        keeps no namespaces: a name is the whole cluster's (a namespace other than ``""``
+        raises UnsupportedOnBackendError)."""
+        no_namespaces(namespace, f"get_actor({name!r}, namespace=...)")
         with self._lock:
             actor_id = self._named.get(name)
             actor = self._actors.get(actor_id) if actor_id is not None else None

@@ -85,7 +85,7 @@ class Scheduler(ObjectTable):
                  "functions", "durations", "dirty", "task_ids", "worker_index", "ref_events",
                  "requests", "releasing", "chains_in_flight", "actor_handle_events", "retired",
                  "slot_released", "inbox", "conns_changed", "closed", "has_gpus", "actor_manager",
-                 "driver_job", "client_jobs")
+                 "driver_job", "client_jobs", "actor_aliases")
 
     def __init__(self, session: str, resources: ResourceTotals, placement: Placement,
                  locations: ObjectLocations, io: WorkerIO, lineage: LineageKeeper | None = None):
@@ -104,6 +104,8 @@ class Scheduler(ObjectTable):
         self.feasible: set[ResourceKey] = set()        # demands some node can meet (checked once)
         self.actors: dict[int, ActorRecord] = {}
         self.named: dict[tuple[str, str], int] = {}  # (namespace, name) -> live actor id
+        # get_if_exists creations that found their name taken here: their id -> the live actor's
+        self.actor_aliases: dict[int, int] = {}
         self.functions: dict[int, bytes] = {}
         self.durations: dict[int, float] = {}          # fn id -> smoothed seconds per call
         self.dirty: set[WorkerHandle] = set()

@@ -113,6 +113,36 @@ def test_get_if_exists_returns_the_live_actor_of_that_name() -> None:
     sluice.kill(fresh)
 
 
+@sluice.remote
+def get_or_create(name: str) -> str:
+    a = Probe.options(name=name, get_if_exists=True, lifetime="detached").remote()
+    return sluice.get(a.context.remote())["actor"]
+
+
+def test_get_if_exists_from_racing_tasks_yields_one_actor() -> None:
+    ids = sluice.get([get_or_create.remote("raced") for _ in range(6)])
+    assert len(set(ids)) == 1
+    sluice.kill(sluice.get_actor("raced"))
+
+
+def test_a_creation_that_finds_its_name_taken_reaches_the_live_actor() -> None:
+    # What a get_if_exists creation does when another caller took the name after it looked:
+    # its id becomes another name for the live actor (the calls below skip the look).
+    from sluice.executor import api
+
+    first = Probe.options(name="taken").remote()
+    first_id = sluice.get(first.context.remote())["actor"]
+    cls = Probe.options(name="taken", get_if_exists=True)
+    rt = api.runtime()
+    late = rt.new_actor_id()
+    options = {**cls._options, "class_name": "Probe", "_methods": cls._methods,
+               "namespace": sluice.get_runtime_context().namespace}
+    rt.create_actor(late, *cls._pickle(), "Probe", (), {}, options)
+    [ref] = rt.submit_actor_task(late, "context", "Probe.context", (), {}, {"num_returns": 1})
+    assert sluice.get(ref)["actor"] == first_id
+    sluice.kill(first)
+
+
 def test_the_same_name_in_two_namespaces_is_two_actors() -> None:
     mine = Probe.options(name="twin").remote()
     theirs = Probe.options(name="twin", namespace="elsewhere").remote()

@@ -277,8 +277,8 @@ class HeadRuntime:
         for reqs in s.requests.values():
             reqs[:] = [r for r in reqs if r.worker is not w]
         for actor_id in held["actors"]:  # a detached actor stays until sluice.kill
-            actor = s.actors.get(actor_id)
-            if actor is None or actor.options.get("lifetime") != "detached":
+            actor = s.actors.get(actor_id)  # (None: it found another's actor by get_if_exists)
+            if actor is not None and actor.options.get("lifetime") != "detached":
                 self.actors.kill(actor_id, True)
 
     # -- status --------------------------------------------------------------------------
