@@ -48,6 +48,12 @@ def object_locations(s: Scheduler, ids: Sequence[int]) -> list[ObjectLocation]:
     return out
 
 
+def placement_group_id(strategy: Any) -> str | None:
+    """The id of the placement group ``strategy`` (a task's or actor's scheduling strategy)
+    runs it in, else None. No strategy names a placement group yet: the hook for them."""
+    return None
+
+
 def context_of(s: Scheduler, w: WorkerHandle | None, task_id: int | None) -> dict[str, Any]:
     """What a runtime context reports for process ``w`` running task ``task_id`` (a plain
     dict; see :mod:`sluice.executor.runtime_context`). ``w`` None: the embedded runtime's
@@ -55,11 +61,11 @@ def context_of(s: Scheduler, w: WorkerHandle | None, task_id: int | None) -> dic
     actor = w.actor if w is not None else None
     task = w.inflight.get(task_id) if w is not None and task_id is not None else None
     if actor is not None:
-        job, key = actor.job, actor.key
+        job, key, strategy = actor.job, actor.key, actor.options.get("scheduling_strategy")
     elif task is not None:
-        job, key = task.job, task.key
+        job, key, strategy = task.job, task.key, task.strategy
     else:
-        job, key = (s.job_of(w) if w is not None else None), ()
+        job, key, strategy = (s.job_of(w) if w is not None else None), (), None
     job = job or s.driver_job
     return {
         "job_id": job.job_id if job is not None else None,
@@ -71,7 +77,7 @@ def context_of(s: Scheduler, w: WorkerHandle | None, task_id: int | None) -> dic
         "actor_name": None if actor is None else actor.name,
         "resources": dict(key),
         "gpu_ids": list(actor.gpu_ids or []) if actor is not None else list(w.gpu_ids) if w else [],
-        "placement_group_id": None,  # set once placement groups reserve bundles
+        "placement_group_id": placement_group_id(strategy),
         "reconstructed": actor is not None and actor.restarted,
     }
 
