@@ -24,7 +24,7 @@ from sluice.executor import context, protocol as P
 from sluice.executor.calls import decode_call, load_function, split_returns
 from sluice.executor.chains import ChainLink, run_link
 from sluice.executor.lifeline import die_with_parent, exit_on_hangup
-from sluice.executor.worker_api import WorkerAPI
+from sluice.executor.worker_api import CURRENT_TASK, WorkerAPI
 from sluice.store import serialization, shm
 
 RING_SIZE = 1024
@@ -186,7 +186,7 @@ class Worker(WorkerAPI):
             args, kwargs = decode_call(args_blob, self.resolve_deps(deps))
             if gpu_ids is not None:
                 set_visible_gpus(gpu_ids)
-            self.current_task = task_id
+            CURRENT_TASK.set(task_id)
             value = fn(*args, **kwargs)
             results = self.encode_results(name, value, return_ids)
         except DependencyFailed as dep:
@@ -300,7 +300,7 @@ class Worker(WorkerAPI):
         else:
             try:
                 args, kwargs = decode_call(args_blob, self.resolve_deps(deps))
-                self.current_task = task_id
+                CURRENT_TASK.set(task_id)
                 value = self.call_method(method, args, kwargs)
             except Exception as err:
                 self.fail_call(task_id, name, err, start)

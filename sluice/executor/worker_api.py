@@ -8,6 +8,7 @@ starts or stops holding (INCREF/DECREF), in order with everything else it sends.
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import threading
 import time
@@ -23,6 +24,10 @@ from sluice.executor.counting import RefCounts
 from sluice.executor.object_ref import OWNER_SHIFT, ObjectRef
 from sluice.executor.resources import ResourceKey
 from sluice.store import serialization, shm
+
+CURRENT_TASK: contextvars.ContextVar[int | None] = contextvars.ContextVar("sluice_task", default=None)
+"""The id of the task or actor call the calling code runs in (per thread and per asyncio
+task, so each call of a threaded or async actor sees its own)."""
 
 
 class WorkerAPI:
@@ -45,7 +50,6 @@ class WorkerAPI:
         self.sent_functions: set[int] = set()
         self.reader = shm.SegmentReader()
         self.main_thread = threading.main_thread()
-        self.current_task: int | None = None  # the task or actor call running now (its id)
 
     # -- outgoing messages -----------------------------------------------------------
     def emit(self, msg: tuple) -> None:
@@ -160,7 +164,7 @@ class WorkerAPI:
         return self._ask("named", namespace)
 
     def context_info(self) -> dict[str, Any]:
-        return self._ask("context", self.current_task)
+        return self._ask("context", CURRENT_TASK.get())
 
     def cluster_resources(self) -> dict[str, float]:
         return self._ask("resources", "total")

@@ -99,6 +99,47 @@ def test_a_restarted_actor_knows_it_was_reconstructed() -> None:
     assert after["reconstructed"] is True and after["actor"] == before["actor"]
 
 
+@sluice.remote
+class Overlapping:
+    """Two calls at once, each reading its task id before and after the other has started."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.barrier = threading.Barrier(2, timeout=60)
+
+    def both(self) -> tuple:
+        before = sluice.get_runtime_context().get_task_id()
+        self.barrier.wait()
+        return before, sluice.get_runtime_context().get_task_id()
+
+
+@sluice.remote
+class AsyncOverlapping:
+    def __init__(self) -> None:
+        self.arrived = 0
+
+    async def both(self) -> tuple:
+        import asyncio
+
+        before = sluice.get_runtime_context().get_task_id()
+        self.arrived += 1
+        for _ in range(60_000):  # until the other call has started too (a generous deadline)
+            if self.arrived >= 2:
+                break
+            await asyncio.sleep(0.001)
+        return before, sluice.get_runtime_context().get_task_id()
+
+
+@pytest.mark.parametrize("cls", [Overlapping.options(max_concurrency=2), AsyncOverlapping],
+                         ids=["threaded", "async"])
+def test_concurrent_calls_of_one_actor_each_see_their_own_task_id(cls) -> None:
+    a = cls.remote()
+    (b1, a1), (b2, a2) = sluice.get([a.both.remote(), a.both.remote()])
+    assert b1 == a1 and b2 == a2 and a1 != a2 and None not in (a1, a2)
+    sluice.kill(a)
+
+
 # -- named actors and namespaces ----------------------------------------------------------------
 def test_get_if_exists_returns_the_live_actor_of_that_name() -> None:
     first = Probe.options(name="shared").remote()
