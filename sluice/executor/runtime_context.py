@@ -86,7 +86,15 @@ class RuntimeContext:
 
 def get_runtime_context() -> RuntimeContext:
     """The runtime context of the calling driver, task or actor (starts the default runtime
-    in a driver that has none, as every other call does)."""
+    in a driver that has none, as every other call does).
+
+    >>> import sluice
+    >>> sluice.init(num_cpus=1, namespace="docs")
+    >>> ctx = sluice.get_runtime_context()
+    >>> ctx.namespace, ctx.get_task_id(), ctx.get_node_id() == sluice.nodes()[0]["NodeID"]
+    ('docs', None, True)
+    >>> sluice.shutdown()
+    """
     from sluice.executor.api import runtime
 
     return RuntimeContext(runtime().context_info())
