@@ -247,3 +247,21 @@ def test_init_namespace_is_the_jobs_namespace() -> None:
     finally:
         sluice.shutdown()
         sluice.init(num_cpus=2, resources={"disk": 2})
+
+
+def test_accelerator_ids_are_the_granted_gpus() -> None:
+    sluice.shutdown()
+    try:
+        sluice.init(num_cpus=2, num_gpus=2)  # logical GPUs: no device needed
+        ctx = sluice.get(task_context.options(num_gpus=1).remote())
+        assert ctx["resources"] == {"CPU": 1.0, "GPU": 1.0}
+        assert ctx["gpus"]["GPU"] in (["0"], ["1"])
+        assert sluice.get(task_context.remote())["gpus"] == {"GPU": []}
+        a = Probe.options(num_gpus=2).remote()
+        actor_ctx = sluice.get(a.context.remote())
+        assert sorted(actor_ctx["gpus"]["GPU"]) == ["0", "1"]
+        assert actor_ctx["resources"] == {"GPU": 2.0}
+        sluice.kill(a)
+    finally:
+        sluice.shutdown()
+        sluice.init(num_cpus=2, resources={"disk": 2})
