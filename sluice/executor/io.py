@@ -155,7 +155,7 @@ class IOThread:
             elif code == P.SUBMIT:
                 self.nested_submit(msg)
             elif code == P.GET:
-                s.worker_get(w, msg[1], msg[2], False, len(msg[2]), False)
+                s.worker_get(w, msg[1], msg[2], False, len(msg[2]), False, len(msg) > 3 and msg[3])
             elif code == P.WAIT:
                 s.worker_get(w, msg[1], msg[2], True, msg[3], msg[4])
             elif code == P.PUT:

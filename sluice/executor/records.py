@@ -78,7 +78,8 @@ class WorkerHandle:
     """A worker process as the driver sees it."""
 
     __slots__ = ("index", "proc", "conn", "out", "inflight", "lease", "gpu_ids", "known_fns",
-                 "blocked", "actor", "alive", "pending_gets", "queued_bytes", "unsent", "node")
+                 "blocked", "actor", "alive", "pending_gets", "queued_bytes", "unsent", "node",
+                 "nested", "nest_waits", "lent")
 
     def __init__(self, index: int, proc: subprocess.Popen, conn: Connection):
         self.index = index
@@ -96,6 +97,11 @@ class WorkerHandle:
         self.unsent = 0                      # task messages in ``out`` (not yet written)
         self.queued_bytes = 0                # argument bytes of in-flight tasks (bounds pipelining)
         self.node: Any = None                # the cluster node it runs on (None: the local runtime)
+        # A task waiting in a nested get may run the tasks it waits for itself (nesting.py).
+        # Its main thread is a stack: task, get, nested task, get, ... so these lists nest too.
+        self.nested: list[int] = []          # ids of tasks sent to run inside a get, innermost last
+        self.nest_waits: list[WorkerRequest] = []  # gets that may run them, innermost last
+        self.lent = False                    # its lease's CPUs are lent out while it waits
 
 
 class ActorRecord:

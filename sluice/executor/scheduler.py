@@ -36,6 +36,7 @@ from sluice.exceptions import (
     UnschedulableError,
     WorkerCrashedError,
 )
+from sluice.executor import nesting
 from sluice.executor import protocol as P
 from sluice.executor.actors import ActorManager
 from sluice.executor.objects import ObjectTable
@@ -83,7 +84,8 @@ class Scheduler(ObjectTable):
                  "objects", "tasks", "ready", "workers", "clients", "feasible", "actors", "named",
                  "functions", "durations", "dirty", "task_ids", "worker_index", "ref_events",
                  "requests", "releasing", "chains_in_flight", "actor_handle_events", "retired",
-                 "slot_released", "inbox", "conns_changed", "closed", "has_gpus", "actor_manager")
+                 "slot_released", "inbox", "conns_changed", "closed", "has_gpus", "actor_manager",
+                 "blocking_fns")
 
     def __init__(self, session: str, resources: ResourceTotals, placement: Placement,
                  locations: ObjectLocations, io: WorkerIO, lineage: LineageKeeper | None = None):
@@ -120,6 +122,7 @@ class Scheduler(ObjectTable):
         # With GPUs in the runtime every task is told its GPU ids ([] hides them all, as Ray does).
         self.has_gpus = resources.total.get("GPU", 0) > 0
         self.actor_manager = ActorManager(self)        # the actor half: shares this state and lock
+        self.blocking_fns: set[int] = set()            # functions whose tasks called get or wait
 
     def locked(self) -> _Locked:
         """``with scheduler.locked():`` holds the lock, then applies worker batches queued meanwhile."""
@@ -208,6 +211,8 @@ class Scheduler(ObjectTable):
         if q is None:
             q = self.ready[task.lane] = deque()
         q.append(task)
+        if self.requests:  # a worker may be waiting for it in a get: it may run it itself
+            nesting.offer(self, task)
 
     def failed_dep(self, task: TaskRecord) -> bytes | None:
         for oid in task.deps:
@@ -260,6 +265,8 @@ class Scheduler(ObjectTable):
             if w.node is node and w.lease == key and not w.blocked and w.alive:
                 if not w.inflight:
                     return w
+                if self.may_block(w):
+                    continue  # a task queued behind it would come back when it blocks
                 if best is None or len(w.inflight) < len(best.inflight):
                     best = w
         resources = self.placement.node_resources(node)
@@ -273,6 +280,11 @@ class Scheduler(ObjectTable):
         if best is not None and self.has_room(best, fn_id):
             return best
         return None
+
+    def may_block(self, w: WorkerHandle) -> bool:
+        """Whether the task ``w`` runs now is of a function that has waited in a get before."""
+        running = next(iter(w.inflight.values()), None)
+        return running is not None and running.fn_id in self.blocking_fns
 
     def may_follow(self, w: WorkerHandle, task: TaskRecord) -> bool:
         """Whether ``task`` may queue on ``w`` behind the producer of its inputs.
@@ -303,7 +315,7 @@ class Scheduler(ObjectTable):
                 continue
             if w.lease is None and w.alive:
                 return w
-            if not w.blocked:
+            if not w.lent:
                 running += 1
         cap = max(1, int(self.placement.node_resources(node).total.get("CPU", 1)))
         if dict(key).get("CPU", 0) == 0:
@@ -327,7 +339,10 @@ class Scheduler(ObjectTable):
         """The resources of the node ``w`` runs on."""
         return self.placement.node_resources(w.node)
 
-    def send_task(self, task: TaskRecord, w: WorkerHandle, local: bool = False) -> None:
+    def send_task(self, task: TaskRecord, w: WorkerHandle, local: bool = False,
+                  nested: bool = False) -> None:
+        """Queue ``task`` on ``w`` (``local``: behind the producer of its inputs there;
+        ``nested``: to run inside the get ``w`` waits in, see nesting.py)."""
         deps = []
         for oid in task.deps:
             entry = self.objects.get(oid)
@@ -349,9 +364,9 @@ class Scheduler(ObjectTable):
         w.inflight[task.task_id] = task
         w.queued_bytes += len(task.args_blob)
         w.unsent += 1
-        w.out.append((P.TASK, task.task_id, task.fn_id, fn_bytes, task.args_blob, deps,
-                      task.return_ids, task.retry_exc, w.gpu_ids if self.has_gpus else None,
-                      task.name))
+        w.out.append((P.NESTED if nested else P.TASK, task.task_id, task.fn_id, fn_bytes,
+                      task.args_blob, deps, task.return_ids, task.retry_exc,
+                      w.gpu_ids if self.has_gpus else None, task.name))
         if len(w.out) >= FLUSH_AT:
             self.send(w)
         else:
@@ -429,6 +444,8 @@ class Scheduler(ObjectTable):
             w = task.worker
             w.inflight.pop(task_id, None)
         w.queued_bytes -= len(task.args_blob)
+        if w.nested and task_id in w.nested:
+            w.nested.remove(task_id)  # the caller settles w once the result is applied
         return task
 
     def note_duration(self, fn_id: int, seconds: float) -> None:
@@ -475,7 +492,9 @@ class Scheduler(ObjectTable):
             if not w.inflight and w.actor.actor_id in actors.retiring:
                 actors.retire_if_idle(w.actor)
             return
-        if not w.inflight and w.lease is not None and not w.blocked:
+        if w.blocked:
+            nesting.settle(self, w)
+        elif not w.inflight and w.lease is not None:
             self.res_of(w).release(w.lease, w.gpu_ids)
             w.lease, w.gpu_ids = None, []
             if actors.waiting_for_resources:
@@ -489,7 +508,7 @@ class Scheduler(ObjectTable):
         again the pool holds more than one worker per CPU, and the extra idle ones go.
         """
         cap = max(1, int(self.res_of(w).total.get("CPU", 1)))
-        unblocked = sum(1 for x in self.workers if x.node is w.node and x.alive and not x.blocked)
+        unblocked = sum(1 for x in self.workers if x.node is w.node and x.alive and not x.lent)
         if unblocked <= cap or w.inflight or w.blocked or w.out:
             return
         w.out.append((P.SHUTDOWN,))
@@ -508,6 +527,8 @@ class Scheduler(ObjectTable):
             task = self.take_inflight(w, tid)
             if task is not None:
                 self.requeue(task)
+        if w.blocked:
+            nesting.settle(self, w)
 
     def cancel(self, oid: int, force: bool) -> None:
         entry = self.objects.get(oid)
@@ -547,7 +568,10 @@ class Scheduler(ObjectTable):
 
     # -- worker requests (nested get/wait) -------------------------------------------
     def worker_get(self, w: WorkerHandle, req_id: int, ids: list[int], is_wait: bool, num: int,
-                   query_now: bool) -> None:
+                   query_now: bool, nest: bool = False) -> None:
+        """A worker's get or wait (``is_wait``: for ``num`` of ``ids``): answered now if it
+        can be, else when the objects are ready. ``nest``: meanwhile the worker may run
+        the tasks it waits for itself (nesting.py)."""
         pending = [oid for oid in ids if oid in self.objects and self.objects[oid].state == PENDING]
         need = len(pending) - (len(ids) - num) if is_wait else len(pending)
         req = WorkerRequest(w, req_id, ids, max(0, need), is_wait)
@@ -556,14 +580,16 @@ class Scheduler(ObjectTable):
             return
         for oid in pending:
             self.requests.setdefault(oid, []).append(req)
-        self.block(w)
-
-    def block(self, w: WorkerHandle) -> None:
         if w.actor is None and w.blocked == 0 and w.lease is not None:
-            self.res_of(w).lend(w.lease)
-            w.out.append((P.RELINQUISH,))
+            w.out.append((P.RELINQUISH,))  # its queued tasks go back to run elsewhere
             self.dirty.add(w)
+            running = next(iter(w.inflight.values()), None)
+            if running is not None:  # queue nothing behind its kind again (pick_worker)
+                self.blocking_fns.add(running.fn_id)
         w.blocked += 1
+        if nest and not is_wait:
+            w.nest_waits.append(req)
+        nesting.settle(self, w)
 
     def answer(self, req: WorkerRequest, blocked: bool = True) -> None:
         w = req.worker
@@ -583,8 +609,9 @@ class Scheduler(ObjectTable):
                     if not lst:
                         del self.requests[oid]
             w.blocked -= 1
-            if w.blocked == 0 and w.actor is None and w.lease is not None:
-                self.res_of(w).force_acquire(w.lease)
+            if w.nest_waits and req in w.nest_waits:
+                w.nest_waits.remove(req)
+            nesting.settle(self, w)
         self.send(w)
 
     # -- worker death ----------------------------------------------------------------
@@ -598,10 +625,12 @@ class Scheduler(ObjectTable):
             self.workers.remove(w)
         self.dirty.discard(w)
         if w.lease is not None:
-            if w.blocked:
+            if w.lent:
                 self.res_of(w).force_acquire(w.lease)
+                w.lent = False
             self.res_of(w).release(w.lease, w.gpu_ids)
             w.lease = None
+        w.nested, w.nest_waits = [], []
         for reqs in self.requests.values():
             reqs[:] = [r for r in reqs if r.worker is not w]
         self.forget_worker_slots(w)
