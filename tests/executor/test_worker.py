@@ -49,3 +49,21 @@ def test_a_function_that_arrives_with_a_bounced_task_is_kept(worker_and_driver) 
     assert done[0] == P.DONE and done[1] == 2
     ((oid, spec, _),) = done[2]
     assert oid == 102 and serialization.loads(spec[1]) == 42
+
+
+def test_a_nested_task_sent_to_a_waiting_worker_runs_inside_its_get(worker_and_driver) -> None:
+    worker, driver = worker_and_driver
+    fn_id, data = dumps_function(double, "double")
+    worker.blocked = 1  # inside a nested get
+    bounced = task(1, (fn_id, data), fn_id, 3)
+    nested = (P.NESTED, *task(2, None, fn_id, 21)[1:])
+    worker.handle_batch([bounced, nested])
+    assert list(worker.nested) == [nested] and not worker.local
+    worker.pump(None)  # what the waiting get does first: run the task it waits for
+    worker.blocked = 0
+    worker.flush()
+    bounce, done = P.unpack(driver.recv_bytes())
+    assert bounce == (P.BOUNCE, [1])
+    assert done[0] == P.DONE and done[1] == 2
+    ((oid, spec, _),) = done[2]
+    assert oid == 102 and serialization.loads(spec[1]) == 42
