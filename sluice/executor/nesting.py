@@ -38,42 +38,80 @@ from typing import TYPE_CHECKING
 
 from sluice.executor.records import PENDING, TaskRecord, WorkerHandle, WorkerRequest
 
+PIPELINE_BYTES = 128 * 1024
+"""At most this many argument bytes queue on a worker (as the scheduler's pipelining)."""
+
 if TYPE_CHECKING:
     from sluice.executor.scheduler import Scheduler
 
 MAX_DEPTH = 32
-"""Nested tasks stacked in one worker at most (each level costs ~10 Python frames)."""
+"""Gets stacked in one worker's main thread at most that still run nested tasks (each
+level costs ~10 Python frames)."""
 
 
 def settle(s: Scheduler, w: WorkerHandle) -> None:
-    """After ``w``'s gets or nested tasks changed: feed it a task its get waits for, or lend
+    """After ``w``'s gets or nested tasks changed: feed it tasks its get waits for, or lend
     its CPUs while it waits with nothing to run, or take them back once it runs again."""
     if w.actor is not None or w.lease is None or not w.alive:
         return
-    waiting = w.blocked > len(w.nested)
-    if waiting and len(w.nest_waits) > len(w.nested) and len(w.nested) < MAX_DEPTH:
-        task = take_needed(s, w)
+    depth = len(w.nested)
+    waiting = w.blocked > depth
+    if waiting and len(w.nest_waits) > depth and depth < MAX_DEPTH:
+        task = take_needed(s, w, 0)
         if task is not None:
             if w.lent:  # as when its get returns: taken back even if that oversubscribes
                 s.res_of(w).force_acquire(w.lease)
                 w.lent = False
-            w.nested.append(task.task_id)
+            w.nested.append([task.task_id])
             s.send_task(task, w, nested=True)
+            top_up(s, w)
             s.send(w)
             return
     if waiting and not w.lent:
         # Tasks queued here unstarted come back (BOUNCE) to be run here nested or elsewhere:
         # lending before they do would start another worker for them.
-        if len(w.inflight) - len(w.nested) <= 1:
+        if len(w.inflight) - sum(map(len, w.nested)) <= 1:
             s.res_of(w).lend(w.lease)
             w.lent = True
     elif not waiting and w.lent:
         s.res_of(w).force_acquire(w.lease)
         w.lent = False
+    elif not waiting and depth and top_up(s, w):  # running nested tasks: keep a few queued
+        s.send(w)
 
 
-def take_needed(s: Scheduler, w: WorkerHandle) -> TaskRecord | None:
-    """A queued task that ``w``'s innermost get waits for, taken out of its ready queue.
+def top_up(s: Scheduler, w: WorkerHandle) -> bool:
+    """Queue more tasks in ``w``'s innermost get, behind the nested task running there, while
+    they are short (the pipeline depth of their function) and never wait in a get
+    themselves (one that does would hold the others back). True if any was queued."""
+    level = w.nested[-1]
+    if s.blocking_fns and s.tasks.get(level[0]) is not None \
+            and s.tasks[level[0]].fn_id in s.blocking_fns:
+        return False
+    queued = False
+    while w.queued_bytes < PIPELINE_BYTES:
+        task = take_needed(s, w, len(level))
+        if task is None:
+            return queued
+        level.append(task.task_id)
+        s.send_task(task, w, nested=True)
+        queued = True
+    return queued
+
+
+def forget(w: WorkerHandle, task_id: int) -> None:
+    """``task_id`` finished (or came back) from ``w``: drop it from its get's level."""
+    for i, level in enumerate(w.nested):
+        if task_id in level:
+            level.remove(task_id)
+            if not level:
+                del w.nested[i]
+            return
+
+
+def take_needed(s: Scheduler, w: WorkerHandle, queued: int) -> TaskRecord | None:
+    """A queued task that ``w``'s innermost get waits for, taken out of its ready queue;
+    ``queued``: how many already wait behind the running one there (see :func:`top_up`).
 
     First the tasks the get names; then, for those running in other workers, the tasks
     their gets wait for (a running task finishes only after every get above it in its
@@ -81,7 +119,7 @@ def take_needed(s: Scheduler, w: WorkerHandle) -> TaskRecord | None:
     any of them here cannot deadlock: the get below waits for it either way.
     """
     seen = {w}
-    requests = deque([w.nest_waits[-1]])
+    requests = deque([w.nest_waits[len(w.nested) - 1 if queued else -1]])
     while requests:
         req = requests.popleft()
         for oid in req.ids:
@@ -91,7 +129,9 @@ def take_needed(s: Scheduler, w: WorkerHandle) -> TaskRecord | None:
             task = entry.producer
             other = task.worker
             if other is None:
-                if may_nest(s, w, task) and take_from_queue(s, task):
+                if may_nest(s, w, task) and (not queued or (
+                        task.fn_id not in s.blocking_fns and queued < s.pipeline_depth(task.fn_id))) \
+                        and take_from_queue(s, task):
                     return task
             elif other not in seen and other.actor is None and other.alive:
                 seen.add(other)
@@ -101,8 +141,9 @@ def take_needed(s: Scheduler, w: WorkerHandle) -> TaskRecord | None:
 
 def gets_above(w: WorkerHandle, task: TaskRecord) -> list[WorkerRequest]:
     """The gets ``task``, running in ``w``, waits for before it finishes (innermost last)."""
-    if task.task_id in w.nested:  # nest_waits[j] was made by nested[j - 1] (j = 0: the task below)
-        return w.nest_waits[w.nested.index(task.task_id) + 1:]
+    for i, level in enumerate(w.nested):  # nest_waits[i] made the get whose tasks are nested[i]
+        if level[0] == task.task_id:  # the first of a level runs; the others wait behind it
+            return w.nest_waits[i + 1:]
     if next(iter(w.inflight), None) == task.task_id:  # the task at the bottom of w's stack
         return w.nest_waits
     return []  # queued there unstarted

@@ -31,8 +31,8 @@ CHAIN_SETUP = 13    # (CHAIN_SETUP, chain_id, hops, socket directory, driver's c
 CHAIN_FORGET = 15   # (CHAIN_FORGET, [chain ids]) set-ups the driver will not run again
 CANCEL_TASK = 11    # (CANCEL_TASK, task_id) drop it if not started (answered with FAILED)
 RECYCLE = 10        # (RECYCLE, [slot names]) say RELEASED once no value read from them is alive
-NESTED = 17         # (NESTED, ...the fields of TASK) run it inside the get the worker waits in:
-                    #  a task that get waits for (executor/nesting.py)
+NESTED = 17         # (NESTED, depth, TASK message) run it inside the get at that depth of the
+                    #  worker's main thread: a task that get waits for (executor/nesting.py)
 
 # worker -> driver
 DONE = 20           # (DONE, task_id, [result spec], seconds)

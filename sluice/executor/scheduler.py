@@ -26,6 +26,7 @@ from __future__ import annotations
 import itertools
 import signal
 import threading
+import time
 from collections import deque
 from typing import Any
 
@@ -67,6 +68,9 @@ MAX_PIPELINE = 256
 FLUSH_AT = 64
 PIPELINE_BYTES = 128 * 1024
 """At most this many argument bytes wait on a busy worker (its socket buffer holds ~200 KB)."""
+START_HOLD_S = 0.005
+"""A task submitted by a task waits this long for a worker waiting in a nested get to take
+it (its submitter's get usually follows within a millisecond) before a process starts for it."""
 
 
 class Scheduler(ObjectTable):
@@ -85,7 +89,7 @@ class Scheduler(ObjectTable):
                  "functions", "durations", "dirty", "task_ids", "worker_index", "ref_events",
                  "requests", "releasing", "chains_in_flight", "actor_handle_events", "retired",
                  "slot_released", "inbox", "conns_changed", "closed", "has_gpus", "actor_manager",
-                 "blocking_fns")
+                 "blocking_fns", "start_hold")
 
     def __init__(self, session: str, resources: ResourceTotals, placement: Placement,
                  locations: ObjectLocations, io: WorkerIO, lineage: LineageKeeper | None = None):
@@ -123,6 +127,7 @@ class Scheduler(ObjectTable):
         self.has_gpus = resources.total.get("GPU", 0) > 0
         self.actor_manager = ActorManager(self)        # the actor half: shares this state and lock
         self.blocking_fns: set[int] = set()            # functions whose tasks called get or wait
+        self.start_hold: float | None = None           # when a held-back process start began
 
     def locked(self) -> _Locked:
         """``with scheduler.locked():`` holds the lock, then applies worker batches queued meanwhile."""
@@ -241,7 +246,7 @@ class Scheduler(ObjectTable):
                     unschedulable.append((q.popleft(), err))
                     continue
                 for node in nodes:
-                    w = self.pick_worker(task.key, task.fn_id, node)
+                    w = self.pick_worker(task.key, task.fn_id, node, not task.from_task)
                     if w is not None:
                         break
                 else:
@@ -258,21 +263,23 @@ class Scheduler(ObjectTable):
             return 1
         return max(1, min(MAX_PIPELINE, int(TARGET_BATCH_SECONDS / max(seconds, 1e-7))))
 
-    def pick_worker(self, key: ResourceKey, fn_id: int, node: Node) -> WorkerHandle | None:
-        """A worker on ``node`` to run a task of demand ``key`` now, or None."""
+    def pick_worker(self, key: ResourceKey, fn_id: int, node: Node, follow: bool = True
+                    ) -> WorkerHandle | None:
+        """A worker on ``node`` to run a task of demand ``key`` now, or None. ``follow``:
+        the task may be queued behind the one a busy worker runs."""
         best = None
         for w in self.workers:  # an idle worker already leased for this demand
             if w.node is node and w.lease == key and not w.blocked and w.alive:
                 if not w.inflight:
                     return w
-                if self.may_block(w):
+                if not follow or self.may_block(w):
                     continue  # a task queued behind it would come back when it blocks
                 if best is None or len(w.inflight) < len(best.inflight):
                     best = w
         resources = self.placement.node_resources(node)
         gpus = resources.try_acquire(key)
         if gpus is not None:
-            w = self.idle_worker(key, node)
+            w = self.idle_worker(key, node, hold=not follow)
             if w is not None:
                 w.lease, w.gpu_ids = key, gpus
                 return w
@@ -308,7 +315,9 @@ class Scheduler(ObjectTable):
         """
         return len(w.inflight) < self.pipeline_depth(fn_id) and w.queued_bytes < PIPELINE_BYTES
 
-    def idle_worker(self, key: ResourceKey, node: Node) -> WorkerHandle | None:
+    def idle_worker(self, key: ResourceKey, node: Node, hold: bool = False) -> WorkerHandle | None:
+        """An idle pool worker on ``node``, or a new one while fewer than its CPUs run tasks
+        (``hold``: not before the start hold has passed, see :meth:`holds_start`)."""
         running = 0
         for w in self.workers:
             if w.node is not node:
@@ -320,9 +329,21 @@ class Scheduler(ObjectTable):
         cap = max(1, int(self.placement.node_resources(node).total.get("CPU", 1)))
         if dict(key).get("CPU", 0) == 0:
             cap += 4
-        if running < cap:
+        if running < cap and not (hold and self.holds_start()):
             return self.start_worker(node)
         return None
+
+    def holds_start(self) -> bool:
+        """Whether to hold a new process back for START_HOLD_S, while a worker waits in a
+        nested get and may take the task itself. The I/O thread dispatches again when the
+        hold ends (io.py), so nothing waits longer than that for its process."""
+        if not any(w.lent and len(w.nest_waits) > len(w.nested) for w in self.workers):
+            return False
+        now = time.monotonic()
+        if self.start_hold is None:
+            self.start_hold = now
+            self.io.wake()  # its next wait ends with the hold
+        return now - self.start_hold < START_HOLD_S
 
     def start_worker(self, node: Node) -> WorkerHandle:
         """Start a pool worker on ``node``."""
@@ -364,9 +385,9 @@ class Scheduler(ObjectTable):
         w.inflight[task.task_id] = task
         w.queued_bytes += len(task.args_blob)
         w.unsent += 1
-        w.out.append((P.NESTED if nested else P.TASK, task.task_id, task.fn_id, fn_bytes,
-                      task.args_blob, deps, task.return_ids, task.retry_exc,
-                      w.gpu_ids if self.has_gpus else None, task.name))
+        msg = (P.TASK, task.task_id, task.fn_id, fn_bytes, task.args_blob, deps, task.return_ids,
+               task.retry_exc, w.gpu_ids if self.has_gpus else None, task.name)
+        w.out.append((P.NESTED, len(w.nest_waits), msg) if nested else msg)
         if len(w.out) >= FLUSH_AT:
             self.send(w)
         else:
@@ -444,8 +465,8 @@ class Scheduler(ObjectTable):
             w = task.worker
             w.inflight.pop(task_id, None)
         w.queued_bytes -= len(task.args_blob)
-        if w.nested and task_id in w.nested:
-            w.nested.remove(task_id)  # the caller settles w once the result is applied
+        if w.nested:
+            nesting.forget(w, task_id)  # the caller settles w once the result is applied
         return task
 
     def note_duration(self, fn_id: int, seconds: float) -> None:
@@ -572,6 +593,9 @@ class Scheduler(ObjectTable):
         """A worker's get or wait (``is_wait``: for ``num`` of ``ids``): answered now if it
         can be, else when the objects are ready. ``nest``: meanwhile the worker may run
         the tasks it waits for itself (nesting.py)."""
+        if w.actor is None and w.blocked == 0 and w.inflight:
+            # A function that gets may wait: queue nothing behind its tasks (pick_worker).
+            self.blocking_fns.add(next(iter(w.inflight.values())).fn_id)
         pending = [oid for oid in ids if oid in self.objects and self.objects[oid].state == PENDING]
         need = len(pending) - (len(ids) - num) if is_wait else len(pending)
         req = WorkerRequest(w, req_id, ids, max(0, need), is_wait)
@@ -583,9 +607,6 @@ class Scheduler(ObjectTable):
         if w.actor is None and w.blocked == 0 and w.lease is not None:
             w.out.append((P.RELINQUISH,))  # its queued tasks go back to run elsewhere
             self.dirty.add(w)
-            running = next(iter(w.inflight.values()), None)
-            if running is not None:  # queue nothing behind its kind again (pick_worker)
-                self.blocking_fns.add(running.fn_id)
         w.blocked += 1
         if nest and not is_wait:
             w.nest_waits.append(req)

@@ -49,7 +49,7 @@ class Worker(WorkerAPI):
         self.functions: dict[int, Any] = {}
         self.function_sources: dict[int, bytes] = {}  # received, not yet unpickled
         self.local: deque = deque()            # tasks received and not yet started
-        self.nested: deque = deque()           # NESTED tasks to run inside the current get
+        self.nested: dict[int, deque] = {}     # get depth -> tasks to run inside that get
         self.ring: OrderedDict[int, tuple] = OrderedDict()  # object id -> result spec
         self.blocked = 0                       # depth of nested get/wait in the main thread
         self.actor: Any = None
@@ -94,7 +94,7 @@ class Worker(WorkerAPI):
                     continue
             msg = self.local.popleft()
             code = msg[0]
-            if code == P.TASK or code == P.NESTED:
+            if code == P.TASK:
                 self.run_task(msg)
             elif code == P.CHAIN_RELAY or code == P.CHAIN:
                 run_link(self, msg)
@@ -121,12 +121,17 @@ class Worker(WorkerAPI):
         for msg in batch:
             code = msg[0]
             if code == P.TASK or code == P.ACTOR_CALL or code == P.CHAIN or code == P.NESTED:
+                if code == P.NESTED:
+                    depth, msg = msg[1], msg[2]
                 if (code == P.TASK or code == P.NESTED) and msg[3] is not None:
                     # Keep the function even if this task is handed back or dropped: the
                     # driver now counts it as known here and will not send it again.
                     self.function_sources.setdefault(msg[2], msg[3])
-                if code == P.NESTED:  # a task the current get waits for: run it inside
-                    (self.nested if self.blocked else self.local).append(msg)
+                if code == P.NESTED:  # a task the get at ``depth`` waits for: run it inside
+                    if self.blocked == depth:
+                        self.nested.setdefault(depth, deque()).append(msg)
+                    else:  # that get returned, or waits under a deeper one that may need it
+                        self.emit((P.BOUNCE, [msg[1]]))
                 elif self.blocked and code == P.TASK:
                     self.emit((P.BOUNCE, [msg[1]]))
                 elif code == P.ACTOR_CALL and (self.actor_pool or self.actor_loop):
@@ -160,13 +165,12 @@ class Worker(WorkerAPI):
 
     def drop_unstarted(self, task_id: int) -> None:
         """A cancelled task: drop it if it has not started (and say so), else let it run."""
-        for name in ("local", "nested"):
-            queue = getattr(self, name)
-            kept = deque(m for m in queue if not (m[0] in (P.TASK, P.NESTED) and m[1] == task_id))
-            if len(kept) != len(queue):
-                setattr(self, name, kept)
-                self.emit((P.FAILED, task_id, b"", False, 0.0))
-                return
+        for queue in (self.local, *self.nested.values()):
+            for m in queue:
+                if m[0] == P.TASK and m[1] == task_id:
+                    queue.remove(m)
+                    self.emit((P.FAILED, task_id, b"", False, 0.0))
+                    return
 
     def check_held_slots(self) -> None:
         """Tell the driver which slots no value of ours still views (it may reuse them)."""
@@ -345,18 +349,24 @@ class Worker(WorkerAPI):
 
     def on_block(self) -> None:
         self.blocked += 1
+        if self.nested:  # queued behind the task that now waits: it may wait for them
+            stuck = [m[1] for queue in self.nested.values() for m in queue]
+            self.nested.clear()
+            if stuck:
+                self.emit((P.BOUNCE, stuck))
 
     def on_unblock(self) -> None:
+        left = self.nested.pop(self.blocked, None)
         self.blocked -= 1
-        if not self.blocked and self.nested:  # sent for a get that has returned: run them next
-            self.local.extendleft(reversed(self.nested))
-            self.nested.clear()
+        if left:  # sent for the get that just returned: back to the driver
+            self.emit((P.BOUNCE, [m[1] for m in left]))
 
     def pump(self, timeout: float | None) -> None:
         """Run a task the current get waits for, if the driver sent one; else read and
         apply one batch from the pipe (main thread, inside a nested wait)."""
-        if self.nested:
-            self.run_task(self.nested.popleft())
+        queue = self.nested.get(self.blocked)
+        if queue:
+            self.run_task(queue.popleft())
             self.flush()
             return
         if self.conn.poll(timeout):

@@ -72,6 +72,19 @@ def waits_for_slotted(x: int) -> int:
 
 
 @sluice.remote
+def reads_first(refs: list) -> int:
+    return sluice.get(refs[0]) + 1
+
+
+@sluice.remote
+def siblings(n: int) -> list[int]:
+    # Both run nested in this worker; the first to run waits for the other, which may be
+    # queued behind it there (short tasks are queued a few at a time): it must come back.
+    a = square.remote(n)
+    return sluice.get([reads_first.remote([a]), a])
+
+
+@sluice.remote
 class Submitter:
     def run(self) -> tuple[int, int, list[int]]:
         pids = sluice.get([pid_of.remote() for _ in range(4)])
@@ -120,6 +133,13 @@ def test_nested_gets_complete_on_one_cpu(runtime) -> None:
     assert sluice.get(fib.remote(7))[0] == 13
     assert sum(sluice.get([fan_out.remote(0, 10), fan_out.remote(10, 10)])) == sum(
         i * i for i in range(20))
+
+
+@pytest.mark.parametrize("runtime", [1], indirect=True)
+def test_a_nested_task_waiting_for_a_sibling_queued_behind_it_completes(runtime) -> None:
+    sluice.get([square.remote(i) for i in range(20)])  # square's duration is known: short
+    for n in range(5):
+        assert sluice.get(siblings.remote(n)) == [n * n + 1, n * n]
 
 
 @pytest.mark.parametrize("runtime", [1], indirect=True)

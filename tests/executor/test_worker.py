@@ -56,9 +56,9 @@ def test_a_nested_task_sent_to_a_waiting_worker_runs_inside_its_get(worker_and_d
     fn_id, data = dumps_function(double, "double")
     worker.blocked = 1  # inside a nested get
     bounced = task(1, (fn_id, data), fn_id, 3)
-    nested = (P.NESTED, *task(2, None, fn_id, 21)[1:])
+    nested = (P.NESTED, 1, task(2, None, fn_id, 21))
     worker.handle_batch([bounced, nested])
-    assert list(worker.nested) == [nested] and not worker.local
+    assert list(worker.nested[1]) == [nested[2]] and not worker.local
     worker.pump(None)  # what the waiting get does first: run the task it waits for
     worker.blocked = 0
     worker.flush()
