@@ -21,14 +21,23 @@ only a task that the worker's innermost get waits for: one it names, or one that
 it names, running in another worker, waits for (see :func:`take_needed`); only when that
 get may nest (a get without a timeout, from the main thread of a pool worker; never an
 actor); only with the lease's exact demand and a placement that allows the worker's
-node; one at a time; and at most ``MAX_DEPTH`` deep (past it the worker waits as Ray's
-does, and another worker runs the task).
+node; and at most ``MAX_DEPTH`` gets deep (past it the worker waits as Ray's does, and
+another worker runs the task). One task at a time, and behind it a few more while they
+are short and never get (:func:`top_up`, as the scheduler pipelines): a queued one that
+the running one turns out to wait for goes back (the worker hands back its queued nested
+tasks whenever it enters a get, and any that arrive for a get that is not its innermost).
 
-The worker's main thread is a stack: task, get, nested task, get, ... The driver keeps
+The worker's main thread is a stack: task, get, nested tasks, get, ... The driver keeps
 it as two lists on the :class:`~sluice.executor.records.WorkerHandle`: ``nest_waits``
-(the gets that may nest, innermost last) and ``nested`` (the nested tasks running, or
-sent, innermost last). The worker waits with nothing to run while ``blocked > len(nested)``;
-it can be fed while ``len(nest_waits) > len(nested)``.
+(the gets that may nest, innermost last) and ``nested`` (per get, the ids of the tasks
+sent to run inside it; the first runs, the others wait behind it), so ``nest_waits[i]``
+is the get that runs ``nested[i]``. The worker waits with nothing to run while ``blocked
+> len(nested)``; it can be fed while ``len(nest_waits) > len(nested)``.
+
+How the scheduler helps (scheduler.py): a function whose tasks get is never queued behind
+(they would come back when it waits), a task submitted by a task never queues behind a busy
+worker (the waiting submitter may run it), and a new process for such a task is held back
+a few milliseconds while a worker waits in a get and may take it (``holds_start``).
 """
 
 from __future__ import annotations
@@ -38,11 +47,11 @@ from typing import TYPE_CHECKING
 
 from sluice.executor.records import PENDING, TaskRecord, WorkerHandle, WorkerRequest
 
-PIPELINE_BYTES = 128 * 1024
-"""At most this many argument bytes queue on a worker (as the scheduler's pipelining)."""
-
 if TYPE_CHECKING:
     from sluice.executor.scheduler import Scheduler
+
+PIPELINE_BYTES = 128 * 1024
+"""At most this many argument bytes queue on a worker (the scheduler's bound too)."""
 
 MAX_DEPTH = 32
 """Gets stacked in one worker's main thread at most that still run nested tasks (each
@@ -85,8 +94,8 @@ def top_up(s: Scheduler, w: WorkerHandle) -> bool:
     they are short (the pipeline depth of their function) and never wait in a get
     themselves (one that does would hold the others back). True if any was queued."""
     level = w.nested[-1]
-    if s.blocking_fns and s.tasks.get(level[0]) is not None \
-            and s.tasks[level[0]].fn_id in s.blocking_fns:
+    running = s.tasks.get(level[0])
+    if running is not None and running.fn_id in s.blocking_fns:
         return False
     queued = False
     while w.queued_bytes < PIPELINE_BYTES:
