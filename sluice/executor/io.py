@@ -19,10 +19,10 @@ from multiprocessing.connection import wait
 from typing import TYPE_CHECKING, Any
 
 from sluice.executor import lookups
+from sluice.executor.nesting import START_HOLD_S
 from sluice.executor import protocol as P
 from sluice.executor.records import ActorRecord, TaskRecord, WorkerHandle
 from sluice.executor.resources import demand_key
-from sluice.executor.scheduler import START_HOLD_S
 from sluice.store import serialization
 
 if TYPE_CHECKING:

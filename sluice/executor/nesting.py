@@ -42,6 +42,7 @@ a few milliseconds while a worker waits in a get and may take it (``holds_start`
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -52,6 +53,10 @@ if TYPE_CHECKING:
 
 PIPELINE_BYTES = 128 * 1024
 """At most this many argument bytes queue on a worker (the scheduler's bound too)."""
+
+START_HOLD_S = 0.005
+"""A task submitted by a task waits this long for a worker waiting in a nested get to take
+it (its submitter's get usually follows within a millisecond) before a process starts for it."""
 
 MAX_DEPTH = 32
 """Gets stacked in one worker's main thread at most that still run nested tasks (each
@@ -176,6 +181,26 @@ def may_nest(s: Scheduler, w: WorkerHandle, task: TaskRecord) -> bool:
             and task.actor is None and task.chain is None and not task.cancelled
             and task.key == w.lease
             and (task.strategy is None or s.placement.may_run_on(task, w.node)))
+
+
+def may_block(s: Scheduler, w: WorkerHandle) -> bool:
+    """Whether the task ``w`` runs now is of a function that has waited in a get before
+    (the scheduler queues nothing behind it: that would come back when it waits)."""
+    running = next(iter(w.inflight.values()), None)
+    return running is not None and running.fn_id in s.blocking_fns
+
+
+def holds_start(s: Scheduler) -> bool:
+    """Whether to hold a new process back for START_HOLD_S, while a worker waits in a
+    nested get and may take the task itself. The I/O thread dispatches again when the
+    hold ends (io.py), so nothing waits longer than that for its process."""
+    if not any(w.lent and len(w.nest_waits) > len(w.nested) for w in s.workers):
+        return False
+    now = time.monotonic()
+    if s.start_hold is None:
+        s.start_hold = now
+        s.io.wake()  # its next wait ends with the hold
+    return now - s.start_hold < START_HOLD_S
 
 
 def offer(s: Scheduler, task: TaskRecord) -> None:

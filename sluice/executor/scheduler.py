@@ -19,6 +19,9 @@ resource demand; more tasks of the same demand may be queued on it (pipelined)
 without taking more resources, since one worker runs one task at a time. The
 lease ends when its queue drains. How deep to pipeline follows how long the
 function took before: short tasks are batched deeply, long ones one at a time.
+
+Nested gets (``nesting.py``): a task waiting in a get runs the tasks it waits for
+inside its own worker, on its own lease; it lends its CPUs only while it has nothing to run.
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ from __future__ import annotations
 import itertools
 import signal
 import threading
-import time
 from collections import deque
 from typing import Any
 
@@ -68,9 +70,6 @@ MAX_PIPELINE = 256
 FLUSH_AT = 64
 PIPELINE_BYTES = 128 * 1024
 """At most this many argument bytes wait on a busy worker (its socket buffer holds ~200 KB)."""
-START_HOLD_S = 0.005
-"""A task submitted by a task waits this long for a worker waiting in a nested get to take
-it (its submitter's get usually follows within a millisecond) before a process starts for it."""
 
 
 class Scheduler(ObjectTable):
@@ -272,7 +271,7 @@ class Scheduler(ObjectTable):
             if w.node is node and w.lease == key and not w.blocked and w.alive:
                 if not w.inflight:
                     return w
-                if not follow or self.may_block(w):
+                if not follow or nesting.may_block(self, w):
                     continue  # a task queued behind it would come back when it blocks
                 if best is None or len(w.inflight) < len(best.inflight):
                     best = w
@@ -287,11 +286,6 @@ class Scheduler(ObjectTable):
         if best is not None and self.has_room(best, fn_id):
             return best
         return None
-
-    def may_block(self, w: WorkerHandle) -> bool:
-        """Whether the task ``w`` runs now is of a function that has waited in a get before."""
-        running = next(iter(w.inflight.values()), None)
-        return running is not None and running.fn_id in self.blocking_fns
 
     def may_follow(self, w: WorkerHandle, task: TaskRecord) -> bool:
         """Whether ``task`` may queue on ``w`` behind the producer of its inputs.
@@ -317,7 +311,7 @@ class Scheduler(ObjectTable):
 
     def idle_worker(self, key: ResourceKey, node: Node, hold: bool = False) -> WorkerHandle | None:
         """An idle pool worker on ``node``, or a new one while fewer than its CPUs run tasks
-        (``hold``: not before the start hold has passed, see :meth:`holds_start`)."""
+        (``hold``: not before the start hold has passed, see nesting.holds_start)."""
         running = 0
         for w in self.workers:
             if w.node is not node:
@@ -329,21 +323,10 @@ class Scheduler(ObjectTable):
         cap = max(1, int(self.placement.node_resources(node).total.get("CPU", 1)))
         if dict(key).get("CPU", 0) == 0:
             cap += 4
-        if running < cap and not (hold and self.holds_start()):
+        if running < cap and not (hold and nesting.holds_start(self)):
             return self.start_worker(node)
         return None
 
-    def holds_start(self) -> bool:
-        """Whether to hold a new process back for START_HOLD_S, while a worker waits in a
-        nested get and may take the task itself. The I/O thread dispatches again when the
-        hold ends (io.py), so nothing waits longer than that for its process."""
-        if not any(w.lent and len(w.nest_waits) > len(w.nested) for w in self.workers):
-            return False
-        now = time.monotonic()
-        if self.start_hold is None:
-            self.start_hold = now
-            self.io.wake()  # its next wait ends with the hold
-        return now - self.start_hold < START_HOLD_S
 
     def start_worker(self, node: Node) -> WorkerHandle:
         """Start a pool worker on ``node``."""
@@ -608,7 +591,7 @@ class Scheduler(ObjectTable):
             w.out.append((P.RELINQUISH,))  # its queued tasks go back to run elsewhere
             self.dirty.add(w)
         w.blocked += 1
-        if nest and not is_wait:
+        if nest and not is_wait and w.actor is None:
             w.nest_waits.append(req)
         nesting.settle(self, w)
 
