@@ -90,8 +90,10 @@ def settle(s: Scheduler, w: WorkerHandle) -> None:
     elif not waiting and w.lent:
         s.res_of(w).force_acquire(w.lease)
         w.lent = False
-    elif not waiting and depth and top_up(s, w):  # running nested tasks: keep a few queued
-        s.send(w)
+    elif not waiting and depth and len(w.nest_waits) == depth and top_up(s, w):
+        s.send(w)  # running nested tasks: a few more queued behind them
+    # (A get answered before its nested task ended, as when that task is cancelled, leaves
+    # len(nest_waits) < len(nested) until the task ends: nothing is fed meanwhile.)
 
 
 def top_up(s: Scheduler, w: WorkerHandle) -> bool:

@@ -554,7 +554,7 @@ class Scheduler(ObjectTable):
             for q in self.ready.values():
                 if task in q:
                     q.remove(task)
-        elif force and w.actor is None:
+        elif force and w.actor is None and not any(task.task_id in level for level in w.nested):
             self.take_inflight(w, task.task_id)
             kill_process(w)
         else:  # queued on a worker: it drops the task unless it already started

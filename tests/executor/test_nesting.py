@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 import sluice
-from sluice.exceptions import TaskError
+from sluice.exceptions import TaskCancelledError, TaskError
 from sluice.executor import context, nesting
 from tests.executor.helpers import wait_until
 
@@ -84,6 +85,36 @@ def siblings(n: int) -> list[int]:
     return sluice.get([reads_first.remote([a]), a])
 
 
+@sluice.remote(num_cpus=0)
+class Mailbox:
+    def __init__(self) -> None:
+        self.refs: list = []
+
+    def put(self, refs: list) -> None:
+        self.refs = refs
+
+    def take(self) -> list:
+        return self.refs
+
+
+@sluice.remote
+def gate(folder: str) -> str:
+    Path(folder, "started").write_text(str(os.getpid()))
+    if not wait_until(Path(folder, "open").exists, timeout=120):
+        raise TimeoutError("the test never opened the gate")
+    return "opened"
+
+
+@sluice.remote(max_retries=0)
+def waits_for_gate(mailbox, folder: str) -> tuple[str, int]:
+    child = gate.remote(folder)
+    mailbox.put.remote([child])  # the driver cancels it (a ref in a list stays a ref)
+    try:
+        return sluice.get(child), os.getpid()
+    except TaskCancelledError:
+        return "cancelled", os.getpid()
+
+
 @sluice.remote
 class Submitter:
     def run(self) -> tuple[int, int, list[int]]:
@@ -146,6 +177,22 @@ def test_a_nested_task_waiting_for_a_sibling_queued_behind_it_completes(runtime)
 def test_a_get_for_another_demand_lends_the_only_cpu(runtime) -> None:
     assert sluice.get(waits_for_slotted.remote(4)) == 5
     assert wait_until(lambda: sluice.available_resources()["CPU"] == 1.0)
+
+
+@pytest.mark.parametrize("runtime", [1], indirect=True)
+def test_force_cancelling_a_nested_task_does_not_kill_the_task_waiting_for_it(runtime, tmp_path) -> None:
+    mailbox = Mailbox.remote()
+    parent = waits_for_gate.remote(mailbox, str(tmp_path))
+    assert wait_until(lambda: sluice.get(mailbox.take.remote()) != [])
+    (child,) = sluice.get(mailbox.take.remote())
+    assert wait_until((tmp_path / "started").exists)  # running, inside the parent's get
+    sluice.cancel(child, force=True)
+    (tmp_path / "open").touch()
+    outcome, parent_pid = sluice.get(parent)
+    assert outcome == "cancelled"
+    assert int((tmp_path / "started").read_text()) == parent_pid  # it ran nested
+    with pytest.raises(TaskCancelledError):
+        sluice.get(child)
 
 
 def test_an_actor_waiting_in_a_get_runs_no_task_itself(runtime) -> None:
