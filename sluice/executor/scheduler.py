@@ -576,9 +576,12 @@ class Scheduler(ObjectTable):
         """A worker's get or wait (``is_wait``: for ``num`` of ``ids``): answered now if it
         can be, else when the objects are ready. ``nest``: meanwhile the worker may run
         the tasks it waits for itself (nesting.py)."""
-        if w.actor is None and w.blocked == 0 and w.inflight:
-            # A function that gets may wait: queue nothing behind its tasks (pick_worker).
-            self.blocking_fns.add(next(iter(w.inflight.values())).fn_id)
+        if w.actor is None and w.inflight:
+            # A function that gets may wait: queue nothing behind its tasks (pick_worker,
+            # nesting.top_up). The caller is the innermost task running in w.
+            running = w.nested[-1][0] if w.nested else next(iter(w.inflight))
+            if running in w.inflight:
+                self.blocking_fns.add(w.inflight[running].fn_id)
         pending = [oid for oid in ids if oid in self.objects and self.objects[oid].state == PENDING]
         need = len(pending) - (len(ids) - num) if is_wait else len(pending)
         req = WorkerRequest(w, req_id, ids, max(0, need), is_wait)
