@@ -70,9 +70,21 @@ def test_task_context_names_the_task_its_resources_and_the_drivers_job() -> None
     assert two["resources"] == {"CPU": 2.0, "disk": 1.0}
 
 
+@sluice.remote
+def task_ids_around_a_get() -> tuple:
+    before = sluice.get_runtime_context().get_task_id()
+    child = sluice.get(task_context.remote())["task"]  # may run nested, in this very process
+    return before, child, sluice.get_runtime_context().get_task_id()
+
+
 def test_a_nested_task_belongs_to_the_same_job() -> None:
     ctx = sluice.get(nested_context.remote())
     assert ctx["job"] == _context()["job"] and ctx["task"] is not None
+
+
+def test_a_task_keeps_its_task_id_after_a_nested_get() -> None:
+    for before, child, after in sluice.get([task_ids_around_a_get.remote() for _ in range(4)]):
+        assert before == after and child != before
 
 
 def test_actor_context_names_the_actor_and_its_resources() -> None:
