@@ -21,7 +21,8 @@ _DRIVER_MODULES = ("sluice.dsl.to_graph", "sluice.compiler.pipeline", "sluice.co
 def init(num_cpus: float | None = None, num_gpus: float | None = None,
          resources: dict[str, float] | None = None, object_store_memory: int | None = None,
          *, spill_dir: str | None = None, ignore_reinit_error: bool = False,
-         address: Any = None, backend: str = "local", token: str | None = None) -> None:
+         address: Any = None, backend: str = "local", token: str | None = None,
+         runtime_env: dict[str, Any] | None = None) -> None:
     """Start the embedded local runtime in this process, or connect to a cluster.
 
     ``num_cpus`` defaults to the machine's CPUs (one worker process each),
@@ -34,6 +35,11 @@ def init(num_cpus: float | None = None, num_gpus: float | None = None,
     ``SLUICE_TOKEN``, else the head's token file on this machine); the
     resource arguments then belong to the nodes. ``backend="dask"`` runs on a
     Dask cluster: ``address`` is its scheduler's address or a ``distributed.Client``.
+
+    ``runtime_env``: the job's runtime environment (``env_vars``, ``working_dir``,
+    ``py_modules``, ``excludes``; see :mod:`sluice.executor.runtime_env`), the
+    default under each task's and actor's own (whose ``env_vars`` are merged over
+    it). A bad one raises :class:`~sluice.exceptions.RuntimeEnvSetupError` here.
 
     >>> import sluice
     >>> sluice.init(num_cpus=1)
@@ -74,15 +80,22 @@ def init(num_cpus: float | None = None, num_gpus: float | None = None,
             raise ValueError(f"init(object_store_memory={object_store_memory!r}): give a positive "
                              "number of bytes")
         if backend == "dask":
-            from sluice.executor.dask_backend import DaskRuntime
+            from sluice.executor.dask_backend import DaskRuntime, no_runtime_env
 
+            no_runtime_env(runtime_env, "init")
             context.set_current(DaskRuntime(address))
         elif address is not None:
             from sluice.executor.cluster.client import connect
+            from sluice.executor.runtime_env import RuntimeEnvs
 
-            context.set_current(connect(address, token=token))
+            job_env = RuntimeEnvs(runtime_env, files=False)
+            job_env.resolve(None)  # a bad one (or files, which a cluster does not ship) fails here
+            client = connect(address, token=token)
+            client.job_runtime_env = job_env.job
+            context.set_current(client)
         else:
-            context.set_current(Runtime(num_cpus, num_gpus, resources, object_store_memory, spill_dir))
+            context.set_current(Runtime(num_cpus, num_gpus, resources, object_store_memory, spill_dir,
+                                        runtime_env))
         # A driver builds graphs: load the compiler now (workers, which import sluice too,
         # never do), so the first .bind()/compile() does not pay its imports (~0.1 s).
         for module in _DRIVER_MODULES:

@@ -42,7 +42,7 @@ class TaskRecord:
     __slots__ = ("task_id", "fn_id", "name", "args_blob", "deps", "contained", "return_ids",
                  "key", "retries_left", "retry_exc", "unresolved", "worker", "actor", "method",
                  "cancelled", "pinned", "keep", "local_to", "chain", "chain_actors", "strategy",
-                 "lane")
+                 "lane", "env")
 
     def __init__(self, task_id: int, fn_id: int, name: str, args_blob: bytes, deps: list[int],
                  contained: tuple[int, ...], return_ids: list[int], key: ResourceKey,
@@ -72,13 +72,21 @@ class TaskRecord:
         # The ready queue it waits in: its demand, and its node when a hard affinity pins it
         # there (waiting for that node's room must not hold back tasks that may run elsewhere).
         self.lane: Any = key if strategy is None or strategy.soft else (key, strategy.node_id)
+        self.env: Any = None                 # its PreparedEnv (runtime_env), set by set_env
+
+    def set_env(self, env: Any) -> None:
+        """Run only on workers started with ``env`` (a PreparedEnv; None: the plain pool)."""
+        self.env = env
+        if env is not None:
+            self.lane = (self.lane, env.env_id)
 
 
 class WorkerHandle:
     """A worker process as the driver sees it."""
 
     __slots__ = ("index", "proc", "conn", "out", "inflight", "lease", "gpu_ids", "known_fns",
-                 "blocked", "actor", "alive", "pending_gets", "queued_bytes", "unsent", "node")
+                 "blocked", "actor", "alive", "pending_gets", "queued_bytes", "unsent", "node",
+                 "env_id")
 
     def __init__(self, index: int, proc: subprocess.Popen, conn: Connection):
         self.index = index
@@ -96,6 +104,7 @@ class WorkerHandle:
         self.unsent = 0                      # task messages in ``out`` (not yet written)
         self.queued_bytes = 0                # argument bytes of in-flight tasks (bounds pipelining)
         self.node: Any = None                # the cluster node it runs on (None: the local runtime)
+        self.env_id: str | None = None       # the runtime_env it started with (None: none)
 
 
 class ActorRecord:
@@ -103,7 +112,7 @@ class ActorRecord:
 
     __slots__ = ("actor_id", "name", "class_name", "cls_id", "cls_bytes", "args_blob", "deps",
                  "contained", "options", "key", "gpu_ids", "worker", "state", "restarts_left",
-                 "queue", "death", "keep", "unresolved", "ready", "node")
+                 "queue", "death", "keep", "unresolved", "ready", "node", "env")
 
     PENDING, ALIVE, DEAD = 0, 1, 2
 
@@ -130,6 +139,7 @@ class ActorRecord:
         self.unresolved = 0                  # constructor deps still pending
         self.ready = False                   # constructor finished
         self.node: Any = None                # the cluster node it was placed on
+        self.env: Any = None                 # its PreparedEnv (runtime_env), None: none
 
 
 class Waiter:

@@ -410,6 +410,12 @@ def add_driver_path() -> None:
         for entry in reversed(extra_path.split(os.pathsep)):
             if entry not in sys.path:
                 sys.path.insert(0, entry)
+    first = os.environ.get("SLUICE_ENV_PATH")  # the folders of its runtime_env go first
+    if first:
+        for entry in reversed(first.split(os.pathsep)):
+            if entry in sys.path:
+                sys.path.remove(entry)
+            sys.path.insert(0, entry)
 
 
 def serve(fd: int, session: str, index: int) -> None:

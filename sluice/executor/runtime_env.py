@@ -1,0 +1,317 @@
+"""Runtime environments: what a task's or actor's worker process starts with.
+
+``runtime_env={"env_vars": {...}, "working_dir": DIR, "py_modules": [...],
+"excludes": [...]}`` (Ray's keys) on ``@remote``, ``.options()`` or
+``sluice.init()`` (the job's default: a task's ``env_vars`` are merged over the
+job's, its other keys replace the job's). :class:`RuntimeEnvs` turns one into a
+:class:`PreparedEnv` when a task is submitted:
+
+- ``working_dir`` and each ``py_modules`` entry (a directory, or a ``.py`` file)
+  are packed once per runtime: their files, less those ``excludes`` names
+  (gitignore-style patterns, see :func:`excluded`), are hashed, zipped into the
+  node's cache folder (:func:`cache_root`) as ``pkg-HASH.zip`` and unpacked
+  next to it as ``pkg-HASH/``, once per content hash. At most
+  :data:`MAX_PACKAGE_BYTES` of files a package (Ray's limit too).
+- The worker starts in the unpacked ``working_dir`` (its current directory and
+  the first entry of ``sys.path``), with the ``py_modules`` folders next on
+  ``sys.path`` (``SLUICE_ENV_PATH``, read by the worker) and ``env_vars`` set.
+
+Workers are pooled per environment: a :class:`PreparedEnv`'s ``env_id`` (a hash
+of all of the above) is part of a worker's identity and of a task's ready lane,
+so a task runs only on a worker started with its environment, and tasks without
+one never pay for any of this.
+
+A bad environment (not a dict, an unknown key, a missing directory, a package past
+the limit, ``pip``, which sluice does not install) raises
+:class:`~sluice.exceptions.RuntimeEnvSetupError` naming the cause; the runtime
+fails the task (or actor) with it, so it surfaces at ``get``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+import zipfile
+from collections.abc import Mapping
+from typing import Any
+
+from sluice.exceptions import RuntimeEnvSetupError
+
+SUPPORTED = ("env_vars", "working_dir", "py_modules", "excludes")
+"""The runtime_env keys sluice applies."""
+FILE_KEYS = ("working_dir", "py_modules", "excludes")
+"""The keys that ship files (the local runtime only)."""
+MAX_PACKAGE_BYTES = 100 * 1024 * 1024
+"""The most bytes of files (after ``excludes``) one ``working_dir`` or ``py_modules`` entry may hold."""
+ENV_PATH_VAR = "SLUICE_ENV_PATH"
+"""The worker's environment variable naming the folders its runtime_env puts first on sys.path."""
+
+
+class PreparedEnv:
+    """A runtime environment ready for workers: what they start with, and its identity."""
+
+    __slots__ = ("env_id", "env_vars", "cwd", "paths")
+
+    def __init__(self, env_vars: dict[str, str], cwd: str | None, paths: tuple[str, ...]):
+        self.env_vars = env_vars
+        self.cwd = cwd          # the unpacked working_dir (None: the driver's directory)
+        self.paths = paths      # first on the worker's sys.path, in order
+        digest = hashlib.sha256(json.dumps([sorted(env_vars.items()), cwd, paths]).encode())
+        self.env_id = digest.hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return f"PreparedEnv({self.env_id}, env_vars={sorted(self.env_vars)}, cwd={self.cwd!r})"
+
+    def overrides(self) -> dict[str, str]:
+        """The variables a worker of this environment starts with, over the driver's."""
+        out = dict(self.env_vars)
+        if self.paths:
+            out[ENV_PATH_VAR] = os.pathsep.join(self.paths)
+        return out
+
+
+def check_spec(spec: Any) -> dict[str, Any]:
+    """``spec`` as a plain dict, or :class:`RuntimeEnvSetupError` naming what is wrong with it.
+
+    >>> check_spec({"env_vars": {"A": "1"}})
+    {'env_vars': {'A': '1'}}
+    >>> check_spec({"conda": "x"})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    sluice.exceptions.RuntimeEnvSetupError: runtime_env has key(s) 'conda' that sluice does not support; ...
+    """
+    if not isinstance(spec, Mapping):
+        raise RuntimeEnvSetupError(f"runtime_env={spec!r} must be a dict such as "
+                                   "{'env_vars': {'NAME': 'value'}, 'working_dir': 'path'}")
+    spec = dict(spec)
+    if "pip" in spec:
+        raise RuntimeEnvSetupError(
+            f"runtime_env pip={spec['pip']!r}: sluice does not install packages per task yet; "
+            f"install them where the workers run (the driver's environment), and use "
+            f"{', '.join(SUPPORTED)} in runtime_env")
+    unknown = sorted(set(spec) - set(SUPPORTED))
+    if unknown:
+        raise RuntimeEnvSetupError(
+            f"runtime_env has key(s) {', '.join(repr(k) for k in unknown)} that sluice does not "
+            f"support; use {', '.join(SUPPORTED)}")
+    env_vars = spec.get("env_vars")
+    if env_vars is not None:
+        if not isinstance(env_vars, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in env_vars.items()):
+            raise RuntimeEnvSetupError(f"runtime_env env_vars={env_vars!r} must be a dict of str "
+                                       "to str (write numbers as strings: {'N': '4'})")
+        spec["env_vars"] = dict(env_vars)
+    for key in ("py_modules", "excludes"):
+        value = spec.get(key)
+        if value is not None and (isinstance(value, str) or not all(isinstance(v, str) for v in value)):
+            raise RuntimeEnvSetupError(f"runtime_env {key}={value!r} must be a list of str")
+        if value is not None:
+            spec[key] = list(value)
+    working_dir = spec.get("working_dir")
+    if working_dir is not None and not isinstance(working_dir, (str, os.PathLike)):
+        raise RuntimeEnvSetupError(f"runtime_env working_dir={working_dir!r} must be a path")
+    return spec
+
+
+def merge(job: dict[str, Any] | None, task: Any) -> Any:
+    """The task's environment over the job's: ``env_vars`` merged key by key (the task's win),
+    every other key the task's if it gives one (as Ray does).
+
+    >>> merge({"env_vars": {"A": "1", "B": "1"}, "working_dir": "/j"}, {"env_vars": {"B": "2"}})
+    {'env_vars': {'A': '1', 'B': '2'}, 'working_dir': '/j'}
+    """
+    if not job:
+        return dict(task or {})
+    if task is not None and not isinstance(task, Mapping):
+        return task  # not a dict: check_spec names it
+    out = {**job, **(task or {})}
+    if job.get("env_vars") and task and task.get("env_vars") is not None:
+        out["env_vars"] = {**job["env_vars"], **task["env_vars"]}
+    return out
+
+
+def cache_root() -> str:
+    """This node's folder of packed and unpacked packages (shared by every runtime of the user)."""
+    return os.path.join(tempfile.gettempdir(), f"sluice-runtime-env-{os.getuid()}")
+
+
+class RuntimeEnvs:
+    """Turns runtime_env dicts into :class:`PreparedEnv`, once per distinct dict.
+
+    ``job``: the job's default (``init(runtime_env=)``), already checked.
+    ``files``: whether this runtime may ship ``working_dir``/``py_modules`` (one node
+    shares its cache folder with its workers; a cluster does not yet).
+    """
+
+    def __init__(self, job: dict[str, Any] | None = None, files: bool = True):
+        self.job = check_spec(job) if job is not None else None
+        self.files = files
+        self.lock = threading.Lock()
+        self.prepared: dict[str, PreparedEnv | None] = {}
+
+    def resolve(self, spec: Any) -> PreparedEnv | None:
+        """The environment of a task given ``runtime_env=spec`` (None: none given), the job's
+        merged under it; None when there is none at all. Raises :class:`RuntimeEnvSetupError`."""
+        if spec is None and self.job is None:
+            return None
+        try:
+            key = json.dumps([spec, self.job], sort_keys=True, default=str)
+        except (TypeError, ValueError) as err:
+            raise RuntimeEnvSetupError(f"runtime_env={spec!r} is not plain data ({err})") from None
+        with self.lock:
+            if key in self.prepared:
+                return self.prepared[key]
+        env = self.prepare(merge(self.job, check_spec(spec) if spec is not None else None))
+        with self.lock:
+            self.prepared[key] = env
+        return env
+
+    def for_options(self, options: Mapping[str, Any]
+                    ) -> tuple[PreparedEnv | None, RuntimeEnvSetupError | None]:
+        """The environment of a task or actor of ``options`` (its ``runtime_env`` over the
+        job's), or the error to fail it with; (None, None) for none (the fast path)."""
+        spec = options.get("runtime_env")
+        if spec is None and self.job is None:
+            return None, None
+        try:
+            return self.resolve(spec), None
+        except RuntimeEnvSetupError as err:
+            return None, err
+        except OSError as err:  # a folder that cannot be read, a full disk
+            return None, RuntimeEnvSetupError(f"runtime_env={spec!r}: cannot pack it ({err})")
+
+    def prepare(self, spec: dict[str, Any]) -> PreparedEnv | None:
+        """Pack and unpack the packages of checked ``spec``; None when it asks for nothing."""
+        if not any(spec.get(k) for k in ("env_vars", "working_dir", "py_modules")):
+            return None
+        if not self.files and any(spec.get(k) for k in FILE_KEYS):
+            raise RuntimeEnvSetupError(
+                f"runtime_env {', '.join(k for k in FILE_KEYS if spec.get(k))}: a sluice cluster "
+                "does not ship files to its nodes yet; use env_vars there, or run on the local "
+                "runtime")
+        excludes = spec.get("excludes") or []
+        cwd = None
+        paths: list[str] = []
+        if spec.get("working_dir"):
+            src = os.path.abspath(os.fspath(spec["working_dir"]))
+            if not os.path.isdir(src):
+                raise RuntimeEnvSetupError(f"runtime_env working_dir={spec['working_dir']!r}: "
+                                           f"{src} is not a directory; give an existing folder")
+            cwd = unpacked(pack(src, excludes, "working_dir", root_name=None))
+            paths.append(cwd)
+        for entry in spec.get("py_modules") or []:
+            src = os.path.abspath(entry)
+            if not (os.path.isdir(src) or (os.path.isfile(src) and src.endswith(".py"))):
+                raise RuntimeEnvSetupError(
+                    f"runtime_env py_modules entry {entry!r}: {src} is neither a directory (a "
+                    "package) nor a .py file; give an existing one")
+            paths.append(unpacked(pack(src, excludes, "py_modules", root_name=os.path.basename(src))))
+        return PreparedEnv(dict(spec.get("env_vars") or {}), cwd, tuple(paths))
+
+
+def excluded(rel: str, is_dir: bool, patterns: list[str]) -> bool:
+    """Whether path ``rel`` (relative to the package root, ``/``-separated) matches one of
+    the gitignore-style ``patterns``: a pattern with no ``/`` (but a trailing one) matches
+    any file or folder of that name at any depth; one with a ``/`` matches from the root
+    (``*`` within one level, ``**`` across levels); a trailing ``/`` matches folders only.
+    (Negation with ``!`` is not supported.)
+
+    >>> excluded("a/b/data.csv", False, ["*.csv"]), excluded("a/build", True, ["build/"])
+    (True, True)
+    >>> excluded("src/x.py", False, ["/x.py"]), excluded("x.py", False, ["/x.py"])
+    (False, True)
+    """
+    name = rel.rsplit("/", 1)[-1]
+    for pattern in patterns:
+        dir_only = pattern.endswith("/")
+        pat = pattern.rstrip("/")
+        if not pat or (dir_only and not is_dir):
+            continue
+        if "/" not in pat:
+            if fnmatch.fnmatchcase(name, pat):
+                return True
+        elif _match_path(rel, pat.lstrip("/")):
+            return True
+    return False
+
+
+def _match_path(rel: str, pat: str) -> bool:
+    parts, pats = rel.split("/"), pat.split("/")
+
+    def match(i: int, j: int) -> bool:
+        if j == len(pats):
+            return i == len(parts)
+        if pats[j] == "**":
+            return any(match(k, j + 1) for k in range(i, len(parts) + 1))
+        return i < len(parts) and fnmatch.fnmatchcase(parts[i], pats[j]) and match(i + 1, j + 1)
+
+    return match(0, 0)
+
+
+def pack(src: str, excludes: list[str], key: str, root_name: str | None) -> str:
+    """Hash and zip ``src`` (a folder, or one .py file) into the cache; the zip's path.
+
+    ``root_name``: the folder (or file) name the contents get inside the package (a
+    ``py_modules`` entry keeps its name); None puts a folder's contents at the root.
+    """
+    files: list[tuple[str, str]] = []  # (path in the package, path on disk)
+    if os.path.isfile(src):
+        files.append((os.path.basename(src), src))
+    else:
+        for dirpath, dirnames, filenames in os.walk(src):
+            rel_dir = os.path.relpath(dirpath, src).replace(os.sep, "/")
+            rel_dir = "" if rel_dir == "." else rel_dir + "/"
+            dirnames[:] = sorted(d for d in dirnames if not excluded(rel_dir + d, True, excludes))
+            for f in sorted(filenames):
+                if not excluded(rel_dir + f, False, excludes):
+                    arc = rel_dir + f
+                    files.append((f"{root_name}/{arc}" if root_name else arc, os.path.join(dirpath, f)))
+    digest = hashlib.sha256()
+    total = 0
+    for arc, path in files:
+        try:
+            size = os.path.getsize(path)
+        except OSError:
+            continue  # a dangling link or a file removed meanwhile
+        total += size
+        if total > MAX_PACKAGE_BYTES:
+            raise RuntimeEnvSetupError(
+                f"runtime_env {key} {src}: more than {MAX_PACKAGE_BYTES >> 20} MiB of files "
+                f"(reached at {arc}); leave large files out with runtime_env excludes=[...] "
+                "(gitignore-style patterns) or load them from shared storage in the task")
+        digest.update(arc.encode() + b"\0")
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        digest.update(b"\0")
+    root = cache_root()
+    os.makedirs(root, exist_ok=True)
+    zip_path = os.path.join(root, f"pkg-{digest.hexdigest()[:24]}.zip")
+    if not os.path.exists(zip_path):
+        fd, tmp = tempfile.mkstemp(dir=root, suffix=".zip.tmp")
+        os.close(fd)
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+            for arc, path in files:
+                if os.path.exists(path):
+                    z.write(path, arc)
+        os.replace(tmp, zip_path)
+    return zip_path
+
+
+def unpacked(zip_path: str) -> str:
+    """The folder ``zip_path`` is unpacked into (next to it, named after it), unpacked once."""
+    target = zip_path[: -len(".zip")]
+    if not os.path.isdir(target):
+        tmp = tempfile.mkdtemp(dir=os.path.dirname(zip_path), prefix=".unpack-")
+        with zipfile.ZipFile(zip_path) as z:
+            z.extractall(tmp)
+        try:
+            os.rename(tmp, target)
+        except OSError:  # another runtime unpacked it first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
