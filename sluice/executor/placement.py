@@ -255,6 +255,8 @@ class LocalPlacement:
     def spawn(self, index: int, node: Node, env: PreparedEnv | None = None) -> tuple[Any, Any]:
         overrides = env.overrides() if env is not None else None
         cwd = env.cwd if env is not None else None
+        if env is not None and env.python is not None:  # a pip virtualenv: a fresh interpreter
+            return spawn_worker(self.session, index, overrides, cwd, env.python)
         if self.template is not None:
             return self.template.spawn(self.session, index, overrides, cwd)
         return spawn_worker(self.session, index, overrides, cwd)

@@ -40,13 +40,16 @@ def worker_env(env_overrides: dict[str, str] | None) -> dict[str, str]:
 
 
 def spawn_worker(session: str, index: int, env_overrides: dict[str, str] | None = None,
-                 cwd: str | None = None) -> tuple[subprocess.Popen, Connection]:
-    """Start worker ``index`` as a fresh interpreter (in ``cwd``, None: this process's
-    directory); returns the process and the driver's end of its pipe.
+                 cwd: str | None = None, python: str | None = None
+                 ) -> tuple[subprocess.Popen, Connection]:
+    """Start worker ``index`` as a fresh interpreter (``python``, None: this one's) in
+    ``cwd`` (None: this process's directory); returns the process and the driver's end of
+    its pipe.
     (:meth:`WorkerTemplate.spawn` is the fast way.)"""
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sluice.executor.worker", str(child.fileno()), session, str(index),
+        [python or sys.executable, "-m", "sluice.executor.worker", str(child.fileno()), session,
+         str(index),
          str(os.getpid())],
         pass_fds=(child.fileno(),),
         env=worker_env(env_overrides),

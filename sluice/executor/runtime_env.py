@@ -42,10 +42,14 @@ from typing import Any
 
 from sluice.exceptions import RuntimeEnvSetupError
 
-SUPPORTED = ("env_vars", "working_dir", "py_modules", "excludes")
+SUPPORTED = ("env_vars", "working_dir", "py_modules", "excludes", "pip")
 """The runtime_env keys sluice applies."""
-FILE_KEYS = ("working_dir", "py_modules", "excludes")
-"""The keys that ship files (the local runtime only)."""
+FILE_KEYS = ("working_dir", "py_modules", "excludes", "pip")
+"""The keys that need files on the worker's node (the local runtime only)."""
+PIP_TIMEOUT_S = 900.0
+"""The longest one ``pip install`` of a runtime_env may take."""
+PIP_TAIL_LINES = 15
+"""How many of pip's last lines a failed install's error carries."""
 MAX_PACKAGE_BYTES = 100 * 1024 * 1024
 """The most bytes of files (after ``excludes``) one ``working_dir`` or ``py_modules`` entry may hold."""
 ENV_PATH_VAR = "SLUICE_ENV_PATH"
@@ -55,13 +59,15 @@ ENV_PATH_VAR = "SLUICE_ENV_PATH"
 class PreparedEnv:
     """A runtime environment ready for workers: what they start with, and its identity."""
 
-    __slots__ = ("env_id", "env_vars", "cwd", "paths")
+    __slots__ = ("env_id", "env_vars", "cwd", "paths", "python")
 
-    def __init__(self, env_vars: dict[str, str], cwd: str | None, paths: tuple[str, ...]):
+    def __init__(self, env_vars: dict[str, str], cwd: str | None, paths: tuple[str, ...],
+                 python: str | None = None):
         self.env_vars = env_vars
         self.cwd = cwd          # the unpacked working_dir (None: the driver's directory)
         self.paths = paths      # first on the worker's sys.path, in order
-        digest = hashlib.sha256(json.dumps([sorted(env_vars.items()), cwd, paths]).encode())
+        self.python = python    # the interpreter of its pip virtualenv (None: the driver's)
+        digest = hashlib.sha256(json.dumps([sorted(env_vars.items()), cwd, paths, python]).encode())
         self.env_id = digest.hexdigest()[:16]
 
     def __repr__(self) -> str:
@@ -89,11 +95,8 @@ def check_spec(spec: Any) -> dict[str, Any]:
         raise RuntimeEnvSetupError(f"runtime_env={spec!r} must be a dict such as "
                                    "{'env_vars': {'NAME': 'value'}, 'working_dir': 'path'}")
     spec = dict(spec)
-    if "pip" in spec:
-        raise RuntimeEnvSetupError(
-            f"runtime_env pip={spec['pip']!r}: sluice does not install packages per task yet; "
-            f"install them where the workers run (the driver's environment), and use "
-            f"{', '.join(SUPPORTED)} in runtime_env")
+    if spec.get("pip") is not None:
+        spec["pip"] = pip_requirements(spec["pip"])
     unknown = sorted(set(spec) - set(SUPPORTED))
     if unknown:
         raise RuntimeEnvSetupError(
@@ -116,6 +119,26 @@ def check_spec(spec: Any) -> dict[str, Any]:
     if working_dir is not None and not isinstance(working_dir, (str, os.PathLike)):
         raise RuntimeEnvSetupError(f"runtime_env working_dir={working_dir!r} must be a path")
     return spec
+
+
+def pip_requirements(value: Any) -> list[str]:
+    """The requirement strings of a ``pip`` value: a list of them, or Ray's
+    ``{"packages": [...]}`` (its other keys are not supported).
+
+    >>> pip_requirements({"packages": ["numpy"]}), pip_requirements([])
+    (['numpy'], [])
+    """
+    if isinstance(value, Mapping):
+        other = sorted(set(value) - {"packages"})
+        if other:
+            raise RuntimeEnvSetupError(f"runtime_env pip={value!r}: only 'packages' is supported "
+                                       f"(not {', '.join(repr(k) for k in other)})")
+        value = value.get("packages", [])
+    if isinstance(value, str) or not isinstance(value, (list, tuple)) or \
+            not all(isinstance(v, str) and v.strip() for v in value):
+        raise RuntimeEnvSetupError(f"runtime_env pip={value!r} must be a list of requirement "
+                                   "strings, such as ['requests==2.31', './my_pkg.whl']")
+    return list(value)
 
 
 def merge(job: dict[str, Any] | None, task: Any) -> Any:
@@ -187,13 +210,13 @@ class RuntimeEnvs:
 
     def prepare(self, spec: dict[str, Any]) -> PreparedEnv | None:
         """Pack and unpack the packages of checked ``spec``; None when it asks for nothing."""
-        if not any(spec.get(k) for k in ("env_vars", "working_dir", "py_modules")):
+        if not any(spec.get(k) for k in ("env_vars", "working_dir", "py_modules", "pip")):
             return None
         if not self.files and any(spec.get(k) for k in FILE_KEYS):
             raise RuntimeEnvSetupError(
                 f"runtime_env {', '.join(k for k in FILE_KEYS if spec.get(k))}: a sluice cluster "
-                "does not ship files to its nodes yet; use env_vars there, or run on the local "
-                "runtime")
+                "does not ship files to (or install packages on) its nodes yet; use env_vars "
+                "there, or run on the local runtime")
         excludes = spec.get("excludes") or []
         cwd = None
         paths: list[str] = []
@@ -211,7 +234,11 @@ class RuntimeEnvs:
                     f"runtime_env py_modules entry {entry!r}: {src} is neither a directory (a "
                     "package) nor a .py file; give an existing one")
             paths.append(unpacked(pack(src, excludes, "py_modules", root_name=os.path.basename(src))))
-        return PreparedEnv(dict(spec.get("env_vars") or {}), cwd, tuple(paths))
+        python = None
+        if spec.get("pip"):
+            python, site_packages = build_venv(spec["pip"])
+            paths.append(site_packages)  # before the driver's own site-packages
+        return PreparedEnv(dict(spec.get("env_vars") or {}), cwd, tuple(paths), python)
 
 
 def excluded(rel: str, is_dir: bool, patterns: list[str]) -> bool:
@@ -315,3 +342,78 @@ def unpacked(zip_path: str) -> str:
         except OSError:  # another runtime unpacked it first
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def build_venv(requirements: list[str]) -> tuple[str, str]:
+    """The virtualenv of ``requirements`` on this node, built once: its python and its
+    site-packages folder.
+
+    ``python -m venv --system-site-packages`` plus a ``.pth`` file that adds the
+    driver's own site-packages after the venv's, so the venv sees every package the
+    driver has (sluice too) and pip installs only what is missing or of another version,
+    from the index and wheel folders pip is configured with. Keyed by the requirements,
+    the content of those that are local files, and the interpreter; built under a file
+    lock (one builder per node), marked ready when pip succeeded. A failed install
+    raises :class:`RuntimeEnvSetupError` with pip's last lines and leaves nothing behind.
+    """
+    import fcntl
+    import site
+    import subprocess
+    import sys
+
+    digest = hashlib.sha256(json.dumps([requirements, sys.executable, sys.version]).encode())
+    for req in requirements:
+        if os.path.isfile(req):
+            with open(req, "rb") as f:
+                digest.update(hashlib.sha256(f.read()).digest())
+    root = cache_root()
+    os.makedirs(root, exist_ok=True)
+    venv = os.path.join(root, f"venv-{digest.hexdigest()[:24]}")
+    python = os.path.join(venv, "bin", "python")
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    site_packages = os.path.join(venv, "lib", version, "site-packages")
+    ready = os.path.join(venv, ".sluice-ready")
+    if os.path.exists(ready):
+        return python, site_packages
+    with open(venv + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.exists(ready):  # another runtime built it meanwhile
+            return python, site_packages
+        shutil.rmtree(venv, ignore_errors=True)
+        try:
+            made = subprocess.run([sys.executable, "-m", "venv", "--without-pip",
+                                   "--system-site-packages", venv],
+                                  capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
+            if made.returncode != 0:
+                raise RuntimeEnvSetupError(f"runtime_env pip={requirements!r}: cannot make a "
+                                           f"virtualenv in {venv}: {tail(made.stdout + made.stderr)}")
+            parents = list(site.getsitepackages())
+            if site.ENABLE_USER_SITE:
+                parents.append(site.getusersitepackages())
+            with open(os.path.join(site_packages, "_sluice_driver_site.pth"), "w") as f:
+                f.write("import site; " + "; ".join(f"site.addsitedir({p!r})" for p in parents
+                                                    if os.path.isdir(p)) + "\n")
+            try:
+                pip = subprocess.run([python, "-m", "pip", "install", "--disable-pip-version-check",
+                                      *requirements], capture_output=True, text=True,
+                                     timeout=PIP_TIMEOUT_S, stdin=subprocess.DEVNULL)
+            except subprocess.TimeoutExpired:
+                raise RuntimeEnvSetupError(f"runtime_env pip={requirements!r}: pip install took more "
+                                           f"than {PIP_TIMEOUT_S:g} s") from None
+            if pip.returncode != 0:
+                raise RuntimeEnvSetupError(
+                    f"runtime_env pip={requirements!r}: pip install failed (exit code "
+                    f"{pip.returncode}); fix the requirement or make it installable from this "
+                    f"machine's package index or wheel folders. pip said:\n"
+                    f"{tail(pip.stdout + pip.stderr)}")
+            open(ready, "w").close()
+        except BaseException:
+            shutil.rmtree(venv, ignore_errors=True)
+            raise
+    return python, site_packages
+
+
+def tail(text: str) -> str:
+    """The last :data:`PIP_TAIL_LINES` non-empty lines of ``text``."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    return "\n".join(lines[-PIP_TAIL_LINES:])

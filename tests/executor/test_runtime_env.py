@@ -158,7 +158,7 @@ def test_py_modules_directories_and_files(two_cpus: None, tmp_path: Path) -> Non
     ({"working_dir": "/no/such/dir"}, "/no/such/dir is not a directory"),
     ({"py_modules": ["/no/such/mod"]}, "neither a directory"),
     ({"env_vars": {"N": 4}}, "must be a dict of str to str"),
-    ({"pip": ["requests"]}, "does not install packages"),
+    ({"pip": "requests"}, "must be a list of requirement strings"),
     ("not a dict", "must be a dict"),
 ])
 def test_bad_environments_fail_the_task_at_get(two_cpus: None, env: object, cause: str) -> None:
@@ -211,3 +211,61 @@ def test_dask_backend_refuses_runtime_env() -> None:
     with pytest.raises(UnsupportedOnBackendError, match="dask backend"):
         no_runtime_env({"env_vars": {"A": "1"}}, "task f")
     no_runtime_env(None, "task f")
+
+
+def make_wheel(folder: Path, name: str = "sluice_tiny_pkg", version: str = "0.1") -> Path:
+    """A pure-Python wheel of one module, written by hand (no build backend needed)."""
+    import base64
+    import hashlib
+    import zipfile
+
+    info = f"{name}-{version}.dist-info"
+    files = {f"{name}/__init__.py": "VALUE = 'tiny'\n",
+             f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+             f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: hand\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    record = []
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(text.encode())}")
+    record.append(f"{info}/RECORD,,")
+    wheel = folder / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        for path, text in files.items():
+            z.writestr(path, text)
+        z.writestr(f"{info}/RECORD", "\n".join(record) + "\n")
+    return wheel
+
+
+@sluice.remote
+def use_tiny() -> tuple:
+    import sys
+
+    import sluice_tiny_pkg
+
+    return sluice_tiny_pkg.VALUE, sys.executable, os.getpid()
+
+
+def test_pip_installs_into_a_virtualenv_built_once(two_cpus: None, tmp_path: Path) -> None:
+    wheel = make_wheel(tmp_path)
+    env = {"pip": [str(wheel)], "env_vars": {"SLUICE_T_A": "pip"}}
+    value, python, _ = sluice.get(use_tiny.options(runtime_env=env).remote(), timeout=600)
+    assert value == "tiny" and python.startswith(renv.cache_root())
+    venv = Path(python).parents[1]
+    built = (venv / ".sluice-ready").stat().st_mtime_ns
+    again = sluice.get([use_tiny.options(runtime_env={"pip": [str(wheel)]}).remote()
+                        for _ in range(4)], timeout=600)
+    assert {(v, p) for v, p, _ in again} == {("tiny", python)}  # the same venv, not rebuilt
+    assert (venv / ".sluice-ready").stat().st_mtime_ns == built
+    with pytest.raises(ModuleNotFoundError):
+        sluice.get(use_tiny.remote())  # the plain pool does not have it
+    assert sluice.get(env_of.remote("SLUICE_T_A"))["SLUICE_T_A"] is None
+
+
+def test_a_requirement_that_cannot_install_fails_with_pips_words(two_cpus: None, tmp_path: Path) -> None:
+    missing = tmp_path / "sluice_missing_pkg-1.0-py3-none-any.whl"
+    ref = use_tiny.options(runtime_env={"pip": [str(missing)]}).remote()
+    with pytest.raises(RuntimeEnvSetupError, match="(?s)pip install failed.*pip said:.*sluice_missing_pkg"):
+        sluice.get(ref, timeout=600)
+    assert not any(p.name.startswith("venv-") and not p.name.endswith(".lock")
+                   and not (p / ".sluice-ready").exists() for p in Path(renv.cache_root()).iterdir())
+    assert sluice.get(env_of.remote(), timeout=60)["pid"] > 0
