@@ -312,8 +312,8 @@ def pack(src: str, excludes: list[str], key: str, root_name: str | None) -> str:
                 f"(reached at {arc}); leave large files out with runtime_env excludes=[...] "
                 "(gitignore-style patterns) or load them from shared storage in the task")
         digest.update(arc.encode() + b"\0")
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
+        with open(path, "rb") as data:
+            for chunk in iter(lambda: data.read(1 << 20), b""):
                 digest.update(chunk)
         digest.update(b"\0")
     root = cache_root()
