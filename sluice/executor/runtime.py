@@ -121,7 +121,9 @@ class Runtime:
         strategy = options.get("scheduling_strategy")
         if strategy is not None or key not in s.feasible:
             s.check_task(key, strategy, f"task {name}")
-        env, env_error = s.envs.for_options(options)
+        env = env_error = None
+        if options.get("runtime_env") is not None or s.envs.job is not None:
+            env, env_error = s.envs.for_options(options)
         blob, deps, contained, keep = encode_call(name, args, kwargs, self.put)
         with s.locked():
             s.apply_ref_events()
