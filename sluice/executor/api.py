@@ -91,7 +91,7 @@ def init(num_cpus: float | None = None, num_gpus: float | None = None,
             job_env = RuntimeEnvs(runtime_env, files=False)
             job_env.resolve(None)  # a bad one (or files, which a cluster does not ship) fails here
             client = connect(address, token=token)
-            client.job_runtime_env = job_env.job
+            client.inherited_runtime_env = job_env.job
             context.set_current(client)
         else:
             context.set_current(Runtime(num_cpus, num_gpus, resources, object_store_memory, spill_dir,

@@ -16,6 +16,9 @@ job's, its other keys replace the job's). :class:`RuntimeEnvs` turns one into a
   the first entry of ``sys.path``), with the ``py_modules`` folders next on
   ``sys.path`` (``SLUICE_ENV_PATH``, read by the worker) and ``env_vars`` set.
 
+Children inherit: a worker's runtime_env (``SLUICE_RUNTIME_ENV``) is merged under
+that of each task and actor it starts, as in Ray.
+
 Workers are pooled per environment: a :class:`PreparedEnv`'s ``env_id`` (a hash
 of all of the above) is part of a worker's identity and of a task's ready lane,
 so a task runs only on a worker started with its environment, and tasks without
@@ -54,19 +57,22 @@ MAX_PACKAGE_BYTES = 100 * 1024 * 1024
 """The most bytes of files (after ``excludes``) one ``working_dir`` or ``py_modules`` entry may hold."""
 ENV_PATH_VAR = "SLUICE_ENV_PATH"
 """The worker's environment variable naming the folders its runtime_env puts first on sys.path."""
+RUNTIME_ENV_VAR = "SLUICE_RUNTIME_ENV"
+"""The worker's environment variable holding its runtime_env (JSON), which its children inherit."""
 
 
 class PreparedEnv:
     """A runtime environment ready for workers: what they start with, and its identity."""
 
-    __slots__ = ("env_id", "env_vars", "cwd", "paths", "python")
+    __slots__ = ("env_id", "env_vars", "cwd", "paths", "python", "spec")
 
     def __init__(self, env_vars: dict[str, str], cwd: str | None, paths: tuple[str, ...],
-                 python: str | None = None):
+                 python: str | None = None, spec: str | None = None):
         self.env_vars = env_vars
         self.cwd = cwd          # the unpacked working_dir (None: the driver's directory)
         self.paths = paths      # first on the worker's sys.path, in order
         self.python = python    # the interpreter of its pip virtualenv (None: the driver's)
+        self.spec = spec        # the runtime_env it was made from (JSON), for children to inherit
         digest = hashlib.sha256(json.dumps([sorted(env_vars.items()), cwd, paths, python]).encode())
         self.env_id = digest.hexdigest()[:16]
 
@@ -78,6 +84,8 @@ class PreparedEnv:
         out = dict(self.env_vars)
         if self.paths:
             out[ENV_PATH_VAR] = os.pathsep.join(self.paths)
+        if self.spec:
+            out[RUNTIME_ENV_VAR] = self.spec
         return out
 
 
@@ -238,7 +246,8 @@ class RuntimeEnvs:
         if spec.get("pip"):
             python, site_packages = build_venv(spec["pip"])
             paths.append(site_packages)  # before the driver's own site-packages
-        return PreparedEnv(dict(spec.get("env_vars") or {}), cwd, tuple(paths), python)
+        return PreparedEnv(dict(spec.get("env_vars") or {}), cwd, tuple(paths), python,
+                           json.dumps(spec, sort_keys=True, default=str))
 
 
 def excluded(rel: str, is_dir: bool, patterns: list[str]) -> bool:

@@ -9,6 +9,8 @@ starts or stops holding (INCREF/DECREF), in order with everything else it sends.
 from __future__ import annotations
 
 import itertools
+import json
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -22,6 +24,7 @@ from sluice.executor.calls import encode_call
 from sluice.executor.counting import RefCounts
 from sluice.executor.object_ref import OWNER_SHIFT, ObjectRef
 from sluice.executor.resources import ResourceKey
+from sluice.executor.runtime_env import RUNTIME_ENV_VAR, merge
 from sluice.store import serialization, shm
 
 
@@ -45,6 +48,10 @@ class WorkerAPI:
         self.sent_functions: set[int] = set()
         self.reader = shm.SegmentReader()
         self.main_thread = threading.main_thread()
+        # The runtime_env this process runs in (a cluster driver's: init's), merged under the
+        # runtime_env of the tasks and actors it starts: children inherit it, as in Ray.
+        spec = os.environ.get(RUNTIME_ENV_VAR)
+        self.inherited_runtime_env: dict | None = json.loads(spec) if spec else None
 
     # -- outgoing messages -----------------------------------------------------------
     def emit(self, msg: tuple) -> None:
@@ -83,6 +90,9 @@ class WorkerAPI:
     # -- submissions -----------------------------------------------------------------
     def submit_task(self, fn_id: int, fn_bytes: bytes, name: str, args: tuple, kwargs: dict,
                     options: dict) -> list[ObjectRef]:
+        if self.inherited_runtime_env:
+            options = {**options, "runtime_env": merge(self.inherited_runtime_env,
+                                                       options.get("runtime_env"))}
         blob, deps, contained, keep = encode_call(name, args, kwargs, self.put)
         return_ids = [self.new_object_id() for _ in range(options["num_returns"])]
         send_fn = None if fn_id in self.sent_functions else fn_bytes
@@ -95,6 +105,9 @@ class WorkerAPI:
 
     def create_actor(self, actor_id: int, cls_id: int, cls_bytes: bytes, name: str, args: tuple,
                      kwargs: dict, options: dict) -> None:
+        if self.inherited_runtime_env:
+            options = {**options, "runtime_env": merge(self.inherited_runtime_env,
+                                                       options.get("runtime_env"))}
         blob, deps, contained, keep = encode_call(name, args, kwargs, self.put)
         send = None if cls_id in self.sent_functions else cls_bytes
         self.sent_functions.add(cls_id)

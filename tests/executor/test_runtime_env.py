@@ -191,6 +191,31 @@ def test_nested_tasks_take_their_own_environment(two_cpus: None) -> None:
     assert sluice.get(outer.remote()) == "nested"
 
 
+def test_children_inherit_their_parents_environment(two_cpus: None, tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+
+    @sluice.remote
+    def parent() -> tuple:
+        plain = sluice.get(env_of.remote("SLUICE_T_A", "SLUICE_T_B"))
+        merged = sluice.get(env_of.options(runtime_env={"env_vars": {"SLUICE_T_B": "child"}})
+                            .remote("SLUICE_T_A", "SLUICE_T_B"))
+        return (plain["SLUICE_T_A"], plain["cwd"] == os.getcwd(), merged["SLUICE_T_A"],
+                merged["SLUICE_T_B"], sluice.get(use_working_dir.remote())["value"])
+
+    env = {"env_vars": {"SLUICE_T_A": "parent"}, "working_dir": str(project)}
+    assert sluice.get(parent.options(runtime_env=env).remote()) == \
+        ("parent", True, "parent", "child", "from the working dir")
+
+    @sluice.remote
+    class Spawner:
+        def child_sees(self) -> str | None:
+            return sluice.get(env_of.remote("SLUICE_T_A"))["SLUICE_T_A"]
+
+    spawner = Spawner.options(runtime_env={"env_vars": {"SLUICE_T_A": "actor"}}).remote()
+    assert sluice.get(spawner.child_sees.remote()) == "actor"
+    assert sluice.get(env_of.remote("SLUICE_T_A"))["SLUICE_T_A"] is None
+
+
 def test_gitignore_style_excludes() -> None:
     cases = {("a/b/x.log", False): True, ("x.log", False): True, ("build", True): True,
              ("build", False): False, ("src/build", True): True, ("data/raw/1.csv", False): True,

@@ -26,7 +26,6 @@ from sluice.executor.cluster import cluster_pb2_grpc as pb_grpc
 from sluice.executor.cluster.relay import Outbox, frames_of
 from sluice.executor.object_ref import ObjectRef
 from sluice.executor.resources import ResourceKey, demand_key
-from sluice.executor.runtime_env import merge
 from sluice.executor.worker_api import WorkerAPI
 from sluice.store import serialization, shm, transfer
 
@@ -186,21 +185,14 @@ class ClusterClient(WorkerAPI):
         return self.reader.read(local_name)
 
     # -- submissions: an impossible demand fails here, as on the local runtime ---------------
-    job_runtime_env: dict | None = None
-    """``init(runtime_env=)``: merged under each task's and actor's own before they go to the head."""
-
     def submit_task(self, fn_id: int, fn_bytes: bytes, name: str, args: tuple, kwargs: dict,
                     options: dict) -> list[ObjectRef]:
         self.check_feasible(_demand(options), f"task {name}")
-        if self.job_runtime_env:
-            options = {**options, "runtime_env": merge(self.job_runtime_env, options.get("runtime_env"))}
         return super().submit_task(fn_id, fn_bytes, name, args, kwargs, options)
 
     def create_actor(self, actor_id: int, cls_id: int, cls_bytes: bytes, name: str, args: tuple,
                      kwargs: dict, options: dict) -> None:
         self.check_feasible(_demand(options), f"actor {options['class_name']}")
-        if self.job_runtime_env:
-            options = {**options, "runtime_env": merge(self.job_runtime_env, options.get("runtime_env"))}
         super().create_actor(actor_id, cls_id, cls_bytes, name, args, kwargs, options)
 
     def check_feasible(self, demand: ResourceKey, what: str) -> None:
