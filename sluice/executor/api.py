@@ -9,6 +9,7 @@ import numbers
 import threading
 from typing import Any, Sequence
 
+from sluice.exceptions import RuntimeEnvSetupError
 from sluice.executor import context
 from sluice.executor.backend import Backend
 from sluice.executor.object_ref import ObjectRef
@@ -86,12 +87,16 @@ def init(num_cpus: float | None = None, num_gpus: float | None = None,
             context.set_current(DaskRuntime(address))
         elif address is not None:
             from sluice.executor.cluster.client import connect
-            from sluice.executor.runtime_env import RuntimeEnvs
+            from sluice.executor.runtime_env import Shipper, check_spec
 
-            job_env = RuntimeEnvs(runtime_env, files=False)
-            job_env.resolve(None)  # a bad one (or files, which a cluster does not ship) fails here
+            job_env = check_spec(runtime_env) if runtime_env is not None else None  # bad: fails here
+            if job_env and job_env.get("pip"):
+                raise RuntimeEnvSetupError(f"init(runtime_env=) pip={job_env['pip']!r}: a sluice "
+                                           "cluster installs no pip packages yet; install them on "
+                                           "the nodes, and use env_vars, working_dir, py_modules")
             client = connect(address, token=token)
-            client.inherited_runtime_env = job_env.job
+            client.inherited_runtime_env = job_env
+            client.shipper = Shipper(client.put)
             context.set_current(client)
         else:
             context.set_current(Runtime(num_cpus, num_gpus, resources, object_store_memory, spill_dir,

@@ -57,6 +57,9 @@ MAX_PACKAGE_BYTES = 100 * 1024 * 1024
 """The most bytes of files (after ``excludes``) one ``working_dir`` or ``py_modules`` entry may hold."""
 ENV_PATH_VAR = "SLUICE_ENV_PATH"
 """The worker's environment variable naming the folders its runtime_env puts first on sys.path."""
+PACKAGES_KEY = "_packages"
+"""The key under which a cluster driver sends a runtime_env's packed files: ``[[kind, hash,
+object id], ...]`` (kind ``working_dir`` or ``py_modules``), the zips being in the object store."""
 RUNTIME_ENV_VAR = "SLUICE_RUNTIME_ENV"
 """The worker's environment variable holding its runtime_env (JSON), which its children inherit."""
 
@@ -73,7 +76,8 @@ class PreparedEnv:
         self.paths = paths      # first on the worker's sys.path, in order
         self.python = python    # the interpreter of its pip virtualenv (None: the driver's)
         self.spec = spec        # the runtime_env it was made from (JSON), for children to inherit
-        digest = hashlib.sha256(json.dumps([sorted(env_vars.items()), cwd, paths, python]).encode())
+        digest = hashlib.sha256(json.dumps([sorted(env_vars.items()), cwd, paths, python,
+                                            spec if spec and PACKAGES_KEY in spec else None]).encode())
         self.env_id = digest.hexdigest()[:16]
 
     def __repr__(self) -> str:
@@ -105,7 +109,13 @@ def check_spec(spec: Any) -> dict[str, Any]:
     spec = dict(spec)
     if spec.get("pip") is not None:
         spec["pip"] = pip_requirements(spec["pip"])
-    unknown = sorted(set(spec) - set(SUPPORTED))
+    packages = spec.get(PACKAGES_KEY)
+    if packages is not None and not (isinstance(packages, list) and all(
+            isinstance(p, list) and len(p) == 3 and p[0] in ("working_dir", "py_modules")
+            for p in packages)):
+        raise RuntimeEnvSetupError(f"runtime_env {PACKAGES_KEY}={packages!r}: sluice's own key "
+                                   "(shipped packages); do not set it")
+    unknown = sorted(set(spec) - set(SUPPORTED) - {PACKAGES_KEY})
     if unknown:
         raise RuntimeEnvSetupError(
             f"runtime_env has key(s) {', '.join(repr(k) for k in unknown)} that sluice does not "
@@ -166,9 +176,16 @@ def merge(job: dict[str, Any] | None, task: Any) -> Any:
     return out
 
 
+CACHE_VAR = "SLUICE_RUNTIME_ENV_CACHE"
+"""An environment variable naming the cache folder (of a node: set where it starts)."""
+
+
 def cache_root() -> str:
-    """This node's folder of packed and unpacked packages (shared by every runtime of the user)."""
-    return os.path.join(tempfile.gettempdir(), f"sluice-runtime-env-{os.getuid()}")
+    """This node's folder of packed and unpacked packages and virtualenvs (shared by every
+    runtime of the user): ``$SLUICE_RUNTIME_ENV_CACHE``, else ``sluice-runtime-env-UID`` in
+    the temporary folder."""
+    return os.environ.get(CACHE_VAR) or os.path.join(tempfile.gettempdir(),
+                                                     f"sluice-runtime-env-{os.getuid()}")
 
 
 class RuntimeEnvs:
@@ -218,13 +235,14 @@ class RuntimeEnvs:
 
     def prepare(self, spec: dict[str, Any]) -> PreparedEnv | None:
         """Pack and unpack the packages of checked ``spec``; None when it asks for nothing."""
-        if not any(spec.get(k) for k in ("env_vars", "working_dir", "py_modules", "pip")):
+        if not any(spec.get(k) for k in ("env_vars", "working_dir", "py_modules", "pip", PACKAGES_KEY)):
             return None
         if not self.files and any(spec.get(k) for k in FILE_KEYS):
             raise RuntimeEnvSetupError(
                 f"runtime_env {', '.join(k for k in FILE_KEYS if spec.get(k))}: a sluice cluster "
-                "does not ship files to (or install packages on) its nodes yet; use env_vars "
-                "there, or run on the local runtime")
+                "ships working_dir and py_modules given by its driver (sluice.init(address=...)), "
+                "not by a task, and installs no pip packages yet; use env_vars there, or run on "
+                "the local runtime")
         excludes = spec.get("excludes") or []
         cwd = None
         paths: list[str] = []
@@ -426,3 +444,79 @@ def tail(text: str) -> str:
     """The last :data:`PIP_TAIL_LINES` non-empty lines of ``text``."""
     lines = [line for line in text.splitlines() if line.strip()]
     return "\n".join(lines[-PIP_TAIL_LINES:])
+
+
+class Shipper:
+    """A cluster driver's side: replaces the ``working_dir`` and ``py_modules`` of a
+    runtime_env by zips put in the object store (:data:`PACKAGES_KEY`), once per
+    distinct runtime_env; keeps their refs alive while it lives. ``put`` stores a value."""
+
+    def __init__(self, put: Any):
+        self.put = put
+        self.lock = threading.Lock()
+        self.shipped: dict[str, dict[str, Any]] = {}
+        self.refs: dict[str, Any] = {}  # package hash -> ObjectRef of its zip
+
+    def ship(self, spec: Any) -> Any:
+        """``spec`` with its folders and modules shipped (unchanged when it has none)."""
+        if not isinstance(spec, Mapping) or not (spec.get("working_dir") or spec.get("py_modules")):
+            return spec
+        key = json.dumps(spec, sort_keys=True, default=str)
+        with self.lock:
+            if key in self.shipped:
+                return self.shipped[key]
+        spec = check_spec(spec)
+        excludes = spec.pop("excludes", None) or []
+        packages = []
+        if spec.get("working_dir"):
+            src = os.path.abspath(os.fspath(spec.pop("working_dir")))
+            if not os.path.isdir(src):
+                raise RuntimeEnvSetupError(f"runtime_env working_dir={src!r} is not a directory; "
+                                           "give an existing folder")
+            packages.append(["working_dir", *self.upload(pack(src, excludes, "working_dir", None))])
+        for entry in spec.pop("py_modules", None) or []:
+            src = os.path.abspath(entry)
+            if not (os.path.isdir(src) or (os.path.isfile(src) and src.endswith(".py"))):
+                raise RuntimeEnvSetupError(
+                    f"runtime_env py_modules entry {entry!r}: {src} is neither a directory (a "
+                    "package) nor a .py file; give an existing one")
+            packages.append(["py_modules", *self.upload(pack(src, excludes, "py_modules",
+                                                                os.path.basename(src)))])
+        spec[PACKAGES_KEY] = packages
+        with self.lock:
+            self.shipped[key] = spec
+        return spec
+
+    def upload(self, zip_path: str) -> tuple[str, int]:
+        digest = os.path.basename(zip_path)[len("pkg-"):-len(".zip")]
+        with self.lock:
+            ref = self.refs.get(digest)
+        if ref is None:
+            with open(zip_path, "rb") as f:
+                ref = self.put(f.read())
+            with self.lock:
+                self.refs[digest] = ref
+        return digest, ref.id
+
+
+def fetch_packages(packages: list, get: Any) -> tuple[str | None, list[str]]:
+    """In a worker on a cluster node: unpack the shipped packages into this node's cache
+    (once per node: ``get(object_id)`` reads a zip from the object store only when its
+    folder is not there yet); returns the working_dir folder (or None) and the folders to
+    put first on sys.path, in order."""
+    root = cache_root()
+    os.makedirs(root, exist_ok=True)
+    cwd, paths = None, []
+    for kind, digest, oid in packages:
+        target = os.path.join(root, f"pkg-{digest}")
+        if not os.path.isdir(target):
+            fd, tmp = tempfile.mkstemp(dir=root, suffix=".zip.tmp")
+            with os.fdopen(fd, "wb") as f:
+                f.write(get(oid))
+            zip_path = target + ".zip"
+            os.replace(tmp, zip_path)
+            unpacked(zip_path)
+        if kind == "working_dir":
+            cwd = target
+        paths.append(target)
+    return cwd, paths
