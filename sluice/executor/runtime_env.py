@@ -141,13 +141,13 @@ def check_spec(spec: Any) -> dict[str, Any]:
 
 def pip_requirements(value: Any) -> list[str]:
     """The requirement strings of a ``pip`` value: a list of them, or Ray's
-    ``{"packages": [...]}`` (its other keys are not supported).
+    ``{"packages": [...]}`` (with ``pip_check``, which is ignored; no other keys).
 
     >>> pip_requirements({"packages": ["numpy"]}), pip_requirements([])
     (['numpy'], [])
     """
     if isinstance(value, Mapping):
-        other = sorted(set(value) - {"packages"})
+        other = sorted(set(value) - {"packages", "pip_check"})
         if other:
             raise RuntimeEnvSetupError(f"runtime_env pip={value!r}: only 'packages' is supported "
                                        f"(not {', '.join(repr(k) for k in other)})")

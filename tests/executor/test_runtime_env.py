@@ -294,3 +294,12 @@ def test_a_requirement_that_cannot_install_fails_with_pips_words(two_cpus: None,
     assert not any(p.name.startswith("venv-") and not p.name.endswith(".lock")
                    and not (p / ".sluice-ready").exists() for p in Path(renv.cache_root()).iterdir())
     assert sluice.get(env_of.remote(), timeout=60)["pid"] > 0
+
+
+def test_ray_style_runtime_env_object(two_cpus: None, tmp_path: Path) -> None:
+    from sluice.runtime_env import RuntimeEnv
+
+    env = RuntimeEnv(env_vars={"SLUICE_T_A": "typed"}, working_dir=str(make_project(tmp_path)))
+    got = sluice.get(use_working_dir.options(runtime_env=env).remote())
+    assert got["greeting"] == "hello"
+    assert sluice.get(env_of.options(runtime_env=env).remote("SLUICE_T_A"))["SLUICE_T_A"] == "typed"
