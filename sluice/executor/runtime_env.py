@@ -16,6 +16,10 @@ job's, its other keys replace the job's). :class:`RuntimeEnvs` turns one into a
   the first entry of ``sys.path``), with the ``py_modules`` folders next on
   ``sys.path`` (``SLUICE_ENV_PATH``, read by the worker) and ``env_vars`` set.
 
+On a cluster, the driver's :class:`Shipper` puts each package's zip in the object
+store instead, and the first worker on a node that needs it unpacks it into that
+node's cache (:func:`fetch_packages`); ``pip`` is not supported there yet.
+
 Children inherit: a worker's runtime_env (``SLUICE_RUNTIME_ENV``) is merged under
 that of each task and actor it starts, as in Ray.
 
@@ -192,8 +196,9 @@ class RuntimeEnvs:
     """Turns runtime_env dicts into :class:`PreparedEnv`, once per distinct dict.
 
     ``job``: the job's default (``init(runtime_env=)``), already checked.
-    ``files``: whether this runtime may ship ``working_dir``/``py_modules`` (one node
-    shares its cache folder with its workers; a cluster does not yet).
+    ``files``: whether this runtime packs ``working_dir``/``py_modules`` itself and builds
+    ``pip`` virtualenvs (one node, whose workers share its cache folder); a cluster head
+    takes them only as packages its driver shipped (:class:`Shipper`, :data:`PACKAGES_KEY`).
     """
 
     def __init__(self, job: dict[str, Any] | None = None, files: bool = True):

@@ -123,7 +123,7 @@ class Scheduler(ObjectTable):
         # With GPUs in the runtime every task is told its GPU ids ([] hides them all, as Ray does).
         self.has_gpus = resources.total.get("GPU", 0) > 0
         self.actor_manager = ActorManager(self)        # the actor half: shares this state and lock
-        # runtime_env -> PreparedEnv (a cluster's ships no files to its nodes yet)
+        # runtime_env -> PreparedEnv (a cluster head takes files only as shipped packages)
         self.envs = envs if envs is not None else RuntimeEnvs(files=False)
 
     def locked(self) -> _Locked:
