@@ -303,3 +303,13 @@ def test_ray_style_runtime_env_object(two_cpus: None, tmp_path: Path) -> None:
     got = sluice.get(use_working_dir.options(runtime_env=env).remote())
     assert got["greeting"] == "hello"
     assert sluice.get(env_of.options(runtime_env=env).remote("SLUICE_T_A"))["SLUICE_T_A"] == "typed"
+
+
+def test_a_bound_node_with_its_own_environment_is_refused_and_plans_run_in_the_jobs() -> None:
+    sluice.init(num_cpus=1, runtime_env={"env_vars": {"SLUICE_T_A": "job"}})
+    try:
+        with pytest.raises(ValueError, match="runtime_env on a .bind\\(\\) node.*sluice.init"):
+            env_of.options(runtime_env={"env_vars": {"SLUICE_T_A": "x"}}).bind("SLUICE_T_A").compile()
+        assert sluice.get(env_of.bind("SLUICE_T_A").compile().execute())["SLUICE_T_A"] == "job"
+    finally:
+        sluice.shutdown()
