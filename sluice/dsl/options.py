@@ -11,6 +11,7 @@ TASK_DEFAULTS: dict[str, Any] = {
     "num_cpus": 1, "num_gpus": 0, "resources": None, "max_retries": 3,
     "retry_exceptions": False, "num_returns": 1, "name": None, "jit": False,
     "scheduling_strategy": None,  # None/"DEFAULT" or NodeAffinitySchedulingStrategy
+    "runtime_env": None,  # a dict (sluice.executor.runtime_env), checked when submitted
     "pure": True,  # graphs only: equal calls of a pure function may be computed once (CSE)
     # sluice.workflow steps only: retries of a failing step (delay, growth), the step's output
     # as (result, error) instead of raising, and reuse of an unchanged step across runs.
@@ -20,7 +21,7 @@ WORKFLOW_OPTIONS = ("retry_delay_s", "backoff", "catch_exceptions", "cache")
 """Options only sluice.workflow reads: accepted on ``.bind()`` steps, an error on ``.remote()``."""
 ACTOR_DEFAULTS: dict[str, Any] = {
     "num_cpus": 0, "num_gpus": 0, "resources": None, "max_restarts": 0,
-    "max_concurrency": None, "name": None, "scheduling_strategy": None,
+    "max_concurrency": None, "name": None, "scheduling_strategy": None, "runtime_env": None,
     # Named actors: the namespace the name lives in (None: the job's), return the live actor
     # of that name instead of raising, and "detached" to outlive the driver on a cluster.
     "namespace": None, "get_if_exists": False, "lifetime": None,

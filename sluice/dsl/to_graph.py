@@ -235,6 +235,11 @@ def _op_for(node: DAGNode, ordinal: int, ids: dict[int, str], functions: dict[in
 
 
 def _options(opts: dict) -> tuple:
+    if opts.get("runtime_env") is not None:
+        raise ValueError(f"{opts.get('name') or opts.get('class_name') or 'a node'}: runtime_env "
+                         f"on a .bind() node: compiled Plans do not carry a per-node runtime_env "
+                         f"yet; give it to the whole job with sluice.init(runtime_env=...) (Plans "
+                         f"run in it), or call the function with .remote()")
     # Workflow step options join an op's identity only when set: other graphs keep their ids.
     steps = tuple((k, opts[k]) for k in WORKFLOW_OPTIONS if k in opts and opts[k] != TASK_DEFAULTS[k])
     given = tuple((k, opts[k]) for k in _OPTION_KEYS_WHEN_SET if opts.get(k) is not None)

@@ -118,9 +118,11 @@ class ActorManager:
             self.mark_dead(actor, failed)
             return
         index = next(s.worker_index)
-        proc, conn = s.placement.spawn(index, actor.node)
+        proc, conn = s.placement.spawn(index, actor.node) if actor.env is None else \
+            s.placement.spawn(index, actor.node, actor.env)
         w = WorkerHandle(index, proc, conn)
         w.node = actor.node
+        w.env_id = actor.env.env_id if actor.env is not None else None
         w.actor = actor
         actor.worker = w
         actor.state = ActorRecord.ALIVE

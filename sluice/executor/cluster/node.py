@@ -109,7 +109,7 @@ class NodeDaemon:
                     continue
                 msg = unpack_control(frame.payload)
                 if msg[0] == "spawn":
-                    self.spawn(msg[1])
+                    self.spawn(msg[1], msg[2] if len(msg) > 2 else None)
                 elif msg[0] == "signal":
                     proc = self.procs.get(msg[1])
                     if proc is not None and proc.poll() is None:
@@ -127,8 +127,10 @@ class NodeDaemon:
             pass
         self.stop()
 
-    def spawn(self, index: int) -> None:
-        env = {"SLUICE_NODE_FLIGHT": self.flight.location, "SLUICE_TOKEN": self.token}
+    def spawn(self, index: int, overrides: dict[str, str] | None = None) -> None:
+        """Start worker ``index``, with ``overrides`` (its runtime_env's variables) set."""
+        env = {**(overrides or {}), "SLUICE_NODE_FLIGHT": self.flight.location,
+               "SLUICE_TOKEN": self.token}
         if self.tls_root_path:
             env["SLUICE_TLS_ROOT"] = self.tls_root_path
         if self.template is not None:
