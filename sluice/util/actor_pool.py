@@ -1,0 +1,251 @@
+"""``ActorPool``: spread calls over a fixed set of actors (Ray's ``ray.util.ActorPool``).
+
+The pool's state, field by field (the invariants ``submit`` and ``_return_actor`` keep):
+
+- ``_idle``: actors with no call in flight; ``submit`` takes from its end, as Ray's does.
+- ``_in_flight``: the ref of each call not yet returned -> (its index, its actor); a ref
+  (or a tuple of refs, when ``fn`` returns a list) appears once.
+- ``_by_index``: index -> ref, for the in-order ``get_next``.
+- ``_pending``: (fn, value) submitted while no actor was idle, in submit order.
+- ``_busy``: actor -> number of its calls in flight. ``submit`` gives an actor one call at a
+  time (Ray's contract: the actor is busy until its ref completes); ``map`` and
+  ``map_unordered`` may queue up to ``_AHEAD`` calls on each actor so it never waits for the
+  driver between calls. An actor is idle exactly when it is in the pool and ``_busy`` has
+  no entry for it.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Any, Callable, Iterable, Iterator
+
+import sluice
+from sluice.exceptions import ActorDiedError
+
+# Calls ``map`` keeps queued on each actor: enough to hide the round trip to the driver,
+# few enough that a slow actor does not hold many values a free one could take.
+_AHEAD = 8
+
+
+class ActorPool:
+    """Operate on a fixed pool of actors, as Ray's ``ray.util.ActorPool``.
+
+    ``fn`` in ``map``/``submit`` takes ``(actor, value)`` and returns the ref of one call,
+    e.g. ``lambda a, v: a.double.remote(v)``.
+
+    >>> import sluice
+    >>> from sluice.util import ActorPool
+    >>> @sluice.remote
+    ... class Actor:
+    ...     def double(self, v):
+    ...         return 2 * v
+    >>> pool = ActorPool([Actor.remote(), Actor.remote()])       # doctest: +SKIP
+    >>> list(pool.map(lambda a, v: a.double.remote(v), [1, 2, 3, 4]))  # doctest: +SKIP
+    [2, 4, 6, 8]
+    """
+
+    def __init__(self, actors: Iterable[Any]):
+        self._idle: list[Any] = list(actors)
+        self._in_flight: dict[Any, tuple[int, Any]] = {}
+        self._by_index: dict[int, Any] = {}
+        self._pending: collections.deque[tuple[Callable, Any, int]] = collections.deque()
+        self._busy: dict[Any, int] = {}
+        self._next_task = 0     # index the next submitted call gets
+        self._next_return = 0   # index get_next returns next
+
+    def map(self, fn: Callable[[Any, Any], Any], values: Iterable[Any]) -> Iterator[Any]:
+        """Apply ``fn`` over the actors and ``values``; results in the order of ``values``.
+
+        Results still pending from earlier submits are dropped first, as Ray does. The
+        iterator must be consumed for every value to be computed.
+        """
+        self._drop_pending_results(ordered=True)
+        for value in values:
+            self._submit(fn, value, _AHEAD)
+        return self._results(self.get_next)
+
+    def map_unordered(self, fn: Callable[[Any, Any], Any], values: Iterable[Any]) -> Iterator[Any]:
+        """As ``map``, but each result comes as soon as it is ready, in any order."""
+        self._drop_pending_results(ordered=False)
+        for value in values:
+            self._submit(fn, value, _AHEAD)
+        return self._results(self.get_next_unordered)
+
+    def submit(self, fn: Callable[[Any, Any], Any], value: Any) -> None:
+        """Run ``fn(actor, value)`` on an idle actor, or queue it until one is free.
+
+        Its result comes from ``get_next`` / ``get_next_unordered``.
+        """
+        self._submit(fn, value, 1)
+
+    def _submit(self, fn: Callable[[Any, Any], Any], value: Any, ahead: int) -> bool:
+        """Submit to an actor holding fewer than ``ahead`` calls, else queue; True if sent."""
+        actor = self._free_actor(ahead)
+        if actor is None:
+            self._pending.append((fn, value, ahead))
+            return False
+        self._send(fn, value, actor)
+        return True
+
+    def _send(self, fn: Callable[[Any, Any], Any], value: Any, actor: Any) -> None:
+        ref = fn(actor, value)
+        key = tuple(ref) if isinstance(ref, list) else ref
+        self._in_flight[key] = (self._next_task, actor)
+        self._by_index[self._next_task] = ref
+        self._busy[actor] = self._busy.get(actor, 0) + 1
+        self._next_task += 1
+
+    def has_next(self) -> bool:
+        """Whether any submitted result has not been returned yet."""
+        return bool(self._in_flight)
+
+    def has_free(self) -> bool:
+        """Whether an actor is idle and no submit is waiting for one."""
+        return bool(self._idle) and not self._pending
+
+    def get_next(self, timeout: float | None = None, ignore_if_timedout: bool = False) -> Any:
+        """The next result in submit order, waiting up to ``timeout`` seconds (None: forever).
+
+        Raises ``TimeoutError`` when it is not ready in time; with ``ignore_if_timedout`` the
+        pool then skips that result (its actor goes back to the pool) instead of keeping it.
+        Raises ``StopIteration`` when nothing is pending.
+        """
+        if not self.has_next():
+            raise StopIteration("No more results to get")
+        if self._next_return >= self._next_task:
+            raise ValueError("get_next() cannot follow get_next_unordered() on the same "
+                             "submits; use get_next_unordered() until has_next() is False")
+        ref = self._by_index[self._next_return]
+        timed_out = False
+        if timeout is not None:
+            ready, _ = sluice.wait(_as_list(ref), num_returns=len(_as_list(ref)), timeout=timeout)
+            if len(ready) < len(_as_list(ref)):
+                if not ignore_if_timedout:
+                    raise TimeoutError("Timed out waiting for result")
+                timed_out = True
+        del self._by_index[self._next_return]
+        self._next_return += 1
+        _, actor = self._in_flight.pop(_key(ref))
+        if timed_out:
+            self._return_actor(actor)
+            raise TimeoutError(f"Timed out waiting for result; the call {ref} has been ignored")
+        return self._result(ref, actor)
+
+    def get_next_unordered(self, timeout: float | None = None,
+                           ignore_if_timedout: bool = False) -> Any:
+        """Any ready result, waiting up to ``timeout`` seconds (None: forever).
+
+        Raises ``TimeoutError`` when none is ready in time (with ``ignore_if_timedout`` the
+        pool skips one pending result first). Raises ``StopIteration`` when nothing is pending.
+        """
+        if not self.has_next():
+            raise StopIteration("No more results to get")
+        ready = self._wait_one(timeout)
+        if ready is None:
+            if not ignore_if_timedout:
+                raise TimeoutError("Timed out waiting for result")
+            key = next(iter(self._in_flight))
+            index, actor = self._in_flight.pop(key)
+            del self._by_index[index]
+            self._return_actor(actor)
+            raise TimeoutError(f"Timed out waiting for result; the call {key} has been ignored")
+        index, actor = self._in_flight.pop(ready)
+        ref = self._by_index.pop(index)
+        self._next_return = max(self._next_return, index + 1)
+        return self._result(ref, actor)
+
+    def push(self, actor: Any) -> None:
+        """Add ``actor`` to the pool's idle set (a queued submit may take it at once)."""
+        if actor in self._idle or actor in self._busy:
+            raise ValueError(f"{actor!r} already belongs to this ActorPool; push each actor once")
+        self._return_actor(actor, returned=False)
+
+    def pop_idle(self) -> Any | None:
+        """Remove and return an idle actor, or None when no actor is free."""
+        return self._idle.pop() if self.has_free() else None
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _results(self, next_result: Callable[[], Any]) -> Iterator[Any]:
+        while self.has_next():
+            yield next_result()
+
+    def _drop_pending_results(self, ordered: bool) -> None:
+        """Skip the results of earlier submits (Ray's ``map`` does the same)."""
+        while self.has_next():
+            try:
+                if ordered:
+                    self.get_next(timeout=0, ignore_if_timedout=True)
+                else:
+                    self.get_next_unordered(timeout=0)
+            except TimeoutError:
+                pass
+
+    def _free_actor(self, ahead: int) -> Any | None:
+        """An actor holding fewer than ``ahead`` calls (an idle one first), or None."""
+        if self._idle:
+            return self._idle.pop()
+        if ahead > 1 and self._busy:
+            actor = min(self._busy, key=self._busy.__getitem__)
+            if self._busy[actor] < ahead:
+                return actor
+        return None
+
+    def _fill(self) -> None:
+        """Start queued submits, in order, while an actor has room for the first."""
+        while self._pending:
+            fn, value, ahead = self._pending[0]
+            actor = self._free_actor(ahead)
+            if actor is None:
+                return
+            self._pending.popleft()
+            self._send(fn, value, actor)
+
+    def _wait_one(self, timeout: float | None) -> Any | None:
+        """The key of one finished call, or None if none finished within ``timeout``."""
+        keys = list(self._in_flight)
+        refs = [ref for key in keys for ref in _as_list(key)]
+        ready, _ = sluice.wait(refs, num_returns=1, timeout=timeout)
+        if not ready:
+            return None
+        done = set(ready)
+        for key in keys:
+            if any(r in done for r in _as_list(key)):
+                if len(_as_list(key)) == 1:
+                    return key
+                ok, _ = sluice.wait(list(key), num_returns=len(key), timeout=timeout)
+                return key if len(ok) == len(key) else None
+        return None
+
+    def _result(self, ref: Any, actor: Any) -> Any:
+        alive = True
+        try:
+            return sluice.get(ref)
+        except ActorDiedError:
+            alive = False  # a dead actor leaves the pool, or submit would keep choosing it
+            raise
+        finally:
+            self._return_actor(actor, alive=alive)
+
+    def _return_actor(self, actor: Any, alive: bool = True, returned: bool = True) -> None:
+        if returned:
+            left = self._busy.get(actor, 0) - 1
+            if left > 0:
+                self._busy[actor] = left
+            else:
+                self._busy.pop(actor, None)
+                if alive:
+                    self._idle.append(actor)
+        elif alive:
+            self._idle.append(actor)
+        if not alive:
+            self._busy.pop(actor, None)
+        self._fill()
+
+
+def _key(ref: Any) -> Any:
+    return tuple(ref) if isinstance(ref, list) else ref
+
+
+def _as_list(ref: Any) -> list:
+    return list(ref) if isinstance(ref, (list, tuple)) else [ref]
