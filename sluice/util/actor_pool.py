@@ -23,8 +23,11 @@ import sluice
 from sluice.exceptions import ActorDiedError
 
 # Calls ``map`` keeps queued on each actor: enough to hide the round trip to the driver,
-# few enough that a slow actor does not hold many values a free one could take.
-_AHEAD = 8
+# few enough that a slow actor does not hold many values a free one could take. An actor is
+# topped up only once it is down to half of that, so the driver sends calls in batches
+# (one write to the worker for many calls) rather than one at a time.
+_AHEAD = 32
+_REFILL_AT = _AHEAD // 2
 
 
 class ActorPool:
@@ -222,24 +225,26 @@ class ActorPool:
         try:
             return sluice.get(ref)
         except ActorDiedError:
-            alive = False  # a dead actor leaves the pool, or submit would keep choosing it
+            alive = False
             raise
         finally:
             self._return_actor(actor, alive=alive)
 
     def _return_actor(self, actor: Any, alive: bool = True, returned: bool = True) -> None:
-        if returned:
+        """Count one call of ``actor`` done (``returned``) or add it anew; start queued submits."""
+        if not alive:  # a dead actor leaves the pool, or submit would keep choosing it
+            self._busy.pop(actor, None)
+        elif not returned:
+            self._idle.append(actor)
+        else:
             left = self._busy.get(actor, 0) - 1
             if left > 0:
                 self._busy[actor] = left
+                if left > _REFILL_AT:
+                    return  # still has calls queued: top it up later, in one batch
             else:
                 self._busy.pop(actor, None)
-                if alive:
-                    self._idle.append(actor)
-        elif alive:
-            self._idle.append(actor)
-        if not alive:
-            self._busy.pop(actor, None)
+                self._idle.append(actor)
         self._fill()
 
 
