@@ -15,6 +15,8 @@ from typing import Any
 
 import sluice
 
+__all__ = ["Empty", "Full", "Queue"]
+
 
 class Empty(_stdlib_queue.Empty):
     """Raised by a get on an empty queue: non-blocking, or blocking past its timeout."""
