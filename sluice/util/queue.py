@@ -9,6 +9,7 @@ the driver does.
 from __future__ import annotations
 
 import asyncio
+import functools
 import queue as _stdlib_queue
 from collections.abc import Iterable
 from typing import Any
@@ -39,7 +40,7 @@ class Queue:
 
     def __init__(self, maxsize: int = 0, actor_options: dict | None = None) -> None:
         self.maxsize = maxsize
-        actor_cls = sluice.remote(_QueueActor)
+        actor_cls = _queue_actor_class()
         if actor_options:
             actor_cls = actor_cls.options(**actor_options)
         self.actor: Any = actor_cls.remote(maxsize)
@@ -79,6 +80,21 @@ class Queue:
             return _call(self._actor().get_nowait.remote())
         _check_timeout(timeout)
         return _call(self._actor().get.remote(timeout))
+
+    async def put_async(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        """``put`` for asyncio code: awaits room instead of blocking the thread."""
+        if not block:
+            await _call_async(self._actor().put_nowait.remote(item))
+            return
+        _check_timeout(timeout)
+        await _call_async(self._actor().put.remote(item, timeout))
+
+    async def get_async(self, block: bool = True, timeout: float | None = None) -> Any:
+        """``get`` for asyncio code: awaits an item instead of blocking the thread."""
+        if not block:
+            return await _call_async(self._actor().get_nowait.remote())
+        _check_timeout(timeout)
+        return await _call_async(self._actor().get.remote(timeout))
 
     def put_nowait(self, item: Any) -> None:
         """``put(item, block=False)``: raises ``Full`` if the queue is full."""
@@ -133,6 +149,16 @@ def _call(ref: Any) -> Any:
     """``get`` of a queue call; its ``Empty``/``Full`` raise as themselves, not wrapped."""
     try:
         return sluice.get(ref)
+    except Empty as err:
+        raise Empty(*_cause_args(err)) from None
+    except Full as err:
+        raise Full(*_cause_args(err)) from None
+
+
+async def _call_async(ref: Any) -> Any:
+    """``_call`` for asyncio code: awaits the ref."""
+    try:
+        return await ref
     except Empty as err:
         raise Empty(*_cause_args(err)) from None
     except Full as err:
@@ -195,3 +221,9 @@ class _QueueActor:
         if num_items > self.queue.qsize():
             raise Empty(f"cannot get {num_items} items from a queue holding {self.queue.qsize()}")
         return [self.queue.get_nowait() for _ in range(num_items)]
+
+
+@functools.cache
+def _queue_actor_class() -> Any:
+    """The queue's actor class, made (and pickled) once per process."""
+    return sluice.remote(_QueueActor)

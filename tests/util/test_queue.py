@@ -117,3 +117,17 @@ def test_shutdown_stops_the_actor() -> None:
         q.put(2)
     q.shutdown()  # twice is fine
     Queue().shutdown(force=True)
+
+
+def test_async_put_and_get() -> None:
+    import asyncio
+
+    async def main(q: Queue) -> list:
+        await q.put_async(1)
+        await q.put_async(2, block=False)
+        got = [await q.get_async(), await q.get_async(block=False)]
+        with pytest.raises(Empty):
+            await q.get_async(timeout=0.05)
+        return got
+
+    assert asyncio.run(main(Queue())) == [1, 2]
