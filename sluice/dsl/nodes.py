@@ -47,8 +47,7 @@ class DAGNode:
         return compile(self, optimize=optimize)
 
     def experimental_compile(self, optimize: bool = True) -> Any:
-        """Ray's name for ``compile()``: the same Plan (sluice compiles every graph; its Plan
-        has no ``teardown``, its actors stop with the Plan)."""
+        """Ray's name for ``compile()``: the same Plan (sluice compiles every graph)."""
         return self.compile(optimize=optimize)
 
     def visualize(self, path: str | None = None, optimize: bool = True) -> Any:

@@ -216,3 +216,4 @@ def test_experimental_compile_is_compile() -> None:
     plan = node.experimental_compile()
     assert isinstance(plan, Plan)
     assert plan.to_json() == node.compile().to_json()
+    plan.teardown()  # Ray's compiled graphs need it; a Plan has nothing to stop
