@@ -48,6 +48,7 @@ def test_its_plan_creates_no_actor() -> None:
     plan = node.compile()
     kinds = [op.kind for stage in plan.stages for op in stage.ops]
     assert OpKind.ACTOR not in kinds and kinds.count(OpKind.METHOD) == 2
+    assert "running actor: its methods run in that actor's process" in plan.explain()
     assert sorted(sluice.get(plan.execute(5))) == [5, 10]
     assert sluice.get(counter.read.remote()) == 10
 
