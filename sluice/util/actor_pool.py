@@ -6,28 +6,35 @@ The pool's state, field by field (the invariants ``submit`` and ``_return_actor`
 - ``_in_flight``: the ref of each call not yet returned -> (its index, its actor); a ref
   (or a tuple of refs, when ``fn`` returns a list) appears once.
 - ``_by_index``: index -> ref, for the in-order ``get_next``.
-- ``_pending``: (fn, value) submitted while no actor was idle, in submit order.
+- ``_pending``: (fn, value, ahead) submitted while no actor had room, in submit order;
+  ``ahead`` is how many calls an actor may hold for it (1 for ``submit``, ``_MAP`` for a map).
 - ``_busy``: actor -> number of its calls in flight. ``submit`` gives an actor one call at a
   time (Ray's contract: the actor is busy until its ref completes); ``map`` and
-  ``map_unordered`` may queue up to ``_AHEAD`` calls on each actor so it never waits for the
-  driver between calls. An actor is idle exactly when it is in the pool and ``_busy`` has
-  no entry for it.
+  ``map_unordered`` may queue several calls on each actor so it never waits for the driver
+  between calls (how many: ``_depth``). An actor is idle exactly when it is in the
+  pool and ``_busy`` has no entry for it.
+- ``_per_call``: seconds one call takes on one actor, as the driver sees results come back
+  (a moving average; None before the second result).
 """
 
 from __future__ import annotations
 
 import collections
+import math
+import time
 from typing import Any, Callable, Iterable, Iterator
 
 import sluice
 from sluice.exceptions import ActorDiedError
 
-# Calls ``map`` keeps queued on each actor: enough to hide the round trip to the driver,
-# few enough that a slow actor does not hold many values a free one could take. An actor is
-# topped up only once it is down to half of that, so the driver sends calls in batches
-# (one write to the worker for many calls) rather than one at a time.
-_AHEAD = 32
-_REFILL_AT = _AHEAD // 2
+# Calls ``map`` keeps queued on each actor: enough to cover ``_HIDE_S`` of work, so an actor
+# never waits for the driver between short calls, and at most ``_MAX_AHEAD``; long calls get
+# 2 (one running, one waiting), so a slow actor holds at most one value a free one could
+# take. An actor is topped up only once it is down to half of that, so the driver sends
+# calls in batches (one write to the worker for many calls) rather than one at a time.
+_MAX_AHEAD = 32
+_HIDE_S = 0.002
+_MAP = 0  # the ``ahead`` of a map's submits: ``_depth()`` at the time
 
 
 class ActorPool:
@@ -55,6 +62,8 @@ class ActorPool:
         self._busy: dict[Any, int] = {}
         self._next_task = 0     # index the next submitted call gets
         self._next_return = 0   # index get_next returns next
+        self._per_call: float | None = None
+        self._last_result: float | None = None  # perf_counter() of the last result
 
     def map(self, fn: Callable[[Any, Any], Any], values: Iterable[Any]) -> Iterator[Any]:
         """Apply ``fn`` over the actors and ``values``; results in the order of ``values``.
@@ -64,14 +73,14 @@ class ActorPool:
         """
         self._drop_pending_results(ordered=True)
         for value in values:
-            self._submit(fn, value, _AHEAD)
+            self._submit(fn, value, _MAP)
         return self._results(self.get_next)
 
     def map_unordered(self, fn: Callable[[Any, Any], Any], values: Iterable[Any]) -> Iterator[Any]:
         """As ``map``, but each result comes as soon as it is ready, in any order."""
         self._drop_pending_results(ordered=False)
         for value in values:
-            self._submit(fn, value, _AHEAD)
+            self._submit(fn, value, _MAP)
         return self._results(self.get_next_unordered)
 
     def submit(self, fn: Callable[[Any, Any], Any], value: Any) -> None:
@@ -184,8 +193,17 @@ class ActorPool:
             except TimeoutError:
                 pass
 
+    def _depth(self) -> int:
+        """Calls a map keeps queued on one actor (see ``_MAX_AHEAD``)."""
+        if self._per_call is None:
+            return 2
+        return max(2, min(_MAX_AHEAD, 1 + math.ceil(_HIDE_S / max(self._per_call, 1e-7))))
+
     def _free_actor(self, ahead: int) -> Any | None:
-        """An actor holding fewer than ``ahead`` calls (an idle one first), or None."""
+        """An actor holding fewer than ``ahead`` calls (``_MAP``: ``_depth()``; an idle one
+        first), or None."""
+        if ahead == _MAP:
+            ahead = self._depth()
         if self._idle:
             return self._idle.pop()
         if ahead > 1 and self._busy:
@@ -223,7 +241,9 @@ class ActorPool:
     def _result(self, ref: Any, actor: Any) -> Any:
         alive = True
         try:
-            return sluice.get(ref)
+            value = sluice.get(ref)
+            self._time_result()
+            return value
         except ActorDiedError:
             alive = False
             raise
@@ -240,12 +260,23 @@ class ActorPool:
             left = self._busy.get(actor, 0) - 1
             if left > 0:
                 self._busy[actor] = left
-                if left > _REFILL_AT:
+                if left > self._depth() // 2:
                     return  # still has calls queued: top it up later, in one batch
             else:
                 self._busy.pop(actor, None)
                 self._idle.append(actor)
         self._fill()
+
+
+    def _time_result(self) -> None:
+        """Update ``_per_call`` from the time since the last result (calls run side by side
+        on the busy actors, so one call takes about that times their number)."""
+        now = time.perf_counter()
+        if self._last_result is not None:
+            per_call = (now - self._last_result) * max(1, len(self._busy))
+            self._per_call = per_call if self._per_call is None else (
+                0.8 * self._per_call + 0.2 * per_call)
+        self._last_result = now
 
 
 def _key(ref: Any) -> Any:
