@@ -13,6 +13,8 @@ The pool's state, field by field (the invariants ``submit`` and ``_return_actor`
   ``map_unordered`` may queue several calls on each actor so it never waits for the driver
   between calls (how many: ``_depth``). An actor is idle exactly when it is in the
   pool and ``_busy`` has no entry for it.
+- ``_fetched``: values of in-flight calls already read (``get_next`` reads the ready ones
+  after the one it returns in one ``get``); each is still in ``_in_flight`` until returned.
 - ``_per_call``: seconds one call takes on one actor, as the driver sees results come back
   (a moving average; None before the second result).
 """
@@ -62,6 +64,7 @@ class ActorPool:
         self._busy: dict[Any, int] = {}
         self._next_task = 0     # index the next submitted call gets
         self._next_return = 0   # index get_next returns next
+        self._fetched: dict[Any, Any] = {}
         self._per_call: float | None = None
         self._last_result: float | None = None  # perf_counter() of the last result
 
@@ -129,7 +132,7 @@ class ActorPool:
                              "submits; use get_next_unordered() until has_next() is False")
         ref = self._by_index[self._next_return]
         timed_out = False
-        if timeout is not None:
+        if timeout is not None and _key(ref) not in self._fetched:
             ready, _ = sluice.wait(_as_list(ref), num_returns=len(_as_list(ref)), timeout=timeout)
             if len(ready) < len(_as_list(ref)):
                 if not ignore_if_timedout:
@@ -141,7 +144,7 @@ class ActorPool:
         if timed_out:
             self._return_actor(actor)
             raise TimeoutError(f"Timed out waiting for result; the call {ref} has been ignored")
-        return self._result(ref, actor)
+        return self._result(ref, actor, read_ahead=True)
 
     def get_next_unordered(self, timeout: float | None = None,
                            ignore_if_timedout: bool = False) -> Any:
@@ -152,19 +155,20 @@ class ActorPool:
         """
         if not self.has_next():
             raise StopIteration("No more results to get")
-        ready = self._wait_one(timeout)
+        ready = next(iter(self._fetched)) if self._fetched else self._wait_one(timeout)
         if ready is None:
             if not ignore_if_timedout:
                 raise TimeoutError("Timed out waiting for result")
             key = next(iter(self._in_flight))
             index, actor = self._in_flight.pop(key)
             del self._by_index[index]
+            self._fetched.pop(key, None)
             self._return_actor(actor)
             raise TimeoutError(f"Timed out waiting for result; the call {key} has been ignored")
         index, actor = self._in_flight.pop(ready)
         ref = self._by_index.pop(index)
         self._next_return = max(self._next_return, index + 1)
-        return self._result(ref, actor)
+        return self._result(ref, actor, read_ahead=True)
 
     def push(self, actor: Any) -> None:
         """Add ``actor`` to the pool's idle set (a queued submit may take it at once)."""
@@ -238,10 +242,16 @@ class ActorPool:
                 return key if len(ok) == len(key) else None
         return None
 
-    def _result(self, ref: Any, actor: Any) -> Any:
+    def _result(self, ref: Any, actor: Any, read_ahead: bool = False) -> Any:
         alive = True
         try:
-            value = sluice.get(ref)
+            key = _key(ref)
+            if key in self._fetched:
+                value = self._fetched.pop(key)
+            else:
+                value = sluice.get(ref)
+                if read_ahead:
+                    self._read_ready()
             self._time_result()
             return value
         except ActorDiedError:
@@ -249,6 +259,21 @@ class ActorPool:
             raise
         finally:
             self._return_actor(actor, alive=alive)
+
+    def _read_ready(self) -> None:
+        """Read the values of the calls in flight that are ready now, in one ``get``: one
+        round trip to the runtime for many results instead of one each. (A call that
+        returned a list of refs is read on its own turn.)"""
+        refs = [key for key in self._in_flight
+                if not isinstance(key, tuple) and key not in self._fetched]
+        if not refs:
+            return
+        ready, _ = sluice.wait(refs, num_returns=len(refs), timeout=0)
+        try:
+            values = sluice.get(ready)
+        except Exception:  # one failed: each is read on its own turn, raising there
+            return
+        self._fetched.update(zip(ready, values))
 
     def _return_actor(self, actor: Any, alive: bool = True, returned: bool = True) -> None:
         """Count one call of ``actor`` done (``returned``) or add it anew; start queued submits."""

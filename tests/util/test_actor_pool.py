@@ -49,6 +49,25 @@ def test_map_returns_results_in_order_and_uses_every_actor() -> None:
     assert not pool.has_next() and pool.has_free()
 
 
+def test_a_failing_call_raises_at_its_turn_after_the_results_before_it() -> None:
+    @sluice.remote
+    class Picky:
+        def check(self, v):
+            if v == 50:
+                raise ValueError(f"value {v} is refused")
+            return v
+
+    pool = ActorPool([Picky.remote(), Picky.remote()])
+    results = pool.map(lambda a, v: a.check.remote(v), range(100))
+    assert [next(results) for _ in range(50)] == list(range(50))
+    with pytest.raises(ValueError, match="value 50 is refused"):
+        next(results)
+    rest = []
+    while pool.has_next():  # the calls after it still come, in order
+        rest.append(pool.get_next())
+    assert rest == list(range(51, 100))
+
+
 def test_map_unordered_returns_every_result() -> None:
     pool = ActorPool([Doubler.remote(), Doubler.remote()])
     assert sorted(pool.map_unordered(double, range(50))) == [2 * v for v in range(50)]
