@@ -93,14 +93,14 @@ class ActorPool:
         """
         self._submit(fn, value, 1)
 
-    def _submit(self, fn: Callable[[Any, Any], Any], value: Any, ahead: int) -> bool:
-        """Submit to an actor holding fewer than ``ahead`` calls, else queue; True if sent."""
-        actor = self._free_actor(ahead)
+    def _submit(self, fn: Callable[[Any, Any], Any], value: Any, ahead: int) -> None:
+        """Send to an actor holding fewer than ``ahead`` calls, else queue (behind the
+        values already queued: they go first)."""
+        actor = None if self._pending else self._free_actor(ahead)
         if actor is None:
             self._pending.append((fn, value, ahead))
-            return False
-        self._send(fn, value, actor)
-        return True
+        else:
+            self._send(fn, value, actor)
 
     def _send(self, fn: Callable[[Any, Any], Any], value: Any, actor: Any) -> None:
         ref = fn(actor, value)
