@@ -15,8 +15,9 @@ The pool's state, field by field (the invariants ``submit`` and ``_return_actor`
   pool and ``_busy`` has no entry for it.
 - ``_fetched``: values of in-flight calls already read (``get_next`` reads the ready ones
   after the one it returns in one ``get``); each is still in ``_in_flight`` until returned.
-- ``_per_call``: seconds one call takes on one actor, as the driver sees results come back
-  (a moving average; None before the second result).
+- ``_per_call``: actor -> seconds one of its calls takes, as the driver sees its results
+  come back (a moving average; absent before its second result); ``_last_result``: actor
+  -> ``perf_counter()`` of its last result in this map.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from sluice.exceptions import ActorDiedError
 # calls in batches (one write to the worker for many calls) rather than one at a time.
 _MAX_AHEAD = 32
 _HIDE_S = 0.002
-_MAP = 0  # the ``ahead`` of a map's submits: ``_depth()`` at the time
+_MAP = 0  # the ``ahead`` of a map's submits: each actor's ``_depth`` at the time
 
 
 class ActorPool:
@@ -65,8 +66,8 @@ class ActorPool:
         self._next_task = 0     # index the next submitted call gets
         self._next_return = 0   # index get_next returns next
         self._fetched: dict[Any, Any] = {}
-        self._per_call: float | None = None
-        self._last_result: float | None = None  # perf_counter() of the last result
+        self._per_call: dict[Any, float] = {}
+        self._last_result: dict[Any, float] = {}
 
     def map(self, fn: Callable[[Any, Any], Any], values: Iterable[Any]) -> Iterator[Any]:
         """Apply ``fn`` over the actors and ``values``; results in the order of ``values``.
@@ -75,6 +76,7 @@ class ActorPool:
         iterator must be consumed for every value to be computed.
         """
         self._drop_pending_results(ordered=True)
+        self._last_result.clear()  # the time since the last map is no call's
         for value in values:
             self._submit(fn, value, _MAP)
         return self._results(self.get_next)
@@ -82,6 +84,7 @@ class ActorPool:
     def map_unordered(self, fn: Callable[[Any, Any], Any], values: Iterable[Any]) -> Iterator[Any]:
         """As ``map``, but each result comes as soon as it is ready, in any order."""
         self._drop_pending_results(ordered=False)
+        self._last_result.clear()
         for value in values:
             self._submit(fn, value, _MAP)
         return self._results(self.get_next_unordered)
@@ -197,24 +200,25 @@ class ActorPool:
             except TimeoutError:
                 pass
 
-    def _depth(self) -> int:
-        """Calls a map keeps queued on one actor (see ``_MAX_AHEAD``)."""
-        if self._per_call is None:
+    def _depth(self, actor: Any) -> int:
+        """Calls a map keeps queued on ``actor`` (see ``_MAX_AHEAD``)."""
+        per_call = self._per_call.get(actor)
+        if per_call is None:
             return 2
-        return max(2, min(_MAX_AHEAD, 1 + math.ceil(_HIDE_S / max(self._per_call, 1e-7))))
+        return max(2, min(_MAX_AHEAD, 1 + math.ceil(_HIDE_S / max(per_call, 1e-7))))
 
     def _free_actor(self, ahead: int) -> Any | None:
-        """An actor holding fewer than ``ahead`` calls (``_MAP``: ``_depth()``; an idle one
-        first), or None."""
-        if ahead == _MAP:
-            ahead = self._depth()
+        """An idle actor, else the least busy one holding fewer than ``ahead`` calls
+        (``_MAP``: its ``_depth``), or None."""
         if self._idle:
             return self._idle.pop()
-        if ahead > 1 and self._busy:
-            actor = min(self._busy, key=self._busy.__getitem__)
-            if self._busy[actor] < ahead:
-                return actor
-        return None
+        best = None
+        if ahead != 1:
+            for actor, busy in self._busy.items():
+                limit = self._depth(actor) if ahead == _MAP else ahead
+                if busy < limit and (best is None or busy < self._busy[best]):
+                    best = actor
+        return best
 
     def _fill(self) -> None:
         """Start queued submits, in order, while an actor has room for the first."""
@@ -252,7 +256,7 @@ class ActorPool:
                 value = sluice.get(ref)
                 if read_ahead:
                     self._read_ready()
-            self._time_result()
+            self._time_result(actor)
             return value
         except ActorDiedError:
             alive = False
@@ -279,13 +283,15 @@ class ActorPool:
         """Count one call of ``actor`` done (``returned``) or add it anew; start queued submits."""
         if not alive:  # a dead actor leaves the pool, or submit would keep choosing it
             self._busy.pop(actor, None)
+            self._per_call.pop(actor, None)
+            self._last_result.pop(actor, None)
         elif not returned:
             self._idle.append(actor)
         else:
             left = self._busy.get(actor, 0) - 1
             if left > 0:
                 self._busy[actor] = left
-                if left > self._depth() // 2:
+                if left > self._depth(actor) // 2:
                     return  # still has calls queued: top it up later, in one batch
             else:
                 self._busy.pop(actor, None)
@@ -293,15 +299,14 @@ class ActorPool:
         self._fill()
 
 
-    def _time_result(self) -> None:
-        """Update ``_per_call`` from the time since the last result (calls run side by side
-        on the busy actors, so one call takes about that times their number)."""
+    def _time_result(self, actor: Any) -> None:
+        """Update ``actor``'s ``_per_call`` from the time since its last result."""
         now = time.perf_counter()
-        if self._last_result is not None:
-            per_call = (now - self._last_result) * max(1, len(self._busy))
-            self._per_call = per_call if self._per_call is None else (
-                0.8 * self._per_call + 0.2 * per_call)
-        self._last_result = now
+        last = self._last_result.get(actor)
+        if last is not None:
+            old = self._per_call.get(actor)
+            self._per_call[actor] = now - last if old is None else 0.8 * old + 0.2 * (now - last)
+        self._last_result[actor] = now
 
 
 def _key(ref: Any) -> Any:

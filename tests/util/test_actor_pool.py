@@ -171,3 +171,23 @@ def test_a_pool_works_in_tasks_and_actors() -> None:
     want = [2 * v for v in range(10)]
     assert sluice.get(pool_in_a_task.remote(actors)) == want
     assert sluice.get(PoolUser.remote().run.remote(actors)) == want
+
+
+@sluice.remote
+class Timed:
+    def __init__(self, seconds):
+        self.seconds = seconds
+
+    def run(self, v):
+        time.sleep(self.seconds)
+        return os.getpid()
+
+
+def test_a_slow_actor_is_given_few_values_ahead_so_the_fast_one_takes_the_rest() -> None:
+    slow, fast = Timed.remote(0.5), Timed.remote(0)
+    pool = ActorPool([slow, fast])
+    pids = list(pool.map_unordered(lambda a, v: a.run.remote(v), range(60)))
+    slow_pid = sluice.get(slow.run.remote(0))
+    # One value at a time would give the slow actor about one; Ray's pool, one in flight
+    # per actor, the same. Queued ahead blindly (32 per actor) it would get 30.
+    assert pids.count(slow_pid) <= 4, pids.count(slow_pid)
