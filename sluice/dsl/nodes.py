@@ -165,7 +165,9 @@ class ActorHandleNode(DAGNode):
     """An actor that already runs, as a graph node: ``handle.method.bind(x)`` calls it.
 
     Unlike a :class:`ClassNode`, a Plan of it creates no actor; its calls go to the
-    running actor, after the calls made on the handle before.
+    running actor, after the calls made on the handle before. The graph holds the handle
+    pickled, so (as after passing a handle to a task) the actor no longer stops when the
+    driver drops its handles: ``sluice.kill`` it when done.
     """
 
     def __init__(self, handle: Any):

@@ -578,6 +578,15 @@ def test_an_actor_pool_maps_over_its_actors_and_a_queue_carries_a_tasks_items() 
         sluice.kill(a)
 
 
+def test_a_bound_method_of_a_running_actor_calls_that_actor_from_a_plan() -> None:
+    c = Counter.remote(100)
+    with InputNode() as inp:
+        node = c.add.bind(c.add.bind(inp))  # a chain of two calls on the running actor
+    assert sluice.get(node.experimental_compile().execute(1), timeout=60) == 202
+    assert sluice.get(c.history.remote(), timeout=30) == [1, 101]
+    sluice.kill(c)
+
+
 def test_max_task_retries_reruns_a_call_whose_actor_died(backend: str, tmp_path: Path,
                                                          own_backend: str) -> None:
     if backend == "dask":
