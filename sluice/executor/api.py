@@ -171,7 +171,10 @@ def cancel(ref: ObjectRef, *, force: bool = False) -> None:
     """Cancel the task that computes ``ref``; its ``get`` raises ``TaskCancelledError``.
 
     A task not started yet never runs. A running task is abandoned (its result
-    discarded) unless ``force=True``, which kills its worker process.
+    discarded) unless ``force=True``, which kills its worker process; but not a task
+    running inside the ``get`` of the task that waits for it (in that task's process,
+    see ``sluice/executor/nesting.py``): killing it would kill that task too, so it is
+    abandoned.
     """
     if not isinstance(ref, ObjectRef):
         raise TypeError(f"cancel() takes an ObjectRef, got {_describe(ref)}")

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from multiprocessing.connection import wait
 from typing import TYPE_CHECKING, Any
 
 from sluice.executor import lookups
+from sluice.executor.nesting import START_HOLD_S
 from sluice.executor import protocol as P
 from sluice.executor.records import ActorRecord, TaskRecord, WorkerHandle
 from sluice.executor.resources import demand_key
@@ -73,9 +75,16 @@ class IOThread:
             if s.conns_changed:
                 with s.lock:
                     self.refresh()
-            ready = wait([self.wake_r, *self.conn_map])
+            hold = s.start_hold
+            timeout = None if hold is None else max(0.0, hold + START_HOLD_S - time.monotonic())
+            ready = wait([self.wake_r, *self.conn_map], timeout)
             if self.stopping:
                 return
+            if hold is not None and time.monotonic() >= hold + START_HOLD_S:
+                with s.lock:  # a held process start is due (Scheduler.holds_start)
+                    s.dispatch()
+                    s.flush_all()
+                    s.start_hold = None
             for c in ready:
                 if c == self.wake_r:
                     try:
@@ -153,9 +162,9 @@ class IOThread:
             elif code == P.DECREF:
                 s.ref_events.append((-1, msg[1]))
             elif code == P.SUBMIT:
-                self.nested_submit(msg)
+                self.nested_submit(msg, w)
             elif code == P.GET:
-                s.worker_get(w, msg[1], msg[2], False, len(msg[2]), False)
+                s.worker_get(w, msg[1], msg[2], False, len(msg[2]), False, len(msg) > 3 and msg[3])
             elif code == P.WAIT:
                 s.worker_get(w, msg[1], msg[2], True, msg[3], msg[4])
             elif code == P.PUT:
@@ -181,7 +190,7 @@ class IOThread:
                 s.slots_released(w, msg[1])
         s.apply_ref_events()
 
-    def nested_submit(self, msg: tuple) -> None:
+    def nested_submit(self, msg: tuple, w: WorkerHandle | None = None) -> None:
         _, fn_id, fn_bytes, blob, deps, contained, return_ids, options = msg
         s = self.s
         if fn_bytes is not None:
@@ -192,6 +201,7 @@ class IOThread:
         strategy = options.get("scheduling_strategy")
         task = TaskRecord(next(s.task_ids), fn_id, options["name"], blob, deps, contained, return_ids,
                           key, options["max_retries"], options["retry_exceptions"], [], strategy)
+        task.from_task = w is not None and w.lease is not None and w.actor is None
         if strategy is not None or key not in s.feasible:
             try:
                 s.check_task(key, strategy, f"task {options['name']}")

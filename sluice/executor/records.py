@@ -42,7 +42,7 @@ class TaskRecord:
     __slots__ = ("task_id", "fn_id", "name", "args_blob", "deps", "contained", "return_ids",
                  "key", "retries_left", "retry_exc", "unresolved", "worker", "actor", "method",
                  "cancelled", "pinned", "keep", "local_to", "chain", "chain_actors", "strategy",
-                 "lane")
+                 "lane", "from_task")
 
     def __init__(self, task_id: int, fn_id: int, name: str, args_blob: bytes, deps: list[int],
                  contained: tuple[int, ...], return_ids: list[int], key: ResourceKey,
@@ -72,13 +72,17 @@ class TaskRecord:
         # The ready queue it waits in: its demand, and its node when a hard affinity pins it
         # there (waiting for that node's room must not hold back tasks that may run elsewhere).
         self.lane: Any = key if strategy is None or strategy.soft else (key, strategy.node_id)
+        # Submitted by a task in a pool worker: never queued behind another task on a busy
+        # worker (that task may wait in a get, and the waiting task may run this one nested).
+        self.from_task = False
 
 
 class WorkerHandle:
     """A worker process as the driver sees it."""
 
     __slots__ = ("index", "proc", "conn", "out", "inflight", "lease", "gpu_ids", "known_fns",
-                 "blocked", "actor", "alive", "pending_gets", "queued_bytes", "unsent", "node")
+                 "blocked", "actor", "alive", "pending_gets", "queued_bytes", "unsent", "node",
+                 "nested", "nest_waits", "lent")
 
     def __init__(self, index: int, proc: subprocess.Popen, conn: Connection):
         self.index = index
@@ -96,6 +100,12 @@ class WorkerHandle:
         self.unsent = 0                      # task messages in ``out`` (not yet written)
         self.queued_bytes = 0                # argument bytes of in-flight tasks (bounds pipelining)
         self.node: Any = None                # the cluster node it runs on (None: the local runtime)
+        # A task waiting in a nested get may run the tasks it waits for itself (nesting.py).
+        # Its main thread is a stack: task, get, nested tasks, get, ... so these lists nest too.
+        self.nested: list[list[int]] = []    # per get depth, ids of the tasks sent to run inside
+                                             # that get (the first one runs), innermost last
+        self.nest_waits: list[WorkerRequest] = []  # gets that may run them, innermost last
+        self.lent = False                    # its lease's CPUs are lent out while it waits
 
 
 class ActorRecord:

@@ -211,7 +211,7 @@ class WorkerAPI:
 
     def request_objects(self, ids: list[int], timeout: float | None) -> list[tuple]:
         req = next(self.req_ids)
-        self.emit((P.GET, req, ids))
+        self.emit((P.GET, req, ids, self.may_nest(timeout)))
         return self.await_reply(req, timeout)
 
     def wait(self, refs: list[ObjectRef], num_returns: int, timeout: float | None) -> list[int]:
@@ -288,6 +288,14 @@ class WorkerAPI:
         return self.reader.read(local_name)
 
     # hooks the worker overrides
+    def may_nest(self, timeout: float | None) -> bool:
+        """Whether a get with ``timeout`` may run the tasks it waits for meanwhile."""
+        return False
+
+    def on_main_thread(self) -> bool:
+        """Whether the caller is this process's main thread (the one that reads the pipe)."""
+        return threading.current_thread() is self.main_thread
+
     def on_block(self) -> None:
         pass
 
