@@ -88,6 +88,17 @@ def test_a_blocked_get_in_an_actor_waits_for_a_task_to_put() -> None:
     assert sluice.get(taken) == list(range(20))
 
 
+@sluice.remote
+def queue_made_in_a_task(items):
+    q = Queue()
+    q.put_nowait_batch(items)
+    return q.get_nowait_batch(len(items))
+
+
+def test_a_task_can_make_and_use_its_own_queue() -> None:
+    assert sluice.get(queue_made_in_a_task.remote([1, 2, 3]), timeout=60) == [1, 2, 3]
+
+
 def test_a_blocked_get_does_not_stop_other_callers() -> None:
     q = Queue()
     waiting = Consumer.remote().take.remote(q, 1)
