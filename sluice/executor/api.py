@@ -165,12 +165,17 @@ def put(value: Any) -> ObjectRef:
     return runtime().put(value)
 
 
-def wait(refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: float | None = None
-         ) -> tuple[list[ObjectRef], list[ObjectRef]]:
+def wait(refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: float | None = None,
+         fetch_local: bool = True) -> tuple[list[ObjectRef], list[ObjectRef]]:
     """Split ``refs`` into (ready, not ready) once ``num_returns`` are ready or ``timeout`` passes.
 
     Both lists keep the order of ``refs``; ``ready`` holds at most ``num_returns`` refs.
+    ``fetch_local`` is accepted for Ray's programs and changes nothing: a ref is ready
+    once its value is stored on any node (Ray's ``fetch_local=False``); ``get`` copies it
+    to this node then.
     """
+    if not isinstance(fetch_local, bool):
+        raise TypeError(f"wait(fetch_local={fetch_local!r}) takes True or False")
     if isinstance(refs, ObjectRef) or not isinstance(refs, (list, tuple)) \
             or not all(isinstance(r, ObjectRef) for r in refs):
         raise TypeError(f"wait() takes a list of ObjectRefs, got {_describe(refs)}")

@@ -31,7 +31,7 @@ from sluice.executor.object_ref import ObjectRef
 from sluice.executor.placement import LocalPlacement, StoreLocations
 from sluice.executor.process import start_template
 from sluice.executor.records import PENDING, ActorRecord, JobInfo, TaskRecord, anonymous_namespace, job_id_hex
-from sluice.executor.resources import NodeResources, ResourceKey, demand_key
+from sluice.executor.resources import NodeResources, ResourceKey, demand_key, with_default_memory
 from sluice.executor.runtime_env import RuntimeEnvs
 from sluice.executor.scheduler import Scheduler
 from sluice.store import serialization, shm
@@ -72,7 +72,7 @@ class Runtime:
         self.session = shm.new_session_id()
         cpus = float(num_cpus if num_cpus is not None else (os.cpu_count() or 1))
         gpus = float(num_gpus if num_gpus is not None else detect_gpus())
-        total = {"CPU": cpus, "GPU": gpus, **(resources or {})}
+        total = with_default_memory({"CPU": cpus, "GPU": gpus, **(resources or {})})
         for name, amount in total.items():
             if amount < 0:
                 raise ValueError(f"init: resource {name!r}={amount} must not be negative")
