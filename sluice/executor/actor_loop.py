@@ -52,7 +52,7 @@ class ActorLoop:
     async def _call(self, msg: tuple) -> None:
         from sluice.executor.calls import decode_call
 
-        _, task_id, method, args_blob, deps, return_ids, name = msg
+        _, task_id, method, args_blob, deps, return_ids, name, stream = msg
         w = self.worker
         start = time.perf_counter()
         async with self.semaphore:
@@ -65,6 +65,8 @@ class ActorLoop:
                 value = getattr(w.actor, method)(*args, **kwargs)
                 if inspect.isawaitable(value):
                     value = await value
+                if stream is not None:
+                    value = await w.streams.run_async(task_id, value, stream)
             except Exception as err:
                 w.fail_call(task_id, name, err, start)
             else:

@@ -57,6 +57,7 @@ from sluice.exceptions import (
     UnsupportedOnBackendError,
     WorkerCrashedError,
 )
+from sluice.executor.worker_api import refuse_streaming
 from sluice.executor.backend import ActorInfo, ChainHop, ObjectLocation
 from sluice.executor.calls import encode_call, load_function
 from sluice.executor.counting import HandleCounts, RefCounts
@@ -252,6 +253,7 @@ class DaskRuntime(DaskClusterInfo):
     def submit_task(self, fn_id: int, fn_bytes: bytes, name: str, args: tuple, kwargs: dict,
                     options: dict) -> list[ObjectRef]:
         """Submit ``fn(*args, **kwargs)`` as a Dask task; returns one ref per declared return value."""
+        refuse_streaming(options, f"task {name}", "on the Dask backend")
         resources = self._resources(options, f"task {name}")
         placed = self._placement(options, f"task {name}")
         retry = self._retry(options, name)
@@ -303,6 +305,7 @@ class DaskRuntime(DaskClusterInfo):
     def submit_actor_task(self, actor_id: int, method: str, name: str, args: tuple, kwargs: dict,
                           options: dict) -> list[ObjectRef]:
         """Call ``method`` on an actor; calls from this runtime start in the order they were made."""
+        refuse_streaming(options, f"actor method {name}", "on the Dask backend")
         n = options["num_returns"]
         self._sync()
         actor = self._actor(actor_id)

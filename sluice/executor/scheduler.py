@@ -38,6 +38,7 @@ from sluice.exceptions import (
 )
 from sluice.executor import protocol as P
 from sluice.executor.actors import ActorManager
+from sluice.executor.generators import StreamTable
 from sluice.executor.objects import ObjectTable
 from sluice.executor.placement import (
     LineageKeeper,
@@ -68,7 +69,7 @@ PIPELINE_BYTES = 128 * 1024
 """At most this many argument bytes wait on a busy worker (its socket buffer holds ~200 KB)."""
 
 
-class Scheduler(ObjectTable):
+class Scheduler(ObjectTable, StreamTable):
     """Owns every object, task, worker and actor of one driver (or cluster head).
 
     ``resources``: the totals of all nodes, for feasibility checks; ``placement``,
@@ -83,7 +84,8 @@ class Scheduler(ObjectTable):
                  "objects", "tasks", "ready", "workers", "clients", "feasible", "actors", "named",
                  "functions", "durations", "dirty", "task_ids", "worker_index", "ref_events",
                  "requests", "releasing", "chains_in_flight", "actor_handle_events", "retired",
-                 "slot_released", "inbox", "conns_changed", "closed", "has_gpus", "actor_manager")
+                 "slot_released", "inbox", "conns_changed", "closed", "has_gpus", "actor_manager",
+                 "streams", "streams_closing")
 
     def __init__(self, session: str, resources: ResourceTotals, placement: Placement,
                  locations: ObjectLocations, io: WorkerIO, lineage: LineageKeeper | None = None):
@@ -120,6 +122,8 @@ class Scheduler(ObjectTable):
         # With GPUs in the runtime every task is told its GPU ids ([] hides them all, as Ray does).
         self.has_gpus = resources.total.get("GPU", 0) > 0
         self.actor_manager = ActorManager(self)        # the actor half: shares this state and lock
+        self.streams: dict[int, Any] = {}              # generator id -> Stream (generators.py)
+        self.streams_closing: list[int] = []           # generators dropped while the lock was held
 
     def locked(self) -> _Locked:
         """``with scheduler.locked():`` holds the lock, then applies worker batches queued meanwhile."""
@@ -351,7 +355,7 @@ class Scheduler(ObjectTable):
         w.unsent += 1
         w.out.append((P.TASK, task.task_id, task.fn_id, fn_bytes, task.args_blob, deps,
                       task.return_ids, task.retry_exc, w.gpu_ids if self.has_gpus else None,
-                      task.name))
+                      task.name, None if task.stream is None else task.stream.dispatch_field()))
         if len(w.out) >= FLUSH_AT:
             self.send(w)
         else:
@@ -515,7 +519,13 @@ class Scheduler(ObjectTable):
             return
         task = entry.producer
         if task.actor is not None:
-            return  # actor calls run in order; Ray does not cancel them either
+            if task.stream is not None and task.worker is not None:  # a running generator method
+                task.cancelled = True
+                task.worker.out.append((P.CANCEL_TASK, task.task_id))
+                self.send(task.worker)
+                self.add_object(oid, (P.DEP_ERROR, serialization.dumps(
+                    TaskCancelledError(f"actor method {task.name} was cancelled"))), ())
+            return  # other actor calls run in order; Ray does not cancel them either
         blob = serialization.dumps(TaskCancelledError(f"task {task.name} was cancelled"))
         task.cancelled = True
         # Waiting for an input, or queued on the worker making it (it may report the cancel

@@ -24,6 +24,7 @@ from sluice.executor import context, protocol as P
 from sluice.executor.calls import decode_call, load_function, split_returns
 from sluice.executor.chains import ChainLink, run_link
 from sluice.executor.lifeline import die_with_parent, exit_on_hangup
+from sluice.executor.streaming import WorkerStreams
 from sluice.executor.worker_api import WorkerAPI
 from sluice.store import serialization, shm
 
@@ -62,6 +63,7 @@ class Worker(WorkerAPI):
         self.last_poll = 0.0
         self.held_slots: set[str] = set()      # slots to recycle once our views of them die
         self.link: ChainLink | None = None     # chain socket and table, from the first CHAIN_SETUP
+        self.streams = WorkerStreams(self)     # streaming calls running here (executor/streaming.py)
 
     # -- the main loop ---------------------------------------------------------------
     def run(self) -> None:
@@ -143,6 +145,10 @@ class Worker(WorkerAPI):
                 if len(kept) != len(self.local):
                     self.local = kept
                     self.emit((P.FAILED, msg[1], b"", False, 0.0))
+                else:
+                    self.streams.on_cancel(msg[1])  # a running generator stops at its next item
+            elif code == P.GEN_ACK:
+                self.streams.on_ack(msg[1], msg[2])
             elif code == P.RECYCLE:
                 self.held_slots.update(msg[1])
                 self.check_held_slots()
@@ -179,7 +185,7 @@ class Worker(WorkerAPI):
         return fn
 
     def run_task(self, msg: tuple) -> None:
-        _, task_id, fn_id, fn_bytes, args_blob, deps, return_ids, retry_exc, gpu_ids, name = msg
+        _, task_id, fn_id, fn_bytes, args_blob, deps, return_ids, retry_exc, gpu_ids, name, stream = msg
         start = time.perf_counter()
         try:
             fn = self.function(fn_id, fn_bytes)
@@ -187,6 +193,8 @@ class Worker(WorkerAPI):
             if gpu_ids is not None:
                 set_visible_gpus(gpu_ids)
             value = fn(*args, **kwargs)
+            if stream is not None:
+                value = self.streams.run(task_id, value, stream, True)
             results = self.encode_results(name, value, return_ids)
         except DependencyFailed as dep:
             self.record_failure(task_id, return_ids, dep.blob, False, start)
@@ -275,7 +283,8 @@ class Worker(WorkerAPI):
     def setup_actor_concurrency(self, cls: type, max_concurrency: int | None) -> None:
         import inspect
 
-        is_async = any(inspect.iscoroutinefunction(m) for _, m in inspect.getmembers(cls, inspect.isfunction))
+        is_async = any(inspect.iscoroutinefunction(m) or inspect.isasyncgenfunction(m)
+                       for _, m in inspect.getmembers(cls, inspect.isfunction))
         if is_async:
             from sluice.executor.actor_loop import ActorLoop
 
@@ -292,7 +301,7 @@ class Worker(WorkerAPI):
             self.actor_pool.submit(self.run_actor_call, msg, True)
 
     def run_actor_call(self, msg: tuple, flush_now: bool = False) -> None:
-        _, task_id, method, args_blob, deps, return_ids, name = msg
+        _, task_id, method, args_blob, deps, return_ids, name, stream = msg
         start = time.perf_counter()
         if self.actor_error is not None:
             self.emit((P.FAILED, task_id, self.actor_error, False, 0.0))
@@ -300,6 +309,8 @@ class Worker(WorkerAPI):
             try:
                 args, kwargs = decode_call(args_blob, self.resolve_deps(deps))
                 value = self.call_method(method, args, kwargs)
+                if stream is not None:
+                    value = self.streams.run(task_id, value, stream, not flush_now)
             except Exception as err:
                 self.fail_call(task_id, name, err, start)
             else:
@@ -344,6 +355,13 @@ class Worker(WorkerAPI):
             self.flush()
         elif timeout is not None:
             raise GetTimeoutError("timed out")
+
+    def emit(self, msg: tuple) -> None:
+        if self.streams.running:  # the stream flusher may swap the outbox meanwhile
+            with self.send_lock:
+                self.outbox.append(msg)
+        else:
+            self.outbox.append(msg)
 
     def flush(self) -> None:
         super().flush()

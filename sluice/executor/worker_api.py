@@ -25,10 +25,20 @@ from sluice.executor.resources import ResourceKey
 from sluice.store import serialization, shm
 
 
+def refuse_streaming(options: dict, what: str, where: str) -> None:
+    """Raise for a streaming generator call where this backend cannot stream it."""
+    if options["num_returns"] == "streaming":
+        raise NotImplementedError(
+            f"{what} is a streaming generator (num_returns=\"streaming\"), which sluice streams to "
+            f"a local driver only, not {where} yet; call it from a driver of sluice.init(), or "
+            f"set num_returns=N for a generator of N items")
+
+
 class WorkerAPI:
     """The Backend of a worker process: every call a message to the driver (``Runtime``)."""
 
     is_driver = False
+    where = "from inside a task or actor"
 
     def __init__(self, conn: Connection, session: str, index: int):
         self.conn = conn
@@ -83,6 +93,7 @@ class WorkerAPI:
     # -- submissions -----------------------------------------------------------------
     def submit_task(self, fn_id: int, fn_bytes: bytes, name: str, args: tuple, kwargs: dict,
                     options: dict) -> list[ObjectRef]:
+        refuse_streaming(options, f"task {name}", self.where)
         blob, deps, contained, keep = encode_call(name, args, kwargs, self.put)
         return_ids = [self.new_object_id() for _ in range(options["num_returns"])]
         send_fn = None if fn_id in self.sent_functions else fn_bytes
@@ -106,6 +117,7 @@ class WorkerAPI:
 
     def submit_actor_task(self, actor_id: int, method: str, name: str, args: tuple, kwargs: dict,
                           options: dict) -> list[ObjectRef]:
+        refuse_streaming(options, f"actor method {name}", self.where)
         blob, deps, contained, keep = encode_call(name, args, kwargs, self.put)
         return_ids = [self.new_object_id() for _ in range(options["num_returns"])]
         refs = self._announce_refs(return_ids)
