@@ -31,7 +31,7 @@ def worker_and_driver() -> Iterator[tuple[Worker, Connection]]:
 def task(task_id: int, fn: tuple[int, bytes] | None, fn_id: int, arg: int) -> tuple:
     blob, _, _, _ = encode_call("double", (arg,), {}, None)
     return (P.TASK, task_id, fn_id, fn[1] if fn else None, blob, [], [100 + task_id], False, None,
-            "double")
+            "double", None)
 
 
 def test_a_function_that_arrives_with_a_bounced_task_is_kept(worker_and_driver) -> None:
