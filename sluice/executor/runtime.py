@@ -292,6 +292,14 @@ class Runtime:
         """Values of ``refs`` (zero-copy views for arrays and tables); raises task errors."""
         ids = [r.id for r in refs]
         s = self.scheduler
+        if len(ids) == 1:  # one ref already there (a generator's item, say): one locked visit
+            with s.locked():
+                s.apply_ref_events()
+                entry = s.objects.get(ids[0])
+                spec = self.read_spec(ids[0]) if entry is not None and entry.state != PENDING \
+                    else None
+            if spec is not None:
+                return [self.materialize(spec)]
         event = threading.Event()
         with s.locked():
             s.apply_ref_events()
@@ -355,8 +363,6 @@ class Runtime:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             with s.locked():
-                s.apply_ref_events()
-                s.flush_all()
                 while s.streams_closing:
                     s.close_stream(s.streams_closing.pop())
                 oid, ended = s.take_stream_item(gid)
@@ -368,6 +374,8 @@ class Runtime:
                     return ref
                 if ended:
                     return None
+                s.apply_ref_events()
+                s.flush_all()  # nothing there yet: send what is batched before waiting
                 event = s.streams[gid].event
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0 or not event.wait(left):
