@@ -9,8 +9,11 @@ With a ``threshold``, the worker stops asking the generator for more while that 
 items are unconsumed (the driver acknowledges each one taken with GEN_ACK). A
 CANCEL_TASK for a running stream closes its generator at the next item.
 
-Items are batched like results, but a flusher thread sends any item left waiting
-for more than ``FLUSH_INTERVAL``, so a slow producer's item never waits for the next.
+Items are batched like results: the producing thread sends what is waiting once
+``FLUSH_INTERVAL`` passed since the last write, so a slow producer's every item goes at
+once; a flusher thread sends an item that a burst left waiting while the generator
+stalls (within ``FLUSHER_PERIOD``). It wakes rarely, so it seldom takes the GIL from a
+fast producer.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ from sluice.executor import protocol as P
 
 FLUSH_INTERVAL = 0.001
 """An item is never held back longer than this waiting for others to share its write."""
+
+FLUSHER_PERIOD = 0.005
+"""How often the flusher thread looks for items left waiting."""
 
 POLL_INTERVAL = 0.0005
 """A generator running on the main thread looks for GEN_ACK and CANCEL_TASK this often."""
@@ -155,8 +161,8 @@ class WorkerStreams:
         w = self.worker
         while True:
             self.active.wait()
-            time.sleep(FLUSH_INTERVAL)
-            if w.outbox:
+            time.sleep(FLUSHER_PERIOD)
+            if w.outbox and time.perf_counter() - w.last_flush > FLUSH_INTERVAL:
                 w.flush()
 
 
