@@ -119,6 +119,8 @@ class RemoteFunction:
         are checked against the signature here, as at ``.remote()``."""
         from sluice.dsl.nodes import FunctionNode
 
+        if self._options["num_returns"] == STREAMING:
+            raise TypeError(streaming_bind_error(f"{self._name}.bind()"))
         self._check_call(f"{self._name}.bind()", args, kwargs)
         return FunctionNode(self, args, kwargs)
 
@@ -156,6 +158,13 @@ def _rebuild(pickled: tuple[int, bytes], given: dict, name: str, digest: str | N
     rf._digest = digest
     rf._arity = arity  # the lazy function's own signature would accept anything
     return rf
+
+
+def streaming_bind_error(call: str) -> str:
+    """The message for a streaming generator bound into a graph."""
+    return (f"{call}: a streaming generator (num_returns=\"streaming\", the default for "
+            "generator functions) cannot be a graph node; call it with .remote() and iterate "
+            "the ObjectRefGenerator, or bind .options(num_returns=N) for N items")
 
 
 def _workflow_only(given: dict) -> tuple[str, ...]:

@@ -242,3 +242,22 @@ def test_a_dropped_generator_frees_its_items_and_unblocks_its_producer(tmp_path:
     sluice.get(next(gen))
     del gen  # the producer, paused by backpressure, runs to its end
     assert wait_until(lambda: _read_int(progress) == 29)
+
+
+@sluice.remote
+def consumes_a_generator_inside() -> None:
+    count.remote(3)
+
+
+def test_a_generator_started_inside_a_task_is_refused_clearly() -> None:
+    with pytest.raises(NotImplementedError, match="from inside a task"):
+        sluice.get(consumes_a_generator_inside.remote())
+
+
+def test_a_generator_cannot_be_bound_into_a_graph_and_bad_options_are_named() -> None:
+    with pytest.raises(TypeError, match="cannot be a graph node"):
+        count.bind(3)
+    with pytest.raises(ValueError, match="_generator_backpressure_num_objects=0"):
+        count.options(_generator_backpressure_num_objects=0)
+    with pytest.raises(ValueError, match="num_returns='many'"):
+        count.options(num_returns="many")
