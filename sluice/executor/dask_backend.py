@@ -57,7 +57,6 @@ from sluice.exceptions import (
     UnsupportedOnBackendError,
     WorkerCrashedError,
 )
-from sluice.executor.worker_api import refuse_streaming
 from sluice.executor.backend import ActorInfo, ChainHop, ObjectLocation
 from sluice.executor.calls import encode_call, load_function
 from sluice.executor.counting import HandleCounts, RefCounts
@@ -76,6 +75,7 @@ from sluice.executor.dask_tasks import (
     task_name,
     where_held,
 )
+from sluice.executor.generators import refuse_streaming
 from sluice.executor.object_ref import OWNER_SHIFT, ObjectRef
 
 ACTOR_DATASET = "sluice-actor-{:016x}"

@@ -24,17 +24,23 @@ before is dropped here too.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sluice.executor import protocol as P
 from sluice.executor.object_ref import ObjectRef
 from sluice.executor.records import PENDING, TaskRecord, Waiter, WorkerHandle
 
-if TYPE_CHECKING:
-    from sluice.executor.scheduler import Scheduler
-
 NO_LIMIT = 1 << 62
 """An acknowledgement that lets a producer run to its end (its generator was dropped)."""
+
+
+def refuse_streaming(options: dict, what: str, where: str) -> None:
+    """Raise for a streaming generator call where this backend cannot stream it."""
+    if options["num_returns"] == "streaming":
+        raise NotImplementedError(
+            f"{what} is a streaming generator (num_returns=\"streaming\"), which sluice streams to "
+            f"a local driver only, not {where} yet; call it from a driver of sluice.init(), or "
+            f"set num_returns=N for a generator of N items")
 
 
 class Stream:
@@ -57,17 +63,18 @@ class Stream:
 
 
 class StreamTable:
-    """The stream half of the scheduler (a mixin sharing its state and lock)."""
+    """The stream half of the scheduler (a mixin of
+    :class:`~sluice.executor.scheduler.Scheduler`, sharing its state and lock)."""
 
-    __slots__ = ()
+    __slots__ = ()  # the state is the scheduler's (its ``streams``)
 
-    def open_stream(self: Scheduler, task: TaskRecord, threshold: int | None) -> Stream:
+    def open_stream(self, task: TaskRecord, threshold: int | None) -> Stream:
         """Track ``task``'s items; call before it is submitted."""
         st = task.stream = Stream(task, threshold)
         self.streams[task.return_ids[0]] = st
         return st
 
-    def watch_stream_end(self: Scheduler, task: TaskRecord) -> None:
+    def watch_stream_end(self, task: TaskRecord) -> None:
         """Wake the stream's consumer when its call ends (after ``submit`` made the entry)."""
         entry = self.objects.get(task.return_ids[0])
         if entry is not None and entry.state == PENDING:
@@ -75,12 +82,12 @@ class StreamTable:
         else:
             task.stream.event.set()
 
-    def stream_item(self: Scheduler, w: WorkerHandle, task_id: int, index: int, oid: int,
+    def stream_item(self, w: WorkerHandle, task_id: int, index: int, oid: int,
                     spec: tuple, contained: tuple) -> None:
         """Item ``index`` of call ``task_id`` arrived as object ``oid``."""
         task = w.inflight.get(task_id)
         st = task.stream if task is not None else None
-        if st is None or st.closed or task.cancelled or index != len(st.items):
+        if task is None or st is None or st.closed or task.cancelled or index != len(st.items):
             self.add_object(oid, spec, contained, stored_by=w)  # no entry: freed at once
             return
         self.new_entry(oid, None).refs += 1   # the stream's hold until it is consumed
@@ -88,7 +95,7 @@ class StreamTable:
         st.items.append(oid)
         st.event.set()
 
-    def take_stream_item(self: Scheduler, gid: int) -> tuple[int | None, bool]:
+    def take_stream_item(self, gid: int) -> tuple[int | None, bool]:
         """``(object id, False)`` of the next item; ``(None, True)`` at the end (the generator
         id itself first if the call failed); ``(None, False)`` when none arrived yet.
 
@@ -117,7 +124,7 @@ class StreamTable:
             return None, True
         return None, False
 
-    def stream_ready(self: Scheduler, gid: int) -> bool:
+    def stream_ready(self, gid: int) -> bool:
         """Whether ``next`` on the stream would return at once (an item, or its end)."""
         st = self.streams.get(gid)
         if st is None or st.consumed < len(st.items):
@@ -125,7 +132,7 @@ class StreamTable:
         entry = self.objects.get(gid)
         return entry is None or entry.state != PENDING
 
-    def close_stream(self: Scheduler, gid: int) -> None:
+    def close_stream(self, gid: int) -> None:
         """The consumer dropped its generator: release the items it never took."""
         st = self.streams.pop(gid, None)
         if st is None:
@@ -203,7 +210,7 @@ class ObjectRefGenerator:
             except Exception:  # interpreter shutdown, or the runtime is gone
                 pass
 
-    def __reduce__(self):
+    def __reduce__(self) -> Any:
         raise TypeError("an ObjectRefGenerator cannot be passed to a task or stored (as in Ray); "
                         "iterate it here and pass the item refs")
 

@@ -20,18 +20,10 @@ from sluice.executor import protocol as P
 from sluice.executor.backend import ActorInfo, ChainHop, NodeInfo, ObjectLocation
 from sluice.executor.calls import encode_call
 from sluice.executor.counting import RefCounts
+from sluice.executor.generators import refuse_streaming
 from sluice.executor.object_ref import OWNER_SHIFT, ObjectRef
 from sluice.executor.resources import ResourceKey
 from sluice.store import serialization, shm
-
-
-def refuse_streaming(options: dict, what: str, where: str) -> None:
-    """Raise for a streaming generator call where this backend cannot stream it."""
-    if options["num_returns"] == "streaming":
-        raise NotImplementedError(
-            f"{what} is a streaming generator (num_returns=\"streaming\"), which sluice streams to "
-            f"a local driver only, not {where} yet; call it from a driver of sluice.init(), or "
-            f"set num_returns=N for a generator of N items")
 
 
 class WorkerAPI:
