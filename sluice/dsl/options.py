@@ -114,12 +114,16 @@ def _retry_spec(value: Any, where: str) -> Any:
                      "exception types")
 
 
-def method(*, num_returns: int | str = 1, _generator_backpressure_num_objects: int | None = None):
-    """Set per-method options on an actor method: ``@sluice.method(num_returns=2)``."""
+def method(*, num_returns: int | str | None = None,
+           _generator_backpressure_num_objects: int | None = None):
+    """Set per-method options on an actor method: ``@sluice.method(num_returns=2)``
+    (unset, a generator method streams: ``num_returns="streaming"``)."""
     def decorate(fn):
-        fn.__sluice_method_options__ = {"num_returns": num_returns}
+        opts: dict[str, Any] = {}
+        if num_returns is not None:
+            opts["num_returns"] = num_returns
         if _generator_backpressure_num_objects is not None:
-            fn.__sluice_method_options__["_generator_backpressure_num_objects"] = \
-                _generator_backpressure_num_objects
+            opts["_generator_backpressure_num_objects"] = _generator_backpressure_num_objects
+        fn.__sluice_method_options__ = opts
         return fn
     return decorate

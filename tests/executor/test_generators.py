@@ -261,3 +261,26 @@ def test_a_generator_cannot_be_bound_into_a_graph_and_bad_options_are_named() ->
         count.options(_generator_backpressure_num_objects=0)
     with pytest.raises(ValueError, match="num_returns='many'"):
         count.options(num_returns="many")
+
+
+@sluice.remote(max_concurrency=2)
+class ThreadedProducer:
+    @sluice.method(_generator_backpressure_num_objects=2)
+    def items(self, progress: str, n: int):
+        for i in range(n):
+            Path(progress).write_text(str(i))
+            yield i
+
+    def ping(self) -> str:
+        return "pong"
+
+
+def test_a_threaded_actor_streams_with_backpressure_and_serves_other_calls(tmp_path: Path) -> None:
+    progress = str(tmp_path / "progress")
+    p = ThreadedProducer.remote()
+    gen = p.items.remote(progress, 10)
+    assert sluice.get(next(gen)) == 0
+    assert wait_until(lambda: _read_int(progress) >= 2)
+    assert sluice.get(p.ping.remote()) == "pong"  # while the generator is paused
+    assert _read_int(progress) <= 1 + 2
+    assert [sluice.get(r) for r in gen] == list(range(1, 10))
