@@ -141,12 +141,12 @@ class StreamTable:
         for oid in st.items[st.consumed:]:
             self.ref_events.append((-1, oid))
         st.items = []
+        st.consumed = NO_LIMIT  # a producer started (or retried) later never pauses either
         task = st.task
         w = task.worker
         if st.threshold and w is not None and w.alive:  # never leave a producer paused
             w.out.append((P.GEN_ACK, task.task_id, NO_LIMIT))
             self.send(w)
-        task.stream = None
 
 
 class ObjectRefGenerator:
