@@ -284,3 +284,31 @@ def test_a_threaded_actor_streams_with_backpressure_and_serves_other_calls(tmp_p
     assert sluice.get(p.ping.remote()) == "pong"  # while the generator is paused
     assert _read_int(progress) <= 1 + 2
     assert [sluice.get(r) for r in gen] == list(range(1, 10))
+
+
+@sluice.remote
+class EndlessActor:
+    def items(self, closed: str):
+        try:
+            i = 0
+            while True:
+                yield i
+                i += 1
+        finally:
+            Path(closed).write_text("closed")
+
+    def ping(self) -> str:
+        return "pong"
+
+
+def test_cancel_stops_a_running_actor_method_generator(tmp_path: Path) -> None:
+    closed = str(tmp_path / "closed")
+    a = EndlessActor.remote()
+    gen = a.items.remote(closed)
+    assert sluice.get(next(gen)) == 0
+    sluice.cancel(gen)
+    assert wait_until(lambda: os.path.exists(closed))
+    with pytest.raises(TaskCancelledError):
+        for ref in gen:
+            sluice.get(ref)
+    assert sluice.get(a.ping.remote()) == "pong"  # the actor lives on and serves calls
