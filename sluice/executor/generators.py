@@ -93,7 +93,8 @@ class StreamTable:
         self.new_entry(oid, None).refs += 1   # the stream's hold until it is consumed
         self.add_object(oid, spec, contained, stored_by=w)
         st.items.append(oid)
-        st.event.set()
+        if not st.event.is_set():  # set until the consumer next waits: once per batch
+            st.event.set()
 
     def take_stream_item(self, gid: int) -> tuple[int | None, bool]:
         """``(object id, False)`` of the next item; ``(None, True)`` at the end (the generator

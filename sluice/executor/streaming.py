@@ -162,7 +162,7 @@ class WorkerStreams:
         while True:
             self.active.wait()
             time.sleep(FLUSHER_PERIOD)
-            if w.outbox and time.perf_counter() - w.last_flush > FLUSH_INTERVAL:
+            if self.running and w.outbox and time.perf_counter() - w.last_flush > FLUSH_INTERVAL:
                 w.flush()
 
 

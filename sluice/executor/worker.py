@@ -357,7 +357,7 @@ class Worker(WorkerAPI):
             raise GetTimeoutError("timed out")
 
     def emit(self, msg: tuple) -> None:
-        if self.streams.running:  # the stream flusher may swap the outbox meanwhile
+        if self.streams.flusher is not None:  # the stream flusher may swap the outbox meanwhile
             with self.send_lock:
                 self.outbox.append(msg)
         else:
