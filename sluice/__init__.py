@@ -26,6 +26,7 @@ from sluice.executor.api import (
     shutdown,
     wait,
 )
+from sluice.executor.generators import ObjectRefGenerator
 from sluice.executor.object_ref import ObjectRef
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ __all__ = [
     "MultiOutputNode",
     "Plan",
     "ObjectRef",
+    "ObjectRefGenerator",
     "RemoteFunction",
     "available_resources",
     "cancel",
