@@ -28,6 +28,7 @@ from sluice.executor.api import (
 )
 from sluice.executor.generators import ObjectRefGenerator
 from sluice.executor.object_ref import ObjectRef
+from sluice.executor.runtime_context import RuntimeContext, get_runtime_context
 
 if TYPE_CHECKING:
     from sluice.compiler.plan import Plan
@@ -57,6 +58,7 @@ __all__ = [
     "ObjectRef",
     "ObjectRefGenerator",
     "RemoteFunction",
+    "RuntimeContext",
     "available_resources",
     "cancel",
     "cluster_resources",
@@ -65,6 +67,7 @@ __all__ = [
     "get",
     "get_actor",
     "get_gpu_ids",
+    "get_runtime_context",
     "init",
     "is_initialized",
     "kill",

@@ -32,14 +32,16 @@ CHAIN_SETUP = 13    # (CHAIN_SETUP, chain_id, hops, socket directory, driver's c
                     #  see executor/chains.py and chain_table.py
 CHAIN_FORGET = 15   # (CHAIN_FORGET, [chain ids]) set-ups the driver will not run again
 CANCEL_TASK = 11    # (CANCEL_TASK, task_id) drop it if not started (answered with FAILED)
-GEN_ACK = 17        # (GEN_ACK, task_id, consumed) a streaming call's items taken so far
+GEN_ACK = 48        # (GEN_ACK, task_id, consumed) a streaming call's items taken so far
 RECYCLE = 10        # (RECYCLE, [slot names]) say RELEASED once no value read from them is alive
+NESTED = 17         # (NESTED, depth, TASK message) run it inside the get at that depth of the
+                    #  worker's main thread: a task that get waits for (executor/nesting.py)
 
 # worker -> driver
 DONE = 20           # (DONE, task_id, [result spec], seconds)
 FAILED = 21         # (FAILED, task_id, error_blob, retryable, seconds)
 SUBMIT = 22         # (SUBMIT, fn_id, fn_bytes|None, args_blob, deps, contained, return_ids, options)
-GET = 23            # (GET, req_id, [ids])
+GET = 23            # (GET, req_id, [ids], nest): nest: the get may run NESTED tasks meanwhile
 INCREF = 24         # (INCREF, id)
 DECREF = 25         # (DECREF, id)
 PUT = 26            # (PUT, id, result spec)
@@ -54,7 +56,7 @@ KILL = 35           # (KILL, actor_id, no_restart)
 CANCEL = 36         # (CANCEL, object_id, force)
 RELEASED = 37       # (RELEASED, [slot names]) this process holds no view of them any more
 ACTOR_HANDLE = 39   # (ACTOR_HANDLE, +1 | -1 | 0 pickled, actor_id) a cluster driver's actor handles
-GEN_ITEM = 40       # (GEN_ITEM, task_id, index, object_id, result spec, contained) one yielded item
+GEN_ITEM = 49       # (GEN_ITEM, task_id, index, object_id, result spec, contained) one yielded item
 PULLED = 38         # (PULLED, object_id, segment name) a copy now lives in this node's store (cluster)
 
 # datagrams on chain sockets: actor -> actor, actor -> driver
