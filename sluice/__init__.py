@@ -26,6 +26,7 @@ from sluice.executor.api import (
     shutdown,
     wait,
 )
+from sluice.executor.generators import ObjectRefGenerator
 from sluice.executor.object_ref import ObjectRef
 from sluice.executor.runtime_context import RuntimeContext, get_runtime_context
 
@@ -59,6 +60,7 @@ __all__ = [
     "MultiOutputNode",
     "Plan",
     "ObjectRef",
+    "ObjectRefGenerator",
     "RemoteFunction",
     "RuntimeContext",
     "available_resources",

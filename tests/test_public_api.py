@@ -6,7 +6,7 @@ import sluice
 
 EXPECTED = {
     "ActorClass", "ActorHandle", "DAGNode", "InputNode", "MultiOutputNode", "Plan", "compile",
-    "ObjectRef", "RemoteFunction", "available_resources", "cancel",
+    "ObjectRef", "ObjectRefGenerator", "RemoteFunction", "available_resources", "cancel",
     "cluster_resources", "exceptions", "get", "get_actor", "get_gpu_ids", "init",
     "is_initialized", "kill", "method", "nodes", "put", "remote", "shutdown", "wait",
     "RuntimeContext", "get_runtime_context",

@@ -92,6 +92,9 @@ def _method_table(cls: type) -> dict[str, dict]:
         if name.startswith("__") and name != "__call__":
             continue
         opts = getattr(member, "__sluice_method_options__", {})
+        if "num_returns" not in opts and (inspect.isgeneratorfunction(member)
+                                          or inspect.isasyncgenfunction(member)):
+            opts = {**opts, "num_returns": "streaming"}  # Ray's default for generator methods
         label = f"{cls.__qualname__}.{name}"
         table[name] = normalize("actor method", opts, METHOD_DEFAULTS, label)
         table[name]["_arity"] = method_arity(cls, name, member, label)

@@ -136,6 +136,10 @@ class _MethodBinder:
     def bind(self, *args: Any, **kwargs: Any) -> ClassMethodNode:
         """A call of this method in the graph (its arguments checked against the method's)."""
         actor_class = self._class_node._actor_class
+        if actor_class._methods[self._name]["num_returns"] == "streaming":
+            from sluice.dsl.remote import streaming_bind_error
+
+            raise TypeError(streaming_bind_error(f"{actor_class._name}.{self._name}.bind()"))
         arity = actor_class._methods[self._name].get("_arity")
         if arity is not None:
             arity.check(f"{actor_class._name}.{self._name}.bind()", args, kwargs)

@@ -10,6 +10,8 @@ from sluice.executor.strategies import check_strategy
 TASK_DEFAULTS: dict[str, Any] = {
     "num_cpus": 1, "num_gpus": 0, "resources": None, "memory": None, "max_retries": 3,
     "retry_exceptions": False, "num_returns": 1, "name": None, "jit": False,
+    # a generator's items the consumer may fall behind before the producer pauses (None: no bound)
+    "_generator_backpressure_num_objects": None,
     "scheduling_strategy": None,  # None/"DEFAULT" or NodeAffinitySchedulingStrategy
     "runtime_env": None,  # a dict (sluice.executor.runtime_env), checked when submitted
     "pure": True,  # graphs only: equal calls of a pure function may be computed once (CSE)
@@ -29,7 +31,11 @@ ACTOR_DEFAULTS: dict[str, Any] = {
     # at most this many times (-1: no limit); with max_restarts=0 nothing restarts to retry.
     "max_task_retries": 0,
 }
-METHOD_DEFAULTS: dict[str, Any] = {"num_returns": 1, "name": None}
+METHOD_DEFAULTS: dict[str, Any] = {"num_returns": 1, "name": None,
+                                   "_generator_backpressure_num_objects": None}
+STREAMING = "streaming"
+"""``num_returns=STREAMING``: the call returns an ObjectRefGenerator, one ref per yielded item
+(the default for generator functions and methods, as in Ray)."""
 
 
 def workflow_only_error(names: list[str] | tuple[str, ...], where: str, what: str) -> ValueError:
@@ -72,8 +78,16 @@ def normalize(kind: str, given: dict[str, Any], defaults: dict[str, Any], where:
                 opts[name] = 1 << 30
     if "num_returns" in opts:
         v = opts["num_returns"]
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{where}: num_returns={v!r} must be an int >= 1")
+        if v != STREAMING and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ValueError(f"{where}: num_returns={v!r} must be an int >= 1 or "
+                             f"\"{STREAMING}\" (a generator's items, one ref each)")
+    bp = opts.get("_generator_backpressure_num_objects")
+    if bp is not None:
+        if isinstance(bp, bool) or not isinstance(bp, int) or bp == 0 or bp < -1:
+            raise ValueError(f"{where}: _generator_backpressure_num_objects={bp!r} must be an int "
+                             ">= 1 (or -1 / None for no backpressure)")
+        if bp == -1:
+            opts["_generator_backpressure_num_objects"] = None
     if opts.get("max_concurrency") is not None:
         v = opts["max_concurrency"]
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -132,9 +146,16 @@ def _retry_spec(value: Any, where: str) -> Any:
                      "exception types")
 
 
-def method(*, num_returns: int = 1):
-    """Set per-method options on an actor method: ``@sluice.method(num_returns=2)``."""
+def method(*, num_returns: int | str | None = None,
+           _generator_backpressure_num_objects: int | None = None):
+    """Set per-method options on an actor method: ``@sluice.method(num_returns=2)``
+    (unset, a generator method streams: ``num_returns="streaming"``)."""
     def decorate(fn):
-        fn.__sluice_method_options__ = {"num_returns": num_returns}
+        opts: dict[str, Any] = {}
+        if num_returns is not None:
+            opts["num_returns"] = num_returns
+        if _generator_backpressure_num_objects is not None:
+            opts["_generator_backpressure_num_objects"] = _generator_backpressure_num_objects
+        fn.__sluice_method_options__ = opts
         return fn
     return decorate

@@ -6,7 +6,7 @@ import functools
 import inspect
 from typing import Any, Callable
 
-from sluice.dsl.options import TASK_DEFAULTS, WORKFLOW_OPTIONS, normalize, workflow_only_error
+from sluice.dsl.options import STREAMING, TASK_DEFAULTS, WORKFLOW_OPTIONS, normalize, workflow_only_error
 from sluice.executor import api
 from sluice.executor.arity import Arity
 from sluice.executor.calls import dumps_function
@@ -46,7 +46,10 @@ class RemoteFunction:
         self._function = function
         self._name = getattr(function, "__qualname__", repr(function))
         self._given = dict(options)
-        self._options = normalize("remote function", options, TASK_DEFAULTS, f"@remote {self._name}")
+        if "num_returns" not in self._given and (inspect.isgeneratorfunction(function)
+                                                 or inspect.isasyncgenfunction(function)):
+            self._given["num_returns"] = STREAMING  # Ray's default for generator functions
+        self._options = normalize("remote function", self._given, TASK_DEFAULTS, f"@remote {self._name}")
         self._options["name"] = self._options["name"] or self._name
         self._workflow_only = _workflow_only(self._given)
         self._pickled = _pickled  # (function id, cloudpickle bytes), made on first use
@@ -102,14 +105,22 @@ class RemoteFunction:
         self._check_call(f"{self._name}.remote()", args, kwargs)
         fn_id, fn_bytes = self._pickle()
         opts = self._options
-        refs = api.runtime().submit_task(fn_id, fn_bytes, opts["name"], args, kwargs, opts)
-        return refs[0] if opts["num_returns"] == 1 else refs
+        rt = api.runtime()
+        refs = rt.submit_task(fn_id, fn_bytes, opts["name"], args, kwargs, opts)
+        n = opts["num_returns"]
+        if n == STREAMING:
+            from sluice.executor.generators import ObjectRefGenerator
+
+            return ObjectRefGenerator(refs[0], rt)
+        return refs[0] if n == 1 else refs
 
     def bind(self, *args: Any, **kwargs: Any) -> Any:
         """A lazy call in a graph: returns a FunctionNode, runs on ``execute()``. Arguments
         are checked against the signature here, as at ``.remote()``."""
         from sluice.dsl.nodes import FunctionNode
 
+        if self._options["num_returns"] == STREAMING:
+            raise TypeError(streaming_bind_error(f"{self._name}.bind()"))
         self._check_call(f"{self._name}.bind()", args, kwargs)
         return FunctionNode(self, args, kwargs)
 
@@ -147,6 +158,13 @@ def _rebuild(pickled: tuple[int, bytes], given: dict, name: str, digest: str | N
     rf._digest = digest
     rf._arity = arity  # the lazy function's own signature would accept anything
     return rf
+
+
+def streaming_bind_error(call: str) -> str:
+    """The message for a streaming generator bound into a graph."""
+    return (f"{call}: a streaming generator (num_returns=\"streaming\", the default for "
+            "generator functions) cannot be a graph node; call it with .remote() and iterate "
+            "the ObjectRefGenerator, or bind .options(num_returns=N) for N items")
 
 
 def _workflow_only(given: dict) -> tuple[str, ...]:

@@ -87,9 +87,15 @@ class ActorMethod:
         arity = self._options.get("_arity")
         if arity is not None:
             arity.check(f"{self._label}.remote()", args, kwargs)
-        refs = api.runtime().submit_actor_task(self._handle._actor_id, self._name, self._label,
-                                               args, kwargs, self._options)
-        return refs[0] if self._options["num_returns"] == 1 else refs
+        rt = api.runtime()
+        refs = rt.submit_actor_task(self._handle._actor_id, self._name, self._label,
+                                    args, kwargs, self._options)
+        n = self._options["num_returns"]
+        if n == "streaming":
+            from sluice.executor.generators import ObjectRefGenerator
+
+            return ObjectRefGenerator(refs[0], rt)
+        return refs[0] if n == 1 else refs
 
     def bind(self, *args: Any, **kwargs: Any) -> Any:
         """A call of this method on this running actor as a graph node (Ray's
@@ -104,11 +110,19 @@ class ActorMethod:
 
     def options(self, **options: Any) -> ActorMethod:
         """A copy with ``num_returns`` changed."""
-        unknown = sorted(set(options) - {"num_returns", "name"})
+        unknown = sorted(set(options) - {"num_returns", "name", "_generator_backpressure_num_objects"})
         if unknown:
             raise ValueError(f"{self._label}.options: unknown option(s) {', '.join(unknown)}; "
-                             "actor methods take num_returns and name")
+                             "actor methods take num_returns, name and "
+                             "_generator_backpressure_num_objects")
         n = options.get("num_returns", self._options["num_returns"])
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"{self._label}.options: num_returns={n!r} must be an int >= 1")
+        if n != "streaming" and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise ValueError(f"{self._label}.options: num_returns={n!r} must be an int >= 1 "
+                             "or \"streaming\"")
+        bp = options.get("_generator_backpressure_num_objects")
+        if bp is not None and (isinstance(bp, bool) or not isinstance(bp, int) or bp == 0 or bp < -1):
+            raise ValueError(f"{self._label}.options: _generator_backpressure_num_objects={bp!r} "
+                             "must be an int >= 1 (or -1 / None for no backpressure)")
+        if bp == -1:
+            options = {**options, "_generator_backpressure_num_objects": None}
         return ActorMethod(self._handle, self._name, {**self._options, **options})

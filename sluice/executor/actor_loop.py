@@ -53,7 +53,7 @@ class ActorLoop:
         from sluice.executor.calls import decode_call
         from sluice.executor.worker_api import CURRENT_TASK
 
-        _, task_id, method, args_blob, deps, return_ids, name = msg
+        _, task_id, method, args_blob, deps, return_ids, name, stream = msg
         w = self.worker
         start = time.perf_counter()
         async with self.semaphore:
@@ -67,6 +67,8 @@ class ActorLoop:
                 value = getattr(w.actor, method)(*args, **kwargs)
                 if inspect.isawaitable(value):
                     value = await value
+                if stream is not None:
+                    value = await w.streams.run_async(task_id, value, stream)
             except Exception as err:
                 w.fail_call(task_id, name, err, start)
             else:

@@ -137,20 +137,26 @@ class ActorManager:
         s.io.wake()
 
     def call_method(self, actor_id: int, method: str, name: str, blob: bytes, deps: list[int],
-                    contained: tuple[int, ...], return_ids: list[int], keep: list) -> None:
-        """Call ``method`` on actor ``actor_id`` (whose results ``return_ids`` have entries)."""
+                    contained: tuple[int, ...], return_ids: list[int], keep: list,
+                    stream: tuple | None = None) -> None:
+        """Call ``method`` on actor ``actor_id`` (whose results ``return_ids`` have entries);
+        ``stream``: ``(backpressure threshold,)`` for a streaming call (executor/generators.py)."""
         s = self.s
         actor = self.lookup(actor_id)
         retries = 0 if actor is None else int(actor.options.get("max_task_retries", 0))
         task = TaskRecord(next(s.task_ids), 0, name, blob, deps, contained, return_ids, (), retries,
                           False, keep)
         task.method = method
+        if stream is not None:
+            s.open_stream(task, stream[0])
         if actor is None:  # (queued, it would run as a function task with no function)
             s.refuse(task, serialization.dumps(ObjectLostError(
                 f"no actor with id {actor_id:x} in this runtime; it belongs to an earlier session")))
             return
         task.actor = actor
         self.call(task)
+        if stream is not None:
+            s.watch_stream_end(task)
 
     def call(self, task: TaskRecord) -> None:
         """Queue an actor method call behind the earlier ones."""
@@ -196,7 +202,8 @@ class ActorManager:
                               overrides, task.return_ids))
             else:
                 w.out.append((P.ACTOR_CALL, task.task_id, task.method, task.args_blob, deps,
-                              task.return_ids, task.name))
+                              task.return_ids, task.name,
+                              None if task.stream is None else task.stream.dispatch_field()))
         if len(w.out) >= FLUSH_AT:
             s.send(w)
         elif w.out:

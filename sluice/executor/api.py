@@ -174,11 +174,15 @@ def wait(refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: float | No
     once its value is stored on any node (Ray's ``fetch_local=False``); ``get`` copies it
     to this node then.
     """
+    from sluice.executor.generators import ObjectRefGenerator
+
     if not isinstance(fetch_local, bool):
         raise TypeError(f"wait(fetch_local={fetch_local!r}) takes True or False")
     if isinstance(refs, ObjectRef) or not isinstance(refs, (list, tuple)) \
-            or not all(isinstance(r, ObjectRef) for r in refs):
+            or not all(isinstance(r, (ObjectRef, ObjectRefGenerator)) for r in refs):
         raise TypeError(f"wait() takes a list of ObjectRefs, got {_describe(refs)}")
+    if any(isinstance(r, ObjectRefGenerator) for r in refs):
+        return _wait_with_generators(list(refs), num_returns, _check_timeout(timeout, "wait"))
     if len(set(refs)) != len(refs):
         raise ValueError("wait() got the same ObjectRef twice; pass each ref once")
     if isinstance(num_returns, bool) or not isinstance(num_returns, numbers.Integral) \
@@ -193,6 +197,33 @@ def wait(refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: float | No
     return ready, [r for r in refs if r.id not in chosen]
 
 
+def _wait_with_generators(refs: list, num_returns: int, timeout: float | None) -> tuple[list, list]:
+    """:func:`wait` over refs and generators: a generator is ready when ``next`` would not
+    block (its next item, or its end, is there), as in Ray. Checks every millisecond."""
+    import time
+
+    from sluice.executor.generators import ObjectRefGenerator
+
+    if len(set(map(id, refs))) != len(refs):
+        raise ValueError("wait() got the same ObjectRef or generator twice; pass each once")
+    if isinstance(num_returns, bool) or not isinstance(num_returns, numbers.Integral) \
+            or not 0 <= num_returns <= len(refs):
+        raise ValueError(f"wait(num_returns={num_returns!r}) with {len(refs)} refs; "
+                         f"num_returns must be an int between 0 and {len(refs)}")
+    rt = runtime()
+    plain = [r for r in refs if isinstance(r, ObjectRef)]
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        done = set(rt.wait(plain, 0, 0)) if plain else set()
+        ready = [r for r in refs if (r._runtime.stream_ready(r._ref.id)
+                                     if isinstance(r, ObjectRefGenerator) else r.id in done)]
+        if len(ready) >= num_returns or deadline is not None and time.monotonic() >= deadline:
+            ready = ready[:num_returns]
+            chosen = set(map(id, ready))
+            return ready, [r for r in refs if id(r) not in chosen]
+        time.sleep(0.001)
+
+
 def cancel(ref: ObjectRef, *, force: bool = False) -> None:
     """Cancel the task that computes ``ref``; its ``get`` raises ``TaskCancelledError``.
 
@@ -202,8 +233,12 @@ def cancel(ref: ObjectRef, *, force: bool = False) -> None:
     see ``sluice/executor/nesting.py``): killing it would kill that task too, so it is
     abandoned.
     """
+    from sluice.executor.generators import ObjectRefGenerator
+
+    if isinstance(ref, ObjectRefGenerator):  # stop the producer; later items raise the cancel
+        ref = ref._ref
     if not isinstance(ref, ObjectRef):
-        raise TypeError(f"cancel() takes an ObjectRef, got {_describe(ref)}")
+        raise TypeError(f"cancel() takes an ObjectRef or ObjectRefGenerator, got {_describe(ref)}")
     runtime().cancel(ref, force)
 
 

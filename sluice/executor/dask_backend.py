@@ -75,6 +75,7 @@ from sluice.executor.dask_tasks import (
     task_name,
     where_held,
 )
+from sluice.executor.generators import refuse_streaming
 from sluice.executor.object_ref import OWNER_SHIFT, ObjectRef
 
 ACTOR_DATASET = "sluice-actor-{:016x}"
@@ -261,6 +262,7 @@ class DaskRuntime(DaskClusterInfo):
     def submit_task(self, fn_id: int, fn_bytes: bytes, name: str, args: tuple, kwargs: dict,
                     options: dict) -> list[ObjectRef]:
         """Submit ``fn(*args, **kwargs)`` as a Dask task; returns one ref per declared return value."""
+        refuse_streaming(options, f"task {name}", "on the Dask backend")
         resources = self._resources(options, f"task {name}")
         no_runtime_env(options.get("runtime_env"), f"task {name}")
         placed = self._placement(options, f"task {name}")
@@ -315,6 +317,7 @@ class DaskRuntime(DaskClusterInfo):
     def submit_actor_task(self, actor_id: int, method: str, name: str, args: tuple, kwargs: dict,
                           options: dict) -> list[ObjectRef]:
         """Call ``method`` on an actor; calls from this runtime start in the order they were made."""
+        refuse_streaming(options, f"actor method {name}", "on the Dask backend")
         n = options["num_returns"]
         self._sync()
         actor = self._actor(actor_id)

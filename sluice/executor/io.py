@@ -188,6 +188,8 @@ class IOThread:
                 s.cancel(msg[1], msg[2])
             elif code == P.RELEASED:
                 s.slots_released(w, msg[1])
+            elif code == P.GEN_ITEM:
+                s.stream_item(w, msg[1], msg[2], msg[3], msg[4], msg[5])
         s.apply_ref_events()
 
     def nested_submit(self, msg: tuple, w: WorkerHandle | None = None) -> None:

@@ -16,10 +16,12 @@ import pickle
 from typing import Any
 
 # driver -> worker
-TASK = 1            # (TASK, task_id, fn_id, fn_bytes|None, args_blob, deps, return_ids, retry_exc, gpu_ids, name)
+TASK = 1            # (TASK, task_id, fn_id, fn_bytes|None, args_blob, deps, return_ids, retry_exc, gpu_ids, name,
+                    #  stream) stream: None, or (threshold, skip, consumed) for a streaming call
+                    #  (see executor/generators.py)
 GET_REPLY = 2       # (GET_REPLY, req_id, [result spec per id])
 ACTOR_CREATE = 3    # (ACTOR_CREATE, cls_bytes, args_blob, deps, max_concurrency, name, gpu_ids)
-ACTOR_CALL = 4      # (ACTOR_CALL, task_id, method, args_blob, deps, return_ids, name)
+ACTOR_CALL = 4      # (ACTOR_CALL, task_id, method, args_blob, deps, return_ids, name, stream)
 RELEASE = 5         # (RELEASE, [segment names]) forget cached mappings of freed objects
 SHUTDOWN = 6        # (SHUTDOWN,)
 WAIT_REPLY = 7      # (WAIT_REPLY, req_id, [ready ids])
@@ -30,6 +32,7 @@ CHAIN_SETUP = 13    # (CHAIN_SETUP, chain_id, hops, socket directory, driver's c
                     #  see executor/chains.py and chain_table.py
 CHAIN_FORGET = 15   # (CHAIN_FORGET, [chain ids]) set-ups the driver will not run again
 CANCEL_TASK = 11    # (CANCEL_TASK, task_id) drop it if not started (answered with FAILED)
+GEN_ACK = 48        # (GEN_ACK, task_id, consumed) a streaming call's items taken so far
 RECYCLE = 10        # (RECYCLE, [slot names]) say RELEASED once no value read from them is alive
 NESTED = 17         # (NESTED, depth, TASK message) run it inside the get at that depth of the
                     #  worker's main thread: a task that get waits for (executor/nesting.py)
@@ -53,6 +56,7 @@ KILL = 35           # (KILL, actor_id, no_restart)
 CANCEL = 36         # (CANCEL, object_id, force)
 RELEASED = 37       # (RELEASED, [slot names]) this process holds no view of them any more
 ACTOR_HANDLE = 39   # (ACTOR_HANDLE, +1 | -1 | 0 pickled, actor_id) a cluster driver's actor handles
+GEN_ITEM = 49       # (GEN_ITEM, task_id, index, object_id, result spec, contained) one yielded item
 PULLED = 38         # (PULLED, object_id, segment name) a copy now lives in this node's store (cluster)
 
 # datagrams on chain sockets: actor -> actor, actor -> driver

@@ -67,7 +67,7 @@ class TaskRecord:
     __slots__ = ("task_id", "fn_id", "name", "args_blob", "deps", "contained", "return_ids",
                  "key", "retries_left", "retry_exc", "unresolved", "worker", "actor", "method",
                  "cancelled", "pinned", "keep", "local_to", "chain", "chain_actors", "strategy",
-                 "lane", "from_task", "job", "env")
+                 "lane", "from_task", "job", "env", "stream")
 
     def __init__(self, task_id: int, fn_id: int, name: str, args_blob: bytes, deps: list[int],
                  contained: tuple[int, ...], return_ids: list[int], key: ResourceKey,
@@ -102,6 +102,7 @@ class TaskRecord:
         self.from_task = False
         self.job: JobInfo | None = None      # the driver's job it belongs to (None: the local driver's)
         self.env: Any = None                 # its PreparedEnv (runtime_env), set by set_env
+        self.stream: Any = None              # a streaming call's Stream (executor/generators.py)
 
     def set_env(self, env: Any) -> None:
         """Run only on workers started with ``env`` (a PreparedEnv; None: the plain pool)."""

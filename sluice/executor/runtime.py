@@ -131,7 +131,9 @@ class Runtime:
             s.apply_ref_events()
             if fn_id not in s.functions:
                 s.functions[fn_id] = fn_bytes
-            return_ids, refs = self._new_refs(options["num_returns"])
+            n = options["num_returns"]
+            streaming = n == "streaming"
+            return_ids, refs = self._new_refs(1 if streaming else n)
             task = TaskRecord(next(s.task_ids), fn_id, name, blob, deps, contained, return_ids,
                               key, options["max_retries"], options["retry_exceptions"], keep, strategy)
             if env_error is not None:
@@ -139,7 +141,11 @@ class Runtime:
                 return refs
             if env is not None:
                 task.set_env(env)
+            if streaming:
+                s.open_stream(task, options.get("_generator_backpressure_num_objects"))
             s.submit(task)
+            if streaming:
+                s.watch_stream_end(task)
             s.dispatch()
         return refs
 
@@ -173,8 +179,14 @@ class Runtime:
         s = self.scheduler
         with s.locked():
             s.apply_ref_events()
-            return_ids, refs = self._new_refs(options["num_returns"])
-            self.actors.call_method(actor_id, method, name, blob, deps, contained, return_ids, keep)
+            n = options["num_returns"]
+            if n == "streaming":
+                return_ids, refs = self._new_refs(1)
+                self.actors.call_method(actor_id, method, name, blob, deps, contained, return_ids,
+                                        keep, (options.get("_generator_backpressure_num_objects"),))
+            else:
+                return_ids, refs = self._new_refs(n)
+                self.actors.call_method(actor_id, method, name, blob, deps, contained, return_ids, keep)
         return refs
 
     def _new_refs(self, n: int) -> tuple[list[int], list[ObjectRef]]:
@@ -309,6 +321,14 @@ class Runtime:
         """Values of ``refs`` (zero-copy views for arrays and tables); raises task errors."""
         ids = [r.id for r in refs]
         s = self.scheduler
+        if len(ids) == 1:  # one ref already there (a generator's item, say): one locked visit
+            with s.locked():
+                s.apply_ref_events()
+                entry = s.objects.get(ids[0])
+                spec = self.read_spec(ids[0]) if entry is not None and entry.state != PENDING \
+                    else None
+            if spec is not None:
+                return [self.materialize(spec)]
         event = threading.Event()
         with s.locked():
             s.apply_ref_events()
@@ -364,6 +384,61 @@ class Runtime:
         with s.locked():
             return [oid for oid in ids
                     if oid not in s.objects or s.objects[oid].state != PENDING]
+
+    # -- streaming generators (executor/generators.py) ----------------------------------------
+    def stream_next(self, gid: int, timeout: float | None) -> ObjectRef | None:
+        """The next item's ref of streaming call ``gid`` once it arrives; None at the end."""
+        s = self.scheduler
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with s.locked():
+                while s.streams_closing:
+                    s.close_stream(s.streams_closing.pop())
+                oid, ended = s.take_stream_item(gid)
+                if oid is not None:
+                    ref = ObjectRef(oid, self)
+                    if oid != gid:
+                        s.ref_events.append((-1, oid))  # the stream's hold, after the new ref
+                    s.apply_ref_events()
+                    return ref
+                if ended:
+                    return None
+                s.apply_ref_events()
+                s.flush_all()  # nothing there yet: send what is batched before waiting
+                event = s.streams[gid].event
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0 or not event.wait(left):
+                raise GetTimeoutError(f"no item of the generator came within {timeout}s; "
+                                      "raise the timeout, or wait([gen]) for it")
+
+    def stream_ready(self, gid: int) -> bool:
+        """Whether the next item (or the end) of streaming call ``gid`` is there."""
+        with self.scheduler.locked():
+            return self.scheduler.stream_ready(gid)
+
+    def stream_finished(self, gid: int) -> bool:
+        """Whether streaming call ``gid`` ended and its every item (and error) was taken."""
+        s = self.scheduler
+        with s.locked():
+            st = s.streams.get(gid)
+            if st is None:
+                return True
+            entry = s.objects.get(gid)
+            if entry is not None and entry.state == PENDING or st.consumed < len(st.items):
+                return False
+            return entry is None or entry.spec[0] != P.DEP_ERROR or st.error_given
+
+    def stream_close(self, gid: int) -> None:
+        """The consumer dropped its generator: free its unconsumed items."""
+        if self.closed:
+            return
+        s = self.scheduler
+        if s.lock._is_owned():  # collected inside a locked section: close it at the next chance
+            s.streams_closing.append(gid)
+            return
+        with s.locked():
+            s.close_stream(gid)
+            s.apply_ref_events()
 
     # -- lifecycle ---------------------------------------------------------------------------
     def shutdown(self) -> None:

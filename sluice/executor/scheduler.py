@@ -42,6 +42,7 @@ from sluice.exceptions import (
 from sluice.executor import nesting
 from sluice.executor import protocol as P
 from sluice.executor.actors import ActorManager
+from sluice.executor.generators import StreamTable
 from sluice.executor.objects import ObjectTable
 from sluice.executor.placement import (
     LineageKeeper,
@@ -74,7 +75,7 @@ PIPELINE_BYTES = 128 * 1024
 """At most this many argument bytes wait on a busy worker (its socket buffer holds ~200 KB)."""
 
 
-class Scheduler(ObjectTable):
+class Scheduler(ObjectTable, StreamTable):
     """Owns every object, task, worker and actor of one driver (or cluster head).
 
     ``resources``: the totals of all nodes, for feasibility checks; ``placement``,
@@ -91,7 +92,7 @@ class Scheduler(ObjectTable):
                  "requests", "releasing", "chains_in_flight", "actor_handle_events", "retired",
                  "slot_released", "inbox", "conns_changed", "closed", "has_gpus", "actor_manager",
                  "blocking_fns", "start_hold", "driver_job", "client_jobs", "actor_aliases",
-                 "envs")
+                 "envs", "streams", "streams_closing")
 
     def __init__(self, session: str, resources: ResourceTotals, placement: Placement,
                  locations: ObjectLocations, io: WorkerIO, lineage: LineageKeeper | None = None,
@@ -139,6 +140,8 @@ class Scheduler(ObjectTable):
         self.client_jobs: dict[int, JobInfo] = {}
         # runtime_env -> PreparedEnv (a cluster head takes files only as shipped packages)
         self.envs = envs if envs is not None else RuntimeEnvs(files=False)
+        self.streams: dict[int, Any] = {}              # generator id -> Stream (generators.py)
+        self.streams_closing: list[int] = []           # generators dropped while the lock was held
 
     def job_of(self, w: WorkerHandle) -> JobInfo | None:
         """The job whose work process ``w`` is doing: a driver's own, an actor's creator's, or
@@ -408,7 +411,8 @@ class Scheduler(ObjectTable):
         w.queued_bytes += len(task.args_blob)
         w.unsent += 1
         msg = (P.TASK, task.task_id, task.fn_id, fn_bytes, task.args_blob, deps, task.return_ids,
-               task.retry_exc, w.gpu_ids if self.has_gpus else None, task.name)
+               task.retry_exc, w.gpu_ids if self.has_gpus else None, task.name,
+               None if task.stream is None else task.stream.dispatch_field())
         w.out.append((P.NESTED, len(w.nest_waits), msg) if nested else msg)
         if len(w.out) >= FLUSH_AT:
             self.send(w)
@@ -583,7 +587,13 @@ class Scheduler(ObjectTable):
             return
         task = entry.producer
         if task.actor is not None:
-            return  # actor calls run in order; Ray does not cancel them either
+            if task.stream is not None and task.worker is not None:  # a running generator method
+                task.cancelled = True
+                task.worker.out.append((P.CANCEL_TASK, task.task_id))
+                self.send(task.worker)
+                self.add_object(oid, (P.DEP_ERROR, serialization.dumps(
+                    TaskCancelledError(f"actor method {task.name} was cancelled"))), ())
+            return  # other actor calls run in order; Ray does not cancel them either
         blob = serialization.dumps(TaskCancelledError(f"task {task.name} was cancelled"))
         task.cancelled = True
         # Waiting for an input, or queued on the worker making it (it may report the cancel

@@ -24,6 +24,7 @@ from sluice.executor import context, protocol as P
 from sluice.executor.calls import decode_call, load_function, split_returns
 from sluice.executor.chains import ChainLink, run_link
 from sluice.executor.lifeline import die_with_parent, exit_on_hangup
+from sluice.executor.streaming import WorkerStreams
 from sluice.executor.worker_api import CURRENT_TASK, WorkerAPI
 from sluice.store import serialization, shm
 
@@ -63,6 +64,7 @@ class Worker(WorkerAPI):
         self.last_poll = 0.0
         self.held_slots: set[str] = set()      # slots to recycle once our views of them die
         self.link: ChainLink | None = None     # chain socket and table, from the first CHAIN_SETUP
+        self.streams = WorkerStreams(self)     # streaming calls running here (executor/streaming.py)
 
     # -- the main loop ---------------------------------------------------------------
     def run(self) -> None:
@@ -148,6 +150,9 @@ class Worker(WorkerAPI):
                     self.reader.drop(name)
             elif code == P.CANCEL_TASK:
                 self.drop_unstarted(msg[1])
+                self.streams.on_cancel(msg[1])  # a running generator stops at its next item
+            elif code == P.GEN_ACK:
+                self.streams.on_ack(msg[1], msg[2])
             elif code == P.RECYCLE:
                 self.held_slots.update(msg[1])
                 self.check_held_slots()
@@ -193,7 +198,7 @@ class Worker(WorkerAPI):
         return fn
 
     def run_task(self, msg: tuple) -> None:
-        _, task_id, fn_id, fn_bytes, args_blob, deps, return_ids, retry_exc, gpu_ids, name = msg
+        _, task_id, fn_id, fn_bytes, args_blob, deps, return_ids, retry_exc, gpu_ids, name, stream = msg
         start = time.perf_counter()
         try:
             if self.env_packages is not None:  # a cluster's runtime_env: before the function loads
@@ -205,6 +210,8 @@ class Worker(WorkerAPI):
             outer = CURRENT_TASK.set(task_id)  # a task run nested inside a get sets it back
             try:
                 value = fn(*args, **kwargs)
+                if stream is not None:
+                    value = self.streams.run(task_id, value, stream, True)
             finally:
                 CURRENT_TASK.reset(outer)
             results = self.encode_results(name, value, return_ids)
@@ -297,7 +304,8 @@ class Worker(WorkerAPI):
     def setup_actor_concurrency(self, cls: type, max_concurrency: int | None) -> None:
         import inspect
 
-        is_async = any(inspect.iscoroutinefunction(m) for _, m in inspect.getmembers(cls, inspect.isfunction))
+        is_async = any(inspect.iscoroutinefunction(m) or inspect.isasyncgenfunction(m)
+                       for _, m in inspect.getmembers(cls, inspect.isfunction))
         if is_async:
             from sluice.executor.actor_loop import ActorLoop
 
@@ -314,7 +322,7 @@ class Worker(WorkerAPI):
             self.actor_pool.submit(self.run_actor_call, msg, True)
 
     def run_actor_call(self, msg: tuple, flush_now: bool = False) -> None:
-        _, task_id, method, args_blob, deps, return_ids, name = msg
+        _, task_id, method, args_blob, deps, return_ids, name, stream = msg
         start = time.perf_counter()
         if self.actor_error is not None:
             self.emit((P.FAILED, task_id, self.actor_error, False, 0.0))
@@ -324,6 +332,8 @@ class Worker(WorkerAPI):
                 outer = CURRENT_TASK.set(task_id)
                 try:
                     value = self.call_method(method, args, kwargs)
+                    if stream is not None:
+                        value = self.streams.run(task_id, value, stream, not flush_now)
                 finally:
                     CURRENT_TASK.reset(outer)
             except Exception as err:
@@ -390,6 +400,13 @@ class Worker(WorkerAPI):
             self.flush()
         elif timeout is not None:
             raise GetTimeoutError("timed out")
+
+    def emit(self, msg: tuple) -> None:
+        if self.streams.flusher is not None:  # the stream flusher may swap the outbox meanwhile
+            with self.send_lock:
+                self.outbox.append(msg)
+        else:
+            self.outbox.append(msg)
 
     def flush(self) -> None:
         super().flush()

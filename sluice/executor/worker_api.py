@@ -23,6 +23,7 @@ from sluice.executor import protocol as P
 from sluice.executor.backend import ActorInfo, ChainHop, NodeInfo, ObjectLocation
 from sluice.executor.calls import encode_call
 from sluice.executor.counting import RefCounts
+from sluice.executor.generators import refuse_streaming
 from sluice.executor.object_ref import OWNER_SHIFT, ObjectRef
 from sluice.executor.resources import ResourceKey
 from sluice.executor.runtime_env import PACKAGES_KEY, RUNTIME_ENV_VAR, Shipper, fetch_packages, merge
@@ -37,6 +38,7 @@ class WorkerAPI:
     """The Backend of a worker process: every call a message to the driver (``Runtime``)."""
 
     is_driver = False
+    where = "from inside a task or actor"
 
     def __init__(self, conn: Connection, session: str, index: int):
         self.conn = conn
@@ -128,6 +130,7 @@ class WorkerAPI:
     # -- submissions -----------------------------------------------------------------
     def submit_task(self, fn_id: int, fn_bytes: bytes, name: str, args: tuple, kwargs: dict,
                     options: dict) -> list[ObjectRef]:
+        refuse_streaming(options, f"task {name}", self.where)
         if self.inherited_runtime_env or (self.shipper is not None and options.get("runtime_env")):
             options = self.with_runtime_env(options)
         blob, deps, contained, keep = encode_call(name, args, kwargs, self.put)
@@ -155,6 +158,7 @@ class WorkerAPI:
 
     def submit_actor_task(self, actor_id: int, method: str, name: str, args: tuple, kwargs: dict,
                           options: dict) -> list[ObjectRef]:
+        refuse_streaming(options, f"actor method {name}", self.where)
         blob, deps, contained, keep = encode_call(name, args, kwargs, self.put)
         return_ids = [self.new_object_id() for _ in range(options["num_returns"])]
         refs = self._announce_refs(return_ids)

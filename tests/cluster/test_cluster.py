@@ -255,3 +255,14 @@ def test_start_refuses_a_bad_max_lineage_bytes_from_the_environment(tmp_path) ->
                   env={"TMPDIR": str(tmp_path), "SLUICE_MAX_LINEAGE_BYTES": "1GB"})
     assert out.returncode == 1, out.stdout + out.stderr
     assert "SLUICE_MAX_LINEAGE_BYTES='1GB': give a positive number of bytes" in out.stderr
+
+
+@sluice.remote
+def _stream(n: int):
+    yield from range(n)
+
+
+def test_a_streaming_generator_on_a_cluster_is_refused_clearly(cluster: LocalCluster) -> None:
+    with pytest.raises(NotImplementedError, match="streams to a local driver only, not on a cluster"):
+        _stream.remote(3)
+    assert sluice.get(_stream.options(num_returns=3).remote(3)) == [0, 1, 2]

@@ -506,3 +506,14 @@ def test_a_passed_in_client_stays_usable_after_shutdown():
         assert client.status == "running"
         assert client.submit(operator.add, 1, 2).result() == 3
         assert not [k for k in client.refcount if str(k).startswith(("square", "sluice"))]
+
+
+@sluice.remote
+def _stream(n):
+    yield from range(n)
+
+
+def test_a_streaming_generator_is_refused_clearly(dask_runtime):
+    with pytest.raises(NotImplementedError, match="not on the Dask backend"):
+        _stream.remote(3)
+    assert sluice.get(_stream.options(num_returns=3).remote(3)) == [0, 1, 2]

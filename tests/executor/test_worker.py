@@ -31,7 +31,7 @@ def worker_and_driver() -> Iterator[tuple[Worker, Connection]]:
 def task(task_id: int, fn: tuple[int, bytes] | None, fn_id: int, arg: int) -> tuple:
     blob, _, _, _ = encode_call("double", (arg,), {}, None)
     return (P.TASK, task_id, fn_id, fn[1] if fn else None, blob, [], [100 + task_id], False, None,
-            "double")
+            "double", None)
 
 
 def test_a_function_that_arrives_with_a_bounced_task_is_kept(worker_and_driver) -> None:
@@ -81,3 +81,14 @@ def test_nested_tasks_that_could_wait_behind_a_deeper_get_are_handed_back(worker
     worker.flush()
     assert P.unpack(driver.recv_bytes()) == [(P.BOUNCE, [1, 2]), (P.BOUNCE, [3])]
     assert not any(worker.nested.values()) and not worker.local
+
+
+def test_every_message_code_is_distinct() -> None:
+    dep_kinds = {"DEP_INLINE", "DEP_SHM", "DEP_LOCAL", "DEP_ERROR", "DEP_SHM_ONCE", "DEP_VALUE",
+                 "DEP_REMOTE", "INLINE_MAX"}
+    codes = {name: value for name, value in vars(P).items()
+             if name.isupper() and isinstance(value, int) and name not in dep_kinds}
+    by_value: dict[int, list[str]] = {}
+    for name, value in codes.items():
+        by_value.setdefault(value, []).append(name)
+    assert {v: n for v, n in by_value.items() if len(n) > 1} == {}

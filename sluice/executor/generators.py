@@ -1,0 +1,219 @@
+"""Streaming generators, the driver's half: a generator task's items as they arrive.
+
+A call with ``num_returns="streaming"`` (the default for generator functions and
+methods, as in Ray) has one declared result, the *generator id*: ready when the
+call ends (its value None), or failed with the call's error. The worker sends
+each yielded value as its own object the moment it is yielded, in a
+``(GEN_ITEM, task_id, index, object_id, spec, contained)`` message; the object id
+is the worker's own (so a large value goes to its shm segment as usual). The
+scheduler keeps a :class:`Stream` per call, holding one reference on each item
+that arrived and was not consumed yet; :class:`ObjectRefGenerator` hands them out
+in order, then, if the call failed, the generator id itself (its ``get`` raises
+the error, after the good items), then stops.
+
+Backpressure (``_generator_backpressure_num_objects=N``): each item consumed is
+acknowledged to the worker with ``(GEN_ACK, task_id, consumed)``; the worker stops
+asking its generator for more while N items are unconsumed.
+
+Retries: a retried call (worker crash, or ``retry_exceptions``) is told how many
+items already arrived, and its worker drops that many from the start of the new
+run (Ray's rule: generators are assumed deterministic); an index that arrived
+before is dropped here too.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from sluice.executor import protocol as P
+from sluice.executor.object_ref import ObjectRef
+from sluice.executor.records import PENDING, TaskRecord, Waiter, WorkerHandle
+
+NO_LIMIT = 1 << 62
+"""An acknowledgement that lets a producer run to its end (its generator was dropped)."""
+
+
+def refuse_streaming(options: dict, what: str, where: str) -> None:
+    """Raise for a streaming generator call where this backend cannot stream it."""
+    if options["num_returns"] == "streaming":
+        raise NotImplementedError(
+            f"{what} is a streaming generator (num_returns=\"streaming\"), which sluice streams to "
+            f"a local driver only, not {where} yet; call it from a driver of sluice.init(), or "
+            f"set num_returns=N for a generator of N items")
+
+
+class Stream:
+    """One streaming call's items, under the scheduler's lock (plain data)."""
+
+    __slots__ = ("task", "threshold", "items", "consumed", "event", "error_given", "closed")
+
+    def __init__(self, task: TaskRecord, threshold: int | None):
+        self.task = task
+        self.threshold = threshold or 0     # unconsumed items that pause the producer (0: none)
+        self.items: list[int | None] = []   # object ids in yield order; None once handed out
+        self.consumed = 0                   # items handed to the consumer
+        self.event = threading.Event()      # set when an item arrives or the call ends
+        self.error_given = False            # the failed generator id was handed out
+        self.closed = False                 # the consumer dropped its generator
+
+    def dispatch_field(self) -> tuple[int, int, int]:
+        """What a TASK or ACTOR_CALL message says of it: ``(threshold, skip, consumed)``."""
+        return (self.threshold, len(self.items), self.consumed)
+
+
+class StreamTable:
+    """The stream half of the scheduler (a mixin of
+    :class:`~sluice.executor.scheduler.Scheduler`, sharing its state and lock)."""
+
+    __slots__ = ()  # the state is the scheduler's (its ``streams``)
+
+    def open_stream(self, task: TaskRecord, threshold: int | None) -> Stream:
+        """Track ``task``'s items; call before it is submitted."""
+        st = task.stream = Stream(task, threshold)
+        self.streams[task.return_ids[0]] = st
+        return st
+
+    def watch_stream_end(self, task: TaskRecord) -> None:
+        """Wake the stream's consumer when its call ends (after ``submit`` made the entry)."""
+        entry = self.objects.get(task.return_ids[0])
+        if entry is not None and entry.state == PENDING:
+            entry.waiters.append(Waiter(1, task.stream.event))
+        else:
+            task.stream.event.set()
+
+    def stream_item(self, w: WorkerHandle, task_id: int, index: int, oid: int,
+                    spec: tuple, contained: tuple) -> None:
+        """Item ``index`` of call ``task_id`` arrived as object ``oid``."""
+        task = w.inflight.get(task_id)
+        st = task.stream if task is not None else None
+        if task is None or st is None or st.closed or task.cancelled or index != len(st.items):
+            self.add_object(oid, spec, contained, stored_by=w)  # no entry: freed at once
+            return
+        self.new_entry(oid, None).refs += 1   # the stream's hold until it is consumed
+        self.add_object(oid, spec, contained, stored_by=w)
+        st.items.append(oid)
+        if not st.event.is_set():  # set until the consumer next waits: once per batch
+            st.event.set()
+
+    def take_stream_item(self, gid: int) -> tuple[int | None, bool]:
+        """``(object id, False)`` of the next item; ``(None, True)`` at the end (the generator
+        id itself first if the call failed); ``(None, False)`` when none arrived yet.
+
+        The caller makes its ObjectRef for an item, then drops the stream's hold on it
+        (``ref_events.append((-1, oid))``) unless the id is ``gid`` itself."""
+        st = self.streams.get(gid)
+        if st is None:
+            return None, True
+        if st.consumed < len(st.items):
+            oid = st.items[st.consumed]
+            st.items[st.consumed] = None
+            st.consumed += 1  # the caller makes its ref, then drops the stream's hold
+            task = st.task
+            w = task.worker
+            if st.threshold and w is not None and w.alive:
+                w.out.append((P.GEN_ACK, task.task_id, st.consumed))
+                self.send(w)
+            return oid, False
+        st.event.clear()
+        entry = self.objects.get(gid)
+        if entry is None or entry.state != PENDING:
+            if entry is not None and entry.spec is not None and entry.spec[0] == P.DEP_ERROR \
+                    and not st.error_given:
+                st.error_given = True
+                return gid, False
+            return None, True
+        return None, False
+
+    def stream_ready(self, gid: int) -> bool:
+        """Whether ``next`` on the stream would return at once (an item, or its end)."""
+        st = self.streams.get(gid)
+        if st is None or st.consumed < len(st.items):
+            return True
+        entry = self.objects.get(gid)
+        return entry is None or entry.state != PENDING
+
+    def close_stream(self, gid: int) -> None:
+        """The consumer dropped its generator: release the items it never took."""
+        st = self.streams.pop(gid, None)
+        if st is None:
+            return
+        st.closed = True
+        for oid in st.items[st.consumed:]:
+            self.ref_events.append((-1, oid))
+        st.items = []
+        st.consumed = NO_LIMIT  # a producer started (or retried) later never pauses either
+        task = st.task
+        w = task.worker
+        if st.threshold and w is not None and w.alive:  # never leave a producer paused
+            w.out.append((P.GEN_ACK, task.task_id, NO_LIMIT))
+            self.send(w)
+
+
+class ObjectRefGenerator:
+    """The result of a streaming call: iterate it for one ObjectRef per yielded item.
+
+    ``for ref in gen: sluice.get(ref)`` sees each item as soon as the call yields it;
+    ``next(gen)`` raises StopIteration at the end, and ``async for`` works too. If the
+    call fails, the ref after the last good item raises its error at ``get``.
+    ``sluice.cancel(gen)`` stops the producer; ``sluice.wait([gen])`` counts it ready
+    when ``next`` would not block. Like Ray's, it cannot be passed to other tasks.
+    """
+
+    __slots__ = ("_ref", "_runtime", "__weakref__")
+
+    def __init__(self, ref: ObjectRef, runtime: Any):
+        self._ref = ref          # the generator id: keeps the call's entry alive
+        self._runtime = runtime
+
+    def __iter__(self) -> ObjectRefGenerator:
+        return self
+
+    def __next__(self) -> ObjectRef:
+        ref = self._runtime.stream_next(self._ref.id, None)
+        if ref is None:
+            raise StopIteration
+        return ref
+
+    def _next_sync(self, timeout_s: float | None = None) -> ObjectRef:
+        """The next ref, waiting at most ``timeout_s``; StopIteration at the end (Ray's name).
+        Raises :class:`~sluice.exceptions.GetTimeoutError` when none came in time."""
+        ref = self._runtime.stream_next(self._ref.id, timeout_s)
+        if ref is None:
+            raise StopIteration
+        return ref
+
+    def __aiter__(self) -> ObjectRefGenerator:
+        return self
+
+    async def __anext__(self) -> ObjectRef:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        ref = await loop.run_in_executor(None, self._runtime.stream_next, self._ref.id, None)
+        if ref is None:
+            raise StopAsyncIteration
+        return ref
+
+    def completed(self) -> ObjectRef:
+        """A ref that is ready when the call has ended (its get raises the call's error)."""
+        return self._ref
+
+    def is_finished(self) -> bool:
+        """Whether the call ended and every item was taken."""
+        return self._runtime.stream_finished(self._ref.id)
+
+    def __del__(self) -> None:
+        rt = self._runtime
+        if rt is not None:
+            try:
+                rt.stream_close(self._ref.id)
+            except Exception:  # interpreter shutdown, or the runtime is gone
+                pass
+
+    def __reduce__(self) -> Any:
+        raise TypeError("an ObjectRefGenerator cannot be passed to a task or stored (as in Ray); "
+                        "iterate it here and pass the item refs")
+
+    def __repr__(self) -> str:
+        return f"ObjectRefGenerator({self._ref!r})"
