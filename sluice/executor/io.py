@@ -21,6 +21,7 @@ from sluice.executor import lookups
 from sluice.executor import protocol as P
 from sluice.executor.records import ActorRecord, TaskRecord, WorkerHandle
 from sluice.executor.resources import demand_key
+from sluice.executor.strategies import placed_strategy
 from sluice.store import serialization
 
 if TYPE_CHECKING:
@@ -191,7 +192,8 @@ class IOThread:
             key = demand_key(options["num_cpus"], options["num_gpus"], options["resources"])
         strategy = options.get("scheduling_strategy")
         task = TaskRecord(next(s.task_ids), fn_id, options["name"], blob, deps, contained, return_ids,
-                          key, options["max_retries"], options["retry_exceptions"], [], strategy)
+                          key, options["max_retries"], options["retry_exceptions"], [],
+                          placed_strategy(strategy))
         if strategy is not None or key not in s.feasible:
             try:
                 s.check_task(key, strategy, f"task {options['name']}")
@@ -205,7 +207,9 @@ class IOThread:
         s = self.s
         if cls_bytes is not None:
             s.functions.setdefault(cls_id, cls_bytes)
-        key = demand_key(options["num_cpus"], options["num_gpus"], options["resources"])
+        key = options.get("_key")
+        if key is None:
+            key = demand_key(options["num_cpus"], options["num_gpus"], options["resources"])
         actor = ActorRecord(actor_id, options["class_name"], cls_id, s.functions[cls_id], blob, deps,
                             contained, options, key, [])
         try:

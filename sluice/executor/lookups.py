@@ -67,4 +67,8 @@ def answer(s: Scheduler, what: str, arg: Any) -> Any:
         return object_locations(s, arg)
     if what == "capacity":
         return store_capacity(s)
+    if what == "pg":  # (operation, argument): placement groups
+        out = s.pgs.handle(*arg)
+        s.flush_all()
+        return out
     raise ValueError(f"unknown lookup {what!r}")

@@ -47,7 +47,7 @@ class TaskRecord:
     def __init__(self, task_id: int, fn_id: int, name: str, args_blob: bytes, deps: list[int],
                  contained: tuple[int, ...], return_ids: list[int], key: ResourceKey,
                  retries_left: int, retry_exc: Any, keep: list,
-                 strategy: NodeAffinitySchedulingStrategy | None = None):
+                 strategy: NodeAffinitySchedulingStrategy | str | None = None):
         self.task_id = task_id
         self.fn_id = fn_id                   # function id; 0 for actor calls
         self.name = name
@@ -71,7 +71,8 @@ class TaskRecord:
         self.strategy = strategy             # its scheduling_strategy (None: the placement's choice)
         # The ready queue it waits in: its demand, and its node when a hard affinity pins it
         # there (waiting for that node's room must not hold back tasks that may run elsewhere).
-        self.lane: Any = key if strategy is None or strategy.soft else (key, strategy.node_id)
+        self.lane: Any = key if strategy is None or strategy == "SPREAD" or strategy.soft \
+            else (key, strategy.node_id)
 
 
 class WorkerHandle:

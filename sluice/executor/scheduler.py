@@ -57,7 +57,8 @@ from sluice.executor.records import (
     WorkerRequest,
 )
 from sluice.executor.resources import NodeResources, ResourceKey
-from sluice.executor.strategies import NodeAffinitySchedulingStrategy
+from sluice.executor.placement_groups import PlacementGroups
+from sluice.executor.strategies import PlacementGroupSchedulingStrategy
 from sluice.store import serialization
 
 TARGET_BATCH_SECONDS = 0.002
@@ -83,7 +84,7 @@ class Scheduler(ObjectTable):
                  "objects", "tasks", "ready", "workers", "clients", "feasible", "actors", "named",
                  "functions", "durations", "dirty", "task_ids", "worker_index", "ref_events",
                  "requests", "releasing", "chains_in_flight", "actor_handle_events", "retired",
-                 "slot_released", "inbox", "conns_changed", "closed", "has_gpus", "actor_manager")
+                 "slot_released", "inbox", "conns_changed", "closed", "has_gpus", "actor_manager", "pgs")
 
     def __init__(self, session: str, resources: ResourceTotals, placement: Placement,
                  locations: ObjectLocations, io: WorkerIO, lineage: LineageKeeper | None = None):
@@ -120,6 +121,7 @@ class Scheduler(ObjectTable):
         # With GPUs in the runtime every task is told its GPU ids ([] hides them all, as Ray does).
         self.has_gpus = resources.total.get("GPU", 0) > 0
         self.actor_manager = ActorManager(self)        # the actor half: shares this state and lock
+        self.pgs = PlacementGroups(self)               # placement groups: their reservations
 
     def locked(self) -> _Locked:
         """``with scheduler.locked():`` holds the lock, then applies worker batches queued meanwhile."""
@@ -133,11 +135,14 @@ class Scheduler(ObjectTable):
                 yield actor.worker
         yield from self.clients.values()
 
-    def check_task(self, key: ResourceKey, strategy: NodeAffinitySchedulingStrategy | None,
-                   what: str) -> None:
+    def check_task(self, key: ResourceKey, strategy: Any, what: str) -> None:
         """Raise when no node could ever run a task of demand ``key`` and ``strategy``:
         :class:`~sluice.exceptions.InfeasibleResourceError` or
-        :class:`~sluice.exceptions.UnschedulableError`, naming ``what``."""
+        :class:`~sluice.exceptions.UnschedulableError`, naming ``what``. A task of a
+        placement group was checked against its bundles already; its group must be usable."""
+        if isinstance(strategy, PlacementGroupSchedulingStrategy):
+            self.pgs.check_usable(strategy.placement_group.id, what)
+            return
         if key not in self.feasible:
             self.resources.check_feasible(key, what)
             self.feasible.add(key)
@@ -478,7 +483,7 @@ class Scheduler(ObjectTable):
         if not w.inflight and w.lease is not None and not w.blocked:
             self.res_of(w).release(w.lease, w.gpu_ids)
             w.lease, w.gpu_ids = None, []
-            if actors.waiting_for_resources:
+            if actors.waiting_for_resources or self.pgs.pending:
                 actors.retry_waiting()
             self.retire_if_extra(w)
 

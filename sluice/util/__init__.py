@@ -1,1 +1,17 @@
-"""Ray's ``ray.util`` surface: ``sluice.util.scheduling_strategies``, ..."""
+"""Ray's ``ray.util`` surface: placement groups, ``sluice.util.scheduling_strategies``, ..."""
+
+from sluice.util.placement_group import (
+    PlacementGroup,
+    get_placement_group,
+    placement_group,
+    placement_group_table,
+    remove_placement_group,
+)
+
+__all__ = [
+    "PlacementGroup",
+    "get_placement_group",
+    "placement_group",
+    "placement_group_table",
+    "remove_placement_group",
+]
