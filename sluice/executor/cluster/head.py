@@ -204,6 +204,7 @@ class HeadRuntime:
                     continue
                 w.proc.returncode = -9
                 s.inbox.append((w, None))
+            s.pgs.node_died(node, str(node.node_id))  # its bundles move to live nodes, or fail
             lost = s.objects_lost(self.directory.node_lost(node))
             self.recovery.lost(lost, (node.describe(), why))
             self.actors.retry_waiting()
