@@ -172,7 +172,10 @@ class IOThread:
             elif code == P.CALL_ACTOR:
                 self.nested_actor_call(msg)
             elif code == P.LOOKUP:
-                w.out.append((P.LOOKUP_REPLY, msg[1], lookups.answer(s, msg[2], msg[3])))
+                # Answered first: an answer may flush ``w`` (a placement group made ready),
+                # which replaces ``w.out``.
+                reply = lookups.answer(s, msg[2], msg[3])
+                w.out.append((P.LOOKUP_REPLY, msg[1], reply))
                 s.send(w)
             elif code == P.KILL:
                 s.actor_manager.kill(msg[1], msg[2])
