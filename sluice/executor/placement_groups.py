@@ -93,6 +93,12 @@ def fits(bundle: Bundle, free: dict[str, float]) -> bool:
     return all(free.get(k, 0.0) >= v - EPS for k, v in bundle.items())
 
 
+def largest_node(nodes: list[tuple[str, dict[str, float]]]) -> str:
+    """``'ID' has {resources}`` of the node with the most CPUs (then GPUs) among ``nodes``."""
+    name, total = max(nodes, key=lambda n: (n[1].get("CPU", 0.0), n[1].get("GPU", 0.0)))
+    return f"{name!r} has {base_resources(total)}"
+
+
 def total_of(bundles: list[Bundle]) -> Bundle:
     """The sum of ``bundles``."""
     out: Bundle = {}
@@ -114,7 +120,8 @@ def assign(bundles: list[tuple[int, Bundle]], nodes: list[tuple[Any, dict[str, f
     >>> assign([(0, {"CPU": 1}), (1, {"CPU": 1})], [("a", {"CPU": 2}), ("b", {"CPU": 2})], "PACK", [])
     {0: 'a', 1: 'a'}
     """
-    free = {id(n): dict(f) for n, f in nodes}
+    names = {k for _, b in bundles for k in b}  # only these are read: copy only these
+    free = {id(n): {k: f.get(k, 0.0) for k in names} for n, f in nodes}
     if strategy in ("PACK", "STRICT_PACK"):
         need = total_of([b for _, b in bundles])
         candidates = [n for n, _ in nodes if not taken or n in taken]
@@ -197,10 +204,9 @@ class PlacementGroups:
 
     def never_fits(self, g: GroupRecord) -> str | None:
         """Why no set of the live nodes could ever hold ``g``, or None."""
-        nodes = [(name, base_resources(res.total)) for _, name, res in self.s.placement.reservable_nodes()]
+        nodes = [(name, res.total) for _, name, res in self.s.placement.reservable_nodes()]
         if not nodes:
             return None  # a cluster without nodes yet: wait for one
-        largest_name, largest = max(nodes, key=lambda n: (n[1].get("CPU", 0.0), n[1].get("GPU", 0.0)))
         where = f"placement group {g.name or g.id} ({g.strategy})"
         if g.strategy == "STRICT_SPREAD" and len(g.bundles) > len(nodes):
             return (f"{where}: STRICT_SPREAD puts each of its {len(g.bundles)} bundles on its own node, "
@@ -209,19 +215,19 @@ class PlacementGroups:
             need = total_of(g.bundles)
             if not any(fits(need, total) for _, total in nodes):
                 return (f"{where}: its bundles together {need} fit on no node; the largest node "
-                        f"{largest_name!r} has {largest}; use PACK, or smaller bundles")
+                        f"{largest_node(nodes)}; use PACK, or smaller bundles")
         for i, b in enumerate(g.bundles):
             if not any(fits(b, total) for _, total in nodes):
                 return (f"{where}: bundle {i} {b} fits on no node; the largest node "
-                        f"{largest_name!r} has {largest}; make the bundle smaller or add a larger node")
+                        f"{largest_node(nodes)}; make the bundle smaller or add a larger node")
         return None
 
     def try_reserve(self, g: GroupRecord) -> bool:
         """Reserve every bundle of ``g`` now, or nothing (False)."""
         nodes = self.s.placement.reservable_nodes()
         order = sorted(nodes, key=lambda n: -n[2].available.get("CPU", 0.0))
-        placed = assign(list(enumerate(g.bundles)), [(n, base_resources(res.available))
-                                                     for n, _, res in order], g.strategy, [])
+        placed = assign(list(enumerate(g.bundles)), [(n, res.available) for n, _, res in order],
+                        g.strategy, [])
         if placed is None:
             return False
         names = {id(n): name for n, name, _ in nodes}
@@ -364,17 +370,11 @@ class PlacementGroups:
 
     def release(self, g: GroupRecord) -> None:
         """Give each bundle's resources back to its node; drop the group's names."""
-        seen = []
         for i, (node, _) in enumerate(g.nodes):
             res = self.s.placement.node_resources(node)
             for k, v in g.bundles[i].items():
                 res.available[k] = res.available.get(k, 0.0) + v
-            if res not in seen:
-                seen.append(res)
-        for res in seen:
-            for d in (res.total, res.available):
-                for name in [n for n in d if n.endswith(g.suffix)]:
-                    del d[name]
+            drop_names(res, g, [i])
 
     # -- a node died (a cluster's) ------------------------------------------------------
     def node_died(self, node: Any, node_name: str) -> None:
@@ -390,11 +390,8 @@ class PlacementGroups:
         nodes = self.s.placement.reservable_nodes()
         taken = [n for i, (n, _) in enumerate(g.nodes) if i not in lost]
         placed = assign([(i, g.bundles[i]) for i in lost],
-                        [(n, base_resources(res.available)) for n, _, res in nodes], g.strategy, taken)
-        res = self.s.placement.node_resources(node)
-        for d in (res.total, res.available):  # the dead node's share of the group is gone
-            for name in [n for n in d if n.endswith(g.suffix)]:
-                del d[name]
+                        [(n, res.available) for n, _, res in nodes], g.strategy, taken)
+        drop_names(self.s.placement.node_resources(node), g, lost)  # gone with the node
         if placed is None:
             g.nodes = [(n, name) if i not in lost else (None, name)
                        for i, (n, name) in enumerate(g.nodes)]
@@ -417,6 +414,20 @@ class PlacementGroups:
         g.bundles = [b for i, b in enumerate(bundles) if i not in lost]
         self.end(g, "FAILED", err)
         g.bundles = bundles
+
+
+def drop_names(res: Any, g: GroupRecord, indices: list[int]) -> None:
+    """Take bundles ``indices`` of ``g`` out of node resources ``res``: their own names, and
+    their share of the group's any-bundle names (dropped once nothing is left)."""
+    for i in indices:
+        for k, v in [*g.bundles[i].items(), ("bundle", BUNDLE_UNITS)]:
+            for d in (res.total, res.available):
+                d.pop(group_resource(k, g.id, i), None)
+                wildcard = group_resource(k, g.id)
+                if wildcard in d:
+                    d[wildcard] -= v
+                    if d[wildcard] <= EPS:
+                        del d[wildcard]
 
 
 def _sigkill(w: Any) -> None:

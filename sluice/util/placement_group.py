@@ -82,9 +82,9 @@ def check_bundles(bundles: Any) -> list[dict[str, float]]:
         if not isinstance(b, dict):
             raise ValueError(f"placement_group: bundle {i} {b!r} must be a dict of resource -> amount")
         for name, amount in b.items():
-            if not isinstance(name, str) or not name:
+            if not isinstance(name, str) or not name or "_group_" in name:
                 raise ValueError(f"placement_group: bundle {i} {b!r}: resource name {name!r} must be "
-                                 "a non-empty str")
+                                 "a non-empty str without '_group_' (placement groups name theirs so)")
             if isinstance(amount, bool) or not isinstance(amount, numbers.Real) \
                     or not math.isfinite(amount) or amount < 0:
                 raise ValueError(f"placement_group: bundle {i} {b!r}: {name}={amount!r} must be a "
