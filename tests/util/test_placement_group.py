@@ -162,3 +162,27 @@ def test_assign_places_bundles_by_strategy() -> None:
     assert assign(list(enumerate(two + two)), nodes, "SPREAD", []) == {0: "a", 1: "b", 2: "c", 3: "a"}
     assert assign(list(enumerate([{"CPU": 2.0}, {"CPU": 1.0}])), nodes, "PACK", []) == {0: "a", 1: "b"}
     assert assign([(1, {"CPU": 1.0})], nodes, "STRICT_SPREAD", ["a"]) == {1: "b"}
+
+
+@sluice.remote
+def inc(x: int) -> int:
+    return x + 1
+
+
+def test_a_plan_keeps_a_stage_strategy_through_every_pass_and_explain_shows_it(two_cpus) -> None:
+    pg = placement_group([{"CPU": 1}])
+    assert pg.wait(DEADLINE_S)
+    with sluice.InputNode() as inp:
+        grouped = inc.options(scheduling_strategy=InGroup(pg, 0)).bind(inp)
+        spread = inc.options(scheduling_strategy="SPREAD").bind(grouped)
+        dag = inc.bind(inc.bind(spread))
+    plan = dag.compile()
+    strategies = [dict(op.options).get("scheduling_strategy") for stage in plan.stages for op in stage.ops]
+    assert InGroup(pg, 0) in strategies and "SPREAD" in strategies
+    text = plan.explain()
+    assert f"strategy=placement group {pg.id}, bundle 0" in text
+    assert "strategy=SPREAD" in text
+    assert sluice.get(plan.execute(1), timeout=DEADLINE_S) == 5
+    remove_placement_group(pg)  # the grouped stage can run no more: execute fails clearly
+    with pytest.raises(UnschedulableError, match="is removed"):
+        sluice.get(plan.execute(1), timeout=DEADLINE_S)
