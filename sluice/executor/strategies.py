@@ -26,7 +26,7 @@ says instead of re-deciding it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,7 @@ def placed_strategy(value: Any) -> Any:
     return None if isinstance(value, PlacementGroupSchedulingStrategy) else value
 
 
-def is_affinity(strategy: Any) -> bool:
+def is_affinity(strategy: Any) -> TypeGuard[NodeAffinitySchedulingStrategy]:
     """Whether ``strategy`` pins work to a node."""
     return isinstance(strategy, NodeAffinitySchedulingStrategy)
 

@@ -165,9 +165,10 @@ class ClusterDispatch:
         if task.strategy == "SPREAD":
             self.by_room = False
             return placement.spread_order()
-        if task.strategy is not None:
-            pinned = placement.pinned_node(task.strategy, f"task {task.name}")
-            if pinned is not None and not task.strategy.soft:
+        strategy = task.strategy
+        if is_affinity(strategy):
+            pinned = placement.pinned_node(strategy, f"task {task.name}")
+            if pinned is not None and not strategy.soft:
                 self.by_room = False
                 return (pinned,)
         order = self.order
