@@ -186,3 +186,22 @@ def test_a_plan_keeps_a_stage_strategy_through_every_pass_and_explain_shows_it(t
     remove_placement_group(pg)  # the grouped stage can run no more: execute fails clearly
     with pytest.raises(UnschedulableError, match="is removed"):
         sluice.get(plan.execute(1), timeout=DEADLINE_S)
+
+
+@sluice.remote
+def gpu_ids() -> list:
+    return sluice.get_gpu_ids()
+
+
+def test_a_task_in_a_gpu_bundle_gets_a_gpu_id_no_other_task_holds() -> None:
+    sluice.init(num_cpus=2, num_gpus=2)
+    try:
+        pg = placement_group([{"CPU": 0.5, "GPU": 1}])
+        assert pg.wait(DEADLINE_S)
+        grouped = gpu_ids.options(num_cpus=0.5, num_gpus=1, scheduling_strategy=InGroup(pg, 0)).remote()
+        plain = gpu_ids.options(num_cpus=0.5, num_gpus=1).remote()
+        ids = sluice.get([grouped, plain], timeout=DEADLINE_S)
+        assert len(ids[0]) == 1 and len(ids[1]) == 1
+        assert sluice.available_resources()["GPU"] <= 1  # the bundle's GPU stays reserved
+    finally:
+        sluice.shutdown()
