@@ -32,7 +32,7 @@ def test_exceptions_listed_in_the_design_exist() -> None:
         assert issubclass(getattr(ex, name), ex.SluiceError)
 
 
-UTIL_EXPECTED = {"PlacementGroup", "get_placement_group", "placement_group", "placement_group_table",
+UTIL_EXPECTED = {"PlacementGroup", "get_current_placement_group", "get_placement_group", "placement_group", "placement_group_table",
                  "remove_placement_group"}
 STRATEGIES_EXPECTED = {"NodeAffinitySchedulingStrategy", "PlacementGroupSchedulingStrategy"}
 

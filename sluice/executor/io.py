@@ -21,7 +21,7 @@ from sluice.executor import lookups
 from sluice.executor import protocol as P
 from sluice.executor.records import ActorRecord, TaskRecord, WorkerHandle
 from sluice.executor.resources import demand_key
-from sluice.executor.strategies import placed_strategy
+from sluice.executor.strategies import group_demand, placed_strategy
 from sluice.store import serialization
 
 if TYPE_CHECKING:
@@ -154,7 +154,7 @@ class IOThread:
             elif code == P.DECREF:
                 s.ref_events.append((-1, msg[1]))
             elif code == P.SUBMIT:
-                self.nested_submit(msg)
+                self.nested_submit(msg, w)
             elif code == P.GET:
                 s.worker_get(w, msg[1], msg[2], False, len(msg[2]), False)
             elif code == P.WAIT:
@@ -168,13 +168,16 @@ class IOThread:
             elif code == P.ACTOR_FAILED:
                 s.actor_manager.on_constructor_failed(w, msg[1])
             elif code == P.CREATE_ACTOR:
-                self.nested_create_actor(msg)
+                self.nested_create_actor(msg, w)
             elif code == P.CALL_ACTOR:
                 self.nested_actor_call(msg)
             elif code == P.LOOKUP:
                 # Answered first: an answer may flush ``w`` (a placement group made ready),
                 # which replaces ``w.out``.
-                reply = lookups.answer(s, msg[2], msg[3])
+                if msg[2] == "current_pg":  # the asker's own group: only here is ``w`` known
+                    reply = s.pgs.current(w)
+                else:
+                    reply = lookups.answer(s, msg[2], msg[3])
                 w.out.append((P.LOOKUP_REPLY, msg[1], reply))
                 s.send(w)
             elif code == P.KILL:
@@ -185,7 +188,7 @@ class IOThread:
                 s.slots_released(w, msg[1])
         s.apply_ref_events()
 
-    def nested_submit(self, msg: tuple) -> None:
+    def nested_submit(self, msg: tuple, w: WorkerHandle) -> None:
         _, fn_id, fn_bytes, blob, deps, contained, return_ids, options = msg
         s = self.s
         if fn_bytes is not None:
@@ -194,9 +197,22 @@ class IOThread:
         if key is None:
             key = demand_key(options["num_cpus"], options["num_gpus"], options["resources"])
         strategy = options.get("scheduling_strategy")
+        failed = None
+        if strategy is None and s.pgs.groups:  # a task of a group that captures its children
+            strategy = s.pgs.captured(w)
+            if strategy is not None:
+                try:
+                    key = group_demand(key, strategy, f"task {options['name']}")
+                except ValueError as err:
+                    failed = err
+        placed = placed_strategy(strategy)
         task = TaskRecord(next(s.task_ids), fn_id, options["name"], blob, deps, contained, return_ids,
-                          key, options["max_retries"], options["retry_exceptions"], [],
-                          placed_strategy(strategy))
+                          key, options["max_retries"], options["retry_exceptions"], [], placed)
+        if placed is not strategy:
+            task.group = strategy
+        if failed is not None:
+            s.refuse(task, serialization.dumps(failed))
+            return
         if strategy is not None or key not in s.feasible:
             try:
                 s.check_task(key, strategy, f"task {options['name']}")
@@ -205,7 +221,7 @@ class IOThread:
                 return
         s.submit(task)
 
-    def nested_create_actor(self, msg: tuple) -> None:
+    def nested_create_actor(self, msg: tuple, w: WorkerHandle) -> None:
         _, actor_id, cls_id, cls_bytes, blob, deps, contained, options = msg
         s = self.s
         if cls_bytes is not None:
@@ -213,6 +229,14 @@ class IOThread:
         key = options.get("_key")
         if key is None:
             key = demand_key(options["num_cpus"], options["num_gpus"], options["resources"])
+        if options.get("scheduling_strategy") is None and s.pgs.groups:
+            captured = s.pgs.captured(w)  # created by a task of a group that captures its children
+            if captured is not None:
+                options = {**options, "scheduling_strategy": captured}
+                try:
+                    key = group_demand(key, captured, f"actor {options['class_name']}")
+                except ValueError:
+                    options["scheduling_strategy"] = None  # too large for the group: placed as is
         actor = ActorRecord(actor_id, options["class_name"], cls_id, s.functions[cls_id], blob, deps,
                             contained, options, key, [])
         try:

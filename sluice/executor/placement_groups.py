@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from sluice.exceptions import UnschedulableError
 from sluice.executor import protocol as P
 from sluice.executor.records import PENDING, ActorRecord
-from sluice.executor.strategies import group_resource
+from sluice.executor.strategies import PlacementGroupSchedulingStrategy, group_resource
 from sluice.store import serialization
 
 if TYPE_CHECKING:
@@ -304,6 +304,32 @@ class PlacementGroups:
         if g.state in ("REMOVED", "FAILED"):
             raise UnschedulableError(f"{what}: placement group {g.name or g.id} is {g.state.lower()}; "
                                      "schedule it in a live placement group")
+
+    # -- the group a worker runs in -------------------------------------------------------
+    def running_in(self, w: Any) -> Any:
+        """The PlacementGroupSchedulingStrategy of what ``w`` runs now (its actor's, or its
+        running task's), or None."""
+        if w.actor is not None:
+            strategy = w.actor.options.get("scheduling_strategy")
+            return strategy if isinstance(strategy, PlacementGroupSchedulingStrategy) else None
+        running = next(iter(w.inflight.values()), None)
+        return running.group if running is not None else None
+
+    def captured(self, w: Any) -> PlacementGroupSchedulingStrategy | None:
+        """The strategy a task or actor submitted from ``w`` defaults to: any bundle of the
+        group ``w`` runs in, when that group's strategy captures child tasks."""
+        strategy = self.running_in(w)
+        if strategy is None or not strategy.placement_group_capture_child_tasks:
+            return None
+        return PlacementGroupSchedulingStrategy(strategy.placement_group, -1, True)
+
+    def current(self, w: Any) -> tuple[str, list[Bundle]] | None:
+        """``(id, bundles)`` of the group ``w`` runs in (``get_current_placement_group``)."""
+        strategy = self.running_in(w)
+        if strategy is None:
+            return None
+        pg = strategy.placement_group
+        return pg.id, pg.bundle_specs
 
     # -- removal and failure ------------------------------------------------------------
     def remove(self, gid: str) -> None:

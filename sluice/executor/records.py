@@ -42,7 +42,7 @@ class TaskRecord:
     __slots__ = ("task_id", "fn_id", "name", "args_blob", "deps", "contained", "return_ids",
                  "key", "retries_left", "retry_exc", "unresolved", "worker", "actor", "method",
                  "cancelled", "pinned", "keep", "local_to", "chain", "chain_actors", "strategy",
-                 "lane")
+                 "lane", "group")
 
     def __init__(self, task_id: int, fn_id: int, name: str, args_blob: bytes, deps: list[int],
                  contained: tuple[int, ...], return_ids: list[int], key: ResourceKey,
@@ -73,6 +73,7 @@ class TaskRecord:
         # there (waiting for that node's room must not hold back tasks that may run elsewhere).
         self.lane: Any = key if strategy is None or strategy == "SPREAD" or strategy.soft \
             else (key, strategy.node_id)
+        self.group: Any = None               # its PlacementGroupSchedulingStrategy, if any
 
 
 class WorkerHandle:

@@ -125,9 +125,11 @@ class Runtime:
             if fn_id not in s.functions:
                 s.functions[fn_id] = fn_bytes
             return_ids, refs = self._new_refs(options["num_returns"])
+            placed = placed_strategy(strategy)
             task = TaskRecord(next(s.task_ids), fn_id, name, blob, deps, contained, return_ids,
-                              key, options["max_retries"], options["retry_exceptions"], keep,
-                              placed_strategy(strategy))
+                              key, options["max_retries"], options["retry_exceptions"], keep, placed)
+            if placed is not strategy:
+                task.group = strategy
             s.submit(task)
             s.dispatch()
         return refs

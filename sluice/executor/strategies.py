@@ -57,8 +57,8 @@ SPREAD = "SPREAD"
 @dataclass(frozen=True)
 class PlacementGroupSchedulingStrategy:
     """Run inside ``placement_group``'s reservation: in bundle ``placement_group_bundle_index``
-    (-1: any bundle with room). ``placement_group_capture_child_tasks`` is accepted as Ray's
-    (tasks submitted from inside do not yet default to the group on sluice)."""
+    (-1: any bundle with room). With ``placement_group_capture_child_tasks``, tasks and actors
+    submitted from inside without a strategy of their own run in the group too (any bundle)."""
 
     placement_group: Any
     placement_group_bundle_index: int = -1

@@ -150,3 +150,14 @@ def placement_group_table(placement_group: PlacementGroup | None = None) -> dict
     if row is None:
         raise ValueError(f"placement_group_table: {placement_group!r} is not in this runtime")
     return row
+
+
+def get_current_placement_group() -> PlacementGroup | None:
+    """The placement group the calling task or actor runs in; None in the driver or outside
+    any group."""
+    rt = runtime()
+    ask = getattr(rt, "_ask", None)  # a worker's backend asks its driver; others run in none
+    if rt.is_driver or ask is None:
+        return None
+    found = ask("current_pg", None)
+    return None if found is None else PlacementGroup(found[0], found[1])

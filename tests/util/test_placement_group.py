@@ -205,3 +205,33 @@ def test_a_task_in_a_gpu_bundle_gets_a_gpu_id_no_other_task_holds() -> None:
         assert sluice.available_resources()["GPU"] <= 1  # the bundle's GPU stays reserved
     finally:
         sluice.shutdown()
+
+
+@sluice.remote
+def current_id() -> str | None:
+    from sluice.util import get_current_placement_group
+
+    pg = get_current_placement_group()
+    return None if pg is None else pg.id
+
+
+@sluice.remote
+def parent_and_child() -> tuple:
+    from sluice.util import get_current_placement_group
+
+    mine = get_current_placement_group()
+    return (None if mine is None else mine.id), sluice.get(current_id.remote())
+
+
+def test_child_tasks_join_the_group_only_when_captured(two_cpus) -> None:
+    from sluice.util import get_current_placement_group
+
+    assert get_current_placement_group() is None  # the driver runs in no group
+    pg = placement_group([{"CPU": 1}])
+    assert pg.wait(DEADLINE_S)
+    captured = parent_and_child.options(scheduling_strategy=InGroup(
+        pg, placement_group_capture_child_tasks=True)).remote()
+    assert sluice.get(captured, timeout=DEADLINE_S) == (pg.id, pg.id)
+    free = parent_and_child.options(scheduling_strategy=InGroup(pg)).remote()
+    assert sluice.get(free, timeout=DEADLINE_S) == (pg.id, None)
+    assert sluice.get(current_id.remote(), timeout=DEADLINE_S) is None
