@@ -104,8 +104,8 @@ def placement_group(bundles: list[dict[str, float]], strategy: str = "PACK", nam
 
     Returns at once; :meth:`PlacementGroup.ready` / :meth:`PlacementGroup.wait` tell when the
     bundles are reserved. ``name`` makes it reachable with :func:`get_placement_group`;
-    ``lifetime`` is None or ``"detached"`` (accepted as Ray's; the group lives until removed
-    or the runtime ends either way).
+    ``lifetime`` is None (on a cluster, removed when the driver that made it disconnects) or
+    ``"detached"`` (lives until removed or the cluster stops).
     """
     specs = check_bundles(bundles)
     if strategy not in STRATEGIES:

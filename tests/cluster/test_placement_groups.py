@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -11,7 +12,12 @@ import pytest
 import sluice
 from sluice.exceptions import UnschedulableError
 from sluice.executor import api
-from sluice.util import placement_group, placement_group_table, remove_placement_group
+from sluice.util import (
+    get_placement_group,
+    placement_group,
+    placement_group_table,
+    remove_placement_group,
+)
 from sluice.util.scheduling_strategies import PlacementGroupSchedulingStrategy as InGroup
 from tests.cluster.conftest import LocalCluster, connected_cluster, node_info
 
@@ -92,3 +98,18 @@ def test_a_killed_node_moves_its_bundle_to_a_node_with_room_or_fails_the_group(c
     assert placement_group_table(strict3)["state"] == "FAILED"
     with pytest.raises(UnschedulableError, match=rf"node '{victim}' died with bundle"):
         sluice.get(strict3.ready(), timeout=DEADLINE_S)
+
+
+def test_a_drivers_groups_go_with_it_unless_detached(cluster) -> None:
+    mine = placement_group([{"CPU": 2}], name="mine")
+    kept = placement_group([{"CPU": 2}], name="kept", lifetime="detached")
+    assert kept.wait(DEADLINE_S) and mine.wait(DEADLINE_S)
+    sluice.shutdown()
+    sluice.init(address=cluster.address)
+    deadline = time.monotonic() + DEADLINE_S  # the head notices the disconnection on its own time
+    while placement_group_table(mine)["state"] != "REMOVED":
+        assert time.monotonic() < deadline, "the first driver's group was not removed"
+        time.sleep(0.05)
+    assert get_placement_group("kept") == kept and placement_group_table(kept)["state"] == "CREATED"
+    with pytest.raises(ValueError, match="no placement group named 'mine'"):
+        get_placement_group("mine")

@@ -103,6 +103,10 @@ class ClusterIO(IOThread):
             held["refs"].add(msg[1])
         elif code == P.CREATE_ACTOR:
             held["actors"].add(msg[1])
+        elif code == P.LOOKUP and msg[2] == "pg" and msg[3][0] == "create":
+            gid, lifetime = msg[3][1][0], msg[3][1][4]  # (id, name, bundles, strategy, lifetime, ..)
+            if lifetime != "detached":  # removed when this driver goes, as Ray does at a job's end
+                held.setdefault("groups", []).append(gid)
         elif code == P.SUBMIT and msg[6]:
             tasks = held["tasks"]
             tasks.add(msg[6][0])  # a task, known by its first result
@@ -275,6 +279,8 @@ class HeadRuntime:
             reqs[:] = [r for r in reqs if r.worker is not w]
         for actor_id in held["actors"]:
             self.actors.kill(actor_id, True)
+        for gid in held.get("groups", ()):
+            s.pgs.remove(gid)
 
     # -- status --------------------------------------------------------------------------
     def status(self) -> pb.ClusterStatus:
