@@ -27,6 +27,7 @@ from sluice.executor.api import (
     wait,
 )
 from sluice.executor.object_ref import ObjectRef
+from sluice.executor.runtime_context import RuntimeContext, get_runtime_context
 
 if TYPE_CHECKING:
     from sluice.compiler.plan import Plan
@@ -59,6 +60,7 @@ __all__ = [
     "Plan",
     "ObjectRef",
     "RemoteFunction",
+    "RuntimeContext",
     "available_resources",
     "cancel",
     "cluster_resources",
@@ -67,6 +69,7 @@ __all__ = [
     "get",
     "get_actor",
     "get_gpu_ids",
+    "get_runtime_context",
     "init",
     "is_initialized",
     "kill",

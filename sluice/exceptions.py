@@ -74,9 +74,17 @@ class TaskError(SluiceError):
         return (TaskError, (self.function_name, self.traceback_text, self.cause))
 
     def as_instanceof_cause(self) -> TaskError:
-        """Return an error that is both a ``TaskError`` and of the cause's type."""
-        cause_type = type(self.cause) if self.cause is not None else None
-        if cause_type is None or isinstance(self.cause, TaskError) or not _can_subclass(cause_type):
+        """Return an error that is both a ``TaskError`` and of the cause's type.
+
+        A task that failed because a task it waited for failed takes the type of the
+        first cause in the chain, as in Ray: a ``ValueError`` raised two tasks down is
+        still caught by ``except ValueError`` at the driver.
+        """
+        root = self.cause
+        while isinstance(root, TaskError) and root.cause is not None:
+            root = root.cause
+        cause_type = type(root) if root is not None else None
+        if cause_type is None or isinstance(root, TaskError) or not _can_subclass(cause_type):
             return self
         dual_type = _dual_types.get((type(self), cause_type))
         if dual_type is None:
@@ -94,7 +102,7 @@ class TaskError(SluiceError):
         err.cause = self.cause
         # Attributes the cause carried (e.g. OSError.errno) stay reachable.
         try:
-            err.__dict__.update({k: v for k, v in vars(self.cause).items() if k not in err.__dict__})
+            err.__dict__.update({k: v for k, v in vars(root).items() if k not in err.__dict__})
         except TypeError:
             pass
         return err

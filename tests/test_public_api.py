@@ -9,6 +9,7 @@ EXPECTED = {
     "ObjectRef", "RemoteFunction", "available_resources", "cancel",
     "cluster_resources", "exceptions", "get", "get_actor", "get_gpu_ids", "init",
     "is_initialized", "kill", "method", "nodes", "put", "remote", "shutdown", "wait",
+    "RuntimeContext", "get_runtime_context",
 }
 
 
@@ -32,7 +33,8 @@ def test_exceptions_listed_in_the_design_exist() -> None:
         assert issubclass(getattr(ex, name), ex.SluiceError)
 
 
-UTIL_EXPECTED = {"PlacementGroup", "get_current_placement_group", "get_placement_group", "placement_group", "placement_group_table",
+UTIL_EXPECTED = {"PlacementGroup", "get_current_placement_group", "get_placement_group",
+                 "list_named_actors", "placement_group", "placement_group_table",
                  "remove_placement_group"}
 STRATEGIES_EXPECTED = {"NodeAffinitySchedulingStrategy", "PlacementGroupSchedulingStrategy"}
 

@@ -21,6 +21,9 @@ WORKFLOW_OPTIONS = ("retry_delay_s", "backoff", "catch_exceptions", "cache")
 ACTOR_DEFAULTS: dict[str, Any] = {
     "num_cpus": 0, "num_gpus": 0, "resources": None, "max_restarts": 0,
     "max_concurrency": None, "name": None, "scheduling_strategy": None,
+    # Named actors: the namespace the name lives in (None: the job's), return the live actor
+    # of that name instead of raising, and "detached" to outlive the driver on a cluster.
+    "namespace": None, "get_if_exists": False, "lifetime": None,
 }
 METHOD_DEFAULTS: dict[str, Any] = {"num_returns": 1, "name": None}
 
@@ -78,6 +81,18 @@ def normalize(kind: str, given: dict[str, Any], defaults: dict[str, Any], where:
                 raise ValueError(f"{where}: {name}={v!r} must be a number >= {low:g}")
     if opts.get("name") is not None and (not isinstance(opts["name"], str) or not opts["name"]):
         raise ValueError(f"{where}: name={opts['name']!r} must be a non-empty str (or None)")
+    if opts.get("namespace") is not None and (not isinstance(opts["namespace"], str)
+                                              or not opts["namespace"]):
+        raise ValueError(f"{where}: namespace={opts['namespace']!r} must be a non-empty str (or "
+                         "None for the job's namespace)")
+    if opts.get("lifetime") not in (None, "detached", "non_detached"):
+        raise ValueError(f"{where}: lifetime={opts['lifetime']!r} must be None, 'detached' or "
+                         "'non_detached'")
+    if opts.get("lifetime") == "non_detached":
+        opts["lifetime"] = None
+    for name in ("get_if_exists",):
+        if name in opts and not isinstance(opts[name], bool):
+            raise ValueError(f"{where}: {name}={opts[name]!r} must be True or False")
     for name in ("catch_exceptions", "cache"):
         if name in opts and not isinstance(opts[name], bool):
             raise ValueError(f"{where}: {name}={opts[name]!r} must be True or False")

@@ -55,7 +55,7 @@ class ActorManager:
         """Count driver handles; an unnamed actor with none left (and none pickled) retires."""
         for actor_id in self.handle_counts.drain():
             actor = self.s.actors.get(actor_id)
-            if actor is not None and actor.name is None:
+            if actor is not None and actor.name is None and actor.options.get("lifetime") != "detached":
                 self.retiring.add(actor_id)
                 self.retire_if_idle(actor)
 
@@ -76,10 +76,17 @@ class ActorManager:
     def create(self, actor: ActorRecord) -> None:
         s = self.s
         if actor.name is not None:
-            if actor.name in s.named and s.actors[s.named[actor.name]].state != ActorRecord.DEAD:
-                raise ValueError(f"an actor named {actor.name!r} already exists; pick another name "
-                                 f"or reach the existing one with sluice.get_actor({actor.name!r})")
-            s.named[actor.name] = actor.actor_id
+            key = (actor.namespace or "", actor.name)
+            if key in s.named and s.actors[s.named[key]].state != ActorRecord.DEAD:
+                if actor.options.get("get_if_exists"):
+                    # Made by another caller since this one looked: its id reaches that actor.
+                    s.actor_aliases[actor.actor_id] = s.named[key]
+                    return
+                raise ValueError(
+                    f"an actor named {actor.name!r} already exists in namespace {key[0]!r}; pick "
+                    f"another name, reach the existing one with sluice.get_actor({actor.name!r}), "
+                    "or pass get_if_exists=True to .options()")
+            s.named[key] = actor.actor_id
         s.actors[actor.actor_id] = actor
         s.hold(actor.deps)
         s.hold(actor.contained)
@@ -132,7 +139,7 @@ class ActorManager:
                     contained: tuple[int, ...], return_ids: list[int], keep: list) -> None:
         """Call ``method`` on actor ``actor_id`` (whose results ``return_ids`` have entries)."""
         s = self.s
-        actor = s.actors.get(actor_id)
+        actor = self.lookup(actor_id)
         task = TaskRecord(next(s.task_ids), 0, name, blob, deps, contained, return_ids, (), 0, False, keep)
         task.method = method
         if actor is None:  # (queued, it would run as a function task with no function)
@@ -203,8 +210,15 @@ class ActorManager:
         w.out.append((P.SHUTDOWN,))
         self.s.send(w)
 
-    def kill(self, actor_id: int, no_restart: bool) -> None:
+    def lookup(self, actor_id: int) -> ActorRecord | None:
+        """Actor ``actor_id``, or the live one its get_if_exists creation found (None: unknown)."""
         actor = self.s.actors.get(actor_id)
+        if actor is None and actor_id in self.s.actor_aliases:
+            actor = self.s.actors.get(self.s.actor_aliases[actor_id])
+        return actor
+
+    def kill(self, actor_id: int, no_restart: bool) -> None:
+        actor = self.lookup(actor_id)
         if actor is None:
             return
         if no_restart:
@@ -230,8 +244,9 @@ class ActorManager:
         self.s.unhold(actor.deps)
         self.s.unhold(actor.contained)
         actor.keep = []
-        if actor.name is not None and self.s.named.get(actor.name) == actor.actor_id:
-            del self.s.named[actor.name]
+        key = (actor.namespace or "", actor.name)
+        if actor.name is not None and self.s.named.get(key) == actor.actor_id:
+            del self.s.named[key]
         self.pump(actor)
 
     def died(self, w: WorkerHandle) -> None:
@@ -247,6 +262,7 @@ class ActorManager:
         s.forget_worker_slots(w)
         if actor.state != ActorRecord.DEAD and actor.restarts_left > 0:
             actor.restarts_left -= 1
+            actor.restarted = True
             lost = s.actor_died_blob(actor, f"the actor's process died (exit code {code}) while this "
                                             "call was running; the actor was restarted for later calls")
             self.fail_inflight(w, lost)
@@ -296,11 +312,16 @@ class ActorManager:
         self.s.resources.check_feasible(actor.key, what)
         self.s.placement.check_strategy(strategy, what)
 
-    def find_named(self, name: str) -> ActorInfo | None:
-        """The live actor created with ``name``, or None."""
-        actor_id = self.s.named.get(name)
+    def find_named(self, name: str, namespace: str) -> ActorInfo | None:
+        """The live actor created with ``name`` in ``namespace``, or None."""
+        actor_id = self.s.named.get((namespace, name))
         if actor_id is None:
             return None
         actor = self.s.actors[actor_id]
         return ActorInfo(actor.actor_id, actor.class_name, actor.options.get("_methods", {}))
 
+
+    def list_named(self, namespace: str | None) -> list[dict[str, str]]:
+        """The live named actors, of ``namespace`` or (None) of every namespace."""
+        return [{"name": name, "namespace": ns} for (ns, name) in self.s.named
+                if namespace is None or ns == namespace]

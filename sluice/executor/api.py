@@ -21,7 +21,8 @@ _DRIVER_MODULES = ("sluice.dsl.to_graph", "sluice.compiler.pipeline", "sluice.co
 def init(num_cpus: float | None = None, num_gpus: float | None = None,
          resources: dict[str, float] | None = None, object_store_memory: int | None = None,
          *, spill_dir: str | None = None, ignore_reinit_error: bool = False,
-         address: Any = None, backend: str = "local", token: str | None = None) -> None:
+         address: Any = None, backend: str = "local", token: str | None = None,
+         namespace: str | None = None) -> None:
     """Start the embedded local runtime in this process, or connect to a cluster.
 
     ``num_cpus`` defaults to the machine's CPUs (one worker process each),
@@ -34,6 +35,10 @@ def init(num_cpus: float | None = None, num_gpus: float | None = None,
     ``SLUICE_TOKEN``, else the head's token file on this machine); the
     resource arguments then belong to the nodes. ``backend="dask"`` runs on a
     Dask cluster: ``address`` is its scheduler's address or a ``distributed.Client``.
+
+    ``namespace``: where this job's named actors live and are looked up (default: a
+    fresh anonymous namespace of this job's own, as in Ray); drivers that give the same
+    namespace share named actors on a cluster. Dask keeps no namespaces.
 
     >>> import sluice
     >>> sluice.init(num_cpus=1)
@@ -70,19 +75,25 @@ def init(num_cpus: float | None = None, num_gpus: float | None = None,
         for name, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
             if value is not None and (not isinstance(value, (int, float)) or value < 0):
                 raise ValueError(f"init({name}={value!r}): give a number >= 0")
+        if namespace is not None and (not isinstance(namespace, str) or not namespace):
+            raise ValueError(f"init(namespace={namespace!r}): give a non-empty str, or None for "
+                             "an anonymous namespace of this job's own")
         if object_store_memory is not None and object_store_memory <= 0:
             raise ValueError(f"init(object_store_memory={object_store_memory!r}): give a positive "
                              "number of bytes")
         if backend == "dask":
-            from sluice.executor.dask_backend import DaskRuntime
+            from sluice.executor.dask_backend import DaskRuntime, no_namespaces
+
+            no_namespaces(namespace, "init(namespace=...)")
 
             context.set_current(DaskRuntime(address))
         elif address is not None:
             from sluice.executor.cluster.client import connect
 
-            context.set_current(connect(address, token=token))
+            context.set_current(connect(address, token=token, namespace=namespace))
         else:
-            context.set_current(Runtime(num_cpus, num_gpus, resources, object_store_memory, spill_dir))
+            context.set_current(Runtime(num_cpus, num_gpus, resources, object_store_memory, spill_dir,
+                                        namespace=namespace))
         # A driver builds graphs: load the compiler now (workers, which import sluice too,
         # never do), so the first .bind()/compile() does not pay its imports (~0.1 s).
         for module in _DRIVER_MODULES:
@@ -166,7 +177,10 @@ def cancel(ref: ObjectRef, *, force: bool = False) -> None:
     """Cancel the task that computes ``ref``; its ``get`` raises ``TaskCancelledError``.
 
     A task not started yet never runs. A running task is abandoned (its result
-    discarded) unless ``force=True``, which kills its worker process.
+    discarded) unless ``force=True``, which kills its worker process; but not a task
+    running inside the ``get`` of the task that waits for it (in that task's process,
+    see ``sluice/executor/nesting.py``): killing it would kill that task too, so it is
+    abandoned.
     """
     if not isinstance(ref, ObjectRef):
         raise TypeError(f"cancel() takes an ObjectRef, got {_describe(ref)}")

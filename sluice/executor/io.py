@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from multiprocessing.connection import wait
 from typing import TYPE_CHECKING, Any
 
 from sluice.executor import lookups
+from sluice.executor.nesting import START_HOLD_S
 from sluice.executor import protocol as P
 from sluice.executor.records import ActorRecord, TaskRecord, WorkerHandle
 from sluice.executor.resources import demand_key
@@ -74,9 +76,16 @@ class IOThread:
             if s.conns_changed:
                 with s.lock:
                     self.refresh()
-            ready = wait([self.wake_r, *self.conn_map])
+            hold = s.start_hold
+            timeout = None if hold is None else max(0.0, hold + START_HOLD_S - time.monotonic())
+            ready = wait([self.wake_r, *self.conn_map], timeout)
             if self.stopping:
                 return
+            if hold is not None and time.monotonic() >= hold + START_HOLD_S:
+                with s.lock:  # a held process start is due (Scheduler.holds_start)
+                    s.dispatch()
+                    s.flush_all()
+                    s.start_hold = None
             for c in ready:
                 if c == self.wake_r:
                     try:
@@ -156,7 +165,7 @@ class IOThread:
             elif code == P.SUBMIT:
                 self.nested_submit(msg, w)
             elif code == P.GET:
-                s.worker_get(w, msg[1], msg[2], False, len(msg[2]), False)
+                s.worker_get(w, msg[1], msg[2], False, len(msg[2]), False, len(msg) > 3 and msg[3])
             elif code == P.WAIT:
                 s.worker_get(w, msg[1], msg[2], True, msg[3], msg[4])
             elif code == P.PUT:
@@ -174,10 +183,7 @@ class IOThread:
             elif code == P.LOOKUP:
                 # Answered first: an answer may flush ``w`` (a placement group made ready),
                 # which replaces ``w.out``.
-                if msg[2] == "current_pg":  # the asker's own group: only here is ``w`` known
-                    reply = s.pgs.current(w)
-                else:
-                    reply = lookups.answer(s, msg[2], msg[3])
+                reply = lookups.answer(s, msg[2], msg[3], w)
                 w.out.append((P.LOOKUP_REPLY, msg[1], reply))
                 s.send(w)
             elif code == P.KILL:
@@ -188,7 +194,7 @@ class IOThread:
                 s.slots_released(w, msg[1])
         s.apply_ref_events()
 
-    def nested_submit(self, msg: tuple, w: WorkerHandle) -> None:
+    def nested_submit(self, msg: tuple, w: WorkerHandle | None = None) -> None:
         _, fn_id, fn_bytes, blob, deps, contained, return_ids, options = msg
         s = self.s
         if fn_bytes is not None:
@@ -198,7 +204,7 @@ class IOThread:
             key = demand_key(options["num_cpus"], options["num_gpus"], options["resources"])
         strategy = options.get("scheduling_strategy")
         failed = None
-        if strategy is None and s.pgs.groups:  # a task of a group that captures its children
+        if strategy is None and w is not None and s.pgs.groups:  # a capturing group's child
             strategy = s.pgs.captured(w)
             if strategy is not None:
                 try:
@@ -210,6 +216,9 @@ class IOThread:
                           key, options["max_retries"], options["retry_exceptions"], [], placed)
         if placed is not strategy:
             task.group = strategy
+        if w is not None:
+            task.job = s.job_of(w)
+        task.from_task = w is not None and w.lease is not None and w.actor is None
         if failed is not None:
             s.refuse(task, serialization.dumps(failed))
             return
@@ -239,6 +248,7 @@ class IOThread:
                     options["scheduling_strategy"] = None  # too large for the group: placed as is
         actor = ActorRecord(actor_id, options["class_name"], cls_id, s.functions[cls_id], blob, deps,
                             contained, options, key, [])
+        actor.job = s.job_of(w)
         try:
             s.actor_manager.check_feasible(actor)
             s.actor_manager.create(actor)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sluice.exceptions import InternalError, UnschedulableError
 from sluice.executor import protocol as P
-from sluice.executor.backend import LOCAL_NODE, NodeInfo, ObjectID, ObjectLocation
+from sluice.executor.backend import LOCAL_NODE, NodeID, NodeInfo, ObjectID, ObjectLocation
 from sluice.executor.process import WorkerTemplate, spawn_worker
 from sluice.executor.records import ActorRecord, TaskRecord, WorkerHandle
 from sluice.executor.resources import NodeResources, ResourceKey
@@ -72,6 +72,10 @@ class Placement(Protocol):
 
     def store_capacity(self) -> int:
         """Bytes the stores of the live nodes may hold together."""
+        ...
+
+    def node_id_of(self, node: Node) -> NodeID:
+        """The id ``node_infos`` gives ``node`` (what a runtime context reports)."""
         ...
 
     def node_resources(self, node: Node) -> NodeResources:
@@ -251,6 +255,9 @@ class LocalPlacement:
 
     def store_capacity(self) -> int:
         return self.capacity
+
+    def node_id_of(self, node: Node) -> NodeID:
+        return LOCAL_NODE
 
     def node_resources(self, node: Node) -> NodeResources:
         return self.resources

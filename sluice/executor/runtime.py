@@ -30,7 +30,7 @@ from sluice.executor.io import IOThread
 from sluice.executor.object_ref import ObjectRef
 from sluice.executor.placement import LocalPlacement, StoreLocations
 from sluice.executor.process import start_template
-from sluice.executor.records import PENDING, ActorRecord, TaskRecord
+from sluice.executor.records import PENDING, ActorRecord, JobInfo, TaskRecord, anonymous_namespace, job_id_hex
 from sluice.executor.resources import NodeResources, ResourceKey, demand_key
 from sluice.executor.scheduler import Scheduler
 from sluice.executor.strategies import placed_strategy
@@ -63,7 +63,7 @@ class Runtime:
 
     def __init__(self, num_cpus: float | None = None, num_gpus: float | None = None,
                  resources: dict[str, float] | None = None, object_store_memory: int | None = None,
-                 spill_dir: str | None = None):
+                 spill_dir: str | None = None, namespace: str | None = None):
         shm.cleanup_stale_sessions()
         cleanup_stale_spill_dirs()
         self.session = shm.new_session_id()
@@ -86,6 +86,7 @@ class Runtime:
                                                   self.template),
                                    StoreLocations(self.store), self.io)
         self.actors = self.scheduler.actor_manager
+        self.scheduler.driver_job = JobInfo(job_id_hex(1), namespace or anonymous_namespace())
         self.ids = itertools.count(1)
         self.io.start(self.scheduler)
         with self.scheduler.locked():
@@ -274,9 +275,18 @@ class Runtime:
         return refs[0]
 
     # -- runtime interface: the node and its objects -------------------------------------------
-    def get_actor(self, name: str) -> ActorInfo | None:
+    def get_actor(self, name: str, namespace: str) -> ActorInfo | None:
         with self.scheduler.locked():
-            return self.actors.find_named(name)
+            return self.actors.find_named(name, namespace)
+
+    def named_actors(self, namespace: str | None) -> list[dict[str, str]]:
+        with self.scheduler.locked():
+            return self.actors.list_named(namespace)
+
+    def context_info(self) -> dict[str, Any]:
+        """The driver's runtime context: its job, its node, no task or actor."""
+        with self.scheduler.locked():
+            return lookups.context_of(self.scheduler, None, None)
 
     def cluster_resources(self) -> dict[str, float]:
         with self.scheduler.locked():

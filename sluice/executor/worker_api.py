@@ -8,6 +8,7 @@ starts or stops holding (INCREF/DECREF), in order with everything else it sends.
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import threading
 import time
@@ -23,6 +24,10 @@ from sluice.executor.counting import RefCounts
 from sluice.executor.object_ref import OWNER_SHIFT, ObjectRef
 from sluice.executor.resources import ResourceKey
 from sluice.store import serialization, shm
+
+CURRENT_TASK: contextvars.ContextVar[int | None] = contextvars.ContextVar("sluice_task", default=None)
+"""The id of the task or actor call the calling code runs in (per thread and per asyncio
+task, so each call of a threaded or async actor sees its own)."""
 
 
 class WorkerAPI:
@@ -152,8 +157,14 @@ class WorkerAPI:
         if problem is not None:
             raise InfeasibleResourceError(problem)
 
-    def get_actor(self, name: str) -> ActorInfo | None:
-        return self._ask("actor", name)
+    def get_actor(self, name: str, namespace: str) -> ActorInfo | None:
+        return self._ask("actor", (name, namespace))
+
+    def named_actors(self, namespace: str | None) -> list[dict[str, str]]:
+        return self._ask("named", namespace)
+
+    def context_info(self) -> dict[str, Any]:
+        return self._ask("context", CURRENT_TASK.get())
 
     def cluster_resources(self) -> dict[str, float]:
         return self._ask("resources", "total")
@@ -220,7 +231,7 @@ class WorkerAPI:
 
     def request_objects(self, ids: list[int], timeout: float | None) -> list[tuple]:
         req = next(self.req_ids)
-        self.emit((P.GET, req, ids))
+        self.emit((P.GET, req, ids, self.may_nest(timeout)))
         return self.await_reply(req, timeout)
 
     def wait(self, refs: list[ObjectRef], num_returns: int, timeout: float | None) -> list[int]:
@@ -297,6 +308,14 @@ class WorkerAPI:
         return self.reader.read(local_name)
 
     # hooks the worker overrides
+    def may_nest(self, timeout: float | None) -> bool:
+        """Whether a get with ``timeout`` may run the tasks it waits for meanwhile."""
+        return False
+
+    def on_main_thread(self) -> bool:
+        """Whether the caller is this process's main thread (the one that reads the pipe)."""
+        return threading.current_thread() is self.main_thread
+
     def on_block(self) -> None:
         pass
 

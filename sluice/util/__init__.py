@@ -13,7 +13,21 @@ __all__ = [
     "PlacementGroup",
     "get_current_placement_group",
     "get_placement_group",
+    "list_named_actors",
     "placement_group",
     "placement_group_table",
     "remove_placement_group",
 ]
+
+
+def list_named_actors(all_namespaces: bool = False) -> list:
+    """The names of the live named actors of the current namespace, as Ray lists them; with
+    ``all_namespaces=True``, ``{"name": ..., "namespace": ...}`` dicts over every namespace."""
+    from sluice.executor.api import runtime
+    from sluice.executor.runtime_context import current_namespace
+
+    if not isinstance(all_namespaces, bool):
+        raise TypeError(f"list_named_actors(all_namespaces={all_namespaces!r}): give True or False")
+    if all_namespaces:
+        return runtime().named_actors(None)
+    return [entry["name"] for entry in runtime().named_actors(current_namespace())]

@@ -626,10 +626,17 @@ def check_backend_answers(backend: str) -> bool:
 
     name = f"answers-{backend}-{rt.is_driver}"
     counter = Counter.options(name=name).remote()
-    info = rt.get_actor(name)
+    ctx = rt.context_info()
+    namespace = ctx["namespace"]
+    info = rt.get_actor(name, namespace)
     assert info is not None and (info.actor_id, info.class_name) == (counter._actor_id, "Counter")
     assert {"add", "history", "slow_value"} <= set(info.methods)
-    assert rt.get_actor("nobody-home") is None
+    assert rt.get_actor("nobody-home", namespace) is None
+    assert {"name": name, "namespace": namespace} in rt.named_actors(None)
+    assert name in [a["name"] for a in rt.named_actors(namespace)]
+    if backend != "dask":  # Dask keeps no task ids; its node ids are worker addresses
+        assert ctx["node_id"] in node_ids and ctx["job_id"]
+        assert (ctx["task_id"] is None) == rt.is_driver
     sluice.kill(counter)
 
     rt.check_feasible((("CPU", 1.0),), "probe")

@@ -235,3 +235,15 @@ def test_child_tasks_join_the_group_only_when_captured(two_cpus) -> None:
     free = parent_and_child.options(scheduling_strategy=InGroup(pg)).remote()
     assert sluice.get(free, timeout=DEADLINE_S) == (pg.id, None)
     assert sluice.get(current_id.remote(), timeout=DEADLINE_S) is None
+
+
+@sluice.remote
+def context_group() -> str | None:
+    return sluice.get_runtime_context().get_placement_group_id()
+
+
+def test_the_runtime_context_names_the_group_a_task_runs_in(two_cpus) -> None:
+    pg = placement_group([{"CPU": 1}])
+    assert pg.wait(DEADLINE_S)
+    inside = context_group.options(scheduling_strategy=InGroup(pg)).remote()
+    assert sluice.get([inside, context_group.remote()], timeout=DEADLINE_S) == [pg.id, None]

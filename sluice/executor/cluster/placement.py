@@ -60,6 +60,9 @@ class ClusterPlacement:
         return [NodeInfo(str(n.node_id), n.host, n.alive, dict(n.resources.total), n.store_capacity)
                 for n in self.nodes.values()]
 
+    def node_id_of(self, node: NodeState) -> str:
+        return str(node.node_id)
+
     def store_capacity(self) -> int:
         return sum(n.store_capacity for n in self.nodes.values() if n.alive)
 
