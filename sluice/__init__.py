@@ -29,6 +29,10 @@ from sluice.executor.api import (
 from sluice.executor.object_ref import ObjectRef
 from sluice.executor.runtime_context import RuntimeContext, get_runtime_context
 
+# ``sluice.util.ActorPool`` and ``sluice.dag.InputNode`` work after a bare ``import sluice``,
+# as ``ray.util`` and ``ray.dag`` do after ``import ray`` (submodules, not public names here).
+from sluice import dag, util  # noqa: E402,F401  (isort: skip)
+
 if TYPE_CHECKING:
     from sluice.compiler.plan import Plan
 

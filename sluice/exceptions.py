@@ -19,6 +19,7 @@ __all__ = [
     "TaskCancelledError",
     "InfeasibleResourceError",
     "UnschedulableError",
+    "RuntimeEnvSetupError",
     "SerializationError",
     "UnsupportedOnBackendError",
     "InternalError",
@@ -150,6 +151,12 @@ class InfeasibleResourceError(SluiceError, ValueError):
 class UnschedulableError(SluiceError, ValueError):
     """A task or actor is pinned (``scheduling_strategy`` with a hard node affinity) to a
     node that is not, or is no longer, part of the runtime, so it can never run."""
+
+
+class RuntimeEnvSetupError(SluiceError):
+    """A task's or actor's ``runtime_env`` cannot be set up (an unknown key, a missing
+    ``working_dir``, a package past the size limit, ...): the message names the cause.
+    Raised at ``get`` of the task's results (or of the actor's calls), as in Ray."""
 
 
 class SerializationError(SluiceError, TypeError):

@@ -119,9 +119,11 @@ class ActorManager:
             self.mark_dead(actor, failed)
             return
         index = next(s.worker_index)
-        proc, conn = s.placement.spawn(index, actor.node)
+        proc, conn = s.placement.spawn(index, actor.node) if actor.env is None else \
+            s.placement.spawn(index, actor.node, actor.env)
         w = WorkerHandle(index, proc, conn)
         w.node = actor.node
+        w.env_id = actor.env.env_id if actor.env is not None else None
         w.actor = actor
         actor.worker = w
         actor.state = ActorRecord.ALIVE
@@ -140,7 +142,9 @@ class ActorManager:
         """Call ``method`` on actor ``actor_id`` (whose results ``return_ids`` have entries)."""
         s = self.s
         actor = self.lookup(actor_id)
-        task = TaskRecord(next(s.task_ids), 0, name, blob, deps, contained, return_ids, (), 0, False, keep)
+        retries = 0 if actor is None else int(actor.options.get("max_task_retries", 0))
+        task = TaskRecord(next(s.task_ids), 0, name, blob, deps, contained, return_ids, (), retries,
+                          False, keep)
         task.method = method
         if actor is None:  # (queued, it would run as a function task with no function)
             s.refuse(task, serialization.dumps(ObjectLostError(
@@ -264,7 +268,9 @@ class ActorManager:
             actor.restarts_left -= 1
             actor.restarted = True
             lost = s.actor_died_blob(actor, f"the actor's process died (exit code {code}) while this "
-                                            "call was running; the actor was restarted for later calls")
+                                            "call was running; the actor was restarted for later "
+                                            "calls (max_task_retries retries such calls)")
+            self.requeue_retried(w, actor)
             self.fail_inflight(w, lost)
             actor.state = ActorRecord.PENDING
             if s.placement.actor_node_alive(actor):
@@ -277,6 +283,21 @@ class ActorManager:
             self.mark_dead(actor, s.actor_died_blob(
                 actor, f"the actor's process died (exit code {code}) and max_restarts is spent"))
         self.fail_inflight(w, actor.death)
+
+    def requeue_retried(self, w: WorkerHandle, actor: ActorRecord) -> None:
+        """Put the calls in flight on ``w`` that have retries left (``max_task_retries``) back
+        at the head of the restarting actor's queue, in call order; the rest stay on ``w``."""
+        retried = sorted((t for t in w.inflight.values()
+                          if t.retries_left > 0 and not t.cancelled and t.chain is None),
+                         key=lambda t: t.task_id)
+        for task in reversed(retried):
+            del w.inflight[task.task_id]
+            task.retries_left -= 1
+            for oid in task.pinned:
+                self.s.locations.unpin(oid)
+            task.pinned = []
+            task.worker = None
+            actor.queue.appendleft(task)
 
     def fail_inflight(self, w: WorkerHandle, blob: bytes) -> None:
         for task in list(w.inflight.values()):

@@ -262,6 +262,7 @@ class DaskRuntime(DaskClusterInfo):
                     options: dict) -> list[ObjectRef]:
         """Submit ``fn(*args, **kwargs)`` as a Dask task; returns one ref per declared return value."""
         resources = self._resources(options, f"task {name}")
+        no_runtime_env(options.get("runtime_env"), f"task {name}")
         placed = self._placement(options, f"task {name}")
         retry = self._retry(options, name)
         blob, dep_args, carried, keep = self._encode(name, args, kwargs)
@@ -284,6 +285,7 @@ class DaskRuntime(DaskClusterInfo):
                 "use the local or cluster backend")
         no_namespaces(options.get("namespace"), f"actor {class_name}: options(namespace=...)")
         resources = self._resources(options, f"actor {class_name}")
+        no_runtime_env(options.get("runtime_env"), f"actor {class_name}")
         placed = self._placement(options, f"actor {class_name}")
         taken = ValueError(f"an actor named {actor_name!r} already exists; pick another name "
                            f"or reach the existing one with sluice.get_actor({actor_name!r})")
@@ -590,3 +592,14 @@ class _CallDone:
 
     def __call__(self, fut: Future) -> None:
         self.runtime._call_done(fut, self.actor_future, self.seq)
+
+
+def no_runtime_env(runtime_env: Any, what: str) -> None:
+    """Refuse a ``runtime_env`` on the dask backend: Dask runs tasks as threads of long-lived
+    workers, which share one process environment, directory and ``sys.path``."""
+    if runtime_env:
+        raise UnsupportedOnBackendError(
+            f"{what}: runtime_env={runtime_env!r} on the dask backend: Dask workers run tasks as "
+            "threads of one process, which cannot each have their own environment variables, "
+            "directory or sys.path; set them where the Dask workers start (dask worker "
+            "--preload, their environment), or use the local or cluster backend")

@@ -228,6 +228,12 @@ class IOThread:
             except ValueError as err:  # infeasible or unschedulable: raised at get()
                 s.refuse(task, serialization.dumps(err))
                 return
+        env, env_error = s.envs.for_options(options)
+        if env_error is not None:
+            s.refuse(task, serialization.dumps(env_error))
+            return
+        if env is not None:
+            task.set_env(env)
         s.submit(task)
 
     def nested_create_actor(self, msg: tuple, w: WorkerHandle) -> None:
@@ -250,6 +256,9 @@ class IOThread:
                             contained, options, key, [])
         actor.job = s.job_of(w)
         try:
+            actor.env, env_error = s.envs.for_options(options)
+            if env_error is not None:
+                raise env_error
             s.actor_manager.check_feasible(actor)
             s.actor_manager.create(actor)
         except Exception as err:

@@ -34,6 +34,7 @@ from sluice.executor.backend import LOCAL_NODE, NodeID, NodeInfo, ObjectID, Obje
 from sluice.executor.process import WorkerTemplate, spawn_worker
 from sluice.executor.records import ActorRecord, TaskRecord, WorkerHandle
 from sluice.executor.resources import NodeResources, ResourceKey
+from sluice.executor.runtime_env import PreparedEnv
 from sluice.executor.strategies import NodeAffinitySchedulingStrategy, is_affinity
 from sluice.store.object_store import ObjectStore
 
@@ -82,9 +83,10 @@ class Placement(Protocol):
         """The resources of ``node``, which its workers' leases and its actors take."""
         ...
 
-    def spawn(self, index: int, node: Node) -> tuple[Any, Any]:
-        """Start worker process ``index`` on ``node``: its process handle (``poll``, ``wait``,
-        ``send_signal``) and the scheduler's end of its pipe (``send_bytes``, ``close``)."""
+    def spawn(self, index: int, node: Node, env: PreparedEnv | None = None) -> tuple[Any, Any]:
+        """Start worker process ``index`` on ``node`` with runtime environment ``env`` (None:
+        none): its process handle (``poll``, ``wait``, ``send_signal``) and the scheduler's
+        end of its pipe (``send_bytes``, ``close``)."""
         ...
 
     def check_strategy(self, strategy: NodeAffinitySchedulingStrategy | str | None, what: str) -> None:
@@ -262,10 +264,14 @@ class LocalPlacement:
     def node_resources(self, node: Node) -> NodeResources:
         return self.resources
 
-    def spawn(self, index: int, node: Node) -> tuple[Any, Any]:
+    def spawn(self, index: int, node: Node, env: PreparedEnv | None = None) -> tuple[Any, Any]:
+        overrides = env.overrides() if env is not None else None
+        cwd = env.cwd if env is not None else None
+        if env is not None and env.python is not None:  # a pip virtualenv: a fresh interpreter
+            return spawn_worker(self.session, index, overrides, cwd, env.python)
         if self.template is not None:
-            return self.template.spawn(self.session, index)
-        return spawn_worker(self.session, index)
+            return self.template.spawn(self.session, index, overrides, cwd)
+        return spawn_worker(self.session, index, overrides, cwd)
 
     def check_strategy(self, strategy: NodeAffinitySchedulingStrategy | str | None, what: str) -> None:
         if not is_affinity(strategy) or strategy.soft or strategy.node_id == LOCAL_NODE:

@@ -67,7 +67,7 @@ class TaskRecord:
     __slots__ = ("task_id", "fn_id", "name", "args_blob", "deps", "contained", "return_ids",
                  "key", "retries_left", "retry_exc", "unresolved", "worker", "actor", "method",
                  "cancelled", "pinned", "keep", "local_to", "chain", "chain_actors", "strategy",
-                 "lane", "from_task", "job", "group")
+                 "lane", "from_task", "job", "env", "group")
 
     def __init__(self, task_id: int, fn_id: int, name: str, args_blob: bytes, deps: list[int],
                  contained: tuple[int, ...], return_ids: list[int], key: ResourceKey,
@@ -102,7 +102,14 @@ class TaskRecord:
         # worker (that task may wait in a get, and the waiting task may run this one nested).
         self.from_task = False
         self.job: JobInfo | None = None      # the driver's job it belongs to (None: the local driver's)
+        self.env: Any = None                 # its PreparedEnv (runtime_env), set by set_env
         self.group: Any = None               # its PlacementGroupSchedulingStrategy, if any
+
+    def set_env(self, env: Any) -> None:
+        """Run only on workers started with ``env`` (a PreparedEnv; None: the plain pool)."""
+        self.env = env
+        if env is not None:
+            self.lane = (self.lane, env.env_id)
 
 
 class WorkerHandle:
@@ -110,7 +117,7 @@ class WorkerHandle:
 
     __slots__ = ("index", "proc", "conn", "out", "inflight", "lease", "gpu_ids", "known_fns",
                  "blocked", "actor", "alive", "pending_gets", "queued_bytes", "unsent", "node",
-                 "nested", "nest_waits", "lent")
+                 "nested", "nest_waits", "lent", "env_id")
 
     def __init__(self, index: int, proc: subprocess.Popen, conn: Connection):
         self.index = index
@@ -134,6 +141,7 @@ class WorkerHandle:
                                              # that get (the first one runs), innermost last
         self.nest_waits: list[WorkerRequest] = []  # gets that may run them, innermost last
         self.lent = False                    # its lease's CPUs are lent out while it waits
+        self.env_id: str | None = None       # the runtime_env it started with (None: none)
 
 
 class ActorRecord:
@@ -142,7 +150,7 @@ class ActorRecord:
     __slots__ = ("actor_id", "name", "class_name", "cls_id", "cls_bytes", "args_blob", "deps",
                  "contained", "options", "key", "gpu_ids", "worker", "state", "restarts_left",
                  "queue", "death", "keep", "unresolved", "ready", "node", "job", "restarted",
-                 "namespace")
+                 "namespace", "env")
 
     PENDING, ALIVE, DEAD = 0, 1, 2
 
@@ -172,6 +180,7 @@ class ActorRecord:
         self.job: JobInfo | None = None      # the job that created it (None: the local driver's)
         self.restarted = False               # its process was started again after a crash
         self.namespace: str | None = options.get("namespace")  # where its name lives
+        self.env: Any = None                 # its PreparedEnv (runtime_env), None: none
 
 
 class Waiter:

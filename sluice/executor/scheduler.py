@@ -63,7 +63,8 @@ from sluice.executor.records import (
 )
 from sluice.executor.resources import NodeResources, ResourceKey
 from sluice.executor.placement_groups import PlacementGroups
-from sluice.executor.strategies import PlacementGroupSchedulingStrategy
+from sluice.executor.runtime_env import PreparedEnv, RuntimeEnvs
+from sluice.executor.strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
 from sluice.store import serialization
 
 TARGET_BATCH_SECONDS = 0.002
@@ -90,10 +91,12 @@ class Scheduler(ObjectTable):
                  "functions", "durations", "dirty", "task_ids", "worker_index", "ref_events",
                  "requests", "releasing", "chains_in_flight", "actor_handle_events", "retired",
                  "slot_released", "inbox", "conns_changed", "closed", "has_gpus", "actor_manager",
-                 "blocking_fns", "start_hold", "driver_job", "client_jobs", "actor_aliases", "pgs")
+                 "blocking_fns", "start_hold", "driver_job", "client_jobs", "actor_aliases",
+                 "envs", "pgs")
 
     def __init__(self, session: str, resources: ResourceTotals, placement: Placement,
-                 locations: ObjectLocations, io: WorkerIO, lineage: LineageKeeper | None = None):
+                 locations: ObjectLocations, io: WorkerIO, lineage: LineageKeeper | None = None,
+                 envs: RuntimeEnvs | None = None):
         self.session = session
         self.resources = resources
         self.placement = placement
@@ -135,6 +138,8 @@ class Scheduler(ObjectTable):
         # driver's (a cluster head's), by its process index.
         self.driver_job: JobInfo | None = None
         self.client_jobs: dict[int, JobInfo] = {}
+        # runtime_env -> PreparedEnv (a cluster head takes files only as shipped packages)
+        self.envs = envs if envs is not None else RuntimeEnvs(files=False)
         self.pgs = PlacementGroups(self)               # placement groups: their reservations
 
     def job_of(self, w: WorkerHandle) -> JobInfo | None:
@@ -220,6 +225,7 @@ class Scheduler(ObjectTable):
         if pending == 0:
             self.make_ready(task)
         elif local_ok and producer_worker is not None and producer_worker.lease == task.key \
+                and producer_worker.env_id == (task.env.env_id if task.env is not None else None) \
                 and not producer_worker.blocked and self.may_follow(producer_worker, task) \
                 and (task.strategy is None or self.placement.may_run_on(task, producer_worker.node)):
             # Pipeline behind its producer: the worker feeds it the result locally.
@@ -269,7 +275,7 @@ class Scheduler(ObjectTable):
                     unschedulable.append((q.popleft(), err))
                     continue
                 for node in nodes:
-                    w = self.pick_worker(task.key, task.fn_id, node, not task.from_task)
+                    w = self.pick_worker(task.key, task.fn_id, node, not task.from_task, task.env)
                     if w is not None:
                         break
                 else:
@@ -286,13 +292,16 @@ class Scheduler(ObjectTable):
             return 1
         return max(1, min(MAX_PIPELINE, int(TARGET_BATCH_SECONDS / max(seconds, 1e-7))))
 
-    def pick_worker(self, key: ResourceKey, fn_id: int, node: Node, follow: bool = True
-                    ) -> WorkerHandle | None:
-        """A worker on ``node`` to run a task of demand ``key`` now, or None. ``follow``:
-        the task may be queued behind the one a busy worker runs."""
+    def pick_worker(self, key: ResourceKey, fn_id: int, node: Node, follow: bool = True,
+                    env: PreparedEnv | None = None) -> WorkerHandle | None:
+        """A worker on ``node`` started with runtime environment ``env`` to run a task of
+        demand ``key`` now, or None. ``follow``: the task may be queued behind the one a busy
+        worker runs."""
         best = None
+        env_id = env.env_id if env is not None else None
         for w in self.workers:  # an idle worker already leased for this demand
-            if w.node is node and w.lease == key and not w.blocked and w.alive:
+            if w.node is node and w.lease == key and w.env_id == env_id and not w.blocked \
+                    and w.alive:
                 if not w.inflight:
                     return w
                 if not follow or nesting.may_block(self, w):
@@ -302,7 +311,7 @@ class Scheduler(ObjectTable):
         resources = self.placement.node_resources(node)
         gpus = resources.try_acquire(key)
         if gpus is not None:
-            w = self.idle_worker(key, node, hold=not follow)
+            w = self.idle_worker(key, node, not follow, env)
             if w is not None:
                 w.lease, w.gpu_ids = key, gpus
                 return w
@@ -333,31 +342,42 @@ class Scheduler(ObjectTable):
         """
         return len(w.inflight) < self.pipeline_depth(fn_id) and w.queued_bytes < PIPELINE_BYTES
 
-    def idle_worker(self, key: ResourceKey, node: Node, hold: bool = False) -> WorkerHandle | None:
-        """An idle pool worker on ``node``, or a new one while fewer than its CPUs run tasks
-        (``hold``: not before the start hold has passed, see nesting.holds_start)."""
+    def idle_worker(self, key: ResourceKey, node: Node, hold: bool = False,
+                    env: PreparedEnv | None = None) -> WorkerHandle | None:
+        """An unleased worker on ``node`` of runtime environment ``env``, or a new one while
+        fewer than its CPUs run tasks (``hold``: not before the start hold has passed, see
+        nesting.holds_start)."""
         running = 0
+        env_id = env.env_id if env is not None else None
+        other = None  # an idle worker of another environment
         for w in self.workers:
             if w.node is not node:
                 continue
             if w.lease is None and w.alive:
-                return w
-            if not w.lent:
+                if w.env_id == env_id:
+                    return w
+                if not w.inflight and not w.out and not w.blocked:
+                    other = w
+            elif not w.lent:
                 running += 1
         cap = max(1, int(self.placement.node_resources(node).total.get("CPU", 1)))
         if dict(key).get("CPU", 0) == 0:
             cap += 4
         if running < cap and not (hold and nesting.holds_start(self)):
-            return self.start_worker(node)
+            if other is not None:  # workers are pooled per environment: trade an idle one in
+                self.retire(other)
+            return self.start_worker(node, env)
         return None
 
-
-    def start_worker(self, node: Node) -> WorkerHandle:
-        """Start a pool worker on ``node``."""
+    def start_worker(self, node: Node, env: PreparedEnv | None = None) -> WorkerHandle:
+        """Start a pool worker on ``node`` with runtime environment ``env`` (None: none)."""
         index = next(self.worker_index)
-        proc, conn = self.placement.spawn(index, node)
+        # (a placement that knows no environments is asked as before)
+        proc, conn = self.placement.spawn(index, node) if env is None else \
+            self.placement.spawn(index, node, env)
         w = WorkerHandle(index, proc, conn)
         w.node = node
+        w.env_id = env.env_id if env is not None else None
         self.workers.append(w)
         self.conns_changed = True
         self.io.wake()
@@ -539,6 +559,10 @@ class Scheduler(ObjectTable):
         unblocked = sum(1 for x in self.workers if x.node is w.node and x.alive and not x.lent)
         if unblocked <= cap or w.inflight or w.blocked or w.out:
             return
+        self.retire(w)
+
+    def retire(self, w: WorkerHandle) -> None:
+        """Stop idle pool worker ``w``."""
         w.out.append((P.SHUTDOWN,))
         self.send(w)
         self.workers.remove(w)

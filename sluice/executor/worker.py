@@ -196,6 +196,8 @@ class Worker(WorkerAPI):
         _, task_id, fn_id, fn_bytes, args_blob, deps, return_ids, retry_exc, gpu_ids, name = msg
         start = time.perf_counter()
         try:
+            if self.env_packages is not None:  # a cluster's runtime_env: before the function loads
+                self.apply_env_packages()
             fn = self.function(fn_id, fn_bytes)
             args, kwargs = decode_call(args_blob, self.resolve_deps(deps))
             if gpu_ids is not None:
@@ -274,6 +276,8 @@ class Worker(WorkerAPI):
     def host_actor(self, msg: tuple) -> None:
         _, cls_bytes, args_blob, deps, max_concurrency, name, gpu_ids = msg
         try:
+            if self.env_packages is not None:
+                self.apply_env_packages()
             if gpu_ids is not None:
                 set_visible_gpus(gpu_ids)
             cls = load_function(cls_bytes)
@@ -452,6 +456,12 @@ def add_driver_path() -> None:
         for entry in reversed(extra_path.split(os.pathsep)):
             if entry not in sys.path:
                 sys.path.insert(0, entry)
+    first = os.environ.get("SLUICE_ENV_PATH")  # the folders of its runtime_env go first
+    if first:
+        for entry in reversed(first.split(os.pathsep)):
+            if entry in sys.path:
+                sys.path.remove(entry)
+            sys.path.insert(0, entry)
 
 
 def serve(fd: int, session: str, index: int) -> None:

@@ -1,5 +1,8 @@
-"""Ray's ``ray.util`` surface: placement groups, ``sluice.util.scheduling_strategies``, ..."""
+"""Ray's ``ray.util`` surface: placement groups, ``sluice.util.scheduling_strategies``,
+``ActorPool``, ``sluice.util.queue``, ``get_node_ip_address``, ``list_named_actors``."""
 
+from sluice.util.actor_pool import ActorPool
+from sluice.util.node import get_node_ip_address
 from sluice.util.placement_group import (
     PlacementGroup,
     get_current_placement_group,
@@ -10,8 +13,10 @@ from sluice.util.placement_group import (
 )
 
 __all__ = [
+    "ActorPool",
     "PlacementGroup",
     "get_current_placement_group",
+    "get_node_ip_address",
     "get_placement_group",
     "list_named_actors",
     "placement_group",

@@ -124,8 +124,9 @@ def test_the_local_runtime_is_a_backend_and_answers_as_one_node() -> None:
         rt = api.runtime()
         assert isinstance(rt, Backend) and rt.is_driver
         [node] = rt.nodes()
-        assert node == NodeInfo("local", node.address, True, {"CPU": 1.0, "GPU": node.resources["GPU"]},
-                                200 << 20)
+        assert node == NodeInfo("local", node.address, True, {"CPU": 1.0, "GPU": node.resources["GPU"],
+                                "memory": node.resources["memory"]}, 200 << 20)
+        assert node.resources["memory"] > 0  # 70% of the memory available at start, as in Ray
         assert rt.store_capacity() == 200 << 20
         assert sluice.nodes() == [{"NodeID": "local", "Alive": True, "alive": True,
                                    "NodeManagerAddress": node.address, "NodeName": node.address,

@@ -488,6 +488,10 @@ def test_an_unmeetable_resource_demand_fails_at_once(dask_runtime):
     assert sluice.cluster_resources() == {"CPU": 2.0, "GPU": 0.0}
 
 
+def test_memory_is_a_hint_where_dask_workers_declare_none(dask_runtime):
+    assert sluice.get(square.options(memory=1 << 40).remote(3)) == 9
+
+
 def test_a_passed_in_client_stays_usable_after_shutdown():
     # Workers without declared resources: num_cpus is ignored, a GPU demand still fails.
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,

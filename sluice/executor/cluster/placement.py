@@ -34,6 +34,7 @@ from sluice.executor.cluster.relay import RelayConn, RemoteProc
 from sluice.executor.placement import affinity_error
 from sluice.executor.records import ActorRecord, TaskRecord, WorkerHandle
 from sluice.executor.resources import NodeResources
+from sluice.executor.runtime_env import PreparedEnv
 from sluice.executor.strategies import NodeAffinitySchedulingStrategy, is_affinity
 from sluice.store import serialization
 
@@ -69,8 +70,10 @@ class ClusterPlacement:
     def node_resources(self, node: NodeState) -> NodeResources:
         return node.resources
 
-    def spawn(self, index: int, node: NodeState) -> tuple[RemoteProc, RelayConn]:
-        node.outbox.control(("spawn", index))
+    def spawn(self, index: int, node: NodeState, env: PreparedEnv | None = None
+              ) -> tuple[RemoteProc, RelayConn]:
+        # A cluster's environments carry env_vars only (RuntimeEnvs(files=False) refuses files).
+        node.outbox.control(("spawn", index) if env is None else ("spawn", index, env.overrides()))
         return RemoteProc(node.outbox, index), RelayConn(node.outbox, index)
 
     def live_nodes(self) -> list[NodeState]:
