@@ -90,7 +90,7 @@ def test_a_group_that_does_not_fit_yet_waits_and_wait_times_out(two_cpus) -> Non
 def test_a_group_no_node_could_hold_fails_ready_naming_the_bundle_and_the_largest_node(two_cpus) -> None:
     pg = placement_group([{"CPU": 1}, {"CPU": 64}])
     with pytest.raises(UnschedulableError, match=r"bundle 1 \{'CPU': 64.0\} fits on no node; the largest "
-                                                 r"node 'local' has \{'CPU': 2.0, 'GPU': 0.0\}"):
+                                                 r"node 'local' has \{'CPU': 2.0, 'GPU': 0.0"):
         sluice.get(pg.ready(), timeout=DEADLINE_S)
     spread = placement_group([{"CPU": 0.5}, {"CPU": 0.5}], strategy="STRICT_SPREAD")
     with pytest.raises(UnschedulableError, match=r"STRICT_SPREAD puts each of its 2 bundles on its own "
