@@ -43,6 +43,10 @@ def __getattr__(name: str) -> object:
         from sluice.compiler.plan import Plan
 
         return Plan
+    if name == "util":  # Ray's ray.util, reachable after a plain ``import sluice`` as there
+        import sluice.util
+
+        return sluice.util
     raise AttributeError(f"module 'sluice' has no attribute {name!r}")
 
 

@@ -33,6 +33,22 @@ def test_exceptions_listed_in_the_design_exist() -> None:
         assert issubclass(getattr(ex, name), ex.SluiceError)
 
 
+UTIL_EXPECTED = {"ActorPool", "PlacementGroup", "get_current_placement_group", "get_node_ip_address",
+                 "get_placement_group", "list_named_actors", "placement_group",
+                 "placement_group_table", "remove_placement_group"}
+STRATEGIES_EXPECTED = {"NodeAffinitySchedulingStrategy", "PlacementGroupSchedulingStrategy"}
+
+
+def test_util_names_are_exactly_the_documented_ones() -> None:
+    from sluice.util import scheduling_strategies
+
+    assert set(sluice.util.__all__) == UTIL_EXPECTED
+    assert set(scheduling_strategies.__all__) == STRATEGIES_EXPECTED
+    for module, names in ((sluice.util, UTIL_EXPECTED), (scheduling_strategies, STRATEGIES_EXPECTED)):
+        for name in names:
+            assert getattr(module, name).__doc__, f"{module.__name__}.{name} has no docstring"
+
+
 def test_rays_util_and_dag_names_are_there_and_documented() -> None:
     import sluice.dag
     import sluice.util

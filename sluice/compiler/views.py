@@ -17,6 +17,7 @@ from sluice.compiler.passes.actor_chains import RULE as CHAIN_RULE
 from sluice.compiler.passes.locality import LOCAL
 from sluice.compiler.passes.locality import RULE as PLACEMENT_RULE
 from sluice.compiler.plan import Plan, Stage
+from sluice.executor.strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
 
 if TYPE_CHECKING:  # graphviz is imported when a drawing is made: JSON and explain need none
     import graphviz
@@ -131,7 +132,28 @@ def _stage_json(index: int, stage: Stage, stage_of: dict[str, str],
         "device": stage.device,
         "placement": stage.placement,
         "placement_reason": _reason_json(stage.placement_reason),
+        "scheduling_strategy": strategy_text(next(
+            (s for op in stage.ops if (s := dict(op.options).get("scheduling_strategy")) is not None),
+            None)),
     }
+
+
+def strategy_text(strategy: Any) -> str | None:
+    """A user's ``scheduling_strategy`` in a few words (None for the default).
+
+    >>> from sluice.executor.strategies import NodeAffinitySchedulingStrategy
+    >>> strategy_text("SPREAD"), strategy_text(NodeAffinitySchedulingStrategy("2", soft=True))
+    ('SPREAD', 'node 2 (soft)')
+    """
+    if strategy is None:
+        return None
+    if isinstance(strategy, NodeAffinitySchedulingStrategy):
+        return f"node {strategy.node_id}" + (" (soft)" if strategy.soft else "")
+    if isinstance(strategy, PlacementGroupSchedulingStrategy):
+        index = strategy.placement_group_bundle_index
+        return (f"placement group {strategy.placement_group.id}, "
+                + ("any bundle" if index < 0 else f"bundle {index}"))
+    return str(strategy)
 
 
 def _reason_json(reason: PlacementReason | None) -> dict[str, Any] | None:
@@ -288,6 +310,8 @@ def _stage_line(stage: dict[str, Any]) -> str:
     members = "+".join(op["label"] for op in stage["ops"])
     line = (f"{mark}({stage['index']}) Stage {stage['id']} [{stage['kind'].upper()} {members}] "
             f"{stage['device']} {_format_resources(stage['resources'])} {_placement_text(stage)}")
+    if stage["scheduling_strategy"] is not None:
+        line += f" strategy={stage['scheduling_strategy']}"
     if stage["input_stages"]:
         line += " <- " + ", ".join(stage["input_stages"])
     if stage["is_output"]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sluice.executor.resources import demand_key
-from sluice.executor.strategies import check_strategy
+from sluice.executor.strategies import PlacementGroupSchedulingStrategy, check_strategy, group_demand
 
 TASK_DEFAULTS: dict[str, Any] = {
     "num_cpus": 1, "num_gpus": 0, "resources": None, "memory": None, "max_retries": 3,
@@ -122,6 +122,9 @@ def normalize(kind: str, given: dict[str, Any], defaults: dict[str, Any], where:
         opts["resources"] = _with_memory(opts["memory"], opts.get("resources"), where)
     if "num_cpus" in opts:
         opts["_key"] = demand_key(opts["num_cpus"], opts["num_gpus"], opts["resources"])
+        strategy = opts.get("scheduling_strategy")
+        if isinstance(strategy, PlacementGroupSchedulingStrategy):
+            opts["_key"] = group_demand(opts["_key"], strategy, where)
     return opts
 
 

@@ -17,6 +17,7 @@ from sluice.executor import protocol as P
 from sluice.executor.backend import ActorInfo
 from sluice.executor.chain_driver import ChainSetups
 from sluice.executor.counting import HandleCounts
+from sluice.executor.strategies import PlacementGroupSchedulingStrategy
 from sluice.executor.records import FAILED, ActorRecord, TaskRecord, WorkerHandle
 from sluice.store import serialization
 
@@ -320,6 +321,9 @@ class ActorManager:
             self.s.finish_failed(task, blob)
 
     def retry_waiting(self) -> None:
+        """Resources were freed: reserve pending placement groups, then start waiting actors."""
+        if self.s.pgs.pending:
+            self.s.pgs.retry()
         waiting, self.waiting_for_resources = self.waiting_for_resources, []
         for actor in waiting:
             self.try_start(actor)
@@ -329,8 +333,12 @@ class ActorManager:
         (:class:`~sluice.exceptions.InfeasibleResourceError`), or a hard node affinity to
         a node that is not there (:class:`~sluice.exceptions.UnschedulableError`)."""
         what = f"actor {actor.class_name}"
+        strategy = actor.options.get("scheduling_strategy")
+        if isinstance(strategy, PlacementGroupSchedulingStrategy):
+            self.s.pgs.check_usable(strategy.placement_group.id, what)
+            return
         self.s.resources.check_feasible(actor.key, what)
-        self.s.placement.check_strategy(actor.options.get("scheduling_strategy"), what)
+        self.s.placement.check_strategy(strategy, what)
 
     def find_named(self, name: str, namespace: str) -> ActorInfo | None:
         """The live actor created with ``name`` in ``namespace``, or None."""

@@ -16,7 +16,7 @@ from sluice.exceptions import InfeasibleResourceError, UnsupportedOnBackendError
 from sluice.executor.backend import NodeInfo
 from sluice.executor.dask_tasks import allowed_failures, fits, infeasible_hint, used_resources
 from sluice.executor.resources import ResourceKey, demand_key
-from sluice.executor.strategies import affinity_node
+from sluice.executor.strategies import PlacementGroupSchedulingStrategy, affinity_node
 
 UNLIMITED_WORKER_BYTES = 1 << 30
 """What ``store_capacity`` counts for a Dask worker started without a memory limit."""
@@ -103,6 +103,8 @@ class DaskClusterInfo:
         task on that worker while it lives and anywhere once it does not. A hard one
         naming no live worker would wait for ever in Dask, so it fails here.
         """
+        if isinstance(options.get("scheduling_strategy"), PlacementGroupSchedulingStrategy):
+            raise UnsupportedOnBackendError(placement_groups_unsupported(what))
         node, soft = affinity_node(options.get("scheduling_strategy"))
         if node is None:
             return {}
@@ -114,6 +116,13 @@ class DaskClusterInfo:
                     f"live Dask worker; give one of {', '.join(workers) or '(none)'} (the node_id of "
                     "an entry of the backend's nodes()), or soft=True to run elsewhere when it is gone")
         return {"workers": [node], "allow_other_workers": soft}
+
+    def placement_group_op(self, op: str, arg: Any) -> Any:
+        """Placement groups are not run on Dask: see :func:`placement_groups_unsupported`."""
+        raise UnsupportedOnBackendError(placement_groups_unsupported("placement groups"))
+
+    def placement_group_ready(self, group_id: str) -> Any:
+        raise UnsupportedOnBackendError(placement_groups_unsupported("placement groups"))
 
     def _declared_resources(self) -> list[dict]:
         return [dict(w.get("resources") or {}) for w in self._workers().values()]
@@ -151,3 +160,11 @@ class DaskClusterInfo:
         if not cpu_declared:  # CPUs are threads: one per running task
             available["CPU"] = max(0.0, total["CPU"] - busy)
         return available
+
+
+def placement_groups_unsupported(what: str) -> str:
+    """Why the Dask backend runs no placement group."""
+    return (f"{what}: the dask backend has no placement groups: Dask cannot reserve resources on "
+            "workers ahead of the tasks that use them (its resources are only per-task "
+            "restrictions), so a group's bundles could not be held together; use the local or "
+            "cluster backend, or give tasks resources= directly")

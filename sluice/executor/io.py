@@ -23,6 +23,7 @@ from sluice.executor.nesting import START_HOLD_S
 from sluice.executor import protocol as P
 from sluice.executor.records import ActorRecord, TaskRecord, WorkerHandle
 from sluice.executor.resources import demand_key
+from sluice.executor.strategies import group_demand, placed_strategy
 from sluice.store import serialization
 
 if TYPE_CHECKING:
@@ -180,7 +181,10 @@ class IOThread:
             elif code == P.CALL_ACTOR:
                 self.nested_actor_call(msg)
             elif code == P.LOOKUP:
-                w.out.append((P.LOOKUP_REPLY, msg[1], lookups.answer(s, msg[2], msg[3], w)))
+                # Answered first: an answer may flush ``w`` (a placement group made ready),
+                # which replaces ``w.out``.
+                reply = lookups.answer(s, msg[2], msg[3], w)
+                w.out.append((P.LOOKUP_REPLY, msg[1], reply))
                 s.send(w)
             elif code == P.KILL:
                 s.actor_manager.kill(msg[1], msg[2])
@@ -201,11 +205,25 @@ class IOThread:
         if key is None:
             key = demand_key(options["num_cpus"], options["num_gpus"], options["resources"])
         strategy = options.get("scheduling_strategy")
+        failed = None
+        if strategy is None and w is not None and s.pgs.groups:  # a capturing group's child
+            strategy = s.pgs.captured(w)
+            if strategy is not None:
+                try:
+                    key = group_demand(key, strategy, f"task {options['name']}")
+                except ValueError as err:
+                    failed = err
+        placed = placed_strategy(strategy)
         task = TaskRecord(next(s.task_ids), fn_id, options["name"], blob, deps, contained, return_ids,
-                          key, options["max_retries"], options["retry_exceptions"], [], strategy)
+                          key, options["max_retries"], options["retry_exceptions"], [], placed)
+        if placed is not strategy:
+            task.group = strategy
         if w is not None:
             task.job = s.job_of(w)
         task.from_task = w is not None and w.lease is not None and w.actor is None
+        if failed is not None:
+            s.refuse(task, serialization.dumps(failed))
+            return
         if strategy is not None or key not in s.feasible:
             try:
                 s.check_task(key, strategy, f"task {options['name']}")
@@ -225,7 +243,17 @@ class IOThread:
         s = self.s
         if cls_bytes is not None:
             s.functions.setdefault(cls_id, cls_bytes)
-        key = demand_key(options["num_cpus"], options["num_gpus"], options["resources"])
+        key = options.get("_key")
+        if key is None:
+            key = demand_key(options["num_cpus"], options["num_gpus"], options["resources"])
+        if options.get("scheduling_strategy") is None and s.pgs.groups:
+            captured = s.pgs.captured(w)  # created by a task of a group that captures its children
+            if captured is not None:
+                options = {**options, "scheduling_strategy": captured}
+                try:
+                    key = group_demand(key, captured, f"actor {options['class_name']}")
+                except ValueError:
+                    options["scheduling_strategy"] = None  # too large for the group: placed as is
         actor = ActorRecord(actor_id, options["class_name"], cls_id, s.functions[cls_id], blob, deps,
                             contained, options, key, [])
         actor.job = s.job_of(w)

@@ -16,6 +16,7 @@ from sluice.exceptions import InfeasibleResourceError
 from sluice.executor import protocol as P
 from sluice.executor.backend import NodeInfo, ObjectLocation
 from sluice.executor.records import READY, WorkerHandle
+from sluice.executor.strategies import PlacementGroupSchedulingStrategy
 
 if TYPE_CHECKING:
     from sluice.executor.scheduler import Scheduler
@@ -50,8 +51,8 @@ def object_locations(s: Scheduler, ids: Sequence[int]) -> list[ObjectLocation]:
 
 def placement_group_id(strategy: Any) -> str | None:
     """The id of the placement group ``strategy`` (a task's or actor's scheduling strategy)
-    runs it in, else None. No strategy names a placement group yet: the hook for them."""
-    return None
+    runs it in, else None."""
+    return strategy.placement_group.id if isinstance(strategy, PlacementGroupSchedulingStrategy) else None
 
 
 def context_of(s: Scheduler, w: WorkerHandle | None, task_id: int | None) -> dict[str, Any]:
@@ -63,7 +64,8 @@ def context_of(s: Scheduler, w: WorkerHandle | None, task_id: int | None) -> dic
     if actor is not None:
         job, key, strategy = actor.job, actor.key, actor.options.get("scheduling_strategy")
     elif task is not None:
-        job, key, strategy = task.job, task.key, task.strategy
+        job, key = task.job, task.key
+        strategy = task.group if task.group is not None else task.strategy
     else:
         job, key, strategy = (s.job_of(w) if w is not None else None), (), None
     job = job or s.driver_job
@@ -105,4 +107,10 @@ def answer(s: Scheduler, what: str, arg: Any, w: WorkerHandle | None = None) -> 
         return object_locations(s, arg)
     if what == "capacity":
         return store_capacity(s)
+    if what == "current_pg":  # the group the asking process runs in (get_current_placement_group)
+        return s.pgs.current(w) if w is not None else None
+    if what == "pg":  # (operation, argument): placement groups
+        out = s.pgs.handle(*arg)
+        s.flush_all()
+        return out
     raise ValueError(f"unknown lookup {what!r}")

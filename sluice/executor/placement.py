@@ -35,7 +35,7 @@ from sluice.executor.process import WorkerTemplate, spawn_worker
 from sluice.executor.records import ActorRecord, TaskRecord, WorkerHandle
 from sluice.executor.resources import NodeResources, ResourceKey
 from sluice.executor.runtime_env import PreparedEnv
-from sluice.executor.strategies import NodeAffinitySchedulingStrategy
+from sluice.executor.strategies import NodeAffinitySchedulingStrategy, is_affinity
 from sluice.store.object_store import ObjectStore
 
 Node = Any
@@ -89,7 +89,7 @@ class Placement(Protocol):
         end of its pipe (``send_bytes``, ``close``)."""
         ...
 
-    def check_strategy(self, strategy: NodeAffinitySchedulingStrategy | None, what: str) -> None:
+    def check_strategy(self, strategy: NodeAffinitySchedulingStrategy | str | None, what: str) -> None:
         """Raise :class:`~sluice.exceptions.UnschedulableError` naming ``what`` when
         ``strategy`` pins work to a node that is not there; pass otherwise."""
         ...
@@ -112,6 +112,11 @@ class Placement(Protocol):
 
     def actor_node_alive(self, actor: ActorRecord) -> bool:
         """Whether a restarted actor may come back on the node it ran on."""
+        ...
+
+    def reservable_nodes(self) -> list[tuple[Node, str, NodeResources]]:
+        """The live nodes a placement group may reserve bundles on, as (node, its
+        ``NodeInfo.node_id``, its resources), in a stable order."""
         ...
 
 
@@ -268,8 +273,8 @@ class LocalPlacement:
             return self.template.spawn(self.session, index, overrides, cwd)
         return spawn_worker(self.session, index, overrides, cwd)
 
-    def check_strategy(self, strategy: NodeAffinitySchedulingStrategy | None, what: str) -> None:
-        if strategy is None or strategy.soft or strategy.node_id == LOCAL_NODE:
+    def check_strategy(self, strategy: NodeAffinitySchedulingStrategy | str | None, what: str) -> None:
+        if not is_affinity(strategy) or strategy.soft or strategy.node_id == LOCAL_NODE:
             return
         raise affinity_error(strategy, what, "this local runtime does not have", [LOCAL_NODE])
 
@@ -284,6 +289,9 @@ class LocalPlacement:
 
     def actor_node_alive(self, actor: ActorRecord) -> bool:
         return True
+
+    def reservable_nodes(self) -> list[tuple[Node, str, NodeResources]]:
+        return [(None, LOCAL_NODE, self.resources)]
 
 
 class StoreLocations:

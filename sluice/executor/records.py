@@ -67,12 +67,12 @@ class TaskRecord:
     __slots__ = ("task_id", "fn_id", "name", "args_blob", "deps", "contained", "return_ids",
                  "key", "retries_left", "retry_exc", "unresolved", "worker", "actor", "method",
                  "cancelled", "pinned", "keep", "local_to", "chain", "chain_actors", "strategy",
-                 "lane", "from_task", "job", "env", "stream")
+                 "lane", "from_task", "job", "env", "stream", "group")
 
     def __init__(self, task_id: int, fn_id: int, name: str, args_blob: bytes, deps: list[int],
                  contained: tuple[int, ...], return_ids: list[int], key: ResourceKey,
                  retries_left: int, retry_exc: Any, keep: list,
-                 strategy: NodeAffinitySchedulingStrategy | None = None):
+                 strategy: NodeAffinitySchedulingStrategy | str | None = None):
         self.task_id = task_id
         self.fn_id = fn_id                   # function id; 0 for actor calls
         self.name = name
@@ -96,13 +96,15 @@ class TaskRecord:
         self.strategy = strategy             # its scheduling_strategy (None: the placement's choice)
         # The ready queue it waits in: its demand, and its node when a hard affinity pins it
         # there (waiting for that node's room must not hold back tasks that may run elsewhere).
-        self.lane: Any = key if strategy is None or strategy.soft else (key, strategy.node_id)
+        self.lane: Any = key if strategy is None or strategy == "SPREAD" or strategy.soft \
+            else (key, strategy.node_id)
         # Submitted by a task in a pool worker: never queued behind another task on a busy
         # worker (that task may wait in a get, and the waiting task may run this one nested).
         self.from_task = False
         self.job: JobInfo | None = None      # the driver's job it belongs to (None: the local driver's)
         self.env: Any = None                 # its PreparedEnv (runtime_env), set by set_env
         self.stream: Any = None              # a streaming call's Stream (executor/generators.py)
+        self.group: Any = None               # its PlacementGroupSchedulingStrategy, if any
 
     def set_env(self, env: Any) -> None:
         """Run only on workers started with ``env`` (a PreparedEnv; None: the plain pool)."""

@@ -58,6 +58,19 @@ def with_default_memory(total: dict[str, float]) -> dict[str, float]:
     return total if "memory" in total else {**total, "memory": default_node_memory()}
 
 
+def gpu_need(key: ResourceKey) -> float:
+    """The GPUs ``key`` asks for, also as a placement group's (``GPU_group_...``): those get
+    GPU ids too (a group's bundle takes a count of GPUs; its tasks take the ids).
+
+    >>> gpu_need((("CPU", 1.0), ("GPU", 0.5))), gpu_need((("GPU_group_0_ab", 1.0),))
+    (0.5, 1.0)
+    """
+    for name, amount in key:
+        if name == "GPU" or name.startswith("GPU_group_"):
+            return amount
+    return 0.0
+
+
 class NodeResources:
     """What a node has, and what is free now. GPUs are also handed out by id."""
 
@@ -92,7 +105,7 @@ class NodeResources:
         for name, amount in key:
             if avail.get(name, 0.0) < amount - 1e-9:
                 return None
-        gpus = self._pick_gpus(dict(key).get("GPU", 0.0))
+        gpus = self._pick_gpus(gpu_need(key))
         if gpus is None:
             return None
         for name, amount in key:
@@ -103,7 +116,7 @@ class NodeResources:
         """Give back what :meth:`try_acquire` took."""
         for name, amount in key:
             self.available[name] += amount
-        need = dict(key).get("GPU", 0.0)
+        need = gpu_need(key)
         share = need if need < 1 else 1.0
         for g in gpu_ids:
             self.gpu_free[g] = min(1.0, self.gpu_free[g] + share)

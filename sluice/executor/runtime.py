@@ -34,6 +34,7 @@ from sluice.executor.records import PENDING, ActorRecord, JobInfo, TaskRecord, a
 from sluice.executor.resources import NodeResources, ResourceKey, demand_key, with_default_memory
 from sluice.executor.runtime_env import RuntimeEnvs
 from sluice.executor.scheduler import Scheduler
+from sluice.executor.strategies import placed_strategy
 from sluice.store import serialization, shm
 from sluice.store.arena import default_arena_bytes
 from sluice.store.object_store import ObjectStore
@@ -134,8 +135,11 @@ class Runtime:
             n = options["num_returns"]
             streaming = n == "streaming"
             return_ids, refs = self._new_refs(1 if streaming else n)
+            placed = placed_strategy(strategy)
             task = TaskRecord(next(s.task_ids), fn_id, name, blob, deps, contained, return_ids,
-                              key, options["max_retries"], options["retry_exceptions"], keep, strategy)
+                              key, options["max_retries"], options["retry_exceptions"], keep, placed)
+            if placed is not strategy:
+                task.group = strategy
             if env_error is not None:
                 s.refuse(task, serialization.dumps(env_error))
                 return refs
@@ -156,7 +160,9 @@ class Runtime:
                      kwargs: dict, options: dict) -> None:
         """Start an actor: a dedicated worker process running ``cls(*args, **kwargs)``."""
         s = self.scheduler
-        key = demand_key(options["num_cpus"], options["num_gpus"], options["resources"])
+        key = options.get("_key")
+        if key is None:
+            key = demand_key(options["num_cpus"], options["num_gpus"], options["resources"])
         blob, deps, contained, keep = encode_call(name, args, kwargs, self.put)
         actor = ActorRecord(actor_id, options["class_name"], cls_id, cls_bytes, blob, deps, contained,
                             options, key, keep)
@@ -280,6 +286,24 @@ class Runtime:
     def check_feasible(self, demand: ResourceKey, what: str) -> None:
         """Raise InfeasibleResourceError when this node could never meet ``demand``."""
         self.scheduler.check_task(demand, None, what)
+
+    # -- runtime interface: placement groups ----------------------------------------------------
+    def placement_group_op(self, op: str, arg: Any) -> Any:
+        """Create, remove, look up or list placement groups (see executor/placement_groups.py)."""
+        s = self.scheduler
+        with s.locked():
+            s.apply_ref_events()
+            out = s.pgs.handle(op, arg)
+            s.flush_all()
+        return out
+
+    def placement_group_ready(self, group_id: str) -> ObjectRef:
+        """A ref that resolves to the group once all its bundles are reserved."""
+        s = self.scheduler
+        with s.locked():
+            ids, refs = self._new_refs(1)
+            s.pgs.watch(group_id, ids[0])
+        return refs[0]
 
     # -- runtime interface: the node and its objects -------------------------------------------
     def get_actor(self, name: str, namespace: str) -> ActorInfo | None:

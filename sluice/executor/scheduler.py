@@ -63,8 +63,9 @@ from sluice.executor.records import (
     WorkerRequest,
 )
 from sluice.executor.resources import NodeResources, ResourceKey
+from sluice.executor.placement_groups import PlacementGroups
 from sluice.executor.runtime_env import PreparedEnv, RuntimeEnvs
-from sluice.executor.strategies import NodeAffinitySchedulingStrategy
+from sluice.executor.strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
 from sluice.store import serialization
 
 TARGET_BATCH_SECONDS = 0.002
@@ -92,7 +93,7 @@ class Scheduler(ObjectTable, StreamTable):
                  "requests", "releasing", "chains_in_flight", "actor_handle_events", "retired",
                  "slot_released", "inbox", "conns_changed", "closed", "has_gpus", "actor_manager",
                  "blocking_fns", "start_hold", "driver_job", "client_jobs", "actor_aliases",
-                 "envs", "streams", "streams_closing")
+                 "envs", "streams", "streams_closing", "pgs")
 
     def __init__(self, session: str, resources: ResourceTotals, placement: Placement,
                  locations: ObjectLocations, io: WorkerIO, lineage: LineageKeeper | None = None,
@@ -142,6 +143,7 @@ class Scheduler(ObjectTable, StreamTable):
         self.envs = envs if envs is not None else RuntimeEnvs(files=False)
         self.streams: dict[int, Any] = {}              # generator id -> Stream (generators.py)
         self.streams_closing: list[int] = []           # generators dropped while the lock was held
+        self.pgs = PlacementGroups(self)               # placement groups: their reservations
 
     def job_of(self, w: WorkerHandle) -> JobInfo | None:
         """The job whose work process ``w`` is doing: a driver's own, an actor's creator's, or
@@ -167,11 +169,14 @@ class Scheduler(ObjectTable, StreamTable):
                 yield actor.worker
         yield from self.clients.values()
 
-    def check_task(self, key: ResourceKey, strategy: NodeAffinitySchedulingStrategy | None,
-                   what: str) -> None:
+    def check_task(self, key: ResourceKey, strategy: Any, what: str) -> None:
         """Raise when no node could ever run a task of demand ``key`` and ``strategy``:
         :class:`~sluice.exceptions.InfeasibleResourceError` or
-        :class:`~sluice.exceptions.UnschedulableError`, naming ``what``."""
+        :class:`~sluice.exceptions.UnschedulableError`, naming ``what``. A task of a
+        placement group was checked against its bundles already; its group must be usable."""
+        if isinstance(strategy, PlacementGroupSchedulingStrategy):
+            self.pgs.check_usable(strategy.placement_group.id, what)
+            return
         if key not in self.feasible:
             self.resources.check_feasible(key, what)
             self.feasible.add(key)
@@ -544,7 +549,7 @@ class Scheduler(ObjectTable, StreamTable):
         elif not w.inflight and w.lease is not None:
             self.res_of(w).release(w.lease, w.gpu_ids)
             w.lease, w.gpu_ids = None, []
-            if actors.waiting_for_resources:
+            if actors.waiting_for_resources or self.pgs.pending:
                 actors.retry_waiting()
             self.retire_if_extra(w)
 

@@ -15,12 +15,18 @@ says instead of re-deciding it.
   :class:`~sluice.exceptions.UnschedulableError` (a ``ValueError``) naming the
   node and the live ones when the node is unknown or dead: at ``.remote()`` on
   the local runtime, at ``get()`` on a cluster (a node may die after submission).
+- ``"SPREAD"``: spread over the nodes with room (round-robin on a cluster; on one node
+  it is the default).
+- :class:`PlacementGroupSchedulingStrategy`: run inside a placement group's
+  reservation (:mod:`sluice.executor.placement_groups`). Its demand is renamed to the
+  group's resources when the options are checked (:func:`group_demand`), so the
+  scheduler places it like any task and needs no strategy of its own for it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,65 @@ class NodeAffinitySchedulingStrategy:
 
 
 DEFAULT = "DEFAULT"
+SPREAD = "SPREAD"
+
+
+@dataclass(frozen=True)
+class PlacementGroupSchedulingStrategy:
+    """Run inside ``placement_group``'s reservation: in bundle ``placement_group_bundle_index``
+    (-1: any bundle with room). With ``placement_group_capture_child_tasks``, tasks and actors
+    submitted from inside without a strategy of their own run in the group too (any bundle)."""
+
+    placement_group: Any
+    placement_group_bundle_index: int = -1
+    placement_group_capture_child_tasks: bool = False
+
+    def __post_init__(self) -> None:
+        pg = self.placement_group
+        if not hasattr(pg, "bundle_specs") or not hasattr(pg, "id"):
+            raise ValueError(f"PlacementGroupSchedulingStrategy: placement_group={pg!r} is not a "
+                             "placement group; make one with sluice.util.placement_group(bundles)")
+        index = self.placement_group_bundle_index
+        if isinstance(index, bool) or not isinstance(index, int) \
+                or not -1 <= index < len(pg.bundle_specs):
+            raise ValueError(f"PlacementGroupSchedulingStrategy: placement_group_bundle_index={index!r} "
+                             f"is not a bundle of a group of {len(pg.bundle_specs)} bundles; give "
+                             f"0..{len(pg.bundle_specs) - 1}, or -1 for any bundle")
+
+
+def group_resource(name: str, group_id: str, index: int = -1) -> str:
+    """The name of resource ``name`` of bundle ``index`` (-1: any bundle) of a group, as Ray
+    names it.
+
+    >>> group_resource("CPU", "ab12", 0), group_resource("CPU", "ab12")
+    ('CPU_group_0_ab12', 'CPU_group_ab12')
+    """
+    return f"{name}_group_{group_id}" if index < 0 else f"{name}_group_{index}_{group_id}"
+
+
+BUNDLE_MARK = 0.001
+"""What a task in a group takes of its bundle's ``bundle`` resource (each bundle has 1000, as
+in Ray): a task asking for nothing else is still held to the group's nodes."""
+
+
+def group_demand(key: tuple, strategy: PlacementGroupSchedulingStrategy, where: str) -> tuple:
+    """The demand ``key`` renamed into ``strategy``'s group; ``ValueError`` when it exceeds
+    the bundle (every bundle, for index -1), which it could then never get.
+
+    >>> from types import SimpleNamespace as NS
+    >>> pg = NS(id="ab12", bundle_specs=[{"CPU": 1}])
+    >>> group_demand((("CPU", 1.0),), PlacementGroupSchedulingStrategy(pg), "f")
+    (('CPU_group_ab12', 1.0), ('bundle_group_ab12', 0.001))
+    """
+    pg, index = strategy.placement_group, strategy.placement_group_bundle_index
+    bundles = pg.bundle_specs if index < 0 else [pg.bundle_specs[index]]
+    if not any(all(b.get(n, 0.0) >= a - 1e-9 for n, a in key) for b in bundles):
+        which = f"bundle {index} {bundles[0]}" if index >= 0 else f"every bundle of {pg.bundle_specs}"
+        raise ValueError(f"{where}: its demand {dict(key)} does not fit {which} of placement group "
+                         f"{pg.id}; lower the demand or give the group larger bundles")
+    items = [(group_resource(n, pg.id, index), a) for n, a in key]
+    items.append((group_resource("bundle", pg.id, index), BUNDLE_MARK))
+    return tuple(sorted(items))
 
 
 def check_strategy(value: Any, where: str) -> Any:
@@ -59,11 +124,24 @@ def check_strategy(value: Any, where: str) -> Any:
     """
     if value is None or value == DEFAULT:
         return None
-    if isinstance(value, NodeAffinitySchedulingStrategy):
+    if isinstance(value, (NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy)):
         return value
+    if value == SPREAD:
+        return SPREAD
     raise ValueError(f"{where}: scheduling_strategy={value!r} is not one sluice runs; give None, "
-                     "'DEFAULT' or sluice.util.scheduling_strategies.NodeAffinitySchedulingStrategy"
-                     "(node_id, soft)")
+                     "'DEFAULT', 'SPREAD', sluice.util.scheduling_strategies.NodeAffinitySchedulingStrategy"
+                     "(node_id, soft) or PlacementGroupSchedulingStrategy(placement_group)")
+
+
+def placed_strategy(value: Any) -> Any:
+    """What the scheduler places by: a node affinity, ``"SPREAD"`` or None (a group's tasks
+    are held to it by their renamed demand)."""
+    return None if isinstance(value, PlacementGroupSchedulingStrategy) else value
+
+
+def is_affinity(strategy: Any) -> TypeGuard[NodeAffinitySchedulingStrategy]:
+    """Whether ``strategy`` pins work to a node."""
+    return isinstance(strategy, NodeAffinitySchedulingStrategy)
 
 
 def affinity_node(strategy: Any) -> tuple[str | None, bool]:

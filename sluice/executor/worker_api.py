@@ -229,6 +229,15 @@ class WorkerAPI:
     def store_capacity(self) -> int:
         return self._ask("capacity", None)
 
+    def placement_group_op(self, op: str, arg: Any) -> Any:
+        return self._ask("pg", (op, arg))
+
+    def placement_group_ready(self, group_id: str) -> ObjectRef:
+        oid = self.new_object_id()
+        ref = self._announce_refs([oid])[0]
+        self._ask("pg", ("ready", (group_id, oid)))
+        return ref
+
     def shutdown(self) -> None:
         """Nothing: the driver owns this process and ends it."""
 

@@ -1,10 +1,28 @@
-"""Ray's ``ray.util`` surface: ``sluice.util.scheduling_strategies``, ``ActorPool``,
-``sluice.util.queue``, ``get_node_ip_address``, ``list_named_actors``."""
+"""Ray's ``ray.util`` surface: placement groups, ``sluice.util.scheduling_strategies``,
+``ActorPool``, ``sluice.util.queue``, ``get_node_ip_address``, ``list_named_actors``."""
 
 from sluice.util.actor_pool import ActorPool
 from sluice.util.node import get_node_ip_address
+from sluice.util.placement_group import (
+    PlacementGroup,
+    get_current_placement_group,
+    get_placement_group,
+    placement_group,
+    placement_group_table,
+    remove_placement_group,
+)
 
-__all__ = ["ActorPool", "get_node_ip_address", "list_named_actors"]
+__all__ = [
+    "ActorPool",
+    "PlacementGroup",
+    "get_current_placement_group",
+    "get_node_ip_address",
+    "get_placement_group",
+    "list_named_actors",
+    "placement_group",
+    "placement_group_table",
+    "remove_placement_group",
+]
 
 
 def list_named_actors(all_namespaces: bool = False) -> list:

@@ -110,3 +110,20 @@ def test_a_hard_affinity_naming_no_live_worker_fails_at_once(workers: list[str])
 def test_a_soft_affinity_naming_no_live_worker_runs_elsewhere(workers: list[str]) -> None:
     gone = NodeAffinitySchedulingStrategy("tcp://127.0.0.1:9", soft=True)
     assert sluice.get(ran_at.options(scheduling_strategy=gone).remote(), timeout=60) in workers
+
+
+def test_placement_groups_are_refused_naming_what_dask_cannot_do(workers) -> None:
+    from sluice.exceptions import UnsupportedOnBackendError
+    from sluice.util import placement_group
+    from sluice.util.placement_group import PlacementGroup
+    from sluice.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    with pytest.raises(UnsupportedOnBackendError, match="the dask backend has no placement groups: "
+                                                        "Dask cannot reserve resources"):
+        placement_group([{"CPU": 1}])
+    in_group = PlacementGroupSchedulingStrategy(PlacementGroup("ab12", [{"CPU": 1.0}]))
+    with pytest.raises(UnsupportedOnBackendError, match="task ran_at: the dask backend has no placement"):
+        ran_at.options(scheduling_strategy=in_group).remote()
+    spread = sluice.get([ran_at.options(scheduling_strategy="SPREAD").remote() for _ in range(4)],
+                        timeout=60)
+    assert set(spread) <= set(workers)

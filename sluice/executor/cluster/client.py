@@ -26,6 +26,7 @@ from sluice.executor.cluster import cluster_pb2_grpc as pb_grpc
 from sluice.executor.cluster.relay import Outbox, frames_of
 from sluice.executor.object_ref import ObjectRef
 from sluice.executor.resources import ResourceKey, demand_key
+from sluice.executor.strategies import PlacementGroupSchedulingStrategy
 from sluice.executor.worker_api import WorkerAPI
 from sluice.store import serialization, shm, transfer
 
@@ -220,6 +221,9 @@ class ClusterClient(WorkerAPI):
 
 
 def _demand(options: dict) -> ResourceKey:
+    """The demand to check at once; () for work of a placement group (the head checks its group)."""
+    if isinstance(options.get("scheduling_strategy"), PlacementGroupSchedulingStrategy):
+        return ()
     key = options.get("_key")
     if key is None:
         key = demand_key(options["num_cpus"], options["num_gpus"], options["resources"])

@@ -103,6 +103,10 @@ class ClusterIO(IOThread):
             held["refs"].add(msg[1])
         elif code == P.CREATE_ACTOR:
             held["actors"].add(msg[1])
+        elif code == P.LOOKUP and msg[2] == "pg" and msg[3][0] == "create":
+            gid, lifetime = msg[3][1][0], msg[3][1][4]  # (id, name, bundles, strategy, lifetime, ..)
+            if lifetime != "detached":  # removed when this driver goes, as Ray does at a job's end
+                held.setdefault("groups", []).append(gid)
         elif code == P.SUBMIT and msg[6]:
             tasks = held["tasks"]
             tasks.add(msg[6][0])  # a task, known by its first result
@@ -205,6 +209,7 @@ class HeadRuntime:
                     continue
                 w.proc.returncode = -9
                 s.inbox.append((w, None))
+            s.pgs.node_died(node, str(node.node_id))  # its bundles move to live nodes, or fail
             lost = s.objects_lost(self.directory.node_lost(node))
             self.recovery.lost(lost, (node.describe(), why))
             self.actors.retry_waiting()
@@ -280,6 +285,8 @@ class HeadRuntime:
             actor = s.actors.get(actor_id)  # (None: it found another's actor by get_if_exists)
             if actor is not None and actor.options.get("lifetime") != "detached":
                 self.actors.kill(actor_id, True)
+        for gid in held.get("groups", ()):  # a detached group stays until removed
+            s.pgs.remove(gid)
 
     # -- status --------------------------------------------------------------------------
     def status(self) -> pb.ClusterStatus:

@@ -35,7 +35,7 @@ from sluice.executor.placement import affinity_error
 from sluice.executor.records import ActorRecord, TaskRecord, WorkerHandle
 from sluice.executor.resources import NodeResources
 from sluice.executor.runtime_env import PreparedEnv
-from sluice.executor.strategies import NodeAffinitySchedulingStrategy
+from sluice.executor.strategies import NodeAffinitySchedulingStrategy, is_affinity
 from sluice.store import serialization
 
 
@@ -49,6 +49,7 @@ class ClusterPlacement:
         self.locations = locations
         self.nodes: dict[int, NodeState] = {}
         self.by_name: dict[str, NodeState] = {}  # NodeInfo.node_id (a strategy's node_id) -> node
+        self.spread_turn = 0  # the next node a "SPREAD" task or actor tries first (round-robin)
 
     def add_node(self, node: NodeState) -> None:
         """A node registered: work may go there from now on."""
@@ -102,9 +103,21 @@ class ClusterPlacement:
         state = "is not a node of this cluster" if node is None else "has died"
         raise affinity_error(strategy, what, state, [str(n.node_id) for n in self.live_nodes()])
 
-    def check_strategy(self, strategy: NodeAffinitySchedulingStrategy | None, what: str) -> None:
-        if strategy is not None:
+    def check_strategy(self, strategy: NodeAffinitySchedulingStrategy | str | None, what: str) -> None:
+        if is_affinity(strategy):
             self.pinned_node(strategy, what)
+
+    def spread_order(self) -> list[NodeState]:
+        """The live nodes in registration order, starting at the next turn (round-robin)."""
+        nodes = self.live_nodes()
+        if not nodes:
+            return nodes
+        k = self.spread_turn % len(nodes)
+        self.spread_turn += 1
+        return nodes[k:] + nodes[:k]
+
+    def reservable_nodes(self) -> list[tuple[NodeState, str, NodeResources]]:
+        return [(n, str(n.node_id), n.resources) for n in self.live_nodes()]
 
     # -- tasks and actors ------------------------------------------------------------------
     def dispatch_pass(self) -> ClusterDispatch:
@@ -112,7 +125,7 @@ class ClusterPlacement:
 
     def may_run_on(self, task: TaskRecord, node: NodeState) -> bool:
         strategy = task.strategy
-        if strategy is None:
+        if not is_affinity(strategy):
             return True
         pinned = self.by_name.get(strategy.node_id)
         if node is pinned:
@@ -122,7 +135,9 @@ class ClusterPlacement:
     def place_actor(self, actor: ActorRecord) -> list[int] | None:
         order = self.nodes_by_room()
         strategy = actor.options.get("scheduling_strategy")
-        if strategy is not None:
+        if strategy == "SPREAD":
+            order = self.spread_order()
+        elif is_affinity(strategy):
             pinned = self.pinned_node(strategy, f"actor {actor.class_name}")
             order = [pinned] if pinned is not None and not strategy.soft else first(order, pinned)
         for node in order:
@@ -153,9 +168,13 @@ class ClusterDispatch:
     def nodes_for(self, task: TaskRecord) -> Sequence[NodeState]:
         placement = self.placement
         pinned = None
-        if task.strategy is not None:
-            pinned = placement.pinned_node(task.strategy, f"task {task.name}")
-            if pinned is not None and not task.strategy.soft:
+        if task.strategy == "SPREAD":
+            self.by_room = False
+            return placement.spread_order()
+        strategy = task.strategy
+        if is_affinity(strategy):
+            pinned = placement.pinned_node(strategy, f"task {task.name}")
+            if pinned is not None and not strategy.soft:
                 self.by_room = False
                 return (pinned,)
         order = self.order
