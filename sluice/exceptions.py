@@ -22,6 +22,11 @@ __all__ = [
     "SerializationError",
     "UnsupportedOnBackendError",
     "InternalError",
+    "RayError",
+    "RayTaskError",
+    "RayActorError",
+    "TaskUnschedulableError",
+    "ActorUnschedulableError",
 ]
 
 
@@ -176,6 +181,19 @@ class UnsupportedOnBackendError(SluiceError, NotImplementedError):
 class InternalError(SluiceError):
     """A broken invariant inside sluice: a bug to report, never a user error."""
 
+
+# Ray's names for the same errors, so a program that catches ``ray.exceptions.RayTaskError``
+# runs unchanged with ``import sluice as ray``. Each is the very same class, not a subclass.
+RayError = SluiceError
+"""Ray's name for :class:`SluiceError`."""
+RayTaskError = TaskError
+"""Ray's name for :class:`TaskError` (a task or actor method raised)."""
+RayActorError = ActorError
+"""Ray's name for :class:`ActorError`: ``except RayActorError`` catches :class:`ActorDiedError`."""
+TaskUnschedulableError = UnschedulableError
+"""Ray's name for :class:`UnschedulableError` raised for a task."""
+ActorUnschedulableError = UnschedulableError
+"""Ray's name for :class:`UnschedulableError` raised for an actor."""
 
 _dual_types: dict[tuple[type, type], type] = {}
 
