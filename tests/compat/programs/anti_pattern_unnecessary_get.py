@@ -15,7 +15,7 @@ def generate_rollout():
 
 @ray.remote
 def reduce(rollout):
-    return np.sum(rollout)
+    return float(np.sum(rollout))
 
 
 # Don't need ray.get here.

@@ -11,7 +11,7 @@ import sluice as ray
 @ray.remote
 def do_work(a):
     # do some work with the large object a
-    return np.sum(a)
+    return float(np.sum(a))
 
 
 # Better approach: put the large array once into the object store.
