@@ -53,6 +53,18 @@ def test_a_demand_no_node_can_meet_raises_at_remote() -> None:
         Actor.options(num_cpus=64).remote()
 
 
+def test_a_hard_affinity_to_a_missing_node_raises_at_remote() -> None:
+    # Ray: .remote() returns a ref and ray.get raises TaskUnschedulableError. sluice: .remote()
+    # raises it (UnschedulableError), naming the node and the live ones.
+    from sluice.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    missing = NodeAffinitySchedulingStrategy(node_id="ab" * 28, soft=False)
+    with pytest.raises(ray.exceptions.TaskUnschedulableError, match="live nodes"):
+        Actor.options(scheduling_strategy=missing).remote()
+    with pytest.raises(ray.exceptions.TaskUnschedulableError, match="ab" * 28):
+        fails.options(scheduling_strategy=missing).remote()
+
+
 def test_a_task_error_is_named_and_printed_the_sluice_way() -> None:
     # Ray: type(e).__name__ == "RayTaskError(ValueError)", str(e) starts
     # "ray::fails() (pid=..., ip=...)". sluice: "TaskError(ValueError)" and
