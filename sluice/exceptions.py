@@ -27,6 +27,7 @@ __all__ = [
     "RayActorError",
     "TaskUnschedulableError",
     "ActorUnschedulableError",
+    "RaySystemError",
 ]
 
 
@@ -194,6 +195,8 @@ TaskUnschedulableError = UnschedulableError
 """Ray's name for :class:`UnschedulableError` raised for a task."""
 ActorUnschedulableError = UnschedulableError
 """Ray's name for :class:`UnschedulableError` raised for an actor."""
+RaySystemError = InternalError
+"""Ray's name for :class:`InternalError` (a fault inside the runtime, not in user code)."""
 
 _dual_types: dict[tuple[type, type], type] = {}
 

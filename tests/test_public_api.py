@@ -41,4 +41,5 @@ def test_rays_module_and_exception_names_are_sluices_own_classes() -> None:
     assert ex.RayError is ex.SluiceError and ex.RayTaskError is ex.TaskError
     assert issubclass(ex.ActorDiedError, ex.RayActorError)
     assert ex.TaskUnschedulableError is ex.ActorUnschedulableError is ex.UnschedulableError
+    assert ex.RaySystemError is ex.InternalError
     assert set(ex.__all__) <= set(vars(ex))
