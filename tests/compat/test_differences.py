@@ -90,6 +90,16 @@ def test_an_actor_death_is_also_a_task_error() -> None:
     assert isinstance(info.value, ray.exceptions.ActorDiedError)
 
 
+def test_a_named_actor_outlives_its_creators_handle() -> None:
+    # Ray: a named actor that is not detached is collected once the handles its creator made
+    # are gone (a handle from get_actor does not keep it). sluice: it lives until killed or
+    # the runtime ends (tests/executor/test_actors.py covers the lifecycle).
+    Actor.options(name="kept").remote()  # the handle is dropped at once
+    again = ray.get_actor("kept")
+    assert ray.get(again.ping.remote()) == "pong"
+    ray.kill(again)
+
+
 def test_an_object_ref_prints_a_short_id() -> None:
     # Ray: ObjectRef(<56 hex digits>) and .hex() of 56 digits. sluice: ObjectRef(NODE:N)
     # and a 16-digit .hex(); code that parses ids would differ.

@@ -20,9 +20,10 @@ class Counter:
 counter = Counter.options(name="some_name").remote()
 ray.get(counter.increment.remote())
 
-# Retrieve the actor later somewhere
-counter = ray.get_actor("some_name")
-print(ray.get(counter.increment.remote()))
+# Retrieve the actor later somewhere (keeping the first handle: in Ray a named actor that is
+# not detached still dies once its creator's handles are gone).
+same_counter = ray.get_actor("some_name")
+print(ray.get(same_counter.increment.remote()))
 
 try:
     ray.get_actor("no_such_actor")
