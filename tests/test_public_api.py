@@ -30,16 +30,3 @@ def test_exceptions_listed_in_the_design_exist() -> None:
     for name in ("TaskError", "GetTimeoutError", "WorkerCrashedError", "ActorDiedError",
                  "ObjectLostError", "TaskCancelledError"):
         assert issubclass(getattr(ex, name), ex.SluiceError)
-
-
-def test_rays_module_and_exception_names_are_sluices_own_classes() -> None:
-    # `import sluice as ray` keeps ray.actor.ActorHandle and ray.exceptions.RayTaskError working.
-    from sluice import exceptions as ex
-
-    assert sluice.actor.ActorHandle is sluice.ActorHandle
-    assert sluice.actor.ActorClass is sluice.ActorClass
-    assert ex.RayError is ex.SluiceError and ex.RayTaskError is ex.TaskError
-    assert issubclass(ex.ActorDiedError, ex.RayActorError)
-    assert ex.TaskUnschedulableError is ex.ActorUnschedulableError is ex.UnschedulableError
-    assert ex.RaySystemError is ex.InternalError
-    assert set(ex.__all__) <= set(vars(ex))
