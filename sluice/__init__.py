@@ -27,6 +27,11 @@ from sluice.executor.api import (
     wait,
 )
 from sluice.executor.object_ref import ObjectRef
+from sluice.executor.runtime_context import RuntimeContext, get_runtime_context
+
+# ``sluice.util.ActorPool`` and ``sluice.dag.InputNode`` work after a bare ``import sluice``,
+# as ``ray.util`` and ``ray.dag`` do after ``import ray`` (submodules, not public names here).
+from sluice import dag, util  # noqa: E402,F401  (isort: skip)
 
 if TYPE_CHECKING:
     from sluice.compiler.plan import Plan
@@ -55,6 +60,7 @@ __all__ = [
     "Plan",
     "ObjectRef",
     "RemoteFunction",
+    "RuntimeContext",
     "available_resources",
     "cancel",
     "cluster_resources",
@@ -63,6 +69,7 @@ __all__ = [
     "get",
     "get_actor",
     "get_gpu_ids",
+    "get_runtime_context",
     "init",
     "is_initialized",
     "kill",

@@ -19,6 +19,7 @@ __all__ = [
     "TaskCancelledError",
     "InfeasibleResourceError",
     "UnschedulableError",
+    "RuntimeEnvSetupError",
     "SerializationError",
     "UnsupportedOnBackendError",
     "InternalError",
@@ -80,9 +81,17 @@ class TaskError(SluiceError):
         return (TaskError, (self.function_name, self.traceback_text, self.cause))
 
     def as_instanceof_cause(self) -> TaskError:
-        """Return an error that is both a ``TaskError`` and of the cause's type."""
-        cause_type = type(self.cause) if self.cause is not None else None
-        if cause_type is None or isinstance(self.cause, TaskError) or not _can_subclass(cause_type):
+        """Return an error that is both a ``TaskError`` and of the cause's type.
+
+        A task that failed because a task it waited for failed takes the type of the
+        first cause in the chain, as in Ray: a ``ValueError`` raised two tasks down is
+        still caught by ``except ValueError`` at the driver.
+        """
+        root = self.cause
+        while isinstance(root, TaskError) and root.cause is not None:
+            root = root.cause
+        cause_type = type(root) if root is not None else None
+        if cause_type is None or isinstance(root, TaskError) or not _can_subclass(cause_type):
             return self
         dual_type = _dual_types.get((type(self), cause_type))
         if dual_type is None:
@@ -100,7 +109,7 @@ class TaskError(SluiceError):
         err.cause = self.cause
         # Attributes the cause carried (e.g. OSError.errno) stay reachable.
         try:
-            err.__dict__.update({k: v for k, v in vars(self.cause).items() if k not in err.__dict__})
+            err.__dict__.update({k: v for k, v in vars(root).items() if k not in err.__dict__})
         except TypeError:
             pass
         return err
@@ -148,6 +157,12 @@ class InfeasibleResourceError(SluiceError, ValueError):
 class UnschedulableError(SluiceError, ValueError):
     """A task or actor is pinned (``scheduling_strategy`` with a hard node affinity) to a
     node that is not, or is no longer, part of the runtime, so it can never run."""
+
+
+class RuntimeEnvSetupError(SluiceError):
+    """A task's or actor's ``runtime_env`` cannot be set up (an unknown key, a missing
+    ``working_dir``, a package past the size limit, ...): the message names the cause.
+    Raised at ``get`` of the task's results (or of the actor's calls), as in Ray."""
 
 
 class SerializationError(SluiceError, TypeError):

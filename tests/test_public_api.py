@@ -9,6 +9,7 @@ EXPECTED = {
     "ObjectRef", "RemoteFunction", "available_resources", "cancel",
     "cluster_resources", "exceptions", "get", "get_actor", "get_gpu_ids", "init",
     "is_initialized", "kill", "method", "nodes", "put", "remote", "shutdown", "wait",
+    "RuntimeContext", "get_runtime_context",
 }
 
 
@@ -30,3 +31,16 @@ def test_exceptions_listed_in_the_design_exist() -> None:
     for name in ("TaskError", "GetTimeoutError", "WorkerCrashedError", "ActorDiedError",
                  "ObjectLostError", "TaskCancelledError"):
         assert issubclass(getattr(ex, name), ex.SluiceError)
+
+
+def test_rays_util_and_dag_names_are_there_and_documented() -> None:
+    import sluice.dag
+    import sluice.util
+    import sluice.util.queue
+
+    for module, names in ((sluice.util, ("ActorPool", "get_node_ip_address")),
+                          (sluice.util.queue, ("Queue", "Empty", "Full")),
+                          (sluice.dag, ("InputNode", "MultiOutputNode", "DAGNode"))):
+        for name in names:
+            assert name in getattr(module, "__all__", names), f"{module.__name__}.{name}"
+            assert getattr(module, name).__doc__, f"{module.__name__}.{name} has no docstring"

@@ -15,7 +15,8 @@ import importlib
 from collections.abc import Callable
 from types import ModuleType
 
-NAMES = ("tasks", "chain", "objects", "actor", "dag", "compiled", "fanin", "etl", "etl_rows")
+NAMES = ("tasks", "chain", "objects", "actor", "dag", "compiled", "fanin", "fib", "nested", "etl",
+         "etl_rows", "pool")
 SYSTEMS = ("sluice", "ray", "dask", "pyarrow")
 # Systems that only the workloads with a run_<system> have: a single-process script doing
 # the same steps. The runner does not note their absence from the other workloads.

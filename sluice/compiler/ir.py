@@ -30,7 +30,9 @@ class OpKind(enum.Enum):
     INPUT = "input"        # the arguments of execute(): the DAG's input (front end)
     CONSTANT = "constant"  # an ObjectRef bound as a whole argument of .bind(): its value is
                            # read where the reader runs. ``key`` is ("object", object id),
-                           # ``template`` the pickled ref (front end)
+                           # ``template`` the pickled ref; or a running actor whose method
+                           # is bound (``handle.m.bind()``): ("actor", actor id), the pickled
+                           # handle (front end)
     SELECT = "select"      # a part of the input: inp[0], inp["k"], inp.attr (front end)
     CALL = "call"          # a remote function (front end; data: a read or a map over blocks)
     ACTOR = "actor"        # an actor, created once per Plan (front end; data: an actor pool)

@@ -105,6 +105,14 @@ class Plan:
 
         return execute_plan(self, args, kwargs)
 
+    def teardown(self) -> None:
+        """Accepted for Ray's compiled graphs (``compiled.teardown()``); does nothing.
+
+        A Plan keeps no loop running on its actors between executes, so there is nothing
+        to stop: the actors it created stop when the Plan is garbage collected, and
+        running actors bound into it (``handle.method.bind()``) are the caller's.
+        """
+
     def to_json(self) -> dict:
         """The plan as plain JSON-able data: the one description every view draws from."""
         from sluice.compiler.views import plan_to_json

@@ -10,6 +10,7 @@ from sluice.executor import api
 from sluice.executor.actor_handle import ActorHandle
 from sluice.executor.arity import Arity
 from sluice.executor.calls import dumps_function
+from sluice.executor.runtime_context import current_namespace
 
 _UNREAD = object()  # the constructor's arity, not read yet
 
@@ -38,8 +39,16 @@ class ActorClass:
         self._check_call(f"{self._name}.remote()", args, kwargs)
         cls_id, cls_bytes = self._pickle()
         rt = api.runtime()
-        actor_id = rt.new_actor_id()
         options = {**self._options, "class_name": self._name, "_methods": self._methods}
+        name = options["name"]
+        if name is not None and options["namespace"] is None:
+            options["namespace"] = current_namespace()
+        if name is not None and options["get_if_exists"]:
+            found = rt.get_actor(name, options["namespace"])
+            if found is not None:
+                return ActorHandle(found.actor_id, found.class_name, found.methods)
+        # (Made by another caller since the look above: the runtime sends this id's calls to it.)
+        actor_id = rt.new_actor_id()
         rt.create_actor(actor_id, cls_id, cls_bytes, self._name, args, kwargs, options)
         return ActorHandle(actor_id, self._name, self._methods)
 
@@ -108,16 +117,22 @@ def method_arity(cls: type, name: str, member: Any, label: str) -> Arity | None:
     return Arity.of(member, label, drop_first=not is_static)
 
 
-def get_actor(name: str) -> ActorHandle:
-    """The handle of the actor started with ``options(name=name)``; ValueError if none."""
+def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
+    """The handle of the actor started with ``options(name=name)`` in ``namespace`` (None: the
+    current job's namespace); ValueError if none is alive."""
     if not isinstance(name, str):
         raise TypeError(f"get_actor({name!r}): give the actor's name, the str it was started "
                         "with as Cls.options(name=...).remote()")
     if not name:
         raise ValueError("get_actor(''): give the actor's name, the non-empty str it was started "
                          "with as Cls.options(name=...).remote()")
-    found = api.runtime().get_actor(name)
+    if namespace is not None and (not isinstance(namespace, str) or not namespace):
+        raise ValueError(f"get_actor({name!r}, namespace={namespace!r}): give a non-empty str, "
+                         "or None for the current job's namespace")
+    where = namespace if namespace is not None else current_namespace()
+    found = api.runtime().get_actor(name, where)
     if found is None:
-        raise ValueError(f"no actor named {name!r} is alive; start one with "
-                         f"Cls.options(name={name!r}).remote()")
+        raise ValueError(f"no actor named {name!r} is alive in namespace {where!r}; start one with "
+                         f"Cls.options(name={name!r}).remote(), or pass the namespace it was "
+                         "started in (sluice.init(namespace=...) or options(namespace=...))")
     return ActorHandle(found.actor_id, found.class_name, found.methods)

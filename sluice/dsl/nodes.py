@@ -10,6 +10,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from sluice.executor import actor_handle
+
 # Makes a node's first execute() compile once when threads race to it: two Plans
 # of one graph would each create the graph's actors.
 _compile_lock = threading.Lock()
@@ -43,6 +45,10 @@ class DAGNode:
     def compile(self, optimize: bool = True) -> Any:
         """The physical :class:`~sluice.compiler.plan.Plan` of the graph ending here."""
         return compile(self, optimize=optimize)
+
+    def experimental_compile(self, optimize: bool = True) -> Any:
+        """Ray's name for ``compile()``: the same Plan (sluice compiles every graph)."""
+        return self.compile(optimize=optimize)
 
     def visualize(self, path: str | None = None, optimize: bool = True) -> Any:
         """The graph's logical view (one node per op) as a ``graphviz.Digraph``."""
@@ -152,7 +158,40 @@ class ClassMethodNode(DAGNode):
         return [self._class_node] + [c for c in super().children() if c is not self._class_node]
 
     def __repr__(self) -> str:
-        return f"ClassMethodNode({self._class_node._actor_class._name}.{self._method})"
+        return f"ClassMethodNode({_actor_name(self._class_node)}.{self._method})"
+
+
+class ActorHandleNode(DAGNode):
+    """An actor that already runs, as a graph node: ``handle.method.bind(x)`` calls it.
+
+    Unlike a :class:`ClassNode`, a Plan of it creates no actor; its calls go to the
+    running actor, after the calls made on the handle before. The graph holds the handle
+    pickled, so (as after passing a handle to a task) the actor no longer stops when the
+    driver drops its handles: ``sluice.kill`` it when done.
+    """
+
+    def __init__(self, handle: Any):
+        super().__init__((), {})
+        self._handle = handle
+
+    @property
+    def _methods(self) -> dict[str, dict]:
+        return self._handle._methods
+
+    @property
+    def _name(self) -> str:
+        return self._handle._class_name
+
+    def __repr__(self) -> str:
+        return f"ActorHandleNode({self._handle!r})"
+
+
+def _bind_running_actor(handle: Any, method: str, args: tuple, kwargs: dict) -> ClassMethodNode:
+    """``handle.method.bind(...)``: the method node on the running actor ``handle``."""
+    return ClassMethodNode(ActorHandleNode(handle), method, args, kwargs)
+
+
+actor_handle.method_binder = _bind_running_actor
 
 
 class InputNode(DAGNode):
@@ -214,6 +253,10 @@ class MultiOutputNode(DAGNode):
 
     def __repr__(self) -> str:
         return f"MultiOutputNode({len(self._bound_args)})"
+
+
+def _actor_name(node: ClassNode | ActorHandleNode) -> str:
+    return node._name if isinstance(node, ActorHandleNode) else node._actor_class._name
 
 
 def compile(dag: DAGNode, optimize: bool = True) -> Any:  # noqa: A001 (the public name)

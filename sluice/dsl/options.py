@@ -9,9 +9,10 @@ from sluice.executor.resources import demand_key
 from sluice.executor.strategies import check_strategy
 
 TASK_DEFAULTS: dict[str, Any] = {
-    "num_cpus": 1, "num_gpus": 0, "resources": None, "max_retries": 3,
+    "num_cpus": 1, "num_gpus": 0, "resources": None, "memory": None, "max_retries": 3,
     "retry_exceptions": False, "num_returns": 1, "name": None, "jit": False,
     "scheduling_strategy": None,  # None/"DEFAULT" or NodeAffinitySchedulingStrategy
+    "runtime_env": None,  # a dict (sluice.executor.runtime_env), checked when submitted
     "pure": True,  # graphs only: equal calls of a pure function may be computed once (CSE)
     # sluice.workflow steps only: retries of a failing step (delay, growth), the step's output
     # as (result, error) instead of raising, and reuse of an unchanged step across runs.
@@ -20,8 +21,14 @@ TASK_DEFAULTS: dict[str, Any] = {
 WORKFLOW_OPTIONS = ("retry_delay_s", "backoff", "catch_exceptions", "cache")
 """Options only sluice.workflow reads: accepted on ``.bind()`` steps, an error on ``.remote()``."""
 ACTOR_DEFAULTS: dict[str, Any] = {
-    "num_cpus": 0, "num_gpus": 0, "resources": None, "max_restarts": 0,
-    "max_concurrency": None, "name": None, "scheduling_strategy": None,
+    "num_cpus": 0, "num_gpus": 0, "resources": None, "memory": None, "max_restarts": 0,
+    "max_concurrency": None, "name": None, "scheduling_strategy": None, "runtime_env": None,
+    # Named actors: the namespace the name lives in (None: the job's), return the live actor
+    # of that name instead of raising, and "detached" to outlive the driver on a cluster.
+    "namespace": None, "get_if_exists": False, "lifetime": None,
+    # Calls in flight when the actor's process dies run again on the restarted actor, each
+    # at most this many times (-1: no limit); with max_restarts=0 nothing restarts to retry.
+    "max_task_retries": 0,
 }
 METHOD_DEFAULTS: dict[str, Any] = {"num_returns": 1, "name": None}
 
@@ -57,7 +64,7 @@ def normalize(kind: str, given: dict[str, Any], defaults: dict[str, Any], where:
             raise ValueError(f"{where}: {name}={v!r} must be a number >= 0")
     if opts.get("resources") is not None and not isinstance(opts["resources"], dict):
         raise ValueError(f"{where}: resources={opts['resources']!r} must be a dict of name -> amount")
-    for name in ("max_retries", "max_restarts"):
+    for name in ("max_retries", "max_restarts", "max_task_retries"):
         if name in opts:
             v = opts[name]
             if isinstance(v, bool) or not isinstance(v, int) or v < -1:
@@ -79,6 +86,18 @@ def normalize(kind: str, given: dict[str, Any], defaults: dict[str, Any], where:
                 raise ValueError(f"{where}: {name}={v!r} must be a number >= {low:g}")
     if opts.get("name") is not None and (not isinstance(opts["name"], str) or not opts["name"]):
         raise ValueError(f"{where}: name={opts['name']!r} must be a non-empty str (or None)")
+    if opts.get("namespace") is not None and (not isinstance(opts["namespace"], str)
+                                              or not opts["namespace"]):
+        raise ValueError(f"{where}: namespace={opts['namespace']!r} must be a non-empty str (or "
+                         "None for the job's namespace)")
+    if opts.get("lifetime") not in (None, "detached", "non_detached"):
+        raise ValueError(f"{where}: lifetime={opts['lifetime']!r} must be None, 'detached' or "
+                         "'non_detached'")
+    if opts.get("lifetime") == "non_detached":
+        opts["lifetime"] = None
+    for name in ("get_if_exists",):
+        if name in opts and not isinstance(opts[name], bool):
+            raise ValueError(f"{where}: {name}={opts[name]!r} must be True or False")
     for name in ("catch_exceptions", "cache"):
         if name in opts and not isinstance(opts[name], bool):
             raise ValueError(f"{where}: {name}={opts[name]!r} must be True or False")
@@ -86,9 +105,22 @@ def normalize(kind: str, given: dict[str, Any], defaults: dict[str, Any], where:
         opts["scheduling_strategy"] = check_strategy(opts["scheduling_strategy"], where)
     if "retry_exceptions" in opts:
         opts["retry_exceptions"] = _retry_spec(opts["retry_exceptions"], where)
+    if opts.get("memory") is not None:
+        opts["resources"] = _with_memory(opts["memory"], opts.get("resources"), where)
     if "num_cpus" in opts:
         opts["_key"] = demand_key(opts["num_cpus"], opts["num_gpus"], opts["resources"])
     return opts
+
+
+def _with_memory(memory: Any, resources: dict | None, where: str) -> dict:
+    """``resources`` with ``memory`` (bytes) as the ``"memory"`` resource, as Ray counts it:
+    a logical amount reserved on a node while the task or actor holds it, not a limit."""
+    if isinstance(memory, bool) or not isinstance(memory, (int, float)) or memory < 0:
+        raise ValueError(f"{where}: memory={memory!r} must be a number of bytes >= 0")
+    if resources and "memory" in resources:
+        raise ValueError(f"{where}: memory={memory!r} and resources={{'memory': ...}} both given; "
+                         "give memory= alone")
+    return {**(resources or {}), "memory": float(memory)}
 
 
 def _retry_spec(value: Any, where: str) -> Any:

@@ -30,7 +30,8 @@ def cluster_view(graph: nx.DiGraph, backend: Backend | None = None) -> ClusterVi
     rt = backend if backend is not None else context.current()
     if rt is None:
         return None
-    constants = {op.id: op.key[1] for op in ops_of(graph).values() if op.kind is OpKind.CONSTANT}
+    constants = {op.id: op.key[1] for op in ops_of(graph).values()
+                 if op.kind is OpKind.CONSTANT and op.key[0] == "object"}  # not a running actor
     if not constants:
         return None
     live = [node.node_id for node in rt.nodes() if node.alive]

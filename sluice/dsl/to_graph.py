@@ -19,6 +19,7 @@ import networkx as nx
 
 from sluice.compiler.ir import Op, OpKind, Slot, code_digest, make_op, new_graph, pack_template
 from sluice.dsl.nodes import (
+    ActorHandleNode,
     ClassMethodNode,
     ClassNode,
     DAGNode,
@@ -218,13 +219,19 @@ def _op_for(node: DAGNode, ordinal: int, ids: dict[int, str], functions: dict[in
                                                ("name", opts.get("name"))))
         _set_arity(signatures, op.id, ac._read_arity())
         return op
+    if type(node) is ActorHandleNode:  # a running actor: its handle is the op's value
+        handle = node._handle
+        return make_op(OpKind.CONSTANT, repr(handle), key=("actor", handle._actor_id),
+                       template=pack_template((handle,), {}))
     if type(node) is ClassMethodNode:
         cls_node = node._class_node
-        ac = cls_node._actor_class
+        methods, actor_name = ((cls_node._methods, cls_node._name)
+                               if type(cls_node) is ActorHandleNode
+                               else (cls_node._actor_class._methods, cls_node._actor_class._name))
         actor_id = ids[id(cls_node)]
         rest = _read_values(node, ids, constants)
-        method_opts = ac._methods[node._method]
-        op = make_op(OpKind.METHOD, f"{ac._name}.{node._method}", ordinal,
+        method_opts = methods[node._method]
+        op = make_op(OpKind.METHOD, f"{actor_name}.{node._method}", ordinal,
                      inputs=(actor_id,) + rest,
                      template=_template(node, list(rest), ids, constants, offset=1),
                      fn_id=0, method=node._method, pure=False,
@@ -235,6 +242,11 @@ def _op_for(node: DAGNode, ordinal: int, ids: dict[int, str], functions: dict[in
 
 
 def _options(opts: dict) -> tuple:
+    if opts.get("runtime_env") is not None:
+        raise ValueError(f"{opts.get('name') or opts.get('class_name') or 'a node'}: runtime_env "
+                         f"on a .bind() node: compiled Plans do not carry a per-node runtime_env "
+                         f"yet; give it to the whole job with sluice.init(runtime_env=...) (Plans "
+                         f"run in it), or call the function with .remote()")
     # Workflow step options join an op's identity only when set: other graphs keep their ids.
     steps = tuple((k, opts[k]) for k in WORKFLOW_OPTIONS if k in opts and opts[k] != TASK_DEFAULTS[k])
     given = tuple((k, opts[k]) for k in _OPTION_KEYS_WHEN_SET if opts.get(k) is not None)

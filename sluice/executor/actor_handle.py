@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
+from sluice.exceptions import InternalError
 from sluice.executor import api, context
+
+# How ``handle.method.bind(...)`` makes its graph node: set by ``sluice.dsl.nodes`` when
+# it is imported (as ``import sluice`` does); the executor does not import the DSL.
+method_binder: Callable[[ActorHandle, str, tuple, dict], Any] | None = None
 
 
 class ActorHandle:
@@ -85,6 +90,17 @@ class ActorMethod:
         refs = api.runtime().submit_actor_task(self._handle._actor_id, self._name, self._label,
                                                args, kwargs, self._options)
         return refs[0] if self._options["num_returns"] == 1 else refs
+
+    def bind(self, *args: Any, **kwargs: Any) -> Any:
+        """A call of this method on this running actor as a graph node (Ray's
+        ``actor.method.bind(...)``): a Plan of it calls this actor, it creates none."""
+        if method_binder is None:
+            raise InternalError("sluice.dsl.nodes is not imported, so no graph node can be made; "
+                                "import sluice first")
+        arity = self._options.get("_arity")
+        if arity is not None:
+            arity.check(f"{self._label}.bind()", args, kwargs)
+        return method_binder(self._handle, self._name, args, kwargs)
 
     def options(self, **options: Any) -> ActorMethod:
         """A copy with ``num_returns`` changed."""

@@ -51,6 +51,7 @@ class ActorLoop:
 
     async def _call(self, msg: tuple) -> None:
         from sluice.executor.calls import decode_call
+        from sluice.executor.worker_api import CURRENT_TASK
 
         _, task_id, method, args_blob, deps, return_ids, name = msg
         w = self.worker
@@ -62,6 +63,7 @@ class ActorLoop:
                 return
             try:
                 args, kwargs = decode_call(args_blob, w.resolve_deps(deps))
+                CURRENT_TASK.set(task_id)  # this asyncio task's own
                 value = getattr(w.actor, method)(*args, **kwargs)
                 if inspect.isawaitable(value):
                     value = await value

@@ -54,7 +54,7 @@ class ActorManager:
         """Count driver handles; an unnamed actor with none left (and none pickled) retires."""
         for actor_id in self.handle_counts.drain():
             actor = self.s.actors.get(actor_id)
-            if actor is not None and actor.name is None:
+            if actor is not None and actor.name is None and actor.options.get("lifetime") != "detached":
                 self.retiring.add(actor_id)
                 self.retire_if_idle(actor)
 
@@ -75,10 +75,17 @@ class ActorManager:
     def create(self, actor: ActorRecord) -> None:
         s = self.s
         if actor.name is not None:
-            if actor.name in s.named and s.actors[s.named[actor.name]].state != ActorRecord.DEAD:
-                raise ValueError(f"an actor named {actor.name!r} already exists; pick another name "
-                                 f"or reach the existing one with sluice.get_actor({actor.name!r})")
-            s.named[actor.name] = actor.actor_id
+            key = (actor.namespace or "", actor.name)
+            if key in s.named and s.actors[s.named[key]].state != ActorRecord.DEAD:
+                if actor.options.get("get_if_exists"):
+                    # Made by another caller since this one looked: its id reaches that actor.
+                    s.actor_aliases[actor.actor_id] = s.named[key]
+                    return
+                raise ValueError(
+                    f"an actor named {actor.name!r} already exists in namespace {key[0]!r}; pick "
+                    f"another name, reach the existing one with sluice.get_actor({actor.name!r}), "
+                    "or pass get_if_exists=True to .options()")
+            s.named[key] = actor.actor_id
         s.actors[actor.actor_id] = actor
         s.hold(actor.deps)
         s.hold(actor.contained)
@@ -111,9 +118,11 @@ class ActorManager:
             self.mark_dead(actor, failed)
             return
         index = next(s.worker_index)
-        proc, conn = s.placement.spawn(index, actor.node)
+        proc, conn = s.placement.spawn(index, actor.node) if actor.env is None else \
+            s.placement.spawn(index, actor.node, actor.env)
         w = WorkerHandle(index, proc, conn)
         w.node = actor.node
+        w.env_id = actor.env.env_id if actor.env is not None else None
         w.actor = actor
         actor.worker = w
         actor.state = ActorRecord.ALIVE
@@ -131,8 +140,10 @@ class ActorManager:
                     contained: tuple[int, ...], return_ids: list[int], keep: list) -> None:
         """Call ``method`` on actor ``actor_id`` (whose results ``return_ids`` have entries)."""
         s = self.s
-        actor = s.actors.get(actor_id)
-        task = TaskRecord(next(s.task_ids), 0, name, blob, deps, contained, return_ids, (), 0, False, keep)
+        actor = self.lookup(actor_id)
+        retries = 0 if actor is None else int(actor.options.get("max_task_retries", 0))
+        task = TaskRecord(next(s.task_ids), 0, name, blob, deps, contained, return_ids, (), retries,
+                          False, keep)
         task.method = method
         if actor is None:  # (queued, it would run as a function task with no function)
             s.refuse(task, serialization.dumps(ObjectLostError(
@@ -202,8 +213,15 @@ class ActorManager:
         w.out.append((P.SHUTDOWN,))
         self.s.send(w)
 
-    def kill(self, actor_id: int, no_restart: bool) -> None:
+    def lookup(self, actor_id: int) -> ActorRecord | None:
+        """Actor ``actor_id``, or the live one its get_if_exists creation found (None: unknown)."""
         actor = self.s.actors.get(actor_id)
+        if actor is None and actor_id in self.s.actor_aliases:
+            actor = self.s.actors.get(self.s.actor_aliases[actor_id])
+        return actor
+
+    def kill(self, actor_id: int, no_restart: bool) -> None:
+        actor = self.lookup(actor_id)
         if actor is None:
             return
         if no_restart:
@@ -229,8 +247,9 @@ class ActorManager:
         self.s.unhold(actor.deps)
         self.s.unhold(actor.contained)
         actor.keep = []
-        if actor.name is not None and self.s.named.get(actor.name) == actor.actor_id:
-            del self.s.named[actor.name]
+        key = (actor.namespace or "", actor.name)
+        if actor.name is not None and self.s.named.get(key) == actor.actor_id:
+            del self.s.named[key]
         self.pump(actor)
 
     def died(self, w: WorkerHandle) -> None:
@@ -246,8 +265,11 @@ class ActorManager:
         s.forget_worker_slots(w)
         if actor.state != ActorRecord.DEAD and actor.restarts_left > 0:
             actor.restarts_left -= 1
+            actor.restarted = True
             lost = s.actor_died_blob(actor, f"the actor's process died (exit code {code}) while this "
-                                            "call was running; the actor was restarted for later calls")
+                                            "call was running; the actor was restarted for later "
+                                            "calls (max_task_retries retries such calls)")
+            self.requeue_retried(w, actor)
             self.fail_inflight(w, lost)
             actor.state = ActorRecord.PENDING
             if s.placement.actor_node_alive(actor):
@@ -260,6 +282,21 @@ class ActorManager:
             self.mark_dead(actor, s.actor_died_blob(
                 actor, f"the actor's process died (exit code {code}) and max_restarts is spent"))
         self.fail_inflight(w, actor.death)
+
+    def requeue_retried(self, w: WorkerHandle, actor: ActorRecord) -> None:
+        """Put the calls in flight on ``w`` that have retries left (``max_task_retries``) back
+        at the head of the restarting actor's queue, in call order; the rest stay on ``w``."""
+        retried = sorted((t for t in w.inflight.values()
+                          if t.retries_left > 0 and not t.cancelled and t.chain is None),
+                         key=lambda t: t.task_id)
+        for task in reversed(retried):
+            del w.inflight[task.task_id]
+            task.retries_left -= 1
+            for oid in task.pinned:
+                self.s.locations.unpin(oid)
+            task.pinned = []
+            task.worker = None
+            actor.queue.appendleft(task)
 
     def fail_inflight(self, w: WorkerHandle, blob: bytes) -> None:
         for task in list(w.inflight.values()):
@@ -288,11 +325,16 @@ class ActorManager:
         self.s.resources.check_feasible(actor.key, what)
         self.s.placement.check_strategy(actor.options.get("scheduling_strategy"), what)
 
-    def find_named(self, name: str) -> ActorInfo | None:
-        """The live actor created with ``name``, or None."""
-        actor_id = self.s.named.get(name)
+    def find_named(self, name: str, namespace: str) -> ActorInfo | None:
+        """The live actor created with ``name`` in ``namespace``, or None."""
+        actor_id = self.s.named.get((namespace, name))
         if actor_id is None:
             return None
         actor = self.s.actors[actor_id]
         return ActorInfo(actor.actor_id, actor.class_name, actor.options.get("_methods", {}))
 
+
+    def list_named(self, namespace: str | None) -> list[dict[str, str]]:
+        """The live named actors, of ``namespace`` or (None) of every namespace."""
+        return [{"name": name, "namespace": ns} for (ns, name) in self.s.named
+                if namespace is None or ns == namespace]

@@ -9,6 +9,7 @@ import numbers
 import threading
 from typing import Any, Sequence
 
+from sluice.exceptions import RuntimeEnvSetupError
 from sluice.executor import context
 from sluice.executor.backend import Backend
 from sluice.executor.object_ref import ObjectRef
@@ -21,7 +22,8 @@ _DRIVER_MODULES = ("sluice.dsl.to_graph", "sluice.compiler.pipeline", "sluice.co
 def init(num_cpus: float | None = None, num_gpus: float | None = None,
          resources: dict[str, float] | None = None, object_store_memory: int | None = None,
          *, spill_dir: str | None = None, ignore_reinit_error: bool = False,
-         address: Any = None, backend: str = "local", token: str | None = None) -> None:
+         address: Any = None, backend: str = "local", token: str | None = None,
+         namespace: str | None = None, runtime_env: dict[str, Any] | None = None) -> None:
     """Start the embedded local runtime in this process, or connect to a cluster.
 
     ``num_cpus`` defaults to the machine's CPUs (one worker process each),
@@ -34,6 +36,15 @@ def init(num_cpus: float | None = None, num_gpus: float | None = None,
     ``SLUICE_TOKEN``, else the head's token file on this machine); the
     resource arguments then belong to the nodes. ``backend="dask"`` runs on a
     Dask cluster: ``address`` is its scheduler's address or a ``distributed.Client``.
+
+    ``namespace``: where this job's named actors live and are looked up (default: a
+    fresh anonymous namespace of this job's own, as in Ray); drivers that give the same
+    namespace share named actors on a cluster. Dask keeps no namespaces.
+
+    ``runtime_env``: the job's runtime environment (``env_vars``, ``working_dir``,
+    ``py_modules``, ``excludes``; see :mod:`sluice.executor.runtime_env`), the
+    default under each task's and actor's own (whose ``env_vars`` are merged over
+    it). A bad one raises :class:`~sluice.exceptions.RuntimeEnvSetupError` here.
 
     >>> import sluice
     >>> sluice.init(num_cpus=1)
@@ -70,19 +81,34 @@ def init(num_cpus: float | None = None, num_gpus: float | None = None,
         for name, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
             if value is not None and (not isinstance(value, (int, float)) or value < 0):
                 raise ValueError(f"init({name}={value!r}): give a number >= 0")
+        if namespace is not None and (not isinstance(namespace, str) or not namespace):
+            raise ValueError(f"init(namespace={namespace!r}): give a non-empty str, or None for "
+                             "an anonymous namespace of this job's own")
         if object_store_memory is not None and object_store_memory <= 0:
             raise ValueError(f"init(object_store_memory={object_store_memory!r}): give a positive "
                              "number of bytes")
         if backend == "dask":
-            from sluice.executor.dask_backend import DaskRuntime
+            from sluice.executor.dask_backend import DaskRuntime, no_namespaces, no_runtime_env
 
+            no_namespaces(namespace, "init(namespace=...)")
+            no_runtime_env(runtime_env, "init")
             context.set_current(DaskRuntime(address))
         elif address is not None:
             from sluice.executor.cluster.client import connect
+            from sluice.executor.runtime_env import Shipper, check_spec
 
-            context.set_current(connect(address, token=token))
+            job_env = check_spec(runtime_env) if runtime_env is not None else None  # bad: fails here
+            if job_env and job_env.get("pip"):
+                raise RuntimeEnvSetupError(f"init(runtime_env=) pip={job_env['pip']!r}: a sluice "
+                                           "cluster installs no pip packages yet; install them on "
+                                           "the nodes, and use env_vars, working_dir, py_modules")
+            client = connect(address, token=token, namespace=namespace)
+            client.inherited_runtime_env = job_env
+            client.shipper = Shipper(client.put)
+            context.set_current(client)
         else:
-            context.set_current(Runtime(num_cpus, num_gpus, resources, object_store_memory, spill_dir))
+            context.set_current(Runtime(num_cpus, num_gpus, resources, object_store_memory, spill_dir,
+                                        namespace=namespace, runtime_env=runtime_env))
         # A driver builds graphs: load the compiler now (workers, which import sluice too,
         # never do), so the first .bind()/compile() does not pay its imports (~0.1 s).
         for module in _DRIVER_MODULES:
@@ -139,12 +165,17 @@ def put(value: Any) -> ObjectRef:
     return runtime().put(value)
 
 
-def wait(refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: float | None = None
-         ) -> tuple[list[ObjectRef], list[ObjectRef]]:
+def wait(refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: float | None = None,
+         fetch_local: bool = True) -> tuple[list[ObjectRef], list[ObjectRef]]:
     """Split ``refs`` into (ready, not ready) once ``num_returns`` are ready or ``timeout`` passes.
 
     Both lists keep the order of ``refs``; ``ready`` holds at most ``num_returns`` refs.
+    ``fetch_local`` is accepted for Ray's programs and changes nothing: a ref is ready
+    once its value is stored on any node (Ray's ``fetch_local=False``); ``get`` copies it
+    to this node then.
     """
+    if not isinstance(fetch_local, bool):
+        raise TypeError(f"wait(fetch_local={fetch_local!r}) takes True or False")
     if isinstance(refs, ObjectRef) or not isinstance(refs, (list, tuple)) \
             or not all(isinstance(r, ObjectRef) for r in refs):
         raise TypeError(f"wait() takes a list of ObjectRefs, got {_describe(refs)}")
@@ -166,7 +197,10 @@ def cancel(ref: ObjectRef, *, force: bool = False) -> None:
     """Cancel the task that computes ``ref``; its ``get`` raises ``TaskCancelledError``.
 
     A task not started yet never runs. A running task is abandoned (its result
-    discarded) unless ``force=True``, which kills its worker process.
+    discarded) unless ``force=True``, which kills its worker process; but not a task
+    running inside the ``get`` of the task that waits for it (in that task's process,
+    see ``sluice/executor/nesting.py``): killing it would kill that task too, so it is
+    abandoned.
     """
     if not isinstance(ref, ObjectRef):
         raise TypeError(f"cancel() takes an ObjectRef, got {_describe(ref)}")

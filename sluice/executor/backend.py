@@ -201,8 +201,19 @@ class Backend(Protocol):
         ...
 
     # -- the cluster --------------------------------------------------------------------
-    def get_actor(self, name: str) -> ActorInfo | None:
-        """The live actor created with ``name``, or None."""
+    def get_actor(self, name: str, namespace: str) -> ActorInfo | None:
+        """The live actor created with ``name`` in ``namespace``, or None."""
+        ...
+
+    def named_actors(self, namespace: str | None) -> list[dict[str, str]]:
+        """The live named actors (``{"name", "namespace"}`` each), of ``namespace`` or, with
+        None, of every namespace."""
+        ...
+
+    def context_info(self) -> dict[str, Any]:
+        """This process's runtime context as a plain dict (see
+        :func:`sluice.executor.lookups.context_of`): its job and namespace, node, worker, and
+        the task or actor it runs now."""
         ...
 
     def cluster_resources(self) -> dict[str, float]:

@@ -98,6 +98,15 @@ class _Actor:
     dead: ActorDiedError | None = None
 
 
+def no_namespaces(namespace: str | None, what: str) -> None:
+    """Dask keeps no namespaces: refuse a named one rather than ignore it."""
+    if namespace:
+        raise UnsupportedOnBackendError(
+            f"{what} with namespace {namespace!r} on the dask backend: Dask keeps no namespaces "
+            "(an actor name is the whole Dask cluster's); drop the namespace, or use the local "
+            "or cluster backend")
+
+
 class DaskRuntime(DaskClusterInfo):
     """A sluice Backend whose tasks, objects and actors live on a dask.distributed cluster.
 
@@ -253,6 +262,7 @@ class DaskRuntime(DaskClusterInfo):
                     options: dict) -> list[ObjectRef]:
         """Submit ``fn(*args, **kwargs)`` as a Dask task; returns one ref per declared return value."""
         resources = self._resources(options, f"task {name}")
+        no_runtime_env(options.get("runtime_env"), f"task {name}")
         placed = self._placement(options, f"task {name}")
         retry = self._retry(options, name)
         blob, dep_args, carried, keep = self._encode(name, args, kwargs)
@@ -273,11 +283,13 @@ class DaskRuntime(DaskClusterInfo):
                 f"actor {class_name}: max_restarts={describe_limit(restarts)} on the dask backend: "
                 "Dask actors never restart (an actor dies with its worker); drop max_restarts, or "
                 "use the local or cluster backend")
+        no_namespaces(options.get("namespace"), f"actor {class_name}: options(namespace=...)")
         resources = self._resources(options, f"actor {class_name}")
+        no_runtime_env(options.get("runtime_env"), f"actor {class_name}")
         placed = self._placement(options, f"actor {class_name}")
         taken = ValueError(f"an actor named {actor_name!r} already exists; pick another name "
                            f"or reach the existing one with sluice.get_actor({actor_name!r})")
-        if actor_name is not None and self.get_actor(actor_name) is not None:
+        if actor_name is not None and self.get_actor(actor_name, "") is not None:
             raise taken
         blob, dep_args, carried, keep = self._encode(name, args, kwargs)
         fut = self.client.submit(ActorShell, self._function(cls_id, cls_bytes),
@@ -395,8 +407,30 @@ class DaskRuntime(DaskClusterInfo):
             self._cancelled.update(f.key for f in futs + siblings)
         self.client.cancel(futs, force=True)  # force: the fire-and-forget marker wants the key too
 
-    def get_actor(self, name: str) -> ActorInfo | None:
-        """The live actor named ``name`` on the Dask cluster (any runtime's), or None."""
+    def named_actors(self, namespace: str | None) -> list[dict[str, str]]:
+        """The named actors this runtime knows of (names are cluster-wide on Dask: no
+        namespaces)."""
+        with self._lock:
+            return [{"name": name, "namespace": ""} for name, actor_id in self._named.items()
+                    if actor_id in self._actors and self._actors[actor_id].dead is None]
+
+    def context_info(self) -> dict[str, Any]:
+        """What Dask tells of this process: its worker's address as the node, the runtime's
+        id as the job; no task, actor or resource ids (Dask does not keep them)."""
+        node = None
+        with contextlib.suppress(ImportError, ValueError):
+            from distributed import get_worker
+
+            node = get_worker().address
+        return {"job_id": self.caller[:8], "namespace": "", "node_id": node,
+                "worker_id": self.caller, "task_id": None, "actor_id": None, "actor_name": None,
+                "resources": {}, "gpu_ids": [], "placement_group_id": None, "reconstructed": False}
+
+    def get_actor(self, name: str, namespace: str) -> ActorInfo | None:
+        """The live actor named ``name`` on the Dask cluster (any runtime's), or None. Dask
+        keeps no namespaces: a name is the whole cluster's (a namespace other than ``""``
+        raises UnsupportedOnBackendError)."""
+        no_namespaces(namespace, f"get_actor({name!r}, namespace=...)")
         with self._lock:
             actor_id = self._named.get(name)
             actor = self._actors.get(actor_id) if actor_id is not None else None
@@ -558,3 +592,14 @@ class _CallDone:
 
     def __call__(self, fut: Future) -> None:
         self.runtime._call_done(fut, self.actor_future, self.seq)
+
+
+def no_runtime_env(runtime_env: Any, what: str) -> None:
+    """Refuse a ``runtime_env`` on the dask backend: Dask runs tasks as threads of long-lived
+    workers, which share one process environment, directory and ``sys.path``."""
+    if runtime_env:
+        raise UnsupportedOnBackendError(
+            f"{what}: runtime_env={runtime_env!r} on the dask backend: Dask workers run tasks as "
+            "threads of one process, which cannot each have their own environment variables, "
+            "directory or sys.path; set them where the Dask workers start (dask worker "
+            "--preload, their environment), or use the local or cluster backend")

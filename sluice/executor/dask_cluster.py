@@ -80,12 +80,15 @@ class DaskClusterInfo:
         CPUs are reserved only where the workers declare a CPU resource (else a Dask
         thread is a task's CPU), and not for tasks submitted from tasks: their parent,
         blocked in get, holds its own (as the local runtime lends a blocked task's CPUs).
+        ``memory=`` is reserved only where the workers declare a ``memory`` resource.
         """
         if key not in self._feasible:
             declared = self._declared_resources()
             demand = dict(key)
             if not self.is_driver or not any("CPU" in w for w in declared):
                 demand.pop("CPU", None)
+            if not any("memory" in w for w in declared):  # as Dask, memory= is then a hint only
+                demand.pop("memory", None)
             if demand and not fits(demand, declared):
                 declared = self._declared_resources()  # workers may have joined since
                 if declared and not fits(demand, declared):  # no workers yet: Dask waits for them

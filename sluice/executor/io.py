@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from multiprocessing.connection import wait
 from typing import TYPE_CHECKING, Any
 
 from sluice.executor import lookups
+from sluice.executor.nesting import START_HOLD_S
 from sluice.executor import protocol as P
 from sluice.executor.records import ActorRecord, TaskRecord, WorkerHandle
 from sluice.executor.resources import demand_key
@@ -73,9 +75,16 @@ class IOThread:
             if s.conns_changed:
                 with s.lock:
                     self.refresh()
-            ready = wait([self.wake_r, *self.conn_map])
+            hold = s.start_hold
+            timeout = None if hold is None else max(0.0, hold + START_HOLD_S - time.monotonic())
+            ready = wait([self.wake_r, *self.conn_map], timeout)
             if self.stopping:
                 return
+            if hold is not None and time.monotonic() >= hold + START_HOLD_S:
+                with s.lock:  # a held process start is due (Scheduler.holds_start)
+                    s.dispatch()
+                    s.flush_all()
+                    s.start_hold = None
             for c in ready:
                 if c == self.wake_r:
                     try:
@@ -153,9 +162,9 @@ class IOThread:
             elif code == P.DECREF:
                 s.ref_events.append((-1, msg[1]))
             elif code == P.SUBMIT:
-                self.nested_submit(msg)
+                self.nested_submit(msg, w)
             elif code == P.GET:
-                s.worker_get(w, msg[1], msg[2], False, len(msg[2]), False)
+                s.worker_get(w, msg[1], msg[2], False, len(msg[2]), False, len(msg) > 3 and msg[3])
             elif code == P.WAIT:
                 s.worker_get(w, msg[1], msg[2], True, msg[3], msg[4])
             elif code == P.PUT:
@@ -167,11 +176,11 @@ class IOThread:
             elif code == P.ACTOR_FAILED:
                 s.actor_manager.on_constructor_failed(w, msg[1])
             elif code == P.CREATE_ACTOR:
-                self.nested_create_actor(msg)
+                self.nested_create_actor(msg, w)
             elif code == P.CALL_ACTOR:
                 self.nested_actor_call(msg)
             elif code == P.LOOKUP:
-                w.out.append((P.LOOKUP_REPLY, msg[1], lookups.answer(s, msg[2], msg[3])))
+                w.out.append((P.LOOKUP_REPLY, msg[1], lookups.answer(s, msg[2], msg[3], w)))
                 s.send(w)
             elif code == P.KILL:
                 s.actor_manager.kill(msg[1], msg[2])
@@ -181,7 +190,7 @@ class IOThread:
                 s.slots_released(w, msg[1])
         s.apply_ref_events()
 
-    def nested_submit(self, msg: tuple) -> None:
+    def nested_submit(self, msg: tuple, w: WorkerHandle | None = None) -> None:
         _, fn_id, fn_bytes, blob, deps, contained, return_ids, options = msg
         s = self.s
         if fn_bytes is not None:
@@ -192,15 +201,24 @@ class IOThread:
         strategy = options.get("scheduling_strategy")
         task = TaskRecord(next(s.task_ids), fn_id, options["name"], blob, deps, contained, return_ids,
                           key, options["max_retries"], options["retry_exceptions"], [], strategy)
+        if w is not None:
+            task.job = s.job_of(w)
+        task.from_task = w is not None and w.lease is not None and w.actor is None
         if strategy is not None or key not in s.feasible:
             try:
                 s.check_task(key, strategy, f"task {options['name']}")
             except ValueError as err:  # infeasible or unschedulable: raised at get()
                 s.refuse(task, serialization.dumps(err))
                 return
+        env, env_error = s.envs.for_options(options)
+        if env_error is not None:
+            s.refuse(task, serialization.dumps(env_error))
+            return
+        if env is not None:
+            task.set_env(env)
         s.submit(task)
 
-    def nested_create_actor(self, msg: tuple) -> None:
+    def nested_create_actor(self, msg: tuple, w: WorkerHandle) -> None:
         _, actor_id, cls_id, cls_bytes, blob, deps, contained, options = msg
         s = self.s
         if cls_bytes is not None:
@@ -208,7 +226,11 @@ class IOThread:
         key = demand_key(options["num_cpus"], options["num_gpus"], options["resources"])
         actor = ActorRecord(actor_id, options["class_name"], cls_id, s.functions[cls_id], blob, deps,
                             contained, options, key, [])
+        actor.job = s.job_of(w)
         try:
+            actor.env, env_error = s.envs.for_options(options)
+            if env_error is not None:
+                raise env_error
             s.actor_manager.check_feasible(actor)
             s.actor_manager.create(actor)
         except Exception as err:

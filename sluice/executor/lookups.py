@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from sluice.exceptions import InfeasibleResourceError
 from sluice.executor import protocol as P
 from sluice.executor.backend import NodeInfo, ObjectLocation
-from sluice.executor.records import READY
+from sluice.executor.records import READY, WorkerHandle
 
 if TYPE_CHECKING:
     from sluice.executor.scheduler import Scheduler
@@ -48,11 +48,49 @@ def object_locations(s: Scheduler, ids: Sequence[int]) -> list[ObjectLocation]:
     return out
 
 
-def answer(s: Scheduler, what: str, arg: Any) -> Any:
+def placement_group_id(strategy: Any) -> str | None:
+    """The id of the placement group ``strategy`` (a task's or actor's scheduling strategy)
+    runs it in, else None. No strategy names a placement group yet: the hook for them."""
+    return None
+
+
+def context_of(s: Scheduler, w: WorkerHandle | None, task_id: int | None) -> dict[str, Any]:
+    """What a runtime context reports for process ``w`` running task ``task_id`` (a plain
+    dict; see :mod:`sluice.executor.runtime_context`). ``w`` None: the embedded runtime's
+    own driver."""
+    actor = w.actor if w is not None else None
+    task = w.inflight.get(task_id) if w is not None and task_id is not None else None
+    if actor is not None:
+        job, key, strategy = actor.job, actor.key, actor.options.get("scheduling_strategy")
+    elif task is not None:
+        job, key, strategy = task.job, task.key, task.strategy
+    else:
+        job, key, strategy = (s.job_of(w) if w is not None else None), (), None
+    job = job or s.driver_job
+    return {
+        "job_id": job.job_id if job is not None else None,
+        "namespace": job.namespace if job is not None else None,
+        "node_id": s.placement.node_id_of(w.node if w is not None else None),
+        "worker_id": f"{w.index if w is not None else 0:016x}",
+        "task_id": None if task_id is None else f"{task_id:016x}",
+        "actor_id": None if actor is None else f"{actor.actor_id:016x}",
+        "actor_name": None if actor is None else actor.name,
+        "resources": dict(key),
+        "gpu_ids": list(actor.gpu_ids or []) if actor is not None else list(w.gpu_ids) if w else [],
+        "placement_group_id": placement_group_id(strategy),
+        "reconstructed": actor is not None and actor.restarted,
+    }
+
+
+def answer(s: Scheduler, what: str, arg: Any, w: WorkerHandle | None = None) -> Any:
     """The reply to a ``LOOKUP`` message (the wire form of the queries above, asked by a
-    worker's or a cluster driver's Backend)."""
-    if what == "actor":
-        return s.actor_manager.find_named(arg)
+    worker's or a cluster driver's Backend ``w``)."""
+    if what == "actor":  # (name, namespace)
+        return s.actor_manager.find_named(*arg)
+    if what == "named":  # a namespace, or None for all
+        return s.actor_manager.list_named(arg)
+    if what == "context":  # the task id the asking process runs, or None
+        return context_of(s, w, arg)
     if what == "resources":
         return dict(s.resources.total) if arg == "total" else dict(s.resources.available)
     if what == "feasible":  # (demand key, what asks): None, or why no node ever could

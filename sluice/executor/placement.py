@@ -30,10 +30,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sluice.exceptions import InternalError, UnschedulableError
 from sluice.executor import protocol as P
-from sluice.executor.backend import LOCAL_NODE, NodeInfo, ObjectID, ObjectLocation
+from sluice.executor.backend import LOCAL_NODE, NodeID, NodeInfo, ObjectID, ObjectLocation
 from sluice.executor.process import WorkerTemplate, spawn_worker
 from sluice.executor.records import ActorRecord, TaskRecord, WorkerHandle
 from sluice.executor.resources import NodeResources, ResourceKey
+from sluice.executor.runtime_env import PreparedEnv
 from sluice.executor.strategies import NodeAffinitySchedulingStrategy
 from sluice.store.object_store import ObjectStore
 
@@ -74,13 +75,18 @@ class Placement(Protocol):
         """Bytes the stores of the live nodes may hold together."""
         ...
 
+    def node_id_of(self, node: Node) -> NodeID:
+        """The id ``node_infos`` gives ``node`` (what a runtime context reports)."""
+        ...
+
     def node_resources(self, node: Node) -> NodeResources:
         """The resources of ``node``, which its workers' leases and its actors take."""
         ...
 
-    def spawn(self, index: int, node: Node) -> tuple[Any, Any]:
-        """Start worker process ``index`` on ``node``: its process handle (``poll``, ``wait``,
-        ``send_signal``) and the scheduler's end of its pipe (``send_bytes``, ``close``)."""
+    def spawn(self, index: int, node: Node, env: PreparedEnv | None = None) -> tuple[Any, Any]:
+        """Start worker process ``index`` on ``node`` with runtime environment ``env`` (None:
+        none): its process handle (``poll``, ``wait``, ``send_signal``) and the scheduler's
+        end of its pipe (``send_bytes``, ``close``)."""
         ...
 
     def check_strategy(self, strategy: NodeAffinitySchedulingStrategy | None, what: str) -> None:
@@ -247,13 +253,20 @@ class LocalPlacement:
     def store_capacity(self) -> int:
         return self.capacity
 
+    def node_id_of(self, node: Node) -> NodeID:
+        return LOCAL_NODE
+
     def node_resources(self, node: Node) -> NodeResources:
         return self.resources
 
-    def spawn(self, index: int, node: Node) -> tuple[Any, Any]:
+    def spawn(self, index: int, node: Node, env: PreparedEnv | None = None) -> tuple[Any, Any]:
+        overrides = env.overrides() if env is not None else None
+        cwd = env.cwd if env is not None else None
+        if env is not None and env.python is not None:  # a pip virtualenv: a fresh interpreter
+            return spawn_worker(self.session, index, overrides, cwd, env.python)
         if self.template is not None:
-            return self.template.spawn(self.session, index)
-        return spawn_worker(self.session, index)
+            return self.template.spawn(self.session, index, overrides, cwd)
+        return spawn_worker(self.session, index, overrides, cwd)
 
     def check_strategy(self, strategy: NodeAffinitySchedulingStrategy | None, what: str) -> None:
         if strategy is None or strategy.soft or strategy.node_id == LOCAL_NODE:

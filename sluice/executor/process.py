@@ -39,17 +39,22 @@ def worker_env(env_overrides: dict[str, str] | None) -> dict[str, str]:
     return env
 
 
-def spawn_worker(session: str, index: int, env_overrides: dict[str, str] | None = None
+def spawn_worker(session: str, index: int, env_overrides: dict[str, str] | None = None,
+                 cwd: str | None = None, python: str | None = None
                  ) -> tuple[subprocess.Popen, Connection]:
-    """Start worker ``index`` as a fresh interpreter; returns the process and the driver's
-    end of its pipe. (:meth:`WorkerTemplate.spawn` is the fast way.)"""
+    """Start worker ``index`` as a fresh interpreter (``python``, None: this one's) in
+    ``cwd`` (None: this process's directory); returns the process and the driver's end of
+    its pipe.
+    (:meth:`WorkerTemplate.spawn` is the fast way.)"""
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sluice.executor.worker", str(child.fileno()), session, str(index),
+        [python or sys.executable, "-m", "sluice.executor.worker", str(child.fileno()), session,
+         str(index),
          str(os.getpid())],
         pass_fds=(child.fileno(),),
         env=worker_env(env_overrides),
         stdin=subprocess.DEVNULL,
+        cwd=cwd,
     )
     child.close()
     conn = Connection(os.dup(parent.fileno()))
@@ -136,9 +141,10 @@ class WorkerTemplate:
             self.dead = True
             self.changed.notify_all()
 
-    def spawn(self, session: str, index: int, env_overrides: dict[str, str] | None = None
-              ) -> tuple[WorkerProcess | subprocess.Popen, Connection]:
-        """Fork worker ``index``; returns its process and the driver's end of its pipe."""
+    def spawn(self, session: str, index: int, env_overrides: dict[str, str] | None = None,
+              cwd: str | None = None) -> tuple[WorkerProcess | subprocess.Popen, Connection]:
+        """Fork worker ``index`` (in ``cwd``, None: this process's directory); returns its
+        process and the driver's end of its pipe."""
         with self.lock:
             came_up = self.changed.wait_for(lambda: self.ready or self.dead, TEMPLATE_START_S)
             request_id = next(self.ids)
@@ -147,10 +153,10 @@ class WorkerTemplate:
             if self.proc is not None:
                 self.proc.kill()
         if self.dead:
-            return spawn_worker(session, index, env_overrides)
+            return spawn_worker(session, index, env_overrides, cwd)
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         std = [fd for fd in (1, 2) if fd_open(fd)]
-        request = (request_id, session, index, worker_env(env_overrides), os.getcwd(), std)
+        request = (request_id, session, index, worker_env(env_overrides), cwd or os.getcwd(), std)
         try:
             with self.send_lock:
                 socket.send_fds(self.sock, [pickle.dumps(request)], [child.fileno(), *std])
@@ -158,7 +164,7 @@ class WorkerTemplate:
             parent.close()
             child.close()
             self._set_dead()
-            return spawn_worker(session, index, env_overrides)
+            return spawn_worker(session, index, env_overrides, cwd)
         child.close()
         with self.lock:
             self.changed.wait_for(lambda: request_id in self.pids or request_id in self.failures
@@ -169,7 +175,7 @@ class WorkerTemplate:
             parent.close()
             if why is not None:
                 raise OSError(f"cannot start worker {index}: the template could not fork ({why})")
-            return spawn_worker(session, index, env_overrides)
+            return spawn_worker(session, index, env_overrides, cwd)
         conn = Connection(os.dup(parent.fileno()))
         parent.close()
         return WorkerProcess(pid, process_start(pid), request_id, self), conn

@@ -31,12 +31,14 @@ CHAIN_SETUP = 13    # (CHAIN_SETUP, chain_id, hops, socket directory, driver's c
 CHAIN_FORGET = 15   # (CHAIN_FORGET, [chain ids]) set-ups the driver will not run again
 CANCEL_TASK = 11    # (CANCEL_TASK, task_id) drop it if not started (answered with FAILED)
 RECYCLE = 10        # (RECYCLE, [slot names]) say RELEASED once no value read from them is alive
+NESTED = 17         # (NESTED, depth, TASK message) run it inside the get at that depth of the
+                    #  worker's main thread: a task that get waits for (executor/nesting.py)
 
 # worker -> driver
 DONE = 20           # (DONE, task_id, [result spec], seconds)
 FAILED = 21         # (FAILED, task_id, error_blob, retryable, seconds)
 SUBMIT = 22         # (SUBMIT, fn_id, fn_bytes|None, args_blob, deps, contained, return_ids, options)
-GET = 23            # (GET, req_id, [ids])
+GET = 23            # (GET, req_id, [ids], nest): nest: the get may run NESTED tasks meanwhile
 INCREF = 24         # (INCREF, id)
 DECREF = 25         # (DECREF, id)
 PUT = 26            # (PUT, id, result spec)

@@ -17,6 +17,31 @@ from sluice.executor.strategies import NodeAffinitySchedulingStrategy
 PENDING, READY, FAILED = 0, 1, 2
 
 
+class JobInfo:
+    """A driver's job: its id (hex, as Ray prints it) and the namespace its actor names live in."""
+
+    __slots__ = ("job_id", "namespace")
+
+    def __init__(self, job_id: str, namespace: str):
+        self.job_id = job_id
+        self.namespace = namespace
+
+    def __repr__(self) -> str:
+        return f"JobInfo({self.job_id!r}, {self.namespace!r})"
+
+
+def anonymous_namespace() -> str:
+    """A fresh namespace of one job's own, as Ray gives a driver that names none."""
+    import uuid
+
+    return str(uuid.uuid4())
+
+
+def job_id_hex(number: int) -> str:
+    """A job id as Ray formats one (8 hex digits)."""
+    return f"{number:08x}"
+
+
 class ObjectEntry:
     """One object the driver tracks."""
 
@@ -42,7 +67,7 @@ class TaskRecord:
     __slots__ = ("task_id", "fn_id", "name", "args_blob", "deps", "contained", "return_ids",
                  "key", "retries_left", "retry_exc", "unresolved", "worker", "actor", "method",
                  "cancelled", "pinned", "keep", "local_to", "chain", "chain_actors", "strategy",
-                 "lane")
+                 "lane", "from_task", "job", "env")
 
     def __init__(self, task_id: int, fn_id: int, name: str, args_blob: bytes, deps: list[int],
                  contained: tuple[int, ...], return_ids: list[int], key: ResourceKey,
@@ -72,13 +97,25 @@ class TaskRecord:
         # The ready queue it waits in: its demand, and its node when a hard affinity pins it
         # there (waiting for that node's room must not hold back tasks that may run elsewhere).
         self.lane: Any = key if strategy is None or strategy.soft else (key, strategy.node_id)
+        # Submitted by a task in a pool worker: never queued behind another task on a busy
+        # worker (that task may wait in a get, and the waiting task may run this one nested).
+        self.from_task = False
+        self.job: JobInfo | None = None      # the driver's job it belongs to (None: the local driver's)
+        self.env: Any = None                 # its PreparedEnv (runtime_env), set by set_env
+
+    def set_env(self, env: Any) -> None:
+        """Run only on workers started with ``env`` (a PreparedEnv; None: the plain pool)."""
+        self.env = env
+        if env is not None:
+            self.lane = (self.lane, env.env_id)
 
 
 class WorkerHandle:
     """A worker process as the driver sees it."""
 
     __slots__ = ("index", "proc", "conn", "out", "inflight", "lease", "gpu_ids", "known_fns",
-                 "blocked", "actor", "alive", "pending_gets", "queued_bytes", "unsent", "node")
+                 "blocked", "actor", "alive", "pending_gets", "queued_bytes", "unsent", "node",
+                 "nested", "nest_waits", "lent", "env_id")
 
     def __init__(self, index: int, proc: subprocess.Popen, conn: Connection):
         self.index = index
@@ -96,6 +133,13 @@ class WorkerHandle:
         self.unsent = 0                      # task messages in ``out`` (not yet written)
         self.queued_bytes = 0                # argument bytes of in-flight tasks (bounds pipelining)
         self.node: Any = None                # the cluster node it runs on (None: the local runtime)
+        # A task waiting in a nested get may run the tasks it waits for itself (nesting.py).
+        # Its main thread is a stack: task, get, nested tasks, get, ... so these lists nest too.
+        self.nested: list[list[int]] = []    # per get depth, ids of the tasks sent to run inside
+                                             # that get (the first one runs), innermost last
+        self.nest_waits: list[WorkerRequest] = []  # gets that may run them, innermost last
+        self.lent = False                    # its lease's CPUs are lent out while it waits
+        self.env_id: str | None = None       # the runtime_env it started with (None: none)
 
 
 class ActorRecord:
@@ -103,7 +147,8 @@ class ActorRecord:
 
     __slots__ = ("actor_id", "name", "class_name", "cls_id", "cls_bytes", "args_blob", "deps",
                  "contained", "options", "key", "gpu_ids", "worker", "state", "restarts_left",
-                 "queue", "death", "keep", "unresolved", "ready", "node")
+                 "queue", "death", "keep", "unresolved", "ready", "node", "job", "restarted",
+                 "namespace", "env")
 
     PENDING, ALIVE, DEAD = 0, 1, 2
 
@@ -130,6 +175,10 @@ class ActorRecord:
         self.unresolved = 0                  # constructor deps still pending
         self.ready = False                   # constructor finished
         self.node: Any = None                # the cluster node it was placed on
+        self.job: JobInfo | None = None      # the job that created it (None: the local driver's)
+        self.restarted = False               # its process was started again after a crash
+        self.namespace: str | None = options.get("namespace")  # where its name lives
+        self.env: Any = None                 # its PreparedEnv (runtime_env), None: none
 
 
 class Waiter:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 from sluice.exceptions import InfeasibleResourceError
 
@@ -25,6 +26,36 @@ def demand_key(num_cpus: float, num_gpus: float, resources: dict[str, float] | N
         if amount:
             items[name] = float(amount)
     return tuple(sorted(items.items()))
+
+
+# The share of the memory available at start a node offers as its "memory" resource (Ray's
+# rule: 70% of available memory; the object store is sized apart, from /dev/shm).
+DEFAULT_MEMORY_FRACTION = 0.7
+
+
+def default_node_memory() -> float:
+    """A node's ``"memory"`` resource when none is given: 70% of the memory available now
+    (``MemAvailable`` of /proc/meminfo, else free physical pages), in bytes."""
+    available = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+                    break
+    except OSError:
+        pass
+    if available is None:
+        try:
+            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError):
+            available = 1 << 30
+    return float(int(available * DEFAULT_MEMORY_FRACTION))
+
+
+def with_default_memory(total: dict[str, float]) -> dict[str, float]:
+    """``total`` with a ``"memory"`` resource (:func:`default_node_memory`) unless it has one."""
+    return total if "memory" in total else {**total, "memory": default_node_memory()}
 
 
 class NodeResources:

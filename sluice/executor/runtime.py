@@ -30,8 +30,9 @@ from sluice.executor.io import IOThread
 from sluice.executor.object_ref import ObjectRef
 from sluice.executor.placement import LocalPlacement, StoreLocations
 from sluice.executor.process import start_template
-from sluice.executor.records import PENDING, ActorRecord, TaskRecord
-from sluice.executor.resources import NodeResources, ResourceKey, demand_key
+from sluice.executor.records import PENDING, ActorRecord, JobInfo, TaskRecord, anonymous_namespace, job_id_hex
+from sluice.executor.resources import NodeResources, ResourceKey, demand_key, with_default_memory
+from sluice.executor.runtime_env import RuntimeEnvs
 from sluice.executor.scheduler import Scheduler
 from sluice.store import serialization, shm
 from sluice.store.arena import default_arena_bytes
@@ -62,13 +63,16 @@ class Runtime:
 
     def __init__(self, num_cpus: float | None = None, num_gpus: float | None = None,
                  resources: dict[str, float] | None = None, object_store_memory: int | None = None,
-                 spill_dir: str | None = None):
+                 spill_dir: str | None = None, namespace: str | None = None,
+                 runtime_env: dict[str, Any] | None = None):
+        envs = RuntimeEnvs(runtime_env)  # a bad job environment fails here, before anything starts
+        job_env = envs.resolve(None)
         shm.cleanup_stale_sessions()
         cleanup_stale_spill_dirs()
         self.session = shm.new_session_id()
         cpus = float(num_cpus if num_cpus is not None else (os.cpu_count() or 1))
         gpus = float(num_gpus if num_gpus is not None else detect_gpus())
-        total = {"CPU": cpus, "GPU": gpus, **(resources or {})}
+        total = with_default_memory({"CPU": cpus, "GPU": gpus, **(resources or {})})
         for name, amount in total.items():
             if amount < 0:
                 raise ValueError(f"init: resource {name!r}={amount} must not be negative")
@@ -83,13 +87,14 @@ class Runtime:
         self.scheduler = Scheduler(self.session, self.resources,
                                    LocalPlacement(self.session, self.resources, self._store_capacity,
                                                   self.template),
-                                   StoreLocations(self.store), self.io)
+                                   StoreLocations(self.store), self.io, envs=envs)
         self.actors = self.scheduler.actor_manager
+        self.scheduler.driver_job = JobInfo(job_id_hex(1), namespace or anonymous_namespace())
         self.ids = itertools.count(1)
         self.io.start(self.scheduler)
         with self.scheduler.locked():
             for _ in range(max(1, int(cpus))):
-                self.scheduler.start_worker(None)  # the one node
+                self.scheduler.start_worker(None, job_env)  # the one node
         self.store.wait_for_arena()  # faulted in while the workers start
         self.closed = False
 
@@ -118,6 +123,9 @@ class Runtime:
         strategy = options.get("scheduling_strategy")
         if strategy is not None or key not in s.feasible:
             s.check_task(key, strategy, f"task {name}")
+        env = env_error = None
+        if options.get("runtime_env") is not None or s.envs.job is not None:
+            env, env_error = s.envs.for_options(options)
         blob, deps, contained, keep = encode_call(name, args, kwargs, self.put)
         with s.locked():
             s.apply_ref_events()
@@ -126,6 +134,11 @@ class Runtime:
             return_ids, refs = self._new_refs(options["num_returns"])
             task = TaskRecord(next(s.task_ids), fn_id, name, blob, deps, contained, return_ids,
                               key, options["max_retries"], options["retry_exceptions"], keep, strategy)
+            if env_error is not None:
+                s.refuse(task, serialization.dumps(env_error))
+                return refs
+            if env is not None:
+                task.set_env(env)
             s.submit(task)
             s.dispatch()
         return refs
@@ -142,8 +155,15 @@ class Runtime:
         actor = ActorRecord(actor_id, options["class_name"], cls_id, cls_bytes, blob, deps, contained,
                             options, key, keep)
         self.actors.check_feasible(actor)
+        actor.env, env_error = s.envs.for_options(options)
         with s.locked():
             s.apply_ref_events()
+            if env_error is not None:  # its calls fail with it
+                s.actors[actor_id] = actor
+                s.hold(actor.deps)  # as create() would: mark_dead lets them go
+                s.hold(actor.contained)
+                self.actors.mark_dead(actor, serialization.dumps(env_error))
+                return
             self.actors.create(actor)
 
     def submit_actor_task(self, actor_id: int, method: str, name: str, args: tuple, kwargs: dict,
@@ -250,9 +270,18 @@ class Runtime:
         self.scheduler.check_task(demand, None, what)
 
     # -- runtime interface: the node and its objects -------------------------------------------
-    def get_actor(self, name: str) -> ActorInfo | None:
+    def get_actor(self, name: str, namespace: str) -> ActorInfo | None:
         with self.scheduler.locked():
-            return self.actors.find_named(name)
+            return self.actors.find_named(name, namespace)
+
+    def named_actors(self, namespace: str | None) -> list[dict[str, str]]:
+        with self.scheduler.locked():
+            return self.actors.list_named(namespace)
+
+    def context_info(self) -> dict[str, Any]:
+        """The driver's runtime context: its job, its node, no task or actor."""
+        with self.scheduler.locked():
+            return lookups.context_of(self.scheduler, None, None)
 
     def cluster_resources(self) -> dict[str, float]:
         with self.scheduler.locked():

@@ -19,6 +19,9 @@ resource demand; more tasks of the same demand may be queued on it (pipelined)
 without taking more resources, since one worker runs one task at a time. The
 lease ends when its queue drains. How deep to pipeline follows how long the
 function took before: short tasks are batched deeply, long ones one at a time.
+
+Nested gets (``nesting.py``): a task waiting in a get runs the tasks it waits for
+inside its own worker, on its own lease; it lends its CPUs only while it has nothing to run.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from sluice.exceptions import (
     UnschedulableError,
     WorkerCrashedError,
 )
+from sluice.executor import nesting
 from sluice.executor import protocol as P
 from sluice.executor.actors import ActorManager
 from sluice.executor.objects import ObjectTable
@@ -51,12 +55,14 @@ from sluice.executor.records import (
     FAILED,
     PENDING,
     ActorRecord,
+    JobInfo,
     ObjectEntry,
     TaskRecord,
     WorkerHandle,
     WorkerRequest,
 )
 from sluice.executor.resources import NodeResources, ResourceKey
+from sluice.executor.runtime_env import PreparedEnv, RuntimeEnvs
 from sluice.executor.strategies import NodeAffinitySchedulingStrategy
 from sluice.store import serialization
 
@@ -83,10 +89,13 @@ class Scheduler(ObjectTable):
                  "objects", "tasks", "ready", "workers", "clients", "feasible", "actors", "named",
                  "functions", "durations", "dirty", "task_ids", "worker_index", "ref_events",
                  "requests", "releasing", "chains_in_flight", "actor_handle_events", "retired",
-                 "slot_released", "inbox", "conns_changed", "closed", "has_gpus", "actor_manager")
+                 "slot_released", "inbox", "conns_changed", "closed", "has_gpus", "actor_manager",
+                 "blocking_fns", "start_hold", "driver_job", "client_jobs", "actor_aliases",
+                 "envs")
 
     def __init__(self, session: str, resources: ResourceTotals, placement: Placement,
-                 locations: ObjectLocations, io: WorkerIO, lineage: LineageKeeper | None = None):
+                 locations: ObjectLocations, io: WorkerIO, lineage: LineageKeeper | None = None,
+                 envs: RuntimeEnvs | None = None):
         self.session = session
         self.resources = resources
         self.placement = placement
@@ -101,7 +110,9 @@ class Scheduler(ObjectTable):
         self.clients: dict[int, WorkerHandle] = {}     # connected drivers (a cluster head's)
         self.feasible: set[ResourceKey] = set()        # demands some node can meet (checked once)
         self.actors: dict[int, ActorRecord] = {}
-        self.named: dict[str, int] = {}
+        self.named: dict[tuple[str, str], int] = {}  # (namespace, name) -> live actor id
+        # get_if_exists creations that found their name taken here: their id -> the live actor's
+        self.actor_aliases: dict[int, int] = {}
         self.functions: dict[int, bytes] = {}
         self.durations: dict[int, float] = {}          # fn id -> smoothed seconds per call
         self.dirty: set[WorkerHandle] = set()
@@ -120,6 +131,26 @@ class Scheduler(ObjectTable):
         # With GPUs in the runtime every task is told its GPU ids ([] hides them all, as Ray does).
         self.has_gpus = resources.total.get("GPU", 0) > 0
         self.actor_manager = ActorManager(self)        # the actor half: shares this state and lock
+        self.blocking_fns: set[int] = set()            # functions whose tasks called get or wait
+        self.start_hold: float | None = None           # when a held-back process start began
+        # Jobs: the embedded runtime's own driver (None on a cluster head), and each connected
+        # driver's (a cluster head's), by its process index.
+        self.driver_job: JobInfo | None = None
+        self.client_jobs: dict[int, JobInfo] = {}
+        # runtime_env -> PreparedEnv (a cluster head takes files only as shipped packages)
+        self.envs = envs if envs is not None else RuntimeEnvs(files=False)
+
+    def job_of(self, w: WorkerHandle) -> JobInfo | None:
+        """The job whose work process ``w`` is doing: a driver's own, an actor's creator's, or
+        that of a task it runs (None: the embedded runtime's driver)."""
+        job = self.client_jobs.get(w.index)
+        if job is not None:
+            return job
+        if w.actor is not None:
+            return w.actor.job
+        for task in w.inflight.values():
+            return task.job
+        return None
 
     def locked(self) -> _Locked:
         """``with scheduler.locked():`` holds the lock, then applies worker batches queued meanwhile."""
@@ -189,6 +220,7 @@ class Scheduler(ObjectTable):
         if pending == 0:
             self.make_ready(task)
         elif local_ok and producer_worker is not None and producer_worker.lease == task.key \
+                and producer_worker.env_id == (task.env.env_id if task.env is not None else None) \
                 and not producer_worker.blocked and self.may_follow(producer_worker, task) \
                 and (task.strategy is None or self.placement.may_run_on(task, producer_worker.node)):
             # Pipeline behind its producer: the worker feeds it the result locally.
@@ -208,6 +240,8 @@ class Scheduler(ObjectTable):
         if q is None:
             q = self.ready[task.lane] = deque()
         q.append(task)
+        if self.requests:  # a worker may be waiting for it in a get: it may run it itself
+            nesting.offer(self, task)
 
     def failed_dep(self, task: TaskRecord) -> bytes | None:
         for oid in task.deps:
@@ -236,7 +270,7 @@ class Scheduler(ObjectTable):
                     unschedulable.append((q.popleft(), err))
                     continue
                 for node in nodes:
-                    w = self.pick_worker(task.key, task.fn_id, node)
+                    w = self.pick_worker(task.key, task.fn_id, node, not task.from_task, task.env)
                     if w is not None:
                         break
                 else:
@@ -253,19 +287,26 @@ class Scheduler(ObjectTable):
             return 1
         return max(1, min(MAX_PIPELINE, int(TARGET_BATCH_SECONDS / max(seconds, 1e-7))))
 
-    def pick_worker(self, key: ResourceKey, fn_id: int, node: Node) -> WorkerHandle | None:
-        """A worker on ``node`` to run a task of demand ``key`` now, or None."""
+    def pick_worker(self, key: ResourceKey, fn_id: int, node: Node, follow: bool = True,
+                    env: PreparedEnv | None = None) -> WorkerHandle | None:
+        """A worker on ``node`` started with runtime environment ``env`` to run a task of
+        demand ``key`` now, or None. ``follow``: the task may be queued behind the one a busy
+        worker runs."""
         best = None
+        env_id = env.env_id if env is not None else None
         for w in self.workers:  # an idle worker already leased for this demand
-            if w.node is node and w.lease == key and not w.blocked and w.alive:
+            if w.node is node and w.lease == key and w.env_id == env_id and not w.blocked \
+                    and w.alive:
                 if not w.inflight:
                     return w
+                if not follow or nesting.may_block(self, w):
+                    continue  # a task queued behind it would come back when it blocks
                 if best is None or len(w.inflight) < len(best.inflight):
                     best = w
         resources = self.placement.node_resources(node)
         gpus = resources.try_acquire(key)
         if gpus is not None:
-            w = self.idle_worker(key, node)
+            w = self.idle_worker(key, node, not follow, env)
             if w is not None:
                 w.lease, w.gpu_ids = key, gpus
                 return w
@@ -296,28 +337,42 @@ class Scheduler(ObjectTable):
         """
         return len(w.inflight) < self.pipeline_depth(fn_id) and w.queued_bytes < PIPELINE_BYTES
 
-    def idle_worker(self, key: ResourceKey, node: Node) -> WorkerHandle | None:
+    def idle_worker(self, key: ResourceKey, node: Node, hold: bool = False,
+                    env: PreparedEnv | None = None) -> WorkerHandle | None:
+        """An unleased worker on ``node`` of runtime environment ``env``, or a new one while
+        fewer than its CPUs run tasks (``hold``: not before the start hold has passed, see
+        nesting.holds_start)."""
         running = 0
+        env_id = env.env_id if env is not None else None
+        other = None  # an idle worker of another environment
         for w in self.workers:
             if w.node is not node:
                 continue
             if w.lease is None and w.alive:
-                return w
-            if not w.blocked:
+                if w.env_id == env_id:
+                    return w
+                if not w.inflight and not w.out and not w.blocked:
+                    other = w
+            elif not w.lent:
                 running += 1
         cap = max(1, int(self.placement.node_resources(node).total.get("CPU", 1)))
         if dict(key).get("CPU", 0) == 0:
             cap += 4
-        if running < cap:
-            return self.start_worker(node)
+        if running < cap and not (hold and nesting.holds_start(self)):
+            if other is not None:  # workers are pooled per environment: trade an idle one in
+                self.retire(other)
+            return self.start_worker(node, env)
         return None
 
-    def start_worker(self, node: Node) -> WorkerHandle:
-        """Start a pool worker on ``node``."""
+    def start_worker(self, node: Node, env: PreparedEnv | None = None) -> WorkerHandle:
+        """Start a pool worker on ``node`` with runtime environment ``env`` (None: none)."""
         index = next(self.worker_index)
-        proc, conn = self.placement.spawn(index, node)
+        # (a placement that knows no environments is asked as before)
+        proc, conn = self.placement.spawn(index, node) if env is None else \
+            self.placement.spawn(index, node, env)
         w = WorkerHandle(index, proc, conn)
         w.node = node
+        w.env_id = env.env_id if env is not None else None
         self.workers.append(w)
         self.conns_changed = True
         self.io.wake()
@@ -327,7 +382,10 @@ class Scheduler(ObjectTable):
         """The resources of the node ``w`` runs on."""
         return self.placement.node_resources(w.node)
 
-    def send_task(self, task: TaskRecord, w: WorkerHandle, local: bool = False) -> None:
+    def send_task(self, task: TaskRecord, w: WorkerHandle, local: bool = False,
+                  nested: bool = False) -> None:
+        """Queue ``task`` on ``w`` (``local``: behind the producer of its inputs there;
+        ``nested``: to run inside the get ``w`` waits in, see nesting.py)."""
         deps = []
         for oid in task.deps:
             entry = self.objects.get(oid)
@@ -349,9 +407,9 @@ class Scheduler(ObjectTable):
         w.inflight[task.task_id] = task
         w.queued_bytes += len(task.args_blob)
         w.unsent += 1
-        w.out.append((P.TASK, task.task_id, task.fn_id, fn_bytes, task.args_blob, deps,
-                      task.return_ids, task.retry_exc, w.gpu_ids if self.has_gpus else None,
-                      task.name))
+        msg = (P.TASK, task.task_id, task.fn_id, fn_bytes, task.args_blob, deps, task.return_ids,
+               task.retry_exc, w.gpu_ids if self.has_gpus else None, task.name)
+        w.out.append((P.NESTED, len(w.nest_waits), msg) if nested else msg)
         if len(w.out) >= FLUSH_AT:
             self.send(w)
         else:
@@ -429,6 +487,8 @@ class Scheduler(ObjectTable):
             w = task.worker
             w.inflight.pop(task_id, None)
         w.queued_bytes -= len(task.args_blob)
+        if w.nested:
+            nesting.forget(w, task_id)  # the caller settles w once the result is applied
         return task
 
     def note_duration(self, fn_id: int, seconds: float) -> None:
@@ -475,7 +535,9 @@ class Scheduler(ObjectTable):
             if not w.inflight and w.actor.actor_id in actors.retiring:
                 actors.retire_if_idle(w.actor)
             return
-        if not w.inflight and w.lease is not None and not w.blocked:
+        if w.blocked:
+            nesting.settle(self, w)
+        elif not w.inflight and w.lease is not None:
             self.res_of(w).release(w.lease, w.gpu_ids)
             w.lease, w.gpu_ids = None, []
             if actors.waiting_for_resources:
@@ -489,9 +551,13 @@ class Scheduler(ObjectTable):
         again the pool holds more than one worker per CPU, and the extra idle ones go.
         """
         cap = max(1, int(self.res_of(w).total.get("CPU", 1)))
-        unblocked = sum(1 for x in self.workers if x.node is w.node and x.alive and not x.blocked)
+        unblocked = sum(1 for x in self.workers if x.node is w.node and x.alive and not x.lent)
         if unblocked <= cap or w.inflight or w.blocked or w.out:
             return
+        self.retire(w)
+
+    def retire(self, w: WorkerHandle) -> None:
+        """Stop idle pool worker ``w``."""
         w.out.append((P.SHUTDOWN,))
         self.send(w)
         self.workers.remove(w)
@@ -508,6 +574,8 @@ class Scheduler(ObjectTable):
             task = self.take_inflight(w, tid)
             if task is not None:
                 self.requeue(task)
+        if w.blocked:
+            nesting.settle(self, w)
 
     def cancel(self, oid: int, force: bool) -> None:
         entry = self.objects.get(oid)
@@ -529,7 +597,7 @@ class Scheduler(ObjectTable):
             for q in self.ready.values():
                 if task in q:
                     q.remove(task)
-        elif force and w.actor is None:
+        elif force and w.actor is None and not any(task.task_id in level for level in w.nested):
             self.take_inflight(w, task.task_id)
             kill_process(w)
         else:  # queued on a worker: it drops the task unless it already started
@@ -547,7 +615,16 @@ class Scheduler(ObjectTable):
 
     # -- worker requests (nested get/wait) -------------------------------------------
     def worker_get(self, w: WorkerHandle, req_id: int, ids: list[int], is_wait: bool, num: int,
-                   query_now: bool) -> None:
+                   query_now: bool, nest: bool = False) -> None:
+        """A worker's get or wait (``is_wait``: for ``num`` of ``ids``): answered now if it
+        can be, else when the objects are ready. ``nest``: meanwhile the worker may run
+        the tasks it waits for itself (nesting.py)."""
+        if w.actor is None and w.inflight:
+            # A function that gets may wait: queue nothing behind its tasks (pick_worker,
+            # nesting.top_up). The caller is the innermost task running in w.
+            running = w.nested[-1][0] if w.nested else next(iter(w.inflight))
+            if running in w.inflight:
+                self.blocking_fns.add(w.inflight[running].fn_id)
         pending = [oid for oid in ids if oid in self.objects and self.objects[oid].state == PENDING]
         need = len(pending) - (len(ids) - num) if is_wait else len(pending)
         req = WorkerRequest(w, req_id, ids, max(0, need), is_wait)
@@ -556,14 +633,13 @@ class Scheduler(ObjectTable):
             return
         for oid in pending:
             self.requests.setdefault(oid, []).append(req)
-        self.block(w)
-
-    def block(self, w: WorkerHandle) -> None:
         if w.actor is None and w.blocked == 0 and w.lease is not None:
-            self.res_of(w).lend(w.lease)
-            w.out.append((P.RELINQUISH,))
+            w.out.append((P.RELINQUISH,))  # its queued tasks go back to run elsewhere
             self.dirty.add(w)
         w.blocked += 1
+        if nest and not is_wait and w.actor is None:
+            w.nest_waits.append(req)
+        nesting.settle(self, w)
 
     def answer(self, req: WorkerRequest, blocked: bool = True) -> None:
         w = req.worker
@@ -583,8 +659,9 @@ class Scheduler(ObjectTable):
                     if not lst:
                         del self.requests[oid]
             w.blocked -= 1
-            if w.blocked == 0 and w.actor is None and w.lease is not None:
-                self.res_of(w).force_acquire(w.lease)
+            if w.nest_waits and req in w.nest_waits:
+                w.nest_waits.remove(req)
+            nesting.settle(self, w)
         self.send(w)
 
     # -- worker death ----------------------------------------------------------------
@@ -598,10 +675,12 @@ class Scheduler(ObjectTable):
             self.workers.remove(w)
         self.dirty.discard(w)
         if w.lease is not None:
-            if w.blocked:
+            if w.lent:
                 self.res_of(w).force_acquire(w.lease)
+                w.lent = False
             self.res_of(w).release(w.lease, w.gpu_ids)
             w.lease = None
+        w.nested, w.nest_waits = [], []
         for reqs in self.requests.values():
             reqs[:] = [r for r in reqs if r.worker is not w]
         self.forget_worker_slots(w)

@@ -24,7 +24,7 @@ from sluice.executor import context, protocol as P
 from sluice.executor.calls import decode_call, load_function, split_returns
 from sluice.executor.chains import ChainLink, run_link
 from sluice.executor.lifeline import die_with_parent, exit_on_hangup
-from sluice.executor.worker_api import WorkerAPI
+from sluice.executor.worker_api import CURRENT_TASK, WorkerAPI
 from sluice.store import serialization, shm
 
 RING_SIZE = 1024
@@ -52,6 +52,7 @@ class Worker(WorkerAPI):
         self.functions: dict[int, Any] = {}
         self.function_sources: dict[int, bytes] = {}  # received, not yet unpickled
         self.local: deque = deque()            # tasks received and not yet started
+        self.nested: dict[int, deque] = {}     # get depth -> tasks to run inside that get
         self.ring: OrderedDict[int, tuple] = OrderedDict()  # object id -> result spec
         self.blocked = 0                       # depth of nested get/wait in the main thread
         self.actor: Any = None
@@ -122,12 +123,19 @@ class Worker(WorkerAPI):
         """Apply one batch from the driver; True when told to shut down."""
         for msg in batch:
             code = msg[0]
-            if code == P.TASK or code == P.ACTOR_CALL or code == P.CHAIN:
-                if code == P.TASK and msg[3] is not None:
+            if code == P.TASK or code == P.ACTOR_CALL or code == P.CHAIN or code == P.NESTED:
+                if code == P.NESTED:
+                    depth, msg = msg[1], msg[2]
+                if (code == P.TASK or code == P.NESTED) and msg[3] is not None:
                     # Keep the function even if this task is handed back or dropped: the
                     # driver now counts it as known here and will not send it again.
                     self.function_sources.setdefault(msg[2], msg[3])
-                if self.blocked and code == P.TASK:
+                if code == P.NESTED:  # a task the get at ``depth`` waits for: run it inside
+                    if self.blocked == depth:
+                        self.nested.setdefault(depth, deque()).append(msg)
+                    else:  # that get returned, or waits under a deeper one that may need it
+                        self.emit((P.BOUNCE, [msg[1]]))
+                elif self.blocked and code == P.TASK:
                     self.emit((P.BOUNCE, [msg[1]]))
                 elif code == P.ACTOR_CALL and (self.actor_pool or self.actor_loop):
                     self.start_concurrent_call(msg)
@@ -139,10 +147,7 @@ class Worker(WorkerAPI):
                 for name in msg[1]:
                     self.reader.drop(name)
             elif code == P.CANCEL_TASK:
-                kept = deque(m for m in self.local if not (m[0] == P.TASK and m[1] == msg[1]))
-                if len(kept) != len(self.local):
-                    self.local = kept
-                    self.emit((P.FAILED, msg[1], b"", False, 0.0))
+                self.drop_unstarted(msg[1])
             elif code == P.RECYCLE:
                 self.held_slots.update(msg[1])
                 self.check_held_slots()
@@ -160,6 +165,15 @@ class Worker(WorkerAPI):
             elif code == P.SHUTDOWN:
                 return True
         return False
+
+    def drop_unstarted(self, task_id: int) -> None:
+        """A cancelled task: drop it if it has not started (and say so), else let it run."""
+        for queue in (self.local, *self.nested.values()):
+            for m in queue:
+                if m[0] == P.TASK and m[1] == task_id:
+                    queue.remove(m)
+                    self.emit((P.FAILED, task_id, b"", False, 0.0))
+                    return
 
     def check_held_slots(self) -> None:
         """Tell the driver which slots no value of ours still views (it may reuse them)."""
@@ -182,11 +196,17 @@ class Worker(WorkerAPI):
         _, task_id, fn_id, fn_bytes, args_blob, deps, return_ids, retry_exc, gpu_ids, name = msg
         start = time.perf_counter()
         try:
+            if self.env_packages is not None:  # a cluster's runtime_env: before the function loads
+                self.apply_env_packages()
             fn = self.function(fn_id, fn_bytes)
             args, kwargs = decode_call(args_blob, self.resolve_deps(deps))
             if gpu_ids is not None:
                 set_visible_gpus(gpu_ids)
-            value = fn(*args, **kwargs)
+            outer = CURRENT_TASK.set(task_id)  # a task run nested inside a get sets it back
+            try:
+                value = fn(*args, **kwargs)
+            finally:
+                CURRENT_TASK.reset(outer)
             results = self.encode_results(name, value, return_ids)
         except DependencyFailed as dep:
             self.record_failure(task_id, return_ids, dep.blob, False, start)
@@ -256,6 +276,8 @@ class Worker(WorkerAPI):
     def host_actor(self, msg: tuple) -> None:
         _, cls_bytes, args_blob, deps, max_concurrency, name, gpu_ids = msg
         try:
+            if self.env_packages is not None:
+                self.apply_env_packages()
             if gpu_ids is not None:
                 set_visible_gpus(gpu_ids)
             cls = load_function(cls_bytes)
@@ -299,7 +321,11 @@ class Worker(WorkerAPI):
         else:
             try:
                 args, kwargs = decode_call(args_blob, self.resolve_deps(deps))
-                value = self.call_method(method, args, kwargs)
+                outer = CURRENT_TASK.set(task_id)
+                try:
+                    value = self.call_method(method, args, kwargs)
+                finally:
+                    CURRENT_TASK.reset(outer)
             except Exception as err:
                 self.fail_call(task_id, name, err, start)
             else:
@@ -330,14 +356,34 @@ class Worker(WorkerAPI):
         self.emit((P.FAILED, task_id, blob, False, time.perf_counter() - start))
 
     # -- blocking requests from task code --------------------------------------------
+    def may_nest(self, timeout: float | None) -> bool:
+        """A get without a timeout in the main thread of a task (not an actor) may run the
+        tasks it waits for (executor/nesting.py); one with a timeout only waits, so it
+        returns or raises in time."""
+        return timeout is None and self.actor is None and self.on_main_thread()
+
     def on_block(self) -> None:
         self.blocked += 1
+        if self.nested:  # queued behind the task that now waits: it may wait for them
+            stuck = [m[1] for queue in self.nested.values() for m in queue]
+            self.nested.clear()
+            if stuck:
+                self.emit((P.BOUNCE, stuck))
 
     def on_unblock(self) -> None:
+        left = self.nested.pop(self.blocked, None)
         self.blocked -= 1
+        if left:  # sent for the get that just returned: back to the driver
+            self.emit((P.BOUNCE, [m[1] for m in left]))
 
     def pump(self, timeout: float | None) -> None:
-        """Read and apply one batch from the pipe (main thread, inside a nested wait)."""
+        """Run a task the current get waits for, if the driver sent one; else read and
+        apply one batch from the pipe (main thread, inside a nested wait)."""
+        queue = self.nested.get(self.blocked)
+        if queue:
+            self.run_task(queue.popleft())
+            self.flush()
+            return
         if self.conn.poll(timeout):
             if self.handle_batch(P.unpack(self.conn.recv_bytes())):
                 os._exit(0)
@@ -410,6 +456,12 @@ def add_driver_path() -> None:
         for entry in reversed(extra_path.split(os.pathsep)):
             if entry not in sys.path:
                 sys.path.insert(0, entry)
+    first = os.environ.get("SLUICE_ENV_PATH")  # the folders of its runtime_env go first
+    if first:
+        for entry in reversed(first.split(os.pathsep)):
+            if entry in sys.path:
+                sys.path.remove(entry)
+            sys.path.insert(0, entry)
 
 
 def serve(fd: int, session: str, index: int) -> None:

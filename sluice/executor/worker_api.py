@@ -8,7 +8,10 @@ starts or stops holding (INCREF/DECREF), in order with everything else it sends.
 
 from __future__ import annotations
 
+import contextvars
 import itertools
+import json
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -22,7 +25,12 @@ from sluice.executor.calls import encode_call
 from sluice.executor.counting import RefCounts
 from sluice.executor.object_ref import OWNER_SHIFT, ObjectRef
 from sluice.executor.resources import ResourceKey
+from sluice.executor.runtime_env import PACKAGES_KEY, RUNTIME_ENV_VAR, Shipper, fetch_packages, merge
 from sluice.store import serialization, shm
+
+CURRENT_TASK: contextvars.ContextVar[int | None] = contextvars.ContextVar("sluice_task", default=None)
+"""The id of the task or actor call the calling code runs in (per thread and per asyncio
+task, so each call of a threaded or async actor sees its own)."""
 
 
 class WorkerAPI:
@@ -45,6 +53,43 @@ class WorkerAPI:
         self.sent_functions: set[int] = set()
         self.reader = shm.SegmentReader()
         self.main_thread = threading.main_thread()
+        # The runtime_env this process runs in (a cluster driver's: init's), merged under the
+        # runtime_env of the tasks and actors it starts: children inherit it, as in Ray.
+        spec = os.environ.get(RUNTIME_ENV_VAR)
+        self.inherited_runtime_env: dict | None = json.loads(spec) if spec else None
+        # A cluster driver's: ships working_dir/py_modules through the object store.
+        self.shipper: Shipper | None = None
+        # The packages of this worker's runtime_env to unpack before its first task (a cluster's).
+        self.env_packages: list | None = (self.inherited_runtime_env or {}).get(PACKAGES_KEY) or None
+
+    def with_runtime_env(self, options: dict) -> dict:
+        """``options`` with this process's runtime_env merged under theirs, its files shipped."""
+        spec = merge(self.inherited_runtime_env, options.get("runtime_env"))
+        if self.shipper is not None:
+            spec = self.shipper.ship(spec)
+        return {**options, "runtime_env": spec}
+
+    def apply_env_packages(self) -> None:
+        """Unpack this worker's shipped packages (once per node), enter its working_dir and
+        put them first on sys.path; raises RuntimeEnvSetupError (retried by the next task)."""
+        import sys
+
+        from sluice.exceptions import RuntimeEnvSetupError
+
+        packages, self.env_packages = self.env_packages, None
+        try:
+            cwd, paths = fetch_packages(packages or [],
+                                        lambda oid: self.get([ObjectRef(oid, self)], None)[0])
+        except Exception as err:
+            self.env_packages = packages
+            raise RuntimeEnvSetupError(f"runtime_env: cannot unpack its working_dir/py_modules on "
+                                       f"this node ({type(err).__name__}: {err})") from None
+        if cwd is not None:
+            os.chdir(cwd)
+        for path in reversed(paths):
+            if path in sys.path:
+                sys.path.remove(path)
+            sys.path.insert(0, path)
 
     # -- outgoing messages -----------------------------------------------------------
     def emit(self, msg: tuple) -> None:
@@ -83,6 +128,8 @@ class WorkerAPI:
     # -- submissions -----------------------------------------------------------------
     def submit_task(self, fn_id: int, fn_bytes: bytes, name: str, args: tuple, kwargs: dict,
                     options: dict) -> list[ObjectRef]:
+        if self.inherited_runtime_env or (self.shipper is not None and options.get("runtime_env")):
+            options = self.with_runtime_env(options)
         blob, deps, contained, keep = encode_call(name, args, kwargs, self.put)
         return_ids = [self.new_object_id() for _ in range(options["num_returns"])]
         send_fn = None if fn_id in self.sent_functions else fn_bytes
@@ -95,6 +142,8 @@ class WorkerAPI:
 
     def create_actor(self, actor_id: int, cls_id: int, cls_bytes: bytes, name: str, args: tuple,
                      kwargs: dict, options: dict) -> None:
+        if self.inherited_runtime_env or (self.shipper is not None and options.get("runtime_env")):
+            options = self.with_runtime_env(options)
         blob, deps, contained, keep = encode_call(name, args, kwargs, self.put)
         send = None if cls_id in self.sent_functions else cls_bytes
         self.sent_functions.add(cls_id)
@@ -152,8 +201,14 @@ class WorkerAPI:
         if problem is not None:
             raise InfeasibleResourceError(problem)
 
-    def get_actor(self, name: str) -> ActorInfo | None:
-        return self._ask("actor", name)
+    def get_actor(self, name: str, namespace: str) -> ActorInfo | None:
+        return self._ask("actor", (name, namespace))
+
+    def named_actors(self, namespace: str | None) -> list[dict[str, str]]:
+        return self._ask("named", namespace)
+
+    def context_info(self) -> dict[str, Any]:
+        return self._ask("context", CURRENT_TASK.get())
 
     def cluster_resources(self) -> dict[str, float]:
         return self._ask("resources", "total")
@@ -211,7 +266,7 @@ class WorkerAPI:
 
     def request_objects(self, ids: list[int], timeout: float | None) -> list[tuple]:
         req = next(self.req_ids)
-        self.emit((P.GET, req, ids))
+        self.emit((P.GET, req, ids, self.may_nest(timeout)))
         return self.await_reply(req, timeout)
 
     def wait(self, refs: list[ObjectRef], num_returns: int, timeout: float | None) -> list[int]:
@@ -288,6 +343,14 @@ class WorkerAPI:
         return self.reader.read(local_name)
 
     # hooks the worker overrides
+    def may_nest(self, timeout: float | None) -> bool:
+        """Whether a get with ``timeout`` may run the tasks it waits for meanwhile."""
+        return False
+
+    def on_main_thread(self) -> bool:
+        """Whether the caller is this process's main thread (the one that reads the pipe)."""
+        return threading.current_thread() is self.main_thread
+
     def on_block(self) -> None:
         pass
 

@@ -303,6 +303,29 @@ class Rendezvous:
 
 
 @sluice.remote
+class Doubler:
+    def double(self, v: int) -> int:
+        return 2 * v
+
+
+@sluice.remote
+def fill_queue(q, n: int) -> int:
+    q.put_nowait_batch(list(range(n)))
+    return n
+
+
+@sluice.remote(max_restarts=1, max_task_retries=1)
+class CrashOnce:
+    """Its process dies on the first call that finds no marker file (and leaves one)."""
+
+    def run(self, marker: str, value: int) -> int:
+        if not os.path.exists(marker):
+            Path(marker).touch()
+            os._exit(1)
+        return value
+
+
+@sluice.remote
 def call_actor_from_task(counter, value: int) -> list[int]:
     sluice.get(counter.add.remote(value), timeout=30)
     return sluice.get(counter.history.remote(), timeout=30)
@@ -538,6 +561,40 @@ def test_kill_makes_running_and_later_calls_raise_actor_died_error() -> None:
         sluice.get(c.add.remote(1), timeout=60)
 
 
+def test_an_actor_pool_maps_over_its_actors_and_a_queue_carries_a_tasks_items() -> None:
+    from sluice.util import ActorPool
+    from sluice.util.queue import Empty, Queue
+
+    actors = [Doubler.remote(), Doubler.remote()]
+    pool = ActorPool(actors)
+    assert list(pool.map(lambda a, v: a.double.remote(v), range(100))) == [2 * v for v in range(100)]
+    q = Queue(maxsize=10)
+    assert sluice.get(fill_queue.remote(q, 10), timeout=60) == 10
+    assert q.full() and q.get_nowait_batch(10) == list(range(10))
+    with pytest.raises(Empty):
+        q.get(timeout=0.05)
+    q.shutdown()
+    for a in actors:
+        sluice.kill(a)
+
+
+def test_a_bound_method_of_a_running_actor_calls_that_actor_from_a_plan() -> None:
+    c = Counter.remote(100)
+    with InputNode() as inp:
+        node = c.add.bind(c.add.bind(inp))  # a chain of two calls on the running actor
+    assert sluice.get(node.experimental_compile().execute(1), timeout=60) == 202
+    assert sluice.get(c.history.remote(), timeout=30) == [1, 101]
+    sluice.kill(c)
+
+
+def test_max_task_retries_reruns_a_call_whose_actor_died(backend: str, tmp_path: Path,
+                                                         own_backend: str) -> None:
+    if backend == "dask":
+        pytest.skip("Dask actors never restart (max_restarts is refused there)")
+    actor = CrashOnce.remote()
+    assert sluice.get(actor.run.remote(str(tmp_path / "crashed"), 7), timeout=60) == 7
+
+
 # -- lazy graphs -------------------------------------------------------------------------------
 
 def test_a_bound_diamond_executes_to_the_plain_python_result() -> None:
@@ -626,10 +683,17 @@ def check_backend_answers(backend: str) -> bool:
 
     name = f"answers-{backend}-{rt.is_driver}"
     counter = Counter.options(name=name).remote()
-    info = rt.get_actor(name)
+    ctx = rt.context_info()
+    namespace = ctx["namespace"]
+    info = rt.get_actor(name, namespace)
     assert info is not None and (info.actor_id, info.class_name) == (counter._actor_id, "Counter")
     assert {"add", "history", "slow_value"} <= set(info.methods)
-    assert rt.get_actor("nobody-home") is None
+    assert rt.get_actor("nobody-home", namespace) is None
+    assert {"name": name, "namespace": namespace} in rt.named_actors(None)
+    assert name in [a["name"] for a in rt.named_actors(namespace)]
+    if backend != "dask":  # Dask keeps no task ids; its node ids are worker addresses
+        assert ctx["node_id"] in node_ids and ctx["job_id"]
+        assert (ctx["task_id"] is None) == rt.is_driver
     sluice.kill(counter)
 
     rt.check_feasible((("CPU", 1.0),), "probe")

@@ -194,3 +194,26 @@ def test_a_pickled_node_keeps_its_graph_and_drops_its_plan() -> None:
     assert isinstance(copy, FunctionNode) and repr(copy) == "FunctionNode(pair)"
     assert [repr(c) for c in copy.children()] == ["FunctionNode(inc)", "InputAttributeNode(input.k)"]
     assert len(copy.compile().stages) == len(dag._plan.stages)
+
+
+def test_sluice_dag_is_rays_import_path_for_the_nodes() -> None:
+    import sluice.dag
+    from sluice.dag import InputNode as DagInputNode
+    from sluice.dag import MultiOutputNode as DagMultiOutputNode
+
+    assert (DagInputNode, DagMultiOutputNode) == (InputNode, MultiOutputNode)
+    for name in sluice.dag.__all__:
+        assert getattr(sluice.dag, name).__doc__
+
+
+def test_experimental_compile_is_compile() -> None:
+    @sluice.remote
+    def inc(x):
+        return x + 1
+
+    with InputNode() as inp:
+        node = inc.bind(inp)
+    plan = node.experimental_compile()
+    assert isinstance(plan, Plan)
+    assert plan.to_json() == node.compile().to_json()
+    plan.teardown()  # Ray's compiled graphs need it; a Plan has nothing to stop

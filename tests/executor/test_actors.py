@@ -281,3 +281,45 @@ def test_a_named_actor_or_one_whose_handle_was_passed_on_lives_without_driver_ha
     assert not process_gone(named_pid, timeout=0.5)
     assert not process_gone(shared_pid, timeout=0.5)
     assert sluice.get(sluice.get_actor("kept-by-name").pid.remote(), timeout=30) == named_pid
+
+
+# -- max_task_retries ----------------------------------------------------------------------
+
+@sluice.remote
+class CrashOnce:
+    """Its process dies on the first call that finds no marker file (and leaves one)."""
+
+    def run(self, marker: str, value: int) -> int:
+        if not os.path.exists(marker):
+            open(marker, "w").close()
+            os._exit(1)
+        return value
+
+    def echo(self, value: int) -> int:
+        return value
+
+
+def test_max_task_retries_runs_a_call_again_on_the_restarted_actor(tmp_path) -> None:
+    actor = CrashOnce.options(max_restarts=1, max_task_retries=1).remote()
+    crashing = actor.run.remote(str(tmp_path / "crashed"), 7)
+    behind = [actor.echo.remote(i) for i in range(5)]  # queued behind it: run after, in order
+    assert sluice.get(crashing, timeout=60) == 7
+    assert sluice.get(behind, timeout=60) == list(range(5))
+
+
+def test_without_max_task_retries_the_call_in_flight_fails(tmp_path) -> None:
+    actor = CrashOnce.options(max_restarts=1).remote()  # max_task_retries defaults to 0
+    with pytest.raises(ActorDiedError, match="max_task_retries"):
+        sluice.get(actor.run.remote(str(tmp_path / "crashed"), 7), timeout=60)
+    assert sluice.get(actor.echo.remote(3), timeout=60) == 3  # restarted for later calls
+
+
+def test_max_task_retries_stops_when_restarts_are_spent(tmp_path) -> None:
+    actor = CrashOnce.options(max_restarts=0, max_task_retries=-1).remote()
+    with pytest.raises(ActorDiedError, match="max_restarts is spent"):
+        sluice.get(actor.run.remote(str(tmp_path / "crashed"), 7), timeout=60)
+
+
+def test_max_task_retries_must_be_an_int() -> None:
+    with pytest.raises(ValueError, match="max_task_retries=1.5"):
+        CrashOnce.options(max_task_retries=1.5)

@@ -255,6 +255,15 @@ def test_wait_rejects_bad_arguments() -> None:
         sluice.wait([ref, ref])
 
 
+def test_wait_takes_fetch_local_as_ray_does() -> None:
+    refs = [sluice.put(1), add.remote(1, 2)]
+    for fetch_local in (True, False):
+        ready, pending = sluice.wait(refs, num_returns=2, timeout=60, fetch_local=fetch_local)
+        assert (ready, pending) == (refs, [])
+    with pytest.raises(TypeError, match="fetch_local='yes'"):
+        sluice.wait(refs, fetch_local="yes")
+
+
 # -- cancel, kill, named actors --------------------------------------------------------
 
 def test_cancel_of_a_task_waiting_for_its_input_raises_task_cancelled_error(

@@ -48,7 +48,7 @@ def test_the_protocol_names_every_operation_the_api_needs() -> None:
         "actor_handle_event", "submit_task", "create_actor", "submit_actor_task",
         "submit_actor_chain", "check_feasible", "put", "get", "wait", "cancel", "kill",
         "object_locations", "get_actor", "cluster_resources", "available_resources", "nodes",
-        "store_capacity", "shutdown",
+        "store_capacity", "shutdown", "named_actors", "context_info",
     }
     for name, member in protocol_members().items():
         doc = member.fget.__doc__ if isinstance(member, property) else member.__doc__
@@ -124,8 +124,9 @@ def test_the_local_runtime_is_a_backend_and_answers_as_one_node() -> None:
         rt = api.runtime()
         assert isinstance(rt, Backend) and rt.is_driver
         [node] = rt.nodes()
-        assert node == NodeInfo("local", node.address, True, {"CPU": 1.0, "GPU": node.resources["GPU"]},
-                                200 << 20)
+        assert node == NodeInfo("local", node.address, True, {"CPU": 1.0, "GPU": node.resources["GPU"],
+                                "memory": node.resources["memory"]}, 200 << 20)
+        assert node.resources["memory"] > 0  # 70% of the memory available at start, as in Ray
         assert rt.store_capacity() == 200 << 20
         assert sluice.nodes() == [{"NodeID": "local", "Alive": True, "alive": True,
                                    "NodeManagerAddress": node.address, "NodeName": node.address,

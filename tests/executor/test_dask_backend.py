@@ -411,6 +411,18 @@ def test_an_actor_without_handles_is_released(dask_runtime, observer):
     assert not actor_keys & set(observer.who_has())
 
 
+def test_get_if_exists_works_and_a_namespace_is_refused(dask_runtime):
+    first = Counter.options(name="once").remote()
+    sluice.get(first.add.remote(2))
+    again = Counter.options(name="once", get_if_exists=True).remote()
+    assert sluice.get(again.add.remote(1)) == 3
+    with pytest.raises(UnsupportedOnBackendError, match="namespace 'team' on the dask backend"):
+        Counter.options(name="other", namespace="team").remote()
+    with pytest.raises(UnsupportedOnBackendError, match="Dask keeps no namespaces"):
+        sluice.get_actor("once", namespace="team")
+    sluice.kill(first)
+
+
 def test_named_actor_via_get_actor_and_kill(dask_runtime):
     tally = Counter.options(name="tally").remote()
     sluice.get(tally.add.remote(5))
@@ -474,6 +486,10 @@ def test_an_unmeetable_resource_demand_fails_at_once(dask_runtime):
     with pytest.raises(InfeasibleResourceError, match=r"resources=\{'TPU': 1\} requested"):
         square.options(resources={"TPU": 1}).remote(2)
     assert sluice.cluster_resources() == {"CPU": 2.0, "GPU": 0.0}
+
+
+def test_memory_is_a_hint_where_dask_workers_declare_none(dask_runtime):
+    assert sluice.get(square.options(memory=1 << 40).remote(3)) == 9
 
 
 def test_a_passed_in_client_stays_usable_after_shutdown():

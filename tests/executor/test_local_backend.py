@@ -187,3 +187,37 @@ def test_extra_workers_started_during_nested_gets_are_retired_afterwards() -> No
         sluice.get(square.remote(3), timeout=30)  # results drive the bookkeeping
     assert len(pool) <= 2, f"{len(pool)} pool workers remain for 2 CPUs"
     assert sluice.get([square.remote(i) for i in range(20)], timeout=30)[-1] == 361
+
+
+# -- the memory resource -----------------------------------------------------------------------
+
+@sluice.remote
+class MemoryHolder:
+    def ping(self) -> int:
+        return 1
+
+
+def test_memory_is_a_logical_resource_a_node_has_70_percent_of_available_memory_of() -> None:
+    from sluice.executor.resources import default_node_memory
+
+    total = sluice.cluster_resources()["memory"]
+    assert 0 < total and abs(total - default_node_memory()) < 0.2 * total  # memory moves a bit
+    half = int(total * 0.6)
+    holder = MemoryHolder.options(memory=half).remote()
+    assert sluice.get(holder.ping.remote(), timeout=60) == 1
+    assert wait_until(lambda: sluice.available_resources()["memory"] == total - half)
+    # A task asking for more than is left waits; it runs once the actor gives its share back.
+    ref = getpid.options(memory=half).remote()
+    ready, _ = sluice.wait([ref], timeout=0.2)
+    assert not ready
+    sluice.kill(holder)
+    assert isinstance(sluice.get(ref, timeout=60), int)
+
+
+def test_memory_beyond_the_node_is_refused_at_submit() -> None:
+    with pytest.raises(sluice.exceptions.InfeasibleResourceError, match="'memory'"):
+        getpid.options(memory=1 << 60).remote()
+    with pytest.raises(ValueError, match="memory=-1"):
+        getpid.options(memory=-1)
+    with pytest.raises(ValueError, match="both given"):
+        getpid.options(memory=1, resources={"memory": 2})

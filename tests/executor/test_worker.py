@@ -49,3 +49,35 @@ def test_a_function_that_arrives_with_a_bounced_task_is_kept(worker_and_driver) 
     assert done[0] == P.DONE and done[1] == 2
     ((oid, spec, _),) = done[2]
     assert oid == 102 and serialization.loads(spec[1]) == 42
+
+
+def test_a_nested_task_sent_to_a_waiting_worker_runs_inside_its_get(worker_and_driver) -> None:
+    worker, driver = worker_and_driver
+    fn_id, data = dumps_function(double, "double")
+    worker.blocked = 1  # inside a nested get
+    bounced = task(1, (fn_id, data), fn_id, 3)
+    nested = (P.NESTED, 1, task(2, None, fn_id, 21))
+    worker.handle_batch([bounced, nested])
+    assert list(worker.nested[1]) == [nested[2]] and not worker.local
+    worker.pump(None)  # what the waiting get does first: run the task it waits for
+    worker.blocked = 0
+    worker.flush()
+    bounce, done = P.unpack(driver.recv_bytes())
+    assert bounce == (P.BOUNCE, [1])
+    assert done[0] == P.DONE and done[1] == 2
+    ((oid, spec, _),) = done[2]
+    assert oid == 102 and serialization.loads(spec[1]) == 42
+
+
+def test_nested_tasks_that_could_wait_behind_a_deeper_get_are_handed_back(worker_and_driver) -> None:
+    worker, driver = worker_and_driver
+    fn_id, data = dumps_function(double, "double")
+    worker.blocked = 1
+    worker.handle_batch([(P.NESTED, 1, task(1, (fn_id, data), fn_id, 1)),
+                         (P.NESTED, 1, task(2, None, fn_id, 2))])
+    worker.on_block()  # the task running inside the get enters a get of its own: depth 2
+    # Sent for the get at depth 1 while the one at depth 2 runs: it may wait for them.
+    worker.handle_batch([(P.NESTED, 1, task(3, None, fn_id, 3))])
+    worker.flush()
+    assert P.unpack(driver.recv_bytes()) == [(P.BOUNCE, [1, 2]), (P.BOUNCE, [3])]
+    assert not any(worker.nested.values()) and not worker.local

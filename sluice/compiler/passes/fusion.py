@@ -30,6 +30,9 @@ _VALUE_RULES = {
     OpKind.CONSTANT: "bound object: the task reads the stored value where it runs",
 }
 
+# A CONSTANT of a running actor (``handle.method.bind()``) feeding its method calls.
+_RUNNING_ACTOR_RULE = "running actor: its methods run in that actor's process"
+
 
 def fuse_linear_chains(graph: nx.DiGraph) -> nx.DiGraph:
     """A new graph whose ``stages`` attribute maps every op to its stage."""
@@ -49,7 +52,8 @@ def fuse_linear_chains(graph: nx.DiGraph) -> nx.DiGraph:
         a, b = ops[u], ops[v]
         if a.kind not in _COMPUTED:
             if b.kind in _COMPUTED:
-                blocked[(u, v)] = _VALUE_RULES.get(a.kind, _VALUE_RULES[OpKind.INPUT])
+                blocked[(u, v)] = (_RUNNING_ACTOR_RULE if a.key[:1] == ("actor",)
+                                   else _VALUE_RULES.get(a.kind, _VALUE_RULES[OpKind.INPUT]))
             continue
         reason = _blocking_rule(graph, ops, a, b, outputs)
         if reason is None:

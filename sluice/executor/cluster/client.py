@@ -57,7 +57,8 @@ class ClusterClient(WorkerAPI):
 
     is_driver = True
 
-    def __init__(self, address: str, token: str, tls_root: bytes | None = None):
+    def __init__(self, address: str, token: str, tls_root: bytes | None = None,
+                 namespace: str | None = None):
         from sluice.executor.cluster.head import local_hostname
 
         host, port = auth.parse_address(address)
@@ -66,7 +67,7 @@ class ClusterClient(WorkerAPI):
         self.tls_root = tls_root
         self.channel = auth.open_channel(host, port, tls_root)
         self.up = Outbox()
-        self.up.control({"hostname": local_hostname(), "pid": os.getpid()})
+        self.up.control({"hostname": local_hostname(), "pid": os.getpid(), "namespace": namespace})
         stub = pb_grpc.HeadStub(self.channel)
         self.downlink = frames_of(stub.Connect(iter(self.up), metadata=auth.bearer(token)))
         try:
@@ -224,7 +225,7 @@ def _demand(options: dict) -> ResourceKey:
     return key
 
 
-def connect(address: Any, token: str | None = None) -> ClusterClient:
+def connect(address: Any, token: str | None = None, namespace: str | None = None) -> ClusterClient:
     """Connect this process to the cluster head at ``address`` as its driver."""
     if not isinstance(address, str):
         raise TypeError(f"init(address={address!r}): give the head's address as "
@@ -234,7 +235,7 @@ def connect(address: Any, token: str | None = None) -> ClusterClient:
     root = os.environ.get("SLUICE_TLS_ROOT")
     tls_root = open(root, "rb").read() if root else None
     try:  # without a token, still ask: "no head answers there" is the likelier cause
-        return ClusterClient(address, found or "", tls_root)
+        return ClusterClient(address, found or "", tls_root, namespace)
     except auth.AuthError:
         if found is not None:
             raise

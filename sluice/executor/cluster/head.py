@@ -46,7 +46,7 @@ from sluice.executor.cluster.relay import (
     unpack_control,
 )
 from sluice.executor.io import IOThread
-from sluice.executor.records import PENDING, WorkerHandle
+from sluice.executor.records import PENDING, JobInfo, WorkerHandle, anonymous_namespace, job_id_hex
 from sluice.executor.scheduler import Scheduler
 
 DEAD_AFTER_S = 5.0
@@ -140,6 +140,7 @@ class HeadRuntime:
         self.placement = ClusterPlacement(self.locations)
         self.nodes = self.placement.nodes
         self.node_ids = itertools.count(1)
+        self.job_numbers = itertools.count(1)  # one job per connected driver
         self.recovery = Recovery(max_lineage_bytes)
         self.io = ClusterIO(self)
         self.scheduler = Scheduler("head", ClusterResources(self.nodes), self.placement,
@@ -253,6 +254,8 @@ class HeadRuntime:
             self.handles[index] = w
             self.client_state[index] = {"refs": set(), "actors": set(), "tasks": set(),
                                         "prune_at": 1024}
+            s.client_jobs[index] = JobInfo(job_id_hex(next(self.job_numbers)),
+                                           hello.get("namespace") or anonymous_namespace())
             welcome = {"index": index, "session": target.session, "flight": target.flight,
                        "same_machine": home is not None}
         return w, welcome
@@ -266,14 +269,17 @@ class HeadRuntime:
         self.locations.remote_readers.discard(w)
         s.dirty.discard(w)
         held = self.client_state.pop(w.index)
+        s.client_jobs.pop(w.index, None)
         for oid in held["tasks"]:  # not finished: dropped if queued, their workers killed if running
             s.cancel(oid, force=True)
         for oid in held["refs"]:
             s.ref_events.append((-1, oid))
         for reqs in s.requests.values():
             reqs[:] = [r for r in reqs if r.worker is not w]
-        for actor_id in held["actors"]:
-            self.actors.kill(actor_id, True)
+        for actor_id in held["actors"]:  # a detached actor stays until sluice.kill
+            actor = s.actors.get(actor_id)  # (None: it found another's actor by get_if_exists)
+            if actor is not None and actor.options.get("lifetime") != "detached":
+                self.actors.kill(actor_id, True)
 
     # -- status --------------------------------------------------------------------------
     def status(self) -> pb.ClusterStatus:

@@ -32,6 +32,7 @@ from sluice.executor.cluster import cluster_pb2 as pb
 from sluice.executor.cluster import cluster_pb2_grpc as pb_grpc
 from sluice.executor.cluster.relay import Outbox, frames_of, unpack_control
 from sluice.executor.process import spawn_worker, start_template
+from sluice.executor.resources import with_default_memory
 from sluice.executor.runtime import SPILL_PREFIX, default_store_memory
 from sluice.store import shm, transfer
 from sluice.store.transfer import StoreServer
@@ -56,7 +57,7 @@ class NodeDaemon:
         self.session = shm.new_session_id()
         cpus = float(num_cpus if num_cpus is not None else (os.cpu_count() or 1))
         gpus = float(num_gpus if num_gpus is not None else detect_gpus())
-        self.total = {"CPU": cpus, "GPU": gpus, **(resources or {})}
+        self.total = with_default_memory({"CPU": cpus, "GPU": gpus, **(resources or {})})
         self.spill_dir = tempfile.mkdtemp(prefix=f"{SPILL_PREFIX}{self.session}-")
         self.flight = StoreServer(token, host=bind, port=flight_port, tls=tls, advertise=advertise,
                                   tls_root=tls_root, spill_dir=self.spill_dir)
@@ -109,7 +110,7 @@ class NodeDaemon:
                     continue
                 msg = unpack_control(frame.payload)
                 if msg[0] == "spawn":
-                    self.spawn(msg[1])
+                    self.spawn(msg[1], msg[2] if len(msg) > 2 else None)
                 elif msg[0] == "signal":
                     proc = self.procs.get(msg[1])
                     if proc is not None and proc.poll() is None:
@@ -127,8 +128,10 @@ class NodeDaemon:
             pass
         self.stop()
 
-    def spawn(self, index: int) -> None:
-        env = {"SLUICE_NODE_FLIGHT": self.flight.location, "SLUICE_TOKEN": self.token}
+    def spawn(self, index: int, overrides: dict[str, str] | None = None) -> None:
+        """Start worker ``index``, with ``overrides`` (its runtime_env's variables) set."""
+        env = {**(overrides or {}), "SLUICE_NODE_FLIGHT": self.flight.location,
+               "SLUICE_TOKEN": self.token}
         if self.tls_root_path:
             env["SLUICE_TLS_ROOT"] = self.tls_root_path
         if self.template is not None:

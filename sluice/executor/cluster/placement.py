@@ -34,6 +34,7 @@ from sluice.executor.cluster.relay import RelayConn, RemoteProc
 from sluice.executor.placement import affinity_error
 from sluice.executor.records import ActorRecord, TaskRecord, WorkerHandle
 from sluice.executor.resources import NodeResources
+from sluice.executor.runtime_env import PreparedEnv
 from sluice.executor.strategies import NodeAffinitySchedulingStrategy
 from sluice.store import serialization
 
@@ -59,14 +60,19 @@ class ClusterPlacement:
         return [NodeInfo(str(n.node_id), n.host, n.alive, dict(n.resources.total), n.store_capacity)
                 for n in self.nodes.values()]
 
+    def node_id_of(self, node: NodeState) -> str:
+        return str(node.node_id)
+
     def store_capacity(self) -> int:
         return sum(n.store_capacity for n in self.nodes.values() if n.alive)
 
     def node_resources(self, node: NodeState) -> NodeResources:
         return node.resources
 
-    def spawn(self, index: int, node: NodeState) -> tuple[RemoteProc, RelayConn]:
-        node.outbox.control(("spawn", index))
+    def spawn(self, index: int, node: NodeState, env: PreparedEnv | None = None
+              ) -> tuple[RemoteProc, RelayConn]:
+        # A cluster's environments carry env_vars only (RuntimeEnvs(files=False) refuses files).
+        node.outbox.control(("spawn", index) if env is None else ("spawn", index, env.overrides()))
         return RemoteProc(node.outbox, index), RelayConn(node.outbox, index)
 
     def live_nodes(self) -> list[NodeState]:

@@ -1,0 +1,527 @@
+"""Runtime environments: what a task's or actor's worker process starts with.
+
+``runtime_env={"env_vars": {...}, "working_dir": DIR, "py_modules": [...],
+"excludes": [...]}`` (Ray's keys) on ``@remote``, ``.options()`` or
+``sluice.init()`` (the job's default: a task's ``env_vars`` are merged over the
+job's, its other keys replace the job's). :class:`RuntimeEnvs` turns one into a
+:class:`PreparedEnv` when a task is submitted:
+
+- ``working_dir`` and each ``py_modules`` entry (a directory, or a ``.py`` file)
+  are packed once per runtime: their files, less those ``excludes`` names
+  (gitignore-style patterns, see :func:`excluded`), are hashed, zipped into the
+  node's cache folder (:func:`cache_root`) as ``pkg-HASH.zip`` and unpacked
+  next to it as ``pkg-HASH/``, once per content hash. At most
+  :data:`MAX_PACKAGE_BYTES` of files a package (Ray's limit too).
+- The worker starts in the unpacked ``working_dir`` (its current directory and
+  the first entry of ``sys.path``), with the ``py_modules`` folders next on
+  ``sys.path`` (``SLUICE_ENV_PATH``, read by the worker) and ``env_vars`` set.
+
+On a cluster, the driver's :class:`Shipper` puts each package's zip in the object
+store instead, and the first worker on a node that needs it unpacks it into that
+node's cache (:func:`fetch_packages`); ``pip`` is not supported there yet.
+
+Children inherit: a worker's runtime_env (``SLUICE_RUNTIME_ENV``) is merged under
+that of each task and actor it starts, as in Ray.
+
+Workers are pooled per environment: a :class:`PreparedEnv`'s ``env_id`` (a hash
+of all of the above) is part of a worker's identity and of a task's ready lane,
+so a task runs only on a worker started with its environment, and tasks without
+one never pay for any of this.
+
+A bad environment (not a dict, an unknown key, a missing directory, a package past
+the limit, ``pip``, which sluice does not install) raises
+:class:`~sluice.exceptions.RuntimeEnvSetupError` naming the cause; the runtime
+fails the task (or actor) with it, so it surfaces at ``get``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+import zipfile
+from collections.abc import Mapping
+from typing import Any
+
+from sluice.exceptions import RuntimeEnvSetupError
+
+SUPPORTED = ("env_vars", "working_dir", "py_modules", "excludes", "pip")
+"""The runtime_env keys sluice applies."""
+FILE_KEYS = ("working_dir", "py_modules", "excludes", "pip")
+"""The keys that need files on the worker's node (the local runtime only)."""
+PIP_TIMEOUT_S = 900.0
+"""The longest one ``pip install`` of a runtime_env may take."""
+PIP_TAIL_LINES = 15
+"""How many of pip's last lines a failed install's error carries."""
+MAX_PACKAGE_BYTES = 100 * 1024 * 1024
+"""The most bytes of files (after ``excludes``) one ``working_dir`` or ``py_modules`` entry may hold."""
+ENV_PATH_VAR = "SLUICE_ENV_PATH"
+"""The worker's environment variable naming the folders its runtime_env puts first on sys.path."""
+PACKAGES_KEY = "_packages"
+"""The key under which a cluster driver sends a runtime_env's packed files: ``[[kind, hash,
+object id], ...]`` (kind ``working_dir`` or ``py_modules``), the zips being in the object store."""
+RUNTIME_ENV_VAR = "SLUICE_RUNTIME_ENV"
+"""The worker's environment variable holding its runtime_env (JSON), which its children inherit."""
+
+
+class PreparedEnv:
+    """A runtime environment ready for workers: what they start with, and its identity."""
+
+    __slots__ = ("env_id", "env_vars", "cwd", "paths", "python", "spec")
+
+    def __init__(self, env_vars: dict[str, str], cwd: str | None, paths: tuple[str, ...],
+                 python: str | None = None, spec: str | None = None):
+        self.env_vars = env_vars
+        self.cwd = cwd          # the unpacked working_dir (None: the driver's directory)
+        self.paths = paths      # first on the worker's sys.path, in order
+        self.python = python    # the interpreter of its pip virtualenv (None: the driver's)
+        self.spec = spec        # the runtime_env it was made from (JSON), for children to inherit
+        digest = hashlib.sha256(json.dumps([sorted(env_vars.items()), cwd, paths, python,
+                                            spec if spec and PACKAGES_KEY in spec else None]).encode())
+        self.env_id = digest.hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return f"PreparedEnv({self.env_id}, env_vars={sorted(self.env_vars)}, cwd={self.cwd!r})"
+
+    def overrides(self) -> dict[str, str]:
+        """The variables a worker of this environment starts with, over the driver's."""
+        out = dict(self.env_vars)
+        if self.paths:
+            out[ENV_PATH_VAR] = os.pathsep.join(self.paths)
+        if self.spec:
+            out[RUNTIME_ENV_VAR] = self.spec
+        return out
+
+
+def check_spec(spec: Any) -> dict[str, Any]:
+    """``spec`` as a plain dict, or :class:`RuntimeEnvSetupError` naming what is wrong with it.
+
+    >>> check_spec({"env_vars": {"A": "1"}})
+    {'env_vars': {'A': '1'}}
+    >>> check_spec({"conda": "x"})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    sluice.exceptions.RuntimeEnvSetupError: runtime_env has key(s) 'conda' that sluice does not support; ...
+    """
+    if not isinstance(spec, Mapping):
+        raise RuntimeEnvSetupError(f"runtime_env={spec!r} must be a dict such as "
+                                   "{'env_vars': {'NAME': 'value'}, 'working_dir': 'path'}")
+    spec = dict(spec)
+    if spec.get("pip") is not None:
+        spec["pip"] = pip_requirements(spec["pip"])
+    packages = spec.get(PACKAGES_KEY)
+    if packages is not None and not (isinstance(packages, list) and all(
+            isinstance(p, list) and len(p) == 3 and p[0] in ("working_dir", "py_modules")
+            for p in packages)):
+        raise RuntimeEnvSetupError(f"runtime_env {PACKAGES_KEY}={packages!r}: sluice's own key "
+                                   "(shipped packages); do not set it")
+    unknown = sorted(set(spec) - set(SUPPORTED) - {PACKAGES_KEY})
+    if unknown:
+        raise RuntimeEnvSetupError(
+            f"runtime_env has key(s) {', '.join(repr(k) for k in unknown)} that sluice does not "
+            f"support; use {', '.join(SUPPORTED)}")
+    env_vars = spec.get("env_vars")
+    if env_vars is not None:
+        if not isinstance(env_vars, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in env_vars.items()):
+            raise RuntimeEnvSetupError(f"runtime_env env_vars={env_vars!r} must be a dict of str "
+                                       "to str (write numbers as strings: {'N': '4'})")
+        spec["env_vars"] = dict(env_vars)
+    for key in ("py_modules", "excludes"):
+        value = spec.get(key)
+        if value is not None and (isinstance(value, str) or not all(isinstance(v, str) for v in value)):
+            raise RuntimeEnvSetupError(f"runtime_env {key}={value!r} must be a list of str")
+        if value is not None:
+            spec[key] = list(value)
+    working_dir = spec.get("working_dir")
+    if working_dir is not None and not isinstance(working_dir, (str, os.PathLike)):
+        raise RuntimeEnvSetupError(f"runtime_env working_dir={working_dir!r} must be a path")
+    return spec
+
+
+def pip_requirements(value: Any) -> list[str]:
+    """The requirement strings of a ``pip`` value: a list of them, or Ray's
+    ``{"packages": [...]}`` (with ``pip_check``, which is ignored; no other keys).
+
+    >>> pip_requirements({"packages": ["numpy"]}), pip_requirements([])
+    (['numpy'], [])
+    """
+    if isinstance(value, Mapping):
+        other = sorted(set(value) - {"packages", "pip_check"})
+        if other:
+            raise RuntimeEnvSetupError(f"runtime_env pip={value!r}: only 'packages' is supported "
+                                       f"(not {', '.join(repr(k) for k in other)})")
+        value = value.get("packages", [])
+    if isinstance(value, str) or not isinstance(value, (list, tuple)) or \
+            not all(isinstance(v, str) and v.strip() for v in value):
+        raise RuntimeEnvSetupError(f"runtime_env pip={value!r} must be a list of requirement "
+                                   "strings, such as ['requests==2.31', './my_pkg.whl']")
+    return list(value)
+
+
+def merge(job: dict[str, Any] | None, task: Any) -> Any:
+    """The task's environment over the job's: ``env_vars`` merged key by key (the task's win),
+    every other key the task's if it gives one (as Ray does).
+
+    >>> merge({"env_vars": {"A": "1", "B": "1"}, "working_dir": "/j"}, {"env_vars": {"B": "2"}})
+    {'env_vars': {'A': '1', 'B': '2'}, 'working_dir': '/j'}
+    """
+    if not job:
+        return dict(task or {})
+    if task is not None and not isinstance(task, Mapping):
+        return task  # not a dict: check_spec names it
+    out = {**job, **(task or {})}
+    if job.get("env_vars") and task and task.get("env_vars") is not None:
+        out["env_vars"] = {**job["env_vars"], **task["env_vars"]}
+    return out
+
+
+CACHE_VAR = "SLUICE_RUNTIME_ENV_CACHE"
+"""An environment variable naming the cache folder (of a node: set where it starts)."""
+
+
+def cache_root() -> str:
+    """This node's folder of packed and unpacked packages and virtualenvs (shared by every
+    runtime of the user): ``$SLUICE_RUNTIME_ENV_CACHE``, else ``sluice-runtime-env-UID`` in
+    the temporary folder."""
+    return os.environ.get(CACHE_VAR) or os.path.join(tempfile.gettempdir(),
+                                                     f"sluice-runtime-env-{os.getuid()}")
+
+
+class RuntimeEnvs:
+    """Turns runtime_env dicts into :class:`PreparedEnv`, once per distinct dict.
+
+    ``job``: the job's default (``init(runtime_env=)``), already checked.
+    ``files``: whether this runtime packs ``working_dir``/``py_modules`` itself and builds
+    ``pip`` virtualenvs (one node, whose workers share its cache folder); a cluster head
+    takes them only as packages its driver shipped (:class:`Shipper`, :data:`PACKAGES_KEY`).
+    """
+
+    def __init__(self, job: dict[str, Any] | None = None, files: bool = True):
+        self.job = check_spec(job) if job is not None else None
+        self.files = files
+        self.lock = threading.Lock()
+        self.prepared: dict[str, PreparedEnv | None] = {}
+
+    def resolve(self, spec: Any) -> PreparedEnv | None:
+        """The environment of a task given ``runtime_env=spec`` (None: none given), the job's
+        merged under it; None when there is none at all. Raises :class:`RuntimeEnvSetupError`."""
+        if spec is None and self.job is None:
+            return None
+        try:
+            key = json.dumps([spec, self.job], sort_keys=True, default=str)
+        except (TypeError, ValueError) as err:
+            raise RuntimeEnvSetupError(f"runtime_env={spec!r} is not plain data ({err})") from None
+        with self.lock:
+            if key in self.prepared:
+                return self.prepared[key]
+        env = self.prepare(merge(self.job, check_spec(spec) if spec is not None else None))
+        with self.lock:
+            self.prepared[key] = env
+        return env
+
+    def for_options(self, options: Mapping[str, Any]
+                    ) -> tuple[PreparedEnv | None, RuntimeEnvSetupError | None]:
+        """The environment of a task or actor of ``options`` (its ``runtime_env`` over the
+        job's), or the error to fail it with; (None, None) for none (the fast path)."""
+        spec = options.get("runtime_env")
+        if spec is None and self.job is None:
+            return None, None
+        try:
+            return self.resolve(spec), None
+        except RuntimeEnvSetupError as err:
+            return None, err
+        except OSError as err:  # a folder that cannot be read, a full disk
+            return None, RuntimeEnvSetupError(f"runtime_env={spec!r}: cannot pack it ({err})")
+
+    def prepare(self, spec: dict[str, Any]) -> PreparedEnv | None:
+        """Pack and unpack the packages of checked ``spec``; None when it asks for nothing."""
+        if not any(spec.get(k) for k in ("env_vars", "working_dir", "py_modules", "pip", PACKAGES_KEY)):
+            return None
+        if not self.files and any(spec.get(k) for k in FILE_KEYS):
+            raise RuntimeEnvSetupError(
+                f"runtime_env {', '.join(k for k in FILE_KEYS if spec.get(k))}: a sluice cluster "
+                "ships working_dir and py_modules given by its driver (sluice.init(address=...)), "
+                "not by a task, and installs no pip packages yet; use env_vars there, or run on "
+                "the local runtime")
+        excludes = spec.get("excludes") or []
+        cwd = None
+        paths: list[str] = []
+        if spec.get("working_dir"):
+            src = os.path.abspath(os.fspath(spec["working_dir"]))
+            if not os.path.isdir(src):
+                raise RuntimeEnvSetupError(f"runtime_env working_dir={spec['working_dir']!r}: "
+                                           f"{src} is not a directory; give an existing folder")
+            cwd = unpacked(pack(src, excludes, "working_dir", root_name=None))
+            paths.append(cwd)
+        for entry in spec.get("py_modules") or []:
+            src = os.path.abspath(entry)
+            if not (os.path.isdir(src) or (os.path.isfile(src) and src.endswith(".py"))):
+                raise RuntimeEnvSetupError(
+                    f"runtime_env py_modules entry {entry!r}: {src} is neither a directory (a "
+                    "package) nor a .py file; give an existing one")
+            paths.append(unpacked(pack(src, excludes, "py_modules", root_name=os.path.basename(src))))
+        python = None
+        if spec.get("pip"):
+            python, site_packages = build_venv(spec["pip"])
+            paths.append(site_packages)  # before the driver's own site-packages
+        return PreparedEnv(dict(spec.get("env_vars") or {}), cwd, tuple(paths), python,
+                           json.dumps(spec, sort_keys=True, default=str))
+
+
+def excluded(rel: str, is_dir: bool, patterns: list[str]) -> bool:
+    """Whether path ``rel`` (relative to the package root, ``/``-separated) matches one of
+    the gitignore-style ``patterns``: a pattern with no ``/`` (but a trailing one) matches
+    any file or folder of that name at any depth; one with a ``/`` matches from the root
+    (``*`` within one level, ``**`` across levels); a trailing ``/`` matches folders only.
+    (Negation with ``!`` is not supported.)
+
+    >>> excluded("a/b/data.csv", False, ["*.csv"]), excluded("a/build", True, ["build/"])
+    (True, True)
+    >>> excluded("src/x.py", False, ["/x.py"]), excluded("x.py", False, ["/x.py"])
+    (False, True)
+    """
+    name = rel.rsplit("/", 1)[-1]
+    for pattern in patterns:
+        dir_only = pattern.endswith("/")
+        pat = pattern.rstrip("/")
+        if not pat or (dir_only and not is_dir):
+            continue
+        if "/" not in pat:
+            if fnmatch.fnmatchcase(name, pat):
+                return True
+        elif _match_path(rel, pat.lstrip("/")):
+            return True
+    return False
+
+
+def _match_path(rel: str, pat: str) -> bool:
+    parts, pats = rel.split("/"), pat.split("/")
+
+    def match(i: int, j: int) -> bool:
+        if j == len(pats):
+            return i == len(parts)
+        if pats[j] == "**":
+            return any(match(k, j + 1) for k in range(i, len(parts) + 1))
+        return i < len(parts) and fnmatch.fnmatchcase(parts[i], pats[j]) and match(i + 1, j + 1)
+
+    return match(0, 0)
+
+
+def pack(src: str, excludes: list[str], key: str, root_name: str | None) -> str:
+    """Hash and zip ``src`` (a folder, or one .py file) into the cache; the zip's path.
+
+    ``root_name``: the folder (or file) name the contents get inside the package (a
+    ``py_modules`` entry keeps its name); None puts a folder's contents at the root.
+    """
+    files: list[tuple[str, str]] = []  # (path in the package, path on disk)
+    if os.path.isfile(src):
+        files.append((os.path.basename(src), src))
+    else:
+        for dirpath, dirnames, filenames in os.walk(src):
+            rel_dir = os.path.relpath(dirpath, src).replace(os.sep, "/")
+            rel_dir = "" if rel_dir == "." else rel_dir + "/"
+            dirnames[:] = sorted(d for d in dirnames if not excluded(rel_dir + d, True, excludes))
+            for f in sorted(filenames):
+                if not excluded(rel_dir + f, False, excludes):
+                    arc = rel_dir + f
+                    files.append((f"{root_name}/{arc}" if root_name else arc, os.path.join(dirpath, f)))
+    digest = hashlib.sha256()
+    total = 0
+    for arc, path in files:
+        try:
+            size = os.path.getsize(path)
+        except OSError:
+            continue  # a dangling link or a file removed meanwhile
+        total += size
+        if total > MAX_PACKAGE_BYTES:
+            raise RuntimeEnvSetupError(
+                f"runtime_env {key} {src}: more than {MAX_PACKAGE_BYTES >> 20} MiB of files "
+                f"(reached at {arc}); leave large files out with runtime_env excludes=[...] "
+                "(gitignore-style patterns) or load them from shared storage in the task")
+        digest.update(arc.encode() + b"\0")
+        with open(path, "rb") as data:
+            for chunk in iter(lambda: data.read(1 << 20), b""):
+                digest.update(chunk)
+        digest.update(b"\0")
+    root = cache_root()
+    os.makedirs(root, exist_ok=True)
+    zip_path = os.path.join(root, f"pkg-{digest.hexdigest()[:24]}.zip")
+    if not os.path.exists(zip_path):
+        fd, tmp = tempfile.mkstemp(dir=root, suffix=".zip.tmp")
+        os.close(fd)
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+            for arc, path in files:
+                if os.path.exists(path):
+                    z.write(path, arc)
+        os.replace(tmp, zip_path)
+    return zip_path
+
+
+def unpacked(zip_path: str) -> str:
+    """The folder ``zip_path`` is unpacked into (next to it, named after it), unpacked once."""
+    target = zip_path[: -len(".zip")]
+    if not os.path.isdir(target):
+        tmp = tempfile.mkdtemp(dir=os.path.dirname(zip_path), prefix=".unpack-")
+        with zipfile.ZipFile(zip_path) as z:
+            z.extractall(tmp)
+        try:
+            os.rename(tmp, target)
+        except OSError:  # another runtime unpacked it first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def build_venv(requirements: list[str]) -> tuple[str, str]:
+    """The virtualenv of ``requirements`` on this node, built once: its python and its
+    site-packages folder.
+
+    ``python -m venv --system-site-packages`` plus a ``.pth`` file that adds the
+    driver's own site-packages after the venv's, so the venv sees every package the
+    driver has (sluice too) and pip installs only what is missing or of another version,
+    from the index and wheel folders pip is configured with. Keyed by the requirements,
+    the content of those that are local files, and the interpreter; built under a file
+    lock (one builder per node), marked ready when pip succeeded. A failed install
+    raises :class:`RuntimeEnvSetupError` with pip's last lines and leaves nothing behind.
+    """
+    import fcntl
+    import site
+    import subprocess
+    import sys
+
+    digest = hashlib.sha256(json.dumps([requirements, sys.executable, sys.version]).encode())
+    for req in requirements:
+        if os.path.isfile(req):
+            with open(req, "rb") as f:
+                digest.update(hashlib.sha256(f.read()).digest())
+    root = cache_root()
+    os.makedirs(root, exist_ok=True)
+    venv = os.path.join(root, f"venv-{digest.hexdigest()[:24]}")
+    python = os.path.join(venv, "bin", "python")
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    site_packages = os.path.join(venv, "lib", version, "site-packages")
+    ready = os.path.join(venv, ".sluice-ready")
+    if os.path.exists(ready):
+        return python, site_packages
+    with open(venv + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.exists(ready):  # another runtime built it meanwhile
+            return python, site_packages
+        shutil.rmtree(venv, ignore_errors=True)
+        try:
+            made = subprocess.run([sys.executable, "-m", "venv", "--without-pip",
+                                   "--system-site-packages", venv],
+                                  capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
+            if made.returncode != 0:
+                raise RuntimeEnvSetupError(f"runtime_env pip={requirements!r}: cannot make a "
+                                           f"virtualenv in {venv}: {tail(made.stdout + made.stderr)}")
+            parents = list(site.getsitepackages())
+            if site.ENABLE_USER_SITE:
+                parents.append(site.getusersitepackages())
+            with open(os.path.join(site_packages, "_sluice_driver_site.pth"), "w") as f:
+                f.write("import site; " + "; ".join(f"site.addsitedir({p!r})" for p in parents
+                                                    if os.path.isdir(p)) + "\n")
+            try:
+                pip = subprocess.run([python, "-m", "pip", "install", "--disable-pip-version-check",
+                                      *requirements], capture_output=True, text=True,
+                                     timeout=PIP_TIMEOUT_S, stdin=subprocess.DEVNULL)
+            except subprocess.TimeoutExpired:
+                raise RuntimeEnvSetupError(f"runtime_env pip={requirements!r}: pip install took more "
+                                           f"than {PIP_TIMEOUT_S:g} s") from None
+            if pip.returncode != 0:
+                raise RuntimeEnvSetupError(
+                    f"runtime_env pip={requirements!r}: pip install failed (exit code "
+                    f"{pip.returncode}); fix the requirement or make it installable from this "
+                    f"machine's package index or wheel folders. pip said:\n"
+                    f"{tail(pip.stdout + pip.stderr)}")
+            open(ready, "w").close()
+        except BaseException:
+            shutil.rmtree(venv, ignore_errors=True)
+            raise
+    return python, site_packages
+
+
+def tail(text: str) -> str:
+    """The last :data:`PIP_TAIL_LINES` non-empty lines of ``text``."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    return "\n".join(lines[-PIP_TAIL_LINES:])
+
+
+class Shipper:
+    """A cluster driver's side: replaces the ``working_dir`` and ``py_modules`` of a
+    runtime_env by zips put in the object store (:data:`PACKAGES_KEY`), once per
+    distinct runtime_env; keeps their refs alive while it lives. ``put`` stores a value."""
+
+    def __init__(self, put: Any):
+        self.put = put
+        self.lock = threading.Lock()
+        self.shipped: dict[str, dict[str, Any]] = {}
+        self.refs: dict[str, Any] = {}  # package hash -> ObjectRef of its zip
+
+    def ship(self, spec: Any) -> Any:
+        """``spec`` with its folders and modules shipped (unchanged when it has none)."""
+        if not isinstance(spec, Mapping) or not (spec.get("working_dir") or spec.get("py_modules")):
+            return spec
+        key = json.dumps(spec, sort_keys=True, default=str)
+        with self.lock:
+            if key in self.shipped:
+                return self.shipped[key]
+        spec = check_spec(spec)
+        excludes = spec.pop("excludes", None) or []
+        packages = []
+        if spec.get("working_dir"):
+            src = os.path.abspath(os.fspath(spec.pop("working_dir")))
+            if not os.path.isdir(src):
+                raise RuntimeEnvSetupError(f"runtime_env working_dir={src!r} is not a directory; "
+                                           "give an existing folder")
+            packages.append(["working_dir", *self.upload(pack(src, excludes, "working_dir", None))])
+        for entry in spec.pop("py_modules", None) or []:
+            src = os.path.abspath(entry)
+            if not (os.path.isdir(src) or (os.path.isfile(src) and src.endswith(".py"))):
+                raise RuntimeEnvSetupError(
+                    f"runtime_env py_modules entry {entry!r}: {src} is neither a directory (a "
+                    "package) nor a .py file; give an existing one")
+            packages.append(["py_modules", *self.upload(pack(src, excludes, "py_modules",
+                                                                os.path.basename(src)))])
+        spec[PACKAGES_KEY] = packages
+        with self.lock:
+            self.shipped[key] = spec
+        return spec
+
+    def upload(self, zip_path: str) -> tuple[str, int]:
+        digest = os.path.basename(zip_path)[len("pkg-"):-len(".zip")]
+        with self.lock:
+            ref = self.refs.get(digest)
+        if ref is None:
+            with open(zip_path, "rb") as f:
+                ref = self.put(f.read())
+            with self.lock:
+                self.refs[digest] = ref
+        return digest, ref.id
+
+
+def fetch_packages(packages: list, get: Any) -> tuple[str | None, list[str]]:
+    """In a worker on a cluster node: unpack the shipped packages into this node's cache
+    (once per node: ``get(object_id)`` reads a zip from the object store only when its
+    folder is not there yet); returns the working_dir folder (or None) and the folders to
+    put first on sys.path, in order."""
+    root = cache_root()
+    os.makedirs(root, exist_ok=True)
+    cwd, paths = None, []
+    for kind, digest, oid in packages:
+        target = os.path.join(root, f"pkg-{digest}")
+        if not os.path.isdir(target):
+            fd, tmp = tempfile.mkstemp(dir=root, suffix=".zip.tmp")
+            with os.fdopen(fd, "wb") as f:
+                f.write(get(oid))
+            zip_path = target + ".zip"
+            os.replace(tmp, zip_path)
+            unpacked(zip_path)
+        if kind == "working_dir":
+            cwd = target
+        paths.append(target)
+    return cwd, paths
