@@ -7,7 +7,7 @@ worker imports this package.
 
 from typing import TYPE_CHECKING
 
-from sluice import exceptions
+from sluice import actor, exceptions  # noqa: F401  (actor: Ray's ray.actor module)
 from sluice.dsl.actor import ActorClass, ActorHandle, get_actor
 from sluice.dsl.nodes import DAGNode, InputNode, MultiOutputNode, compile
 from sluice.dsl.options import method

@@ -23,6 +23,12 @@ __all__ = [
     "SerializationError",
     "UnsupportedOnBackendError",
     "InternalError",
+    "RayError",
+    "RayTaskError",
+    "RayActorError",
+    "TaskUnschedulableError",
+    "ActorUnschedulableError",
+    "RaySystemError",
 ]
 
 
@@ -191,6 +197,21 @@ class UnsupportedOnBackendError(SluiceError, NotImplementedError):
 class InternalError(SluiceError):
     """A broken invariant inside sluice: a bug to report, never a user error."""
 
+
+# Ray's names for the same errors, so a program that catches ``ray.exceptions.RayTaskError``
+# runs unchanged with ``import sluice as ray``. Each is the very same class, not a subclass.
+RayError = SluiceError
+"""Ray's name for :class:`SluiceError`."""
+RayTaskError = TaskError
+"""Ray's name for :class:`TaskError` (a task or actor method raised)."""
+RayActorError = ActorError
+"""Ray's name for :class:`ActorError`: ``except RayActorError`` catches :class:`ActorDiedError`."""
+TaskUnschedulableError = UnschedulableError
+"""Ray's name for :class:`UnschedulableError` raised for a task."""
+ActorUnschedulableError = UnschedulableError
+"""Ray's name for :class:`UnschedulableError` raised for an actor."""
+RaySystemError = InternalError
+"""Ray's name for :class:`InternalError` (a fault inside the runtime, not in user code)."""
 
 _dual_types: dict[tuple[type, type], type] = {}
 

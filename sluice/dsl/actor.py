@@ -70,6 +70,13 @@ class ActorClass:
             self._arity = Arity.of(self._cls, self._name)
         return self._arity  # type: ignore[return-value]
 
+    def __getstate__(self) -> dict:
+        # The arity travels read: the _UNREAD sentinel would not be itself after unpickling
+        # (an actor class used inside a task or actor, e.g. an actor that starts actors).
+        state = dict(self.__dict__)
+        state["_arity"] = self._read_arity()
+        return state
+
     def _pickle(self) -> tuple[int, bytes]:
         if self._pickled is None:
             self._pickled = dumps_function(self._cls, f"actor class {self._name}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sluice.executor.calls import ExceptionTypes
 from sluice.executor.resources import demand_key
 from sluice.executor.strategies import PlacementGroupSchedulingStrategy, check_strategy, group_demand
 
@@ -144,7 +145,7 @@ def _retry_spec(value: Any, where: str) -> Any:
         return value
     if isinstance(value, (list, tuple)) and all(isinstance(t, type) and issubclass(t, BaseException)
                                                  for t in value):
-        return tuple(value)
+        return ExceptionTypes(value)
     raise ValueError(f"{where}: retry_exceptions={value!r} must be True, False, or a list of "
                      "exception types")
 

@@ -42,6 +42,21 @@ def dumps_function(fn: Any, name: str) -> tuple[int, bytes]:
     return function_id(data), data
 
 
+class ExceptionTypes(tuple):
+    """The exception types of ``retry_exceptions=[...]``: a tuple that pickles its types by
+    value (cloudpickle), so a type defined in the driver's ``__main__`` reaches the worker
+    that checks it (plain pickle would look it up there by name, and fail)."""
+
+    __slots__ = ()
+
+    def __reduce__(self):
+        return (_load_exception_types, (cloudpickle.dumps(tuple(self), protocol=5),))
+
+
+def _load_exception_types(data: bytes) -> ExceptionTypes:
+    return ExceptionTypes(pickle.loads(data))
+
+
 def load_function(data: bytes) -> Any:
     """The function or class :func:`dumps_function` packed, with its source file restored."""
     fn, filename = pickle.loads(data)

@@ -122,15 +122,17 @@ class NodeResources:
             self.gpu_free[g] = min(1.0, self.gpu_free[g] + share)
 
     def force_acquire(self, key: ResourceKey) -> None:
-        """Take ``key`` back even if that oversubscribes (a worker resuming after a get)."""
+        """Take back the CPUs :meth:`lend` returned, even if that oversubscribes (a worker
+        resuming after a get)."""
         for name, amount in key:
-            if name != "GPU":
+            if name == "CPU":
                 self.available[name] -= amount
 
     def lend(self, key: ResourceKey) -> None:
-        """Return a blocked worker's CPUs (not its GPUs) to the pool while it waits."""
+        """Return a blocked worker's CPUs to the pool while it waits, as Ray does; its GPUs
+        and custom resources stay held (they limit how many such tasks run at once)."""
         for name, amount in key:
-            if name != "GPU":
+            if name == "CPU":
                 self.available[name] += amount
 
     def _pick_gpus(self, need: float) -> list[int] | None:

@@ -207,6 +207,34 @@ def test_an_actor_handle_passed_to_a_task_can_be_called_there() -> None:
     sluice.kill(r)
 
 
+def test_an_actor_class_defined_in_a_function_starts_actors_from_inside_an_actor() -> None:
+    # Classes local to a function travel by value: the actor class inside the constructor
+    # is rebuilt in the worker and must still check its arguments and start its actor.
+    @sluice.remote
+    class Leaf:
+        def __init__(self, value: int):
+            self.value = value
+
+        def read(self) -> int:
+            return self.value
+
+    @sluice.remote
+    class Supervisor:
+        def __init__(self, values: list[int]):
+            self.leaves = [Leaf.remote(v) for v in values]
+
+        def read(self) -> list[int]:
+            return sluice.get([leaf.read.remote() for leaf in self.leaves])
+
+        def misuse(self) -> None:
+            Leaf.remote(1, 2)
+
+    supervisor = Supervisor.remote([1, 2, 3])
+    assert sluice.get(supervisor.read.remote()) == [1, 2, 3]
+    with pytest.raises(TypeError, match="Leaf.remote()"):
+        sluice.get(supervisor.misuse.remote())
+
+
 def test_actor_misuse_raises_helpful_errors() -> None:
     with pytest.raises(TypeError, match=r"cannot be instantiated directly; use Recorder\.remote"):
         Recorder()

@@ -150,6 +150,22 @@ def test_retry_exceptions_list_retries_the_listed_types(tmp_path: Path) -> None:
     assert sluice.get(flaky.options(retry_exceptions=[ValueError]).remote(marker), timeout=30) == 3
 
 
+def test_retry_exceptions_lists_a_type_the_worker_cannot_import(tmp_path: Path) -> None:
+    # A type local to a function (or defined in a script's __main__) travels by value.
+    class Transient(Exception):
+        pass
+
+    @sluice.remote(max_retries=2, retry_exceptions=[Transient])
+    def fails_twice(marker: str) -> int:
+        if bump(marker) < 3:
+            raise Transient("try again")
+        return 7
+
+    marker = str(tmp_path / "attempts")
+    assert sluice.get(fails_twice.remote(marker), timeout=30) == 7
+    assert attempts(marker) == 3
+
+
 def test_application_errors_are_not_retried_by_default(tmp_path: Path) -> None:
     marker = str(tmp_path / "attempts")
     with pytest.raises(ValueError, match="no retry by default"):

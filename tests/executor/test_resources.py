@@ -72,3 +72,17 @@ def test_a_blocked_worker_lends_its_cpu_but_keeps_its_gpu() -> None:
     node.force_acquire(key)
     node.release(key, gpus)
     assert node.available == {"CPU": 1.0, "GPU": 1.0}
+
+
+def test_a_blocked_worker_keeps_its_custom_resources() -> None:
+    # As in Ray, only CPUs are lent: a custom resource still caps how many tasks run at
+    # once when they block in nested gets.
+    node = NodeResources({"CPU": 4, "slot": 1})
+    key = demand_key(1, 0, {"slot": 1})
+    gpus = node.try_acquire(key)
+    node.lend(key)
+    assert node.available == {"CPU": 4.0, "slot": 0.0}
+    assert node.try_acquire(key) is None
+    node.force_acquire(key)
+    node.release(key, gpus)
+    assert node.available == {"CPU": 4.0, "slot": 1.0}

@@ -1,0 +1,3 @@
+"""The programs are scripts run in their own interpreters, never imported by pytest."""
+
+collect_ignore = ["programs"]

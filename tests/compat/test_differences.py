@@ -1,0 +1,121 @@
+"""Where sluice deliberately differs from Ray, asserted (README: "Differences from Ray").
+
+Each test names Ray's behaviour in a comment and asserts sluice's. A Ray program that
+relies on one of these behaves differently on sluice; none of the programs in
+``programs/`` does.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import sluice as ray
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def runtime() -> Iterator[None]:
+    ray.init(num_cpus=2)
+    yield
+    ray.shutdown()
+
+
+@ray.remote
+def fails():
+    raise ValueError("boom")
+
+
+@ray.remote(num_cpus=64)
+def too_big():
+    return 1
+
+
+@ray.remote
+class Actor:
+    def ping(self):
+        return "pong"
+
+
+def test_a_demand_no_node_can_meet_raises_at_remote() -> None:
+    # Ray: the task stays pending forever (with a warning; an autoscaler might add a node).
+    # sluice: its nodes are known, so .remote() raises InfeasibleResourceError (a ValueError)
+    # naming the demand and what the runtime has.
+    with pytest.raises(ray.exceptions.InfeasibleResourceError, match="num_cpus=64.*2 CPUs"):
+        too_big.remote()
+    with pytest.raises(ValueError):
+        Actor.options(num_cpus=64).remote()
+
+
+def test_a_hard_affinity_to_a_missing_node_raises_at_remote() -> None:
+    # Ray: .remote() returns a ref and ray.get raises TaskUnschedulableError. sluice: .remote()
+    # raises it (UnschedulableError), naming the node and the live ones.
+    from sluice.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    missing = NodeAffinitySchedulingStrategy(node_id="ab" * 28, soft=False)
+    with pytest.raises(ray.exceptions.TaskUnschedulableError, match="live nodes"):
+        Actor.options(scheduling_strategy=missing).remote()
+    with pytest.raises(ray.exceptions.TaskUnschedulableError, match="ab" * 28):
+        fails.options(scheduling_strategy=missing).remote()
+
+
+def test_a_task_error_is_named_and_printed_the_sluice_way() -> None:
+    # Ray: type(e).__name__ == "RayTaskError(ValueError)", str(e) starts
+    # "ray::fails() (pid=..., ip=...)". sluice: "TaskError(ValueError)" and
+    # "task fails failed: ValueError: boom", then the remote traceback. Both are instances
+    # of RayTaskError and ValueError, with .cause the original exception.
+    with pytest.raises(ValueError) as info:
+        ray.get(fails.remote())
+    err = info.value
+    assert type(err).__name__ == "TaskError(ValueError)"
+    assert str(err).startswith("task fails failed: ValueError: boom")
+    assert isinstance(err, ray.exceptions.RayTaskError) and isinstance(err.cause, ValueError)
+
+
+def test_an_actor_death_is_also_a_task_error() -> None:
+    # Ray: RayActorError and RayTaskError are siblings under RayError. sluice: RayActorError
+    # (ActorError) derives from RayTaskError (TaskError), so `except RayTaskError` also
+    # catches a dead actor; `except RayActorError` catches exactly what it does in Ray.
+    actor = Actor.remote()
+    ray.kill(actor)
+    with pytest.raises(ray.exceptions.RayTaskError) as info:
+        ray.get(actor.ping.remote())
+    assert isinstance(info.value, ray.exceptions.RayActorError)
+    assert isinstance(info.value, ray.exceptions.ActorDiedError)
+
+
+def test_a_named_actor_outlives_its_creators_handle() -> None:
+    # Ray: a named actor that is not detached is collected once the handles its creator made
+    # are gone (a handle from get_actor does not keep it). sluice: it lives until killed or
+    # the runtime ends (tests/executor/test_actors.py covers the lifecycle).
+    Actor.options(name="kept").remote()  # the handle is dropped at once
+    again = ray.get_actor("kept")
+    assert ray.get(again.ping.remote()) == "pong"
+    ray.kill(again)
+
+
+def test_an_object_ref_prints_a_short_id() -> None:
+    # Ray: ObjectRef(<56 hex digits>) and .hex() of 56 digits. sluice: ObjectRef(NODE:N)
+    # and a 16-digit .hex(); code that parses ids would differ.
+    ref = ray.put(1)
+    assert repr(ref).startswith("ObjectRef(") and len(ref.hex()) == 16
+
+
+def test_a_tasks_print_reaches_the_driver_without_a_prefix(tmp_path: Path) -> None:
+    # Ray: a worker's output is re-printed by the driver as "(say pid=123) hello".
+    # sluice: workers write to the driver's own stdout directly, unprefixed.
+    script = tmp_path / "say.py"
+    script.write_text("import sluice as ray\n\n@ray.remote\ndef say():\n    print('hello', flush=True)\n"
+                      "\nray.get(say.remote())\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "hello\n"
