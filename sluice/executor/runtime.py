@@ -135,7 +135,7 @@ class Runtime:
             n = options["num_returns"]
             streaming = n == "streaming"
             return_ids, refs = self._new_refs(1 if streaming else n)
-            placed = placed_strategy(strategy)
+            placed = strategy if strategy is None else placed_strategy(strategy)
             task = TaskRecord(next(s.task_ids), fn_id, name, blob, deps, contained, return_ids,
                               key, options["max_retries"], options["retry_exceptions"], keep, placed)
             if placed is not strategy:

@@ -307,7 +307,7 @@ class Scheduler(ObjectTable, StreamTable):
                     and w.alive:
                 if not w.inflight:
                     return w
-                if not follow or nesting.may_block(self, w):
+                if not follow or (self.blocking_fns and nesting.may_block(self, w)):
                     continue  # a task queued behind it would come back when it blocks
                 if best is None or len(w.inflight) < len(best.inflight):
                     best = w
