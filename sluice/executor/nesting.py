@@ -52,7 +52,8 @@ if TYPE_CHECKING:
     from sluice.executor.scheduler import Scheduler
 
 PIPELINE_BYTES = 128 * 1024
-"""At most this many argument bytes queue on a worker (the scheduler's bound too)."""
+"""At most this many argument bytes queue on a busy worker (the worker pool's bound too; its
+socket buffer holds ~200 KB, so the driver never blocks writing to it)."""
 
 START_HOLD_S = 0.005
 """A task submitted by a task waits this long for a worker waiting in a nested get to take
