@@ -263,8 +263,10 @@ class IOThread:
                 raise env_error
             s.actor_manager.check_feasible(actor)
             s.actor_manager.create(actor)
-        except Exception as err:
-            s.actors[actor_id] = actor
+        except Exception as err:  # refused before create() held its arguments: hold them as it
+            s.actors[actor_id] = actor  # would, since mark_dead lets them go (they may be shared)
+            s.hold(actor.deps)
+            s.hold(actor.contained)
             s.actor_manager.mark_dead(actor, serialization.dumps(err))
 
     def nested_actor_call(self, msg: tuple) -> None:

@@ -323,3 +323,47 @@ def test_max_task_retries_stops_when_restarts_are_spent(tmp_path) -> None:
 def test_max_task_retries_must_be_an_int() -> None:
     with pytest.raises(ValueError, match="max_task_retries=1.5"):
         CrashOnce.options(max_task_retries=1.5)
+
+
+@sluice.remote
+class Holder:
+    def __init__(self, value):
+        self.total = float(value.sum())
+
+    def get(self) -> float:
+        return self.total
+
+
+@sluice.remote
+def create_named(name: str, refs: list) -> str:
+    handle = Holder.options(name=name).remote(refs[0])
+    try:
+        sluice.get(handle.get.remote())
+    except ValueError as err:  # refused: the name is taken (its calls raise why)
+        return str(err)
+    return "created"
+
+
+def _holds(ref) -> int:
+    """How many holders the runtime counts on ``ref``'s object (actors, tasks in flight)."""
+    from sluice.executor import context
+
+    scheduler = context.current().scheduler
+    with scheduler.locked():
+        return scheduler.objects[ref.id].holds
+
+
+def test_an_actor_a_task_fails_to_create_does_not_release_arguments_others_hold() -> None:
+    # A creation refused inside a task (its name is taken) must leave the holds others have on
+    # its arguments as they were: releasing holds it never took frees values still needed.
+    import numpy as np
+
+    ref = sluice.put(np.ones(1 << 18))  # 2 MB: a shared-memory segment, counted
+    assert sluice.get(create_named.remote("holder", [ref])) == "created"
+    holder = sluice.get_actor("holder")
+    assert sluice.get(holder.get.remote()) == float(1 << 18)
+    before = _holds(ref)
+    assert "already exists" in sluice.get(create_named.remote("holder", [ref]))
+    assert _holds(ref) == before
+    assert sluice.get(holder.get.remote()) == float(1 << 18)
+    assert float(sluice.get(ref).sum()) == float(1 << 18)
