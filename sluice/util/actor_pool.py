@@ -58,7 +58,12 @@ class ActorPool:
     """
 
     def __init__(self, actors: Iterable[Any]):
+        if isinstance(actors, (str, bytes)) or not isinstance(actors, Iterable):
+            raise TypeError(f"ActorPool(actors={actors!r}): give a list of actor handles, e.g. "
+                            f"[Worker.remote() for _ in range(2)]")
         self._idle: list[Any] = list(actors)
+        for actor in self._idle:
+            _check_actor(actor, "ActorPool(actors=...)")
         self._in_flight: dict[Any, tuple[int, Any]] = {}
         self._by_index: dict[int, Any] = {}
         self._pending: collections.deque[tuple[Callable, Any, int]] = collections.deque()
@@ -175,6 +180,7 @@ class ActorPool:
 
     def push(self, actor: Any) -> None:
         """Add ``actor`` to the pool's idle set (a queued submit may take it at once)."""
+        _check_actor(actor, "ActorPool.push")
         if actor in self._idle or actor in self._busy:
             raise ValueError(f"{actor!r} already belongs to this ActorPool; push each actor once")
         self._return_actor(actor, returned=False)
@@ -315,3 +321,10 @@ def _key(ref: Any) -> Any:
 
 def _as_list(ref: Any) -> list:
     return list(ref) if isinstance(ref, (list, tuple)) else [ref]
+
+
+def _check_actor(actor: Any, what: str) -> None:
+    """Refuse what is not an actor handle, naming it."""
+    if not isinstance(actor, sluice.ActorHandle):
+        raise TypeError(f"{what}: {actor!r} is not an actor handle; give handles made with "
+                        f"SomeActor.remote()")

@@ -39,6 +39,11 @@ class Queue:
     """
 
     def __init__(self, maxsize: int = 0, actor_options: dict | None = None) -> None:
+        if isinstance(maxsize, bool) or not isinstance(maxsize, int):
+            raise TypeError(f"Queue(maxsize={maxsize!r}): give an int (0 or less: unbounded)")
+        if actor_options is not None and not isinstance(actor_options, dict):
+            raise TypeError(f"Queue(actor_options={actor_options!r}): give a dict of actor "
+                            f"options, e.g. {{'num_cpus': 1}}")
         self.maxsize = maxsize
         actor_cls = _queue_actor_class()
         if actor_options:

@@ -191,3 +191,15 @@ def test_a_slow_actor_is_given_few_values_ahead_so_the_fast_one_takes_the_rest()
     # One value at a time would give the slow actor about one; Ray's pool, one in flight
     # per actor, the same. Queued ahead blindly (32 per actor) it would get 30.
     assert pids.count(slow_pid) <= 4, pids.count(slow_pid)
+
+
+@pytest.mark.parametrize(("actors", "message"), [
+    ("ab", r"ActorPool\(actors='ab'\): give a list of actor handles"),
+    (5, r"ActorPool\(actors=5\): give a list of actor handles"),
+    ([1, 2], r"ActorPool\(actors=\.\.\.\): 1 is not an actor handle"),
+])
+def test_what_is_not_a_list_of_actors_is_refused_naming_it(actors, message) -> None:
+    with pytest.raises(TypeError, match=message):
+        ActorPool(actors)
+    with pytest.raises(TypeError, match=r"ActorPool.push: 'x' is not an actor handle"):
+        ActorPool([]).push("x")

@@ -142,3 +142,13 @@ def test_async_put_and_get() -> None:
         return got
 
     assert asyncio.run(main(Queue())) == [1, 2]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"maxsize": "a"}, r"Queue\(maxsize='a'\): give an int"),
+    ({"maxsize": True}, r"Queue\(maxsize=True\): give an int"),
+    ({"actor_options": [1]}, r"Queue\(actor_options=\[1\]\): give a dict"),
+])
+def test_bad_arguments_are_refused_naming_them(kwargs, message) -> None:
+    with pytest.raises(TypeError, match=message):
+        Queue(**kwargs)
