@@ -201,8 +201,8 @@ class Worker(WorkerAPI):
         _, task_id, fn_id, fn_bytes, args_blob, deps, return_ids, retry_exc, gpu_ids, name, stream = msg
         start = time.perf_counter()
         try:
-            if self.env_packages is not None:  # a cluster's runtime_env: before the function loads
-                self.apply_env_packages()
+            if self.env_setup is not None:  # a cluster's runtime_env: before the function loads
+                self.apply_env_setup()
             fn = self.function(fn_id, fn_bytes)
             args, kwargs = decode_call(args_blob, self.resolve_deps(deps))
             if gpu_ids is not None:
@@ -283,8 +283,8 @@ class Worker(WorkerAPI):
     def host_actor(self, msg: tuple) -> None:
         _, cls_bytes, args_blob, deps, max_concurrency, name, gpu_ids = msg
         try:
-            if self.env_packages is not None:
-                self.apply_env_packages()
+            if self.env_setup is not None:
+                self.apply_env_setup()
             if gpu_ids is not None:
                 set_visible_gpus(gpu_ids)
             cls = load_function(cls_bytes)
