@@ -23,7 +23,9 @@ task (:func:`setup_on_node`): its virtualenv is built there once per requirement
 (:func:`build_venv`, under the node's lock) and the worker activates it
 (:func:`activate_venv`). Requirement strings are resolved by each node's pip, as in
 Ray; one that names an existing file or folder on the driver (a wheel, a project)
-travels through the object store as a package, like a ``working_dir``.
+travels through the object store as a package, like a ``working_dir``, and one that
+starts with ``${RAY_RUNTIME_ENV_CREATE_WORKING_DIR}`` names a file of the working_dir
+(:func:`with_working_dir`), on the local runtime too.
 
 Children inherit: a worker's runtime_env (``SLUICE_RUNTIME_ENV``) is merged under
 that of each task and actor it starts, as in Ray.
@@ -71,6 +73,8 @@ PACKAGES_KEY = "_packages"
 object id], ...]`` (kind ``working_dir``, ``py_modules`` or ``pip``), the zips being in the
 object store. Its presence (even empty) marks a runtime_env a cluster node sets up itself."""
 PACKAGE_KINDS = ("working_dir", "py_modules", "pip")
+WORKING_DIR_REF = "${RAY_RUNTIME_ENV_CREATE_WORKING_DIR}"
+"""Written in a ``pip`` requirement, the folder the working_dir is unpacked in (Ray's name)."""
 SHIPPED_PREFIX = "sluice-package:"
 """A shipped ``pip`` requirement: ``sluice-package:HASH/NAME``, the file or folder NAME of
 package HASH in the node's cache (see :func:`node_requirements`)."""
@@ -288,7 +292,7 @@ class RuntimeEnvs:
             paths.append(unpacked(pack(src, excludes, "py_modules", root_name=os.path.basename(src))))
         python = None
         if spec.get("pip"):
-            python, site_packages = build_venv(spec["pip"])
+            python, site_packages = build_venv(with_working_dir(spec["pip"], cwd))
             paths.append(site_packages)  # before the driver's own site-packages
         return PreparedEnv(dict(spec.get("env_vars") or {}), cwd, tuple(paths), python,
                            json.dumps(spec, sort_keys=True, default=str))
@@ -360,10 +364,13 @@ def pack(src: str, excludes: list[str], key: str, root_name: str | None) -> str:
             continue  # a dangling link or a file removed meanwhile
         total += size
         if total > MAX_PACKAGE_BYTES:
+            remedy = ("build it into a wheel (a wheel past the limit is not shipped: each "
+                      "node's pip reads it at its path, as in Ray)" if key == "pip" else
+                      "leave large files out with runtime_env excludes=[...] (gitignore-style "
+                      "patterns) or load them from shared storage in the task")
             raise RuntimeEnvSetupError(
                 f"runtime_env {key} {src}: more than {MAX_PACKAGE_BYTES >> 20} MiB of files "
-                f"(reached at {arc}); leave large files out with runtime_env excludes=[...] "
-                "(gitignore-style patterns) or load them from shared storage in the task")
+                f"(reached at {arc}); {remedy}")
         digest.update(arc.encode() + b"\0")
         with open(path, "rb") as data:
             for chunk in iter(lambda: data.read(1 << 20), b""):
@@ -509,21 +516,27 @@ class Shipper:
                     "package) nor a .py file; give an existing one")
             packages.append(["py_modules", *self.upload(pack(src, excludes, "py_modules",
                                                                 os.path.basename(src)))])
-        requirements = []
-        for req in spec.get("pip") or []:
-            src = os.path.abspath(req)
-            if looks_like_path(req) and os.path.exists(src):  # a wheel or project of this machine
-                name = os.path.basename(src.rstrip(os.sep))
-                digest, oid = self.upload(pack(src, [], "pip", root_name=name))
-                packages.append(["pip", digest, oid])
-                req = f"{SHIPPED_PREFIX}{digest}/{name}"
-            requirements.append(req)
         if spec.get("pip"):
-            spec["pip"] = requirements
+            spec["pip"] = [self.ship_requirement(req, packages) for req in spec["pip"]]
         spec[PACKAGES_KEY] = packages
         with self.lock:
             self.shipped[key] = spec
         return spec
+
+    def ship_requirement(self, req: str, packages: list) -> str:
+        """A ``pip`` requirement as the nodes take it: one naming a file or folder here is
+        shipped (appended to ``packages``) and named :data:`SHIPPED_PREFIX` ``HASH/NAME``;
+        a file past :data:`MAX_PACKAGE_BYTES` is named by its absolute path (each node's pip
+        reads it there, as in Ray); any other is left as it is."""
+        src = os.path.abspath(req)
+        if not (looks_like_path(req) and os.path.exists(src)):
+            return req
+        if os.path.isfile(src) and os.path.getsize(src) > MAX_PACKAGE_BYTES:
+            return src
+        name = os.path.basename(src.rstrip(os.sep))
+        digest, oid = self.upload(pack(src, [], "pip", root_name=name))
+        packages.append(["pip", digest, oid])
+        return f"{SHIPPED_PREFIX}{digest}/{name}"
 
     def upload(self, zip_path: str) -> tuple[str, int]:
         digest = os.path.basename(zip_path)[len("pkg-"):-len(".zip")]
@@ -572,6 +585,23 @@ def looks_like_path(requirement: str) -> bool:
         requirement.endswith((".whl", ".zip", ".tar.gz", ".tgz"))
 
 
+def with_working_dir(requirements: list[str], cwd: str | None) -> list[str]:
+    """``requirements`` with ``${RAY_RUNTIME_ENV_CREATE_WORKING_DIR}`` (:data:`WORKING_DIR_REF`)
+    made ``cwd``, the unpacked working_dir, as Ray does: a wheel or project inside the
+    working_dir is named so on every node. Raises when there is no working_dir.
+
+    >>> with_working_dir(["${RAY_RUNTIME_ENV_CREATE_WORKING_DIR}/x.whl", "numpy"], "/c/pkg-1")
+    ['/c/pkg-1/x.whl', 'numpy']
+    """
+    if not any(WORKING_DIR_REF in req for req in requirements):
+        return requirements
+    if cwd is None:
+        raise RuntimeEnvSetupError(f"runtime_env pip={requirements!r} names {WORKING_DIR_REF}, "
+                                   "the working_dir, but the runtime_env has none; give "
+                                   "working_dir=FOLDER holding those files")
+    return [req.replace(WORKING_DIR_REF, cwd) for req in requirements]
+
+
 def node_requirements(requirements: list[str]) -> list[str]:
     """``requirements`` with each shipped one (:data:`SHIPPED_PREFIX`) made the path of its
     file or folder in this node's cache, where :func:`fetch_packages` unpacked it.
@@ -597,7 +627,7 @@ def setup_on_node(spec: dict[str, Any], get: Any) -> tuple[str | None, list[str]
     cwd, paths = fetch_packages(spec.get(PACKAGES_KEY) or [], get)
     python = None
     if spec.get("pip"):
-        python, _ = build_venv(node_requirements(spec["pip"]))
+        python, _ = build_venv(with_working_dir(node_requirements(spec["pip"]), cwd))
     return cwd, paths, python
 
 

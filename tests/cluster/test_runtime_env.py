@@ -164,11 +164,34 @@ def test_a_requirement_that_cannot_install_fails_the_task_and_the_node_runs_on(
             sluice.get(bad.remote(), timeout=600)
         got = sluice.get(env_of.options(resources={"n1": 0.01}).remote("SLUICE_T_A"), timeout=120)
         assert got["SLUICE_T_A"] == "job"
+    actor = TinyActor.options(resources={"n1": 0.01}, runtime_env={"pip": [str(missing)]}).remote()
+    with pytest.raises(RuntimeEnvSetupError, match="(?s)pip install failed.*sluice_missing_pkg"):
+        sluice.get(actor.where.remote(), timeout=600)
     cache = sluice.get(env_of.options(resources={"n1": 0.01}).remote("SLUICE_RUNTIME_ENV_CACHE"),
                        timeout=120)["SLUICE_RUNTIME_ENV_CACHE"]
     half_built = [p for p in Path(cache).iterdir() if p.name.startswith("venv-")
                   and p.is_dir() and not (p / ".sluice-ready").exists()]
     assert half_built == []
+
+
+def test_pip_names_a_wheel_of_the_working_dir_as_ray_does(cluster: LocalCluster, tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    wheel = make_wheel(project, version="0.3")
+    env = {"working_dir": str(project), "pip": [f"${{RAY_RUNTIME_ENV_CREATE_WORKING_DIR}}/{wheel.name}"]}
+    got = sluice.get(use_tiny.options(resources={"n1": 0.01}, runtime_env=env).remote(), timeout=600)
+    assert got["value"] == "tiny" and got["cache"] in got["origin"] and str(tmp_path) not in got["origin"]
+
+
+def test_a_wheel_past_the_package_limit_is_read_by_each_nodes_pip_where_it_is(
+        cluster: LocalCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sluice.executor import runtime_env as renv
+
+    wheel = make_wheel(tmp_path, version="0.4")
+    monkeypatch.setattr(renv, "MAX_PACKAGE_BYTES", 64)  # as a shared folder would hold a big one
+    got = sluice.get(use_tiny.options(resources={"n0": 0.01}, runtime_env={"pip": [str(wheel)]})
+                     .remote(), timeout=600)
+    assert got["value"] == "tiny" and str(wheel) in got["origin"]
 
 
 @sluice.remote
