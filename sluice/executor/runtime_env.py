@@ -21,7 +21,8 @@ store instead, and the first worker on a node that needs it unpacks it into that
 node's cache (:func:`fetch_packages`). ``pip`` is set up on the node that runs the
 task (:func:`setup_on_node`): its virtualenv is built there once per requirements
 (:func:`build_venv`, under the node's lock) and the worker activates it
-(:func:`activate_venv`). Requirement strings are resolved by each node's pip, as in
+(:func:`activate_venv`; such a worker starts as a fresh interpreter, so that a module
+sluice preloads, numpy, comes from the virtualenv too). Requirement strings are resolved by each node's pip, as in
 Ray; one that names an existing file or folder on the driver (a wheel, a project)
 travels through the object store as a package, like a ``working_dir``, and one that
 starts with ``${RAY_RUNTIME_ENV_CREATE_WORKING_DIR}`` names a file of the working_dir
@@ -600,6 +601,21 @@ def with_working_dir(requirements: list[str], cwd: str | None) -> list[str]:
                                    "the working_dir, but the runtime_env has none; give "
                                    "working_dir=FOLDER holding those files")
     return [req.replace(WORKING_DIR_REF, cwd) for req in requirements]
+
+
+def builds_venv_on_node(environ: Mapping[str, str]) -> bool:
+    """Whether a worker of variables ``environ`` builds a pip virtualenv on its cluster node
+    before its first task: such a worker starts as a fresh interpreter that imports nothing
+    the virtualenv may replace (no numpy preloaded) until it is active.
+
+    >>> builds_venv_on_node({RUNTIME_ENV_VAR: '{"pip": ["x"], "_packages": []}'}), builds_venv_on_node({})
+    (True, False)
+    """
+    text = environ.get(RUNTIME_ENV_VAR)
+    if not text or '"pip"' not in text:
+        return False
+    spec = json.loads(text)
+    return PACKAGES_KEY in spec and bool(spec.get("pip"))
 
 
 def node_requirements(requirements: list[str]) -> list[str]:

@@ -24,6 +24,7 @@ from sluice.executor import context, protocol as P
 from sluice.executor.calls import decode_call, load_function, split_returns
 from sluice.executor.chains import ChainLink, run_link
 from sluice.executor.lifeline import die_with_parent, exit_on_hangup
+from sluice.executor.runtime_env import builds_venv_on_node
 from sluice.executor.streaming import WorkerStreams
 from sluice.executor.worker_api import CURRENT_TASK, WorkerAPI
 from sluice.store import serialization, shm
@@ -462,7 +463,8 @@ def main(argv: list[str]) -> None:
     fd, session, index, parent = int(argv[0]), argv[1], int(argv[2]), int(argv[3])
     die_with_parent(parent, death_signal=False)
     add_driver_path()
-    serialization.preload_decoders()
+    if not builds_venv_on_node(os.environ):  # that worker imports numpy from its virtualenv
+        serialization.preload_decoders()
     serve(fd, session, index)
 
 

@@ -195,6 +195,22 @@ def test_a_wheel_past_the_package_limit_is_read_by_each_nodes_pip_where_it_is(
 
 
 @sluice.remote
+def numpy_file() -> str:
+    import numpy
+
+    return numpy.__file__ + " " + getattr(numpy, "VALUE", "")
+
+
+def test_a_pinned_package_replaces_the_one_sluice_preloads(cluster: LocalCluster, tmp_path: Path) -> None:
+    wheel = make_wheel(tmp_path, name="numpy", version="99.0")  # another numpy than the node's
+    got = sluice.get(numpy_file.options(resources={"n1": 0.01}, runtime_env={"pip": [str(wheel)]})
+                     .remote(), timeout=600)
+    assert "/venv-" in got and got.endswith(" tiny")  # the worker's numpy is the virtualenv's
+    plain = sluice.get(numpy_file.options(resources={"n1": 0.01}).remote(), timeout=120)
+    assert "/venv-" not in plain and not plain.endswith(" tiny")
+
+
+@sluice.remote
 def tiny_in_child() -> dict:
     return sluice.get(use_tiny.remote())  # inherits the job's pip
 
