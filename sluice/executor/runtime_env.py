@@ -652,7 +652,8 @@ def activate_venv(python: str) -> None:
     :func:`build_venv`), as virtualenv's ``activate_this`` does: its site-packages (and the
     ``.pth`` files there) first on ``sys.path``, ``sys.prefix`` and ``sys.executable`` its
     own, ``VIRTUAL_ENV`` set and its ``bin`` first on ``PATH`` for subprocesses. A module
-    imported before (sluice's own dependencies) keeps the version it was imported with."""
+    imported before keeps the version it was imported with: the worker calling it started
+    fresh (:func:`builds_venv_on_node`), so that is only sluice and its cloudpickle."""
     import importlib
     import site
     import sys
