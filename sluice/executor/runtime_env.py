@@ -22,8 +22,8 @@ node's cache (:func:`fetch_packages`). ``pip`` is set up on the node that runs t
 task (:func:`setup_on_node`): its virtualenv is built there once per requirements
 (:func:`build_venv`, under the node's lock) and the worker activates it
 (:func:`activate_venv`; such a worker starts as a fresh interpreter, so that a module
-sluice preloads, numpy, comes from the virtualenv too). Requirement strings are resolved by each node's pip, as in
-Ray; one that names an existing file or folder on the driver (a wheel, a project)
+sluice preloads, numpy, comes from the virtualenv too). Requirement strings are
+resolved by each node's pip, as in Ray; one that names an existing file or folder on the driver (a wheel, a project)
 travels through the object store as a package, like a ``working_dir``, and one that
 starts with ``${RAY_RUNTIME_ENV_CREATE_WORKING_DIR}`` names a file of the working_dir
 (:func:`with_working_dir`), on the local runtime too.

@@ -104,9 +104,9 @@ def tiny_facts() -> dict:
     import sluice_tiny_pkg
 
     origin = importlib.metadata.distribution("sluice_tiny_pkg").read_text("direct_url.json")
-    return {"value": sluice_tiny_pkg.VALUE, "origin": origin, "file": sluice_tiny_pkg.__file__, "python": sys.executable,
-            "venv": os.environ.get("VIRTUAL_ENV"), "cache": os.environ["SLUICE_RUNTIME_ENV_CACHE"],
-            "env_a": os.environ.get("SLUICE_T_A")}
+    return {"value": sluice_tiny_pkg.VALUE, "origin": origin, "file": sluice_tiny_pkg.__file__,
+            "python": sys.executable, "venv": os.environ.get("VIRTUAL_ENV"),
+            "cache": os.environ["SLUICE_RUNTIME_ENV_CACHE"], "env_a": os.environ.get("SLUICE_T_A")}
 
 
 use_tiny = sluice.remote(tiny_facts)

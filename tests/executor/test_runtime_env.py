@@ -302,7 +302,8 @@ def test_pip_names_a_wheel_of_the_working_dir_as_ray_does(two_cpus: None, tmp_pa
     env = {"working_dir": str(project), "pip": [f"${{RAY_RUNTIME_ENV_CREATE_WORKING_DIR}}/{wheel.name}"]}
     value, python, _ = sluice.get(use_tiny.options(runtime_env=env).remote(), timeout=600)
     assert value == "tiny" and python.startswith(renv.cache_root())
-    with pytest.raises(RuntimeEnvSetupError, match="names .*RAY_RUNTIME_ENV_CREATE_WORKING_DIR.*give working_dir"):
+    with pytest.raises(RuntimeEnvSetupError,
+                       match="names .*RAY_RUNTIME_ENV_CREATE_WORKING_DIR.*give working_dir"):
         sluice.get(use_tiny.options(runtime_env={"pip": env["pip"]}).remote(), timeout=60)
 
 

@@ -86,8 +86,8 @@ class LocalCluster:
         self.logs.append(log)
         out = open(log, "wb")
         return subprocess.Popen([sys.executable, "-m", "sluice.cli", "start", *args, "--block"],
-                                cwd=self.cwd, env={**self.env, **(env or {})}, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
+                                cwd=self.cwd, env={**self.env, **(env or {})}, stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
     @property
     def token(self) -> str:
