@@ -18,7 +18,15 @@ job's, its other keys replace the job's). :class:`RuntimeEnvs` turns one into a
 
 On a cluster, the driver's :class:`Shipper` puts each package's zip in the object
 store instead, and the first worker on a node that needs it unpacks it into that
-node's cache (:func:`fetch_packages`); ``pip`` is not supported there yet.
+node's cache (:func:`fetch_packages`). ``pip`` is set up on the node that runs the
+task (:func:`setup_on_node`): its virtualenv is built there once per requirements
+(:func:`build_venv`, under the node's lock) and the worker activates it
+(:func:`activate_venv`; such a worker starts as a fresh interpreter, so that a module
+sluice preloads, numpy, comes from the virtualenv too). Requirement strings are
+resolved by each node's pip, as in Ray; one that names an existing file or folder on the driver (a wheel, a project)
+travels through the object store as a package, like a ``working_dir``, and one that
+starts with ``${RAY_RUNTIME_ENV_CREATE_WORKING_DIR}`` names a file of the working_dir
+(:func:`with_working_dir`), on the local runtime too.
 
 Children inherit: a worker's runtime_env (``SLUICE_RUNTIME_ENV``) is merged under
 that of each task and actor it starts, as in Ray.
@@ -29,7 +37,7 @@ so a task runs only on a worker started with its environment, and tasks without
 one never pay for any of this.
 
 A bad environment (not a dict, an unknown key, a missing directory, a package past
-the limit, ``pip``, which sluice does not install) raises
+the limit, a ``pip`` requirement that does not install) raises
 :class:`~sluice.exceptions.RuntimeEnvSetupError` naming the cause; the runtime
 fails the task (or actor) with it, so it surfaces at ``get``.
 """
@@ -51,8 +59,8 @@ from sluice.exceptions import RuntimeEnvSetupError
 
 SUPPORTED = ("env_vars", "working_dir", "py_modules", "excludes", "pip")
 """The runtime_env keys sluice applies."""
-FILE_KEYS = ("working_dir", "py_modules", "excludes", "pip")
-"""The keys that need files on the worker's node (the local runtime only)."""
+DRIVER_FILE_KEYS = ("working_dir", "py_modules", "excludes")
+"""The keys that name folders of the driver's machine (a cluster takes them from its driver only)."""
 PIP_TIMEOUT_S = 900.0
 """The longest one ``pip install`` of a runtime_env may take."""
 PIP_TAIL_LINES = 15
@@ -63,7 +71,14 @@ ENV_PATH_VAR = "SLUICE_ENV_PATH"
 """The worker's environment variable naming the folders its runtime_env puts first on sys.path."""
 PACKAGES_KEY = "_packages"
 """The key under which a cluster driver sends a runtime_env's packed files: ``[[kind, hash,
-object id], ...]`` (kind ``working_dir`` or ``py_modules``), the zips being in the object store."""
+object id], ...]`` (kind ``working_dir``, ``py_modules`` or ``pip``), the zips being in the
+object store. Its presence (even empty) marks a runtime_env a cluster node sets up itself."""
+PACKAGE_KINDS = ("working_dir", "py_modules", "pip")
+WORKING_DIR_REF = "${RAY_RUNTIME_ENV_CREATE_WORKING_DIR}"
+"""Written in a ``pip`` requirement, the folder the working_dir is unpacked in (Ray's name)."""
+SHIPPED_PREFIX = "sluice-package:"
+"""A shipped ``pip`` requirement: ``sluice-package:HASH/NAME``, the file or folder NAME of
+package HASH in the node's cache (see :func:`node_requirements`)."""
 RUNTIME_ENV_VAR = "SLUICE_RUNTIME_ENV"
 """The worker's environment variable holding its runtime_env (JSON), which its children inherit."""
 
@@ -115,7 +130,7 @@ def check_spec(spec: Any) -> dict[str, Any]:
         spec["pip"] = pip_requirements(spec["pip"])
     packages = spec.get(PACKAGES_KEY)
     if packages is not None and not (isinstance(packages, list) and all(
-            isinstance(p, list) and len(p) == 3 and p[0] in ("working_dir", "py_modules")
+            isinstance(p, list) and len(p) == 3 and p[0] in PACKAGE_KINDS
             for p in packages)):
         raise RuntimeEnvSetupError(f"runtime_env {PACKAGES_KEY}={packages!r}: sluice's own key "
                                    "(shipped packages); do not set it")
@@ -198,7 +213,8 @@ class RuntimeEnvs:
     ``job``: the job's default (``init(runtime_env=)``), already checked.
     ``files``: whether this runtime packs ``working_dir``/``py_modules`` itself and builds
     ``pip`` virtualenvs (one node, whose workers share its cache folder); a cluster head
-    takes them only as packages its driver shipped (:class:`Shipper`, :data:`PACKAGES_KEY`).
+    takes folders only as packages its driver shipped (:class:`Shipper`, :data:`PACKAGES_KEY`)
+    and leaves ``pip`` to the node that runs the task (:func:`setup_on_node`).
     """
 
     def __init__(self, job: dict[str, Any] | None = None, files: bool = True):
@@ -238,16 +254,26 @@ class RuntimeEnvs:
         except OSError as err:  # a folder that cannot be read, a full disk
             return None, RuntimeEnvSetupError(f"runtime_env={spec!r}: cannot pack it ({err})")
 
+    def for_nodes(self, spec: dict[str, Any]) -> PreparedEnv:
+        """A cluster head's environment of checked ``spec``: its env_vars, and the rest for
+        the node to set up (``pip``, shipped packages), marked with :data:`PACKAGES_KEY`."""
+        named = [k for k in DRIVER_FILE_KEYS if spec.get(k)]
+        if named:
+            raise RuntimeEnvSetupError(
+                f"runtime_env {', '.join(named)}: a sluice cluster ships working_dir and "
+                "py_modules given by its driver (sluice.init(address=...)), not by a task; use "
+                "env_vars or pip there, or give the folders to the driver's init(runtime_env=)")
+        if spec.get("pip") and PACKAGES_KEY not in spec:
+            spec = {**spec, PACKAGES_KEY: []}
+        return PreparedEnv(dict(spec.get("env_vars") or {}), None, (), None,
+                           json.dumps(spec, sort_keys=True, default=str))
+
     def prepare(self, spec: dict[str, Any]) -> PreparedEnv | None:
         """Pack and unpack the packages of checked ``spec``; None when it asks for nothing."""
         if not any(spec.get(k) for k in ("env_vars", "working_dir", "py_modules", "pip", PACKAGES_KEY)):
             return None
-        if not self.files and any(spec.get(k) for k in FILE_KEYS):
-            raise RuntimeEnvSetupError(
-                f"runtime_env {', '.join(k for k in FILE_KEYS if spec.get(k))}: a sluice cluster "
-                "ships working_dir and py_modules given by its driver (sluice.init(address=...)), "
-                "not by a task, and installs no pip packages yet; use env_vars there, or run on "
-                "the local runtime")
+        if not self.files:
+            return self.for_nodes(spec)
         excludes = spec.get("excludes") or []
         cwd = None
         paths: list[str] = []
@@ -267,7 +293,7 @@ class RuntimeEnvs:
             paths.append(unpacked(pack(src, excludes, "py_modules", root_name=os.path.basename(src))))
         python = None
         if spec.get("pip"):
-            python, site_packages = build_venv(spec["pip"])
+            python, site_packages = build_venv(with_working_dir(spec["pip"], cwd))
             paths.append(site_packages)  # before the driver's own site-packages
         return PreparedEnv(dict(spec.get("env_vars") or {}), cwd, tuple(paths), python,
                            json.dumps(spec, sort_keys=True, default=str))
@@ -339,10 +365,13 @@ def pack(src: str, excludes: list[str], key: str, root_name: str | None) -> str:
             continue  # a dangling link or a file removed meanwhile
         total += size
         if total > MAX_PACKAGE_BYTES:
+            remedy = ("build it into a wheel (a wheel past the limit is not shipped: each "
+                      "node's pip reads it at its path, as in Ray)" if key == "pip" else
+                      "leave large files out with runtime_env excludes=[...] (gitignore-style "
+                      "patterns) or load them from shared storage in the task")
             raise RuntimeEnvSetupError(
                 f"runtime_env {key} {src}: more than {MAX_PACKAGE_BYTES >> 20} MiB of files "
-                f"(reached at {arc}); leave large files out with runtime_env excludes=[...] "
-                "(gitignore-style patterns) or load them from shared storage in the task")
+                f"(reached at {arc}); {remedy}")
         digest.update(arc.encode() + b"\0")
         with open(path, "rb") as data:
             for chunk in iter(lambda: data.read(1 << 20), b""):
@@ -453,8 +482,9 @@ def tail(text: str) -> str:
 
 class Shipper:
     """A cluster driver's side: replaces the ``working_dir`` and ``py_modules`` of a
-    runtime_env by zips put in the object store (:data:`PACKAGES_KEY`), once per
-    distinct runtime_env; keeps their refs alive while it lives. ``put`` stores a value."""
+    runtime_env, and each ``pip`` requirement that is an existing file or folder here,
+    by zips put in the object store (:data:`PACKAGES_KEY`, :data:`SHIPPED_PREFIX`), once
+    per distinct runtime_env; keeps their refs alive while it lives. ``put`` stores a value."""
 
     def __init__(self, put: Any):
         self.put = put
@@ -464,7 +494,7 @@ class Shipper:
 
     def ship(self, spec: Any) -> Any:
         """``spec`` with its folders and modules shipped (unchanged when it has none)."""
-        if not isinstance(spec, Mapping) or not (spec.get("working_dir") or spec.get("py_modules")):
+        if not isinstance(spec, Mapping) or not any(spec.get(k) for k in PACKAGE_KINDS):
             return spec
         key = json.dumps(spec, sort_keys=True, default=str)
         with self.lock:
@@ -487,10 +517,27 @@ class Shipper:
                     "package) nor a .py file; give an existing one")
             packages.append(["py_modules", *self.upload(pack(src, excludes, "py_modules",
                                                                 os.path.basename(src)))])
+        if spec.get("pip"):
+            spec["pip"] = [self.ship_requirement(req, packages) for req in spec["pip"]]
         spec[PACKAGES_KEY] = packages
         with self.lock:
             self.shipped[key] = spec
         return spec
+
+    def ship_requirement(self, req: str, packages: list) -> str:
+        """A ``pip`` requirement as the nodes take it: one naming a file or folder here is
+        shipped (appended to ``packages``) and named :data:`SHIPPED_PREFIX` ``HASH/NAME``;
+        a file past :data:`MAX_PACKAGE_BYTES` is named by its absolute path (each node's pip
+        reads it there, as in Ray); any other is left as it is."""
+        src = os.path.abspath(req)
+        if not (looks_like_path(req) and os.path.exists(src)):
+            return req
+        if os.path.isfile(src) and os.path.getsize(src) > MAX_PACKAGE_BYTES:
+            return src
+        name = os.path.basename(src.rstrip(os.sep))
+        digest, oid = self.upload(pack(src, [], "pip", root_name=name))
+        packages.append(["pip", digest, oid])
+        return f"{SHIPPED_PREFIX}{digest}/{name}"
 
     def upload(self, zip_path: str) -> tuple[str, int]:
         digest = os.path.basename(zip_path)[len("pkg-"):-len(".zip")]
@@ -508,7 +555,7 @@ def fetch_packages(packages: list, get: Any) -> tuple[str | None, list[str]]:
     """In a worker on a cluster node: unpack the shipped packages into this node's cache
     (once per node: ``get(object_id)`` reads a zip from the object store only when its
     folder is not there yet); returns the working_dir folder (or None) and the folders to
-    put first on sys.path, in order."""
+    put first on sys.path, in order (not those of ``pip`` packages, which pip installs)."""
     root = cache_root()
     os.makedirs(root, exist_ok=True)
     cwd, paths = None, []
@@ -523,5 +570,102 @@ def fetch_packages(packages: list, get: Any) -> tuple[str | None, list[str]]:
             unpacked(zip_path)
         if kind == "working_dir":
             cwd = target
-        paths.append(target)
+        if kind != "pip":
+            paths.append(target)
     return cwd, paths
+
+
+def looks_like_path(requirement: str) -> bool:
+    """Whether pip reads ``requirement`` as a path (not a project name): it has a folder
+    separator, starts with ``.``, or ends as an archive does.
+
+    >>> looks_like_path("./pkg"), looks_like_path("x-1.0-py3-none-any.whl"), looks_like_path("numpy")
+    (True, True, False)
+    """
+    return os.sep in requirement or "/" in requirement or requirement.startswith(".") or \
+        requirement.endswith((".whl", ".zip", ".tar.gz", ".tgz"))
+
+
+def with_working_dir(requirements: list[str], cwd: str | None) -> list[str]:
+    """``requirements`` with ``${RAY_RUNTIME_ENV_CREATE_WORKING_DIR}`` (:data:`WORKING_DIR_REF`)
+    made ``cwd``, the unpacked working_dir, as Ray does: a wheel or project inside the
+    working_dir is named so on every node. Raises when there is no working_dir.
+
+    >>> with_working_dir(["${RAY_RUNTIME_ENV_CREATE_WORKING_DIR}/x.whl", "numpy"], "/c/pkg-1")
+    ['/c/pkg-1/x.whl', 'numpy']
+    """
+    if not any(WORKING_DIR_REF in req for req in requirements):
+        return requirements
+    if cwd is None:
+        raise RuntimeEnvSetupError(f"runtime_env pip={requirements!r} names {WORKING_DIR_REF}, "
+                                   "the working_dir, but the runtime_env has none; give "
+                                   "working_dir=FOLDER holding those files")
+    return [req.replace(WORKING_DIR_REF, cwd) for req in requirements]
+
+
+def builds_venv_on_node(environ: Mapping[str, str]) -> bool:
+    """Whether a worker of variables ``environ`` builds a pip virtualenv on its cluster node
+    before its first task: such a worker starts as a fresh interpreter that imports nothing
+    the virtualenv may replace (no numpy preloaded) until it is active.
+
+    >>> builds_venv_on_node({RUNTIME_ENV_VAR: '{"pip": ["x"], "_packages": []}'}), builds_venv_on_node({})
+    (True, False)
+    """
+    text = environ.get(RUNTIME_ENV_VAR)
+    if not text or '"pip"' not in text:
+        return False
+    spec = json.loads(text)
+    return PACKAGES_KEY in spec and bool(spec.get("pip"))
+
+
+def node_requirements(requirements: list[str]) -> list[str]:
+    """``requirements`` with each shipped one (:data:`SHIPPED_PREFIX`) made the path of its
+    file or folder in this node's cache, where :func:`fetch_packages` unpacked it.
+
+    >>> node_requirements(["numpy"]), node_requirements(["sluice-package:ab12/x.whl"])[0][-14:]
+    (['numpy'], 'pkg-ab12/x.whl')
+    """
+    out = []
+    for req in requirements:
+        if req.startswith(SHIPPED_PREFIX):
+            digest, name = req[len(SHIPPED_PREFIX):].split("/", 1)
+            req = os.path.join(cache_root(), f"pkg-{digest}", name)
+        out.append(req)
+    return out
+
+
+def setup_on_node(spec: dict[str, Any], get: Any) -> tuple[str | None, list[str], str | None]:
+    """In a worker on a cluster node, before its first task: unpack the shipped packages of
+    ``spec`` (:func:`fetch_packages`) and build its ``pip`` virtualenv on this node, once
+    per requirements (:func:`build_venv`). Returns the working_dir folder (or None), the
+    folders to put first on sys.path, and the virtualenv's python (None without ``pip``)
+    for :func:`activate_venv`. Raises :class:`RuntimeEnvSetupError` (with pip's words)."""
+    cwd, paths = fetch_packages(spec.get(PACKAGES_KEY) or [], get)
+    python = None
+    if spec.get("pip"):
+        python, _ = build_venv(with_working_dir(node_requirements(spec["pip"]), cwd))
+    return cwd, paths, python
+
+
+def activate_venv(python: str) -> None:
+    """Make this running interpreter one of the virtualenv of ``python`` (built by
+    :func:`build_venv`), as virtualenv's ``activate_this`` does: its site-packages (and the
+    ``.pth`` files there) first on ``sys.path``, ``sys.prefix`` and ``sys.executable`` its
+    own, ``VIRTUAL_ENV`` set and its ``bin`` first on ``PATH`` for subprocesses. A module
+    imported before keeps the version it was imported with: the worker calling it started
+    fresh (:func:`builds_venv_on_node`), so that is only sluice and its cloudpickle."""
+    import importlib
+    import site
+    import sys
+
+    venv = os.path.dirname(os.path.dirname(python))
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    before = list(sys.path)
+    site.addsitedir(os.path.join(venv, "lib", version, "site-packages"))
+    added = [p for p in sys.path if p not in before]
+    sys.path[:] = added + before
+    sys.prefix = sys.exec_prefix = venv
+    sys.executable = python
+    os.environ["VIRTUAL_ENV"] = venv
+    os.environ["PATH"] = os.pathsep.join([os.path.join(venv, "bin"), os.environ.get("PATH", "")])
+    importlib.invalidate_caches()

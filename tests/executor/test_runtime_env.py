@@ -296,6 +296,17 @@ def test_a_requirement_that_cannot_install_fails_with_pips_words(two_cpus: None,
     assert sluice.get(env_of.remote(), timeout=60)["pid"] > 0
 
 
+def test_pip_names_a_wheel_of_the_working_dir_as_ray_does(two_cpus: None, tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    wheel = make_wheel(project, version="0.3")
+    env = {"working_dir": str(project), "pip": [f"${{RAY_RUNTIME_ENV_CREATE_WORKING_DIR}}/{wheel.name}"]}
+    value, python, _ = sluice.get(use_tiny.options(runtime_env=env).remote(), timeout=600)
+    assert value == "tiny" and python.startswith(renv.cache_root())
+    with pytest.raises(RuntimeEnvSetupError,
+                       match="names .*RAY_RUNTIME_ENV_CREATE_WORKING_DIR.*give working_dir"):
+        sluice.get(use_tiny.options(runtime_env={"pip": env["pip"]}).remote(), timeout=60)
+
+
 def test_ray_style_runtime_env_object(two_cpus: None, tmp_path: Path) -> None:
     from sluice.runtime_env import RuntimeEnv
 
