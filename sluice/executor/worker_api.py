@@ -26,8 +26,8 @@ from sluice.executor.counting import RefCounts
 from sluice.executor.generators import refuse_streaming
 from sluice.executor.object_ref import OWNER_SHIFT, ObjectRef
 from sluice.executor.resources import ResourceKey
-from sluice.executor.runtime_env import (PACKAGES_KEY, RUNTIME_ENV_VAR, Shipper, activate_venv, merge,
-                                         setup_on_node)
+from sluice.executor.env_files import PACKAGES_KEY, activate_venv, setup_on_node
+from sluice.executor.runtime_env import RUNTIME_ENV_VAR, Shipper, merge
 from sluice.store import serialization, shm
 
 CURRENT_TASK: contextvars.ContextVar[int | None] = contextvars.ContextVar("sluice_task", default=None)
