@@ -26,12 +26,30 @@ from sluice.executor.placement_groups import STRATEGIES
 from sluice.store import serialization
 
 
+class PlacementGroupID(str):
+    """A placement group's id: its hex text, with Ray's ``hex()`` and ``binary()``.
+
+    >>> PlacementGroupID("0a1b").hex(), PlacementGroupID("0a1b").binary()
+    ('0a1b', b'\\n\\x1b')
+    """
+
+    __slots__ = ()
+
+    def hex(self) -> str:
+        """The id as hex text (as Ray's ``PlacementGroupID.hex()``)."""
+        return str(self)
+
+    def binary(self) -> bytes:
+        """The id's bytes (as Ray's ``PlacementGroupID.binary()``)."""
+        return bytes.fromhex(self)
+
+
 class PlacementGroup:
     """A handle to a placement group: its ``id`` and ``bundle_specs`` (one dict of resources
     per bundle). Plain data: it pickles into tasks and compares by id."""
 
     def __init__(self, id: str, bundle_specs: list[dict[str, float]]):
-        self.id = id
+        self.id = PlacementGroupID(id)
         self.bundle_specs = bundle_specs
 
     @property

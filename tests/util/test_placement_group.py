@@ -60,6 +60,11 @@ def poll(cond, what: str) -> None:
         time.sleep(0.02)
 
 
+@sluice.remote(num_cpus=0.5)
+def context_pg() -> str | None:
+    return sluice.get_runtime_context().get_placement_group_id()
+
+
 def test_a_group_reserves_its_bundles_and_runs_its_tasks_and_actors(two_cpus) -> None:
     pg = placement_group([{"CPU": 1}, {"CPU": 1}], strategy="PACK", name="gang")
     assert sluice.get(pg.ready(), timeout=DEADLINE_S) == pg
@@ -72,8 +77,11 @@ def test_a_group_reserves_its_bundles_and_runs_its_tasks_and_actors(two_cpus) ->
     row = placement_group_table(pg)
     assert row["state"] == "CREATED" and row["strategy"] == "PACK" and row["name"] == "gang"
     assert row["bundles"] == {0: {"CPU": 1.0}, 1: {"CPU": 1.0}}
-    assert pg.id in placement_group_table()
+    assert pg.id in placement_group_table() and pg.id.hex() in placement_group_table()
     assert get_placement_group("gang") == pg
+    in_group = sluice.get(context_pg.options(scheduling_strategy=InGroup(pg, 1)).remote(),
+                          timeout=DEADLINE_S)
+    assert in_group == pg.id.hex() and bytes.fromhex(in_group) == pg.id.binary()
 
 
 def test_a_group_that_does_not_fit_yet_waits_and_wait_times_out(two_cpus) -> None:
