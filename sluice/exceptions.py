@@ -29,6 +29,7 @@ __all__ = [
     "TaskUnschedulableError",
     "ActorUnschedulableError",
     "RaySystemError",
+    "AsyncioActorExit",
 ]
 
 
@@ -132,6 +133,11 @@ class ActorDiedError(ActorError):
 
     def __reduce__(self):
         return (ActorDiedError, (self.function_name, self.traceback_text, self.cause))
+
+
+class AsyncioActorExit(SluiceError):
+    """Raised by :func:`sluice.actor.exit_actor` inside an async actor's method (Ray's name):
+    the actor ends once the call that raised it returns; never catch it in the method."""
 
 
 class GetTimeoutError(SluiceError, TimeoutError):
