@@ -30,6 +30,7 @@ from sluice.exceptions import (
 from sluice.executor import context, protocol as P
 from sluice.executor.calls import decode_call, load_function, split_returns
 from sluice.executor.chains import ChainLink, run_link
+from sluice.executor.init_options import silence_if_asked
 from sluice.executor.lifeline import die_with_parent, exit_on_hangup
 from sluice.executor.streaming import WorkerStreams
 from sluice.executor.worker_api import CURRENT_TASK, WorkerAPI
@@ -552,6 +553,7 @@ def add_driver_path() -> None:
 def serve(fd: int, session: str, index: int) -> None:
     """Be worker ``index`` on socket ``fd`` until told to stop or the parent is gone; never returns."""
     exit_on_hangup(fd)
+    silence_if_asked()  # the driver's log_to_driver=False
     conn = Connection(fd)
     worker = Worker(conn, session, index)
     context.set_current(worker)
