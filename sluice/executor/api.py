@@ -255,14 +255,17 @@ def _wait_with_generators(refs: list, num_returns: int, timeout: float | None) -
         time.sleep(0.001)
 
 
-def cancel(ref: ObjectRef, *, force: bool = False) -> None:
+def cancel(ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:
     """Cancel the task that computes ``ref``; its ``get`` raises ``TaskCancelledError``.
 
     A task not started yet never runs. A running task is abandoned (its result
     discarded) unless ``force=True``, which kills its worker process; but not a task
     running inside the ``get`` of the task that waits for it (in that task's process,
     see ``sluice/executor/nesting.py``): killing it would kill that task too, so it is
-    abandoned.
+    abandoned. ``recursive`` (Ray's default, True): the unfinished tasks the cancelled
+    task submitted, and the ones they submitted, are cancelled the same way (not the
+    actor calls it made; on the dask backend no child is cancelled). A task already
+    finished cancels nothing.
     """
     from sluice.executor.generators import ObjectRefGenerator
 
@@ -270,7 +273,9 @@ def cancel(ref: ObjectRef, *, force: bool = False) -> None:
         ref = ref._ref
     if not isinstance(ref, ObjectRef):
         raise TypeError(f"cancel() takes an ObjectRef or ObjectRefGenerator, got {_describe(ref)}")
-    runtime().cancel(ref, force)
+    if not isinstance(force, bool) or not isinstance(recursive, bool):
+        raise TypeError(f"cancel(force={force!r}, recursive={recursive!r}): give True or False")
+    runtime().cancel(ref, force, recursive)
 
 
 def kill(actor: Any, *, no_restart: bool = True) -> None:

@@ -387,10 +387,12 @@ class DaskRuntime(DaskClusterInfo):
         if actor.name is not None:
             self._try_unpublish(NAMED_DATASET.format(actor.name))
 
-    def cancel(self, ref: ObjectRef, force: bool = False) -> None:
+    def cancel(self, ref: ObjectRef, force: bool = False, recursive: bool = True) -> None:
         """Cancel the task computing ``ref``. A running task is abandoned: its thread runs on,
         unseen by Dask. ``force`` on a running task raises UnsupportedOnBackendError: Dask
-        could stop it only by restarting its worker, losing every task and object there."""
+        could stop it only by restarting its worker, losing every task and object there.
+        ``recursive`` changes nothing here: Dask keeps no record of which task submitted
+        which, so the tasks a cancelled task submitted run on."""
         with self._lock:
             self._apply_events()
             futs = [f for f in (self._futures.get(ref.id), self._parents.get(ref.id)) if f is not None]

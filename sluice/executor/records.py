@@ -67,7 +67,7 @@ class TaskRecord:
     __slots__ = ("task_id", "fn_id", "name", "args_blob", "deps", "contained", "return_ids",
                  "key", "retries_left", "retry_exc", "unresolved", "worker", "actor", "method",
                  "cancelled", "pinned", "keep", "local_to", "chain", "chain_actors", "strategy",
-                 "lane", "from_task", "job", "env", "stream", "group")
+                 "lane", "from_task", "job", "env", "stream", "group", "parent")
 
     def __init__(self, task_id: int, fn_id: int, name: str, args_blob: bytes, deps: list[int],
                  contained: tuple[int, ...], return_ids: list[int], key: ResourceKey,
@@ -105,6 +105,7 @@ class TaskRecord:
         self.env: Any = None                 # its PreparedEnv (runtime_env), set by set_env
         self.stream: Any = None              # a streaming call's Stream (executor/generators.py)
         self.group: Any = None               # its PlacementGroupSchedulingStrategy, if any
+        self.parent: int | None = None       # the task that submitted it (a nested task), if any
 
     def set_env(self, env: Any) -> None:
         """Run only on workers started with ``env`` (a PreparedEnv; None: the plain pool)."""

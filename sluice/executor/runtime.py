@@ -278,9 +278,9 @@ class Runtime:
         with self.scheduler.locked():
             self.actors.kill(actor_id, no_restart)
 
-    def cancel(self, ref: ObjectRef, force: bool = False) -> None:
+    def cancel(self, ref: ObjectRef, force: bool = False, recursive: bool = True) -> None:
         with self.scheduler.locked():
-            self.scheduler.cancel(ref.id, force)
+            self.scheduler.cancel(ref.id, force, recursive)
             self.scheduler.flush_all()
 
     def check_feasible(self, demand: ResourceKey, what: str) -> None:
