@@ -263,6 +263,11 @@ class DaskRuntime(DaskClusterInfo):
                     options: dict) -> list[ObjectRef]:
         """Submit ``fn(*args, **kwargs)`` as a Dask task; returns one ref per declared return value."""
         refuse_streaming(options, f"task {name}", "on the Dask backend")
+        if options.get("max_calls"):
+            raise UnsupportedOnBackendError(
+                f"task {name}: max_calls={options['max_calls']} on the dask backend: a Dask worker "
+                "runs every task in one long-lived process; drop max_calls, or use the local or "
+                "cluster backend")
         resources = self._resources(options, f"task {name}")
         no_runtime_env(options.get("runtime_env"), f"task {name}")
         placed = self._placement(options, f"task {name}")

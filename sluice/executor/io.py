@@ -222,6 +222,7 @@ class IOThread:
             task.job = s.job_of(w)
         task.from_task = w is not None and w.lease is not None and w.actor is None
         task.parent = options.get("_parent")  # (cancel(recursive=True) cancels it with its parent)
+        task.max_calls = options.get("max_calls", 0)
         if failed is not None:
             s.refuse(task, serialization.dumps(failed))
             return

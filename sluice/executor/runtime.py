@@ -140,6 +140,7 @@ class Runtime:
                               key, options["max_retries"], options["retry_exceptions"], keep, placed)
             if placed is not strategy:
                 task.group = strategy
+            task.max_calls = options.get("max_calls", 0)
             if env_error is not None:
                 s.refuse(task, serialization.dumps(env_error))
                 return refs

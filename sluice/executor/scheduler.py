@@ -307,6 +307,8 @@ class Scheduler(ObjectTable, StreamTable, WorkerPool):
         w.inflight[task.task_id] = task
         w.queued_bytes += len(task.args_blob)
         w.unsent += 1
+        if task.max_calls:
+            self.count_call(w, task)
         msg = (P.TASK, task.task_id, task.fn_id, fn_bytes, task.args_blob, deps, task.return_ids,
                task.retry_exc, w.gpu_ids if self.has_gpus else None, task.name,
                None if task.stream is None else task.stream.dispatch_field())

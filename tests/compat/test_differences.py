@@ -140,3 +140,18 @@ def test_there_is_no_dashboard_and_asking_for_one_warns() -> None:
     # sluice has none; the arguments are accepted and warn that none starts.
     with pytest.warns(UserWarning, match="sluice has no dashboard"):
         ray.init(include_dashboard=True, ignore_reinit_error=True)
+
+
+def test_a_gpu_task_keeps_its_worker_by_default() -> None:
+    # Ray: a function with num_gpus > 0 defaults to max_calls=1 (a fresh process per call, to
+    # release GPU memory). sluice: max_calls defaults to 0 (no limit) for every function;
+    # @remote(num_gpus=1, max_calls=1) asks for Ray's behaviour.
+    @ray.remote(num_gpus=1)
+    def on_gpu():
+        return 1
+
+    @ray.remote(num_gpus=1, max_calls=1)
+    def on_gpu_fresh():
+        return 1
+
+    assert on_gpu._options["max_calls"] == 0 and on_gpu_fresh._options["max_calls"] == 1

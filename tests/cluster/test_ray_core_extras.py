@@ -1,4 +1,4 @@
-"""On a cluster: an actor's exit_actor, and cancel(recursive=True) of nested tasks."""
+"""On a cluster: an actor's exit_actor, cancel(recursive=True) of nested tasks, max_calls."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from sluice.exceptions import ActorDiedError, TaskCancelledError
 from tests.cluster.conftest import connected_cluster
 from tests.executor.test_actor_exit import Service
 from tests.executor.test_cancel_recursive import Registry, parent, submitted
+from tests.executor.test_max_calls import pid_twice
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -40,3 +41,10 @@ def test_cancel_cancels_the_nested_tasks_of_the_task(tmp_path: Path) -> None:
     for ref in [top, *descendants]:
         with pytest.raises(TaskCancelledError):
             sluice.get(ref, timeout=60)
+
+
+def test_a_node_worker_runs_at_most_max_calls_calls() -> None:
+    from collections import Counter
+
+    per_process = Counter(sluice.get([pid_twice.remote() for _ in range(8)], timeout=120))
+    assert max(per_process.values()) <= 2 and len(per_process) >= 4, per_process
