@@ -135,7 +135,8 @@ def test_removing_a_group_stops_its_tasks_and_actors_and_frees_its_reservation(t
     long = sleep_then.options(scheduling_strategy=InGroup(pg), num_cpus=0.5).remote(600, 0)
     remove_placement_group(pg)
     # Ray's TaskPlacementGroupRemoved and ActorPlacementGroupRemoved, both UnschedulableErrors.
-    with pytest.raises(TaskPlacementGroupRemoved, match=r"was removed \(sluice.util.remove_placement_group\)"):
+    with pytest.raises(TaskPlacementGroupRemoved,
+                       match=r"was removed \(sluice.util.remove_placement_group\)"):
         sluice.get(long, timeout=DEADLINE_S)
     with pytest.raises(ActorPlacementGroupRemoved, match="was removed"):
         sluice.get(counter.add.remote(), timeout=DEADLINE_S)
