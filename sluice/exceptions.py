@@ -29,6 +29,20 @@ __all__ = [
     "TaskUnschedulableError",
     "ActorUnschedulableError",
     "RaySystemError",
+    "AsyncioActorExit",
+    "ActorUnavailableError",
+    "ObjectStoreFullError",
+    "OutOfDiskError",
+    "OutOfMemoryError",
+    "NodeDiedError",
+    "ObjectFetchTimedOutError",
+    "OwnerDiedError",
+    "ObjectReconstructionFailedError",
+    "ObjectReconstructionFailedMaxAttemptsExceededError",
+    "ObjectReconstructionFailedLineageEvictedError",
+    "PendingCallsLimitExceeded",
+    "TaskPlacementGroupRemoved",
+    "ActorPlacementGroupRemoved",
 ]
 
 
@@ -134,6 +148,28 @@ class ActorDiedError(ActorError):
         return (ActorDiedError, (self.function_name, self.traceback_text, self.cause))
 
 
+class AsyncioActorExit(SluiceError):
+    """Raised by :func:`sluice.actor.exit_actor` inside an async actor's method (Ray's name):
+    the actor ends once the call that raised it returns; never catch it in the method."""
+
+
+class ActorUnavailableError(ActorError):
+    """Ray's error for an actor that is unreachable for now but may come back. sluice never
+    raises it: its actors are alive or dead (:class:`ActorDiedError`); it is here so that
+    ``except ActorUnavailableError`` in a Ray program runs."""
+
+    def __init__(self, error_message: str = "the actor is unavailable", actor_id: str | None = None):
+        super().__init__("actor", error_message, None)
+        self.error_message = error_message
+        self.actor_id = actor_id
+
+    def __str__(self) -> str:
+        return f"the actor {self.actor_id} is unavailable: {self.error_message}"
+
+    def __reduce__(self):
+        return (ActorUnavailableError, (self.error_message, self.actor_id))
+
+
 class GetTimeoutError(SluiceError, TimeoutError):
     """``get(..., timeout=)`` ran out of time before the objects were ready."""
 
@@ -146,8 +182,64 @@ class ObjectLostError(SluiceError):
     """An object's value is gone (freed, or its spill file vanished) and cannot be rebuilt."""
 
 
+class ObjectFetchTimedOutError(ObjectLostError):
+    """Ray's error for a fetch that found no copy of the object in time. sluice raises
+    :class:`ObjectLostError` itself for objects it cannot find."""
+
+
+class OwnerDiedError(ObjectLostError):
+    """Ray's error for an object whose owner (the process that made its ref) died. sluice
+    raises :class:`ObjectLostError` itself for the objects of a driver that left."""
+
+
+class ObjectReconstructionFailedError(ObjectLostError):
+    """An object lost with its node cannot be computed again: it was stored by ``put`` (or
+    by an actor call), or an input it needs failed. The message says which."""
+
+
+class ObjectReconstructionFailedMaxAttemptsExceededError(ObjectLostError):
+    """Ray's error for an object whose rebuilding ran out of task retries. sluice raises
+    the task's own error (``WorkerCrashedError``) when retries run out."""
+
+
+class ObjectReconstructionFailedLineageEvictedError(ObjectLostError):
+    """An object lost with its node cannot be computed again: the head no longer keeps the
+    lineage (``max_lineage_bytes``) it needs. The message says how to keep more."""
+
+
+class ObjectStoreFullError(SluiceError, OSError):
+    """The object store has no room for an object (``/dev/shm`` is full), as Ray's. It is
+    also an ``OSError`` (``errno.ENOSPC``): what sluice raised for this before."""
+
+
+class OutOfDiskError(SluiceError, OSError):
+    """The object store is full and spilling an object to disk failed (the spill
+    directory's disk is full, or unwritable), as Ray's. Also an ``OSError`` with the cause's
+    errno: what sluice raised for this before."""
+
+
+class OutOfMemoryError(SluiceError):
+    """Ray's error for a task or actor its memory monitor killed. sluice has no memory
+    monitor and never raises it; a worker killed by the system's OOM killer raises
+    :class:`WorkerCrashedError` (or :class:`ActorDiedError`)."""
+
+    def __init__(self, message: str = "the node ran out of memory"):
+        super().__init__(message)
+        self.message = message
+
+
+class NodeDiedError(SluiceError):
+    """Ray's error for a node that died. sluice raises :class:`WorkerCrashedError`,
+    :class:`ActorDiedError` or :class:`ObjectLostError` for what was on a dead node."""
+
+
 class TaskCancelledError(SluiceError):
     """The task was cancelled with :func:`sluice.cancel` before it finished."""
+
+
+class PendingCallsLimitExceeded(SluiceError):
+    """Ray's error for a call past an actor's ``max_pending_calls``. sluice takes no
+    ``max_pending_calls`` (``.options`` refuses it) and never raises it."""
 
 
 class InfeasibleResourceError(SluiceError, ValueError):
@@ -157,6 +249,16 @@ class InfeasibleResourceError(SluiceError, ValueError):
 class UnschedulableError(SluiceError, ValueError):
     """A task or actor is pinned (``scheduling_strategy`` with a hard node affinity) to a
     node that is not, or is no longer, part of the runtime, so it can never run."""
+
+
+class TaskPlacementGroupRemoved(UnschedulableError):
+    """The task's placement group was removed (``remove_placement_group``): the task was
+    stopped, or never runs. An :class:`UnschedulableError`, as sluice raised before."""
+
+
+class ActorPlacementGroupRemoved(UnschedulableError):
+    """The actor's placement group was removed (``remove_placement_group``): the actor was
+    stopped, or never starts. An :class:`UnschedulableError`, as sluice raised before."""
 
 
 class RuntimeEnvSetupError(SluiceError):

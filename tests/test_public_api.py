@@ -34,7 +34,7 @@ def test_exceptions_listed_in_the_design_exist() -> None:
 
 
 UTIL_EXPECTED = {"ActorPool", "PlacementGroup", "get_current_placement_group", "get_node_ip_address",
-                 "get_placement_group", "list_named_actors", "placement_group",
+                 "get_placement_group", "inspect_serializability", "list_named_actors", "placement_group",
                  "placement_group_table", "remove_placement_group"}
 STRATEGIES_EXPECTED = {"NodeAffinitySchedulingStrategy", "PlacementGroupSchedulingStrategy"}
 

@@ -11,6 +11,8 @@ from sluice.executor.strategies import PlacementGroupSchedulingStrategy, check_s
 TASK_DEFAULTS: dict[str, Any] = {
     "num_cpus": 1, "num_gpus": 0, "resources": None, "memory": None, "max_retries": 3,
     "retry_exceptions": False, "num_returns": 1, "name": None, "jit": False,
+    # a pool worker exits after running this many calls of the function (0: no limit), as Ray's
+    "max_calls": 0,
     # a generator's items the consumer may fall behind before the producer pauses (None: no bound)
     "_generator_backpressure_num_objects": None,
     "scheduling_strategy": None,  # None/"DEFAULT" or NodeAffinitySchedulingStrategy
@@ -77,6 +79,10 @@ def normalize(kind: str, given: dict[str, Any], defaults: dict[str, Any], where:
                 raise ValueError(f"{where}: {name}={v!r} must be an int >= 0 (or -1 for no limit)")
             if v == -1:
                 opts[name] = 1 << 30
+    if "max_calls" in opts:
+        v = opts["max_calls"]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ValueError(f"{where}: max_calls={v!r} must be an int >= 0 (0: no limit)")
     if "num_returns" in opts:
         v = opts["num_returns"]
         if v != STREAMING and (isinstance(v, bool) or not isinstance(v, int) or v < 1):

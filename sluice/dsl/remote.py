@@ -121,11 +121,19 @@ class RemoteFunction:
 
         if self._options["num_returns"] == STREAMING:
             raise TypeError(streaming_bind_error(f"{self._name}.bind()"))
+        if self._options["max_calls"]:
+            raise ValueError(f"{self._name}.bind(): a function with max_calls="
+                             f"{self._options['max_calls']} runs with .remote() only; a graph "
+                             "fuses its calls with others, so it does not take max_calls")
         self._check_call(f"{self._name}.bind()", args, kwargs)
         return FunctionNode(self, args, kwargs)
 
     def options(self, **options: Any) -> RemoteFunction:
-        """A copy with some options changed: ``f.options(num_cpus=2).remote(x)``."""
+        """A copy with some options changed: ``f.options(num_cpus=2).remote(x)``. As in
+        Ray, ``max_calls`` is set in ``@remote`` only."""
+        if "max_calls" in options:
+            raise ValueError(f"{self._name}.options(max_calls=...): max_calls is set where the "
+                             f"function is declared, @remote(max_calls=N), not per call (as in Ray)")
         copy = RemoteFunction(self._function, {**self._given, **options}, self._pickle())
         copy._digest = self._digest
         copy._arity = self._arity

@@ -39,6 +39,8 @@ class ActorHandle:
                 pass
 
     def __getattr__(self, name: str) -> ActorMethod:
+        if name == "__ray_terminate__":  # Ray's: end the actor after the calls queued before
+            return ActorMethod(self, name, {"num_returns": 1})
         if name.startswith("_"):
             raise AttributeError(name)
         opts = self._methods.get(name)

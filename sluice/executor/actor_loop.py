@@ -36,6 +36,10 @@ class ActorLoop:
         started.set()
         self.loop.run_forever()
 
+    def on_loop(self) -> bool:
+        """Whether the calling code runs on this loop's thread."""
+        return threading.current_thread() is self.thread
+
     def submit(self, msg: tuple) -> None:
         """Schedule one ACTOR_CALL message on the loop (called from the main thread)."""
         asyncio.run_coroutine_threadsafe(self._call(msg), self.loop)
@@ -51,6 +55,7 @@ class ActorLoop:
 
     async def _call(self, msg: tuple) -> None:
         from sluice.executor.calls import decode_call
+        from sluice.executor.worker import EXIT_ERRORS
         from sluice.executor.worker_api import CURRENT_TASK
 
         _, task_id, method, args_blob, deps, return_ids, name, stream = msg
@@ -64,11 +69,14 @@ class ActorLoop:
             try:
                 args, kwargs = decode_call(args_blob, w.resolve_deps(deps))
                 CURRENT_TASK.set(task_id)  # this asyncio task's own
-                value = getattr(w.actor, method)(*args, **kwargs)
+                value = w.bound_method(method)(*args, **kwargs)
                 if inspect.isawaitable(value):
                     value = await value
                 if stream is not None:
                     value = await w.streams.run_async(task_id, value, stream)
+            except EXIT_ERRORS:
+                w.exit_call(task_id, name, start)
+                return  # (exit_call flushed)
             except Exception as err:
                 w.fail_call(task_id, name, err, start)
             else:

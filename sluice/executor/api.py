@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import importlib
+import logging
 import math
 import numbers
 import threading
@@ -22,7 +23,11 @@ def init(num_cpus: float | None = None, num_gpus: float | None = None,
          resources: dict[str, float] | None = None, object_store_memory: int | None = None,
          *, spill_dir: str | None = None, ignore_reinit_error: bool = False,
          address: Any = None, backend: str = "local", token: str | None = None,
-         namespace: str | None = None, runtime_env: dict[str, Any] | None = None) -> None:
+         namespace: str | None = None, runtime_env: dict[str, Any] | None = None,
+         log_to_driver: bool = True, include_dashboard: bool | None = None,
+         dashboard_host: str = "127.0.0.1", dashboard_port: int | None = None,
+         configure_logging: bool = True, logging_level: int | str = logging.INFO,
+         _system_config: dict[str, Any] | None = None) -> None:
     """Start the embedded local runtime in this process, or connect to a cluster.
 
     ``num_cpus`` defaults to the machine's CPUs (one worker process each),
@@ -45,14 +50,38 @@ def init(num_cpus: float | None = None, num_gpus: float | None = None,
     default under each task's and actor's own (whose ``env_vars`` are merged over
     it). A bad one raises :class:`~sluice.exceptions.RuntimeEnvSetupError` here.
 
+    Ray's other arguments (:mod:`sluice.executor.init_options`): ``address="auto"`` (or
+    ``init("auto")``: a str first argument is Ray's ``address``) connects to the cluster
+    ``SLUICE_ADDRESS`` or ``RAY_ADDRESS`` names, else to the head ``sluice start --head``
+    runs on this machine, and raises ``ConnectionError`` when there is none.
+    ``log_to_driver=False`` sends the local runtime's workers' stdout and stderr to
+    /dev/null; on a cluster their output stays on their node either way (Dask: on its
+    workers). ``logging_level`` sets the ``sluice`` logger's level (unless
+    ``configure_logging=False``). sluice has no dashboard: ``include_dashboard=True``, a
+    ``dashboard_host`` or a ``dashboard_port`` warn that none starts. ``_system_config``:
+    a ``filesystem`` ``object_spilling_config`` sets ``spill_dir``; its other keys (Ray's
+    internal settings) are ignored with a warning naming them.
+
     >>> import sluice
     >>> sluice.init(num_cpus=1)
     >>> sluice.is_initialized()
     True
     >>> sluice.shutdown()
     """
+    from sluice.executor import init_options
     from sluice.executor.runtime import Runtime
 
+    if isinstance(num_cpus, str) and address is None:  # Ray's first parameter: init("auto")
+        num_cpus, address = None, num_cpus
+    spilling_to = init_options.check(log_to_driver, include_dashboard, dashboard_host,
+                                     dashboard_port, configure_logging, logging_level, _system_config)
+    if spilling_to is not None:
+        if spill_dir is not None and spill_dir != spilling_to:
+            raise ValueError(f"init(spill_dir={spill_dir!r}) and _system_config's spilling "
+                             f"directory {spilling_to!r} disagree; give one")
+        spill_dir = spilling_to
+    if address == "auto" and backend == "local" and context.current() is None:
+        address = init_options.auto_address()
     if backend not in ("local", "dask"):
         raise ValueError(f"init(backend={backend!r}): give backend='local' (the embedded runtime, "
                          "or a sluice cluster with address='sluice://HOST:PORT') or 'dask'")
@@ -83,6 +112,8 @@ def init(num_cpus: float | None = None, num_gpus: float | None = None,
         if namespace is not None and (not isinstance(namespace, str) or not namespace):
             raise ValueError(f"init(namespace={namespace!r}): give a non-empty str, or None for "
                              "an anonymous namespace of this job's own")
+        init_options.apply_logging(configure_logging, logging_level)
+        init_options.set_log_to_driver(log_to_driver)
         if object_store_memory is not None and object_store_memory <= 0:
             raise ValueError(f"init(object_store_memory={object_store_memory!r}): give a positive "
                              "number of bytes")
@@ -219,14 +250,17 @@ def _wait_with_generators(refs: list, num_returns: int, timeout: float | None) -
         time.sleep(0.001)
 
 
-def cancel(ref: ObjectRef, *, force: bool = False) -> None:
+def cancel(ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:
     """Cancel the task that computes ``ref``; its ``get`` raises ``TaskCancelledError``.
 
     A task not started yet never runs. A running task is abandoned (its result
     discarded) unless ``force=True``, which kills its worker process; but not a task
     running inside the ``get`` of the task that waits for it (in that task's process,
     see ``sluice/executor/nesting.py``): killing it would kill that task too, so it is
-    abandoned.
+    abandoned. ``recursive`` (Ray's default, True): the unfinished tasks the cancelled
+    task submitted, and the ones they submitted, are cancelled the same way (not the
+    actor calls it made; on the dask backend no child is cancelled). A task already
+    finished cancels nothing.
     """
     from sluice.executor.generators import ObjectRefGenerator
 
@@ -234,7 +268,9 @@ def cancel(ref: ObjectRef, *, force: bool = False) -> None:
         ref = ref._ref
     if not isinstance(ref, ObjectRef):
         raise TypeError(f"cancel() takes an ObjectRef or ObjectRefGenerator, got {_describe(ref)}")
-    runtime().cancel(ref, force)
+    if not isinstance(force, bool) or not isinstance(recursive, bool):
+        raise TypeError(f"cancel(force={force!r}, recursive={recursive!r}): give True or False")
+    runtime().cancel(ref, force, recursive)
 
 
 def kill(actor: Any, *, no_restart: bool = True) -> None:

@@ -185,10 +185,11 @@ class Backend(Protocol):
         ``num_returns`` are or ``timeout`` passes; may hold more than ``num_returns``."""
         ...
 
-    def cancel(self, ref: ObjectRef, force: bool = False) -> None:
+    def cancel(self, ref: ObjectRef, force: bool = False, recursive: bool = True) -> None:
         """Cancel the task computing ``ref``: its ``get`` raises
         :class:`~sluice.exceptions.TaskCancelledError`. A task not started never runs; a
-        running one is abandoned, or with ``force`` its worker process is killed."""
+        running one is abandoned, or with ``force`` its worker process is killed.
+        ``recursive``: the unfinished tasks it submitted (and theirs) are cancelled too."""
         ...
 
     def kill(self, actor_id: ActorID, no_restart: bool = True) -> None:

@@ -282,6 +282,8 @@ def run_link(worker: Any, msg: tuple) -> None:
                                   f"its process is gone, so the chain could not hand it the "
                                   f"value of {name} ({err})")
             worker.emit((P.FAILED, task_id, serialization.dumps(died), False, 0.0))
+        except worker.exit_errors:
+            worker.exit_call(task_id, name, start)
         except Exception as err:
             worker.fail_call(task_id, name, err, start)
     finally:

@@ -263,6 +263,11 @@ class DaskRuntime(DaskClusterInfo):
                     options: dict) -> list[ObjectRef]:
         """Submit ``fn(*args, **kwargs)`` as a Dask task; returns one ref per declared return value."""
         refuse_streaming(options, f"task {name}", "on the Dask backend")
+        if options.get("max_calls"):
+            raise UnsupportedOnBackendError(
+                f"task {name}: max_calls={options['max_calls']} on the dask backend: a Dask worker "
+                "runs every task in one long-lived process; drop max_calls, or use the local or "
+                "cluster backend")
         resources = self._resources(options, f"task {name}")
         no_runtime_env(options.get("runtime_env"), f"task {name}")
         placed = self._placement(options, f"task {name}")
@@ -387,10 +392,12 @@ class DaskRuntime(DaskClusterInfo):
         if actor.name is not None:
             self._try_unpublish(NAMED_DATASET.format(actor.name))
 
-    def cancel(self, ref: ObjectRef, force: bool = False) -> None:
+    def cancel(self, ref: ObjectRef, force: bool = False, recursive: bool = True) -> None:
         """Cancel the task computing ``ref``. A running task is abandoned: its thread runs on,
         unseen by Dask. ``force`` on a running task raises UnsupportedOnBackendError: Dask
-        could stop it only by restarting its worker, losing every task and object there."""
+        could stop it only by restarting its worker, losing every task and object there.
+        ``recursive`` changes nothing here: Dask keeps no record of which task submitted
+        which, so the tasks a cancelled task submitted run on."""
         with self._lock:
             self._apply_events()
             futs = [f for f in (self._futures.get(ref.id), self._parents.get(ref.id)) if f is not None]

@@ -189,7 +189,7 @@ class IOThread:
             elif code == P.KILL:
                 s.actor_manager.kill(msg[1], msg[2])
             elif code == P.CANCEL:
-                s.cancel(msg[1], msg[2])
+                s.cancel(msg[1], msg[2], len(msg) > 3 and msg[3])
             elif code == P.RELEASED:
                 s.slots_released(w, msg[1])
             elif code == P.GEN_ITEM:
@@ -221,6 +221,8 @@ class IOThread:
         if w is not None:
             task.job = s.job_of(w)
         task.from_task = w is not None and w.lease is not None and w.actor is None
+        task.parent = options.get("_parent")  # (cancel(recursive=True) cancels it with its parent)
+        task.max_calls = options.get("max_calls", 0)
         if failed is not None:
             s.refuse(task, serialization.dumps(failed))
             return

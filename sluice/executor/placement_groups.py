@@ -33,7 +33,7 @@ from __future__ import annotations
 import signal
 from typing import TYPE_CHECKING, Any
 
-from sluice.exceptions import UnschedulableError
+from sluice.exceptions import ActorPlacementGroupRemoved, TaskPlacementGroupRemoved, UnschedulableError
 from sluice.executor import protocol as P
 from sluice.executor.records import PENDING, ActorRecord
 from sluice.executor.strategies import PlacementGroupSchedulingStrategy, group_resource
@@ -302,7 +302,9 @@ class PlacementGroups:
             raise UnschedulableError(f"{what}: placement group {gid} is not in this runtime; make it "
                                      "with sluice.util.placement_group(...) first")
         if g.state in ("REMOVED", "FAILED"):
-            raise UnschedulableError(f"{what}: placement group {g.name or g.id} is {g.state.lower()}; "
+            error = UnschedulableError if g.state == "FAILED" else \
+                ActorPlacementGroupRemoved if what.startswith("actor") else TaskPlacementGroupRemoved
+            raise error(f"{what}: placement group {g.name or g.id} is {g.state.lower()}; "
                                      "schedule it in a live placement group")
 
     # -- the group a worker runs in -------------------------------------------------------
@@ -337,9 +339,7 @@ class PlacementGroups:
         g = self.groups.get(gid)
         if g is None or g.state in ("REMOVED", "FAILED"):
             return
-        err = UnschedulableError(f"placement group {g.name or g.id} was removed "
-                                 "(sluice.util.remove_placement_group), which stops its tasks and actors")
-        self.end(g, "REMOVED", err)
+        self.end(g, "REMOVED", UnschedulableError(removed_message(g)))
 
     def fail(self, g: GroupRecord, err: Exception) -> None:
         """``g`` can never be reserved (again): its ready() and its work raise ``err``."""
@@ -366,10 +366,14 @@ class PlacementGroups:
     def stop_work(self, g: GroupRecord, blob: bytes) -> None:
         """Fail the group's tasks (killing the workers running them) and its actors."""
         s, suffix = self.s, g.suffix
+        actor_blob = task_blob = blob
+        if g.state == "REMOVED":  # Ray's errors for it (both UnschedulableErrors, as before)
+            actor_blob = serialization.dumps(ActorPlacementGroupRemoved(removed_message(g)))
+            task_blob = serialization.dumps(TaskPlacementGroupRemoved(removed_message(g)))
         for actor in list(s.actors.values()):
             if actor.state != ActorRecord.DEAD and self.uses(actor.key, suffix):
                 w = actor.worker
-                s.actor_manager.mark_dead(actor, blob)
+                s.actor_manager.mark_dead(actor, actor_blob)
                 if w is not None and w.alive:
                     _sigkill(w)
         doomed = []
@@ -389,7 +393,7 @@ class PlacementGroups:
                     entry = s.objects.get(dep)
                     if entry is not None and task in entry.waiters:
                         entry.waiters.remove(task)
-            s.finish_failed(task, blob)
+            s.finish_failed(task, task_blob)
         for w in doomed:  # their leases are the group's: end them before it is released
             _sigkill(w)
             s.worker_died(w)
@@ -461,3 +465,9 @@ def _sigkill(w: Any) -> None:
         w.proc.send_signal(signal.SIGKILL)
     except (ProcessLookupError, OSError):
         pass
+
+
+def removed_message(g: Any) -> str:
+    """Why the work of removed group ``g`` stopped."""
+    return (f"placement group {g.name or g.id} was removed (sluice.util.remove_placement_group), "
+            "which stops its tasks and actors")

@@ -67,7 +67,7 @@ class TaskRecord:
     __slots__ = ("task_id", "fn_id", "name", "args_blob", "deps", "contained", "return_ids",
                  "key", "retries_left", "retry_exc", "unresolved", "worker", "actor", "method",
                  "cancelled", "pinned", "keep", "local_to", "chain", "chain_actors", "strategy",
-                 "lane", "from_task", "job", "env", "stream", "group")
+                 "lane", "from_task", "job", "env", "stream", "group", "parent", "max_calls")
 
     def __init__(self, task_id: int, fn_id: int, name: str, args_blob: bytes, deps: list[int],
                  contained: tuple[int, ...], return_ids: list[int], key: ResourceKey,
@@ -105,6 +105,8 @@ class TaskRecord:
         self.env: Any = None                 # its PreparedEnv (runtime_env), set by set_env
         self.stream: Any = None              # a streaming call's Stream (executor/generators.py)
         self.group: Any = None               # its PlacementGroupSchedulingStrategy, if any
+        self.parent: int | None = None       # the task that submitted it (a nested task), if any
+        self.max_calls = 0                   # its function's max_calls (0: no limit)
 
     def set_env(self, env: Any) -> None:
         """Run only on workers started with ``env`` (a PreparedEnv; None: the plain pool)."""
@@ -118,7 +120,7 @@ class WorkerHandle:
 
     __slots__ = ("index", "proc", "conn", "out", "inflight", "lease", "gpu_ids", "known_fns",
                  "blocked", "actor", "alive", "pending_gets", "queued_bytes", "unsent", "node",
-                 "nested", "nest_waits", "lent", "env_id")
+                 "nested", "nest_waits", "lent", "env_id", "calls", "used_up")
 
     def __init__(self, index: int, proc: subprocess.Popen, conn: Connection):
         self.index = index
@@ -143,6 +145,10 @@ class WorkerHandle:
         self.nest_waits: list[WorkerRequest] = []  # gets that may run them, innermost last
         self.lent = False                    # its lease's CPUs are lent out while it waits
         self.env_id: str | None = None       # the runtime_env it started with (None: none)
+        # Calls sent to it per function with max_calls; used_up once one reached its limit: it
+        # is sent nothing more and exits when its last task ends (Ray's max_calls).
+        self.calls: dict[int, int] | None = None
+        self.used_up = False
 
 
 class ActorRecord:

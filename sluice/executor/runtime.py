@@ -140,6 +140,7 @@ class Runtime:
                               key, options["max_retries"], options["retry_exceptions"], keep, placed)
             if placed is not strategy:
                 task.group = strategy
+            task.max_calls = options.get("max_calls", 0)
             if env_error is not None:
                 s.refuse(task, serialization.dumps(env_error))
                 return refs
@@ -278,9 +279,9 @@ class Runtime:
         with self.scheduler.locked():
             self.actors.kill(actor_id, no_restart)
 
-    def cancel(self, ref: ObjectRef, force: bool = False) -> None:
+    def cancel(self, ref: ObjectRef, force: bool = False, recursive: bool = True) -> None:
         with self.scheduler.locked():
-            self.scheduler.cancel(ref.id, force)
+            self.scheduler.cancel(ref.id, force, recursive)
             self.scheduler.flush_all()
 
     def check_feasible(self, demand: ResourceKey, what: str) -> None:

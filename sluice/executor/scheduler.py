@@ -307,6 +307,8 @@ class Scheduler(ObjectTable, StreamTable, WorkerPool):
         w.inflight[task.task_id] = task
         w.queued_bytes += len(task.args_blob)
         w.unsent += 1
+        if task.max_calls:
+            self.count_call(w, task)
         msg = (P.TASK, task.task_id, task.fn_id, fn_bytes, task.args_blob, deps, task.return_ids,
                task.retry_exc, w.gpu_ids if self.has_gpus else None, task.name,
                None if task.stream is None else task.stream.dispatch_field())
@@ -438,11 +440,35 @@ class Scheduler(ObjectTable, StreamTable, WorkerPool):
         if w.blocked:
             nesting.settle(self, w)
 
-    def cancel(self, oid: int, force: bool) -> None:
+    def cancel(self, oid: int, force: bool, recursive: bool = False) -> None:
+        """Cancel the unfinished task producing ``oid`` (see :func:`sluice.cancel`);
+        ``recursive``: first the unfinished tasks it submitted, and theirs, leaves first."""
         entry = self.objects.get(oid)
         if entry is None or entry.state != PENDING or entry.producer is None:
             return
         task = entry.producer
+        if recursive:
+            for child in reversed(self.descendants(task)):
+                if not child.cancelled and child.return_ids:
+                    self.cancel_task(child, child.return_ids[0], force)
+        self.cancel_task(task, oid, force)
+
+    def descendants(self, task: TaskRecord) -> list[TaskRecord]:
+        """The unfinished tasks ``task`` submitted, and the ones they submitted, parents first."""
+        by_parent: dict[int, list[TaskRecord]] = {}
+        for t in self.tasks.values():
+            if t.parent is not None:
+                by_parent.setdefault(t.parent, []).append(t)
+        found: list[TaskRecord] = []
+        frontier = [task.task_id]
+        while frontier:  # iterate, not recurse: nesting may be deep
+            children = by_parent.get(frontier.pop(), ())
+            found.extend(children)
+            frontier.extend(child.task_id for child in children)
+        return found
+
+    def cancel_task(self, task: TaskRecord, oid: int, force: bool) -> None:
+        """Cancel ``task``, whose result ``oid`` a caller named."""
         if task.actor is not None:
             if task.stream is not None and task.worker is not None:  # a running generator method
                 task.cancelled = True

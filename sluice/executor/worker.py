@@ -19,10 +19,18 @@ from collections import OrderedDict, deque
 from multiprocessing.connection import Connection
 from typing import Any
 
-from sluice.exceptions import ActorDiedError, GetTimeoutError, InternalError, SerializationError, TaskError
+from sluice.exceptions import (
+    ActorDiedError,
+    AsyncioActorExit,
+    GetTimeoutError,
+    InternalError,
+    SerializationError,
+    TaskError,
+)
 from sluice.executor import context, protocol as P
 from sluice.executor.calls import decode_call, load_function, split_returns
 from sluice.executor.chains import ChainLink, run_link
+from sluice.executor.init_options import silence_if_asked
 from sluice.executor.lifeline import die_with_parent, exit_on_hangup
 from sluice.executor.runtime_env import builds_venv_on_node
 from sluice.executor.streaming import WorkerStreams
@@ -39,6 +47,19 @@ POLL_INTERVAL = 0.0005
 """A worker with queued work checks its pipes for new messages this often."""
 
 
+class ActorExit(SystemExit):
+    """Raised by :func:`sluice.actor.exit_actor` in a sync actor's call (a SystemExit, as Ray's,
+    so a method's ``except Exception`` lets it through); the worker ends the actor."""
+
+
+EXIT_ERRORS = (ActorExit, AsyncioActorExit)
+"""What a call that asked its actor to exit raises (an async actor's: AsyncioActorExit)."""
+
+TERMINATE = "__ray_terminate__"
+"""Ray's method every actor has: ``handle.__ray_terminate__.remote()`` ends the actor after
+the calls queued before it, as if its own method called exit_actor."""
+
+
 class DependencyFailed(Exception):
     """A dependency of the task is an error; the task fails with that same error."""
 
@@ -49,6 +70,8 @@ class DependencyFailed(Exception):
 class Worker(WorkerAPI):
     """One worker process's state. See the module docstring."""
 
+    exit_errors = EXIT_ERRORS  # (for executor/chains.py, which worker.py imports)
+
     def __init__(self, conn: Connection, session: str, index: int):
         super().__init__(conn, session, index)
         self.functions: dict[int, Any] = {}
@@ -58,7 +81,9 @@ class Worker(WorkerAPI):
         self.ring: OrderedDict[int, tuple] = OrderedDict()  # object id -> result spec
         self.blocked = 0                       # depth of nested get/wait in the main thread
         self.actor: Any = None
+        self.actor_name: str | None = None     # the class name of the actor hosted here, if any
         self.actor_error: bytes | None = None
+        self.exiting = False                   # exit_actor was called: run atexit, then exit
         self.actor_pool: Any = None            # ThreadPoolExecutor for max_concurrency > 1
         self.actor_loop: Any = None            # asyncio loop thread for async methods
         self.last_flush = time.perf_counter()
@@ -283,6 +308,7 @@ class Worker(WorkerAPI):
     # -- actors ----------------------------------------------------------------------
     def host_actor(self, msg: tuple) -> None:
         _, cls_bytes, args_blob, deps, max_concurrency, name, gpu_ids = msg
+        self.actor_name = name
         try:
             if self.env_setup is not None:
                 self.apply_env_setup()
@@ -294,6 +320,9 @@ class Worker(WorkerAPI):
             self.setup_actor_concurrency(cls, max_concurrency)
         except DependencyFailed as dep:
             self.actor_error = dep.blob
+        except EXIT_ERRORS:
+            self.exiting = True
+            self.actor_error = exit_blob(f"{name}.__init__")
         except Exception as err:
             self.actor_error = error_blob(f"{name}.__init__", err, ActorDiedError)
         if self.actor_error is None:
@@ -337,6 +366,8 @@ class Worker(WorkerAPI):
                         value = self.streams.run(task_id, value, stream, not flush_now)
                 finally:
                     CURRENT_TASK.reset(outer)
+            except EXIT_ERRORS:
+                self.exit_call(task_id, name, start)
             except Exception as err:
                 self.fail_call(task_id, name, err, start)
             else:
@@ -346,10 +377,41 @@ class Worker(WorkerAPI):
 
     def call_method(self, method: str, args: list, kwargs: dict) -> Any:
         """Call the actor's ``method`` here; an async method runs to its end on the actor's loop."""
-        value = getattr(self.actor, method)(*args, **kwargs)
+        value = self.bound_method(method)(*args, **kwargs)
         if self.actor_loop is not None and inspect.isawaitable(value):
             value = self.actor_loop.result_of(value)
         return value
+
+    def bound_method(self, method: str) -> Any:
+        """The actor's ``method``; ``__ray_terminate__``, unless the class has its own, exits."""
+        if method == TERMINATE and not hasattr(self.actor, TERMINATE):
+            return self.exit_actor
+        return getattr(self.actor, method)
+
+    def exit_actor(self) -> None:
+        """End the actor this worker hosts from inside one of its calls (raises; see
+        :func:`sluice.actor.exit_actor`): the call's ``get`` and every call after it raise
+        ActorDiedError, and the process exits once the driver has seen the exit."""
+        if self.actor_name is None:
+            raise TypeError("exit_actor() was called in a task, not an actor; it ends the actor "
+                            "whose method calls it (to stop a task, return from it)")
+        if self.actor_loop is not None and self.actor_loop.on_loop():
+            raise AsyncioActorExit()  # a SystemExit would stop only the loop's thread
+        raise ActorExit(0)
+
+    def exit_call(self, task_id: int, name: str, start: float) -> None:
+        """The call ``task_id`` asked its actor to exit: fail it, fail every call after it (the
+        actor's error), and tell the driver, which marks the actor dead (no restart) and
+        stops this process."""
+        blob = exit_blob(name)
+        first = not self.exiting
+        if first:
+            self.exiting = True
+            self.actor_error = blob
+        self.emit((P.FAILED, task_id, blob, False, time.perf_counter() - start))
+        if first:
+            self.emit((P.ACTOR_FAILED, blob))
+        self.flush()
 
     def complete_call(self, task_id: int, name: str, value: Any, return_ids: list[int],
                       start: float) -> None:
@@ -453,6 +515,13 @@ def error_blob(name: str, err: BaseException, kind: type[TaskError] = TaskError)
         return serialization.dumps(kind(name, text, None))
 
 
+def exit_blob(name: str) -> bytes:
+    """The error of a call that ended its actor with exit_actor, and of every later call."""
+    return serialization.dumps(ActorDiedError(name, (
+        "the actor exited on purpose: this call ran sluice.actor.exit_actor() (or was "
+        "__ray_terminate__), so it and every call after it fail; create a new actor to go on")))
+
+
 def main(argv: list[str]) -> None:
     """``python -m sluice.executor.worker FD SESSION INDEX PARENT``: a worker started directly.
 
@@ -486,6 +555,7 @@ def add_driver_path() -> None:
 def serve(fd: int, session: str, index: int) -> None:
     """Be worker ``index`` on socket ``fd`` until told to stop or the parent is gone; never returns."""
     exit_on_hangup(fd)
+    silence_if_asked()  # the driver's log_to_driver=False
     conn = Connection(fd)
     worker = Worker(conn, session, index)
     context.set_current(worker)
@@ -497,6 +567,10 @@ def serve(fd: int, session: str, index: int) -> None:
         status = 70
     finally:
         context.set_current(None)
+        if worker.exiting:  # exit_actor runs the actor's atexit handlers, as in Ray
+            import atexit
+
+            atexit._run_exitfuncs()
         os._exit(status)  # no interpreter teardown: the driver owns every shared resource
 
 

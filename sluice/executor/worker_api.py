@@ -142,6 +142,9 @@ class WorkerAPI:
     def submit_task(self, fn_id: int, fn_bytes: bytes, name: str, args: tuple, kwargs: dict,
                     options: dict) -> list[ObjectRef]:
         refuse_streaming(options, f"task {name}", self.where)
+        parent = CURRENT_TASK.get()
+        if parent is not None:  # submitted by a task: cancelled with it (cancel recursive=True)
+            options = {**options, "_parent": parent}
         if self.inherited_runtime_env or (self.shipper is not None and options.get("runtime_env")):
             options = self.with_runtime_env(options)
         blob, deps, contained, keep = encode_call(name, args, kwargs, self.put)
@@ -203,8 +206,8 @@ class WorkerAPI:
         self.emit((P.KILL, actor_id, no_restart))
         self.flush()
 
-    def cancel(self, ref: ObjectRef, force: bool = False) -> None:
-        self.emit((P.CANCEL, ref.id, force))
+    def cancel(self, ref: ObjectRef, force: bool = False, recursive: bool = True) -> None:
+        self.emit((P.CANCEL, ref.id, force, recursive))
         self.flush()
 
     def submit_actor_chain(self, hops: list[ChainHop], first: Any) -> ObjectRef | None:

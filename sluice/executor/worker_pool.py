@@ -46,7 +46,7 @@ class WorkerPool:
         env_id = env.env_id if env is not None else None
         for w in self.workers:  # an idle worker already leased for this demand
             if w.node is node and w.lease == key and w.env_id == env_id and not w.blocked \
-                    and w.alive:
+                    and w.alive and not w.used_up:
                 if not w.inflight:
                     return w
                 if not follow or (self.blocking_fns and nesting.may_block(self, w)):
@@ -72,7 +72,7 @@ class WorkerPool:
         run nowhere sooner, so only the byte bound applies; other dependents (a
         fan-out) may run in parallel elsewhere, so the pipeline depth applies too.
         """
-        if w.queued_bytes >= PIPELINE_BYTES:
+        if w.queued_bytes >= PIPELINE_BYTES or w.used_up:
             return False
         last = next(reversed(w.inflight.values()), None)
         if last is not None and any(oid in task.deps for oid in last.return_ids):
@@ -98,7 +98,7 @@ class WorkerPool:
         for w in self.workers:
             if w.node is not node:
                 continue
-            if w.lease is None and w.alive:
+            if w.lease is None and w.alive and not w.used_up:
                 if w.env_id == env_id:
                     return w
                 if not w.inflight and not w.out and not w.blocked:
@@ -145,7 +145,19 @@ class WorkerPool:
             w.lease, w.gpu_ids = None, []
             if actors.waiting_for_resources or self.pgs.pending:
                 actors.retry_waiting()
-            self.retire_if_extra(w)
+            if w.used_up:  # its function's max_calls are done: it exits, as in Ray
+                self.retire(w)
+            else:
+                self.retire_if_extra(w)
+
+    def count_call(self, w: WorkerHandle, task: TaskRecord) -> None:
+        """``task``, of a function with max_calls, was sent to ``w``: count it, and once ``w``
+        reaches the limit send it no more tasks (it exits when its last one ends)."""
+        calls = w.calls if w.calls is not None else {}
+        w.calls = calls
+        calls[task.fn_id] = calls.get(task.fn_id, 0) + 1
+        if calls[task.fn_id] >= task.max_calls:
+            w.used_up = True
 
     def retire_if_extra(self, w: WorkerHandle) -> None:
         """Stop an idle worker the pool no longer needs.

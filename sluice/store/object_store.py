@@ -46,7 +46,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from sluice.exceptions import InternalError, ObjectLostError
+from sluice.exceptions import InternalError, ObjectLostError, OutOfDiskError
 from sluice.store.arena import Arena
 from sluice.store.serialization import SerializedObject, write_to
 from sluice.store.shm import (
@@ -478,7 +478,7 @@ class ObjectStore:
         try:
             _copy_file(segment_path(slot or name), target)
         except OSError as exc:
-            raise OSError(
+            raise OutOfDiskError(
                 exc.errno,
                 f"cannot spill object {object_id:x} to {target}: {exc.strerror}; free space "
                 f"in the spill directory or raise the object store capacity",

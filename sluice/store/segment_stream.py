@@ -26,7 +26,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from sluice.exceptions import SluiceError
+from sluice.exceptions import ObjectStoreFullError, SluiceError
 from sluice.store import serialization
 from sluice.store.shm import (
     SHM_DIR,
@@ -207,7 +207,7 @@ def _write_raw(reader: Any, temp: str, size: int) -> None:
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
             raise
-        raise OSError(
+        raise ObjectStoreFullError(
             errno.ENOSPC,
             f"no room in {SHM_DIR} for a transferred segment of {size} bytes; free objects, "
             f"lower the object store capacity or enlarge {SHM_DIR} (docker: --shm-size)",

@@ -20,7 +20,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-from sluice.exceptions import ObjectLostError
+from sluice.exceptions import ObjectLostError, ObjectStoreFullError
 from sluice.store.serialization import SerializedObject, deserialize, layout_pieces
 
 __all__ = [
@@ -138,7 +138,7 @@ def _reserve(fd: int, name: str, size: int) -> None:
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
             raise
-        raise OSError(
+        raise ObjectStoreFullError(
             errno.ENOSPC,
             f"no room in {SHM_DIR} for segment {name!r} of {size} bytes; lower the "
             f"object store capacity or enlarge {SHM_DIR} (docker: --shm-size)",

@@ -1,7 +1,9 @@
 """Ray's ``ray.util`` surface: placement groups, ``sluice.util.scheduling_strategies``,
-``ActorPool``, ``sluice.util.queue``, ``get_node_ip_address``, ``list_named_actors``."""
+``ActorPool``, ``sluice.util.queue``, ``get_node_ip_address``, ``list_named_actors``,
+``inspect_serializability``."""
 
 from sluice.util.actor_pool import ActorPool
+from sluice.util.check_serialize import inspect_serializability
 from sluice.util.node import get_node_ip_address
 from sluice.util.placement_group import (
     PlacementGroup,
@@ -18,6 +20,7 @@ __all__ = [
     "get_current_placement_group",
     "get_node_ip_address",
     "get_placement_group",
+    "inspect_serializability",
     "list_named_actors",
     "placement_group",
     "placement_group_table",

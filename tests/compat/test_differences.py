@@ -135,3 +135,39 @@ def test_a_tasks_print_reaches_the_driver_without_a_prefix(tmp_path: Path) -> No
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "hello\n"
+
+
+def test_init_without_an_address_starts_a_local_runtime_whatever_ray_address_says() -> None:
+    # Ray: init() with RAY_ADDRESS set (or a `ray start` cluster on the machine) connects to
+    # that cluster. sluice: init() always starts a local runtime; init(address="auto")
+    # connects to SLUICE_ADDRESS, RAY_ADDRESS or the head `sluice start --head` runs here.
+    from sluice.executor.cluster.local import free_port
+
+    source = ("import sluice; from sluice.executor import context; sluice.init(num_cpus=1); "
+              "print(type(context.current()).__name__)")
+    out = subprocess.run([sys.executable, "-c", source], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT),
+                                           "RAY_ADDRESS": f"127.0.0.1:{free_port()}"})
+    assert out.returncode == 0 and out.stdout.strip() == "Runtime", out.stdout + out.stderr
+
+
+def test_there_is_no_dashboard_and_asking_for_one_warns() -> None:
+    # Ray: include_dashboard=True starts its dashboard (dashboard_host/dashboard_port).
+    # sluice has none; the arguments are accepted and warn that none starts.
+    with pytest.warns(UserWarning, match="sluice has no dashboard"):
+        ray.init(include_dashboard=True, ignore_reinit_error=True)
+
+
+def test_a_gpu_task_keeps_its_worker_by_default() -> None:
+    # Ray: a function with num_gpus > 0 defaults to max_calls=1 (a fresh process per call, to
+    # release GPU memory). sluice: max_calls defaults to 0 (no limit) for every function;
+    # @remote(num_gpus=1, max_calls=1) asks for Ray's behaviour.
+    @ray.remote(num_gpus=1)
+    def on_gpu():
+        return 1
+
+    @ray.remote(num_gpus=1, max_calls=1)
+    def on_gpu_fresh():
+        return 1
+
+    assert on_gpu._options["max_calls"] == 0 and on_gpu_fresh._options["max_calls"] == 1

@@ -91,7 +91,7 @@ def test_the_signature_check_catches_a_mismatch() -> None:
     def wait(self, refs, timeout, num_returns):
         pass
 
-    def cancel(self, ref, force=True):
+    def cancel(self, ref, force=True, recursive=True):
         pass
 
     assert call_shape_problems(inspect.signature(Backend.wait), inspect.signature(wait)) == [

@@ -340,6 +340,24 @@ def test_an_actor_with_max_restarts_is_unsupported(dask_runtime):
     assert sluice.get(Counter.options(max_restarts=0).remote().add.remote(2)) == 2
 
 
+def test_max_calls_and_exit_actor_are_unsupported(dask_runtime):
+    @sluice.remote(max_calls=2)
+    def once():
+        return 1
+
+    with pytest.raises(UnsupportedOnBackendError, match=r"task .*once: max_calls=2 on the dask "
+                                                        r"backend: a Dask worker runs every task"):
+        once.remote()
+
+    @sluice.remote
+    class Quits:
+        def stop(self):
+            sluice.actor.exit_actor()
+
+    with pytest.raises(UnsupportedOnBackendError, match=r"exit_actor\(\) on the dask backend"):
+        sluice.get(Quits.remote().stop.remote())
+
+
 def test_max_retries_above_the_schedulers_allowed_failures_is_unsupported(dask_runtime):
     for given, shown in ((4, "4"), (-1, r"-1 \(no limit\)")):
         with pytest.raises(UnsupportedOnBackendError,

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 import sluice
-from sluice.exceptions import UnschedulableError
+from sluice.exceptions import ActorPlacementGroupRemoved, TaskPlacementGroupRemoved, UnschedulableError
 from sluice.executor.placement_groups import assign
 from sluice.util import (
     get_placement_group,
@@ -142,12 +142,16 @@ def test_removing_a_group_stops_its_tasks_and_actors_and_frees_its_reservation(t
     assert sluice.get(counter.add.remote(), timeout=DEADLINE_S) == 1
     long = sleep_then.options(scheduling_strategy=InGroup(pg), num_cpus=0.5).remote(600, 0)
     remove_placement_group(pg)
-    with pytest.raises(UnschedulableError, match=r"was removed \(sluice.util.remove_placement_group\)"):
+    # Ray's TaskPlacementGroupRemoved and ActorPlacementGroupRemoved, both UnschedulableErrors.
+    with pytest.raises(TaskPlacementGroupRemoved,
+                       match=r"was removed \(sluice.util.remove_placement_group\)"):
         sluice.get(long, timeout=DEADLINE_S)
-    with pytest.raises(UnschedulableError, match="was removed"):
+    with pytest.raises(ActorPlacementGroupRemoved, match="was removed"):
         sluice.get(counter.add.remote(), timeout=DEADLINE_S)
-    with pytest.raises(UnschedulableError, match=r"placement group \w+ is removed"):
+    with pytest.raises(TaskPlacementGroupRemoved, match=r"placement group \w+ is removed"):
         pid.options(scheduling_strategy=InGroup(pg)).remote()
+    with pytest.raises(ActorPlacementGroupRemoved, match=r"placement group \w+ is removed"):
+        Counter.options(scheduling_strategy=InGroup(pg)).remote()
     poll(lambda: sluice.available_resources().get("CPU") == 2, "the group's CPUs to come back")
     assert not any("_group_" in k for k in sluice.available_resources())
     with pytest.raises(ValueError, match="no placement group named 'nope'"):

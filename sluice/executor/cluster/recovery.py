@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 from typing import TYPE_CHECKING, Any
 
-from sluice.exceptions import ObjectLostError
+from sluice.exceptions import ObjectReconstructionFailedError, ObjectReconstructionFailedLineageEvictedError
 from sluice.executor import protocol as P
 from sluice.executor.cluster import lineage as L
 from sluice.executor.object_ref import OWNER_SHIFT
@@ -127,5 +127,7 @@ class SchedulerRebuildView:
     def fail(self, oid: int, failure: L.Failure, context: Any) -> None:
         s = self.s
         if oid in s.objects:
-            blob = serialization.dumps(ObjectLostError(self.recovery.lost_message(oid, failure, context)))
+            error = ObjectReconstructionFailedLineageEvictedError if failure.reason == L.EVICTED \
+                else ObjectReconstructionFailedError  # (Ray's names; both ObjectLostErrors)
+            blob = serialization.dumps(error(self.recovery.lost_message(oid, failure, context)))
             s.add_object(oid, (P.DEP_ERROR, blob), ())
