@@ -500,12 +500,22 @@ class Scheduler(ObjectTable, StreamTable, WorkerPool):
             return
         for oid in pending:
             self.requests.setdefault(oid, []).append(req)
-        if w.actor is None and w.blocked == 0 and w.lease is not None:
-            w.out.append((P.RELINQUISH,))  # its queued tasks go back to run elsewhere
-            self.dirty.add(w)
-        w.blocked += 1
         if nest and not is_wait and w.actor is None:
             w.nest_waits.append(req)
+        self.block_worker(w)
+
+    def block_worker(self, w: WorkerHandle) -> None:
+        """``w`` waits for the driver's answer (a get, wait, or a generator's next item):
+        its queued tasks go back to run elsewhere, its CPUs may be lent (nesting.py)."""
+        if w.actor is None and w.blocked == 0 and w.lease is not None:
+            w.out.append((P.RELINQUISH,))
+            self.dirty.add(w)
+        w.blocked += 1
+        nesting.settle(self, w)
+
+    def unblock_worker(self, w: WorkerHandle) -> None:
+        """The answer :meth:`block_worker` waited for is on its way to ``w``."""
+        w.blocked -= 1
         nesting.settle(self, w)
 
     def answer(self, req: WorkerRequest, blocked: bool = True) -> None:
@@ -525,10 +535,9 @@ class Scheduler(ObjectTable, StreamTable, WorkerPool):
                     lst.remove(req)
                     if not lst:
                         del self.requests[oid]
-            w.blocked -= 1
             if w.nest_waits and req in w.nest_waits:
                 w.nest_waits.remove(req)
-            nesting.settle(self, w)
+            self.unblock_worker(w)
         self.send(w)
 
     # -- worker death ----------------------------------------------------------------
@@ -550,6 +559,7 @@ class Scheduler(ObjectTable, StreamTable, WorkerPool):
         w.nested, w.nest_waits = [], []
         for reqs in self.requests.values():
             reqs[:] = [r for r in reqs if r.worker is not w]
+        self.consumer_gone(w)
         self.forget_worker_slots(w)
         code = w.proc.poll()
         for task in list(w.inflight.values()):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextvars
 import itertools
+from collections import deque
 import json
 import os
 import threading
@@ -23,7 +24,6 @@ from sluice.executor import protocol as P
 from sluice.executor.backend import ActorInfo, ChainHop, NodeInfo, ObjectLocation
 from sluice.executor.calls import encode_call
 from sluice.executor.counting import RefCounts
-from sluice.executor.generators import refuse_streaming
 from sluice.executor.object_ref import OWNER_SHIFT, ObjectRef
 from sluice.executor.resources import ResourceKey
 from sluice.executor.runtime_env import PACKAGES_KEY, RUNTIME_ENV_VAR, Shipper, fetch_packages, merge
@@ -47,6 +47,7 @@ class WorkerAPI:
         self.outbox: list = []
         self.send_lock = threading.Lock()
         self.refs = RefCounts()             # the refs this process holds
+        self.closed_streams: deque[int] = deque()  # generators dropped (any thread, even in GC)
         self.ring: dict[int, tuple] = {}    # recent results kept here (a worker's; else empty)
         self.ids = itertools.count(1)
         self.req_ids = itertools.count(1)
@@ -113,6 +114,9 @@ class WorkerAPI:
         outbox = self.outbox
         for oid, first in self.refs.drain():
             outbox.append((P.INCREF if first else P.DECREF, oid))
+        closed = self.closed_streams
+        while closed:
+            outbox.append((P.GEN_CLOSE, closed.popleft()))
 
     def add_local_ref(self, oid: int) -> None:
         self.refs.add(oid)
@@ -130,11 +134,10 @@ class WorkerAPI:
     # -- submissions -----------------------------------------------------------------
     def submit_task(self, fn_id: int, fn_bytes: bytes, name: str, args: tuple, kwargs: dict,
                     options: dict) -> list[ObjectRef]:
-        refuse_streaming(options, f"task {name}", self.where)
         if self.inherited_runtime_env or (self.shipper is not None and options.get("runtime_env")):
             options = self.with_runtime_env(options)
         blob, deps, contained, keep = encode_call(name, args, kwargs, self.put)
-        return_ids = [self.new_object_id() for _ in range(options["num_returns"])]
+        return_ids = [self.new_object_id() for _ in range(_result_count(options))]
         send_fn = None if fn_id in self.sent_functions else fn_bytes
         self.sent_functions.add(fn_id)
         refs = self._announce_refs(return_ids)
@@ -158,9 +161,8 @@ class WorkerAPI:
 
     def submit_actor_task(self, actor_id: int, method: str, name: str, args: tuple, kwargs: dict,
                           options: dict) -> list[ObjectRef]:
-        refuse_streaming(options, f"actor method {name}", self.where)
         blob, deps, contained, keep = encode_call(name, args, kwargs, self.put)
-        return_ids = [self.new_object_id() for _ in range(options["num_returns"])]
+        return_ids = [self.new_object_id() for _ in range(_result_count(options))]
         refs = self._announce_refs(return_ids)
         self.emit((P.CALL_ACTOR, actor_id, method, blob, deps, contained, return_ids,
                    {**options, "name": name}))
@@ -240,6 +242,42 @@ class WorkerAPI:
 
     def shutdown(self) -> None:
         """Nothing: the driver owns this process and ends it."""
+
+    # -- streaming generators: the driver hands out each item (executor/generators.py) ------
+    def stream_next(self, gid: int, timeout: float | None) -> ObjectRef | None:
+        """The next item's ref of streaming call ``gid`` once it arrives; None at the end.
+        Raises GetTimeoutError when none came within ``timeout`` seconds."""
+        req = next(self.req_ids)
+        self.emit((P.GEN_NEXT, req, gid, 0))
+        try:
+            oid, ended = self.await_reply(req, timeout)
+        except GetTimeoutError:
+            self.emit((P.GEN_NEXT, req, gid, 1))  # answered now: nothing, or what came meanwhile
+            oid, ended = self.await_reply(req, None)
+            if oid is None and not ended:
+                raise GetTimeoutError(f"no item of the generator came within {timeout}s; raise "
+                                      "the timeout, or wait([gen]) for it") from None
+        if oid is None:
+            return None
+        ref = ObjectRef(oid, self)
+        if oid != gid:  # after the INCREF of this ref, the stream may drop its own hold
+            with self.send_lock:
+                self._drain_ref_events()
+                self.outbox.append((P.GEN_TAKEN, gid, oid))
+        return ref
+
+    def stream_ready(self, gid: int) -> bool:
+        """Whether the next item (or the end) of streaming call ``gid`` is there."""
+        return self._ask("stream_ready", gid)
+
+    def stream_finished(self, gid: int) -> bool:
+        """Whether streaming call ``gid`` ended and its every item (and error) was taken."""
+        return self._ask("stream_finished", gid)
+
+    def stream_close(self, gid: int) -> None:
+        """The generator was dropped (perhaps in garbage collection): say so with the next
+        batch, so the driver frees the items never taken and never pauses the producer."""
+        self.closed_streams.append(gid)
 
     def _ask(self, what: str, arg: Any) -> Any:
         """The driver's answer to a LOOKUP (the wire form of the queries above)."""
@@ -372,6 +410,12 @@ class WorkerAPI:
 
     def pump(self, timeout: float | None) -> None:
         raise NotImplementedError
+
+
+def _result_count(options: dict) -> int:
+    """How many result ids a call has: a streaming call has one, its generator id."""
+    n = options["num_returns"]
+    return 1 if n == "streaming" else n
 
 
 def cluster_env() -> tuple[str, str, bytes | None]:

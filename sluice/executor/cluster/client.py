@@ -149,6 +149,17 @@ class ClusterClient(WorkerAPI):
             raise value.error
         return value
 
+    # -- streaming generators: a GEN_TAKEN or GEN_CLOSE goes soon, not with the next call ------
+    def stream_next(self, gid: int, timeout: float | None) -> ObjectRef | None:
+        ref = super().stream_next(gid, timeout)
+        self.kick.set()
+        return ref
+
+    def stream_close(self, gid: int) -> None:
+        if not self.closed:
+            super().stream_close(gid)
+            self.kick.set()
+
     # -- objects ---------------------------------------------------------------------------
     def put(self, value: Any) -> ObjectRef:
         if self.same_machine:
