@@ -13,7 +13,7 @@ import pytest
 import sluice
 from sluice.exceptions import TaskCancelledError, WorkerCrashedError
 from sluice.executor.generators import ObjectRefGenerator
-from tests.executor.helpers import bump, wait_until
+from tests.executor.helpers import bump, current_session, session_files, wait_until
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -322,8 +322,19 @@ def rides_out_a_crash(marker: str, gate: str) -> list[int]:
     return seen + [sluice.get(ref) for ref in gen]
 
 
+@sluice.remote
+def sums_big_items(n: int) -> list[float]:
+    return [float(sluice.get(ref)[0]) for ref in big_items.remote(n)]
+
+
 def test_a_task_iterates_a_generator_it_started() -> None:
     assert sluice.get(sums_a_generator.remote(20)) == list(range(20))
+
+
+def test_items_a_task_took_are_freed_when_it_drops_them() -> None:
+    before = len(session_files(current_session()))
+    assert sluice.get(sums_big_items.remote(4)) == [0.0, 1.0, 2.0, 3.0]
+    assert wait_until(lambda: len(session_files(current_session())) <= before)
 
 
 def test_inside_a_task_items_arrive_before_the_producer_ends(tmp_path: Path) -> None:
