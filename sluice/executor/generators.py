@@ -256,7 +256,9 @@ class ObjectRefGenerator:
     ``next(gen)`` raises StopIteration at the end, and ``async for`` works too. If the
     call fails, the ref after the last good item raises its error at ``get``.
     ``sluice.cancel(gen)`` stops the producer; ``sluice.wait([gen])`` counts it ready
-    when ``next`` would not block. Like Ray's, it cannot be passed to other tasks.
+    when ``next`` would not block. Like Ray's, it cannot be passed to other tasks: it is
+    iterated where the call was made (a driver, local or connected to a cluster, or a task
+    or actor, which ask the scheduler for each item).
     """
 
     __slots__ = ("_ref", "_runtime", "__weakref__")

@@ -4,6 +4,8 @@ Every call becomes a message to the driver, which owns all scheduling state;
 :class:`WorkerAPI` is the :class:`~sluice.executor.backend.Backend` of a worker.
 A worker's ObjectRefs are borrowed: the driver hears of each ref this process
 starts or stops holding (INCREF/DECREF), in order with everything else it sends.
+A streaming generator it starts is iterated by asking the driver for each item
+(GEN_NEXT, see :mod:`sluice.executor.generators`).
 """
 
 from __future__ import annotations
@@ -38,7 +40,6 @@ class WorkerAPI:
     """The Backend of a worker process: every call a message to the driver (``Runtime``)."""
 
     is_driver = False
-    where = "from inside a task or actor"
 
     def __init__(self, conn: Connection, session: str, index: int):
         self.conn = conn

@@ -57,7 +57,6 @@ class ClusterClient(WorkerAPI):
     """The Backend of a driver connected to a cluster head. See the module docstring."""
 
     is_driver = True
-    where = "on a cluster"
 
     def __init__(self, address: str, token: str, tls_root: bytes | None = None,
                  namespace: str | None = None):
