@@ -22,14 +22,16 @@ before is dropped here too.
 
 A consumer in another process (a task or actor iterating a generator it started, or
 a driver connected to a cluster: a :class:`~sluice.executor.worker_api.WorkerAPI`)
-asks for each item with ``(GEN_NEXT, req_id, generator id, 0)``, answered with
-``(LOOKUP_REPLY, req_id, (object id | None, ended))`` as soon as the item (or the
-end) is there; meanwhile the consumer counts as blocked, as in a nested get. A
-``GEN_NEXT`` with 1 for its last field gives up on request ``req_id`` (its timeout
-passed): it is answered ``(None, False)`` unless answered already. The stream
-holds an item it handed out until the consumer says ``(GEN_TAKEN, generator id,
-object id)``, after the INCREF of its own ref; ``(GEN_CLOSE, generator id)``
-closes the stream, as does the consumer's death.
+asks for items with ``(GEN_NEXT, req_id, generator id, 0)``, answered with
+``(LOOKUP_REPLY, req_id, ([(object id, inline spec | None), ...], ended))`` as soon
+as an item (or the end) is there: every item there by then (one at a time for a call
+with backpressure, so that handing out still means consumed), small values included
+so that ``get`` needs no second trip. Meanwhile the consumer counts as blocked, as in
+a nested get. A ``GEN_NEXT`` with 1 for its last field gives up on request
+``req_id`` (its timeout passed): it is answered ``([], False)`` unless answered
+already. The stream holds the items it handed out until the consumer says
+``(GEN_TAKEN, generator id, [object ids])``, after the INCREFs of its own refs;
+``(GEN_CLOSE, generator id)`` closes the stream, as does the consumer's death.
 """
 
 from __future__ import annotations
@@ -43,6 +45,12 @@ from sluice.executor.records import PENDING, TaskRecord, Waiter, WorkerHandle
 
 NO_LIMIT = 1 << 62
 """An acknowledgement that lets a producer run to its end (its generator was dropped)."""
+
+BATCH_ITEMS = 256
+"""Items one answer to a consumer in another process carries at most (no backpressure)."""
+
+BATCH_BYTES = 1 << 20
+"""Inline values one such answer carries: past this many bytes, the rest wait for the next."""
 
 
 def refuse_streaming(options: dict, what: str, where: str) -> None:
@@ -71,7 +79,7 @@ class Stream:
         # A consumer in another process (None: the driver's own threads, which wait on event).
         self.consumer = consumer
         self.waiting: list[int] = []        # its GEN_NEXT requests not answered yet, in order
-        self.handed: list[int] = []         # items sent to it whose GEN_TAKEN has not come yet
+        self.handed: set[int] = set()       # items sent to it whose GEN_TAKEN has not come yet
 
     def dispatch_field(self) -> tuple[int, int, int]:
         """What a TASK or ACTOR_CALL message says of it: ``(threshold, skip, consumed)``."""
@@ -180,49 +188,69 @@ class StreamTable:
 
     # -- a consumer in another process (GEN_NEXT, GEN_TAKEN, GEN_CLOSE) ----------------
     def stream_request(self, w: WorkerHandle, req_id: int, gid: int, give_up: bool) -> None:
-        """``w`` asks for the next item of ``gid`` (answered when it is there), or gives
+        """``w`` asks for the next items of ``gid`` (answered when one is there), or gives
         up on its request ``req_id`` (answered now, with nothing, unless answered already)."""
         st = self.streams.get(gid)
         if give_up:
             if st is not None and req_id in st.waiting and st.consumer is w:
                 st.waiting.remove(req_id)
-                self.reply_stream(w, req_id, None, False, True)
+                self.reply_stream(w, req_id, [], False, True)
             return
         if st is not None and st.consumer is w and (st.waiting or not self.stream_ready(gid)):
             st.waiting.append(req_id)  # behind any earlier request, in order
             self.block_worker(w)
             return
-        oid, ended = self.take_stream_item(gid)
-        if oid is not None and oid != gid and st is not None:
-            st.handed.append(oid)
-        self.reply_stream(w, req_id, oid, ended, False)
+        items, ended = self.hand_out(gid)
+        self.reply_stream(w, req_id, items, ended, False)
 
     def answer_stream(self, st: Stream) -> None:
-        """Answer the consumer's waiting requests that can be now (an item, or the end)."""
+        """Answer the consumer's waiting requests that can be now (items, or the end)."""
         gid = st.task.return_ids[0]
         while st.waiting and self.streams.get(gid) is st:
-            oid, ended = self.take_stream_item(gid)
-            if oid is None and not ended:
+            items, ended = self.hand_out(gid)
+            if not items and not ended:
                 return
-            if oid is not None and oid != gid:
-                st.handed.append(oid)
-            self.reply_stream(st.consumer, st.waiting.pop(0), oid, ended, True)
+            self.reply_stream(st.consumer, st.waiting.pop(0), items, ended, True)
 
-    def reply_stream(self, w: WorkerHandle, req_id: int, oid: int | None, ended: bool,
+    def hand_out(self, gid: int) -> tuple[list[tuple[int, tuple | None]], bool]:
+        """The items there now for a consumer in another process, each ``(object id, its
+        inline spec or None)``, and whether the stream ended. One item when the call has
+        backpressure (each handed out counts as consumed); else up to BATCH_ITEMS."""
+        st = self.streams.get(gid)
+        limit = 1 if st is None or st.threshold else BATCH_ITEMS
+        items: list[tuple[int, tuple | None]] = []
+        nbytes = 0
+        while len(items) < limit and nbytes < BATCH_BYTES:
+            oid, ended = self.take_stream_item(gid)
+            if oid is None:
+                return items, ended
+            spec = None
+            if oid != gid:
+                st.handed.add(oid)  # held until its GEN_TAKEN
+                entry = self.objects.get(oid)
+                if entry is not None and entry.spec is not None and entry.spec[0] == P.DEP_INLINE:
+                    spec = entry.spec  # its value travels along: the consumer's get needs no trip
+                    nbytes += len(spec[1])
+            items.append((oid, spec))
+        return items, False
+
+    def reply_stream(self, w: WorkerHandle, req_id: int, items: list, ended: bool,
                      blocked: bool) -> None:
         if not w.alive:
             return
-        w.out.append((P.LOOKUP_REPLY, req_id, (oid, ended)))
+        w.out.append((P.LOOKUP_REPLY, req_id, (items, ended)))
         if blocked:
             self.unblock_worker(w)
         self.send(w)
 
-    def stream_taken(self, gid: int, oid: int) -> None:
-        """The consumer holds its own ref to item ``oid`` now: drop the stream's hold."""
+    def stream_taken(self, gid: int, oids: list[int]) -> None:
+        """The consumer holds its own refs to items ``oids`` now: drop the stream's holds."""
         st = self.streams.get(gid)
-        if st is not None and oid in st.handed:
-            st.handed.remove(oid)
-            self.ref_events.append((-1, oid))
+        if st is not None:
+            for oid in oids:
+                if oid in st.handed:
+                    st.handed.discard(oid)
+                    self.ref_events.append((-1, oid))
 
     def consumer_gone(self, w: WorkerHandle) -> None:
         """Process ``w`` died or disconnected: close the streams it consumed."""
@@ -240,7 +268,7 @@ class StreamTable:
             self.ref_events.append((-1, oid))
         for oid in st.handed:  # sent, but the consumer never said it took them
             self.ref_events.append((-1, oid))
-        st.items, st.handed, st.waiting = [], [], []
+        st.items, st.handed, st.waiting = [], set(), []
         st.consumed = NO_LIMIT  # a producer started (or retried) later never pauses either
         task = st.task
         w = task.worker

@@ -57,9 +57,9 @@ CANCEL = 36         # (CANCEL, object_id, force)
 RELEASED = 37       # (RELEASED, [slot names]) this process holds no view of them any more
 ACTOR_HANDLE = 39   # (ACTOR_HANDLE, +1 | -1 | 0 pickled, actor_id) a cluster driver's actor handles
 GEN_ITEM = 49       # (GEN_ITEM, task_id, index, object_id, result spec, contained) one yielded item
-GEN_NEXT = 50       # (GEN_NEXT, req_id, generator id, give_up) the next item; answered with
-                    #  (LOOKUP_REPLY, req_id, (object id | None, ended)) (executor/generators.py)
-GEN_TAKEN = 51      # (GEN_TAKEN, generator id, object id) the consumer holds its own ref to the item
+GEN_NEXT = 50       # (GEN_NEXT, req_id, generator id, give_up) the next items; answered with
+                    #  (LOOKUP_REPLY, req_id, ([(object id, spec | None)], ended)) (executor/generators.py)
+GEN_TAKEN = 51      # (GEN_TAKEN, generator id, [object ids]) the consumer holds its own refs to them
 GEN_CLOSE = 52      # (GEN_CLOSE, generator id) the consumer dropped its generator
 PULLED = 38         # (PULLED, object_id, segment name) a copy now lives in this node's store (cluster)
 

@@ -4,15 +4,14 @@ Every call becomes a message to the driver, which owns all scheduling state;
 :class:`WorkerAPI` is the :class:`~sluice.executor.backend.Backend` of a worker.
 A worker's ObjectRefs are borrowed: the driver hears of each ref this process
 starts or stops holding (INCREF/DECREF), in order with everything else it sends.
-A streaming generator it starts is iterated by asking the driver for each item
-(GEN_NEXT, see :mod:`sluice.executor.generators`).
+A streaming generator it starts is iterated by asking the driver for its items
+(:mod:`sluice.executor.stream_consumer`).
 """
 
 from __future__ import annotations
 
 import contextvars
 import itertools
-from collections import deque
 import json
 import os
 import threading
@@ -29,6 +28,7 @@ from sluice.executor.counting import RefCounts
 from sluice.executor.object_ref import OWNER_SHIFT, ObjectRef
 from sluice.executor.resources import ResourceKey
 from sluice.executor.runtime_env import PACKAGES_KEY, RUNTIME_ENV_VAR, Shipper, fetch_packages, merge
+from sluice.executor.stream_consumer import StreamConsumer
 from sluice.store import serialization, shm
 
 CURRENT_TASK: contextvars.ContextVar[int | None] = contextvars.ContextVar("sluice_task", default=None)
@@ -48,7 +48,7 @@ class WorkerAPI:
         self.outbox: list = []
         self.send_lock = threading.Lock()
         self.refs = RefCounts()             # the refs this process holds
-        self.closed_streams: deque[int] = deque()  # generators dropped (any thread, even in GC)
+        self.streams_in = StreamConsumer(self)  # the generators this process iterates
         self.ring: dict[int, tuple] = {}    # recent results kept here (a worker's; else empty)
         self.ids = itertools.count(1)
         self.req_ids = itertools.count(1)
@@ -115,9 +115,8 @@ class WorkerAPI:
         outbox = self.outbox
         for oid, first in self.refs.drain():
             outbox.append((P.INCREF if first else P.DECREF, oid))
-        closed = self.closed_streams
-        while closed:
-            outbox.append((P.GEN_CLOSE, closed.popleft()))
+        if self.streams_in.closed:
+            self.streams_in.drain_closed(outbox)
 
     def add_local_ref(self, oid: int) -> None:
         self.refs.add(oid)
@@ -244,41 +243,24 @@ class WorkerAPI:
     def shutdown(self) -> None:
         """Nothing: the driver owns this process and ends it."""
 
-    # -- streaming generators: the driver hands out each item (executor/generators.py) ------
+    # -- streaming generators: the driver hands out the items (executor/stream_consumer.py) --
     def stream_next(self, gid: int, timeout: float | None) -> ObjectRef | None:
         """The next item's ref of streaming call ``gid`` once it arrives; None at the end.
         Raises GetTimeoutError when none came within ``timeout`` seconds."""
-        req = next(self.req_ids)
-        self.emit((P.GEN_NEXT, req, gid, 0))
-        try:
-            oid, ended = self.await_reply(req, timeout)
-        except GetTimeoutError:
-            self.emit((P.GEN_NEXT, req, gid, 1))  # answered now: nothing, or what came meanwhile
-            oid, ended = self.await_reply(req, None)
-            if oid is None and not ended:
-                raise GetTimeoutError(f"no item of the generator came within {timeout}s; raise "
-                                      "the timeout, or wait([gen]) for it") from None
-        if oid is None:
-            return None
-        ref = ObjectRef(oid, self)
-        if oid != gid:  # after the INCREF of this ref, the stream may drop its own hold
-            with self.send_lock:
-                self._drain_ref_events()
-                self.outbox.append((P.GEN_TAKEN, gid, oid))
-        return ref
+        return self.streams_in.next(gid, timeout)
 
     def stream_ready(self, gid: int) -> bool:
         """Whether the next item (or the end) of streaming call ``gid`` is there."""
-        return self._ask("stream_ready", gid)
+        return self.streams_in.has_items(gid) or self._ask("stream_ready", gid)
 
     def stream_finished(self, gid: int) -> bool:
         """Whether streaming call ``gid`` ended and its every item (and error) was taken."""
-        return self._ask("stream_finished", gid)
+        return not self.streams_in.has_items(gid) and self._ask("stream_finished", gid)
 
     def stream_close(self, gid: int) -> None:
         """The generator was dropped (perhaps in garbage collection): say so with the next
         batch, so the driver frees the items never taken and never pauses the producer."""
-        self.closed_streams.append(gid)
+        self.streams_in.close(gid)
 
     def _ask(self, what: str, arg: Any) -> Any:
         """The driver's answer to a LOOKUP (the wire form of the queries above)."""
@@ -292,8 +274,11 @@ class WorkerAPI:
         specs: dict[int, tuple] = {}
         missing = []
         ring = self.ring
+        values = self.streams_in.values  # small items of generators, fetched with their ids
         for oid in ids:
             spec = ring.get(oid)
+            if spec is None and values:
+                spec = values.get(oid)
             if spec is None:
                 missing.append(oid)
             else:

@@ -327,6 +327,22 @@ def sums_big_items(n: int) -> list[float]:
     return [float(sluice.get(ref)[0]) for ref in big_items.remote(n)]
 
 
+@sluice.remote
+def mid_items(n: int):
+    for i in range(n):
+        yield bytes([i % 256]) * 90_000  # inline (under 100 KB), 90 KB each
+
+
+@sluice.remote
+def gets_every_mid_item_late(n: int) -> bool:
+    refs = list(mid_items.remote(n))  # more than the 8 MB of small values a consumer keeps
+    return all(sluice.get(ref) == bytes([i % 256]) * 90_000 for i, ref in enumerate(refs))
+
+
+def test_a_task_reads_items_whose_kept_values_were_evicted() -> None:
+    assert sluice.get(gets_every_mid_item_late.remote(120))
+
+
 def test_a_task_iterates_a_generator_it_started() -> None:
     assert sluice.get(sums_a_generator.remote(20)) == list(range(20))
 
@@ -369,6 +385,20 @@ def test_inside_a_task_a_producer_crash_repeats_no_consumed_item(tmp_path: Path)
     marker, gate = str(tmp_path / "attempts"), str(tmp_path / "gate")
     assert sluice.get(rides_out_a_crash.remote(marker, gate)) == [0, 1, 2, 3, 4, 5]
     assert _read_int(marker) == 2
+
+
+@sluice.remote(max_retries=0)
+def takes_one_then_dies(progress: str) -> None:
+    gen = records_progress.remote(progress, 30)
+    sluice.get(next(gen))
+    os._exit(1)  # its generator is never dropped: the driver closes the stream for it
+
+
+def test_a_consumer_that_dies_lets_its_paused_producer_finish(tmp_path: Path) -> None:
+    progress = str(tmp_path / "progress")
+    with pytest.raises(WorkerCrashedError):
+        sluice.get(takes_one_then_dies.remote(progress))
+    assert wait_until(lambda: _read_int(progress) == 29)
 
 
 @sluice.remote

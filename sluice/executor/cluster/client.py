@@ -148,7 +148,7 @@ class ClusterClient(WorkerAPI):
             raise value.error
         return value
 
-    # -- streaming generators: a GEN_TAKEN or GEN_CLOSE goes soon, not with the next call ------
+    # -- streaming generators: a GEN_TAKEN or GEN_CLOSE goes soon, not with the next call -----
     def stream_next(self, gid: int, timeout: float | None) -> ObjectRef | None:
         ref = super().stream_next(gid, timeout)
         self.kick.set()
