@@ -121,6 +121,12 @@ class Consumer:
         return [sluice.get(ref) for ref in producer.items.remote(n)]
 
 
+@sluice.remote
+class AsyncConsumer:
+    async def reads(self, n: int) -> list[int]:
+        return [await ref async for ref in count.remote(n)]
+
+
 def test_items_arrive_in_order_at_a_connected_driver(cluster: LocalCluster) -> None:
     gen = count.remote(200)
     assert isinstance(gen, ObjectRefGenerator)
@@ -215,6 +221,7 @@ def test_actor_method_generators_at_the_driver_and_inside_an_actor(cluster: Loca
     assert [sluice.get(ref) for ref in producer.items.remote(4)] == [0, 10, 20, 30]
     consumer = Consumer.options(num_cpus=0).remote()
     assert sluice.get(consumer.reads.remote(producer, 5)) == [0, 10, 20, 30, 40]
+    assert sluice.get(AsyncConsumer.options(num_cpus=0).remote().reads.remote(4)) == [0, 1, 2, 3]
 
 
 @sluice.remote(resources={"spot": 1}, max_retries=1)
