@@ -9,7 +9,6 @@ import numbers
 import threading
 from typing import Any, Sequence
 
-from sluice.exceptions import RuntimeEnvSetupError
 from sluice.executor import context
 from sluice.executor.backend import Backend
 from sluice.executor.object_ref import ObjectRef
@@ -42,7 +41,7 @@ def init(num_cpus: float | None = None, num_gpus: float | None = None,
     namespace share named actors on a cluster. Dask keeps no namespaces.
 
     ``runtime_env``: the job's runtime environment (``env_vars``, ``working_dir``,
-    ``py_modules``, ``excludes``; see :mod:`sluice.executor.runtime_env`), the
+    ``py_modules``, ``excludes``, ``pip``; see :mod:`sluice.executor.runtime_env`), the
     default under each task's and actor's own (whose ``env_vars`` are merged over
     it). A bad one raises :class:`~sluice.exceptions.RuntimeEnvSetupError` here.
 
@@ -98,10 +97,6 @@ def init(num_cpus: float | None = None, num_gpus: float | None = None,
             from sluice.executor.runtime_env import Shipper, check_spec
 
             job_env = check_spec(runtime_env) if runtime_env is not None else None  # bad: fails here
-            if job_env and job_env.get("pip"):
-                raise RuntimeEnvSetupError(f"init(runtime_env=) pip={job_env['pip']!r}: a sluice "
-                                           "cluster installs no pip packages yet; install them on "
-                                           "the nodes, and use env_vars, working_dir, py_modules")
             client = connect(address, token=token, namespace=namespace)
             client.inherited_runtime_env = job_env
             client.shipper = Shipper(client.put)

@@ -18,7 +18,15 @@ job's, its other keys replace the job's). :class:`RuntimeEnvs` turns one into a
 
 On a cluster, the driver's :class:`Shipper` puts each package's zip in the object
 store instead, and the first worker on a node that needs it unpacks it into that
-node's cache (:func:`fetch_packages`); ``pip`` is not supported there yet.
+node's cache (:func:`fetch_packages`). ``pip`` is set up on the node that runs the
+task (:func:`setup_on_node`): its virtualenv is built there once per requirements
+(:func:`build_venv`, under the node's lock) and the worker activates it
+(:func:`activate_venv`; such a worker starts as a fresh interpreter, so that a module
+sluice preloads, numpy, comes from the virtualenv too). Requirement strings are
+resolved by each node's pip, as in Ray; one that names an existing file or folder on the driver (a wheel, a project)
+travels through the object store as a package, like a ``working_dir``, and one that
+starts with ``${RAY_RUNTIME_ENV_CREATE_WORKING_DIR}`` names a file of the working_dir
+(:func:`with_working_dir`), on the local runtime too.
 
 Children inherit: a worker's runtime_env (``SLUICE_RUNTIME_ENV``) is merged under
 that of each task and actor it starts, as in Ray.
@@ -29,41 +37,42 @@ so a task runs only on a worker started with its environment, and tasks without
 one never pay for any of this.
 
 A bad environment (not a dict, an unknown key, a missing directory, a package past
-the limit, ``pip``, which sluice does not install) raises
+the limit, a ``pip`` requirement that does not install) raises
 :class:`~sluice.exceptions.RuntimeEnvSetupError` naming the cause; the runtime
 fails the task (or actor) with it, so it surfaces at ``get``.
+
+What touches files (packing, the node's cache, fetching packages, virtualenvs) is in
+:mod:`sluice.executor.env_files`; this module checks, merges and prepares environments.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import threading
-import zipfile
 from collections.abc import Mapping
 from typing import Any
 
 from sluice.exceptions import RuntimeEnvSetupError
+from sluice.executor.env_files import (
+    MAX_PACKAGE_BYTES,
+    PACKAGES_KEY,
+    SHIPPED_PREFIX,
+    build_venv,
+    looks_like_path,
+    pack,
+    unpacked,
+    with_working_dir,
+)
 
 SUPPORTED = ("env_vars", "working_dir", "py_modules", "excludes", "pip")
 """The runtime_env keys sluice applies."""
-FILE_KEYS = ("working_dir", "py_modules", "excludes", "pip")
-"""The keys that need files on the worker's node (the local runtime only)."""
-PIP_TIMEOUT_S = 900.0
-"""The longest one ``pip install`` of a runtime_env may take."""
-PIP_TAIL_LINES = 15
-"""How many of pip's last lines a failed install's error carries."""
-MAX_PACKAGE_BYTES = 100 * 1024 * 1024
-"""The most bytes of files (after ``excludes``) one ``working_dir`` or ``py_modules`` entry may hold."""
+DRIVER_FILE_KEYS = ("working_dir", "py_modules", "excludes")
+"""The keys that name folders of the driver's machine (a cluster takes them from its driver only)."""
 ENV_PATH_VAR = "SLUICE_ENV_PATH"
 """The worker's environment variable naming the folders its runtime_env puts first on sys.path."""
-PACKAGES_KEY = "_packages"
-"""The key under which a cluster driver sends a runtime_env's packed files: ``[[kind, hash,
-object id], ...]`` (kind ``working_dir`` or ``py_modules``), the zips being in the object store."""
+PACKAGE_KINDS = ("working_dir", "py_modules", "pip")
 RUNTIME_ENV_VAR = "SLUICE_RUNTIME_ENV"
 """The worker's environment variable holding its runtime_env (JSON), which its children inherit."""
 
@@ -115,7 +124,7 @@ def check_spec(spec: Any) -> dict[str, Any]:
         spec["pip"] = pip_requirements(spec["pip"])
     packages = spec.get(PACKAGES_KEY)
     if packages is not None and not (isinstance(packages, list) and all(
-            isinstance(p, list) and len(p) == 3 and p[0] in ("working_dir", "py_modules")
+            isinstance(p, list) and len(p) == 3 and p[0] in PACKAGE_KINDS
             for p in packages)):
         raise RuntimeEnvSetupError(f"runtime_env {PACKAGES_KEY}={packages!r}: sluice's own key "
                                    "(shipped packages); do not set it")
@@ -180,25 +189,14 @@ def merge(job: dict[str, Any] | None, task: Any) -> Any:
     return out
 
 
-CACHE_VAR = "SLUICE_RUNTIME_ENV_CACHE"
-"""An environment variable naming the cache folder (of a node: set where it starts)."""
-
-
-def cache_root() -> str:
-    """This node's folder of packed and unpacked packages and virtualenvs (shared by every
-    runtime of the user): ``$SLUICE_RUNTIME_ENV_CACHE``, else ``sluice-runtime-env-UID`` in
-    the temporary folder."""
-    return os.environ.get(CACHE_VAR) or os.path.join(tempfile.gettempdir(),
-                                                     f"sluice-runtime-env-{os.getuid()}")
-
-
 class RuntimeEnvs:
     """Turns runtime_env dicts into :class:`PreparedEnv`, once per distinct dict.
 
     ``job``: the job's default (``init(runtime_env=)``), already checked.
     ``files``: whether this runtime packs ``working_dir``/``py_modules`` itself and builds
     ``pip`` virtualenvs (one node, whose workers share its cache folder); a cluster head
-    takes them only as packages its driver shipped (:class:`Shipper`, :data:`PACKAGES_KEY`).
+    takes folders only as packages its driver shipped (:class:`Shipper`, :data:`PACKAGES_KEY`)
+    and leaves ``pip`` to the node that runs the task (:func:`setup_on_node`).
     """
 
     def __init__(self, job: dict[str, Any] | None = None, files: bool = True):
@@ -238,16 +236,26 @@ class RuntimeEnvs:
         except OSError as err:  # a folder that cannot be read, a full disk
             return None, RuntimeEnvSetupError(f"runtime_env={spec!r}: cannot pack it ({err})")
 
+    def for_nodes(self, spec: dict[str, Any]) -> PreparedEnv:
+        """A cluster head's environment of checked ``spec``: its env_vars, and the rest for
+        the node to set up (``pip``, shipped packages), marked with :data:`PACKAGES_KEY`."""
+        named = [k for k in DRIVER_FILE_KEYS if spec.get(k)]
+        if named:
+            raise RuntimeEnvSetupError(
+                f"runtime_env {', '.join(named)}: a sluice cluster ships working_dir and "
+                "py_modules given by its driver (sluice.init(address=...)), not by a task; use "
+                "env_vars or pip there, or give the folders to the driver's init(runtime_env=)")
+        if spec.get("pip") and PACKAGES_KEY not in spec:
+            spec = {**spec, PACKAGES_KEY: []}
+        return PreparedEnv(dict(spec.get("env_vars") or {}), None, (), None,
+                           json.dumps(spec, sort_keys=True, default=str))
+
     def prepare(self, spec: dict[str, Any]) -> PreparedEnv | None:
         """Pack and unpack the packages of checked ``spec``; None when it asks for nothing."""
         if not any(spec.get(k) for k in ("env_vars", "working_dir", "py_modules", "pip", PACKAGES_KEY)):
             return None
-        if not self.files and any(spec.get(k) for k in FILE_KEYS):
-            raise RuntimeEnvSetupError(
-                f"runtime_env {', '.join(k for k in FILE_KEYS if spec.get(k))}: a sluice cluster "
-                "ships working_dir and py_modules given by its driver (sluice.init(address=...)), "
-                "not by a task, and installs no pip packages yet; use env_vars there, or run on "
-                "the local runtime")
+        if not self.files:
+            return self.for_nodes(spec)
         excludes = spec.get("excludes") or []
         cwd = None
         paths: list[str] = []
@@ -267,194 +275,17 @@ class RuntimeEnvs:
             paths.append(unpacked(pack(src, excludes, "py_modules", root_name=os.path.basename(src))))
         python = None
         if spec.get("pip"):
-            python, site_packages = build_venv(spec["pip"])
+            python, site_packages = build_venv(with_working_dir(spec["pip"], cwd))
             paths.append(site_packages)  # before the driver's own site-packages
         return PreparedEnv(dict(spec.get("env_vars") or {}), cwd, tuple(paths), python,
                            json.dumps(spec, sort_keys=True, default=str))
 
 
-def excluded(rel: str, is_dir: bool, patterns: list[str]) -> bool:
-    """Whether path ``rel`` (relative to the package root, ``/``-separated) matches one of
-    the gitignore-style ``patterns``: a pattern with no ``/`` (but a trailing one) matches
-    any file or folder of that name at any depth; one with a ``/`` matches from the root
-    (``*`` within one level, ``**`` across levels); a trailing ``/`` matches folders only.
-    (Negation with ``!`` is not supported.)
-
-    >>> excluded("a/b/data.csv", False, ["*.csv"]), excluded("a/build", True, ["build/"])
-    (True, True)
-    >>> excluded("src/x.py", False, ["/x.py"]), excluded("x.py", False, ["/x.py"])
-    (False, True)
-    """
-    name = rel.rsplit("/", 1)[-1]
-    for pattern in patterns:
-        dir_only = pattern.endswith("/")
-        pat = pattern.rstrip("/")
-        if not pat or (dir_only and not is_dir):
-            continue
-        if "/" not in pat:
-            if fnmatch.fnmatchcase(name, pat):
-                return True
-        elif _match_path(rel, pat.lstrip("/")):
-            return True
-    return False
-
-
-def _match_path(rel: str, pat: str) -> bool:
-    parts, pats = rel.split("/"), pat.split("/")
-
-    def match(i: int, j: int) -> bool:
-        if j == len(pats):
-            return i == len(parts)
-        if pats[j] == "**":
-            return any(match(k, j + 1) for k in range(i, len(parts) + 1))
-        return i < len(parts) and fnmatch.fnmatchcase(parts[i], pats[j]) and match(i + 1, j + 1)
-
-    return match(0, 0)
-
-
-def pack(src: str, excludes: list[str], key: str, root_name: str | None) -> str:
-    """Hash and zip ``src`` (a folder, or one .py file) into the cache; the zip's path.
-
-    ``root_name``: the folder (or file) name the contents get inside the package (a
-    ``py_modules`` entry keeps its name); None puts a folder's contents at the root.
-    """
-    files: list[tuple[str, str]] = []  # (path in the package, path on disk)
-    if os.path.isfile(src):
-        files.append((os.path.basename(src), src))
-    else:
-        for dirpath, dirnames, filenames in os.walk(src):
-            rel_dir = os.path.relpath(dirpath, src).replace(os.sep, "/")
-            rel_dir = "" if rel_dir == "." else rel_dir + "/"
-            dirnames[:] = sorted(d for d in dirnames if not excluded(rel_dir + d, True, excludes))
-            for f in sorted(filenames):
-                if not excluded(rel_dir + f, False, excludes):
-                    arc = rel_dir + f
-                    files.append((f"{root_name}/{arc}" if root_name else arc, os.path.join(dirpath, f)))
-    digest = hashlib.sha256()
-    total = 0
-    for arc, path in files:
-        try:
-            size = os.path.getsize(path)
-        except OSError:
-            continue  # a dangling link or a file removed meanwhile
-        total += size
-        if total > MAX_PACKAGE_BYTES:
-            raise RuntimeEnvSetupError(
-                f"runtime_env {key} {src}: more than {MAX_PACKAGE_BYTES >> 20} MiB of files "
-                f"(reached at {arc}); leave large files out with runtime_env excludes=[...] "
-                "(gitignore-style patterns) or load them from shared storage in the task")
-        digest.update(arc.encode() + b"\0")
-        with open(path, "rb") as data:
-            for chunk in iter(lambda: data.read(1 << 20), b""):
-                digest.update(chunk)
-        digest.update(b"\0")
-    root = cache_root()
-    os.makedirs(root, exist_ok=True)
-    zip_path = os.path.join(root, f"pkg-{digest.hexdigest()[:24]}.zip")
-    if not os.path.exists(zip_path):
-        fd, tmp = tempfile.mkstemp(dir=root, suffix=".zip.tmp")
-        os.close(fd)
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
-            for arc, path in files:
-                if os.path.exists(path):
-                    z.write(path, arc)
-        os.replace(tmp, zip_path)
-    return zip_path
-
-
-def unpacked(zip_path: str) -> str:
-    """The folder ``zip_path`` is unpacked into (next to it, named after it), unpacked once."""
-    target = zip_path[: -len(".zip")]
-    if not os.path.isdir(target):
-        tmp = tempfile.mkdtemp(dir=os.path.dirname(zip_path), prefix=".unpack-")
-        with zipfile.ZipFile(zip_path) as z:
-            z.extractall(tmp)
-        try:
-            os.rename(tmp, target)
-        except OSError:  # another runtime unpacked it first
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
-
-
-def build_venv(requirements: list[str]) -> tuple[str, str]:
-    """The virtualenv of ``requirements`` on this node, built once: its python and its
-    site-packages folder.
-
-    ``python -m venv --system-site-packages`` plus a ``.pth`` file that adds the
-    driver's own site-packages after the venv's, so the venv sees every package the
-    driver has (sluice too) and pip installs only what is missing or of another version,
-    from the index and wheel folders pip is configured with. Keyed by the requirements,
-    the content of those that are local files, and the interpreter; built under a file
-    lock (one builder per node), marked ready when pip succeeded. A failed install
-    raises :class:`RuntimeEnvSetupError` with pip's last lines and leaves nothing behind.
-    """
-    import fcntl
-    import site
-    import subprocess
-    import sys
-
-    digest = hashlib.sha256(json.dumps([requirements, sys.executable, sys.version]).encode())
-    for req in requirements:
-        if os.path.isfile(req):
-            with open(req, "rb") as f:
-                digest.update(hashlib.sha256(f.read()).digest())
-    root = cache_root()
-    os.makedirs(root, exist_ok=True)
-    venv = os.path.join(root, f"venv-{digest.hexdigest()[:24]}")
-    python = os.path.join(venv, "bin", "python")
-    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    site_packages = os.path.join(venv, "lib", version, "site-packages")
-    ready = os.path.join(venv, ".sluice-ready")
-    if os.path.exists(ready):
-        return python, site_packages
-    with open(venv + ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if os.path.exists(ready):  # another runtime built it meanwhile
-            return python, site_packages
-        shutil.rmtree(venv, ignore_errors=True)
-        try:
-            made = subprocess.run([sys.executable, "-m", "venv", "--without-pip",
-                                   "--system-site-packages", venv],
-                                  capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
-            if made.returncode != 0:
-                raise RuntimeEnvSetupError(f"runtime_env pip={requirements!r}: cannot make a "
-                                           f"virtualenv in {venv}: {tail(made.stdout + made.stderr)}")
-            parents = list(site.getsitepackages())
-            if site.ENABLE_USER_SITE:
-                parents.append(site.getusersitepackages())
-            with open(os.path.join(site_packages, "_sluice_driver_site.pth"), "w") as f:
-                f.write("import site; " + "; ".join(f"site.addsitedir({p!r})" for p in parents
-                                                    if os.path.isdir(p)) + "\n")
-            try:
-                pip = subprocess.run([python, "-m", "pip", "install", "--disable-pip-version-check",
-                                      *requirements], capture_output=True, text=True,
-                                     timeout=PIP_TIMEOUT_S, stdin=subprocess.DEVNULL)
-            except subprocess.TimeoutExpired:
-                raise RuntimeEnvSetupError(f"runtime_env pip={requirements!r}: pip install took more "
-                                           f"than {PIP_TIMEOUT_S:g} s") from None
-            if pip.returncode != 0:
-                raise RuntimeEnvSetupError(
-                    f"runtime_env pip={requirements!r}: pip install failed (exit code "
-                    f"{pip.returncode}); fix the requirement or make it installable from this "
-                    f"machine's package index or wheel folders. pip said:\n"
-                    f"{tail(pip.stdout + pip.stderr)}")
-            open(ready, "w").close()
-        except BaseException:
-            shutil.rmtree(venv, ignore_errors=True)
-            raise
-    return python, site_packages
-
-
-def tail(text: str) -> str:
-    """The last :data:`PIP_TAIL_LINES` non-empty lines of ``text``."""
-    lines = [line for line in text.splitlines() if line.strip()]
-    return "\n".join(lines[-PIP_TAIL_LINES:])
-
-
 class Shipper:
     """A cluster driver's side: replaces the ``working_dir`` and ``py_modules`` of a
-    runtime_env by zips put in the object store (:data:`PACKAGES_KEY`), once per
-    distinct runtime_env; keeps their refs alive while it lives. ``put`` stores a value."""
+    runtime_env, and each ``pip`` requirement that is an existing file or folder here,
+    by zips put in the object store (:data:`PACKAGES_KEY`, :data:`SHIPPED_PREFIX`), once
+    per distinct runtime_env; keeps their refs alive while it lives. ``put`` stores a value."""
 
     def __init__(self, put: Any):
         self.put = put
@@ -464,7 +295,7 @@ class Shipper:
 
     def ship(self, spec: Any) -> Any:
         """``spec`` with its folders and modules shipped (unchanged when it has none)."""
-        if not isinstance(spec, Mapping) or not (spec.get("working_dir") or spec.get("py_modules")):
+        if not isinstance(spec, Mapping) or not any(spec.get(k) for k in PACKAGE_KINDS):
             return spec
         key = json.dumps(spec, sort_keys=True, default=str)
         with self.lock:
@@ -487,10 +318,27 @@ class Shipper:
                     "package) nor a .py file; give an existing one")
             packages.append(["py_modules", *self.upload(pack(src, excludes, "py_modules",
                                                                 os.path.basename(src)))])
+        if spec.get("pip"):
+            spec["pip"] = [self.ship_requirement(req, packages) for req in spec["pip"]]
         spec[PACKAGES_KEY] = packages
         with self.lock:
             self.shipped[key] = spec
         return spec
+
+    def ship_requirement(self, req: str, packages: list) -> str:
+        """A ``pip`` requirement as the nodes take it: one naming a file or folder here is
+        shipped (appended to ``packages``) and named :data:`SHIPPED_PREFIX` ``HASH/NAME``;
+        a file past :data:`MAX_PACKAGE_BYTES` is named by its absolute path (each node's pip
+        reads it there, as in Ray); any other is left as it is."""
+        src = os.path.abspath(req)
+        if not (looks_like_path(req) and os.path.exists(src)):
+            return req
+        if os.path.isfile(src) and os.path.getsize(src) > MAX_PACKAGE_BYTES:
+            return src
+        name = os.path.basename(src.rstrip(os.sep))
+        digest, oid = self.upload(pack(src, [], "pip", root_name=name))
+        packages.append(["pip", digest, oid])
+        return f"{SHIPPED_PREFIX}{digest}/{name}"
 
     def upload(self, zip_path: str) -> tuple[str, int]:
         digest = os.path.basename(zip_path)[len("pkg-"):-len(".zip")]
@@ -504,24 +352,18 @@ class Shipper:
         return digest, ref.id
 
 
-def fetch_packages(packages: list, get: Any) -> tuple[str | None, list[str]]:
-    """In a worker on a cluster node: unpack the shipped packages into this node's cache
-    (once per node: ``get(object_id)`` reads a zip from the object store only when its
-    folder is not there yet); returns the working_dir folder (or None) and the folders to
-    put first on sys.path, in order."""
-    root = cache_root()
-    os.makedirs(root, exist_ok=True)
-    cwd, paths = None, []
-    for kind, digest, oid in packages:
-        target = os.path.join(root, f"pkg-{digest}")
-        if not os.path.isdir(target):
-            fd, tmp = tempfile.mkstemp(dir=root, suffix=".zip.tmp")
-            with os.fdopen(fd, "wb") as f:
-                f.write(get(oid))
-            zip_path = target + ".zip"
-            os.replace(tmp, zip_path)
-            unpacked(zip_path)
-        if kind == "working_dir":
-            cwd = target
-        paths.append(target)
-    return cwd, paths
+def builds_venv_on_node(environ: Mapping[str, str]) -> bool:
+    """Whether a worker of variables ``environ`` builds a pip virtualenv on its cluster node
+    before its first task: such a worker starts as a fresh interpreter that imports nothing
+    the virtualenv may replace (no numpy preloaded) until it is active.
+
+    >>> builds_venv_on_node({RUNTIME_ENV_VAR: '{"pip": ["x"], "_packages": []}'}), builds_venv_on_node({})
+    (True, False)
+    """
+    text = environ.get(RUNTIME_ENV_VAR)
+    if not text or '"pip"' not in text:
+        return False
+    spec = json.loads(text)
+    return PACKAGES_KEY in spec and bool(spec.get("pip"))
+
+

@@ -24,6 +24,7 @@ from sluice.executor import context, protocol as P
 from sluice.executor.calls import decode_call, load_function, split_returns
 from sluice.executor.chains import ChainLink, run_link
 from sluice.executor.lifeline import die_with_parent, exit_on_hangup
+from sluice.executor.runtime_env import builds_venv_on_node
 from sluice.executor.streaming import WorkerStreams
 from sluice.executor.worker_api import CURRENT_TASK, WorkerAPI
 from sluice.store import serialization, shm
@@ -201,8 +202,8 @@ class Worker(WorkerAPI):
         _, task_id, fn_id, fn_bytes, args_blob, deps, return_ids, retry_exc, gpu_ids, name, stream = msg
         start = time.perf_counter()
         try:
-            if self.env_packages is not None:  # a cluster's runtime_env: before the function loads
-                self.apply_env_packages()
+            if self.env_setup is not None:  # a cluster's runtime_env: before the function loads
+                self.apply_env_setup()
             fn = self.function(fn_id, fn_bytes)
             args, kwargs = decode_call(args_blob, self.resolve_deps(deps))
             if gpu_ids is not None:
@@ -283,8 +284,8 @@ class Worker(WorkerAPI):
     def host_actor(self, msg: tuple) -> None:
         _, cls_bytes, args_blob, deps, max_concurrency, name, gpu_ids = msg
         try:
-            if self.env_packages is not None:
-                self.apply_env_packages()
+            if self.env_setup is not None:
+                self.apply_env_setup()
             if gpu_ids is not None:
                 set_visible_gpus(gpu_ids)
             cls = load_function(cls_bytes)
@@ -462,7 +463,8 @@ def main(argv: list[str]) -> None:
     fd, session, index, parent = int(argv[0]), argv[1], int(argv[2]), int(argv[3])
     die_with_parent(parent, death_signal=False)
     add_driver_path()
-    serialization.preload_decoders()
+    if not builds_venv_on_node(os.environ):  # that worker imports numpy from its virtualenv
+        serialization.preload_decoders()
     serve(fd, session, index)
 
 

@@ -27,7 +27,8 @@ from sluice.executor.calls import encode_call
 from sluice.executor.counting import RefCounts
 from sluice.executor.object_ref import OWNER_SHIFT, ObjectRef
 from sluice.executor.resources import ResourceKey
-from sluice.executor.runtime_env import PACKAGES_KEY, RUNTIME_ENV_VAR, Shipper, fetch_packages, merge
+from sluice.executor.env_files import PACKAGES_KEY, activate_venv, setup_on_node
+from sluice.executor.runtime_env import RUNTIME_ENV_VAR, Shipper, merge
 from sluice.executor.stream_consumer import StreamConsumer
 from sluice.store import serialization, shm
 
@@ -63,8 +64,11 @@ class WorkerAPI:
         self.inherited_runtime_env: dict | None = json.loads(spec) if spec else None
         # A cluster driver's: ships working_dir/py_modules through the object store.
         self.shipper: Shipper | None = None
-        # The packages of this worker's runtime_env to unpack before its first task (a cluster's).
-        self.env_packages: list | None = (self.inherited_runtime_env or {}).get(PACKAGES_KEY) or None
+        # This worker's runtime_env, to set up on its node before its first task (a cluster's:
+        # shipped packages to unpack, a pip virtualenv to build); None when there is nothing.
+        env = self.inherited_runtime_env or {}
+        self.env_setup: dict | None = env if PACKAGES_KEY in env and (
+            env[PACKAGES_KEY] or env.get("pip")) else None
 
     def with_runtime_env(self, options: dict) -> dict:
         """``options`` with this process's runtime_env merged under theirs, its files shipped."""
@@ -73,21 +77,28 @@ class WorkerAPI:
             spec = self.shipper.ship(spec)
         return {**options, "runtime_env": spec}
 
-    def apply_env_packages(self) -> None:
-        """Unpack this worker's shipped packages (once per node), enter its working_dir and
-        put them first on sys.path; raises RuntimeEnvSetupError (retried by the next task)."""
+    def apply_env_setup(self) -> None:
+        """Set up this worker's runtime_env on its node (:func:`setup_on_node`: unpack its
+        shipped packages, build its pip virtualenv, each once per node), activate the
+        virtualenv, enter its working_dir and put its folders first on sys.path; raises
+        RuntimeEnvSetupError naming the cause (and the next task tries again)."""
         import sys
 
         from sluice.exceptions import RuntimeEnvSetupError
 
-        packages, self.env_packages = self.env_packages, None
+        spec, self.env_setup = self.env_setup, None
         try:
-            cwd, paths = fetch_packages(packages or [],
-                                        lambda oid: self.get([ObjectRef(oid, self)], None)[0])
+            cwd, paths, python = setup_on_node(
+                spec or {}, lambda oid: self.get([ObjectRef(oid, self)], None)[0])
+        except RuntimeEnvSetupError:
+            self.env_setup = spec
+            raise
         except Exception as err:
-            self.env_packages = packages
-            raise RuntimeEnvSetupError(f"runtime_env: cannot unpack its working_dir/py_modules on "
-                                       f"this node ({type(err).__name__}: {err})") from None
+            self.env_setup = spec
+            raise RuntimeEnvSetupError(f"runtime_env: cannot set up its working_dir/py_modules/pip "
+                                       f"on this node ({type(err).__name__}: {err})") from None
+        if python is not None:
+            activate_venv(python)
         if cwd is not None:
             os.chdir(cwd)
         for path in reversed(paths):

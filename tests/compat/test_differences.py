@@ -53,6 +53,22 @@ def test_a_demand_no_node_can_meet_raises_at_remote() -> None:
         Actor.options(num_cpus=64).remote()
 
 
+def test_a_placement_group_no_node_can_hold_fails_ready_at_once() -> None:
+    # Ray: the group stays pending forever (an autoscaler might add a node), so get of
+    # ready() raises GetTimeoutError at its timeout and wait() returns False. sluice: its
+    # nodes are known, so both raise UnschedulableError at once, naming the bundle and the
+    # largest node (programs/placement_group_infeasible.py passes on both).
+    from sluice.util.placement_group import placement_group, remove_placement_group
+
+    pg = placement_group([{"CPU": 1}, {"GPU": 2}])
+    with pytest.raises(ray.exceptions.UnschedulableError,
+                       match=r"bundle 1 \{'GPU': 2.0\} fits on no node; the largest node"):
+        ray.get(pg.ready(), timeout=60)
+    with pytest.raises(ray.exceptions.UnschedulableError, match="fits on no node"):
+        pg.wait(timeout_seconds=60)
+    remove_placement_group(pg)
+
+
 def test_a_hard_affinity_to_a_missing_node_raises_at_remote() -> None:
     # Ray: .remote() returns a ref and ray.get raises TaskUnschedulableError. sluice: .remote()
     # raises it (UnschedulableError), naming the node and the live ones.

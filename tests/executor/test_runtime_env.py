@@ -12,6 +12,7 @@ import pytest
 
 import sluice
 from sluice.exceptions import RuntimeEnvSetupError, UnsupportedOnBackendError
+from sluice.executor import env_files
 from sluice.executor import runtime_env as renv
 from sluice.executor.dask_backend import no_runtime_env
 
@@ -111,7 +112,7 @@ def test_working_dir_imports_its_modules_and_reads_files_relative_to_it(
     got = sluice.get(use_working_dir.options(runtime_env={"working_dir": str(project)}).remote())
     assert (got["value"], got["greeting"]) == ("from the working dir", "hello")
     assert got["cwd"] == got["first_path"]  # the unpacked copy: current directory, first on sys.path
-    assert got["cwd"].startswith(renv.cache_root()) and Path(got["cwd"], "only_here_mod.py").exists()
+    assert got["cwd"].startswith(env_files.cache_root()) and Path(got["cwd"], "only_here_mod.py").exists()
     assert got["log"] and got["build"]  # nothing excluded
     with pytest.raises(ModuleNotFoundError):
         sluice.get(use_working_dir.remote())  # the plain pool never sees it
@@ -175,7 +176,7 @@ def test_a_package_past_the_limit_fails(two_cpus: None, tmp_path: Path,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     project = make_project(tmp_path)
     (project / "big.bin").write_bytes(b"x" * 4096)
-    monkeypatch.setattr(renv, "MAX_PACKAGE_BYTES", 1024)
+    monkeypatch.setattr(env_files, "MAX_PACKAGE_BYTES", 1024)
     with pytest.raises(RuntimeEnvSetupError, match="more than 0 MiB of files.*excludes"):
         sluice.get(use_working_dir.options(runtime_env={"working_dir": str(project)}).remote())
     env = {"working_dir": str(project), "excludes": ["big.bin"]}
@@ -221,7 +222,7 @@ def test_gitignore_style_excludes() -> None:
              ("build", False): False, ("src/build", True): True, ("data/raw/1.csv", False): True,
              ("raw/1.csv", False): False, ("keep.py", False): False}
     patterns = ["*.log", "build/", "data/**/*.csv"]
-    assert {k: renv.excluded(*k, patterns) for k in cases} == cases
+    assert {k: env_files.excluded(*k, patterns) for k in cases} == cases
 
 
 def test_merge_lets_the_task_override_and_merges_env_vars() -> None:
@@ -274,7 +275,7 @@ def test_pip_installs_into_a_virtualenv_built_once(two_cpus: None, tmp_path: Pat
     wheel = make_wheel(tmp_path)
     env = {"pip": [str(wheel)], "env_vars": {"SLUICE_T_A": "pip"}}
     value, python, _ = sluice.get(use_tiny.options(runtime_env=env).remote(), timeout=600)
-    assert value == "tiny" and python.startswith(renv.cache_root())
+    assert value == "tiny" and python.startswith(env_files.cache_root())
     venv = Path(python).parents[1]
     built = (venv / ".sluice-ready").stat().st_mtime_ns
     again = sluice.get([use_tiny.options(runtime_env={"pip": [str(wheel)]}).remote()
@@ -292,8 +293,19 @@ def test_a_requirement_that_cannot_install_fails_with_pips_words(two_cpus: None,
     with pytest.raises(RuntimeEnvSetupError, match="(?s)pip install failed.*pip said:.*sluice_missing_pkg"):
         sluice.get(ref, timeout=600)
     assert not any(p.name.startswith("venv-") and not p.name.endswith(".lock")
-                   and not (p / ".sluice-ready").exists() for p in Path(renv.cache_root()).iterdir())
+                   and not (p / ".sluice-ready").exists() for p in Path(env_files.cache_root()).iterdir())
     assert sluice.get(env_of.remote(), timeout=60)["pid"] > 0
+
+
+def test_pip_names_a_wheel_of_the_working_dir_as_ray_does(two_cpus: None, tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    wheel = make_wheel(project, version="0.3")
+    env = {"working_dir": str(project), "pip": [f"${{RAY_RUNTIME_ENV_CREATE_WORKING_DIR}}/{wheel.name}"]}
+    value, python, _ = sluice.get(use_tiny.options(runtime_env=env).remote(), timeout=600)
+    assert value == "tiny" and python.startswith(env_files.cache_root())
+    with pytest.raises(RuntimeEnvSetupError,
+                       match="names .*RAY_RUNTIME_ENV_CREATE_WORKING_DIR.*give working_dir"):
+        sluice.get(use_tiny.options(runtime_env={"pip": env["pip"]}).remote(), timeout=60)
 
 
 def test_ray_style_runtime_env_object(two_cpus: None, tmp_path: Path) -> None:

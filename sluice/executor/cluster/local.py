@@ -39,13 +39,16 @@ class LocalCluster:
     """A head (with its own node of ``head_cpus``) plus ``nodes`` node daemons of ``cpus`` each.
 
     ``extra`` flags go to every ``sluice start``, ``node_args[i]`` to node ``i`` only,
-    ``head_args`` to the head only; ``cwd`` (default: the current directory) is on the
-    daemons' ``PYTHONPATH``, so their workers import the driver's modules by name.
+    ``head_args`` to the head only; ``env`` is set for every daemon, ``node_env[i]`` for
+    node ``i`` only (e.g. its own runtime_env cache, as on its own machine); ``cwd``
+    (default: the current directory) is on the daemons' ``PYTHONPATH``, so their workers
+    import the driver's modules by name.
     """
 
     def __init__(self, nodes: int = 2, cpus: float = 1, head_cpus: float = 1, extra: list[str] | None = None,
                  env: dict[str, str] | None = None, node_args: list[list[str]] | None = None,
-                 cwd: str | Path | None = None, head_args: list[str] | None = None):
+                 cwd: str | Path | None = None, head_args: list[str] | None = None,
+                 node_env: list[dict[str, str]] | None = None):
         self.cwd = Path(cwd or os.getcwd())
         self.port = free_port()
         self.address = f"sluice://127.0.0.1:{self.port}"
@@ -61,12 +64,14 @@ class LocalCluster:
         self.wait_for_nodes(1 if head_cpus else 0)
         self.nodes: list[subprocess.Popen] = []
         for i in range(nodes):
-            self.nodes.append(self._start_node(node_args[i] if node_args else [], f"node{i}"))
+            self.nodes.append(self._start_node(node_args[i] if node_args else [], f"node{i}",
+                                               node_env[i] if node_env else None))
         self.wait_for_nodes((1 if head_cpus else 0) + nodes)
 
-    def _start_node(self, args: list[str], name: str) -> subprocess.Popen:
+    def _start_node(self, args: list[str], name: str, env: dict[str, str] | None = None
+                    ) -> subprocess.Popen:
         return self._start(["--address", f"127.0.0.1:{self.port}", "--num-cpus", str(self.cpus),
-                            *self.extra, *args], name)
+                            *self.extra, *args], name, env)
 
     def add_node(self, args: list[str] | None = None) -> subprocess.Popen:
         """Start one more node daemon (flags ``args``) and wait until it is alive."""
@@ -76,13 +81,13 @@ class LocalCluster:
         self.wait_for_nodes(alive + 1)
         return proc
 
-    def _start(self, args: list[str], name: str) -> subprocess.Popen:
+    def _start(self, args: list[str], name: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         log = auth.cluster_dir() / f"local-{self.port}-{name}.log"
         self.logs.append(log)
         out = open(log, "wb")
         return subprocess.Popen([sys.executable, "-m", "sluice.cli", "start", *args, "--block"],
-                                cwd=self.cwd, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
+                                cwd=self.cwd, env={**self.env, **(env or {})}, stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
     @property
     def token(self) -> str:

@@ -34,6 +34,7 @@ from sluice.executor.cluster.relay import Outbox, frames_of, unpack_control
 from sluice.executor.process import spawn_worker, start_template
 from sluice.executor.resources import with_default_memory
 from sluice.executor.runtime import SPILL_PREFIX, default_store_memory
+from sluice.executor.runtime_env import builds_venv_on_node
 from sluice.store import shm, transfer
 from sluice.store.transfer import StoreServer
 
@@ -129,12 +130,14 @@ class NodeDaemon:
         self.stop()
 
     def spawn(self, index: int, overrides: dict[str, str] | None = None) -> None:
-        """Start worker ``index``, with ``overrides`` (its runtime_env's variables) set."""
+        """Start worker ``index``, with ``overrides`` (its runtime_env's variables) set; one
+        that builds a pip virtualenv starts as a fresh interpreter, not from the template
+        (whose numpy the virtualenv may replace)."""
         env = {**(overrides or {}), "SLUICE_NODE_FLIGHT": self.flight.location,
                "SLUICE_TOKEN": self.token}
         if self.tls_root_path:
             env["SLUICE_TLS_ROOT"] = self.tls_root_path
-        if self.template is not None:
+        if self.template is not None and not builds_venv_on_node(env):
             proc, conn = self.template.spawn(self.session, index, env)
         else:
             proc, conn = spawn_worker(self.session, index, env)

@@ -72,7 +72,8 @@ class ClusterPlacement:
 
     def spawn(self, index: int, node: NodeState, env: PreparedEnv | None = None
               ) -> tuple[RemoteProc, RelayConn]:
-        # A cluster's environments carry env_vars only (RuntimeEnvs(files=False) refuses files).
+        # A cluster's environment travels as variables: env_vars, and the runtime_env the
+        # worker sets up on its node before its first task (packages, pip; see setup_on_node).
         node.outbox.control(("spawn", index) if env is None else ("spawn", index, env.overrides()))
         return RemoteProc(node.outbox, index), RelayConn(node.outbox, index)
 
