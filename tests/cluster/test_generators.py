@@ -146,6 +146,17 @@ def test_items_reach_the_driver_before_the_producer_ends(cluster: LocalCluster,
         next(gen)
 
 
+def test_a_timed_out_next_at_the_driver_loses_no_item(cluster: LocalCluster,
+                                                       tmp_path: Path) -> None:
+    gate = str(tmp_path / "gate")
+    gen = waits_for_consumer.remote(gate)
+    assert sluice.get(gen._next_sync(DEADLINE_S)) == "first"
+    with pytest.raises(sluice.exceptions.GetTimeoutError, match="no item of the generator came"):
+        gen._next_sync(0.2)  # "second" waits for the gate
+    Path(gate).write_text("go")
+    assert [sluice.get(ref) for ref in gen] == ["second"]
+
+
 def test_an_exception_mid_stream_raises_at_that_item(cluster: LocalCluster) -> None:
     refs = list(fails_after.remote(3))
     assert len(refs) == 4
