@@ -141,7 +141,8 @@ class ActorManager:
                     contained: tuple[int, ...], return_ids: list[int], keep: list,
                     stream: tuple | None = None) -> None:
         """Call ``method`` on actor ``actor_id`` (whose results ``return_ids`` have entries);
-        ``stream``: ``(backpressure threshold,)`` for a streaming call (executor/generators.py)."""
+        ``stream``: ``(backpressure threshold, consumer)`` for a streaming call, the consumer
+        None for the driver's own threads (executor/generators.py)."""
         s = self.s
         actor = self.lookup(actor_id)
         retries = 0 if actor is None else int(actor.options.get("max_task_retries", 0))
@@ -149,7 +150,7 @@ class ActorManager:
                           False, keep)
         task.method = method
         if stream is not None:
-            s.open_stream(task, stream[0])
+            s.open_stream(task, stream[0], stream[1])
         if actor is None:  # (queued, it would run as a function task with no function)
             s.refuse(task, serialization.dumps(ObjectLostError(
                 f"no actor with id {actor_id:x} in this runtime; it belongs to an earlier session")))
@@ -271,6 +272,7 @@ class ActorManager:
         actor = w.actor
         code = w.proc.poll()
         s.forget_worker_slots(w)
+        s.consumer_gone(w)  # the generators it iterated
         if actor.state != ActorRecord.DEAD and actor.restarts_left > 0:
             actor.restarts_left -= 1
             actor.restarted = True

@@ -179,7 +179,7 @@ class IOThread:
             elif code == P.CREATE_ACTOR:
                 self.nested_create_actor(msg, w)
             elif code == P.CALL_ACTOR:
-                self.nested_actor_call(msg)
+                self.nested_actor_call(msg, w)
             elif code == P.LOOKUP:
                 # Answered first: an answer may flush ``w`` (a placement group made ready),
                 # which replaces ``w.out``.
@@ -194,6 +194,12 @@ class IOThread:
                 s.slots_released(w, msg[1])
             elif code == P.GEN_ITEM:
                 s.stream_item(w, msg[1], msg[2], msg[3], msg[4], msg[5])
+            elif code == P.GEN_NEXT:
+                s.stream_request(w, msg[1], msg[2], msg[3])
+            elif code == P.GEN_TAKEN:
+                s.stream_taken(msg[1], msg[2])
+            elif code == P.GEN_CLOSE:
+                s.close_stream(msg[1])
         s.apply_ref_events()
 
     def nested_submit(self, msg: tuple, w: WorkerHandle | None = None) -> None:
@@ -223,6 +229,9 @@ class IOThread:
         task.from_task = w is not None and w.lease is not None and w.actor is None
         task.parent = options.get("_parent")  # (cancel(recursive=True) cancels it with its parent)
         task.max_calls = options.get("max_calls", 0)
+        streaming = options["num_returns"] == "streaming"
+        if streaming:  # before any refusal, so the generator raises its error
+            s.open_stream(task, options.get("_generator_backpressure_num_objects"), w)
         if failed is not None:
             s.refuse(task, serialization.dumps(failed))
             return
@@ -239,6 +248,8 @@ class IOThread:
         if env is not None:
             task.set_env(env)
         s.submit(task)
+        if streaming:
+            s.watch_stream_end(task)
 
     def nested_create_actor(self, msg: tuple, w: WorkerHandle) -> None:
         _, actor_id, cls_id, cls_bytes, blob, deps, contained, options = msg
@@ -271,7 +282,10 @@ class IOThread:
             s.hold(actor.contained)
             s.actor_manager.mark_dead(actor, serialization.dumps(err))
 
-    def nested_actor_call(self, msg: tuple) -> None:
+    def nested_actor_call(self, msg: tuple, w: WorkerHandle) -> None:
         _, actor_id, method, blob, deps, contained, return_ids, options = msg
+        stream = None
+        if options["num_returns"] == "streaming":  # ``w`` iterates it (executor/generators.py)
+            stream = (options.get("_generator_backpressure_num_objects"), w)
         self.s.actor_manager.call_method(actor_id, method, options["name"], blob, deps, contained,
-                                         return_ids, [])
+                                         return_ids, [], stream)

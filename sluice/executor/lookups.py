@@ -109,6 +109,10 @@ def answer(s: Scheduler, what: str, arg: Any, w: WorkerHandle | None = None) -> 
         return store_capacity(s)
     if what == "current_pg":  # the group the asking process runs in (get_current_placement_group)
         return s.pgs.current(w) if w is not None else None
+    if what == "stream_ready":  # a generator id: would its next() return at once
+        return s.stream_ready(arg)
+    if what == "stream_finished":  # a generator id: its call ended and every item was taken
+        return s.stream_finished(arg)
     if what == "pg":  # (operation, argument): placement groups
         out = s.pgs.handle(*arg)
         s.flush_all()

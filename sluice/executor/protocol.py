@@ -25,7 +25,7 @@ ACTOR_CALL = 4      # (ACTOR_CALL, task_id, method, args_blob, deps, return_ids,
 RELEASE = 5         # (RELEASE, [segment names]) forget cached mappings of freed objects
 SHUTDOWN = 6        # (SHUTDOWN,)
 WAIT_REPLY = 7      # (WAIT_REPLY, req_id, [ready ids])
-LOOKUP_REPLY = 8    # (LOOKUP_REPLY, req_id, value)
+LOOKUP_REPLY = 8    # (LOOKUP_REPLY, req_id, value) the answer to a LOOKUP or GEN_NEXT
 RELINQUISH = 9      # (RELINQUISH,) a blocked worker hands back the tasks it has not started
 CHAIN = 12          # (CHAIN, task_id, chain_id, deps, overrides, return_ids) run a set-up chain
 CHAIN_SETUP = 13    # (CHAIN_SETUP, chain_id, hops, socket directory, driver's chain socket)
@@ -57,6 +57,10 @@ CANCEL = 36         # (CANCEL, object_id, force)
 RELEASED = 37       # (RELEASED, [slot names]) this process holds no view of them any more
 ACTOR_HANDLE = 39   # (ACTOR_HANDLE, +1 | -1 | 0 pickled, actor_id) a cluster driver's actor handles
 GEN_ITEM = 49       # (GEN_ITEM, task_id, index, object_id, result spec, contained) one yielded item
+GEN_NEXT = 50       # (GEN_NEXT, req_id, generator id, give_up) the next items; answered with
+                    #  (LOOKUP_REPLY, req_id, ([(object id, spec | None)], ended)) (executor/generators.py)
+GEN_TAKEN = 51      # (GEN_TAKEN, generator id, [object ids]) the consumer holds its own refs to them
+GEN_CLOSE = 52      # (GEN_CLOSE, generator id) the consumer dropped its generator
 PULLED = 38         # (PULLED, object_id, segment name) a copy now lives in this node's store (cluster)
 
 # datagrams on chain sockets: actor -> actor, actor -> driver

@@ -141,13 +141,13 @@ class Runtime:
             if placed is not strategy:
                 task.group = strategy
             task.max_calls = options.get("max_calls", 0)
+            if streaming:  # before a refusal, so the generator raises its error
+                s.open_stream(task, options.get("_generator_backpressure_num_objects"))
             if env_error is not None:
                 s.refuse(task, serialization.dumps(env_error))
                 return refs
             if env is not None:
                 task.set_env(env)
-            if streaming:
-                s.open_stream(task, options.get("_generator_backpressure_num_objects"))
             s.submit(task)
             if streaming:
                 s.watch_stream_end(task)
@@ -190,7 +190,7 @@ class Runtime:
             if n == "streaming":
                 return_ids, refs = self._new_refs(1)
                 self.actors.call_method(actor_id, method, name, blob, deps, contained, return_ids,
-                                        keep, (options.get("_generator_backpressure_num_objects"),))
+                                        keep, (options.get("_generator_backpressure_num_objects"), None))
             else:
                 return_ids, refs = self._new_refs(n)
                 self.actors.call_method(actor_id, method, name, blob, deps, contained, return_ids, keep)
@@ -443,15 +443,8 @@ class Runtime:
 
     def stream_finished(self, gid: int) -> bool:
         """Whether streaming call ``gid`` ended and its every item (and error) was taken."""
-        s = self.scheduler
-        with s.locked():
-            st = s.streams.get(gid)
-            if st is None:
-                return True
-            entry = s.objects.get(gid)
-            if entry is not None and entry.state == PENDING or st.consumed < len(st.items):
-                return False
-            return entry is None or entry.spec[0] != P.DEP_ERROR or st.error_given
+        with self.scheduler.locked():
+            return self.scheduler.stream_finished(gid)
 
     def stream_close(self, gid: int) -> None:
         """The consumer dropped its generator: free its unconsumed items."""

@@ -43,7 +43,6 @@ from sluice.executor.generators import StreamTable
 from sluice.executor.objects import ObjectTable
 from sluice.executor.placement import (
     LineageKeeper,
-    Node,
     ObjectLocations,
     Placement,
     ResourceTotals,
@@ -59,11 +58,11 @@ from sluice.executor.records import (
     WorkerHandle,
     WorkerRequest,
 )
-from sluice.executor.resources import ResourceKey
 from sluice.executor.placement_groups import PlacementGroups
+from sluice.executor.resources import ResourceKey
 from sluice.executor.runtime_env import RuntimeEnvs
+from sluice.executor.strategies import PlacementGroupSchedulingStrategy
 from sluice.executor.worker_pool import WorkerPool
-from sluice.executor.strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
 from sluice.store import serialization
 
 FLUSH_AT = 64
@@ -526,12 +525,22 @@ class Scheduler(ObjectTable, StreamTable, WorkerPool):
             return
         for oid in pending:
             self.requests.setdefault(oid, []).append(req)
-        if w.actor is None and w.blocked == 0 and w.lease is not None:
-            w.out.append((P.RELINQUISH,))  # its queued tasks go back to run elsewhere
-            self.dirty.add(w)
-        w.blocked += 1
         if nest and not is_wait and w.actor is None:
             w.nest_waits.append(req)
+        self.block_worker(w)
+
+    def block_worker(self, w: WorkerHandle) -> None:
+        """``w`` waits for the driver's answer (a get, wait, or a generator's next item):
+        its queued tasks go back to run elsewhere, its CPUs may be lent (nesting.py)."""
+        if w.actor is None and w.blocked == 0 and w.lease is not None:
+            w.out.append((P.RELINQUISH,))
+            self.dirty.add(w)
+        w.blocked += 1
+        nesting.settle(self, w)
+
+    def unblock_worker(self, w: WorkerHandle) -> None:
+        """The answer :meth:`block_worker` waited for is on its way to ``w``."""
+        w.blocked -= 1
         nesting.settle(self, w)
 
     def answer(self, req: WorkerRequest, blocked: bool = True) -> None:
@@ -551,10 +560,9 @@ class Scheduler(ObjectTable, StreamTable, WorkerPool):
                     lst.remove(req)
                     if not lst:
                         del self.requests[oid]
-            w.blocked -= 1
             if w.nest_waits and req in w.nest_waits:
                 w.nest_waits.remove(req)
-            nesting.settle(self, w)
+            self.unblock_worker(w)
         self.send(w)
 
     # -- worker death ----------------------------------------------------------------
@@ -576,6 +584,7 @@ class Scheduler(ObjectTable, StreamTable, WorkerPool):
         w.nested, w.nest_waits = [], []
         for reqs in self.requests.values():
             reqs[:] = [r for r in reqs if r.worker is not w]
+        self.consumer_gone(w)
         self.forget_worker_slots(w)
         code = w.proc.poll()
         for task in list(w.inflight.values()):

@@ -4,6 +4,8 @@ Every call becomes a message to the driver, which owns all scheduling state;
 :class:`WorkerAPI` is the :class:`~sluice.executor.backend.Backend` of a worker.
 A worker's ObjectRefs are borrowed: the driver hears of each ref this process
 starts or stops holding (INCREF/DECREF), in order with everything else it sends.
+A streaming generator it starts is iterated by asking the driver for its items
+(:mod:`sluice.executor.stream_consumer`).
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ from sluice.executor import protocol as P
 from sluice.executor.backend import ActorInfo, ChainHop, NodeInfo, ObjectLocation
 from sluice.executor.calls import encode_call
 from sluice.executor.counting import RefCounts
-from sluice.executor.generators import refuse_streaming
 from sluice.executor.object_ref import OWNER_SHIFT, ObjectRef
 from sluice.executor.resources import ResourceKey
 from sluice.executor.env_files import PACKAGES_KEY, activate_venv, setup_on_node
 from sluice.executor.runtime_env import RUNTIME_ENV_VAR, Shipper, merge
+from sluice.executor.stream_consumer import StreamConsumer
 from sluice.store import serialization, shm
 
 CURRENT_TASK: contextvars.ContextVar[int | None] = contextvars.ContextVar("sluice_task", default=None)
@@ -39,7 +41,6 @@ class WorkerAPI:
     """The Backend of a worker process: every call a message to the driver (``Runtime``)."""
 
     is_driver = False
-    where = "from inside a task or actor"
 
     def __init__(self, conn: Connection, session: str, index: int):
         self.conn = conn
@@ -48,6 +49,7 @@ class WorkerAPI:
         self.outbox: list = []
         self.send_lock = threading.Lock()
         self.refs = RefCounts()             # the refs this process holds
+        self.streams_in = StreamConsumer(self)  # the generators this process iterates
         self.ring: dict[int, tuple] = {}    # recent results kept here (a worker's; else empty)
         self.ids = itertools.count(1)
         self.req_ids = itertools.count(1)
@@ -124,6 +126,8 @@ class WorkerAPI:
         outbox = self.outbox
         for oid, first in self.refs.drain():
             outbox.append((P.INCREF if first else P.DECREF, oid))
+        if self.streams_in.closed:
+            self.streams_in.drain_closed(outbox)
 
     def add_local_ref(self, oid: int) -> None:
         self.refs.add(oid)
@@ -141,14 +145,13 @@ class WorkerAPI:
     # -- submissions -----------------------------------------------------------------
     def submit_task(self, fn_id: int, fn_bytes: bytes, name: str, args: tuple, kwargs: dict,
                     options: dict) -> list[ObjectRef]:
-        refuse_streaming(options, f"task {name}", self.where)
         parent = CURRENT_TASK.get()
         if parent is not None:  # submitted by a task: cancelled with it (cancel recursive=True)
             options = {**options, "_parent": parent}
         if self.inherited_runtime_env or (self.shipper is not None and options.get("runtime_env")):
             options = self.with_runtime_env(options)
         blob, deps, contained, keep = encode_call(name, args, kwargs, self.put)
-        return_ids = [self.new_object_id() for _ in range(options["num_returns"])]
+        return_ids = [self.new_object_id() for _ in range(_result_count(options))]
         send_fn = None if fn_id in self.sent_functions else fn_bytes
         self.sent_functions.add(fn_id)
         refs = self._announce_refs(return_ids)
@@ -172,9 +175,8 @@ class WorkerAPI:
 
     def submit_actor_task(self, actor_id: int, method: str, name: str, args: tuple, kwargs: dict,
                           options: dict) -> list[ObjectRef]:
-        refuse_streaming(options, f"actor method {name}", self.where)
         blob, deps, contained, keep = encode_call(name, args, kwargs, self.put)
-        return_ids = [self.new_object_id() for _ in range(options["num_returns"])]
+        return_ids = [self.new_object_id() for _ in range(_result_count(options))]
         refs = self._announce_refs(return_ids)
         self.emit((P.CALL_ACTOR, actor_id, method, blob, deps, contained, return_ids,
                    {**options, "name": name}))
@@ -255,6 +257,25 @@ class WorkerAPI:
     def shutdown(self) -> None:
         """Nothing: the driver owns this process and ends it."""
 
+    # -- streaming generators: the driver hands out the items (executor/stream_consumer.py) --
+    def stream_next(self, gid: int, timeout: float | None) -> ObjectRef | None:
+        """The next item's ref of streaming call ``gid`` once it arrives; None at the end.
+        Raises GetTimeoutError when none came within ``timeout`` seconds."""
+        return self.streams_in.next(gid, timeout)
+
+    def stream_ready(self, gid: int) -> bool:
+        """Whether the next item (or the end) of streaming call ``gid`` is there."""
+        return self.streams_in.has_items(gid) or self._ask("stream_ready", gid)
+
+    def stream_finished(self, gid: int) -> bool:
+        """Whether streaming call ``gid`` ended and its every item (and error) was taken."""
+        return not self.streams_in.has_items(gid) and self._ask("stream_finished", gid)
+
+    def stream_close(self, gid: int) -> None:
+        """The generator was dropped (perhaps in garbage collection): say so with the next
+        batch, so the driver frees the items never taken and never pauses the producer."""
+        self.streams_in.close(gid)
+
     def _ask(self, what: str, arg: Any) -> Any:
         """The driver's answer to a LOOKUP (the wire form of the queries above)."""
         req = next(self.req_ids)
@@ -267,8 +288,11 @@ class WorkerAPI:
         specs: dict[int, tuple] = {}
         missing = []
         ring = self.ring
+        values = self.streams_in.values  # small items of generators, fetched with their ids
         for oid in ids:
             spec = ring.get(oid)
+            if spec is None and values:
+                spec = values.get(oid)
             if spec is None:
                 missing.append(oid)
             else:
@@ -386,6 +410,12 @@ class WorkerAPI:
 
     def pump(self, timeout: float | None) -> None:
         raise NotImplementedError
+
+
+def _result_count(options: dict) -> int:
+    """How many result ids a call has: a streaming call has one, its generator id."""
+    n = options["num_returns"]
+    return 1 if n == "streaming" else n
 
 
 def cluster_env() -> tuple[str, str, bytes | None]:

@@ -13,7 +13,7 @@ import pytest
 import sluice
 from sluice.exceptions import TaskCancelledError, WorkerCrashedError
 from sluice.executor.generators import ObjectRefGenerator
-from tests.executor.helpers import bump, wait_until
+from tests.executor.helpers import bump, current_session, session_files, wait_until
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -244,14 +244,200 @@ def test_a_dropped_generator_frees_its_items_and_unblocks_its_producer(tmp_path:
     assert wait_until(lambda: _read_int(progress) == 29)
 
 
+# -- a generator started and iterated inside a task or an actor ---------------------------
+
 @sluice.remote
-def consumes_a_generator_inside() -> None:
-    count.remote(3)
+def sums_a_generator(n: int) -> list[int]:
+    return [sluice.get(ref) for ref in count.remote(n)]
 
 
-def test_a_generator_started_inside_a_task_is_refused_clearly() -> None:
-    with pytest.raises(NotImplementedError, match="from inside a task"):
-        sluice.get(consumes_a_generator_inside.remote())
+@sluice.remote
+def steps_through(gate: str) -> list:
+    gen = waits_for_consumer.remote(gate)
+    seen = [sluice.get(next(gen))]
+    Path(gate).write_text("go")  # the producer can only end after the first item came
+    seen.append(sluice.get(next(gen)))
+    try:
+        next(gen)
+    except StopIteration:
+        seen.append("stop")
+    return seen
+
+
+@sluice.remote
+def good_items_then_error(n: int) -> tuple:
+    refs = list(fails_after.remote(n))
+    good = sluice.get(refs[:-1])
+    try:
+        sluice.get(refs[-1])
+    except ValueError as err:
+        return good, str(err).splitlines()[0]
+    return good, None
+
+
+@sluice.remote
+def holds_back(progress: str, n: int) -> list[int]:
+    worst = []
+    gen = records_progress.remote(progress, n)
+    for i, ref in enumerate(gen):
+        assert sluice.get(ref) == i
+        if i == 0:
+            assert wait_until(lambda: _read_int(progress) >= 3)  # ran ahead up to the bound
+        worst.append(_read_int(progress) - (i + 1))
+    return worst
+
+
+@sluice.remote
+def times_out_then_reads(gate: str) -> list:
+    gen = waits_for_consumer.remote(gate)
+    out = [sluice.get(gen._next_sync(60))]
+    try:
+        gen._next_sync(0.2)  # "second" waits for the gate
+    except sluice.exceptions.GetTimeoutError:
+        out.append("timeout")
+    Path(gate).write_text("go")
+    out += [sluice.get(ref) for ref in gen]  # the timed-out request lost no item
+    return out
+
+
+@sluice.remote
+def cancels_its_generator(progress: str, closed: str) -> list[int]:
+    gen = endless.remote(progress, closed)
+    seen = [sluice.get(next(gen)), sluice.get(next(gen))]
+    sluice.cancel(gen)
+    assert wait_until(lambda: os.path.exists(closed))
+    try:
+        for ref in gen:
+            seen.append(sluice.get(ref))
+    except TaskCancelledError:
+        seen.append(-1)
+    return seen
+
+
+@sluice.remote
+def rides_out_a_crash(marker: str, gate: str) -> list[int]:
+    gen = crashes_mid_stream.remote(marker, gate)
+    seen = [sluice.get(next(gen)) for _ in range(3)]
+    Path(gate).write_text("go")  # the producer's first attempt dies; its retry starts over
+    return seen + [sluice.get(ref) for ref in gen]
+
+
+@sluice.remote
+def sums_big_items(n: int) -> list[float]:
+    return [float(sluice.get(ref)[0]) for ref in big_items.remote(n)]
+
+
+@sluice.remote
+def mid_items(n: int):
+    for i in range(n):
+        yield bytes([i % 256]) * 90_000  # inline (under 100 KB), 90 KB each
+
+
+@sluice.remote
+def gets_every_mid_item_late(n: int) -> bool:
+    refs = list(mid_items.remote(n))  # more than the 8 MB of small values a consumer keeps
+    return all(sluice.get(ref) == bytes([i % 256]) * 90_000 for i, ref in enumerate(refs))
+
+
+def test_a_task_reads_items_whose_kept_values_were_evicted() -> None:
+    assert sluice.get(gets_every_mid_item_late.remote(120))
+
+
+def test_a_task_iterates_a_generator_it_started() -> None:
+    assert sluice.get(sums_a_generator.remote(20)) == list(range(20))
+
+
+def test_items_a_task_took_are_freed_when_it_drops_them() -> None:
+    before = len(session_files(current_session()))
+    assert sluice.get(sums_big_items.remote(4)) == [0.0, 1.0, 2.0, 3.0]
+    assert wait_until(lambda: len(session_files(current_session())) <= before)
+
+
+def test_inside_a_task_items_arrive_before_the_producer_ends(tmp_path: Path) -> None:
+    assert sluice.get(steps_through.remote(str(tmp_path / "gate"))) == ["first", "second", "stop"]
+
+
+def test_inside_a_task_an_error_mid_stream_comes_after_the_good_items() -> None:
+    assert sluice.get(good_items_then_error.remote(3)) == ([0, 1, 2], "task fails_after failed: ValueError: broke after 3")
+
+
+def test_inside_a_task_backpressure_keeps_the_producer_within_n_items(tmp_path: Path) -> None:
+    ahead = sluice.get(holds_back.remote(str(tmp_path / "progress"), 20))
+    assert len(ahead) == 20 and max(ahead) <= 3
+
+
+def test_inside_a_task_a_timed_out_next_loses_no_item(tmp_path: Path) -> None:
+    assert sluice.get(times_out_then_reads.remote(str(tmp_path / "gate"))) == \
+        ["first", "timeout", "second"]
+
+
+def test_inside_a_task_cancel_stops_the_producer(tmp_path: Path) -> None:
+    progress, closed = str(tmp_path / "progress"), str(tmp_path / "closed")
+    seen = sluice.get(cancels_its_generator.remote(progress, closed))
+    assert seen[-1] == -1  # items that came before the cancel, then its error
+    assert seen[:-1] == list(range(len(seen) - 1)) and len(seen) >= 3
+    stopped_at = _read_int(progress)
+    assert sluice.get(count.remote(3).completed()) is None
+    assert _read_int(progress) == stopped_at
+
+
+def test_inside_a_task_a_producer_crash_repeats_no_consumed_item(tmp_path: Path) -> None:
+    marker, gate = str(tmp_path / "attempts"), str(tmp_path / "gate")
+    assert sluice.get(rides_out_a_crash.remote(marker, gate)) == [0, 1, 2, 3, 4, 5]
+    assert _read_int(marker) == 2
+
+
+@sluice.remote(max_retries=0)
+def takes_one_then_dies(progress: str) -> None:
+    gen = records_progress.remote(progress, 30)
+    sluice.get(next(gen))
+    os._exit(1)  # its generator is never dropped: the driver closes the stream for it
+
+
+def test_a_consumer_that_dies_lets_its_paused_producer_finish(tmp_path: Path) -> None:
+    progress = str(tmp_path / "progress")
+    with pytest.raises(WorkerCrashedError):
+        sluice.get(takes_one_then_dies.remote(progress))
+    assert wait_until(lambda: _read_int(progress) == 29)
+
+
+@sluice.remote
+class Consumer:
+    def __init__(self) -> None:
+        self.producer = Producer.remote()
+
+    def reads_method_items(self, n: int) -> list[int]:
+        return [sluice.get(r) for r in self.producer.items.remote(n)]
+
+    def reads_task_items(self, n: int) -> list[int]:
+        gen = count.remote(n)
+        first = sluice.get(next(gen))
+        return [first] + [sluice.get(r) for r in gen]
+
+    def ready_then_finished(self) -> tuple:
+        gen = count.remote(2)
+        ready, _ = sluice.wait([gen], timeout=60)
+        items = [sluice.get(r) for r in gen]
+        return len(ready), items, gen.is_finished()
+
+
+@sluice.remote
+class AsyncConsumer:
+    async def reads(self, n: int) -> list:
+        producer = Producer.remote()
+        out = [await ref async for ref in producer.async_items.remote(n)]
+        return out + [await ref async for ref in count.remote(2)]
+
+
+def test_an_actor_iterates_generators_of_tasks_and_of_other_actors() -> None:
+    c = Consumer.remote()
+    assert sluice.get(c.reads_method_items.remote(4)) == [0, 10, 20, 30]
+    assert sluice.get(c.reads_task_items.remote(5)) == [0, 1, 2, 3, 4]
+    assert sluice.get(c.ready_then_finished.remote()) == (1, [0, 1], True)
+
+
+def test_an_async_actor_reads_generators_with_async_for() -> None:
+    assert sluice.get(AsyncConsumer.remote().reads.remote(3)) == ["a0", "a1", "a2", 0, 1]
 
 
 def test_a_generator_cannot_be_bound_into_a_graph_and_bad_options_are_named() -> None:

@@ -57,7 +57,6 @@ class ClusterClient(WorkerAPI):
     """The Backend of a driver connected to a cluster head. See the module docstring."""
 
     is_driver = True
-    where = "on a cluster"
 
     def __init__(self, address: str, token: str, tls_root: bytes | None = None,
                  namespace: str | None = None):
@@ -148,6 +147,17 @@ class ClusterClient(WorkerAPI):
         if type(value) is _Lost:
             raise value.error
         return value
+
+    # -- streaming generators: a GEN_TAKEN or GEN_CLOSE goes soon, not with the next call -----
+    def stream_next(self, gid: int, timeout: float | None) -> ObjectRef | None:
+        ref = super().stream_next(gid, timeout)
+        self.kick.set()
+        return ref
+
+    def stream_close(self, gid: int) -> None:
+        if not self.closed:
+            super().stream_close(gid)
+            self.kick.set()
 
     # -- objects ---------------------------------------------------------------------------
     def put(self, value: Any) -> ObjectRef:

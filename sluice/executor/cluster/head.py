@@ -281,6 +281,7 @@ class HeadRuntime:
             s.ref_events.append((-1, oid))
         for reqs in s.requests.values():
             reqs[:] = [r for r in reqs if r.worker is not w]
+        s.consumer_gone(w)  # its generators: their producers run on unpaused (or were cancelled)
         for actor_id in held["actors"]:  # a detached actor stays until sluice.kill
             actor = s.actors.get(actor_id)  # (None: it found another's actor by get_if_exists)
             if actor is not None and actor.options.get("lifetime") != "detached":

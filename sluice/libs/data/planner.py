@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import networkx as nx
 
 from sluice.compiler.ir import Op, OpKind, make_op, new_graph, pack_template
 from sluice.compiler.lower import lower
