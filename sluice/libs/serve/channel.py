@@ -1,0 +1,301 @@
+"""Direct channels: requests from routers (the HTTP proxy, deployment handles) to replicas
+over one socket per pair, with no scheduler and no task submission in the path.
+
+A replica listens (:func:`serve_channel`) on a Unix socket on its own machine, or on TCP
+where callers are on other machines; a caller keeps one :class:`ChannelClient` per replica
+and multiplexes its requests over it by request id. Every message is one frame::
+
+    u32 length of the rest | u64 request id | u8 kind | u16 len(method) | u32 len(meta)
+    | method (utf-8) | meta | body
+
+``meta`` and ``body`` are bytes the layers above choose (an HTTP request travels as its
+head in ``meta`` and its body as ``body``, never pickled); a handle call pickles its
+arguments into ``body``. Kinds: a :data:`CALL` (or :data:`HTTP`) is answered by one
+:data:`OK` or :data:`ERROR`, or, for a streaming call, by :data:`ITEM` frames and one
+:data:`END` (or :data:`ERROR`). The caller may send :data:`CANCEL` for a request it gave up
+(a client that disconnected): the replica cancels the coroutine serving it.
+
+A broken connection fails every request on it with :class:`ChannelClosed`, so a router
+learns at once that a replica died (and stops routing to it).
+
+>>> Frame(7, CALL, "add", b"", b"x").request_id
+7
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import struct
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+CALL, HTTP, OK, ERROR, ITEM, END, CANCEL = 1, 2, 3, 4, 5, 6, 7
+"""Frame kinds: requests (CALL, HTTP), answers (OK, ERROR, ITEM, END), and CANCEL."""
+
+_HEAD = struct.Struct("<IQBHI")
+_PREFIX = struct.Struct("<I")
+LIMIT = 1 << 31
+"""The largest frame (bytes after the length field)."""
+
+
+class ChannelClosed(ConnectionError):
+    """The connection to a replica broke (it died, or was stopped) before the answer came."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One message on a channel (plain data)."""
+
+    request_id: int
+    kind: int
+    method: str
+    meta: bytes
+    body: bytes
+
+
+def encode(frame: Frame) -> bytes:
+    """``frame`` as bytes on the wire.
+
+    >>> decode(encode(Frame(1, OK, "m", b"a", b"bc"))[4:])
+    Frame(request_id=1, kind=3, method='m', meta=b'a', body=b'bc')
+    """
+    method = frame.method.encode()
+    rest = _HEAD.size - 4 + len(method) + len(frame.meta) + len(frame.body)
+    if rest >= LIMIT:
+        raise ValueError(f"a request or answer of {rest} bytes is over the channel's limit of "
+                         f"{LIMIT} bytes; pass large values as ObjectRefs (sluice.put)")
+    return b"".join((_HEAD.pack(rest, frame.request_id, frame.kind, len(method), len(frame.meta)),
+                     method, frame.meta, frame.body))
+
+
+def decode(data: bytes) -> Frame:
+    """The frame whose bytes after the length field are ``data``."""
+    request_id, kind, n_method, n_meta = struct.unpack_from("<QBHI", data)
+    at = _HEAD.size - 4
+    method = data[at:at + n_method].decode()
+    at += n_method
+    return Frame(request_id, kind, method, data[at:at + n_meta], data[at + n_meta:])
+
+
+async def read_frame(reader: asyncio.StreamReader) -> Frame:
+    """The next frame; ``asyncio.IncompleteReadError`` at the end of the stream."""
+    (n,) = _PREFIX.unpack(await reader.readexactly(4))
+    return decode(await reader.readexactly(n))
+
+
+def parse_address(address: str) -> tuple[str, Any]:
+    """``unix:PATH`` -> ("unix", PATH); ``tcp:HOST:PORT`` -> ("tcp", (HOST, PORT)).
+
+    >>> parse_address("tcp:127.0.0.1:9000"), parse_address("unix:/tmp/r.sock")
+    (('tcp', ('127.0.0.1', 9000)), ('unix', '/tmp/r.sock'))
+    """
+    scheme, _, rest = address.partition(":")
+    if scheme == "unix" and rest:
+        return "unix", rest
+    if scheme == "tcp":
+        host, _, port = rest.rpartition(":")
+        if host and port.isdigit():
+            return "tcp", (host, int(port))
+    raise ValueError(f"channel address {address!r} is not unix:PATH or tcp:HOST:PORT")
+
+
+Handler = Callable[[Frame], Awaitable[Any]]
+"""Serves one request: returns the answer's body (bytes) for an OK, or an async iterator of
+item bodies for a stream; raises to answer ERROR (see :func:`serve_channel`)."""
+
+
+async def serve_channel(address: str, handler: Handler,
+                        error_body: Callable[[BaseException], bytes]) -> asyncio.AbstractServer:
+    """Listen on ``address`` and serve every request with ``handler``, each in its own task.
+
+    ``handler(frame)`` returns bytes (answered OK), or an async iterator of bytes (each an
+    ITEM, then END); an exception is answered ERROR with ``error_body(exc)``. A CANCEL frame
+    cancels the request's task; a caller that disconnects cancels all of its requests.
+    ``tcp:HOST:0`` picks a free port: read it from the server's sockets.
+    """
+    scheme, where = parse_address(address)
+
+    async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        running: dict[int, asyncio.Task] = {}
+
+        def send(frame: Frame) -> None:
+            if not writer.is_closing():
+                writer.write(encode(frame))
+
+        async def serve_one(frame: Frame) -> None:
+            rid = frame.request_id
+            try:
+                result = await handler(frame)
+                if isinstance(result, (bytes, bytearray, memoryview)):
+                    send(Frame(rid, OK, "", b"", bytes(result)))
+                else:
+                    async for item in result:
+                        send(Frame(rid, ITEM, "", b"", bytes(item)))
+                        await writer.drain()
+                    send(Frame(rid, END, "", b"", b""))
+            except asyncio.CancelledError:
+                pass  # the caller gave up on it: nobody reads an answer
+            except Exception as exc:  # noqa: BLE001 - the caller gets the error
+                send(Frame(rid, ERROR, "", b"", error_body(exc)))
+            finally:
+                running.pop(rid, None)
+
+        try:
+            while True:
+                frame = await read_frame(reader)
+                if frame.kind == CANCEL:
+                    task = running.get(frame.request_id)
+                    if task is not None:
+                        task.cancel()
+                    continue
+                running[frame.request_id] = asyncio.create_task(serve_one(frame))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            for task in list(running.values()):
+                task.cancel()
+            writer.close()
+
+    if scheme == "unix":
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(where)
+        return await asyncio.start_unix_server(connection, path=where)
+    return await asyncio.start_server(connection, host=where[0], port=where[1])
+
+
+class ChannelClient:
+    """A caller's connection to one replica, shared by all its requests (one event loop).
+
+    :meth:`call` sends a request and waits for its answer; :meth:`stream` yields the items
+    of a streaming one. ``ongoing`` counts the requests sent and not answered yet.
+    """
+
+    def __init__(self, address: str):
+        self.address = address
+        self.ongoing = 0
+        self.closed = False
+        self._next_id = 0
+        self._waiting: dict[int, asyncio.Queue | asyncio.Future] = {}
+        self._writer: asyncio.StreamWriter | None = None
+        self._connecting: asyncio.Task | None = None
+
+    async def _connect(self) -> asyncio.StreamWriter:
+        if self._writer is not None:
+            return self._writer
+        if self.closed:
+            raise ChannelClosed(f"the channel to {self.address} is closed")
+        if self._connecting is None:
+            self._connecting = asyncio.ensure_future(self._open())
+        return await asyncio.shield(self._connecting)
+
+    async def _open(self) -> asyncio.StreamWriter:
+        scheme, where = parse_address(self.address)
+        try:
+            if scheme == "unix":
+                reader, writer = await asyncio.open_unix_connection(where)
+            else:
+                reader, writer = await asyncio.open_connection(*where)
+        except OSError as exc:
+            self._fail(ChannelClosed(f"cannot connect to {self.address}: {exc}"))
+            raise ChannelClosed(f"cannot connect to {self.address}: {exc}") from None
+        sock = writer.get_extra_info("socket")
+        if scheme == "tcp" and sock is not None:
+            import socket
+
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._writer = writer
+        asyncio.ensure_future(self._read(reader))
+        return writer
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while True:
+                frame = await read_frame(reader)
+                waiter = self._waiting.get(frame.request_id)
+                if waiter is None:
+                    continue
+                if isinstance(waiter, asyncio.Queue):
+                    waiter.put_nowait(frame)
+                    if frame.kind != ITEM:
+                        self._waiting.pop(frame.request_id, None)
+                else:
+                    self._waiting.pop(frame.request_id, None)
+                    if not waiter.done():
+                        waiter.set_result(frame)
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            pass
+        self._fail(ChannelClosed(f"the connection to replica {self.address} broke"))
+
+    def _fail(self, exc: ChannelClosed) -> None:
+        self.closed = True
+        self._writer = None
+        waiting, self._waiting = self._waiting, {}
+        for waiter in waiting.values():
+            if isinstance(waiter, asyncio.Queue):
+                waiter.put_nowait(exc)
+            elif not waiter.done():
+                waiter.set_exception(exc)
+
+    def _send(self, writer: asyncio.StreamWriter, frame: Frame) -> None:
+        writer.write(encode(frame))
+
+    async def call(self, kind: int, method: str, meta: bytes, body: bytes) -> Frame:
+        """Send one request; its answer (an OK or ERROR frame). Cancelling the waiting
+        coroutine sends CANCEL, so the replica stops serving it."""
+        writer = await self._connect()
+        self._next_id += 1
+        rid = self._next_id
+        answer = asyncio.get_running_loop().create_future()
+        self._waiting[rid] = answer
+        self.ongoing += 1
+        try:
+            self._send(writer, Frame(rid, kind, method, meta, body))
+            return await answer
+        except asyncio.CancelledError:
+            self._cancel(rid)
+            raise
+        finally:
+            self.ongoing -= 1
+
+    async def stream(self, kind: int, method: str, meta: bytes, body: bytes
+                     ) -> AsyncIterator[Frame]:
+        """Send one streaming request; yield its ITEM frames, then its END or ERROR frame.
+        Closing the iterator early sends CANCEL."""
+        writer = await self._connect()
+        self._next_id += 1
+        rid = self._next_id
+        frames: asyncio.Queue = asyncio.Queue()
+        self._waiting[rid] = frames
+        self.ongoing += 1
+        finished = False
+        try:
+            self._send(writer, Frame(rid, kind, method, meta, body))
+            while True:
+                frame = await frames.get()
+                if isinstance(frame, BaseException):
+                    raise frame
+                if frame.kind != ITEM:
+                    finished = True
+                yield frame
+                if finished:
+                    return
+        finally:
+            self.ongoing -= 1
+            if not finished:
+                self._cancel(rid)
+
+    def _cancel(self, rid: int) -> None:
+        self._waiting.pop(rid, None)
+        writer = self._writer
+        if writer is not None and not writer.is_closing():
+            writer.write(encode(Frame(rid, CANCEL, "", b"", b"")))
+
+    def close(self) -> None:
+        """Close the connection; requests still waiting fail with :class:`ChannelClosed`."""
+        writer = self._writer
+        self._fail(ChannelClosed(f"the channel to {self.address} was closed"))
+        if writer is not None:
+            writer.close()
