@@ -1,0 +1,462 @@
+"""The serve controller: one async actor that owns the target state and brings replicas to it.
+
+Apps arrive whole (:meth:`ServeController.deploy_app`: the specs the lowering made). For each
+deployment the controller starts replicas (``Replica`` actors) until its target count runs,
+and watches each one over its channel: a broken channel (the process died) or a failing
+``check_health`` (every ``health_check_period_s``, at most ``health_check_timeout_s``) takes
+it out of the membership at once and starts a replacement. A redeploy that changes only
+``user_config`` reconfigures the running replicas in place; any other change replaces them.
+Handles and the HTTP proxy follow the membership by long poll (:meth:`listen_replicas`,
+:meth:`listen_routes`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from sluice.libs.serve.channel import CALL, ERROR, ChannelClient, ChannelClosed
+from sluice.libs.serve.codec import dumps, error_from
+from sluice.libs.serve.config import DeploymentConfig
+from sluice.libs.serve.replica import DRAIN, HEALTH, RECONFIGURE, WATCH, Replica
+from sluice.libs.serve.router import ReplicaInfo
+
+log = logging.getLogger("sluice.serve")
+LONG_POLL_S = 30.0
+
+# Status names as Ray Serve's (ApplicationStatus / DeploymentStatus).
+DEPLOYING, RUNNING, DEPLOY_FAILED, UNHEALTHY, DELETING = (
+    "DEPLOYING", "RUNNING", "DEPLOY_FAILED", "UNHEALTHY", "DELETING")
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    """One deployment of an app as the lowering hands it to the controller (plain data)."""
+
+    app_name: str
+    name: str
+    definition: bytes  # the pickled class or function
+    init: bytes  # the pickled (args, kwargs) of its constructor (handles in place of binds)
+    config: DeploymentConfig
+    code_digest: str = ""  # changes when the code or constructor arguments change
+
+    @property
+    def deployment_id(self) -> str:
+        return f"{self.app_name}#{self.name}"
+
+
+@dataclass
+class _ReplicaState:
+    replica_id: str
+    actor: Any
+    info: ReplicaInfo | None = None
+    client: ChannelClient | None = None
+    stopping: bool = False
+
+
+@dataclass
+class _DeploymentState:
+    spec: DeploymentSpec
+    replicas: dict[str, _ReplicaState] = field(default_factory=dict)  # running (published)
+    starting: int = 0
+    status: str = DEPLOYING
+    message: str = ""
+    version: int = 0
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    deleted: bool = False
+
+    def publish(self) -> None:
+        self.version += 1
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+
+@dataclass
+class _AppState:
+    name: str
+    route_prefix: str | None
+    ingress: str
+    deployments: list[str]
+    status: str = DEPLOYING
+    message: str = ""
+
+
+class ServeController:
+    """The controller actor (named ``SERVE_CONTROLLER`` in namespace ``serve``)."""
+
+    def __init__(self, http_options: Any = None):
+        self.http_options = http_options
+        self.apps: dict[str, _AppState] = {}
+        self.deployments: dict[str, _DeploymentState] = {}
+        self.routes_version = 0
+        self._routes_changed: asyncio.Event | None = None
+        self._app_changed: asyncio.Event | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._pool = concurrent.futures.ThreadPoolExecutor(64, thread_name_prefix="serve-ctl")
+        self.proxy: Any = None
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _get(self, ref: Any, timeout: float | None = None) -> Any:
+        import sluice
+
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, lambda: sluice.get(ref, timeout=timeout))
+
+    def _events(self) -> None:
+        if self._routes_changed is None:
+            self._routes_changed = asyncio.Event()
+            self._app_changed = asyncio.Event()
+
+    def _notify_apps(self) -> None:
+        self._events()
+        self._app_changed.set()
+        self._app_changed = asyncio.Event()
+
+    def _notify_routes(self) -> None:
+        self._events()
+        self.routes_version += 1
+        self._routes_changed.set()
+        self._routes_changed = asyncio.Event()
+
+    # -- target state --------------------------------------------------------------------
+
+    async def deploy_app(self, name: str, route_prefix: str | None, ingress: str,
+                         specs: list[DeploymentSpec]) -> None:
+        """Make app ``name`` these deployments (start, update or delete replicas to match)."""
+        self._events()
+        if route_prefix is not None:
+            for other in self.apps.values():
+                if other.name != name and other.route_prefix == route_prefix:
+                    raise ValueError(f"route_prefix {route_prefix!r} is already app "
+                                     f"{other.name!r}'s; give app {name!r} another "
+                                     "route_prefix, or serve.delete({other.name!r}) first")
+        old = self.apps.get(name)
+        wanted = {spec.deployment_id for spec in specs}
+        if old is not None:
+            for dep_id in old.deployments:
+                if dep_id not in wanted:
+                    self._spawn(self._delete_deployment(dep_id))
+        app = _AppState(name, route_prefix, f"{name}#{ingress}", [s.deployment_id for s in specs])
+        self.apps[name] = app
+        for spec in specs:
+            await self._deploy(spec)
+        self._notify_routes()
+        self._update_app(app)
+
+    async def _deploy(self, spec: DeploymentSpec) -> None:
+        state = self.deployments.get(spec.deployment_id)
+        if state is None or state.deleted:
+            state = self.deployments[spec.deployment_id] = _DeploymentState(spec)
+            self._reconcile(state)
+            return
+        old = state.spec
+        state.spec = spec
+        if old == spec:
+            return
+        same_code = (old.definition, old.init, old.code_digest) == (
+            spec.definition, spec.init, spec.code_digest)
+        if same_code and old.config.same_but_user_config(spec.config):
+            await self._reconfigure_all(state)
+        elif same_code and _only_count_changed(old.config, spec.config):
+            state.publish()  # the limits the routers read may have changed
+        else:  # new code or options: new replicas replace the old ones
+            state.status = DEPLOYING
+            for rep in list(state.replicas.values()):
+                self._spawn(self._stop(state, rep, reason="redeployed"))
+        self._reconcile(state)
+
+    async def _reconfigure_all(self, state: _DeploymentState) -> None:
+        body = dumps(state.spec.config.user_config)
+        for rep in list(state.replicas.values()):
+            if rep.client is None:
+                continue
+            frame = await rep.client.call(CALL, RECONFIGURE, b"", body)
+            if frame.kind == ERROR:
+                err = error_from(frame.body)
+                state.message = f"reconfigure raised {type(err).__name__}: {err}"
+                raise ValueError(f"deployment {state.spec.name!r}: reconfigure(user_config) "
+                                 f"raised {type(err).__name__}: {err}")
+
+    def _reconcile(self, state: _DeploymentState) -> None:
+        """Start replicas until the deployment's target count runs or is starting."""
+        if state.deleted or state.status == DEPLOY_FAILED:
+            return
+        missing = state.spec.config.target_replicas - len(state.replicas) - state.starting
+        for _ in range(max(0, missing)):
+            state.starting += 1
+            self._spawn(self._start_replica(state))
+        extra = len(state.replicas) + state.starting - state.spec.config.target_replicas
+        for rep in list(state.replicas.values())[:max(0, extra)]:
+            self._spawn(self._stop(state, rep, reason="scaled down"))
+
+    async def _start_replica(self, state: _DeploymentState) -> None:
+        import sluice
+
+        spec = state.spec
+        rid = f"{spec.deployment_id}#{uuid.uuid4().hex[:8]}"
+        opts = spec.config.ray_actor_options
+        actor_cls = sluice.remote(Replica).options(
+            num_cpus=opts.get("num_cpus", 1), num_gpus=opts.get("num_gpus", 0),
+            resources=opts.get("resources"), max_concurrency=100_000)
+        rep = _ReplicaState(rid, None)
+        try:
+            rep.actor = actor_cls.remote(spec.deployment_id, rid, spec.definition, spec.init,
+                                         spec.config)
+            rep.info = await self._get(rep.actor.initialize.remote())
+            rep.client = ChannelClient(rep.info.address)
+        except Exception as exc:  # noqa: BLE001 - the constructor raised, or the actor died
+            state.starting -= 1
+            self._kill(rep)
+            self._failed(state, exc)
+            return
+        state.starting -= 1
+        if state.deleted or state.spec is not spec:
+            self._spawn(self._stop(state, rep, reason="outdated"))
+            self._reconcile(state)
+            return
+        state.replicas[rid] = rep
+        state.publish()
+        self._spawn(self._monitor(state, rep))
+        self._reconcile(state)
+        self._update_state(state)
+
+    def _failed(self, state: _DeploymentState, exc: BaseException) -> None:
+        cause = _cause(exc)
+        message = (f"deployment {state.spec.name!r} of app {state.spec.app_name!r}: a replica "
+                   f"failed to start: {type(cause).__name__}: {cause}")
+        log.error(message)
+        state.message = message
+        if not state.replicas:
+            state.status = DEPLOY_FAILED
+        else:  # some run: try again later
+            state.status = UNHEALTHY
+            asyncio.get_running_loop().call_later(2.0, self._reconcile, state)
+        self._update_state(state)
+
+    async def _monitor(self, state: _DeploymentState, rep: _ReplicaState) -> None:
+        """Watch ``rep`` until it stops: replace it when it dies or fails its health check."""
+        config = state.spec.config
+        client = rep.client
+        assert client is not None
+        watch = asyncio.ensure_future(client.call(CALL, WATCH, b"", b""))
+        reason = ""
+        try:
+            while not rep.stopping:
+                done, _ = await asyncio.wait([watch], timeout=config.health_check_period_s)
+                if rep.stopping:
+                    return
+                if done:
+                    reason = "its process died (the channel to it broke)"
+                    break
+                try:
+                    frame = await asyncio.wait_for(client.call(CALL, HEALTH, b"", b""),
+                                                   config.health_check_timeout_s)
+                except asyncio.TimeoutError:
+                    reason = f"check_health took over {config.health_check_timeout_s} s"
+                    break
+                except ChannelClosed:
+                    reason = "its process died (the channel to it broke)"
+                    break
+                if frame.kind == ERROR:
+                    err = error_from(frame.body)
+                    reason = f"check_health raised {type(err).__name__}: {err}"
+                    break
+        finally:
+            watch.cancel()
+        if rep.stopping:
+            return
+        log.warning("replica %s is unhealthy (%s): replacing it", rep.replica_id, reason)
+        state.message = f"replica {rep.replica_id} replaced: {reason}"
+        await self._stop(state, rep, reason=reason, drain=False)
+        self._reconcile(state)
+
+    async def _stop(self, state: _DeploymentState, rep: _ReplicaState, reason: str,
+                    drain: bool = True) -> None:
+        """Take ``rep`` out of the membership, let it finish its requests, stop it."""
+        rep.stopping = True
+        if state.replicas.pop(rep.replica_id, None) is not None:
+            state.publish()
+        if drain and rep.client is not None and not rep.client.closed:
+            timeout = state.spec.config.graceful_shutdown_timeout_s
+            try:
+                await asyncio.wait_for(rep.client.call(CALL, DRAIN, b"", dumps(timeout)),
+                                       timeout + 1)
+            except (asyncio.TimeoutError, ChannelClosed):
+                pass
+        self._kill(rep)
+        self._update_state(state)
+
+    def _kill(self, rep: _ReplicaState) -> None:
+        import sluice
+
+        rep.stopping = True
+        if rep.client is not None:
+            rep.client.close()
+        if rep.actor is not None:
+            try:
+                sluice.kill(rep.actor)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+
+    async def _delete_deployment(self, dep_id: str) -> None:
+        state = self.deployments.pop(dep_id, None)
+        if state is None:
+            return
+        state.deleted = True
+        state.status = DELETING
+        await asyncio.gather(*(self._stop(state, rep, "deleted")
+                               for rep in list(state.replicas.values())))
+        state.publish()
+
+    def _update_state(self, state: _DeploymentState) -> None:
+        if state.status != DEPLOY_FAILED and not state.deleted:
+            if len(state.replicas) >= state.spec.config.target_replicas:
+                state.status, state.message = RUNNING, ""
+            elif state.status == RUNNING:
+                state.status = UNHEALTHY if not state.replicas else DEPLOYING
+        app = self.apps.get(state.spec.app_name)
+        if app is not None:
+            self._update_app(app)
+
+    def _update_app(self, app: _AppState) -> None:
+        states = [self.deployments[d] for d in app.deployments if d in self.deployments]
+        failed = [s for s in states if s.status == DEPLOY_FAILED]
+        if failed:
+            app.status, app.message = DEPLOY_FAILED, failed[0].message
+        elif all(s.status == RUNNING for s in states):
+            app.status, app.message = RUNNING, ""
+        elif app.status == RUNNING:
+            app.status = UNHEALTHY if any(s.status == UNHEALTHY for s in states) else DEPLOYING
+        self._notify_apps()
+
+    # -- what handles, the proxy and serve.run read ----------------------------------------
+
+    async def listen_replicas(self, deployment_id: str, known_version: int
+                              ) -> tuple[int, list[ReplicaInfo]]:
+        """Long poll: (version, running replicas) of ``deployment_id`` at once when
+        ``known_version`` is not the current version, else when it changes (or after 30 s)."""
+        state = self.deployments.get(deployment_id)
+        if state is None:
+            app, _, name = deployment_id.partition("#")
+            known = sorted(d.partition("#")[2] for d in self.deployments if d.startswith(app + "#"))
+            raise ValueError(f"no deployment {name!r} in app {app!r} (its deployments: {known}; "
+                             f"apps: {sorted(self.apps)}); check the names, or serve.run the app")
+        if state.version == known_version:
+            try:
+                await asyncio.wait_for(state.changed.wait(), LONG_POLL_S)
+            except asyncio.TimeoutError:
+                pass
+        if state.deleted:
+            raise ValueError(f"deployment {state.spec.name!r} of app {state.spec.app_name!r} "
+                             "was deleted")
+        return state.version, [r.info for r in state.replicas.values() if r.info is not None]
+
+    async def listen_routes(self, known_version: int) -> tuple[int, dict[str, tuple[str, str]]]:
+        """Long poll: (version, {route_prefix: (app_name, ingress deployment id)})."""
+        self._events()
+        if self.routes_version == known_version:
+            try:
+                await asyncio.wait_for(self._routes_changed.wait(), LONG_POLL_S)
+            except asyncio.TimeoutError:
+                pass
+        return self.routes_version, self.routes()
+
+    def routes(self) -> dict[str, tuple[str, str]]:
+        """{route_prefix: (app_name, ingress deployment id)} of every app with a route."""
+        return {a.route_prefix: (a.name, a.ingress) for a in self.apps.values()
+                if a.route_prefix is not None}
+
+    async def wait_app(self, name: str, timeout_s: float) -> tuple[str, str]:
+        """(status, message) of app ``name`` once it is no longer DEPLOYING (or after
+        ``timeout_s``)."""
+        self._events()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            app = self.apps.get(name)
+            if app is None:
+                raise ValueError(f"no app named {name!r}; serve.run it first")
+            if app.status != DEPLOYING or loop.time() >= deadline:
+                return app.status, app.message
+            try:
+                await asyncio.wait_for(self._app_changed.wait(), deadline - loop.time())
+            except asyncio.TimeoutError:
+                pass
+
+    async def app_names(self) -> list[str]:
+        """The names of the apps deployed."""
+        return sorted(self.apps)
+
+    async def app_info(self, name: str) -> dict[str, Any] | None:
+        """App ``name``'s route prefix, ingress, deployments (None if there is none)."""
+        app = self.apps.get(name)
+        if app is None:
+            return None
+        return {"route_prefix": app.route_prefix, "ingress": app.ingress,
+                "deployments": [d.partition("#")[2] for d in app.deployments]}
+
+    async def status(self) -> dict[str, Any]:
+        """Every app's status, message and deployments (status, message, replicas)."""
+        out: dict[str, Any] = {}
+        for app in self.apps.values():
+            deps = {}
+            for dep_id in app.deployments:
+                st = self.deployments.get(dep_id)
+                if st is not None:
+                    deps[st.spec.name] = {"status": st.status, "message": st.message,
+                                          "replica_states": {"RUNNING": len(st.replicas),
+                                                             "STARTING": st.starting},
+                                          "target_replicas": st.spec.config.target_replicas}
+            out[app.name] = {"status": app.status, "message": app.message,
+                             "route_prefix": app.route_prefix, "deployments": deps}
+        return out
+
+    async def delete_app(self, name: str) -> None:
+        """Stop app ``name``'s replicas and forget it (no error if there is none)."""
+        app = self.apps.pop(name, None)
+        if app is None:
+            return
+        await asyncio.gather(*(self._delete_deployment(d) for d in app.deployments))
+        self._notify_routes()
+        self._notify_apps()
+
+    async def shutdown(self) -> None:
+        """Delete every app (the caller kills this actor next)."""
+        await asyncio.gather(*(self.delete_app(name) for name in list(self.apps)))
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def set_proxy(self, proxy: Any) -> None:
+        """Remember the HTTP proxy actor (to stop it on shutdown)."""
+        self.proxy = proxy
+
+    async def get_proxy(self) -> Any:
+        """The HTTP proxy actor, or None."""
+        return self.proxy
+
+    async def get_http_options(self) -> Any:
+        """The http_options serve was started with."""
+        return self.http_options
+
+
+def _only_count_changed(old: DeploymentConfig, new: DeploymentConfig) -> bool:
+    import dataclasses
+
+    return dataclasses.replace(new, num_replicas=old.num_replicas,
+                               autoscaling_config=old.autoscaling_config) == old
+
+
+def _cause(exc: BaseException) -> BaseException:
+    """The user's error inside a task error (its original type and message)."""
+    cause = getattr(exc, "cause", None) or exc.__cause__
+    return cause if isinstance(cause, BaseException) else exc

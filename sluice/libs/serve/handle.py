@@ -1,0 +1,338 @@
+"""Deployment handles: calls to a deployment's replicas straight over direct channels.
+
+``handle.remote(x)`` (or ``handle.method.remote(x)``) sends one request through the
+deployment's :class:`~sluice.libs.serve.router.Router` and returns a
+:class:`DeploymentResponse` at once: ``await`` it in async code (a replica), or call
+``.result()`` in sync code (the driver). Sync callers share one background event loop thread
+per process; async callers use their own loop. A response passed as an argument to another
+handle call is resolved there, without the caller waiting. Each loop's router follows the
+controller's membership long poll (``listen_replicas``).
+
+>>> h = DeploymentHandle("Model", "app")
+>>> h.predict.deployment_id, h.predict.method_name, h.options(stream=True).stream
+('app#Model', 'predict', True)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import queue
+import threading
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from sluice.libs.serve.channel import CALL, END, ERROR, OK
+from sluice.libs.serve.codec import dumps, error_from, loads
+from sluice.libs.serve.router import Router
+
+CONTROLLER_NAME = "SERVE_CONTROLLER"
+"""The controller actor's name (in namespace :data:`SERVE_NAMESPACE`)."""
+SERVE_NAMESPACE = "serve"
+STREAM = b"stream"
+"""A CALL frame's ``meta`` for a streaming call (a generator method): answered by ITEMs."""
+
+
+class DeploymentHandle:
+    """Calls one deployment of one app (picklable: pass it to tasks, actors, constructors).
+
+    ``.remote(*args, **kwargs)`` calls ``__call__`` (or the method chosen with
+    ``handle.method_name`` / ``.options(method_name=...)``); ``.options(stream=True)`` for a
+    generator method gives a :class:`DeploymentResponseGenerator`.
+    """
+
+    __slots__ = ("deployment_name", "app_name", "method_name", "stream", "deployment_id")
+
+    def __init__(self, deployment_name: str, app_name: str = "default",
+                 method_name: str = "__call__", stream: bool = False):
+        self.deployment_name = deployment_name
+        self.app_name = app_name
+        self.method_name = method_name
+        self.stream = stream
+        self.deployment_id = f"{app_name}#{deployment_name}"
+
+    def options(self, *, method_name: str | None = None, stream: bool | None = None,
+                **_ray_only: Any) -> DeploymentHandle:
+        """A handle with ``method_name`` and/or ``stream`` changed (Ray's other options, e.g.
+        ``multiplexed_model_id``, are accepted and not used)."""
+        return DeploymentHandle(self.deployment_name, self.app_name,
+                                self.method_name if method_name is None else method_name,
+                                self.stream if stream is None else bool(stream))
+
+    def __getattr__(self, name: str) -> DeploymentHandle:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self.options(method_name=name)
+
+    def __reduce__(self) -> tuple:
+        return (DeploymentHandle, (self.deployment_name, self.app_name, self.method_name,
+                                   self.stream))
+
+    def __repr__(self) -> str:
+        return (f"DeploymentHandle(deployment={self.deployment_name!r}, "
+                f"app={self.app_name!r}, method={self.method_name!r})")
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        """Send the call; a :class:`DeploymentResponse` (or, with ``stream=True``, a
+        :class:`DeploymentResponseGenerator`) at once."""
+        loop, on_loop = _caller_loop()
+        router = _router(loop, self.deployment_id, on_loop)
+        waits = any(type(a) is DeploymentResponse for a in args) or any(
+            type(v) is DeploymentResponse for v in kwargs.values())
+        body = None if waits else dumps((args, kwargs))
+        if self.stream:
+            return DeploymentResponseGenerator(loop, on_loop, router, self.method_name, body,
+                                               (args, kwargs))
+        coro = _call(router, self.method_name, body, (args, kwargs))
+        if on_loop:
+            return DeploymentResponse(loop.create_task(coro), None)
+        return DeploymentResponse(None, asyncio.run_coroutine_threadsafe(coro, loop))
+
+
+class DeploymentResponse:
+    """The answer of one handle call: ``await`` it, or ``.result(timeout_s=None)`` in sync
+    code; pass it to another handle call to hand its value on without waiting."""
+
+    __slots__ = ("_task", "_future")
+
+    def __init__(self, task: asyncio.Future | None, future: concurrent.futures.Future | None):
+        self._task = task
+        self._future = future
+
+    def result(self, *, timeout_s: float | None = None) -> Any:
+        """Wait for the value (raises the replica's error; TimeoutError after ``timeout_s``)."""
+        future = self._future
+        if future is None:
+            assert self._task is not None
+            loop = self._task.get_loop()
+            if _running_loop() is loop:
+                raise RuntimeError("DeploymentResponse.result() would block the event loop this "
+                                   "code runs on; use `await response` in async code")
+            future = asyncio.run_coroutine_threadsafe(_await(self._task), loop)
+        try:
+            return future.result(timeout_s)
+        except concurrent.futures.TimeoutError:
+            raise TimeoutError(f"the handle call did not answer within timeout_s={timeout_s}; "
+                               "wait longer, or check serve.status() for its deployment") from None
+
+    def __await__(self):
+        if self._task is not None and _running_loop() is self._task.get_loop():
+            return self._task.__await__()
+        if self._future is None:
+            self._future = asyncio.run_coroutine_threadsafe(_await(self._task),
+                                                            self._task.get_loop())
+        return asyncio.wrap_future(self._future).__await__()
+
+    def cancel(self) -> None:
+        """Stop waiting for the call; the replica cancels its request."""
+        (self._task or self._future).cancel()
+
+    def __reduce__(self) -> tuple:
+        raise TypeError("a DeploymentResponse cannot be pickled; pass it as a top-level "
+                        "argument of another handle call (it is resolved there), or pass its "
+                        "value (await it or call .result())")
+
+
+class DeploymentResponseGenerator:
+    """The items of a streaming handle call (``options(stream=True)``), in order:
+    ``for`` in sync code, ``async for`` in async code."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, on_loop: bool, router: Router,
+                 method: str, body: bytes | None, call: tuple):
+        self._loop = loop
+        self._queue: Any = asyncio.Queue() if on_loop else queue.SimpleQueue()
+        put = self._queue.put_nowait
+        coro = _pump(router, method, body, call, put if on_loop else put)
+        self._pump = (loop.create_task(coro) if on_loop
+                      else asyncio.run_coroutine_threadsafe(coro, loop))
+        self._done = False
+
+    def _item(self, frame: Any) -> Any:
+        if isinstance(frame, BaseException):
+            self._done = True
+            raise frame
+        if frame is None:
+            self._done = True
+            raise StopIteration
+        return loads(frame)
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        if self._done:
+            raise StopIteration
+        if isinstance(self._queue, asyncio.Queue):
+            raise RuntimeError("iterate a streaming response made in async code with `async for`")
+        return self._item(self._queue.get())
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self
+
+    async def __anext__(self) -> Any:
+        if self._done:
+            raise StopAsyncIteration
+        if not isinstance(self._queue, asyncio.Queue):
+            frame = await asyncio.get_running_loop().run_in_executor(None, self._queue.get)
+        else:
+            frame = await self._queue.get()
+        try:
+            return self._item(frame)
+        except StopIteration:
+            raise StopAsyncIteration from None
+
+    def cancel(self) -> None:
+        """Stop the stream; the replica stops its generator."""
+        self._pump.cancel()
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+async def _resolve(call: tuple) -> bytes:
+    """The call's body, with the DeploymentResponses among its arguments replaced by their
+    values (awaited here, on the loop)."""
+    args, kwargs = call
+    args = tuple([await a if type(a) is DeploymentResponse else a for a in args])
+    kwargs = {k: await v if type(v) is DeploymentResponse else v for k, v in kwargs.items()}
+    return dumps((args, kwargs))
+
+
+async def _call(router: Router, method: str, body: bytes | None, call: tuple) -> Any:
+    if body is None:
+        body = await _resolve(call)
+    frame = await router.call(CALL, method, b"", body)
+    if frame.kind == OK:
+        return loads(frame.body)
+    raise error_from(frame.body)
+
+
+async def _pump(router: Router, method: str, body: bytes | None, call: tuple, put: Any) -> None:
+    try:
+        if body is None:
+            body = await _resolve(call)
+        async for frame in router.stream(CALL, method, STREAM, body):
+            if frame.kind == END:
+                break
+            if frame.kind == ERROR:
+                put(error_from(frame.body))
+                return
+            put(frame.body)
+        put(None)
+    except asyncio.CancelledError:
+        put(None)
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the consumer gets it
+        put(exc)
+
+
+# -- per process: the background loop for sync callers, routers per loop ----------------------
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+class _Background:
+    """An event loop in a daemon thread that runs the channel I/O of sync callers."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        started = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(started,), daemon=True,
+                                       name="sluice-serve-handles")
+        self.thread.start()
+        started.wait()
+
+    def _run(self, started: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(started.set)
+        self.loop.run_forever()
+
+
+_LOCK = threading.Lock()
+_BACKGROUND: list[_Background] = []  # at most one: made on the first sync handle call
+_ROUTERS: dict[tuple[int, str], Router] = {}  # (id(loop), deployment id) -> its router
+_POLLS: list[Any] = []  # the long-poll tasks (cancelled by reset())
+_POOL = concurrent.futures.ThreadPoolExecutor(64, thread_name_prefix="sluice-serve-poll")
+
+
+def _caller_loop() -> tuple[asyncio.AbstractEventLoop, bool]:
+    loop = _running_loop()
+    if loop is not None:
+        return loop, True
+    if not _BACKGROUND:
+        with _LOCK:
+            if not _BACKGROUND:
+                _BACKGROUND.append(_Background())
+    return _BACKGROUND[0].loop, False
+
+
+def _router(loop: asyncio.AbstractEventLoop, deployment_id: str, on_loop: bool) -> Router:
+    key = (id(loop), deployment_id)
+    router = _ROUTERS.get(key)
+    if router is not None:
+        return router
+    with _LOCK:
+        router = _ROUTERS.get(key)
+        if router is None:
+            router = _ROUTERS[key] = Router(deployment_id)
+            if on_loop:
+                _POLLS.append(loop.create_task(_follow(router)))
+            else:
+                _POLLS.append(asyncio.run_coroutine_threadsafe(_follow(router), loop))
+    return router
+
+
+def controller() -> Any:
+    """The serve controller's actor handle (ValueError when serve is not running)."""
+    import sluice
+
+    try:
+        return sluice.get_actor(CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
+    except ValueError:
+        raise ValueError("sluice.serve is not running; start it with serve.run(app) or "
+                         "serve.start()") from None
+
+
+async def _follow(router: Router) -> None:
+    """Keep ``router``'s replicas those the controller publishes, until it is dropped."""
+    import sluice
+
+    loop = asyncio.get_running_loop()
+    version = -1
+    while True:
+        try:
+            ctl = controller()
+            ref = ctl.listen_replicas.remote(router.deployment_id, version)
+            version, replicas = await loop.run_in_executor(_POOL, sluice.get, ref)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - an unknown deployment, serve shut down
+            router.fail(exc)
+            with _LOCK:
+                for key, found in list(_ROUTERS.items()):
+                    if found is router:
+                        del _ROUTERS[key]
+            return
+        router.error = None
+        router.update(replicas)
+
+
+def reset() -> None:
+    """Forget every router and stop following the controller (serve shut down)."""
+    with _LOCK:
+        polls, routers = list(_POLLS), list(_ROUTERS.values())
+        _POLLS.clear()
+        _ROUTERS.clear()
+    for poll in polls:
+        poll.cancel()
+    for router in routers:
+        loop = (_BACKGROUND[0].loop if _BACKGROUND else None)
+        if loop is not None and loop.is_running() and _running_loop() is not loop:
+            loop.call_soon_threadsafe(router.close)
+        else:
+            router.close()

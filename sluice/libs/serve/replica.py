@@ -1,0 +1,218 @@
+"""The actor each replica of a deployment runs: the user's object behind a direct channel.
+
+``Replica`` is an async actor. :meth:`Replica.initialize` builds the user's object (a
+class's instance, or a wrapper calling a function), applies its ``user_config`` through
+``reconfigure``, and listens with :func:`~sluice.libs.serve.channel.serve_channel`; requests
+then come over the channel, never as actor calls. A CALL frame's body is the pickled
+``(args, kwargs)`` of ``method``; an HTTP frame goes to ``http.call_http``. A few method
+names starting ``__serve_`` are the controller's (health, watch, reconfigure, drain).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import pickle
+import tempfile
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sluice.libs.serve.channel import HTTP, Frame, serve_channel
+from sluice.libs.serve.codec import dumps, error_body, loads
+from sluice.libs.serve.config import DeploymentConfig
+from sluice.libs.serve.handle import STREAM
+from sluice.libs.serve.router import ReplicaInfo
+
+log = logging.getLogger("sluice.serve")
+
+HEALTH, WATCH, RECONFIGURE, DRAIN = ("__serve_check_health__", "__serve_watch__",
+                                     "__serve_reconfigure__", "__serve_drain__")
+"""Control requests the controller sends over a replica's channel."""
+
+
+@dataclass(frozen=True)
+class ReplicaContext:
+    """What ``serve.get_replica_context()`` gives code running in a replica."""
+
+    app_name: str
+    deployment: str
+    replica_id: str
+    servable_object: Any = None
+
+
+_CONTEXT: list[ReplicaContext] = []  # this process's replica, once initialized
+
+
+def current_context() -> ReplicaContext | None:
+    """The replica this process runs, or None outside a replica."""
+    return _CONTEXT[0] if _CONTEXT else None
+
+
+class _FunctionDeployment:
+    """A function deployment's object: calling it calls the function."""
+
+    def __init__(self, fn: Any):
+        self._fn = fn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._fn(*args, **kwargs)
+
+
+def socket_address(replica_id: str) -> str:
+    """Where the replica ``replica_id`` listens on this machine (a short Unix socket path)."""
+    where = os.path.join(tempfile.gettempdir(), f"sluice-serve-{os.getuid()}")
+    os.makedirs(where, exist_ok=True)
+    return f"unix:{where}/{uuid.uuid5(uuid.NAMESPACE_URL, replica_id).hex[:16]}.sock"
+
+
+class Replica:
+    """One replica (an async actor): constructed with its deployment's definition and
+    configuration, serving requests over its channel once :meth:`initialize` returned."""
+
+    def __init__(self, deployment_id: str, replica_id: str, definition: bytes,
+                 init: bytes, config: DeploymentConfig):
+        self.deployment_id = deployment_id
+        self.replica_id = replica_id
+        self._definition = definition
+        self._init = init
+        self.config = config
+        self.user: Any = None
+        self.ongoing = 0
+        self._methods: dict[str, Any] = {}
+        self._server: Any = None
+        self._idle = asyncio.Event()
+
+    async def initialize(self) -> ReplicaInfo:
+        """Build the user's object and listen; where to reach this replica."""
+        target = pickle.loads(self._definition)
+        args, kwargs = pickle.loads(self._init)
+        app, _, name = self.deployment_id.partition("#")
+        _CONTEXT[:] = [ReplicaContext(app, name, self.replica_id)]
+        if inspect.isclass(target):
+            self.user = target(*args, **kwargs)
+        else:
+            self.user = _FunctionDeployment(target)
+        _CONTEXT[:] = [ReplicaContext(app, name, self.replica_id, self.user)]
+        if self.config.user_config is not None:
+            await self.reconfigure(self.config.user_config)
+        address = socket_address(self.replica_id)
+        self._server = await serve_channel(address, self._handle, error_body)
+        return ReplicaInfo(self.replica_id, address, "",
+                           self.config.max_ongoing_requests, self.config.max_queued_requests)
+
+    async def check_health(self) -> None:
+        """Run the user's ``check_health`` (if any); raises when it does."""
+        check = getattr(self.user, "check_health", None)
+        if check is not None:
+            result = check()
+            if inspect.isawaitable(result):
+                await result
+
+    async def reconfigure(self, user_config: Any) -> None:
+        """Call the user's ``reconfigure(user_config)`` in place (no restart)."""
+        fn = getattr(self.user, "reconfigure", None)
+        if fn is None:
+            raise TypeError(f"deployment {self.deployment_id!r} has a user_config but its class "
+                            "has no reconfigure(self, user_config) method; add one, or drop "
+                            "user_config")
+        result = fn(user_config)
+        if inspect.isawaitable(result):
+            await result
+
+    async def drain(self, timeout_s: float) -> int:
+        """Stop taking requests; wait (at most ``timeout_s``) until none is ongoing. Returns
+        how many were still ongoing."""
+        if self._server is not None:
+            self._server.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self.ongoing > 0 and loop.time() < deadline:
+            self._idle.clear()
+            try:
+                await asyncio.wait_for(self._idle.wait(), deadline - loop.time())
+            except asyncio.TimeoutError:
+                break
+        return self.ongoing
+
+    async def num_ongoing(self) -> int:
+        """Requests this replica is serving now."""
+        return self.ongoing
+
+    async def _handle(self, frame: Frame) -> Any:
+        if frame.method.startswith("__serve_"):
+            return await self._control(frame)
+        self.ongoing += 1
+        streaming = False
+        try:
+            if frame.kind == HTTP:
+                from sluice.libs.serve import http
+
+                result = await http.call_http(self.user, frame.meta, frame.body)
+                streaming = not isinstance(result, (bytes, bytearray, memoryview))
+                if streaming:
+                    return self._counted(result)
+                return result
+            method = self._methods.get(frame.method)
+            if method is None:
+                method = self._method(frame.method)
+            args, kwargs = loads(frame.body)
+            result = method(*args, **kwargs)
+            if frame.meta == STREAM:
+                streaming = True
+                return self._counted(self._items(result))
+            if inspect.isawaitable(result):
+                result = await result
+            return dumps(result)
+        except Exception:
+            log.exception("replica %s: request %s failed", self.replica_id, frame.method)
+            raise
+        finally:
+            if not streaming:
+                self._done()
+
+    def _done(self) -> None:
+        self.ongoing -= 1
+        if self.ongoing == 0:
+            self._idle.set()
+
+    async def _counted(self, items: Any) -> Any:
+        try:
+            async for item in items:
+                yield item
+        finally:
+            self._done()
+
+    async def _items(self, result: Any) -> Any:
+        if inspect.isawaitable(result):
+            result = await result
+        if hasattr(result, "__aiter__"):
+            async for item in result:
+                yield dumps(item)
+        elif hasattr(result, "__iter__"):
+            for item in result:
+                yield dumps(item)
+        else:
+            raise TypeError(f"a streaming call (options(stream=True)) needs a generator method; "
+                            f"{type(self.user).__name__} returned {type(result).__name__}")
+
+    def _method(self, name: str) -> Any:
+        method = getattr(self.user, name, None)
+        if method is None or name.startswith("_") and name != "__call__":
+            raise AttributeError(f"deployment {self.deployment_id!r} has no method {name!r}; "
+                                 f"call one of its public methods")
+        self._methods[name] = method
+        return method
+
+    async def _control(self, frame: Frame) -> bytes:
+        if frame.method == HEALTH:
+            await self.check_health()
+        elif frame.method == WATCH:
+            await asyncio.Event().wait()  # answered only by the channel breaking
+        elif frame.method == RECONFIGURE:
+            await self.reconfigure(loads(frame.body))
+        elif frame.method == DRAIN:
+            return dumps(await self.drain(loads(frame.body)))
+        return b""

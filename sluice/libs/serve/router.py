@@ -1,0 +1,207 @@
+"""Routing requests to a deployment's replicas over direct channels.
+
+A :class:`Router` (one per deployment and event loop) keeps one ChannelClient per replica and
+sends each request to the less loaded of two replicas picked at random (power of two
+choices), never past ``max_ongoing_requests`` on one replica: beyond that, requests wait in a
+FIFO queue, and past ``max_queued_requests`` waiting they fail with :class:`BackPressureError`.
+A replica whose channel broke is dropped at once and never routed to again; a request that
+could not be sent to it goes to another replica.
+
+>>> ReplicaInfo("app#M#1", "unix:/tmp/r.sock").max_ongoing_requests
+5
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from sluice.libs.serve.channel import ChannelClient, ChannelClosed, Frame
+
+
+@dataclass(frozen=True)
+class ReplicaInfo:
+    """Where a running replica listens, and its deployment's limits (plain data)."""
+
+    replica_id: str
+    address: str
+    node_id: str = ""
+    max_ongoing_requests: int = 5
+    max_queued_requests: int = -1
+
+
+class BackPressureError(RuntimeError):
+    """More requests wait for a deployment's replicas than its ``max_queued_requests`` allows
+    (Ray Serve's name); retry later, or raise max_queued_requests / add replicas."""
+
+
+class _Replica:
+    """A replica as the router sees it: its channel and the requests it routed there."""
+
+    __slots__ = ("info", "client", "ongoing")
+
+    def __init__(self, info: ReplicaInfo):
+        self.info = info
+        self.client = ChannelClient(info.address)
+        self.ongoing = 0
+
+
+class Router:
+    """Sends a deployment's requests to its replicas (all on the event loop it is used on).
+
+    ``update(replicas)`` sets the membership (from the controller's long poll);
+    :meth:`call` and :meth:`stream` send one request.
+    """
+
+    def __init__(self, deployment_id: str, max_ongoing_requests: int = 5,
+                 max_queued_requests: int = -1):
+        self.deployment_id = deployment_id
+        self.max_ongoing_requests = max_ongoing_requests
+        self.max_queued_requests = max_queued_requests
+        self.replicas: dict[str, _Replica] = {}
+        self.dead: set[str] = set()  # replica ids whose channel broke: never routed to again
+        self.error: BaseException | None = None  # set: every call fails with it (app deleted)
+        self._retiring: dict[str, _Replica] = {}  # left the membership, requests still on them
+        self._waiters: collections.deque[asyncio.Future] = collections.deque()
+        self._choices = list(self.replicas.values())
+
+    def update(self, replicas: list[ReplicaInfo]) -> None:
+        """Route to exactly ``replicas`` from now on (those known dead excepted)."""
+        fresh: dict[str, _Replica] = {}
+        for info in replicas:
+            if info.replica_id in self.dead:
+                continue
+            self.max_ongoing_requests = info.max_ongoing_requests
+            self.max_queued_requests = info.max_queued_requests
+            known = self.replicas.get(info.replica_id)
+            fresh[info.replica_id] = known if known is not None else _Replica(info)
+        for rid, rep in self.replicas.items():
+            if rid not in fresh:
+                self._retire(rep)
+        self.replicas = fresh
+        self._choices = list(fresh.values())
+        self._wake(len(self._waiters))
+
+    def fail(self, error: BaseException) -> None:
+        """Fail every waiting and future request with ``error`` (the deployment is gone)."""
+        self.error = error
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(error)
+
+    def _retire(self, rep: _Replica) -> None:
+        if rep.ongoing == 0:
+            rep.client.close()
+        else:
+            self._retiring[rep.info.replica_id] = rep
+
+    def _drop(self, rep: _Replica) -> None:
+        """``rep``'s channel broke: never route to it again."""
+        rid = rep.info.replica_id
+        self.dead.add(rid)
+        if self.replicas.pop(rid, None) is not None:
+            self._choices = list(self.replicas.values())
+
+    def _pick(self) -> _Replica | None:
+        choices, limit = self._choices, self.max_ongoing_requests
+        if len(choices) == 1:
+            rep = choices[0]
+            return rep if rep.ongoing < limit else None
+        if not choices:
+            return None
+        a, b = random.sample(choices, 2)
+        best = a if a.ongoing <= b.ongoing else b
+        if best.ongoing < limit:
+            return best
+        open_ = [r for r in choices if r.ongoing < limit]
+        return min(open_, key=lambda r: r.ongoing) if open_ else None
+
+    async def _acquire(self) -> _Replica:
+        if self.error is not None:
+            raise self.error
+        rep = self._pick() if not self._waiters else None
+        while rep is None:
+            if 0 <= self.max_queued_requests <= len(self._waiters):
+                raise BackPressureError(
+                    f"deployment {self.deployment_id!r}: {len(self._waiters)} requests already "
+                    f"wait for a replica (max_queued_requests={self.max_queued_requests}); "
+                    "retry later, or raise max_queued_requests or the number of replicas")
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+                elif waiter.done() and not waiter.cancelled():
+                    self._wake(1)  # pass the turn it was given on
+                raise
+            rep = self._pick()
+        rep.ongoing += 1
+        return rep
+
+    def _release(self, rep: _Replica) -> None:
+        rep.ongoing -= 1
+        if rep.ongoing == 0 and self._retiring.pop(rep.info.replica_id, None) is not None:
+            rep.client.close()
+        if self._waiters:
+            self._wake(1)
+
+    def _wake(self, n: int) -> None:
+        while n > 0 and self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                n -= 1
+
+    async def _connected(self) -> _Replica:
+        """A replica to send to, connected; one that cannot be reached is dropped."""
+        while True:
+            rep = await self._acquire()
+            if rep.client._writer is not None:  # connected: the hot path
+                return rep
+            try:
+                await rep.client._connect()
+                return rep
+            except ChannelClosed:
+                self._drop(rep)
+                self._release(rep)
+
+    async def call(self, kind: int, method: str, meta: bytes, body: bytes) -> Frame:
+        """Send one request to a replica; its answer (an OK or ERROR frame)."""
+        rep = await self._connected()
+        try:
+            return await rep.client.call(kind, method, meta, body)
+        except ChannelClosed:
+            self._drop(rep)
+            raise
+        finally:
+            self._release(rep)
+
+    async def stream(self, kind: int, method: str, meta: bytes, body: bytes
+                     ) -> AsyncIterator[Frame]:
+        """Send one streaming request; its ITEM frames, then its END or ERROR frame."""
+        rep = await self._connected()
+        try:
+            async for frame in rep.client.stream(kind, method, meta, body):
+                yield frame
+        except ChannelClosed:
+            self._drop(rep)
+            raise
+        finally:
+            self._release(rep)
+
+    @property
+    def num_queued(self) -> int:
+        """Requests waiting for a replica (none has room under max_ongoing_requests)."""
+        return len(self._waiters)
+
+    def close(self) -> None:
+        """Close every channel (the process or loop stops using this deployment)."""
+        for rep in [*self.replicas.values(), *self._retiring.values()]:
+            rep.client.close()
+        self.replicas, self._retiring, self._choices = {}, {}, []
