@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -77,6 +76,9 @@ class _BatchQueue:
                 fut.set_result(result)
 
 
+_FREE: dict[tuple[int, int], _BatchQueue] = {}  # (id(function), id(loop)) -> its queue
+
+
 def _describe(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return f"a {type(value).__name__} of {len(value)}"
@@ -96,24 +98,25 @@ def batch(_func: Callable | None = None, /, max_batch_size: int = 10,
         if not inspect.iscoroutinefunction(fn):
             raise TypeError(f"@serve.batch goes on an `async def` method; {fn.__qualname__} is "
                             "not a coroutine function: make it async def")
-        queues: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-        free: dict[int, _BatchQueue] = {}  # for plain functions: by event loop
+        # The queue lives on the object (or, for a function, in _FREE by loop): the wrapper
+        # captures nothing but plain values, so a class holding it pickles to its replicas.
+        attr = f"_serve_batch_queue_{fn.__name__}"
 
         @functools.wraps(fn)
         async def batched(*args: Any) -> Any:
+            loop = asyncio.get_running_loop()
             if len(args) == 2:
                 owner, item = args
-                found = queues.get(owner)
-                if found is None or found.task.get_loop() is not asyncio.get_running_loop():
-                    found = queues[owner] = _BatchQueue(fn, owner, max_batch_size,
-                                                        batch_wait_timeout_s)
+                found = owner.__dict__.get(attr)
+                if found is None or found.task.get_loop() is not loop:
+                    found = _BatchQueue(fn, owner, max_batch_size, batch_wait_timeout_s)
+                    owner.__dict__[attr] = found
             elif len(args) == 1:
                 (item,) = args
-                loop = asyncio.get_running_loop()
-                found = free.get(id(loop))
+                found = _FREE.get((id(fn), id(loop)))
                 if found is None:
-                    found = free[id(loop)] = _BatchQueue(fn, None, max_batch_size,
-                                                         batch_wait_timeout_s)
+                    found = _FREE[(id(fn), id(loop))] = _BatchQueue(
+                        fn, None, max_batch_size, batch_wait_timeout_s)
             else:
                 raise TypeError(f"{fn.__qualname__} is batched: call it with one request")
             future = asyncio.get_running_loop().create_future()

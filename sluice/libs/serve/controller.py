@@ -56,6 +56,7 @@ class _ReplicaState:
     info: ReplicaInfo | None = None
     client: ChannelClient | None = None
     stopping: bool = False
+    outdated: bool = False  # started for an earlier version: stops once a new one is ready
 
 
 @dataclass
@@ -137,9 +138,9 @@ class ServeController:
         if route_prefix is not None:
             for other in self.apps.values():
                 if other.name != name and other.route_prefix == route_prefix:
-                    raise ValueError(f"route_prefix {route_prefix!r} is already app "
-                                     f"{other.name!r}'s; give app {name!r} another "
-                                     "route_prefix, or serve.delete({other.name!r}) first")
+                    raise ValueError(f"route_prefix {route_prefix!r} is already taken by app "
+                                     f"{other.name!r}; give app {name!r} another "
+                                     f"route_prefix, or serve.delete({other.name!r}) first")
         old = self.apps.get(name)
         wanted = {spec.deployment_id for spec in specs}
         if old is not None:
@@ -169,10 +170,10 @@ class ServeController:
             await self._reconfigure_all(state)
         elif same_code and _only_count_changed(old.config, spec.config):
             state.publish()  # the limits the routers read may have changed
-        else:  # new code or options: new replicas replace the old ones
+        else:  # new code or options: each new replica ready replaces an old one
             state.status = DEPLOYING
-            for rep in list(state.replicas.values()):
-                self._spawn(self._stop(state, rep, reason="redeployed"))
+            for rep in state.replicas.values():
+                rep.outdated = True
         self._reconcile(state)
 
     async def _reconfigure_all(self, state: _DeploymentState) -> None:
@@ -191,12 +192,13 @@ class ServeController:
         """Start replicas until the deployment's target count runs or is starting."""
         if state.deleted or state.status == DEPLOY_FAILED:
             return
-        missing = state.spec.config.target_replicas - len(state.replicas) - state.starting
+        current = [r for r in state.replicas.values() if not r.outdated]
+        missing = state.spec.config.target_replicas - len(current) - state.starting
         for _ in range(max(0, missing)):
             state.starting += 1
             self._spawn(self._start_replica(state))
-        extra = len(state.replicas) + state.starting - state.spec.config.target_replicas
-        for rep in list(state.replicas.values())[:max(0, extra)]:
+        extra = len(current) + state.starting - state.spec.config.target_replicas
+        for rep in current[:max(0, extra)]:
             self._spawn(self._stop(state, rep, reason="scaled down"))
 
     async def _start_replica(self, state: _DeploymentState) -> None:
@@ -227,6 +229,9 @@ class ServeController:
         state.replicas[rid] = rep
         state.publish()
         self._spawn(self._monitor(state, rep))
+        old = next((r for r in state.replicas.values() if r.outdated and not r.stopping), None)
+        if old is not None:
+            self._spawn(self._stop(state, old, reason="replaced by a new version"))
         self._reconcile(state)
         self._update_state(state)
 
@@ -236,8 +241,8 @@ class ServeController:
                    f"failed to start: {type(cause).__name__}: {cause}")
         log.error(message)
         state.message = message
-        if not state.replicas:
-            state.status = DEPLOY_FAILED
+        if not any(not r.outdated for r in state.replicas.values()):
+            state.status = DEPLOY_FAILED  # (replicas of an earlier version keep serving)
         else:  # some run: try again later
             state.status = UNHEALTHY
             asyncio.get_running_loop().call_later(2.0, self._reconcile, state)
@@ -320,7 +325,8 @@ class ServeController:
 
     def _update_state(self, state: _DeploymentState) -> None:
         if state.status != DEPLOY_FAILED and not state.deleted:
-            if len(state.replicas) >= state.spec.config.target_replicas:
+            current = sum(1 for r in state.replicas.values() if not r.outdated)
+            if current >= state.spec.config.target_replicas and current == len(state.replicas):
                 state.status, state.message = RUNNING, ""
             elif state.status == RUNNING:
                 state.status = UNHEALTHY if not state.replicas else DEPLOYING

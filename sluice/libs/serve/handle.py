@@ -9,8 +9,8 @@ handle call is resolved there, without the caller waiting. Each loop's router fo
 controller's membership long poll (``listen_replicas``).
 
 >>> h = DeploymentHandle("Model", "app")
->>> h.predict.deployment_id, h.predict.method_name, h.options(stream=True).stream
-('app#Model', 'predict', True)
+>>> h.predict
+DeploymentHandle(deployment='Model', app='app', method='predict')
 """
 
 from __future__ import annotations
@@ -41,49 +41,59 @@ class DeploymentHandle:
     generator method gives a :class:`DeploymentResponseGenerator`.
     """
 
-    __slots__ = ("deployment_name", "app_name", "method_name", "stream", "deployment_id")
+    __slots__ = ("_deployment_name", "_app_name", "_method_name", "_stream", "_deployment_id")
 
     def __init__(self, deployment_name: str, app_name: str = "default",
                  method_name: str = "__call__", stream: bool = False):
-        self.deployment_name = deployment_name
-        self.app_name = app_name
-        self.method_name = method_name
-        self.stream = stream
-        self.deployment_id = f"{app_name}#{deployment_name}"
+        self._deployment_name = deployment_name
+        self._app_name = app_name
+        self._method_name = method_name
+        self._stream = stream
+        self._deployment_id = f"{app_name}#{deployment_name}"
+
+    @property
+    def deployment_name(self) -> str:
+        """The deployment this handle calls."""
+        return self._deployment_name
+
+    @property
+    def app_name(self) -> str:
+        """The app of that deployment."""
+        return self._app_name
 
     def options(self, *, method_name: str | None = None, stream: bool | None = None,
                 **_ray_only: Any) -> DeploymentHandle:
         """A handle with ``method_name`` and/or ``stream`` changed (Ray's other options, e.g.
         ``multiplexed_model_id``, are accepted and not used)."""
-        return DeploymentHandle(self.deployment_name, self.app_name,
-                                self.method_name if method_name is None else method_name,
-                                self.stream if stream is None else bool(stream))
+        return DeploymentHandle(self._deployment_name, self._app_name,
+                                self._method_name if method_name is None else method_name,
+                                self._stream if stream is None else bool(stream))
 
     def __getattr__(self, name: str) -> DeploymentHandle:
-        if name.startswith("__"):
+        if name.startswith("_"):
             raise AttributeError(name)
         return self.options(method_name=name)
 
     def __reduce__(self) -> tuple:
-        return (DeploymentHandle, (self.deployment_name, self.app_name, self.method_name,
-                                   self.stream))
+        return (DeploymentHandle, (self._deployment_name, self._app_name, self._method_name,
+                                   self._stream))
 
     def __repr__(self) -> str:
-        return (f"DeploymentHandle(deployment={self.deployment_name!r}, "
-                f"app={self.app_name!r}, method={self.method_name!r})")
+        return (f"DeploymentHandle(deployment={self._deployment_name!r}, "
+                f"app={self._app_name!r}, method={self._method_name!r})")
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         """Send the call; a :class:`DeploymentResponse` (or, with ``stream=True``, a
         :class:`DeploymentResponseGenerator`) at once."""
         loop, on_loop = _caller_loop()
-        router = _router(loop, self.deployment_id, on_loop)
+        router = _router(loop, self._deployment_id, on_loop)
         waits = any(type(a) is DeploymentResponse for a in args) or any(
             type(v) is DeploymentResponse for v in kwargs.values())
         body = None if waits else dumps((args, kwargs))
-        if self.stream:
-            return DeploymentResponseGenerator(loop, on_loop, router, self.method_name, body,
+        if self._stream:
+            return DeploymentResponseGenerator(loop, on_loop, router, self._method_name, body,
                                                (args, kwargs))
-        coro = _call(router, self.method_name, body, (args, kwargs))
+        coro = _call(router, self._method_name, body, (args, kwargs))
         if on_loop:
             return DeploymentResponse(loop.create_task(coro), None)
         return DeploymentResponse(None, asyncio.run_coroutine_threadsafe(coro, loop))

@@ -101,7 +101,9 @@ def lower(app: Application, name: str = "default", route_prefix: str | None = "/
             count = sum(1 for n in names if n == dep.name or n.startswith(dep.name + "_"))
             dep = dep.options(name=f"{dep.name}_{count}")
         names[dep.name] = id(each)
-        actor_cls = sluice.remote(_actor_class(dep))
+        opts = dep.config.ray_actor_options
+        actor_cls = sluice.remote(num_cpus=opts.get("num_cpus", 1), num_gpus=opts.get("num_gpus", 0),
+                                  resources=opts.get("resources"))(_actor_class(dep))
         node = actor_cls.bind(*_swap(each.args, nodes), **_swap(each.kwargs, nodes))
         nodes[id(each)] = node
         by_class[id(node)] = dep
