@@ -19,6 +19,7 @@ import asyncio
 import concurrent.futures
 import queue
 import threading
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -265,7 +266,8 @@ class _Background:
 
 _LOCK = threading.Lock()
 _BACKGROUND: list[_Background] = []  # at most one: made on the first sync handle call
-_ROUTERS: dict[tuple[int, str], Router] = {}  # (id(loop), deployment id) -> its router
+# loop -> {deployment id: its router on that loop}; an entry goes with its loop.
+_ROUTERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _POLLS: list[Any] = []  # the long-poll tasks (cancelled by reset())
 _POOL = concurrent.futures.ThreadPoolExecutor(64, thread_name_prefix="sluice-serve-poll")
 
@@ -282,18 +284,20 @@ def _caller_loop() -> tuple[asyncio.AbstractEventLoop, bool]:
 
 
 def _router(loop: asyncio.AbstractEventLoop, deployment_id: str, on_loop: bool) -> Router:
-    key = (id(loop), deployment_id)
-    router = _ROUTERS.get(key)
+    routers = _ROUTERS.get(loop)
+    router = routers.get(deployment_id) if routers is not None else None
     if router is not None:
         return router
     with _LOCK:
-        router = _ROUTERS.get(key)
+        routers = _ROUTERS.setdefault(loop, {})
+        router = routers.get(deployment_id)
         if router is None:
-            router = _ROUTERS[key] = Router(deployment_id)
+            router = routers[deployment_id] = Router(deployment_id)
+            _POLLS[:] = [poll for poll in _POLLS if not poll.done()]
             if on_loop:
-                _POLLS.append(loop.create_task(_follow(router)))
+                _POLLS.append(loop.create_task(_follow(router, routers)))
             else:
-                _POLLS.append(asyncio.run_coroutine_threadsafe(_follow(router), loop))
+                _POLLS.append(asyncio.run_coroutine_threadsafe(_follow(router, routers), loop))
     return router
 
 
@@ -308,7 +312,7 @@ def controller() -> Any:
                          "serve.start()") from None
 
 
-async def _follow(router: Router) -> None:
+async def _follow(router: Router, routers: dict[str, Router]) -> None:
     """Keep ``router``'s replicas those the controller publishes, until it is dropped."""
     import sluice
 
@@ -319,14 +323,17 @@ async def _follow(router: Router) -> None:
             ctl = controller()
             ref = ctl.listen_replicas.remote(router.deployment_id, version)
             version, replicas = await loop.run_in_executor(_POOL, sluice.get, ref)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # the loop closes, or serve shut down
+            with _LOCK:
+                if routers.get(router.deployment_id) is router:
+                    del routers[router.deployment_id]
+            router.close()
             raise
         except Exception as exc:  # noqa: BLE001 - an unknown deployment, serve shut down
             router.fail(exc)
             with _LOCK:
-                for key, found in list(_ROUTERS.items()):
-                    if found is router:
-                        del _ROUTERS[key]
+                if routers.get(router.deployment_id) is router:
+                    del routers[router.deployment_id]
             return
         router.error = None
         router.update(replicas)
@@ -335,14 +342,17 @@ async def _follow(router: Router) -> None:
 def reset() -> None:
     """Forget every router and stop following the controller (serve shut down)."""
     with _LOCK:
-        polls, routers = list(_POLLS), list(_ROUTERS.values())
+        polls = list(_POLLS)
         _POLLS.clear()
         _ROUTERS.clear()
-    for poll in polls:
-        poll.cancel()
-    for router in routers:
-        loop = (_BACKGROUND[0].loop if _BACKGROUND else None)
-        if loop is not None and loop.is_running() and _running_loop() is not loop:
-            loop.call_soon_threadsafe(router.close)
+    for poll in polls:  # each closes its router as it stops
+        if isinstance(poll, asyncio.Future):
+            loop = poll.get_loop()
+            if loop.is_closed():
+                continue
+            if _running_loop() is loop:
+                poll.cancel()
+            else:
+                loop.call_soon_threadsafe(poll.cancel)
         else:
-            router.close()
+            poll.cancel()

@@ -110,14 +110,22 @@ class Router:
         choices, limit = self._choices, self.max_ongoing_requests
         if len(choices) == 1:
             rep = choices[0]
+            if rep.client.closed:
+                self._drop(rep)
+                return None
             return rep if rep.ongoing < limit else None
         if not choices:
             return None
         a, b = random.sample(choices, 2)
+        if a.client.closed or b.client.closed:  # a replica died: forget it, choose again
+            for rep in (a, b):
+                if rep.client.closed:
+                    self._drop(rep)
+            return self._pick()
         best = a if a.ongoing <= b.ongoing else b
         if best.ongoing < limit:
             return best
-        open_ = [r for r in choices if r.ongoing < limit]
+        open_ = [r for r in choices if r.ongoing < limit and not r.client.closed]
         return min(open_, key=lambda r: r.ongoing) if open_ else None
 
     async def _acquire(self) -> _Replica:

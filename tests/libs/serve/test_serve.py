@@ -276,3 +276,21 @@ def test_replica_context_inside_and_outside_a_replica() -> None:
         "ctx", "WhoAmI", True)
     with pytest.raises(RuntimeError, match="outside a replica"):
         serve.get_replica_context()
+
+
+def test_responses_are_awaitable_in_the_drivers_own_async_code() -> None:
+    import asyncio
+
+    model = serve.run(Model.bind(2))
+
+    async def main() -> list:
+        return list(await asyncio.gather(*(model.remote(i) for i in range(5))))
+
+    assert asyncio.run(main()) == [2, 3, 4, 5, 6]
+    assert asyncio.run(main()) == [2, 3, 4, 5, 6]  # a second loop gets its own router
+    sync_made = model.remote(10)  # made in sync code, awaited in async code
+
+    async def await_it() -> int:
+        return await sync_made
+
+    assert asyncio.run(await_it()) == 12
