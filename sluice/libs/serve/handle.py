@@ -241,10 +241,7 @@ async def _pump(router: Router, method: str, body: bytes | None, call: tuple, pu
 # -- per process: the background loop for sync callers, routers per loop ----------------------
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
+    return asyncio._get_running_loop()  # None outside a loop, without raising
 
 
 class _Background:
@@ -273,7 +270,7 @@ _POOL = concurrent.futures.ThreadPoolExecutor(64, thread_name_prefix="sluice-ser
 
 
 def _caller_loop() -> tuple[asyncio.AbstractEventLoop, bool]:
-    loop = _running_loop()
+    loop = asyncio._get_running_loop()
     if loop is not None:
         return loop, True
     if not _BACKGROUND:
@@ -299,6 +296,14 @@ def _router(loop: asyncio.AbstractEventLoop, deployment_id: str, on_loop: bool) 
             else:
                 _POLLS.append(asyncio.run_coroutine_threadsafe(_follow(router, routers), loop))
     return router
+
+
+def router_for(deployment_id: str) -> Router:
+    """The Router of ``deployment_id`` ("app#deployment") on the running event loop, made on
+    first use and kept following the controller's membership (for the HTTP proxy, which sends
+    ``router.stream(HTTP, "__call__", meta, body)``). Call it on the loop that will use it."""
+    loop = asyncio.get_running_loop()
+    return _router(loop, deployment_id, True)
 
 
 def controller() -> Any:

@@ -68,6 +68,23 @@ def socket_address(replica_id: str) -> str:
     return f"unix:{where}/{uuid.uuid5(uuid.NAMESPACE_URL, replica_id).hex[:16]}.sock"
 
 
+def listen_address(replica_id: str) -> str:
+    """A Unix socket on a one-machine runtime; TCP on this node's address on a cluster (callers
+    may be on other machines)."""
+    import sluice
+
+    try:
+        nodes = [n for n in sluice.nodes() if n.get("Alive", n.get("alive"))]
+        if len(nodes) > 1:
+            me = sluice.get_runtime_context().get_node_id()
+            where = next(n["NodeManagerAddress"] for n in nodes if n["NodeID"] == me)
+            host = where.rpartition(":")[0] if where.count(":") == 1 else where
+            return f"tcp:{host}:0"
+    except Exception:  # noqa: BLE001 - no node table here: this machine only
+        log.debug("replica %s: no node table; listening on a Unix socket", replica_id)
+    return socket_address(replica_id)
+
+
 class Replica:
     """One replica (an async actor): constructed with its deployment's definition and
     configuration, serving requests over its channel once :meth:`initialize` returned."""
@@ -98,8 +115,11 @@ class Replica:
         _CONTEXT[:] = [ReplicaContext(app, name, self.replica_id, self.user)]
         if self.config.user_config is not None:
             await self.reconfigure(self.config.user_config)
-        address = socket_address(self.replica_id)
+        address = listen_address(self.replica_id)
         self._server = await serve_channel(address, self._handle, error_body)
+        if address.startswith("tcp:"):  # the port the system chose
+            host, port = self._server.sockets[0].getsockname()[:2]
+            address = f"tcp:{host}:{port}"
         return ReplicaInfo(self.replica_id, address, "",
                            self.config.max_ongoing_requests, self.config.max_queued_requests)
 
