@@ -69,6 +69,14 @@ class _DeploymentState:
     version: int = 0
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     deleted: bool = False
+    autoscaled: int | None = None  # the autoscaler's replica count, within its min and max
+
+    @property
+    def target(self) -> int:
+        """How many replicas should run."""
+        if self.autoscaled is not None and self.spec.config.autoscaling_config is not None:
+            return self.autoscaled
+        return self.spec.config.target_replicas
 
     def publish(self) -> None:
         self.version += 1
@@ -162,7 +170,10 @@ class ServeController:
             return
         old = state.spec
         state.spec = spec
+        if state.status == DEPLOY_FAILED:  # asked again: try again
+            state.status = DEPLOYING
         if old == spec:
+            self._reconcile(state)
             return
         same_code = (old.definition, old.init, old.code_digest) == (
             spec.definition, spec.init, spec.code_digest)
@@ -193,11 +204,11 @@ class ServeController:
         if state.deleted or state.status == DEPLOY_FAILED:
             return
         current = [r for r in state.replicas.values() if not r.outdated]
-        missing = state.spec.config.target_replicas - len(current) - state.starting
+        missing = state.target - len(current) - state.starting
         for _ in range(max(0, missing)):
             state.starting += 1
             self._spawn(self._start_replica(state))
-        extra = len(current) + state.starting - state.spec.config.target_replicas
+        extra = len(current) + state.starting - state.target
         for rep in current[:max(0, extra)]:
             self._spawn(self._stop(state, rep, reason="scaled down"))
 
@@ -287,14 +298,19 @@ class ServeController:
 
     async def _stop(self, state: _DeploymentState, rep: _ReplicaState, reason: str,
                     drain: bool = True) -> None:
-        """Take ``rep`` out of the membership, let it finish its requests, stop it."""
+        """Take ``rep`` out of the membership, let it finish its requests, stop it. A replica
+        replaced while its deployment lives also waits until no request has come for
+        ``graceful_shutdown_wait_loop_s`` (every router has seen it leave)."""
         rep.stopping = True
         if state.replicas.pop(rep.replica_id, None) is not None:
             state.publish()
+            self._update_state(state)
         if drain and rep.client is not None and not rep.client.closed:
-            timeout = state.spec.config.graceful_shutdown_timeout_s
+            config = state.spec.config
+            timeout = config.graceful_shutdown_timeout_s
+            quiet = 0.0 if state.deleted else config.graceful_shutdown_wait_loop_s
             try:
-                await asyncio.wait_for(rep.client.call(CALL, DRAIN, b"", dumps(timeout)),
+                await asyncio.wait_for(rep.client.call(CALL, DRAIN, b"", dumps((timeout, quiet))),
                                        timeout + 1)
             except (asyncio.TimeoutError, ChannelClosed):
                 pass
@@ -326,7 +342,7 @@ class ServeController:
     def _update_state(self, state: _DeploymentState) -> None:
         if state.status != DEPLOY_FAILED and not state.deleted:
             current = sum(1 for r in state.replicas.values() if not r.outdated)
-            if current >= state.spec.config.target_replicas and current == len(state.replicas):
+            if current >= state.target and current == len(state.replicas):
                 state.status, state.message = RUNNING, ""
             elif state.status == RUNNING:
                 state.status = UNHEALTHY if not state.replicas else DEPLOYING
@@ -346,6 +362,19 @@ class ServeController:
         self._notify_apps()
 
     # -- what handles, the proxy and serve.run read ----------------------------------------
+
+    async def set_target_replicas(self, deployment_id: str, count: int) -> int:
+        """The autoscaler's lever: run ``count`` replicas of an autoscaling deployment (clamped
+        to its min and max replicas); the count it will run."""
+        state = self.deployments.get(deployment_id)
+        if state is None or state.spec.config.autoscaling_config is None:
+            raise ValueError(f"{deployment_id!r} is not an autoscaling deployment that runs; "
+                             "give it num_replicas='auto' or an autoscaling_config")
+        policy = state.spec.config.autoscaling_config
+        state.autoscaled = max(policy.min_replicas, min(policy.max_replicas, int(count)), 1)
+        self._reconcile(state)
+        self._update_state(state)
+        return state.autoscaled
 
     async def listen_replicas(self, deployment_id: str, known_version: int
                               ) -> tuple[int, list[ReplicaInfo]]:
@@ -422,7 +451,7 @@ class ServeController:
                     deps[st.spec.name] = {"status": st.status, "message": st.message,
                                           "replica_states": {"RUNNING": len(st.replicas),
                                                              "STARTING": st.starting},
-                                          "target_replicas": st.spec.config.target_replicas}
+                                          "target_replicas": st.target}
             out[app.name] = {"status": app.status, "message": app.message,
                              "route_prefix": app.route_prefix, "deployments": deps}
         return out

@@ -98,6 +98,7 @@ class Replica:
         self.config = config
         self.user: Any = None
         self.ongoing = 0
+        self.received = 0  # requests taken so far (drain waits for it to stop growing)
         self._methods: dict[str, Any] = {}
         self._server: Any = None
         self._idle = asyncio.Event()
@@ -142,18 +143,27 @@ class Replica:
         if inspect.isawaitable(result):
             await result
 
-    async def drain(self, timeout_s: float) -> int:
-        """Stop taking requests; wait (at most ``timeout_s``) until none is ongoing. Returns
-        how many were still ongoing."""
+    async def drain(self, timeout_s: float, quiet_s: float = 0.0) -> int:
+        """Stop taking new connections; wait (at most ``timeout_s``) until no request is
+        ongoing and, with ``quiet_s``, none arrived for that long (callers that have not yet
+        seen this replica leave the membership stop sending). Returns how many were still
+        ongoing."""
         if self._server is not None:
             self._server.close()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        while self.ongoing > 0 and loop.time() < deadline:
-            self._idle.clear()
-            try:
-                await asyncio.wait_for(self._idle.wait(), deadline - loop.time())
-            except asyncio.TimeoutError:
+        while loop.time() < deadline:
+            seen = self.received
+            if self.ongoing > 0:
+                self._idle.clear()
+                try:
+                    await asyncio.wait_for(self._idle.wait(), deadline - loop.time())
+                except asyncio.TimeoutError:
+                    break
+            if quiet_s <= 0:
+                break
+            await asyncio.sleep(min(quiet_s, max(0.0, deadline - loop.time())))
+            if self.ongoing == 0 and self.received == seen:
                 break
         return self.ongoing
 
@@ -165,6 +175,7 @@ class Replica:
         if frame.method.startswith("__serve_"):
             return await self._control(frame)
         self.ongoing += 1
+        self.received += 1
         streaming = False
         try:
             if frame.kind == HTTP:
@@ -234,5 +245,5 @@ class Replica:
         elif frame.method == RECONFIGURE:
             await self.reconfigure(loads(frame.body))
         elif frame.method == DRAIN:
-            return dumps(await self.drain(loads(frame.body)))
+            return dumps(await self.drain(*loads(frame.body)))
         return b""

@@ -228,6 +228,8 @@ def test_a_constructor_that_raises_makes_run_raise_naming_the_deployment_and_err
                        match=r"deployment 'Broken' .*ValueError: no weights at /models/m.bin"):
         serve.run(Broken.bind(), name="broken")
     assert serve.status().applications["broken"].status == "DEPLOY_FAILED"
+    fixed = serve.run(Model.options(name="Broken").bind(3), name="broken")
+    assert fixed.remote(1).result() == 4
 
 
 def test_handles_to_unknown_apps_and_deployments_are_refused() -> None:
@@ -294,3 +296,56 @@ def test_responses_are_awaitable_in_the_drivers_own_async_code() -> None:
         return await sync_made
 
     assert asyncio.run(await_it()) == 12
+
+
+def test_a_redeploy_with_new_arguments_replaces_replicas_with_no_failed_call() -> None:
+    import threading
+
+    model = serve.run(Model.options(num_replicas=2).bind(1))
+    answers: list = []
+    failures: list = []
+    stop = threading.Event()
+
+    def stream() -> None:
+        while not stop.is_set():
+            try:
+                answers.append(model.remote(0).result(timeout_s=DEADLINE_S))
+            except Exception as exc:  # noqa: BLE001 - counted
+                failures.append(exc)
+
+    caller = threading.Thread(target=stream)
+    caller.start()
+    try:
+        eventually(lambda: len(answers) > 20, "calls answered before the redeploy")
+        serve.run(Model.options(num_replicas=2).bind(2))
+        done = len(answers)
+        eventually(lambda: len(answers) > done + 20 and answers[-1] == 2,
+                   "calls answered by the new version")
+    finally:
+        stop.set()
+        caller.join()
+    assert failures == []
+    assert set(answers) == {1, 2}
+    assert serve.status().applications["default"].deployments["Model"].replica_states[
+        "RUNNING"] == 2
+
+
+def test_an_autoscaling_deployment_starts_its_initial_replicas_and_follows_its_target() -> None:
+    from sluice.libs.serve.handle import controller
+
+    scaled = Model.options(autoscaling_config={"min_replicas": 1, "max_replicas": 3,
+                                               "initial_replicas": 2})
+    model = serve.run(scaled.bind())
+
+    def running() -> int:
+        return serve.status().applications["default"].deployments["Model"].replica_states[
+            "RUNNING"]
+
+    assert running() == 2
+    assert sluice.get(controller().set_target_replicas.remote("default#Model", 9)) == 3
+    eventually(lambda: running() == 3, "three replicas run")
+    eventually(lambda: len({model.pid.remote().result() for _ in range(60)}) == 3,
+               "calls reach all three")
+    assert sluice.get(controller().set_target_replicas.remote("default#Model", 1)) == 1
+    eventually(lambda: running() == 1, "one replica runs")
+    assert model.remote(1).result() == 2
