@@ -62,6 +62,9 @@ def _get(ref: Any, timeout: float | None = None) -> Any:
 def _controller(create: bool, http_options: HTTPOptions | None = None) -> Any:
     import sluice
 
+    if not create and not sluice.is_initialized():
+        raise RayServeException("sluice.serve is not running (no sluice runtime); start it "
+                                "with serve.run(app) or serve.start()")
     try:
         return sluice.get_actor(CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
     except ValueError:
