@@ -74,9 +74,12 @@ class ServePlan:
     def visualize(self, path: str | None = None) -> Any:
         """The Plan's graphviz drawing, labelled with the deployments and their replicas."""
         graph = self.plan.visualize()
-        label = "\\l".join(f"{d.name}: {d.config.num_replicas} replica(s)"
-                           for _, d in self.deployments)
-        graph.attr(label=f"serve app {self.app_name}\\l{label}\\l", labelloc="t")
+        for op_id, dep in self.deployments:  # a node defined again takes the later label
+            cfg = dep.config
+            count = ("auto" if cfg.autoscaling_config else cfg.num_replicas)
+            role = " (ingress)" if dep.name == self.ingress else ""
+            graph.node(op_id, label=f"{dep.name}{role}\\n{count} replica(s)")
+        graph.attr(label=f"serve app {self.app_name} (route_prefix {self.route_prefix})")
         if path is not None:
             stem, _, fmt = path.rpartition(".")
             graph.render(stem, format=fmt, cleanup=True)

@@ -65,3 +65,9 @@ def test_bind_checks_constructor_arguments_and_run_wants_an_application() -> Non
         tokenize.bind(1)
     with pytest.raises(TypeError, match=r"takes an Application .* Model.bind\(\)"):
         lower(Model)
+
+
+def test_visualize_draws_the_plans_stages_labelled_with_replicas() -> None:
+    source = Ingress.bind(Model.bind(), tokenize.bind()).visualize().source
+    assert "Model\\n2 replica(s)" in source and "Ingress (ingress)\\n1 replica(s)" in source
+    assert "serve app default (route_prefix /)" in source
