@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sluice.libs.serve.channel import CALL, ERROR, ChannelClient, ChannelClosed
-from sluice.libs.serve.codec import dumps, error_from
+from sluice.libs.serve.codec import dumps, error_from, loads
 from sluice.libs.serve.config import DeploymentConfig
-from sluice.libs.serve.replica import DRAIN, HEALTH, RECONFIGURE, WATCH, Replica
+from sluice.libs.serve.replica import DRAIN, HEALTH, ONGOING, RECONFIGURE, WATCH, Replica
 from sluice.libs.serve.router import ReplicaInfo
 
 log = logging.getLogger("sluice.serve")
@@ -375,6 +375,24 @@ class ServeController:
         self._reconcile(state)
         self._update_state(state)
         return state.autoscaled
+
+    async def ongoing_requests(self, deployment_id: str) -> dict[str, int]:
+        """{replica id: requests it serves now} of a running deployment (for the autoscaler)."""
+        state = self.deployments.get(deployment_id)
+        if state is None:
+            raise ValueError(f"no deployment {deployment_id!r} runs; check the id (app#name)")
+        out: dict[str, int] = {}
+        for rep in list(state.replicas.values()):
+            if rep.client is None or rep.stopping:
+                continue
+            try:
+                frame = await asyncio.wait_for(rep.client.call(CALL, ONGOING, b"", b""),
+                                               state.spec.config.health_check_timeout_s)
+            except (asyncio.TimeoutError, ChannelClosed):
+                continue  # its monitor replaces it
+            if frame.kind != ERROR:
+                out[rep.replica_id] = loads(frame.body)
+        return out
 
     async def listen_replicas(self, deployment_id: str, known_version: int
                               ) -> tuple[int, list[ReplicaInfo]]:

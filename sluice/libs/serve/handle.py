@@ -285,17 +285,36 @@ def _router(loop: asyncio.AbstractEventLoop, deployment_id: str, on_loop: bool) 
     router = routers.get(deployment_id) if routers is not None else None
     if router is not None:
         return router
+    # A sync caller reads the membership once itself: a task's side threads cannot reach the
+    # runtime while its main thread waits (the long poll then catches up between calls).
+    known = None if on_loop else _membership(deployment_id)
     with _LOCK:
         routers = _ROUTERS.setdefault(loop, {})
         router = routers.get(deployment_id)
         if router is None:
             router = routers[deployment_id] = Router(deployment_id)
+            version = -1
+            if known is not None:
+                version, replicas = known
+                router.update(replicas)
             _POLLS[:] = [poll for poll in _POLLS if not poll.done()]
+            follow = _follow(router, routers, version)
             if on_loop:
-                _POLLS.append(loop.create_task(_follow(router, routers)))
+                _POLLS.append(loop.create_task(follow))
             else:
-                _POLLS.append(asyncio.run_coroutine_threadsafe(_follow(router, routers), loop))
+                _POLLS.append(asyncio.run_coroutine_threadsafe(follow, loop))
     return router
+
+
+def _membership(deployment_id: str) -> tuple[int, list]:
+    return _poll(deployment_id, -1)
+
+
+def _poll(deployment_id: str, version: int) -> tuple[int, list]:
+    """The controller's long poll for ``deployment_id`` (blocks up to 30 s)."""
+    import sluice
+
+    return sluice.get(controller().listen_replicas.remote(deployment_id, version))
 
 
 def router_for(deployment_id: str) -> Router:
@@ -317,17 +336,14 @@ def controller() -> Any:
                          "serve.start()") from None
 
 
-async def _follow(router: Router, routers: dict[str, Router]) -> None:
+async def _follow(router: Router, routers: dict[str, Router], version: int) -> None:
     """Keep ``router``'s replicas those the controller publishes, until it is dropped."""
-    import sluice
-
     loop = asyncio.get_running_loop()
-    version = -1
     while True:
         try:
-            ctl = controller()
-            ref = ctl.listen_replicas.remote(router.deployment_id, version)
-            version, replicas = await loop.run_in_executor(_POOL, sluice.get, ref)
+            # Every runtime call in a pool thread: none may block this loop.
+            version, replicas = await loop.run_in_executor(
+                _POOL, _poll, router.deployment_id, version)
         except asyncio.CancelledError:  # the loop closes, or serve shut down
             with _LOCK:
                 if routers.get(router.deployment_id) is router:

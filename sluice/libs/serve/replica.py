@@ -28,8 +28,9 @@ from sluice.libs.serve.router import ReplicaInfo
 
 log = logging.getLogger("sluice.serve")
 
-HEALTH, WATCH, RECONFIGURE, DRAIN = ("__serve_check_health__", "__serve_watch__",
-                                     "__serve_reconfigure__", "__serve_drain__")
+HEALTH, WATCH, RECONFIGURE, DRAIN, ONGOING = (
+    "__serve_check_health__", "__serve_watch__", "__serve_reconfigure__", "__serve_drain__",
+    "__serve_ongoing__")
 """Control requests the controller sends over a replica's channel."""
 
 
@@ -102,6 +103,9 @@ class Replica:
         self._methods: dict[str, Any] = {}
         self._server: Any = None
         self._idle = asyncio.Event()
+        # At most max_ongoing_requests user calls run at once, whichever callers sent them
+        # (each router caps only its own); the rest wait here in arrival order.
+        self._slots = asyncio.Semaphore(config.max_ongoing_requests)
 
     async def initialize(self) -> ReplicaInfo:
         """Build the user's object and listen; where to reach this replica."""
@@ -178,6 +182,13 @@ class Replica:
         self.received += 1
         streaming = False
         try:
+            await self._slots.acquire()
+        except asyncio.CancelledError:  # the caller gave up while it waited for a slot
+            self.ongoing -= 1
+            if self.ongoing == 0:
+                self._idle.set()
+            raise
+        try:
             if frame.kind == HTTP:
                 from sluice.libs.serve import http
 
@@ -205,6 +216,7 @@ class Replica:
                 self._done()
 
     def _done(self) -> None:
+        self._slots.release()
         self.ongoing -= 1
         if self.ongoing == 0:
             self._idle.set()
@@ -242,6 +254,8 @@ class Replica:
             await self.check_health()
         elif frame.method == WATCH:
             await asyncio.Event().wait()  # answered only by the channel breaking
+        elif frame.method == ONGOING:
+            return dumps(self.ongoing)
         elif frame.method == RECONFIGURE:
             await self.reconfigure(loads(frame.body))
         elif frame.method == DRAIN:

@@ -349,3 +349,43 @@ def test_an_autoscaling_deployment_starts_its_initial_replicas_and_follows_its_t
     assert sluice.get(controller().set_target_replicas.remote("default#Model", 1)) == 1
     eventually(lambda: running() == 1, "one replica runs")
     assert model.remote(1).result() == 2
+
+
+@serve.deployment(max_ongoing_requests=2)
+class Slow:
+    """Each call runs until a file exists; records how many ran at once."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.most = 0
+
+    async def hold(self, gate: str) -> int:
+        import asyncio
+
+        self.now += 1
+        self.most = max(self.most, self.now)
+        try:
+            while not os.path.exists(gate):
+                await asyncio.sleep(0.01)
+        finally:
+            self.now -= 1
+        return self.most
+
+
+def test_a_replica_runs_at_most_max_ongoing_requests_whichever_callers_send(tmp_path) -> None:
+    from sluice.libs.serve.handle import controller
+
+    gate = str(tmp_path / "open")
+    slow = serve.run(Slow.bind())
+
+    @sluice.remote
+    def call_from_a_task(handle: Any, gate: str) -> int:  # another process: another router
+        return handle.hold.remote(gate).result()
+
+    mine = [slow.hold.remote(gate) for _ in range(2)]
+    theirs = [call_from_a_task.remote(slow, gate) for _ in range(2)]
+    eventually(lambda: sum(sluice.get(controller().ongoing_requests.remote("default#Slow"))
+                           .values()) == 4, "four requests reach the replica")
+    open(gate, "w").close()
+    most = [r.result(timeout_s=DEADLINE_S) for r in mine] + sluice.get(theirs)
+    assert max(most) == 2
