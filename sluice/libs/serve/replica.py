@@ -86,6 +86,15 @@ def listen_address(replica_id: str) -> str:
     return socket_address(replica_id)
 
 
+def _node_id() -> str:
+    import sluice
+
+    try:
+        return sluice.get_runtime_context().get_node_id()
+    except Exception:  # noqa: BLE001 - no runtime context here
+        return ""
+
+
 class Replica:
     """One replica (an async actor): constructed with its deployment's definition and
     configuration, serving requests over its channel once :meth:`initialize` returned."""
@@ -125,7 +134,7 @@ class Replica:
         if address.startswith("tcp:"):  # the port the system chose
             host, port = self._server.sockets[0].getsockname()[:2]
             address = f"tcp:{host}:{port}"
-        return ReplicaInfo(self.replica_id, address, "",
+        return ReplicaInfo(self.replica_id, address, _node_id(),
                            self.config.max_ongoing_requests, self.config.max_queued_requests)
 
     async def check_health(self) -> None:

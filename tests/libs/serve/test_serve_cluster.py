@@ -40,3 +40,4 @@ def test_replicas_on_two_nodes_answer_handle_calls(cluster: LocalCluster) -> Non
 
     _, replicas = sluice.get(controller().listen_replicas.remote("default#Where", -1))
     assert len(replicas) == 2 and all(r.address.startswith("tcp:") for r in replicas)
+    assert {r.node_id for r in replicas} == nodes
