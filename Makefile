@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	  echo "warning: could not install graphviz; plan rendering tests will fail"; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,data,dask]'
+	$(PY) -m pip install --quiet -e '.[dev,data,dask,serve]'
 	touch $(STAMP)
 
 demo: $(STAMP)
