@@ -32,10 +32,10 @@ class _Connection(asyncio.Protocol):
         self.done: asyncio.Future[int] | None = None
         self.closed = asyncio.get_running_loop().create_future()
 
-    def connection_made(self, transport) -> None:  # type: ignore[override]
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # a stream transport
 
-    def connection_lost(self, exc) -> None:  # type: ignore[override]
+    def connection_lost(self, exc: Exception | None) -> None:
         if self.done is not None and not self.done.done():
             self.done.set_exception(ConnectionError(f"connection lost: {exc}"))
         if not self.closed.done():
@@ -99,7 +99,8 @@ async def _worker(conn: _Connection, counter: list[int], limit: int,
 
 
 async def _phase(conns: list[_Connection], count: int) -> tuple[float, list[float], int]:
-    counter, latencies, bad = [0], [], [0]
+    counter, bad = [0], [0]
+    latencies: list[float] = []
     start = time.perf_counter()
     await asyncio.gather(*(_worker(c, counter, count, latencies, bad) for c in conns))
     return time.perf_counter() - start, latencies, bad[0]
@@ -150,12 +151,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--count", type=int, default=2000)
     args = parser.parse_args(argv)
+    work = measure(args.url, args.connections, args.warmup, args.count)
     try:
         import uvloop
-        runner = uvloop.run
     except ImportError:
-        runner = asyncio.run
-    result = runner(measure(args.url, args.connections, args.warmup, args.count))
+        result = asyncio.run(work)
+    else:
+        result = uvloop.run(work)
     print(json.dumps(result), flush=True)
     return 0
 
