@@ -209,6 +209,9 @@ class ProxyApp:
                             "reason": "sluice serve does not proxy websockets"})
             return
         path = scope["path"]
+        if path in ("/-/routes", "/-/healthz"):  # the proxy's own, as Ray Serve's
+            await self._answer_unrouted(path, send)
+            return
         route = self.match(path)
         if route is None:
             await self._answer_unrouted(path, send)
@@ -380,10 +383,12 @@ class ProxyServer:
     the server's loop when it has them (a :class:`ProxyApp`).
     """
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 8000):
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 8000,
+                 graceful_shutdown_s: float = 5.0):
         self.app = app
         self.host = host
         self.port = port
+        self.graceful_shutdown_s = graceful_shutdown_s  # then requests still open are cancelled
         self.loop: asyncio.AbstractEventLoop | None = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -396,7 +401,8 @@ class ProxyServer:
         sock = bind(self.host, self.port)
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(self.app, lifespan="off", log_level="warning", access_log=False,
-                                loop="none", ws="none", timeout_keep_alive=30)
+                                loop="none", ws="none", timeout_keep_alive=30,
+                                timeout_graceful_shutdown=self.graceful_shutdown_s)
         self._server = uvicorn.Server(config)
         self.loop = _new_loop()
         started = threading.Event()
@@ -432,6 +438,11 @@ class ProxyServer:
         finally:
             if isinstance(self.app, ProxyApp):
                 self.app.stop()
+            # end what requests and routers left on this loop (channel readers) before it closes
+            rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in rest:
+                task.cancel()
+            await asyncio.gather(*rest, return_exceptions=True)
 
     def run(self, coro: Any) -> Any:
         """Run ``coro`` on the server's loop from another thread; its result."""

@@ -1,0 +1,317 @@
+"""The HTTP proxy (sluice/libs/serve/proxy.py): real uvicorn on loopback, real HTTP from
+httpx and raw sockets, replicas behind real channel servers running sluice.serve's
+``call_http`` on user objects."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import pickle
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from starlette.responses import Response, StreamingResponse
+
+from sluice.libs.serve.channel import HTTP, ChannelClient, serve_channel
+from sluice.libs.serve.http import call_http, ingress
+from sluice.libs.serve.proxy import ProxyApp, ProxyServer
+
+DEADLINE_S = 60
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, DEADLINE_S))
+
+
+@dataclass(frozen=True)
+class Info:
+    """Stands for router.ReplicaInfo: what the proxy passes from the route source to a router."""
+
+    replica_id: str
+    address: str
+    node_id: str = "local"
+    max_ongoing_requests: int = 5
+
+
+class BackPressureError(Exception):
+    """Ray's name for a router over its max_queued_requests."""
+
+
+class StaticRoutes:
+    """A route source whose routes and replicas never change (version 1)."""
+
+    def __init__(self, routes: dict, replicas: dict):
+        self.routes, self.replicas = routes, replicas
+
+    async def listen_routes(self, known_version: int):
+        if known_version == 1:
+            await asyncio.Event().wait()  # a long poll that never sees a change
+        return 1, self.routes
+
+    async def listen_replicas(self, deployment_id: str, known_version: int):
+        if known_version == 1:
+            await asyncio.Event().wait()
+        return 1, self.replicas[deployment_id]
+
+
+class FirstReplica:
+    """A router standing in for router.Router: every request to the first replica, over a
+    real channel; a deployment named ``full`` is always over its queue limit."""
+
+    def __init__(self, deployment_id: str):
+        self.deployment_id = deployment_id
+        self.client: ChannelClient | None = None
+        self.known = asyncio.Event()
+
+    def update(self, replicas: list) -> None:
+        self.client = ChannelClient(replicas[0].address) if replicas else None
+        self.known.set()
+
+    async def stream(self, kind, method, meta, body):
+        if self.deployment_id.endswith("#full"):
+            raise BackPressureError(f"{self.deployment_id} has 3 requests queued, its "
+                                    f"max_queued_requests")
+        await self.known.wait()
+        async for frame in self.client.stream(kind, method, meta, body):
+            yield frame
+
+
+class Replica:
+    """A replica's HTTP side: a channel server answering with ``call_http(user_object)``."""
+
+    def __init__(self, user_object, path: Path):
+        self.user_object = user_object
+        self.address = f"unix:{path}"
+        self.server = None
+
+    async def handle(self, frame):
+        assert frame.kind == HTTP
+        return await call_http(self.user_object, frame.meta, frame.body)
+
+    async def start(self) -> Replica:
+        self.server = await serve_channel(self.address, self.handle, pickle.dumps)
+        return self
+
+
+@contextlib.asynccontextmanager
+async def proxy(apps: dict, tmp_path: Path):
+    """A proxy serving ``{route_prefix: (app_name, user_object)}``; yields its base URL."""
+    routes, replicas = {}, {}
+    for i, (prefix, (app, user_object)) in enumerate(apps.items()):
+        deployment_id = f"{app}#{'full' if user_object is None else 'D'}"
+        replica = await Replica(user_object, tmp_path / f"r{i}.sock").start()
+        routes[prefix] = (app, deployment_id)
+        replicas[deployment_id] = [Info(f"{app}-r{i}", replica.address)]
+    server = ProxyServer(ProxyApp(StaticRoutes(routes, replicas), FirstReplica), "127.0.0.1", 0)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, server.start)
+    base = f"http://127.0.0.1:{server.port}"
+    try:
+        async with httpx.AsyncClient(base_url=base) as client:
+            while (await client.get("/-/routes")).json() != {p: a for p, (a, _) in apps.items()}:
+                await asyncio.sleep(0.01)  # polled: the first long poll answers at once
+        yield base
+    finally:
+        await loop.run_in_executor(None, server.stop)
+
+
+class Shop:
+    """A user class answering by path with each kind of return value."""
+
+    def __init__(self):
+        self.calls = 0
+
+    async def __call__(self, request):
+        self.calls += 1
+        kind = request.url.path.rsplit("/", 1)[-1]
+        if kind == "text":
+            return "héllo"
+        if kind == "bytes":
+            return b"\x00\x01"
+        if kind == "json":
+            return {"n": self.calls}
+        if kind == "response":
+            return Response("teapot", status_code=418, headers={"x-kind": "response"})
+        if kind == "stream":
+            async def chunks():
+                for i in range(3):
+                    yield f"{i},".encode()
+            return StreamingResponse(chunks(), media_type="text/csv")
+        if kind == "echo":
+            return {"method": request.method, "query": dict(request.query_params),
+                    "header": request.headers.get("x-token"), "body": (await request.body()).decode(),
+                    "root_path": request.scope["root_path"], "path": request.url.path}
+        if kind == "digest":
+            return hashlib.sha256(await request.body()).hexdigest()
+        if kind == "fail":
+            raise ValueError(f"bad input {request.query_params.get('n')}")
+        return Response(status_code=400)
+
+
+def test_return_values_and_requests_through_the_proxy(tmp_path: Path) -> None:
+    async def main():
+        async with proxy({"/shop": ("shop", Shop())}, tmp_path) as base:
+            async with httpx.AsyncClient(base_url=base) as c:
+                r = await c.get("/shop/text")
+                assert (r.status_code, r.headers["content-type"], r.text) == (
+                    200, "text/plain; charset=utf-8", "héllo")
+                r = await c.get("/shop/bytes")
+                assert (r.headers["content-type"], r.content) == ("text/plain", b"\x00\x01")
+                assert (await c.get("/shop/json")).json() == {"n": 3}
+                r = await c.get("/shop/response")
+                assert (r.status_code, r.headers["x-kind"], r.text) == (418, "response", "teapot")
+                r = await c.get("/shop/stream")
+                assert (r.headers["content-type"], r.text) == ("text/csv; charset=utf-8", "0,1,2,")
+                r = await c.post("/shop/echo?a=1&b=two", content=b"the body",
+                                 headers={"x-token": "secret"})
+                assert r.json() == {"method": "POST", "query": {"a": "1", "b": "two"},
+                                    "header": "secret", "body": "the body",
+                                    "root_path": "/shop", "path": "/shop/echo"}
+                big = bytes(range(256)) * 4096  # a 1 MiB body arrives whole
+                r = await c.put("/shop/digest", content=big)
+                assert r.text == hashlib.sha256(big).hexdigest()
+
+    run(main())
+
+
+def test_a_raising_replica_gives_500_naming_the_error_and_the_proxy_keeps_serving(
+        tmp_path: Path) -> None:
+    async def main():
+        async with proxy({"/": ("shop", Shop())}, tmp_path) as base:
+            async with httpx.AsyncClient(base_url=base) as c:
+                r = await c.get("/fail?n=7")
+                assert (r.status_code, r.text) == (500, "ValueError: bad input 7")
+                assert (await c.get("/text")).text == "héllo"
+
+    run(main())
+
+
+def test_fastapi_ingress_behind_a_route_prefix(tmp_path: Path) -> None:
+    api = FastAPI()
+
+    @ingress(api)
+    class Greeter:
+        def __init__(self):
+            self.greeting = "hi"
+
+        @api.get("/greet/{name}")
+        def greet(self, name: str) -> dict:
+            return {"text": f"{self.greeting} {name}"}
+
+        @api.get("/crash")
+        async def crash(self):
+            raise LookupError("no such greeting")
+
+    async def main():
+        async with proxy({"/api": ("greeter", Greeter())}, tmp_path) as base:
+            async with httpx.AsyncClient(base_url=base) as c:
+                assert (await c.get("/api/greet/ada")).json() == {"text": "hi ada"}
+                assert (await c.get("/api/none")).status_code == 404  # FastAPI's own 404
+                r = await c.get("/api/crash")
+                assert (r.status_code, r.text) == (500, "LookupError: no such greeting")
+                assert (await c.get("/api/greet/bo")).status_code == 200
+
+    run(main())
+
+
+class Named:
+    def __init__(self, name):
+        self.name = name
+
+    def __call__(self, request):
+        return f"{self.name} {request.url.path}"
+
+
+def test_longest_prefix_routing_and_404_naming_the_prefixes(tmp_path: Path) -> None:
+    async def main():
+        apps = {"/a": ("outer", Named("outer")), "/a/b": ("inner", Named("inner"))}
+        async with proxy(apps, tmp_path) as base:
+            async with httpx.AsyncClient(base_url=base) as c:
+                assert (await c.get("/a/b/c")).text == "inner /a/b/c"
+                assert (await c.get("/a/b")).text == "inner /a/b"
+                assert (await c.get("/a/bc")).text == "outer /a/bc"
+                assert (await c.get("/a")).text == "outer /a"
+                r = await c.get("/ab")
+                assert r.status_code == 404
+                assert r.text == "Path '/ab' not found; the route prefixes served are '/a', '/a/b'"
+
+    run(main())
+
+
+def test_a_router_over_its_queue_limit_gives_503(tmp_path: Path) -> None:
+    async def main():
+        async with proxy({"/": ("busy", None)}, tmp_path) as base:
+            async with httpx.AsyncClient(base_url=base) as c:
+                r = await c.get("/")
+                assert r.status_code == 503
+                assert r.text == ("BackPressureError: busy#full has 3 requests queued, its "
+                                  "max_queued_requests")
+
+    run(main())
+
+
+class Hanging:
+    """Waits until cancelled and records it (on the replica's side of the channel)."""
+
+    def __init__(self):
+        self.started = asyncio.Event()
+        self.cancelled = asyncio.Event()
+
+    async def __call__(self, request):
+        self.started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+
+
+def test_a_client_that_disconnects_cancels_the_replicas_coroutine(tmp_path: Path) -> None:
+    async def main():
+        hanging = Hanging()
+        async with proxy({"/": ("hang", hanging), "/ok": ("ok", Named("ok"))}, tmp_path) as base:
+            port = int(base.rsplit(":", 1)[1])
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /wait HTTP/1.1\r\nhost: x\r\n\r\n")
+            await writer.drain()
+            await hanging.started.wait()
+            writer.close()  # the client goes away while the replica works on its request
+            await hanging.cancelled.wait()
+            async with httpx.AsyncClient(base_url=base) as c:
+                assert (await c.get("/ok")).text == "ok /ok"
+
+    run(main())
+
+
+def test_a_port_in_use_fails_at_start_naming_it(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = ProxyServer(ProxyApp(StaticRoutes({}, {}), FirstReplica), "127.0.0.1", port)
+        with pytest.raises(OSError, match=f"HTTP port {port} on 127.0.0.1 is already in use; "
+                                          "stop what listens there or give serve another one"):
+            server.start()
+
+
+def test_no_application_gives_404_saying_so(tmp_path: Path) -> None:
+    async def main():
+        server = ProxyServer(ProxyApp(StaticRoutes({}, {}), FirstReplica), "127.0.0.1", 0)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, server.start)
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as c:
+                r = await c.get("/x")
+                assert (r.status_code, r.text) == (
+                    404, "Path '/x' not found: no application is running; deploy one with "
+                         "serve.run(app, route_prefix=...)")
+                assert (await c.get("/-/healthz")).text == "success"
+        finally:
+            await loop.run_in_executor(None, server.stop)
+
+    run(main())
