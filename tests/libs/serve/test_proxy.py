@@ -315,3 +315,63 @@ def test_no_application_gives_404_saying_so(tmp_path: Path) -> None:
             await loop.run_in_executor(None, server.stop)
 
     run(main())
+
+
+# ------------------------------------------------------------------ the HTTPProxy actor
+
+class RoutesActor:
+    """Stands for the controller: its two long polls, over one app at ``/``."""
+
+    def __init__(self, address: str):
+        self.address = address
+
+    async def listen_routes(self, known_version: int):
+        if known_version == 1:
+            await asyncio.sleep(30)  # a long poll that sees no change
+        return 1, {"/": ("app", "app#D")}
+
+    async def listen_replicas(self, deployment_id: str, known_version: int):
+        if known_version == 1:
+            await asyncio.sleep(30)
+        return 1, [Info("app-r0", self.address)]
+
+
+@contextlib.contextmanager
+def replica_thread(user_object, path: Path):
+    """A replica's channel server on an event loop in a thread of the driver."""
+    import threading
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    replica = asyncio.run_coroutine_threadsafe(Replica(user_object, path).start(), loop).result()
+    try:
+        yield replica
+    finally:
+        loop.call_soon_threadsafe(replica.server.close)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+
+
+def test_the_proxy_actor_serves_its_controllers_routes_and_names_a_port_in_use(
+        tmp_path: Path) -> None:
+    import sluice
+    from sluice.libs.serve.proxy import HTTPProxy
+
+    sluice.init(num_cpus=2)
+    try:
+        with replica_thread(Named("via actor"), tmp_path / "r.sock") as replica:
+            routes = sluice.remote(RoutesActor).remote(replica.address)
+            Proxy = sluice.remote(HTTPProxy)
+            first = Proxy.remote("127.0.0.1", 0, controller=routes, make_router=FirstReplica)
+            host, port = sluice.get(first.ready.remote())
+            with httpx.Client(base_url=f"http://{host}:{port}") as c:
+                assert sluice.get(first.wait_for_routes.remote(1)) == 1
+                assert sluice.get(first.routes.remote()) == {"/": "app"}
+                assert c.get("/x").text == "via actor /x"
+            second = Proxy.remote("127.0.0.1", port, controller=routes, make_router=FirstReplica)
+            with pytest.raises(OSError, match=f"HTTP port {port} on 127.0.0.1 is already in use"):
+                sluice.get(second.ready.remote())
+            sluice.get(first.shutdown.remote())
+    finally:
+        sluice.shutdown()
