@@ -41,6 +41,11 @@ RouteTable = dict[str, tuple[str, str]]
 RETRY_S = 1.0
 """How long the proxy waits before asking a route source again after a failed long poll."""
 
+WATCH_AFTER_S = 0.02
+"""A request still unanswered this long starts watching for its client's disconnect (one
+that disconnected earlier is seen then)."""
+"""How long the proxy waits before asking a route source again after a failed long poll."""
+
 
 class RouteSource(Protocol):
     """Where the proxy learns its routes and replicas (the controller's long polls)."""
@@ -224,9 +229,10 @@ class ProxyApp:
         root_path = scope.get("root_path", "") + ("" if prefix == "/" else prefix)
         meta = encode_request(scope, root_path)
         # a client that disconnects cancels this task (so the replica's coroutine) unless
-        # the response has been sent by then
-        exchange = _Exchange(asyncio.current_task())
-        watcher = asyncio.ensure_future(exchange.watch(receive))
+        # the response has been sent by then; watched only once the request takes a while
+        # (a watcher is a task per request: most requests are answered before it would start)
+        exchange = _Exchange(asyncio.current_task(), receive)
+        timer = asyncio.get_running_loop().call_later(WATCH_AFTER_S, exchange.watch)
         try:
             await self._forward(router, meta, body, send, exchange)
         except asyncio.CancelledError:
@@ -235,7 +241,9 @@ class ProxyApp:
             asyncio.current_task().uncancel()  # ours: the client is gone, nothing to answer
         finally:
             exchange.answered = True
-            watcher.cancel()
+            timer.cancel()
+            if exchange.watcher is not None:
+                exchange.watcher.cancel()
 
     async def _forward(self, router: ReplicaRouter, meta: bytes, body: bytes, send: Callable,
                        exchange: _Exchange) -> None:
@@ -301,15 +309,22 @@ class ProxyApp:
 class _Exchange:
     """One request's state between the proxy's task and its disconnect watcher."""
 
-    __slots__ = ("task", "answered", "disconnected")
+    __slots__ = ("task", "receive", "answered", "disconnected", "watcher")
 
-    def __init__(self, task: asyncio.Task | None):
+    def __init__(self, task: asyncio.Task | None, receive: Callable):
         self.task = task
+        self.receive = receive
         self.answered = False  # the whole response went out: a disconnect now changes nothing
         self.disconnected = False
+        self.watcher: asyncio.Task | None = None
 
-    async def watch(self, receive: Callable) -> None:
-        while (await receive())["type"] != "http.disconnect":
+    def watch(self) -> None:
+        """Start watching for the client's disconnect (it cancels the request's task)."""
+        if not self.answered:
+            self.watcher = asyncio.ensure_future(self._watch())
+
+    async def _watch(self) -> None:
+        while (await self.receive())["type"] != "http.disconnect":
             pass
         if not self.answered and self.task is not None:
             self.disconnected = True
@@ -401,7 +416,7 @@ class ProxyServer:
         sock = bind(self.host, self.port)
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(self.app, lifespan="off", log_level="warning", access_log=False,
-                                loop="none", ws="none", timeout_keep_alive=30,
+                                loop="none", ws="none", timeout_keep_alive=30, proxy_headers=False,
                                 timeout_graceful_shutdown=self.graceful_shutdown_s)
         self._server = uvicorn.Server(config)
         self.loop = _new_loop()

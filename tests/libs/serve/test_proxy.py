@@ -288,6 +288,40 @@ def test_a_client_that_disconnects_cancels_the_replicas_coroutine(tmp_path: Path
     run(main())
 
 
+class EndlessStream:
+    """Streams until its client goes away; records that its generator was closed."""
+
+    def __init__(self):
+        self.streaming = asyncio.Event()
+        self.closed = asyncio.Event()
+
+    async def __call__(self, request):
+        async def chunks():
+            try:
+                while True:
+                    self.streaming.set()
+                    yield b"tick\n"
+                    await asyncio.sleep(0.01)
+            finally:
+                self.closed.set()
+
+        return StreamingResponse(chunks())
+
+
+def test_a_client_that_leaves_a_stream_stops_the_replicas_generator(tmp_path: Path) -> None:
+    async def main():
+        endless = EndlessStream()
+        async with proxy({"/": ("ticks", endless)}, tmp_path) as base:
+            async with httpx.AsyncClient(base_url=base) as c:
+                async with c.stream("GET", "/ticks") as r:
+                    async for line in r.aiter_lines():
+                        assert line == "tick"
+                        break  # leaves with the stream still going
+            await endless.closed.wait()
+
+    run(main())
+
+
 def test_a_port_in_use_fails_at_start_naming_it(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
