@@ -134,7 +134,8 @@ def decode_request(meta: bytes, body: bytes):
 
 # --------------------------------------------------------------------------------- responses
 
-def encode_response(status: int, headers: Iterable[tuple[bytes, bytes]], body: bytes = b"") -> bytes:
+def encode_response(status: int, headers: Iterable[tuple[bytes, bytes]],
+                    body: bytes = b"") -> bytes:
     """A response (or the head of a streamed one, with its first body part) as bytes."""
     flat: list[bytes] = []
     for name, value in headers:
@@ -215,7 +216,8 @@ def ingress(app: Any):
                             f"deployment's logic in a class with FastAPI routes")
         if "__call__" in vars(cls):
             raise TypeError(f"{cls.__qualname__} has both @serve.ingress and a __call__ method; "
-                            f"HTTP requests go to the ingress app: remove __call__ or the decorator")
+                            f"HTTP requests go to the ingress app: remove __call__ or the "
+                            f"decorator")
         _bind_class_routes(app, cls)
         setattr(cls, ASGI_APP_ATTR, app)
         return cls

@@ -71,7 +71,8 @@ class ReplicaRouter(Protocol):
 
 def default_router(deployment_id: str) -> ReplicaRouter:
     """The router the proxy uses for an ingress deployment: serve's power-of-two-choices
-    :class:`~sluice.libs.serve.router.Router` (its replicas bring their ``max_ongoing_requests``)."""
+    :class:`~sluice.libs.serve.router.Router` (its replicas bring their
+    ``max_ongoing_requests``)."""
     from sluice.libs.serve.router import Router
 
     return Router(deployment_id, max_ongoing_requests=5, max_queued_requests=-1)

@@ -135,7 +135,8 @@ def test_a_streaming_response_comes_as_head_then_chunks() -> None:
         assert not isinstance(out, bytes)
         parts = [part async for part in out]
         status, headers, first = decode_response(parts[0])
-        assert (status, dict(headers)[b"content-type"]) == (206, b"text/event-stream; charset=utf-8")
+        assert status == 206
+        assert dict(headers)[b"content-type"] == b"text/event-stream; charset=utf-8"
         assert bytes(first) + b"".join(parts[1:]) == b"part0;part1;part2;"
         assert len(parts) >= 3  # streamed, not gathered into one answer
 

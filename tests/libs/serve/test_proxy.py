@@ -144,7 +144,8 @@ class Shop:
             return StreamingResponse(chunks(), media_type="text/csv")
         if kind == "echo":
             return {"method": request.method, "query": dict(request.query_params),
-                    "header": request.headers.get("x-token"), "body": (await request.body()).decode(),
+                    "header": request.headers.get("x-token"),
+                    "body": (await request.body()).decode(),
                     "root_path": request.scope["root_path"], "path": request.url.path}
         if kind == "digest":
             return hashlib.sha256(await request.body()).hexdigest()
