@@ -323,6 +323,63 @@ def test_a_client_that_leaves_a_stream_stops_the_replicas_generator(tmp_path: Pa
     run(main())
 
 
+class ChangingRoutes(StaticRoutes):
+    """A route source whose route table the test changes (long polls answer the change)."""
+
+    def __init__(self, routes: dict, replicas: dict):
+        super().__init__(routes, replicas)
+        self.version = 1
+        self.changed: asyncio.Event | None = None  # made on the proxy's loop
+
+    async def listen_routes(self, known_version: int):
+        while known_version == self.version:
+            self.changed = self.changed or asyncio.Event()
+            await self.changed.wait()
+            self.changed = None
+        return self.version, self.routes
+
+    def change(self, routes: dict) -> None:  # runs on the proxy's loop
+        self.routes, self.version = routes, self.version + 1
+        if self.changed is not None:
+            self.changed.set()
+
+
+def test_the_route_table_follows_the_long_poll(tmp_path: Path) -> None:
+    routers = []
+
+    def make_router(deployment_id):
+        routers.append(FirstReplica(deployment_id))
+        return routers[-1]
+
+    async def main():
+        one = await Replica(Named("one"), tmp_path / "1.sock").start()
+        two = await Replica(Named("two"), tmp_path / "2.sock").start()
+        source = ChangingRoutes({"/one": ("one", "one#D")},
+                                {"one#D": [Info("r1", one.address)],
+                                 "two#D": [Info("r2", two.address)]})
+        server = ProxyServer(ProxyApp(source, make_router), "127.0.0.1", 0)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, server.start)
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as c:
+                while (await c.get("/-/routes")).json() != {"/one": "one"}:
+                    await asyncio.sleep(0.01)  # polled: the first long poll answers at once
+                assert (await c.get("/one/x")).text == "one /one/x"
+                server.loop.call_soon_threadsafe(source.change, {"/two": ("two", "two#D")})
+                while (await c.get("/-/routes")).json() != {"/two": "two"}:
+                    await asyncio.sleep(0.01)
+                assert (await c.get("/two/y")).text == "two /two/y"
+                r = await c.get("/one/x")
+                assert (r.status_code, r.text) == (
+                    404, "Path '/one/x' not found; the route prefixes served are '/two'")
+            assert [r.deployment_id for r in routers] == ["one#D", "two#D"]
+            assert routers[0].client is None  # the removed app's router was told: no replicas
+        finally:
+            await loop.run_in_executor(None, server.stop)
+
+    run(main())
+
+
 def test_a_port_in_use_fails_at_start_naming_it(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
