@@ -277,11 +277,17 @@ def asgi_app_of(user_object: Any) -> Any | None:
     return app
 
 
-async def call_http(user_object: Any, meta: bytes, body: bytes) -> bytes | AsyncIterator[bytes]:
+async def call_http(user_object: Any, meta: bytes, body: bytes, *,
+                    sync_in_thread: bool = True) -> bytes | AsyncIterator[bytes]:
     """Serve one HTTP request on a replica: the head ``meta`` (:func:`encode_request`) and
-    ``body`` go to ``user_object(request)`` (sync or async), or to its ``@serve.ingress``
-    ASGI app; the response comes back as bytes (answer OK) or as an async iterator of
-    parts (answer ITEM frames): see the module docstring. The user's errors propagate."""
+    ``body`` go to ``user_object(request)``, or to its ``@serve.ingress`` ASGI app; the
+    response comes back as bytes (answer OK) or as an async iterator of parts (answer ITEM
+    frames): see the module docstring. The user's errors propagate.
+
+    A sync ``__call__`` (and a sync generator's steps) runs in a worker thread when
+    ``sync_in_thread``, as Ray Serve runs sync methods (``RAY_SERVE_RUN_SYNC_IN_THREADPOOL``),
+    so a blocking call does not hold up the replica's other requests; else on the loop.
+    """
     scope = decode_scope(meta)
     app = asgi_app_of(user_object)
     if app is not None:
@@ -289,27 +295,36 @@ async def call_http(user_object: Any, meta: bytes, body: bytes) -> bytes | Async
         return await run_asgi(app, scope, body)
     from starlette.requests import Request
 
-    receive = body_receiver(body)
-    result = user_object(Request(scope, receive))
+    request = Request(scope, body_receiver(body))
+    call = user_object.__call__
+    in_thread = sync_in_thread and not (inspect.iscoroutinefunction(call)
+                                        or inspect.isasyncgenfunction(call))
+    result = await asyncio.to_thread(call, request) if in_thread else call(request)
     if inspect.isawaitable(result):
         result = await result
     if inspect.isasyncgen(result) or inspect.isgenerator(result):
-        return _generated(result)
+        return _generated(result, in_thread)
     encoded = encode_result(result)
     if encoded is not None:
         return encoded
     return await run_asgi(result, scope, body)  # a streaming or file response
 
 
-async def _generated(items: Any) -> AsyncIterator[bytes]:
+_END = object()  # a sync generator's end (next()'s default)
+
+
+async def _generated(items: Any, in_thread: bool) -> AsyncIterator[bytes]:
     """A generator ``__call__``'s items as a streamed ``text/plain`` response."""
     yield encode_response(200, ((b"content-type", b"text/plain; charset=utf-8"),))
     if inspect.isasyncgen(items):
         async for item in items:
             yield item.encode() if isinstance(item, str) else bytes(item)
-    else:
-        for item in items:
-            yield item.encode() if isinstance(item, str) else bytes(item)
+        return
+    while True:
+        item = await asyncio.to_thread(next, items, _END) if in_thread else next(items, _END)
+        if item is _END:
+            return
+        yield item.encode() if isinstance(item, str) else bytes(item)
 
 
 _DONE = object()  # the app returned (the last message of an exchange's queue)

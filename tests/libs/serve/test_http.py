@@ -255,3 +255,30 @@ def test_ingress_refuses_a_class_with_call_and_a_non_class() -> None:
                 return ""
     with pytest.raises(TypeError, match="decorates a class"):
         ingress(FastAPI())(lambda request: "")
+
+
+def test_a_sync_call_runs_in_a_thread_so_the_loop_keeps_serving() -> None:
+    import threading
+
+    class Blocking:
+        def __init__(self):
+            self.started, self.release = threading.Event(), threading.Event()
+
+        def __call__(self, request):
+            if request.url.path == "/block":
+                self.started.set()  # then blocks its thread, not the replica's loop
+                return "released" if self.release.wait(DEADLINE_S) else "never released"
+            self.release.set()
+            return threading.current_thread() is not threading.main_thread()
+
+    async def main():
+        model = Blocking()
+        blocked = asyncio.ensure_future(answer(model, scope(path="/block")))
+        await asyncio.to_thread(model.started.wait, DEADLINE_S)
+        assert (await answer(model, scope(path="/free")))[2] == b"true"
+        assert (await blocked)[2] == b"released"
+        on_loop = await call_http(model, encode_request(scope(path="/x")), b"",
+                                  sync_in_thread=False)
+        assert bytes(decode_response(on_loop)[2]) == b"false"
+
+    run(main())
