@@ -28,7 +28,7 @@ import inspect
 import json
 import logging
 import struct
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -263,18 +263,72 @@ def _bind_class_routes(app: Any, cls: type) -> None:
     app.include_router(rebound)  # analyses the new signatures' dependencies again
 
 
+_BUILT_ATTR = "__serve_asgi_built__"  # a builder's app, on the user object
+_STATE_ATTR = "__serve_asgi_state__"  # the app's lifespan state, on the user object
+
+
 def asgi_app_of(user_object: Any) -> Any | None:
     """The ASGI app serving ``user_object``'s HTTP requests, or None (it has ``__call__``)."""
     app = getattr(type(user_object), ASGI_APP_ATTR, None)
     if app is None:
         return None
     if inspect.isfunction(app):  # a builder: one app per replica, built on first use
-        built = vars(user_object).get("__serve_asgi_built__")
+        built = vars(user_object).get(_BUILT_ATTR)
         if built is None:
             built = app()
-            user_object.__serve_asgi_built__ = built
+            setattr(user_object, _BUILT_ATTR, built)
         return built
     return app
+
+
+async def start_ingress(user_object: Any) -> Callable[[], Awaitable[None]] | None:
+    """Start ``user_object``'s ``@serve.ingress`` app on a replica that was just constructed:
+    build it (a builder function's) and run its ASGI lifespan startup (FastAPI's
+    ``lifespan=`` and startup handlers), so that a failing one fails the replica's start.
+    Returns the coroutine function to await when the replica stops (lifespan shutdown), or
+    None when the object has no ingress app. Requests then see the lifespan's state."""
+    app = asgi_app_of(user_object)
+    if app is None:
+        return None
+    state: dict = {}
+    inbox: asyncio.Queue = asyncio.Queue()
+    outbox: asyncio.Queue = asyncio.Queue()
+    scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.3"},
+             "state": state}
+
+    async def run() -> None:
+        try:
+            await app(scope, inbox.get, outbox.put)
+        finally:
+            outbox.put_nowait(None)  # the app returned: it does not do lifespan, or is done
+
+    task = asyncio.ensure_future(run())
+
+    async def step(event: str) -> None:
+        await inbox.put({"type": f"lifespan.{event}"})
+        answer = await outbox.get()
+        if answer is None:  # the app returned or raised: it does not run a lifespan
+            await asyncio.gather(task, return_exceptions=True)
+        elif answer["type"] == f"lifespan.{event}.failed":
+            error = (await asyncio.gather(task, return_exceptions=True))[0]
+            if isinstance(error, Exception):
+                raise error  # the user's own error, as a raising constructor's
+            raise RuntimeError(f"the ingress app's lifespan {event} failed: "
+                               f"{answer.get('message', '')}")
+
+    try:
+        await step("startup")
+    except BaseException:
+        task.cancel()
+        raise
+    setattr(user_object, _STATE_ATTR, state)
+
+    async def shutdown() -> None:
+        if not task.done():
+            await step("shutdown")
+        await asyncio.gather(task, return_exceptions=True)
+
+    return shutdown
 
 
 async def call_http(user_object: Any, meta: bytes, body: bytes, *,
@@ -292,6 +346,9 @@ async def call_http(user_object: Any, meta: bytes, body: bytes, *,
     app = asgi_app_of(user_object)
     if app is not None:
         scope[_INSTANCE_KEY] = user_object
+        state = vars(user_object).get(_STATE_ATTR)
+        if state:
+            scope["state"] = dict(state)  # each request a shallow copy, as uvicorn does
         return await run_asgi(app, scope, body)
     from starlette.requests import Request
 

@@ -282,3 +282,70 @@ def test_a_sync_call_runs_in_a_thread_so_the_loop_keeps_serving() -> None:
         assert bytes(decode_response(on_loop)[2]) == b"false"
 
     run(main())
+
+
+def test_start_ingress_runs_the_apps_lifespan_and_requests_see_its_state() -> None:
+    from contextlib import asynccontextmanager
+
+    events = []
+
+    @asynccontextmanager
+    async def lifespan(app):
+        events.append("startup")
+        yield {"model": "weights-v1"}
+        events.append("shutdown")
+
+    api = FastAPI(lifespan=lifespan)
+
+    @ingress(api)
+    class Served:
+        @api.get("/model")
+        async def model(self, request: Request):
+            return request.state.model
+
+    async def main():
+        from sluice.libs.serve.http import start_ingress
+
+        served = Served()
+        shutdown = await start_ingress(served)
+        assert events == ["startup"]
+        assert (await answer(served, scope(path="/model")))[2] == b'"weights-v1"'
+        await shutdown()
+        assert events == ["startup", "shutdown"]
+        assert await start_ingress(object()) is None  # no ingress app: nothing to start
+
+        class PlainASGI:  # knows http only (a function would be a builder, as in Ray)
+            async def __call__(self, scope, receive, send):
+                assert scope["type"] == "http"
+
+        @ingress(PlainASGI())
+        class Plain:
+            pass
+
+        stop = await start_ingress(Plain())  # no lifespan to run: starts all the same
+        await stop()
+
+    run(main())
+
+
+def test_a_failing_lifespan_startup_fails_start_ingress() -> None:
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def lifespan(app):
+        raise OSError("weights file missing")
+        yield
+
+    api = FastAPI(lifespan=lifespan)
+
+    @ingress(api)
+    class Served:
+        pass
+
+    async def main():
+        from sluice.libs.serve.http import start_ingress
+
+        with pytest.raises(OSError, match="weights file missing"):
+            await start_ingress(Served())
+
+    run(main())
