@@ -109,7 +109,7 @@ def decode_scope(meta: bytes) -> dict:
     }
 
 
-def body_receiver(body: bytes):
+def body_receiver(body: bytes) -> Callable[[], Awaitable[dict]]:
     """An ASGI ``receive`` that gives ``body`` once, then waits until it is cancelled (the
     proxy cancels a request whose client disconnected, see the channel's CANCEL)."""
     sent = False
@@ -124,7 +124,7 @@ def body_receiver(body: bytes):
     return receive
 
 
-def decode_request(meta: bytes, body: bytes):
+def decode_request(meta: bytes, body: bytes) -> Any:
     """The starlette ``Request`` a replica's ``__call__`` receives: the head in ``meta``
     (see :func:`encode_request`), ``body`` as its body."""
     from starlette.requests import Request
@@ -178,7 +178,7 @@ def encode_result(result: Any) -> bytes | None:
 
     if isinstance(result, Response):
         if type(result).__call__ is Response.__call__ and result.background is None:
-            return encode_response(result.status_code, result.raw_headers, result.body)
+            return encode_response(result.status_code, result.raw_headers, bytes(result.body))
         return None
     return _content(_json(result), b"application/json")
 
@@ -194,7 +194,7 @@ def _json(value: Any) -> bytes:
 
 # ------------------------------------------------------------------------- running the user
 
-def ingress(app: Any):
+def ingress(app: Any) -> Callable[[type], type]:
     """``@serve.ingress(app)``: the class's HTTP requests are served by ``app`` (a FastAPI
     app, any ASGI app, or a function returning one, called once per replica) instead of its
     ``__call__``. Methods of the class routed with ``@app.get(...)`` get the replica's
@@ -243,7 +243,7 @@ def _bind_class_routes(app: Any, cls: type) -> None:
         return
     from starlette.requests import HTTPConnection
 
-    def servable(connection):  # annotated below: this module's annotations are strings
+    def servable(connection: Any) -> Any:  # annotated below: this module's are strings
         return connection.scope[_INSTANCE_KEY]
 
     servable.__annotations__ = {"connection": HTTPConnection}
@@ -258,7 +258,8 @@ def _bind_class_routes(app: Any, cls: type) -> None:
                             f"no arguments; give it `self` as its first parameter")
         params = [params[0].replace(default=Depends(servable))] + [
             p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params[1:]]
-        route.endpoint.__signature__ = signature.replace(parameters=params)
+        route.endpoint.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=params)
         rebound.routes.append(route)
     app.include_router(rebound)  # analyses the new signatures' dependencies again
 
@@ -370,18 +371,22 @@ async def call_http(user_object: Any, meta: bytes, body: bytes, *,
 _END = object()  # a sync generator's end (next()'s default)
 
 
+def _chunk(item: Any) -> bytes:
+    return item.encode() if isinstance(item, str) else bytes(item)
+
+
 async def _generated(items: Any, in_thread: bool) -> AsyncIterator[bytes]:
     """A generator ``__call__``'s items as a streamed ``text/plain`` response."""
     yield encode_response(200, ((b"content-type", b"text/plain; charset=utf-8"),))
     if inspect.isasyncgen(items):
         async for item in items:
-            yield item.encode() if isinstance(item, str) else bytes(item)
+            yield _chunk(item)
         return
     while True:
         item = await asyncio.to_thread(next, items, _END) if in_thread else next(items, _END)
         if item is _END:
             return
-        yield item.encode() if isinstance(item, str) else bytes(item)
+        yield _chunk(item)
 
 
 _DONE = object()  # the app returned (the last message of an exchange's queue)

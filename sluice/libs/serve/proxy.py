@@ -26,7 +26,7 @@ import logging
 import pickle
 import socket
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -64,7 +64,8 @@ class ReplicaRouter(Protocol):
     def update(self, replicas: list) -> None:
         """Route to ``replicas`` (``ReplicaInfo``) from now on."""
 
-    def stream(self, kind: int, method: str, meta: bytes, body: bytes) -> AsyncIterator[Frame]:
+    def stream(self, kind: int, method: str, meta: bytes, body: bytes
+               ) -> AsyncGenerator[Frame, None]:
         """Send one request to a replica; its answer frames: one OK or ERROR, or ITEM frames
         then END (or ERROR). Raises ``BackPressureError`` past the queue limit."""
 
@@ -215,6 +216,9 @@ class ProxyApp:
                             "reason": "sluice serve does not proxy websockets"})
             return
         path = scope["path"]
+        root = scope.get("root_path", "")
+        if root and path.startswith(root):  # uvicorn puts its root_path in front of the path
+            path = path[len(root):]
         if path in ("/-/routes", "/-/healthz"):  # the proxy's own, as Ray Serve's
             await self._answer_unrouted(path, send)
             return
@@ -227,8 +231,7 @@ class ProxyApp:
         body = await _read_body(receive)
         if body is None:
             return  # the client left before sending its whole body
-        root_path = scope.get("root_path", "") + ("" if prefix == "/" else prefix)
-        meta = encode_request(scope, root_path)
+        meta = encode_request(scope, root + ("" if prefix == "/" else prefix))
         # a client that disconnects cancels this task (so the replica's coroutine) unless
         # the response has been sent by then; watched only once the request takes a while
         # (a watcher is a task per request: most requests are answered before it would start)
@@ -239,7 +242,7 @@ class ProxyApp:
         except asyncio.CancelledError:
             if not exchange.disconnected:
                 raise
-            asyncio.current_task().uncancel()  # ours: the client is gone, nothing to answer
+            _uncancel(asyncio.current_task())  # ours: the client is gone, nothing to answer
         finally:
             exchange.answered = True
             timer.cancel()
@@ -305,6 +308,13 @@ class ProxyApp:
             known = ", ".join(repr(prefix) for prefix, _, _, _ in reversed(self._routes))
             await _answer(send, 404, f"Path {path!r} not found; the route prefixes served "
                                      f"are {known}")
+
+
+def _uncancel(task: Any) -> None:
+    """Forget a cancellation that was handled (Python 3.11+ counts them; 3.10 does not)."""
+    uncancel = getattr(task, "uncancel", None)
+    if uncancel is not None:
+        uncancel()
 
 
 class _Exchange:
@@ -399,13 +409,16 @@ class ProxyServer:
     the server's loop when it has them (a :class:`ProxyApp`).
     """
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 8000,
-                 graceful_shutdown_s: float = 5.0):
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 8000, *,
+                 root_path: str = "", keep_alive_timeout_s: int = 90,
+                 graceful_shutdown_s: int = 5):
         self.app = app
         self.host = host
         self.port = port
+        self.root_path = root_path  # where a reverse proxy in front mounts us (Ray's)
+        self.keep_alive_timeout_s = keep_alive_timeout_s  # Ray Serve's default, 90 s
         self.graceful_shutdown_s = graceful_shutdown_s  # then requests still open are cancelled
-        self.loop: asyncio.AbstractEventLoop | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the server thread's
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -417,10 +430,12 @@ class ProxyServer:
         sock = bind(self.host, self.port)
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(self.app, lifespan="off", log_level="warning", access_log=False,
-                                loop="none", ws="none", timeout_keep_alive=30, proxy_headers=False,
+                                loop="none", ws="none", proxy_headers=False,
+                                root_path=self.root_path,
+                                timeout_keep_alive=self.keep_alive_timeout_s,
                                 timeout_graceful_shutdown=self.graceful_shutdown_s)
         self._server = uvicorn.Server(config)
-        self.loop = _new_loop()
+        self._loop = _new_loop()
         started = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(sock, started), daemon=True,
                                         name=f"sluice-http-proxy-{self.port}")
@@ -431,6 +446,13 @@ class ProxyServer:
         if self._error is not None:
             raise self._error
         return self
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop serving HTTP (in the server's thread)."""
+        if self._loop is None:
+            raise RuntimeError("the proxy server has not started: call start() first")
+        return self._loop
 
     def _run(self, sock: socket.socket, started: threading.Event) -> None:
         asyncio.set_event_loop(self.loop)
@@ -506,13 +528,15 @@ class HTTPProxy:
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 8000, controller: Any = None,
-                 make_router: Callable[[str], ReplicaRouter] = default_router):
+                 make_router: Callable[[str], ReplicaRouter] = default_router, *,
+                 root_path: str = "", keep_alive_timeout_s: int = 90):
         if controller is None:
             import sluice
 
             controller = sluice.get_actor("SERVE_CONTROLLER", namespace="serve")
         self.app = ProxyApp(ActorRouteSource(controller), make_router)
-        self.server = ProxyServer(self.app, host, port)
+        self.server = ProxyServer(self.app, host, port, root_path=root_path,
+                                  keep_alive_timeout_s=keep_alive_timeout_s)
         self._error: BaseException | None = None
         try:
             self.server.start()

@@ -99,7 +99,7 @@ class Replica:
 
 
 @contextlib.asynccontextmanager
-async def proxy(apps: dict, tmp_path: Path):
+async def proxy(apps: dict, tmp_path: Path, root_path: str = ""):
     """A proxy serving ``{route_prefix: (app_name, user_object)}``; yields its base URL."""
     routes, replicas = {}, {}
     for i, (prefix, (app, user_object)) in enumerate(apps.items()):
@@ -107,7 +107,8 @@ async def proxy(apps: dict, tmp_path: Path):
         replica = await Replica(user_object, tmp_path / f"r{i}.sock").start()
         routes[prefix] = (app, deployment_id)
         replicas[deployment_id] = [Info(f"{app}-r{i}", replica.address)]
-    server = ProxyServer(ProxyApp(StaticRoutes(routes, replicas), FirstReplica), "127.0.0.1", 0)
+    server = ProxyServer(ProxyApp(StaticRoutes(routes, replicas), FirstReplica), "127.0.0.1", 0,
+                         root_path=root_path)
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, server.start)
     base = f"http://127.0.0.1:{server.port}"
@@ -176,6 +177,17 @@ def test_return_values_and_requests_through_the_proxy(tmp_path: Path) -> None:
                 big = bytes(range(256)) * 4096  # a 1 MiB body arrives whole
                 r = await c.put("/shop/digest", content=big)
                 assert r.text == hashlib.sha256(big).hexdigest()
+
+    run(main())
+
+
+def test_a_proxy_mounted_at_a_root_path_routes_below_it(tmp_path: Path) -> None:
+    async def main():
+        async with proxy({"/shop": ("shop", Shop())}, tmp_path, root_path="/gw") as base:
+            async with httpx.AsyncClient(base_url=base) as c:
+                # as a reverse proxy in front passes /gw/shop/echo on, without its /gw
+                r = await c.get("/shop/echo")
+                assert (r.json()["root_path"], r.json()["path"]) == ("/gw/shop", "/gw/shop/echo")
 
     run(main())
 
