@@ -150,6 +150,11 @@ class Shop:
                     "root_path": request.scope["root_path"], "path": request.url.path}
         if kind == "digest":
             return hashlib.sha256(await request.body()).hexdigest()
+        if kind == "breaks":
+            async def breaking():
+                yield b"first,"
+                raise RuntimeError("stream broke")
+            return StreamingResponse(breaking())
         if kind == "fail":
             raise ValueError(f"bad input {request.query_params.get('n')}")
         return Response(status_code=400)
@@ -199,6 +204,10 @@ def test_a_raising_replica_gives_500_naming_the_error_and_the_proxy_keeps_servin
             async with httpx.AsyncClient(base_url=base) as c:
                 r = await c.get("/fail?n=7")
                 assert (r.status_code, r.text) == (500, "ValueError: bad input 7")
+                assert (await c.get("/text")).text == "héllo"
+                # a stream that fails after its head: the response is cut short
+                with pytest.raises(httpx.RemoteProtocolError):
+                    await c.get("/breaks")
                 assert (await c.get("/text")).text == "héllo"
 
     run(main())
