@@ -81,11 +81,17 @@ def default_router(deployment_id: str) -> ReplicaRouter:
 
 def error_text(body: bytes) -> str:
     """``"<Type>: <message>"`` of a replica's ERROR frame body (a pickled exception)."""
+    return error_answer(body)[1]
+
+
+def error_answer(body: bytes) -> tuple[int, str]:
+    """The HTTP status and text answering a replica's ERROR frame body (a pickled
+    exception): 503 for a ``BackPressureError`` (the replica is full), else 500."""
     try:
         exc = pickle.loads(body)
     except Exception as load_error:  # noqa: BLE001 - the class may not import here
-        return f"the replica failed with an error the proxy cannot load ({load_error})"
-    return describe(exc)
+        return 500, f"the replica failed with an error the proxy cannot load ({load_error})"
+    return (503 if _is_back_pressure(exc) else 500), describe(exc)
 
 
 def describe(exc: BaseException) -> str:
@@ -272,7 +278,7 @@ class ProxyApp:
             elif frame.kind == ITEM:
                 await self._stream(frame, frames, send, exchange)
             elif frame.kind == ERROR:
-                await _answer(send, 500, error_text(frame.body))
+                await _answer(send, *error_answer(frame.body))
             else:
                 await _answer(send, 500, f"the replica answered an HTTP request with a frame of "
                                          f"kind {frame.kind}, not OK, ITEM or ERROR")

@@ -155,6 +155,8 @@ class Shop:
                 yield b"first,"
                 raise RuntimeError("stream broke")
             return StreamingResponse(breaking())
+        if kind == "full":  # a replica may refuse a request too
+            raise BackPressureError("the replica has 5 requests ongoing")
         if kind == "fail":
             raise ValueError(f"bad input {request.query_params.get('n')}")
         return Response(status_code=400)
@@ -273,6 +275,17 @@ def test_a_router_over_its_queue_limit_gives_503(tmp_path: Path) -> None:
                 assert r.status_code == 503
                 assert r.text == ("BackPressureError: busy#full has 3 requests queued, its "
                                   "max_queued_requests")
+
+    run(main())
+
+
+def test_a_replica_refusing_with_back_pressure_gives_503(tmp_path: Path) -> None:
+    async def main():
+        async with proxy({"/": ("shop", Shop())}, tmp_path) as base:
+            async with httpx.AsyncClient(base_url=base) as c:
+                r = await c.get("/full")
+                assert (r.status_code, r.text) == (
+                    503, "BackPressureError: the replica has 5 requests ongoing")
 
     run(main())
 
