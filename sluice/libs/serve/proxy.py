@@ -5,7 +5,8 @@ channel, to a replica of the ingress deployment of the app whose route prefix ma
   ``listen_routes`` and, per ingress deployment, ``listen_replicas``), keeps one router per
   ingress deployment, and answers a request with the longest route prefix that owns its path
   (404 naming the known prefixes when none does; 503 when the router is over its queue
-  limit; 500 naming the replica's error). A client that disconnects cancels its request
+  limit or a replica refuses with ``BackPressureError``; 500 ``"<Type>: <message>"`` of the
+  replica's error). ``/-/routes`` and ``/-/healthz`` are the proxy's own, as in Ray Serve. A client that disconnects cancels its request
   (the channel sends CANCEL to the replica).
 - :class:`ProxyServer` runs an app on uvicorn in a thread of its own with its own event loop
   (uvloop where installed), on a socket bound before it starts, so a port in use fails at once.
