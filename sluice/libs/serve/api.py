@@ -77,14 +77,32 @@ def _controller(create: bool, http_options: HTTPOptions | None = None) -> Any:
     return actor_cls.remote(http_options or HTTPOptions())
 
 
+PROXY_NAME = "SERVE_PROXY"
+"""The HTTP proxy actor's name (in namespace ``serve``)."""
+
+
 def _start_proxy(controller: Any, http_options: HTTPOptions | None) -> Any:
-    """Start the HTTP proxy (sluice.libs.serve.proxy.start_proxy) if this build has one."""
+    """The HTTP proxy actor (sluice.libs.serve.proxy.HTTPProxy), started once and registered
+    with the controller; ``http_options`` None: those serve was started with."""
+    import sluice
+    from sluice.libs.serve.proxy import HTTPProxy
+
+    proxy = _get(controller.get_proxy.remote())
+    if proxy is not None:
+        return proxy
+    options = http_options or _get(controller.get_http_options.remote()) or HTTPOptions()
+    proxy = sluice.remote(HTTPProxy).options(
+        name=PROXY_NAME, namespace=SERVE_NAMESPACE, lifetime="detached", get_if_exists=True,
+        num_cpus=0, max_concurrency=1000).remote(
+            options.host, options.port, controller, root_path=options.root_path,
+            keep_alive_timeout_s=int(options.keep_alive_timeout_s))
     try:
-        from sluice.libs.serve import proxy
-    except ImportError:
-        return None
-    start_proxy = getattr(proxy, "start_proxy", None)
-    return None if start_proxy is None else start_proxy(controller, http_options)
+        _get(proxy.ready.remote())
+    except Exception:
+        sluice.kill(proxy)
+        raise
+    _get(controller.set_proxy.remote(proxy))
+    return proxy
 
 
 def start(http_options: dict | HTTPOptions | None = None, **_ray_only: Any) -> None:
@@ -107,15 +125,16 @@ def run(target: Application, blocking: bool = False, name: str = "default",
     serve_plan = lower(target, name, route_prefix)
     specs, ingress = deployment_specs(serve_plan)
     ctl = _controller(True)
-    _get(ctl.deploy_app.remote(name, route_prefix, serve_plan.ingress, specs))
-    if route_prefix is not None:
-        _start_proxy(ctl, None)
+    routes_version = _get(ctl.deploy_app.remote(name, route_prefix, serve_plan.ingress, specs))
+    proxy = _start_proxy(ctl, None) if route_prefix is not None else None
     while True:
         status, message = _get(ctl.wait_app.remote(name, 30.0))
         if status == DEPLOY_FAILED:
             raise RayServeException(f"app {name!r} failed to deploy: {message}")
         if status != DEPLOYING:
             break
+    if proxy is not None:  # the proxy routes the app's prefix once run returns
+        _get(proxy.wait_for_routes.remote(routes_version))
     if blocking:
         try:
             while True:
@@ -170,16 +189,18 @@ def shutdown() -> None:
 
 
 def _wait_gone(deadline_s: float = 30.0) -> None:
-    """Return once the controller's name is free (a new serve.run makes a new one)."""
+    """Return once the controller's and proxy's names are free (a new serve.run makes new
+    ones)."""
     import sluice
 
     end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        try:
-            sluice.get_actor(CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
-        except ValueError:
-            return
-        time.sleep(0.05)
+    for name in (CONTROLLER_NAME, PROXY_NAME):
+        while time.monotonic() < end:
+            try:
+                sluice.get_actor(name, namespace=SERVE_NAMESPACE)
+            except ValueError:
+                break
+            time.sleep(0.05)
 
 
 def get_app_handle(name: str) -> DeploymentHandle:

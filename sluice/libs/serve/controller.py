@@ -140,8 +140,9 @@ class ServeController:
     # -- target state --------------------------------------------------------------------
 
     async def deploy_app(self, name: str, route_prefix: str | None, ingress: str,
-                         specs: list[DeploymentSpec]) -> None:
-        """Make app ``name`` these deployments (start, update or delete replicas to match)."""
+                         specs: list[DeploymentSpec]) -> int:
+        """Make app ``name`` these deployments (start, update or delete replicas to match);
+        the version of the route table that has it."""
         self._events()
         if route_prefix is not None:
             for other in self.apps.values():
@@ -161,6 +162,7 @@ class ServeController:
             await self._deploy(spec)
         self._notify_routes()
         self._update_app(app)
+        return self.routes_version
 
     async def _deploy(self, spec: DeploymentSpec) -> None:
         state = self.deployments.get(spec.deployment_id)

@@ -27,10 +27,6 @@ _CONFIG_NAMES = ("num_replicas", "max_ongoing_requests", "max_queued_requests",
 _ACCEPTED = ("placement_group_bundles", "placement_group_strategy", "max_replicas_per_node",
              "logging_config", "max_constructor_retry_count")
 
-ASGI_ATTR = "_serve_asgi_app"
-"""The attribute ``@serve.ingress(app)`` sets on a class: the ASGI (FastAPI) app to serve."""
-
-
 class Deployment:
     """A class or function made servable by ``@serve.deployment``; ``.bind()`` it into an app.
 
@@ -146,11 +142,8 @@ def deployment(_func_or_class: Callable | None = None, *, name: str | None = Non
 
 def ingress(app: Any) -> Callable[[type], type]:
     """``@serve.ingress(fastapi_app)`` on a deployment class: HTTP requests go to ``app``'s
-    routes (its methods bound to the replica's object), as in Ray Serve."""
-    def wrap(cls: type) -> type:
-        if not inspect.isclass(cls):
-            raise TypeError(f"@serve.ingress goes on a class, not {cls!r}")
-        setattr(cls, ASGI_ATTR, app)
-        return cls
+    routes (its methods bound to the replica's object), as in Ray Serve (see
+    :func:`sluice.libs.serve.http.ingress`)."""
+    from sluice.libs.serve import http
 
-    return wrap
+    return http.ingress(app)

@@ -44,8 +44,17 @@ def runtime() -> Iterator[None]:
     sluice.shutdown()
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.fixture(autouse=True)
 def clean(runtime: None) -> Iterator[None]:
+    serve.start(http_options={"port": free_port()})  # not 8000: the machine is shared
     yield
     serve.shutdown()
 

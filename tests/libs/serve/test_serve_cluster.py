@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -17,6 +18,10 @@ def cluster() -> Iterator[LocalCluster]:
     c = LocalCluster(nodes=2, cpus=1)
     try:
         sluice.init(address=c.address)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        serve.start(http_options={"port": port})
         yield c
     finally:
         try:
