@@ -223,13 +223,17 @@ async def _pump(router: Router, method: str, body: bytes | None, call: tuple, pu
     try:
         if body is None:
             body = await _resolve(call)
-        async for frame in router.stream(CALL, method, STREAM, body):
-            if frame.kind == END:
-                break
-            if frame.kind == ERROR:
-                put(error_from(frame.body))
-                return
-            put(frame.body)
+        frames = router.stream(CALL, method, STREAM, body)
+        try:
+            async for frame in frames:
+                if frame.kind == END:
+                    break
+                if frame.kind == ERROR:
+                    put(error_from(frame.body))
+                    return
+                put(frame.body)
+        finally:
+            await frames.aclose()  # the router counts the call done now, not at collection
         put(None)
     except asyncio.CancelledError:
         put(None)
