@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	  echo "warning: could not install graphviz; plan rendering tests will fail"; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,data,dask]'
+	$(PY) -m pip install --quiet -e '.[dev,data,dask,serve]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -36,15 +36,17 @@ test-loaded: $(STAMP)
 
 # Ray, Dask and matplotlib come only with the benchmarks (their own stamp: `make test` never pulls Ray).
 $(BENCH_STAMP): $(STAMP) pyproject.toml
-	$(PY) -m pip install --quiet -e '.[dev,data,bench]'
+	$(PY) -m pip install --quiet -e '.[dev,data,dask,serve,bench]'
 	touch $(BENCH_STAMP)
 
 # sluice vs Ray vs Dask (and one pyarrow process for etl), side by side, then a 2 GB Parquet scan
-# under a 500 MB store: about 20 minutes on 2 cores; writes benchmarks/results/latest.* and scan-memory.json
+# under a 500 MB store, the cluster rows and the serving rows (sluice.serve vs Ray Serve vs bare uvicorn):
+# about 30 minutes on 2 cores; writes benchmarks/results/latest.*, scan-memory.json, cluster.json, serve.json
 bench: $(BENCH_STAMP)
 	$(PY) -m benchmarks
 	$(PY) -m benchmarks.scan_memory
 	$(PY) -m benchmarks.cluster
+	$(PY) -m benchmarks.serve
 
 # Regenerate the cluster's gRPC modules from sluice/executor/cluster/cluster.proto (committed).
 proto: $(STAMP)

@@ -132,6 +132,9 @@ def normalize(kind: str, given: dict[str, Any], defaults: dict[str, Any], where:
         strategy = opts.get("scheduling_strategy")
         if isinstance(strategy, PlacementGroupSchedulingStrategy):
             opts["_key"] = group_demand(opts["_key"], strategy, where)
+    if "max_calls" in opts:  # a task's options: may it take the runtime's short submit path?
+        opts["_plain"] = (opts.get("scheduling_strategy") is None and not opts.get("runtime_env")
+                          and opts["num_returns"] != STREAMING and not opts["max_calls"])
     return opts
 
 

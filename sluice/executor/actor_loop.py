@@ -24,6 +24,7 @@ class ActorLoop:
         self.loop = asyncio.new_event_loop()
         self.limit = max_concurrency
         self.semaphore: asyncio.Semaphore | None = None
+        self.running: dict[int, Any] = {}  # task id -> the future of its call on the loop
         started = threading.Event()
         self.thread = threading.Thread(target=self._run, args=(started,), name="sluice-actor-loop",
                                        daemon=True)
@@ -42,7 +43,19 @@ class ActorLoop:
 
     def submit(self, msg: tuple) -> None:
         """Schedule one ACTOR_CALL message on the loop (called from the main thread)."""
-        asyncio.run_coroutine_threadsafe(self._call(msg), self.loop)
+        task_id = msg[1]
+        future = asyncio.run_coroutine_threadsafe(self._call(msg), self.loop)
+        self.running[task_id] = future
+        future.add_done_callback(lambda _: self.running.pop(task_id, None))
+
+    def cancel(self, task_id: int) -> bool:
+        """Cancel call ``task_id`` if it waits or runs on the loop (it raises CancelledError
+        at its next ``await`` and fails with TaskCancelledError); whether it was there."""
+        future = self.running.get(task_id)
+        if future is None:
+            return False
+        future.cancel()
+        return True
 
     def result_of(self, awaitable: Any) -> Any:
         """Await ``awaitable`` on the loop and return its result (called from the main
@@ -54,6 +67,12 @@ class ActorLoop:
         return asyncio.run_coroutine_threadsafe(run(), self.loop).result()
 
     async def _call(self, msg: tuple) -> None:
+        try:
+            await self._run_call(msg)
+        except asyncio.CancelledError:  # sluice.cancel: the call fails, the actor goes on
+            self.worker.cancelled_call(msg[1], msg[6])
+
+    async def _run_call(self, msg: tuple) -> None:
         from sluice.executor.calls import decode_call
         from sluice.executor.worker import EXIT_ERRORS
         from sluice.executor.worker_api import CURRENT_TASK

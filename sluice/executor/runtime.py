@@ -118,6 +118,22 @@ class Runtime:
                     options: dict) -> list[ObjectRef]:
         """Submit ``fn(*args, **kwargs)``; returns one ref per declared return value."""
         s = self.scheduler
+        if options.get("_plain") and s.envs.job is None:
+            # The common task (no strategy, environment, stream or max_calls): the short path.
+            key = options["_key"]
+            if key not in s.feasible:
+                s.check_task(key, None, f"task {name}")
+            blob, deps, contained, keep = encode_call(name, args, kwargs, self.put)
+            with s.locked():
+                s.apply_ref_events()
+                if fn_id not in s.functions:
+                    s.functions[fn_id] = fn_bytes
+                return_ids, refs = self._new_refs(options["num_returns"])
+                s.submit(TaskRecord(next(s.task_ids), fn_id, name, blob, deps, contained,
+                                    return_ids, key, options["max_retries"],
+                                    options["retry_exceptions"], keep))
+                s.dispatch()
+            return refs
         key = options.get("_key")
         if key is None:
             key = demand_key(options["num_cpus"], options["num_gpus"], options["resources"])
@@ -199,6 +215,12 @@ class Runtime:
     def _new_refs(self, n: int) -> tuple[list[int], list[ObjectRef]]:
         """Entries and counted refs for a call's results, before the call can fail or finish."""
         s = self.scheduler
+        if n == 1:  # the common case, without the loops
+            oid = next(self.ids)
+            s.new_entry(oid, None)
+            ref = ObjectRef(oid, self)
+            s.apply_ref_events()
+            return [oid], [ref]
         ids = [next(self.ids) for _ in range(n)]
         for oid in ids:
             s.new_entry(oid, None)

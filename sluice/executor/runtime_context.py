@@ -36,6 +36,16 @@ class RuntimeContext:
         """The id of the task or actor call running now; None in the driver."""
         return self._info["task_id"]
 
+    def is_canceled(self) -> bool:
+        """Whether the actor call running now was cancelled (``sluice.cancel``) while it runs.
+
+        An async actor's call is cancelled at its next ``await``; a sync or threaded actor's
+        call keeps running (actors have state), so a long method can check this and stop
+        early, as in Ray. False in the driver and in tasks."""
+        from sluice.executor.worker_api import CANCELLED_CALLS, CURRENT_TASK
+
+        return bool(CANCELLED_CALLS) and CURRENT_TASK.get() in CANCELLED_CALLS
+
     def get_actor_id(self) -> str | None:
         """The id of the actor this code runs in; None outside an actor."""
         return self._info["actor_id"]

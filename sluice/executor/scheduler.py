@@ -469,13 +469,8 @@ class Scheduler(ObjectTable, StreamTable, WorkerPool):
     def cancel_task(self, task: TaskRecord, oid: int, force: bool) -> None:
         """Cancel ``task``, whose result ``oid`` a caller named."""
         if task.actor is not None:
-            if task.stream is not None and task.worker is not None:  # a running generator method
-                task.cancelled = True
-                task.worker.out.append((P.CANCEL_TASK, task.task_id))
-                self.send(task.worker)
-                self.add_object(oid, (P.DEP_ERROR, serialization.dumps(
-                    TaskCancelledError(f"actor method {task.name} was cancelled"))), ())
-            return  # other actor calls run in order; Ray does not cancel them either
+            self.cancel_actor_call(task, oid)
+            return
         blob = serialization.dumps(TaskCancelledError(f"task {task.name} was cancelled"))
         task.cancelled = True
         # Waiting for an input, or queued on the worker making it (it may report the cancel
@@ -496,6 +491,34 @@ class Scheduler(ObjectTable, StreamTable, WorkerPool):
             w.out.append((P.CANCEL_TASK, task.task_id))
             self.send(w)
         self.finish_failed_keep_worker(task, blob)
+
+    def cancel_actor_call(self, task: TaskRecord, oid: int) -> None:
+        """Cancel an actor call, as Ray does: one still queued here is dropped (its results
+        fail with TaskCancelledError); one sent to the actor's process is dropped there if it
+        has not started, cancelled at its next ``await`` on an async actor, and otherwise
+        runs on (flagged: ``get_runtime_context().is_canceled()``); that process says how it
+        ended. A chain's calls are not cancelled one by one."""
+        if task.chain is not None:
+            return
+        blob = serialization.dumps(TaskCancelledError(f"actor method {task.name} was cancelled"))
+        w = task.worker
+        if w is None:
+            actor = task.actor
+            if task in actor.queue:
+                actor.queue.remove(task)
+                task.cancelled = True
+                for dep in task.deps:
+                    entry = self.objects.get(dep)
+                    if entry is not None and task in entry.waiters:
+                        entry.waiters.remove(task)
+                self.finish_failed(task, blob)
+                self.actor_manager.pump(actor)  # the calls behind it may be ready
+            return
+        w.out.append((P.CANCEL_TASK, task.task_id))
+        self.send(w)
+        if task.stream is not None:  # a running generator method stops at its next item
+            task.cancelled = True
+            self.add_object(oid, (P.DEP_ERROR, blob), ())
 
     def finish_failed_keep_worker(self, task: TaskRecord, blob: bytes) -> None:
         for oid in task.return_ids:

@@ -25,6 +25,7 @@ from sluice.exceptions import (
     GetTimeoutError,
     InternalError,
     SerializationError,
+    TaskCancelledError,
     TaskError,
 )
 from sluice.executor import context, protocol as P
@@ -34,7 +35,7 @@ from sluice.executor.init_options import silence_if_asked
 from sluice.executor.lifeline import die_with_parent, exit_on_hangup
 from sluice.executor.runtime_env import builds_venv_on_node
 from sluice.executor.streaming import WorkerStreams
-from sluice.executor.worker_api import CURRENT_TASK, WorkerAPI
+from sluice.executor.worker_api import CANCELLED_CALLS, CURRENT_TASK, WorkerAPI
 from sluice.store import serialization, shm
 
 RING_SIZE = 1024
@@ -85,6 +86,7 @@ class Worker(WorkerAPI):
         self.actor_error: bytes | None = None
         self.exiting = False                   # exit_actor was called: run atexit, then exit
         self.actor_pool: Any = None            # ThreadPoolExecutor for max_concurrency > 1
+        self.pool_calls: dict[int, tuple[Any, str]] = {}  # its calls: task id -> (future, name)
         self.actor_loop: Any = None            # asyncio loop thread for async methods
         self.last_flush = time.perf_counter()
         self.last_poll = 0.0
@@ -175,8 +177,7 @@ class Worker(WorkerAPI):
                 for name in msg[1]:
                     self.reader.drop(name)
             elif code == P.CANCEL_TASK:
-                self.drop_unstarted(msg[1])
-                self.streams.on_cancel(msg[1])  # a running generator stops at its next item
+                self.cancel_here(msg[1])
             elif code == P.GEN_ACK:
                 self.streams.on_ack(msg[1], msg[2])
             elif code == P.RECYCLE:
@@ -197,14 +198,39 @@ class Worker(WorkerAPI):
                 return True
         return False
 
-    def drop_unstarted(self, task_id: int) -> None:
-        """A cancelled task: drop it if it has not started (and say so), else let it run."""
+    def cancel_here(self, task_id: int) -> None:
+        """The driver cancelled a task or actor call sent here: dropped if it has not started (and said so), a
+        running generator stops at its next item, an async actor's call is cancelled on the
+        loop; a sync or threaded actor's running call is only flagged (``is_canceled``)."""
+        if self.drop_unstarted(task_id):
+            return
+        self.streams.on_cancel(task_id)
+        pool_call = self.pool_calls.get(task_id)
+        if pool_call is not None and pool_call[0].cancel():  # not started in its thread yet
+            self.pool_calls.pop(task_id, None)
+            self.cancelled_call(task_id, pool_call[1])
+        elif self.actor_loop is None or not self.actor_loop.cancel(task_id):
+            if self.actor is not None:
+                CANCELLED_CALLS.add(task_id)
+
+    def drop_unstarted(self, task_id: int) -> bool:
+        """Drop a cancelled task or actor call that has not started (and say so)."""
         for queue in (self.local, *self.nested.values()):
             for m in queue:
-                if m[0] == P.TASK and m[1] == task_id:
+                if m[1] == task_id and m[0] in (P.TASK, P.ACTOR_CALL):
                     queue.remove(m)
-                    self.emit((P.FAILED, task_id, b"", False, 0.0))
-                    return
+                    if m[0] == P.TASK:  # (the driver failed it already)
+                        self.emit((P.FAILED, task_id, b"", False, 0.0))
+                    else:
+                        self.cancelled_call(task_id, m[6])
+                    return True
+        return False
+
+    def cancelled_call(self, task_id: int, name: str) -> None:
+        """Fail actor call ``task_id``, cancelled before it ended, with TaskCancelledError."""
+        self.emit((P.FAILED, task_id, serialization.dumps(
+            TaskCancelledError(f"actor method {name} was cancelled")), False, 0.0))
+        self.flush()
 
     def check_held_slots(self) -> None:
         """Tell the driver which slots no value of ours still views (it may reuse them)."""
@@ -349,7 +375,10 @@ class Worker(WorkerAPI):
         if self.actor_loop is not None:
             self.actor_loop.submit(msg)
         else:
-            self.actor_pool.submit(self.run_actor_call, msg, True)
+            task_id = msg[1]
+            future = self.actor_pool.submit(self.run_actor_call, msg, True)
+            self.pool_calls[task_id] = (future, msg[6])
+            future.add_done_callback(lambda _: self.pool_calls.pop(task_id, None))
 
     def run_actor_call(self, msg: tuple, flush_now: bool = False) -> None:
         _, task_id, method, args_blob, deps, return_ids, name, stream = msg
@@ -372,6 +401,8 @@ class Worker(WorkerAPI):
                 self.fail_call(task_id, name, err, start)
             else:
                 self.complete_call(task_id, name, value, return_ids, start)
+            if CANCELLED_CALLS:
+                CANCELLED_CALLS.discard(task_id)
         if flush_now:
             self.flush()
 

@@ -35,6 +35,9 @@ from sluice.store import serialization, shm
 CURRENT_TASK: contextvars.ContextVar[int | None] = contextvars.ContextVar("sluice_task", default=None)
 """The id of the task or actor call the calling code runs in (per thread and per asyncio
 task, so each call of a threaded or async actor sees its own)."""
+CANCELLED_CALLS: set[int] = set()
+"""Actor calls of this worker that were cancelled while running (a sync or threaded actor's
+method may read :meth:`RuntimeContext.is_canceled` and stop early, as in Ray)."""
 
 
 class WorkerAPI:

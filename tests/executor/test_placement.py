@@ -227,7 +227,7 @@ def test_a_task_its_placement_cannot_place_fails_with_the_placements_error(drive
 def test_a_nested_task_refused_for_its_pin_is_never_queued(driver) -> None:
     s = driver.s
     fn_id, fn_bytes = dumps_function(pid, "pid")
-    options = {"name": "pid", "num_cpus": 1, "num_gpus": 0, "resources": None, "max_retries": 0,
+    options = {"name": "pid", "num_returns": 1, "num_cpus": 1, "num_gpus": 0, "resources": None, "max_retries": 0,
                "retry_exceptions": False, "scheduling_strategy": Affinity("c", soft=False)}
     blob, _, _, _ = encode_call("pid", (), {}, driver.no_put)
     with s.locked():  # a worker's SUBMIT, as the I/O thread applies it
