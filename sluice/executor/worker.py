@@ -593,6 +593,8 @@ def serve(fd: int, session: str, index: int) -> None:
     status = 0
     try:
         worker.run()
+    except KeyboardInterrupt:  # a Ctrl-C at the driver's terminal reaches its workers too
+        status = 130
     except BaseException:  # a sluice bug: say what it was, and let the driver see a crash
         traceback.print_exc()
         status = 70
