@@ -78,13 +78,10 @@ def _controller(create: bool, http_options: HTTPOptions | None = None) -> Any:
 
 
 def _start_proxy(controller: Any, http_options: HTTPOptions | None) -> Any:
-    """Start the HTTP proxy (sluice.libs.serve.proxy.start_proxy) if this build has one."""
-    try:
-        from sluice.libs.serve import proxy
-    except ImportError:
-        return None
-    start_proxy = getattr(proxy, "start_proxy", None)
-    return None if start_proxy is None else start_proxy(controller, http_options)
+    """The HTTP proxy actor (started on ``http_options``' port when none runs)."""
+    from sluice.libs.serve.proxy import start_proxy
+
+    return start_proxy(controller, http_options)
 
 
 def start(http_options: dict | HTTPOptions | None = None, **_ray_only: Any) -> None:
@@ -108,14 +105,17 @@ def run(target: Application, blocking: bool = False, name: str = "default",
     specs, ingress = deployment_specs(serve_plan)
     ctl = _controller(True)
     _get(ctl.deploy_app.remote(name, route_prefix, serve_plan.ingress, specs))
-    if route_prefix is not None:
-        _start_proxy(ctl, None)
+    proxy = _start_proxy(ctl, None) if route_prefix is not None else None
     while True:
         status, message = _get(ctl.wait_app.remote(name, 30.0))
         if status == DEPLOY_FAILED:
             raise RayServeException(f"app {name!r} failed to deploy: {message}")
         if status != DEPLOYING:
             break
+    if proxy is not None:  # its route is served once this returns
+        from sluice.libs.serve.proxy import wait_for_routes
+
+        wait_for_routes(ctl, proxy)
     if blocking:
         try:
             while True:

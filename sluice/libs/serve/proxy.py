@@ -165,6 +165,8 @@ class ProxyApp:
                 version, table = await self.route_source.listen_routes(self.version)
             except asyncio.CancelledError:
                 raise
+            except ValueError:  # the deployment was deleted: the route table drops it next
+                return
             except Exception as exc:  # noqa: BLE001 - the controller may be restarting
                 logger.warning("listen_routes failed (%s); asking again in %ss", describe(exc),
                                RETRY_S)
@@ -569,3 +571,42 @@ class HTTPProxy:
     async def shutdown(self) -> None:
         """Stop serving HTTP."""
         await asyncio.get_running_loop().run_in_executor(None, self.server.stop)
+
+
+PROXY_NAME = "SERVE_PROXY"
+"""The proxy actor's name (in the ``serve`` namespace, with the controller)."""
+
+
+def start_proxy(controller: Any, http_options: Any = None) -> Any:
+    """Serve's HTTP proxy actor: the running one, else one started on ``http_options``'
+    host and port (the controller's when None). Raises ``OSError`` naming the address when
+    the port is taken. The proxy is detached, like the controller: it serves until
+    ``serve.shutdown()``."""
+    import sluice
+
+    proxy = sluice.get(controller.get_proxy.remote())
+    if proxy is not None:
+        return proxy
+    options = http_options if http_options is not None else sluice.get(
+        controller.get_http_options.remote())
+    proxy = sluice.remote(HTTPProxy).options(
+        name=PROXY_NAME, namespace="serve", lifetime="detached", get_if_exists=True,
+        num_cpus=0, max_concurrency=1000).remote(
+        options.host, options.port, controller, root_path=options.root_path,
+        keep_alive_timeout_s=int(options.keep_alive_timeout_s))
+    try:
+        sluice.get(proxy.ready.remote())
+    except BaseException:
+        sluice.kill(proxy)
+        raise
+    sluice.get(controller.set_proxy.remote(proxy))
+    return proxy
+
+
+def wait_for_routes(controller: Any, proxy: Any) -> None:
+    """Return once ``proxy`` routes by the controller's current route table (a ``serve.run``
+    that returns has its route served)."""
+    import sluice
+
+    version, _ = sluice.get(controller.listen_routes.remote(-1))
+    sluice.get(proxy.wait_for_routes.remote(version))
