@@ -39,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         from sluice.executor.cluster import cli as cluster_cli
 
         return cluster_cli.run(args)
+    if args.command == "serve":
+        from sluice.libs.serve import cli as serve_cli
+
+        return serve_cli.run(args)
     if args.command in _workflow_commands():
         from sluice.libs.workflow import cli as workflow_cli
 
@@ -70,8 +74,11 @@ def _parser() -> argparse.ArgumentParser:
     from sluice.executor.cluster import cli as cluster_cli
     from sluice.libs.workflow import cli as workflow_cli
 
+    from sluice.libs.serve import cli as serve_cli
+
     cluster_cli.add_parsers(sub)
     workflow_cli.add_parsers(sub)
+    serve_cli.add_parsers(sub)
     return parser
 
 

@@ -197,6 +197,8 @@ class ProxyApp:
                 version, replicas = await self.route_source.listen_replicas(deployment_id, version)
             except asyncio.CancelledError:
                 raise
+            except ValueError:  # the deployment was deleted: the route table drops it next
+                return
             except Exception as exc:  # noqa: BLE001 - the controller may be restarting
                 logger.warning("listen_replicas(%r) failed (%s); asking again in %ss",
                                deployment_id, describe(exc), RETRY_S)
