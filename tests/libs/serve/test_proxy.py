@@ -113,7 +113,7 @@ async def proxy(apps: dict, tmp_path: Path, root_path: str = ""):
     await loop.run_in_executor(None, server.start)
     base = f"http://127.0.0.1:{server.port}"
     try:
-        async with httpx.AsyncClient(base_url=base) as client:
+        async with httpx.AsyncClient(base_url=base, timeout=DEADLINE_S) as client:
             while (await client.get("/-/routes")).json() != {p: a for p, (a, _) in apps.items()}:
                 await asyncio.sleep(0.01)  # polled: the first long poll answers at once
         yield base
@@ -165,7 +165,7 @@ class Shop:
 def test_return_values_and_requests_through_the_proxy(tmp_path: Path) -> None:
     async def main():
         async with proxy({"/shop": ("shop", Shop())}, tmp_path) as base:
-            async with httpx.AsyncClient(base_url=base) as c:
+            async with httpx.AsyncClient(base_url=base, timeout=DEADLINE_S) as c:
                 r = await c.get("/shop/text")
                 assert (r.status_code, r.headers["content-type"], r.text) == (
                     200, "text/plain; charset=utf-8", "héllo")
@@ -191,7 +191,7 @@ def test_return_values_and_requests_through_the_proxy(tmp_path: Path) -> None:
 def test_a_proxy_mounted_at_a_root_path_routes_below_it(tmp_path: Path) -> None:
     async def main():
         async with proxy({"/shop": ("shop", Shop())}, tmp_path, root_path="/gw") as base:
-            async with httpx.AsyncClient(base_url=base) as c:
+            async with httpx.AsyncClient(base_url=base, timeout=DEADLINE_S) as c:
                 # as a reverse proxy in front passes /gw/shop/echo on, without its /gw
                 r = await c.get("/shop/echo")
                 assert (r.json()["root_path"], r.json()["path"]) == ("/gw/shop", "/gw/shop/echo")
@@ -203,7 +203,7 @@ def test_a_raising_replica_gives_500_naming_the_error_and_the_proxy_keeps_servin
         tmp_path: Path) -> None:
     async def main():
         async with proxy({"/": ("shop", Shop())}, tmp_path) as base:
-            async with httpx.AsyncClient(base_url=base) as c:
+            async with httpx.AsyncClient(base_url=base, timeout=DEADLINE_S) as c:
                 r = await c.get("/fail?n=7")
                 assert (r.status_code, r.text) == (500, "ValueError: bad input 7")
                 assert (await c.get("/text")).text == "héllo"
@@ -233,7 +233,7 @@ def test_fastapi_ingress_behind_a_route_prefix(tmp_path: Path) -> None:
 
     async def main():
         async with proxy({"/api": ("greeter", Greeter())}, tmp_path) as base:
-            async with httpx.AsyncClient(base_url=base) as c:
+            async with httpx.AsyncClient(base_url=base, timeout=DEADLINE_S) as c:
                 assert (await c.get("/api/greet/ada")).json() == {"text": "hi ada"}
                 assert (await c.get("/api/none")).status_code == 404  # FastAPI's own 404
                 r = await c.get("/api/crash")
@@ -255,7 +255,7 @@ def test_longest_prefix_routing_and_404_naming_the_prefixes(tmp_path: Path) -> N
     async def main():
         apps = {"/a": ("outer", Named("outer")), "/a/b": ("inner", Named("inner"))}
         async with proxy(apps, tmp_path) as base:
-            async with httpx.AsyncClient(base_url=base) as c:
+            async with httpx.AsyncClient(base_url=base, timeout=DEADLINE_S) as c:
                 assert (await c.get("/a/b/c")).text == "inner /a/b/c"
                 assert (await c.get("/a/b")).text == "inner /a/b"
                 assert (await c.get("/a/bc")).text == "outer /a/bc"
@@ -270,7 +270,7 @@ def test_longest_prefix_routing_and_404_naming_the_prefixes(tmp_path: Path) -> N
 def test_a_router_over_its_queue_limit_gives_503(tmp_path: Path) -> None:
     async def main():
         async with proxy({"/": ("busy", None)}, tmp_path) as base:
-            async with httpx.AsyncClient(base_url=base) as c:
+            async with httpx.AsyncClient(base_url=base, timeout=DEADLINE_S) as c:
                 r = await c.get("/")
                 assert r.status_code == 503
                 assert r.text == ("BackPressureError: busy#full has 3 requests queued, its "
@@ -282,7 +282,7 @@ def test_a_router_over_its_queue_limit_gives_503(tmp_path: Path) -> None:
 def test_a_replica_refusing_with_back_pressure_gives_503(tmp_path: Path) -> None:
     async def main():
         async with proxy({"/": ("shop", Shop())}, tmp_path) as base:
-            async with httpx.AsyncClient(base_url=base) as c:
+            async with httpx.AsyncClient(base_url=base, timeout=DEADLINE_S) as c:
                 r = await c.get("/full")
                 assert (r.status_code, r.text) == (
                     503, "BackPressureError: the replica has 5 requests ongoing")
@@ -317,7 +317,7 @@ def test_a_client_that_disconnects_cancels_the_replicas_coroutine(tmp_path: Path
             await hanging.started.wait()
             writer.close()  # the client goes away while the replica works on its request
             await hanging.cancelled.wait()
-            async with httpx.AsyncClient(base_url=base) as c:
+            async with httpx.AsyncClient(base_url=base, timeout=DEADLINE_S) as c:
                 assert (await c.get("/ok")).text == "ok /ok"
 
     run(main())
@@ -347,7 +347,7 @@ def test_a_client_that_leaves_a_stream_stops_the_replicas_generator(tmp_path: Pa
     async def main():
         endless = EndlessStream()
         async with proxy({"/": ("ticks", endless)}, tmp_path) as base:
-            async with httpx.AsyncClient(base_url=base) as c:
+            async with httpx.AsyncClient(base_url=base, timeout=DEADLINE_S) as c:
                 async with c.stream("GET", "/ticks") as r:
                     async for line in r.aiter_lines():
                         assert line == "tick"
@@ -395,7 +395,7 @@ def test_the_route_table_follows_the_long_poll(tmp_path: Path) -> None:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, server.start)
         try:
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as c:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=DEADLINE_S) as c:
                 while (await c.get("/-/routes")).json() != {"/one": "one"}:
                     await asyncio.sleep(0.01)  # polled: the first long poll answers at once
                 assert (await c.get("/one/x")).text == "one /one/x"
@@ -431,7 +431,7 @@ def test_no_application_gives_404_saying_so(tmp_path: Path) -> None:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, server.start)
         try:
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as c:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=DEADLINE_S) as c:
                 r = await c.get("/x")
                 assert (r.status_code, r.text) == (
                     404, "Path '/x' not found: no application is running; deploy one with "
@@ -491,7 +491,7 @@ def test_the_proxy_actor_serves_its_controllers_routes_and_names_a_port_in_use(
             Proxy = sluice.remote(HTTPProxy)
             first = Proxy.remote("127.0.0.1", 0, controller=routes, make_router=FirstReplica)
             host, port = sluice.get(first.ready.remote())
-            with httpx.Client(base_url=f"http://{host}:{port}") as c:
+            with httpx.Client(base_url=f"http://{host}:{port}", timeout=DEADLINE_S) as c:
                 assert sluice.get(first.wait_for_routes.remote(1)) == 1
                 assert sluice.get(first.routes.remote()) == {"/": "app"}
                 assert c.get("/x").text == "via actor /x"
