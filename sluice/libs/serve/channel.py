@@ -179,6 +179,8 @@ class ChannelClient:
         self.closed = False
         self._next_id = 0
         self._waiting: dict[int, asyncio.Queue | asyncio.Future] = {}
+        self._may_stream: set[int] = set()  # open() requests still waiting for a first frame
+        self._opened: dict[int, asyncio.Queue] = {}  # open() requests answered by a stream
         self._writer: asyncio.StreamWriter | None = None
         self._connecting: asyncio.Task | None = None
 
@@ -222,7 +224,12 @@ class ChannelClient:
                     if frame.kind != ITEM:
                         self._waiting.pop(frame.request_id, None)
                 else:
-                    self._waiting.pop(frame.request_id, None)
+                    rid = frame.request_id
+                    if frame.kind == ITEM and rid in self._may_stream:  # a streamed answer
+                        self._may_stream.discard(rid)
+                        self._waiting[rid] = self._opened[rid] = asyncio.Queue()
+                    else:
+                        self._waiting.pop(rid, None)
                     if not waiter.done():
                         waiter.set_result(frame)
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
@@ -259,6 +266,37 @@ class ChannelClient:
             raise
         finally:
             self.ongoing -= 1
+
+    async def open(self, kind: int, method: str, meta: bytes, body: bytes
+                   ) -> tuple[Frame, FrameStream | None]:
+        """Send one request that the replica answers with one frame or with a stream (an HTTP
+        request: the caller cannot know which): its first frame and, when that is an ITEM,
+        a :class:`FrameStream` of the frames after it (``aclose()`` it when done). Costs
+        what :meth:`call` does when the answer is one frame. Cancelling the waiting
+        coroutine sends CANCEL."""
+        writer = await self._connect()
+        self._next_id += 1
+        rid = self._next_id
+        answer = asyncio.get_running_loop().create_future()
+        self._waiting[rid] = answer
+        self._may_stream.add(rid)
+        self.ongoing += 1
+        try:
+            self._send(writer, Frame(rid, kind, method, meta, body))
+            first = await answer
+        except BaseException as exc:
+            self.ongoing -= 1
+            self._may_stream.discard(rid)
+            self._opened.pop(rid, None)
+            if isinstance(exc, asyncio.CancelledError):
+                self._cancel(rid)
+            raise
+        self._may_stream.discard(rid)
+        frames = self._opened.pop(rid, None)
+        if frames is None:  # one whole answer
+            self.ongoing -= 1
+            return first, None
+        return first, FrameStream(self, rid, frames)
 
     async def stream(self, kind: int, method: str, meta: bytes, body: bytes
                      ) -> AsyncIterator[Frame]:
@@ -299,3 +337,41 @@ class ChannelClient:
         self._fail(ChannelClosed(f"the channel to {self.address} was closed"))
         if writer is not None:
             writer.close()
+
+
+class FrameStream:
+    """The frames of a streamed answer after its first (see :meth:`ChannelClient.open`):
+    ITEM frames, then its END or ERROR frame. ``aclose()`` it when done, whether or not it
+    was iterated to its end: closing it early sends CANCEL."""
+
+    __slots__ = ("_client", "_rid", "_frames", "_finished", "_closed")
+
+    def __init__(self, client: ChannelClient, rid: int, frames: asyncio.Queue):
+        self._client = client
+        self._rid = rid
+        self._frames = frames
+        self._finished = False  # the END or ERROR frame came (or the channel broke)
+        self._closed = False
+
+    def __aiter__(self) -> FrameStream:
+        return self
+
+    async def __anext__(self) -> Frame:
+        if self._finished or self._closed:
+            raise StopAsyncIteration
+        frame = await self._frames.get()
+        if isinstance(frame, BaseException):
+            self._finished = True
+            raise frame
+        if frame.kind != ITEM:
+            self._finished = True
+        return frame
+
+    async def aclose(self) -> None:
+        """Stop reading: the request no longer counts as ongoing; CANCEL if it had not ended."""
+        if self._closed:
+            return
+        self._closed = True
+        self._client.ongoing -= 1
+        if not self._finished:
+            self._client._cancel(self._rid)
