@@ -31,6 +31,8 @@ import struct
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
+from sluice.libs.serve.syncpool import run_sync
+
 logger = logging.getLogger(__name__)
 
 _VERSION = 1
@@ -357,7 +359,7 @@ async def call_http(user_object: Any, meta: bytes, body: bytes, *,
     call = user_object.__call__
     in_thread = sync_in_thread and not (inspect.iscoroutinefunction(call)
                                         or inspect.isasyncgenfunction(call))
-    result = await asyncio.to_thread(call, request) if in_thread else call(request)
+    result = await run_sync(call, request) if in_thread else call(request)
     if inspect.isawaitable(result):
         result = await result
     if inspect.isasyncgen(result) or inspect.isgenerator(result):
@@ -383,7 +385,7 @@ async def _generated(items: Any, in_thread: bool) -> AsyncIterator[bytes]:
             yield _chunk(item)
         return
     while True:
-        item = await asyncio.to_thread(next, items, _END) if in_thread else next(items, _END)
+        item = await run_sync(next, items, _END) if in_thread else next(items, _END)
         if item is _END:
             return
         yield _chunk(item)

@@ -70,6 +70,9 @@ class ReplicaRouter(Protocol):
         """Send one request to a replica; its answer frames: one OK or ERROR, or ITEM frames
         then END (or ERROR). Raises ``BackPressureError`` past the queue limit."""
 
+    # Optional, used when present: ``async open(kind, method, meta, body) -> (first frame,
+    # the frames after it or None)``, as ``Router.open`` (no generator per request).
+
 
 def default_router(deployment_id: str) -> ReplicaRouter:
     """The router the proxy uses for an ingress deployment: serve's power-of-two-choices
@@ -260,10 +263,15 @@ class ProxyApp:
 
     async def _forward(self, router: ReplicaRouter, meta: bytes, body: bytes, send: Callable,
                        exchange: _Exchange) -> None:
-        frames = router.stream(HTTP, "__call__", meta, body)
+        opener = getattr(router, "open", None)
+        frames: Any = None
         try:
             try:
-                frame = await frames.__anext__()
+                if opener is not None:  # one future for a whole answer, a stream only if needed
+                    frame, frames = await opener(HTTP, "__call__", meta, body)
+                else:
+                    frames = router.stream(HTTP, "__call__", meta, body)
+                    frame = await frames.__anext__()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the router's errors, answered
@@ -286,7 +294,8 @@ class ProxyApp:
                 await _answer(send, 500, f"the replica answered an HTTP request with a frame of "
                                          f"kind {frame.kind}, not OK, ITEM or ERROR")
         finally:
-            await frames.aclose()
+            if frames is not None:
+                await frames.aclose()
 
     async def _stream(self, head: Frame, frames: AsyncIterator[Frame], send: Callable,
                       exchange: _Exchange) -> None:

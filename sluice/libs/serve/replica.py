@@ -16,6 +16,7 @@ import logging
 import os
 import pickle
 import tempfile
+import threading
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -95,6 +96,29 @@ def _node_id() -> str:
         return ""
 
 
+class _ServingLoop:
+    """The event loop (uvloop where installed) in a thread of its own that serves a replica:
+    its channel, the user's object and every call into it. The actor's own methods hop onto
+    it, so the user's code always runs on one loop, and the hot path runs on uvloop."""
+
+    def __init__(self, replica_id: str):
+        try:
+            import uvloop
+        except ImportError:
+            self.loop = asyncio.new_event_loop()
+        else:
+            self.loop = uvloop.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True,
+                                       name=f"sluice-replica-{replica_id}")
+        self.thread.start()
+
+    async def run(self, coro: Any) -> Any:
+        """Run ``coro`` on the serving loop; its result (awaited from any loop)."""
+        if asyncio.get_running_loop() is self.loop:
+            return await coro
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
+
+
 class Replica:
     """One replica (an async actor): constructed with its deployment's definition and
     configuration, serving requests over its channel once :meth:`initialize` returned."""
@@ -115,9 +139,13 @@ class Replica:
         # At most max_ongoing_requests user calls run at once, whichever callers sent them
         # (each router caps only its own); the rest wait here in arrival order.
         self._slots = asyncio.Semaphore(config.max_ongoing_requests)
+        self._serving = _ServingLoop(replica_id)
 
     async def initialize(self) -> ReplicaInfo:
         """Build the user's object and listen; where to reach this replica."""
+        return await self._serving.run(self._initialize())
+
+    async def _initialize(self) -> ReplicaInfo:
         target = pickle.loads(self._definition)
         args, kwargs = pickle.loads(self._init)
         app, _, name = self.deployment_id.partition("#")
@@ -128,7 +156,7 @@ class Replica:
             self.user = _FunctionDeployment(target)
         _CONTEXT[:] = [ReplicaContext(app, name, self.replica_id, self.user)]
         if self.config.user_config is not None:
-            await self.reconfigure(self.config.user_config)
+            await self._reconfigure(self.config.user_config)
         address = listen_address(self.replica_id)
         self._server = await serve_channel(address, self._handle, error_body)
         if address.startswith("tcp:"):  # the port the system chose
@@ -139,6 +167,9 @@ class Replica:
 
     async def check_health(self) -> None:
         """Run the user's ``check_health`` (if any); raises when it does."""
+        return await self._serving.run(self._check_health())
+
+    async def _check_health(self) -> None:
         check = getattr(self.user, "check_health", None)
         if check is not None:
             result = check()
@@ -147,6 +178,9 @@ class Replica:
 
     async def reconfigure(self, user_config: Any) -> None:
         """Call the user's ``reconfigure(user_config)`` in place (no restart)."""
+        return await self._serving.run(self._reconfigure(user_config))
+
+    async def _reconfigure(self, user_config: Any) -> None:
         fn = getattr(self.user, "reconfigure", None)
         if fn is None:
             raise TypeError(f"deployment {self.deployment_id!r} has a user_config but its class "
@@ -161,6 +195,9 @@ class Replica:
         ongoing and, with ``quiet_s``, none arrived for that long (callers that have not yet
         seen this replica leave the membership stop sending). Returns how many were still
         ongoing."""
+        return await self._serving.run(self._drain(timeout_s, quiet_s))
+
+    async def _drain(self, timeout_s: float, quiet_s: float = 0.0) -> int:
         if self._server is not None:
             self._server.close()
         loop = asyncio.get_running_loop()
@@ -260,13 +297,13 @@ class Replica:
 
     async def _control(self, frame: Frame) -> bytes:
         if frame.method == HEALTH:
-            await self.check_health()
+            await self._check_health()
         elif frame.method == WATCH:
             await asyncio.Event().wait()  # answered only by the channel breaking
         elif frame.method == ONGOING:
             return dumps(self.ongoing)
         elif frame.method == RECONFIGURE:
-            await self.reconfigure(loads(frame.body))
+            await self._reconfigure(loads(frame.body))
         elif frame.method == DRAIN:
-            return dumps(await self.drain(*loads(frame.body)))
+            return dumps(await self._drain(*loads(frame.body)))
         return b""

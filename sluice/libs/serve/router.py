@@ -19,7 +19,7 @@ import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from sluice.libs.serve.channel import ChannelClient, ChannelClosed, Frame
+from sluice.libs.serve.channel import ChannelClient, ChannelClosed, Frame, FrameStream
 
 
 @dataclass(frozen=True)
@@ -190,6 +190,26 @@ class Router:
         finally:
             self._release(rep)
 
+    async def open(self, kind: int, method: str, meta: bytes, body: bytes
+                   ) -> tuple[Frame, RoutedStream | None]:
+        """Send one request answered by one frame or a stream (an HTTP request): its first
+        frame and, when that is an ITEM, the frames after it (``aclose()`` them when done:
+        the replica's slot is held until then). See ``ChannelClient.open``."""
+        rep = await self._connected()
+        try:
+            first, rest = await rep.client.open(kind, method, meta, body)
+        except ChannelClosed:
+            self._drop(rep)
+            self._release(rep)
+            raise
+        except BaseException:
+            self._release(rep)
+            raise
+        if rest is None:
+            self._release(rep)
+            return first, None
+        return first, RoutedStream(self, rep, rest)
+
     async def stream(self, kind: int, method: str, meta: bytes, body: bytes
                      ) -> AsyncIterator[Frame]:
         """Send one streaming request; its ITEM frames, then its END or ERROR frame."""
@@ -213,3 +233,33 @@ class Router:
         for rep in [*self.replicas.values(), *self._retiring.values()]:
             rep.client.close()
         self.replicas, self._retiring, self._choices = {}, {}, []
+
+
+class RoutedStream:
+    """A streamed answer's frames after its first (:meth:`Router.open`); ``aclose()``
+    releases the replica's slot (and cancels the request if it had not ended)."""
+
+    __slots__ = ("_router", "_rep", "_frames")
+
+    def __init__(self, router: Router, rep: _Replica, frames: FrameStream):
+        self._router = router
+        self._rep: _Replica | None = rep
+        self._frames = frames
+
+    def __aiter__(self) -> RoutedStream:
+        return self
+
+    async def __anext__(self) -> Frame:
+        try:
+            return await self._frames.__anext__()
+        except ChannelClosed:
+            if self._rep is not None:
+                self._router._drop(self._rep)
+            raise
+
+    async def aclose(self) -> None:
+        """Stop reading the answer; the replica's slot is free again."""
+        rep, self._rep = self._rep, None
+        if rep is not None:
+            await self._frames.aclose()
+            self._router._release(rep)

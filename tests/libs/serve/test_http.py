@@ -349,3 +349,29 @@ def test_a_failing_lifespan_startup_fails_start_ingress() -> None:
             await start_ingress(Served())
 
     run(main())
+
+
+def test_sync_calls_run_in_worker_threads_concurrently_and_raise_their_errors() -> None:
+    import threading
+
+    from sluice.libs.serve.syncpool import run_sync
+
+    both_in = threading.Barrier(2)
+
+    def meet(x: int) -> tuple[int, str]:
+        both_in.wait(timeout=30)  # returns only while the other call runs too
+        return x, threading.current_thread().name
+
+    def fail() -> None:
+        raise StopIteration("not a generator")
+
+    async def main():
+        loop_thread = threading.current_thread().name
+        answers = await asyncio.gather(run_sync(meet, 1), run_sync(meet, 2))
+        assert [x for x, _ in answers] == [1, 2]
+        assert all(name != loop_thread for _, name in answers)
+        with pytest.raises(RuntimeError, match="StopIteration"):
+            await run_sync(fail)
+        assert await run_sync(sum, [3, 4]) == 7
+
+    asyncio.run(main())

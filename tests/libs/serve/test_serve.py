@@ -398,3 +398,39 @@ def test_a_replica_runs_at_most_max_ongoing_requests_whichever_callers_send(tmp_
     open(gate, "w").close()
     most = [r.result(timeout_s=DEADLINE_S) for r in mine] + sluice.get(theirs)
     assert max(most) == 2
+
+
+def test_many_sequential_and_concurrent_calls_across_a_redeploy_all_answer() -> None:
+    import threading
+
+    model = serve.run(Model.options(num_replicas=2).bind(1))
+    for i in range(10_000):  # one caller, back to back: every call answers, in order
+        assert model.remote(i).result(timeout_s=DEADLINE_S) == i + 1
+    answers = [0] * 8
+    failures: list = []
+    stop = threading.Event()
+
+    def calls(j: int) -> None:
+        while not stop.is_set():
+            try:
+                model.remote(j).result(timeout_s=DEADLINE_S)
+                answers[j] += 1
+            except Exception as exc:  # noqa: BLE001 - counted (a TimeoutError: a lost call)
+                failures.append(exc)
+                return
+
+    callers = [threading.Thread(target=calls, args=(j,)) for j in range(8)]
+    for caller in callers:
+        caller.start()
+    try:
+        eventually(lambda: min(answers) > 50, "calls answered by every caller")
+        serve.run(Model.options(num_replicas=2).bind(2))
+        done = list(answers)
+        eventually(lambda: all(a > d + 50 for a, d in zip(answers, done)) or failures,
+                   "calls answered by every caller after the redeploy")
+    finally:
+        stop.set()
+        for caller in callers:
+            caller.join()
+    assert failures == []
+    assert model.remote(0).result(timeout_s=DEADLINE_S) == 2
