@@ -24,6 +24,7 @@ from sluice.libs.serve.codec import dumps, error_from, loads
 from sluice.libs.serve.config import DeploymentConfig
 from sluice.libs.serve.replica import DRAIN, HEALTH, ONGOING, RECONFIGURE, WATCH, Replica
 from sluice.libs.serve.router import ReplicaInfo
+from sluice.libs.serve.scaling import autoscale
 
 log = logging.getLogger("sluice.serve")
 LONG_POLL_S = 30.0
@@ -70,6 +71,7 @@ class _DeploymentState:
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     deleted: bool = False
     autoscaled: int | None = None  # the autoscaler's replica count, within its min and max
+    autoscaler: asyncio.Task | None = None  # its autoscaling loop, while it autoscales
 
     @property
     def target(self) -> int:
@@ -169,6 +171,7 @@ class ServeController:
         if state is None or state.deleted:
             state = self.deployments[spec.deployment_id] = _DeploymentState(spec)
             self._reconcile(state)
+            self._start_autoscaler(state)
             return
         old = state.spec
         state.spec = spec
@@ -188,6 +191,35 @@ class ServeController:
             for rep in state.replicas.values():
                 rep.outdated = True
         self._reconcile(state)
+        self._start_autoscaler(state)
+
+    def _start_autoscaler(self, state: _DeploymentState) -> None:
+        """Run ``state``'s autoscaling loop if it autoscales and none runs yet."""
+        if state.spec.config.autoscaling_config is None or (
+                state.autoscaler is not None and not state.autoscaler.done()):
+            return
+        dep_id = state.spec.deployment_id
+
+        def config() -> Any:
+            live = not state.deleted and self.deployments.get(dep_id) is state
+            return state.spec.config.autoscaling_config if live else None
+
+        async def measure() -> int:
+            return sum((await self.ongoing_requests(dep_id)).values())
+
+        def running() -> int:
+            return sum(1 for r in state.replicas.values() if not r.outdated)
+
+        def set_target(count: int) -> None:
+            if config() is not None:
+                state.autoscaled = max(1, count)
+                self._reconcile(state)
+                self._update_state(state)
+
+        state.autoscaler = asyncio.ensure_future(
+            autoscale(config, running, measure, lambda: state.target, set_target))
+        self._tasks.add(state.autoscaler)
+        state.autoscaler.add_done_callback(self._tasks.discard)
 
     async def _reconfigure_all(self, state: _DeploymentState) -> None:
         body = dumps(state.spec.config.user_config)
