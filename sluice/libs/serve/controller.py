@@ -5,7 +5,11 @@ deployment the controller starts replicas (``Replica`` actors) until its target 
 and watches each one over its channel: a broken channel (the process died) or a failing
 ``check_health`` (every ``health_check_period_s``, at most ``health_check_timeout_s``) takes
 it out of the membership at once and starts a replacement. A redeploy that changes only
-``user_config`` reconfigures the running replicas in place; any other change replaces them.
+``user_config`` reconfigures the running replicas in place; any other change replaces them
+in a rolling update: at most ``ROLLING_WAVE_FRACTION`` of the target (at least one) new
+replicas start at a time, and each one ready takes an old one's place (the old one drains
+first). A deployment with an ``autoscaling_config`` gets a loop that sets its target count
+(:mod:`sluice.libs.serve.scaling`).
 Handles and the HTTP proxy follow the membership by long poll (:meth:`listen_replicas`,
 :meth:`listen_routes`).
 """
@@ -28,6 +32,8 @@ from sluice.libs.serve.scaling import autoscale
 
 log = logging.getLogger("sluice.serve")
 LONG_POLL_S = 30.0
+ROLLING_WAVE_FRACTION = 0.2
+"""A rolling update starts at most this share of the target count (at least one) at once."""
 
 # Status names as Ray Serve's (ApplicationStatus / DeploymentStatus).
 DEPLOYING, RUNNING, DEPLOY_FAILED, UNHEALTHY, DELETING = (
@@ -237,14 +243,26 @@ class ServeController:
         """Start replicas until the deployment's target count runs or is starting."""
         if state.deleted or state.status == DEPLOY_FAILED:
             return
-        current = [r for r in state.replicas.values() if not r.outdated]
+        current = [r for r in state.replicas.values() if not r.outdated and not r.stopping]
+        old = [r for r in state.replicas.values() if r.outdated and not r.stopping]
+        if old and len(current) >= state.target:  # the new version runs in full
+            for rep in old:
+                self._retire(state, rep, "replaced by a new version")
+            old = []
         missing = state.target - len(current) - state.starting
+        if old:  # a rolling update: at most one wave of new replicas starts at a time
+            missing = min(missing, rolling_wave(state.target) - state.starting)
         for _ in range(max(0, missing)):
             state.starting += 1
             self._spawn(self._start_replica(state))
         extra = len(current) + state.starting - state.target
         for rep in current[:max(0, extra)]:
-            self._spawn(self._stop(state, rep, reason="scaled down"))
+            self._retire(state, rep, "scaled down")
+
+    def _retire(self, state: _DeploymentState, rep: _ReplicaState, reason: str) -> None:
+        """Drain and stop ``rep`` in the background (at once marked as stopping)."""
+        rep.stopping = True
+        self._spawn(self._stop(state, rep, reason=reason))
 
     async def _start_replica(self, state: _DeploymentState) -> None:
         import sluice
@@ -275,8 +293,8 @@ class ServeController:
         state.publish()
         self._spawn(self._monitor(state, rep))
         old = next((r for r in state.replicas.values() if r.outdated and not r.stopping), None)
-        if old is not None:
-            self._spawn(self._stop(state, old, reason="replaced by a new version"))
+        if old is not None:  # each new replica ready replaces one old one
+            self._retire(state, old, "replaced by a new version")
         self._reconcile(state)
         self._update_state(state)
 
@@ -534,6 +552,15 @@ class ServeController:
     async def get_http_options(self) -> Any:
         """The http_options serve was started with."""
         return self.http_options
+
+
+def rolling_wave(target: int) -> int:
+    """How many new replicas a rolling update to ``target`` replicas starts at a time.
+
+    >>> rolling_wave(5), rolling_wave(12), rolling_wave(1)
+    (1, 2, 1)
+    """
+    return max(1, int(target * ROLLING_WAVE_FRACTION))
 
 
 def _only_count_changed(old: DeploymentConfig, new: DeploymentConfig) -> bool:

@@ -127,3 +127,56 @@ def test_a_constant_load_settles_at_one_count_and_stays() -> None:
     changes = sum(1 for a, b in zip(counts, counts[1:]) if a != b)
     assert changes <= 1, f"the replica count kept changing under a constant load: {counts}"
     assert 3 <= counts[-1] <= 5, counts  # about 8 in flight / 2 per replica
+
+
+@serve.deployment(ray_actor_options=SMALL)
+class Versioned:
+    def __init__(self, version: int) -> None:
+        self.version = version
+
+    def __call__(self) -> int:
+        return self.version
+
+
+def test_a_rolling_update_replaces_a_fifth_of_the_replicas_at_a_time_with_no_failed_call(
+        ) -> None:
+    handle = serve.run(Versioned.options(num_replicas=5).bind(1))
+    answers: list = []
+    failures: list = []
+    alive: list = []  # replicas running + starting, as serve.status() shows them
+    stop = threading.Event()
+
+    def stream() -> None:
+        while not stop.is_set():
+            try:
+                answers.append(handle.remote().result(timeout_s=DEADLINE_S))
+            except Exception as exc:  # noqa: BLE001 - counted
+                failures.append(exc)
+
+    def watch() -> None:
+        while not stop.is_set():
+            states = serve.status().applications["default"].deployments[
+                "Versioned"].replica_states
+            alive.append(states["RUNNING"] + states["STARTING"])
+            time.sleep(0.02)
+
+    threads = [threading.Thread(target=stream), threading.Thread(target=stream),
+               threading.Thread(target=watch)]
+    for t in threads:
+        t.start()
+    try:
+        eventually(lambda: len(answers) > 20 and len(alive) > 5, "calls answered before")
+        serve.run(Versioned.options(num_replicas=5).bind(2))
+        done = len(answers)
+        eventually(lambda: len(answers) > done + 20 and answers[-1] == 2,
+                   "calls answered by the new version")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert failures == []
+    assert set(answers) == {1, 2}
+    assert max(alive) <= 6, f"more than one new replica started at a time: {alive}"
+    assert running("Versioned") == 5
+    # after the update only the new version answers
+    assert {handle.remote().result(timeout_s=DEADLINE_S) for _ in range(30)} == {2}
