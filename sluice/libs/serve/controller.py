@@ -6,7 +6,7 @@ and watches each one over its channel: a broken channel (the process died) or a 
 ``check_health`` (every ``health_check_period_s``, at most ``health_check_timeout_s``) takes
 it out of the membership at once and starts a replacement. A redeploy that changes only
 ``user_config`` reconfigures the running replicas in place; any other change replaces them
-in a rolling update: at most ``ROLLING_WAVE_FRACTION`` of the target (at least one) new
+in a rolling update: at most ``scaling.ROLLING_WAVE_FRACTION`` of the target (at least one) new
 replicas start at a time, and each one ready takes an old one's place (the old one drains
 first). A deployment with an ``autoscaling_config`` gets a loop that sets its target count
 (:mod:`sluice.libs.serve.scaling`).
@@ -28,12 +28,11 @@ from sluice.libs.serve.codec import dumps, error_from, loads
 from sluice.libs.serve.config import DeploymentConfig
 from sluice.libs.serve.replica import DRAIN, HEALTH, ONGOING, RECONFIGURE, WATCH, Replica
 from sluice.libs.serve.router import ReplicaInfo
-from sluice.libs.serve.scaling import autoscale
+from sluice.libs.serve.scaling import (autoscale, rolling_wave, schedule_warning_s,
+                                       unscheduled_message)
 
 log = logging.getLogger("sluice.serve")
 LONG_POLL_S = 30.0
-ROLLING_WAVE_FRACTION = 0.2
-"""A rolling update starts at most this share of the target count (at least one) at once."""
 
 # Status names as Ray Serve's (ApplicationStatus / DeploymentStatus).
 DEPLOYING, RUNNING, DEPLOY_FAILED, UNHEALTHY, DELETING = (
@@ -78,6 +77,7 @@ class _DeploymentState:
     deleted: bool = False
     autoscaled: int | None = None  # the autoscaler's replica count, within its min and max
     autoscaler: asyncio.Task | None = None  # its autoscaling loop, while it autoscales
+    pending: dict[str, float] = field(default_factory=dict)  # replica id -> when it started
 
     @property
     def target(self) -> int:
@@ -277,14 +277,21 @@ class ServeController:
         try:
             rep.actor = actor_cls.remote(spec.deployment_id, rid, spec.definition, spec.init,
                                          spec.config)
-            rep.info = await self._get(rep.actor.initialize.remote())
-            rep.client = ChannelClient(rep.info.address)
+            rep.info = await self._wait_started(state, rep)
+            if rep.info is not None:
+                rep.client = ChannelClient(rep.info.address)
         except Exception as exc:  # noqa: BLE001 - the constructor raised, or the actor died
             state.starting -= 1
             self._kill(rep)
             self._failed(state, exc)
             return
+        except asyncio.CancelledError:  # the controller shuts down
+            self._kill(rep)
+            raise
         state.starting -= 1
+        if rep.info is None:  # deleted while it waited to start
+            self._kill(rep)
+            return
         if state.deleted or state.spec is not spec:
             self._spawn(self._stop(state, rep, reason="outdated"))
             self._reconcile(state)
@@ -297,6 +304,50 @@ class ServeController:
             self._retire(state, old, "replaced by a new version")
         self._reconcile(state)
         self._update_state(state)
+
+    async def _wait_started(self, state: _DeploymentState, rep: _ReplicaState
+                            ) -> ReplicaInfo | None:
+        """``rep``'s info once it is scheduled and constructed (None if its deployment is
+        deleted meanwhile). Past :func:`schedule_warning_s` it warns, in the log and in the
+        deployment's status message, that replicas wait to be scheduled."""
+        loop = asyncio.get_running_loop()
+        ready = asyncio.ensure_future(self._get(rep.actor.initialize.remote()))
+        state.pending[rep.replica_id] = loop.time()
+        try:
+            while True:
+                done, _ = await asyncio.wait([ready], timeout=min(1.0, schedule_warning_s()))
+                if done:
+                    return ready.result()
+                if state.deleted:
+                    return None
+                waited = [t for t in state.pending.values()
+                          if loop.time() - t >= schedule_warning_s()]
+                if waited:
+                    await self._warn_unscheduled(state, len(waited))
+        finally:
+            state.pending.pop(rep.replica_id, None)
+            if not ready.done():
+                ready.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+    async def _warn_unscheduled(self, state: _DeploymentState, count: int) -> None:
+        import sluice
+
+        loop = asyncio.get_running_loop()
+        try:
+            free = await loop.run_in_executor(self._pool, sluice.available_resources)
+        except Exception:  # noqa: BLE001 - the runtime is going away
+            return
+        spec = state.spec
+        need = spec.config.resources
+        fits = all(free.get(k, 0.0) >= v for k, v in need.items())
+        message = unscheduled_message(spec.name, spec.app_name, count, need, dict(free), fits)
+        if message != state.message:
+            log.warning(message)
+            state.message = message
+            app = self.apps.get(spec.app_name)
+            if app is not None and app.status != RUNNING:
+                app.message = message
+                self._notify_apps()
 
     def _failed(self, state: _DeploymentState, exc: BaseException) -> None:
         cause = _cause(exc)
@@ -366,6 +417,9 @@ class ServeController:
                                        timeout + 1)
             except (asyncio.TimeoutError, ChannelClosed):
                 pass
+            except asyncio.CancelledError:  # serve shuts down while it drains: stop it now
+                self._kill(rep)
+                raise
         self._kill(rep)
         self._update_state(state)
 
@@ -538,8 +592,11 @@ class ServeController:
     async def shutdown(self) -> None:
         """Delete every app (the caller kills this actor next)."""
         await asyncio.gather(*(self.delete_app(name) for name in list(self.apps)))
-        for task in list(self._tasks):
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
+        if tasks:  # replicas still starting or draining are stopped as their tasks end
+            await asyncio.wait(tasks, timeout=10.0)
 
     async def set_proxy(self, proxy: Any) -> None:
         """Remember the HTTP proxy actor (to stop it on shutdown)."""
@@ -552,15 +609,6 @@ class ServeController:
     async def get_http_options(self) -> Any:
         """The http_options serve was started with."""
         return self.http_options
-
-
-def rolling_wave(target: int) -> int:
-    """How many new replicas a rolling update to ``target`` replicas starts at a time.
-
-    >>> rolling_wave(5), rolling_wave(12), rolling_wave(1)
-    (1, 2, 1)
-    """
-    return max(1, int(target * ROLLING_WAVE_FRACTION))
 
 
 def _only_count_changed(old: DeploymentConfig, new: DeploymentConfig) -> bool:

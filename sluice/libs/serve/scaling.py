@@ -1,4 +1,6 @@
-"""The controller's autoscaling loop: measure a deployment's load, ask the policy, set the count.
+"""How the controller scales: the autoscaling loop, rolling-update waves, start warnings.
+
+The autoscaling loop measures a deployment's load, asks the policy and sets the count.
 
 Every ``metrics_interval_s`` the loop reads each running replica's ongoing + queued requests
 (what the replica has accepted: running or waiting for one of its ``max_ongoing_requests``
@@ -14,12 +16,20 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sluice.libs.serve import autoscaling
 
 log = logging.getLogger("sluice.serve")
+
+SCHEDULE_WARNING_S = 30.0
+"""A replica that has not started after this long makes the controller warn (the log and the
+deployment's status message). ``SLUICE_SERVE_SCHEDULE_WARNING_S`` in the environment of the
+runtime's workers overrides it."""
+ROLLING_WAVE_FRACTION = 0.2
+"""A rolling update starts at most this share of the target count (at least one) at once."""
 
 
 def policy_config(config: Any) -> autoscaling.AutoscalingConfig:
@@ -69,3 +79,34 @@ async def autoscale(current_config: Callable[[], Any], running: Callable[[], int
         if after != before:
             log.info("autoscaling: %d -> %d replicas (load %.1f)", before, after, total)
             set_target(after)
+
+
+def schedule_warning_s() -> float:
+    """:data:`SCHEDULE_WARNING_S`, or ``SLUICE_SERVE_SCHEDULE_WARNING_S`` where it is set."""
+    value = os.environ.get("SLUICE_SERVE_SCHEDULE_WARNING_S", "")
+    try:
+        return float(value) if value else SCHEDULE_WARNING_S
+    except ValueError:
+        return SCHEDULE_WARNING_S
+
+
+def rolling_wave(target: int) -> int:
+    """How many new replicas a rolling update to ``target`` replicas starts at a time.
+
+    >>> rolling_wave(5), rolling_wave(12), rolling_wave(1)
+    (1, 2, 1)
+    """
+    return max(1, int(target * ROLLING_WAVE_FRACTION))
+
+
+def unscheduled_message(name: str, app: str, count: int, need: dict, free: dict,
+                        fits: bool) -> str:
+    """Ray's warning for ``count`` replicas of deployment ``name`` that have not started
+    after :func:`schedule_warning_s` (``fits``: the free resources would hold one, so the
+    wait is in its constructor rather than its scheduling)."""
+    what = "initialize" if fits else "be scheduled"
+    return (f"Deployment {name!r} in application {app!r} has {count} replicas that have "
+            f"taken more than {schedule_warning_s():g}s to {what}. Resources required for "
+            f"each replica: {need}, total resources available: {free}. Free resources or "
+            f"lower the deployment's ray_actor_options (or num_replicas); a slow constructor "
+            f"also shows here.")

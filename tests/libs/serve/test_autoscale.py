@@ -1,7 +1,8 @@
 """The controller scales deployments on the local runtime: real replicas, real load.
 
 Autoscaling follows held requests up and back down, and a constant load settles at one
-count; a redeploy replaces replicas in waves with no failed call.
+count; a redeploy replaces replicas in waves with no failed call; replicas that cannot be
+scheduled are reported in the status.
 """
 
 from __future__ import annotations
@@ -40,10 +41,13 @@ def eventually(check: Callable[[], Any], what: str) -> Any:
 
 @pytest.fixture(scope="module")
 def runtime() -> Iterator[None]:
+    # replicas not started after 1 s (not 30) are reported; the runtime's workers read it
+    os.environ["SLUICE_SERVE_SCHEDULE_WARNING_S"] = "1"
     sluice.init(num_cpus=4)
     yield
     serve.shutdown()
     sluice.shutdown()
+    os.environ.pop("SLUICE_SERVE_SCHEDULE_WARNING_S", None)
 
 
 def free_port() -> int:
@@ -180,3 +184,48 @@ def test_a_rolling_update_replaces_a_fifth_of_the_replicas_at_a_time_with_no_fai
     assert running("Versioned") == 5
     # after the update only the new version answers
     assert {handle.remote().result(timeout_s=DEADLINE_S) for _ in range(30)} == {2}
+
+
+@sluice.remote(num_cpus=3.5)
+class Blocker:
+    """Holds most of the runtime's CPUs while it lives."""
+
+    def ping(self) -> bool:
+        return True
+
+
+def test_replicas_that_cannot_be_scheduled_are_reported_and_start_once_cpus_free() -> None:
+    # replicas retired by earlier tests (scaled down, replaced) were stopped, CPUs and all
+    eventually(lambda: sluice.available_resources()["CPU"] > 4 - 1e-6, "all 4 CPUs free")
+    blocker = Blocker.remote()
+    assert sluice.get(blocker.ping.remote())  # it holds 3.5 of the 4 CPUs
+    errors: list = []
+    handles: list = []
+
+    def deploy() -> None:  # serve.run waits for replicas that cannot start yet
+        try:
+            handles.append(serve.run(Versioned.options(
+                num_replicas=2, ray_actor_options={"num_cpus": 1}).bind(1)))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    waiter = threading.Thread(target=deploy, daemon=True)
+    waiter.start()
+
+    def message() -> str:
+        app = serve.status().applications["default"]
+        assert app.status == "DEPLOYING"
+        return app.deployments["Versioned"].message
+
+    text = eventually(lambda: "taken more than" in message() and message(),
+                      "the status reports replicas waiting to be scheduled")
+    assert "Deployment 'Versioned' in application 'default' has 2 replicas" in text
+    assert "to be scheduled" in text
+    assert "Resources required for each replica: {'CPU': 1.0}" in text
+    assert "total resources available: {" in text and "'CPU': 0.5" in text
+    assert "taken more than" in serve.status().applications["default"].message
+    sluice.kill(blocker)  # the CPUs free: the replicas start and serve.run returns
+    waiter.join(DEADLINE_S)
+    assert errors == [] and handles[0].remote().result(timeout_s=DEADLINE_S) == 1
+    app = serve.status().applications["default"]
+    assert app.status == "RUNNING" and app.deployments["Versioned"].message == ""
