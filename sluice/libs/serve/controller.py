@@ -214,7 +214,7 @@ class ServeController:
             return sum((await self.ongoing_requests(dep_id)).values())
 
         def running() -> int:
-            return sum(1 for r in state.replicas.values() if not r.outdated)
+            return sum(1 for r in state.replicas.values() if not (r.outdated or r.stopping))
 
         def set_target(count: int) -> None:
             if config() is not None:
