@@ -5,7 +5,11 @@ deployment the controller starts replicas (``Replica`` actors) until its target 
 and watches each one over its channel: a broken channel (the process died) or a failing
 ``check_health`` (every ``health_check_period_s``, at most ``health_check_timeout_s``) takes
 it out of the membership at once and starts a replacement. A redeploy that changes only
-``user_config`` reconfigures the running replicas in place; any other change replaces them.
+``user_config`` reconfigures the running replicas in place; any other change replaces them
+in a rolling update: at most ``scaling.ROLLING_WAVE_FRACTION`` of the target (at least one) new
+replicas start at a time, and each one ready takes an old one's place (the old one drains
+first). A deployment with an ``autoscaling_config`` gets a loop that sets its target count
+(:mod:`sluice.libs.serve.scaling`).
 Handles and the HTTP proxy follow the membership by long poll (:meth:`listen_replicas`,
 :meth:`listen_routes`).
 """
@@ -24,6 +28,8 @@ from sluice.libs.serve.codec import dumps, error_from, loads
 from sluice.libs.serve.config import DeploymentConfig
 from sluice.libs.serve.replica import DRAIN, HEALTH, ONGOING, RECONFIGURE, WATCH, Replica
 from sluice.libs.serve.router import ReplicaInfo
+from sluice.libs.serve.scaling import (autoscale, rolling_wave, schedule_warning_s,
+                                       unscheduled_message)
 
 log = logging.getLogger("sluice.serve")
 LONG_POLL_S = 30.0
@@ -70,6 +76,8 @@ class _DeploymentState:
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     deleted: bool = False
     autoscaled: int | None = None  # the autoscaler's replica count, within its min and max
+    autoscaler: asyncio.Task | None = None  # its autoscaling loop, while it autoscales
+    pending: dict[str, float] = field(default_factory=dict)  # replica id -> when it started
 
     @property
     def target(self) -> int:
@@ -169,6 +177,7 @@ class ServeController:
         if state is None or state.deleted:
             state = self.deployments[spec.deployment_id] = _DeploymentState(spec)
             self._reconcile(state)
+            self._start_autoscaler(state)
             return
         old = state.spec
         state.spec = spec
@@ -188,6 +197,35 @@ class ServeController:
             for rep in state.replicas.values():
                 rep.outdated = True
         self._reconcile(state)
+        self._start_autoscaler(state)
+
+    def _start_autoscaler(self, state: _DeploymentState) -> None:
+        """Run ``state``'s autoscaling loop if it autoscales and none runs yet."""
+        if state.spec.config.autoscaling_config is None or (
+                state.autoscaler is not None and not state.autoscaler.done()):
+            return
+        dep_id = state.spec.deployment_id
+
+        def config() -> Any:
+            live = not state.deleted and self.deployments.get(dep_id) is state
+            return state.spec.config.autoscaling_config if live else None
+
+        async def measure() -> int:
+            return sum((await self.ongoing_requests(dep_id)).values())
+
+        def running() -> int:
+            return sum(1 for r in state.replicas.values() if not (r.outdated or r.stopping))
+
+        def set_target(count: int) -> None:
+            if config() is not None:
+                state.autoscaled = max(1, count)
+                self._reconcile(state)
+                self._update_state(state)
+
+        state.autoscaler = asyncio.ensure_future(
+            autoscale(config, running, measure, lambda: state.target, set_target))
+        self._tasks.add(state.autoscaler)
+        state.autoscaler.add_done_callback(self._tasks.discard)
 
     async def _reconfigure_all(self, state: _DeploymentState) -> None:
         body = dumps(state.spec.config.user_config)
@@ -205,14 +243,26 @@ class ServeController:
         """Start replicas until the deployment's target count runs or is starting."""
         if state.deleted or state.status == DEPLOY_FAILED:
             return
-        current = [r for r in state.replicas.values() if not r.outdated]
+        current = [r for r in state.replicas.values() if not r.outdated and not r.stopping]
+        old = [r for r in state.replicas.values() if r.outdated and not r.stopping]
+        if old and len(current) >= state.target:  # the new version runs in full
+            for rep in old:
+                self._retire(state, rep, "replaced by a new version")
+            old = []
         missing = state.target - len(current) - state.starting
+        if old:  # a rolling update: at most one wave of new replicas starts at a time
+            missing = min(missing, rolling_wave(state.target) - state.starting)
         for _ in range(max(0, missing)):
             state.starting += 1
             self._spawn(self._start_replica(state))
         extra = len(current) + state.starting - state.target
         for rep in current[:max(0, extra)]:
-            self._spawn(self._stop(state, rep, reason="scaled down"))
+            self._retire(state, rep, "scaled down")
+
+    def _retire(self, state: _DeploymentState, rep: _ReplicaState, reason: str) -> None:
+        """Drain and stop ``rep`` in the background (at once marked as stopping)."""
+        rep.stopping = True
+        self._spawn(self._stop(state, rep, reason=reason))
 
     async def _start_replica(self, state: _DeploymentState) -> None:
         import sluice
@@ -227,14 +277,21 @@ class ServeController:
         try:
             rep.actor = actor_cls.remote(spec.deployment_id, rid, spec.definition, spec.init,
                                          spec.config)
-            rep.info = await self._get(rep.actor.initialize.remote())
-            rep.client = ChannelClient(rep.info.address)
+            rep.info = await self._wait_started(state, rep)
+            if rep.info is not None:
+                rep.client = ChannelClient(rep.info.address)
         except Exception as exc:  # noqa: BLE001 - the constructor raised, or the actor died
             state.starting -= 1
             self._kill(rep)
             self._failed(state, exc)
             return
+        except asyncio.CancelledError:  # the controller shuts down
+            self._kill(rep)
+            raise
         state.starting -= 1
+        if rep.info is None:  # deleted while it waited to start
+            self._kill(rep)
+            return
         if state.deleted or state.spec is not spec:
             self._spawn(self._stop(state, rep, reason="outdated"))
             self._reconcile(state)
@@ -243,10 +300,54 @@ class ServeController:
         state.publish()
         self._spawn(self._monitor(state, rep))
         old = next((r for r in state.replicas.values() if r.outdated and not r.stopping), None)
-        if old is not None:
-            self._spawn(self._stop(state, old, reason="replaced by a new version"))
+        if old is not None:  # each new replica ready replaces one old one
+            self._retire(state, old, "replaced by a new version")
         self._reconcile(state)
         self._update_state(state)
+
+    async def _wait_started(self, state: _DeploymentState, rep: _ReplicaState
+                            ) -> ReplicaInfo | None:
+        """``rep``'s info once it is scheduled and constructed (None if its deployment is
+        deleted meanwhile). Past :func:`schedule_warning_s` it warns, in the log and in the
+        deployment's status message, that replicas wait to be scheduled."""
+        loop = asyncio.get_running_loop()
+        ready = asyncio.ensure_future(self._get(rep.actor.initialize.remote()))
+        state.pending[rep.replica_id] = loop.time()
+        try:
+            while True:
+                done, _ = await asyncio.wait([ready], timeout=min(1.0, schedule_warning_s()))
+                if done:
+                    return ready.result()
+                if state.deleted:
+                    return None
+                waited = [t for t in state.pending.values()
+                          if loop.time() - t >= schedule_warning_s()]
+                if waited:
+                    await self._warn_unscheduled(state, len(waited))
+        finally:
+            state.pending.pop(rep.replica_id, None)
+            if not ready.done():
+                ready.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+    async def _warn_unscheduled(self, state: _DeploymentState, count: int) -> None:
+        import sluice
+
+        loop = asyncio.get_running_loop()
+        try:
+            free = await loop.run_in_executor(self._pool, sluice.available_resources)
+        except Exception:  # noqa: BLE001 - the runtime is going away
+            return
+        spec = state.spec
+        need = spec.config.resources
+        fits = all(free.get(k, 0.0) >= v for k, v in need.items())
+        message = unscheduled_message(spec.name, spec.app_name, count, need, dict(free), fits)
+        if message != state.message:
+            log.warning(message)
+            state.message = message
+            app = self.apps.get(spec.app_name)
+            if app is not None and app.status != RUNNING:
+                app.message = message
+                self._notify_apps()
 
     def _failed(self, state: _DeploymentState, exc: BaseException) -> None:
         cause = _cause(exc)
@@ -316,6 +417,9 @@ class ServeController:
                                        timeout + 1)
             except (asyncio.TimeoutError, ChannelClosed):
                 pass
+            except asyncio.CancelledError:  # serve shuts down while it drains: stop it now
+                self._kill(rep)
+                raise
         self._kill(rep)
         self._update_state(state)
 
@@ -488,8 +592,11 @@ class ServeController:
     async def shutdown(self) -> None:
         """Delete every app (the caller kills this actor next)."""
         await asyncio.gather(*(self.delete_app(name) for name in list(self.apps)))
-        for task in list(self._tasks):
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
+        if tasks:  # replicas still starting or draining are stopped as their tasks end
+            await asyncio.wait(tasks, timeout=10.0)
 
     async def set_proxy(self, proxy: Any) -> None:
         """Remember the HTTP proxy actor (to stop it on shutdown)."""
