@@ -111,23 +111,23 @@ app = Ingress.bind(Model.bind(10))"""),
 `app.explain()` prints the deployments (replicas, resources, the ingress, the handle
 edges) and the compiler Plan they lower to; `app.visualize()` draws the same Plan (a
 `graphviz.Digraph`, which Jupyter shows as SVG). `serve.run` deploys this Plan."""),
-    ("code", "print(app.explain(route_prefix=\"/predict\"))"),
+    ("code", "print(app.explain())"),
     ("code", "app.visualize()"),
     ("md", """\
 ## Serving it
 
-`serve.run(app, route_prefix=...)` returns once every replica is ready, with a handle to
-the ingress. Over HTTP, a request to `/predict?x=...` reaches `Ingress.__call__`, which
-returns a dict: the proxy sends it as JSON."""),
+`serve.run(app, route_prefix="/")` returns once every replica is ready, with a handle to
+the ingress. Over HTTP, a request to `/?x=...` on the port serve was started with reaches
+`Ingress.__call__`, which returns a dict: the proxy sends it as JSON."""),
     ("code", """\
-ingress = serve.run(app, name="default", route_prefix="/predict")
+ingress = serve.run(app, name="default", route_prefix="/")
 
 def get(path):
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}") as answer:
         return answer.status, json.loads(answer.read())
 
 for x in (1, 2, 3):
-    print("GET /predict?x=%d ->" % x, *get(f"/predict?x={x}"))"""),
+    print(f"GET /?x={x} ->", *get(f"/?x={x}"))"""),
     ("md", """\
 The same through handles, from this driver: `ingress.predict.remote(...)` calls the
 ingress's `predict` method, and `serve.get_deployment_handle` gives a handle to the model
@@ -149,8 +149,9 @@ for name, dep in sorted(app_status.deployments.items()):
 ## A batch method
 
 Sixteen concurrent calls to `predict_batch`: each caller gets its own answer, and the
-answers say how large a batch each call was part of. The replica gathers the calls that
-arrive within `batch_wait_timeout_s` of the first one, up to `max_batch_size`."""),
+answers say how large a batch each call was part of. The calls are spread over the model's
+two replicas; each replica gathers the calls that arrive within `batch_wait_timeout_s` of
+the first one, up to `max_batch_size`."""),
     ("code", """\
 responses = [model.predict_batch.remote(i) for i in range(16)]    # all sent before any answer
 answers = await asyncio.gather(*responses)
@@ -233,6 +234,7 @@ ax_r.set_ylim(0, 4.5)
 ax_r.legend(loc="upper right")
 by_half_second = latency.groupby((latency.t * 2).astype(int) / 2).ms.median()
 ax_l.plot(by_half_second.index, by_half_second.values, marker=".")
+ax_l.set_ylim(bottom=0)
 ax_l.set_ylabel("median latency (ms)")
 ax_l.set_xlabel("seconds")
 fig.suptitle("Sleeper under load: replicas and latency")
