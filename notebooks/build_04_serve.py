@@ -230,8 +230,8 @@ fig, (ax_r, ax_l) = plt.subplots(2, 1, figsize=(8, 5), sharex=True)
 ax_r.step(replicas.t, replicas.replicas, where="post")
 ax_r.axvspan(0, LOAD_S, color="tab:orange", alpha=0.15, label=f"{CLIENTS} clients")
 ax_r.set_ylabel("running replicas")
-ax_r.set_ylim(0, 4.5)
-ax_r.legend(loc="upper right")
+ax_r.set_ylim(0, 5)
+ax_r.legend(loc="upper left")
 by_half_second = latency.groupby((latency.t * 2).astype(int) / 2).ms.median()
 ax_l.plot(by_half_second.index, by_half_second.values, marker=".")
 ax_l.set_ylim(bottom=0)
@@ -242,7 +242,7 @@ fig.tight_layout()
 plt.show()"""),
     ("md", """\
 While one replica serves twelve callers, the calls queue (at most `max_ongoing_requests=5`
-run in a replica at once) and latency is several times the 50 ms of work; as replicas
+run in a replica at once) and latency is about twice the 50 ms of work; as replicas
 are added it falls toward 50 ms. Once the load stops, the count goes back to
 `min_replicas` after `downscale_delay_s`.
 
