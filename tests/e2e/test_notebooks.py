@@ -197,3 +197,79 @@ def test_the_workflows_notebook_runs_top_to_bottom(tmp_path) -> None:
     nbformat.write(executed, copy)
     check_workflows_notebook(nbformat.read(copy, as_version=4))
     assert sorted(p.name for p in tmp_path.iterdir()) == [WORKFLOWS.name]   # its files went to a temp folder
+
+
+# --------------------------------------------------------------------------- 04-serve
+SERVE = NOTEBOOKS / "04-serve.ipynb"
+
+
+def load_serve_builder():
+    """notebooks/build_04_serve.py as a module."""
+    spec = importlib.util.spec_from_file_location("build_04_serve", NOTEBOOKS / "build_04_serve.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def check_serve_notebook(nb: nbformat.NotebookNode) -> None:
+    """Everything but the autoscaling run: the plan, the answers, the batches, the chart."""
+    assert [out for out in outputs(nb) if out["output_type"] == "error"] == []
+    assert all(cell.get("execution_count") for cell in nb.cells if cell.cell_type == "code")
+    (svg,) = svg_outputs(nb)                                   # the app's plan
+    assert "Ingress (ingress)" in svg and "2 replica(s)" in svg and "Model" in svg
+    explain = cell_text(nb, "print(app.explain())")
+    assert "deployment Model: replicas=2, max_ongoing_requests=16, resources {CPU: 0.25}" in explain
+    assert re.search(r"deployment Ingress \(ingress\): replicas=1, .*resources \{CPU: 0\.25\}\n"
+                     r"    handle -> Model\n", explain)
+    assert "[ACTOR Model]" in explain and "[ACTOR Ingress]" in explain
+    http = cell_text(nb, "ingress = serve.run").splitlines()
+    assert http == [f"GET /?x={x} -> 200 {{'x': {x}, 'y': {10 * x}}}" for x in (1, 2, 3)]
+    handles = cell_text(nb, 'print("ingress.predict.remote(4)').splitlines()
+    assert handles[:4] == ["ingress.predict.remote(4) -> {'x': 4, 'y': 40}", "model.remote(5) -> 50",
+                           "model.remote(model.remote(6)) -> 600", "application: RUNNING"]
+    assert re.search(r"Model: RUNNING, replicas \{'RUNNING': 2\b", "\n".join(handles))
+    batched = cell_text(nb, "responses = [model.predict_batch")
+    assert f"16 answers, all correct: {[10 * i for i in range(16)]}" in batched
+    batches = [int(n) for n in re.search(r"batches: \[([\d, ]+)\]", batched).group(1).split(",")]
+    assert sum(batches) == 16 and max(batches) <= 8
+    assert max(batches) > 1                                      # calls were gathered
+    assert cell_text(nb, "@serve.deployment(\n    ray_actor_options").strip() == "replicas at start: 1"
+    assert len(png_outputs(nb)) == 1                             # replicas and latency over time
+    assert cell_text(nb, "serve.shutdown()").strip() == "shut down"
+
+
+def check_autoscaling_run(nb: nbformat.NotebookNode) -> None:
+    """The autoscaled deployment went up under load and back down to min_replicas after."""
+    run = cell_text(nb, "LOAD_S = ")
+    start, peak, end = map(int, re.search(r"replicas: start (\d+) peak (\d+) end (\d+)", run).groups())
+    assert (start, end) == (1, 1) and 2 <= peak <= 4, run
+    assert int(re.search(r"calls answered: (\d+)", run).group(1)) > 0
+
+
+def test_the_saved_serve_notebook_holds_its_outputs() -> None:
+    check_serve_notebook(nbformat.read(SERVE, as_version=4))
+
+
+def test_the_saved_serve_notebook_shows_replicas_scaling_up_and_down() -> None:
+    check_autoscaling_run(nbformat.read(SERVE, as_version=4))
+
+
+def test_the_saved_serve_notebook_is_what_the_builder_writes() -> None:
+    saved = nbformat.read(SERVE, as_version=4)
+    built = load_serve_builder().build_notebook()
+    assert [c.source for c in saved.cells] == [c.source for c in built.cells]
+
+
+def test_the_serve_notebook_runs_top_to_bottom(tmp_path) -> None:
+    copy = tmp_path / SERVE.name
+    shutil.copy(SERVE, copy)
+    nb = nbformat.read(copy, as_version=4)
+    for cell in nb.cells:   # start from a clean slate: every output must come from this run
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    executed = load_serve_builder().execute_notebook(nb, cwd=tmp_path)
+    nbformat.write(executed, copy)
+    fresh = nbformat.read(copy, as_version=4)
+    check_serve_notebook(fresh)
+    check_autoscaling_run(fresh)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [SERVE.name]   # it wrote no files
