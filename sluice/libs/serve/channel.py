@@ -163,7 +163,11 @@ async def serve_channel(address: str, handler: Handler,
             except asyncio.CancelledError:
                 pass  # the caller gave up on it: nobody reads an answer
             except Exception as exc:  # noqa: BLE001 - the caller gets the error
-                send(Frame(rid, ERROR, "", b"", error_body(exc)))
+                try:
+                    body = error_body(exc)
+                except Exception:  # noqa: BLE001 - e.g. a chain too deep to pickle: its text
+                    body = error_body(RuntimeError(f"{type(exc).__name__}: {exc}"))
+                send(Frame(rid, ERROR, "", b"", body))
             finally:
                 running.pop(rid, None)
 

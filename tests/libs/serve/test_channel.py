@@ -149,6 +149,24 @@ def test_connecting_to_nothing_says_where(tmp_path: Path) -> None:
     run(main())
 
 
+def test_an_error_that_does_not_encode_is_still_answered_by_its_text(tmp_path: Path) -> None:
+    def picky(exc: BaseException) -> bytes:  # as pickle on a chain too deep for it
+        if isinstance(exc, ValueError):
+            raise RecursionError("maximum recursion depth exceeded while pickling an object")
+        return f"{type(exc).__name__}: {exc}".encode()
+
+    async def main() -> None:
+        address = f"unix:{tmp_path / 'r.sock'}"
+        server = await serve_channel(address, Echo(), picky)
+        client = ChannelClient(address)
+        failed = await client.call(CALL, "fail", b"", b"")
+        assert (failed.kind, failed.body) == (ERROR, b"RuntimeError: ValueError: bad input 42")
+        client.close()
+        server.close()
+
+    run(main())
+
+
 if __name__ == "__main__":  # a replica in its own process, for the kill test
     async def serve_forever(address: str) -> None:
         await serve_channel(address, Echo(), error_body)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import pickle
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from fastapi import FastAPI
 from starlette.responses import Response, StreamingResponse
 
 from sluice.libs.serve.channel import HTTP, ChannelClient, serve_channel
+from sluice.libs.serve.codec import error_body
 from sluice.libs.serve.http import call_http, ingress
 from sluice.libs.serve.proxy import ProxyApp, ProxyServer
 
@@ -94,7 +94,7 @@ class Replica:
         return await call_http(self.user_object, frame.meta, frame.body)
 
     async def start(self) -> Replica:
-        self.server = await serve_channel(self.address, self.handle, pickle.dumps)
+        self.server = await serve_channel(self.address, self.handle, error_body)
         return self
 
 
