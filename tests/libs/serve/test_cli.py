@@ -177,3 +177,40 @@ def test_overrides_change_the_named_deployments_options_anywhere_in_the_app() ->
         with_overrides(app, [{"name": "Nope", "num_replicas": 2}], "cfg")
     with pytest.raises(UsageError, match="deployment 'Model'"):
         with_overrides(app, [{"name": "Model", "max_ongoing_requests": 0}], "cfg")
+
+
+def test_deploy_status_and_shutdown_on_a_cluster_outlive_the_deploying_driver(
+        app_dir: Path) -> None:
+    from tests.cluster.conftest import LocalCluster
+
+    port = free_port()
+    (app_dir / "serve.yaml").write_text(f"""
+http_options: {{host: 127.0.0.1, port: {port}}}
+applications:
+  - name: hello
+    route_prefix: /
+    import_path: myapp:builder
+    args: {{greeting: hey}}
+""")
+    cluster = LocalCluster()
+    try:
+        deploy = sluice_cli("serve", "deploy", "serve.yaml", "--address", cluster.address,
+                            cwd=app_dir)
+        out, err = deploy.communicate(timeout=DEADLINE_S)
+        assert deploy.returncode == 0, err
+        assert "deployed app 'hello' (myapp:builder) at /" in out
+        # The deploying driver is gone; the app still answers and reports RUNNING.
+        assert get(f"http://127.0.0.1:{port}/?name=ada") == "hey ada"
+        status = sluice_cli("serve", "status", "--address", cluster.address, cwd=app_dir)
+        out, err = status.communicate(timeout=DEADLINE_S)
+        assert status.returncode == 0, err
+        assert "hello:\n    status: RUNNING" in out and "RUNNING: 1" in out
+        stop = sluice_cli("serve", "shutdown", "--address", cluster.address, cwd=app_dir)
+        out, err = stop.communicate(timeout=DEADLINE_S)
+        assert stop.returncode == 0 and "serve shut down" in out, err
+        deadline = time.monotonic() + DEADLINE_S  # the proxy's process is going away
+        while get(f"http://127.0.0.1:{port}/") is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert get(f"http://127.0.0.1:{port}/") is None
+    finally:
+        cluster.stop()
