@@ -10,33 +10,18 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 
 import sluice
 import sluice.serve as serve
+from tests.libs.serve.helpers import eventually
 
 DEADLINE_S = 120
 SMALL = {"num_cpus": 0.1}  # many replicas fit on the test runtime's CPUs
 FAST = {"target_ongoing_requests": 2, "upscale_delay_s": 0.5, "metrics_interval_s": 0.1,
         "look_back_period_s": 0.5}
-
-
-def eventually(check: Callable[[], Any], what: str) -> Any:
-    """Poll ``check`` until it returns a true value (errors count as not yet)."""
-    end = time.monotonic() + DEADLINE_S
-    last: Any = None
-    while time.monotonic() < end:
-        try:
-            value = check()
-            if value:
-                return value
-        except Exception as exc:  # noqa: BLE001 - not yet
-            last = exc
-        time.sleep(0.05)
-    raise AssertionError(f"{what} did not happen within {DEADLINE_S} s (last error: {last!r})")
 
 
 @pytest.fixture(scope="module")

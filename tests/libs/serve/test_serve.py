@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,23 +16,9 @@ import pytest
 import sluice
 import sluice.serve as serve
 from sluice.libs.serve.exceptions import RayServeException
+from tests.libs.serve.helpers import eventually
 
 DEADLINE_S = 90
-
-
-def eventually(check: Callable[[], Any], what: str) -> Any:
-    """Poll ``check`` until it returns a true value (errors count as not yet)."""
-    end = time.monotonic() + DEADLINE_S
-    last: Any = None
-    while time.monotonic() < end:
-        try:
-            value = check()
-            if value:
-                return value
-        except Exception as exc:  # noqa: BLE001 - not yet
-            last = exc
-        time.sleep(0.05)
-    raise AssertionError(f"{what} did not happen within {DEADLINE_S} s (last error: {last!r})")
 
 
 @pytest.fixture(scope="module")
