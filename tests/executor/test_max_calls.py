@@ -34,7 +34,9 @@ def test_a_worker_runs_at_most_max_calls_calls_of_the_function() -> None:
     assert max(per_process.values()) <= 2, per_process
     assert len(per_process) >= 6
     # Those processes exited: a plain task runs in none of them.
-    assert not set(sluice.get([pid.remote() for _ in range(8)])) & set(per_process)
+    used_up = {p for p, calls in per_process.items() if calls == 2}  # these exited
+    assert used_up  # (a worker given one call only is not used up, and may run other tasks)
+    assert not set(sluice.get([pid.remote() for _ in range(8)])) & used_up
 
 
 @sluice.remote(max_calls=1)
