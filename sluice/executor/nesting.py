@@ -179,11 +179,12 @@ def take_from_queue(s: Scheduler, task: TaskRecord) -> bool:
 
 
 def may_nest(s: Scheduler, w: WorkerHandle, task: TaskRecord) -> bool:
-    """Whether ``task`` is unstarted, ready, and fits ``w``'s lease and node."""
+    """Whether ``task`` is unstarted, ready, and fits ``w``'s lease, node and runtime environment."""
     return (task.worker is None and task.local_to is None and task.unresolved == 0
             and task.actor is None and task.chain is None and not task.cancelled
             and not w.used_up
             and task.key == w.lease
+            and w.env_id == (task.env.env_id if task.env is not None else None)
             and (task.strategy is None or s.placement.may_run_on(task, w.node)))
 
 

@@ -124,16 +124,22 @@ def test_stop_with_an_address_stops_that_cluster_only(tmp_path) -> None:
     assert rest.stdout.count("stopped the sluice") == 2
 
 
-def test_a_driver_is_told_whether_no_head_answers_or_its_token_is_missing(head, monkeypatch) -> None:
+def test_a_driver_is_told_whether_no_head_answers_or_its_token_is_missing(head, monkeypatch,
+                                                                          tmp_path) -> None:
+    import tempfile
+
     import sluice
     from sluice.executor.cluster.auth import AuthError, NoHeadError
 
     monkeypatch.delenv("SLUICE_TOKEN", raising=False)
+    driver_tmp = tmp_path / "driver"  # a temp folder of this process's own: no head's token file
+    driver_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(driver_tmp))
     nothing = free_port()
     with pytest.raises(NoHeadError, match=rf"no sluice head answers at sluice://127.0.0.1:{nothing} "
                                           r"\(Connection refused\); start one with `sluice start --head`"):
         sluice.init(address=f"sluice://127.0.0.1:{nothing}")
-    # This process's temp folder has no token file for the head (its daemons keep theirs elsewhere).
+    # The driver's temp folder has no token file for the head (its daemons keep theirs elsewhere).
     with pytest.raises(AuthError, match=rf"no token for the sluice cluster at sluice://127.0.0.1:{head}"):
         sluice.init(address=f"sluice://127.0.0.1:{head}")
     assert not sluice.is_initialized()

@@ -190,6 +190,10 @@ def test_nested_tasks_take_their_own_environment(two_cpus: None) -> None:
         return sluice.get(inner.remote("SLUICE_T_A"))["SLUICE_T_A"]
 
     assert sluice.get(outer.remote()) == "nested"
+    # A parent waiting in its get may run the child in its own process (when the child
+    # waits in the queue): never one of another environment.
+    for _ in range(10):
+        assert sluice.get([outer.remote(), outer.remote()]) == ["nested", "nested"]
 
 
 def test_children_inherit_their_parents_environment(two_cpus: None, tmp_path: Path) -> None:

@@ -57,6 +57,17 @@ def new_token(port: int, token: str | None = None) -> str:
     return token
 
 
+def forget_token(port: int, token: str) -> None:
+    """Remove the token file of the head on ``port`` when it still holds ``token`` (a stopped
+    head's file must not be offered to the next head that gets the same port)."""
+    path = cluster_dir() / f"head-{port}" / "token"
+    try:
+        if path.read_text().strip() == token:
+            path.unlink()
+    except OSError:
+        pass
+
+
 def find_token(port: int, given: str | None = None) -> str | None:
     """The token to use: the one given, else ``SLUICE_TOKEN``, else a local head's file."""
     if given:

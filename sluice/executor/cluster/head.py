@@ -452,6 +452,7 @@ class Head:
         self.stop_event.set()
         self.runtime.shutdown()
         self.server.stop(grace=0.5).wait()
+        auth.forget_token(self.port, self.token)
 
 
 def check_can_listen(bind: str, port: int) -> None:

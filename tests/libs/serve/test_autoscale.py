@@ -192,9 +192,10 @@ def test_replicas_that_cannot_be_scheduled_are_reported_and_start_once_cpus_free
         assert app.status == "DEPLOYING"
         return app.deployments["Versioned"].message
 
-    text = eventually(lambda: "taken more than" in message() and message(),
-                      "the status reports replicas waiting to be scheduled")
-    assert "Deployment 'Versioned' in application 'default' has 2 replicas" in text
+    # (the two replicas start a moment apart: the first report may count only one)
+    counted = "Deployment 'Versioned' in application 'default' has 2 replicas that have taken more than"
+    text = eventually(lambda: counted in message() and message(),
+                      "the status reports both replicas waiting to be scheduled")
     assert "to be scheduled" in text
     assert "Resources required for each replica: {'CPU': 1.0}" in text
     assert "total resources available: {" in text and "'CPU': 0.5" in text
