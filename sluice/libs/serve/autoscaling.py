@@ -144,6 +144,12 @@ class AutoscalingConfig:
         return (self.downscaling_factor or self.downscale_smoothing_factor
                 or self.smoothing_factor)
 
+    @property
+    def start_replicas(self) -> int:
+        """How many replicas a new deployment starts with: its initial (else min) replicas,
+        at least one (the controller does not scale to zero)."""
+        return max(1, self.get_initial_replicas())
+
     def get_initial_replicas(self) -> int:
         """The replica count a deployment starts with."""
         return self.min_replicas if self.initial_replicas is None else self.initial_replicas

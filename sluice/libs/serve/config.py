@@ -12,6 +12,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from sluice.libs.serve.autoscaling import AutoscalingConfig
+
 _NUMBER = (int, float)
 
 
@@ -19,67 +21,18 @@ def _bad(where: str, name: str, value: Any, want: str) -> ValueError:
     return ValueError(f"{where}: {name}={value!r} {want}")
 
 
-@dataclass(frozen=True)
-class AutoscalingConfig:
-    """Ray Serve's queue-length autoscaling policy options (the defaults are Ray's)."""
-
-    min_replicas: int = 1
-    initial_replicas: int | None = None
-    max_replicas: int = 1
-    target_ongoing_requests: float = 2
-    metrics_interval_s: float = 10.0
-    look_back_period_s: float = 30.0
-    smoothing_factor: float = 1.0
-    upscale_smoothing_factor: float | None = None
-    downscale_smoothing_factor: float | None = None
-    upscaling_factor: float | None = None
-    downscaling_factor: float | None = None
-    downscale_delay_s: float = 600.0
-    upscale_delay_s: float = 30.0
-
-    @classmethod
-    def from_value(cls, value: Any, where: str) -> AutoscalingConfig:
-        """``value`` (a dict of Ray's names or an AutoscalingConfig), checked."""
-        if isinstance(value, AutoscalingConfig):
-            return value.checked(where)
-        if not isinstance(value, dict):
-            raise _bad(where, "autoscaling_config", value, "must be a dict of Ray Serve's "
-                       "autoscaling options (min_replicas, max_replicas, ...) or None")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(value) - names)
-        if unknown:
-            raise ValueError(f"{where}: autoscaling_config has unknown option(s) {unknown}; the "
-                             f"known ones are {sorted(names)}")
-        return cls(**value).checked(where)
-
-    def checked(self, where: str) -> AutoscalingConfig:
-        """Self, or ValueError naming the first bad value."""
-        for name in ("min_replicas", "max_replicas"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise _bad(where, f"autoscaling_config.{name}", v, "must be an int >= 0")
-        if self.max_replicas < max(1, self.min_replicas):
-            raise _bad(where, "autoscaling_config.max_replicas", self.max_replicas,
-                       f"must be >= 1 and >= min_replicas={self.min_replicas}")
-        init = self.initial_replicas
-        if init is not None and (not isinstance(init, int) or not
-                                 self.min_replicas <= init <= self.max_replicas):
-            raise _bad(where, "autoscaling_config.initial_replicas", init,
-                       f"must be an int between min_replicas={self.min_replicas} and "
-                       f"max_replicas={self.max_replicas}")
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            if f.name.endswith(("_s", "_factor", "target_ongoing_requests")) and v is not None:
-                if not isinstance(v, _NUMBER) or v < 0 or (f.name != "downscale_delay_s" and
-                                                           f.name.endswith("factor") and v == 0):
-                    raise _bad(where, f"autoscaling_config.{f.name}", v, "must be a number > 0")
-        return self
-
-    @property
-    def start_replicas(self) -> int:
-        """How many replicas a new deployment starts with (initial, else min, at least 1)."""
-        start = self.initial_replicas if self.initial_replicas is not None else self.min_replicas
-        return max(1, start)
+def autoscaling_config_of(value: Any, where: str) -> AutoscalingConfig:
+    """``value`` (a dict of Ray's option names, or an :class:`AutoscalingConfig`) as a checked
+    config; a ValueError naming ``where`` and the bad option otherwise."""
+    if isinstance(value, AutoscalingConfig):
+        return value
+    if not isinstance(value, dict):
+        raise _bad(where, "autoscaling_config", value, "must be a dict of Ray Serve's "
+                   "autoscaling options (min_replicas, max_replicas, ...) or None")
+    try:
+        return AutoscalingConfig.from_dict(value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{where}: {err}") from None
 
 
 @dataclass(frozen=True)
@@ -138,15 +91,15 @@ def _autoscaling(config: DeploymentConfig, where: str) -> AutoscalingConfig | No
     if config.num_replicas == "auto":
         base = {"min_replicas": 1, "max_replicas": 100, "target_ongoing_requests": 2}
         if isinstance(given, AutoscalingConfig):
-            return given.checked(where)
-        return AutoscalingConfig.from_value({**base, **(given or {})}, where)
+            return given
+        return autoscaling_config_of({**base, **(given or {})}, where)
     if given is None:
         return None
     if config.num_replicas not in (None, 1):
         raise ValueError(f"{where}: num_replicas={config.num_replicas!r} and autoscaling_config "
                          "were both given; give one (num_replicas=None or 'auto' with "
                          "autoscaling_config)")
-    return AutoscalingConfig.from_value(given, where)
+    return autoscaling_config_of(given, where)
 
 
 def check(config: DeploymentConfig, where: str) -> None:

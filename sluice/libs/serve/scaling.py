@@ -32,15 +32,13 @@ ROLLING_WAVE_FRACTION = 0.2
 """A rolling update starts at most this share of the target count (at least one) at once."""
 
 
-def policy_config(config: Any) -> autoscaling.AutoscalingConfig:
-    """The policy's config from a deployment's ``autoscaling_config`` (at least one replica:
-    the controller does not scale to zero)."""
-    values = dataclasses.asdict(config)
-    values["min_replicas"] = max(1, values["min_replicas"])
-    values["max_replicas"] = max(values["min_replicas"], values["max_replicas"])
-    start = config.start_replicas
-    values["initial_replicas"] = max(values["min_replicas"], min(values["max_replicas"], start))
-    return autoscaling.AutoscalingConfig(**values)
+def policy_config(config: autoscaling.AutoscalingConfig) -> autoscaling.AutoscalingConfig:
+    """The config the policy runs with: a deployment's ``autoscaling_config`` with at least
+    one replica (the controller does not scale to zero)."""
+    low = max(1, config.min_replicas)
+    high = max(low, config.max_replicas)
+    return dataclasses.replace(config, min_replicas=low, max_replicas=high,
+                               initial_replicas=max(low, min(high, config.start_replicas)))
 
 
 async def autoscale(current_config: Callable[[], Any], running: Callable[[], int],
