@@ -78,6 +78,17 @@ class _DeploymentState:
     autoscaled: int | None = None  # the autoscaler's replica count, within its min and max
     autoscaler: asyncio.Task | None = None  # its autoscaling loop, while it autoscales
     pending: dict[str, float] = field(default_factory=dict)  # replica id -> when it started
+    # handle id -> (requests queued in that caller's router, when it said so)
+    handle_queued: dict[str, tuple[int, float]] = field(default_factory=dict)
+
+    def queued_at_handles(self, now: float, interval_s: float) -> int:
+        """The requests callers' routers queue, from their reports of the last two intervals
+        (a caller that stopped reporting, gone with its process, stops counting)."""
+        fresh = now - max(2 * interval_s, 1.0)
+        for handle_id, (_, at) in list(self.handle_queued.items()):
+            if at < fresh:
+                del self.handle_queued[handle_id]
+        return sum(queued for queued, _ in self.handle_queued.values())
 
     @property
     def target(self) -> int:
@@ -90,6 +101,29 @@ class _DeploymentState:
         self.version += 1
         self.changed.set()
         self.changed = asyncio.Event()
+
+
+def replica_actor_options(config: DeploymentConfig) -> dict[str, Any]:
+    """The actor options a replica of a deployment of ``config`` starts with: its
+    ``ray_actor_options`` (num_cpus defaulting to 1, as Ray Serve's), ``accelerator_type`` as
+    Ray's ``accelerator_type:<TYPE>`` resource. (``max_restarts`` is not passed on: the
+    controller replaces a replica that dies.)
+
+    >>> replica_actor_options(DeploymentConfig(ray_actor_options={"accelerator_type": "A10G"}))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    {'num_cpus': 1, 'num_gpus': 0, 'resources': {'accelerator_type:A10G': 0.001},
+     'max_concurrency': 100000}
+    """
+    opts = config.ray_actor_options
+    out: dict[str, Any] = {"num_cpus": opts.get("num_cpus", 1), "num_gpus": opts.get("num_gpus", 0),
+                           "resources": opts.get("resources"), "max_concurrency": 100_000}
+    if opts.get("accelerator_type"):
+        out["resources"] = {**(out["resources"] or {}),
+                            f"accelerator_type:{opts['accelerator_type']}": 0.001}
+    for name in ("memory", "runtime_env", "scheduling_strategy"):
+        if opts.get(name) is not None:
+            out[name] = opts[name]
+    return out
 
 
 @dataclass
@@ -211,7 +245,10 @@ class ServeController:
             return state.spec.config.autoscaling_config if live else None
 
         async def measure() -> int:
-            return sum((await self.ongoing_requests(dep_id)).values())
+            at_replicas = sum((await self.ongoing_requests(dep_id)).values())
+            interval = state.spec.config.autoscaling_config.metrics_interval_s
+            return at_replicas + state.queued_at_handles(
+                asyncio.get_running_loop().time(), interval)
 
         def running() -> int:
             return sum(1 for r in state.replicas.values() if not (r.outdated or r.stopping))
@@ -269,10 +306,7 @@ class ServeController:
 
         spec = state.spec
         rid = f"{spec.deployment_id}#{uuid.uuid4().hex[:8]}"
-        opts = spec.config.ray_actor_options
-        actor_cls = sluice.remote(Replica).options(
-            num_cpus=opts.get("num_cpus", 1), num_gpus=opts.get("num_gpus", 0),
-            resources=opts.get("resources"), max_concurrency=100_000)
+        actor_cls = sluice.remote(Replica).options(**replica_actor_options(spec.config))
         rep = _ReplicaState(rid, None)
         try:
             rep.actor = actor_cls.remote(spec.deployment_id, rid, spec.definition, spec.init,
@@ -499,6 +533,17 @@ class ServeController:
             if frame.kind != ERROR:
                 out[rep.replica_id] = loads(frame.body)
         return out
+
+    async def record_handle_metrics(self, deployment_id: str, handle_id: str, queued: int) -> None:
+        """A caller's router reports ``queued`` requests waiting for a replica of
+        ``deployment_id`` (counted by its autoscaler, as replicas' ongoing requests are)."""
+        state = self.deployments.get(deployment_id)
+        if state is None:
+            return
+        if queued:
+            state.handle_queued[handle_id] = (queued, asyncio.get_running_loop().time())
+        else:
+            state.handle_queued.pop(handle_id, None)
 
     async def listen_replicas(self, deployment_id: str, known_version: int
                               ) -> tuple[int, list[ReplicaInfo]]:

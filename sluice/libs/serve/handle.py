@@ -6,7 +6,9 @@ deployment's :class:`~sluice.libs.serve.router.Router` and returns a
 ``.result()`` in sync code (the driver). Sync callers share one background event loop thread
 per process; async callers use their own loop. A response passed as an argument to another
 handle call is resolved there, without the caller waiting. Each loop's router follows the
-controller's membership long poll (``listen_replicas``).
+controller's membership long poll (``listen_replicas``) and, for a deployment that autoscales,
+reports the requests it queues (none of its replicas has room) every ``metrics_interval_s``:
+the controller counts them with the replicas' own, as Ray Serve's handles report theirs.
 
 >>> h = DeploymentHandle("Model", "app")
 >>> h.predict
@@ -19,6 +21,7 @@ import asyncio
 import concurrent.futures
 import queue
 import threading
+import uuid
 import weakref
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -30,6 +33,8 @@ from sluice.libs.serve.router import Router
 CONTROLLER_NAME = "SERVE_CONTROLLER"
 """The controller actor's name (in namespace :data:`SERVE_NAMESPACE`)."""
 SERVE_NAMESPACE = "serve"
+REPORT_IDLE_S = 1.0
+"""How often a router of a deployment that does not autoscale looks again whether it does."""
 STREAM = b"stream"
 """A CALL frame's ``meta`` for a streaming call (a generator method): answered by ITEMs."""
 
@@ -302,11 +307,11 @@ def _router(loop: asyncio.AbstractEventLoop, deployment_id: str, on_loop: bool) 
                 version, replicas = known
                 router.update(replicas)
             _POLLS[:] = [poll for poll in _POLLS if not poll.done()]
-            follow = _follow(router, routers, version)
-            if on_loop:
-                _POLLS.append(loop.create_task(follow))
-            else:
-                _POLLS.append(asyncio.run_coroutine_threadsafe(follow, loop))
+            for work in (_follow(router, routers, version), _report(router, routers)):
+                if on_loop:
+                    _POLLS.append(loop.create_task(work))
+                else:
+                    _POLLS.append(asyncio.run_coroutine_threadsafe(work, loop))
     return router
 
 
@@ -362,6 +367,30 @@ async def _follow(router: Router, routers: dict[str, Router], version: int) -> N
             return
         router.error = None
         router.update(replicas)
+
+
+async def _report(router: Router, routers: dict[str, Router]) -> None:
+    """While ``router`` is in use: every ``metrics_interval_s`` of its deployment (which
+    autoscales), tell the controller how many requests wait in it for a replica."""
+    loop = asyncio.get_running_loop()
+    handle_id = uuid.uuid4().hex
+    reported = 0
+    while routers.get(router.deployment_id) is router:
+        interval = router.metrics_interval_s
+        await asyncio.sleep(interval or REPORT_IDLE_S)
+        queued = router.num_queued
+        if not interval or (queued == 0 and reported == 0):
+            continue
+        try:
+            await loop.run_in_executor(_POOL, _push_metrics, router.deployment_id, handle_id,
+                                       queued)
+            reported = queued
+        except Exception:  # noqa: BLE001 - serve shutting down: the next round tries again
+            pass
+
+
+def _push_metrics(deployment_id: str, handle_id: str, queued: int) -> None:
+    controller().record_handle_metrics.remote(deployment_id, handle_id, queued)
 
 
 def reset() -> None:

@@ -335,15 +335,16 @@ async def start_ingress(user_object: Any) -> Callable[[], Awaitable[None]] | Non
 
 
 async def call_http(user_object: Any, meta: bytes, body: bytes, *,
-                    sync_in_thread: bool = True) -> bytes | AsyncIterator[bytes]:
+                    sync_in_thread: bool = False) -> bytes | AsyncIterator[bytes]:
     """Serve one HTTP request on a replica: the head ``meta`` (:func:`encode_request`) and
     ``body`` go to ``user_object(request)``, or to its ``@serve.ingress`` ASGI app; the
     response comes back as bytes (answer OK) or as an async iterator of parts (answer ITEM
     frames): see the module docstring. The user's errors propagate.
 
-    A sync ``__call__`` (and a sync generator's steps) runs in a worker thread when
-    ``sync_in_thread``, as Ray Serve runs sync methods (``RAY_SERVE_RUN_SYNC_IN_THREADPOOL``),
-    so a blocking call does not hold up the replica's other requests; else on the loop.
+    A sync ``__call__`` (and a sync generator's steps) runs on the loop, as Ray Serve runs
+    sync methods by default, or in a worker thread when ``sync_in_thread`` (Ray Serve's
+    ``RAY_SERVE_RUN_SYNC_IN_THREADPOOL=1``), so a blocking call does not hold up the
+    replica's other requests.
     """
     scope = decode_scope(meta)
     app = asgi_app_of(user_object)

@@ -11,6 +11,7 @@ names starting ``__serve_`` are the controller's (health, watch, reconfigure, dr
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import os
@@ -26,6 +27,7 @@ from sluice.libs.serve.codec import dumps, error_body, loads
 from sluice.libs.serve.config import DeploymentConfig
 from sluice.libs.serve.handle import STREAM
 from sluice.libs.serve.router import ReplicaInfo
+from sluice.libs.serve.syncpool import run_sync
 
 log = logging.getLogger("sluice.serve")
 
@@ -119,6 +121,14 @@ class _ServingLoop:
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
 
 
+def run_sync_in_threadpool() -> bool:
+    """Whether a replica runs its sync methods in worker threads: Ray Serve's
+    ``RAY_SERVE_RUN_SYNC_IN_THREADPOOL=1`` in the replica's environment. By default, as in
+    Ray Serve, they run on the replica's event loop (a blocking one holds up the others)."""
+    return os.environ.get("RAY_SERVE_RUN_SYNC_IN_THREADPOOL", "0").strip().lower() in (
+        "1", "true")
+
+
 class Replica:
     """One replica (an async actor): constructed with its deployment's definition and
     configuration, serving requests over its channel once :meth:`initialize` returned."""
@@ -140,6 +150,7 @@ class Replica:
         # (each router caps only its own); the rest wait here in arrival order.
         self._slots = asyncio.Semaphore(config.max_ongoing_requests)
         self._serving = _ServingLoop(replica_id)
+        self._sync_in_thread = run_sync_in_threadpool()
 
     async def initialize(self) -> ReplicaInfo:
         """Build the user's object and listen; where to reach this replica."""
@@ -162,8 +173,10 @@ class Replica:
         if address.startswith("tcp:"):  # the port the system chose
             host, port = self._server.sockets[0].getsockname()[:2]
             address = f"tcp:{host}:{port}"
+        scaling = self.config.autoscaling_config
         return ReplicaInfo(self.replica_id, address, _node_id(),
-                           self.config.max_ongoing_requests, self.config.max_queued_requests)
+                           self.config.max_ongoing_requests, self.config.max_queued_requests,
+                           scaling.metrics_interval_s if scaling is not None else 0.0)
 
     async def check_health(self) -> None:
         """Run the user's ``check_health`` (if any); raises when it does."""
@@ -238,7 +251,8 @@ class Replica:
             if frame.kind == HTTP:
                 from sluice.libs.serve import http
 
-                result = await http.call_http(self.user, frame.meta, frame.body)
+                result = await http.call_http(self.user, frame.meta, frame.body,
+                                              sync_in_thread=self._sync_in_thread)
                 streaming = not isinstance(result, (bytes, bytearray, memoryview))
                 if streaming:
                     return self._counted(result)
@@ -247,7 +261,11 @@ class Replica:
             if method is None:
                 method = self._method(frame.method)
             args, kwargs = loads(frame.body)
-            result = method(*args, **kwargs)
+            if self._sync_in_thread and not (inspect.iscoroutinefunction(method)
+                                             or inspect.isasyncgenfunction(method)):
+                result = await run_sync(functools.partial(method, *args, **kwargs))
+            else:
+                result = method(*args, **kwargs)
             if frame.meta == STREAM:
                 streaming = True
                 return self._counted(self._items(result))

@@ -31,6 +31,9 @@ class ReplicaInfo:
     node_id: str = ""
     max_ongoing_requests: int = 5
     max_queued_requests: int = -1
+    metrics_interval_s: float = 0.0
+    """How often callers report the requests they queue for the deployment to the
+    controller (its ``autoscaling_config.metrics_interval_s``; 0: it does not autoscale)."""
 
 
 class BackPressureError(RuntimeError):
@@ -61,6 +64,7 @@ class Router:
         self.deployment_id = deployment_id
         self.max_ongoing_requests = max_ongoing_requests
         self.max_queued_requests = max_queued_requests
+        self.metrics_interval_s = 0.0  # (from the replicas' ReplicaInfo)
         self.replicas: dict[str, _Replica] = {}
         self.dead: set[str] = set()  # replica ids whose channel broke: never routed to again
         self.error: BaseException | None = None  # set: every call fails with it (app deleted)
@@ -76,6 +80,7 @@ class Router:
                 continue
             self.max_ongoing_requests = info.max_ongoing_requests
             self.max_queued_requests = info.max_queued_requests
+            self.metrics_interval_s = info.metrics_interval_s
             known = self.replicas.get(info.replica_id)
             fresh[info.replica_id] = known if known is not None else _Replica(info)
         for rid, rep in self.replicas.items():

@@ -4,11 +4,12 @@ The autoscaling loop measures a deployment's load, asks the policy and sets the 
 
 Every ``metrics_interval_s`` the loop reads each running replica's ongoing + queued requests
 (what the replica has accepted: running or waiting for one of its ``max_ongoing_requests``
-slots), keeps the samples of the last ``look_back_period_s``, and feeds their total to Ray's
-queue-length policy (:class:`sluice.libs.serve.autoscaling.Policy`, which holds the delays
-that keep a steady load at a steady count). Its answer, clamped to min/max replicas and at
-least one, becomes the deployment's target. Requests waiting in a caller's router (beyond
-every replica's ``max_ongoing_requests``) are not counted.
+slots) and adds the requests callers' routers last reported waiting for a replica (beyond
+every replica's ``max_ongoing_requests``), keeps the samples of the last
+``look_back_period_s``, and feeds their total to Ray's queue-length policy
+(:class:`sluice.libs.serve.autoscaling.Policy`, which holds the delays that keep a steady
+load at a steady count). Its answer, clamped to min/max replicas and at least one, becomes
+the deployment's target.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Running a replica's sync user code in worker threads, cheaply.
 
-Ray Serve runs a deployment's sync methods in a thread pool, so that one that blocks does
-not hold up the replica's other requests; :func:`run_sync` does the same with less per
+With ``RAY_SERVE_RUN_SYNC_IN_THREADPOOL=1`` a replica runs its deployment's sync methods in a
+thread pool, so that one that blocks does not hold up its other requests (Ray Serve's
+opt-in; by default they run on the replica's loop); :func:`run_sync` does that with less per
 call than ``asyncio.to_thread``: no ``concurrent.futures.Future`` chained to an asyncio one,
 and the answers of calls that end close together wake the event loop once.
 

@@ -108,6 +108,21 @@ def test_a_constant_load_settles_at_one_count_and_stays(tmp_path) -> None:
     assert counts[-1] == 4, counts  # 8 held / target_ongoing_requests 2
 
 
+def test_requests_queued_at_a_handle_count_toward_scaling_up(tmp_path) -> None:
+    # One request fits a replica: of 6 held, 1 runs there and 5 wait in this process's
+    # router. Only the handle's reports tell the controller about those 5.
+    gate = str(tmp_path / "open")
+    config = {"min_replicas": 1, "max_replicas": 3, "downscale_delay_s": 600, **FAST,
+              "target_ongoing_requests": 1}
+    handle = serve.run(Held.options(max_ongoing_requests=1, autoscaling_config=config).bind())
+    held = [handle.hold.remote(gate) for _ in range(6)]
+    try:
+        eventually(lambda: running("Held") == 3, "the requests queued at the handle scale it up")
+    finally:
+        open(gate, "w").close()
+    assert len([r.result(timeout_s=DEADLINE_S) for r in held]) == 6
+
+
 @serve.deployment(ray_actor_options=SMALL)
 class Versioned:
     def __init__(self, version: int) -> None:

@@ -34,9 +34,9 @@ def scope(method="GET", path="/", query=b"", headers=(), root_path=""):
             "server": ("127.0.0.1", 8000)}
 
 
-async def answer(user_object, request_scope=None, body=b""):
+async def answer(user_object, request_scope=None, body=b"", **options):
     """(status, headers as a dict, body) of call_http, a stream joined."""
-    out = await call_http(user_object, encode_request(request_scope or scope()), body)
+    out = await call_http(user_object, encode_request(request_scope or scope()), body, **options)
     if isinstance(out, bytes):
         status, headers, content = decode_response(out)
         return status, dict(headers), bytes(content)
@@ -257,7 +257,7 @@ def test_ingress_refuses_a_class_with_call_and_a_non_class() -> None:
         ingress(FastAPI())(lambda request: "")
 
 
-def test_a_sync_call_runs_in_a_thread_so_the_loop_keeps_serving() -> None:
+def test_a_sync_call_runs_in_a_thread_when_asked_so_the_loop_keeps_serving() -> None:
     import threading
 
     class Blocking:
@@ -273,12 +273,12 @@ def test_a_sync_call_runs_in_a_thread_so_the_loop_keeps_serving() -> None:
 
     async def main():
         model = Blocking()
-        blocked = asyncio.ensure_future(answer(model, scope(path="/block")))
+        blocked = asyncio.ensure_future(answer(model, scope(path="/block"), sync_in_thread=True))
         await asyncio.to_thread(model.started.wait, DEADLINE_S)
-        assert (await answer(model, scope(path="/free")))[2] == b"true"
+        assert (await answer(model, scope(path="/free"), sync_in_thread=True))[2] == b"true"
         assert (await blocked)[2] == b"released"
-        on_loop = await call_http(model, encode_request(scope(path="/x")), b"",
-                                  sync_in_thread=False)
+        # by default (as Ray Serve's) on the loop's own thread
+        on_loop = await call_http(model, encode_request(scope(path="/x")), b"")
         assert bytes(decode_response(on_loop)[2]) == b"false"
 
     run(main())

@@ -419,3 +419,20 @@ def test_many_sequential_and_concurrent_calls_across_a_redeploy_all_answer() -> 
             caller.join()
     assert failures == []
     assert model.remote(0).result(timeout_s=DEADLINE_S) == 2
+
+
+@serve.deployment
+class Threads:
+    def __call__(self, request=None) -> str:
+        import threading
+
+        return threading.current_thread().name
+
+
+def test_sync_methods_run_on_the_replica_loop_unless_the_threadpool_is_asked_for() -> None:
+    on_loop = serve.run(Threads.bind(), name="loop", route_prefix="/loop")
+    threadpool = serve.run(Threads.options(ray_actor_options={"runtime_env": {"env_vars": {
+        "RAY_SERVE_RUN_SYNC_IN_THREADPOOL": "1"}}}).bind(), name="pool", route_prefix="/pool")
+    loop_thread = on_loop.remote().result(timeout_s=60)
+    assert loop_thread != "sluice-serve-sync"
+    assert threadpool.remote().result(timeout_s=60) == "sluice-serve-sync"
