@@ -3,8 +3,10 @@
 ``handle.remote(x)`` (or ``handle.method.remote(x)``) sends one request through the
 deployment's :class:`~sluice.libs.serve.router.Router` and returns a
 :class:`DeploymentResponse` at once: ``await`` it in async code (a replica), or call
-``.result()`` in sync code (the driver). Sync callers share one background event loop thread
-per process; async callers use their own loop. A response passed as an argument to another
+``.result()`` in sync code (the driver). A sync caller's call goes straight over a blocking
+socket from its own thread when a replica has room (:mod:`sluice.libs.serve.syncchannel`);
+otherwise, and for streams, sync callers share one background event loop thread per process.
+Async callers use their own loop. A response passed as an argument to another
 handle call is resolved there, without the caller waiting. Each loop's router follows the
 controller's membership long poll (``listen_replicas``) and, for a deployment that autoscales,
 reports the requests it queues (none of its replicas has room) every ``metrics_interval_s``:
@@ -29,6 +31,7 @@ from typing import Any
 from sluice.libs.serve.channel import CALL, END, ERROR, OK
 from sluice.libs.serve.codec import dumps, error_from, loads
 from sluice.libs.serve.router import Router
+from sluice.libs.serve.syncchannel import SyncCall, SyncChannel
 
 CONTROLLER_NAME = "SERVE_CONTROLLER"
 """The controller actor's name (in namespace :data:`SERVE_NAMESPACE`)."""
@@ -99,6 +102,10 @@ class DeploymentHandle:
         if self._stream:
             return DeploymentResponseGenerator(loop, on_loop, router, self._method_name, body,
                                                (args, kwargs))
+        if not on_loop and body is not None:  # straight from this thread, when there is room
+            sent = _send_sync(router, loop, self._method_name, body)
+            if sent is not None:
+                return DeploymentResponse(None, None, sent)
         coro = _call(router, self._method_name, body, (args, kwargs))
         if on_loop:
             return DeploymentResponse(loop.create_task(coro), None)
@@ -109,14 +116,23 @@ class DeploymentResponse:
     """The answer of one handle call: ``await`` it, or ``.result(timeout_s=None)`` in sync
     code; pass it to another handle call to hand its value on without waiting."""
 
-    __slots__ = ("_task", "_future")
+    __slots__ = ("_task", "_future", "_sync")
 
-    def __init__(self, task: asyncio.Future | None, future: concurrent.futures.Future | None):
+    def __init__(self, task: asyncio.Future | None, future: concurrent.futures.Future | None,
+                 sync: SyncCall | None = None):
         self._task = task
         self._future = future
+        self._sync = sync  # sent from a sync thread over a SyncChannel (no loop involved)
 
     def result(self, *, timeout_s: float | None = None) -> Any:
         """Wait for the value (raises the replica's error; TimeoutError after ``timeout_s``)."""
+        if self._sync is not None:
+            try:
+                return self._sync.outcome(_answer, timeout_s)
+            except TimeoutError:
+                raise TimeoutError(f"the handle call did not answer within timeout_s={timeout_s}"
+                                   "; wait longer, or check serve.status() for its deployment"
+                                   ) from None
         future = self._future
         if future is None:
             assert self._task is not None
@@ -132,6 +148,9 @@ class DeploymentResponse:
                                "wait longer, or check serve.status() for its deployment") from None
 
     def __await__(self):
+        if self._sync is not None:  # its answer is read by a thread of the loop's pool
+            loop = asyncio.get_running_loop()
+            return loop.run_in_executor(None, self._sync.outcome, _answer, None).__await__()
         if self._task is not None and _running_loop() is self._task.get_loop():
             return self._task.__await__()
         if self._future is None:
@@ -141,7 +160,7 @@ class DeploymentResponse:
 
     def cancel(self) -> None:
         """Stop waiting for the call; the replica cancels its request."""
-        (self._task or self._future).cancel()
+        (self._sync or self._task or self._future).cancel()
 
     def __reduce__(self) -> tuple:
         raise TypeError("a DeploymentResponse cannot be pickled; pass it as a top-level "
@@ -218,10 +237,39 @@ async def _resolve(call: tuple) -> bytes:
 async def _call(router: Router, method: str, body: bytes | None, call: tuple) -> Any:
     if body is None:
         body = await _resolve(call)
-    frame = await router.call(CALL, method, b"", body)
+    return _answer(await router.call(CALL, method, b"", body))
+
+
+def _answer(frame: Any) -> Any:
+    """The value an answer frame carries, or the replica's error raised."""
     if frame.kind == OK:
         return loads(frame.body)
     raise error_from(frame.body)
+
+
+def _send_sync(router: Router, loop: asyncio.AbstractEventLoop, method: str, body: bytes
+               ) -> SyncCall | None:
+    """Send a sync thread's call over the SyncChannel of a replica with room; None to take
+    the loop's path instead (no room, or the replica cannot be reached: that path drops it)."""
+    rep = router.pick_for_sync()
+    if rep is None:
+        return None
+    channel = rep.sync
+    if channel is None:
+        with _LOCK:
+            channel = rep.sync
+            if channel is None:
+                channel = rep.sync = SyncChannel(rep.info.address)
+    try:
+        rid = channel.send(method, body)
+    except OSError:
+        return None
+
+    def broken() -> None:  # the replica is gone: the router stops routing to it
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(router._drop, rep)
+
+    return SyncCall(channel, rid, broken)
 
 
 async def _pump(router: Router, method: str, body: bytes | None, call: tuple, put: Any) -> None:

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from sluice.libs.serve.channel import ChannelClient, ChannelClosed, Frame, FrameStream
+from sluice.libs.serve.syncchannel import SyncChannel
 
 
 @dataclass(frozen=True)
@@ -44,12 +45,24 @@ class BackPressureError(RuntimeError):
 class _Replica:
     """A replica as the router sees it: its channel and the requests it routed there."""
 
-    __slots__ = ("info", "client", "ongoing")
+    __slots__ = ("info", "client", "ongoing", "sync")
 
     def __init__(self, info: ReplicaInfo):
         self.info = info
         self.client = ChannelClient(info.address)
-        self.ongoing = 0
+        self.ongoing = 0  # requests routed on the loop (changed on the loop only)
+        self.sync: SyncChannel | None = None  # sync threads' channel, made on first use
+
+    @property
+    def load(self) -> int:
+        """Requests this process has on the replica now (the loop's and sync threads')."""
+        sync = self.sync
+        return self.ongoing + (sync.in_flight if sync is not None else 0)
+
+    def close(self) -> None:
+        self.client.close()
+        if self.sync is not None:
+            self.sync.close()
 
 
 class Router:
@@ -86,6 +99,10 @@ class Router:
         for rid, rep in self.replicas.items():
             if rid not in fresh:
                 self._retire(rep)
+        for rid, rep in list(self._retiring.items()):  # (those only sync threads used)
+            if rep.load == 0:
+                del self._retiring[rid]
+                rep.close()
         self.replicas = fresh
         self._choices = list(fresh.values())
         self._wake(len(self._waiters))
@@ -99,8 +116,8 @@ class Router:
                 waiter.set_exception(error)
 
     def _retire(self, rep: _Replica) -> None:
-        if rep.ongoing == 0:
-            rep.client.close()
+        if rep.load == 0:
+            rep.close()
         else:
             self._retiring[rep.info.replica_id] = rep
 
@@ -110,6 +127,8 @@ class Router:
         self.dead.add(rid)
         if self.replicas.pop(rid, None) is not None:
             self._choices = list(self.replicas.values())
+        if rep.sync is not None:
+            rep.sync.close()
 
     def _pick(self) -> _Replica | None:
         choices, limit = self._choices, self.max_ongoing_requests
@@ -118,7 +137,7 @@ class Router:
             if rep.client.closed:
                 self._drop(rep)
                 return None
-            return rep if rep.ongoing < limit else None
+            return rep if rep.load < limit else None
         if not choices:
             return None
         a, b = random.sample(choices, 2)
@@ -127,11 +146,32 @@ class Router:
                 if rep.client.closed:
                     self._drop(rep)
             return self._pick()
-        best = a if a.ongoing <= b.ongoing else b
-        if best.ongoing < limit:
+        best = a if a.load <= b.load else b
+        if best.load < limit:
             return best
-        open_ = [r for r in choices if r.ongoing < limit and not r.client.closed]
-        return min(open_, key=lambda r: r.ongoing) if open_ else None
+        open_ = [r for r in choices if r.load < limit and not r.client.closed]
+        return min(open_, key=lambda r: r.load) if open_ else None
+
+    def pick_for_sync(self) -> _Replica | None:
+        """A replica with room for a call from a thread that runs no loop (see
+        :mod:`sluice.libs.serve.syncchannel`), or None to take the loop's path (no room, a
+        request already waits here, or the deployment is gone). Safe from any thread: it
+        reads the router's state and changes nothing."""
+        if self.error is not None or self._waiters:
+            return None
+        choices = self._choices
+        if len(choices) == 1:
+            rep = choices[0]
+        elif choices:
+            a, b = random.sample(choices, 2)
+            rep = a if a.load <= b.load else b
+        else:
+            return None
+        sync = rep.sync
+        if rep.client.closed or (sync is not None and sync.broken) \
+                or rep.load >= self.max_ongoing_requests:
+            return None
+        return rep
 
     async def _acquire(self) -> _Replica:
         if self.error is not None:
@@ -159,8 +199,8 @@ class Router:
 
     def _release(self, rep: _Replica) -> None:
         rep.ongoing -= 1
-        if rep.ongoing == 0 and self._retiring.pop(rep.info.replica_id, None) is not None:
-            rep.client.close()
+        if rep.load == 0 and self._retiring.pop(rep.info.replica_id, None) is not None:
+            rep.close()
         if self._waiters:
             self._wake(1)
 
@@ -236,7 +276,7 @@ class Router:
     def close(self) -> None:
         """Close every channel (the process or loop stops using this deployment)."""
         for rep in [*self.replicas.values(), *self._retiring.values()]:
-            rep.client.close()
+            rep.close()
         self.replicas, self._retiring, self._choices = {}, {}, []
 
 
