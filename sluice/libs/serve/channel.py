@@ -102,28 +102,6 @@ def parse_address(address: str) -> tuple[str, Any]:
     raise ValueError(f"channel address {address!r} is not unix:PATH or tcp:HOST:PORT")
 
 
-class _Batched:
-    """A stream writer whose writes made in one event-loop step go out as one (fewer
-    system calls, and fewer wake-ups of the other side, when requests come together)."""
-
-    __slots__ = ("writer", "parts", "loop")
-
-    def __init__(self, writer: asyncio.StreamWriter):
-        self.writer = writer
-        self.parts: list[bytes] = []
-        self.loop = asyncio.get_running_loop()
-
-    def write(self, data: bytes) -> None:
-        if not self.parts:
-            self.loop.call_soon(self.flush)
-        self.parts.append(data)
-
-    def flush(self) -> None:
-        parts, self.parts = self.parts, []
-        if parts and not self.writer.is_closing():
-            self.writer.write(parts[0] if len(parts) == 1 else b"".join(parts))
-
-
 Handler = Callable[[Frame], Awaitable[Any]]
 """Serves one request: returns the answer's body (bytes) for an OK, or an async iterator of
 item bodies for a stream; raises to answer ERROR (see :func:`serve_channel`)."""
@@ -142,11 +120,9 @@ async def serve_channel(address: str, handler: Handler,
 
     async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         running: dict[int, asyncio.Task] = {}
-        out = _Batched(writer)
-
-        def send(frame: Frame) -> None:
+        def send(frame: Frame) -> None:  # at once: deferring to batch writes costs latency
             if not writer.is_closing():
-                out.write(encode(frame))
+                writer.write(encode(frame))
 
         async def serve_one(frame: Frame) -> None:
             rid = frame.request_id
@@ -157,7 +133,6 @@ async def serve_channel(address: str, handler: Handler,
                 else:
                     async for item in result:
                         send(Frame(rid, ITEM, "", b"", bytes(item)))
-                        out.flush()
                         await writer.drain()
                     send(Frame(rid, END, "", b"", b""))
             except asyncio.CancelledError:
@@ -210,7 +185,6 @@ class ChannelClient:
         self._may_stream: set[int] = set()  # open() requests still waiting for a first frame
         self._opened: dict[int, asyncio.Queue] = {}  # open() requests answered by a stream
         self._writer: asyncio.StreamWriter | None = None
-        self._out: _Batched | None = None
         self._connecting: asyncio.Task | None = None
 
     async def _connect(self) -> asyncio.StreamWriter:
@@ -237,7 +211,6 @@ class ChannelClient:
             import socket
 
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._out = _Batched(writer)
         self._writer = writer
         asyncio.ensure_future(self._read(reader))
         return writer
@@ -277,11 +250,7 @@ class ChannelClient:
                 waiter.set_exception(exc)
 
     def _send(self, writer: asyncio.StreamWriter, frame: Frame) -> None:
-        out = self._out
-        if out is not None and out.writer is writer:
-            out.write(encode(frame))
-        else:
-            writer.write(encode(frame))
+        writer.write(encode(frame))
 
     async def call(self, kind: int, method: str, meta: bytes, body: bytes) -> Frame:
         """Send one request; its answer (an OK or ERROR frame). Cancelling the waiting
