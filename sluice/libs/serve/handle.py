@@ -269,7 +269,7 @@ def _send_sync(router: Router, loop: asyncio.AbstractEventLoop, method: str, bod
         if not loop.is_closed():
             loop.call_soon_threadsafe(router._drop, rep)
 
-    return SyncCall(channel, rid, broken)
+    return SyncCall(channel, rid, broken, lambda: router.sync_done(loop))
 
 
 async def _pump(router: Router, method: str, body: bytes | None, call: tuple, put: Any) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import random
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -83,6 +84,10 @@ class Router:
         self.error: BaseException | None = None  # set: every call fails with it (app deleted)
         self._retiring: dict[str, _Replica] = {}  # left the membership, requests still on them
         self._waiters: collections.deque[asyncio.Future] = collections.deque()
+        # Held by the loop from its last look for room to queueing a waiter, and by a sync
+        # thread (sync_done) from freeing a slot to looking for waiters: one of them sees the
+        # other, so a waiter never sleeps through a slot that a sync call freed.
+        self._sync_lock = threading.RLock()
         self._choices = list(self.replicas.values())
 
     def update(self, replicas: list[ReplicaInfo]) -> None:
@@ -173,6 +178,15 @@ class Router:
             return None
         return rep
 
+    def sync_done(self, loop: asyncio.AbstractEventLoop) -> None:
+        """A sync thread's call on one of the replicas ended (its slot is free): wake a
+        request waiting here for room, if any (from any thread; ``loop`` is this router's)."""
+        with self._sync_lock:
+            if not self._waiters:
+                return
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake, 1)
+
     async def _acquire(self) -> _Replica:
         if self.error is not None:
             raise self.error
@@ -183,8 +197,14 @@ class Router:
                     f"deployment {self.deployment_id!r}: {len(self._waiters)} requests already "
                     f"wait for a replica (max_queued_requests={self.max_queued_requests}); "
                     "retry later, or raise max_queued_requests or the number of replicas")
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
+            with self._sync_lock:  # (see sync_done) a last look for room, then queue
+                if not self._waiters:
+                    rep = self._pick()
+                if rep is None:
+                    waiter = asyncio.get_running_loop().create_future()
+                    self._waiters.append(waiter)
+            if rep is not None:
+                break
             try:
                 await waiter
             except asyncio.CancelledError:

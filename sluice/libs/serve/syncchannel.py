@@ -227,12 +227,14 @@ def _ended(sock: socket.socket) -> bool:
 class SyncCall:
     """One call sent on a :class:`SyncChannel`; :meth:`result` reads its answer."""
 
-    __slots__ = ("channel", "rid", "on_broken", "_outcome", "__weakref__")
+    __slots__ = ("channel", "rid", "on_broken", "on_done", "_outcome", "__weakref__")
 
-    def __init__(self, channel: SyncChannel, rid: int, on_broken: Any):
+    def __init__(self, channel: SyncChannel, rid: int, on_broken: Any,
+                 on_done: Any = None):
         self.channel = channel
         self.rid = rid
         self.on_broken = on_broken  # called once the channel is known broken
+        self.on_done = on_done  # called once the call no longer holds a slot of the replica
         self._outcome: tuple[bool, Any] | None = None  # (ok, value or error), once read
 
     def frame(self, timeout: float | None) -> Frame:
@@ -252,6 +254,7 @@ class SyncCall:
                 raise
             except BaseException as exc:  # noqa: BLE001 - kept, raised on every result()
                 self._outcome = (False, exc)
+            self._done()
         ok, value = self._outcome
         if ok:
             return value
@@ -262,7 +265,13 @@ class SyncCall:
         if self._outcome is None:
             self._outcome = (False, concurrent.futures.CancelledError())
             self.channel.cancel(self.rid)
+            self._done()
+
+    def _done(self) -> None:
+        if self.on_done is not None:
+            self.on_done()
 
     def __del__(self) -> None:
         if self._outcome is None:  # dropped unread: its answer is not kept for anyone
             self.channel.forget(self.rid)
+            self._done()

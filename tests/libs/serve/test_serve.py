@@ -436,3 +436,43 @@ def test_sync_methods_run_on_the_replica_loop_unless_the_threadpool_is_asked_for
     loop_thread = on_loop.remote().result(timeout_s=60)
     assert loop_thread != "sluice-serve-sync"
     assert threadpool.remote().result(timeout_s=60) == "sluice-serve-sync"
+
+
+@serve.deployment(max_ongoing_requests=1)
+class OneAtATime:
+    async def __call__(self, gate: str) -> str:
+        import asyncio
+
+        while not os.path.exists(gate):
+            await asyncio.sleep(0.01)
+        return "done"
+
+    async def count(self, n: int):
+        for i in range(n):
+            yield i
+
+
+def test_a_request_queued_behind_a_sync_call_starts_once_that_call_ends(tmp_path) -> None:
+    import threading
+
+    handle = serve.run(OneAtATime.bind(), name="one", route_prefix="/one")
+    gate = tmp_path / "open"
+    held = handle.remote(str(gate))  # sent from this thread: it holds the replica's one slot
+    items: list = []
+    streamed = threading.Thread(target=lambda: items.extend(
+        handle.options(stream=True).count.remote(3)))  # a stream waits in the router's queue
+    streamed.start()
+    from sluice.libs.serve import handle as handles
+
+    def queued() -> int:
+        [router] = [r for routers in list(handles._ROUTERS.values()) for d, r in routers.items()
+                    if d == "one#OneAtATime"]
+        return router.num_queued
+
+    eventually(lambda: queued() == 1, "the stream waits in the router for the held slot")
+    gate.touch()
+    assert held.result(timeout_s=60) == "done"
+    # the end of the held call wakes the queued stream at once, not at the next membership
+    # update (a 30 s long poll)
+    streamed.join(20)
+    assert items == [0, 1, 2]
