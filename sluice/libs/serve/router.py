@@ -60,10 +60,11 @@ class _Replica:
         sync = self.sync
         return self.ongoing + (sync.in_flight if sync is not None else 0)
 
-    def close(self) -> None:
+    def close(self, now: bool = False) -> None:
+        """Close its channels (``now``: the sync one even with calls in flight)."""
         self.client.close()
         if self.sync is not None:
-            self.sync.close()
+            self.sync.close(now)
 
 
 class Router:
@@ -133,7 +134,7 @@ class Router:
         if self.replicas.pop(rid, None) is not None:
             self._choices = list(self.replicas.values())
         if rep.sync is not None:
-            rep.sync.close()
+            rep.sync.close(now=True)
 
     def _pick(self) -> _Replica | None:
         choices, limit = self._choices, self.max_ongoing_requests
@@ -173,7 +174,7 @@ class Router:
         else:
             return None
         sync = rep.sync
-        if rep.client.closed or (sync is not None and sync.broken) \
+        if rep.client.closed or (sync is not None and (sync.broken or sync.closing)) \
                 or rep.load >= self.max_ongoing_requests:
             return None
         return rep
@@ -296,7 +297,7 @@ class Router:
     def close(self) -> None:
         """Close every channel (the process or loop stops using this deployment)."""
         for rep in [*self.replicas.values(), *self._retiring.values()]:
-            rep.close()
+            rep.close(now=True)
         self.replicas, self._retiring, self._choices = {}, {}, []
 
 

@@ -34,6 +34,7 @@ class SyncChannel:
     def __init__(self, address: str):
         self.address = address
         self.broken = False
+        self.closing = False  # sends no more; closes once its last answer is read
         self._sock: socket.socket | None = None
         self._send_lock = threading.Lock()
         self._cond = threading.Condition(threading.Lock())
@@ -69,8 +70,8 @@ class SyncChannel:
         if self._forgotten:
             self._reap()
         with self._send_lock:
-            if self.broken:
-                raise ConnectionError(f"the channel to {self.address} broke")
+            if self.broken or self.closing:
+                raise ConnectionError(f"the channel to {self.address} broke or is closing")
             if self._sock is None:
                 self._sock = self._connect()
             elif not self._wanted and _ended(self._sock):  # the replica went away meanwhile
@@ -111,17 +112,22 @@ class SyncChannel:
                 frame = self._answers.pop(rid, None)
                 if frame is not None:
                     self._wanted.discard(rid)
-                    return frame
-                if self.broken:
+                    last = self.closing and not self._wanted
+                elif self.broken:
                     self._wanted.discard(rid)
                     raise ChannelClosed(f"the connection to replica {self.address} broke")
-                if self._reading:  # another thread reads: it hands our answer over
+                elif self._reading:  # another thread reads: it hands our answer over
                     left = None if deadline is None else deadline - time.monotonic()
                     if left is not None and left <= 0:
                         raise TimeoutError
                     self._cond.wait(left)
                     continue
-                self._reading = True
+                else:
+                    self._reading = True
+            if frame is not None:
+                if last:  # closed meanwhile: the last answer is in (the lock is not held)
+                    self._shut()
+                return frame
             read = None
             try:
                 read = self._read_frame(deadline)
@@ -202,8 +208,19 @@ class SyncChannel:
         if sock is not None:
             sock.close()
 
-    def close(self) -> None:
-        """Close the connection (calls waiting on it fail with ChannelClosed)."""
+    def close(self, now: bool = False) -> None:
+        """Send no more; close the connection once the answers of the calls sent on it are
+        read (``now``: at once, those calls fail with ChannelClosed)."""
+        with self._send_lock:  # (a send in progress finishes first, and is waited for)
+            self.closing = True
+            if not now:
+                with self._cond:
+                    self._drop_forgotten()
+                    if self._wanted:
+                        return  # the thread that reads the last answer closes it
+        self._shut()
+
+    def _shut(self) -> None:
         self._break()
         sock, self._sock = self._sock, None
         if sock is not None:

@@ -128,3 +128,17 @@ def test_a_server_that_goes_away_fails_the_waiting_call_and_refuses_new_ones(
 def test_an_unreachable_replica_raises_at_send(tmp_path: Path) -> None:
     with pytest.raises(OSError):
         SyncChannel(f"unix:{tmp_path / 'nothing.sock'}").send("sleep", b"1")
+
+
+def test_closing_lets_calls_in_flight_finish_and_refuses_new_ones(server: Server) -> None:
+    channel = SyncChannel(server.address)  # (a replica that left the membership)
+    sent = SyncCall(channel, channel.send("sleep", b"100"), lambda: None)
+    channel.close()
+    with pytest.raises(ConnectionError):
+        channel.send("sleep", b"1")  # new calls go elsewhere
+    assert sent.outcome(value, DEADLINE_S) == b"100" and channel.broken  # then it closed
+    dead = SyncChannel(server.address)  # (a replica known dead): closed at once
+    held = SyncCall(dead, dead.send("hold", b""), lambda: None)
+    dead.close(now=True)
+    with pytest.raises(ChannelClosed):
+        held.outcome(value, DEADLINE_S)
