@@ -169,6 +169,34 @@ async def serve_channel(address: str, handler: Handler,
     return await asyncio.start_server(connection, host=where[0], port=where[1])
 
 
+class _Answers(asyncio.Protocol):
+    """A caller's end of a connection: each frame, once whole, goes to the client at once
+    (no task or await per frame); the end of the connection fails its waiting requests."""
+
+    def __init__(self, client: ChannelClient):
+        self.client = client
+        self.buffer = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer
+        if buffer:
+            buffer += data
+            data = bytes(buffer)
+            buffer.clear()
+        at, end = 0, len(data)
+        while end - at >= 4:
+            (size,) = _PREFIX.unpack_from(data, at)
+            if end - at - 4 < size:
+                break
+            self.client._deliver(decode(data[at + 4:at + 4 + size]))
+            at += 4 + size
+        if at < end:
+            buffer += data[at:]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.client._fail(ChannelClosed(f"the connection to replica {self.client.address} broke"))
+
+
 class ChannelClient:
     """A caller's connection to one replica, shared by all its requests (one event loop).
 
@@ -184,10 +212,10 @@ class ChannelClient:
         self._waiting: dict[int, asyncio.Queue | asyncio.Future] = {}
         self._may_stream: set[int] = set()  # open() requests still waiting for a first frame
         self._opened: dict[int, asyncio.Queue] = {}  # open() requests answered by a stream
-        self._writer: asyncio.StreamWriter | None = None
+        self._writer: asyncio.WriteTransport | None = None  # once connected
         self._connecting: asyncio.Task | None = None
 
-    async def _connect(self) -> asyncio.StreamWriter:
+    async def _connect(self) -> asyncio.WriteTransport:
         if self._writer is not None:
             return self._writer
         if self.closed:
@@ -196,48 +224,46 @@ class ChannelClient:
             self._connecting = asyncio.ensure_future(self._open())
         return await asyncio.shield(self._connecting)
 
-    async def _open(self) -> asyncio.StreamWriter:
+    async def _open(self) -> asyncio.WriteTransport:
         scheme, where = parse_address(self.address)
+        loop = asyncio.get_running_loop()
         try:
             if scheme == "unix":
-                reader, writer = await asyncio.open_unix_connection(where)
+                transport, _ = await loop.create_unix_connection(lambda: _Answers(self), where)
             else:
-                reader, writer = await asyncio.open_connection(*where)
+                transport, _ = await loop.create_connection(lambda: _Answers(self), *where)
         except OSError as exc:
             self._fail(ChannelClosed(f"cannot connect to {self.address}: {exc}"))
             raise ChannelClosed(f"cannot connect to {self.address}: {exc}") from None
-        sock = writer.get_extra_info("socket")
+        sock = transport.get_extra_info("socket")
         if scheme == "tcp" and sock is not None:
             import socket
 
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._writer = writer
-        asyncio.ensure_future(self._read(reader))
-        return writer
+        if self.closed:  # closed while it connected
+            transport.close()
+            raise ChannelClosed(f"the channel to {self.address} is closed")
+        self._writer = transport
+        return transport
 
-    async def _read(self, reader: asyncio.StreamReader) -> None:
-        try:
-            while True:
-                frame = await read_frame(reader)
-                waiter = self._waiting.get(frame.request_id)
-                if waiter is None:
-                    continue
-                if isinstance(waiter, asyncio.Queue):
-                    waiter.put_nowait(frame)
-                    if frame.kind != ITEM:
-                        self._waiting.pop(frame.request_id, None)
-                else:
-                    rid = frame.request_id
-                    if frame.kind == ITEM and rid in self._may_stream:  # a streamed answer
-                        self._may_stream.discard(rid)
-                        self._waiting[rid] = self._opened[rid] = asyncio.Queue()
-                    else:
-                        self._waiting.pop(rid, None)
-                    if not waiter.done():
-                        waiter.set_result(frame)
-        except (asyncio.IncompleteReadError, ConnectionError, OSError):
-            pass
-        self._fail(ChannelClosed(f"the connection to replica {self.address} broke"))
+    def _deliver(self, frame: Frame) -> None:
+        """An answer frame arrived: hand it to the request waiting for it."""
+        rid = frame.request_id
+        waiter = self._waiting.get(rid)
+        if waiter is None:
+            return
+        if isinstance(waiter, asyncio.Queue):
+            waiter.put_nowait(frame)
+            if frame.kind != ITEM:
+                self._waiting.pop(rid, None)
+            return
+        if frame.kind == ITEM and rid in self._may_stream:  # a streamed answer
+            self._may_stream.discard(rid)
+            self._waiting[rid] = self._opened[rid] = asyncio.Queue()
+        else:
+            self._waiting.pop(rid, None)
+        if not waiter.done():
+            waiter.set_result(frame)
 
     def _fail(self, exc: ChannelClosed) -> None:
         self.closed = True
@@ -249,7 +275,7 @@ class ChannelClient:
             elif not waiter.done():
                 waiter.set_exception(exc)
 
-    def _send(self, writer: asyncio.StreamWriter, frame: Frame) -> None:
+    def _send(self, writer: asyncio.WriteTransport, frame: Frame) -> None:
         writer.write(encode(frame))
 
     async def call(self, kind: int, method: str, meta: bytes, body: bytes) -> Frame:
