@@ -80,10 +80,29 @@ def decode(data: bytes) -> Frame:
     return Frame(request_id, kind, method, data[at:at + n_meta], data[at + n_meta:])
 
 
-async def read_frame(reader: asyncio.StreamReader) -> Frame:
-    """The next frame; ``asyncio.IncompleteReadError`` at the end of the stream."""
-    (n,) = _PREFIX.unpack(await reader.readexactly(4))
-    return decode(await reader.readexactly(n))
+def take_frames(buffer: bytearray, data: bytes) -> list[Frame]:
+    """The whole frames in the bytes ``buffer`` held followed by ``data``; the bytes of a
+    frame not whole yet stay in ``buffer``.
+
+    >>> buffer, wire = bytearray(), encode(Frame(1, OK, "", b"", b"ab"))
+    >>> take_frames(buffer, wire[:5]), take_frames(buffer, wire[5:])[0].body
+    ([], b'ab')
+    """
+    if buffer:
+        buffer += data
+        data = bytes(buffer)
+        buffer.clear()
+    frames = []
+    at, end = 0, len(data)
+    while end - at >= 4:
+        (size,) = _PREFIX.unpack_from(data, at)
+        if end - at - 4 < size:
+            break
+        frames.append(decode(data[at + 4:at + 4 + size]))
+        at += 4 + size
+    if at < end:
+        buffer += data[at:]
+    return frames
 
 
 def parse_address(address: str) -> tuple[str, Any]:
@@ -118,55 +137,88 @@ async def serve_channel(address: str, handler: Handler,
     """
     scheme, where = parse_address(address)
 
-    async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        running: dict[int, asyncio.Task] = {}
-        def send(frame: Frame) -> None:  # at once: deferring to batch writes costs latency
-            if not writer.is_closing():
-                writer.write(encode(frame))
+    def connection() -> _Requests:
+        return _Requests(handler, error_body)
 
-        async def serve_one(frame: Frame) -> None:
-            rid = frame.request_id
-            try:
-                result = await handler(frame)
-                if isinstance(result, (bytes, bytearray, memoryview)):
-                    send(Frame(rid, OK, "", b"", bytes(result)))
-                else:
-                    async for item in result:
-                        send(Frame(rid, ITEM, "", b"", bytes(item)))
-                        await writer.drain()
-                    send(Frame(rid, END, "", b"", b""))
-            except asyncio.CancelledError:
-                pass  # the caller gave up on it: nobody reads an answer
-            except Exception as exc:  # noqa: BLE001 - the caller gets the error
-                try:
-                    body = error_body(exc)
-                except Exception:  # noqa: BLE001 - e.g. a chain too deep to pickle: its text
-                    body = error_body(RuntimeError(f"{type(exc).__name__}: {exc}"))
-                send(Frame(rid, ERROR, "", b"", body))
-            finally:
-                running.pop(rid, None)
-
-        try:
-            while True:
-                frame = await read_frame(reader)
-                if frame.kind == CANCEL:
-                    task = running.get(frame.request_id)
-                    if task is not None:
-                        task.cancel()
-                    continue
-                running[frame.request_id] = asyncio.create_task(serve_one(frame))
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            for task in list(running.values()):
-                task.cancel()
-            writer.close()
-
+    loop = asyncio.get_running_loop()
     if scheme == "unix":
         with contextlib.suppress(FileNotFoundError):
             os.unlink(where)
-        return await asyncio.start_unix_server(connection, path=where)
-    return await asyncio.start_server(connection, host=where[0], port=where[1])
+        return await loop.create_unix_server(connection, path=where)
+    return await loop.create_server(connection, host=where[0], port=where[1])
+
+
+class _Requests(asyncio.Protocol):
+    """A replica's end of one caller's connection: each whole frame starts its request's
+    task at once (no reader task, no await per frame); CANCEL cancels that task, and the
+    end of the connection cancels them all (nobody reads their answers)."""
+
+    def __init__(self, handler: Handler, error_body: Callable[[BaseException], bytes]):
+        self.handler = handler
+        self.error_body = error_body
+        self.running: dict[int, asyncio.Task] = {}
+        self.buffer = bytearray()
+        self.transport: asyncio.WriteTransport | None = None
+        self._resumed: asyncio.Future | None = None  # while the caller reads slower than we write
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # a stream transport
+
+    def data_received(self, data: bytes) -> None:
+        for frame in take_frames(self.buffer, data):
+            if frame.kind == CANCEL:
+                task = self.running.get(frame.request_id)
+                if task is not None:
+                    task.cancel()
+            else:
+                self.running[frame.request_id] = asyncio.ensure_future(self._serve(frame))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for task in list(self.running.values()):
+            task.cancel()
+        self.resume_writing()
+
+    def pause_writing(self) -> None:
+        if self._resumed is None:
+            self._resumed = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        resumed, self._resumed = self._resumed, None
+        if resumed is not None and not resumed.done():
+            resumed.set_result(None)
+
+    def _send(self, frame: Frame) -> None:  # at once: deferring to batch writes costs latency
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(encode(frame))
+
+    async def _drain(self) -> None:
+        if self.transport is None or self.transport.is_closing():
+            raise ConnectionResetError("the caller's connection closed")
+        if self._resumed is not None:
+            await asyncio.shield(self._resumed)
+
+    async def _serve(self, frame: Frame) -> None:
+        rid = frame.request_id
+        try:
+            result = await self.handler(frame)
+            if isinstance(result, (bytes, bytearray, memoryview)):
+                self._send(Frame(rid, OK, "", b"", bytes(result)))
+            else:
+                async for item in result:
+                    self._send(Frame(rid, ITEM, "", b"", bytes(item)))
+                    await self._drain()
+                self._send(Frame(rid, END, "", b"", b""))
+        except asyncio.CancelledError:
+            pass  # the caller gave up on it: nobody reads an answer
+        except Exception as exc:  # noqa: BLE001 - the caller gets the error
+            try:
+                body = self.error_body(exc)
+            except Exception:  # noqa: BLE001 - e.g. a chain too deep to pickle: its text
+                body = self.error_body(RuntimeError(f"{type(exc).__name__}: {exc}"))
+            self._send(Frame(rid, ERROR, "", b"", body))
+        finally:
+            self.running.pop(rid, None)
 
 
 class _Answers(asyncio.Protocol):
@@ -178,20 +230,8 @@ class _Answers(asyncio.Protocol):
         self.buffer = bytearray()
 
     def data_received(self, data: bytes) -> None:
-        buffer = self.buffer
-        if buffer:
-            buffer += data
-            data = bytes(buffer)
-            buffer.clear()
-        at, end = 0, len(data)
-        while end - at >= 4:
-            (size,) = _PREFIX.unpack_from(data, at)
-            if end - at - 4 < size:
-                break
-            self.client._deliver(decode(data[at + 4:at + 4 + size]))
-            at += 4 + size
-        if at < end:
-            buffer += data[at:]
+        for frame in take_frames(self.buffer, data):
+            self.client._deliver(frame)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.client._fail(ChannelClosed(f"the connection to replica {self.client.address} broke"))

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +18,7 @@ from sluice.libs.serve.channel import OK, ChannelClosed, Frame, serve_channel
 from sluice.libs.serve.syncchannel import SyncCall, SyncChannel
 
 DEADLINE_S = 60
+ROOT = Path(__file__).resolve().parents[3]
 
 
 class Server:
@@ -55,7 +58,7 @@ class Server:
                 if task is not asyncio.current_task():
                     task.cancel()
 
-        self.run(close())
+        self.run(close())  # (connections stay open: a killed replica is test_channel's child)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(DEADLINE_S)
 
@@ -111,18 +114,25 @@ def test_a_timeout_leaves_the_answer_for_a_later_read_and_a_cancel_reaches_the_s
     channel.close()
 
 
-def test_a_server_that_goes_away_fails_the_waiting_call_and_refuses_new_ones(
-        server: Server) -> None:
-    channel = SyncChannel(server.address)
-    broken = threading.Event()
-    held = SyncCall(channel, channel.send("hold", b""), broken.set)
-    waiting = concurrent.futures.ThreadPoolExecutor(1).submit(held.outcome, value, DEADLINE_S)
-    server.stop()
-    with pytest.raises(ChannelClosed):
-        waiting.result(DEADLINE_S)
-    assert broken.is_set() and channel.broken
-    with pytest.raises(ConnectionError):
-        channel.send("sleep", b"1")
+def test_a_replica_killed_fails_the_waiting_call_and_refuses_new_ones(tmp_path: Path) -> None:
+    address = f"unix:{tmp_path / 'child.sock'}"
+    replica = subprocess.Popen([sys.executable, "-m", "tests.libs.serve.test_channel", address],
+                               stdout=subprocess.PIPE, cwd=ROOT)  # test_channel's Echo replica
+    try:
+        assert replica.stdout.readline() == b"serving\n"
+        channel = SyncChannel(address)
+        broken = threading.Event()
+        held = SyncCall(channel, channel.send("hang", b""), broken.set)
+        waiting = concurrent.futures.ThreadPoolExecutor(1).submit(held.outcome, value, DEADLINE_S)
+        replica.kill()  # SIGKILL while a call waits on it
+        with pytest.raises(ChannelClosed):
+            waiting.result(DEADLINE_S)
+        assert broken.is_set() and channel.broken
+        with pytest.raises(ConnectionError):
+            channel.send("echo", b"1")
+    finally:
+        replica.kill()
+        replica.wait(DEADLINE_S)
 
 
 def test_an_unreachable_replica_raises_at_send(tmp_path: Path) -> None:
