@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import types
 from dataclasses import dataclass
 from typing import Any
 
 import cloudpickle
 
+from sluice.compiler.ir import code_digest
 from sluice.compiler.plan import Plan, Stage
 from sluice.compiler.run import call_arguments
 from sluice.compiler.runner import Execution, StageHooks, run_plan
@@ -170,13 +172,29 @@ def _actor_class(dep: Deployment) -> type:
     target = dep.func_or_class
     opts = dep.config.ray_actor_options
     attrs = {"__module__": __name__, "_serve_target": target,
-             "_serve_resources": (opts.get("num_cpus", 1), opts.get("num_gpus", 0))}
+             "_serve_resources": (opts.get("num_cpus", 1), opts.get("num_gpus", 0)),
+             "_serve_identity": _identity_member(dep)}
     if inspect.isclass(target):
         base_init = target.__init__
         cls = type(dep.name, (), {**attrs, "__init__": _signature_init(base_init)})
     else:
         cls = type(dep.name, (), {**attrs, "__init__": lambda self: None})
     return cls
+
+
+def _identity_member(dep: Deployment) -> Any:
+    """A member whose code carries a digest of the deployment's code and options: the Plan
+    hashes a class by its members' code, so the op id changes with the user's code and with
+    the serve options (``num_replicas``, ``max_ongoing_requests``, ...), as for every op."""
+    digest = hashlib.blake2b(f"{code_digest(dep.func_or_class)}|{dep.config!r}".encode(),
+                             digest_size=8).hexdigest()
+
+    def identity(self: Any) -> str:
+        return "<deployment digest>"
+
+    code = identity.__code__
+    consts = tuple(digest if c == "<deployment digest>" else c for c in code.co_consts)
+    return types.FunctionType(code.replace(co_consts=consts), {}, "_serve_identity")
 
 
 def _signature_init(init: Any) -> Any:

@@ -51,6 +51,17 @@ def test_ids_are_content_addressed() -> None:
     a = lower(Ingress.bind(Model.bind(), tokenize.bind()))
     b = lower(Ingress.bind(Model.bind(), tokenize.bind()))
     assert [st.id for st in a.plan.stages] == [st.id for st in b.plan.stages]
+    # the serve options and the deployment's code are part of its op's identity
+    scaled = lower(Ingress.bind(Model.options(num_replicas=3).bind(), tokenize.bind()))
+    assert {st.id for st in scaled.plan.stages} != {st.id for st in a.plan.stages}
+
+    @serve.deployment(name="Model")
+    class OtherModel:
+        def __call__(self, x):
+            return -x
+
+    other = lower(Ingress.bind(OtherModel.bind(), tokenize.bind()))
+    assert {st.id for st in other.plan.stages} != {st.id for st in a.plan.stages}
 
 
 def test_one_deployment_bound_twice_gets_a_second_name() -> None:
