@@ -45,7 +45,6 @@ RETRY_S = 1.0
 WATCH_AFTER_S = 0.02
 """A request still unanswered this long starts watching for its client's disconnect (one
 that disconnected earlier is seen then)."""
-"""How long the proxy waits before asking a route source again after a failed long poll."""
 
 
 class RouteSource(Protocol):
