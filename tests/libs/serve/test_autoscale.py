@@ -16,7 +16,7 @@ import pytest
 
 import sluice
 import sluice.serve as serve
-from tests.libs.serve.helpers import eventually
+from tests.libs.serve.helpers import eventually, free_port
 
 DEADLINE_S = 120
 SMALL = {"num_cpus": 0.1}  # many replicas fit on the test runtime's CPUs
@@ -33,14 +33,6 @@ def runtime() -> Iterator[None]:
     serve.shutdown()
     sluice.shutdown()
     os.environ.pop("SLUICE_SERVE_SCHEDULE_WARNING_S", None)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(autouse=True)

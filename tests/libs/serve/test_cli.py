@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import pytest
 
 from sluice.libs.serve import deployment
 from sluice.libs.serve.cli import UsageError, read_config, with_overrides
+from tests.libs.serve.helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 DEADLINE_S = 120
@@ -42,12 +42,6 @@ def builder(args):
 
 not_an_app = 42
 '''
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def sluice_cli(*args: str, cwd: Path, **kwargs) -> subprocess.Popen:

@@ -16,7 +16,7 @@ import pytest
 import sluice
 import sluice.serve as serve
 from sluice.libs.serve.exceptions import RayServeException
-from tests.libs.serve.helpers import eventually
+from tests.libs.serve.helpers import eventually, free_port
 
 DEADLINE_S = 90
 
@@ -27,14 +27,6 @@ def runtime() -> Iterator[None]:
     yield
     serve.shutdown()
     sluice.shutdown()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,6 @@ are, spread over the nodes, and answer handle calls and HTTP over TCP."""
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 
 import urllib.request
@@ -14,6 +13,7 @@ import pytest
 import sluice
 import sluice.serve as serve
 from tests.cluster.conftest import LocalCluster, node_with
+from tests.libs.serve.helpers import free_port
 
 
 @pytest.fixture(scope="module")
@@ -21,9 +21,7 @@ def cluster() -> Iterator[LocalCluster]:
     c = LocalCluster(nodes=2, cpus=1, node_args=[["--resources", '{"model": 2}'], []])
     try:
         sluice.init(address=c.address)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            c.http_port = s.getsockname()[1]
+        c.http_port = free_port()
         serve.start(http_options={"port": c.http_port})
         yield c
     finally:

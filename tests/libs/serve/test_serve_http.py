@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 
 import httpx
@@ -10,12 +9,7 @@ import pytest
 
 import sluice
 import sluice.serve as serve
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.libs.serve.helpers import free_port
 
 
 @pytest.fixture(scope="module")
