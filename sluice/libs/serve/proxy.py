@@ -410,6 +410,73 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+class _CoalescedWrites:
+    """A connection's transport that sends a response's head together with its body.
+
+    uvicorn writes the status line and headers, then the body: two writes, so two system
+    calls and two segments for the client to read, for every answer. Here a head waits for
+    the next write (the body, written at once by the proxy for a whole answer) and goes out
+    with it; a head with no write after it (a stream's first item still to come) goes out
+    at the end of the event loop's step. Anything else passes straight to the transport.
+    """
+
+    __slots__ = ("_transport", "_loop", "_held")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop):
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            if len(data) < 65536:
+                self._transport.write(held + data)
+                return
+            self._transport.write(held)
+        elif data[:5] == b"HTTP/":  # a response's head: its body follows
+            self._held = bytes(data)
+            self._loop.call_soon(self._flush)
+            return
+        self._transport.write(data)
+
+    def writelines(self, lines: Any) -> None:
+        self.write(b"".join(lines))
+
+    def _flush(self) -> None:
+        held, self._held = self._held, None
+        if held is not None and not self._transport.is_closing():
+            self._transport.write(held)
+
+    def write_eof(self) -> None:
+        self._flush()
+        self._transport.write_eof()
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._held = None
+        self._transport.abort()
+
+    def __getattr__(self, name: str) -> Any:  # the rest of the transport's interface
+        return getattr(self._transport, name)
+
+
+def _http_protocol() -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol (httptools where installed, else h11), each connection's
+    writes through :class:`_CoalescedWrites`."""
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    class CoalescingHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(_CoalescedWrites(transport, asyncio.get_running_loop()))
+
+    return CoalescingHTTPProtocol
+
+
 def _new_loop() -> asyncio.AbstractEventLoop:
     try:
         import uvloop
@@ -447,7 +514,8 @@ class ProxyServer:
         sock = bind(self.host, self.port)
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(self.app, lifespan="off", log_level="warning", access_log=False,
-                                loop="none", ws="none", proxy_headers=False,
+                                loop="none", ws="none", http=_http_protocol(),
+                                proxy_headers=False,
                                 root_path=self.root_path,
                                 timeout_keep_alive=self.keep_alive_timeout_s,
                                 timeout_graceful_shutdown=self.graceful_shutdown_s)

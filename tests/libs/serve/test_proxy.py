@@ -19,7 +19,7 @@ from starlette.responses import Response, StreamingResponse
 from sluice.libs.serve.channel import HTTP, ChannelClient, serve_channel
 from sluice.libs.serve.codec import error_body
 from sluice.libs.serve.http import call_http, ingress
-from sluice.libs.serve.proxy import ProxyApp, ProxyServer
+from sluice.libs.serve.proxy import ProxyApp, ProxyServer, _CoalescedWrites
 
 DEADLINE_S = 60
 
@@ -184,6 +184,50 @@ def test_return_values_and_requests_through_the_proxy(tmp_path: Path) -> None:
                 big = bytes(range(256)) * 4096  # a 1 MiB body arrives whole
                 r = await c.put("/shop/digest", content=big)
                 assert r.text == hashlib.sha256(big).hexdigest()
+
+    run(main())
+
+
+class RecordingTransport(asyncio.Transport):
+    """A transport that records each write: what the socket would be asked to send."""
+
+    def __init__(self):
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data):
+        self.writes.append(bytes(data))
+
+    def is_closing(self):
+        return self.closed
+
+    def close(self):
+        self.closed = True
+
+    def get_write_buffer_size(self):
+        return 0
+
+
+def test_a_response_head_goes_out_with_its_body_in_one_write() -> None:
+    async def main():
+        transport = RecordingTransport()
+        writes = _CoalescedWrites(transport, asyncio.get_running_loop())
+        head = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n"
+        writes.write(head)
+        assert transport.writes == []  # the head waits for its body
+        writes.write(b"ok")
+        assert transport.writes == [head + b"ok"]
+        # a stream's head with no body yet goes out at the end of the loop's step
+        writes.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        await asyncio.sleep(0)
+        assert transport.writes[-1].startswith(b"HTTP/1.1 200 OK\r\ntransfer-encoding")
+        writes.write(b"3\r\nabc\r\n")  # a chunk passes straight through
+        assert transport.writes[-1] == b"3\r\nabc\r\n" and len(transport.writes) == 3
+        writes.write(head)
+        writes.close()  # a held head is sent before the connection closes
+        assert (transport.writes[-1], transport.closed) == (head, True)
+        assert writes.get_write_buffer_size() == 0  # the rest is the transport's own
 
     run(main())
 
