@@ -18,6 +18,9 @@ fresh process, the order of the systems reversing every round:
 The deployments are the same code for sluice and Ray (``from sluice import serve`` or
 ``from ray import serve``). Each runtime is started with 2 CPUs and stopped after its row
 (``serve.shutdown()``, then the runtime's ``shutdown()``); every port is a free one.
+Before each row the runner waits (up to 30 s) until the machine is nearly idle: Ray's
+daemons take seconds to wind down after its shutdown, and a row measured beside them
+(whichever system follows Ray) would share the two cores with them.
 sluice's column is skipped, with the import error, while ``import sluice.serve`` fails;
 Ray's while ``ray.serve`` is not installed (``pip install 'ray[serve]'``).
 
@@ -291,6 +294,31 @@ def skip_reasons(systems: list[str]) -> dict[str, str]:
     return reasons
 
 
+def _cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine since boot (Linux ``/proc/stat``)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def settle(busy_below: float = 0.25, window_s: float = 0.5, max_wait_s: float = 30.0) -> float:
+    """Wait until the machine is nearly idle over a ``window_s`` window (what the row before
+    left winding down, e.g. a runtime's daemons after its shutdown, would otherwise share
+    the cores with the next row's measurement); the seconds waited. Gives up after
+    ``max_wait_s`` (the machine is busy with something else: measure anyway)."""
+    if not os.path.exists("/proc/stat"):
+        return 0.0
+    started = time.perf_counter()
+    while time.perf_counter() - started < max_wait_s:
+        busy0, total0 = _cpu_times()
+        time.sleep(window_s)
+        busy1, total1 = _cpu_times()
+        if total1 > total0 and (busy1 - busy0) / (total1 - total0) < busy_below:
+            break
+    return time.perf_counter() - started
+
+
 def run_process(system: str, row: str, quick: bool, timeout: float) -> dict:
     """One (system, row) in a fresh process of its own session; its record, or an error."""
     command = [sys.executable, "-m", "benchmarks.serve", "--one", system, row]
@@ -444,7 +472,9 @@ def main(argv: list[str] | None = None) -> int:
     load_start = os.getloadavg()
     records = []
     for number, (round_index, row, system) in enumerate(runs, 1):
+        settled_s = settle()
         record = run_process(system, row, args.quick, args.timeout)
+        record["settled_s"] = settled_s
         record.update(round=round_index, row=row, system=system)
         records.append(record)
         shown = record.get("error") or ", ".join(
