@@ -1,0 +1,301 @@
+"""Hyperparameter search side by side: sluice.tune and Ray Tune, one run.
+
+``python -m benchmarks.tune [--systems sluice,ray] [--rows ...] [--rounds 2] [--quick]``
+(the tuning part of ``make bench``) measures three rows, each (system, row, round) in a
+fresh process once the machine is idle (``benchmarks.serve.settle``), the order of the
+systems reversing every round:
+
+* ``one_report``: 1,000 trials of a trivial function trainable that reports once.
+* ``many_reports``: 50 trials x 100 reports each.
+* ``asha``: ASHA (max_t=50, grace_period=1, reduction_factor=4) over 64 trials of a
+  synthetic learning curve, ``score = x * (1 - 0.9**iteration)``, ``x`` a 64-point grid
+  in one fixed shuffled order (the same configs in the same order for both systems; in
+  ascending order every trial would beat those before it and ASHA could stop none): the
+  best score is the best trial's at max_t.
+
+Each row is the wall time of ``Tuner(...).fit()`` with ``reuse_actors=True``, the runtime
+started before (2 CPUs, one CPU per trial) and a fresh temporary ``storage_path``; both
+systems run the same trainables (``from sluice import tune`` or ``from ray import tune``).
+sluice's rows also record the driver's own time per reported result (the controller's
+handling of each result, its database writes included).
+
+A figure is the median over the rounds; the ratios are sluice over Ray. Results go to
+``benchmarks/results/tune.json`` (a run of part of the rows or systems, or ``--quick``, to
+``tune-subset.json`` / ``tune-quick.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import importlib.metadata
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.run_one import RESULT_PREFIX
+from benchmarks.serve import _commit, _stop_group, settle
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+ROWS = ("one_report", "many_reports", "asha")
+SYSTEMS = ("sluice", "ray")
+NUM_CPUS = 2
+TIMEOUT_S = 600.0
+TARGETS = {"one_report": 0.05, "many_reports": 0.1, "asha": 0.1}
+
+
+def sizes(quick: bool) -> dict[str, int]:
+    """Trials and reports per row (smaller for a smoke run)."""
+    if quick:
+        return {"one_report": 100, "many_trials": 10, "many_reports": 20, "asha_trials": 16,
+                "asha_max_t": 20}
+    return {"one_report": 1_000, "many_trials": 50, "many_reports": 100, "asha_trials": 64,
+            "asha_max_t": 50}
+
+
+# --- one row in this process ----------------------------------------------------------------
+
+def import_system(system: str) -> tuple[Any, Any]:
+    """(the runtime module, its tune module) for ``sluice`` or ``ray``."""
+    if system == "sluice":
+        import sluice
+        from sluice import tune
+        return sluice, tune
+    import ray
+    from ray import tune
+    return ray, tune
+
+
+def trainables(tune: Any) -> dict[str, Any]:
+    """The benchmark's trainables, defined here so each system pickles them by value."""
+
+    def one_report(config):
+        tune.report({"score": config["x"]})
+
+    def many_reports(config):
+        for i in range(config["reports"]):
+            tune.report({"score": config["x"] * i})
+
+    def curve(config):
+        for i in range(1, config["max_t"] + 1):
+            tune.report({"score": config["x"] * (1 - 0.9 ** i)})
+
+    return {"one_report": one_report, "many_reports": many_reports, "asha": curve}
+
+
+def run_row(system: str, row: str, size: dict[str, int]) -> dict:
+    runtime, tune = import_system(system)
+    if system == "sluice":
+        runtime.init(num_cpus=NUM_CPUS)
+    else:
+        runtime.init(num_cpus=NUM_CPUS, include_dashboard=False, log_to_driver=False)
+    storage = tempfile.mkdtemp(prefix=f"bench-tune-{system}-")
+    try:
+        fn = trainables(tune)[row]
+        scheduler = None
+        if row == "one_report":
+            space, samples = {"x": tune.uniform(0, 1)}, size["one_report"]
+        elif row == "many_reports":
+            space = {"x": tune.uniform(0, 1), "reports": size["many_reports"]}
+            samples = size["many_trials"]
+        else:
+            n = size["asha_trials"]
+            xs = [(i + 1) / n for i in range(n)]
+            random.Random(0).shuffle(xs)  # one fixed order for both systems, not best-last
+            space = {"x": tune.grid_search(xs),
+                     "max_t": size["asha_max_t"]}
+            samples = 1
+            from_schedulers = importlib.import_module(f"{tune.__name__}.schedulers")
+            scheduler = from_schedulers.ASHAScheduler(max_t=size["asha_max_t"], grace_period=1,
+                                                      reduction_factor=4)
+        tuner = tune.Tuner(fn, param_space=space,
+                           tune_config=tune.TuneConfig(metric="score", mode="max",
+                                                       num_samples=samples, reuse_actors=True,
+                                                       scheduler=scheduler),
+                           run_config=tune.RunConfig(storage_path=storage, name="bench",
+                                                     verbose=0))
+        started = time.perf_counter()
+        grid = tuner.fit()
+        seconds = time.perf_counter() - started
+        record = {"seconds": seconds, "trials": len(grid), "errors": grid.num_errors,
+                  "best_score": grid.get_best_result().metrics["score"]}
+        frame = grid.get_dataframe()
+        record["iterations"] = int(frame["training_iteration"].sum())
+        controller = getattr(tuner, "controller", None)
+        if controller is not None and controller.num_results:
+            record["driver_us_per_result"] = controller.result_seconds / controller.num_results * 1e6
+        return record
+    finally:
+        runtime.shutdown()
+        import shutil
+        shutil.rmtree(storage, ignore_errors=True)
+
+
+def run_one(system: str, row: str, quick: bool) -> int:
+    """One row on one system in this process: the result as the last stdout line."""
+    try:
+        record = run_row(system, row, sizes(quick))
+        status = 0
+    except Exception as exc:  # noqa: BLE001 - reported to the runner, which goes on
+        import traceback
+        traceback.print_exc()
+        record = {"error": f"{type(exc).__name__}: {exc}".strip()[:500]}
+        status = 1
+    with contextlib.suppress(Exception):
+        record["version"] = importlib.metadata.version(system)
+    print(RESULT_PREFIX + json.dumps(record), flush=True)
+    return status
+
+
+# --- the runner -------------------------------------------------------------------------
+
+def run_process(system: str, row: str, quick: bool, timeout: float) -> dict:
+    """One (system, row) in a fresh process of its own session; its record, or an error."""
+    command = [sys.executable, "-m", "benchmarks.tune", "--one", system, row]
+    if quick:
+        command.append("--quick")
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+        timed_out = False
+    except subprocess.TimeoutExpired:
+        _stop_group(proc.pid)
+        stdout, stderr = proc.communicate()
+        timed_out = True
+    _stop_group(proc.pid)
+    record = next((json.loads(line[len(RESULT_PREFIX):]) for line in reversed(stdout.splitlines())
+                   if line.startswith(RESULT_PREFIX)), None)
+    if timed_out:
+        record = {"error": f"stopped after {timeout:.0f} s"}
+    elif record is None:
+        tail = " | ".join(stderr.strip().splitlines()[-3:])
+        record = {"error": f"exit status {proc.returncode}, no result: {tail}"[:500]}
+    if "error" in record and stderr.strip():
+        record["stderr_tail"] = stderr.strip().splitlines()[-20:]
+    record["loadavg_after"] = os.getloadavg()[0]
+    return record
+
+
+def median_of(records: list[dict], system: str, row: str, key: str) -> float | None:
+    values = [r[key] for r in records
+              if r["system"] == system and r["row"] == row and key in r and "error" not in r]
+    return statistics.median(values) if values else None
+
+
+LABELS = {"one_report": "1,000 one-report trials: fit() seconds",
+          "many_reports": "50 trials x 100 reports: fit() seconds",
+          "asha": "ASHA, 64 trials x 50 iterations: fit() seconds"}
+
+
+def table(records: list[dict], quick: bool) -> tuple[str, dict]:
+    """The Markdown table of the medians and ratios, and the same as data."""
+    out = ["| row | Ray Tune | sluice | sluice / Ray | target |", "|---|---|---|---|---|"]
+    summary: dict[str, Any] = {}
+    for row in ROWS:
+        ray_s, sluice_s = (median_of(records, s, row, "seconds") for s in ("ray", "sluice"))
+        if ray_s is None and sluice_s is None:
+            continue
+        ratio = sluice_s / ray_s if ray_s and sluice_s else None
+        target = TARGETS[row]
+        verdict = "" if ratio is None else (": met" if ratio <= target else ": missed")
+        label = LABELS[row] + (" (quick sizes)" if quick else "")
+        out.append(f"| {label} | {_fmt(ray_s)} | {_fmt(sluice_s)} | "
+                   f"{'-' if ratio is None else f'{ratio:.3g}'} | <= {target:g}x Ray{verdict} |")
+        summary[row] = {"ray_s": ray_s, "sluice_s": sluice_s, "ratio": ratio, "target": target}
+    best = {s: median_of(records, s, "asha", "best_score") for s in SYSTEMS}
+    if best["sluice"] is not None:
+        out.append(f"| ASHA best score (no worse than Ray's) | {_fmt(best['ray'], '{:.4f}')} | "
+                   f"{_fmt(best['sluice'], '{:.4f}')} | - | "
+                   f"{'' if best['ray'] is None else ('met' if best['sluice'] >= best['ray'] - 1e-9 else 'missed')} |")
+        iterations = {s: median_of(records, s, "asha", "iterations") for s in SYSTEMS}
+        out.append(f"| ASHA iterations run (of 64 x 50 = 3,200) | {_fmt(iterations['ray'], '{:,.0f}')} | "
+                   f"{_fmt(iterations['sluice'], '{:,.0f}')} | - | |")
+    per_result = median_of(records, "sluice", "many_reports", "driver_us_per_result")
+    if per_result is not None:
+        out.append(f"| driver's own time per reported result (50 x 100) | - | {per_result:.0f} µs "
+                   f"| - | < 100 µs: {'met' if per_result < 100 else 'missed'} |")
+    summary["best_score"] = best
+    summary["driver_us_per_result"] = per_result
+    return "\n".join(out), summary
+
+
+def _fmt(value: float | None, pattern: str = "{:.2f} s") -> str:
+    return "-" if value is None else pattern.format(value)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.tune",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--systems", default=",".join(SYSTEMS),
+                        help=f"comma-separated, from {','.join(SYSTEMS)} (default: all)")
+    parser.add_argument("--rows", default=",".join(ROWS),
+                        help=f"comma-separated, from {','.join(ROWS)} (default: all)")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="fresh processes per system and row (default 2)")
+    parser.add_argument("--quick", action="store_true", help="smaller rows, for a smoke run")
+    parser.add_argument("--timeout", type=float, default=TIMEOUT_S,
+                        help=f"seconds before one process is stopped (default {TIMEOUT_S:.0f})")
+    parser.add_argument("--out", default=None, help="results path (default: see the docstring)")
+    parser.add_argument("--one", nargs=2, metavar=("SYSTEM", "ROW"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    for attr, allowed in (("systems", SYSTEMS), ("rows", ROWS)):
+        chosen = [part.strip() for part in getattr(args, attr).split(",") if part.strip()]
+        for name in chosen:
+            if name not in allowed:
+                parser.error(f"unknown {attr[:-1]} {name!r}; choose from {','.join(allowed)}")
+        setattr(args, attr, chosen)
+    if args.rounds < 1:
+        parser.error(f"--rounds={args.rounds}: it must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.one:
+        return run_one(*args.one, args.quick)
+    runs = []
+    for round_index in range(args.rounds):
+        order = args.systems if round_index % 2 == 0 else list(reversed(args.systems))
+        runs += [(round_index, row, s) for row in args.rows for s in order]
+    started = dt.datetime.now(dt.timezone.utc)
+    records = []
+    for number, (round_index, row, system) in enumerate(runs, 1):
+        settled_s = settle()
+        record = run_process(system, row, args.quick, args.timeout)
+        record.update(round=round_index, row=row, system=system, settled_s=settled_s)
+        records.append(record)
+        shown = record.get("error") or ", ".join(
+            f"{k}={record[k]:.4g}" for k in ("seconds", "best_score", "iterations",
+                                              "driver_us_per_result") if k in record)
+        print(f"[{number}/{len(runs)}] round {round_index + 1} {row:<12} {system:<6} {shown}",
+              file=sys.stderr, flush=True)
+    text, summary = table(records, args.quick)
+    print(text)
+    whole = args.rows == list(ROWS) and args.systems == list(SYSTEMS)
+    name = "tune-quick" if args.quick else ("tune" if whole else "tune-subset")
+    out = Path(args.out) if args.out else RESULTS / f"{name}.json"
+    result = {"started": started.isoformat(), "rounds": args.rounds, "quick": args.quick,
+              "sizes": sizes(args.quick), "summary": summary, "records": records,
+              "commit": _commit(),
+              "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(tmp, out)
+    print(f"\nwrote {out}")
+    return 1 if any("error" in r for r in records) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
