@@ -42,13 +42,14 @@ class TuneError(RuntimeError):
 class _Slot:
     """A trial actor and the trial it runs (None: idle, kept for the next trial)."""
 
-    __slots__ = ("actor", "resources", "trial", "ref")
+    __slots__ = ("actor", "resources", "trial", "ref", "finished")
 
     def __init__(self, actor: Any, resources: dict[str, float]):
         self.actor = actor
         self.resources = resources
         self.trial: Trial | None = None
         self.ref: Any = None  # the outstanding start()/next() call
+        self.finished = False  # the trial's trainable returned
 
 
 class TuneController:
@@ -103,6 +104,8 @@ class TuneController:
         self._by_ref: dict[Any, _Slot] = {}
         self.num_results = 0
         self._state_changed = False  # the searcher's or scheduler's state to save
+        self._waiting = sum(1 for t in self.trials if t.status in (PENDING, PAUSED))
+        self._last_resources: dict[str, float] | None = None  # of the newest trial
         # no decision depends on a result: trials report without waiting (runner.py)
         self.buffered = type(scheduler) is FIFOScheduler and stop is None
         self.result_seconds = 0.0  # the driver's time handling results (per-result cost)
@@ -123,7 +126,7 @@ class TuneController:
             if should_checkpoint:
                 self._save(slot)
             self._release(slot)
-        trial.status = PAUSED
+        self._set_status(trial, PAUSED)
         self.db.save_trial(trial)
 
     def stop_trial(self, trial: Trial) -> None:
@@ -134,7 +137,7 @@ class TuneController:
         slot = self._slot_of(trial)
         if slot is not None:
             self._release(slot)
-        trial.status = TERMINATED
+        self._set_status(trial, TERMINATED)
         if was_running:  # its last result ends it, as Ray marks it
             trial.last_result = dict(trial.last_result, done=True)
         result = dict(trial.last_result)
@@ -146,6 +149,13 @@ class TuneController:
         self._checkpoint_at_end(trial)
         self.db.save_trial(trial)
         self._report_end(trial)
+
+    def _set_status(self, trial: Trial, status: str) -> None:
+        if trial.status in (PENDING, PAUSED):
+            self._waiting -= 1
+        if status in (PENDING, PAUSED):
+            self._waiting += 1
+        trial.status = status
 
     # -- the loop -------------------------------------------------------------------------
     def run(self) -> None:
@@ -195,7 +205,9 @@ class TuneController:
         while True:
             if self.max_concurrent is not None and self._running_count() >= self.max_concurrent:
                 return
-            trial = self.scheduler.choose_trial_to_run(self)
+            # (a new trial is PENDING only until it starts, below: the scheduler is asked
+            # only while older ones wait)
+            trial = self.scheduler.choose_trial_to_run(self) if self._waiting else None
             if trial is None:
                 trial = self._new_trial()
                 if trial is None:
@@ -207,6 +219,8 @@ class TuneController:
     def _new_trial(self) -> Trial | None:
         if self.searcher_finished or self._budget_hit:
             return None
+        if self._last_resources is not None and not self._fits(self._last_resources):
+            return None  # no room for one more like the last (made once some trial ends)
         trial_id = f"{self.id_prefix}_{self.next_index:05d}"
         config = self.searcher.suggest(trial_id)
         if config == Searcher.FINISHED:
@@ -229,12 +243,14 @@ class TuneController:
                       experiment_tag=f"{index}_{format_vars(resolved)}" if resolved else str(index),
                       resources=self.resources_of(config), index=index)
         self._check_feasible(trial)
+        self._last_resources = trial.resources
         if self.trial_name_creator is not None:
             trial.name = str(self.trial_name_creator(trial))
         dirname = (self.trial_dirname_creator(trial) if self.trial_dirname_creator is not None
                    else f"{self.trainable_name}_{trial_id}")
         trial.path = os.path.join(self.experiment_path, str(dirname))
         self.trials.append(trial)
+        self._waiting += 1
         self._by_id[trial_id] = trial
         self.scheduler.on_trial_add(self, trial)
         self.db.save_trial(trial)
@@ -248,7 +264,8 @@ class TuneController:
             self.slots.append(slot)
             self._take(trial.resources)
         slot.trial = trial
-        trial.status = RUNNING
+        slot.finished = False
+        self._set_status(trial, RUNNING)
         iteration, time_total = self._resume_point(trial)
         spec = {"trial_id": trial.trial_id, "trial_name": trial.name, "trial_dir": trial.path,
                 "experiment_name": self.experiment_name, "config": trial.config,
@@ -365,6 +382,7 @@ class TuneController:
     def _on_done(self, trial: Trial, slot: _Slot) -> None:
         trial.last_result = dict(trial.last_result, done=True)
         trial.stop_reason = "done"
+        slot.finished = True  # the trainable returned: nothing to stop on the actor
         self.stop_trial(trial)
 
     def _failed(self, trial: Trial, slot: _Slot, text: str, blob: bytes | None,
@@ -380,10 +398,10 @@ class TuneController:
                            trial.name, trial.num_failures,
                            "unlimited" if retries == -1 else retries + 1,
                            trial.checkpoint or "its start", text)
-            trial.status = PENDING  # resumes from its latest checkpoint
+            self._set_status(trial, PENDING)  # resumes from its latest checkpoint
             self.db.save_trial(trial)
             return
-        trial.status = ERROR
+        self._set_status(trial, ERROR)
         trial.error = text
         self.scheduler.on_trial_error(self, trial)
         self.searcher.on_trial_complete(trial.trial_id, None, error=True)
@@ -488,8 +506,9 @@ class TuneController:
         if not self.reuse_actors:
             self._drop(slot)
             return
-        # not awaited: the actor's calls run in order, so its next start() comes after
-        slot.actor.stop.remote()
+        if not slot.finished:  # a trial still inside its trainable (the scheduler stopped it)
+            # not awaited: the actor's calls run in order, so its next start() comes after
+            slot.actor.stop.remote()
 
     def _drop(self, slot: _Slot) -> None:
         import sluice

@@ -39,7 +39,8 @@ def test_a_seeded_generator_repeats_its_configs_and_restores_where_it_was() -> N
     again = BasicVariantGenerator(random_state=7)
     again.set_search_properties(None, None, space, num_samples=6)
     assert [again.suggest(f"t{i}") for i in range(3)] == a
-    restored = BasicVariantGenerator()
+    restored = BasicVariantGenerator()  # as Tuner.restore makes it: the space, then the state
+    restored.set_search_properties(None, None, space, num_samples=6)
     restored.set_state(state)
     assert drain(restored) == rest
 

@@ -28,23 +28,22 @@ class BasicVariantGenerator(Searcher):
         self.max_concurrent = max_concurrent
         self.constant_grid_search = constant_grid_search
         if isinstance(random_state, random.Random):
-            self._rng = random_state
-        else:
-            self._rng = random.Random(random_state)
+            random_state = random_state.randrange(1 << 63)
+        # a seed, kept: a restored search replays the same variants from it
+        self._seed = random.randrange(1 << 63) if random_state is None else random_state
+        self._rng = random.Random(self._seed)
         self._space: dict[str, Any] = {}
         self._num_samples = 1
         self._variants: Iterator[tuple[dict, dict]] | None = None
         self._emitted = 0
         self._live: set[str] = set()
         self._resolved: dict[str, dict[str, Any]] = {}
-        self._initial_rng = self._rng.getstate()
         self.total_samples = 0
 
     def set_search_properties(self, metric: str | None, mode: str | None,
                               config: dict[str, Any], **spec: Any) -> bool:
         super().set_search_properties(metric, mode, config)
         self._space = config
-        self._initial_rng = self._rng.getstate()  # a restore replays the same variants
         self._num_samples = int(spec.get("num_samples", 1))
         if self._num_samples == -1:
             self._num_samples = 1 << 62  # as many as time allows
@@ -94,18 +93,16 @@ class BasicVariantGenerator(Searcher):
         return self._resolved.get(trial_id)
 
     def get_state(self) -> dict[str, Any]:
-        # small on purpose (saved as trials start and end): the tags are in the trials' rows
-        return {k: v for k, v in self.__dict__.items()
-                if k not in ("_variants", "_rng", "_resolved")}
+        # small on purpose (saved as trials start and end): the space comes from the Tuner
+        # again on restore, the tags are in the trials' rows, the variants follow the seed
+        return {"seed": self._seed, "emitted": self._emitted, "live": set(self._live)}
 
     def set_state(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+        self._seed, self._emitted, self._live = state["seed"], state["emitted"], set(state["live"])
+        self._rng = random.Random(self._seed)
         self._resolved = {}
-        self._rng = random.Random()
-        self._rng.setstate(self._initial_rng)
-        # the same seed gives the same variants: skip those handed out before
         self._variants = self._generate()
-        for _ in range(self._emitted):
+        for _ in range(self._emitted):  # those handed out before
             next(self._variants, None)
 
     def describe(self) -> str:
