@@ -129,6 +129,33 @@ class TuneController:
         self._set_status(trial, PAUSED)
         self.db.save_trial(trial)
 
+    def checkpoint_trial(self, trial: Trial) -> str | None:
+        """Checkpoint running ``trial`` now (a class trainable saves; a function trainable's
+        is the latest it reported); its latest checkpoint's folder, or None."""
+        slot = self._slot_of(trial)
+        if slot is not None:
+            self._save(slot)
+        return trial.checkpoint
+
+    def reset_trial(self, trial: Trial, config: dict[str, Any], experiment_tag: str,
+                    checkpoint: str | None) -> None:
+        """Give paused or pending ``trial`` a new config and the checkpoint it resumes from
+        (copied into its own folder: the source's retention may delete the original)."""
+        if trial.status not in (PAUSED, PENDING):
+            raise TuneError(f"reset_trial({trial.name}): only a paused or pending trial can "
+                            f"take a new config, not a {trial.status} one")
+        trial.config = config
+        trial.experiment_tag = experiment_tag
+        if checkpoint is not None:
+            self.db.commit()
+            metrics = next((m for trial_id, path, m in self.db.all_checkpoints()
+                            if path == checkpoint), {})
+            target = os.path.join(trial.path, f"checkpoint_{trial.checkpoint_index:06d}")
+            shutil.copytree(checkpoint, target, dirs_exist_ok=True)
+            trial.checkpoint_index += 1
+            self._new_checkpoint(trial, target, dict(metrics) or dict(trial.last_result))
+        self.db.save_trial(trial)
+
     def stop_trial(self, trial: Trial) -> None:
         """End ``trial`` (it counts as terminated); the scheduler and searcher hear of it."""
         if trial.is_finished():
@@ -443,7 +470,7 @@ class TuneController:
         index = _checkpoint_number(path)
         if index is not None:
             trial.checkpoint_index = max(trial.checkpoint_index, index + 1)
-        self.db.add_checkpoint(trial.trial_id, path, metrics["training_iteration"], metrics)
+        self.db.add_checkpoint(trial.trial_id, path, metrics.get("training_iteration", 0), metrics)
         self.db.save_trial(trial)  # a restore resumes it from this checkpoint
         self._retain(trial, path, metrics)
 

@@ -222,6 +222,11 @@ class ExperimentDB:
                                  "ORDER BY iteration", (trial_id,)).fetchall()
         return [(path, loads(m)) for path, m in rows]
 
+    def all_checkpoints(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """(trial id, folder, metrics) of every checkpoint kept."""
+        rows = self.conn.execute("SELECT trial_id, path, metrics FROM checkpoints").fetchall()
+        return [(trial_id, path, loads(m)) for trial_id, path, m in rows]
+
     def count_results(self) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM results").fetchone()[0]
 

@@ -328,3 +328,47 @@ def test_the_experiment_explains_its_template(tmp_path) -> None:
     assert "BasicVariantGenerator" in text
     graph = t.visualize(str(tmp_path / "plan.svg"))
     assert "TrialRunner" in graph.source and (tmp_path / "plan.svg").exists()
+
+
+# -- population based training ------------------------------------------------------------
+
+def grows(config):
+    checkpoint = tune.get_checkpoint()
+    score = float(Path(checkpoint.path, "score").read_text()) if checkpoint else 0.0
+    step = int(Path(checkpoint.path, "step").read_text()) if checkpoint else 0
+    while step < 12:
+        step += 1
+        score += config["lr"]
+        folder = tempfile.mkdtemp()
+        Path(folder, "score").write_text(str(score))
+        Path(folder, "step").write_text(str(step))
+        tune.report({"score": score, "lr": config["lr"], "step": step},
+                    checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def test_pbt_exploits_better_trials_checkpoints_and_mutates_their_config(tmp_path) -> None:
+    from sluice.tune.schedulers import PopulationBasedTraining
+
+    pbt = PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=2,
+                                  hyperparam_mutations={"lr": [0.01, 0.1, 1.0, 10.0]},
+                                  quantile_fraction=0.5, resample_probability=0.5, seed=0)
+    grid = tuner(grows, {"lr": tune.grid_search([0.01, 0.1, 1.0, 10.0])}, tmp_path,
+                 metric="score", mode="max", scheduler=pbt, reuse_actors=False).fit()
+    assert grid.num_terminated == 4
+    frames = {r.trial_id: r.metrics_dataframe for r in grid}
+    exploited = 0
+    for trial_id, frame in frames.items():
+        lrs, scores = list(frame["lr"]), list(frame["score"])
+        others = {round(s, 6) for other, f in frames.items() if other != trial_id
+                  for s in f["score"]}
+        for i in range(1, len(lrs)):
+            if lrs[i] != lrs[i - 1]:  # a new config: the trial exploited another
+                exploited += 1
+                # it resumed from another trial's checkpoint: that trial's score, plus one step
+                assert round(scores[i] - lrs[i], 6) in others
+    assert exploited >= 1
+    # every trial reached the end, the worst one included (exploit, not stop)
+    assert all(r.metrics["step"] == 12 for r in grid)
+    assert max(r.metrics["score"] for r in grid) >= 12 * 10.0
+    with pytest.raises(ValueError, match="needs hyperparam_mutations"):
+        PopulationBasedTraining()
