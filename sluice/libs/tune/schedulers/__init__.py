@@ -1,6 +1,8 @@
 """Trial schedulers (``sluice.tune.schedulers``): Ray Tune's names."""
 
 from sluice.libs.tune.schedulers.async_hyperband import ASHAScheduler, AsyncHyperBandScheduler
+from sluice.libs.tune.schedulers.pbt import PopulationBasedTraining
 from sluice.libs.tune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
 
-__all__ = ["ASHAScheduler", "AsyncHyperBandScheduler", "FIFOScheduler", "TrialScheduler"]
+__all__ = ["ASHAScheduler", "AsyncHyperBandScheduler", "FIFOScheduler",
+           "PopulationBasedTraining", "TrialScheduler"]
