@@ -1,6 +1,7 @@
 """Live progress of an experiment: how many trials are in each status and the best result
-so far, refreshed at most a few times a second in a terminal (a tqdm bar), as a plain line
-every few seconds otherwise; ``verbose=0`` is silent.
+so far. In a terminal: a table of the trials (rich, with the ``tune`` extra; a tqdm line
+without it) refreshed at most four times a second. Otherwise: a plain line every few
+seconds. ``verbose=0`` is silent.
 """
 
 from __future__ import annotations
@@ -55,12 +56,8 @@ class Progress:
         self._last = now
         if self.terminal:
             if self._bar is None:
-                from tqdm import tqdm
-
-                self._bar = tqdm(total=None, file=self.stream, unit=" results", leave=True)
-            self._bar.n = controller.num_results
-            self._bar.set_description_str(self.summary(controller), refresh=False)
-            self._bar.refresh()
+                self._bar = _live_table(self.stream) or _tqdm_line(self.stream)
+            self._bar.show(self, controller)
         else:
             print(f"[tune] {self.summary(controller)}; {controller.num_results} results",
                   file=self.stream, flush=True)
@@ -86,3 +83,83 @@ class Progress:
 def make_progress(verbose: int, metric: str | None, mode: str | None) -> Progress | None:
     """The progress reporter for ``RunConfig(verbose=...)`` (None when silent)."""
     return Progress(verbose, metric, mode) if verbose > 0 else None
+
+
+MAX_ROWS = 20
+"""Trials shown in the terminal table (running ones first, then the best)."""
+
+
+def rows(progress: Progress, controller: Any) -> list[tuple[str, str, str, str, str]]:
+    """(name, status, params, iterations, metric) of the trials worth showing."""
+    trials = controller.get_trials()
+    sign = 1.0 if progress.mode == "max" else -1.0
+
+    def rank(trial: Any) -> tuple:
+        value = trial.last_result.get(progress.metric) if progress.metric else None
+        score = sign * float(value) if finite(value) else float("-inf")
+        return (trial.status != "RUNNING", -score, trial.index)
+
+    out = []
+    for trial in sorted(trials, key=rank)[:MAX_ROWS]:
+        value = trial.last_result.get(progress.metric) if progress.metric else None
+        params = ", ".join(f"{k}={_short(v)}" for k, v in trial.evaluated_params.items())
+        out.append((trial.name, trial.status, params,
+                    str(trial.last_result.get("training_iteration", "")),
+                    "" if value is None else _short(value)))
+    return out
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+class _RichTable:
+    """The trials as a rich table, redrawn in place."""
+
+    def __init__(self, live: Any):
+        self.live = live
+
+    def show(self, progress: Progress, controller: Any) -> None:
+        from rich.table import Table
+
+        table = Table(title=progress.summary(controller), title_justify="left")
+        for column in ("trial", "status", "params", "iter", progress.metric or "metric"):
+            table.add_column(column)
+        for row in rows(progress, controller):
+            table.add_row(*row)
+        self.live.update(table, refresh=True)
+
+    def close(self) -> None:
+        self.live.stop()
+
+
+class _TqdmLine:
+    """Status counts and the best result on one tqdm line."""
+
+    def __init__(self, bar: Any):
+        self.bar = bar
+
+    def show(self, progress: Progress, controller: Any) -> None:
+        self.bar.n = controller.num_results
+        self.bar.set_description_str(progress.summary(controller), refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _live_table(stream: TextIO) -> _RichTable | None:
+    try:
+        from rich.console import Console
+        from rich.live import Live
+    except ImportError:  # the tune extra brings rich; without it, one tqdm line
+        return None
+    live = Live(console=Console(file=stream), auto_refresh=False, transient=False)
+    live.start()
+    return _RichTable(live)
+
+
+def _tqdm_line(stream: TextIO) -> _TqdmLine:
+    from tqdm import tqdm
+
+    return _TqdmLine(tqdm(total=None, file=stream, unit=" results", leave=True))

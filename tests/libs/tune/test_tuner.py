@@ -372,3 +372,39 @@ def test_pbt_exploits_better_trials_checkpoints_and_mutates_their_config(tmp_pat
     assert max(r.metrics["score"] for r in grid) >= 12 * 10.0
     with pytest.raises(ValueError, match="needs hyperparam_mutations"):
         PopulationBasedTraining()
+
+
+# -- progress -----------------------------------------------------------------------------
+
+def test_progress_prints_plain_lines_when_not_in_a_terminal_and_nothing_at_verbose_0(
+        tmp_path, capsys) -> None:
+    t = tune.Tuner(quadratic, param_space={"x": tune.grid_search([1, 3])},
+                   tune_config=tune.TuneConfig(metric="loss", mode="min"),
+                   run_config=tune.RunConfig(storage_path=str(tmp_path), name="loud", verbose=1))
+    t.fit()
+    out = capsys.readouterr().out
+    assert "[tune] done: 2 TERMINATED | best loss=0.333333" in out
+    tuner(quadratic, {"x": 1}, tmp_path, metric="loss", mode="min").fit()  # verbose=0
+    assert capsys.readouterr().out == ""
+
+
+def test_the_terminal_table_lists_trials_by_status_with_the_best(tmp_path) -> None:
+    import io
+
+    from sluice.libs.tune.progress import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = Terminal()
+    t = tuner(quadratic, {"x": tune.grid_search([1, 3, 5])}, tmp_path, metric="loss",
+              mode="min")
+    grid = t.fit()
+    progress = Progress(1, "loss", "min", stream=screen)
+    progress.update(t.controller, force=True)
+    progress.close(t.controller)
+    text = screen.getvalue()
+    assert "3 TERMINATED | best loss=0.333333" in text
+    best = grid.get_best_result().metrics["loss"]
+    assert f"{best:.4g}" in text and "x=3" in text
