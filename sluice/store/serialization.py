@@ -130,7 +130,10 @@ def serialize(value: Any) -> SerializedObject:
     token = _contained_ids.set(ids)
     try:
         pa = sys.modules.get("pyarrow")
-        if pa is not None and type(value) in (pa.Table, pa.RecordBatch):
+        # getattr: another thread may be importing pyarrow right now (a module partly
+        # initialised, its Table not defined yet: then nothing here is a Table either)
+        if pa is not None and type(value) in (getattr(pa, "Table", None),
+                                              getattr(pa, "RecordBatch", None)):
             return _serialize_arrow(value, pa)
         return _serialize_pickle(value, ids)
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import struct
+import sys
 import threading
 from typing import Any
 
@@ -327,3 +328,16 @@ def test_preload_decoders_imports_numpy() -> None:
         "print(before, 'numpy' in sys.modules)\n"
     )
     assert out.split() == ["False", "True"]
+
+
+def test_serializing_while_another_thread_is_still_importing_pyarrow(monkeypatch) -> None:
+    """A module half-way through its import (no ``Table`` defined yet) is in sys.modules;
+    the runtime's I/O thread serialising an error then must not fail (it killed the
+    thread, and the driver waited forever)."""
+    import types
+
+    from sluice.store import serialization
+
+    monkeypatch.setitem(sys.modules, "pyarrow", types.ModuleType("pyarrow"))
+    blob = serialization.dumps(ValueError("an actor died"))
+    assert str(serialization.loads(blob)) == "an actor died"
