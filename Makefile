@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	  echo "warning: could not install graphviz; plan rendering tests will fail"; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,data,dask,serve]'
+	$(PY) -m pip install --quiet -e '.[dev,data,dask,serve,tune]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -36,7 +36,7 @@ test-loaded: $(STAMP)
 
 # Ray, Dask and matplotlib come only with the benchmarks (their own stamp: `make test` never pulls Ray).
 $(BENCH_STAMP): $(STAMP) pyproject.toml
-	$(PY) -m pip install --quiet -e '.[dev,data,dask,serve,bench]'
+	$(PY) -m pip install --quiet -e '.[dev,data,dask,serve,tune,bench]'
 	touch $(BENCH_STAMP)
 
 # sluice vs Ray vs Dask (and one pyarrow process for etl), side by side, then a 2 GB Parquet scan

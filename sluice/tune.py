@@ -10,6 +10,7 @@ import sys
 from sluice.libs.tune import *
 from sluice.libs.tune import __all__  # noqa: F401
 
-for _sub in ("schedulers", "search", "search.basic_variant", "search_space", "trainable"):
+for _sub in ("schedulers", "search", "search.basic_variant", "search.optuna", "search.hyperopt",
+             "search_space", "trainable"):
     sys.modules[f"{__name__}.{_sub}"] = importlib.import_module(f"sluice.libs.tune.{_sub}")
 del _sub

@@ -273,3 +273,93 @@ def test_the_serve_notebook_runs_top_to_bottom(tmp_path) -> None:
     check_serve_notebook(fresh)
     check_autoscaling_run(fresh)
     assert sorted(p.name for p in tmp_path.iterdir()) == [SERVE.name]   # it wrote no files
+
+
+# --------------------------------------------------------------------------- 05-tune
+TUNE = NOTEBOOKS / "05-tune.ipynb"
+
+
+def load_tune_builder():
+    """notebooks/build_05_tune.py as a module."""
+    spec = importlib.util.spec_from_file_location("build_05_tune", NOTEBOOKS / "build_05_tune.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def check_tune_notebook(nb: nbformat.NotebookNode) -> None:
+    """The plan, the 20 trials (some stopped by ASHA, some run to max_t), the best one and
+    its checkpoint, the chart. Which trials ASHA stops depends on the order they reach a
+    rung, so no exact losses are checked."""
+    assert [out for out in outputs(nb) if out["output_type"] == "error"] == []
+    assert all(cell.get("execution_count") for cell in nb.cells if cell.cell_type == "code")
+    assert cell_text(nb, "rng = np.random.default_rng(0)").startswith(
+        "train (3000, 20), validation (1000, 20)")
+    explain = cell_text(nb, "print(tuner.explain())")
+    assert re.search(r"== Tune experiment 'tune-logreg' at \S+/tune-logreg ==", explain)
+    assert "trainable: train (function); each trial actor holds {'CPU': 1.0} " \
+           "(reused across trials)" in explain
+    assert "searcher: BasicVariantGenerator (20 trials: grid x num_samples)" in explain
+    assert "scheduler: ASHAScheduler (metric='val_loss', mode='min', training_iteration " \
+           "max_t=30, grace_period=3, reduction_factor=3, brackets=1)" in explain
+    assert "[ACTOR TrialRunner] cpu {CPU: 1}" in explain
+    assert "[METHOD TrialRunner.start]" in explain
+    (svg,) = svg_outputs(nb)                                     # the experiment's plan
+    assert "TrialRunner" in svg and "ASHAScheduler" in svg and "BasicVariantGenerator" in svg
+    fit = cell_text(nb, "grid = tuner.fit()")
+    assert "[tune] done: 20 TERMINATED | best val_loss=" in fit
+    assert "ResultGrid<20 trials: 20 terminated, 0 errored>" in fit
+    results = cell_text(nb, "frame = grid.get_dataframe()")
+    full, early = map(int, re.search(r"20 trials: (\d+) ran 30 epochs, (\d+) were stopped early "
+                                     r"by ASHA", results).groups())
+    assert full >= 1 and early >= 1 and full + early == 20
+    epochs, total = map(int, re.search(r"epochs run: (\d+) of (\d+)", results).groups())
+    assert total == 600 and 30 * full + 3 * early <= epochs < 600
+    ends = {int(k): int(v) for k, v in re.findall(
+        r"(\d+): (\d+)", re.search(r"trials per last epoch: \{(.*)\}", results).group(1))}
+    assert set(ends) <= {3, 9, 27, 30} and ends[30] == full and sum(ends.values()) == 20
+    table = [line.split() for line in results.splitlines() if re.match(r"\d+\s+\w+_\d{5}\s", line)]
+    assert len(table) == 20                                      # one row per trial
+    header = next(line for line in results.splitlines() if "config/lr" in line).split()
+    assert header == ["trial_id", "val_loss", "val_acc", "training_iteration", "config/lr",
+                      "config/batch_size", "config/l2"]
+    losses = [float(row[2]) for row in table]
+    assert losses == sorted(losses) and 0.1 < losses[0] < 0.5 and losses[-1] < 0.75
+    for row in table:
+        assert 0.5 < float(row[3]) <= 1 and int(row[4]) in ends
+        assert 1e-4 <= float(row[5]) <= 1 and int(row[6]) in (16, 64, 256)
+        assert 0 <= float(row[7]) <= 0.02
+    best = cell_text(nb, "best = grid.get_best_result()")
+    assert re.search(r"best config: \{'lr': [\d.e-]+, 'batch_size': (16|64|256), 'l2': [\d.e-]+\}",
+                     best)
+    best_loss = float(re.search(r"best val_loss (\d\.\d+), val_acc 0\.\d+, after \d+ epochs",
+                                best).group(1))
+    assert f"{losses[0]:.4f}" == f"{best_loss:.4f}"              # the table's first row
+    assert re.search(rf"checkpoint checkpoint_\d{{6}}: its weights give val_loss {best_loss:.4f}, "
+                     r"as reported", best)
+    assert re.search(r"kept checkpoints: \['checkpoint_\d{6}', 'checkpoint_\d{6}'\]", best)
+    assert len(png_outputs(nb)) == 1                             # the learning curves
+    assert cell_text(nb, "sluice.shutdown()").strip() == "shut down"
+
+
+def test_the_saved_tune_notebook_holds_its_outputs() -> None:
+    check_tune_notebook(nbformat.read(TUNE, as_version=4))
+
+
+def test_the_saved_tune_notebook_is_what_the_builder_writes() -> None:
+    saved = nbformat.read(TUNE, as_version=4)
+    built = load_tune_builder().build_notebook()
+    assert [c.source for c in saved.cells] == [c.source for c in built.cells]
+
+
+def test_the_tune_notebook_runs_top_to_bottom(tmp_path) -> None:
+    copy = tmp_path / TUNE.name
+    shutil.copy(TUNE, copy)
+    nb = nbformat.read(copy, as_version=4)
+    for cell in nb.cells:   # start from a clean slate: every output must come from this run
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    executed = load_tune_builder().execute_notebook(nb, cwd=tmp_path)
+    nbformat.write(executed, copy)
+    check_tune_notebook(nbformat.read(copy, as_version=4))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [TUNE.name]   # its experiment went to a temp folder

@@ -14,8 +14,10 @@ a result points to outlives the trainable's temporary directory.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
+import tarfile
 import tempfile
 from collections.abc import Iterator
 
@@ -60,3 +62,22 @@ class Checkpoint:
 
     def __repr__(self) -> str:
         return f"Checkpoint(path={self.path!r})"
+
+
+def pack(path: str) -> bytes:
+    """The files of directory ``path`` as one (uncompressed) tar archive: how a checkpoint
+    travels between nodes through the object store, with no shared file system."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        archive.add(path, arcname=".")
+    return buffer.getvalue()
+
+
+def unpack(data: bytes, path: str) -> str:
+    """Write the archive :func:`pack` made into directory ``path`` (made, or replaced); it."""
+    if os.path.isdir(path):
+        shutil.rmtree(path)
+    os.makedirs(path)
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r") as archive:
+        archive.extractall(path, filter="data")
+    return path

@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from sluice.libs.tune.checkpoint import pack, unpack
 from sluice.libs.tune.config import CheckpointConfig, FailureConfig
 from sluice.libs.tune.experiment_db import ExperimentDB, finite
 from sluice.libs.tune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
@@ -98,6 +99,8 @@ class TuneController:
         self.searcher_finished = searcher_finished
         self.slots: list[_Slot] = []
         self.total = self._cluster_total()
+        # on a cluster, checkpoints travel to and from other nodes as archives (runner.py)
+        self.driver_node = _driver_node()
         self._used: dict[str, float] = {}
         self._started = time.monotonic()
         self._budget_hit = False
@@ -107,7 +110,11 @@ class TuneController:
         self._waiting = sum(1 for t in self.trials if t.status in (PENDING, PAUSED))
         self._last_resources: dict[str, float] | None = None  # of the newest trial
         # no decision depends on a result: trials report without waiting (runner.py)
-        self.buffered = type(scheduler) is FIFOScheduler and stop is None
+        self.fifo = type(scheduler) is FIFOScheduler
+        self.buffered = self.fifo and stop is None
+        # trials made ahead, waiting for resources (Ray's TUNE_MAX_PENDING_TRIALS_PG): many
+        # for the variant generator, one for a searcher that learns from each result
+        self.max_pending = max_pending_trials(searcher)
         self.result_seconds = 0.0  # the driver's time handling results (per-result cost)
 
     # -- what schedulers call -------------------------------------------------------------
@@ -235,18 +242,22 @@ class TuneController:
             # (a new trial is PENDING only until it starts, below: the scheduler is asked
             # only while older ones wait)
             trial = self.scheduler.choose_trial_to_run(self) if self._waiting else None
-            if trial is None:
-                trial = self._new_trial()
-                if trial is None:
+            if trial is None or not self._fits(trial.resources):
+                # nothing can start now: add a trial (it starts if it fits; else it waits,
+                # and a scheduler that judges trials together, HyperBand, sees it)
+                new = self._new_trial()
+                if new is None:
                     return
-            if not self._fits(trial.resources):
-                return  # the resources free up as running trials end
+                if trial is not None or not self._fits(new.resources):
+                    continue
+                trial = new
             self._run(trial)
 
     def _new_trial(self) -> Trial | None:
         if self.searcher_finished or self._budget_hit:
             return None
-        if self._last_resources is not None and not self._fits(self._last_resources):
+        if self._last_resources is not None and not self._fits(self._last_resources) and (
+                self.fifo or self._waiting >= self.max_pending):
             return None  # no room for one more like the last (made once some trial ends)
         trial_id = f"{self.id_prefix}_{self.next_index:05d}"
         config = self.searcher.suggest(trial_id)
@@ -299,7 +310,9 @@ class TuneController:
                 "resources": trial.resources, "checkpoint": trial.checkpoint,
                 "checkpoint_index": trial.checkpoint_index,
                 "iteration": iteration, "time_total_s": time_total,
-                "buffered": self.buffered}
+                "buffered": self.buffered, "driver_node": self.driver_node,
+                "checkpoint_data": (pack(trial.checkpoint) if self.driver_node is not None
+                                    and trial.checkpoint else None)}
         self._submit(slot, slot.actor.start.remote(spec))
         self.db.save_trial(trial)
 
@@ -389,7 +402,7 @@ class TuneController:
         trial.last_result = result
         self.db.add_result(trial.trial_id, metrics["training_iteration"], metrics)
         if event.get("checkpoint"):
-            self._new_checkpoint(trial, event["checkpoint"], metrics)
+            self._new_checkpoint(trial, self._landed(trial, event), metrics)
         if self._should_stop(trial, result):
             decision = TrialScheduler.STOP
         else:
@@ -509,9 +522,18 @@ class TuneController:
         trial = slot.trial
         if trial is None:
             return
-        path = sluice.get(slot.actor.save.remote())
-        if path:
-            self._new_checkpoint(trial, path, dict(trial.last_result))
+        saved = sluice.get(slot.actor.save.remote())
+        if saved.get("checkpoint"):
+            self._new_checkpoint(trial, self._landed(trial, saved), dict(trial.last_result))
+
+    def _landed(self, trial: Trial, event: dict[str, Any]) -> str:
+        """The driver's folder of the checkpoint an event names: a trial on another node
+        sent it as an archive, written here into the trial's folder."""
+        data = event.get("checkpoint_data")
+        if data is None:
+            return event["checkpoint"]
+        target = os.path.join(trial.path, os.path.basename(event["checkpoint"].rstrip("/")))
+        return unpack(data, target)
 
     def _checkpoint_at_end(self, trial: Trial) -> None:
         """(class trainables save at their last step themselves, see TrialRunner)"""
@@ -572,6 +594,31 @@ class TuneController:
     def _report_end(self, trial: Trial) -> None:
         if self.progress is not None:
             self.progress.trial_ended(self, trial)
+
+
+def max_pending_trials(searcher: Searcher) -> int:
+    """How many trials may wait for resources at once (``TUNE_MAX_PENDING_TRIALS_PG`` in the
+    environment, as Ray reads it; else 200 for the variant generator, 1 for other searchers,
+    which learn from each result before suggesting the next)."""
+    given = os.environ.get("TUNE_MAX_PENDING_TRIALS_PG", "auto")
+    if given != "auto":
+        try:
+            return max(1, int(given))
+        except ValueError:
+            raise TuneError(f"TUNE_MAX_PENDING_TRIALS_PG={given!r}: give a number or 'auto'"
+                            ) from None
+    from sluice.libs.tune.search.basic_variant import BasicVariantGenerator
+
+    return 200 if isinstance(searcher, BasicVariantGenerator) else 1
+
+
+def _driver_node() -> str | None:
+    """The driver's node on a cluster of more than one node; None on one machine."""
+    import sluice
+
+    if len(sluice.nodes()) <= 1:
+        return None
+    return sluice.get_runtime_context().get_node_id()
 
 
 def check_feasible(resources: dict[str, float], total: dict[str, float], what: str) -> None:

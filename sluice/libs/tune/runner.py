@@ -23,17 +23,18 @@ the next trial when the experiment asks for it (``reuse_actors``).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pickle
-import queue
 import shutil
 import socket
+import tempfile
 import threading
 import time
 import traceback
 from typing import Any
 
-from sluice.libs.tune.checkpoint import Checkpoint
+from sluice.libs.tune.checkpoint import Checkpoint, pack, unpack
 from sluice.libs.tune.session import TrialSession, TuneContext, set_session
 from sluice.libs.tune.trainable import (
     is_class_trainable,
@@ -95,11 +96,21 @@ class _Clock:
 
 class _Checkpoints:
     """Copies the checkpoints a trial reports into its folder (``checkpoint_000000``, ...),
-    so they outlive the trainable's temporary directories."""
+    so they outlive the trainable's temporary directories; on another node than the
+    driver's, each also travels back as an archive (:meth:`event`)."""
 
-    def __init__(self, trial_dir: str, start_index: int):
+    def __init__(self, trial_dir: str, start_index: int, remote: bool = False):
         self.trial_dir = trial_dir
         self.index = start_index
+        self.remote = remote
+
+    def event(self, path: str | None) -> dict[str, Any]:
+        """What a result event says of its checkpoint at ``path`` (None: none)."""
+        if path is None:
+            return {"checkpoint": None}
+        if self.remote:
+            return {"checkpoint": path, "checkpoint_data": pack(path)}
+        return {"checkpoint": path}
 
     def next_dir(self) -> str:
         path = os.path.join(self.trial_dir, f"checkpoint_{self.index:06d}")
@@ -115,11 +126,25 @@ class _Checkpoints:
         return target
 
 
+def _remote(driver_node: str | None) -> bool:
+    """True when this actor runs on another node than the driver's."""
+    if driver_node is None:
+        return False
+    import sluice
+
+    return sluice.get_runtime_context().get_node_id() != driver_node
+
+
 class _FunctionSession(TrialSession):
     """A function trainable's session: ``report`` hands the result over and waits for the
     controller to ask for the next one. Buffered (the experiment's decisions never depend
     on a result: FIFO scheduling, no stop criteria), it waits only when ``BUFFERED``
-    results are already waiting to be taken."""
+    results are already waiting to be taken.
+
+    The trainable runs on a thread of its own; its events reach the actor's event loop
+    through an asyncio queue, so the actor's process keeps serving the runtime (a
+    trainable may call ``sluice.get``, submit tasks, read its context) while it waits.
+    """
 
     def __init__(self, context: TuneContext, checkpoint: Checkpoint | None, clock: _Clock,
                  checkpoints: _Checkpoints, buffered: bool = False):
@@ -127,9 +152,14 @@ class _FunctionSession(TrialSession):
         self.clock = clock
         self.checkpoints = checkpoints
         self.buffered = buffered
-        self.events: queue.SimpleQueue = queue.SimpleQueue()
+        self.loop = asyncio.get_running_loop()
+        self.events: asyncio.Queue = asyncio.Queue()
         self.go = threading.Semaphore(BUFFERED if buffered else 0)
         self.stopping = False
+
+    def put(self, event: dict[str, Any]) -> None:
+        """Hand ``event`` to the actor's loop (from the trainable's thread)."""
+        self.loop.call_soon_threadsafe(self.events.put_nowait, event)
 
     def report(self, metrics: dict[str, Any], checkpoint: Checkpoint | None) -> None:
         if self.stopping:
@@ -137,27 +167,37 @@ class _FunctionSession(TrialSession):
         path = self.checkpoints.keep(checkpoint) if checkpoint is not None else None
         if path is not None:
             self.checkpoint = Checkpoint(path)
-        self.events.put({"kind": "result", "metrics": self.clock.stamp(metrics),
-                         "checkpoint": path})
+        self.put({"kind": "result", "metrics": self.clock.stamp(metrics),
+                  **self.checkpoints.event(path)})
         self.go.acquire()
         if self.stopping:
             raise StopTrial()
 
-    def take(self) -> dict[str, Any]:
+    async def first(self) -> dict[str, Any]:
+        """The trial's first event (a lockstep trial waits in report() for :meth:`take`)."""
+        if self.buffered:
+            return await self.take()
+        return await self.events.get()
+
+    async def take(self) -> dict[str, Any]:
         """The next event; buffered, every event that comes within ``BATCH_WAIT_S`` of it
         (one ``batch`` event: the trial's end often follows its last result at once, and
         a call saved is worth more than the wait)."""
         if not self.buffered:
             self.go.release()
-            return self.events.get()
-        events = [self.events.get()]
+            return await self.events.get()
+        events = [await self.events.get()]
         until = time.monotonic() + BATCH_WAIT_S
         while events[-1]["kind"] == "result" and len(events) < BUFFERED:
+            if not self.events.empty():
+                events.append(self.events.get_nowait())
+                continue
             left = until - time.monotonic()
+            if left <= 0:
+                break
             try:
-                events.append(self.events.get(timeout=left) if left > 0
-                              else self.events.get_nowait())
-            except queue.Empty:
+                events.append(await asyncio.wait_for(self.events.get(), left))
+            except asyncio.TimeoutError:
                 break
         for event in events:
             if event["kind"] == "result":
@@ -186,10 +226,19 @@ class TrialRunner:
         self._clock: _Clock | None = None
         self._checkpoints: _Checkpoints | None = None
         self._last_checkpoint: str | None = None
+        self.remote = False  # the running trial's node is not the driver's
+        self._lock_made: asyncio.Lock | None = None
 
-    def ready(self) -> int:
+    async def ready(self) -> int:
         """The actor's pid, once it is up."""
         return os.getpid()
+
+    @property
+    def _lock(self) -> asyncio.Lock:
+        """One method at a time, in the order called (made on the actor's loop)."""
+        if self._lock_made is None:
+            self._lock_made = asyncio.Lock()
+        return self._lock_made
 
     @property
     def parameters(self) -> dict[str, Any]:
@@ -201,43 +250,66 @@ class TrialRunner:
             self._parameters = dict(zip(names, values))
         return self._parameters
 
-    # -- a trial --------------------------------------------------------------------------
-    def start(self, spec: dict[str, Any]) -> dict[str, Any]:
+    # -- a trial (the actor's methods: async, run one at a time in the order called) -----
+    async def start(self, spec: dict[str, Any]) -> dict[str, Any]:
         """Begin the trial ``spec`` (its id, name, folder, config, and the checkpoint and
-        iteration it resumes from); its first event."""
-        self.stop()
-        os.makedirs(spec["trial_dir"], exist_ok=True)
-        checkpoint = Checkpoint(spec["checkpoint"]) if spec.get("checkpoint") else None
-        context = TuneContext(spec["trial_id"], spec["trial_name"], spec["trial_dir"],
-                              spec.get("experiment_name", ""), spec.get("resources", {}))
-        self._clock = _Clock(spec)
-        self._checkpoints = _Checkpoints(spec["trial_dir"], int(spec.get("checkpoint_index", 0)))
-        self._last_checkpoint = spec.get("checkpoint")
-        try:
-            if self.is_class:
-                return self._start_class(spec, context, checkpoint)
-            return self._start_function(spec, context, checkpoint)
-        except Exception as exc:  # noqa: BLE001 - the trial's error, reported
-            return _error_event(exc)
+        iteration it resumes from); its first event.
 
-    def next(self) -> dict[str, Any]:
+        On another node than the driver's (``spec["driver_node"]``), the trial works in a
+        folder of this node, its checkpoint arrives as an archive (``checkpoint_data``) and
+        the checkpoints it reports go back as archives: no shared file system is needed.
+        """
+        async with self._lock:
+            await self._stop()
+            self.remote = _remote(spec.get("driver_node"))
+            trial_dir = spec["trial_dir"]
+            if self.remote:
+                trial_dir = os.path.join(tempfile.gettempdir(), f"sluice-tune-{os.getuid()}",
+                                         spec.get("experiment_name", ""),
+                                         os.path.basename(trial_dir))
+            os.makedirs(trial_dir, exist_ok=True)
+            path = spec.get("checkpoint")
+            if path and self.remote and spec.get("checkpoint_data") is not None:
+                path = unpack(spec["checkpoint_data"],
+                              os.path.join(trial_dir, os.path.basename(path)))
+            checkpoint = Checkpoint(path) if path else None
+            context = TuneContext(spec["trial_id"], spec["trial_name"], trial_dir,
+                                  spec.get("experiment_name", ""), spec.get("resources", {}))
+            self._clock = _Clock(spec)
+            self._checkpoints = _Checkpoints(trial_dir, int(spec.get("checkpoint_index", 0)),
+                                             self.remote)
+            self._last_checkpoint = path
+            try:
+                if self.is_class:
+                    return self._start_class(spec, context, checkpoint)
+                return await self._start_function(spec, context, checkpoint)
+            except Exception as exc:  # noqa: BLE001 - the trial's error, reported
+                return _error_event(exc)
+
+    async def next(self) -> dict[str, Any]:
         """Let the trial run to its next event."""
-        if self.is_class:
-            return self._step()
-        session = self._session
-        if session is None:
-            return {"kind": "error", "error": "no trial runs on this actor", "exception": None}
-        return session.take()
+        async with self._lock:
+            if self.is_class:
+                return self._step()
+            session = self._session
+            if session is None:
+                return {"kind": "error", "error": "no trial runs on this actor",
+                        "exception": None}
+            return await session.take()
 
-    def stop(self) -> bool:
+    async def stop(self) -> bool:
         """End the running trial (if any); False if a function trainable would not leave
         (busy outside ``tune.report``): the actor should then be replaced."""
+        async with self._lock:
+            return await self._stop()
+
+    async def _stop(self) -> bool:
         left = True
         session, thread = self._session, self._thread
         if session is not None and thread is not None and thread.is_alive():
             session.stopping = True
             session.go.release()
-            thread.join(STOP_WAIT_S)
+            await asyncio.get_running_loop().run_in_executor(None, thread.join, STOP_WAIT_S)
             left = not thread.is_alive()
         self._session = self._thread = None
         if self._instance is not None:
@@ -248,28 +320,33 @@ class TrialRunner:
         set_session(None)
         return left
 
-    def save(self) -> str | None:
+    async def save(self) -> dict[str, Any]:
         """Checkpoint the running trial now (a class trainable; a function trainable's is
-        the latest it reported); the checkpoint's folder, or None."""
+        the latest it reported): ``{"checkpoint": folder or None}`` (and its archive, on
+        another node than the driver's)."""
+        async with self._lock:
+            return self._save_now()
+
+    def _save_now(self) -> dict[str, Any]:
+        path = self._last_checkpoint
         if self._instance is not None and self._checkpoints is not None:
             path = save_to_checkpoint(self._instance, self._checkpoints.next_dir()).path
             self._last_checkpoint = path
-            return path
-        if self._session is not None and self._session.checkpoint is not None:
-            return self._session.checkpoint.path
-        return self._last_checkpoint
-
-    def reset(self, config: dict[str, Any]) -> bool:
-        """Whether a class trainable took ``config`` in place (``reset_config``)."""
-        return bool(self._instance is not None and self._instance.reset_config(config))
+        elif self._session is not None and self._session.checkpoint is not None:
+            path = self._session.checkpoint.path
+        if self._checkpoints is None:
+            return {"checkpoint": path}
+        return self._checkpoints.event(path)
 
     # -- function trainables --------------------------------------------------------------
-    def _start_function(self, spec: dict[str, Any], context: TuneContext,
-                        checkpoint: Checkpoint | None) -> dict[str, Any]:
+    async def _start_function(self, spec: dict[str, Any], context: TuneContext,
+                              checkpoint: Checkpoint | None) -> dict[str, Any]:
         assert self._clock is not None and self._checkpoints is not None
         session = _FunctionSession(context, checkpoint, self._clock, self._checkpoints,
                                    buffered=bool(spec.get("buffered")))
         config = spec["config"]
+        if self._parameters is None and self.refs:  # a get from the store: off the loop
+            await asyncio.get_running_loop().run_in_executor(None, lambda: self.parameters)
         parameters = self.parameters
 
         def run() -> None:
@@ -279,16 +356,15 @@ class TrialRunner:
             except StopTrial:
                 return
             except BaseException as exc:  # noqa: BLE001 - the trial's error, reported
-                session.events.put(_error_event(exc))
+                session.put(_error_event(exc))
                 return
-            session.events.put({"kind": "done"})
+            session.put({"kind": "done"})
 
         self._session = session
         self._thread = threading.Thread(target=run, daemon=True,
                                         name=f"sluice-trial-{spec['trial_id']}")
         self._thread.start()
-        # the first event: a lockstep trial waits in report() until next() releases it
-        return session.take() if session.buffered else session.events.get()
+        return await session.first()
 
     # -- class trainables -----------------------------------------------------------------
     def _start_class(self, spec: dict[str, Any], context: TuneContext,
@@ -314,11 +390,11 @@ class TrialRunner:
                                 f"{type(metrics).__name__}; return a dict of metrics")
             result = clock.stamp(metrics)
             instance._iteration = clock.iteration
-            path = None
+            saved: dict[str, Any] = {"checkpoint": None}
             every = self.checkpoint_frequency
             if (every and clock.iteration % every == 0) or (
                     result.get("done") and self.checkpoint_at_end):
-                path = self.save()
+                saved = self._save_now()
         except Exception as exc:  # noqa: BLE001 - the trial's error, reported
             return _error_event(exc)
-        return {"kind": "result", "metrics": result, "checkpoint": path}
+        return {"kind": "result", "metrics": result, **saved}

@@ -359,13 +359,14 @@ def test_pbt_exploits_better_trials_checkpoints_and_mutates_their_config(tmp_pat
     exploited = 0
     for trial_id, frame in frames.items():
         lrs, scores = list(frame["lr"]), list(frame["score"])
-        others = {round(s, 6) for other, f in frames.items() if other != trial_id
-                  for s in f["score"]}
+        reported = [s for f in frames.values() for s in f["score"]]
         for i in range(1, len(lrs)):
             if lrs[i] != lrs[i - 1]:  # a new config: the trial exploited another
                 exploited += 1
-                # it resumed from another trial's checkpoint: that trial's score, plus one step
-                assert round(scores[i] - lrs[i], 6) in others
+                # it resumed from a checkpoint of a trial: a score reported, plus one step
+                # of the new lr (not its own last score plus one step)
+                assert any(abs(scores[i] - lrs[i] - s) < 1e-6 for s in reported), frames
+                assert abs(scores[i] - lrs[i] - scores[i - 1]) > 1e-6, frames
     assert exploited >= 1
     # every trial reached the end, the worst one included (exploit, not stop)
     assert all(r.metrics["step"] == 12 for r in grid)
