@@ -12,10 +12,13 @@ ValueError: TuneConfig(mode='lowest'): mode must be 'min' or 'max'
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_STORAGE_PATH = "~/sluice_results"
 """Where experiments go when ``RunConfig.storage_path`` is not given (Ray's is ~/ray_results)."""
@@ -116,6 +119,13 @@ class RunConfig:
         if self.stop is not None and not (isinstance(self.stop, dict) or callable(self.stop)):
             raise TypeError(f"RunConfig(stop={self.stop!r}): give a dict of "
                             f"{{metric: threshold}} or a function (trial_id, result) -> bool")
+        ignored = [name for name in ("callbacks", "sync_config", "progress_reporter")
+                   if getattr(self, name) is not None] + (["log_to_file"] if self.log_to_file
+                                                          else [])
+        if ignored:
+            logger.warning("RunConfig(%s): sluice.tune accepts these for Ray Tune programs but "
+                           "does not use them (progress comes from verbose=, trial output "
+                           "from the runtime's worker logs)", ", ".join(ignored))
         if self.storage_filesystem is not None:
             raise ValueError("RunConfig(storage_filesystem=...) is not supported: sluice keeps "
                              "experiments on a local path (storage_path) and moves "

@@ -93,7 +93,6 @@ class TuneController:
         self.trial_name_creator = trial_name_creator
         self.trial_dirname_creator = trial_dirname_creator
         self.trials: list[Trial] = list(trials or [])
-        self._by_id = {t.trial_id: t for t in self.trials}
         self.next_index = next_index
         self.id_prefix = id_prefix or uuid.uuid4().hex[:5]
         self.searcher_finished = searcher_finished
@@ -106,6 +105,7 @@ class TuneController:
         self._budget_hit = False
         self._by_ref: dict[Any, _Slot] = {}
         self.num_results = 0
+        self._kept: dict[str, list[tuple[str, dict]]] = {}  # trial id -> (folder, metrics)
         self._state_changed = False  # the searcher's or scheduler's state to save
         self._waiting = sum(1 for t in self.trials if t.status in (PENDING, PAUSED))
         self._last_resources: dict[str, float] | None = None  # of the newest trial
@@ -180,7 +180,6 @@ class TuneController:
         else:
             self.scheduler.on_trial_remove(self, trial)
         self.searcher.on_trial_complete(trial.trial_id, result or None)
-        self._checkpoint_at_end(trial)
         self.db.save_trial(trial)
         self._report_end(trial)
 
@@ -289,7 +288,6 @@ class TuneController:
         trial.path = os.path.join(self.experiment_path, str(dirname))
         self.trials.append(trial)
         self._waiting += 1
-        self._by_id[trial_id] = trial
         self.scheduler.on_trial_add(self, trial)
         self.db.save_trial(trial)
         self._state_changed = True
@@ -320,9 +318,6 @@ class TuneController:
         """(iteration, seconds) a trial starts from: its checkpoint's, or zero."""
         if not trial.checkpoint:
             return 0, 0.0
-        last = trial.last_result
-        if trial.checkpoint == getattr(trial, "_checkpoint_of_last", None):
-            return last.get("training_iteration", 0), last.get("time_total_s", 0.0)
         self.db.commit()
         metrics = dict(self.db.checkpoints(trial.trial_id)).get(trial.checkpoint, {})
         return metrics.get("training_iteration", 0), metrics.get("time_total_s", 0.0)
@@ -491,10 +486,9 @@ class TuneController:
         keep = self.checkpoint_config.num_to_keep
         if keep is None:
             return
-        kept = getattr(trial, "_kept", None)
-        if kept is None:
-            kept = [(p, m) for p, m in self.db.checkpoints(trial.trial_id)]
-            trial._kept = kept  # type: ignore[attr-defined]
+        kept = self._kept.get(trial.trial_id)
+        if kept is None:  # (after a restore: the checkpoints kept before)
+            kept = self._kept[trial.trial_id] = list(self.db.checkpoints(trial.trial_id))
         if all(p != latest for p, _ in kept):
             kept.append((latest, metrics))
         attr = self.checkpoint_config.checkpoint_score_attribute
@@ -534,9 +528,6 @@ class TuneController:
             return event["checkpoint"]
         target = os.path.join(trial.path, os.path.basename(event["checkpoint"].rstrip("/")))
         return unpack(data, target)
-
-    def _checkpoint_at_end(self, trial: Trial) -> None:
-        """(class trainables save at their last step themselves, see TrialRunner)"""
 
     # -- actors ---------------------------------------------------------------------------
     def _slot_of(self, trial: Trial) -> _Slot | None:

@@ -52,8 +52,8 @@ class Trainable:
         """Restore the state ``save_checkpoint`` wrote (its directory, or its dict)."""
 
     def reset_config(self, new_config: dict[str, Any]) -> bool:
-        """Take ``new_config`` in place of the current one (True) or not (False: the actor is
-        replaced). Only asked with ``TuneConfig(reuse_actors=True)``."""
+        """Ray Tune asks this to reuse an instance for a new trial; sluice does not call it:
+        each trial gets a new instance (its ``setup`` runs), also on a reused actor."""
         return False
 
     def cleanup(self) -> None:

@@ -126,7 +126,7 @@ class Tuner:
         from sluice.libs.tune.runner import TrialRunner
 
         checkpoint_config = self.run_config.checkpoint_config or CheckpointConfig()
-        resources = resources_of(self.trainable, self._sample_config())
+        resources = self.trial_resources()
         options = {"num_cpus": resources.get("CPU", 0.0), "num_gpus": resources.get("GPU", 0.0)}
         custom = {k: v for k, v in resources.items() if k not in ("CPU", "GPU")}
         if custom:
@@ -141,14 +141,19 @@ class Tuner:
             call = actor.start.bind(spec)
         return call
 
-    def _sample_config(self) -> dict[str, Any]:
-        return {}
+    def trial_resources(self) -> dict[str, float]:
+        """What a trial's actor holds, as the template shows it (resources given per config
+        by a function are known only per trial: then one CPU is shown)."""
+        try:
+            return resources_of(self.trainable, {})
+        except Exception:  # noqa: BLE001 - a per-config function that needs the config
+            return {"CPU": 1.0}
 
     def explain(self) -> str:
         """The experiment: its trial actors and their resources, the searcher, the scheduler,
         then the template's Plan."""
         cfg = self.tune_config
-        resources = resources_of(self.trainable, {})
+        resources = self.trial_resources()
         lines = [f"== Tune experiment {self.experiment_name!r} at {self.experiment_path} ==",
                  f"trainable: {trainable_name(self.trainable)} "
                  f"({'class' if is_class_trainable(self.trainable) else 'function'}); "
@@ -183,7 +188,7 @@ class Tuner:
             if not state:
                 self._save_spec(db)
             total = {k: float(v) for k, v in sluice.cluster_resources().items()}
-            check_feasible(resources_of(self.trainable, {}), total,
+            check_feasible(self.trial_resources(), total,
                            f"each trial of {trainable_name(self.trainable)}")
             hooks = TrialHooks()
             run_plan(self.template().compile(), hooks, ({},))
