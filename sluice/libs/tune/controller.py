@@ -393,6 +393,8 @@ class TuneController:
                    ask_next: bool = True) -> None:
         metrics = event["metrics"]
         self.num_results += 1
+        if self.num_results == 1:
+            self._check_metrics(trial, metrics)
         result = dict(metrics, config=trial.config)
         trial.last_result = result
         self.db.add_result(trial.trial_id, metrics["training_iteration"], metrics)
@@ -445,6 +447,20 @@ class TuneController:
             raise TuneError(f"trial {trial.name} failed and FailureConfig(fail_fast=True) "
                             f"stops the experiment:\n{text}")
         self._report_end(trial)
+
+    def _check_metrics(self, trial: Trial, metrics: dict[str, Any]) -> None:
+        """The first result must hold the metric the scheduler and the searcher rank by
+        (as Ray Tune checks): a misspelt metric would otherwise rank nothing, silently."""
+        for who, metric in ((self.scheduler, self.scheduler.metric),
+                            (self.searcher, self.searcher.metric)):
+            if metric is not None and metric not in metrics and not (
+                    isinstance(who, FIFOScheduler) and self.fifo):
+                reported = sorted(k for k in metrics if k not in _AUTO_METRICS)
+                raise TuneError(
+                    f"trial {trial.name} reported {reported} (and the automatic "
+                    f"training_iteration, time_total_s, ...), without {metric!r}, the metric "
+                    f"{type(who).__name__} ranks trials by; report it with tune.report("
+                    f"{{{metric!r}: ...}}) or give TuneConfig(metric=...) one of those")
 
     def _should_stop(self, trial: Trial, result: dict[str, Any]) -> bool:
         stop = self.stop_criteria
@@ -585,6 +601,12 @@ class TuneController:
     def _report_end(self, trial: Trial) -> None:
         if self.progress is not None:
             self.progress.trial_ended(self, trial)
+
+
+_AUTO_METRICS = frozenset({"training_iteration", "time_this_iter_s", "time_total_s", "timestamp",
+                           "trial_id", "time_since_restore", "iterations_since_restore", "pid",
+                           "hostname", "done"})
+"""What the trial actor adds to every result (runner._Clock)."""
 
 
 def max_pending_trials(searcher: Searcher) -> int:

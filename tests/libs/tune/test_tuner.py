@@ -432,3 +432,10 @@ def test_the_terminal_table_lists_trials_by_status_with_the_best(tmp_path) -> No
     assert "3 TERMINATED | best loss=0.333333" in text
     best = grid.get_best_result().metrics["loss"]
     assert f"{best:.4g}" in text and "x=3" in text
+
+
+def test_a_metric_no_trial_reports_is_a_clear_error(tmp_path) -> None:
+    with pytest.raises(tune.TuneError, match=r"reported \['i', 'loss'\].*without 'acc', "
+                                             r"the metric AsyncHyperBandScheduler ranks"):
+        tuner(quadratic, {"x": 1}, tmp_path, metric="acc", mode="max",
+              scheduler=ASHAScheduler(max_t=5)).fit()
