@@ -207,9 +207,8 @@ class TuneController:
                     continue
                 refs = [s.ref for s in running]
                 ready, _ = sluice.wait(refs, num_returns=1, timeout=WAIT_S)
-                if ready:
-                    more, _ = sluice.wait(refs, num_returns=len(refs), timeout=0)
-                    ready = more or ready
+                if ready and len(refs) > 1:  # and every other one ready now
+                    ready, _ = sluice.wait(refs, num_returns=len(refs), timeout=0)
                 began = time.perf_counter()
                 for ref in ready:
                     self._handle(ref)
@@ -397,7 +396,8 @@ class TuneController:
             self._check_metrics(trial, metrics)
         result = dict(metrics, config=trial.config)
         trial.last_result = result
-        self.db.add_result(trial.trial_id, metrics["training_iteration"], metrics)
+        self.db.add_result(trial.trial_id, metrics["training_iteration"], metrics,
+                           event.get("text"))
         if event.get("checkpoint"):
             self._new_checkpoint(trial, self._landed(trial, event), metrics)
         if self._should_stop(trial, result):

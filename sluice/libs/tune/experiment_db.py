@@ -121,8 +121,10 @@ class ExperimentDB:
             return True
         return bool(self._results) and time.monotonic() - self._last_commit >= COMMIT_EVERY_S
 
-    def add_result(self, trial_id: str, iteration: int, metrics: dict[str, Any]) -> None:
-        self._results.append((trial_id, iteration, dumps(metrics)))
+    def add_result(self, trial_id: str, iteration: int, metrics: dict[str, Any],
+                   text: str | None = None) -> None:
+        """Record a result (``text``: its JSON, when the trial actor encoded it already)."""
+        self._results.append((trial_id, iteration, text if text is not None else dumps(metrics)))
 
     def save_trial(self, trial: Trial) -> None:
         self._trials[trial.trial_id] = trial

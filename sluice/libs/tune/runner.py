@@ -7,7 +7,8 @@ begins a trial and returns its first event; ``next()`` lets it run to its next e
 :class:`StopTrial`, which user code does not catch); ``save()`` checkpoints a class
 trainable now (pausing, PBT). An event is a plain dict:
 
-- ``{"kind": "result", "metrics": {...}, "checkpoint": path or None}``
+- ``{"kind": "result", "metrics": {...}, "text": the metrics as JSON (encoded here, off the
+  driver, which writes it to the database as it is), "checkpoint": path or None}``
 - ``{"kind": "done"}``: the trainable returned (or its step said ``done``)
 - ``{"kind": "error", "error": text, "exception": pickled exception or None}``
 - ``{"kind": "batch", "events": [...]}``: a buffered trial's events in order (see below)
@@ -35,6 +36,7 @@ import traceback
 from typing import Any
 
 from sluice.libs.tune.checkpoint import Checkpoint, pack, unpack
+from sluice.libs.tune.experiment_db import dumps
 from sluice.libs.tune.session import TrialSession, TuneContext, set_session
 from sluice.libs.tune.trainable import (
     is_class_trainable,
@@ -167,7 +169,8 @@ class _FunctionSession(TrialSession):
         path = self.checkpoints.keep(checkpoint) if checkpoint is not None else None
         if path is not None:
             self.checkpoint = Checkpoint(path)
-        self.put({"kind": "result", "metrics": self.clock.stamp(metrics),
+        result = self.clock.stamp(metrics)
+        self.put({"kind": "result", "metrics": result, "text": dumps(result),
                   **self.checkpoints.event(path)})
         self.go.acquire()
         if self.stopping:
@@ -397,4 +400,4 @@ class TrialRunner:
                 saved = self._save_now()
         except Exception as exc:  # noqa: BLE001 - the trial's error, reported
             return _error_event(exc)
-        return {"kind": "result", "metrics": result, **saved}
+        return {"kind": "result", "metrics": result, "text": dumps(result), **saved}
