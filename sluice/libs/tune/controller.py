@@ -43,7 +43,7 @@ class TuneError(RuntimeError):
 class _Slot:
     """A trial actor and the trial it runs (None: idle, kept for the next trial)."""
 
-    __slots__ = ("actor", "resources", "trial", "ref", "finished")
+    __slots__ = ("actor", "resources", "trial", "ref", "finished", "unstopped")
 
     def __init__(self, actor: Any, resources: dict[str, float]):
         self.actor = actor
@@ -51,6 +51,7 @@ class _Slot:
         self.trial: Trial | None = None
         self.ref: Any = None  # the outstanding start()/next() call
         self.finished = False  # the trial's trainable returned
+        self.unstopped = False  # its last trial, stopped early, still waits in its trainable
 
 
 class TuneController:
@@ -234,6 +235,13 @@ class TuneController:
 
     # -- starting trials ------------------------------------------------------------------
     def _start_trials(self) -> None:
+        self._fill()
+        for slot in self.slots:  # idle actors whose last trial is still in its trainable
+            if slot.unstopped and slot.trial is None:
+                slot.unstopped = False
+                slot.actor.stop.remote()  # not awaited: calls on an actor run in order
+
+    def _fill(self) -> None:
         while True:
             if self.max_concurrent is not None and self._running_count() >= self.max_concurrent:
                 return
@@ -299,7 +307,7 @@ class TuneController:
             self.slots.append(slot)
             self._take(trial.resources)
         slot.trial = trial
-        slot.finished = False
+        slot.finished = slot.unstopped = False  # start() ends the last trial first
         self._set_status(trial, RUNNING)
         iteration, time_total = self._resume_point(trial)
         spec = {"trial_id": trial.trial_id, "trial_name": trial.name, "trial_dir": trial.path,
@@ -414,7 +422,8 @@ class TuneController:
         elif decision == TrialScheduler.PAUSE:
             self.pause_trial(trial)
         elif ask_next:
-            self._submit(slot, slot.actor.next.remote())
+            until = self.scheduler.continue_until(trial) if self.stop_criteria is None else None
+            self._submit(slot, slot.actor.next.remote(until))
 
     def _on_done(self, trial: Trial, slot: _Slot) -> None:
         trial.last_result = dict(trial.last_result, done=True)
@@ -562,9 +571,9 @@ class TuneController:
         if not self.reuse_actors:
             self._drop(slot)
             return
-        if not slot.finished:  # a trial still inside its trainable (the scheduler stopped it)
-            # not awaited: the actor's calls run in order, so its next start() comes after
-            slot.actor.stop.remote()
+        # a trial still inside its trainable (the scheduler stopped it) is ended by the
+        # actor's next start(); one left idle is told to stop after _start_trials
+        slot.unstopped = not slot.finished
 
     def _drop(self, slot: _Slot) -> None:
         import sluice

@@ -158,6 +158,7 @@ class _FunctionSession(TrialSession):
         self.events: asyncio.Queue = asyncio.Queue()
         self.go = threading.Semaphore(BUFFERED if buffered else 0)
         self.stopping = False
+        self.until: int | None = None  # lockstep: results before this iteration do not wait
 
     def put(self, event: dict[str, Any]) -> None:
         """Hand ``event`` to the actor's loop (from the trainable's thread)."""
@@ -172,6 +173,8 @@ class _FunctionSession(TrialSession):
         result = self.clock.stamp(metrics)
         self.put({"kind": "result", "metrics": result, "text": dumps(result),
                   **self.checkpoints.event(path)})
+        if self.until is not None and result["training_iteration"] < self.until:
+            return  # no decision before ``until``: on to the next iteration
         self.go.acquire()
         if self.stopping:
             raise StopTrial()
@@ -182,13 +185,18 @@ class _FunctionSession(TrialSession):
             return await self.take()
         return await self.events.get()
 
-    async def take(self) -> dict[str, Any]:
+    async def take(self, until: int | None = None) -> dict[str, Any]:
         """The next event; buffered, every event that comes within ``BATCH_WAIT_S`` of it
         (one ``batch`` event: the trial's end often follows its last result at once, and
         a call saved is worth more than the wait)."""
         if not self.buffered:
+            self.until = until  # read by report() only once released, below
             self.go.release()
-            return await self.events.get()
+            events = [await self.events.get()]
+            while until is not None and events[-1]["kind"] == "result" and (
+                    events[-1]["metrics"]["training_iteration"] < until):
+                events.append(await self.events.get())
+            return events[0] if len(events) == 1 else {"kind": "batch", "events": events}
         events = [await self.events.get()]
         until = time.monotonic() + BATCH_WAIT_S
         while events[-1]["kind"] == "result" and len(events) < BUFFERED:
@@ -289,8 +297,10 @@ class TrialRunner:
             except Exception as exc:  # noqa: BLE001 - the trial's error, reported
                 return _error_event(exc)
 
-    async def next(self) -> dict[str, Any]:
-        """Let the trial run to its next event."""
+    async def next(self, until: int | None = None) -> dict[str, Any]:
+        """Let the trial run to its next event; with ``until``, a function trainable's
+        results before iteration ``until`` do not wait (the scheduler said it decides
+        nothing before it): they come back together, with the one at ``until``."""
         async with self._lock:
             if self.is_class:
                 return self._step()
@@ -298,7 +308,7 @@ class TrialRunner:
             if session is None:
                 return {"kind": "error", "error": "no trial runs on this actor",
                         "exception": None}
-            return await session.take()
+            return await session.take(until)
 
     async def stop(self) -> bool:
         """End the running trial (if any); False if a function trainable would not leave

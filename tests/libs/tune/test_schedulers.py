@@ -82,3 +82,21 @@ def test_fifo_runs_pending_trials_first_then_paused_ones_and_always_continues() 
     trials[2].status = RUNNING
     assert fifo.choose_trial_to_run(Trials(trials)).trial_id == "b"
     assert fifo.on_trial_result(None, trials[0], {"x": 1}) == TrialScheduler.CONTINUE
+
+
+def test_asha_tells_how_far_a_trial_runs_before_its_next_decision() -> None:
+    asha = ASHAScheduler(metric="s", mode="max", max_t=20, grace_period=1, reduction_factor=4)
+    trial = Trial("a", {})
+    asha.on_trial_add(None, trial)
+    assert asha.continue_until(trial) == 1  # the first rung
+    trial.last_result = {"training_iteration": 1}
+    asha.on_trial_result(None, trial, {"training_iteration": 1, "s": 1.0})
+    assert asha.continue_until(trial) == 4  # nothing decided at 2 and 3
+    trial.last_result = {"training_iteration": 16}
+    asha.on_trial_result(None, trial, {"training_iteration": 4, "s": 1.0})
+    asha.on_trial_result(None, trial, {"training_iteration": 16, "s": 1.0})
+    assert asha.continue_until(trial) == 20  # max_t stops it
+    assert FIFOScheduler().continue_until(trial) is None
+    # a time_attr other than the iteration count: every result is a decision point
+    assert ASHAScheduler(time_attr="time_total_s", metric="s", mode="max").continue_until(
+        trial) is None

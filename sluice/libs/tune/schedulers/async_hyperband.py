@@ -35,9 +35,15 @@ class _Bracket:
         self.stop_last_trials = stop_last_trials
 
     def cutoff(self, recorded: dict[str, float]) -> float | None:
-        if not recorded:
+        """The ``1 - 1/rf`` quantile of the scores recorded (numpy's nanpercentile,
+        linear interpolation, in plain Python: a rung holds tens of scores, not millions)."""
+        values = sorted(v for v in recorded.values() if v == v)  # NaN dropped
+        if not values:
             return None
-        return float(np.nanpercentile(list(recorded.values()), (1 - 1 / self.rf) * 100))
+        at = (len(values) - 1) * (1 - 1 / self.rf)
+        low = int(at)
+        high = min(low + 1, len(values) - 1)
+        return values[low] + (values[high] - values[low]) * (at - low)
 
     def on_result(self, trial_id: str, cur_iter: float, cur_score: float | None) -> str:
         action = TrialScheduler.CONTINUE
@@ -114,6 +120,19 @@ class AsyncHyperBandScheduler(FIFOScheduler):
         if action == self.STOP:
             self._num_stopped += 1
         return action
+
+    def continue_until(self, trial: Trial) -> int | None:
+        """Only a rung the trial has not reached yet (or max_t) is a decision point."""
+        if self._time_attr != "training_iteration":
+            return None
+        now = trial.last_result.get("training_iteration", 0)
+        index = self._trial_bracket.get(trial.trial_id)
+        if index is None:
+            return None
+        bracket = self._brackets[index]
+        ahead = [m for m, recorded in bracket.rungs if m > now and trial.trial_id not in recorded]
+        limit = min([*ahead, self._max_t]) if self._stop_last_trials else min(ahead, default=None)
+        return None if limit is None else int(math.ceil(limit))
 
     def _score(self, result: dict) -> float | None:
         value = result.get(self._metric)  # type: ignore[arg-type]

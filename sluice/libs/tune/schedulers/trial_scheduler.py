@@ -67,6 +67,13 @@ class TrialScheduler:
     def on_trial_remove(self, tune_controller: Any, trial: Trial) -> None:
         """A trial was stopped by the scheduler (or removed)."""
 
+    def continue_until(self, trial: Trial) -> int | None:
+        """The ``training_iteration`` before which this scheduler answers CONTINUE to every
+        result of running ``trial`` whatever it holds (None: it may decide at any result).
+        The trial then reports on without waiting up to that iteration: fewer round trips
+        between the driver and the trial, the same decisions."""
+        return None
+
     def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
         """The next trial to start or resume, of those PENDING or PAUSED (None: none now)."""
         for trial in tune_controller.get_trials():
