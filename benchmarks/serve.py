@@ -319,9 +319,11 @@ def settle(busy_below: float = 0.25, window_s: float = 0.5, max_wait_s: float = 
     return time.perf_counter() - started
 
 
-def run_process(system: str, row: str, quick: bool, timeout: float) -> dict:
-    """One (system, row) in a fresh process of its own session; its record, or an error."""
-    command = [sys.executable, "-m", "benchmarks.serve", "--one", system, row]
+def run_process(system: str, row: str, quick: bool, timeout: float,
+                module: str = "benchmarks.serve") -> dict:
+    """One (system, row) of ``module`` (its ``--one``) in a fresh process of its own
+    session; its record, or an error."""
+    command = [sys.executable, "-m", module, "--one", system, row]
     if quick:
         command.append("--quick")
     started = time.perf_counter()

@@ -35,7 +35,6 @@ import os
 import platform
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.run_one import RESULT_PREFIX
-from benchmarks.serve import _commit, _stop_group, settle
+from benchmarks.serve import _commit, run_process, settle
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -133,7 +132,8 @@ def run_row(system: str, row: str, size: dict[str, int]) -> dict:
         record["iterations"] = int(frame["training_iteration"].sum())
         controller = getattr(tuner, "controller", None)
         if controller is not None and controller.num_results:
-            record["driver_us_per_result"] = controller.result_seconds / controller.num_results * 1e6
+            per_result = controller.result_seconds / controller.num_results
+            record["driver_us_per_result"] = per_result * 1e6
         return record
     finally:
         runtime.shutdown()
@@ -158,34 +158,6 @@ def run_one(system: str, row: str, quick: bool) -> int:
 
 
 # --- the runner -------------------------------------------------------------------------
-
-def run_process(system: str, row: str, quick: bool, timeout: float) -> dict:
-    """One (system, row) in a fresh process of its own session; its record, or an error."""
-    command = [sys.executable, "-m", "benchmarks.tune", "--one", system, row]
-    if quick:
-        command.append("--quick")
-    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
-    try:
-        stdout, stderr = proc.communicate(timeout=timeout)
-        timed_out = False
-    except subprocess.TimeoutExpired:
-        _stop_group(proc.pid)
-        stdout, stderr = proc.communicate()
-        timed_out = True
-    _stop_group(proc.pid)
-    record = next((json.loads(line[len(RESULT_PREFIX):]) for line in reversed(stdout.splitlines())
-                   if line.startswith(RESULT_PREFIX)), None)
-    if timed_out:
-        record = {"error": f"stopped after {timeout:.0f} s"}
-    elif record is None:
-        tail = " | ".join(stderr.strip().splitlines()[-3:])
-        record = {"error": f"exit status {proc.returncode}, no result: {tail}"[:500]}
-    if "error" in record and stderr.strip():
-        record["stderr_tail"] = stderr.strip().splitlines()[-20:]
-    record["loadavg_after"] = os.getloadavg()[0]
-    return record
-
 
 def median_of(records: list[dict], system: str, row: str, key: str) -> float | None:
     values = [r[key] for r in records
@@ -217,9 +189,10 @@ def table(records: list[dict], quick: bool) -> tuple[str, dict]:
     if best["sluice"] is not None:
         out.append(f"| ASHA best score (no worse than Ray's) | {_fmt(best['ray'], '{:.4f}')} | "
                    f"{_fmt(best['sluice'], '{:.4f}')} | - | "
-                   f"{'' if best['ray'] is None else ('met' if best['sluice'] >= best['ray'] - 1e-9 else 'missed')} |")
+                   f"{_no_worse(best['sluice'], best['ray'])} |")
         iterations = {s: median_of(records, s, "asha", "iterations") for s in SYSTEMS}
-        out.append(f"| ASHA iterations run (of 64 x 50 = 3,200) | {_fmt(iterations['ray'], '{:,.0f}')} | "
+        out.append(f"| ASHA iterations run (of 64 x 50 = 3,200) | "
+                   f"{_fmt(iterations['ray'], '{:,.0f}')} | "
                    f"{_fmt(iterations['sluice'], '{:,.0f}')} | - | |")
     per_result = median_of(records, "sluice", "many_reports", "driver_us_per_result")
     if per_result is not None:
@@ -228,6 +201,12 @@ def table(records: list[dict], quick: bool) -> tuple[str, dict]:
     summary["best_score"] = best
     summary["driver_us_per_result"] = per_result
     return "\n".join(out), summary
+
+
+def _no_worse(sluice_best: float, ray_best: float | None) -> str:
+    if ray_best is None:
+        return ""
+    return "met" if sluice_best >= ray_best - 1e-9 else "missed"
 
 
 def _fmt(value: float | None, pattern: str = "{:.2f} s") -> str:
@@ -272,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     records = []
     for number, (round_index, row, system) in enumerate(runs, 1):
         settled_s = settle()
-        record = run_process(system, row, args.quick, args.timeout)
+        record = run_process(system, row, args.quick, args.timeout, module="benchmarks.tune")
         record.update(round=round_index, row=row, system=system, settled_s=settled_s)
         records.append(record)
         shown = record.get("error") or ", ".join(

@@ -480,7 +480,8 @@ class TuneController:
         for key, threshold in stop.items():
             if key not in result:
                 raise TuneError(f"RunConfig(stop={stop!r}): trial {trial.name}'s result has no "
-                                f"{key!r}; its metrics are {sorted(k for k in result if k != 'config')}")
+                                f"{key!r}; its metrics are "
+                                f"{sorted(k for k in result if k != 'config')}")
             if result[key] >= threshold:
                 return True
         return False

@@ -21,8 +21,8 @@ import logging
 import math
 from typing import Any
 
-from sluice.libs.tune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
-from sluice.libs.tune.trial import PAUSED, PENDING, RUNNING, Trial
+from sluice.libs.tune.schedulers.trial_scheduler import FIFOScheduler
+from sluice.libs.tune.trial import PAUSED, PENDING, Trial
 
 logger = logging.getLogger(__name__)
 

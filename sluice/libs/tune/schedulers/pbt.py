@@ -180,8 +180,12 @@ class PopulationBasedTraining(FIFOScheduler):
         waiting = [t for t in tune_controller.get_trials() if t.status in (PENDING, PAUSED)]
         if not waiting:
             return None
-        return min(waiting, key=lambda t: (t.status != PENDING,
-                                           self._state.get(t.trial_id, _TrialState()).last_train_time))
+
+        def behind(trial: Trial) -> tuple[bool, float]:
+            state = self._state.get(trial.trial_id, _TrialState())
+            return trial.status != PENDING, state.last_train_time
+
+        return min(waiting, key=behind)
 
     def debug_string(self) -> str:
         return (f"PopulationBasedTraining: {self._num_checkpoints} checkpoints, "
@@ -191,7 +195,8 @@ class PopulationBasedTraining(FIFOScheduler):
         return (f"PopulationBasedTraining (metric={self._metric!r}, mode={self._mode!r}, "
                 f"{self._time_attr} every {self._perturbation_interval:g}, "
                 f"mutations {sorted(self._mutations)}, quantile_fraction="
-                f"{self._quantile_fraction:g}, resample_probability={self._resample_probability:g})")
+                f"{self._quantile_fraction:g}, "
+                f"resample_probability={self._resample_probability:g})")
 
     def save_state(self) -> Any:
         state = dict(self.__dict__)

@@ -18,7 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from sluice.libs.tune.search.optuna import _fill, _flatten, _is_number, _merge, _sampled
+from sluice.libs.tune.search.space_searcher import (
+    SpaceSearcher,
+    _fill,
+    _flatten,
+    _is_number,
+    _merge,
+    _sampled,
+)
 from sluice.libs.tune.search.searcher import Searcher
 from sluice.libs.tune.search_space import Categorical, Domain, Float, Integer, Path, unresolved
 
@@ -37,7 +44,7 @@ def _identity(space: Any) -> Any:
     return space
 
 
-class HyperOptSearch(Searcher):
+class HyperOptSearch(SpaceSearcher):
     """Suggests configs with HyperOpt's TPE, as Ray Tune's ``HyperOptSearch``.
 
     ``space``: a search space of the searcher's own (then give the Tuner no sampled
@@ -88,33 +95,10 @@ class HyperOptSearch(Searcher):
                             in domains.items() if isinstance(domain, Categorical)}
         self._space = {name: _to_hp(name, domain) for name, (_, domain) in domains.items()}
 
-    def set_search_properties(self, metric: str | None, mode: str | None,
-                              config: dict[str, Any], **spec: Any) -> bool:
-        """Take the Tuner's metric, mode and ``num_samples``, and its param space unless
-        the searcher has one (then False when the Tuner's has sampled parameters too)."""
-        if self._own_space:
-            if any(True for _ in unresolved(config)):
-                return False
-            self._template = _merge(config, self._template)
-        else:
-            self._template = {}
-            self._set_space(config)
-        super().set_search_properties(metric, mode, config)
-        num_samples = spec.get("num_samples")
-        self._num_samples = None if num_samples in (None, -1) else int(num_samples)
-        return True
-
     def _ensure_trials(self) -> Any:
         if self._trials is not None:
             return self._trials
-        if not self._space:
-            raise RuntimeError("HyperOptSearch has no search space: give the Tuner a "
-                               "param_space with sampled parameters (tune.uniform, ...) or "
-                               "HyperOptSearch(space=...)")
-        if self._metric is None or self._mode is None:
-            raise RuntimeError(f"HyperOptSearch needs a metric and a mode (got metric="
-                               f"{self._metric!r}, mode={self._mode!r}): give them to "
-                               f"HyperOptSearch or to TuneConfig(metric=..., mode=...)")
+        self._check_ready(bool(self._space))
         _import_hyperopt()
         from hyperopt.fmin import generate_trials_to_calculate  # type: ignore[import-untyped]
 

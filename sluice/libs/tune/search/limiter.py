@@ -67,7 +67,8 @@ class ConcurrencyLimiter(Searcher):
         self.searcher.set_state(state["searcher"])
 
     def describe(self) -> str:
-        return f"ConcurrencyLimiter({self.searcher.describe()}, max_concurrent={self.max_concurrent})"
+        return (f"ConcurrencyLimiter({self.searcher.describe()}, "
+                f"max_concurrent={self.max_concurrent})")
 
 
 class Repeater(Searcher):

@@ -7,28 +7,31 @@ domains, nested dicts named by their ``"a/b"`` paths) becomes Optuna distributio
 constants pass through to every config. Importing this module does not import optuna:
 an ``OptunaSearch`` does, when it is made.
 
-The helpers at the bottom (the sampled parameters of a space, filling a config from
-sampled values) are shared with :mod:`sluice.libs.tune.search.hyperopt`.
+What it shares with ``HyperOptSearch`` (taking the Tuner's space, filling configs) is in
+:mod:`sluice.libs.tune.search.space_searcher`.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
-import math
-import numbers
 from collections.abc import Callable
 from typing import Any
 
 from sluice.libs.tune.search.searcher import Searcher
+from sluice.libs.tune.search.space_searcher import (
+    SpaceSearcher,
+    _fill,
+    _flatten,
+    _is_number,
+    _merge,
+    _sampled,
+)
 from sluice.libs.tune.search_space import (
     Categorical,
     Domain,
     Float,
-    Function,
     Integer,
     Path,
-    unresolved,
 )
 
 logger = logging.getLogger(__name__)
@@ -43,7 +46,7 @@ def _import_optuna() -> Any:
     return optuna
 
 
-class OptunaSearch(Searcher):
+class OptunaSearch(SpaceSearcher):
     """Suggests configs with an Optuna study (TPE by default), as Ray Tune's ``OptunaSearch``.
 
     ``space``: the search space of the searcher's own (then give the Tuner no sampled
@@ -102,33 +105,10 @@ class OptunaSearch(Searcher):
         self._space = {name: _to_distribution(name, domain)
                        for name, (_, domain) in domains.items()}
 
-    def set_search_properties(self, metric: str | None, mode: str | None,
-                              config: dict[str, Any], **spec: Any) -> bool:
-        """Take the Tuner's metric, mode and ``num_samples``, and its param space unless
-        the searcher has one (then False when the Tuner's has sampled parameters too)."""
-        if self._own_space:
-            if any(True for _ in unresolved(config)):
-                return False
-            self._template = _merge(config, self._template)
-        else:
-            self._template = {}
-            self._set_space(config)
-        super().set_search_properties(metric, mode, config)
-        num_samples = spec.get("num_samples")
-        self._num_samples = None if num_samples in (None, -1) else int(num_samples)
-        return True
-
     def _ensure_study(self) -> Any:
         if self._study is not None:
             return self._study
-        if not self._space:
-            raise RuntimeError("OptunaSearch has no search space: give the Tuner a "
-                               "param_space with sampled parameters (tune.uniform, ...) or "
-                               "OptunaSearch(space=...)")
-        if self._metric is None or self._mode is None:
-            raise RuntimeError(f"OptunaSearch needs a metric and a mode (got metric="
-                               f"{self._metric!r}, mode={self._mode!r}): give them to "
-                               f"OptunaSearch or to TuneConfig(metric=..., mode=...)")
+        self._check_ready(bool(self._space))
         optuna = _import_optuna()
         direction = "maximize" if self._mode == "max" else "minimize"
         self._study = optuna.create_study(direction=direction, sampler=self._sampler)
@@ -254,70 +234,6 @@ def _to_distribution(name: str, domain: Domain) -> Any:
     if isinstance(domain, Categorical):
         return distributions.CategoricalDistribution(domain.categories)
     raise ValueError(f"OptunaSearch does not support {domain!r} at {name!r}")
-
-
-def _is_number(value: Any) -> bool:
-    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
-            and math.isfinite(value))
-
-
-# -- shared with the hyperopt searcher --------------------------------------------------------
-
-def _sampled(space: dict[str, Any], who: str) -> dict[str, tuple[Path, Domain]]:
-    """The sampled parameters of a param space by ``"a/b"`` name: (path, domain); a clear
-    ValueError for what a model-based searcher cannot take (grids, ``sample_from``)."""
-    found = {}
-    for path, value in unresolved(space):
-        name = "/".join(map(str, path))
-        if not isinstance(value, Domain):
-            raise ValueError(f"{who} does not support grid_search (at {name!r}): use "
-                             f"tune.choice([...]) for a searched choice, or the default "
-                             f"search (no search_alg) for a grid")
-        if isinstance(value, Function):
-            raise ValueError(f"{who} does not support sample_from (at {name!r}): give a "
-                             f"tune.uniform/loguniform/randint/choice domain, or use the "
-                             f"default search (no search_alg)")
-        found[name] = (path, value)
-    return found
-
-
-def _fill(template: dict[str, Any], paths: dict[str, Path],
-          values: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``template`` with each sampled value put at its path (a name not in
-    ``paths``: its ``"a/b"`` parts, nested dicts made as needed)."""
-    config = copy.deepcopy(template)
-    for name, value in values.items():
-        path = paths.get(name) or tuple(name.split("/"))
-        node = config
-        for key in path[:-1]:
-            if isinstance(node, dict) and not isinstance(node.get(key), (dict, list)):
-                node[key] = {}
-            node = node[key]
-        node[path[-1]] = value
-    return config
-
-
-def _flatten(point: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A (possibly nested) config by ``"a/b"`` names."""
-    flat: dict[str, Any] = {}
-    for key, value in point.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(_flatten(value, f"{name}/"))
-        else:
-            flat[name] = value
-    return flat
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``over`` laid over it, nested dicts merged."""
-    merged = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 __all__ = ["OptunaSearch"]
