@@ -525,7 +525,7 @@ class TuneController:
 
             def score(item: tuple[str, dict]) -> float:
                 value = item[1].get(attr)
-                return sign * float(value) if finite(value) else -math.inf
+                return sign * float(value) if value is not None and finite(value) else -math.inf
             ranked = sorted(kept, key=score)  # worst first
         while len(kept) > keep:
             victim = next((item for item in ranked if item[0] != latest), None)

@@ -96,7 +96,7 @@ def rows(progress: Progress, controller: Any) -> list[tuple[str, str, str, str, 
 
     def rank(trial: Any) -> tuple:
         value = trial.last_result.get(progress.metric) if progress.metric else None
-        score = sign * float(value) if finite(value) else float("-inf")
+        score = sign * float(value) if value is not None and finite(value) else float("-inf")
         return (trial.status != "RUNNING", -score, trial.index)
 
     out = []
@@ -160,6 +160,6 @@ def _live_table(stream: TextIO) -> _RichTable | None:
 
 
 def _tqdm_line(stream: TextIO) -> _TqdmLine:
-    from tqdm import tqdm
+    from tqdm import tqdm  # type: ignore[import-untyped]
 
     return _TqdmLine(tqdm(total=None, file=stream, unit=" results", leave=True))

@@ -198,12 +198,12 @@ class _FunctionSession(TrialSession):
                 events.append(await self.events.get())
             return events[0] if len(events) == 1 else {"kind": "batch", "events": events}
         events = [await self.events.get()]
-        until = time.monotonic() + BATCH_WAIT_S
+        deadline = time.monotonic() + BATCH_WAIT_S
         while events[-1]["kind"] == "result" and len(events) < BUFFERED:
             if not self.events.empty():
                 events.append(self.events.get_nowait())
                 continue
-            left = until - time.monotonic()
+            left = deadline - time.monotonic()
             if left <= 0:
                 break
             try:

@@ -156,7 +156,7 @@ def resources_of(trainable: Any, config: dict[str, Any]) -> dict[str, float]:
     if found is None:
         return dict(DEFAULT_RESOURCES)
     names = {"cpu": "CPU", "gpu": "GPU", "memory": "memory"}
-    out = {names.get(k, k): float(v) for k, v in dict(found).items() if v}
+    out = {names.get(str(k), str(k)): float(v) for k, v in dict(found).items() if v}
     for key, value in out.items():
         if value < 0:
             raise ValueError(f"with_resources: {key}={value} is negative; give 0 or more")

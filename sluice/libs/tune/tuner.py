@@ -127,7 +127,8 @@ class Tuner:
 
         checkpoint_config = self.run_config.checkpoint_config or CheckpointConfig()
         resources = self.trial_resources()
-        options = {"num_cpus": resources.get("CPU", 0.0), "num_gpus": resources.get("GPU", 0.0)}
+        options: dict[str, Any] = {"num_cpus": resources.get("CPU", 0.0),
+                                   "num_gpus": resources.get("GPU", 0.0)}
         custom = {k: v for k, v in resources.items() if k not in ("CPU", "GPU")}
         if custom:
             options["resources"] = custom

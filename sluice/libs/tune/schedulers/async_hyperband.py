@@ -135,7 +135,7 @@ class AsyncHyperBandScheduler(FIFOScheduler):
         return None if limit is None else int(math.ceil(limit))
 
     def _score(self, result: dict) -> float | None:
-        value = result.get(self._metric)  # type: ignore[arg-type]
+        value = result.get(self._metric or "")
         if value is None:
             return None
         return self._sign() * float(value)

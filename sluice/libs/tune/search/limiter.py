@@ -113,14 +113,15 @@ class Repeater(Searcher):
         if group is None:
             return
         scores = self._groups[group]
-        scores.append(None if error or not result else result.get(self._metric))
+        metric = self._metric or ""
+        scores.append(None if error or not result else result.get(metric))
         if len(scores) == self.repeat:
             del self._groups[group]
             values = [s for s in scores if s is not None]
             if not values:
                 self.searcher.on_trial_complete(group, None, error=True)
             else:
-                self.searcher.on_trial_complete(group, {self._metric: float(np.mean(values))})
+                self.searcher.on_trial_complete(group, {metric: float(np.mean(values))})
 
     def describe(self) -> str:
         return f"Repeater({self.searcher.describe()}, repeat={self.repeat})"
