@@ -12,6 +12,7 @@ ValueError: TuneConfig(mode='lowest'): mode must be 'min' or 'max'
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 from collections.abc import Callable
@@ -35,8 +36,8 @@ class TuneConfig:
     """How to search: the metric and mode results are ranked by, how many trials, and the
     scheduler and search algorithm that pick and stop them."""
 
+    mode: str | None = None  # (Ray's field order: mode before metric)
     metric: str | None = None
-    mode: str | None = None
     search_alg: Any = None
     scheduler: Any = None
     num_samples: int = 1
@@ -53,9 +54,14 @@ class TuneConfig:
             raise ValueError(f"TuneConfig(num_samples={self.num_samples!r}): give a positive "
                              f"number of samples (or -1 for as many as the search algorithm "
                              f"gives, with a time_budget_s)")
-        if self.max_concurrent_trials is not None and self.max_concurrent_trials < 1:
+        if self.max_concurrent_trials == 0:  # Ray's "no limit", like None
+            self.max_concurrent_trials = None
+        if self.max_concurrent_trials is not None and self.max_concurrent_trials < 0:
             raise ValueError(f"TuneConfig(max_concurrent_trials={self.max_concurrent_trials}): "
-                             f"give at least 1, or None for as many as resources allow")
+                             f"give a positive limit, or None (or 0) for as many as resources "
+                             f"allow")
+        if isinstance(self.time_budget_s, dt.timedelta):
+            self.time_budget_s = self.time_budget_s.total_seconds()
         if self.time_budget_s is not None and self.time_budget_s <= 0:
             raise ValueError(f"TuneConfig(time_budget_s={self.time_budget_s}): give a "
                              f"positive number of seconds, or None for no budget")

@@ -247,7 +247,10 @@ class TuneController:
                 return
             # (a new trial is PENDING only until it starts, below: the scheduler is asked
             # only while older ones wait)
-            trial = self.scheduler.choose_trial_to_run(self) if self._waiting else None
+            # (asked only while a trial could start: with trials made ahead waiting, asking
+            # on every result would scan them all each time)
+            trial = (self.scheduler.choose_trial_to_run(self)
+                     if self._waiting and self._room() else None)
             if trial is None or not self._fits(trial.resources):
                 # nothing can start now: add a trial (it starts if it fits; else it waits,
                 # and a scheduler that judges trials together, HyperBand, sees it)
@@ -358,6 +361,12 @@ class TuneController:
                 self._drop(slot)
                 return self._fits(resources)
         return False
+
+    def _room(self) -> bool:
+        """Whether a trial like the newest could start now (always, when none runs)."""
+        if self._last_resources is None or not any(s.trial for s in self.slots):
+            return True
+        return self._fits(self._last_resources)
 
     def _take(self, resources: dict[str, float]) -> None:
         for key, value in resources.items():

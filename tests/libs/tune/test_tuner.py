@@ -439,3 +439,15 @@ def test_a_metric_no_trial_reports_is_a_clear_error(tmp_path) -> None:
                                              r"the metric AsyncHyperBandScheduler ranks"):
         tuner(quadratic, {"x": 1}, tmp_path, metric="acc", mode="max",
               scheduler=ASHAScheduler(max_t=5)).fit()
+
+
+def test_tune_config_takes_rays_field_order_and_spellings() -> None:
+    import datetime as dt
+
+    config = tune.TuneConfig("min", "loss", max_concurrent_trials=0,
+                             time_budget_s=dt.timedelta(minutes=2))
+    assert (config.mode, config.metric) == ("min", "loss")  # Ray's order: mode, metric
+    assert config.max_concurrent_trials is None  # 0: no limit, as in Ray
+    assert config.time_budget_s == 120.0
+    with pytest.raises(ValueError, match="max_concurrent_trials=-1"):
+        tune.TuneConfig(max_concurrent_trials=-1)

@@ -94,12 +94,6 @@ class AsyncHyperBandScheduler(FIFOScheduler):
         self._num_stopped = 0
         self._rng = random.Random(seed)
 
-    def _sign(self) -> float:
-        if self._metric is None or self._mode is None:
-            raise ValueError(f"{type(self).__name__} needs a metric and a mode: give them to "
-                             f"the scheduler or to TuneConfig(metric=..., mode='min'|'max')")
-        return 1.0 if self._mode == "max" else -1.0
-
     def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
         self._sign()
         # a bracket with more rungs is more likely (Ray's softmax over rung counts)

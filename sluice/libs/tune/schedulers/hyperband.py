@@ -169,12 +169,6 @@ class HyperBandScheduler(FIFOScheduler):
         """Bracket ``s``'s first milestone."""
         return int(self._max_t_attr * self._eta ** (-s))
 
-    def _sign(self) -> float:
-        if self._metric is None or self._mode is None:
-            raise ValueError(f"{type(self).__name__} needs a metric and a mode: give them to "
-                             f"the scheduler or to TuneConfig(metric=..., mode='min'|'max')")
-        return 1.0 if self._mode == "max" else -1.0
-
     # -- trials join brackets -------------------------------------------------------------
     def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
         """Put ``trial`` in the current bracket; a full bracket starts the next one of the
@@ -347,9 +341,3 @@ class HyperBandScheduler(FIFOScheduler):
                 f"{self._time_attr} max_t={self._max_t_attr:g}, reduction_factor="
                 f"{self._eta:g}, {self._s_max_1} brackets per band of "
                 f"{sum(self._get_n0(s) for s in range(self._s_max_1))} trials)")
-
-    def save_state(self) -> Any:
-        return dict(self.__dict__)
-
-    def restore_state(self, state: Any) -> None:
-        self.__dict__.update(state)

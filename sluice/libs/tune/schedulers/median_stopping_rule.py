@@ -50,12 +50,6 @@ class MedianStoppingRule(FIFOScheduler):
         self._stopped_trials: set[str] = set()
         self._last_pause: dict[str, float] = {}
 
-    def _sign(self) -> float:
-        if self._metric is None or self._mode is None:
-            raise ValueError(f"{type(self).__name__} needs a metric and a mode: give them to "
-                             f"the scheduler or to TuneConfig(metric=..., mode='min'|'max')")
-        return 1.0 if self._mode == "max" else -1.0
-
     def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
         self._sign()
 
@@ -139,9 +133,3 @@ class MedianStoppingRule(FIFOScheduler):
                 f"{self._time_attr} grace_period={self._grace_period:g}, "
                 f"min_samples_required={self._min_samples_required}, "
                 f"min_time_slice={self._min_time_slice:g}, hard_stop={self._hard_stop})")
-
-    def save_state(self) -> Any:
-        return dict(self.__dict__)
-
-    def restore_state(self, state: Any) -> None:
-        self.__dict__.update(state)

@@ -110,9 +110,7 @@ class PopulationBasedTraining(FIFOScheduler):
         self._num_checkpoints = 0
 
     def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
-        if self._metric is None or self._mode is None:
-            raise ValueError("PopulationBasedTraining needs a metric and a mode: give them to "
-                             "the scheduler or to TuneConfig(metric=..., mode=...)")
+        self._sign()
         self._state[trial.trial_id] = _TrialState()
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:

@@ -40,6 +40,13 @@ class TrialScheduler:
     def mode(self) -> str | None:
         return self._mode
 
+    def _sign(self) -> float:
+        """+1 to maximise the metric, -1 to minimise it; a clear error without both."""
+        if self._metric is None or self._mode is None:
+            raise ValueError(f"{type(self).__name__} needs a metric and a mode: give them to "
+                             f"the scheduler or to TuneConfig(metric=..., mode='min'|'max')")
+        return 1.0 if self._mode == "max" else -1.0
+
     def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
         """Take the experiment's metric and mode where the scheduler has none (False: it
         has its own, which differs)."""
@@ -94,7 +101,7 @@ class TrialScheduler:
 
     def save_state(self) -> Any:
         """What restores this scheduler after a driver crash (picklable)."""
-        return self.__dict__
+        return dict(self.__dict__)
 
     def restore_state(self, state: Any) -> None:
         self.__dict__.update(state)
