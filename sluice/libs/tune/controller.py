@@ -117,6 +117,7 @@ class TuneController:
         # for the variant generator, one for a searcher that learns from each result
         self.max_pending = max_pending_trials(searcher)
         self.result_seconds = 0.0  # the driver's time handling results (per-result cost)
+        self.result_cpu_seconds = 0.0  # the same in CPU time of the controller's thread
 
     # -- what schedulers call -------------------------------------------------------------
     def get_trials(self) -> list[Trial]:
@@ -210,7 +211,7 @@ class TuneController:
                 ready, _ = sluice.wait(refs, num_returns=1, timeout=WAIT_S)
                 if ready and len(refs) > 1:  # and every other one ready now
                     ready, _ = sluice.wait(refs, num_returns=len(refs), timeout=0)
-                began = time.perf_counter()
+                began, began_cpu = time.perf_counter(), time.thread_time()
                 for ref in ready:
                     self._handle(ref)
                 if self._state_changed:
@@ -219,6 +220,7 @@ class TuneController:
                 if self.db.due():
                     self.db.commit()
                 self.result_seconds += time.perf_counter() - began
+                self.result_cpu_seconds += time.thread_time() - began_cpu
                 if self.progress is not None:
                     self.progress.update(self)
         finally:

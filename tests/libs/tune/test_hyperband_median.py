@@ -25,6 +25,7 @@ class Controller:
     def __init__(self, scheduler: TrialScheduler):
         self.scheduler = scheduler
         self.trials: list[Trial] = []
+        self.until: dict[str, int | None] = {}  # continue_until after each trial's result
 
     def get_trials(self) -> list[Trial]:
         return self.trials
@@ -57,13 +58,19 @@ class Controller:
         trial = self.scheduler.choose_trial_to_run(self)
         if trial is not None:
             trial.status = RUNNING
+            self.until.pop(trial.trial_id, None)  # (its first result is always taken)
         return trial
 
     def report(self, trial: Trial, **result) -> str:
         """One result of running ``trial``, and the controller's part of the decision."""
         assert trial.status == RUNNING, f"{trial} reports while {trial.status}"
+        until = self.until.get(trial.trial_id)
         trial.last_result = result
         decision = self.scheduler.on_trial_result(self, trial, result)
+        # the promise the runner relies on to let a trial run on without waiting
+        if until is not None and result["training_iteration"] < until:
+            assert decision == CONTINUE, (trial, result, until, decision)
+        self.until[trial.trial_id] = self.scheduler.continue_until(trial)
         if trial.status == RUNNING:
             if decision == STOP:
                 self.stop_trial(trial)
@@ -105,6 +112,9 @@ def test_hyperband_pauses_at_the_milestone_then_the_top_third_goes_on_and_the_re
     first = ctl.add(3)  # bracket 0: 3 trials straight to max_t
     trials = ctl.add(5)  # bracket 1: 5 trials to 3, the top ceil(5/3)=2 on to 9
     assert [hb._trial_info[t.trial_id][0].milestone for t in first + trials] == [9] * 3 + [3] * 5
+    # no decision short of the milestone: the runner lets a trial run on to it
+    assert [hb.continue_until(t) for t in first + trials] == [9] * 3 + [3] * 5
+    assert HyperBandScheduler(time_attr="time_total_s").continue_until(first[0]) is None
     for t in first:
         assert ctl.start() is t  # pending trials run first (bracket 0 is the least done)
     scores = [0.5, 0.9, 0.1, 0.95, 0.3]
@@ -121,6 +131,7 @@ def test_hyperband_pauses_at_the_milestone_then_the_top_third_goes_on_and_the_re
     # the top two resume (chosen to run), nothing else is runnable
     resumed = [ctl.start(), ctl.start()]
     assert {t.trial_id for t in resumed} == {trials[1].trial_id, trials[3].trial_id}
+    assert [hb.continue_until(t) for t in resumed] == [9, 9]  # the next milestone
     assert ctl.start() is None
     # on to max_t: the first there waits, the second ends the bracket and both stop
     assert run_to(ctl, resumed[0], 4, 9, 1.0) == [CONTINUE] * 5 + [PAUSE]
@@ -202,6 +213,7 @@ def test_hyperband_without_stop_last_trials_lets_the_last_round_run_past_max_t()
     a, b = ctl.add(2)
     for t in (a, b):
         ctl.start()
+    assert hb.continue_until(a) is None  # running on past max_t: results taken as they come
     assert run_to(ctl, a, 1, 12, 1.0) == [CONTINUE] * 12
     with_stop = HyperBandScheduler(metric="score", mode="max", max_t=9, reduction_factor=3)
     ctl = Controller(with_stop)
@@ -292,6 +304,16 @@ def test_median_rule_stops_a_trial_below_the_median_and_not_a_good_one() -> None
     # 5, 6, 7 (the averages from t=2 of 1, 2, 3 * t)
     assert finish(ctl, fine, [1.0, 4.0, 5.1, 6.1, 7.1]) == [CONTINUE] * 5
     assert fine.status == TERMINATED and "num_stopped=1" in rule.debug_string()
+
+
+def test_median_rule_decides_nothing_before_the_grace_period() -> None:
+    rule, ctl = median_rule(grace_period=3)
+    (trial,) = ctl.add(1)
+    ctl.start()
+    assert rule.continue_until(trial) == 3
+    ctl.report(trial, training_iteration=3, score=1.0)
+    assert rule.continue_until(trial) is None  # past it, any result may stop the trial
+    assert MedianStoppingRule(metric="score", mode="max").continue_until(trial) is None
 
 
 def test_median_rule_compares_the_best_result_so_far() -> None:

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from sluice.libs.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from sluice.libs.tune.schedulers import (
+    ASHAScheduler,
+    FIFOScheduler,
+    PopulationBasedTraining,
+    TrialScheduler,
+)
 from sluice.libs.tune.trial import PAUSED, PENDING, RUNNING, Trial
 
 
@@ -100,3 +105,20 @@ def test_asha_tells_how_far_a_trial_runs_before_its_next_decision() -> None:
     # a time_attr other than the iteration count: every result is a decision point
     assert ASHAScheduler(time_attr="time_total_s", metric="s", mode="max").continue_until(
         trial) is None
+
+
+def test_pbt_tells_how_far_a_trial_runs_before_its_next_perturbation() -> None:
+    pbt = PopulationBasedTraining(time_attr="training_iteration", metric="s", mode="max",
+                                  perturbation_interval=5,
+                                  burn_in_period=7, hyperparam_mutations={"lr": [1, 2]})
+    trial = Trial("a", {"lr": 1})
+    ctl = Trials([trial])
+    pbt.on_trial_add(ctl, trial)
+    assert pbt.continue_until(trial) == 7  # the burn-in first
+    decisions = [pbt.on_trial_result(ctl, trial, {"training_iteration": i, "s": 1.0})
+                 for i in range(1, 8)]
+    assert decisions == [TrialScheduler.CONTINUE] * 7  # (a lone trial has no one to copy)
+    assert pbt.continue_until(trial) == 12  # perturbed at 7: the next interval ends at 12
+    # Ray's default time_attr, time_total_s: every result is a decision point
+    assert PopulationBasedTraining(metric="s", mode="max",
+                                   hyperparam_mutations={"lr": [1]}).continue_until(trial) is None

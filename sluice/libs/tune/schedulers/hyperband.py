@@ -217,6 +217,18 @@ class HyperBandScheduler(FIFOScheduler):
                      result[self._time_attr])
         return action
 
+    def continue_until(self, trial: Trial) -> int | None:
+        """Nothing is decided short of the trial's bracket's milestone."""
+        info = self._trial_info.get(trial.trial_id)
+        if self._time_attr != "training_iteration" or info is None:
+            return None
+        bracket = info[0]
+        if trial.trial_id not in bracket.live:
+            return None
+        if not bracket.stop_last_trials and bracket.halves == 0:
+            return None  # (it runs to its end: results are taken as they come)
+        return int(math.ceil(bracket.milestone))
+
     def _process_bracket(self, tune_controller: Any, bracket: _Bracket,
                          current: Trial | None = None) -> str:
         """Halve ``bracket`` once every live trial reached its milestone: stop the bottom

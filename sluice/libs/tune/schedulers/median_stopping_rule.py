@@ -83,6 +83,15 @@ class MedianStoppingRule(FIFOScheduler):
             return self.STOP if self._hard_stop else self.PAUSE
         return self.CONTINUE
 
+    def continue_until(self, trial: Trial) -> int | None:
+        """Nothing is decided before ``grace_period``; past it, any result may stop the
+        trial."""
+        if self._time_attr != "training_iteration":
+            return None
+        now = trial.last_result.get("training_iteration", 0)
+        until = int(math.ceil(self._grace_period))
+        return until if until > now else None
+
     def on_trial_complete(self, tune_controller: Any, trial: Trial, result: dict) -> None:
         """A finished trial's results stay, for the later trials to be compared with."""
         if result and self._time_attr in result and self._metric in result:

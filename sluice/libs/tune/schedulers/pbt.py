@@ -140,6 +140,14 @@ class PopulationBasedTraining(FIFOScheduler):
                 self._exploit(tune_controller, trial, self._rng.choice(donors))
         return self.NOOP if trial.status == PAUSED else self.CONTINUE
 
+    def continue_until(self, trial: Trial) -> int | None:
+        """Nothing is decided before the burn-in and the next perturbation interval."""
+        state = self._state.get(trial.trial_id)
+        if self._time_attr != "training_iteration" or state is None:
+            return None
+        return int(math.ceil(max(self._burn_in_period,
+                                 state.last_perturbation_time + self._perturbation_interval)))
+
     def _quantiles(self, tune_controller: Any) -> tuple[list[Trial], list[Trial]]:
         """(bottom, top) trials by their last score."""
         scored = [t for t in tune_controller.get_trials()
