@@ -15,7 +15,9 @@ trainable now (pausing, PBT). An event is a plain dict:
 
 A function trainable runs on a thread of the actor; ``tune.report`` puts its result in a
 queue and waits until the controller asks for the next one, so a trial never runs ahead
-of the scheduler's decision (as in Ray Tune). When no decision can depend on a result
+of the scheduler's decision (as in Ray Tune), except the results the scheduler said it
+decides nothing on (``until``: before its next rung, milestone or perturbation), which
+come back in batches as they are made. When no decision can depend on a result
 (FIFO scheduling and no stop criteria: every answer is "continue"), the trial is
 *buffered*: ``tune.report`` returns at once and ``next()`` takes every result waiting, so
 the controller pays one call per batch instead of one per result. The actor is reused for
@@ -159,6 +161,7 @@ class _FunctionSession(TrialSession):
         self.go = threading.Semaphore(BUFFERED if buffered else 0)
         self.stopping = False
         self.until: int | None = None  # lockstep: results before this iteration do not wait
+        self.waiting = False  # lockstep: the trainable waits in report() for a decision
 
     def put(self, event: dict[str, Any]) -> None:
         """Hand ``event`` to the actor's loop (from the trainable's thread)."""
@@ -171,35 +174,36 @@ class _FunctionSession(TrialSession):
         if path is not None:
             self.checkpoint = Checkpoint(path)
         result = self.clock.stamp(metrics)
+        until = self.until
+        # lockstep, a result the scheduler may decide on waits for the decision; one before
+        # ``until`` does not (the event says which, for take())
+        waits = not self.buffered and (until is None or result["training_iteration"] >= until)
         self.put({"kind": "result", "metrics": result, "text": dumps(result),
-                  **self.checkpoints.event(path)})
-        if self.until is not None and result["training_iteration"] < self.until:
-            return  # no decision before ``until``: on to the next iteration
-        self.go.acquire()
-        if self.stopping:
-            raise StopTrial()
+                  **self.checkpoints.event(path), "waits": waits})
+        if self.buffered or waits:
+            self.go.acquire()
+            if self.stopping:
+                raise StopTrial()
 
     async def first(self) -> dict[str, Any]:
-        """The trial's first event (a lockstep trial waits in report() for :meth:`take`)."""
-        if self.buffered:
-            return await self.take()
-        return await self.events.get()
+        """The trial's first event (a lockstep trial's first result waits for a decision)."""
+        return await self.take()
 
     async def take(self, until: int | None = None) -> dict[str, Any]:
-        """The next event; buffered, every event that comes within ``BATCH_WAIT_S`` of it
-        (one ``batch`` event: the trial's end often follows its last result at once, and
-        a call saved is worth more than the wait)."""
+        """The next event, with every one that comes within ``BATCH_WAIT_S`` of it while
+        the trainable runs on (one ``batch`` event: the trial's end often follows its last
+        result at once, and a call saved is worth more than the wait). Lockstep, the
+        trainable waiting for a decision goes on first, its results before ``until`` not
+        waiting; a result that waits ends the batch."""
         if not self.buffered:
-            self.until = until  # read by report() only once released, below
-            self.go.release()
-            events = [await self.events.get()]
-            while until is not None and events[-1]["kind"] == "result" and (
-                    events[-1]["metrics"]["training_iteration"] < until):
-                events.append(await self.events.get())
-            return events[0] if len(events) == 1 else {"kind": "batch", "events": events}
+            self.until = until  # read by report() from its next result on
+            if self.waiting:
+                self.waiting = False
+                self.go.release()
         events = [await self.events.get()]
         deadline = time.monotonic() + BATCH_WAIT_S
-        while events[-1]["kind"] == "result" and len(events) < BUFFERED:
+        while (events[-1]["kind"] == "result" and not events[-1]["waits"]
+               and len(events) < BUFFERED):
             if not self.events.empty():
                 events.append(self.events.get_nowait())
                 continue
@@ -210,9 +214,14 @@ class _FunctionSession(TrialSession):
                 events.append(await asyncio.wait_for(self.events.get(), left))
             except asyncio.TimeoutError:
                 break
+        if self.buffered:
+            for event in events:
+                if event["kind"] == "result":
+                    self.go.release()  # room for one more result
+        else:
+            self.waiting = events[-1].get("waits", False)
         for event in events:
-            if event["kind"] == "result":
-                self.go.release()  # room for one more result
+            event.pop("waits", None)
         return events[0] if len(events) == 1 else {"kind": "batch", "events": events}
 
 
@@ -300,7 +309,7 @@ class TrialRunner:
     async def next(self, until: int | None = None) -> dict[str, Any]:
         """Let the trial run to its next event; with ``until``, a function trainable's
         results before iteration ``until`` do not wait (the scheduler said it decides
-        nothing before it): they come back together, with the one at ``until``."""
+        nothing before it): those made meanwhile come back together."""
         async with self._lock:
             if self.is_class:
                 return self._step()
