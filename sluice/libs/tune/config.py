@@ -31,6 +31,27 @@ def check_mode(mode: str | None, where: str) -> None:
         raise ValueError(f"{where}(mode={mode!r}): mode must be 'min' or 'max'")
 
 
+class MetricMode:
+    """The metric and mode (min or max) a scheduler or a searcher ranks results by; either
+    may be None until the experiment gives its own."""
+
+    _metric: str | None = None
+    _mode: str | None = None
+
+    def __init__(self, metric: str | None = None, mode: str | None = None):
+        check_mode(mode, type(self).__name__)
+        self._metric = metric
+        self._mode = mode
+
+    @property
+    def metric(self) -> str | None:
+        return self._metric
+
+    @property
+    def mode(self) -> str | None:
+        return self._mode
+
+
 @dataclass
 class TuneConfig:
     """How to search: the metric and mode results are ranked by, how many trials, and the

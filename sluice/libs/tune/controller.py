@@ -208,7 +208,9 @@ class TuneController:
                     time.sleep(0.01)  # the searcher has nothing now: ask it again shortly
                     continue
                 refs = [s.ref for s in running]
-                ready, _ = sluice.wait(refs, num_returns=1, timeout=WAIT_S)
+                left = self.db.due_in()  # (buffered changes wait no longer than they should)
+                timeout = WAIT_S if left is None else min(WAIT_S, left)
+                ready, _ = sluice.wait(refs, num_returns=1, timeout=timeout)
                 if ready and len(refs) > 1:  # and every other one ready now
                     ready, _ = sluice.wait(refs, num_returns=len(refs), timeout=0)
                 began, began_cpu = time.perf_counter(), time.thread_time()
@@ -544,8 +546,7 @@ class TuneController:
                 break
             ranked.remove(victim)
             kept.remove(victim)
-            shutil.rmtree(victim[0], ignore_errors=True)
-            self.db.drop_checkpoint(trial.trial_id, victim[0])
+            self.db.drop_checkpoint(trial.trial_id, victim[0])  # (deleted once committed)
 
     def _save(self, slot: _Slot) -> None:
         import sluice

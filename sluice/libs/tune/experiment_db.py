@@ -4,10 +4,11 @@ Tables: ``experiment`` (the pickled spec: trainable, param space, configs; the s
 and scheduler's state), ``trials`` (one row per trial: config, status, last result,
 latest checkpoint, failures), ``results`` (every reported result), ``checkpoints`` (every
 checkpoint kept, with its metrics). The controller buffers changes and writes them in
-one transaction (:meth:`ExperimentDB.commit`) as soon as a trial changed, and results at
-least every ``COMMIT_EVERY_S``: a result costs a row insert, never a rewrite of the
-experiment, and a driver killed at any moment leaves the state of its last commit (WAL
-mode).
+one transaction (:meth:`ExperimentDB.commit`): a new checkpoint at once, other trial
+changes within ``TRIALS_EVERY_S``, results within ``COMMIT_EVERY_S``. A result costs a
+row insert, never a rewrite of the experiment; a checkpoint's folder is deleted (by
+retention) only once the state no longer names it; a driver killed at any moment leaves
+the state of its last commit (WAL mode).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import math
 import os
 import pickle
+import shutil
 import sqlite3
 import time
 from typing import Any
@@ -24,7 +26,9 @@ from sluice.libs.tune.trial import Trial
 
 DB_NAME = "experiment.db"
 COMMIT_EVERY_S = 0.05
-"""Results alone are committed at most this often (see :meth:`ExperimentDB.due`)."""
+"""Results alone are committed at most this often (see :meth:`ExperimentDB.due_in`)."""
+TRIALS_EVERY_S = 0.01
+"""Trial changes are committed at most this often (see :meth:`ExperimentDB.due_in`)."""
 APPLICATION_ID = 0x534C5455  # "SLTU": a sluice.tune experiment
 
 _SCHEMA = """
@@ -112,14 +116,27 @@ class ExperimentDB:
         self._last_commit = time.monotonic()
 
     # -- buffered changes, written by commit() ----------------------------------------------
+    def due_in(self) -> float | None:
+        """Seconds until the buffered changes should be committed (0: now; None: nothing
+        is buffered). A checkpoint is written at once (its predecessors' folders are
+        deleted only after); other trial changes (started, ended, paused, new trials and
+        the searcher's state) at most every ``TRIALS_EVERY_S``; results alone every
+        ``COMMIT_EVERY_S``. So a driver killed loses at most that much of the latest
+        changes, and each trial resumes from its latest checkpoint."""
+        if self._checkpoints or self._dropped:
+            return 0.0
+        if self._trials or self._meta:
+            every = TRIALS_EVERY_S
+        elif self._results:
+            every = COMMIT_EVERY_S
+        else:
+            return None
+        return max(0.0, every - (time.monotonic() - self._last_commit))
+
     def due(self) -> bool:
-        """Whether to commit now: a trial changed (started, ended, paused, checkpointed), or
-        results waited ``COMMIT_EVERY_S``. Results alone are written in batches: a driver
-        killed loses at most that long of them, and each trial resumes from its latest
-        checkpoint, whose row is committed with it."""
-        if self._trials or self._meta or self._checkpoints or self._dropped:
-            return True
-        return bool(self._results) and time.monotonic() - self._last_commit >= COMMIT_EVERY_S
+        """Whether to commit now (see :meth:`due_in`)."""
+        left = self.due_in()
+        return left is not None and left <= 0.0
 
     def add_result(self, trial_id: str, iteration: int, metrics: dict[str, Any],
                    text: str | None = None) -> None:
@@ -134,6 +151,7 @@ class ExperimentDB:
         self._checkpoints.append((trial_id, path, iteration, dumps(metrics)))
 
     def drop_checkpoint(self, trial_id: str, path: str) -> None:
+        """Forget a checkpoint; its folder is deleted once that is committed."""
         self._dropped.append((trial_id, path))
 
     def set_meta(self, key: str, value: Any) -> None:
@@ -172,6 +190,8 @@ class ExperimentDB:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        for _, path in self._dropped:  # no longer named by the committed state
+            shutil.rmtree(path, ignore_errors=True)
         self._results.clear()
         self._trials.clear()
         self._checkpoints.clear()

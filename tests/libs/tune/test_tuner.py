@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -243,6 +244,38 @@ def rows(db_path: Path, query: str) -> list:
             return db.execute(query).fetchall()
     except sqlite3.OperationalError:  # the schema is being created
         return []
+
+
+def gated(config):
+    """Five results, then waits for the ``gate`` file, then five more."""
+    for i in range(10):
+        if i == 5:
+            while not os.path.exists(config["gate"]):
+                time.sleep(0.01)
+        tune.report({"score": float(i)})
+
+
+def test_results_before_the_schedulers_next_decision_reach_the_database_as_they_come(
+        tmp_path) -> None:
+    # ASHA decides first at iteration 50 (its grace period): the trial runs on to it without
+    # waiting for decisions, and its results are still recorded as they are made
+    gate = tmp_path / "gate"
+    asha = ASHAScheduler(max_t=100, grace_period=50)
+    run = tuner(gated, {"gate": str(gate)}, tmp_path / "storage", metric="score", mode="max",
+                scheduler=asha)
+    outcome: list = []
+    fitting = threading.Thread(target=lambda: outcome.append(run.fit()))
+    fitting.start()
+    try:
+        db_path = tmp_path / "storage" / "exp" / "experiment.db"
+        poll(lambda: rows(db_path, "SELECT COUNT(*) FROM results") == [(5,)],
+             "the five results made before the gate")
+    finally:
+        gate.write_text("")
+        fitting.join()
+    (grid,) = outcome
+    assert grid.num_terminated == 1 and grid[0].metrics["training_iteration"] == 10
+    assert list(grid[0].metrics_dataframe["score"]) == [float(i) for i in range(10)]
 
 
 def test_restore_after_the_driver_is_killed_resumes_unfinished_trials_only(tmp_path) -> None:

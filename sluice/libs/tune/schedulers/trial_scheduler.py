@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sluice.libs.tune.config import check_mode
+from sluice.libs.tune.config import MetricMode
 from sluice.libs.tune.trial import PAUSED, PENDING, Trial
 
 
-class TrialScheduler:
+class TrialScheduler(MetricMode):
     """Decides, result by result, whether each trial continues, pauses or stops."""
 
     CONTINUE = "CONTINUE"
@@ -23,22 +23,7 @@ class TrialScheduler:
     STOP = "STOP"
     NOOP = "NOOP"
 
-    _metric: str | None = None
-    _mode: str | None = None
     _supports_buffered_results = True
-
-    def __init__(self, metric: str | None = None, mode: str | None = None):
-        check_mode(mode, type(self).__name__)
-        self._metric = metric
-        self._mode = mode
-
-    @property
-    def metric(self) -> str | None:
-        return self._metric
-
-    @property
-    def mode(self) -> str | None:
-        return self._mode
 
     def _sign(self) -> float:
         """+1 to maximise the metric, -1 to minimise it; a clear error without both."""

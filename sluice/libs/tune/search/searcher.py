@@ -9,26 +9,13 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
-from sluice.libs.tune.config import check_mode
+from sluice.libs.tune.config import MetricMode
 
 
-class Searcher:
+class Searcher(MetricMode):
     """Suggests configs and learns from their results; subclass for a custom search."""
 
     FINISHED = "FINISHED"
-
-    def __init__(self, metric: str | None = None, mode: str | None = None):
-        check_mode(mode, type(self).__name__)
-        self._metric = metric
-        self._mode = mode
-
-    @property
-    def metric(self) -> str | None:
-        return self._metric
-
-    @property
-    def mode(self) -> str | None:
-        return self._mode
 
     def set_search_properties(self, metric: str | None, mode: str | None,
                               config: dict[str, Any], **spec: Any) -> bool:
