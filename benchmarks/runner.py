@@ -19,14 +19,11 @@ import datetime as dt
 import importlib.util
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 from benchmarks import report
-from benchmarks.run_one import RESULT_PREFIX
+from benchmarks.side_by_side import run_fresh
 from benchmarks.workloads import BASELINES, NAMES, SYSTEMS, load, runner_for
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,43 +99,7 @@ def run_process(system: str, workload: str, reps: int, quick: bool, timeout: flo
     command = [sys.executable, "-m", "benchmarks.run_one", system, workload, "--reps", str(reps)]
     if quick:
         command.append("--quick")
-    started = time.perf_counter()
-    # A session of its own, so that whatever the run leaves behind can be stopped with it.
-    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
-    try:
-        stdout, stderr = proc.communicate(timeout=timeout)
-        timed_out = False
-    except subprocess.TimeoutExpired:
-        _stop_group(proc.pid)
-        stdout, stderr = proc.communicate()
-        timed_out = True
-    _stop_group(proc.pid)  # stragglers: daemons a runtime failed to stop
-    record = _parse(stdout)
-    if timed_out:
-        record = {"error": f"stopped after {timeout:.0f} s"}
-    elif record is None:
-        tail = " | ".join(stderr.strip().splitlines()[-3:])
-        record = {"error": f"exit status {proc.returncode}, no result: {tail}"[:500]}
-    record["wall_seconds"] = time.perf_counter() - started
-    record["loadavg_after"] = os.getloadavg()[0]
-    if "error" in record and stderr.strip():
-        record["stderr_tail"] = stderr.strip().splitlines()[-20:]
-    return record
-
-
-def _parse(stdout: str) -> dict | None:
-    for line in reversed(stdout.splitlines()):
-        if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX):])
-    return None
-
-
-def _stop_group(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+    return run_fresh(command, timeout)
 
 
 def plan_runs(workloads: list[str], systems: list[str], rounds: int, notes: list[str]):

@@ -31,7 +31,6 @@ of part of the rows or systems, or ``--quick``, to ``serve-subset.json`` / ``ser
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime as dt
 import http.client
@@ -39,7 +38,6 @@ import importlib.metadata
 import json
 import os
 import platform
-import signal
 import socket
 import statistics
 import subprocess
@@ -50,6 +48,14 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.run_one import RESULT_PREFIX
+from benchmarks.side_by_side import (
+    git_commit,
+    median_of,
+    parse_args,
+    run_process,
+    settle,
+    write_results,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -294,68 +300,6 @@ def skip_reasons(systems: list[str]) -> dict[str, str]:
     return reasons
 
 
-def _cpu_times() -> tuple[int, int]:
-    """(busy, total) jiffies of the whole machine since boot (Linux ``/proc/stat``)."""
-    with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:]]
-    idle = fields[3] + fields[4]  # idle + iowait
-    return sum(fields) - idle, sum(fields)
-
-
-def settle(busy_below: float = 0.25, window_s: float = 0.5, max_wait_s: float = 30.0) -> float:
-    """Wait until the machine is nearly idle over a ``window_s`` window (what the row before
-    left winding down, e.g. a runtime's daemons after its shutdown, would otherwise share
-    the cores with the next row's measurement); the seconds waited. Gives up after
-    ``max_wait_s`` (the machine is busy with something else: measure anyway)."""
-    if not os.path.exists("/proc/stat"):
-        return 0.0
-    started = time.perf_counter()
-    while time.perf_counter() - started < max_wait_s:
-        busy0, total0 = _cpu_times()
-        time.sleep(window_s)
-        busy1, total1 = _cpu_times()
-        if total1 > total0 and (busy1 - busy0) / (total1 - total0) < busy_below:
-            break
-    return time.perf_counter() - started
-
-
-def run_process(system: str, row: str, quick: bool, timeout: float,
-                module: str = "benchmarks.serve") -> dict:
-    """One (system, row) of ``module`` (its ``--one``) in a fresh process of its own
-    session; its record, or an error."""
-    command = [sys.executable, "-m", module, "--one", system, row]
-    if quick:
-        command.append("--quick")
-    started = time.perf_counter()
-    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
-    try:
-        stdout, stderr = proc.communicate(timeout=timeout)
-        timed_out = False
-    except subprocess.TimeoutExpired:
-        _stop_group(proc.pid)
-        stdout, stderr = proc.communicate()
-        timed_out = True
-    _stop_group(proc.pid)  # whatever a runtime failed to stop
-    record = next((json.loads(line[len(RESULT_PREFIX):]) for line in reversed(stdout.splitlines())
-                   if line.startswith(RESULT_PREFIX)), None)
-    if timed_out:
-        record = {"error": f"stopped after {timeout:.0f} s"}
-    elif record is None:
-        tail = " | ".join(stderr.strip().splitlines()[-3:])
-        record = {"error": f"exit status {proc.returncode}, no result: {tail}"[:500]}
-    if "error" in record and stderr.strip():
-        record["stderr_tail"] = stderr.strip().splitlines()[-20:]
-    record["wall_seconds"] = time.perf_counter() - started
-    record["loadavg_after"] = os.getloadavg()[0]
-    return record
-
-
-def _stop_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
-
-
 # What each table line reads from a row's records, and its target as (ratio, "ge"/"le").
 LINES = (
     ("no-op over HTTP, 1 replica: requests/s", "noop_http", "rps", (10.0, "ge"), "{:,.0f}"),
@@ -372,12 +316,6 @@ LINES = (
      "run_to_answer_s", None, "s"),
 )
 LIMIT_TARGET = 0.5  # no-op requests/s: at least half the bare-ASGI limit's
-
-
-def median_of(records: list[dict], system: str, row: str, key: str) -> float | None:
-    values = [r[key] for r in records
-              if r["system"] == system and r["row"] == row and key in r and "error" not in r]
-    return statistics.median(values) if values else None
 
 
 def _fmt(value: float | None, unit: str) -> str:
@@ -423,41 +361,9 @@ def table(records: list[dict]) -> tuple[str, list[dict]]:
     return "\n".join(out), summary
 
 
-def _commit() -> str | None:
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                         text=True)
-    return out.stdout.strip() or None
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.serve",
-                                     description=__doc__.splitlines()[0])
-    parser.add_argument("--systems", default=",".join(SYSTEMS),
-                        help=f"comma-separated, from {','.join(SYSTEMS)} (default: all)")
-    parser.add_argument("--rows", default=",".join(ROWS),
-                        help=f"comma-separated, from {','.join(ROWS)} (default: all)")
-    parser.add_argument("--rounds", type=int, default=2,
-                        help="fresh processes per system and row, the systems' order reversing "
-                             "every round (default 2)")
-    parser.add_argument("--quick", action="store_true", help="fewer requests, for a smoke run")
-    parser.add_argument("--timeout", type=float, default=TIMEOUT_S,
-                        help=f"seconds before one process is stopped (default {TIMEOUT_S:.0f})")
-    parser.add_argument("--out", default=None, help="results path (default: see the docstring)")
-    parser.add_argument("--one", nargs=2, metavar=("SYSTEM", "ROW"), help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    for attr, allowed in (("systems", SYSTEMS), ("rows", ROWS)):
-        chosen = [part.strip() for part in getattr(args, attr).split(",") if part.strip()]
-        for name in chosen:
-            if name not in allowed:
-                parser.error(f"unknown {attr[:-1]} {name!r}; choose from {','.join(allowed)}")
-        setattr(args, attr, chosen)
-    if args.rounds < 1:
-        parser.error(f"--rounds={args.rounds}: it must be at least 1")
-    return args
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = parse_args(argv, "benchmarks.serve", __doc__, SYSTEMS, ROWS, TIMEOUT_S,
+                      "fewer requests, for a smoke run")
     if args.one:
         system, row = args.one
         return run_one(system, row, args.quick)
@@ -475,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     records = []
     for number, (round_index, row, system) in enumerate(runs, 1):
         settled_s = settle()
-        record = run_process(system, row, args.quick, args.timeout)
+        record = run_process("benchmarks.serve", system, row, args.quick, args.timeout)
         record["settled_s"] = settled_s
         record.update(round=round_index, row=row, system=system)
         records.append(record)
@@ -492,14 +398,10 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else RESULTS / f"{name}.json"
     result = {"started": started.isoformat(), "rounds": args.rounds, "quick": args.quick,
               "sizes": {s: sizes(s, args.quick) for s in SYSTEMS}, "connections": CONNECTIONS, "skipped": reasons,
-              "summary": summary, "records": records, "commit": _commit(),
+              "summary": summary, "records": records, "commit": git_commit(),
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "loadavg_start": load_start, "loadavg_end": os.getloadavg()}}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, out)
-    print(f"\nwrote {out}")
+    write_results(out, result)
     return 1 if any("error" in r for r in records) else 0
 
 

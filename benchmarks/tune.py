@@ -2,7 +2,7 @@
 
 ``python -m benchmarks.tune [--systems sluice,ray] [--rows ...] [--rounds 2] [--quick]``
 (the tuning part of ``make bench``) measures three rows, each (system, row, round) in a
-fresh process once the machine is idle (``benchmarks.serve.settle``), the order of the
+fresh process once the machine is idle (``benchmarks.side_by_side.settle``), the order of the
 systems reversing every round:
 
 * ``one_report``: 1,000 trials of a trivial function trainable that reports once.
@@ -31,7 +31,6 @@ A figure is the median over the rounds; the ratios are sluice over Ray. Results 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime as dt
 import importlib.metadata
@@ -39,7 +38,6 @@ import json
 import os
 import platform
 import random
-import statistics
 import sys
 import tempfile
 import time
@@ -47,7 +45,14 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.run_one import RESULT_PREFIX
-from benchmarks.serve import _commit, run_process, settle
+from benchmarks.side_by_side import (
+    git_commit,
+    median_of,
+    parse_args,
+    run_process,
+    settle,
+    write_results,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -174,12 +179,6 @@ def run_one(system: str, row: str, quick: bool) -> int:
 
 # --- the runner -------------------------------------------------------------------------
 
-def median_of(records: list[dict], system: str, row: str, key: str) -> float | None:
-    values = [r[key] for r in records
-              if r["system"] == system and r["row"] == row and key in r and "error" not in r]
-    return statistics.median(values) if values else None
-
-
 LABELS = {"one_report": "1,000 one-report trials: fit() seconds",
           "many_reports": "50 trials x 100 reports: fit() seconds",
           "stopper": "50 x 100, a stop function at every result: fit() seconds",
@@ -240,34 +239,9 @@ def _fmt(value: float | None, pattern: str = "{:.2f} s") -> str:
     return "-" if value is None else pattern.format(value)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.tune",
-                                     description=__doc__.splitlines()[0])
-    parser.add_argument("--systems", default=",".join(SYSTEMS),
-                        help=f"comma-separated, from {','.join(SYSTEMS)} (default: all)")
-    parser.add_argument("--rows", default=",".join(ROWS),
-                        help=f"comma-separated, from {','.join(ROWS)} (default: all)")
-    parser.add_argument("--rounds", type=int, default=2,
-                        help="fresh processes per system and row (default 2)")
-    parser.add_argument("--quick", action="store_true", help="smaller rows, for a smoke run")
-    parser.add_argument("--timeout", type=float, default=TIMEOUT_S,
-                        help=f"seconds before one process is stopped (default {TIMEOUT_S:.0f})")
-    parser.add_argument("--out", default=None, help="results path (default: see the docstring)")
-    parser.add_argument("--one", nargs=2, metavar=("SYSTEM", "ROW"), help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    for attr, allowed in (("systems", SYSTEMS), ("rows", ROWS)):
-        chosen = [part.strip() for part in getattr(args, attr).split(",") if part.strip()]
-        for name in chosen:
-            if name not in allowed:
-                parser.error(f"unknown {attr[:-1]} {name!r}; choose from {','.join(allowed)}")
-        setattr(args, attr, chosen)
-    if args.rounds < 1:
-        parser.error(f"--rounds={args.rounds}: it must be at least 1")
-    return args
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = parse_args(argv, "benchmarks.tune", __doc__, SYSTEMS, ROWS, TIMEOUT_S,
+                      "smaller rows, for a smoke run")
     if args.one:
         return run_one(*args.one, args.quick)
     runs = []
@@ -278,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     records = []
     for number, (round_index, row, system) in enumerate(runs, 1):
         settled_s = settle()
-        record = run_process(system, row, args.quick, args.timeout, module="benchmarks.tune")
+        record = run_process("benchmarks.tune", system, row, args.quick, args.timeout)
         record.update(round=round_index, row=row, system=system, settled_s=settled_s)
         records.append(record)
         shown = record.get("error") or ", ".join(
@@ -294,13 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else RESULTS / f"{name}.json"
     result = {"started": started.isoformat(), "rounds": args.rounds, "quick": args.quick,
               "sizes": sizes(args.quick), "summary": summary, "records": records,
-              "commit": _commit(),
+              "commit": git_commit(),
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, out)
-    print(f"\nwrote {out}")
+    write_results(out, result)
     return 1 if any("error" in r for r in records) else 0
 
 

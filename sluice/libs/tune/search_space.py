@@ -276,10 +276,14 @@ def generate_variants(space: dict, num_samples: int = 1, rng: random.Random | No
     grids = [(path, value["grid_search"]) for path, value in leaves if _is_grid(value)]
     domains = [(path, value) for path, value in leaves if isinstance(value, Domain)]
     domains.sort(key=lambda item: isinstance(item[1], Function))  # functions last
+    # each config is a deep copy of the space but for its leaves to be replaced (a memo
+    # naming them as their own copies): copying a domain object costs more than the rest
+    replaced = {id(value): value for _, value in leaves if _is_grid(value)
+                or isinstance(value, Domain)}
     for _ in range(num_samples):
         # the first grid variable changes fastest, as in Ray Tune
         for point in itertools.product(*(values for _, values in reversed(grids))):
-            spec = copy.deepcopy(space)
+            spec = copy.deepcopy(space, dict(replaced))
             resolved: dict[str, Any] = {}
             for (path, _), value in zip(reversed(grids), point):
                 _assign(spec, path, value)
