@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
+import math
 import os
 import shutil
 import tarfile
@@ -22,8 +24,13 @@ import tempfile
 from collections.abc import Iterator
 
 
+METADATA_FILE = ".metadata.json"
+"""Where a checkpoint's metadata lives in its directory (Ray's name)."""
+
+
 class Checkpoint:
-    """A checkpoint: the directory at ``path``."""
+    """A checkpoint: the directory at ``path`` (Ray's ``Checkpoint``, shared by sluice.tune
+    and sluice.train)."""
 
     def __init__(self, path: str | os.PathLike, filesystem: object = None):
         if filesystem is not None:
@@ -50,6 +57,23 @@ class Checkpoint:
         target = os.fspath(path) if path is not None else tempfile.mkdtemp(prefix="checkpoint-")
         shutil.copytree(self.path, target, dirs_exist_ok=True)
         return target
+
+    def get_metadata(self) -> dict:
+        """The checkpoint's metadata (a JSON-able dict kept beside its files; {} if none)."""
+        try:
+            with open(os.path.join(self.path, METADATA_FILE)) as f:
+                return dict(json.load(f))
+        except FileNotFoundError:
+            return {}
+
+    def set_metadata(self, metadata: dict) -> None:
+        """Replace the checkpoint's metadata with ``metadata`` (a JSON-able dict)."""
+        with open(os.path.join(self.path, METADATA_FILE), "w") as f:
+            json.dump(dict(metadata), f)
+
+    def update_metadata(self, metadata: dict) -> None:
+        """Add ``metadata``'s keys to the checkpoint's metadata."""
+        self.set_metadata({**self.get_metadata(), **metadata})
 
     def __fspath__(self) -> str:
         return self.path
@@ -81,3 +105,35 @@ def unpack(data: bytes, path: str) -> str:
     with tarfile.open(fileobj=io.BytesIO(data), mode="r") as archive:
         archive.extractall(path, filter="data")
     return path
+
+
+def retention_victims(kept: list[tuple[str, dict]], latest: str, num_to_keep: int | None,
+                      score_attribute: str | None, score_order: str = "max"
+                      ) -> list[tuple[str, dict]]:
+    """Which of the ``(path, metrics)`` checkpoints ``kept`` to drop so that ``num_to_keep``
+    remain: the worst by ``score_attribute`` (in ``score_order``; a missing or NaN score is
+    the worst), else the oldest; never ``latest``, which a restart resumes from.
+
+    >>> kept = [("a", {"acc": 0.9}), ("b", {"acc": 0.5}), ("c", {"acc": 0.7})]
+    >>> [p for p, _ in retention_victims(kept, "c", 2, "acc")]
+    ['b']
+    >>> [p for p, _ in retention_victims(kept, "c", 1, None)]
+    ['a', 'b']
+    """
+    if num_to_keep is None or len(kept) <= num_to_keep:
+        return []
+    if score_attribute is None:
+        ranked = list(kept)  # oldest first: the newest are kept
+    else:
+        sign = 1.0 if score_order == "max" else -1.0
+
+        def score(item: tuple[str, dict]) -> float:
+            value = item[1].get(score_attribute)
+            try:
+                number = float(value)  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                return -math.inf
+            return sign * number if math.isfinite(number) else -math.inf
+        ranked = sorted(kept, key=score)  # worst first
+    victims = [item for item in ranked if item[0] != latest]
+    return victims[:len(kept) - num_to_keep]

@@ -13,7 +13,6 @@ commit what changed in one transaction.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import pickle
 import shutil
@@ -22,9 +21,9 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from sluice.libs.tune.checkpoint import pack, unpack
+from sluice.libs.tune.checkpoint import pack, retention_victims, unpack
 from sluice.libs.tune.config import CheckpointConfig, FailureConfig
-from sluice.libs.tune.experiment_db import ExperimentDB, finite
+from sluice.libs.tune.experiment_db import ExperimentDB
 from sluice.libs.tune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
 from sluice.libs.tune.search.searcher import Searcher
 from sluice.libs.tune.search_space import format_vars
@@ -530,21 +529,9 @@ class TuneController:
             kept = self._kept[trial.trial_id] = list(self.db.checkpoints(trial.trial_id))
         if all(p != latest for p, _ in kept):
             kept.append((latest, metrics))
-        attr = self.checkpoint_config.checkpoint_score_attribute
-        if attr is None:
-            ranked = list(kept)  # oldest first: the newest are kept
-        else:
-            sign = 1 if self.checkpoint_config.checkpoint_score_order == "max" else -1
-
-            def score(item: tuple[str, dict]) -> float:
-                value = item[1].get(attr)
-                return sign * float(value) if value is not None and finite(value) else -math.inf
-            ranked = sorted(kept, key=score)  # worst first
-        while len(kept) > keep:
-            victim = next((item for item in ranked if item[0] != latest), None)
-            if victim is None:
-                break
-            ranked.remove(victim)
+        config = self.checkpoint_config
+        for victim in retention_victims(kept, latest, keep, config.checkpoint_score_attribute,
+                                        config.checkpoint_score_order):
             kept.remove(victim)
             self.db.drop_checkpoint(trial.trial_id, victim[0])  # (deleted once committed)
 

@@ -61,7 +61,9 @@ class StopTrial(BaseException):  # noqa: N818 - not an error: the trial was told
     that a trainable's ``except Exception`` does not keep it running)."""
 
 
-def _error_event(exc: BaseException) -> dict[str, Any]:
+def error_event(exc: BaseException) -> dict[str, Any]:
+    """The event that reports ``exc`` to the driver: its traceback, and the exception
+    pickled (None when it does not pickle)."""
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     try:
         blob = pickle.dumps(exc)
@@ -304,7 +306,7 @@ class TrialRunner:
                     return self._start_class(spec, context, checkpoint)
                 return await self._start_function(spec, context, checkpoint)
             except Exception as exc:  # noqa: BLE001 - the trial's error, reported
-                return _error_event(exc)
+                return error_event(exc)
 
     async def next(self, until: int | None = None) -> dict[str, Any]:
         """Let the trial run to its next event; with ``until``, a function trainable's
@@ -378,7 +380,7 @@ class TrialRunner:
             except StopTrial:
                 return
             except BaseException as exc:  # noqa: BLE001 - the trial's error, reported
-                session.put(_error_event(exc))
+                session.put(error_event(exc))
                 return
             session.put({"kind": "done"})
 
@@ -418,5 +420,5 @@ class TrialRunner:
                     result.get("done") and self.checkpoint_at_end):
                 saved = self._save_now()
         except Exception as exc:  # noqa: BLE001 - the trial's error, reported
-            return _error_event(exc)
+            return error_event(exc)
         return {"kind": "result", "metrics": result, "text": dumps(result), **saved}

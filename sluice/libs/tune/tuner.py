@@ -3,7 +3,7 @@
 The template is one ``.bind()`` graph: a trial-actor node (:class:`TrialRunner` of the
 trainable, with one trial's resources) and its ``start`` call on a trial's spec. It
 compiles to a Plan like any graph (``explain()``/``visualize()`` show it with the
-searcher and the scheduler); :class:`TrialHooks` runs that Plan with the Plan runner so
+searcher and the scheduler); :class:`~sluice.libs.actor_factory.ActorFactoryHooks` runs that Plan with the Plan runner so
 that its actor stage becomes the factory of the experiment's trial actors, which the
 :class:`~sluice.libs.tune.controller.TuneController` starts, reuses and stops.
 """
@@ -17,10 +17,8 @@ from typing import Any
 
 import cloudpickle
 
-from sluice.compiler.plan import Stage
-from sluice.compiler.run import actor_options, call_arguments
-from sluice.compiler.runner import Execution, StageHooks, run_plan
-from sluice.dsl.actor import ActorHandle
+from sluice.compiler.runner import run_plan
+from sluice.libs.actor_factory import ActorFactoryHooks
 from sluice.libs.tune.config import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
 from sluice.libs.tune.controller import TuneController, TuneError, check_feasible
 from sluice.libs.tune.experiment_db import ExperimentDB, has_experiment
@@ -37,38 +35,6 @@ from sluice.libs.tune.trainable import (
     trainable_name,
 )
 from sluice.libs.tune.trial import ERROR, PAUSED, PENDING, RUNNING, TERMINATED, Trial
-
-
-class TrialHooks(StageHooks):
-    """Runs the template's Plan: its actor stage becomes the factory of trial actors
-    (:attr:`factory`, ``make(resources) -> actor``), its call stage starts nothing (the
-    controller starts each trial on an actor)."""
-
-    def __init__(self) -> None:
-        self.factory: Any = None
-
-    def create_actor(self, run: Execution, stage: Stage) -> Any:
-        op = stage.ops[0]
-        args, kwargs = call_arguments(op, run._template(op.id, op.template), run.values)
-        cls_bytes = run.functions[op.fn_id]
-        rt = run.rt
-        methods = {m: {"num_returns": n} for m, n in dict(op.options).get("_methods", ())}
-
-        def make(resources: dict[str, float]) -> ActorHandle:
-            options = actor_options(stage)
-            rest = dict(resources)
-            options["num_cpus"] = rest.pop("CPU", 0.0)
-            options["num_gpus"] = rest.pop("GPU", 0.0)
-            options["resources"] = rest or None
-            actor_id = rt.new_actor_id()
-            rt.create_actor(actor_id, op.fn_id, cls_bytes, op.name, args, kwargs, options)
-            return ActorHandle(actor_id, op.name, methods)
-
-        self.factory = make
-        return make
-
-    def call_method(self, run: Execution, stage: Stage, actor: Any) -> Any:
-        return None
 
 
 class Tuner:
@@ -191,7 +157,7 @@ class Tuner:
             total = {k: float(v) for k, v in sluice.cluster_resources().items()}
             check_feasible(self.trial_resources(), total,
                            f"each trial of {trainable_name(self.trainable)}")
-            hooks = TrialHooks()
+            hooks = ActorFactoryHooks()
             run_plan(self.template().compile(), hooks, ({},))
             cfg, run = self.tune_config, self.run_config
             verbose = 2 if run.verbose is None else run.verbose
