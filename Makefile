@@ -14,7 +14,10 @@ $(STAMP): pyproject.toml
 	  echo "warning: could not install graphviz; plan rendering tests will fail"; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,data,dask,serve,tune]'
+	# PyTorch pinned first (the CPU build of 2.13.0 where the machine has it on disk): the
+	# `train` extra's plain torch requirement would otherwise pull a CUDA build of several GB.
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev,data,dask,serve,tune,train]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -36,7 +39,7 @@ test-loaded: $(STAMP)
 
 # Ray, Dask and matplotlib come only with the benchmarks (their own stamp: `make test` never pulls Ray).
 $(BENCH_STAMP): $(STAMP) pyproject.toml
-	$(PY) -m pip install --quiet -e '.[dev,data,dask,serve,tune,bench]'
+	$(PY) -m pip install --quiet -e '.[dev,data,dask,serve,tune,train,bench]'
 	touch $(BENCH_STAMP)
 
 # sluice vs Ray vs Dask (and one pyarrow process for etl), side by side, then a 2 GB Parquet scan

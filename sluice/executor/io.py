@@ -22,8 +22,7 @@ from sluice.executor import lookups
 from sluice.executor.nesting import START_HOLD_S
 from sluice.executor import protocol as P
 from sluice.executor.records import ActorRecord, TaskRecord, WorkerHandle
-from sluice.executor.resources import demand_key
-from sluice.executor.strategies import group_demand, placed_strategy
+from sluice.executor.strategies import group_demand, options_demand, placed_strategy
 from sluice.store import serialization
 
 if TYPE_CHECKING:
@@ -207,9 +206,7 @@ class IOThread:
         s = self.s
         if fn_bytes is not None:
             s.functions.setdefault(fn_id, fn_bytes)
-        key = options.get("_key")
-        if key is None:
-            key = demand_key(options["num_cpus"], options["num_gpus"], options["resources"])
+        key = options_demand(options, options.get("class_name") or "a task")
         strategy = options.get("scheduling_strategy")
         failed = None
         if strategy is None and w is not None and s.pgs.groups:  # a capturing group's child
@@ -256,9 +253,7 @@ class IOThread:
         s = self.s
         if cls_bytes is not None:
             s.functions.setdefault(cls_id, cls_bytes)
-        key = options.get("_key")
-        if key is None:
-            key = demand_key(options["num_cpus"], options["num_gpus"], options["resources"])
+        key = options_demand(options, options.get("class_name") or "a task")
         if options.get("scheduling_strategy") is None and s.pgs.groups:
             captured = s.pgs.captured(w)  # created by a task of a group that captures its children
             if captured is not None:

@@ -31,10 +31,10 @@ from sluice.executor.object_ref import ObjectRef
 from sluice.executor.placement import LocalPlacement, StoreLocations
 from sluice.executor.process import start_template
 from sluice.executor.records import PENDING, ActorRecord, JobInfo, TaskRecord, anonymous_namespace, job_id_hex
-from sluice.executor.resources import NodeResources, ResourceKey, demand_key, with_default_memory
+from sluice.executor.resources import NodeResources, ResourceKey, with_default_memory
 from sluice.executor.runtime_env import RuntimeEnvs
 from sluice.executor.scheduler import Scheduler
-from sluice.executor.strategies import placed_strategy
+from sluice.executor.strategies import options_demand, placed_strategy
 from sluice.store import serialization, shm
 from sluice.store.arena import default_arena_bytes
 from sluice.store.object_store import ObjectStore
@@ -134,9 +134,7 @@ class Runtime:
                                     options["retry_exceptions"], keep))
                 s.dispatch()
             return refs
-        key = options.get("_key")
-        if key is None:
-            key = demand_key(options["num_cpus"], options["num_gpus"], options["resources"])
+        key = options_demand(options, name)
         strategy = options.get("scheduling_strategy")
         if strategy is not None or key not in s.feasible:
             s.check_task(key, strategy, f"task {name}")
@@ -177,9 +175,7 @@ class Runtime:
                      kwargs: dict, options: dict) -> None:
         """Start an actor: a dedicated worker process running ``cls(*args, **kwargs)``."""
         s = self.scheduler
-        key = options.get("_key")
-        if key is None:
-            key = demand_key(options["num_cpus"], options["num_gpus"], options["resources"])
+        key = options_demand(options, name)
         blob, deps, contained, keep = encode_call(name, args, kwargs, self.put)
         actor = ActorRecord(actor_id, options["class_name"], cls_id, cls_bytes, blob, deps, contained,
                             options, key, keep)

@@ -28,6 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
+from sluice.executor.resources import demand_key
+
 
 @dataclass(frozen=True)
 class NodeAffinitySchedulingStrategy:
@@ -110,6 +112,20 @@ def group_demand(key: tuple, strategy: PlacementGroupSchedulingStrategy, where: 
     items = [(group_resource(n, pg.id, index), a) for n, a in key]
     items.append((group_resource("bundle", pg.id, index), BUNDLE_MARK))
     return tuple(sorted(items))
+
+
+def options_demand(options: dict, where: str) -> tuple:
+    """The demand of work with runtime ``options``: its ``_key`` (what the DSL's options
+    computed), else one made from its resources, renamed into its placement group when its
+    ``scheduling_strategy`` names one (options made outside the DSL, e.g. by a library's
+    actor factory, would otherwise ask for resources the group holds, and wait for ever)."""
+    key = options.get("_key")
+    if key is None:
+        key = demand_key(options["num_cpus"], options["num_gpus"], options["resources"])
+        strategy = options.get("scheduling_strategy")
+        if isinstance(strategy, PlacementGroupSchedulingStrategy):
+            key = group_demand(key, strategy, where)
+    return key
 
 
 def check_strategy(value: Any, where: str) -> Any:
