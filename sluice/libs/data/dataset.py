@@ -16,7 +16,8 @@ import pyarrow.compute as pc
 
 import sluice
 from sluice.libs.data import transforms as T
-from sluice.libs.data.block import check_batch_format, concat_blocks, slices, to_batch
+from sluice.libs.data.block import check_batch_format, concat_blocks, to_batch
+from sluice.libs.data.iteration import BlockIteration
 from sluice.libs.data.columns import output_columns, require, require_of
 from sluice.libs.data.executor import BlockRef, Execution, MaterializedSource
 from sluice.libs.data.logical import Kind, LogicalOp
@@ -61,7 +62,7 @@ def _check_callable(fn: Any, where: str) -> None:
                         f"{fn!r:.60}")
 
 
-class Dataset:
+class Dataset(BlockIteration):
     """A distributed collection of rows in Arrow blocks, built lazily. Make one with
     ``sluice.data.range``, ``from_items``, ``read_parquet``, ...
 
@@ -294,7 +295,12 @@ class Dataset:
         return run.block_refs()
 
     def iter_internal_ref_bundles(self) -> Iterator[BlockRef]:
-        """Finished output blocks in order, as store references (for libraries on sluice.data)."""
+        """Finished output blocks in order, as store references (for libraries on sluice.data).
+        A materialized dataset's blocks come as they are, with no task run (its reader may
+        be a process whose cluster has no CPU to spare, e.g. a training gang's split)."""
+        op = self._op
+        if op.kind == Kind.READ and not op.inputs and isinstance(op.source, MaterializedSource):
+            return iter(list(op.source.refs))
         return self._execute()
 
     def _iter_blocks(self) -> Iterator[pa.Table]:
@@ -303,54 +309,15 @@ class Dataset:
             del ref
             yield block
 
-    def iter_batches(self, *, batch_size: int | None = 256, batch_format: str = "default",
-                     drop_last: bool = False) -> Iterator[Any]:
-        """Batches of ``batch_size`` rows (None: one per block) across block boundaries."""
-        check_batch_format(batch_format)
-        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-            raise ValueError(f"iter_batches(batch_size={batch_size!r}): give a positive int, or None "
-                             "for whole blocks")
-        fmt = "numpy" if batch_format == "default" else batch_format
-        return (to_batch(table, fmt) for table in self._rebatch(batch_size, drop_last))
+    def streaming_split(self, n: int, *, equal: bool = False,
+                        locality_hints: list | None = None) -> list[Any]:
+        """``n`` iterators over disjoint shares of one execution (per epoch) of this dataset,
+        read in parallel by ``n`` consumers: blocks go to whichever asks first, or with
+        ``equal=True`` the same number of rows to each (up to ``n - 1`` rows dropped). See
+        :mod:`sluice.libs.data.split`."""
+        from sluice.libs.data.split import streaming_split
 
-    def _rebatch(self, batch_size: int | None, drop_last: bool) -> Iterator[pa.Table]:
-        if batch_size is None:
-            yield from (b for b in self._iter_blocks() if b.num_rows)
-            return
-        carry: list[pa.Table] = []
-        carried = 0
-        for block in self._iter_blocks():
-            for piece in slices(block, batch_size):
-                carry.append(piece)
-                carried += piece.num_rows
-                while carried >= batch_size:
-                    joined = concat_blocks(carry)
-                    yield joined.slice(0, batch_size)
-                    rest = joined.slice(batch_size)
-                    carry, carried = ([rest], rest.num_rows) if rest.num_rows else ([], 0)
-        if carried and not drop_last:
-            yield concat_blocks(carry)
-
-    def iter_rows(self) -> Iterator[dict]:
-        """Every row, as a dict."""
-        for block in self._iter_blocks():
-            yield from block.to_pylist()
-
-    def iter_torch_batches(self, *, batch_size: int | None = 256, dtypes: Any = None, device: str = "cpu",
-                           drop_last: bool = False) -> Iterator[dict]:
-        """Batches as dicts of ``torch.Tensor`` (needs torch installed)."""
-        try:
-            import torch
-        except ImportError:
-            raise ImportError("iter_torch_batches needs PyTorch; pip install torch") from None
-        for batch in self.iter_batches(batch_size=batch_size, batch_format="numpy", drop_last=drop_last):
-            out = {}
-            for name, arr in batch.items():
-                dtype = dtypes.get(name) if isinstance(dtypes, dict) else dtypes
-                # Blocks are read-only views of the store; torch wants memory it may write.
-                arr = arr if arr.flags.writeable else arr.copy()
-                out[name] = torch.as_tensor(arr, dtype=dtype, device=device)
-            yield out
+        return streaming_split(self, n, equal)
 
     def take(self, limit: int = 20) -> list[dict]:
         """The first ``limit`` rows as dicts (reads no more than it needs)."""

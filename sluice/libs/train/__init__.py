@@ -4,7 +4,13 @@
 ``sluice.train.torch``. See the README's "Distributed training" section.
 """
 
-from sluice.libs.train.config import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from sluice.libs.train.config import (
+    CheckpointConfig,
+    DataConfig,
+    FailureConfig,
+    RunConfig,
+    ScalingConfig,
+)
 from sluice.libs.train.errors import ControllerError, TrainingFailedError, WorkerGroupError
 from sluice.libs.train.result import Result
 from sluice.libs.train.session import (
@@ -17,7 +23,7 @@ from sluice.libs.train.session import (
 from sluice.libs.train.trainer import DataParallelTrainer
 from sluice.libs.tune.checkpoint import Checkpoint
 
-__all__ = ["Checkpoint", "CheckpointConfig", "ControllerError", "DataParallelTrainer",
+__all__ = ["Checkpoint", "CheckpointConfig", "ControllerError", "DataConfig", "DataParallelTrainer",
            "FailureConfig", "Result", "RunConfig", "ScalingConfig", "TrainContext",
            "TrainingFailedError", "WorkerGroupError", "get_checkpoint", "get_context",
            "get_dataset_shard", "report"]

@@ -78,9 +78,26 @@ class ScalingConfig:
         return {k: v for k, v in given.items() if v > 0}
 
 
+@dataclass
+class DataConfig:
+    """Which of the trainer's ``datasets`` are split across the ranks (``"all"``, or a list
+    of names): a split one reaches each rank as its share, an iterator from
+    ``streaming_split(num_workers, equal=True)``; another one whole, as the Dataset."""
+
+    datasets_to_split: str | list[str] = "all"
+
+    def __post_init__(self) -> None:
+        if self.datasets_to_split != "all" and not isinstance(self.datasets_to_split, list):
+            raise ValueError(f"DataConfig(datasets_to_split={self.datasets_to_split!r}): give "
+                             f"'all' or a list of dataset names")
+
+    def splits(self, name: str) -> bool:
+        return self.datasets_to_split == "all" or name in self.datasets_to_split
+
+
 def bundles(scaling: ScalingConfig) -> list[dict[str, Any]]:
     """The gang's placement-group bundles: one per rank."""
     return [scaling.worker_resources() for _ in range(scaling.num_workers)]
 
 
-__all__ = ["CheckpointConfig", "FailureConfig", "RunConfig", "ScalingConfig"]
+__all__ = ["CheckpointConfig", "DataConfig", "FailureConfig", "RunConfig", "ScalingConfig"]

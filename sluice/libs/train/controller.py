@@ -49,6 +49,7 @@ class _Gang:
     def __init__(self, group: Any, actors: list[Any]):
         self.group = group
         self.actors = actors
+        self.helpers: list[Any] = []  # other actors of the attempt (dataset splits)
         self.nodes: list[str] = []
 
     def stop(self) -> None:
@@ -57,7 +58,7 @@ class _Gang:
         import sluice
         from sluice.util.placement_group import remove_placement_group
 
-        for actor in self.actors:
+        for actor in self.actors + self.helpers:
             try:
                 sluice.kill(actor)
             except Exception:  # noqa: BLE001 - already gone
@@ -75,7 +76,7 @@ class TrainController:
                  run_path: str, experiment_name: str, config: dict[str, Any] | None,
                  checkpoint_config: CheckpointConfig | None,
                  failure_config: FailureConfig | None,
-                 shards: list[dict[str, Any]] | None = None,
+                 make_shards: Callable[[], tuple[list[dict[str, Any]], list[Any]]] | None = None,
                  resume_from: Checkpoint | None = None, trial: dict[str, Any] | None = None,
                  on_report: Callable[[dict[str, Any], Checkpoint | None], None] | None = None):
         self.factories = factories
@@ -85,7 +86,7 @@ class TrainController:
         self.config = config
         self.checkpoint_config = checkpoint_config or CheckpointConfig()
         self.failure_config = failure_config or FailureConfig()
-        self.shards = shards or [{} for _ in range(scaling.num_workers)]
+        self.make_shards = make_shards  # each attempt's dataset shards per rank
         self.trial = trial or {}
         self.on_report = on_report
         self.history: list[dict[str, Any]] = []  # rank 0's metrics, every round
@@ -129,9 +130,14 @@ class TrainController:
 
         self.attempts += 1
         scaling = self.scaling
+        shards: list[dict[str, Any]] = [{} for _ in range(scaling.num_workers)]
+        helpers: list[Any] = []
+        if self.make_shards is not None:  # (before the gang holds its CPUs: see _shards)
+            shards, helpers = self.make_shards()
         group = placement_group(bundles(scaling), strategy=scaling.placement_strategy)
         actors: list[Any] = []
         gang = _Gang(group, actors)
+        gang.helpers = helpers
         try:
             sluice.get(group.ready())
             resources = scaling.worker_resources()
@@ -156,7 +162,7 @@ class TrainController:
                               "experiment_name": self.experiment_name,
                               "trial_name": self.trial.get("trial_name"),
                               "trial_id": self.trial.get("trial_id"),
-                              "config": self.config, "shards": self.shards[rank],
+                              "config": self.config, "shards": shards[rank],
                               "remote": remote, "checkpoint": latest,
                               "use_gpu": self.scaling.use_gpu,
                               "checkpoint_data": pack(latest) if remote and latest else None})

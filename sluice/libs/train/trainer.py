@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from sluice.compiler.runner import run_plan
 from sluice.libs.actor_factory import ActorFactoryHooks
-from sluice.libs.train.config import ScalingConfig
+from sluice.libs.train.config import DataConfig, ScalingConfig
 from sluice.libs.train.controller import TrainController
 from sluice.libs.train.result import Result
 from sluice.libs.tune.checkpoint import Checkpoint
@@ -75,10 +75,13 @@ class DataParallelTrainer:
         if scaling_config is not None and not isinstance(scaling_config, ScalingConfig):
             raise TypeError(f"scaling_config={scaling_config!r}: give a "
                             f"sluice.train.ScalingConfig(num_workers=...)")
-        if datasets:
-            raise NotImplementedError(
-                "datasets= is not supported by sluice.train yet: read the data in the loop "
-                "(e.g. sluice.data.read_parquet(...) split by train.get_context()'s rank)")
+        for name, dataset in (datasets or {}).items():
+            if not hasattr(dataset, "streaming_split"):
+                raise TypeError(f"datasets[{name!r}]={dataset!r}: give a sluice.data Dataset "
+                                f"(e.g. sluice.data.read_parquet(...))")
+        if dataset_config is not None and not isinstance(dataset_config, DataConfig):
+            raise TypeError(f"dataset_config={dataset_config!r}: give a "
+                            f"sluice.train.DataConfig(datasets_to_split=...)")
         self.train_loop_per_worker = train_loop_per_worker
         self.train_loop_config = train_loop_config
         self.backend_config = backend_config if backend_config is not None else (
@@ -86,7 +89,7 @@ class DataParallelTrainer:
         self.scaling_config = scaling_config or ScalingConfig()
         self.run_config = run_config or RunConfig()
         self.datasets = dict(datasets or {})
-        self.dataset_config = dataset_config
+        self.dataset_config = dataset_config or DataConfig()
         self.metadata = dict(metadata or {})
         self.resume_from_checkpoint = resume_from_checkpoint
         name = getattr(train_loop_per_worker, "__name__", "train")
@@ -123,6 +126,10 @@ class DataParallelTrainer:
                  f"loop: {self.loop_name}; {scaling.num_workers} rank(s), each holding "
                  f"{scaling.worker_resources()}, placed {scaling.placement_strategy}; "
                  f"backend: {backend}"]
+        for name, dataset in self.datasets.items():
+            how = (f"split over the {scaling.num_workers} rank(s) (streaming_split, equal "
+                   f"rows)" if self.dataset_config.splits(name) else "whole to every rank")
+            lines.append(f"dataset {name!r} -> {how}: {dataset!r}")
         return "\n".join(lines) + "\n" + self.template().compile().explain()
 
     def visualize(self, path: str | None = None) -> Any:
@@ -137,6 +144,33 @@ class DataParallelTrainer:
         return graph
 
     # -- running --------------------------------------------------------------------------
+    def _shards(self) -> tuple[list[dict[str, Any]], list[Any]]:
+        """Each rank's datasets for one attempt (a fresh split each time: a restarted gang
+        reads from the start of an epoch), and the split coordinators to stop after it.
+
+        A split dataset is read by tasks while the ranks train: where the gang would hold
+        every CPU of the cluster (two ranks on two cores), no task could run, so the dataset
+        is materialized first (its blocks then stream to the ranks from the store)."""
+        import sluice
+
+        n = self.scaling_config.num_workers
+        shards: list[dict[str, Any]] = [{} for _ in range(n)]
+        coordinators = []
+        spare = float(sluice.cluster_resources().get("CPU", 0.0)) - \
+            self.scaling_config.total_resources.get("CPU", 0.0)
+        for name, dataset in self.datasets.items():
+            if self.dataset_config.splits(name):
+                if spare < 1.0:
+                    dataset = dataset.materialize()
+                iterators = dataset.streaming_split(n, equal=True)
+                coordinators.append(iterators[0]._coordinator)
+                for rank, iterator in enumerate(iterators):
+                    shards[rank][name] = iterator
+            else:
+                for rank in range(n):
+                    shards[rank][name] = dataset
+        return shards, coordinators
+
     def fit(self) -> Result:
         """Run the loop on every rank until it returns; the run's :class:`Result`."""
         import sluice
@@ -153,7 +187,7 @@ class DataParallelTrainer:
             factories=factories, scaling=scaling, run_path=self.path,
             experiment_name=self.name, config=self.train_loop_config,
             checkpoint_config=run.checkpoint_config, failure_config=run.failure_config,
-            resume_from=self.resume_from_checkpoint)
+            resume_from=self.resume_from_checkpoint, make_shards=self._shards)
         self.controller = controller
         controller.run()
         return Result(metrics=controller.history[-1] if controller.history else {},

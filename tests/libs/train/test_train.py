@@ -257,6 +257,36 @@ def test_bad_settings_are_clear_errors(tmp_path) -> None:
         train.report({"x": 1})
 
 
+def data_loop(config):
+    import torch.distributed as dist
+
+    shard = train.get_dataset_shard("train")
+    epochs = []
+    for _ in range(2):
+        ids = [int(i) for batch in shard.iter_torch_batches(batch_size=7) for i in batch["id"]]
+        everyone: list = [None] * dist.get_world_size()
+        dist.all_gather_object(everyone, ids)
+        epochs.append(everyone)
+    whole = train.get_dataset_shard("val").count()
+    train.report({"epochs": epochs, "val_rows": whole})
+
+
+def test_a_dataset_is_split_over_the_ranks_and_streams_to_them_each_epoch(tmp_path) -> None:
+    import sluice.data as sd
+
+    run = TorchTrainer(data_loop, datasets={"train": sd.range(60).repartition(5),
+                                            "val": sd.range(9)},
+                       dataset_config=train.DataConfig(datasets_to_split=["train"]),
+                       scaling_config=train.ScalingConfig(num_workers=2),
+                       run_config=train.RunConfig(name="data", storage_path=str(tmp_path)))
+    assert "dataset 'train' -> split over the 2 rank(s)" in run.explain()
+    m = run.fit().metrics
+    for ranks in m["epochs"]:
+        assert [len(ids) for ids in ranks] == [30, 30]  # equal shares
+        assert sorted(ranks[0] + ranks[1]) == list(range(60))  # disjoint, every row
+    assert m["val_rows"] == 9  # not split: whole on every rank
+
+
 def shard_loop(config):
     train.get_dataset_shard("validation")
 
