@@ -10,6 +10,7 @@ makes that rank's actor with, in the attempt's placement group, every attempt.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import inspect
 import os
@@ -173,6 +174,10 @@ class DataParallelTrainer:
 
     def fit(self) -> Result:
         """Run the loop on every rank until it returns; the run's :class:`Result`."""
+        return self._fit()
+
+    def _fit(self, on_report: Callable[[dict[str, Any], Checkpoint | None], None] | None = None,
+             trial: dict[str, Any] | None = None) -> Result:
         import sluice
 
         if not sluice.is_initialized():
@@ -187,10 +192,45 @@ class DataParallelTrainer:
             factories=factories, scaling=scaling, run_path=self.path,
             experiment_name=self.name, config=self.train_loop_config,
             checkpoint_config=run.checkpoint_config, failure_config=run.failure_config,
-            resume_from=self.resume_from_checkpoint, make_shards=self._shards)
+            resume_from=self.resume_from_checkpoint, make_shards=self._shards,
+            trial=trial, on_report=on_report)
         self.controller = controller
         controller.run()
         return Result(metrics=controller.history[-1] if controller.history else {},
                       checkpoint=controller.latest, path=self.path,
                       best_checkpoints=[(Checkpoint(p), m) for p, m in controller.kept],
                       metrics_history=list(controller.history))
+
+    # -- as a Tuner's trainable -----------------------------------------------------------
+    def as_trainable(self) -> Any:
+        """This trainer as a sluice.tune function trainable: each trial runs a gang with
+        ``config["train_loop_config"]`` over this trainer's (and ``config["scaling_config"]``
+        when given), every round reported to the trial, resuming from the trial's
+        checkpoint. The trial's own actor holds nothing: the gang's ranks hold the
+        resources (trials whose gangs do not fit yet wait for them)."""
+        from sluice.libs.tune import session as tune_session
+        from sluice.libs.tune.trainable import with_resources
+
+        base = self
+
+        def train_trainable(config: dict[str, Any]) -> None:
+            context = tune_session.get_context()
+            loop_config = {**(base.train_loop_config or {}),
+                           **dict(config.get("train_loop_config") or {})}
+            trainer = copy.copy(base)
+            trainer.train_loop_config = loop_config
+            trainer.scaling_config = config.get("scaling_config") or base.scaling_config
+            trainer.name = "train"
+            trainer.path = os.path.join(context.get_trial_dir(), "train")
+            trainer.resume_from_checkpoint = (tune_session.get_checkpoint()
+                                              or base.resume_from_checkpoint)
+
+            def report(metrics: dict[str, Any], checkpoint: Checkpoint | None) -> None:
+                tune_session.report(metrics, checkpoint=checkpoint)
+
+            trainer._fit(on_report=report, trial={"trial_id": context.get_trial_id(),
+                                                  "trial_name": context.get_trial_name()})
+
+        train_trainable.__name__ = type(base).__name__
+        train_trainable.__qualname__ = type(base).__name__
+        return with_resources(train_trainable, {"CPU": 0})

@@ -43,6 +43,8 @@ class Tuner:
     def __init__(self, trainable: Any = None, *, param_space: dict[str, Any] | None = None,
                  tune_config: TuneConfig | None = None, run_config: RunConfig | None = None,
                  _restored: dict[str, Any] | None = None):
+        if hasattr(trainable, "as_trainable"):  # a sluice.train trainer: each trial a gang
+            trainable = trainable.as_trainable()
         check_trainable(trainable)
         if param_space is not None and not isinstance(param_space, dict):
             raise TypeError(f"Tuner(param_space={param_space!r}): give a dict of parameters, "

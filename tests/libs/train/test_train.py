@@ -294,3 +294,33 @@ def shard_loop(config):
 def test_an_unknown_dataset_name_is_named(tmp_path) -> None:
     with pytest.raises(train.WorkerGroupError, match="no dataset of that name"):
         trainer(shard_loop, tmp_path).fit()
+
+
+# -- Tune over Train ----------------------------------------------------------------------
+
+def tuned_loop(config):
+    world = gathered(1.0)
+    for step in range(2):
+        folder = tempfile.mkdtemp()
+        Path(folder, "step").write_text(str(step))
+        train.report({"score": config["lr"] * (step + 1), "world": sum(world), "base": config["base"]},
+                     checkpoint=train.Checkpoint.from_directory(folder))
+
+
+def test_a_trainer_is_a_tuners_trainable_each_trial_a_gang(tmp_path) -> None:
+    from sluice import tune
+
+    trainer = TorchTrainer(tuned_loop, train_loop_config={"base": 1, "lr": 0.0},
+                           scaling_config=train.ScalingConfig(num_workers=2))
+    grid = tune.Tuner(trainer, param_space={"train_loop_config": {"lr": tune.grid_search([0.1, 0.5])}},
+                      tune_config=tune.TuneConfig(metric="score", mode="max"),
+                      run_config=tune.RunConfig(name="tt", storage_path=str(tmp_path),
+                                                verbose=0)).fit()
+    assert len(grid) == 2 and grid.num_errors == 0
+    scores = sorted(r.metrics["score"] for r in grid)
+    assert scores == pytest.approx([0.2, 1.0])  # lr * 2 at the last round
+    best = grid.get_best_result()
+    assert best.config["train_loop_config"]["lr"] == 0.5
+    assert best.metrics["world"] == 2.0 and best.metrics["base"] == 1  # a 2-rank gang each
+    assert best.metrics["training_iteration"] == 2
+    assert best.checkpoint is not None and Path(best.checkpoint.path, "step").read_text() == "1"
