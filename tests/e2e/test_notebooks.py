@@ -363,3 +363,90 @@ def test_the_tune_notebook_runs_top_to_bottom(tmp_path) -> None:
     nbformat.write(executed, copy)
     check_tune_notebook(nbformat.read(copy, as_version=4))
     assert sorted(p.name for p in tmp_path.iterdir()) == [TUNE.name]   # its experiment went to a temp folder
+
+
+# --------------------------------------------------------------------------- 06-train
+TRAIN = NOTEBOOKS / "06-train.ipynb"
+
+
+def load_train_builder():
+    """notebooks/build_06_train.py as a module."""
+    path = NOTEBOOKS / "build_06_train.py"
+    spec = importlib.util.spec_from_file_location("build_06_train", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def check_train_notebook(nb: nbformat.NotebookNode) -> None:
+    """The dataset, the gang's plan printed and drawn, a run whose rank 1 was killed in
+    epoch 3 and which resumed from epoch 2's checkpoint, its results and the loss curve.
+    Which rows each rank reads may differ between runs, so losses are checked by bounds."""
+    assert [out for out in outputs(nb) if out["output_type"] == "error"] == []
+    assert all(cell.get("execution_count") for cell in nb.cells if cell.cell_type == "code")
+    assert cell_text(nb, "def make_point(row):").startswith("2000 rows; the first three:")
+    explain = cell_text(nb, "print(trainer.explain())")
+    assert re.search(r"== TorchTrainer run 'ddp-linear' at \S+/ddp-linear ==", explain)
+    assert "loop: train_loop; 2 rank(s), each holding {'CPU': 1.0}, placed PACK; " \
+           "backend: TorchConfig" in explain
+    assert "dataset 'train' -> split over the 2 rank(s) (streaming_split, equal rows)" in explain
+    assert explain.count("[ACTOR TrainWorker] cpu {CPU: 1}") == 2      # a stage per rank
+    assert explain.count("[METHOD TrainWorker.start]") == 2
+    (svg,) = svg_outputs(nb)                                      # the gang's plan, drawn
+    assert "TorchTrainer: 2 rank(s), PACK" in svg
+    assert svg.count(">TrainWorker</text>") == svg.count(">TrainWorker.start</text>") == 2
+    fit = cell_text(nb, "result = trainer.fit()")
+    assert re.search(r"training failed \(rank 1: its process died: .*exit code -9.*\); "
+                     r"restarting the gang from \S+/checkpoint_000002 \(failure 1 of 1\)", fit)
+    assert "failures: 1, attempts: 2\nrank 1 was killed: True\n" in fit
+    assert "the attempt that started at epoch 0 ran epochs 0 to 2\n" \
+           "the attempt that started at epoch 3 ran epochs 3 to 7\n" \
+           "the second attempt resumed at epoch 3, from the checkpoint written after " \
+           "epoch 2" in fit
+    results = cell_text(nb, "m = result.metrics")
+    loss, weight, bias = map(float, re.search(
+        r"final: epoch 7, loss (\d\.\d{4}), weight (\d\.\d{3}), bias (\d\.\d{3}), "
+        r"2000 rows an epoch", results).groups())
+    assert 0.005 < loss < 0.02 and abs(weight - 3) < 0.1 and abs(bias - 1) < 0.05
+    assert "kept checkpoints: ['checkpoint_000006', 'checkpoint_000007']" in results
+    assert f"latest checkpoint checkpoint_000007: epoch 7, weight {weight:.3f}, as " \
+           f"reported" in results
+    table = cell_text(nb, "with pd.option_context")
+    header = next(line for line in table.splitlines() if "epoch" in line).split()
+    assert header == ["epoch", "loss", "rows", "weight", "bias", "start_epoch"]
+    rows = [line.split() for line in table.splitlines() if re.match(r"\d+\s+\d+\s", line)]
+    assert [int(row[1]) for row in rows] == list(range(8))      # each epoch reported once
+    assert [int(row[6]) for row in rows] == [0] * 3 + [3] * 5   # the second attempt's from 3
+    assert all(int(row[3]) == 2000 for row in rows)
+    losses = [float(row[2]) for row in rows]
+    assert losses[0] > 0.5 and f"{losses[-1]:.4f}" == f"{loss:.4f}"
+    assert losses[3] < losses[2]     # the second attempt went on from the checkpoint's weights
+    assert len(png_outputs(nb)) == 1                             # the loss curve
+    assert cell_text(nb, "sluice.shutdown()").strip() == "shut down"
+
+
+def test_the_saved_train_notebook_holds_its_outputs() -> None:
+    check_train_notebook(nbformat.read(TRAIN, as_version=4))
+
+
+def test_the_saved_train_notebook_is_what_the_builder_writes() -> None:
+    saved = nbformat.read(TRAIN, as_version=4)
+    built = load_train_builder().build_notebook()
+    assert [c.source for c in saved.cells] == [c.source for c in built.cells]
+
+
+def test_the_train_notebook_runs_top_to_bottom(tmp_path) -> None:
+    import pytest
+
+    pytest.importorskip("torch")    # (the saved notebook's checks need no torch)
+    copy = tmp_path / TRAIN.name
+    shutil.copy(TRAIN, copy)
+    nb = nbformat.read(copy, as_version=4)
+    for cell in nb.cells:   # start from a clean slate: every output must come from this run
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    executed = load_train_builder().execute_notebook(nb, cwd=tmp_path)
+    nbformat.write(executed, copy)
+    check_train_notebook(nbformat.read(copy, as_version=4))
+    # its run went to a temporary folder, removed at the end
+    assert sorted(p.name for p in tmp_path.iterdir()) == [TRAIN.name]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
 import tempfile
 import threading
@@ -76,8 +77,10 @@ class TrainWorker:
                                spec.get("trial_id"))
         remote = bool(spec.get("remote"))
         path = spec.get("checkpoint")
+        landed = None
         if path and spec.get("checkpoint_data") is not None:  # no shared file system
-            path = unpack(spec["checkpoint_data"], tempfile.mkdtemp(prefix="sluice-train-"))
+            path = landed = unpack(spec["checkpoint_data"],
+                                   tempfile.mkdtemp(prefix="sluice-train-"))
         checkpoint = Checkpoint(path) if path else None
         use_gpu = bool(spec.get("use_gpu"))
         session = TrainSession(context, checkpoint, spec.get("shards") or {}, remote,
@@ -105,6 +108,8 @@ class TrainWorker:
             finally:
                 if joined:
                     backend.on_shutdown(context)
+                if landed is not None:  # the copy of the checkpoint this rank started from
+                    shutil.rmtree(landed, ignore_errors=True)
             session.put({"kind": "done", "reports": session.reports})
 
         self.thread = threading.Thread(target=run, daemon=True,
