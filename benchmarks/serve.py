@@ -34,7 +34,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import http.client
-import importlib.metadata
 import json
 import os
 import platform
@@ -47,11 +46,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from benchmarks.run_one import RESULT_PREFIX
 from benchmarks.side_by_side import (
     git_commit,
     median_of,
     parse_args,
+    print_record,
     run_process,
     settle,
     write_results,
@@ -264,21 +263,8 @@ ROW_FUNCTIONS = {"noop_http": row_noop_http, "handle_calls": row_handle_calls,
 
 def run_one(system: str, row: str, quick: bool) -> int:
     """One row on one system in this process: the result as the last stdout line."""
-    started = time.perf_counter()
-    try:
-        record = ROW_FUNCTIONS[row](system, sizes(system, quick))
-        status = 0
-    except Exception as exc:  # noqa: BLE001 - reported to the runner, which goes on
-        import traceback
-        traceback.print_exc()
-        record = {"error": f"{type(exc).__name__}: {exc}".strip()[:500]}
-        status = 1
-    record["process_seconds"] = time.perf_counter() - started
     package = {"sluice": "sluice", "ray": "ray", "asgi": "uvicorn"}[system]
-    with contextlib.suppress(Exception):
-        record["version"] = importlib.metadata.version(package)
-    print(RESULT_PREFIX + json.dumps(record), flush=True)
-    return status
+    return print_record(lambda: ROW_FUNCTIONS[row](system, sizes(system, quick)), package)
 
 
 # --- the runner -------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.metadata
 import json
 import os
 import signal
@@ -13,6 +14,8 @@ import statistics
 import subprocess
 import sys
 import time
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +51,24 @@ def parse_args(argv: list[str] | None, module: str, doc: str, systems: tuple[str
     if args.rounds < 1:
         parser.error(f"--rounds={args.rounds}: it must be at least 1")
     return args
+
+
+def print_record(make: Callable[[], dict], package: str) -> int:
+    """Run one row in this process (``make()``, its record) and print the record as the last
+    stdout line, for :func:`run_fresh`; an exception becomes the record's ``error``."""
+    started = time.perf_counter()
+    try:
+        record = make()
+        status = 0
+    except Exception as exc:  # noqa: BLE001 - reported to the runner, which goes on
+        traceback.print_exc()
+        record = {"error": f"{type(exc).__name__}: {exc}".strip()[:500]}
+        status = 1
+    record["process_seconds"] = time.perf_counter() - started
+    with contextlib.suppress(Exception):
+        record["version"] = importlib.metadata.version(package)
+    print(RESULT_PREFIX + json.dumps(record), flush=True)
+    return status
 
 
 def _cpu_times() -> tuple[int, int]:

@@ -31,10 +31,8 @@ A figure is the median over the rounds; the ratios are sluice over Ray. Results 
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import importlib.metadata
-import json
 import os
 import platform
 import random
@@ -44,11 +42,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.run_one import RESULT_PREFIX
 from benchmarks.side_by_side import (
     git_commit,
     median_of,
     parse_args,
+    print_record,
     run_process,
     settle,
     write_results,
@@ -163,18 +161,7 @@ def run_row(system: str, row: str, size: dict[str, int]) -> dict:
 
 def run_one(system: str, row: str, quick: bool) -> int:
     """One row on one system in this process: the result as the last stdout line."""
-    try:
-        record = run_row(system, row, sizes(quick))
-        status = 0
-    except Exception as exc:  # noqa: BLE001 - reported to the runner, which goes on
-        import traceback
-        traceback.print_exc()
-        record = {"error": f"{type(exc).__name__}: {exc}".strip()[:500]}
-        status = 1
-    with contextlib.suppress(Exception):
-        record["version"] = importlib.metadata.version(system)
-    print(RESULT_PREFIX + json.dumps(record), flush=True)
-    return status
+    return print_record(lambda: run_row(system, row, sizes(quick)), system)
 
 
 # --- the runner -------------------------------------------------------------------------
