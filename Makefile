@@ -44,14 +44,16 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 
 # sluice vs Ray vs Dask (and one pyarrow process for etl), side by side, then a 2 GB Parquet scan
 # under a 500 MB store, the cluster rows, the serving rows (sluice.serve vs Ray Serve vs bare uvicorn)
-# and the tuning rows (sluice.tune vs Ray Tune): about 35 minutes on 2 cores; writes
-# benchmarks/results/latest.*, scan-memory.json, cluster.json, serve.json, tune.json
+# the tuning rows (sluice.tune vs Ray Tune) and the training rows (sluice.train vs Ray Train vs
+# torch.distributed): about 45 minutes on 2 cores; writes benchmarks/results/latest.*,
+# scan-memory.json, cluster.json, serve.json, tune.json, train.json
 bench: $(BENCH_STAMP)
 	$(PY) -m benchmarks
 	$(PY) -m benchmarks.scan_memory
 	$(PY) -m benchmarks.cluster
 	$(PY) -m benchmarks.serve
 	$(PY) -m benchmarks.tune
+	$(PY) -m benchmarks.train
 
 # Regenerate the cluster's gRPC modules from sluice/executor/cluster/cluster.proto (committed).
 proto: $(STAMP)
