@@ -104,24 +104,33 @@ class TrainController:
         self.driver_node = sluice.get_runtime_context().get_node_id()
         os.makedirs(self.run_path, exist_ok=True)
         while True:
-            gang = self._start()
+            try:
+                gang = self._start()
+            except _Failed as failed:  # a rank died (or could not be made) as it started
+                self._failed(failed)
+                continue
             try:
                 self._drive(gang)
                 return
             except _Failed as failed:
-                self.failures += 1
-                limit = self.failure_config.max_failures
-                detail = "; ".join(f"rank {r}: {t.strip().splitlines()[-1]}"
-                                   for r, t in sorted(failed.texts.items()))
-                if limit != -1 and self.failures > limit:
-                    message = "\n".join(f"[rank {r}] {t}" for r, t in sorted(failed.texts.items()))
-                    first = failed.failures[min(failed.failures)]
-                    raise WorkerGroupError(message, failed.failures) from first
-                logger.warning("training failed (%s); restarting the gang from %s (failure "
-                               "%d of %s)", detail, self.latest.path if self.latest else
-                               "the start", self.failures, "unlimited" if limit == -1 else limit)
+                self._failed(failed)
             finally:
                 gang.stop()
+
+    def _failed(self, failed: _Failed) -> None:
+        """Count a failed attempt: raise once ``max_failures`` is spent, else say that the
+        gang restarts."""
+        self.failures += 1
+        limit = self.failure_config.max_failures
+        if limit != -1 and self.failures > limit:
+            message = "\n".join(f"[rank {r}] {t}" for r, t in sorted(failed.texts.items()))
+            first = failed.failures[min(failed.failures)]
+            raise WorkerGroupError(message, failed.failures) from first
+        detail = "; ".join(f"rank {r}: {(t.strip().splitlines() or ['?'])[-1]}"
+                           for r, t in sorted(failed.texts.items()))
+        logger.warning("training failed (%s); restarting the gang from %s (failure %d of %s)",
+                       detail, self.latest.path if self.latest else "the start",
+                       self.failures, "unlimited" if limit == -1 else limit)
 
     def _start(self) -> _Gang:
         import sluice
@@ -144,7 +153,7 @@ class TrainController:
             for rank, make in enumerate(self.factories):
                 strategy = PlacementGroupSchedulingStrategy(group, rank)
                 actors.append(make(resources, strategy))
-            places = sluice.get([a.address.remote() for a in actors])
+            places = _per_rank([a.address.remote() for a in actors])
             gang.nodes = [node for _, _, node in places]
             master_addr, master_port, _ = places[0]
             node_order = list(dict.fromkeys(gang.nodes))  # node ranks by their first rank
@@ -166,7 +175,7 @@ class TrainController:
                               "remote": remote, "checkpoint": latest,
                               "use_gpu": self.scaling.use_gpu,
                               "checkpoint_data": pack(latest) if remote and latest else None})
-            sluice.get([a.start.remote(spec) for a, spec in zip(actors, specs)])
+            _per_rank([a.start.remote(spec) for a, spec in zip(actors, specs)])
         except BaseException:
             gang.stop()
             raise
@@ -260,6 +269,23 @@ class TrainController:
             shutil.copytree(landed, target, dirs_exist_ok=True)
         finally:
             shutil.rmtree(landed, ignore_errors=True)
+
+
+def _per_rank(refs: list[Any]) -> list[Any]:
+    """The values of one call per rank; a rank whose actor died (or could not be made)
+    fails the attempt (:class:`_Failed`), as it would later on."""
+    import sluice
+    from sluice.exceptions import ActorError
+
+    values, failures, texts = [], {}, {}
+    for rank, ref in enumerate(refs):
+        try:
+            values.append(sluice.get(ref))
+        except ActorError as exc:
+            failures[rank], texts[rank] = exc, f"it could not start: {exc}"
+    if failures:
+        raise _Failed(failures, texts)
+    return values
 
 
 def _exception(event: dict[str, Any]) -> BaseException:

@@ -224,6 +224,36 @@ def test_a_rank_that_raises_fails_fit_with_its_original_error(tmp_path) -> None:
     assert isinstance(error.__cause__, ValueError)  # raised from the original
 
 
+class Unloadable:
+    """Unpickles only in the process that made it: a rank's actor given it cannot be made
+    (as with a loop whose module its node lacks)."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+
+    def __reduce__(self):
+        return (_load, (self.pid,))
+
+
+def _load(pid: int) -> Unloadable:
+    if os.getpid() != pid:
+        raise RuntimeError("this object cannot be loaded on a rank")
+    return Unloadable(pid)
+
+
+def test_ranks_that_cannot_start_count_as_failures_and_fail_the_run(tmp_path) -> None:
+    run = TorchTrainer(context_loop, train_loop_config={"x": 1},
+                       torch_config=TorchConfig(), scaling_config=train.ScalingConfig(2),
+                       run_config=train.RunConfig(name="run", storage_path=str(tmp_path),
+                                                  failure_config=train.FailureConfig(1)))
+    run.backend_config = Unloadable(os.getpid())  # (what every rank's actor is made with)
+    with pytest.raises(train.WorkerGroupError, match="could not start") as info:
+        run.fit()
+    assert run.controller.attempts == 2 and run.controller.failures == 2  # one restart
+    assert 0 in info.value.worker_failures
+    assert isinstance(info.value.worker_failures[0], sluice.exceptions.ActorDiedError)
+
+
 def uneven_loop(config):
     rank = train.get_context().get_world_rank()
     for step in range(2 + rank):  # rank 1 reports once more
