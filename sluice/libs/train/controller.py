@@ -277,7 +277,9 @@ def _per_rank(refs: list[Any]) -> list[Any]:
     import sluice
     from sluice.exceptions import ActorError
 
-    values, failures, texts = [], {}, {}
+    values: list[Any] = []
+    failures: dict[int, BaseException] = {}
+    texts: dict[int, str] = {}
     for rank, ref in enumerate(refs):
         try:
             values.append(sluice.get(ref))
