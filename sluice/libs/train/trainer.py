@@ -61,8 +61,6 @@ class DataParallelTrainer:
     ``backend_config`` (which joins them into a process group); ``fit()`` returns a
     :class:`Result` or raises :class:`~sluice.libs.train.errors.TrainingFailedError`."""
 
-    _default_backend: Callable[[], Any] | None = None
-
     def __init__(self, train_loop_per_worker: Callable, *,
                  train_loop_config: dict[str, Any] | None = None, backend_config: Any = None,
                  scaling_config: ScalingConfig | None = None, run_config: RunConfig | None = None,
@@ -85,17 +83,16 @@ class DataParallelTrainer:
                             f"sluice.train.DataConfig(datasets_to_split=...)")
         self.train_loop_per_worker = train_loop_per_worker
         self.train_loop_config = train_loop_config
-        self.backend_config = backend_config if backend_config is not None else (
-            self._default_backend() if self._default_backend is not None else None)
+        self.backend_config = backend_config
         self.scaling_config = scaling_config or ScalingConfig()
         self.run_config = run_config or RunConfig()
         self.datasets = dict(datasets or {})
         self.dataset_config = dataset_config or DataConfig()
         self.metadata = dict(metadata or {})
         self.resume_from_checkpoint = resume_from_checkpoint
-        name = getattr(train_loop_per_worker, "__name__", "train")
-        self.name = self.run_config.name or f"{type(self).__name__}_{dt.datetime.now():%Y-%m-%d_%H-%M-%S}"
-        self.loop_name = name
+        self.loop_name = getattr(train_loop_per_worker, "__name__", "train")
+        self.name = (self.run_config.name
+                     or f"{type(self).__name__}_{dt.datetime.now():%Y-%m-%d_%H-%M-%S}")
         self.path = os.path.join(self.run_config.experiment_storage(), self.name)
         self.controller: TrainController | None = None
 
