@@ -169,8 +169,9 @@ trainer = TorchTrainer(
 `trainer.explain()` prints the gang (its ranks, what each holds, how they are placed, the
 backend that joins them, the datasets and how they are shared out), then the Plan the
 run compiles to: an `ACTOR TrainWorker` stage per rank, each with one CPU, and each
-rank's `start` call. `trainer.visualize()` draws that Plan (a `graphviz.Digraph`, which
-Jupyter shows as SVG)."""),
+rank's `start` call, which reads its shard of the dataset. `trainer.visualize()` draws
+that Plan (a `graphviz.Digraph`, which Jupyter shows as SVG): the dataset feeds one shard
+into each rank."""),
     ("code", "print(trainer.explain())"),
     ("code", "trainer.visualize()"),
     ("md", """\

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from sluice.compiler.ir import OpKind
 from sluice.compiler.plan import Stage
 from sluice.compiler.run import actor_options, call_arguments
-from sluice.compiler.runner import Execution, StageHooks
+from sluice.compiler.runner import Execution, StageHooks, UseValue
 from sluice.dsl.actor import ActorHandle
 
 
@@ -29,6 +30,11 @@ class ActorFactoryHooks(StageHooks):
     def factory(self) -> Callable[..., ActorHandle]:
         """The factory of the last actor stage (the only one, for a one-actor template)."""
         return self.factories[-1][1]
+
+    def before_stage(self, run: Execution, stage: Stage) -> UseValue | None:
+        # A call stage of a template describes what the library does itself (a dataset
+        # split over ranks): it is drawn, not run.
+        return UseValue(None) if stage.kind is OpKind.CALL else None
 
     def create_actor(self, run: Execution, stage: Stage) -> Any:
         op = stage.ops[0]

@@ -395,6 +395,8 @@ def check_train_notebook(nb: nbformat.NotebookNode) -> None:
     (svg,) = svg_outputs(nb)                                      # the gang's plan, drawn
     assert "TorchTrainer: 2 rank(s), PACK" in svg
     assert svg.count(">TrainWorker</text>") == svg.count(">TrainWorker.start</text>") == 2
+    assert svg.count(">dataset &#39;train&#39;</text>") == 1    # the dataset, split in two
+    assert ">train shard 0/2</text>" in svg and ">train shard 1/2</text>" in svg
     fit = cell_text(nb, "result = trainer.fit()")
     assert re.search(r"training failed \(rank 1: its process died: .*exit code -9.*\); "
                      r"restarting the gang from \S+/checkpoint_000002 \(failure 1 of 1\)", fit)

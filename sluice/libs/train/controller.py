@@ -171,11 +171,12 @@ class TrainController:
                               "experiment_name": self.experiment_name,
                               "trial_name": self.trial.get("trial_name"),
                               "trial_id": self.trial.get("trial_id"),
-                              "config": self.config, "shards": shards[rank],
+                              "config": self.config,
                               "remote": remote, "checkpoint": latest,
                               "use_gpu": self.scaling.use_gpu,
                               "checkpoint_data": pack(latest) if remote and latest else None})
-            _per_rank([a.start.remote(spec) for a, spec in zip(actors, specs)])
+            _per_rank([a.start.remote(spec, shards[rank])
+                       for rank, (a, spec) in enumerate(zip(actors, specs))])
         except BaseException:
             gang.stop()
             raise

@@ -18,11 +18,23 @@ from typing import Any, Callable
 
 from sluice.compiler.runner import run_plan
 from sluice.libs.actor_factory import ActorFactoryHooks
-from sluice.libs.train.config import DataConfig, ScalingConfig
+from sluice.libs.train.config import DataConfig, ScalingConfig, bundles
 from sluice.libs.train.controller import TrainController
 from sluice.libs.train.result import Result
 from sluice.libs.tune.checkpoint import Checkpoint
 from sluice.libs.tune.config import RunConfig
+
+
+def dataset_source(name: str) -> str:
+    """A template node standing for the dataset ``name`` (drawn, not run: the run's
+    controller splits the dataset itself, afresh for each attempt)."""
+    return name
+
+
+def dataset_shard(source: str, rank: int, n: int) -> tuple[str, int, int]:
+    """A template node standing for rank ``rank``'s shard of ``n`` of a dataset (its
+    ``streaming_split(n, equal=True)`` iterator; drawn, not run)."""
+    return source, rank, n
 
 
 def _check_loop(loop: Any) -> None:
@@ -98,7 +110,8 @@ class DataParallelTrainer:
 
     # -- the template ---------------------------------------------------------------------
     def template(self) -> Any:
-        """The run's graph: one rank actor per worker, each with its start call."""
+        """The run's graph: one rank actor per worker, each with its start call, which
+        reads each dataset (a ``streaming_split`` shard of it, or all of it)."""
         import sluice
         from sluice.libs.train.worker import TrainWorker
 
@@ -109,9 +122,20 @@ class DataParallelTrainer:
         if custom:
             options["resources"] = custom
         worker = sluice.remote(TrainWorker).options(name=None, **options)
+        n = self.scaling_config.num_workers
         with sluice.InputNode() as spec:
-            starts = [worker.bind(self.train_loop_per_worker, self.backend_config, rank)
-                      .start.bind(spec) for rank in range(self.scaling_config.num_workers)]
+            sources = {name: sluice.remote(dataset_source)
+                       .options(name=f"dataset {name!r}", num_cpus=0).bind(name)
+                       for name in self.datasets}
+            starts = []
+            for rank in range(n):
+                shards = {name: (sluice.remote(dataset_shard)
+                                 .options(name=f"{name} shard {rank}/{n}", num_cpus=0)
+                                 .bind(source, rank, n)
+                                 if self.dataset_config.splits(name) else source)
+                          for name, source in sources.items()}
+                starts.append(worker.bind(self.train_loop_per_worker, self.backend_config, rank)
+                              .start.bind(spec, shards))
         return sluice.MultiOutputNode(starts)
 
     def explain(self) -> str:
@@ -131,7 +155,8 @@ class DataParallelTrainer:
         return "\n".join(lines) + "\n" + self.template().compile().explain()
 
     def visualize(self, path: str | None = None) -> Any:
-        """The template's Plan drawn (graphviz): a node per rank."""
+        """The template's Plan drawn (graphviz): a node per rank, an edge from each dataset
+        (through its shard when split) into each rank."""
         scaling = self.scaling_config
         graph = self.template().compile().visualize()
         graph.attr(label=f"{type(self).__name__}: {scaling.num_workers} rank(s), "
@@ -204,9 +229,10 @@ class DataParallelTrainer:
         ``config["train_loop_config"]`` over this trainer's (and ``config["scaling_config"]``
         when given), every round reported to the trial, resuming from the trial's
         checkpoint. The trial's own actor holds nothing: the gang's ranks hold the
-        resources (trials whose gangs do not fit yet wait for them)."""
+        resources, and each trial counts them, so that only as many trials run at once as
+        gangs fit (the others stay PENDING, as with Ray's placement group per trial)."""
         from sluice.libs.tune import session as tune_session
-        from sluice.libs.tune.trainable import with_resources
+        from sluice.libs.tune.trainable import reserved_by_gang
 
         base = self
 
@@ -230,4 +256,12 @@ class DataParallelTrainer:
 
         train_trainable.__name__ = type(base).__name__
         train_trainable.__qualname__ = type(base).__name__
-        return with_resources(train_trainable, {"CPU": 0})
+        def gang(config: dict[str, Any]) -> dict[str, float]:
+            scaling = config.get("scaling_config") or base.scaling_config
+            total: dict[str, float] = {}
+            for bundle in bundles(scaling):
+                for key, value in bundle.items():
+                    total[key] = total.get(key, 0.0) + value
+            return total
+
+        return reserved_by_gang(train_trainable, gang)

@@ -61,9 +61,10 @@ class TrainWorker:
             port = s.getsockname()[1]
         return get_node_ip_address(), port, sluice.get_runtime_context().get_node_id()
 
-    async def start(self, spec: dict[str, Any]) -> None:
+    async def start(self, spec: dict[str, Any], shards: dict[str, Any] | None = None) -> None:
         """Set the rank's environment, join the process group and run the loop (on a
-        thread); its events come from :meth:`next`."""
+        thread) with this rank's datasets, ``shards`` (name -> its shard iterator, or the
+        whole dataset); its events come from :meth:`next`."""
         os.environ.update({"RANK": str(spec["world_rank"]),
                            "WORLD_SIZE": str(spec["world_size"]),
                            "LOCAL_RANK": str(spec["local_rank"]),
@@ -83,7 +84,7 @@ class TrainWorker:
                                    tempfile.mkdtemp(prefix="sluice-train-"))
         checkpoint = Checkpoint(path) if path else None
         use_gpu = bool(spec.get("use_gpu"))
-        session = TrainSession(context, checkpoint, spec.get("shards") or {}, remote,
+        session = TrainSession(context, checkpoint, shards or {}, remote,
                                asyncio.get_running_loop(), use_gpu)
         self.session = session
         config = spec.get("config")

@@ -137,7 +137,7 @@ def _wrapped(trainable: Any, **attrs: Any) -> Any:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         return trainable(*args, **kwargs)
 
-    for key in ("_tune_resources", "_tune_parameters"):  # an inner wrapper's, kept
+    for key in ("_tune_resources", "_tune_parameters", "_tune_actor_resources"):  # kept
         if hasattr(trainable, key):
             setattr(wrapper, key, getattr(trainable, key))
     for key, value in attrs.items():
@@ -161,6 +161,22 @@ def resources_of(trainable: Any, config: dict[str, Any]) -> dict[str, float]:
         if value < 0:
             raise ValueError(f"with_resources: {key}={value} is negative; give 0 or more")
     return out
+
+
+def reserved_by_gang(trainable: Any, resources: Any) -> Any:
+    """``trainable`` whose trials each count ``resources`` (a dict, or a function of the
+    config) against the cluster while their own actors hold nothing: for a trainable that
+    starts a gang of actors holding them (a sluice.train run), so that no more trials run
+    at once than gangs fit, as Ray's placement group per trial does."""
+    wrapped = with_resources(trainable, resources)
+    wrapped._tune_actor_resources = {}
+    return wrapped
+
+
+def actor_resources(trainable: Any, counted: dict[str, float]) -> dict[str, float]:
+    """What the actor of a trial that counts ``counted`` holds itself."""
+    held = getattr(trainable, "_tune_actor_resources", None)
+    return dict(counted) if held is None else dict(held)
 
 
 def parameters_of(trainable: Any) -> dict[str, Any]:

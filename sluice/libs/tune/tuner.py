@@ -28,6 +28,7 @@ from sluice.libs.tune.schedulers.trial_scheduler import FIFOScheduler, TrialSche
 from sluice.libs.tune.search.basic_variant import BasicVariantGenerator
 from sluice.libs.tune.search.searcher import Searcher
 from sluice.libs.tune.trainable import (
+    actor_resources,
     check_trainable,
     is_class_trainable,
     parameters_of,
@@ -123,11 +124,13 @@ class Tuner:
         then the template's Plan."""
         cfg = self.tune_config
         resources = self.trial_resources()
+        held = actor_resources(self.trainable, resources)
         lines = [f"== Tune experiment {self.experiment_name!r} at {self.experiment_path} ==",
                  f"trainable: {trainable_name(self.trainable)} "
                  f"({'class' if is_class_trainable(self.trainable) else 'function'}); "
-                 f"each trial actor holds {resources}"
-                 f"{' (reused across trials)' if cfg.reuse_actors else ''}",
+                 + (f"each trial actor holds {resources}" if held == resources else
+                    f"each trial counts {resources} (its gang's), its actor holds {held}")
+                 + f"{' (reused across trials)' if cfg.reuse_actors else ''}",
                  f"searcher: {self.searcher.describe()}",
                  f"scheduler: {self.scheduler.describe()}",
                  f"metric: {cfg.metric!r}, mode: {cfg.mode!r}, num_samples: {cfg.num_samples}, "
@@ -167,7 +170,8 @@ class Tuner:
                 db=db, experiment_name=self.experiment_name,
                 experiment_path=self.experiment_path,
                 trainable_name=trainable_name(self.trainable), param_space=self.param_space,
-                searcher=self.searcher, scheduler=self.scheduler, make_actor=hooks.factory,
+                searcher=self.searcher, scheduler=self.scheduler, make_actor=lambda counted: hooks.factory(
+                    actor_resources(self.trainable, counted)),
                 resources_of=lambda config: resources_of(self.trainable, config),
                 metric=cfg.metric, mode=cfg.mode, num_samples=cfg.num_samples,
                 max_concurrent_trials=cfg.max_concurrent_trials,

@@ -4,6 +4,7 @@ CheckpointConfig, failures (an error, a SIGKILL, a peer stuck in a collective), 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import tempfile
@@ -310,6 +311,20 @@ def test_a_dataset_is_split_over_the_ranks_and_streams_to_them_each_epoch(tmp_pa
                        scaling_config=train.ScalingConfig(num_workers=2),
                        run_config=train.RunConfig(name="data", storage_path=str(tmp_path)))
     assert "dataset 'train' -> split over the 2 rank(s)" in run.explain()
+    # Drawn: 'train' through one shard into each rank, 'val' whole into both.
+    from sluice.compiler.views import plan_to_json
+
+    plan = plan_to_json(run.template().compile())
+    label = {op["id"]: op["label"] for stage in plan["stages"] for op in stage["ops"]}
+    feeds: dict[str, set] = {}
+    for edge in plan["edges"]:
+        feeds.setdefault(edge["dst"], set()).add(label[edge["src"]])
+    ranks = sorted(sorted(feeds[op] - {"TrainWorker", "input"}) for op in feeds
+                   if label[op] == "TrainWorker.start")
+    assert ranks == [["dataset 'val'", "train shard 0/2"], ["dataset 'val'", "train shard 1/2"]]
+    shards = [op for op in feeds if label[op].startswith("train shard")]
+    assert [feeds[op] for op in shards] == [{"dataset 'train'"}] * 2
+    assert 'label="train shard 0/2"' in run.visualize().source
     m = run.fit().metrics
     for ranks in m["epochs"]:
         assert [len(ids) for ids in ranks] == [30, 30]  # equal shares
@@ -328,19 +343,35 @@ def test_an_unknown_dataset_name_is_named(tmp_path) -> None:
 
 # -- Tune over Train ----------------------------------------------------------------------
 
+def running_trials(db: str) -> int:
+    """How many trials the experiment's database shows RUNNING, once this one is."""
+    import sqlite3
+
+    trial_id = train.get_context().get_trial_id()
+    deadline = time.monotonic() + 60
+    while True:  # the driver commits trial changes within milliseconds
+        with contextlib.closing(sqlite3.connect(db, timeout=30)) as conn:
+            rows = dict(conn.execute("SELECT trial_id, status FROM trials").fetchall())
+        if rows.get(trial_id) == "RUNNING" or time.monotonic() > deadline:
+            return sum(status == "RUNNING" for status in rows.values())
+        time.sleep(0.01)
+
+
 def tuned_loop(config):
     world = gathered(1.0)
+    together = running_trials(config["db"]) if train.get_context().get_world_rank() == 0 else 0
     for step in range(2):
         folder = tempfile.mkdtemp()
         Path(folder, "step").write_text(str(step))
-        train.report({"score": config["lr"] * (step + 1), "world": sum(world), "base": config["base"]},
-                     checkpoint=train.Checkpoint.from_directory(folder))
+        train.report({"score": config["lr"] * (step + 1), "world": sum(world), "base": config["base"],
+                      "together": together}, checkpoint=train.Checkpoint.from_directory(folder))
 
 
 def test_a_trainer_is_a_tuners_trainable_each_trial_a_gang(tmp_path) -> None:
     from sluice import tune
 
-    trainer = TorchTrainer(tuned_loop, train_loop_config={"base": 1, "lr": 0.0},
+    db = str(tmp_path / "tt" / "experiment.db")
+    trainer = TorchTrainer(tuned_loop, train_loop_config={"base": 1, "lr": 0.0, "db": db},
                            scaling_config=train.ScalingConfig(num_workers=2))
     grid = tune.Tuner(trainer, param_space={"train_loop_config": {"lr": tune.grid_search([0.1, 0.5])}},
                       tune_config=tune.TuneConfig(metric="score", mode="max"),
@@ -354,3 +385,8 @@ def test_a_trainer_is_a_tuners_trainable_each_trial_a_gang(tmp_path) -> None:
     assert best.metrics["world"] == 2.0 and best.metrics["base"] == 1  # a 2-rank gang each
     assert best.metrics["training_iteration"] == 2
     assert best.checkpoint is not None and Path(best.checkpoint.path, "step").read_text() == "1"
+    # Each trial counts its gang (2 ranks of 1 CPU: the whole cluster), so the second
+    # waits PENDING while the first runs instead of RUNNING with its gang unplaced.
+    assert [r.metrics["together"] for r in grid] == [1, 1]
+    assert "each trial counts {'CPU': 2.0} (its gang's), its actor holds {}" in \
+        tune.Tuner(trainer).explain()
