@@ -12,12 +12,17 @@ $(STAMP): pyproject.toml
 	  (apt-get install -y -q graphviz >/dev/null 2>&1 || \
 	   (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q graphviz >/dev/null)) || \
 	  echo "warning: could not install graphviz; plan rendering tests will fail"; }
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || { \
+	  echo "installing chromium and chromium-driver for the dashboard's browser tests"; \
+	  (apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null)) || \
+	  echo "warning: could not install chromium; the dashboard's browser tests will fail"; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# PyTorch pinned first (the CPU build of 2.13.0 where the machine has it on disk): the
 	# `train` extra's plain torch requirement would otherwise pull a CUDA build of several GB.
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev,data,dask,serve,tune,train]'
+	$(PY) -m pip install --quiet -e '.[dev,data,dask,serve,tune,train,dashboard]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -39,7 +44,7 @@ test-loaded: $(STAMP)
 
 # Ray, Dask and matplotlib come only with the benchmarks (their own stamp: `make test` never pulls Ray).
 $(BENCH_STAMP): $(STAMP) pyproject.toml
-	$(PY) -m pip install --quiet -e '.[dev,data,dask,serve,tune,train,bench]'
+	$(PY) -m pip install --quiet -e '.[dev,data,dask,serve,tune,train,dashboard,bench]'
 	touch $(BENCH_STAMP)
 
 # sluice vs Ray vs Dask (and one pyarrow process for etl), side by side, then a 2 GB Parquet scan

@@ -43,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
         from sluice.libs.serve import cli as serve_cli
 
         return serve_cli.run(args)
+    if args.command in ("list", "summary"):
+        from sluice.dashboard import cli as dashboard_cli
+
+        return dashboard_cli.run(args)
     if args.command in _workflow_commands():
         from sluice.libs.workflow import cli as workflow_cli
 
@@ -71,12 +75,14 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--verbose", action="store_true", help="explain each op of each stage")
     plan.add_argument("--no-optimize", action="store_true",
                       help="compile with optimize=False (no CSE, no fusion)")
+    from sluice.dashboard import cli as dashboard_cli
     from sluice.executor.cluster import cli as cluster_cli
     from sluice.libs.workflow import cli as workflow_cli
 
     from sluice.libs.serve import cli as serve_cli
 
     cluster_cli.add_parsers(sub)
+    dashboard_cli.add_parsers(sub)
     workflow_cli.add_parsers(sub)
     serve_cli.add_parsers(sub)
     return parser

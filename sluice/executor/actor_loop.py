@@ -79,10 +79,10 @@ class ActorLoop:
 
         _, task_id, method, args_blob, deps, return_ids, name, stream = msg
         w = self.worker
-        start = time.perf_counter()
+        start = time.time()
         async with self.semaphore:
             if w.actor_error is not None:
-                w.emit((P.FAILED, task_id, w.actor_error, False, 0.0))
+                w.emit((P.FAILED, task_id, w.actor_error, False, 0.0, start))
                 w.flush()
                 return
             try:

@@ -7,6 +7,7 @@ import importlib
 import logging
 import math
 import numbers
+import sys
 import threading
 from typing import Any, Sequence
 
@@ -139,6 +140,10 @@ def init(num_cpus: float | None = None, num_gpus: float | None = None,
         # never do), so the first .bind()/compile() does not pay its imports (~0.1 s).
         for module in _DRIVER_MODULES:
             importlib.import_module(module)
+        if include_dashboard:  # (above the executor: loaded by name, as the compiler is)
+            dashboard = importlib.import_module("sluice.dashboard")
+            dashboard.start(dashboard.BackendSource(context.current()), dashboard_host,
+                            dashboard_port)
 
 
 def shutdown() -> None:
@@ -148,6 +153,9 @@ def shutdown() -> None:
         if rt is None or not rt.is_driver:
             return
         context.set_current(None)
+        dashboard = sys.modules.get("sluice.dashboard")
+        if dashboard is not None:
+            dashboard.stop()
         rt.shutdown()
 
 

@@ -234,6 +234,11 @@ class Backend(Protocol):
         """Bytes the object stores of the live nodes may hold in memory, together."""
         ...
 
+    def state(self, kind: str) -> list[dict[str, Any]]:
+        """Every row of state table ``kind`` (tasks, actors, objects, workers, nodes, jobs)
+        as plain dicts with Ray's column names, oldest first (``sluice.util.state``)."""
+        ...
+
     def shutdown(self) -> None:
         """Release what this backend holds (processes, memory, connections); idempotent.
         Inside a task or actor it does nothing: the driver owns the worker."""

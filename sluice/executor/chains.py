@@ -177,16 +177,16 @@ class ChainLink:
         except Exception as err:
             worker.fail_call(task_id, name, err, start)
             return
-        seconds = time.perf_counter() - start
+        seconds = time.time() - start
         if not any(contained for _, _, contained in results):
-            data = pickle.dumps((P.DONE, task_id, results, seconds), protocol=5)
+            data = pickle.dumps((P.DONE, task_id, results, seconds, start), protocol=5)
             if len(data) <= RESULT_MAX:
                 try:
                     self.send(self.driver, data, worker.local, RESULT_MAX)
                     return
                 except ChainBroken:
                     pass  # no chain socket at the driver: the pipe always works
-        worker.emit((P.DONE, task_id, results, seconds))
+        worker.emit((P.DONE, task_id, results, seconds, start))
 
     def send(self, address: str, data: bytes, local: deque, limit: int = RELAY_MAX) -> None:
         """Send one datagram to ``address`` (at most ``limit`` bytes).
@@ -255,10 +255,10 @@ def run_link(worker: Any, msg: tuple) -> None:
     if chain_id not in table:
         return  # a relay of a chain the driver has dropped (an actor of it died): it failed
     _, method, _, name = table.hop(chain_id, index)
-    start = time.perf_counter()
+    start = time.time()
     try:
         if worker.actor_error is not None:
-            worker.emit((P.FAILED, task_id, worker.actor_error, False, 0.0))
+            worker.emit((P.FAILED, task_id, worker.actor_error, False, 0.0, start))
             return
         try:
             spec = deps[0]
@@ -281,7 +281,8 @@ def run_link(worker: Any, msg: tuple) -> None:
             died = ActorDiedError(f"actor of {table.hop(chain_id, index + 1)[3]}",
                                   f"its process is gone, so the chain could not hand it the "
                                   f"value of {name} ({err})")
-            worker.emit((P.FAILED, task_id, serialization.dumps(died), False, 0.0))
+            worker.emit((P.FAILED, task_id, serialization.dumps(died), False, time.time() - start,
+                         start))
         except worker.exit_errors:
             worker.exit_call(task_id, name, start)
         except Exception as err:

@@ -143,6 +143,18 @@ class DaskClusterInfo:
         for a worker without one)."""
         return sum(n.store_capacity or UNLIMITED_WORKER_BYTES for n in self.nodes())
 
+    def state(self, kind: str) -> list[dict[str, Any]]:
+        """Only nodes: Dask's own scheduler keeps its tasks (its dashboard shows them)."""
+        if kind == "nodes":
+            return [{"node_id": n.node_id, "node_ip": n.address, "is_head_node": False,
+                     "state": "ALIVE", "node_name": n.address,
+                     "resources_total": dict(n.resources), "store_capacity": n.store_capacity}
+                    for n in self.nodes()]
+        raise UnsupportedOnBackendError(
+            f"listing {kind} on the dask backend: Dask's scheduler keeps them, not sluice; "
+            f"open the Dask dashboard (client.dashboard_link), or use the local or cluster "
+            f"backend")
+
     def cluster_resources(self) -> dict[str, float]:
         total: dict[str, float] = {}
         for node in self.nodes():

@@ -9,8 +9,9 @@ Each does here what it does in Ray where sluice can, and says so where it cannot
 - ``log_to_driver=False``: the local runtime's workers write their stdout and stderr to
   ``/dev/null`` (``SLUICE_LOG_TO_DRIVER=0`` in their environment).
 - ``configure_logging`` / ``logging_level``: the level of the ``sluice`` logger.
-- ``include_dashboard`` / ``dashboard_host`` / ``dashboard_port``: sluice has no
-  dashboard; asking for one warns that none starts.
+- ``include_dashboard=True``: the web dashboard (:mod:`sluice.dashboard`) on
+  ``dashboard_host:dashboard_port`` (127.0.0.1:8265, as Ray's; port 0: any free one). Ray
+  starts it by default; sluice only when asked (it costs the driver a web server thread).
 - ``_system_config``: ``object_spilling_config`` of type ``filesystem`` sets the spill
   directory; other keys (Ray's internal tuning) are ignored with a warning naming them.
 """
@@ -68,13 +69,6 @@ def check(log_to_driver: Any, include_dashboard: Any, dashboard_host: Any, dashb
     if isinstance(logging_level, str) and not isinstance(logging.getLevelName(logging_level.upper()), int):
         raise ValueError(f"init(logging_level={logging_level!r}): not a logging level; give one of "
                          "DEBUG, INFO, WARNING, ERROR, CRITICAL")
-    asked = [f"{name}={value!r}" for name, value in (
-        ("include_dashboard", include_dashboard if include_dashboard else None),
-        ("dashboard_host", None if dashboard_host == RAY_DEFAULT_DASHBOARD_HOST else dashboard_host),
-        ("dashboard_port", dashboard_port)) if value is not None]
-    if asked:
-        warnings.warn(f"init({', '.join(asked)}): sluice has no dashboard, so none starts; "
-                      "`sluice status` and sluice.nodes() show the cluster", stacklevel=3)
     return _spill_dir_of(system_config)
 
 

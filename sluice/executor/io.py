@@ -153,9 +153,9 @@ class IOThread:
         for msg in batch:
             code = msg[0]
             if code == P.DONE:
-                s.task_done(w, msg[1], msg[2], msg[3])
+                s.task_done(w, msg[1], msg[2], msg[3], msg[4])
             elif code == P.FAILED:
-                s.task_failed(w, msg[1], msg[2], msg[3], msg[4])
+                s.task_failed(w, msg[1], msg[2], msg[3], msg[4], msg[5])
             elif code == P.INCREF:
                 # A worker's put announces its ref before the value: the entry may be new.
                 s.new_entry(msg[1], None).refs += 1

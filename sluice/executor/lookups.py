@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from sluice.exceptions import InfeasibleResourceError
 from sluice.executor import protocol as P
+from sluice.executor import state
 from sluice.executor.backend import NodeInfo, ObjectLocation
 from sluice.executor.records import READY, WorkerHandle
 from sluice.executor.strategies import PlacementGroupSchedulingStrategy
@@ -103,6 +104,8 @@ def answer(s: Scheduler, what: str, arg: Any, w: WorkerHandle | None = None) -> 
         return None
     if what == "nodes":
         return nodes(s)
+    if what == "state":  # a state table's name: its rows (state.py)
+        return state.rows(s, arg)
     if what == "locations":
         return object_locations(s, arg)
     if what == "capacity":

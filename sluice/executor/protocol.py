@@ -38,8 +38,8 @@ NESTED = 17         # (NESTED, depth, TASK message) run it inside the get at tha
                     #  worker's main thread: a task that get waits for (executor/nesting.py)
 
 # worker -> driver
-DONE = 20           # (DONE, task_id, [result spec], seconds)
-FAILED = 21         # (FAILED, task_id, error_blob, retryable, seconds)
+DONE = 20           # (DONE, task_id, [result spec], seconds, started: wall time)
+FAILED = 21         # (FAILED, task_id, error_blob, retryable, seconds, started)
 SUBMIT = 22         # (SUBMIT, fn_id, fn_bytes|None, args_blob, deps, contained, return_ids, options)
 GET = 23            # (GET, req_id, [ids], nest): nest: the get may run NESTED tasks meanwhile
 INCREF = 24         # (INCREF, id)
@@ -66,7 +66,7 @@ PULLED = 38         # (PULLED, object_id, segment name) a copy now lives in this
 # datagrams on chain sockets: actor -> actor, actor -> driver
 CHAIN_RELAY = 14    # (CHAIN_RELAY, chain_id, task_id, hop index, dependency spec, overrides, return_ids)
 CHAIN_READY = 16    # (CHAIN_READY, chain_id, worker index) a CHAIN_SETUP was applied
-                    # and (DONE, task_id, [result spec], seconds) from a chain's last hop
+                    # and (DONE, task_id, [result spec], seconds, started) from a chain's last hop
 
 # result and dependency specs
 DEP_INLINE = 0      # (DEP_INLINE, bytes)

@@ -7,6 +7,7 @@ lock). Field comments state the invariants the scheduler keeps.
 from __future__ import annotations
 
 import subprocess
+from time import time
 from collections import deque
 from multiprocessing.connection import Connection
 from typing import Any
@@ -67,7 +68,8 @@ class TaskRecord:
     __slots__ = ("task_id", "fn_id", "name", "args_blob", "deps", "contained", "return_ids",
                  "key", "retries_left", "retry_exc", "unresolved", "worker", "actor", "method",
                  "cancelled", "pinned", "keep", "local_to", "chain", "chain_actors", "strategy",
-                 "lane", "from_task", "job", "env", "stream", "group", "parent", "max_calls")
+                 "lane", "from_task", "job", "env", "stream", "group", "parent", "max_calls",
+                 "submitted", "started", "ran")
 
     def __init__(self, task_id: int, fn_id: int, name: str, args_blob: bytes, deps: list[int],
                  contained: tuple[int, ...], return_ids: list[int], key: ResourceKey,
@@ -107,6 +109,9 @@ class TaskRecord:
         self.group: Any = None               # its PlacementGroupSchedulingStrategy, if any
         self.parent: int | None = None       # the task that submitted it (a nested task), if any
         self.max_calls = 0                   # its function's max_calls (0: no limit)
+        self.submitted = time()              # wall time it was made (the state API's)
+        self.started = 0.0                   # wall time its last attempt began in a worker
+        self.ran = 0.0                       # seconds that attempt ran
 
     def set_env(self, env: Any) -> None:
         """Run only on workers started with ``env`` (a PreparedEnv; None: the plain pool)."""

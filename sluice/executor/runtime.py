@@ -23,6 +23,7 @@ from typing import Any
 from sluice.exceptions import GetTimeoutError, ObjectLostError, TaskError
 from sluice.executor import lookups
 from sluice.executor import protocol as P
+from sluice.executor import state
 from sluice.executor.backend import ActorInfo, NodeInfo, ObjectLocation
 from sluice.executor.calls import encode_call
 from sluice.executor.chain_driver import chain_input
@@ -358,6 +359,10 @@ class Runtime:
     def store_capacity(self) -> int:
         with self.scheduler.locked():
             return lookups.store_capacity(self.scheduler)
+
+    def state(self, kind: str) -> list[dict[str, Any]]:
+        with self.scheduler.locked():
+            return state.rows(self.scheduler, kind)
 
     # -- runtime interface: blocking ---------------------------------------------------------
     def get(self, refs: list[ObjectRef], timeout: float | None) -> list:

@@ -62,6 +62,7 @@ from sluice.executor.placement_groups import PlacementGroups
 from sluice.executor.resources import ResourceKey
 from sluice.executor.runtime_env import RuntimeEnvs
 from sluice.executor.strategies import PlacementGroupSchedulingStrategy
+from sluice.executor.state import task_log_capacity
 from sluice.executor.worker_pool import WorkerPool
 from sluice.store import serialization
 
@@ -85,7 +86,7 @@ class Scheduler(ObjectTable, StreamTable, WorkerPool):
                  "requests", "releasing", "chains_in_flight", "actor_handle_events", "retired",
                  "slot_released", "inbox", "conns_changed", "closed", "has_gpus", "actor_manager",
                  "blocking_fns", "start_hold", "driver_job", "client_jobs", "actor_aliases",
-                 "envs", "streams", "streams_closing", "pgs")
+                 "envs", "streams", "streams_closing", "pgs", "task_log")
 
     def __init__(self, session: str, resources: ResourceTotals, placement: Placement,
                  locations: ObjectLocations, io: WorkerIO, lineage: LineageKeeper | None = None,
@@ -136,6 +137,8 @@ class Scheduler(ObjectTable, StreamTable, WorkerPool):
         self.streams: dict[int, Any] = {}              # generator id -> Stream (generators.py)
         self.streams_closing: list[int] = []           # generators dropped while the lock was held
         self.pgs = PlacementGroups(self)               # placement groups: their reservations
+        # Ended tasks, newest last, as compact tuples (the state API's; see state.py)
+        self.task_log: deque = deque(maxlen=task_log_capacity())
 
     def job_of(self, w: WorkerHandle) -> JobInfo | None:
         """The job whose work process ``w`` is doing: a driver's own, an actor's creator's, or
@@ -347,11 +350,14 @@ class Scheduler(ObjectTable, StreamTable, WorkerPool):
             self.send(w)
 
     # -- results ---------------------------------------------------------------------
-    def task_done(self, w: WorkerHandle, task_id: int, results: list, seconds: float) -> None:
+    def task_done(self, w: WorkerHandle, task_id: int, results: list, seconds: float,
+                  started: float) -> None:
         task = self.take_inflight(w, task_id)
         if task is None:
             return  # a stale result (the task was bounced or cancelled meanwhile)
         self.note_duration(task.fn_id, seconds)
+        self.task_log.append((task.task_id, task.name, task.actor, task.job, task.parent,
+                              task.submitted, started, seconds, w, None))
         if self.lineage is not None and task.actor is None and not task.cancelled:
             # Before finish() releases the inputs: an input freed then keeps its lineage,
             # since this result's lineage reads it.
@@ -368,11 +374,13 @@ class Scheduler(ObjectTable, StreamTable, WorkerPool):
             self.add_object(oid, spec, contained, stored_by=w)
         self.release_lease(w)
 
-    def task_failed(self, w: WorkerHandle, task_id: int, blob: bytes, retryable: bool, seconds: float) -> None:
+    def task_failed(self, w: WorkerHandle, task_id: int, blob: bytes, retryable: bool,
+                    seconds: float, started: float) -> None:
         task = self.take_inflight(w, task_id)
         if task is None:
             return
         self.note_duration(task.fn_id, seconds)
+        task.started, task.ran = started, seconds
         if retryable and task.retries_left > 0 and not task.cancelled:
             task.retries_left -= 1
             self.requeue(task)
@@ -411,6 +419,8 @@ class Scheduler(ObjectTable, StreamTable, WorkerPool):
         task.keep = []
 
     def finish_failed(self, task: TaskRecord, blob: bytes) -> None:
+        self.task_log.append((task.task_id, task.name, task.actor, task.job, task.parent,
+                              task.submitted, task.started, task.ran, task.worker, blob))
         self.finish(task)
         for oid in task.return_ids:
             if oid in self.objects and self.objects[oid].state == PENDING:

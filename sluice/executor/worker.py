@@ -220,7 +220,7 @@ class Worker(WorkerAPI):
                 if m[1] == task_id and m[0] in (P.TASK, P.ACTOR_CALL):
                     queue.remove(m)
                     if m[0] == P.TASK:  # (the driver failed it already)
-                        self.emit((P.FAILED, task_id, b"", False, 0.0))
+                        self.emit((P.FAILED, task_id, b"", False, 0.0, time.time()))
                     else:
                         self.cancelled_call(task_id, m[6])
                     return True
@@ -229,7 +229,7 @@ class Worker(WorkerAPI):
     def cancelled_call(self, task_id: int, name: str) -> None:
         """Fail actor call ``task_id``, cancelled before it ended, with TaskCancelledError."""
         self.emit((P.FAILED, task_id, serialization.dumps(
-            TaskCancelledError(f"actor method {name} was cancelled")), False, 0.0))
+            TaskCancelledError(f"actor method {name} was cancelled")), False, 0.0, time.time()))
         self.flush()
 
     def check_held_slots(self) -> None:
@@ -251,7 +251,7 @@ class Worker(WorkerAPI):
 
     def run_task(self, msg: tuple) -> None:
         _, task_id, fn_id, fn_bytes, args_blob, deps, return_ids, retry_exc, gpu_ids, name, stream = msg
-        start = time.perf_counter()
+        start = time.time()
         try:
             if self.env_setup is not None:  # a cluster's runtime_env: before the function loads
                 self.apply_env_setup()
@@ -273,13 +273,13 @@ class Worker(WorkerAPI):
             blob = error_blob(name, err)
             self.record_failure(task_id, return_ids, blob, retryable(err, retry_exc), start)
         else:
-            self.emit((P.DONE, task_id, results, time.perf_counter() - start))
+            self.emit((P.DONE, task_id, results, time.time() - start, start))
 
     def record_failure(self, task_id, return_ids, blob, can_retry, start) -> None:
         if not can_retry:
             for oid in return_ids:
                 self.remember(oid, (P.DEP_ERROR, blob))
-        self.emit((P.FAILED, task_id, blob, can_retry, time.perf_counter() - start))
+        self.emit((P.FAILED, task_id, blob, can_retry, time.time() - start, start))
 
     def encode_results(self, name: str, value: Any, return_ids: list[int]) -> list:
         values = split_returns(name, value, len(return_ids))
@@ -382,9 +382,9 @@ class Worker(WorkerAPI):
 
     def run_actor_call(self, msg: tuple, flush_now: bool = False) -> None:
         _, task_id, method, args_blob, deps, return_ids, name, stream = msg
-        start = time.perf_counter()
+        start = time.time()
         if self.actor_error is not None:
-            self.emit((P.FAILED, task_id, self.actor_error, False, 0.0))
+            self.emit((P.FAILED, task_id, self.actor_error, False, 0.0, start))
         else:
             try:
                 args, kwargs = decode_call(args_blob, self.resolve_deps(deps))
@@ -439,7 +439,7 @@ class Worker(WorkerAPI):
         if first:
             self.exiting = True
             self.actor_error = blob
-        self.emit((P.FAILED, task_id, blob, False, time.perf_counter() - start))
+        self.emit((P.FAILED, task_id, blob, False, time.time() - start, start))
         if first:
             self.emit((P.ACTOR_FAILED, blob))
         self.flush()
@@ -452,12 +452,12 @@ class Worker(WorkerAPI):
         except Exception as err:
             self.fail_call(task_id, name, err, start)
         else:
-            self.emit((P.DONE, task_id, results, time.perf_counter() - start))
+            self.emit((P.DONE, task_id, results, time.time() - start, start))
 
     def fail_call(self, task_id: int, name: str, err: Exception, start: float) -> None:
         """Report an actor call's error: a failed input's own error, or the call's."""
         blob = err.blob if isinstance(err, DependencyFailed) else error_blob(name, err)
-        self.emit((P.FAILED, task_id, blob, False, time.perf_counter() - start))
+        self.emit((P.FAILED, task_id, blob, False, time.time() - start, start))
 
     # -- blocking requests from task code --------------------------------------------
     def may_nest(self, timeout: float | None) -> bool:

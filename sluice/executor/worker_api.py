@@ -248,6 +248,9 @@ class WorkerAPI:
     def store_capacity(self) -> int:
         return self._ask("capacity", None)
 
+    def state(self, kind: str) -> list[dict[str, Any]]:
+        return self._ask("state", kind)
+
     def placement_group_op(self, op: str, arg: Any) -> Any:
         return self._ask("pg", (op, arg))
 

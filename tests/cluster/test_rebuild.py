@@ -61,7 +61,7 @@ def run_chain(rt: HeadRuntime, node: NodeState, steps: int, first: int) -> int:
             task.worker = w
             w.inflight[task.task_id] = task
             w.queued_bytes += len(task.args_blob)
-            s.task_done(w, task.task_id, [(oid, (P.DEP_SHM, SIZE), ())], 0.001)
+            s.task_done(w, task.task_id, [(oid, (P.DEP_SHM, SIZE), ())], 0.001, 0.0)
             assert rt.recovery.lineage.nbytes <= rt.recovery.lineage.cap
             prev = oid
     return prev
@@ -130,7 +130,7 @@ def test_a_100000_step_chain_keeps_lineage_under_the_cap_and_its_loss_names_the_
             w = next(x for x in s.workers if x.node is victim)
             task.worker = w
             w.inflight[task.task_id] = task
-            s.task_done(w, task.task_id, [(young, (P.DEP_SHM, SIZE), ())], 0.001)
+            s.task_done(w, task.task_id, [(young, (P.DEP_SHM, SIZE), ())], 0.001, 0.0)
         rt.node_died(victim, "was killed by the test")
         wait_rebuilt(rt)
         with s.locked():
@@ -167,7 +167,7 @@ def test_tasks_queued_on_a_lost_input_wait_for_its_rebuild(head) -> None:
         s.dispatch()
         assert rebuild.worker is not None and rebuild.worker.node is survivor
         w = rebuild.worker
-        s.task_done(w, rebuild.task_id, [(made, (P.DEP_SHM, SIZE), ())], 0.001)
+        s.task_done(w, rebuild.task_id, [(made, (P.DEP_SHM, SIZE), ())], 0.001, 0.0)
         assert s.objects[made].state == READY and reader.unresolved == 0
         assert reader in s.ready[KEY] or reader.worker is not None
 
@@ -185,7 +185,7 @@ def test_a_rebuilt_task_with_two_results_keeps_only_the_lost_one(head) -> None:
         w = next(x for x in s.workers if x.node is victim)
         task.worker = w
         w.inflight[task.task_id] = task
-        s.task_done(w, task.task_id, [(10, (P.DEP_SHM, SIZE), ()), (11, (P.DEP_SHM, SIZE), ())], 0.001)
+        s.task_done(w, task.task_id, [(10, (P.DEP_SHM, SIZE), ()), (11, (P.DEP_SHM, SIZE), ())], 0.001, 0.0)
         s.ref_events.append((-1, 10))
         s.apply_ref_events()
         assert 10 not in s.objects
@@ -196,7 +196,7 @@ def test_a_rebuilt_task_with_two_results_keeps_only_the_lost_one(head) -> None:
         scratch = again.return_ids[0]
         assert again.return_ids[1] == 11 and scratch >> OWNER_SHIFT == rec.scratch_owner
         s.task_done(again.worker, again.task_id,
-                    [(scratch, (P.DEP_SHM, SIZE), ()), (11, (P.DEP_SHM, SIZE), ())], 0.001)
+                    [(scratch, (P.DEP_SHM, SIZE), ()), (11, (P.DEP_SHM, SIZE), ())], 0.001, 0.0)
         assert s.objects[11].state == READY and scratch not in s.objects
         assert scratch not in head.directory.locations and head.directory.locations[11] == {survivor: survivor.segment(11)}
         rec.lineage.check()

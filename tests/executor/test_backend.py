@@ -48,7 +48,7 @@ def test_the_protocol_names_every_operation_the_api_needs() -> None:
         "actor_handle_event", "submit_task", "create_actor", "submit_actor_task",
         "submit_actor_chain", "check_feasible", "put", "get", "wait", "cancel", "kill",
         "object_locations", "get_actor", "cluster_resources", "available_resources", "nodes",
-        "store_capacity", "shutdown", "named_actors", "context_info",
+        "store_capacity", "shutdown", "named_actors", "context_info", "state",
     }
     for name, member in protocol_members().items():
         doc = member.fget.__doc__ if isinstance(member, property) else member.__doc__

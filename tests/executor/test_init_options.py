@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -77,14 +78,38 @@ def test_logging_level_sets_the_sluice_loggers_level_unless_logging_is_left_alon
     assert not sluice.is_initialized()
 
 
-def test_asking_for_a_dashboard_warns_that_none_starts() -> None:
-    with pytest.warns(UserWarning, match=r"include_dashboard=True, dashboard_port=8265\): sluice "
-                                         r"has no dashboard, so none starts"):
-        sluice.init(num_cpus=1, include_dashboard=True, dashboard_port=8265)
-    sluice.shutdown()
+def test_a_dashboard_starts_when_asked_and_a_taken_port_leaves_the_runtime_without_one(
+        capfd) -> None:
+    import urllib.request
+
+    import sluice.dashboard
+
+    sluice.init(num_cpus=1, include_dashboard=True, dashboard_port=0)
+    try:
+        dashboard = sluice.dashboard.current()
+        assert dashboard is not None and dashboard.port != 0
+        assert f"view the dashboard at {dashboard.url}" in capfd.readouterr().err
+        with urllib.request.urlopen(dashboard.url + "/api/v0/nodes", timeout=30) as response:
+            assert b'"node_id":"local"' in response.read()
+        taken = dashboard.port
+        sluice.shutdown()
+        assert sluice.dashboard.current() is None
+        with socket.socket() as holder:  # someone else holds the port now
+            holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            holder.bind(("127.0.0.1", taken))
+            holder.listen(1)
+            sluice.init(num_cpus=1, include_dashboard=True, dashboard_port=taken)
+            err = capfd.readouterr().err
+            assert f"the dashboard cannot listen on 127.0.0.1:{taken}" in err
+            assert "the runtime runs without a dashboard" in err
+            assert sluice.dashboard.current() is None
+            assert sluice.get(sluice.put(5)) == 5  # the runtime itself runs
+    finally:
+        sluice.shutdown()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # Ray's defaults, or no dashboard asked for: silent
         sluice.init(num_cpus=1, include_dashboard=False, dashboard_host="127.0.0.1")
+    assert sluice.dashboard.current() is None
 
 
 def test_system_config_object_spilling_config_sets_the_spill_directory(tmp_path) -> None:

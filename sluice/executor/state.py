@@ -1,0 +1,227 @@
+"""The state API's rows, read from a scheduler's state: tasks, actors, objects, workers,
+nodes and jobs as plain dicts with Ray's column names (``ray.util.state``).
+
+Tasks live in two places. Unfinished ones are the scheduler's ``tasks`` (their state
+follows from where they are: waiting for inputs, queued, sent to a worker, running).
+Ended ones are the scheduler's ``task_log``: a ring of compact tuples appended when a
+task finishes or fails for good, bounded (``SLUICE_TASK_EVENTS_MAX``, Ray's 100,000 by
+default) so that a million tasks cost bounded memory; the oldest ended tasks drop out
+first. Recording is one tuple per task in the scheduler (which every task of the driver,
+or of a cluster's head, passes through); the worker sends when its attempt began with its
+result. Everything else is read when asked: a query pays for its rows, a task does not.
+
+One answer for the embedded runtime and for a worker's or a cluster driver's ``LOOKUP``
+(see :mod:`sluice.executor.lookups`). Call under the scheduler's lock.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from sluice.executor import protocol as P
+from sluice.executor.records import FAILED, PENDING, ActorRecord, JobInfo, WorkerHandle
+
+if TYPE_CHECKING:
+    from sluice.executor.scheduler import Scheduler
+
+DEFAULT_TASK_LOG = 100_000
+"""Ended tasks kept for the state API (Ray's ``RAY_task_events_max_num_task_in_gcs``)."""
+
+KINDS = ("tasks", "actors", "objects", "workers", "nodes", "jobs")
+"""What the state API lists."""
+
+_ACTOR_STATES = {ActorRecord.PENDING: "PENDING_CREATION", ActorRecord.ALIVE: "ALIVE",
+                 ActorRecord.DEAD: "DEAD"}
+
+
+def task_log_capacity() -> int:
+    """How many ended tasks the scheduler keeps: ``SLUICE_TASK_EVENTS_MAX`` or 100,000."""
+    raw = os.environ.get("SLUICE_TASK_EVENTS_MAX", "")
+    try:
+        value = int(raw) if raw else DEFAULT_TASK_LOG
+    except ValueError:
+        raise ValueError(f"SLUICE_TASK_EVENTS_MAX={raw!r} is not a whole number; give how "
+                         f"many ended tasks to keep (0 keeps none)") from None
+    return max(0, value)
+
+
+def rows(s: Scheduler, kind: str) -> list[dict[str, Any]]:
+    """Every row of state table ``kind`` (one of :data:`KINDS`), oldest first."""
+    if kind == "tasks":
+        return task_rows(s)
+    if kind == "actors":
+        return [actor_row(s, actor) for actor in list(s.actors.values())]
+    if kind == "objects":
+        return object_rows(s)
+    if kind == "workers":
+        return worker_rows(s)
+    if kind == "nodes":
+        return node_rows(s)
+    if kind == "jobs":
+        return job_rows(s)
+    raise ValueError(f"{kind!r} is not a state table; use one of {', '.join(KINDS)}")
+
+
+def _hex(number: int | None) -> str | None:
+    return None if number is None else f"{number:016x}"
+
+
+def _ms(seconds: float) -> int | None:
+    return int(seconds * 1000) if seconds else None
+
+
+def _job_id(s: Scheduler, job: JobInfo | None) -> str | None:
+    job = job or s.driver_job
+    return job.job_id if job is not None else None
+
+
+def _namespace(s: Scheduler, job: JobInfo | None) -> str | None:
+    job = job or s.driver_job
+    return job.namespace if job is not None else None
+
+
+def _worker_fields(s: Scheduler, w: WorkerHandle | None) -> dict[str, Any]:
+    if w is None:
+        return {"node_id": None, "worker_id": None, "worker_pid": None}
+    return {"node_id": s.placement.node_id_of(w.node), "worker_id": _hex(w.index),
+            "worker_pid": getattr(w.proc, "pid", None)}
+
+
+def error_fields(blob: bytes | None) -> dict[str, Any]:
+    """``error_type`` (the exception's class name, the cause's for a task's error) and
+    ``error_message`` (its text, with the remote traceback) of an error blob."""
+    if blob is None:
+        return {"error_type": None, "error_message": None}
+    from sluice.store import serialization
+
+    try:
+        err = serialization.loads(blob)
+    except Exception:  # noqa: BLE001 - an empty or unreadable blob (a task cancelled queued)
+        return {"error_type": "TaskCancelledError" if not blob else "Unknown",
+                "error_message": "cancelled before it ran" if not blob else None}
+    cause = getattr(err, "cause", None) or err
+    return {"error_type": type(cause).__name__, "error_message": str(err)}
+
+
+def task_rows(s: Scheduler) -> list[dict[str, Any]]:
+    """Ended tasks (newest last), then the unfinished ones."""
+    out = []
+    for task_id, name, actor, job, parent, submitted, started, ran, w, blob in list(s.task_log):
+        row = {"task_id": _hex(task_id), "attempt_number": 0, "name": name,
+               "state": "FAILED" if blob is not None else "FINISHED",
+               "job_id": _job_id(s, job),
+               "actor_id": _hex(actor.actor_id) if actor is not None else None,
+               "type": "ACTOR_TASK" if actor is not None else "NORMAL_TASK",
+               "func_or_class_name": name, "parent_task_id": _hex(parent),
+               **_worker_fields(s, w),
+               "creation_time_ms": _ms(submitted), "start_time_ms": _ms(started),
+               "end_time_ms": _ms(started + ran) if started else None,
+               "duration_s": ran if started else None}
+        row.update(error_fields(blob))
+        out.append(row)
+    for task in list(s.tasks.values()):
+        w = task.worker
+        if task.unresolved:  # (one queued behind the task making its input too)
+            state = "PENDING_ARGS_AVAIL"
+        elif w is not None:
+            first = next(iter(w.inflight), None)
+            state = "RUNNING" if first == task.task_id else "SUBMITTED_TO_WORKER"
+        elif task.actor is not None:
+            state = "SUBMITTED_TO_WORKER" if task.actor.state == ActorRecord.ALIVE \
+                else "PENDING_ACTOR_TASK_ORDERING_OR_CONCURRENCY"
+        else:
+            state = "PENDING_NODE_ASSIGNMENT"
+        out.append({"task_id": _hex(task.task_id), "attempt_number": 0, "name": task.name,
+                    "state": state, "job_id": _job_id(s, task.job),
+                    "actor_id": _hex(task.actor.actor_id) if task.actor is not None else None,
+                    "type": "ACTOR_TASK" if task.actor is not None else "NORMAL_TASK",
+                    "func_or_class_name": task.name, "parent_task_id": _hex(task.parent),
+                    **_worker_fields(s, w),
+                    "creation_time_ms": _ms(task.submitted), "start_time_ms": None,
+                    "end_time_ms": None, "duration_s": None,
+                    "error_type": None, "error_message": None})
+    return out
+
+
+def actor_row(s: Scheduler, actor: ActorRecord) -> dict[str, Any]:
+    """One actor, with Ray's ``ActorState`` columns."""
+    w = actor.worker
+    state = _ACTOR_STATES[actor.state]
+    if state == "PENDING_CREATION" and actor.restarted:
+        state = "RESTARTING"
+    elif state == "PENDING_CREATION" and actor.unresolved:
+        state = "DEPENDENCIES_UNREADY"
+    row = {"actor_id": _hex(actor.actor_id), "class_name": actor.class_name, "state": state,
+           "job_id": _job_id(s, actor.job), "name": actor.name or "",
+           "node_id": s.placement.node_id_of(actor.node) if actor.node is not None or w
+           else None,
+           "pid": getattr(w.proc, "pid", None) if w is not None else None,
+           "ray_namespace": actor.namespace or _namespace(s, actor.job),
+           "required_resources": dict(actor.key),
+           "num_restarts": (int(actor.options.get("max_restarts", 0)) - actor.restarts_left
+                            if actor.restarts_left >= 0 else None),
+           "repr_name": "", "death_cause": None}
+    if actor.death is not None:
+        row["death_cause"] = error_fields(actor.death)["error_message"]
+    return row
+
+
+def object_rows(s: Scheduler) -> list[dict[str, Any]]:
+    """Objects the driver tracks: size (None while pending), state, references."""
+    out = []
+    for oid, entry in list(s.objects.items()):
+        spec = entry.spec
+        if spec is None:
+            size = None
+        elif spec[0] == P.DEP_SHM:
+            size = spec[1]
+        elif spec[0] == P.DEP_ERROR:
+            size = 0
+        else:
+            size = len(spec[1])
+        producer = entry.producer
+        out.append({"object_id": _hex(oid), "object_size": size,
+                    "task_status": ("PENDING" if entry.state == PENDING else
+                                    "FAILED" if entry.state == FAILED else "FINISHED"),
+                    "reference_type": "LOCAL_REFERENCE" if entry.refs > 0 else
+                                      "USED_BY_PENDING_TASK" if entry.holds > 0 else "CAPTURED",
+                    "refs": entry.refs, "holds": entry.holds,
+                    "in_shared_memory": spec is not None and spec[0] == P.DEP_SHM,
+                    "task_id": _hex(producer.task_id) if producer is not None else None})
+    return out
+
+
+def worker_rows(s: Scheduler) -> list[dict[str, Any]]:
+    """The driver's worker processes: the pool's and the actors'."""
+    out = []
+    seen: set[int] = set()
+    for w in list(s.workers) + [a.worker for a in s.actors.values() if a.worker is not None]:
+        if w.index in seen:
+            continue
+        seen.add(w.index)
+        out.append({"worker_id": _hex(w.index), "is_alive": w.alive,
+                    "worker_type": "WORKER", "node_id": s.placement.node_id_of(w.node),
+                    "pid": getattr(w.proc, "pid", None),
+                    "actor_class": w.actor.class_name if w.actor is not None else None,
+                    "tasks_in_flight": len(w.inflight), "blocked_in_get": bool(w.blocked)})
+    return out
+
+
+def node_rows(s: Scheduler) -> list[dict[str, Any]]:
+    """Every node (dead ones DEAD), with its resources and its store's capacity."""
+    infos = s.placement.node_infos()
+    return [{"node_id": info.node_id, "node_ip": info.address.rsplit(":", 1)[0]
+             if ":" in info.address else info.address,
+             "is_head_node": i == 0, "state": "ALIVE" if info.alive else "DEAD",
+             "node_name": info.address, "resources_total": dict(info.resources),
+             "store_capacity": info.store_capacity} for i, info in enumerate(infos)]
+
+
+def job_rows(s: Scheduler) -> list[dict[str, Any]]:
+    """The drivers' jobs: the embedded runtime's own, or each driver connected to a head."""
+    jobs = ([(s.driver_job, os.getpid())] if s.driver_job is not None else []) + [
+        (job, getattr(getattr(w, "proc", None), "pid", None))
+        for index, job in s.client_jobs.items() for w in [s.clients.get(index)]]
+    return [{"job_id": job.job_id, "type": "DRIVER", "status": "RUNNING",
+             "namespace": job.namespace, "driver_pid": pid} for job, pid in jobs]

@@ -1,0 +1,59 @@
+"""The state API over HTTP: rows read from a dashboard's ``/api/v0/`` (``address`` in
+:mod:`sluice.util.state`, and ``sluice list``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+ALL_ROWS = 10_000_000
+"""The limit sent when every row is wanted (the caller filters and limits)."""
+
+
+def dashboard_url(address: str) -> str:
+    """``http://HOST:PORT`` of ``address`` (``HOST:PORT`` or a URL; a ``sluice://`` address
+    is a cluster's head, whose dashboard listens on its ``--dashboard-port``)."""
+    address = address.strip().rstrip("/")
+    if address.startswith("sluice://"):
+        raise ValueError(f"address={address!r} is a cluster's gRPC address; give its "
+                         f"dashboard's, http://HEAD:8265 (sluice start --head prints it)")
+    return address if "://" in address else f"http://{address}"
+
+
+def fetch(address: str, path: str, params: dict[str, Any] | None = None,
+          timeout: float = 30.0) -> Any:
+    """The ``data.result`` of ``GET address/path?params``; a clear error when the dashboard
+    is not there or refuses."""
+    url = f"{dashboard_url(address)}{path}"
+    if params:
+        url += "?" + urllib.parse.urlencode(params, doseq=True)
+    request = urllib.request.Request(url)
+    token = os.environ.get("SLUICE_TOKEN")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            body = json.load(response)
+    except urllib.error.HTTPError as err:
+        try:
+            message = json.load(err).get("msg", "")
+        except ValueError:
+            message = ""
+        if err.code == 400:
+            raise ValueError(message or f"the dashboard at {address} refused {path}") from None
+        raise ConnectionError(f"the dashboard at {address} answered {err.code} to {path}: "
+                              f"{message or err.reason}") from None
+    except (urllib.error.URLError, OSError) as err:
+        raise ConnectionError(f"no sluice dashboard answers at {address} ({err}); start the "
+                              f"runtime with sluice.init(include_dashboard=True), or give "
+                              f"the address it printed") from None
+    return body["data"]["result"]
+
+
+def fetch_rows(address: str, kind: str) -> list[dict[str, Any]]:
+    """Every row of state table ``kind`` from the dashboard at ``address``."""
+    return fetch(address, f"/api/v0/{kind}", {"limit": ALL_ROWS})["result"]

@@ -1,0 +1,218 @@
+"""The dashboard on the embedded runtime: its JSON state API, ``sluice list``/``summary``
+against it, and its pages in a real browser (headless Chromium): following links, a failed
+task's traceback, the content refreshing live while tasks run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import sluice
+import sluice.dashboard
+from sluice.util import state
+from tests.dashboard.conftest import ROOT, screenshot
+
+
+@pytest.fixture(scope="module")
+def url() -> Iterator[str]:
+    sluice.init(num_cpus=2, include_dashboard=True, dashboard_port=0)
+    dashboard = sluice.dashboard.current()
+    assert dashboard is not None
+    yield dashboard.url
+    sluice.shutdown()
+
+
+@sluice.remote
+def square(x):
+    return x * x
+
+
+@sluice.remote
+def explode(x):
+    raise ValueError(f"no good: {x}")
+
+
+@sluice.remote
+def wait_for(path: str) -> str:
+    while not os.path.exists(path):
+        time.sleep(0.01)
+    return path
+
+
+@sluice.remote
+class Greeter:
+    def greet(self, name):
+        return f"hello {name}"
+
+
+def get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.load(response)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sluice.cli", *args], capture_output=True,
+                          text=True, timeout=120, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_the_json_state_api_answers_as_rays(url: str) -> None:
+    sluice.get([square.remote(i) for i in range(3)])
+    with pytest.raises(ValueError):
+        sluice.get(explode.remote(1))
+    body = get_json(f"{url}/api/v0/tasks?limit=1000&filter_keys=name&filter_predicates=%3D"
+                    f"&filter_values=explode")
+    assert body["result"] is True
+    (row,) = body["data"]["result"]["result"]
+    assert row["state"] == "FAILED" and row["error_type"] == "ValueError"
+    assert body["data"]["result"]["total"] >= 4
+    summary = get_json(f"{url}/api/v0/tasks/summarize")["data"]["result"]["node_id_to_summary"]
+    assert summary["cluster"]["summary"]["square"]["state_counts"]["FINISHED"] >= 3
+    # what the API returns is what the local state API returns
+    assert state.list_tasks(address=url, limit=1000) == state.list_tasks(limit=1000)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        get_json(f"{url}/api/v0/tasks?filter_keys=colour&filter_predicates=%3D&filter_values=x")
+    assert refused.value.code == 400
+    assert "'colour' is not a column tasks can be filtered on" in json.load(refused.value)["msg"]
+
+
+def test_sluice_list_and_summary_read_the_dashboard(url: str) -> None:
+    sluice.get([square.remote(i) for i in range(2)])
+    with pytest.raises(ValueError):
+        sluice.get(explode.remote(2))
+    out = run_cli("list", "tasks", "--address", url, "--filter", "state=FAILED")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split()[:3] == ["TASK_ID", "NAME", "STATE"]
+    assert all(" explode " in line and "FAILED" in line for line in lines[1:-1]) and lines[1:-1]
+    rows = json.loads(run_cli("list", "tasks", "--address", url, "--filter", "name!=explode",
+                              "--limit", "2", "--format", "json").stdout)
+    assert len(rows) == 2 and all(r["name"] != "explode" for r in rows)
+    summary = run_cli("summary", "tasks", "--address", url)
+    assert summary.returncode == 0
+    assert any(line.startswith("square") and "FINISHED:" in line
+               for line in summary.stdout.splitlines())
+    nodes = run_cli("list", "nodes", "--address", url)
+    assert "local" in nodes.stdout and "ALIVE" in nodes.stdout
+    bad = run_cli("list", "tasks", "--address", url, "--filter", "colour=red")
+    assert bad.returncode == 2 and "'colour' is not a column" in bad.stderr
+    malformed = run_cli("list", "tasks", "--address", url, "--filter", "state")
+    assert malformed.returncode == 2 and "write KEY=VALUE" in malformed.stderr
+
+
+def test_sluice_list_without_a_dashboard_says_so() -> None:
+    import socket
+
+    with socket.socket() as unused:  # a port nobody listens on
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    out = run_cli("list", "actors", "--address", f"127.0.0.1:{port}")
+    assert out.returncode == 1
+    assert f"no sluice dashboard answers at 127.0.0.1:{port}" in out.stderr
+
+
+def test_a_token_guards_the_dashboard() -> None:
+    from sluice.dashboard.server import Dashboard
+
+    class Rows:
+        def rows(self, kind: str) -> list:
+            return [{"node_id": "n1", "node_ip": "10.0.0.1", "is_head_node": True,
+                     "state": "ALIVE", "node_name": "n1"}] if kind == "nodes" else []
+
+    guarded = Dashboard(Rows(), port=0, token="s3cret")
+    guarded.start()
+    try:
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            get_json(f"{guarded.url}/api/v0/nodes")
+        assert refused.value.code == 401 and "token" in json.load(refused.value)["msg"]
+        request = urllib.request.Request(f"{guarded.url}/api/v0/nodes",
+                                         headers={"Authorization": "Bearer s3cret"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert json.load(response)["data"]["result"]["result"][0]["node_id"] == "n1"
+        wrong = urllib.request.Request(f"{guarded.url}/", headers={"Authorization": "Bearer no"})
+        with pytest.raises(urllib.error.HTTPError) as page_refused:
+            urllib.request.urlopen(wrong, timeout=30)
+        assert page_refused.value.code == 401
+    finally:
+        guarded.stop()
+
+
+# -- in a browser -------------------------------------------------------------------------
+
+def wait(driver, condition, deadline_s: float = 60.0):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, deadline_s, poll_frequency=0.1).until(condition)
+
+
+def content(driver) -> str:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.ID, "content").text
+
+
+def table_text(driver) -> str:
+    """The text of the page's tables (not its filter form, whose choices name states)."""
+    from selenium.webdriver.common.by import By
+
+    return "\n".join(t.text for t in driver.find_elements(By.CSS_SELECTOR, "#content table"))
+
+
+def test_the_pages_in_a_browser(url: str, browser, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    sluice.get([square.remote(i) for i in range(4)])
+    with pytest.raises(ValueError):
+        sluice.get(explode.remote(42))
+    greeter = Greeter.options(name="greeter").remote()
+    assert sluice.get(greeter.greet.remote("you")) == "hello you"
+
+    browser.get(url + "/")
+    assert "Cluster" in browser.title
+    text = content(browser)
+    assert "nodes alive" in text and "local" in text and "ALIVE" in text
+    screenshot(browser, "cluster")
+
+    browser.find_element(By.LINK_TEXT, "Tasks").click()   # the navigation bar
+    wait(browser, lambda d: d.current_url.endswith("/tasks"))
+    wait(browser, lambda d: "explode" in content(d))
+    failed = [row for row in browser.find_elements(By.CSS_SELECTOR, "#content tr")
+              if " explode " in f" {row.text} " and "FAILED" in row.text]
+    assert failed
+    screenshot(browser, "tasks")
+    failed[0].find_element(By.TAG_NAME, "a").click()       # the failed task's own page
+    traceback = wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "pre.traceback"))
+    assert "ValueError: no good: 42" in traceback.text and "Traceback" in traceback.text
+    assert "in explode" in traceback.text
+    screenshot(browser, "task-failed")
+
+    browser.find_element(By.LINK_TEXT, "Actors").click()
+    wait(browser, lambda d: "greeter" in content(d))
+    assert "Greeter" in content(browser) and "ALIVE" in content(browser)
+    browser.find_element(By.LINK_TEXT, "Objects").click()
+    wait(browser, lambda d: "object(s)" in content(d))
+    browser.find_element(By.LINK_TEXT, "Workers").click()
+    wait(browser, lambda d: "Greeter" in content(d))
+    browser.find_element(By.LINK_TEXT, "Jobs").click()
+    wait(browser, lambda d: "DRIVER" in content(d) and "RUNNING" in content(d))
+
+    # Live: the tasks page shows a task start and end without being reloaded.
+    browser.get(url + "/tasks?name=wait_for")
+    browser.execute_script("window.__not_reloaded = true;")
+    go = tmp_path / "go"
+    ref = wait_for.remote(str(go))
+    wait(browser, lambda d: "RUNNING" in table_text(d))
+    go.touch()
+    sluice.get(ref)
+    wait(browser, lambda d: "FINISHED" in table_text(d) and "RUNNING" not in table_text(d))
+    assert browser.execute_script("return window.__not_reloaded === true;")
+    sluice.kill(greeter)
