@@ -299,3 +299,15 @@ def new_graph(ops: list[Op], graph_attrs: dict) -> nx.DiGraph:
         for src in op.inputs:
             g.add_edge(src, op.id)
     return g
+
+
+def op_label(op: Op) -> str:
+    """What a reader calls the op: ``inc``, ``Counter.add``, ``input[0]``, ``to_device``."""
+    if op.kind is OpKind.SELECT and len(op.key) == 2:
+        how, what = op.key
+        return f"input.{what}" if how == "attr" else f"input[{what!r}]"
+    if op.kind is OpKind.METHOD and op.method and not op.name.endswith(op.method):
+        return f"{op.name}.{op.method}"
+    if op.kind is OpKind.TRANSFER and op.method:
+        return op.method
+    return op.name

@@ -11,10 +11,11 @@ from many threads. ``execute`` is the runner's (``sluice.compiler.runner``); ``e
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sluice.compiler.ir import ActorChain, Op, OpKind, PlacementReason
+from sluice.compiler.pass_log import PassChange
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +65,8 @@ class Plan:
     edge, for the logical view), ``actor_chains`` (method calls the runner
     forwards actor to actor), ``not_chained`` ((src op, dst op, rule) for every
     method-to-method edge that is not forwarded) and ``sizes`` ((op id, bytes) of the
-    values whose size the backend knew at compile: the bound objects).
+    values whose size the backend knew at compile: the bound objects), ``pass_log``
+    (each pass that fired with the graph before and after it: ``sluice.compiler.pass_log``).
     """
 
     stages: tuple[Stage, ...]
@@ -79,6 +81,7 @@ class Plan:
     actor_chains: tuple[ActorChain, ...] = ()
     not_chained: tuple[tuple[str, str, str], ...] = ()
     sizes: tuple[tuple[str, int], ...] = ()
+    pass_log: tuple[PassChange, ...] = field(default=(), compare=False, repr=False)
 
     def function(self, fn_id: int) -> bytes:
         """The pickled function or class with id ``fn_id``."""

@@ -56,6 +56,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sluice.compiler import history
 from sluice.compiler.ir import OpKind, unpack_template
 from sluice.compiler.plan import Plan, Stage
 from sluice.compiler.plan_run import PlanRun, plan_run
@@ -373,6 +374,8 @@ def execute_plan(plan: Plan, args: tuple, kwargs: dict) -> Any:
     values = run.values
     for stage, step in steps:
         values[stage.output] = step(run, stage)
+    if history.recording:
+        history.record(plan, values, "execute")
     outs = [_as_ref(values[o], rt) for o in plan.outputs]
     return outs if plan.multi_output else outs[0]
 
@@ -402,6 +405,8 @@ def run_plan(plan: Plan, hooks: StageHooks, args: tuple = (),
             hooks.poll(run)
             run.values[stage.output] = _start(run, stage)
     hooks.end(run)
+    if history.recording:
+        history.record(plan, run.values, type(hooks).__name__)
     return run
 
 

@@ -12,10 +12,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sluice.compiler.ir import ActorChain, Op, OpKind, PlacementReason
+from sluice.compiler.ir import ActorChain, Op, OpKind, PlacementReason, op_label
 from sluice.compiler.passes.actor_chains import RULE as CHAIN_RULE
 from sluice.compiler.passes.locality import LOCAL
 from sluice.compiler.passes.locality import RULE as PLACEMENT_RULE
+from sluice.compiler.pass_log import PassChange, diff, summary
 from sluice.compiler.plan import Plan, Stage
 from sluice.executor.strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
 
@@ -167,7 +168,7 @@ def _op_json(op: Op) -> dict[str, Any]:
         "id": op.id,
         "kind": op.kind.value,
         "name": op.name,
-        "label": _op_label(op),
+        "label": op_label(op),
         "inputs": list(op.inputs),
         "resources": dict(op.resources),
         "device": op.device,
@@ -175,18 +176,6 @@ def _op_json(op: Op) -> dict[str, Any]:
         "jit": op.jit,
         "num_returns": op.num_returns,
     }
-
-
-def _op_label(op: Op) -> str:
-    """What a reader calls the op: ``inc``, ``Counter.add``, ``input[0]``, ``to_device``."""
-    if op.kind is OpKind.SELECT and len(op.key) == 2:
-        how, what = op.key
-        return f"input.{what}" if how == "attr" else f"input[{what!r}]"
-    if op.kind is OpKind.METHOD and op.method and not op.name.endswith(op.method):
-        return f"{op.name}.{op.method}"
-    if op.kind is OpKind.TRANSFER and op.method:
-        return op.method
-    return op.name
 
 
 def _edges_json(plan: Plan, stage_of: dict[str, str],
@@ -391,7 +380,8 @@ def format_bytes(size: int) -> str:
 # --------------------------------------------------------------------------- graphviz
 
 def visualize(plan: Plan, path: str | Path | None = None, level: str = "physical",
-              sizes: Mapping[str, int] | None = None) -> graphviz.Digraph:
+              sizes: Mapping[str, int] | None = None,
+              figures: Mapping[str, Mapping[str, str]] | None = None) -> graphviz.Digraph:
     """A ``graphviz.Digraph`` of the plan, rendered to ``path`` when given.
 
     ``level="physical"`` draws each fused stage as a cluster, GPU stages in
@@ -402,13 +392,15 @@ def visualize(plan: Plan, path: str | Path | None = None, level: str = "physical
     transfer, dotted: actor call), labelled with the value's size from
     ``sizes`` (op id -> bytes) when known. ``level="logical"`` draws one node
     per op and the op-level edges, without stages. ``path`` picks the format
-    by suffix: ``.svg``, ``.png`` or ``.pdf``.
+    by suffix: ``.svg``, ``.png`` or ``.pdf``. ``figures`` (stage id -> ``{"text": ...,
+    "status": "pending" | "running" | "done" | "failed"}``) writes a run's figures under
+    each stage and colours it by its status (the dashboard's live plans).
     """
     if level not in LEVELS:
         raise ValueError(f"level={level!r} is not a plan level; use one of {', '.join(LEVELS)}")
     fmt = _render_format(path) if path is not None else None
     data = plan_to_json(plan, sizes)
-    graph = _physical_graph(data) if level == "physical" else _logical_graph(data)
+    graph = _physical_graph(data, figures or {}) if level == "physical" else _logical_graph(data)
     if path is not None and fmt is not None:
         _render(graph, Path(path), fmt)
     return graph
@@ -433,7 +425,8 @@ def _new_digraph(title: str, n_nodes: int) -> graphviz.Digraph:
     )
 
 
-def _physical_graph(data: dict[str, Any]) -> graphviz.Digraph:
+def _physical_graph(data: dict[str, Any],
+                    figures: Mapping[str, Mapping[str, str]]) -> graphviz.Digraph:
     n_ops = sum(len(stage["ops"]) for stage in data["stages"])
     labelled = len(data["edges"]) <= EDGE_LABEL_LIMIT
     state = "optimized" if data["optimized"] else "not optimized"
@@ -443,7 +436,7 @@ def _physical_graph(data: dict[str, Any]) -> graphviz.Digraph:
                   "dotted = actor call")
     graph = _new_digraph(title, n_ops)
     for stage in data["stages"]:
-        _draw_stage(graph, stage)
+        _draw_stage(graph, stage, figures.get(stage["id"]))
     known = {op["id"] for stage in data["stages"] for op in stage["ops"]}
     for edge in data["edges"]:
         if edge["src"] not in known:  # an input no stage holds: drawn once, dashed
@@ -453,29 +446,45 @@ def _physical_graph(data: dict[str, Any]) -> graphviz.Digraph:
     return graph
 
 
-def _draw_stage(graph: graphviz.Digraph, stage: dict[str, Any]) -> None:
+_STATUS_LINES = {"running": ("#1a7f37", "3"), "failed": ("#b42318", "3"),
+                 "pending": ("#8c959f", "1.5")}
+
+
+def _draw_stage(graph: graphviz.Digraph, stage: dict[str, Any],
+                figure: Mapping[str, str] | None = None) -> None:
     gpu = stage["device"] == "gpu"
     if not stage["fused"]:
-        _draw_op(graph, stage["ops"][0], gpu, stage)
+        _draw_op(graph, stage["ops"][0], gpu, stage, figure)
         return
     label = (f"({stage['index']}) {stage['kind'].upper()} {stage['device']} "
              f"{_format_resources(stage['resources'])}")
     if stage["placement"] != LOCAL:
         label += f" {_placement_text(stage)}"
+    if figure is not None:
+        label += f"\\n{figure['text']}"
     with graph.subgraph(name=f"cluster_{stage['id']}") as cluster:
         cluster.attr(label=label, style="filled,rounded", fontsize="9", labeljust="l",
                      fillcolor=_GPU_FILL if gpu else _CLUSTER_FILL,
                      color=_GPU_LINE if gpu else _CLUSTER_LINE, tooltip=stage["id"])
+        status = _STATUS_LINES.get(figure.get("status", "")) if figure is not None else None
+        if status is not None:
+            cluster.attr(color=status[0], penwidth=status[1])
         for op in stage["ops"]:
             _draw_op(cluster, op, gpu, stage)
 
 
 def _draw_op(graph: graphviz.Digraph, op: dict[str, Any], gpu: bool,
-             stage: dict[str, Any] | None) -> None:
+             stage: dict[str, Any] | None, figure: Mapping[str, str] | None = None) -> None:
     label = op["label"]
     if stage is not None and not stage["fused"] and stage["placement"] != LOCAL:
         label += f"\\n@{stage['placement']}"  # a fused stage's cluster label says where
-    graph.node(op["id"], label=label, tooltip=_op_tooltip(op, stage), **_op_style(op, gpu))
+    style = _op_style(op, gpu)
+    if figure is not None:
+        label += f"\\n{figure['text']}"
+        status = _STATUS_LINES.get(figure.get("status", ""))
+        if status is not None:
+            style.update(color=status[0], penwidth=status[1])
+    graph.node(op["id"], label=label, tooltip=_op_tooltip(op, stage), **style)
 
 
 def _op_style(op: dict[str, Any], gpu: bool) -> dict[str, str]:
@@ -547,3 +556,58 @@ def _render(graph: graphviz.Digraph, path: Path, fmt: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="sluice-plan-") as scratch:
         graph.render(filename=Path(scratch) / "plan.gv", outfile=path, format=fmt, cleanup=True)
+
+
+def draw_pass_change(change: PassChange) -> graphviz.Digraph:
+    """One compiler pass drawn as a diff: the graph after it, with what it removed still
+    shown. Green: ops and edges it added; red, dashed: removed; orange outline: ops it
+    regrouped into another stage, placed on another node or moved to another device.
+    Boxes around ops are the stages after the pass (fused ops share one)."""
+    changed = diff(change)
+    before = {op[0]: op for op in change.before.ops}
+    after = {op[0]: op for op in change.after.ops}
+    touched = ({op_id for op_id, _, _ in changed["regrouped"]}
+               | {op_id for op_id, _, _ in changed["placed"]}
+               | {op_id for op_id, _, _ in changed["moved"]})
+    added, removed = set(changed["added"]), set(changed["removed"])
+    graph = _new_digraph(f"pass {change.name}: {summary(change)}", len(after) + len(removed))
+    groups: dict[str, list[tuple]] = {}
+    for op in after.values():
+        groups.setdefault(op[3], []).append(op)
+
+    def node(g: graphviz.Digraph, op: tuple, state: str) -> None:
+        label = op[1] if op[4] == LOCAL else f"{op[1]}\\n@{op[4]}"
+        if op[5] == "gpu":
+            label += "\\n(gpu)"
+        attrs = {"shape": "box", "style": "filled,rounded", "fillcolor": "white"}
+        if state == "added":
+            attrs.update(fillcolor="#d8f3dc", color="#1a7f37", penwidth="2")
+        elif state == "removed":
+            attrs.update(style="dashed,rounded", color="#b42318", fontcolor="#b42318")
+        elif state == "touched":
+            attrs.update(color="#d4700a", penwidth="2.5")
+        g.node(op[0], label=label, tooltip=f"{op[0]} ({state})", **attrs)
+
+    def state_of(op_id: str) -> str:
+        return "added" if op_id in added else "touched" if op_id in touched else "same"
+
+    for index, (group, members) in enumerate(sorted(groups.items())):
+        if len(members) == 1:
+            node(graph, members[0], state_of(members[0][0]))
+            continue
+        with graph.subgraph(name=f"cluster_{index}") as cluster:
+            cluster.attr(label=f"stage of {len(members)} ops", style="rounded,filled",
+                         fillcolor=_CLUSTER_FILL, color=_CLUSTER_LINE, fontsize="9")
+            for op in members:
+                node(cluster, op, state_of(op[0]))
+    for op_id in sorted(removed):
+        node(graph, before[op_id], "removed")
+    new_edges = set(changed["edges_added"])
+    for src, dst in change.after.edges:
+        if (src, dst) in new_edges:
+            graph.edge(src, dst, color="#1a7f37", penwidth="2")
+        else:
+            graph.edge(src, dst, color="#555555")
+    for src, dst in changed["edges_removed"]:
+        graph.edge(src, dst, color="#b42318", style="dashed")
+    return graph

@@ -10,6 +10,7 @@ A library adds a page with :func:`register_page` without touching these.
 
 from __future__ import annotations
 
+from sluice.dashboard import plans as _plans  # noqa: F401  (registers the Plans page)
 from sluice.dashboard.pages import Page, register_page
 from sluice.dashboard.server import (
     DEFAULT_PORT,

@@ -194,7 +194,10 @@ def start(source: pages.Source, host: str = "127.0.0.1", port: int | None = None
     """Start this process's dashboard and print where it is; None (with a message saying
     why) when it cannot listen, so that the runtime starts without it."""
     global _current
+    from sluice.compiler import history
+
     stop()
+    history.enable()  # the Plans page shows the runs from now on
     dashboard = Dashboard(source, host, DEFAULT_PORT if port is None else port, token)
     try:
         dashboard.start()

@@ -356,8 +356,6 @@ class Scheduler(ObjectTable, StreamTable, WorkerPool):
         if task is None:
             return  # a stale result (the task was bounced or cancelled meanwhile)
         self.note_duration(task.fn_id, seconds)
-        self.task_log.append((task.task_id, task.name, task.actor, task.job, task.parent,
-                              task.submitted, started, seconds, w, None))
         if self.lineage is not None and task.actor is None and not task.cancelled:
             # Before finish() releases the inputs: an input freed then keeps its lineage,
             # since this result's lineage reads it.
@@ -365,13 +363,18 @@ class Scheduler(ObjectTable, StreamTable, WorkerPool):
             if made:
                 self.lineage.task_finished(task, made)
         self.finish(task)
+        nbytes = 0
         for oid, spec, contained in results:
+            nbytes += spec[1] if spec[0] == P.DEP_SHM else len(spec[1])
             if task.cancelled:
                 if spec[0] == P.DEP_SHM:
                     self.locations.adopt(oid, spec[1], w.node)
                     self.locations.free(oid)
                 continue
             self.add_object(oid, spec, contained, stored_by=w)
+        self.task_log.append((task.task_id, task.name, task.actor, task.job, task.parent,
+                              task.submitted, started, seconds, w, None, task.return_ids,
+                              nbytes))
         self.release_lease(w)
 
     def task_failed(self, w: WorkerHandle, task_id: int, blob: bytes, retryable: bool,
@@ -420,7 +423,8 @@ class Scheduler(ObjectTable, StreamTable, WorkerPool):
 
     def finish_failed(self, task: TaskRecord, blob: bytes) -> None:
         self.task_log.append((task.task_id, task.name, task.actor, task.job, task.parent,
-                              task.submitted, task.started, task.ran, task.worker, blob))
+                              task.submitted, task.started, task.ran, task.worker, blob,
+                              task.return_ids, 0))
         self.finish(task)
         for oid in task.return_ids:
             if oid in self.objects and self.objects[oid].state == PENDING:

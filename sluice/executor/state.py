@@ -107,7 +107,8 @@ def error_fields(blob: bytes | None) -> dict[str, Any]:
 def task_rows(s: Scheduler) -> list[dict[str, Any]]:
     """Ended tasks (newest last), then the unfinished ones."""
     out = []
-    for task_id, name, actor, job, parent, submitted, started, ran, w, blob in list(s.task_log):
+    for (task_id, name, actor, job, parent, submitted, started, ran, w, blob,
+         returns, nbytes) in list(s.task_log):
         row = {"task_id": _hex(task_id), "attempt_number": 0, "name": name,
                "state": "FAILED" if blob is not None else "FINISHED",
                "job_id": _job_id(s, job),
@@ -117,7 +118,9 @@ def task_rows(s: Scheduler) -> list[dict[str, Any]]:
                **_worker_fields(s, w),
                "creation_time_ms": _ms(submitted), "start_time_ms": _ms(started),
                "end_time_ms": _ms(started + ran) if started else None,
-               "duration_s": ran if started else None}
+               "duration_s": ran if started else None,
+               "object_ids": [_hex(oid) for oid in returns],
+               "output_bytes": nbytes if blob is None else None}
         row.update(error_fields(blob))
         out.append(row)
     for task in list(s.tasks.values()):
@@ -140,7 +143,8 @@ def task_rows(s: Scheduler) -> list[dict[str, Any]]:
                     **_worker_fields(s, w),
                     "creation_time_ms": _ms(task.submitted), "start_time_ms": None,
                     "end_time_ms": None, "duration_s": None,
-                    "error_type": None, "error_message": None})
+                    "object_ids": [_hex(oid) for oid in task.return_ids],
+                    "output_bytes": None, "error_type": None, "error_message": None})
     return out
 
 

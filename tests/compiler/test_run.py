@@ -34,7 +34,13 @@ from tests.dsl.test_to_graph import DagSpec, dag_specs
 
 @pytest.fixture(scope="module", autouse=True)
 def runtime() -> Iterator[None]:
-    sluice.init(num_cpus=2, num_gpus=1)
+    # The record of ended tasks (the state API's) is a bounded ring, 100,000 by default;
+    # kept small here so that the memory tests measure everything else.
+    os.environ["SLUICE_TASK_EVENTS_MAX"] = "1000"
+    try:
+        sluice.init(num_cpus=2, num_gpus=1)
+    finally:
+        del os.environ["SLUICE_TASK_EVENTS_MAX"]
     yield
     sluice.shutdown()
 

@@ -154,17 +154,25 @@ def wait(driver, condition, deadline_s: float = 60.0):
     return WebDriverWait(driver, deadline_s, poll_frequency=0.1).until(condition)
 
 
-def content(driver) -> str:
-    from selenium.webdriver.common.by import By
+# The content refreshes in place every second, so elements found one moment may be gone
+# the next: what is read is read in one script, and links are followed by their address.
 
-    return driver.find_element(By.ID, "content").text
+def content(driver) -> str:
+    return driver.execute_script("return document.getElementById('content').innerText;")
 
 
 def table_text(driver) -> str:
     """The text of the page's tables (not its filter form, whose choices name states)."""
-    from selenium.webdriver.common.by import By
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll('#content table'))"
+        ".map(t => t.innerText).join('\\n');")
 
-    return "\n".join(t.text for t in driver.find_elements(By.CSS_SELECTOR, "#content table"))
+
+def links(driver, selector: str = "#content td a") -> list[tuple[str, str]]:
+    """(text, address) of the links ``selector`` finds."""
+    return [tuple(pair) for pair in driver.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0]))"
+        ".map(a => [a.innerText, a.href]);", selector)]
 
 
 def test_the_pages_in_a_browser(url: str, browser, tmp_path: Path) -> None:
@@ -185,11 +193,12 @@ def test_the_pages_in_a_browser(url: str, browser, tmp_path: Path) -> None:
     browser.find_element(By.LINK_TEXT, "Tasks").click()   # the navigation bar
     wait(browser, lambda d: d.current_url.endswith("/tasks"))
     wait(browser, lambda d: "explode" in content(d))
-    failed = [row for row in browser.find_elements(By.CSS_SELECTOR, "#content tr")
-              if " explode " in f" {row.text} " and "FAILED" in row.text]
+    failed = [row.split("\t") for row in table_text(browser).splitlines()]
+    failed = [cells for cells in failed if "explode" in cells and "FAILED" in cells]
     assert failed
     screenshot(browser, "tasks")
-    failed[0].find_element(By.TAG_NAME, "a").click()       # the failed task's own page
+    task_id = failed[0][0]
+    browser.find_element(By.LINK_TEXT, task_id).click()   # the failed task's own page
     traceback = wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "pre.traceback"))
     assert "ValueError: no good: 42" in traceback.text and "Traceback" in traceback.text
     assert "in explode" in traceback.text
@@ -216,3 +225,85 @@ def test_the_pages_in_a_browser(url: str, browser, tmp_path: Path) -> None:
     wait(browser, lambda d: "FINISHED" in table_text(d) and "RUNNING" not in table_text(d))
     assert browser.execute_script("return window.__not_reloaded === true;")
     sluice.kill(greeter)
+
+
+@sluice.remote
+def load(n):
+    import numpy as np
+
+    return np.arange(n)
+
+
+@sluice.remote
+def double(x):
+    return x * 2
+
+
+@sluice.remote
+def gate(x, path: str):
+    while not os.path.exists(path):
+        time.sleep(0.01)
+    return x
+
+
+@sluice.remote
+def combine(a, b):
+    return float(a.sum() + b.sum())
+
+
+@sluice.remote
+def refuse(x):
+    raise RuntimeError("stage refused")
+
+
+def svg_text(driver, selector: str = ".plan-svg text") -> str:
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0]))"
+        ".map(t => t.textContent).join(' ');", selector)
+
+
+def test_the_plans_page_draws_a_running_plan_live_and_what_each_pass_did(
+        url: str, browser, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    go = tmp_path / "go"
+    with sluice.InputNode() as inp:
+        left = double.bind(load.bind(inp))
+        right = double.bind(load.bind(inp))        # CSE makes this the same as left
+        dag = combine.bind(gate.bind(left, str(go)), right)
+    ref = dag.execute(100_000)
+
+    browser.get(url + "/")
+    browser.find_element(By.LINK_TEXT, "Plans").click()
+    found = wait(browser, lambda d: [href for text, href in links(d) if text.isdigit()])
+    rows = table_text(browser)
+    assert "combine" in rows and "cse, fusion" in rows
+    browser.get(found[0])
+    wait(browser, lambda d: "running:" in svg_text(d))   # the gated stage runs now
+    text = svg_text(browser)
+    assert "done: 1 object(s), 1 task(s)" in text      # load+double, fused, finished
+    assert "pending: 1 object(s), 1 task(s)" in text   # combine waits for the gate
+    screenshot(browser, "plan-running")
+    go.touch()
+    assert sluice.get(ref) == 2 * 2 * sum(range(100_000))
+    wait(browser, lambda d: "running:" not in svg_text(d) and "pending:" not in svg_text(d))
+    assert svg_text(browser).count("done:") == 3
+    stages = table_text(browser)
+    assert "load+double" in stages and "DONE" in stages and "RUNNING" not in stages
+    passes = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#content h3')).map(h => h.innerText);")
+    assert passes == ["cse", "fusion"]
+    diffs = svg_text(browser, ".pass-diff svg text")
+    assert "pass cse: 2 op(s) removed" in diffs
+    assert "pass fusion: 2 op(s) regrouped into stages" in diffs
+    screenshot(browser, "plan")
+
+    with sluice.InputNode() as inp:
+        failing = double.bind(refuse.bind(inp))
+    with pytest.raises(RuntimeError, match="stage refused"):
+        sluice.get(failing.execute(1))
+    browser.get(url + "/plans")
+    newest = wait(browser, lambda d: [href for text, href in links(d) if text.isdigit()])
+    browser.get(newest[0])   # the most recently run is listed first
+    wait(browser, lambda d: "failed:" in svg_text(d))
+    assert "1 failed" in svg_text(browser) and "FAILED" in table_text(browser)
