@@ -43,6 +43,10 @@ def __getattr__(name: str) -> object:
         from sluice.compiler.plan import Plan
 
         return Plan
+    if name == "timeline":  # Ray's ray.timeline
+        from sluice.util.timeline import timeline
+
+        return timeline
     if name == "util":  # Ray's ray.util, reachable after a plain ``import sluice`` as there
         import sluice.util
 
@@ -51,7 +55,7 @@ def __getattr__(name: str) -> object:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), "Plan"})
+    return sorted({*globals(), "Plan", "timeline"})
 
 
 __version__ = "0.1.0"
@@ -78,6 +82,7 @@ __all__ = [
     "get_runtime_context",
     "init",
     "is_initialized",
+    "timeline",
     "kill",
     "method",
     "nodes",

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         from sluice.libs.serve import cli as serve_cli
 
         return serve_cli.run(args)
-    if args.command in ("list", "summary"):
+    if args.command in ("list", "summary", "logs"):
         from sluice.dashboard import cli as dashboard_cli
 
         return dashboard_cli.run(args)

@@ -9,7 +9,7 @@ EXPECTED = {
     "ObjectRef", "ObjectRefGenerator", "RemoteFunction", "available_resources", "cancel",
     "cluster_resources", "exceptions", "get", "get_actor", "get_gpu_ids", "init",
     "is_initialized", "kill", "method", "nodes", "put", "remote", "shutdown", "wait",
-    "RuntimeContext", "get_runtime_context",
+    "RuntimeContext", "get_runtime_context", "timeline",
 }
 
 

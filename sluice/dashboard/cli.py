@@ -13,7 +13,7 @@ from typing import Any
 
 KINDS = ("tasks", "actors", "objects", "workers", "nodes", "jobs")
 SUMMARIES = ("tasks", "actors", "objects")
-COMMANDS = ("list", "summary")
+COMMANDS = ("list", "summary", "logs")
 
 LIST_COLUMNS = {
     "tasks": ("task_id", "name", "state", "type", "node_id", "worker_pid", "duration_s",
@@ -41,6 +41,103 @@ def add_parsers(sub: Any) -> None:
     summary.add_argument("kind", choices=SUMMARIES)
     summary.add_argument("--format", choices=("table", "json"), default="table")
     summary.add_argument("--address", help="the dashboard, http://HOST:PORT")
+    add_logs_parser(sub)
+
+
+def add_logs_parser(sub: Any) -> None:
+    """Add ``logs``: list the workers' log files, or print (and follow) one."""
+    logs = sub.add_parser("logs", help="list the workers' log files, or print one",
+                          description="Without a file (or --pid/--actor-id/--task-id): list "
+                                      "the log files. Read from the dashboard, else from "
+                                      "the newest session's folder on this machine.")
+    logs.add_argument("filename", nargs="?", help="worker-INDEX-PID.out or .err")
+    logs.add_argument("--pid", type=int, help="the log of this worker process")
+    logs.add_argument("--actor-id", help="the log of this actor's process")
+    logs.add_argument("--task-id", help="the log of the process this task ran in")
+    logs.add_argument("--err", action="store_true", help="stderr instead of stdout")
+    logs.add_argument("--tail", type=int, default=-1, help="only the last N lines")
+    logs.add_argument("--follow", "-f", action="store_true", help="then print new lines "
+                                                                  "as they come (Ctrl-C stops)")
+    logs.add_argument("--address", help="the dashboard, http://HOST:PORT")
+
+
+class _FolderLogs:
+    """The newest local session's log folder, read directly (no dashboard needed)."""
+
+    def __init__(self) -> None:
+        from sluice.executor import logs
+
+        sessions = sorted(logs.logs_root().glob("session_*"), key=lambda p: p.stat().st_mtime)
+        if not sessions:
+            raise ConnectionError(f"no dashboard answers, and no session logs are under "
+                                  f"{logs.logs_root()}")
+        self.folder = sessions[-1]
+
+    def files(self) -> list[dict[str, Any]]:
+        from sluice.executor import logs
+
+        return logs.log_files(self.folder)
+
+    def lines(self, filename: str, tail: int) -> list[str]:
+        from sluice.executor import logs
+
+        return logs.read_log(self.folder, filename, tail)
+
+
+def run_logs(args: argparse.Namespace) -> int:
+    """``sluice logs``."""
+    import time
+
+    from sluice.util import state
+
+    address = args.address or default_address()
+    try:
+        try:
+            files = state._log_files(address)
+            source: Any = None
+        except ConnectionError:
+            if args.address:
+                raise
+            source = _FolderLogs()   # no dashboard: this machine's newest session
+            files = source.files()
+        selectors = (args.filename, args.pid, args.actor_id, args.task_id)
+        if all(v is None for v in selectors):
+            print(format_table([{**f, "size": str(f["size"])} for f in files],
+                               ("filename", "pid", "worker_index", "stream", "size")))
+            return 0
+        suffix = "err" if args.err else "out"
+        if source is None:
+            for line in state.get_log(address, filename=args.filename, pid=args.pid,
+                                      actor_id=args.actor_id, task_id=args.task_id,
+                                      tail=args.tail, follow=args.follow, suffix=suffix):
+                print(line, flush=True)
+            return 0
+        if args.actor_id or args.task_id:
+            raise ValueError("--actor-id and --task-id need a running dashboard; give the "
+                             "file or --pid")
+        name = args.filename or next((f["filename"] for f in files if f["pid"] == args.pid
+                                      and f["stream"] == suffix), None)
+        if name is None:
+            raise ValueError(f"no worker log of process {args.pid}; run `sluice logs` to "
+                             f"list them")
+        seen = 0
+        while True:
+            lines = source.lines(name, -1)
+            new = lines[seen:] if seen else (lines if args.tail < 0 else lines[-args.tail:])
+            for line in new:
+                print(line, flush=True)
+            seen = len(lines)
+            if not args.follow:
+                return 0
+            time.sleep(0.25)
+    except KeyboardInterrupt:
+        return 0
+    except ValueError as err:
+        print(f"sluice logs: error: {err}", file=sys.stderr)
+        return 2
+    except ConnectionError as err:
+        print(f"sluice logs: {err}", file=sys.stderr)
+        return 1
 
 
 def default_address() -> str:
@@ -82,7 +179,9 @@ def format_table(rows: Sequence[Mapping[str, Any]], columns: tuple[str, ...]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``sluice list`` or ``sluice summary``; 2 for bad input, 1 when no dashboard."""
+    """Run ``sluice list``, ``summary`` or ``logs``; 2 for bad input, 1 when no dashboard."""
+    if args.command == "logs":
+        return run_logs(args)
     from sluice.util import state
     from sluice.util.state_client import fetch_rows
 

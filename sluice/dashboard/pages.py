@@ -23,6 +23,10 @@ class Source(Protocol):
         """Every row of state table ``kind`` (see :mod:`sluice.executor.state`)."""
         ...
 
+    def worker_logs(self, filename: str | None = None, tail: int = -1) -> Any:
+        """The workers' log files, or the lines of one (see ``Backend.worker_logs``)."""
+        ...
+
 
 @dataclass
 class View:
@@ -130,7 +134,9 @@ def tasks_page(view: View) -> str:
     kept.reverse()
     names = sorted({r["name"] for r in rows})
     shown = kept[:PAGE_ROWS]
-    return ("<h1>Tasks</h1>"
+    return ("<h1>Tasks</h1><p class=muted><a href='/api/v0/timeline'>download the "
+            "timeline</a> (a Chrome trace: open it in chrome://tracing or "
+            "ui.perfetto.dev)</p>"
             + filter_form(wanted, {"state": TASK_STATES, "name": names})
             + f"<p class=muted>{len(kept)} of {len(rows)} task(s)"
               f"{f'; the newest {PAGE_ROWS} shown' if len(kept) > PAGE_ROWS else ''}</p>"
@@ -193,10 +199,33 @@ def jobs_page(view: View) -> str:
         "message"], empty="no jobs")
 
 
+def logs_page(view: View) -> str:
+    """The workers' log files; one file's last lines below it (``/logs/FILE``)."""
+    from html import escape
+
+    if view.rest:
+        try:
+            lines = view.source.worker_logs(view.rest, int(view.query.get("lines", 1000)))
+        except ValueError as err:
+            return f"<h1>Log</h1><p class=state-FAILED>{escape(str(err))}</p>"
+        return (f"<h1>{escape(view.rest)}</h1><p class=muted>the last {len(lines)} line(s)</p>"
+                f"<pre class=log>{escape(chr(10).join(lines))}</pre>")
+    files = view.source.worker_logs()
+    workers = {w["pid"]: w for w in view.source.rows("workers")}
+    rows = [{**f, "size": size(f["size"]), "actor": (workers.get(f["pid"]) or {}).get(
+        "actor_class"), "alive": (workers.get(f["pid"]) or {}).get("is_alive", False)}
+        for f in files]
+    return ("<h1>Logs</h1><p class=muted>Each worker's stdout (.out) and stderr (.err); "
+            "they stay after the run (`sluice logs`).</p>"
+            + table(rows, ["filename", "pid", "worker_index", "stream", "size", "actor",
+                           "alive"], link=("filename", "/logs/"), empty="no worker logs"))
+
+
 register_page("/", "Cluster", overview, order=0)
 register_page("/jobs", "Jobs", jobs_page, order=10)
 register_page("/tasks", "Tasks", tasks_page, order=20)
 register_page("/actors", "Actors", actors_page, order=30)
 register_page("/objects", "Objects", objects_page, order=40)
 register_page("/workers", "Workers", workers_page, order=50)
+register_page("/logs", "Logs", logs_page, order=60)
 

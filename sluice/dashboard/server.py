@@ -137,6 +137,34 @@ def build_app(dashboard: Dashboard) -> Any:
         return JSONResponse({"result": True, "msg": "", "data": {"result": {
             "node_id_to_summary": result}}})
 
+    async def api_logs(request: Request) -> Response:
+        if not allowed(request):
+            return refused()
+        try:
+            return JSONResponse({"result": True, "msg": "", "data": {"result": {
+                "files": dashboard.source.worker_logs()}}})
+        except ValueError as err:
+            return JSONResponse({"result": False, "msg": str(err)}, status_code=400)
+
+    async def api_log_file(request: Request) -> Response:
+        if not allowed(request):
+            return refused()
+        try:
+            lines = dashboard.source.worker_logs(request.query_params.get("filename", ""),
+                                                 int(request.query_params.get("lines", -1)))
+        except ValueError as err:
+            return JSONResponse({"result": False, "msg": str(err)}, status_code=400)
+        return JSONResponse({"result": True, "msg": "", "data": {"result": lines}})
+
+    async def api_timeline(request: Request) -> Response:
+        if not allowed(request):
+            return refused()
+        from sluice.util.timeline import stage_names, trace_events
+
+        events = trace_events(dashboard.source.rows("tasks"), stage_names())
+        return JSONResponse(events, headers={
+            "Content-Disposition": "attachment; filename=sluice-timeline.json"})
+
     async def page(request: Request) -> Response:
         if dashboard.token and "token" in request.query_params:
             response = RedirectResponse(request.url.path)
@@ -164,6 +192,9 @@ def build_app(dashboard: Dashboard) -> Any:
         return HTMLResponse(layout(page_.title, pages.navigation(), page_.path, body))
 
     return Starlette(routes=[
+        Route("/api/v0/timeline", api_timeline),
+        Route("/api/v0/logs", api_logs),
+        Route("/api/v0/logs/file", api_log_file),
         Route("/api/v0/{kind}/summarize", api_summary),
         Route("/api/v0/{kind}", api_list),
         Route("/{path:path}", page),
@@ -179,6 +210,9 @@ class BackendSource:
 
     def rows(self, kind: str) -> list[dict[str, Any]]:
         return self.backend.state(kind)
+
+    def worker_logs(self, filename: str | None = None, tail: int = -1) -> Any:
+        return self.backend.worker_logs(filename, tail)
 
 
 _current: Dashboard | None = None

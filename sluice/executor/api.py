@@ -114,7 +114,6 @@ def init(num_cpus: float | None = None, num_gpus: float | None = None,
             raise ValueError(f"init(namespace={namespace!r}): give a non-empty str, or None for "
                              "an anonymous namespace of this job's own")
         init_options.apply_logging(configure_logging, logging_level)
-        init_options.set_log_to_driver(log_to_driver)
         if object_store_memory is not None and object_store_memory <= 0:
             raise ValueError(f"init(object_store_memory={object_store_memory!r}): give a positive "
                              "number of bytes")
@@ -135,7 +134,8 @@ def init(num_cpus: float | None = None, num_gpus: float | None = None,
             context.set_current(client)
         else:
             context.set_current(Runtime(num_cpus, num_gpus, resources, object_store_memory, spill_dir,
-                                        namespace=namespace, runtime_env=runtime_env))
+                                        namespace=namespace, runtime_env=runtime_env,
+                                        log_to_driver=log_to_driver))
         # A driver builds graphs: load the compiler now (workers, which import sluice too,
         # never do), so the first .bind()/compile() does not pay its imports (~0.1 s).
         for module in _DRIVER_MODULES:

@@ -234,6 +234,12 @@ class Backend(Protocol):
         """Bytes the object stores of the live nodes may hold in memory, together."""
         ...
 
+    def worker_logs(self, filename: str | None = None, tail: int = -1) -> Any:
+        """The workers' log files (``filename`` None: a list of dicts with ``filename``,
+        ``pid``, ``worker_index``, ``stream``, ``size``), or the lines of one (the last
+        ``tail``; -1: all); ``ValueError`` naming an unknown file."""
+        ...
+
     def state(self, kind: str) -> list[dict[str, Any]]:
         """Every row of state table ``kind`` (tasks, actors, objects, workers, nodes, jobs)
         as plain dicts with Ray's column names, oldest first (``sluice.util.state``)."""

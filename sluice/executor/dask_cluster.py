@@ -155,6 +155,12 @@ class DaskClusterInfo:
             f"open the Dask dashboard (client.dashboard_link), or use the local or cluster "
             f"backend")
 
+    def worker_logs(self, filename: str | None = None, tail: int = -1) -> Any:
+        """Dask's workers keep their own logs (client.get_worker_logs())."""
+        raise UnsupportedOnBackendError(
+            "worker logs on the dask backend: Dask's workers keep them; read them with "
+            "client.get_worker_logs(), or use the local or cluster backend")
+
     def cluster_resources(self) -> dict[str, float]:
         total: dict[str, float] = {}
         for node in self.nodes():

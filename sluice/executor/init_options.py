@@ -6,8 +6,8 @@ Each does here what it does in Ray where sluice can, and says so where it cannot
 - ``address="auto"``: the cluster ``SLUICE_ADDRESS``, else ``RAY_ADDRESS``, names, else
   the newest head ``sluice start --head`` runs on this machine (its daemon record);
   ``ConnectionError`` naming the remedies when there is none.
-- ``log_to_driver=False``: the local runtime's workers write their stdout and stderr to
-  ``/dev/null`` (``SLUICE_LOG_TO_DRIVER=0`` in their environment).
+- ``log_to_driver=False``: the workers' stdout and stderr are not shown at the driver
+  (they still go to the session's log files: :mod:`sluice.executor.logs`).
 - ``configure_logging`` / ``logging_level``: the level of the ``sluice`` logger.
 - ``include_dashboard=True``: the web dashboard (:mod:`sluice.dashboard`) on
   ``dashboard_host:dashboard_port`` (127.0.0.1:8265, as Ray's; port 0: any free one). Ray
@@ -23,9 +23,6 @@ import logging
 import os
 import warnings
 from typing import Any
-
-LOG_TO_DRIVER_VAR = "SLUICE_LOG_TO_DRIVER"
-"""``0`` in a worker's environment: its stdout and stderr go to /dev/null (``log_to_driver=False``)."""
 
 RAY_DEFAULT_DASHBOARD_HOST = "127.0.0.1"
 
@@ -106,22 +103,3 @@ def apply_logging(configure_logging: bool, logging_level: int | str) -> None:
     if configure_logging:
         level = logging_level.upper() if isinstance(logging_level, str) else logging_level
         logging.getLogger("sluice").setLevel(level)
-
-
-def set_log_to_driver(enabled: bool) -> None:
-    """Whether the workers the driver starts from now on keep its stdout and stderr."""
-    if enabled:
-        os.environ.pop(LOG_TO_DRIVER_VAR, None)
-    else:
-        os.environ[LOG_TO_DRIVER_VAR] = "0"
-
-
-def silence_if_asked() -> None:
-    """In a worker: send stdout and stderr to /dev/null when its driver said
-    ``log_to_driver=False``."""
-    if os.environ.get(LOG_TO_DRIVER_VAR) != "0":
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    for fd in (1, 2):
-        os.dup2(devnull, fd)
-    os.close(devnull)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from sluice.exceptions import InfeasibleResourceError
+from sluice.executor import logs
 from sluice.executor import protocol as P
 from sluice.executor import state
 from sluice.executor.backend import NodeInfo, ObjectLocation
@@ -26,6 +27,12 @@ if TYPE_CHECKING:
 def nodes(s: Scheduler) -> list[NodeInfo]:
     """Every node, dead ones with ``alive`` False."""
     return s.placement.node_infos()
+
+
+def worker_logs(session: str, filename: str | None, tail: int) -> Any:
+    """The log files of ``session``'s workers, or the lines of one (``Backend.worker_logs``)."""
+    folder = logs.log_dir(session)
+    return logs.log_files(folder) if filename is None else logs.read_log(folder, filename, tail)
 
 
 def store_capacity(s: Scheduler) -> int:
@@ -104,8 +111,13 @@ def answer(s: Scheduler, what: str, arg: Any, w: WorkerHandle | None = None) -> 
         return None
     if what == "nodes":
         return nodes(s)
-    if what == "state":  # a state table's name: its rows (state.py)
-        return state.rows(s, arg)
+    if what in ("state", "log"):  # (bad input comes back as ("error", why), not raised)
+        try:
+            if what == "state":  # a state table's name: its rows (state.py)
+                return ("ok", state.rows(s, arg))
+            return ("ok", worker_logs(s.session, *arg))  # (file name or None, tail)
+        except ValueError as err:
+            return ("error", str(err))
     if what == "locations":
         return object_locations(s, arg)
     if what == "capacity":

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sluice.exceptions import GetTimeoutError, ObjectLostError, TaskError
-from sluice.executor import lookups
+from sluice.executor import logs, lookups
 from sluice.executor import protocol as P
 from sluice.executor import state
 from sluice.executor.backend import ActorInfo, NodeInfo, ObjectLocation
@@ -66,12 +66,20 @@ class Runtime:
     def __init__(self, num_cpus: float | None = None, num_gpus: float | None = None,
                  resources: dict[str, float] | None = None, object_store_memory: int | None = None,
                  spill_dir: str | None = None, namespace: str | None = None,
-                 runtime_env: dict[str, Any] | None = None):
+                 runtime_env: dict[str, Any] | None = None, log_to_driver: bool = True):
         envs = RuntimeEnvs(runtime_env)  # a bad job environment fails here, before anything starts
         job_env = envs.resolve(None)
         shm.cleanup_stale_sessions()
         cleanup_stale_spill_dirs()
         self.session = shm.new_session_id()
+        logs.cleanup_old_logs()
+        self.log_dir = logs.log_dir(self.session)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        # Workers' output shown here as they write it (log_to_driver=False: files only).
+        self.printer = logs.ConsolePrinter() if log_to_driver else None
+        self.log_monitor = (logs.LogMonitor(self.log_dir, self.printer,
+                                            tick=self.printer.flush_expired)
+                            if self.printer is not None else None)
         cpus = float(num_cpus if num_cpus is not None else (os.cpu_count() or 1))
         gpus = float(num_gpus if num_gpus is not None else detect_gpus())
         total = with_default_memory({"CPU": cpus, "GPU": gpus, **(resources or {})})
@@ -364,6 +372,9 @@ class Runtime:
         with self.scheduler.locked():
             return state.rows(self.scheduler, kind)
 
+    def worker_logs(self, filename: str | None = None, tail: int = -1) -> Any:
+        return lookups.worker_logs(self.session, filename, tail)
+
     # -- runtime interface: blocking ---------------------------------------------------------
     def get(self, refs: list[ObjectRef], timeout: float | None) -> list:
         """Values of ``refs`` (zero-copy views for arrays and tables); raises task errors."""
@@ -511,6 +522,9 @@ class Runtime:
                 pass
         if self.template is not None:
             self.template.close()
+        if self.log_monitor is not None:  # after the workers exit: their last lines too
+            self.log_monitor.stop()
+            self.printer.flush_all()
         self.store.close()
         shm.cleanup_session(self.session)
         if self._own_spill_dir:

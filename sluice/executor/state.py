@@ -119,6 +119,7 @@ def task_rows(s: Scheduler) -> list[dict[str, Any]]:
                "creation_time_ms": _ms(submitted), "start_time_ms": _ms(started),
                "end_time_ms": _ms(started + ran) if started else None,
                "duration_s": ran if started else None,
+               "start_time_us": int(started * 1e6) if started else None,
                "object_ids": [_hex(oid) for oid in returns],
                "output_bytes": nbytes if blob is None else None}
         row.update(error_fields(blob))
@@ -142,7 +143,7 @@ def task_rows(s: Scheduler) -> list[dict[str, Any]]:
                     "func_or_class_name": task.name, "parent_task_id": _hex(task.parent),
                     **_worker_fields(s, w),
                     "creation_time_ms": _ms(task.submitted), "start_time_ms": None,
-                    "end_time_ms": None, "duration_s": None,
+                    "end_time_ms": None, "duration_s": None, "start_time_us": None,
                     "object_ids": [_hex(oid) for oid in task.return_ids],
                     "output_bytes": None, "error_type": None, "error_message": None})
     return out

@@ -28,10 +28,10 @@ from sluice.exceptions import (
     TaskCancelledError,
     TaskError,
 )
-from sluice.executor import context, protocol as P
+from sluice.executor import context, logs
+from sluice.executor import protocol as P
 from sluice.executor.calls import decode_call, load_function, split_returns
 from sluice.executor.chains import ChainLink, run_link
-from sluice.executor.init_options import silence_if_asked
 from sluice.executor.lifeline import die_with_parent, exit_on_hangup
 from sluice.executor.runtime_env import builds_venv_on_node
 from sluice.executor.streaming import WorkerStreams
@@ -260,12 +260,14 @@ class Worker(WorkerAPI):
             if gpu_ids is not None:
                 set_visible_gpus(gpu_ids)
             outer = CURRENT_TASK.set(task_id)  # a task run nested inside a get sets it back
+            outer_name, logs.current.name = logs.current.name, name  # who prints, in its logs
             try:
                 value = fn(*args, **kwargs)
                 if stream is not None:
                     value = self.streams.run(task_id, value, stream, True)
             finally:
                 CURRENT_TASK.reset(outer)
+                logs.current.name = outer_name
             results = self.encode_results(name, value, return_ids)
         except DependencyFailed as dep:
             self.record_failure(task_id, return_ids, dep.blob, False, start)
@@ -335,6 +337,7 @@ class Worker(WorkerAPI):
     def host_actor(self, msg: tuple) -> None:
         _, cls_bytes, args_blob, deps, max_concurrency, name, gpu_ids = msg
         self.actor_name = name
+        logs.current.name = name  # an actor's output is its class's, as in Ray
         try:
             if self.env_setup is not None:
                 self.apply_env_setup()
@@ -586,7 +589,7 @@ def add_driver_path() -> None:
 def serve(fd: int, session: str, index: int) -> None:
     """Be worker ``index`` on socket ``fd`` until told to stop or the parent is gone; never returns."""
     exit_on_hangup(fd)
-    silence_if_asked()  # the driver's log_to_driver=False
+    logs.redirect_worker_output(session, index)  # the driver shows what lands there
     conn = Connection(fd)
     worker = Worker(conn, session, index)
     context.set_current(worker)

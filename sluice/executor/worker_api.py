@@ -249,7 +249,18 @@ class WorkerAPI:
         return self._ask("capacity", None)
 
     def state(self, kind: str) -> list[dict[str, Any]]:
-        return self._ask("state", kind)
+        return self._checked("state", kind)
+
+    def worker_logs(self, filename: str | None = None, tail: int = -1) -> Any:
+        return self._checked("log", (filename, tail))
+
+    def _checked(self, what: str, arg: Any) -> Any:
+        """A LOOKUP answered ``("ok", value)`` or ``("error", why)``: the value, or
+        ``ValueError(why)``."""
+        status, value = self._ask(what, arg)
+        if status == "error":
+            raise ValueError(value)
+        return value
 
     def placement_group_op(self, op: str, arg: Any) -> Any:
         return self._ask("pg", (op, arg))

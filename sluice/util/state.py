@@ -16,8 +16,9 @@ cluster driver), or the driver's (from inside a task). Ended tasks are kept up t
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 DEFAULT_LIMIT = 100
@@ -178,6 +179,94 @@ def summarize_objects(address: str | None = None, timeout: int = 30,
     return summarize_object_rows(_rows("objects", address))
 
 
-__all__ = ["DEFAULT_LIMIT", "State", "list_actors", "list_jobs", "list_nodes", "list_objects",
+def list_logs(address: str | None = None, node_id: str | None = None,
+              node_ip: str | None = None, glob_filter: str | None = None,
+              timeout: int = 30) -> dict[str, list[str]]:
+    """The workers' log files, ``{"worker_out": [...], "worker_err": [...]}`` (Ray's
+    categories), newest session's, ``glob_filter`` (e.g. ``"*-1234.*"``) keeping some."""
+    import fnmatch
+
+    files = _log_files(address)
+    out: dict[str, list[str]] = {"worker_out": [], "worker_err": []}
+    for f in files:
+        if glob_filter is None or fnmatch.fnmatch(f["filename"], glob_filter):
+            out[f"worker_{f['stream']}"].append(f["filename"])
+    return out
+
+
+def _log_files(address: str | None) -> list[dict[str, Any]]:
+    if address is not None:
+        from sluice.util.state_client import fetch
+
+        return fetch(address, "/api/v0/logs")["files"]
+    from sluice.executor.api import runtime
+
+    return runtime().worker_logs()
+
+
+def _log_lines(address: str | None, filename: str, tail: int) -> list[str]:
+    if address is not None:
+        from sluice.util.state_client import fetch
+
+        return fetch(address, "/api/v0/logs/file", {"filename": filename, "lines": tail})
+    from sluice.executor.api import runtime
+
+    return runtime().worker_logs(filename, tail)
+
+
+def resolve_log_file(address: str | None, filename: str | None = None, pid: int | None = None,
+                     actor_id: str | None = None, task_id: str | None = None,
+                     suffix: str = "out") -> str:
+    """The log file named by ``filename``, or that of the worker process ``pid``, of actor
+    ``actor_id``, or where task ``task_id`` ran (``suffix``: ``out`` or ``err``)."""
+    if suffix not in ("out", "err"):
+        raise ValueError(f"suffix={suffix!r}: give 'out' (stdout) or 'err' (stderr)")
+    given = [n for n, v in (("filename", filename), ("pid", pid), ("actor_id", actor_id),
+                            ("task_id", task_id)) if v is not None]
+    if len(given) != 1:
+        raise ValueError(f"give exactly one of filename, pid, actor_id, task_id (got "
+                         f"{', '.join(given) or 'none'})")
+    if filename is not None:
+        return filename
+    if actor_id is not None:
+        rows = [r for r in _rows("actors", address) if r["actor_id"] == actor_id]
+        if not rows or rows[-1]["pid"] is None:
+            raise ValueError(f"no actor {actor_id!r} with a process is known; list them "
+                             f"with list_actors()")
+        pid = rows[-1]["pid"]
+    elif task_id is not None:
+        rows = [r for r in _rows("tasks", address) if r["task_id"] == task_id]
+        if not rows or rows[-1]["worker_pid"] is None:
+            raise ValueError(f"no task {task_id!r} that ran in a worker is known; list them "
+                             f"with list_tasks()")
+        pid = rows[-1]["worker_pid"]
+    found = [f["filename"] for f in _log_files(address)
+             if f["pid"] == pid and f["stream"] == suffix]
+    if not found:
+        raise ValueError(f"no worker log of process {pid}; list them with list_logs()")
+    return found[-1]
+
+
+def get_log(address: str | None = None, node_id: str | None = None, node_ip: str | None = None,
+            filename: str | None = None, actor_id: str | None = None,
+            task_id: str | None = None, pid: int | None = None, follow: bool = False,
+            tail: int = -1, timeout: int = 30, suffix: str = "out",
+            interval: float = 0.25) -> Iterator[str]:
+    """The lines of one worker log (give exactly one of ``filename``, ``pid``, ``actor_id``,
+    ``task_id``; ``suffix="err"`` for stderr), the last ``tail`` (-1: all); with
+    ``follow``, then the lines written after, as they come, until the caller stops."""
+    name = resolve_log_file(address, filename, pid, actor_id, task_id, suffix)
+    lines = _log_lines(address, name, -1)
+    yield from (lines if tail < 0 else lines[-tail:] if tail else [])
+    seen = len(lines)
+    while follow:
+        time.sleep(interval)
+        lines = _log_lines(address, name, -1)
+        yield from lines[seen:]
+        seen = len(lines)
+
+
+__all__ = ["DEFAULT_LIMIT", "State", "get_log", "list_actors", "list_jobs", "list_logs",
+           "list_nodes", "list_objects",
            "list_tasks", "list_workers", "summarize_actors", "summarize_objects",
            "summarize_tasks"]

@@ -75,6 +75,8 @@ def test_the_json_state_api_answers_as_rays(url: str) -> None:
     (row,) = body["data"]["result"]["result"]
     assert row["state"] == "FAILED" and row["error_type"] == "ValueError"
     assert body["data"]["result"]["total"] >= 4
+    trace = get_json(f"{url}/api/v0/timeline")
+    assert {e["name"] for e in trace if e["ph"] == "X"} >= {"square", "explode"}
     summary = get_json(f"{url}/api/v0/tasks/summarize")["data"]["result"]["node_id_to_summary"]
     assert summary["cluster"]["summary"]["square"]["state_counts"]["FINISHED"] >= 3
     # what the API returns is what the local state API returns
@@ -307,3 +309,28 @@ def test_the_plans_page_draws_a_running_plan_live_and_what_each_pass_did(
     browser.get(newest[0])   # the most recently run is listed first
     wait(browser, lambda d: "failed:" in svg_text(d))
     assert "1 failed" in svg_text(browser) and "FAILED" in table_text(browser)
+
+
+@sluice.remote
+def announce(text: str) -> int:
+    print(text)
+    return os.getpid()
+
+
+def test_the_logs_page_and_sluice_logs_show_a_workers_output(url: str, browser) -> None:
+    from selenium.webdriver.common.by import By
+
+    pid = sluice.get(announce.remote("a line for the logs page"))
+    browser.get(url + "/")
+    browser.find_element(By.LINK_TEXT, "Logs").click()
+    wanted = f"-{pid}.out"
+    found = wait(browser, lambda d: [href for text, href in links(d) if text.endswith(wanted)])
+    browser.get(found[0])
+    wait(browser, lambda d: "a line for the logs page" in content(d))
+    screenshot(browser, "log")
+    out = run_cli("logs", "--address", url, "--pid", str(pid))
+    assert out.returncode == 0 and "a line for the logs page" in out.stdout.splitlines()
+    listing = run_cli("logs", "--address", url)
+    assert "worker-" in listing.stdout and wanted.lstrip("-") in listing.stdout
+    bad = run_cli("logs", "--address", url, "../../etc/passwd")
+    assert bad.returncode == 2 and "is not a worker log file" in bad.stderr
