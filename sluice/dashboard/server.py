@@ -165,6 +165,14 @@ def build_app(dashboard: Dashboard) -> Any:
         return JSONResponse(events, headers={
             "Content-Disposition": "attachment; filename=sluice-timeline.json"})
 
+    async def metrics(request: Request) -> Response:
+        if not allowed(request):
+            return refused()
+        from sluice.dashboard.metrics import render
+
+        return Response(render(dashboard.source),
+                        media_type="text/plain; version=0.0.4; charset=utf-8")
+
     async def page(request: Request) -> Response:
         if dashboard.token and "token" in request.query_params:
             response = RedirectResponse(request.url.path)
@@ -192,6 +200,7 @@ def build_app(dashboard: Dashboard) -> Any:
         return HTMLResponse(layout(page_.title, pages.navigation(), page_.path, body))
 
     return Starlette(routes=[
+        Route("/metrics", metrics),
         Route("/api/v0/timeline", api_timeline),
         Route("/api/v0/logs", api_logs),
         Route("/api/v0/logs/file", api_log_file),

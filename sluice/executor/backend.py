@@ -47,7 +47,9 @@ LOCAL_NODE: NodeID = "local"
 class NodeInfo:
     """One node (a machine's daemon, a Dask worker, or the local runtime itself).
 
-    ``store_capacity``: bytes its object store may hold (0 where unknown).
+    ``store_capacity``: bytes its object store may hold (0 where unknown);
+    ``store_used``: bytes it holds in memory now, ``objects_spilled``: objects it has
+    spilled to disk so far (0 where unknown).
     """
 
     node_id: NodeID
@@ -55,6 +57,8 @@ class NodeInfo:
     alive: bool
     resources: dict[str, float] = field(default_factory=dict)
     store_capacity: int = 0
+    store_used: int = 0
+    objects_spilled: int = 0
 
 
 @dataclass(frozen=True)
@@ -238,6 +242,11 @@ class Backend(Protocol):
         """The workers' log files (``filename`` None: a list of dicts with ``filename``,
         ``pid``, ``worker_index``, ``stream``, ``size``), or the lines of one (the last
         ``tail``; -1: all); ``ValueError`` naming an unknown file."""
+        ...
+
+    def record_metric(self, update: tuple) -> None:
+        """Record one user-metric update (``sluice.util.metrics``; its shape is
+        :data:`sluice.executor.metrics_table.Update`) where the driver's table holds it."""
         ...
 
     def state(self, kind: str) -> list[dict[str, Any]]:

@@ -155,6 +155,12 @@ class DaskClusterInfo:
             f"open the Dask dashboard (client.dashboard_link), or use the local or cluster "
             f"backend")
 
+    def record_metric(self, update: tuple) -> None:
+        """Dask has its own metrics (its dashboard's Prometheus endpoint)."""
+        raise UnsupportedOnBackendError(
+            "sluice.util.metrics on the dask backend: Dask exports its own metrics (its "
+            "scheduler's /metrics); use the local or cluster backend")
+
     def worker_logs(self, filename: str | None = None, tail: int = -1) -> Any:
         """Dask's workers keep their own logs (client.get_worker_logs())."""
         raise UnsupportedOnBackendError(

@@ -191,6 +191,8 @@ class IOThread:
                 s.cancel(msg[1], msg[2], len(msg) > 3 and msg[3])
             elif code == P.RELEASED:
                 s.slots_released(w, msg[1])
+            elif code == P.METRICS:
+                s.metrics.apply(msg[1])
             elif code == P.GEN_ITEM:
                 s.stream_item(w, msg[1], msg[2], msg[3], msg[4], msg[5])
             elif code == P.GEN_NEXT:

@@ -245,15 +245,18 @@ class LocalPlacement:
     """
 
     def __init__(self, session: str, resources: NodeResources, store_capacity: int,
-                 template: WorkerTemplate | None = None):
+                 template: WorkerTemplate | None = None, store: ObjectStore | None = None):
         self.session = session
         self.resources = resources
         self.capacity = store_capacity
         self.template = template  # forks workers; None: each a fresh interpreter
+        self.store = store        # its use, for node_infos
 
     def node_infos(self) -> list[NodeInfo]:
+        store = self.store
         return [NodeInfo(LOCAL_NODE, socket.gethostname(), True, dict(self.resources.total),
-                         self.capacity)]
+                         self.capacity, store.used_bytes if store is not None else 0,
+                         store.num_spilled if store is not None else 0)]
 
     def store_capacity(self) -> int:
         return self.capacity

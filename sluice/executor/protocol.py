@@ -62,6 +62,7 @@ GEN_NEXT = 50       # (GEN_NEXT, req_id, generator id, give_up) the next items; 
 GEN_TAKEN = 51      # (GEN_TAKEN, generator id, [object ids]) the consumer holds its own refs to them
 GEN_CLOSE = 52      # (GEN_CLOSE, generator id) the consumer dropped its generator
 PULLED = 38         # (PULLED, object_id, segment name) a copy now lives in this node's store (cluster)
+METRICS = 53        # (METRICS, [metric update]) user metrics since the last flush (metrics_table.py)
 
 # datagrams on chain sockets: actor -> actor, actor -> driver
 CHAIN_RELAY = 14    # (CHAIN_RELAY, chain_id, task_id, hop index, dependency spec, overrides, return_ids)

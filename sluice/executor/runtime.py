@@ -96,7 +96,7 @@ class Runtime:
         self.io = IOThread()
         self.scheduler = Scheduler(self.session, self.resources,
                                    LocalPlacement(self.session, self.resources, self._store_capacity,
-                                                  self.template),
+                                                  self.template, self.store),
                                    StoreLocations(self.store), self.io, envs=envs)
         self.actors = self.scheduler.actor_manager
         self.scheduler.driver_job = JobInfo(job_id_hex(1), namespace or anonymous_namespace())
@@ -374,6 +374,9 @@ class Runtime:
 
     def worker_logs(self, filename: str | None = None, tail: int = -1) -> Any:
         return lookups.worker_logs(self.session, filename, tail)
+
+    def record_metric(self, update: tuple) -> None:
+        self.scheduler.metrics.apply([update])
 
     # -- runtime interface: blocking ---------------------------------------------------------
     def get(self, refs: list[ObjectRef], timeout: float | None) -> list:

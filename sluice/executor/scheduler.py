@@ -62,6 +62,7 @@ from sluice.executor.placement_groups import PlacementGroups
 from sluice.executor.resources import ResourceKey
 from sluice.executor.runtime_env import RuntimeEnvs
 from sluice.executor.strategies import PlacementGroupSchedulingStrategy
+from sluice.executor.metrics_table import MetricsTable
 from sluice.executor.state import task_log_capacity
 from sluice.executor.worker_pool import WorkerPool
 from sluice.store import serialization
@@ -86,7 +87,7 @@ class Scheduler(ObjectTable, StreamTable, WorkerPool):
                  "requests", "releasing", "chains_in_flight", "actor_handle_events", "retired",
                  "slot_released", "inbox", "conns_changed", "closed", "has_gpus", "actor_manager",
                  "blocking_fns", "start_hold", "driver_job", "client_jobs", "actor_aliases",
-                 "envs", "streams", "streams_closing", "pgs", "task_log")
+                 "envs", "streams", "streams_closing", "pgs", "task_log", "ended", "metrics")
 
     def __init__(self, session: str, resources: ResourceTotals, placement: Placement,
                  locations: ObjectLocations, io: WorkerIO, lineage: LineageKeeper | None = None,
@@ -139,6 +140,8 @@ class Scheduler(ObjectTable, StreamTable, WorkerPool):
         self.pgs = PlacementGroups(self)               # placement groups: their reservations
         # Ended tasks, newest last, as compact tuples (the state API's; see state.py)
         self.task_log: deque = deque(maxlen=task_log_capacity())
+        self.ended = [0, 0]                            # tasks finished, failed (ever)
+        self.metrics = MetricsTable()                  # user metrics of every process
 
     def job_of(self, w: WorkerHandle) -> JobInfo | None:
         """The job whose work process ``w`` is doing: a driver's own, an actor's creator's, or
@@ -375,6 +378,7 @@ class Scheduler(ObjectTable, StreamTable, WorkerPool):
         self.task_log.append((task.task_id, task.name, task.actor, task.job, task.parent,
                               task.submitted, started, seconds, w, None, task.return_ids,
                               nbytes))
+        self.ended[0] += 1
         self.release_lease(w)
 
     def task_failed(self, w: WorkerHandle, task_id: int, blob: bytes, retryable: bool,
@@ -425,6 +429,7 @@ class Scheduler(ObjectTable, StreamTable, WorkerPool):
         self.task_log.append((task.task_id, task.name, task.actor, task.job, task.parent,
                               task.submitted, task.started, task.ran, task.worker, blob,
                               task.return_ids, 0))
+        self.ended[1] += 1
         self.finish(task)
         for oid in task.return_ids:
             if oid in self.objects and self.objects[oid].state == PENDING:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 DEFAULT_TASK_LOG = 100_000
 """Ended tasks kept for the state API (Ray's ``RAY_task_events_max_num_task_in_gcs``)."""
 
-KINDS = ("tasks", "actors", "objects", "workers", "nodes", "jobs")
+KINDS = ("tasks", "actors", "objects", "workers", "nodes", "jobs", "metrics")
 """What the state API lists."""
 
 _ACTOR_STATES = {ActorRecord.PENDING: "PENDING_CREATION", ActorRecord.ALIVE: "ALIVE",
@@ -60,6 +60,8 @@ def rows(s: Scheduler, kind: str) -> list[dict[str, Any]]:
         return node_rows(s)
     if kind == "jobs":
         return job_rows(s)
+    if kind == "metrics":
+        return metric_rows(s)
     raise ValueError(f"{kind!r} is not a state table; use one of {', '.join(KINDS)}")
 
 
@@ -104,11 +106,11 @@ def error_fields(blob: bytes | None) -> dict[str, Any]:
     return {"error_type": type(cause).__name__, "error_message": str(err)}
 
 
-def task_rows(s: Scheduler) -> list[dict[str, Any]]:
-    """Ended tasks (newest last), then the unfinished ones."""
+def task_rows(s: Scheduler, ended: bool = True) -> list[dict[str, Any]]:
+    """Ended tasks (newest last; ``ended=False``: none), then the unfinished ones."""
     out = []
     for (task_id, name, actor, job, parent, submitted, started, ran, w, blob,
-         returns, nbytes) in list(s.task_log):
+         returns, nbytes) in (list(s.task_log) if ended else ()):
         row = {"task_id": _hex(task_id), "attempt_number": 0, "name": name,
                "state": "FAILED" if blob is not None else "FINISHED",
                "job_id": _job_id(s, job),
@@ -220,7 +222,8 @@ def node_rows(s: Scheduler) -> list[dict[str, Any]]:
              if ":" in info.address else info.address,
              "is_head_node": i == 0, "state": "ALIVE" if info.alive else "DEAD",
              "node_name": info.address, "resources_total": dict(info.resources),
-             "store_capacity": info.store_capacity} for i, info in enumerate(infos)]
+             "store_capacity": info.store_capacity, "store_used": info.store_used,
+             "objects_spilled": info.objects_spilled} for i, info in enumerate(infos)]
 
 
 def job_rows(s: Scheduler) -> list[dict[str, Any]]:
@@ -230,3 +233,73 @@ def job_rows(s: Scheduler) -> list[dict[str, Any]]:
         for index, job in s.client_jobs.items() for w in [s.clients.get(index)]]
     return [{"job_id": job.job_id, "type": "DRIVER", "status": "RUNNING",
              "namespace": job.namespace, "driver_pid": pid} for job, pid in jobs]
+
+
+def _metric(name: str, kind: str, description: str, value: Any,
+            labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"name": name, "kind": kind, "description": description, "labels": labels or {},
+            "value": value}
+
+
+def _quantiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    ordered = sorted(values)
+    return {q: ordered[min(len(ordered) - 1, int(float(q) * len(ordered)))]
+            for q in ("0.5", "0.9", "0.99")}
+
+
+QUANTILE_WINDOW = 10_000
+"""Ended tasks the latency quantiles are taken over (the newest)."""
+
+
+def metric_rows(s: Scheduler) -> list[dict[str, Any]]:
+    """The runtime's own metrics (tasks by state, ended totals, scheduling latency, workers,
+    actors, objects, each node's store), then the users' (``sluice.util.metrics``)."""
+    live: dict[str, int] = {}
+    for row in task_rows_live(s):
+        live[row] = live.get(row, 0) + 1
+    out = [_metric("sluice_tasks", "gauge", "Unfinished tasks by state", n, {"state": state})
+           for state, n in sorted(live.items())]
+    out.append(_metric("sluice_tasks_finished_total", "counter", "Tasks that finished",
+                       s.ended[0]))
+    out.append(_metric("sluice_tasks_failed_total", "counter", "Tasks that failed for good",
+                       s.ended[1]))
+    recent = list(s.task_log)[-QUANTILE_WINDOW:]
+    waits = [e[6] - e[5] for e in recent if e[6] and e[9] is None]
+    runs = [e[7] for e in recent if e[6] and e[9] is None]
+    for name, values, what in (
+            ("sluice_scheduling_latency_seconds", waits,
+             "From submission to the start of its run, over the newest ended tasks"),
+            ("sluice_task_run_seconds", runs, "How long tasks ran, over the newest ended")):
+        out.extend(_metric(name, "gauge", what, v, {"quantile": q})
+                   for q, v in _quantiles(values).items())
+    actors: dict[str, int] = {}
+    for actor in s.actors.values():
+        state = _ACTOR_STATES[actor.state]
+        actors[state] = actors.get(state, 0) + 1
+    out.extend(_metric("sluice_actors", "gauge", "Actors by state", n, {"state": state})
+               for state, n in sorted(actors.items()))
+    workers = list(s.workers) + [a.worker for a in s.actors.values() if a.worker is not None]
+    out.append(_metric("sluice_workers", "gauge", "Worker processes alive",
+                       sum(1 for w in workers if w.alive)))
+    out.append(_metric("sluice_objects", "gauge", "Objects the runtime tracks", len(s.objects)))
+    for info in s.placement.node_infos():
+        labels = {"node": info.node_id}
+        out.append(_metric("sluice_object_store_used_bytes", "gauge",
+                           "Bytes of objects in the node's shared memory", info.store_used,
+                           labels))
+        out.append(_metric("sluice_object_store_capacity_bytes", "gauge",
+                           "Bytes the node's store may hold before it spills",
+                           info.store_capacity, labels))
+        out.append(_metric("sluice_objects_spilled_total", "counter",
+                           "Objects the node's store spilled to disk", info.objects_spilled,
+                           labels))
+        out.append(_metric("sluice_node_alive", "gauge", "1 while the node is alive",
+                           int(info.alive), labels))
+    return out + s.metrics.rows()
+
+
+def task_rows_live(s: Scheduler) -> list[str]:
+    """The state of every unfinished task (as :func:`task_rows` names them)."""
+    return [row["state"] for row in task_rows(s, ended=False)]

@@ -25,6 +25,7 @@ from sluice.executor import protocol as P
 from sluice.executor.backend import ActorInfo, ChainHop, NodeInfo, ObjectLocation
 from sluice.executor.calls import encode_call
 from sluice.executor.counting import RefCounts
+from sluice.executor.metrics_table import merge as merge_metric
 from sluice.executor.object_ref import OWNER_SHIFT, ObjectRef
 from sluice.executor.resources import ResourceKey
 from sluice.executor.env_files import PACKAGES_KEY, activate_venv, setup_on_node
@@ -51,6 +52,7 @@ class WorkerAPI:
         self.index = index
         self.outbox: list = []
         self.send_lock = threading.Lock()
+        self.metric_updates: dict[tuple, list] = {}  # user metrics since the last flush
         self.refs = RefCounts()             # the refs this process holds
         self.streams_in = StreamConsumer(self)  # the generators this process iterates
         self.ring: dict[int, tuple] = {}    # recent results kept here (a worker's; else empty)
@@ -127,6 +129,9 @@ class WorkerAPI:
     def _drain_ref_events(self) -> None:
         # Ref events must reach the driver in order with the messages that follow them.
         outbox = self.outbox
+        if self.metric_updates:
+            updates, self.metric_updates = self.metric_updates, {}
+            outbox.append((P.METRICS, list(updates.values())))
         for oid, first in self.refs.drain():
             outbox.append((P.INCREF if first else P.DECREF, oid))
         if self.streams_in.closed:
@@ -253,6 +258,10 @@ class WorkerAPI:
 
     def worker_logs(self, filename: str | None = None, tail: int = -1) -> Any:
         return self._checked("log", (filename, tail))
+
+    def record_metric(self, update: tuple) -> None:
+        with self.send_lock:  # added up here; sent with the next flush
+            merge_metric(self.metric_updates, update)
 
     def _checked(self, what: str, arg: Any) -> Any:
         """A LOOKUP answered ``("ok", value)`` or ``("error", why)``: the value, or

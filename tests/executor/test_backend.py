@@ -49,7 +49,7 @@ def test_the_protocol_names_every_operation_the_api_needs() -> None:
         "submit_actor_chain", "check_feasible", "put", "get", "wait", "cancel", "kill",
         "object_locations", "get_actor", "cluster_resources", "available_resources", "nodes",
         "store_capacity", "shutdown", "named_actors", "context_info", "state",
-        "worker_logs",
+        "worker_logs", "record_metric",
     }
     for name, member in protocol_members().items():
         doc = member.fget.__doc__ if isinstance(member, property) else member.__doc__

@@ -58,7 +58,8 @@ class ClusterPlacement:
 
     # -- the nodes -----------------------------------------------------------------------
     def node_infos(self) -> list[NodeInfo]:
-        return [NodeInfo(str(n.node_id), n.host, n.alive, dict(n.resources.total), n.store_capacity)
+        return [NodeInfo(str(n.node_id), n.host, n.alive, dict(n.resources.total), n.store_capacity,
+                         n.store_used, n.spills)
                 for n in self.nodes.values()]
 
     def node_id_of(self, node: NodeState) -> str:
