@@ -39,6 +39,7 @@ from sluice.libs.data.block_tasks import BlockMeta
 from sluice.libs.data.context import DataContext
 from sluice.libs.data.logical import Kind, LogicalOp
 from sluice.libs.data.planner import DataPlan
+from sluice.libs.data import dashboard_page
 from sluice.libs.data.progress import ExecutionStats, ProgressBars, StageStats
 
 
@@ -149,6 +150,8 @@ class Execution:
                 self.stats.stages[s.id] = StageStats(s.name, reads=ops[0].kind is Kind.READ,
                                                      op_names=tuple(op.name for op in ops))
         self.bars = ProgressBars(self.ctx.show_progress(), tuple(self.stats.stages))
+        dashboard_page.note_execution(" -> ".join(s.name for s in self.stats.stages.values()),
+                                      self.stats)
 
     def block_refs(self) -> Iterator[BlockRef]:
         """Every output block, finished, in order."""

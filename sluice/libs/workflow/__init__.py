@@ -7,6 +7,7 @@ checkpoint. ``schedule(...)`` saves a cron schedule that a ``Scheduler`` (or the
 ``sluice scheduler`` daemon) fires.
 """
 
+from sluice.libs.workflow import dashboard_page  # noqa: F401  (registers the dashboard page)
 from sluice.libs.workflow.api import (
                                       cancel,
                                       delete,

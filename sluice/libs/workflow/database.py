@@ -144,6 +144,9 @@ class Database:
         self._local = threading.local()
         self._checked_in_pid: int | None = None
         self._connection()  # fail now, not at the first write, on a bad database
+        from sluice.libs.workflow import dashboard_page
+
+        dashboard_page.note_storage(self.folder)  # the dashboard's Workflows page lists it
 
     def close(self) -> None:
         """Close this thread's connection (the next call opens a new one)."""

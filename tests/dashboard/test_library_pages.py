@@ -1,0 +1,101 @@
+"""Pages libraries add to the dashboard (without touching its core): sluice.workflow's runs,
+steps and schedules, and sluice.data's executions with each stage's progress, live."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import sluice
+import sluice.dashboard
+import sluice.data as sd
+from sluice import workflow
+from tests.dashboard.conftest import screenshot
+from tests.dashboard.test_dashboard import content, links, table_text, wait
+
+
+@pytest.fixture(scope="module")
+def url() -> Iterator[str]:
+    sluice.init(num_cpus=2, include_dashboard=True, dashboard_port=0)
+    dashboard = sluice.dashboard.current()
+    assert dashboard is not None
+    yield dashboard.url
+    sluice.shutdown()
+
+
+@sluice.remote
+def extract(x):
+    return x + 1
+
+
+@sluice.remote
+def load(x):
+    if x > 100:
+        raise ValueError(f"cannot load {x}")
+    return x * 2
+
+
+def nightly():
+    return load.bind(extract.bind(1))
+
+
+def test_the_workflows_page_shows_runs_steps_and_schedules(url: str, browser,
+                                                           tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    store = str(tmp_path / "wf")
+    assert workflow.run(load.bind(extract.bind(3)), workflow_id="etl-ok", storage=store) == 8
+    with pytest.raises(Exception, match="cannot load 501"):
+        workflow.run(load.bind(extract.bind(500)), workflow_id="etl-bad", storage=store)
+    workflow.schedule("nightly-etl", "tests.dashboard.test_library_pages:nightly",
+                      "0 2 * * *", storage=store)
+    browser.get(url + "/")
+    browser.find_element(By.LINK_TEXT, "Workflows").click()
+    wait(browser, lambda d: "etl-bad" in table_text(d))
+    rows = [r.split("\t") for r in table_text(browser).splitlines()]
+    statuses = {cells[0].split("/")[-1]: cells[1] for cells in rows if "/etl-" in cells[0]}
+    assert statuses == {"etl-ok": "SUCCESSFUL", "etl-bad": "FAILED"}
+    assert any(cells[:2] == ["nightly-etl", "0 2 * * *"] for cells in rows)
+    screenshot(browser, "workflows")
+    (bad,) = [href for text, href in links(browser) if text.endswith("/etl-bad")]
+    browser.get(bad)
+    wait(browser, lambda d: "FAILED" in content(d))
+    steps = [r.split("\t") for r in table_text(browser).splitlines()[1:]]
+    assert [(s[1], s[2]) for s in steps] == [("extract", "SUCCESSFUL"), ("load", "FAILED")]
+    assert "cannot load 501" in content(browser)
+
+
+def test_the_data_page_shows_each_stages_progress_live(url: str, browser,
+                                                       tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    go = tmp_path / "go"
+
+    def gated(batch):
+        while not os.path.exists(go):
+            time.sleep(0.01)
+        return batch
+
+    ds = sd.range(1000).repartition(4).map_batches(gated)
+    result: list = []
+    runner = threading.Thread(target=lambda: result.append(ds.count()))
+    runner.start()
+    try:
+        browser.get(url + "/")
+        browser.find_element(By.LINK_TEXT, "Data").click()
+        wait(browser, lambda d: "RUNNING" in table_text(d) or "PENDING" in table_text(d))
+        assert "Execution" in content(browser) and "running" in content(browser)
+    finally:
+        go.touch()
+        runner.join(timeout=120)
+    assert result == [1000]
+    wait(browser, lambda d: "RUNNING" not in table_text(d) and "PENDING" not in table_text(d))
+    stages = [r.split("\t") for r in table_text(browser).splitlines()[1:]]
+    assert stages and all(cells[2] == "DONE" for cells in stages)
+    assert any(cells[5] == "1000" for cells in stages)   # rows out of the last stage
+    screenshot(browser, "data")
