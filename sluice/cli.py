@@ -43,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
         from sluice.libs.serve import cli as serve_cli
 
         return serve_cli.run(args)
+    if args.command == "job":
+        from sluice.dashboard import job_cli
+
+        return job_cli.run(args)
     if args.command in ("list", "summary", "logs"):
         from sluice.dashboard import cli as dashboard_cli
 
@@ -76,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--no-optimize", action="store_true",
                       help="compile with optimize=False (no CSE, no fusion)")
     from sluice.dashboard import cli as dashboard_cli
+    from sluice.dashboard import job_cli
     from sluice.executor.cluster import cli as cluster_cli
     from sluice.libs.workflow import cli as workflow_cli
 
@@ -83,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
 
     cluster_cli.add_parsers(sub)
     dashboard_cli.add_parsers(sub)
+    job_cli.add_parsers(sub)
     workflow_cli.add_parsers(sub)
     serve_cli.add_parsers(sub)
     return parser

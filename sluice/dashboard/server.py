@@ -31,11 +31,12 @@ class Dashboard:
     listening on ``host:port`` (port 0: any free one)."""
 
     def __init__(self, source: pages.Source, host: str = "127.0.0.1",
-                 port: int = DEFAULT_PORT, token: str | None = None):
+                 port: int = DEFAULT_PORT, token: str | None = None, jobs: Any = None):
         self.source = source
         self.host = host
         self.port = port
         self.token = token
+        self.jobs = jobs  # a cluster head's JobManager (jobs.py); None: no job submission
         self.server: Any = None
         self.thread: threading.Thread | None = None
 
@@ -173,6 +174,62 @@ def build_app(dashboard: Dashboard) -> Any:
         return Response(render(dashboard.source),
                         media_type="text/plain; version=0.0.4; charset=utf-8")
 
+    def job_call(request: Request, call: Any) -> Response:
+        """Answer a job request with ``call()``'s JSON; its bad input as 400 (404 for an
+        unknown job)."""
+        from sluice.dashboard.jobs import JobError
+
+        if not allowed(request):
+            return refused()
+        if dashboard.jobs is None:
+            return JSONResponse({"result": False, "msg": "this dashboard takes no jobs: submit "
+                                 "them to a cluster head's (sluice start --head prints its "
+                                 "address)"}, status_code=404)
+        try:
+            return JSONResponse(call())
+        except JobError as err:
+            return JSONResponse({"result": False, "msg": str(err)},
+                                status_code=404 if str(err).startswith("no job") else 400)
+
+    async def jobs_root(request: Request) -> Response:
+        if request.method == "GET":
+            return job_call(request, lambda: [j.to_dict() for j in dashboard.jobs.list()])
+        try:
+            spec = await request.json()
+        except ValueError:
+            return JSONResponse({"result": False, "msg": "send the job as JSON"},
+                                status_code=400)
+        if not isinstance(spec, dict):
+            return JSONResponse({"result": False, "msg": "send the job as a JSON object"},
+                                status_code=400)
+
+        def submit() -> dict[str, Any]:
+            job_id = dashboard.jobs.submit(spec.get("entrypoint"), spec.get("submission_id")
+                                           or spec.get("job_id"), spec.get("runtime_env"),
+                                           spec.get("metadata"))
+            return {"submission_id": job_id, "job_id": job_id}
+
+        return job_call(request, submit)
+
+    async def job_one(request: Request) -> Response:
+        job_id = request.path_params["job_id"]
+        if request.method == "DELETE":
+            return job_call(request, lambda: {"deleted": dashboard.jobs.delete(job_id)})
+        return job_call(request, lambda: dashboard.jobs.get(job_id).to_dict())
+
+    async def job_logs(request: Request) -> Response:
+        job_id = request.path_params["job_id"]
+        return job_call(request, lambda: {"logs": dashboard.jobs.logs(job_id)})
+
+    async def job_stop(request: Request) -> Response:
+        job_id = request.path_params["job_id"]
+        return job_call(request, lambda: {"stopped": dashboard.jobs.stop(job_id)})
+
+    async def package(request: Request) -> Response:
+        data = await request.body()
+        name = request.path_params["name"]
+        return job_call(request, lambda: {"uri": dashboard.jobs.add_package(name, data)})
+
     async def page(request: Request) -> Response:
         if dashboard.token and "token" in request.query_params:
             response = RedirectResponse(request.url.path)
@@ -200,6 +257,11 @@ def build_app(dashboard: Dashboard) -> Any:
         return HTMLResponse(layout(page_.title, pages.navigation(), page_.path, body))
 
     return Starlette(routes=[
+        Route("/api/jobs/", jobs_root, methods=["GET", "POST"]),
+        Route("/api/jobs/{job_id}", job_one, methods=["GET", "DELETE"]),
+        Route("/api/jobs/{job_id}/logs", job_logs),
+        Route("/api/jobs/{job_id}/stop", job_stop, methods=["POST"]),
+        Route("/api/packages/{name}", package, methods=["PUT"]),
         Route("/metrics", metrics),
         Route("/api/v0/timeline", api_timeline),
         Route("/api/v0/logs", api_logs),
@@ -233,7 +295,7 @@ def current() -> Dashboard | None:
 
 
 def start(source: pages.Source, host: str = "127.0.0.1", port: int | None = None,
-          token: str | None = None, quiet: bool = False) -> Dashboard | None:
+          token: str | None = None, quiet: bool = False, jobs: Any = None) -> Dashboard | None:
     """Start this process's dashboard and print where it is; None (with a message saying
     why) when it cannot listen, so that the runtime starts without it."""
     global _current
@@ -241,7 +303,7 @@ def start(source: pages.Source, host: str = "127.0.0.1", port: int | None = None
 
     stop()
     history.enable()  # the Plans page shows the runs from now on
-    dashboard = Dashboard(source, host, DEFAULT_PORT if port is None else port, token)
+    dashboard = Dashboard(source, host, DEFAULT_PORT if port is None else port, token, jobs)
     try:
         dashboard.start()
     except OSError as err:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import atexit
 import importlib
+import json
 import logging
 import math
 import numbers
+import os
 import sys
 import threading
 from typing import Any, Sequence
@@ -83,6 +85,13 @@ def init(num_cpus: float | None = None, num_gpus: float | None = None,
         spill_dir = spilling_to
     if address == "auto" and backend == "local" and context.current() is None:
         address = init_options.auto_address()
+    if address is None and backend == "local" and os.environ.get(init_options.JOB_ADDRESS_VAR):
+        # A job submitted to a cluster (`sluice job submit`): its driver joins that cluster,
+        # with the job's runtime_env, as a Ray job's ray.init() does.
+        address = os.environ[init_options.JOB_ADDRESS_VAR]
+        if runtime_env is None:
+            runtime_env = json.loads(os.environ.get(init_options.JOB_RUNTIME_ENV_VAR) or "{}") \
+                or None
     if backend not in ("local", "dask"):
         raise ValueError(f"init(backend={backend!r}): give backend='local' (the embedded runtime, "
                          "or a sluice cluster with address='sluice://HOST:PORT') or 'dask'")

@@ -26,6 +26,11 @@ from typing import Any
 
 RAY_DEFAULT_DASHBOARD_HOST = "127.0.0.1"
 
+JOB_ADDRESS_VAR = "SLUICE_JOB_ADDRESS"
+"""Set for a submitted job's driver: the cluster its ``init()`` joins."""
+JOB_RUNTIME_ENV_VAR = "SLUICE_JOB_RUNTIME_ENV"
+"""Set for a submitted job's driver: its runtime_env (JSON), the default of its ``init()``."""
+
 
 def auto_address() -> str:
     """The cluster ``init(address="auto")`` connects to, as ``sluice://HOST:PORT``."""

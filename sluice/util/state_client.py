@@ -24,6 +24,24 @@ def dashboard_url(address: str) -> str:
     return address if "://" in address else f"http://{address}"
 
 
+def token_for(url: str) -> str | None:
+    """The cluster token to send to the dashboard at ``url``: ``SLUICE_TOKEN``, else the
+    token file of the head on this machine that serves it (None: none needed)."""
+    token = os.environ.get("SLUICE_TOKEN")
+    if token:
+        return token
+    try:  # a head on this machine serving that dashboard: its token file
+        from sluice.executor.cluster import auth
+
+        for _, record in auth.daemon_records():
+            if record.get("kind") == "head" and record.get("dashboard") == url:
+                port = int(str(record["address"]).rsplit(":", 1)[1])
+                return auth.find_token(port)
+    except Exception:  # noqa: BLE001 - no records: no token
+        return None
+    return None
+
+
 def fetch(address: str, path: str, params: dict[str, Any] | None = None,
           timeout: float = 30.0) -> Any:
     """The ``data.result`` of ``GET address/path?params``; a clear error when the dashboard
@@ -32,7 +50,7 @@ def fetch(address: str, path: str, params: dict[str, Any] | None = None,
     if params:
         url += "?" + urllib.parse.urlencode(params, doseq=True)
     request = urllib.request.Request(url)
-    token = os.environ.get("SLUICE_TOKEN")
+    token = token_for(dashboard_url(address))
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:

@@ -39,14 +39,18 @@ def trace_events(tasks: list[dict[str, Any]],
     events: list[dict[str, Any]] = []
     named: set[tuple[str, int]] = set()
     for row in sorted((r for r in tasks if r.get("start_time_us") and r.get("duration_s")
-                       is not None and r.get("worker_pid") is not None),
+                       is not None and r.get("worker_id") is not None),
                       key=lambda r: r["start_time_us"]):
         node = str(row.get("node_id") or "local")
-        pid = int(row["worker_pid"])
+        # A worker by its pid where known (a cluster's head knows its workers by index).
+        pid = row["worker_pid"] if row.get("worker_pid") is not None \
+            else int(row["worker_id"], 16)
         if (node, pid) not in named:
             named.add((node, pid))
+            label = (f"worker pid={pid}" if row.get("worker_pid") is not None
+                     else f"worker {int(row['worker_id'], 16)}")
             events.append({"ph": "M", "name": "thread_name", "pid": f"node {node}",
-                           "tid": pid, "args": {"name": f"worker pid={pid}"}})
+                           "tid": pid, "args": {"name": label}})
         stage = next((stages[o] for o in row.get("object_ids") or () if o in stages), None)
         name = row["name"] if stage is None else f"stage {stage[1]}: {stage[2]}"
         args = {"task_id": row["task_id"], "function": row["name"], "state": row["state"],

@@ -123,20 +123,6 @@ def test_an_object_ref_prints_a_short_id() -> None:
     assert repr(ref).startswith("ObjectRef(") and len(ref.hex()) == 16
 
 
-def test_a_tasks_print_reaches_the_driver_without_a_prefix(tmp_path: Path) -> None:
-    # Ray: a worker's output is re-printed by the driver as "(say pid=123) hello".
-    # sluice: workers write to the driver's own stdout directly, unprefixed.
-    script = tmp_path / "say.py"
-    script.write_text("import sluice as ray\n\n@ray.remote\ndef say():\n    print('hello', flush=True)\n"
-                      "\nray.get(say.remote())\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout == "hello\n"
-
-
 def test_init_without_an_address_starts_a_local_runtime_whatever_ray_address_says() -> None:
     # Ray: init() with RAY_ADDRESS set (or a `ray start` cluster on the machine) connects to
     # that cluster. sluice: init() always starts a local runtime; init(address="auto")

@@ -15,6 +15,7 @@ nodes that joined it.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import signal
@@ -57,6 +58,13 @@ def add_parsers(sub: Any) -> None:
     start.add_argument("--tls-cert", default=None, metavar="PEM", help="TLS certificate (all daemons)")
     start.add_argument("--tls-key", default=None, metavar="PEM", help="TLS private key")
     start.add_argument("--block", action="store_true", help="run in the foreground until stopped")
+    start.add_argument("--dashboard-port", type=int, default=8265,
+                       help="the head's dashboard and job server port (default 8265; 0: any "
+                            "free port)")
+    start.add_argument("--dashboard-host", default=None,
+                       help="where the dashboard listens (default: the --bind address)")
+    start.add_argument("--no-dashboard", action="store_true",
+                       help="start the head without its dashboard and job server")
     status = sub.add_parser("status", help="nodes, resources, tasks and store use of a cluster")
     status.add_argument("--address", default=None, metavar="HOST:PORT",
                         help="the head (default: the one this machine started, or 127.0.0.1:6380)")
@@ -99,18 +107,30 @@ def _run_head(args: argparse.Namespace, resources: dict | None, tls: tuple | Non
 
     head = Head(args.port, args.bind, args.token or os.environ.get("SLUICE_TOKEN"), tls,
                 args.max_lineage_bytes or max_lineage_bytes_from())
-    node = None
+    node = dashboard = jobs = None
     try:
         host = args.advertise or args.bind
         if args.num_cpus != 0:  # this machine's node: its own process, so it never competes
             node = _start_head_node(args, head)  # with the scheduler for the head's interpreter
-        auth.write_daemon_record("head", os.getpid(), {"address": f"{host}:{head.port}"})
+        record = {"address": f"{host}:{head.port}"}
         print(f"sluice head serving at sluice://{host}:{head.port}", flush=True)
         print(f"  drivers: sluice.init(address=\"sluice://{host}:{head.port}\")", flush=True)
         print(f"  nodes:   sluice start --address {host}:{head.port} [--token TOKEN]", flush=True)
         print(f"  token:   {auth.head_dir(head.port) / 'token'}", flush=True)
+        if not args.no_dashboard:  # (above the executor: loaded by name)
+            local = "127.0.0.1" if args.bind == "0.0.0.0" else args.bind
+            dashboard, jobs = importlib.import_module("sluice.dashboard.head").start_for_head(
+                head, args.dashboard_host or args.bind, args.dashboard_port,
+                f"sluice://{local}:{head.port}")
+            if dashboard is not None:
+                record["dashboard"] = dashboard.url
+        auth.write_daemon_record("head", os.getpid(), record)
         _wait_for_signal(None)
     finally:
+        if jobs is not None:
+            jobs.stop_all()
+        if dashboard is not None:
+            dashboard.stop()
         if node is not None and node.poll() is None:
             node.send_signal(signal.SIGTERM)
             try:
@@ -203,6 +223,12 @@ def _argv_of(args: argparse.Namespace) -> list[str]:
         value = getattr(args, flag)
         if value is not None:
             argv += [f"--{flag.replace('_', '-')}", str(value)]
+    if args.head:
+        argv += ["--dashboard-port", str(args.dashboard_port)]
+        if args.dashboard_host:
+            argv += ["--dashboard-host", args.dashboard_host]
+        if args.no_dashboard:
+            argv.append("--no-dashboard")
     return argv
 
 

@@ -42,13 +42,14 @@ class LocalCluster:
     ``head_args`` to the head only; ``env`` is set for every daemon, ``node_env[i]`` for
     node ``i`` only (e.g. its own runtime_env cache, as on its own machine); ``cwd``
     (default: the current directory) is on the daemons' ``PYTHONPATH``, so their workers
-    import the driver's modules by name.
+    import the driver's modules by name. ``dashboard``: the head serves its dashboard and
+    job server at :attr:`dashboard_url`.
     """
 
     def __init__(self, nodes: int = 2, cpus: float = 1, head_cpus: float = 1, extra: list[str] | None = None,
                  env: dict[str, str] | None = None, node_args: list[list[str]] | None = None,
                  cwd: str | Path | None = None, head_args: list[str] | None = None,
-                 node_env: list[dict[str, str]] | None = None):
+                 node_env: list[dict[str, str]] | None = None, dashboard: bool = False):
         self.cwd = Path(cwd or os.getcwd())
         self.port = free_port()
         self.address = f"sluice://127.0.0.1:{self.port}"
@@ -59,8 +60,13 @@ class LocalCluster:
         self.logs: list[Path] = []
         self.cpus = cpus
         self.extra = extra or []
+        # The head's dashboard (and job server) only when asked: it listens on a port of its
+        # own, and most tests need none.
+        self.dashboard_url = f"http://127.0.0.1:{free_port()}" if dashboard else None
+        web = (["--dashboard-port", self.dashboard_url.rsplit(":", 1)[1]] if self.dashboard_url
+               else ["--no-dashboard"])
         self.head = self._start(["--head", "--port", str(self.port), "--num-cpus", str(head_cpus),
-                                 *self.extra, *(head_args or [])], "head")
+                                 *web, *self.extra, *(head_args or [])], "head")
         self.wait_for_nodes(1 if head_cpus else 0)
         self.nodes: list[subprocess.Popen] = []
         for i in range(nodes):

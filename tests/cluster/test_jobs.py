@@ -1,0 +1,154 @@
+"""Jobs on a 3-node loopback cluster, through the CLI as people submit them: the working
+directory reaches the job's tasks on every node, output and status outlive the client,
+stopping, failing and unknown jobs; and the head's dashboard answering the state API,
+metrics and the timeline for the whole cluster, with its token required."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.cluster.conftest import ROOT, LocalCluster
+
+SCRIPT = '''
+import sluice
+from helper import shout
+
+sluice.init()   # a submitted job's driver joins its cluster
+
+@sluice.remote(num_cpus=1)
+def where(i):
+    import os
+    from helper import shout
+    return shout(i), os.environ.get("SLUICE_NODE_FLIGHT")
+
+results = sluice.get([where.remote(i) for i in range(12)])
+print("words:", " ".join(sorted({w for w, _ in results})))
+print("nodes used:", len({n for _, n in results}))
+'''
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalCluster]:
+    c = LocalCluster(nodes=2, dashboard=True)
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+def sluice_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("SLUICE_TOKEN", None)   # found in the head's token file, as on the head's machine
+    return subprocess.run([sys.executable, "-m", "sluice.cli", *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=ROOT, env=env)
+
+
+def test_a_job_with_a_working_dir_runs_on_the_cluster(cluster: LocalCluster,
+                                                       tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "script.py").write_text(SCRIPT)
+    (project / "helper.py").write_text("def shout(i):\n    return f'word{i % 3}'\n")
+    url = cluster.dashboard_url
+    out = sluice_cli("job", "submit", "--address", url, "--working-dir", str(project),
+                     "--submission-id", "etl-1", "--", "python", "script.py")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Job 'etl-1' submitted successfully" in out.stdout
+    assert "words: word0 word1 word2" in out.stdout        # helper imported on the nodes
+    assert "Job 'etl-1' succeeded" in out.stdout
+    # after the submitting client is gone: status and output are kept by the head
+    status = sluice_cli("job", "status", "etl-1", "--address", url)
+    assert "Job 'etl-1': SUCCEEDED" in status.stdout
+    logs = sluice_cli("job", "logs", "etl-1", "--address", url)
+    assert "words: word0 word1 word2" in logs.stdout
+    listing = sluice_cli("job", "list", "--address", url)
+    assert any(line.split()[:2] == ["etl-1", "SUCCEEDED"] for line in listing.stdout.splitlines())
+    # its tasks ran on the cluster's nodes, as the head's state API says
+    tasks = json.loads(sluice_cli("list", "tasks", "--address", url, "--filter", "name=where",
+                                  "--format", "json", "--limit", "1000").stdout)
+    assert len(tasks) == 12 and {t["state"] for t in tasks} == {"FINISHED"}
+    nodes = json.loads(sluice_cli("list", "nodes", "--address", url, "--format", "json").stdout)
+    assert len(nodes) == 3 and {n["state"] for n in nodes} == {"ALIVE"}
+    assert {t["node_id"] for t in tasks} <= {n["node_id"] for n in nodes}
+
+
+def test_a_job_can_be_stopped_and_a_failing_job_fails(cluster: LocalCluster) -> None:
+    url = cluster.dashboard_url
+    out = sluice_cli("job", "submit", "--address", url, "--no-wait", "--submission-id",
+                     "sleepy", "--", "python", "-c",
+                     "import time; print('started', flush=True); time.sleep(600)")
+    assert out.returncode == 0, out.stderr
+    deadline = time.monotonic() + 120
+    while "started" not in sluice_cli("job", "logs", "sleepy", "--address", url).stdout:
+        assert time.monotonic() < deadline, "the job never started"
+        time.sleep(0.2)
+    assert "RUNNING" in sluice_cli("job", "status", "sleepy", "--address", url).stdout
+    assert "stopped" in sluice_cli("job", "stop", "sleepy", "--address", url).stdout
+    assert "STOPPED" in sluice_cli("job", "status", "sleepy", "--address", url).stdout
+    failing = sluice_cli("job", "submit", "--address", url, "--", "python", "-c",
+                         "raise SystemExit('the job gives up')")
+    assert failing.returncode == 1 and "the job gives up" in failing.stdout
+    assert "failed" in failing.stdout.splitlines()[-1]
+    unknown = sluice_cli("job", "status", "nope", "--address", url)
+    assert unknown.returncode == 2 and "no job 'nope'" in unknown.stderr
+    empty = sluice_cli("job", "submit", "--address", url)
+    assert empty.returncode == 2 and "give the command to run after --" in empty.stderr
+
+
+def test_the_heads_dashboard_serves_metrics_and_the_timeline_to_token_holders(
+        cluster: LocalCluster) -> None:
+    url = cluster.dashboard_url
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(url + "/api/v0/nodes", timeout=30)
+    assert refused.value.code == 401
+    headers = {"Authorization": f"Bearer {cluster.token}"}
+    request = urllib.request.Request(url + "/metrics", headers=headers)
+    text = urllib.request.urlopen(request, timeout=30).read().decode()
+    alive = [line for line in text.splitlines() if line.startswith("sluice_node_alive{")]
+    assert len(alive) == 3 and all(line.endswith(" 1.0") for line in alive)
+    request = urllib.request.Request(url + "/api/v0/timeline", headers=headers)
+    trace = json.load(urllib.request.urlopen(request, timeout=30))
+    nodes = {e["pid"] for e in trace if e["ph"] == "X" and e["name"] == "where"}
+    assert nodes and all(n.startswith("node ") for n in nodes)
+
+
+def test_jobs_from_python_with_rays_names(cluster: LocalCluster, tmp_path: Path) -> None:
+    import asyncio
+
+    from sluice.job_submission import JobStatus, JobSubmissionClient
+
+    os.environ.pop("SLUICE_TOKEN", None)
+    client = JobSubmissionClient(cluster.dashboard_url)
+    (tmp_path / "data.txt").write_text("payload from the working dir\n")
+    job = client.submit_job(entrypoint="python -c \"print(open('data.txt').read().strip())\"",
+                            runtime_env={"working_dir": str(tmp_path)},
+                            metadata={"owner": "tests"})
+    assert job.startswith("raysubmit_")
+
+    async def tail() -> str:
+        return "".join([chunk async for chunk in client.tail_job_logs(job)])
+
+    assert "payload from the working dir" in asyncio.run(tail())
+    assert client.wait_until_done(job, timeout_s=120) is JobStatus.SUCCEEDED
+    info = client.get_job_info(job)
+    assert info.metadata == {"owner": "tests"} and info.driver_exit_code == 0
+    assert job in {j.submission_id for j in client.list_jobs()}
+    page = urllib.request.Request(cluster.dashboard_url + "/jobs",
+                                  headers={"Authorization": f"Bearer {cluster.token}"})
+    html = urllib.request.urlopen(page, timeout=30).read().decode()
+    assert job in html and "SUCCEEDED" in html and "SUBMISSION" in html
+    assert client.delete_job(job)
+    with pytest.raises(ValueError, match=f"no job '{job}'"):
+        client.get_job_status(job)
+    with pytest.raises(ValueError, match="is not a folder"):
+        client.submit_job(entrypoint="true", runtime_env={"working_dir": str(tmp_path / "no")})
