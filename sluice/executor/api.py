@@ -138,6 +138,8 @@ def init(num_cpus: float | None = None, num_gpus: float | None = None,
 
             job_env = check_spec(runtime_env) if runtime_env is not None else None  # bad: fails here
             client = connect(address, token=token, namespace=namespace)
+            if not log_to_driver:
+                client.printer = None
             client.inherited_runtime_env = job_env
             client.shipper = Shipper(client.put)
             context.set_current(client)

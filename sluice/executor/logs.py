@@ -130,16 +130,18 @@ class LogLine:
     stream: str
     text: str
     node: str | None = None
+    index: int = 0                 # the worker's index (its file's name says)
 
 
 _FILE = re.compile(r"worker-(\d+)-(\d+)\.(out|err)$")
 
 
 class _Tail:
-    __slots__ = ("path", "pid", "stream", "offset", "partial", "name")
+    __slots__ = ("path", "pid", "stream", "offset", "partial", "name", "index")
 
-    def __init__(self, path: Path, pid: int, stream: str):
+    def __init__(self, path: Path, pid: int, stream: str, index: int = 0):
         self.path = path
+        self.index = index
         self.pid = pid
         self.stream = stream
         self.offset = 0
@@ -192,7 +194,8 @@ class LogMonitor:
                 match = _FILE.match(entry.name)
                 if match is None:
                     continue
-                tail = self.tails[entry.name] = _Tail(Path(entry.path), int(match[2]), match[3])
+                tail = self.tails[entry.name] = _Tail(Path(entry.path), int(match[2]), match[3],
+                                                      int(match[1]))
             try:
                 size = entry.stat().st_size
                 if size <= tail.offset:
@@ -206,10 +209,11 @@ class LogMonitor:
             *complete, tail.partial = (tail.partial + data).split(b"\n")
             for raw in complete:
                 text = raw.decode("utf-8", "replace")
-                if text.startswith(MARK):
-                    tail.name = text[len(MARK):]
+                if text.startswith(MARK):  # (a function defined in a function: its own name)
+                    tail.name = text[len(MARK):].rsplit("<locals>.", 1)[-1]
                     continue
-                out.append(LogLine(tail.pid, tail.name, tail.stream, text, self.node))
+                out.append(LogLine(tail.pid, tail.name, tail.stream, text, self.node,
+                                   tail.index))
         return out
 
     def stop(self) -> None:

@@ -64,6 +64,9 @@ GEN_CLOSE = 52      # (GEN_CLOSE, generator id) the consumer dropped its generat
 PULLED = 38         # (PULLED, object_id, segment name) a copy now lives in this node's store (cluster)
 METRICS = 53        # (METRICS, [metric update]) user metrics since the last flush (metrics_table.py)
 
+# head -> a cluster's driver
+LOG_LINES = 54      # (LOG_LINES, [(pid, name, stream, text, node host)]) its workers' output
+
 # datagrams on chain sockets: actor -> actor, actor -> driver
 CHAIN_RELAY = 14    # (CHAIN_RELAY, chain_id, task_id, hop index, dependency spec, overrides, return_ids)
 CHAIN_READY = 16    # (CHAIN_READY, chain_id, worker index) a CHAIN_SETUP was applied

@@ -152,3 +152,26 @@ def test_jobs_from_python_with_rays_names(cluster: LocalCluster, tmp_path: Path)
         client.get_job_status(job)
     with pytest.raises(ValueError, match="is not a folder"):
         client.submit_job(entrypoint="true", runtime_env={"working_dir": str(tmp_path / "no")})
+
+
+def test_a_cluster_workers_output_reaches_its_driver_with_the_node(cluster: LocalCluster,
+                                                                   capsys) -> None:
+    import sluice
+
+    @sluice.remote
+    def shout(word):
+        import os
+        print(f"{word} from the cluster")
+        return os.getpid()
+
+    sluice.init(address=cluster.address)
+    try:
+        pid = sluice.get(shout.remote("hi"))
+        seen = ""
+        deadline = time.monotonic() + 60
+        while f"(shout pid={pid}, ip=127.0.0.1) hi from the cluster" not in seen:
+            assert time.monotonic() < deadline, f"the line never came: {seen!r}"
+            time.sleep(0.05)
+            seen += capsys.readouterr().out
+    finally:
+        sluice.shutdown()

@@ -99,3 +99,85 @@ def test_the_data_page_shows_each_stages_progress_live(url: str, browser,
     assert stages and all(cells[2] == "DONE" for cells in stages)
     assert any(cells[5] == "1000" for cells in stages)   # rows out of the last stage
     screenshot(browser, "data")
+
+
+def score(config):
+    from sluice import tune
+
+    for step in range(3):
+        tune.report({"score": config["x"] * (step + 1)})
+
+
+def test_the_tune_page_shows_the_experiments_trials(url: str, browser, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    from sluice import tune
+
+    grid = tune.Tuner(score, param_space={"x": tune.grid_search([1, 2, 3])},
+                      tune_config=tune.TuneConfig(metric="score", mode="max"),
+                      run_config=tune.RunConfig(name="page-exp", storage_path=str(tmp_path),
+                                                verbose=0)).fit()
+    assert grid.num_errors == 0
+    browser.get(url + "/")
+    browser.find_element(By.LINK_TEXT, "Tune").click()
+    wait(browser, lambda d: "page-exp" in content(d))
+    rows = [r.split("\t") for r in table_text(browser).splitlines()[1:]]
+    assert sorted((r[1], r[2], r[3]) for r in rows) == [("TERMINATED", "3", "3"),
+                                                         ("TERMINATED", "3", "6"),
+                                                         ("TERMINATED", "3", "9")]
+    assert "3 TERMINATED; best score = 9" in content(browser)
+
+
+def two_rounds(config):
+    from sluice import train
+
+    for step in range(2):
+        train.report({"loss": 1.0 / (step + 1), "step": step})
+
+
+def test_the_train_page_shows_the_gang_and_its_rounds(url: str, browser,
+                                                      tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from selenium.webdriver.common.by import By
+
+    from sluice import train
+    from sluice.train.torch import TorchTrainer
+
+    result = TorchTrainer(two_rounds, scaling_config=train.ScalingConfig(num_workers=2),
+                          run_config=train.RunConfig(name="page-run",
+                                                     storage_path=str(tmp_path))).fit()
+    assert result.metrics["step"] == 1
+    browser.get(url + "/")
+    browser.find_element(By.LINK_TEXT, "Train").click()
+    wait(browser, lambda d: "page-run" in content(d))
+    text = content(browser)
+    assert "2 rank(s)" in text and "2 round(s) reported" in text and "failure(s) 0" in text
+    rounds = [r.split("\t") for r in table_text(browser).splitlines()
+              if r.split("\t")[0] in ("1", "2")]
+    assert [(r[0], r[1]) for r in rounds] == [("1", "1"), ("2", "0.5")]   # round, loss
+
+
+def test_the_serve_page_shows_the_applications(url: str, browser) -> None:
+    from selenium.webdriver.common.by import By
+
+    from sluice import serve
+    from sluice.executor.cluster.local import free_port
+
+    @serve.deployment(num_replicas=2)
+    class Echo:
+        def __call__(self, request):
+            return "echo"
+
+    serve.start(http_options={"port": free_port()})
+    try:
+        serve.run(Echo.bind(), name="echo-app", route_prefix="/echo")
+        browser.get(url + "/")
+        browser.find_element(By.LINK_TEXT, "Serve").click()
+        wait(browser, lambda d: "echo-app: RUNNING" in content(d))
+        rows = [r.split("\t") for r in table_text(browser).splitlines()[1:]]
+        expected = serve.status().applications["echo-app"].deployments["Echo"]
+        assert rows[0][:2] == ["Echo", expected.status] and "RUNNING: 2" in rows[0][2]
+        assert "route /echo" in content(browser)
+        screenshot(browser, "serve")
+    finally:
+        serve.shutdown()

@@ -20,6 +20,7 @@ from typing import Any
 import grpc
 
 from sluice.exceptions import ObjectLostError
+from sluice.executor import logs
 from sluice.executor import protocol as P
 from sluice.executor.cluster import auth
 from sluice.executor.cluster import cluster_pb2_grpc as pb_grpc
@@ -83,6 +84,8 @@ class ClusterClient(WorkerAPI):
         self.same_machine = welcome["same_machine"]
         self.closed = False
         self.shut = False
+        # Shows its workers' output (init sets None for log_to_driver=False).
+        self.printer: logs.ConsolePrinter | None = logs.ConsolePrinter()
         self.lost: Exception | None = None
         self.kick = threading.Event()
         self.feasible: set = set()
@@ -99,6 +102,8 @@ class ClusterClient(WorkerAPI):
                     elif code == P.RELEASE:
                         for name in msg[1]:
                             self.reader.drop(name)
+                    elif code == P.LOG_LINES and self.printer is not None:
+                        self.printer([logs.LogLine(*line) for line in msg[1]])
         except grpc.RpcError as err:
             if not self.closed:
                 self.lost = auth.auth_error(err, self.address)
@@ -219,6 +224,8 @@ class ClusterClient(WorkerAPI):
         if self.shut:
             return
         self.shut = True
+        if self.printer is not None:
+            self.printer.flush_all()
         try:
             self.send_now()  # what is still batched goes first (e.g. the last ref drops)
         except (ConnectionError, OSError):

@@ -190,6 +190,27 @@ class HeadRuntime:
             if w is not None and w.alive:
                 w.proc.returncode = msg[2]
                 self.io.deliver(w, None)
+        elif msg[0] == "logs":  # ("logs", [(index, pid, name, stream, text)]): its workers'
+            self.forward_logs(node, msg[1])
+
+    def forward_logs(self, node: NodeState, lines: list[tuple]) -> None:
+        """Send each line to the driver whose job its worker runs (every driver when the
+        worker runs no job's work now), as ``LOG_LINES``."""
+        s = self.scheduler
+        with s.locked():
+            drivers = {index: job for index, job in s.client_jobs.items()}
+            by_driver: dict[int, list[tuple]] = {}
+            for index, pid, name, stream, text in lines:
+                w = self.handle_for(index)
+                job = s.job_of(w) if w is not None else None
+                targets = [i for i, j in drivers.items() if job is None or j is job]
+                for target in targets:
+                    by_driver.setdefault(target, []).append((pid, name, stream, text, node.host))
+            for index, batch in by_driver.items():
+                client = s.clients.get(index)
+                if client is not None and client.alive:
+                    client.out.append((P.LOG_LINES, batch))
+                    s.send(client)
 
     def node_died(self, node: NodeState, why: str) -> None:
         """Declare ``node`` dead: its processes die with it, and what only it held is lost.

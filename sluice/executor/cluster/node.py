@@ -27,6 +27,7 @@ from typing import Any
 
 import grpc
 
+from sluice.executor import logs
 from sluice.executor.cluster import auth
 from sluice.executor.cluster import cluster_pb2 as pb
 from sluice.executor.cluster import cluster_pb2_grpc as pb_grpc
@@ -96,6 +97,14 @@ class NodeDaemon:
         self.downlink = self.stub.NodeChannel(iter(self.up), metadata=self.metadata)
         for t in self.threads:
             t.start()
+        # Its workers' output goes to the head, which shows it at their jobs' drivers.
+        self.log_monitor = logs.LogMonitor(logs.log_dir(self.session), self.send_logs)
+
+    def send_logs(self, lines: list[logs.LogLine]) -> None:
+        """Hand the head what this node's workers wrote (``("logs", [(index, pid, name,
+        stream, text)])``)."""
+        self.up.control(("logs", [(ln.index, ln.pid, ln.name, ln.stream, ln.text)
+                                  for ln in lines]))
 
     # -- head -> node --------------------------------------------------------------------
     def read_head(self) -> None:
@@ -200,6 +209,7 @@ class NodeDaemon:
         if self.stopped.is_set():
             return
         self.stopped.set()
+        self.log_monitor.stop()  # (what the workers wrote last goes up first)
         self.up.close()
         os.write(self.wake_w, b"x")
         with self.lock:

@@ -4,6 +4,7 @@ Deployments composed with ``.bind()`` lower to a compiler Plan; a controller act
 their replicas running; handles and the HTTP proxy call replicas over direct channels.
 """
 
+from sluice.libs.serve import dashboard_page  # noqa: F401  (registers the dashboard page)
 from sluice.libs.serve import exceptions
 from sluice.libs.serve.api import (
     ApplicationStatusOverview,

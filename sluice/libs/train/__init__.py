@@ -4,6 +4,7 @@
 ``sluice.train.torch``. See the README's "Distributed training" section.
 """
 
+from sluice.libs.train import dashboard_page  # noqa: F401  (registers the dashboard page)
 from sluice.libs.train.config import (
     CheckpointConfig,
     DataConfig,

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from sluice.compiler.runner import run_plan
 from sluice.libs.actor_factory import ActorFactoryHooks
+from sluice.libs.train import dashboard_page
 from sluice.libs.train.config import DataConfig, ScalingConfig, bundles
 from sluice.libs.train.controller import TrainController
 from sluice.libs.train.result import Result
@@ -217,6 +218,7 @@ class DataParallelTrainer:
             resume_from=self.resume_from_checkpoint, make_shards=self._shards,
             trial=trial, on_report=on_report)
         self.controller = controller
+        dashboard_page.note_run(self.name, self.path, controller)
         controller.run()
         return Result(metrics=controller.history[-1] if controller.history else {},
                       checkpoint=controller.latest, path=self.path,

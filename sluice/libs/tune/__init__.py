@@ -6,6 +6,7 @@ the scheduler for decisions, runs trials on (reusable) trial actors, and keeps t
 experiment's state in SQLite under ``storage_path/name``.
 """
 
+from sluice.libs.tune import dashboard_page  # noqa: F401  (registers the dashboard page)
 from sluice.libs.tune import schedulers, search
 from sluice.libs.tune.checkpoint import Checkpoint
 from sluice.libs.tune.config import CheckpointConfig, FailureConfig, RunConfig, TuneConfig

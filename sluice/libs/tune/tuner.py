@@ -22,6 +22,7 @@ from sluice.libs.actor_factory import ActorFactoryHooks
 from sluice.libs.tune.config import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
 from sluice.libs.tune.controller import TuneController, TuneError, check_feasible
 from sluice.libs.tune.experiment_db import ExperimentDB, has_experiment
+from sluice.libs.tune import dashboard_page
 from sluice.libs.tune.progress import make_progress
 from sluice.libs.tune.result_grid import ResultGrid
 from sluice.libs.tune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
@@ -170,8 +171,9 @@ class Tuner:
                 db=db, experiment_name=self.experiment_name,
                 experiment_path=self.experiment_path,
                 trainable_name=trainable_name(self.trainable), param_space=self.param_space,
-                searcher=self.searcher, scheduler=self.scheduler, make_actor=lambda counted: hooks.factory(
-                    actor_resources(self.trainable, counted)),
+                searcher=self.searcher, scheduler=self.scheduler,
+                make_actor=lambda counted: hooks.factory(actor_resources(self.trainable,
+                                                                         counted)),
                 resources_of=lambda config: resources_of(self.trainable, config),
                 metric=cfg.metric, mode=cfg.mode, num_samples=cfg.num_samples,
                 max_concurrent_trials=cfg.max_concurrent_trials,
@@ -185,6 +187,8 @@ class Tuner:
                 id_prefix=state.get("id_prefix"),
                 searcher_finished=state.get("searcher_finished", False))
             self.controller = controller
+            dashboard_page.note_experiment(self.experiment_name, self.experiment_path,
+                                           controller)
             controller.run()
             self._results = ResultGrid(db, self.experiment_path, cfg.metric, cfg.mode)
             return self._results
