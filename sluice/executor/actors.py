@@ -123,6 +123,7 @@ class ActorManager:
             s.placement.spawn(index, actor.node, actor.env)
         w = WorkerHandle(index, proc, conn)
         w.node = actor.node
+        s.note_worker(w)
         w.env_id = actor.env.env_id if actor.env is not None else None
         w.actor = actor
         actor.worker = w

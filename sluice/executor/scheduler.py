@@ -63,7 +63,7 @@ from sluice.executor.resources import ResourceKey
 from sluice.executor.runtime_env import RuntimeEnvs
 from sluice.executor.strategies import PlacementGroupSchedulingStrategy
 from sluice.executor.metrics_table import MetricsTable
-from sluice.executor.state import task_log_capacity
+from sluice.executor.state import WORKERS_KEPT, ended_entry, task_log_capacity
 from sluice.executor.worker_pool import WorkerPool
 from sluice.store import serialization
 
@@ -87,7 +87,8 @@ class Scheduler(ObjectTable, StreamTable, WorkerPool):
                  "requests", "releasing", "chains_in_flight", "actor_handle_events", "retired",
                  "slot_released", "inbox", "conns_changed", "closed", "has_gpus", "actor_manager",
                  "blocking_fns", "start_hold", "driver_job", "client_jobs", "actor_aliases",
-                 "envs", "streams", "streams_closing", "pgs", "task_log", "ended", "metrics")
+                 "envs", "streams", "streams_closing", "pgs", "task_log", "ended", "metrics",
+                 "worker_info")
 
     def __init__(self, session: str, resources: ResourceTotals, placement: Placement,
                  locations: ObjectLocations, io: WorkerIO, lineage: LineageKeeper | None = None,
@@ -141,7 +142,17 @@ class Scheduler(ObjectTable, StreamTable, WorkerPool):
         # Ended tasks, newest last, as compact tuples (the state API's; see state.py)
         self.task_log: deque = deque(maxlen=task_log_capacity())
         self.ended = [0, 0]                            # tasks finished, failed (ever)
+        self.worker_info: dict[int, tuple] = {}        # worker index -> (pid, node label)
         self.metrics = MetricsTable()                  # user metrics of every process
+
+    def note_worker(self, w: WorkerHandle) -> None:
+        """Remember a new worker's pid and node for the state API (the newest
+        :data:`~sluice.executor.state.WORKERS_KEPT`)."""
+        info = self.worker_info
+        info[w.index] = (getattr(w.proc, "pid", None),
+                         w.node.label if w.node is not None else None)
+        if len(info) > WORKERS_KEPT:
+            del info[next(iter(info))]
 
     def job_of(self, w: WorkerHandle) -> JobInfo | None:
         """The job whose work process ``w`` is doing: a driver's own, an actor's creator's, or
@@ -375,9 +386,12 @@ class Scheduler(ObjectTable, StreamTable, WorkerPool):
                     self.locations.free(oid)
                 continue
             self.add_object(oid, spec, contained, stored_by=w)
-        self.task_log.append((task.task_id, task.name, task.actor, task.job, task.parent,
-                              task.submitted, started, seconds, w, None, task.return_ids,
-                              nbytes))
+        # The state API's record (see state.py; inline: this is every task's path).
+        actor, job, rids = task.actor, task.job, task.return_ids
+        self.task_log.append((task.task_id, task.name, actor and actor.actor_id,
+                              job and job.job_id, task.parent, task.submitted, started,
+                              seconds, w.index, None, rids[0] if len(rids) == 1 else
+                              tuple(rids), nbytes))
         self.ended[0] += 1
         self.release_lease(w)
 
@@ -426,9 +440,7 @@ class Scheduler(ObjectTable, StreamTable, WorkerPool):
         task.keep = []
 
     def finish_failed(self, task: TaskRecord, blob: bytes) -> None:
-        self.task_log.append((task.task_id, task.name, task.actor, task.job, task.parent,
-                              task.submitted, task.started, task.ran, task.worker, blob,
-                              task.return_ids, 0))
+        self.task_log.append(ended_entry(task, task.worker, task.started, task.ran, blob))
         self.ended[1] += 1
         self.finish(task)
         for oid in task.return_ids:

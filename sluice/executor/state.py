@@ -46,6 +46,24 @@ def task_log_capacity() -> int:
     return max(0, value)
 
 
+WORKERS_KEPT = 10_000
+"""Workers whose pid and node the state API remembers (the newest)."""
+
+
+def ended_entry(task: Any, w: WorkerHandle | None, started: float, seconds: float,
+                blob: bytes | None) -> tuple:
+    """The ``task_log`` entry of a task that failed: only numbers, strings and bytes (a
+    tuple of those the garbage collector stops tracking, so 100,000 of them cost it
+    nothing): ``(task id, name, actor id, job id, parent id, submitted, started, seconds,
+    worker index, error blob (None: finished), result id(s), result bytes)``. A task that
+    finished gets the same tuple, built inline in ``Scheduler.task_done``."""
+    actor, job, rids = task.actor, task.job, task.return_ids
+    return (task.task_id, task.name, actor and actor.actor_id, job and job.job_id,
+            task.parent, task.submitted, started, seconds,
+            w.index if w is not None else None, blob,
+            rids[0] if len(rids) == 1 else tuple(rids), 0)
+
+
 def rows(s: Scheduler, kind: str) -> list[dict[str, Any]]:
     """Every row of state table ``kind`` (one of :data:`KINDS`), oldest first."""
     if kind == "tasks":
@@ -109,20 +127,26 @@ def error_fields(blob: bytes | None) -> dict[str, Any]:
 def task_rows(s: Scheduler, ended: bool = True) -> list[dict[str, Any]]:
     """Ended tasks (newest last; ``ended=False``: none), then the unfinished ones."""
     out = []
-    for (task_id, name, actor, job, parent, submitted, started, ran, w, blob,
-         returns, nbytes) in (list(s.task_log) if ended else ()):
+    local = s.placement.node_id_of(None)
+    driver_job = s.driver_job.job_id if s.driver_job is not None else None
+    workers = s.worker_info
+    for (task_id, name, actor_id, job_id, parent, submitted, started, ran, index,
+         blob, returns, nbytes) in (list(s.task_log) if ended else ()):
+        pid, node = workers.get(index, (None, None)) if index is not None else (None, None)
         row = {"task_id": _hex(task_id), "attempt_number": 0, "name": name,
                "state": "FAILED" if blob is not None else "FINISHED",
-               "job_id": _job_id(s, job),
-               "actor_id": _hex(actor.actor_id) if actor is not None else None,
-               "type": "ACTOR_TASK" if actor is not None else "NORMAL_TASK",
+               "job_id": job_id or driver_job,
+               "actor_id": _hex(actor_id),
+               "type": "ACTOR_TASK" if actor_id is not None else "NORMAL_TASK",
                "func_or_class_name": name, "parent_task_id": _hex(parent),
-               **_worker_fields(s, w),
+               "node_id": (node or local) if index is not None else None,
+               "worker_id": _hex(index), "worker_pid": pid,
                "creation_time_ms": _ms(submitted), "start_time_ms": _ms(started),
                "end_time_ms": _ms(started + ran) if started else None,
                "duration_s": ran if started else None,
                "start_time_us": int(started * 1e6) if started else None,
-               "object_ids": [_hex(oid) for oid in returns],
+               "object_ids": [_hex(oid) for oid in (returns if isinstance(returns, tuple)
+                                                    else (returns,))],
                "output_bytes": nbytes if blob is None else None}
         row.update(error_fields(blob))
         out.append(row)

@@ -122,6 +122,7 @@ class WorkerPool:
             self.placement.spawn(index, node, env)
         w = WorkerHandle(index, proc, conn)
         w.node = node
+        self.note_worker(w)
         w.env_id = env.env_id if env is not None else None
         self.workers.append(w)
         self.conns_changed = True

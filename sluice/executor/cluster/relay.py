@@ -82,6 +82,8 @@ class RelayConn:
 class RemoteProc:
     """A worker process on a node, as far as the head can see and steer it."""
 
+    pid = None  # (it runs on its node: the head does not know its pid)
+
     def __init__(self, outbox: Outbox | None, index: int):
         self.outbox = outbox
         self.index = index
