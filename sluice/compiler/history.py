@@ -97,6 +97,12 @@ def record(plan: Plan, values: dict[str, Any], how: str) -> None:
             del _records[next(iter(_records))]
 
 
+def clear() -> None:
+    """Forget every record (the runtime stopped: a new one numbers its objects anew)."""
+    with _lock:
+        _records.clear()
+
+
 def records() -> list[PlanRecord]:
     """The recorded Plans, the most recently run last."""
     with _lock:

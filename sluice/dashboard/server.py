@@ -119,6 +119,9 @@ def build_app(dashboard: Dashboard) -> Any:
             chosen = select(kind, rows, filters, limit)
         except (ValueError, TypeError) as err:
             return JSONResponse({"result": False, "msg": str(err)}, status_code=400)
+        except Exception as err:  # noqa: BLE001 - a bug: said, not a bare 500
+            return JSONResponse({"result": False, "msg": f"the state of {kind} could not be "
+                                 f"read: {type(err).__name__}: {err}"}, status_code=500)
         return JSONResponse({"result": True, "msg": "", "data": {"result": {
             "total": len(rows), "num_after_truncation": len(chosen),
             "num_filtered": len(chosen), "result": [dict(r) for r in chosen]}}})

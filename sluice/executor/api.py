@@ -167,6 +167,9 @@ def shutdown() -> None:
         dashboard = sys.modules.get("sluice.dashboard")
         if dashboard is not None:
             dashboard.stop()
+        history = sys.modules.get("sluice.compiler.history")
+        if history is not None:  # (its object ids were this runtime's)
+            history.clear()
         rt.shutdown()
 
 

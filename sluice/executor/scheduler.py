@@ -142,15 +142,14 @@ class Scheduler(ObjectTable, StreamTable, WorkerPool):
         # Ended tasks, newest last, as compact tuples (the state API's; see state.py)
         self.task_log: deque = deque(maxlen=task_log_capacity())
         self.ended = [0, 0]                            # tasks finished, failed (ever)
-        self.worker_info: dict[int, tuple] = {}        # worker index -> (pid, node label)
+        self.worker_info: dict[int, tuple] = {}        # worker index -> (pid, node)
         self.metrics = MetricsTable()                  # user metrics of every process
 
     def note_worker(self, w: WorkerHandle) -> None:
         """Remember a new worker's pid and node for the state API (the newest
         :data:`~sluice.executor.state.WORKERS_KEPT`)."""
         info = self.worker_info
-        info[w.index] = (getattr(w.proc, "pid", None),
-                         w.node.label if w.node is not None else None)
+        info[w.index] = (getattr(w.proc, "pid", None), w.node)
         if len(info) > WORKERS_KEPT:
             del info[next(iter(info))]
 

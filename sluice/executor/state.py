@@ -20,6 +20,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from sluice.executor import protocol as P
+from sluice.executor.backend import LOCAL_NODE
 from sluice.executor.records import FAILED, PENDING, ActorRecord, JobInfo, WorkerHandle
 
 if TYPE_CHECKING:
@@ -127,7 +128,6 @@ def error_fields(blob: bytes | None) -> dict[str, Any]:
 def task_rows(s: Scheduler, ended: bool = True) -> list[dict[str, Any]]:
     """Ended tasks (newest last; ``ended=False``: none), then the unfinished ones."""
     out = []
-    local = s.placement.node_id_of(None)
     driver_job = s.driver_job.job_id if s.driver_job is not None else None
     workers = s.worker_info
     for (task_id, name, actor_id, job_id, parent, submitted, started, ran, index,
@@ -139,7 +139,8 @@ def task_rows(s: Scheduler, ended: bool = True) -> list[dict[str, Any]]:
                "actor_id": _hex(actor_id),
                "type": "ACTOR_TASK" if actor_id is not None else "NORMAL_TASK",
                "func_or_class_name": name, "parent_task_id": _hex(parent),
-               "node_id": (node or local) if index is not None else None,
+               "node_id": (LOCAL_NODE if node is None else s.placement.node_id_of(node))
+               if index is not None else None,
                "worker_id": _hex(index), "worker_pid": pid,
                "creation_time_ms": _ms(submitted), "start_time_ms": _ms(started),
                "end_time_ms": _ms(started + ran) if started else None,

@@ -70,6 +70,12 @@ def test_the_workflows_page_shows_runs_steps_and_schedules(url: str, browser,
     assert "cannot load 501" in content(browser)
 
 
+def newest(driver) -> str:
+    """The text of the newest execution's table (earlier ones may be listed below it)."""
+    return driver.execute_script(
+        "const t = document.querySelector('#content table'); return t ? t.innerText : '';")
+
+
 def test_the_data_page_shows_each_stages_progress_live(url: str, browser,
                                                        tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
@@ -88,14 +94,14 @@ def test_the_data_page_shows_each_stages_progress_live(url: str, browser,
     try:
         browser.get(url + "/")
         browser.find_element(By.LINK_TEXT, "Data").click()
-        wait(browser, lambda d: "RUNNING" in table_text(d) or "PENDING" in table_text(d))
+        wait(browser, lambda d: "RUNNING" in newest(d) or "PENDING" in newest(d))
         assert "Execution" in content(browser) and "running" in content(browser)
     finally:
         go.touch()
         runner.join(timeout=120)
     assert result == [1000]
-    wait(browser, lambda d: "RUNNING" not in table_text(d) and "PENDING" not in table_text(d))
-    stages = [r.split("\t") for r in table_text(browser).splitlines()[1:]]
+    wait(browser, lambda d: "RUNNING" not in newest(d) and "PENDING" not in newest(d))
+    stages = [r.split("\t") for r in newest(browser).splitlines()[1:]]
     assert stages and all(cells[2] == "DONE" for cells in stages)
     assert any(cells[5] == "1000" for cells in stages)   # rows out of the last stage
     screenshot(browser, "data")
@@ -121,7 +127,7 @@ def test_the_tune_page_shows_the_experiments_trials(url: str, browser, tmp_path:
     browser.get(url + "/")
     browser.find_element(By.LINK_TEXT, "Tune").click()
     wait(browser, lambda d: "page-exp" in content(d))
-    rows = [r.split("\t") for r in table_text(browser).splitlines()[1:]]
+    rows = [r.split("\t") for r in newest(browser).splitlines()[1:]]
     assert sorted((r[1], r[2], r[3]) for r in rows) == [("TERMINATED", "3", "3"),
                                                          ("TERMINATED", "3", "6"),
                                                          ("TERMINATED", "3", "9")]
@@ -152,8 +158,11 @@ def test_the_train_page_shows_the_gang_and_its_rounds(url: str, browser,
     wait(browser, lambda d: "page-run" in content(d))
     text = content(browser)
     assert "2 rank(s)" in text and "2 round(s) reported" in text and "failure(s) 0" in text
-    rounds = [r.split("\t") for r in table_text(browser).splitlines()
-              if r.split("\t")[0] in ("1", "2")]
+    rounds_table = browser.execute_script(   # the table under the newest run's "Rounds"
+        "const h = Array.from(document.querySelectorAll('#content h3'))"
+        ".find(e => e.innerText.startsWith('Rounds'));"
+        "return h.nextElementSibling.innerText;")
+    rounds = [r.split("\t") for r in rounds_table.splitlines()[1:]]
     assert [(r[0], r[1]) for r in rounds] == [("1", "1"), ("2", "0.5")]   # round, loss
 
 

@@ -33,7 +33,6 @@ class NodeState:
         self.resources = NodeResources(total)
         self.store_capacity = store_capacity
         self.pid = pid
-        self.label = str(node_id)             # its NodeInfo.node_id, as the state API names it
         self.alive = True
         self.last_heartbeat = time.monotonic()
         self.store_used = 0                   # bytes of its segments, as its heartbeats say
