@@ -20,9 +20,7 @@ import io
 import json
 import os
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import zipfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -88,25 +86,20 @@ class JobSubmissionClient:
 
     # -- HTTP ---------------------------------------------------------------------------
     def _request(self, method: str, path: str, body: Any = None, raw: bytes | None = None) -> Any:
+        from sluice.util.state_client import Refused, request_json
+
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None
                                             else None)
-        request = urllib.request.Request(f"{self.address}{path}", data=data, method=method,
-                                         headers={**self.headers, "Content-Type":
-                                                  "application/octet-stream" if raw is not None
-                                                  else "application/json"})
+        kind = "application/octet-stream" if raw is not None else "application/json"
         try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                return json.load(response)
-        except urllib.error.HTTPError as err:
-            try:
-                message = json.load(err).get("msg", "")
-            except ValueError:
-                message = ""
+            return request_json(f"{self.address}{path}", method, data,
+                                {**self.headers, "Content-Type": kind}, timeout=60)
+        except Refused as err:
             if err.code in (400, 404):
-                raise ValueError(message or f"{method} {path}: {err.code}") from None
+                raise ValueError(err.message or f"{method} {path}: {err.code}") from None
             raise RuntimeError(f"the job server at {self.address} answered {err.code}: "
-                               f"{message or err.reason}") from None
-        except (urllib.error.URLError, OSError) as err:
+                               f"{err.message or err.reason}") from None
+        except OSError as err:
             raise ConnectionError(f"no sluice job server answers at {self.address} ({err}); "
                                   f"give the head's dashboard address, which `sluice start "
                                   f"--head` prints") from None

@@ -31,10 +31,11 @@ class HeadSource:
         return rows
 
     def worker_logs(self, filename: str | None = None, tail: int = -1) -> Any:
-        if filename is None:
-            return []
-        raise ValueError(f"{filename!r}: on a cluster, worker logs stay in the log folders "
-                         f"of their nodes (read them there with `sluice logs`)")
+        """The head's copies of every node's worker log files, or the lines of one."""
+        logs = importlib.import_module("sluice.executor.logs")
+        folder = self.runtime.log_copies.folder
+        return logs.log_files(folder) if filename is None else logs.read_log(folder, filename,
+                                                                             tail)
 
 
 def start_for_head(head: Any, host: str, port: int, driver_address: str) -> tuple[Any, Any]:

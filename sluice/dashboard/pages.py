@@ -9,6 +9,8 @@ here imports the web server: a library may register a page at import time for fr
 
 from __future__ import annotations
 
+import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -48,6 +50,25 @@ class Page:
     render: Callable[[View], str]
     nav: bool = True
     order: int = 100
+
+
+class Recent:
+    """The newest ``keep`` things a library's page shows (its runs, experiments...), noted
+    from any thread as they start and read, newest first, when the page renders."""
+
+    def __init__(self, keep: int):
+        self._items: deque[Any] = deque(maxlen=keep)
+        self._lock = threading.Lock()
+
+    def note(self, item: Any) -> None:
+        """Keep ``item`` (the oldest kept goes once ``keep`` are)."""
+        with self._lock:
+            self._items.append(item)
+
+    def newest_first(self) -> list[Any]:
+        """What is kept, newest first."""
+        with self._lock:
+            return list(reversed(self._items))
 
 
 PAGES: dict[str, Page] = {}
@@ -111,13 +132,16 @@ def overview(view: View) -> str:
                ("tasks failed", counts.get("FAILED", 0)),
                ("objects", len(objects)),
                ("shared memory", f"{size(stored)} of {size(capacity)}")]
-    node_rows = [{**n, "resources": n["resources_total"], "store": size(n.get("store_capacity"))}
+    node_rows = [{**n, "resources": n["resources_total"], "store": size(n.get("store_capacity")),
+                  "in memory": size(n.get("store_used")), "spilled": n.get("objects_spilled"),
+                  "pulled": f"{n.get('objects_pulled') or 0} ({size(n.get('bytes_pulled'))})"}
                  for n in nodes]
     return ("<h1>Cluster</h1>" + cards(figures)
             + f"<div class=muted>store use <span class=bar><span style='width:{used:.0%}'>"
               f"</span></span> {used:.1%}</div>"
             + "<h2>Nodes</h2>" + table(node_rows, ["node_id", "node_ip", "state",
-                                                   "is_head_node", "resources", "store"])
+                                                   "is_head_node", "resources", "store",
+                                                   "in memory", "spilled", "pulled"])
             + "<h2>Tasks by state</h2>"
             + table([{"state": s, "tasks": n} for s, n in sorted(counts.items())],
                     ["state", "tasks"], empty="no tasks yet"))

@@ -49,7 +49,8 @@ class NodeInfo:
 
     ``store_capacity``: bytes its object store may hold (0 where unknown);
     ``store_used``: bytes it holds in memory now, ``objects_spilled``: objects it has
-    spilled to disk so far (0 where unknown).
+    spilled to disk so far, ``objects_pulled``/``bytes_pulled``: objects (and their bytes)
+    it has pulled from other nodes so far (0 where unknown).
     """
 
     node_id: NodeID
@@ -59,6 +60,8 @@ class NodeInfo:
     store_capacity: int = 0
     store_used: int = 0
     objects_spilled: int = 0
+    objects_pulled: int = 0
+    bytes_pulled: int = 0
 
 
 @dataclass(frozen=True)

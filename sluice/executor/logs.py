@@ -7,8 +7,9 @@ there too). Its Python ``sys.stdout``/``sys.stderr`` note which task or actor wr
 the first write after the name changed, a marker line (:data:`MARK` + name) goes first.
 Setting the name is one assignment per task; only output pays for the marker.
 
-The driver's :class:`LogMonitor` reads what the files gained every
-:data:`POLL_S`, takes the markers out, and hands each line to its sink as a
+The driver's :class:`LogMonitor` reads what the files gained every :data:`POLL_S` while
+workers write, backing off to :data:`IDLE_POLL_S` while they are quiet (so a runtime that
+prints nothing pays a few stat calls a second), takes the markers out, and hands each line to its sink as a
 :class:`LogLine`; :class:`ConsolePrinter` prints them prefixed like Ray's
 ``(square pid=1234)``, deduplicating a line many processes print alike within
 :data:`DEDUP_WINDOW_S` (``[repeated 3x across cluster]``). The files stay after the run, for
@@ -35,6 +36,7 @@ MARK = "\x1esluice-name:"
 """Starts a marker line: the rest of the line is the name of what writes next."""
 
 POLL_S = 0.05
+IDLE_POLL_S = 0.4
 DEDUP_WINDOW_S = 5.0
 KEEP_SESSIONS = 20
 
@@ -167,13 +169,16 @@ class LogMonitor:
         self.thread.start()
 
     def _run(self) -> None:
-        while not self.stopping.wait(POLL_S):
-            self.poll()
+        delay = POLL_S
+        while not self.stopping.wait(delay):
+            # Quiet files: wait twice as long each time, up to IDLE_POLL_S; output: POLL_S.
+            delay = POLL_S if self.poll() else min(2 * delay, IDLE_POLL_S)
 
-    def poll(self) -> None:
-        """Read what every file gained; hand the complete lines to the sink."""
+    def poll(self) -> bool:
+        """Read what every file gained; hand the complete lines to the sink. Whether any
+        file had grown."""
         with self.lock:
-            lines = self._read()
+            lines, grew = self._read()
         try:
             if lines:
                 self.sink(lines)
@@ -181,13 +186,15 @@ class LogMonitor:
                 self.tick()
         except Exception:  # noqa: BLE001 - a closed terminal must not stop the monitor
             pass
+        return grew
 
-    def _read(self) -> list[LogLine]:
+    def _read(self) -> tuple[list[LogLine], bool]:
         try:
             entries = list(os.scandir(self.folder))
         except OSError:
-            return []
+            return [], False
         out: list[LogLine] = []
+        grew = False
         for entry in entries:
             tail = self.tails.get(entry.name)
             if tail is None:
@@ -205,6 +212,7 @@ class LogMonitor:
                     data = f.read(size - tail.offset)
             except OSError:
                 continue
+            grew = True
             tail.offset += len(data)
             *complete, tail.partial = (tail.partial + data).split(b"\n")
             for raw in complete:
@@ -214,13 +222,42 @@ class LogMonitor:
                     continue
                 out.append(LogLine(tail.pid, tail.name, tail.stream, text, self.node,
                                    tail.index))
-        return out
+        return out, grew
 
     def stop(self) -> None:
         """Read what is left, then stop."""
         self.stopping.set()
         self.thread.join(timeout=5)
         self.poll()
+
+
+class LogCopies:
+    """A cluster head's copies of its nodes' worker output: the lines nodes send up,
+    written to files of ``folder`` named as on the node (``worker-{index}-{pid}.out``,
+    worker indices being the cluster's), with the same marker lines, so
+    :func:`log_files` and :func:`read_log` serve them from the head."""
+
+    def __init__(self, folder: Path):
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+        self.names: dict[str, str] = {}  # file name -> the name its last marker gave
+
+    def write(self, lines: list[tuple]) -> None:
+        """Append ``lines`` (``(index, pid, name, stream, text)`` each) to their files."""
+        by_file: dict[str, list[str]] = {}
+        for index, pid, name, stream, text in lines:
+            filename = f"worker-{index}-{pid}.{stream}"
+            parts = by_file.setdefault(filename, [])
+            if self.names.get(filename) != name:
+                self.names[filename] = name
+                parts.append(MARK + name)
+            parts.append(text)
+        for filename, parts in by_file.items():
+            try:
+                with open(self.folder / filename, "a", encoding="utf-8") as f:
+                    f.write("\n".join(parts) + "\n")
+            except OSError:
+                pass  # (a full disk loses the copy; the node's own file still has it)
 
 
 def _pattern(text: str) -> str:

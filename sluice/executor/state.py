@@ -248,7 +248,8 @@ def node_rows(s: Scheduler) -> list[dict[str, Any]]:
              "is_head_node": i == 0, "state": "ALIVE" if info.alive else "DEAD",
              "node_name": info.address, "resources_total": dict(info.resources),
              "store_capacity": info.store_capacity, "store_used": info.store_used,
-             "objects_spilled": info.objects_spilled} for i, info in enumerate(infos)]
+             "objects_spilled": info.objects_spilled, "objects_pulled": info.objects_pulled,
+             "bytes_pulled": info.bytes_pulled} for i, info in enumerate(infos)]
 
 
 def job_rows(s: Scheduler) -> list[dict[str, Any]]:
@@ -320,6 +321,12 @@ def metric_rows(s: Scheduler) -> list[dict[str, Any]]:
         out.append(_metric("sluice_objects_spilled_total", "counter",
                            "Objects the node's store spilled to disk", info.objects_spilled,
                            labels))
+        out.append(_metric("sluice_object_transfers_total", "counter",
+                           "Objects the node pulled from other nodes", info.objects_pulled,
+                           labels))
+        out.append(_metric("sluice_object_transfer_bytes_total", "counter",
+                           "Bytes of the objects the node pulled from other nodes",
+                           info.bytes_pulled, labels))
         out.append(_metric("sluice_node_alive", "gauge", "1 while the node is alive",
                            int(info.alive), labels))
     return out + s.metrics.rows()

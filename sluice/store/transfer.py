@@ -192,7 +192,8 @@ class StoreServer(flight.FlightServerBase):
         self.spill_dir = spill_dir  # segments spilled to disk are served from here
         self._peer_tls_root = tls_root if tls_root is not None else (tls[0] if tls else None)
         self.location = f"{scheme}://{_host_port(advertise or host, self.port)}"
-        self.pulls = 0
+        self.pulls = 0         # segments pulled into this node so far
+        self.pulled_bytes = 0  # and their bytes
         self._lock = threading.Lock()
         # local_name -> the transfer in progress into it; an entry exists only while
         # the transfer runs, and the segment exists (under its final name) before
@@ -267,6 +268,7 @@ class StoreServer(flight.FlightServerBase):
             pending.set_result(size)
             with self._lock:
                 self.pulls += 1
+                self.pulled_bytes += size
             return size
         finally:
             with self._lock:

@@ -42,6 +42,32 @@ def token_for(url: str) -> str | None:
     return None
 
 
+class Refused(Exception):
+    """An HTTP error answer: its status ``code`` and the ``message`` its JSON body gave."""
+
+    def __init__(self, code: int, message: str, reason: str):
+        super().__init__(f"{code}: {message or reason}")
+        self.code = code
+        self.message = message
+        self.reason = reason
+
+
+def request_json(url: str, method: str = "GET", data: bytes | None = None,
+                 headers: dict[str, str] | None = None, timeout: float = 30.0) -> Any:
+    """The JSON body of one HTTP request to ``url``: :class:`Refused` for an error answer,
+    ``OSError`` (``urllib.error.URLError``) when nothing answers."""
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as err:
+        try:
+            message = str(json.load(err).get("msg", ""))
+        except (ValueError, AttributeError):
+            message = ""
+        raise Refused(err.code, message, str(err.reason)) from None
+
+
 def fetch(address: str, path: str, params: dict[str, Any] | None = None,
           timeout: float = 30.0) -> Any:
     """The ``data.result`` of ``GET address/path?params``; a clear error when the dashboard
@@ -49,23 +75,16 @@ def fetch(address: str, path: str, params: dict[str, Any] | None = None,
     url = f"{dashboard_url(address)}{path}"
     if params:
         url += "?" + urllib.parse.urlencode(params, doseq=True)
-    request = urllib.request.Request(url)
     token = token_for(dashboard_url(address))
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            body = json.load(response)
-    except urllib.error.HTTPError as err:
-        try:
-            message = json.load(err).get("msg", "")
-        except ValueError:
-            message = ""
+        body = request_json(url, headers={"Authorization": f"Bearer {token}"} if token else None,
+                            timeout=timeout)
+    except Refused as err:
         if err.code == 400:
-            raise ValueError(message or f"the dashboard at {address} refused {path}") from None
+            raise ValueError(err.message or f"the dashboard at {address} refused {path}") from None
         raise ConnectionError(f"the dashboard at {address} answered {err.code} to {path}: "
-                              f"{message or err.reason}") from None
-    except (urllib.error.URLError, OSError) as err:
+                              f"{err.message or err.reason}") from None
+    except OSError as err:
         raise ConnectionError(f"no sluice dashboard answers at {address} ({err}); start the "
                               f"runtime with sluice.init(include_dashboard=True), or give "
                               f"the address it printed") from None

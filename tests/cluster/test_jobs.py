@@ -155,7 +155,7 @@ def test_jobs_from_python_with_rays_names(cluster: LocalCluster, tmp_path: Path)
 
 
 def test_a_cluster_workers_output_reaches_its_driver_with_the_node(cluster: LocalCluster,
-                                                                   capsys) -> None:
+                                                                   capsys, monkeypatch) -> None:
     import sluice
 
     @sluice.remote
@@ -175,3 +175,89 @@ def test_a_cluster_workers_output_reaches_its_driver_with_the_node(cluster: Loca
             seen += capsys.readouterr().out
     finally:
         sluice.shutdown()
+    # The head keeps a copy of every node's worker output: its dashboard serves the file.
+    from sluice.util.state import get_log, list_logs
+
+    monkeypatch.setenv("SLUICE_TOKEN", cluster.token)
+    files = list_logs(address=cluster.dashboard_url, glob_filter=f"*-{pid}.*")
+    assert len(files["worker_out"]) == 1
+    assert "hi from the cluster" in list(get_log(address=cluster.dashboard_url, pid=pid))
+
+
+def test_the_heads_metrics_count_object_transfers_per_node(cluster: LocalCluster) -> None:
+    import numpy as np
+
+    import sluice
+    from sluice.util.scheduling_strategies import NodeAffinitySchedulingStrategy as Affinity
+
+    @sluice.remote
+    def make():
+        return np.ones(1_000_000)  # 8 MB: it lives in its node's store, not in messages
+
+    @sluice.remote
+    def total(array):
+        return float(array.sum())
+
+    def scrape() -> dict[str, float]:
+        request = urllib.request.Request(cluster.dashboard_url + "/metrics",
+                                         headers={"Authorization": f"Bearer {cluster.token}"})
+        text = urllib.request.urlopen(request, timeout=30).read().decode()
+        return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines() if line.startswith("sluice_object_transfer")}
+
+    sluice.init(address=cluster.address)
+    try:
+        maker, reader = [n["NodeID"] for n in sluice.nodes() if n["Alive"]][:2]
+        before = scrape()
+        ref = make.options(scheduling_strategy=Affinity(maker, soft=False)).remote()
+        summed = total.options(scheduling_strategy=Affinity(reader, soft=False)).remote(ref)
+        assert sluice.get(summed) == 1_000_000.0
+    finally:
+        sluice.shutdown()
+    after = scrape()  # (the reader's pull was told to the head before its result)
+    pulled = f'sluice_object_transfers_total{{node="{reader}"}}'
+    pulled_bytes = f'sluice_object_transfer_bytes_total{{node="{reader}"}}'
+    assert after[pulled] >= before.get(pulled, 0) + 1
+    assert after[pulled_bytes] >= before.get(pulled_bytes, 0) + 8_000_000
+
+
+def test_a_node_serves_its_own_metrics_to_token_holders(cluster: LocalCluster) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from sluice.executor.cluster.local import free_port
+    from tests.polling import until
+
+    bad = sluice_cli("start", "--address", cluster.address.removeprefix("sluice://"),
+                     "--metrics-export-port", "70000")
+    assert bad.returncode != 0 and "--metrics-export-port 70000: give a TCP port" in bad.stderr
+    port = free_port()
+    node = cluster.add_node(["--metrics-export-port", str(port)])
+    try:
+        url = f"http://127.0.0.1:{port}/metrics"
+
+        def refusal() -> int | None:  # (the server starts just after the node joins)
+            try:
+                urllib.request.urlopen(url, timeout=30)
+            except urllib.error.HTTPError as err:
+                return err.code
+            except urllib.error.URLError:
+                return None
+            return 200
+
+        assert until(refusal) == 401  # no token, no figures
+
+        def scrape() -> dict[str, float]:
+            request = urllib.request.Request(url, headers={
+                "Authorization": f"Bearer {cluster.token}"})
+            text = urllib.request.urlopen(request, timeout=30).read().decode()
+            return {s.name: s.value for f in text_string_to_metric_families(text)
+                    for s in f.samples}
+
+        # Its one CPU's worker starts as it joins; its store is empty and has not pulled.
+        figures = until(lambda: (f := scrape())["sluice_node_workers"] == 1 and f)
+        assert figures["sluice_node_object_store_capacity_bytes"] > 0
+        assert figures["sluice_node_object_store_used_bytes"] == 0
+        assert figures["sluice_node_object_transfers_total"] == 0
+    finally:
+        node.terminate()
+        node.wait(timeout=60)

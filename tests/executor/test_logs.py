@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,7 @@ import pytest
 import sluice
 from sluice.executor import context, logs
 from sluice.util.state import get_log, list_actors, list_logs, list_tasks
+from tests.polling import until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,16 +28,6 @@ def runtime() -> Iterator[None]:
     sluice.init(num_cpus=2)
     yield
     sluice.shutdown()
-
-
-def until(what: Callable[[], object], deadline_s: float = 60.0) -> object:
-    end = time.monotonic() + deadline_s
-    while True:
-        value = what()
-        if value:
-            return value
-        assert time.monotonic() < end, "never happened"
-        time.sleep(0.02)
 
 
 @sluice.remote

@@ -3,9 +3,8 @@ scraped in Prometheus' text format from the dashboard's /metrics."""
 
 from __future__ import annotations
 
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import sluice
 import sluice.dashboard
 from sluice.util.metrics import Counter, Gauge, Histogram
+from tests.polling import until
 
 
 @pytest.fixture(scope="module")
@@ -32,16 +32,6 @@ def scrape(url: str) -> dict[tuple[str, tuple], float]:
         text = response.read().decode()
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}
-
-
-def until(what: Callable[[], object], deadline_s: float = 60.0) -> object:
-    end = time.monotonic() + deadline_s
-    while True:
-        value = what()
-        if value:
-            return value
-        assert time.monotonic() < end, "never happened"
-        time.sleep(0.05)
 
 
 @sluice.remote

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,7 @@ from sluice.util.state import (
     summarize_objects,
     summarize_tasks,
 )
+from tests.polling import until
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -31,17 +32,6 @@ def runtime() -> Iterator[None]:
     sluice.init(num_cpus=2)
     yield
     sluice.shutdown()
-
-
-def until(what: Callable[[], object], deadline_s: float = 60.0) -> object:
-    """Poll ``what`` until it returns something true (its value), or fail at the deadline."""
-    end = time.monotonic() + deadline_s
-    while True:
-        value = what()
-        if value:
-            return value
-        assert time.monotonic() < end, "the state never showed what was waited for"
-        time.sleep(0.02)
 
 
 @sluice.remote

@@ -53,6 +53,10 @@ def add_parsers(sub: Any) -> None:
                        help="address other machines use to reach this one (default: --bind)")
     start.add_argument("--flight-port", type=int, default=0,
                        help="port of this node's Arrow Flight store server (default: any free one)")
+    start.add_argument("--metrics-export-port", type=int, default=None,
+                       help="serve this node's Prometheus metrics at /metrics on this port "
+                            "(to cluster-token holders; default: none; the head's dashboard "
+                            "serves every node's at its /metrics)")
     start.add_argument("--token", default=None,
                        help="the cluster token (default: SLUICE_TOKEN, or the local head's token file)")
     start.add_argument("--tls-cert", default=None, metavar="PEM", help="TLS certificate (all daemons)")
@@ -166,7 +170,7 @@ def _run_node(args: argparse.Namespace, resources: dict | None, tls: tuple | Non
     token = auth.find_token(auth.parse_address(args.address)[1], args.token)
     node = NodeDaemon(args.address, token, args.num_cpus, args.num_gpus, resources, args.bind,
                       args.advertise, args.flight_port, tls, tls[0] if tls else None,
-                      args.object_store_memory)
+                      args.object_store_memory, args.metrics_export_port)
     try:
         auth.write_daemon_record("node", os.getpid(), {"address": args.address, "node_id": node.node_id})
         print(f"sluice node {node.node_id} joined {args.address} (store: {node.flight.location})",
@@ -219,7 +223,8 @@ def _start_background(args: argparse.Namespace) -> int:
 def _argv_of(args: argparse.Namespace) -> list[str]:
     argv = ["start", "--head"] if args.head else ["start", "--address", args.address]
     for flag in ("port", "num_cpus", "num_gpus", "resources", "object_store_memory", "max_lineage_bytes",
-                 "bind", "advertise", "flight_port", "token", "tls_cert", "tls_key"):
+                 "bind", "advertise", "flight_port", "metrics_export_port", "token", "tls_cert",
+                 "tls_key"):
         value = getattr(args, flag)
         if value is not None:
             argv += [f"--{flag.replace('_', '-')}", str(value)]
@@ -366,6 +371,9 @@ def _check_numbers(args: argparse.Namespace) -> None:
     if not 0 <= args.flight_port <= 65535:
         raise ValueError(f"--flight-port {args.flight_port}: give a TCP port from 1 to 65535, "
                          f"or 0 for any free one")
+    if args.metrics_export_port is not None and not 1 <= args.metrics_export_port <= 65535:
+        raise ValueError(f"--metrics-export-port {args.metrics_export_port}: give a TCP port "
+                         f"from 1 to 65535")
     for flag, value in (("--num-cpus", args.num_cpus), ("--num-gpus", args.num_gpus)):
         if value is not None and value < 0:
             raise ValueError(f"{flag} {value:g}: give a number >= 0")

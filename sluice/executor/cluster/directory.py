@@ -38,6 +38,8 @@ class NodeState:
         self.store_used = 0                   # bytes of its segments, as its heartbeats say
         self.store_bytes = 0                  # bytes of the objects the head placed in its memory
         self.spills = 0                       # objects spilled to its disk so far
+        self.pulls = 0                        # objects it pulled from other nodes so far
+        self.pulled_bytes = 0                 # and their bytes
         self.outbox = Outbox()
         self.connected = False                # its NodeChannel stream is open
 
@@ -115,14 +117,19 @@ class ObjectDirectory:
                 node.outbox.control(("unlink", [name]))
             return
         on_disk = self.spilled.get(oid)
-        if node in locs and (on_disk is None or node not in on_disk):
+        restored = on_disk is not None and node in on_disk
+        if node in locs and not restored:
             return  # already in that node's memory
-        if on_disk is not None:  # pulled back from that node's disk
+        if on_disk is not None:  # (restored: read back from that node's disk)
             on_disk.discard(node)
             if not on_disk:
                 del self.spilled[oid]
         locs[node] = name
-        self.gained(node, self.sizes.get(oid, 0))
+        size = self.sizes.get(oid, 0)
+        self.gained(node, size)
+        if not restored:  # a transfer from another node
+            node.pulls += 1
+            node.pulled_bytes += size
 
     def free(self, oid: int) -> None:
         size = self.sizes.pop(oid, 0)

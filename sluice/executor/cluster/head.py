@@ -30,6 +30,7 @@ from typing import Any
 
 import grpc
 
+from sluice.executor import logs
 from sluice.executor import protocol as P
 from sluice.executor.cluster import auth
 from sluice.executor.cluster import cluster_pb2 as pb
@@ -154,6 +155,8 @@ class HeadRuntime:
         self.client_state: dict[int, dict] = {}
         self.closed = False
         self.rebuilding = False  # a rebuild thread runs (set and cleared under the lock)
+        # Every node's worker output, as the nodes send it up (the dashboard's logs page).
+        self.log_copies = logs.LogCopies(logs.log_dir(f"head-{secrets.token_hex(6)}"))
         self.io.start(self.scheduler)
 
     def handle_for(self, index: int) -> WorkerHandle | None:
@@ -194,8 +197,9 @@ class HeadRuntime:
             self.forward_logs(node, msg[1])
 
     def forward_logs(self, node: NodeState, lines: list[tuple]) -> None:
-        """Send each line to the driver whose job its worker runs (every driver when the
-        worker runs no job's work now), as ``LOG_LINES``."""
+        """Keep a copy of each line, and send it to the driver whose job its worker runs
+        (every driver when the worker runs no job's work now), as ``LOG_LINES``."""
+        self.log_copies.write(lines)
         s = self.scheduler
         with s.locked():
             drivers = {index: job for index, job in s.client_jobs.items()}

@@ -49,7 +49,7 @@ class NodeDaemon:
                  num_gpus: float | None = None, resources: dict[str, float] | None = None,
                  bind: str = "127.0.0.1", advertise: str | None = None, flight_port: int = 0,
                  tls: tuple[bytes, bytes] | None = None, tls_root: bytes | None = None,
-                 object_store_memory: int | None = None):
+                 object_store_memory: int | None = None, metrics_port: int | None = None):
         from sluice.executor.cluster.head import local_hostname
         from sluice.executor.runtime import detect_gpus
 
@@ -73,9 +73,10 @@ class NodeDaemon:
         self.channel = auth.open_channel(host, port, tls_root)
         self.stub = pb_grpc.HeadStub(self.channel)
         self.metadata = auth.bearer(token)
+        self.store_capacity = int(object_store_memory or default_store_memory())
         info = pb.NodeInfo(host=advertise or bind, hostname=local_hostname(),
                            flight_location=self.flight.location, resources_json=json.dumps(self.total),
-                           store_capacity=int(object_store_memory or default_store_memory()),
+                           store_capacity=self.store_capacity,
                            pid=os.getpid(), session=self.session)
         try:
             self.node_id = self.stub.RegisterNode(info, metadata=self.metadata, timeout=10).node_id
@@ -99,6 +100,15 @@ class NodeDaemon:
             t.start()
         # Its workers' output goes to the head, which shows it at their jobs' drivers.
         self.log_monitor = logs.LogMonitor(logs.log_dir(self.session), self.send_logs)
+        self.metrics_server = None
+        if metrics_port is not None:  # (its own figures; the head's /metrics has every node's)
+            from sluice.executor.cluster import node_metrics
+
+            try:
+                self.metrics_server = node_metrics.serve(self, bind, metrics_port, token)
+            except BaseException:
+                self.stop()
+                raise
 
     def send_logs(self, lines: list[logs.LogLine]) -> None:
         """Hand the head what this node's workers wrote (``("logs", [(index, pid, name,
@@ -209,6 +219,9 @@ class NodeDaemon:
         if self.stopped.is_set():
             return
         self.stopped.set()
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+            self.metrics_server.server_close()
         self.log_monitor.stop()  # (what the workers wrote last goes up first)
         self.up.close()
         os.write(self.wake_w, b"x")

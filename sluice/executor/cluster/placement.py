@@ -59,7 +59,7 @@ class ClusterPlacement:
     # -- the nodes -----------------------------------------------------------------------
     def node_infos(self) -> list[NodeInfo]:
         return [NodeInfo(str(n.node_id), n.host, n.alive, dict(n.resources.total), n.store_capacity,
-                         n.store_used, n.spills)
+                         n.store_used, n.spills, n.pulls, n.pulled_bytes)
                 for n in self.nodes.values()]
 
     def node_id_of(self, node: NodeState) -> str:

@@ -5,32 +5,27 @@ live while they run. Registered when ``sluice.data`` is imported."""
 from __future__ import annotations
 
 import datetime as dt
-import threading
 import time
-from collections import deque
 from typing import Any
 
 from sluice.dashboard.html import size, table
-from sluice.dashboard.pages import View, register_page
+from sluice.dashboard.pages import Recent, View, register_page
 
 KEEP = 20
 """Executions the page keeps (the newest)."""
 
-_lock = threading.Lock()
-_runs: deque[tuple[int, float, str, Any]] = deque(maxlen=KEEP)
+_runs = Recent(KEEP)  # (number, wall time, name, stats)
 _numbers = iter(range(1, 1 << 62))
 
 
 def note_execution(name: str, stats: Any) -> None:
     """Show ``stats`` (an ``ExecutionStats``, updated in place as the run goes) as ``name``."""
-    with _lock:
-        _runs.append((next(_numbers), time.time(), name, stats))
+    _runs.note((next(_numbers), time.time(), name, stats))
 
 
 def data_page(view: View) -> str:
     """Each kept execution, newest first, with a row per stage."""
-    with _lock:
-        runs = list(reversed(_runs))
+    runs = _runs.newest_first()
     if not runs:
         return "<h1>Data</h1><p class=muted>No Dataset has been executed yet.</p>"
     parts = ["<h1>Data</h1>"]

@@ -4,29 +4,24 @@ imported."""
 
 from __future__ import annotations
 
-import threading
-from collections import deque
 from html import escape
 from typing import Any
 
 from sluice.dashboard.html import table
-from sluice.dashboard.pages import View, register_page
+from sluice.dashboard.pages import Recent, View, register_page
 
 KEEP = 10
-_lock = threading.Lock()
-_runs: deque[tuple[str, str, Any]] = deque(maxlen=KEEP)
+_runs = Recent(KEEP)  # (name, path, controller)
 
 
 def note_run(name: str, path: str, controller: Any) -> None:
     """Show ``controller``'s run (a TrainController, read as it goes)."""
-    with _lock:
-        _runs.append((name, path, controller))
+    _runs.note((name, path, controller))
 
 
 def train_page(view: View) -> str:
     """Each kept run, newest first: its gang, attempts, checkpoints and reported rounds."""
-    with _lock:
-        runs = list(reversed(_runs))
+    runs = _runs.newest_first()
     if not runs:
         return "<h1>Train</h1><p class=muted>No training run has started yet.</p>"
     parts = ["<h1>Train</h1>"]

@@ -3,23 +3,19 @@ metric and config, live while they run. Registered when ``sluice.tune`` is impor
 
 from __future__ import annotations
 
-import threading
-from collections import deque
 from html import escape
 from typing import Any
 
 from sluice.dashboard.html import table
-from sluice.dashboard.pages import View, register_page
+from sluice.dashboard.pages import Recent, View, register_page
 
 KEEP = 10
-_lock = threading.Lock()
-_experiments: deque[tuple[str, str, Any]] = deque(maxlen=KEEP)
+_experiments = Recent(KEEP)  # (name, path, controller)
 
 
 def note_experiment(name: str, path: str, controller: Any) -> None:
     """Show ``controller``'s trials (a TuneController, read as it runs)."""
-    with _lock:
-        _experiments.append((name, path, controller))
+    _experiments.note((name, path, controller))
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -29,8 +25,7 @@ def _short(value: Any, limit: int = 80) -> str:
 
 def tune_page(view: View) -> str:
     """Each kept experiment, newest first: its trials and the best so far."""
-    with _lock:
-        experiments = list(reversed(_experiments))
+    experiments = _experiments.newest_first()
     if not experiments:
         return "<h1>Tune</h1><p class=muted>No experiment has run yet.</p>"
     parts = ["<h1>Tune</h1>"]
