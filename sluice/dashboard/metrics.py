@@ -22,7 +22,7 @@ def plan_rows(source: Source) -> list[dict[str, Any]]:
     records = history.records()
     if not records:
         return []
-    tasks, objects = source.rows("tasks"), source.rows("objects")
+    tasks, objects = source.rows("recent_tasks"), source.rows("objects")
     out: list[dict[str, Any]] = []
     for record in records:
         out.append({"name": "sluice_plan_runs_total", "kind": "counter",

@@ -112,16 +112,26 @@ PAGE_ROWS = 500
 
 
 def overview(view: View) -> str:
-    """The cluster: nodes with their resources and stores, and what runs on them."""
+    """The cluster: nodes with their resources and stores, and what runs on them (the
+    task and object figures from the runtime's metrics: no row per task is read)."""
     nodes = view.source.rows("nodes")
-    tasks = view.source.rows("tasks")
     actors = view.source.rows("actors")
-    objects = view.source.rows("objects")
     workers = view.source.rows("workers")
     counts: dict[str, int] = {}
-    for row in tasks:
-        counts[row["state"]] = counts.get(row["state"], 0) + 1
-    stored = sum(row["object_size"] or 0 for row in objects if row.get("in_shared_memory"))
+    objects = stored = 0
+    for m in view.source.rows("metrics"):
+        name, value = m["name"], m["value"]
+        if name == "sluice_tasks":
+            counts[m["labels"]["state"]] = int(value)
+        elif name == "sluice_tasks_finished_total":
+            counts["FINISHED"] = int(value)
+        elif name == "sluice_tasks_failed_total":
+            counts["FAILED"] = int(value)
+        elif name == "sluice_objects":
+            objects = int(value)
+        elif name == "sluice_object_store_used_bytes":
+            stored += int(value)
+    counts = {state: n for state, n in counts.items() if n}
     capacity = sum(n.get("store_capacity") or 0 for n in nodes if n["state"] == "ALIVE")
     used = stored / capacity if capacity else 0.0
     figures = [("nodes alive", sum(n["state"] == "ALIVE" for n in nodes)),
@@ -130,7 +140,7 @@ def overview(view: View) -> str:
                ("tasks running", counts.get("RUNNING", 0)),
                ("tasks finished", counts.get("FINISHED", 0)),
                ("tasks failed", counts.get("FAILED", 0)),
-               ("objects", len(objects)),
+               ("objects", objects),
                ("shared memory", f"{size(stored)} of {size(capacity)}")]
     node_rows = [{**n, "resources": n["resources_total"], "store": size(n.get("store_capacity")),
                   "in memory": size(n.get("store_used")), "spilled": n.get("objects_spilled"),
@@ -150,8 +160,12 @@ def overview(view: View) -> str:
 def tasks_page(view: View) -> str:
     """Tasks, newest first, filterable by state, name, node and job; a task's own page
     shows its error with the remote traceback."""
-    rows = view.source.rows("tasks")
+    from sluice.executor.state import RECENT_TASKS
+
+    rows = view.source.rows("recent_tasks")
     if view.rest:
+        if not any(r["task_id"] == view.rest for r in rows):  # an older one: all kept
+            rows = view.source.rows("tasks")
         return task_detail(rows, view.rest)
     wanted = {k: view.query.get(k, "") for k in ("state", "name", "node_id", "job_id")}
     kept = [r for r in rows if all(not v or str(r.get(k)) == v for k, v in wanted.items())]
@@ -163,7 +177,9 @@ def tasks_page(view: View) -> str:
             "ui.perfetto.dev)</p>"
             + filter_form(wanted, {"state": TASK_STATES, "name": names})
             + f"<p class=muted>{len(kept)} of {len(rows)} task(s)"
-              f"{f'; the newest {PAGE_ROWS} shown' if len(kept) > PAGE_ROWS else ''}</p>"
+              f"{f'; the newest {PAGE_ROWS} shown' if len(kept) > PAGE_ROWS else ''} "
+              f"(of the ended tasks, the newest {RECENT_TASKS:,} are searched here; "
+              f"<code>sluice list tasks</code> searches every one kept)</p>"
             + table(shown, ["task_id", "name", "state", "type", "node_id", "worker_pid",
                             "duration_s", "error_type", "job_id"], link=("task_id", "/tasks/"),
                     empty="no task matches"))

@@ -107,13 +107,18 @@ def plan_page(view: View) -> str:
     choice = view.query.get("run", "")
     index = int(choice) if choice.isdigit() and 0 < int(choice) <= len(runs) else len(runs)
     run = runs[index - 1]
-    tasks = view.source.rows("tasks")
+    tasks = view.source.rows("recent_tasks")  # (read every second while the page is open)
     objects = view.source.rows("objects")
     figures = stage_figures(record, run, tasks, objects)
     from sluice.compiler.views import draw_pass_change, visualize
 
-    svg = visualize(record.plan, figures={k: {"text": v["text"], "status": v["status"]}
-                                          for k, v in figures.items()}).pipe(format="svg")
+    overlay = {k: {"text": v["text"], "status": v["status"]} for k, v in figures.items()}
+    key = (record.number, index, repr(sorted(overlay.items())))
+    svg = _PLAN_SVGS.get(key)  # (graphviz runs again only when a figure changed)
+    if svg is None:
+        svg = _PLAN_SVGS[key] = visualize(record.plan, figures=overlay).pipe(format="svg")
+        while len(_PLAN_SVGS) > 2 * history.MAX_PLANS:
+            del _PLAN_SVGS[next(iter(_PLAN_SVGS))]
     # Over every kept run: how often each stage ran and how it went.
     totals: dict[str, dict[str, Any]] = {}
     for past in runs:
@@ -166,6 +171,7 @@ def plan_page(view: View) -> str:
 
 
 _PASS_SVGS: dict[tuple[int, int], str] = {}
+_PLAN_SVGS: dict[tuple[int, int, str], bytes] = {}
 
 
 def _inline(svg: str) -> str:

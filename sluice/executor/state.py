@@ -16,6 +16,7 @@ One answer for the embedded runtime and for a worker's or a cluster driver's ``L
 
 from __future__ import annotations
 
+import itertools
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -29,8 +30,13 @@ if TYPE_CHECKING:
 DEFAULT_TASK_LOG = 100_000
 """Ended tasks kept for the state API (Ray's ``RAY_task_events_max_num_task_in_gcs``)."""
 
-KINDS = ("tasks", "actors", "objects", "workers", "nodes", "jobs", "metrics")
-"""What the state API lists."""
+KINDS = ("tasks", "actors", "objects", "workers", "nodes", "jobs", "metrics", "recent_tasks")
+"""What the state API lists (``recent_tasks``: the unfinished tasks and only the newest
+:data:`RECENT_TASKS` ended ones, what the dashboard's live pages read every second)."""
+
+RECENT_TASKS = 10_000
+"""Ended tasks in ``recent_tasks``: reading rows costs a few microseconds each, under the
+scheduler's lock, so a page refreshed every second reads this many, not the 100,000 kept."""
 
 _ACTOR_STATES = {ActorRecord.PENDING: "PENDING_CREATION", ActorRecord.ALIVE: "ALIVE",
                  ActorRecord.DEAD: "DEAD"}
@@ -69,6 +75,8 @@ def rows(s: Scheduler, kind: str) -> list[dict[str, Any]]:
     """Every row of state table ``kind`` (one of :data:`KINDS`), oldest first."""
     if kind == "tasks":
         return task_rows(s)
+    if kind == "recent_tasks":
+        return task_rows(s, newest=RECENT_TASKS)
     if kind == "actors":
         return [actor_row(s, actor) for actor in list(s.actors.values())]
     if kind == "objects":
@@ -125,13 +133,18 @@ def error_fields(blob: bytes | None) -> dict[str, Any]:
     return {"error_type": type(cause).__name__, "error_message": str(err)}
 
 
-def task_rows(s: Scheduler, ended: bool = True) -> list[dict[str, Any]]:
-    """Ended tasks (newest last; ``ended=False``: none), then the unfinished ones."""
+def task_rows(s: Scheduler, ended: bool = True, newest: int | None = None
+              ) -> list[dict[str, Any]]:
+    """Ended tasks (newest last; ``ended=False``: none; ``newest=N``: the newest N), then
+    the unfinished ones."""
     out = []
     driver_job = s.driver_job.job_id if s.driver_job is not None else None
     workers = s.worker_info
+    log = s.task_log
+    entries = (list(log) if newest is None or newest >= len(log)
+               else list(itertools.islice(reversed(log), newest))[::-1]) if ended else []
     for (task_id, name, actor_id, job_id, parent, submitted, started, ran, index,
-         blob, returns, nbytes) in (list(s.task_log) if ended else ()):
+         blob, returns, nbytes) in entries:
         pid, node = workers.get(index, (None, None)) if index is not None else (None, None)
         row = {"task_id": _hex(task_id), "attempt_number": 0, "name": name,
                "state": "FAILED" if blob is not None else "FINISHED",

@@ -47,3 +47,27 @@ def test_a_bad_bound_is_named(monkeypatch) -> None:
         task_log_capacity()
     monkeypatch.setenv("SLUICE_TASK_EVENTS_MAX", "0")
     assert task_log_capacity() == 0
+
+
+def test_the_dashboards_live_pages_read_only_the_newest_ended_tasks(monkeypatch) -> None:
+    import re
+
+    from sluice.dashboard.pages import View, overview
+    from sluice.dashboard.server import BackendSource
+    from sluice.executor import state
+    from sluice.executor.api import runtime
+
+    def finished_card() -> int:
+        html = overview(View(BackendSource(runtime())))
+        return int(re.search(r"class=value>(\d+)</div><div class=label>tasks finished",
+                             html)[1])
+
+    monkeypatch.setattr(state, "RECENT_TASKS", 5)
+    before = finished_card()
+    for i in range(60):   # one at a time: these end last, in this order
+        assert sluice.get(ident.remote(i)) == i
+    every, recent = runtime().state("tasks"), runtime().state("recent_tasks")
+    assert len(every) == 50 and [r["task_id"] for r in recent] == \
+        [r["task_id"] for r in every[-5:]]
+    # The overview counts every task that ended (from the totals), more than the rows kept.
+    assert finished_card() == before + 60
