@@ -147,10 +147,10 @@ def plan_page(view: View) -> str:
         f"{'</b>' if i == index else ''}</a>" for i in range(1, len(runs) + 1))
     passes = []
     for number, change in enumerate(record.plan.pass_log):
-        key = (record.number, number)   # a pass's drawing never changes: drawn once
-        drawing = _PASS_SVGS.get(key)
+        pass_key = (record.number, number)   # a pass's drawing never changes: drawn once
+        drawing = _PASS_SVGS.get(pass_key)
         if drawing is None:
-            drawing = _PASS_SVGS[key] = draw_pass_change(change).pipe(format="svg").decode()
+            drawing = _PASS_SVGS[pass_key] = draw_pass_change(change).pipe(format="svg").decode()
             while len(_PASS_SVGS) > 4 * history.MAX_PLANS:
                 del _PASS_SVGS[next(iter(_PASS_SVGS))]
         passes.append(f"<h3>{escape(change.name)}</h3><p class=muted>{escape(summary(change))}"

@@ -9,8 +9,8 @@ Setting the name is one assignment per task; only output pays for the marker.
 
 The driver's :class:`LogMonitor` reads what the files gained every :data:`POLL_S` while
 workers write, backing off to :data:`IDLE_POLL_S` while they are quiet (so a runtime that
-prints nothing pays a few stat calls a second), takes the markers out, and hands each line to its sink as a
-:class:`LogLine`; :class:`ConsolePrinter` prints them prefixed like Ray's
+prints nothing pays a few stat calls a second), takes the markers out, and hands each line
+to its sink as a :class:`LogLine`; :class:`ConsolePrinter` prints them prefixed like Ray's
 ``(square pid=1234)``, deduplicating a line many processes print alike within
 :data:`DEDUP_WINDOW_S` (``[repeated 3x across cluster]``). The files stay after the run, for
 ``sluice logs`` and the dashboard's logs page: the newest :data:`KEEP_SESSIONS` sessions'
