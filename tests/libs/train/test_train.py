@@ -206,8 +206,12 @@ def test_a_dead_rank_fails_the_run_at_once_when_no_failure_is_allowed(tmp_path) 
                        run_config=train.RunConfig(name="run", storage_path=str(tmp_path)))
     with pytest.raises(train.WorkerGroupError, match="rank 1") as info:
         run.fit()
-    assert set(info.value.worker_failures) == {1}
-    assert isinstance(info.value.worker_failures[1], sluice.exceptions.ActorDiedError)
+    failures = info.value.worker_failures
+    assert isinstance(failures[1], sluice.exceptions.ActorDiedError)
+    # On a busy machine rank 0 may see its peer's socket close (an error of its own, from
+    # the collective) before the gang is torn down; its process did not die.
+    assert set(failures) <= {0, 1}
+    assert not isinstance(failures.get(0), sluice.exceptions.ActorDiedError)
 
 
 def raising_loop(config):
