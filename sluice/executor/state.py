@@ -325,23 +325,19 @@ def metric_rows(s: Scheduler) -> list[dict[str, Any]]:
     out.append(_metric("sluice_objects", "gauge", "Objects the runtime tracks", len(s.objects)))
     for info in s.placement.node_infos():
         labels = {"node": info.node_id}
-        out.append(_metric("sluice_object_store_used_bytes", "gauge",
-                           "Bytes of objects in the node's shared memory", info.store_used,
-                           labels))
-        out.append(_metric("sluice_object_store_capacity_bytes", "gauge",
-                           "Bytes the node's store may hold before it spills",
-                           info.store_capacity, labels))
-        out.append(_metric("sluice_objects_spilled_total", "counter",
-                           "Objects the node's store spilled to disk", info.objects_spilled,
-                           labels))
-        out.append(_metric("sluice_object_transfers_total", "counter",
-                           "Objects the node pulled from other nodes", info.objects_pulled,
-                           labels))
-        out.append(_metric("sluice_object_transfer_bytes_total", "counter",
-                           "Bytes of the objects the node pulled from other nodes",
-                           info.bytes_pulled, labels))
-        out.append(_metric("sluice_node_alive", "gauge", "1 while the node is alive",
-                           int(info.alive), labels))
+        for name, kind, what, value in (
+                ("sluice_object_store_used_bytes", "gauge",
+                 "Bytes of objects in the node's shared memory", info.store_used),
+                ("sluice_object_store_capacity_bytes", "gauge",
+                 "Bytes the node's store may hold before it spills", info.store_capacity),
+                ("sluice_objects_spilled_total", "counter",
+                 "Objects the node's store spilled to disk", info.objects_spilled),
+                ("sluice_object_transfers_total", "counter",
+                 "Objects the node pulled from other nodes", info.objects_pulled),
+                ("sluice_object_transfer_bytes_total", "counter",
+                 "Bytes of the objects the node pulled from other nodes", info.bytes_pulled),
+                ("sluice_node_alive", "gauge", "1 while the node is alive", int(info.alive))):
+            out.append(_metric(name, kind, what, value, labels))
     return out + s.metrics.rows()
 
 

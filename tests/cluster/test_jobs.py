@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -230,6 +231,16 @@ def test_a_node_serves_its_own_metrics_to_token_holders(cluster: LocalCluster) -
     bad = sluice_cli("start", "--address", cluster.address.removeprefix("sluice://"),
                      "--metrics-export-port", "70000")
     assert bad.returncode != 0 and "--metrics-export-port 70000: give a TCP port" in bad.stderr
+    with socket.socket() as taken:  # a port in use: refused before the node joins
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        used = taken.getsockname()[1]
+        alive = len(cluster.alive_nodes())
+        busy = sluice_cli("start", "--address", cluster.address.removeprefix("sluice://"),
+                          "--metrics-export-port", str(used))
+    assert busy.returncode != 0
+    assert f"--metrics-export-port {used}: cannot listen on 127.0.0.1:{used}" in busy.stderr
+    assert len(cluster.alive_nodes()) == alive
     port = free_port()
     node = cluster.add_node(["--metrics-export-port", str(port)])
     try:

@@ -28,7 +28,7 @@ from typing import Any
 import grpc
 
 from sluice.executor import logs
-from sluice.executor.cluster import auth
+from sluice.executor.cluster import auth, node_metrics
 from sluice.executor.cluster import cluster_pb2 as pb
 from sluice.executor.cluster import cluster_pb2_grpc as pb_grpc
 from sluice.executor.cluster.relay import Outbox, frames_of, unpack_control
@@ -53,6 +53,9 @@ class NodeDaemon:
         from sluice.executor.cluster.head import local_hostname
         from sluice.executor.runtime import detect_gpus
 
+        # Its own metrics port first: one in use is refused before anything starts.
+        self.metrics_server = (node_metrics.listen(bind, metrics_port)
+                               if metrics_port is not None else None)
         transfer.keep_heap_memory()  # warm buffers for Flight transfers (see its docstring)
         self.head_address = head
         self.token = token
@@ -82,6 +85,8 @@ class NodeDaemon:
             self.node_id = self.stub.RegisterNode(info, metadata=self.metadata, timeout=10).node_id
         except grpc.RpcError as err:
             self.flight.shutdown()
+            if self.metrics_server is not None:
+                self.metrics_server.server_close()
             self.remove_files()
             raise auth.auth_error(err, head) from None
         self.template = start_template()  # forks this node's workers (as the local runtime's)
@@ -100,15 +105,8 @@ class NodeDaemon:
             t.start()
         # Its workers' output goes to the head, which shows it at their jobs' drivers.
         self.log_monitor = logs.LogMonitor(logs.log_dir(self.session), self.send_logs)
-        self.metrics_server = None
-        if metrics_port is not None:  # (its own figures; the head's /metrics has every node's)
-            from sluice.executor.cluster import node_metrics
-
-            try:
-                self.metrics_server = node_metrics.serve(self, bind, metrics_port, token)
-            except BaseException:
-                self.stop()
-                raise
+        if self.metrics_server is not None:  # (its own; the head's /metrics has every node's)
+            node_metrics.serve(self.metrics_server, self, token)
 
     def send_logs(self, lines: list[logs.LogLine]) -> None:
         """Hand the head what this node's workers wrote (``("logs", [(index, pid, name,

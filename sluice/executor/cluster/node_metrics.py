@@ -66,15 +66,33 @@ class _NodeCollector:
             yield family
 
 
-def serve(node: Any, host: str, port: int, token: str) -> _Server:
-    """Serve ``node``'s metrics at ``http://host:port/metrics`` (any path) to holders of
-    ``token``, on a daemon thread; ``server.shutdown()`` stops it. An ``OSError`` names a
-    port already in use."""
+def listen(host: str, port: int) -> _Server:
+    """A server bound to ``host:port``, not serving yet (see :func:`serve`): a node takes
+    its port before it joins, so a port in use is refused (an ``OSError`` naming it)
+    before the cluster ever sees the node."""
     try:
-        from prometheus_client import CollectorRegistry, make_wsgi_app
+        import prometheus_client  # noqa: F401 - (checked here, before the node joins)
     except ImportError:
-        raise ImportError("a node's --metrics-export-port needs prometheus_client: "
-                          "pip install 'sluice[dashboard]'") from None
+        raise OSError("a node's --metrics-export-port needs prometheus_client: "
+                      "pip install 'sluice[dashboard]'") from None
+    try:
+        return make_server(host, port, _unavailable, server_class=_Server,
+                           handler_class=_Quiet)
+    except OSError as err:
+        raise OSError(f"--metrics-export-port {port}: cannot listen on {host}:{port} ({err}); "
+                      f"give a free port") from None
+
+
+def _unavailable(environ: dict, start_response: Any) -> Any:
+    start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+    return [b"the node is still joining its cluster\n"]
+
+
+def serve(server: _Server, node: Any, token: str) -> None:
+    """Serve ``node``'s metrics on ``server`` (from :func:`listen`), at any path, to holders
+    of ``token``, on a daemon thread; ``server.shutdown()`` stops it."""
+    from prometheus_client import CollectorRegistry, make_wsgi_app
+
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_NodeCollector(node))
     metrics = make_wsgi_app(registry)
@@ -86,11 +104,6 @@ def serve(node: Any, host: str, port: int, token: str) -> _Server:
             return [b"give the cluster token: Authorization: Bearer TOKEN\n"]
         return metrics(environ, start_response)
 
-    try:
-        server = make_server(host, port, guarded, server_class=_Server, handler_class=_Quiet)
-    except OSError as err:
-        raise OSError(f"--metrics-export-port {port}: cannot listen on {host}:{port} ({err}); "
-                      f"give a free port") from None
+    server.set_app(guarded)
     threading.Thread(target=server.serve_forever, name="sluice-node-metrics",
                      daemon=True).start()
-    return server
